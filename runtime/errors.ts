@@ -1,0 +1,72 @@
+/**
+ * The one error family of VoltageEMS. Every error that leaves a module is a
+ * VoltageError with a stable `code`, a sentence a person can act on, and the
+ * context (file:line:column, channel, point) it happened in.
+ * Never throw a bare Error across a module boundary.
+ */
+export type ErrorKind = 'config' | 'device' | 'redis' | 'api' | 'runtime';
+
+export interface ErrorContext {
+  readonly [key: string]: string | number | boolean | undefined;
+}
+
+export class VoltageError extends Error {
+  readonly kind: ErrorKind;
+  readonly code: string;
+  readonly context: ErrorContext;
+
+  constructor(kind: ErrorKind, code: string, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'VoltageError';
+    this.kind = kind;
+    this.code = code;
+    this.context = context;
+  }
+}
+
+/** A position in a config file, 1-based as editors show it. */
+export interface SourcePosition {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** One problem found in a config folder. `voltage validate` prints a list of these. */
+export interface ConfigIssue extends SourcePosition {
+  readonly code: string;
+  readonly message: string;
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  return `${i.file}:${i.line}:${i.column}: ${i.message} [${i.code}]`;
+}
+
+export class ConfigError extends VoltageError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[]) {
+    super('config', 'CONFIG_INVALID', `config has ${issues.length} problem(s):\n${issues.map(formatIssue).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/** Raised by a channel's device I/O. `transient` errors are retried by the channel itself; others fail the actor. */
+export class DeviceError extends VoltageError {
+  readonly transient: boolean;
+  constructor(code: string, message: string, transient: boolean, context: ErrorContext = {}) {
+    super('device', code, message, context);
+    this.name = 'DeviceError';
+    this.transient = transient;
+  }
+}
+
+export class RedisFunctionError extends VoltageError {
+  constructor(fn: string, message: string, options?: { cause?: unknown }) {
+    super('redis', 'REDIS_FUNCTION', `${fn}: ${message}`, { function: fn }, options);
+    this.name = 'RedisFunctionError';
+  }
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
