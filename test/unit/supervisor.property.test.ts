@@ -23,7 +23,9 @@ const scenario = fc.record({
   seed: fc.double({ min: 0, max: 0.999, noNaN: true }),
 });
 
-async function run(s: fc.infer<typeof scenario>) {
+type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
+
+async function run(s: Scenario) {
   const clock = new ManualClock();
   const kids = new TestChildren(() => clock.now());
   const ids = s.restarts.map((_, i) => `c${i}`);

@@ -1,0 +1,270 @@
+/**
+ * Loads a config folder: read (source.ts), check against the schema, check
+ * what a schema cannot (references, duplicates, calculation cycles), then
+ * resolve into a SiteConfig. Every problem is collected, with its position,
+ * before anything is thrown: the user sees all mistakes at once.
+ */
+import { closest } from 'fastest-levenshtein';
+import type { z } from 'zod';
+import { ConfigError, type ConfigIssue, type SourcePosition } from '../errors.js';
+import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
+import { configSchema, jsonSchema, POINT_REF_PATTERN, type ParsedConfig, type PointType } from './schema.js';
+import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
+import { pointKey } from './site.js';
+import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
+
+type Path = readonly (string | number)[];
+
+export function loadConfig(dir: string): SiteConfig {
+  const src = readConfigFolder(dir);
+  const issues = [...src.issues];
+  const parsed = configSchema.safeParse(src.raw);
+  if (!parsed.success) {
+    for (const zi of parsed.error.issues) issues.push(...schemaIssue(src, zi));
+  }
+  if (issues.length > 0 || !parsed.success) throw new ConfigError(sortIssues(issues));
+  const site = resolveSite(src, parsed.data, issues);
+  if (issues.length > 0) throw new ConfigError(sortIssues(issues));
+  return site;
+}
+
+function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
+  return [...issues].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
+}
+
+function pathText(path: Path): string {
+  return path.reduce<string>((s, seg) => (typeof seg === 'number' ? `${s}[${seg}]` : s ? `${s}.${seg}` : seg), '');
+}
+
+function valueAt(root: unknown, path: Path): unknown {
+  let cur = root;
+  for (const seg of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[seg];
+  }
+  return cur;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return `the text ${JSON.stringify(v)}`;
+  return `${typeof v} ${String(v)}`;
+}
+
+type JsonNode = { properties?: Record<string, JsonNode>; items?: JsonNode; additionalProperties?: JsonNode | boolean; anyOf?: JsonNode[]; oneOf?: JsonNode[]; const?: unknown };
+let schemaCache: JsonNode | undefined;
+
+/** The keys allowed at `path`, read off the JSON Schema (choosing the union variant that the data's `kind` names). */
+function allowedKeys(raw: unknown, path: Path): string[] {
+  let node: JsonNode | undefined = (schemaCache ??= jsonSchema() as JsonNode);
+  const pick = (n: JsonNode, at: Path): JsonNode => {
+    const variants = n.anyOf ?? n.oneOf;
+    if (!variants) return n;
+    const data = valueAt(raw, at) as Record<string, unknown> | undefined;
+    const byKind = variants.find((v) => v.properties?.kind?.const !== undefined && v.properties.kind.const === data?.kind);
+    return pick(byKind ?? variants.find((v) => v.properties) ?? n, at);
+  };
+  for (let i = 0; i < path.length && node; i++) {
+    node = pick(node, path.slice(0, i));
+    const seg = path[i]!;
+    if (typeof seg === 'number') node = node.items;
+    else node = node.properties?.[seg] ?? (typeof node.additionalProperties === 'object' ? node.additionalProperties : undefined);
+  }
+  if (!node) return [];
+  node = pick(node, path);
+  return Object.keys(node.properties ?? {});
+}
+
+function schemaIssue(src: ConfigSource, zi: z.core.$ZodIssue): ConfigIssue[] {
+  const path = zi.path.filter((p): p is string | number => typeof p !== 'symbol');
+  const where = pathText(path) || 'the config';
+  const at = (p: Path, key = false): SourcePosition => src.locate(p, { key });
+  const value = valueAt(src.raw, path);
+  switch (zi.code) {
+    case 'unrecognized_keys':
+      return zi.keys.map((k) => {
+        const valid = allowedKeys(src.raw, path);
+        const near = valid.length > 0 ? closest(k, valid) : undefined;
+        const hint = near ? `; did you mean '${near}'?` : '';
+        return { ...at([...path, k], true), code: 'UNKNOWN_KEY', message: `unknown key '${k}' in ${where}${hint} (allowed: ${valid.join(', ')})` };
+      });
+    case 'invalid_type':
+      if (value === undefined) return [{ ...at(path.slice(0, -1)), code: 'MISSING_KEY', message: `${where} is required (${zi.expected})` }];
+      return [{ ...at(path), code: 'WRONG_TYPE', message: `${where} must be ${zi.expected === 'object' ? 'a mapping' : zi.expected === 'array' ? 'a list' : `a ${zi.expected}`}, not ${describe(value)}` }];
+    case 'invalid_value':
+      return [{ ...at(path), code: 'INVALID_VALUE', message: `${where} must be one of ${zi.values.map((v) => JSON.stringify(v)).join(', ')}, not ${describe(value)}` }];
+    case 'invalid_union': {
+      const options = (zi as { options?: unknown[] }).options;
+      if (options) {
+        return [{ ...at(path), code: 'INVALID_VALUE', message: `${where} must be one of ${options.map((o) => JSON.stringify(o)).join(', ')}, not ${describe(value)}` }];
+      }
+      return [{ ...at(path), code: 'WRONG_TYPE', message: `${where}: ${zi.message}` }];
+    }
+    case 'too_small':
+    case 'too_big':
+      return [{ ...at(path), code: 'OUT_OF_RANGE', message: `${where} is ${describe(value)}: ${zi.message.replace(/^Too (small|big): expected \w+ to (be|have) /, 'must be ')}` }];
+    default:
+      return [{ ...at(path), code: 'INVALID_VALUE', message: `${where}: ${zi.message}` }];
+  }
+}
+
+/** Checks what the schema cannot and resolves templates, mappings and calculation order. */
+function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]): SiteConfig {
+  const add = (path: Path, code: string, message: string, key = false) => issues.push({ ...src.locate(path, { key }), code, message });
+
+  // Channels and their points.
+  const channelPoints = new Map<string, Map<string, number>>();
+  const channelIndex = new Map<string, number>();
+  cfg.channels.forEach((ch, ci) => {
+    const first = channelIndex.get(ch.id);
+    if (first !== undefined) {
+      add(['channels', ci, 'id'], 'DUPLICATE_ID', `channel id '${ch.id}' is used twice (first at ${formatPos(src.locate(['channels', first, 'id']))})`);
+      return;
+    }
+    channelIndex.set(ch.id, ci);
+    const points = new Map<string, number>();
+    channelPoints.set(ch.id, points);
+    ch.points.forEach((p, pi) => {
+      const k = `${p.type}:${p.id}`;
+      const firstP = points.get(k);
+      if (firstP !== undefined) add(['channels', ci, 'points', pi, 'id'], 'DUPLICATE_ID', `point ${k} of channel '${ch.id}' is defined twice (first at ${formatPos(src.locate(['channels', ci, 'points', firstP, 'id']))})`);
+      else points.set(k, pi);
+      if (ch.protocol === 'virtual' && (p.type === 'm' || p.type === 's') && !p.sim) add(['channels', ci, 'points', pi], 'MISSING_KEY', `point ${k} of virtual channel '${ch.id}' needs a 'sim' waveform`);
+      if (p.min !== undefined && p.max !== undefined && p.min > p.max) add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
+      if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) add(['channels', ci, 'points', pi, 'sim', 'min'], 'OUT_OF_RANGE', `point ${k}: random_walk min must be below max`);
+    });
+  });
+
+  // Models: templates, names, mappings.
+  const modelIndex = new Map<string, number>();
+  cfg.models.forEach((m, mi) => {
+    const first = modelIndex.get(m.id);
+    if (first !== undefined) add(['models', mi, 'id'], 'DUPLICATE_ID', `model id '${m.id}' is used twice (first at ${formatPos(src.locate(['models', first, 'id']))})`);
+    else modelIndex.set(m.id, mi);
+  });
+  const templateNames = Object.keys(cfg.templates);
+  const mappedBy = new Map<string, Path>();
+  const shapes = cfg.models.map((m, mi) => {
+    const tpl = m.template ? cfg.templates[m.template] : undefined;
+    if (m.template && !tpl) {
+      const near = templateNames.length ? closest(m.template, templateNames) : undefined;
+      add(['models', mi, 'template'], 'UNKNOWN_REF', `model '${m.id}' uses template '${m.template}', which is not defined${near ? `; did you mean '${near}'?` : ''}`);
+    }
+    const measurements = new Map(Object.entries({ ...tpl?.measurements, ...m.measurements }).map(([k, v]) => [k, { unit: v.unit }]));
+    const calcSpecs = { ...tpl?.calculations, ...m.calculations };
+    for (const name of Object.keys(calcSpecs)) {
+      if (measurements.has(name)) add(['models', mi, 'calculations', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a measurement and a calculation`, true);
+    }
+    const mapping = new Map<string, PointRef>();
+    for (const [name, refText] of Object.entries(m.mapping)) {
+      const path = ['models', mi, 'mapping', name];
+      if (!measurements.has(name)) {
+        if (m.template && !tpl) continue; // already reported: the template is missing
+        const names = [...measurements.keys()];
+        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}', which is not one of its measurements${names.length ? `; did you mean '${closest(name, names)}'?` : ''}`, true);
+        continue;
+      }
+      const match = POINT_REF_PATTERN.exec(refText)!;
+      const ref: PointRef = { channel: match[1]!, type: match[2] as PointType, point: Number(match[3]) };
+      const points = channelPoints.get(ref.channel);
+      if (!points) {
+        const ids = [...channelPoints.keys()];
+        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}' to channel '${ref.channel}', which does not exist${ids.length ? `; did you mean '${closest(ref.channel, ids)}'?` : ''}`);
+        continue;
+      }
+      if (!points.has(`${ref.type}:${ref.point}`)) {
+        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}' to point ${ref.type}:${ref.point}, which channel '${ref.channel}' does not have`);
+        continue;
+      }
+      const other = mappedBy.get(pointKey(ref));
+      if (other) {
+        add(path, 'DUPLICATE_ID', `channel point ${pointKey(ref)} is already mapped at ${formatPos(src.locate(other))}; a channel point feeds one model value`);
+        continue;
+      }
+      mappedBy.set(pointKey(ref), path);
+      mapping.set(name, ref);
+    }
+    return { m, mi, measurements, calcSpecs, mapping, incomplete: Boolean(m.template && !tpl) };
+  });
+
+  // Calculations: compile, check references, order, reject cycles.
+  const byId = new Map(shapes.map((s) => [s.m.id, s]));
+  const compiled = new Map<string, { expr: CompiledExpr; path: Path; deps: string[] }>();
+  for (const s of shapes) {
+    for (const [name, spec] of Object.entries(s.calcSpecs)) {
+      const path: Path = s.m.calculations[name] ? ['models', s.mi, 'calculations', name, 'expr'] : ['templates', s.m.template ?? '', 'calculations', name, 'expr'];
+      let expr: CompiledExpr;
+      try {
+        expr = compileExpr(spec.expr);
+      } catch (e) {
+        const idx = e instanceof ExprError ? e.index : 0;
+        add(path, 'EXPR_SYNTAX', `calculation '${s.m.id}.${name}': ${(e as Error).message} (at character ${idx + 1} of "${spec.expr}")`);
+        continue;
+      }
+      const deps: string[] = [];
+      for (const ref of expr.refs) {
+        const [modelId, valueName] = ref.includes('.') ? (ref.split('.') as [string, string]) : [s.m.id, ref];
+        const target = byId.get(modelId);
+        const known = target ? [...target.measurements.keys(), ...Object.keys(target.calcSpecs)] : [];
+        if (!target) add(path, 'UNKNOWN_REF', `calculation '${s.m.id}.${name}' reads '${ref}', but there is no model '${modelId}'`);
+        else if (!known.includes(valueName)) { if (!target.incomplete) add(path, 'UNKNOWN_REF', `calculation '${s.m.id}.${name}' reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`); }
+        else deps.push(`${modelId}.${valueName}`);
+      }
+      compiled.set(`${s.m.id}.${name}`, { expr, path, deps });
+    }
+  }
+  const order = topoOrder(compiled, (cycle) => {
+    const at = compiled.get(cycle[0]!)!.path;
+    add(at, 'CALC_CYCLE', `calculations form a cycle: ${[...cycle, cycle[0]].join(' → ')}`);
+  });
+
+  const models: ModelDef[] = shapes.map((s) => {
+    const calculations: Calculation[] = order
+      .filter((k) => k.startsWith(`${s.m.id}.`) && compiled.has(k))
+      .map((k) => {
+        const name = k.slice(s.m.id.length + 1);
+        return { name, expr: compiled.get(k)!.expr, unit: s.calcSpecs[name]?.unit };
+      });
+    const dependsOn = new Set<string>();
+    for (const c of calculations) for (const d of compiled.get(`${s.m.id}.${c.name}`)!.deps) {
+      const dm = d.split('.')[0]!;
+      if (dm !== s.m.id) dependsOn.add(dm);
+    }
+    const tpl = s.m.template ? cfg.templates[s.m.template] : undefined;
+    return {
+      id: s.m.id,
+      name: s.m.name ?? s.m.id,
+      nature: s.m.nature ?? tpl?.nature ?? 'generic',
+      measurements: s.measurements,
+      calculations,
+      mapping: s.mapping,
+      dependsOn: [...dependsOn],
+    };
+  });
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels: cfg.channels, models });
+}
+
+/** Depth-first topological order; reports each cycle once. */
+function topoOrder(graph: ReadonlyMap<string, { deps: string[] }>, onCycle: (cycle: string[]) => void): string[] {
+  const state = new Map<string, 'visiting' | 'done'>();
+  const order: string[] = [];
+  const stack: string[] = [];
+  const visit = (n: string) => {
+    const s = state.get(n);
+    if (s === 'done') return;
+    if (s === 'visiting') {
+      onCycle(stack.slice(stack.indexOf(n)));
+      return;
+    }
+    state.set(n, 'visiting');
+    stack.push(n);
+    for (const d of graph.get(n)?.deps ?? []) if (graph.has(d)) visit(d);
+    stack.pop();
+    state.set(n, 'done');
+    order.push(n);
+  };
+  for (const n of [...graph.keys()].sort()) visit(n);
+  return order;
+}

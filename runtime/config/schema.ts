@@ -1,0 +1,138 @@
+/**
+ * The one schema of a site config. It validates the YAML (and CSV point
+ * tables), gives the TypeScript types, and is emitted as JSON Schema by
+ * `voltage schema` so editors check the files as they are written.
+ * Every object is strict: an unknown key is an error, never ignored.
+ */
+import { z } from 'zod';
+
+export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
+/** `channel:type:point`, the key of `mapping:c2m`. */
+export const POINT_REF_PATTERN = /^([A-Za-z0-9_-]+):(m|s|c|a):(\d+)$/;
+
+const name = z.string().regex(NAME_PATTERN, 'must start with a letter or _ and hold only letters, digits and _');
+const id = z.union([z.string(), z.number().int().nonnegative()])
+  .transform((v) => String(v))
+  .pipe(z.string().regex(ID_PATTERN, 'must hold only letters, digits, _ and -'));
+const positiveMs = z.number().int().positive();
+
+export const backoffSchema = z.strictObject({
+  minBackoffMs: positiveMs.default(200),
+  maxBackoffMs: positiveMs.default(30_000),
+  randomFactor: z.number().min(0).max(1).default(0.2),
+  resetBackoffAfterMs: positiveMs.default(60_000),
+});
+
+const supervisorSchema = z.strictObject({
+  intensity: z.number().int().nonnegative().default(5),
+  periodMs: positiveMs.default(30_000),
+  backoff: backoffSchema.prefault({}),
+});
+
+export const runtimeSchema = z.strictObject({
+  site: id.default('site'),
+  redis: z.strictObject({
+    url: z.string().default('redis://127.0.0.1:6379'),
+    historyMaxLen: z.number().int().positive().default(100_000),
+    cloudMaxLen: z.number().int().positive().default(100_000),
+  }).prefault({}),
+  supervisor: supervisorSchema.prefault({}),
+  channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),
+  models: supervisorSchema.prefault({}).describe('restart policy of the model supervisor'),
+  log: z.strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+});
+
+/** Waveforms of the virtual (simulated) device. */
+export const simSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sine'), amplitude: z.number(), periodMs: positiveMs, offset: z.number().default(0), phase: z.number().default(0) }),
+  z.strictObject({ kind: z.literal('square'), low: z.number(), high: z.number(), periodMs: positiveMs }),
+  z.strictObject({ kind: z.literal('counter'), start: z.number().default(0), step: z.number().default(1), max: z.number().optional() }),
+  z.strictObject({ kind: z.literal('random_walk'), start: z.number(), step: z.number().positive(), min: z.number(), max: z.number() }),
+  z.strictObject({ kind: z.literal('constant'), value: z.number() }),
+]);
+
+export const pointTypeSchema = z.enum(['m', 's', 'c', 'a']).describe('m = measurement, s = signal, c = control, a = adjustment');
+
+export const pointSchema = z.strictObject({
+  type: pointTypeSchema,
+  id: z.number().int().nonnegative(),
+  name: z.string().optional(),
+  unit: z.string().optional(),
+  scale: z.number().default(1),
+  offset: z.number().default(0),
+  /** Report by exception: a value is sent only when it moved more than this since the last sent one. */
+  deadband: z.number().nonnegative().default(0),
+  min: z.number().optional(),
+  max: z.number().optional(),
+  sim: simSchema.optional(),
+});
+
+export const faultSchema = z.strictObject({
+  /** The channel's poll throws a fatal error after this many polls (each incarnation counts afresh). */
+  crashAfterPolls: z.number().int().positive().optional(),
+  /** Fraction (0..1) of points whose reading is not a number, so that they get quality `bad`. */
+  garbageRate: z.number().min(0).max(1).default(0),
+  /** The link drops after this many polls and the channel reconnects with backoff. */
+  dropAfterPolls: z.number().int().positive().optional(),
+});
+
+export const channelSchema = z.strictObject({
+  id,
+  name: z.string().optional(),
+  protocol: z.literal('virtual'),
+  enabled: z.boolean().default(true),
+  pollMs: positiveMs.default(1000),
+  timeoutMs: positiveMs.default(1000),
+  reconnect: backoffSchema.prefault({}),
+  points: z.array(pointSchema).default([]),
+  /** CSV point tables, relative to the config folder; header cells name point fields, dotted for nesting (`sim.kind`). */
+  pointsFile: z.union([z.string(), z.array(z.string())]).optional(),
+  fault: faultSchema.optional(),
+});
+
+const valueSpec = z.strictObject({ unit: z.string().optional(), description: z.string().optional() });
+const calcSpec = z.strictObject({ expr: z.string().min(1), unit: z.string().optional(), description: z.string().optional() });
+
+export const templateSchema = z.strictObject({
+  nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).default('generic'),
+  measurements: z.record(name, valueSpec).default({}),
+  calculations: z.record(name, calcSpec).default({}),
+});
+
+export const modelSchema = z.strictObject({
+  id,
+  name: z.string().optional(),
+  template: name.optional(),
+  nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).optional(),
+  measurements: z.record(name, valueSpec).default({}),
+  calculations: z.record(name, calcSpec).default({}),
+  /** measurement name → `channel:type:point` */
+  mapping: z.record(name, z.string().regex(POINT_REF_PATTERN, 'must be channel:type:point, e.g. 1001:m:1')).default({}),
+});
+
+export const configSchema = z.strictObject({
+  $schema: z.string().optional(),
+  runtime: runtimeSchema.prefault({}),
+  channels: z.array(channelSchema).default([]),
+  templates: z.record(name, templateSchema).default({}),
+  models: z.array(modelSchema).default([]),
+});
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type RuntimeConfig = z.output<typeof runtimeSchema>;
+export type ChannelConfig = z.output<typeof channelSchema>;
+export type PointConfig = z.output<typeof pointSchema>;
+export type PointType = z.output<typeof pointTypeSchema>;
+export type SimSpec = z.output<typeof simSchema>;
+export type FaultConfig = z.output<typeof faultSchema>;
+export type ModelConfigRaw = z.output<typeof modelSchema>;
+
+/** JSON Schema for editors: each YAML file of a config folder holds some of the top-level sections. */
+export function jsonSchema(): Record<string, unknown> {
+  return {
+    ...z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }),
+    title: 'VoltageEMS site config (one file of a config folder)',
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * The typed, immutable site that the runtime runs: what is left of a config
+ * folder once it has been read, checked and resolved. Nothing deeper than
+ * runtime/config reads YAML or re-validates.
+ */
+import type { CompiledExpr } from '../expr.js';
+import type { ChannelConfig, PointConfig, PointType, RuntimeConfig } from './schema.js';
+
+export type { ChannelConfig, PointConfig, PointType, RuntimeConfig };
+
+export interface PointRef {
+  readonly channel: string;
+  readonly type: PointType;
+  readonly point: number;
+}
+
+export interface Calculation {
+  readonly name: string;
+  readonly expr: CompiledExpr;
+  readonly unit: string | undefined;
+}
+
+export interface ModelDef {
+  readonly id: string;
+  readonly name: string;
+  readonly nature: string;
+  readonly measurements: ReadonlyMap<string, { readonly unit: string | undefined }>;
+  /** In dependency order: a calculation comes after every calculation of this model it reads. */
+  readonly calculations: readonly Calculation[];
+  readonly mapping: ReadonlyMap<string, PointRef>;
+  /** Other models whose values this model's calculations read. */
+  readonly dependsOn: readonly string[];
+}
+
+export interface SiteConfig {
+  readonly dir: string;
+  readonly runtime: RuntimeConfig;
+  readonly channels: readonly ChannelConfig[];
+  readonly models: readonly ModelDef[];
+}
+
+export function pointKey(ref: PointRef): string {
+  return `${ref.channel}:${ref.type}:${ref.point}`;
+}

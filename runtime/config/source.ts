@@ -1,0 +1,228 @@
+/**
+ * Reads a config folder into one plain object and remembers where every part
+ * of it came from, so that any problem found later (schema, references,
+ * cycles) is reported at its file, line and column.
+ * YAML files hold top-level sections; list sections (channels, models) and
+ * map sections (templates) may be split across files, `runtime` may not.
+ * CSV point tables are read here too, one point a row.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import type { ConfigIssue, SourcePosition } from '../errors.js';
+
+type Path = readonly (string | number)[];
+
+interface YamlMount { kind: 'yaml'; file: string; doc: Document; lines: LineCounter; docPath: Path }
+interface CsvMount { kind: 'csv'; file: string; line: number; columns: ReadonlyMap<string, number> }
+type Mount = YamlMount | CsvMount;
+
+export interface ConfigSource {
+  readonly dir: string;
+  readonly raw: Record<string, unknown>;
+  readonly issues: ConfigIssue[];
+  /** Where the value at `path` of `raw` was written; `key` asks for the key's position rather than the value's. */
+  locate(path: Path, opts?: { key?: boolean }): SourcePosition;
+}
+
+const LIST_SECTIONS = new Set(['channels', 'models']);
+const MAP_SECTIONS = new Set(['templates']);
+
+export function readConfigFolder(dirArg: string): ConfigSource {
+  const dir = resolve(dirArg);
+  const issues: ConfigIssue[] = [];
+  const mounts = new Map<string, Mount>();
+  const raw: Record<string, unknown> = {};
+  const key = (p: Path) => JSON.stringify(p);
+  const rel = (f: string) => relative(process.cwd(), f) || f;
+
+  const locate = (path: Path, opts: { key?: boolean } = {}): SourcePosition => {
+    for (let n = path.length; n >= 0; n--) {
+      const m = mounts.get(key(path.slice(0, n)));
+      if (!m) continue;
+      const rest = path.slice(n);
+      if (m.kind === 'csv') {
+        const col = typeof rest[0] === 'string' ? m.columns.get(rest.map(String).join('.')) ?? m.columns.get(rest[0]) : undefined;
+        return { file: m.file, line: m.line, column: col ?? 1 };
+      }
+      return yamlPosition(m, [...m.docPath, ...rest], opts.key === true);
+    }
+    return { file: rel(dir), line: 1, column: 1 };
+  };
+
+  let files: string[] = [];
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+  } catch (e) {
+    issues.push({ file: rel(dir), line: 1, column: 1, code: 'CONFIG_DIR', message: `cannot read config folder: ${(e as Error).message}` });
+  }
+  if (files.length === 0 && issues.length === 0) {
+    issues.push({ file: rel(dir), line: 1, column: 1, code: 'CONFIG_EMPTY', message: 'the config folder holds no .yaml file' });
+  }
+
+  for (const name of files) {
+    const path = join(dir, name);
+    const file = rel(path);
+    const lines = new LineCounter();
+    const doc = parseDocument(readFileSync(path, 'utf8'), { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    for (const err of doc.errors) {
+      const pos = lines.linePos(err.pos[0]);
+      issues.push({ file, line: pos.line, column: pos.col, code: 'YAML_SYNTAX', message: firstLine(err.message) });
+    }
+    if (doc.errors.length > 0) continue;
+    const content: unknown = doc.toJS();
+    if (content === null || content === undefined) continue;
+    const mount: YamlMount = { kind: 'yaml', file, doc, lines, docPath: [] };
+    if (typeof content !== 'object' || Array.isArray(content)) {
+      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, channels, templates, models)' });
+      continue;
+    }
+    for (const [section, value] of Object.entries(content as Record<string, unknown>)) {
+      if (LIST_SECTIONS.has(section) && Array.isArray(value)) {
+        const list = (raw[section] ??= []) as unknown[];
+        value.forEach((item, i) => {
+          mounts.set(key([section, list.length]), { ...mount, docPath: [section, i] });
+          list.push(item);
+        });
+        mounts.set(key([section]), { ...mount, docPath: [section] });
+      } else if (MAP_SECTIONS.has(section) && value && typeof value === 'object' && !Array.isArray(value)) {
+        const map = (raw[section] ??= {}) as Record<string, unknown>;
+        for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+          if (k in map) {
+            issues.push({ ...yamlPosition({ ...mount }, [section, k], true), code: 'DUPLICATE_ID', message: `${section} '${k}' is defined twice (also at ${formatPos(locate([section, k], { key: true }))})` });
+            continue;
+          }
+          map[k] = v;
+          mounts.set(key([section, k]), { ...mount, docPath: [section, k] });
+        }
+        mounts.set(key([section]), { ...mount, docPath: [section] });
+      } else {
+        if (section in raw) {
+          issues.push({ ...yamlPosition(mount, [section], true), code: 'DUPLICATE_SECTION', message: `section '${section}' is also given at ${formatPos(locate([section], { key: true }))}` });
+          continue;
+        }
+        raw[section] = value;
+        mounts.set(key([section]), { ...mount, docPath: [section] });
+      }
+    }
+  }
+
+  readPointTables(dir, raw, mounts, key, issues, locate, rel);
+  return { dir, raw, issues, locate };
+}
+
+function readPointTables(
+  dir: string, raw: Record<string, unknown>, mounts: Map<string, Mount>, key: (p: Path) => string,
+  issues: ConfigIssue[], locate: ConfigSource['locate'], rel: (f: string) => string,
+): void {
+  const channels = Array.isArray(raw.channels) ? (raw.channels as unknown[]) : [];
+  channels.forEach((ch, ci) => {
+    if (!ch || typeof ch !== 'object') return;
+    const channel = ch as Record<string, unknown>;
+    const files = typeof channel.pointsFile === 'string' ? [channel.pointsFile] : Array.isArray(channel.pointsFile) ? channel.pointsFile : [];
+    if (files.length === 0) return;
+    if (channel.points !== undefined && !Array.isArray(channel.points)) return;
+    const points = (channel.points ??= []) as unknown[];
+    files.forEach((f, fi) => {
+      const at = typeof channel.pointsFile === 'string' ? ['channels', ci, 'pointsFile'] : ['channels', ci, 'pointsFile', fi];
+      if (typeof f !== 'string') return;
+      const path = resolve(dir, f);
+      let text: string;
+      try {
+        text = readFileSync(path, 'utf8');
+      } catch (e) {
+        issues.push({ ...locate(at), code: 'CSV_MISSING', message: `cannot read point table '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+        return;
+      }
+      const file = rel(path);
+      let rows: Array<{ record: string[]; raw: string; info: { lines: number } }>;
+      try {
+        rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: "#" }) as unknown as typeof rows;
+      } catch (e) {
+        const err = e as Error & { lines?: number; column?: number };
+        issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message: firstLine(err.message) });
+        return;
+      }
+      const [header, ...body] = rows;
+      if (!header) return;
+      const headerCols = cellColumns(header.raw);
+      const names = header.record;
+      for (const row of body) {
+        const cols = cellColumns(row.raw);
+        if (row.record.length !== names.length) {
+          issues.push({ file, line: row.info.lines, column: 1, code: 'CSV_SHAPE', message: `row has ${row.record.length} cells, the header has ${names.length}` });
+          continue;
+        }
+        const point: Record<string, unknown> = {};
+        const columns = new Map<string, number>();
+        names.forEach((name, i) => {
+          columns.set(name, cols[i] ?? headerCols[i] ?? 1);
+          const cell = row.record[i] ?? '';
+          if (cell !== '') setDotted(point, name, coerceCell(cell));
+        });
+        mounts.set(key(['channels', ci, 'points', points.length]), { kind: 'csv', file, line: row.info.lines, columns });
+        points.push(point);
+      }
+    });
+    delete channel.pointsFile;
+  });
+}
+
+function coerceCell(cell: string): unknown {
+  if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(cell)) return Number(cell);
+  if (cell === 'true' || cell === 'false') return cell === 'true';
+  return cell;
+}
+
+function setDotted(obj: Record<string, unknown>, dotted: string, value: unknown): void {
+  const parts = dotted.split('.');
+  let cur = obj;
+  for (const p of parts.slice(0, -1)) cur = (cur[p] ??= {}) as Record<string, unknown>;
+  cur[parts[parts.length - 1]!] = value;
+}
+
+/** 1-based start column of each cell of one raw CSV line (quotes respected). */
+function cellColumns(line: string): number[] {
+  const cols = [1];
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (ch === '"') quoted = !quoted;
+    else if (ch === ',' && !quoted) cols.push(i + 2);
+  }
+  return cols;
+}
+
+function yamlPosition(m: YamlMount, path: Path, wantKey: boolean): SourcePosition {
+  // Walk down as far as the path exists; report the deepest node found.
+  let node: unknown = m.doc.contents;
+  let offset = (m.doc.contents as YamlNode | null)?.range?.[0] ?? 0;
+  for (const seg of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+      if (!pair) break;
+      const keyNode = pair.key as YamlNode;
+      offset = wantKey && seg === path[path.length - 1] ? keyNode.range?.[0] ?? offset : (pair.value as YamlNode | null)?.range?.[0] ?? keyNode.range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item = node.items[seg] as YamlNode | undefined;
+      if (!item) break;
+      offset = item.range?.[0] ?? offset;
+      node = item;
+    } else {
+      break;
+    }
+  }
+  const pos = m.lines.linePos(offset);
+  return { file: m.file, line: pos.line, column: pos.col };
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0] ?? s;
+}
+
+export function formatPos(p: SourcePosition): string {
+  return `${p.file}:${p.line}:${p.column}`;
+}
