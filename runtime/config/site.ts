@@ -4,9 +4,9 @@
  * runtime/config reads YAML or re-validates.
  */
 import type { CompiledExpr } from '../expr.js';
-import type { ChannelConfig, PointConfig, PointType, RuntimeConfig } from './schema.js';
+import type { ChannelConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 
-export type { ChannelConfig, PointConfig, PointType, RuntimeConfig };
+export type { ChannelConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
   readonly channel: string;

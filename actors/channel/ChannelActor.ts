@@ -1,0 +1,110 @@
+/**
+ * Binds channelMachine to a device and to Redis: each poll reads every point,
+ * decodes and scales it, keeps what passes the deadband (report by exception,
+ * with an integrity refresh), and commits the batch with one c2m call.
+ * A reading that is not a finite number is stored with quality `bad` (its
+ * last good value stays); it never fails the actor.
+ * At most one c2m is in flight: while Redis is away the poll waits for it
+ * (ioredis queues the call), so memory stays bounded and nothing accepted is lost.
+ */
+import { fromPromise } from 'xstate';
+import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
+import { backoffDelay } from '../../runtime/backoff.js';
+import { machineChild } from '../../runtime/actorHost.js';
+import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { PointSample, Quality, VoltageRedis } from '../../runtime/redis/functions.js';
+import type { ActorRegistry } from '../../runtime/registry.js';
+import type { ChildSpec } from '../../runtime/supervisor.js';
+import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
+
+/** A point is re-sent at least this often even when it did not move beyond its deadband. */
+export const INTEGRITY_MS = 60_000;
+
+export interface ChannelActorDeps {
+  readonly redis: VoltageRedis;
+  readonly registry: ActorRegistry;
+  readonly log: Logger;
+  /** Override for tests and the benchmark. */
+  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly now?: () => number;
+}
+
+interface LastSent { value: number | null; quality: Quality; at: number }
+
+export function decode(raw: RawReading, p: PointConfig): { value: number | null; quality: Quality } {
+  if (typeof raw !== 'number' || !Number.isFinite(raw)) return { value: null, quality: 'bad' };
+  return { value: raw * p.scale + p.offset, quality: 'good' };
+}
+
+export function channelActorId(channel: ChannelConfig): string {
+  return `channel/${channel.id}`;
+}
+
+export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): ChildSpec {
+  const id = channelActorId(channel);
+  const now = deps.now ?? Date.now;
+  return machineChild({
+    id,
+    registry: deps.registry,
+    summarize: (c) => ({ polls: c.polls, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
+    async build() {
+      const log = deps.log.child({ actor: id });
+      const device = deps.device?.(channel) ?? new VirtualDevice(channel);
+      const points = channel.points.filter((p) => p.sim !== undefined || p.type === 'c' || p.type === 'a');
+      const lastSent = new Map<PointConfig, LastSent>();
+      let pollStartedAt = 0;
+
+      const poll = async (): Promise<PollOutcome> => {
+        const ts = now();
+        pollStartedAt = ts;
+        const readings = await device.read(points, ts);
+        const batch: PointSample[] = [];
+        const sent: PointConfig[] = [];
+        let bad = 0;
+        for (let i = 0; i < points.length; i++) {
+          const p = points[i]!;
+          const { value, quality } = decode(readings[i] ?? Number.NaN, p);
+          if (quality !== 'good') bad += 1;
+          const last = lastSent.get(p);
+          const moved = !last || last.quality !== quality || ts - last.at >= INTEGRITY_MS
+            || (value !== null && (last.value === null || Math.abs(value - last.value) > p.deadband || p.deadband === 0));
+          if (moved) {
+            batch.push({ type: p.type, id: p.id, value, quality });
+            sent.push(p);
+          }
+        }
+        if (batch.length > 0) {
+          await deps.redis.c2m(channel.id, ts, batch);
+          for (let i = 0; i < batch.length; i++) {
+            const p = sent[i]!;
+            const s = batch[i]!;
+            lastSent.set(p, { value: s.value ?? lastSent.get(p)?.value ?? null, quality: s.quality, at: ts });
+          }
+        }
+        if (bad > 0) log.debug({ bad }, 'readings that are not numbers were stored with quality bad');
+        return { points: batch.length, bad, finishedAt: now() };
+      };
+
+      const machine = channelMachine.provide({
+        actors: {
+          connect: fromPromise(async () => device.connect()),
+          poll: fromPromise(poll),
+        },
+        delays: {
+          pollDelay: () => Math.max(0, channel.pollMs - (now() - pollStartedAt)),
+          reconnectDelay: ({ context }) => {
+            const delayMs = backoffDelay(channel.reconnect, context.reconnectAttempt);
+            log.warn({ attempt: context.reconnectAttempt + 1, delayMs, err: context.lastError }, `link down; reconnecting in ${delayMs} ms`);
+            return delayMs;
+          },
+        },
+      });
+      return {
+        machine,
+        input: { channelId: channel.id, pollMs: channel.pollMs },
+        dispose: () => device.close(),
+      };
+    },
+  });
+}

@@ -1,0 +1,244 @@
+#!lua name=voltage
+--[[
+VoltageEMS Redis Functions. Every durable state change of the runtime is one
+call to one of these functions. Each function validates all of its arguments
+first and only then writes, so a rejected call writes nothing.
+The one place that knows the argument order on the TypeScript side is
+runtime/redis/functions.ts; change both together.
+]]
+
+local LIB_VERSION = '1'
+local QUALITY = { good = true, stale = true, bad = true, ['comm-failure'] = true }
+local POINT_TYPE = { m = true, s = true, c = true, a = true }
+
+local function fail(msg)
+  return redis.error_reply('EVOLTAGE ' .. msg)
+end
+
+local function is_number(s)
+  local n = tonumber(s)
+  return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
+end
+
+local function positive_int(s)
+  local n = tonumber(s)
+  return n ~= nil and n >= 1 and math.floor(n) == n
+end
+
+-- XADD with MAXLEN ~ and an exact count of the entries the trim removed.
+local function bounded_xadd(stream, stats, stat_field, maxlen, fields)
+  local before = redis.call('XLEN', stream)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+  local after = redis.call('XLEN', stream)
+  local dropped = before + 1 - after
+  if dropped > 0 then
+    redis.call('HINCRBY', stats, stat_field, dropped)
+  end
+  return dropped
+end
+
+local function hset_chunked(key, args)
+  -- unpack() is bounded by Lua's C stack; keep each HSET well below it.
+  local n = #args
+  local i = 1
+  while i <= n do
+    local j = math.min(i + 3999, n)
+    redis.call('HSET', key, unpack(args, i, j))
+    i = j + 1
+  end
+end
+
+--[[
+c2m: one poll's batch of points from one channel.
+KEYS: 1 mapping:c2m, 2 hissrv:queue, 3 cloud:queue, 4 stats:queues,
+      5.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
+ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN, then per point: type, id, value, quality
+      (value '' = no new value, quality only)
+Returns {points, models, history_dropped, cloud_dropped}.
+]]
+local function c2m(keys, args)
+  local channel, ts = args[1], args[2]
+  if #keys ~= 16 then return fail('c2m needs 16 keys, got ' .. #keys) end
+  if channel == nil or channel == '' then return fail('c2m: channel is missing') end
+  if not positive_int(ts) then return fail('c2m: ts must be a positive integer (ms), got ' .. tostring(ts)) end
+  if not positive_int(args[3]) or not positive_int(args[4]) then return fail('c2m: MAXLEN arguments must be positive integers') end
+  local n = #args - 4
+  if n == 0 or n % 4 ~= 0 then return fail('c2m: points come in groups of 4 (type, id, value, quality), got ' .. n .. ' arguments') end
+  for i = 5, #args, 4 do
+    local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
+    if not POINT_TYPE[t] then return fail('c2m: point type must be m, s, c or a, got ' .. tostring(t)) end
+    if id == '' or not tonumber(id) then return fail('c2m: point id must be a number, got ' .. tostring(id)) end
+    if v ~= '' and not is_number(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. tostring(v)) end
+    if not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. tostring(q)) end
+  end
+
+  -- Writes.
+  local slot = { m = 5, s = 8, c = 11, a = 14 }
+  local vals, tss, qs = {}, {}, {}
+  local fields = {}
+  local points = {}
+  for i = 5, #args, 4 do
+    local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
+    if not vals[t] then vals[t], tss[t], qs[t] = {}, {}, {} end
+    if v ~= '' then
+      local vt = vals[t]; vt[#vt + 1] = id; vt[#vt + 1] = v
+      local tt = tss[t]; tt[#tt + 1] = id; tt[#tt + 1] = ts
+    end
+    local qt = qs[t]; qt[#qt + 1] = id; qt[#qt + 1] = q
+    fields[#fields + 1] = channel .. ':' .. t .. ':' .. id
+    points[#points + 1] = { t, id, v, q }
+  end
+  for t, _ in pairs(qs) do
+    local k = slot[t]
+    if #vals[t] > 0 then
+      hset_chunked(keys[k], vals[t])
+      hset_chunked(keys[k + 1], tss[t])
+    end
+    hset_chunked(keys[k + 2], qs[t])
+  end
+
+  local targets = redis.call('HMGET', keys[1], unpack(fields))
+  local models = {}
+  local order = {}
+  for i, target in ipairs(targets) do
+    if target then
+      local sep = string.find(target, ':', 1, true)
+      local model, name = string.sub(target, 1, sep - 1), string.sub(target, sep + 1)
+      local m = models[model]
+      if not m then
+        m = { v = {}, t = {}, q = {}, values = {}, quality = {} }
+        models[model] = m
+        order[#order + 1] = model
+      end
+      local p = points[i]
+      if p[3] ~= '' then
+        m.v[#m.v + 1] = name; m.v[#m.v + 1] = p[3]
+        m.t[#m.t + 1] = name; m.t[#m.t + 1] = ts
+        m.values[name] = tonumber(p[3])
+      end
+      m.q[#m.q + 1] = name; m.q[#m.q + 1] = p[4]
+      if p[4] ~= 'good' then m.quality[name] = p[4] end
+    end
+  end
+  for _, model in ipairs(order) do
+    local m = models[model]
+    local base = 'modsrv:' .. model .. ':measurement'
+    if #m.v > 0 then
+      hset_chunked(base, m.v)
+      hset_chunked(base .. ':ts', m.t)
+    end
+    hset_chunked(base .. ':q', m.q)
+    local msg = { ts = tonumber(ts), src = 'c2m', v = m.values }
+    if next(m.quality) then msg.q = m.quality end
+    redis.call('PUBLISH', 'modsrv:' .. model .. ':update', cjson.encode(msg))
+  end
+  redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts)
+
+  local payload = cjson.encode(points)
+  local hd = bounded_xadd(keys[2], keys[4], 'hissrv:queue:dropped', args[3], { 'src', 'c', 'id', channel, 'ts', ts, 'p', payload })
+  local cd = bounded_xadd(keys[3], keys[4], 'cloud:queue:dropped', args[4], { 'src', 'c', 'id', channel, 'ts', ts, 'p', payload })
+  return { #points, #order, hd, cd }
+end
+
+--[[
+model_set: calculated values of one model.
+KEYS: 1 modsrv:{model}:measurement, 2 …:ts, 3 …:q, 4 hissrv:queue, 5 stats:queues
+ARGV: 1 model, 2 ts, 3 history MAXLEN, then per value: name, value, quality
+]]
+local function model_set(keys, args)
+  local model, ts = args[1], args[2]
+  if #keys ~= 5 then return fail('model_set needs 5 keys, got ' .. #keys) end
+  if model == nil or model == '' then return fail('model_set: model is missing') end
+  if not positive_int(ts) then return fail('model_set: ts must be a positive integer (ms)') end
+  if not positive_int(args[3]) then return fail('model_set: MAXLEN must be a positive integer') end
+  local n = #args - 3
+  if n == 0 or n % 3 ~= 0 then return fail('model_set: values come in groups of 3 (name, value, quality)') end
+  for i = 4, #args, 3 do
+    if args[i] == '' then return fail('model_set: empty name') end
+    if args[i + 1] ~= '' and not is_number(args[i + 1]) then return fail('model_set: value of ' .. args[i] .. ' is not a number: ' .. args[i + 1]) end
+    if not QUALITY[args[i + 2]] then return fail('model_set: bad quality for ' .. args[i]) end
+  end
+  local v, t, q, values, quality, points = {}, {}, {}, {}, {}, {}
+  for i = 4, #args, 3 do
+    local name, val, qual = args[i], args[i + 1], args[i + 2]
+    if val ~= '' then
+      v[#v + 1] = name; v[#v + 1] = val
+      t[#t + 1] = name; t[#t + 1] = ts
+      values[name] = tonumber(val)
+    end
+    q[#q + 1] = name; q[#q + 1] = qual
+    if qual ~= 'good' then quality[name] = qual end
+    points[#points + 1] = { name, val, qual }
+  end
+  if #v > 0 then
+    hset_chunked(keys[1], v)
+    hset_chunked(keys[2], t)
+  end
+  hset_chunked(keys[3], q)
+  local msg = { ts = tonumber(ts), src = 'calc', v = values }
+  if next(quality) then msg.q = quality end
+  redis.call('PUBLISH', 'modsrv:' .. model .. ':update', cjson.encode(msg))
+  bounded_xadd(keys[4], keys[5], 'hissrv:queue:dropped', args[3], { 'src', 'm', 'id', model, 'ts', ts, 'p', cjson.encode(points) })
+  return #points
+end
+
+--[[
+actor_report: the state of one actor, as the supervisor and the actor see it.
+KEYS: 1 actor:{id}, 2 actors (set of ids)
+ARGV: 1 id, then field, value pairs. Bumps `version`, publishes actor:update.
+]]
+local function actor_report(keys, args)
+  if #keys ~= 2 then return fail('actor_report needs 2 keys') end
+  local id = args[1]
+  if id == nil or id == '' then return fail('actor_report: id is missing') end
+  if (#args - 1) % 2 ~= 0 or #args < 3 then return fail('actor_report: fields come in pairs') end
+  redis.call('HSET', keys[1], unpack(args, 2))
+  local version = redis.call('HINCRBY', keys[1], 'version', 1)
+  redis.call('SADD', keys[2], id)
+  redis.call('PUBLISH', 'actor:update', id)
+  return version
+end
+
+--[[
+site_load: replaces the site's mapping and description atomically, at start.
+KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors
+ARGV: 1 site config (JSON), 2 number of mapping pairs N, then N pairs: channel:type:point, model:name
+Actors of an earlier config are forgotten (their state hashes too).
+]]
+local function site_load(keys, args)
+  if #keys ~= 4 then return fail('site_load needs 4 keys') end
+  local ok = pcall(cjson.decode, args[1] or '')
+  if not ok then return fail('site_load: site config is not JSON') end
+  local n = tonumber(args[2])
+  if n == nil or n < 0 or #args ~= 2 + 2 * n then return fail('site_load: expected ' .. tostring(n) .. ' mapping pairs') end
+  for i = 3, #args, 2 do
+    if not string.find(args[i], '^[%w_-]+:[msca]:%d+$') then return fail('site_load: bad channel point ' .. args[i]) end
+    if not string.find(args[i + 1], '^[%w_-]+:[%w_]+$') then return fail('site_load: bad model value ' .. args[i + 1]) end
+  end
+  redis.call('DEL', keys[1], keys[2])
+  local c2m_args, m2c_args = {}, {}
+  for i = 3, #args, 2 do
+    c2m_args[#c2m_args + 1] = args[i]; c2m_args[#c2m_args + 1] = args[i + 1]
+    m2c_args[#m2c_args + 1] = args[i + 1]; m2c_args[#m2c_args + 1] = args[i]
+  end
+  if #c2m_args > 0 then
+    hset_chunked(keys[1], c2m_args)
+    hset_chunked(keys[2], m2c_args)
+  end
+  for _, id in ipairs(redis.call('SMEMBERS', keys[4])) do
+    redis.call('DEL', 'actor:' .. id)
+  end
+  redis.call('DEL', keys[4])
+  redis.call('SET', keys[3], args[1])
+  return n
+end
+
+local function version()
+  return LIB_VERSION
+end
+
+redis.register_function('c2m', c2m)
+redis.register_function('model_set', model_set)
+redis.register_function('actor_report', actor_report)
+redis.register_function('site_load', site_load)
+redis.register_function{ function_name = 'voltage_version', callback = version, flags = { 'no-writes' } }

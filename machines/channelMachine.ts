@@ -1,0 +1,126 @@
+/**
+ * The life of one channel: connect, poll on its interval, reconnect with
+ * backoff when the link drops. Pure: the I/O (`connect`, `poll`) and the
+ * delays (`pollDelay`, `reconnectDelay`) are named here and provided by
+ * actors/channel. A poll error marked transient (a link problem) leads to
+ * `reconnecting`; any other error is not handled, so the actor's status
+ * becomes `error` and its supervisor restarts it.
+ */
+import { assign, fromPromise, setup } from 'xstate';
+
+export interface ChannelInput {
+  readonly channelId: string;
+  readonly pollMs: number;
+}
+
+export interface PollOutcome {
+  readonly points: number;
+  readonly bad: number;
+  readonly finishedAt: number;
+}
+
+export interface ChannelContext {
+  readonly channelId: string;
+  readonly pollMs: number;
+  readonly polls: number;
+  readonly badPoints: number;
+  readonly linkErrors: number;
+  readonly reconnectAttempt: number;
+  readonly lastPollAt: number | null;
+  readonly lastError: string | null;
+}
+
+export type ChannelEvent = { readonly type: 'channel.noop' };
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+export const channelMachine = setup({
+  types: {
+    context: {} as ChannelContext,
+    input: {} as ChannelInput,
+    events: {} as ChannelEvent,
+  },
+  actors: {
+    connect: fromPromise<void, { channelId: string }>(async () => {
+      throw new Error('connect is provided by the channel actor');
+    }),
+    poll: fromPromise<PollOutcome, { channelId: string; polls: number }>(async () => {
+      throw new Error('poll is provided by the channel actor');
+    }),
+  },
+  guards: {
+    isTransient: ({ event }) => {
+      const err = (event as { error?: unknown }).error;
+      return typeof err === 'object' && err !== null && (err as { transient?: unknown }).transient === true;
+    },
+  },
+  delays: {
+    pollDelay: ({ context }) => context.pollMs,
+    reconnectDelay: () => 1_000,
+  },
+}).createMachine({
+  id: 'channel',
+  context: ({ input }) => ({
+    channelId: input.channelId,
+    pollMs: input.pollMs,
+    polls: 0,
+    badPoints: 0,
+    linkErrors: 0,
+    reconnectAttempt: 0,
+    lastPollAt: null,
+    lastError: null,
+  }),
+  initial: 'connecting',
+  states: {
+    connecting: {
+      invoke: {
+        src: 'connect',
+        input: ({ context }) => ({ channelId: context.channelId }),
+        onDone: { target: 'polling' },
+        onError: {
+          guard: 'isTransient',
+          target: 'reconnecting',
+          actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event.error) }),
+        },
+      },
+    },
+    reconnecting: {
+      after: {
+        reconnectDelay: {
+          target: 'connecting',
+          actions: assign({ reconnectAttempt: ({ context }) => context.reconnectAttempt + 1 }),
+        },
+      },
+    },
+    polling: {
+      initial: 'reading',
+      states: {
+        reading: {
+          invoke: {
+            src: 'poll',
+            input: ({ context }) => ({ channelId: context.channelId, polls: context.polls }),
+            onDone: {
+              target: 'waiting',
+              actions: assign({
+                polls: ({ context }) => context.polls + 1,
+                badPoints: ({ context, event }) => context.badPoints + event.output.bad,
+                lastPollAt: ({ event }) => event.output.finishedAt,
+                reconnectAttempt: 0,
+              }),
+            },
+            onError: {
+              guard: 'isTransient',
+              target: '#channel.reconnecting',
+              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event.error) }),
+            },
+          },
+        },
+        waiting: {
+          after: { pollDelay: { target: 'reading' } },
+        },
+      },
+    },
+  },
+});

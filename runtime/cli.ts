@@ -1,0 +1,161 @@
+/**
+ * The `voltage` command. Each sub-command is a small function; exit codes:
+ * 0 done, 1 the runtime failed (root escalation), 2 bad usage or bad config.
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from './config/load.js';
+import { jsonSchema } from './config/schema.js';
+import type { SiteConfig } from './config/site.js';
+import { ConfigError, errorMessage, formatIssue } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
+import { openRedis, redactUrl, whenReady } from './redis/connect.js';
+import { VoltageRedis } from './redis/functions.js';
+import { spawnRedis, type RedisServer } from './redisServer.js';
+import { startRuntime, type RunningRuntime } from './runtime.js';
+import { statusReport } from './status.js';
+
+const DEFAULT_CONFIG = fileURLToPath(new URL('../config', import.meta.url));
+const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
+
+const USAGE = `voltage — edge energy-management runtime
+
+usage: voltage <command> [--config DIR]
+
+commands:
+  start      run the site in --config against Redis at $REDIS_URL (default ${DEFAULT_REDIS})
+  demo       run the example site with a private redis-server (unless $REDIS_URL is set)
+  validate   check a config folder; every problem with file:line:column; exit 2 if any
+  status     print the supervisor tree and each actor's state, as recorded in Redis
+  schema     print the config JSON Schema (for editors)
+  help       this text
+
+options:
+  --config DIR   config folder (default: the example site, ${DEFAULT_CONFIG})
+`;
+
+function load(dir: string): SiteConfig | undefined {
+  try {
+    return loadConfig(dir);
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      for (const i of e.issues) process.stderr.write(`${formatIssue(i)}\n`);
+      process.stderr.write(`\n${e.issues.length} problem(s) in ${dir}; nothing was started.\n`);
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+function summary(site: SiteConfig): string {
+  const points = site.channels.reduce((n, c) => n + c.points.length, 0);
+  const calcs = site.models.reduce((n, m) => n + m.calculations.length, 0);
+  return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s)`;
+}
+
+/** Runs until SIGINT/SIGTERM (exit 0, tree stopped in reverse order) or root escalation (exit 1). */
+async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Promise<void> = async () => undefined): Promise<number> {
+  const signal = new Promise<string>((res) => {
+    process.once('SIGINT', () => res('SIGINT'));
+    process.once('SIGTERM', () => res('SIGTERM'));
+  });
+  const outcome = await Promise.race([signal.then((s) => ({ signal: s })), rt.exited.then((r) => ({ exit: r }))]);
+  if ('signal' in outcome) {
+    log.info(`${outcome.signal}: stopping the tree`);
+    await rt.stop();
+    await cleanup();
+    return 0;
+  }
+  const reason = outcome.exit;
+  log.fatal({ reason: reason.kind === 'error' ? errorMessage(reason.error) : 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
+  await rt.stop();
+  await cleanup();
+  return 1;
+}
+
+async function cmdStart(dir: string): Promise<number> {
+  const site = load(dir);
+  if (!site) return 2;
+  const log = createLogger(site.runtime.log.level);
+  const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
+  const rt = await startRuntime(site, { redisUrl: url, log });
+  return runUntilSignal(rt, log);
+}
+
+async function cmdDemo(dir: string): Promise<number> {
+  const site = load(dir);
+  if (!site) return 2;
+  const log = createLogger(site.runtime.log.level);
+  let server: RedisServer | undefined;
+  let url = process.env.REDIS_URL;
+  if (!url) {
+    server = await spawnRedis();
+    url = server.url;
+  }
+  const rt = await startRuntime(site, { redisUrl: url, log });
+  const lines = [
+    '',
+    'VoltageEMS demo is running',
+    `  site      ${site.runtime.site}: ${summary(site)}`,
+    `  config    ${site.dir}`,
+    `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
+    `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
+    `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,
+    `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE 'modsrv:*:update'`,
+    '  Ctrl-C stops it.',
+    '',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return runUntilSignal(rt, log, async () => { await server?.stop(); });
+}
+
+async function cmdStatus(): Promise<number> {
+  const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
+  const log = createLogger('error');
+  const client = openRedis(url, log, 'status');
+  const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis at ${redactUrl(url)} did not answer within 5 s`)), 5_000).unref());
+  try {
+    await Promise.race([whenReady(client), timeout]);
+    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }));
+    process.stdout.write(report.text);
+    return 0;
+  } catch (e) {
+    process.stderr.write(`voltage status: ${errorMessage(e)}\n`);
+    return 2;
+  } finally {
+    client.disconnect();
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (e) {
+    process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
+    return 2;
+  }
+  const [command = 'help'] = parsed.positionals;
+  const dir = resolve(parsed.values.config ?? DEFAULT_CONFIG);
+  switch (parsed.values.help ? 'help' : command) {
+    case 'start': return cmdStart(dir);
+    case 'demo': return cmdDemo(dir);
+    case 'status': return cmdStatus();
+    case 'validate': {
+      const site = load(dir);
+      if (!site) return 2;
+      process.stdout.write(`${dir}: OK — ${summary(site)}\n`);
+      return 0;
+    }
+    case 'schema':
+      process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);
+      return 0;
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      process.stderr.write(`unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}

@@ -1,0 +1,17 @@
+/**
+ * pino, JSON by default and pretty in a terminal. Actors get child loggers
+ * (`logger.child({ actor: 'channel/1001' })`); nothing on the per-point path
+ * builds strings for the log.
+ */
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+export function createLogger(level: string = process.env.LOG_LEVEL ?? 'info'): Logger {
+  const pretty = process.stdout.isTTY && process.env.LOG_FORMAT !== 'json';
+  return pino({
+    level,
+    base: { pid: process.pid },
+    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
+  });
+}

@@ -1,0 +1,47 @@
+/**
+ * Opens the Redis connection. Unreachable at start: retry with backoff and
+ * say so at every attempt, never crash-loop silently. Gone later: ioredis
+ * reconnects with the same policy while commands wait in its queue
+ * (maxRetriesPerRequest: null), so nothing accepted is dropped.
+ */
+import { Redis } from 'ioredis';
+import { backoffDelay, type BackoffPolicy } from '../backoff.js';
+import type { Logger } from '../logger.js';
+
+const redisBackoff: BackoffPolicy = { minBackoffMs: 100, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
+
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, '//***@');
+}
+
+export function openRedis(url: string, log: Logger, name = 'main'): Redis {
+  const where = redactUrl(url);
+  const redis = new Redis(url, {
+    connectionName: `voltage:${name}`,
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    enableAutoPipelining: false,
+    retryStrategy: (times) => {
+      const delayMs = backoffDelay(redisBackoff, times - 1);
+      log.warn({ redis: where, attempt: times, delayMs }, `Redis at ${where} is unreachable; retrying in ${delayMs} ms (attempt ${times})`);
+      return delayMs;
+    },
+  });
+  let wasReady = false;
+  redis.on('error', (err: Error) => log.debug({ redis: where, err: err.message }, 'redis connection error'));
+  redis.on('ready', () => {
+    if (wasReady) log.info({ redis: where }, `Redis at ${where} is back`);
+    wasReady = true;
+  });
+  return redis;
+}
+
+export function whenReady(redis: Redis): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onReady = () => { redis.off('end', onEnd); resolve(); };
+    const onEnd = () => { redis.off('ready', onReady); reject(new Error('Redis connection closed before it was ready')); };
+    redis.once('ready', onReady);
+    redis.once('end', onEnd);
+  });
+}

@@ -1,0 +1,257 @@
+/**
+ * The one typed wrapper around Redis for the whole runtime: the Functions
+ * library (the only place that knows Lua argument order), the reads that
+ * actors and CLI commands need, and pub/sub. Nothing else holds an ioredis
+ * client.
+ *
+ * When Redis answers that a function is missing (it restarted without
+ * persistence, or someone ran FUNCTION FLUSH), the library and the site's
+ * mapping are loaded again and the call is retried once.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { RedisFunctionError } from '../errors.js';
+import type { PointType } from '../config/site.js';
+
+export const LIBRARY_SOURCE = readFileSync(fileURLToPath(new URL('../../lua/voltage.lua', import.meta.url)), 'utf8');
+
+export type Quality = 'good' | 'stale' | 'bad' | 'comm-failure';
+export const QUALITIES: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
+
+export interface PointSample {
+  readonly type: PointType;
+  readonly id: number;
+  /** null: no usable value this time; only the quality is written. */
+  readonly value: number | null;
+  readonly quality: Quality;
+}
+
+export interface C2mResult { readonly points: number; readonly models: number; readonly historyDropped: number; readonly cloudDropped: number }
+
+export interface ModelValue { readonly name: string; readonly value: number | null; readonly quality: Quality }
+
+export interface SiteDescription {
+  readonly site: string;
+  readonly json: string;
+  /** channel:type:point → model:name */
+  readonly mapping: ReadonlyMap<string, string>;
+}
+
+export interface ValueRecord { readonly value: number | null; readonly ts: number | null; readonly quality: Quality | null }
+
+/** Numbers are written with fixed precision (DESIGN.md §4). */
+export function formatValue(v: number): string {
+  return v.toFixed(6);
+}
+
+export const KEYS = {
+  mappingC2m: 'mapping:c2m',
+  mappingM2c: 'mapping:m2c',
+  history: 'hissrv:queue',
+  cloud: 'cloud:queue',
+  queueStats: 'stats:queues',
+  siteConfig: 'site:config',
+  actors: 'actors',
+  actor: (id: string) => `actor:${id}`,
+  channel: (ch: string, t: PointType) => `comsrv:${ch}:${t}`,
+  model: (m: string) => `modsrv:${m}:measurement`,
+  modelUpdate: (m: string) => `modsrv:${m}:update`,
+  channelUpdate: (ch: string) => `comsrv:${ch}:update`,
+  actorUpdate: 'actor:update',
+} as const;
+
+const POINT_TYPES: readonly PointType[] = ['m', 's', 'c', 'a'];
+
+function isMissingFunction(e: unknown): boolean {
+  return e instanceof Error && /Function not found|No such library/i.test(e.message);
+}
+
+export interface QueueLimits { readonly historyMaxLen: number; readonly cloudMaxLen: number }
+
+export class VoltageRedis {
+  readonly client: Redis;
+  private readonly limits: QueueLimits;
+  private site: SiteDescription | undefined;
+  private readonly channelKeys = new Map<string, string[]>();
+  private reloading: Promise<void> | undefined;
+
+  constructor(client: Redis, limits: QueueLimits) {
+    this.client = client;
+    this.limits = limits;
+  }
+
+  /** FUNCTION LOAD REPLACE, then (when a site was loaded before) its mapping again. */
+  async loadLibrary(): Promise<void> {
+    await this.client.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE);
+  }
+
+  /** Loads the library and the site's mapping; remembered so that a reload can restore both. */
+  async loadSite(site: SiteDescription): Promise<void> {
+    this.site = site;
+    await this.loadLibrary();
+    await this.fcall('site_load', [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors], siteArgs(site));
+  }
+
+  private async reload(): Promise<void> {
+    this.reloading ??= (async () => {
+      try {
+        await this.loadLibrary();
+        const site = this.site;
+        if (site && (await this.client.exists(KEYS.siteConfig)) === 0) {
+          await this.client.fcall('site_load', 4, KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, ...siteArgs(site));
+        }
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private async fcall(fn: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    try {
+      return await this.client.fcall(fn, keys.length, ...keys, ...args);
+    } catch (e) {
+      if (!isMissingFunction(e)) throw new RedisFunctionError(fn, (e as Error).message, { cause: e });
+    }
+    await this.reload();
+    try {
+      return await this.client.fcall(fn, keys.length, ...keys, ...args);
+    } catch (e) {
+      throw new RedisFunctionError(fn, (e as Error).message, { cause: e });
+    }
+  }
+
+  /** One poll's points of one channel, atomically (see c2m in lua/voltage.lua). */
+  async c2m(channel: string, ts: number, points: readonly PointSample[]): Promise<C2mResult> {
+    let keys = this.channelKeys.get(channel);
+    if (!keys) {
+      keys = [KEYS.mappingC2m, KEYS.history, KEYS.cloud, KEYS.queueStats];
+      for (const t of POINT_TYPES) {
+        const base = KEYS.channel(channel, t);
+        keys.push(base, `${base}:ts`, `${base}:q`);
+      }
+      this.channelKeys.set(channel, keys);
+    }
+    const args: (string | number)[] = [channel, ts, this.limits.historyMaxLen, this.limits.cloudMaxLen];
+    for (const p of points) args.push(p.type, p.id, p.value === null ? '' : formatValue(p.value), p.quality);
+    const r = (await this.fcall('c2m', keys, args)) as number[];
+    return { points: r[0]!, models: r[1]!, historyDropped: r[2]!, cloudDropped: r[3]! };
+  }
+
+  /** Calculated values of one model. */
+  async modelSet(model: string, ts: number, values: readonly ModelValue[]): Promise<number> {
+    const base = KEYS.model(model);
+    const args: (string | number)[] = [model, ts, this.limits.historyMaxLen];
+    for (const v of values) args.push(v.name, v.value === null ? '' : formatValue(v.value), v.quality);
+    return (await this.fcall('model_set', [base, `${base}:ts`, `${base}:q`, KEYS.history, KEYS.queueStats], args)) as number;
+  }
+
+  async actorReport(id: string, fields: Readonly<Record<string, string | number>>): Promise<number> {
+    const args: (string | number)[] = [id];
+    for (const [k, v] of Object.entries(fields)) args.push(k, v);
+    return (await this.fcall('actor_report', [KEYS.actor(id), KEYS.actors], args)) as number;
+  }
+
+  async libraryVersion(): Promise<string> {
+    return (await this.client.fcall_ro('voltage_version', 0)) as string;
+  }
+
+  // ---- reads ----
+
+  async values(hashBase: string): Promise<Map<string, ValueRecord>> {
+    const [v, t, q] = (await this.client.multi().hgetall(hashBase).hgetall(`${hashBase}:ts`).hgetall(`${hashBase}:q`).exec()) ?? [];
+    const vals = (v?.[1] ?? {}) as Record<string, string>;
+    const tss = (t?.[1] ?? {}) as Record<string, string>;
+    const qs = (q?.[1] ?? {}) as Record<string, string>;
+    const out = new Map<string, ValueRecord>();
+    for (const name of new Set([...Object.keys(vals), ...Object.keys(qs)])) {
+      out.set(name, {
+        value: vals[name] !== undefined ? Number(vals[name]) : null,
+        ts: tss[name] !== undefined ? Number(tss[name]) : null,
+        quality: (qs[name] as Quality | undefined) ?? null,
+      });
+    }
+    return out;
+  }
+
+  modelValues(model: string): Promise<Map<string, ValueRecord>> {
+    return this.values(KEYS.model(model));
+  }
+
+  channelValues(channel: string, type: PointType): Promise<Map<string, ValueRecord>> {
+    return this.values(KEYS.channel(channel, type));
+  }
+
+  async actors(): Promise<Array<Record<string, string>>> {
+    const ids = await this.client.smembers(KEYS.actors);
+    const pipe = this.client.pipeline();
+    for (const id of ids) pipe.hgetall(KEYS.actor(id));
+    const res = (await pipe.exec()) ?? [];
+    return res.map(([, v], i) => ({ id: ids[i]!, ...(v as Record<string, string>) }));
+  }
+
+  async queueStats(): Promise<{ historyLen: number; cloudLen: number; dropped: Record<string, string> }> {
+    const [h, c, d] = (await this.client.multi().xlen(KEYS.history).xlen(KEYS.cloud).hgetall(KEYS.queueStats).exec()) ?? [];
+    return { historyLen: Number(h?.[1] ?? 0), cloudLen: Number(c?.[1] ?? 0), dropped: (d?.[1] ?? {}) as Record<string, string> };
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
+  /** A pub/sub hub on its own connection (a subscribed connection can do nothing else). */
+  subscriber(): Subscriptions {
+    return new Subscriptions(this.client.duplicate({ connectionName: 'voltage:sub' }));
+  }
+
+  async close(): Promise<void> {
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}
+
+function siteArgs(site: SiteDescription): (string | number)[] {
+  const args: (string | number)[] = [site.json, site.mapping.size];
+  for (const [k, v] of site.mapping) args.push(k, v);
+  return args;
+}
+
+export type MessageHandler = (message: string, channel: string) => void;
+
+/** One subscriber connection shared by every actor of the process; handlers by channel. */
+export class Subscriptions {
+  private readonly conn: Redis;
+  private readonly handlers = new Map<string, Set<MessageHandler>>();
+
+  constructor(conn: Redis) {
+    this.conn = conn;
+    this.conn.on('message', (channel: string, message: string) => {
+      const hs = this.handlers.get(channel);
+      if (hs) for (const h of hs) h(message, channel);
+    });
+  }
+
+  /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */
+  async on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    let hs = this.handlers.get(channel);
+    if (!hs) {
+      hs = new Set();
+      this.handlers.set(channel, hs);
+      await this.conn.subscribe(channel);
+    }
+    hs.add(handler);
+    return async () => {
+      const set = this.handlers.get(channel);
+      if (!set) return;
+      set.delete(handler);
+      if (set.size === 0) {
+        this.handlers.delete(channel);
+        if (this.conn.status === 'ready') await this.conn.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.conn.quit().catch(() => this.conn.disconnect());
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Spawns a private `redis-server` from PATH on a free loopback port, keeping
+ * nothing on disk. Used by `voltage demo` when REDIS_URL is not set, and by
+ * the tests (which never touch a Redis they did not start).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VoltageError } from './errors.js';
+
+export interface RedisServer {
+  readonly url: string;
+  readonly port: number;
+  readonly process: ChildProcess;
+  /** Stops the server (SIGTERM, then SIGKILL after 3 s). */
+  stop(): Promise<void>;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Promise<RedisServer> {
+  const port = opts.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-redis-'));
+  const child = spawn(opts.bin ?? 'redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    let tries = 0;
+    const fail = (e: Error) => reject(new VoltageError('redis', 'REDIS_SPAWN', `could not start redis-server on port ${port}: ${e.message}${output ? `\n${output}` : ''}`));
+    child.once('error', fail);
+    const probe = () => {
+      if (child.exitCode !== null) return fail(new Error(`it exited with code ${child.exitCode}`));
+      const c = connect(port, '127.0.0.1');
+      c.once('connect', () => { c.destroy(); resolve(); });
+      c.once('error', () => {
+        c.destroy();
+        if (++tries > 100) fail(new Error('it did not accept connections within 5 s'));
+        else setTimeout(probe, 50);
+      });
+    };
+    probe();
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    process: child,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,99 @@
+/**
+ * What the tree looks like, kept in Redis (`actor:{id}` hashes and the
+ * `actors` set) so that `voltage status` and, later, the visualizer can show
+ * it, even while the runtime is down. Fed by supervisor events and actor
+ * snapshots. Snapshot reports are throttled per actor: a change of top-level
+ * state is written at once, finer changes at most once per `minIntervalMs`.
+ */
+import type { Logger } from './logger.js';
+import type { VoltageRedis } from './redis/functions.js';
+import type { SupervisorEvent } from './supervisor.js';
+import { errorMessage } from './errors.js';
+
+export type ActorStatus = 'starting' | 'running' | 'backoff' | 'stopped' | 'failed' | 'done' | 'escalated';
+
+interface Pending { fields: Record<string, string | number>; timer: NodeJS.Timeout | undefined; lastAt: number; lastTop: string }
+
+export class ActorRegistry {
+  private readonly pending = new Map<string, Pending>();
+  private readonly known = new Map<string, Record<string, string | number>>();
+
+  constructor(private readonly redis: VoltageRedis, private readonly log: Logger, private readonly minIntervalMs = 1_000) {}
+
+  /** Writes an actor's entry now (merged with what is known of it). */
+  report(id: string, fields: Record<string, string | number>): void {
+    const merged = { ...this.known.get(id), ...fields, updatedAt: Date.now() };
+    this.known.set(id, merged);
+    this.redis.actorReport(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
+      this.log.warn({ actor: id, err: errorMessage(e) }, 'could not record actor state');
+    });
+  }
+
+  declare(id: string, kind: string, parent: string, extra: Record<string, string | number> = {}): void {
+    this.report(id, { kind, parent, status: 'stopped', state: '""', restarts: 0, nextBackoffMs: 0, backoffUntil: 0, lastError: '', ...extra });
+  }
+
+  /** Every entry known to this process, written again (after Redis lost them). */
+  reportAll(): void {
+    for (const [id, fields] of this.known) this.report(id, fields);
+  }
+
+  /** A machine's snapshot; `value` is its state value, `context` a small summary. */
+  snapshot(id: string, value: unknown, context: Record<string, unknown>): void {
+    const state = JSON.stringify(value);
+    const top = typeof value === 'string' ? value : Object.keys(value as object)[0] ?? '';
+    const fields = { state, context: JSON.stringify(context) };
+    let p = this.pending.get(id);
+    if (!p) {
+      p = { fields, timer: undefined, lastAt: 0, lastTop: '' };
+      this.pending.set(id, p);
+    }
+    p.fields = fields;
+    const now = Date.now();
+    if (top !== p.lastTop || now - p.lastAt >= this.minIntervalMs) {
+      this.flush(id, p, top);
+    } else if (!p.timer) {
+      const pending = p;
+      p.timer = setTimeout(() => this.flush(id, pending, pending.lastTop), this.minIntervalMs - (now - p.lastAt));
+    }
+  }
+
+  private flush(id: string, p: Pending, top: string): void {
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = undefined;
+    p.lastAt = Date.now();
+    p.lastTop = top;
+    this.report(id, p.fields);
+  }
+
+  /** Supervisor events → status, restarts, backoff. `prefix` maps a child id to its actor id. */
+  onSupervisorEvent(e: SupervisorEvent): void {
+    switch (e.type) {
+      case 'started':
+        this.report(e.child, { status: 'running', startedAt: Date.now(), nextBackoffMs: 0, backoffUntil: 0 });
+        break;
+      case 'exited':
+        this.report(e.child, e.reason.kind === 'error'
+          ? { status: 'failed', lastError: errorMessage(e.reason.error) }
+          : { status: 'done' });
+        if (e.reason.kind === 'error') this.log.warn({ actor: e.child, supervisor: e.supervisor, err: errorMessage(e.reason.error) }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
+        break;
+      case 'restart_scheduled':
+        this.report(e.child, { status: 'backoff', restarts: e.restarts, attempt: e.attempt, nextBackoffMs: e.delayMs, backoffUntil: Date.now() + e.delayMs });
+        this.log.info({ actor: e.child, attempt: e.attempt, delayMs: e.delayMs }, `restarting ${e.child} in ${e.delayMs} ms (restart ${e.restarts})`);
+        break;
+      case 'stopped':
+        this.report(e.child, { status: 'stopped', nextBackoffMs: 0, backoffUntil: 0 });
+        break;
+      case 'escalated':
+        this.report(e.supervisor, { status: 'escalated', lastError: e.error.message });
+        this.log.error({ supervisor: e.supervisor, child: e.child }, e.error.message);
+        break;
+    }
+  }
+
+  dispose(): void {
+    for (const p of this.pending.values()) if (p.timer) clearTimeout(p.timer);
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * Wires a SiteConfig into a running tree:
+ *
+ *   root (rest_for_one)
+ *   ├─ models   (one_for_one) ── model/<id> …
+ *   └─ channels (one_for_one) ── channel/<id> …
+ *
+ * Models start first so that they listen before channels write. The root's
+ * escalation is the end of the runtime: `exited` resolves with the reason and
+ * the CLI exits non-zero with it.
+ */
+import { channelActorId, channelChild } from '../actors/channel/ChannelActor.js';
+import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+import { modelActorId, modelChild } from '../actors/model/ModelActor.js';
+import type { ChannelConfig, SiteConfig } from './config/site.js';
+import { pointKey } from './config/site.js';
+import { errorMessage } from './errors.js';
+import type { Logger } from './logger.js';
+import { openRedis, redactUrl, whenReady } from './redis/connect.js';
+import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
+import { ActorRegistry } from './registry.js';
+import { Supervisor, type ExitReason, type SupervisorEvent } from './supervisor.js';
+
+export interface RuntimeOptions {
+  readonly redisUrl: string;
+  readonly log: Logger;
+  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly heartbeatMs?: number;
+}
+
+export interface RunningRuntime {
+  readonly redis: VoltageRedis;
+  readonly root: Supervisor;
+  /** Resolves when the tree ends by itself (root escalation). */
+  readonly exited: Promise<ExitReason>;
+  stop(): Promise<void>;
+}
+
+export function describeSite(site: SiteConfig): SiteDescription {
+  const mapping = new Map<string, string>();
+  for (const m of site.models) for (const [name, ref] of m.mapping) mapping.set(pointKey(ref), `${m.id}:${name}`);
+  const json = JSON.stringify({
+    site: site.runtime.site,
+    channels: site.channels.map((c) => ({
+      id: c.id, name: c.name ?? c.id, protocol: c.protocol, pollMs: c.pollMs,
+      points: c.points.map((p) => ({ type: p.type, id: p.id, name: p.name ?? null, unit: p.unit ?? null })),
+    })),
+    models: site.models.map((m) => ({
+      id: m.id, name: m.name, nature: m.nature,
+      measurements: [...m.measurements].map(([name, v]) => ({ name, unit: v.unit ?? null })),
+      calculations: m.calculations.map((c) => ({ name: c.name, expr: c.expr.source, unit: c.unit ?? null })),
+    })),
+  });
+  return { site: site.runtime.site, json, mapping };
+}
+
+export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Promise<RunningRuntime> {
+  const log = opts.log;
+  const client = openRedis(opts.redisUrl, log);
+  log.info({ redis: redactUrl(opts.redisUrl) }, `connecting to Redis at ${redactUrl(opts.redisUrl)}`);
+  await whenReady(client);
+  const redis = new VoltageRedis(client, site.runtime.redis);
+  await redis.loadSite(describeSite(site));
+  const subscriptions: Subscriptions = redis.subscriber();
+  const registry = new ActorRegistry(redis, log);
+
+  const rt = site.runtime;
+  const onEvent = (e: SupervisorEvent) => registry.onSupervisorEvent(e);
+  registry.declare('root', 'supervisor', '', { strategy: 'rest_for_one', order: 0 });
+  registry.declare('models', 'supervisor', 'root', { strategy: 'one_for_one', order: 0 });
+  registry.declare('channels', 'supervisor', 'root', { strategy: 'one_for_one', order: 1 });
+  site.models.forEach((m, i) => registry.declare(modelActorId(m), 'model', 'models', { order: i }));
+  site.channels.filter((c) => c.enabled).forEach((c, i) => registry.declare(channelActorId(c), 'channel', 'channels', { order: i }));
+
+  const models = () => new Supervisor(
+    { id: 'models', strategy: 'one_for_one', intensity: rt.models.intensity, periodMs: rt.models.periodMs, backoff: rt.models.backoff, onEvent },
+    site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log })),
+  );
+  const channels = () => new Supervisor(
+    { id: 'channels', strategy: 'one_for_one', intensity: rt.channels.intensity, periodMs: rt.channels.periodMs, backoff: rt.channels.backoff, onEvent },
+    site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, registry, log, ...(opts.device ? { device: opts.device } : {}) })),
+  );
+  const root = new Supervisor(
+    { id: 'root', strategy: 'rest_for_one', intensity: rt.supervisor.intensity, periodMs: rt.supervisor.periodMs, backoff: rt.supervisor.backoff, onEvent },
+    [Supervisor.asChild('models', models), Supervisor.asChild('channels', channels)],
+  );
+
+  let resolveExit: (r: ExitReason) => void = () => undefined;
+  const exited = new Promise<ExitReason>((r) => { resolveExit = r; });
+  root.onExit((reason) => {
+    registry.report('root', { status: 'escalated', lastError: reason.kind === 'error' ? errorMessage(reason.error) : '' });
+    resolveExit(reason);
+  });
+
+  const startedAt = Date.now();
+  const beat = () => registry.report('root', { pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl) });
+  beat();
+  const heartbeat = setInterval(beat, opts.heartbeatMs ?? 5_000);
+  // After Redis comes back empty (restarted without persistence), write the tree again;
+  // the Functions library and the mapping are restored by the wrapper on first use.
+  const onReady = () => registry.reportAll();
+  client.on('ready', onReady);
+
+  await root.start();
+  registry.report('root', { status: 'running' });
+  log.info({ channels: site.channels.length, models: site.models.length }, `runtime started: ${site.channels.length} channel(s), ${site.models.length} model(s)`);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    redis,
+    root,
+    exited,
+    stop: () => (stopped ??= (async () => {
+      clearInterval(heartbeat);
+      client.off('ready', onReady);
+      await root.stop();
+      registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });
+      registry.dispose();
+      await redis.ping().catch(() => undefined);
+      await subscriptions.close();
+      await redis.close();
+      log.info('runtime stopped');
+    })()),
+  };
+}
