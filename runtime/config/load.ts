@@ -82,6 +82,9 @@ function schemaIssue(src: ConfigSource, zi: z.core.$ZodIssue): ConfigIssue[] {
   const where = pathText(path) || 'the config';
   const at = (p: Path, key = false): SourcePosition => src.locate(p, { key });
   const value = valueAt(src.raw, path);
+  if (value === undefined && (zi.code === 'invalid_type' || zi.code === 'invalid_value' || zi.code === 'invalid_union')) {
+    return [{ ...at(path.slice(0, -1)), code: 'MISSING_KEY', message: `${where} is required` }];
+  }
   switch (zi.code) {
     case 'unrecognized_keys':
       return zi.keys.map((k) => {
@@ -91,7 +94,6 @@ function schemaIssue(src: ConfigSource, zi: z.core.$ZodIssue): ConfigIssue[] {
         return { ...at([...path, k], true), code: 'UNKNOWN_KEY', message: `unknown key '${k}' in ${where}${hint} (allowed: ${valid.join(', ')})` };
       });
     case 'invalid_type':
-      if (value === undefined) return [{ ...at(path.slice(0, -1)), code: 'MISSING_KEY', message: `${where} is required (${zi.expected})` }];
       return [{ ...at(path), code: 'WRONG_TYPE', message: `${where} must be ${zi.expected === 'object' ? 'a mapping' : zi.expected === 'array' ? 'a list' : `a ${zi.expected}`}, not ${describe(value)}` }];
     case 'invalid_value':
       return [{ ...at(path), code: 'INVALID_VALUE', message: `${where} must be one of ${zi.values.map((v) => JSON.stringify(v)).join(', ')}, not ${describe(value)}` }];

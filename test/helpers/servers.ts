@@ -1,0 +1,52 @@
+/**
+ * The one place tests start real servers: a private redis-server on a free
+ * loopback port per suite, removed afterwards. Tests never touch a Redis
+ * they did not start.
+ */
+import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
+import { VoltageRedis } from '../../runtime/redis/functions.js';
+
+export { spawnRedis, type RedisServer };
+
+export const quietLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+export function rawClient(server: RedisServer): Redis {
+  return new Redis(server.url, { maxRetriesPerRequest: 1, lazyConnect: false });
+}
+
+export function wrapper(server: RedisServer, limits = { historyMaxLen: 1000, cloudMaxLen: 1000 }): VoltageRedis {
+  return new VoltageRedis(new Redis(server.url, { maxRetriesPerRequest: null }), limits);
+}
+
+/** Writes a config folder from file name → content; returns its path. */
+export function writeSite(files: Readonly<Record<string, string>>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-site-'));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+/** Polls `check` every `everyMs` until it returns a value (not undefined/false) or `timeoutMs` passes. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,171 @@
+/**
+ * `voltage validate`: one test per kind of mistake, each asserting the
+ * message and the file:line:column it is reported at.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import { loadConfig } from '../../runtime/config/load.js';
+import { jsonSchema } from '../../runtime/config/schema.js';
+import { ConfigError, type ConfigIssue } from '../../runtime/errors.js';
+import { writeSite } from '../helpers/servers.js';
+
+const CHANNEL = `channels:
+  - id: 1001
+    protocol: virtual
+    pollMs: 1000
+    points:
+      - { type: m, id: 1, sim: { kind: sine, amplitude: 1, periodMs: 1000 } }
+      - { type: m, id: 2, sim: { kind: constant, value: 3 } }
+`;
+const MODEL = `models:
+  - id: pv1
+    measurements: { P: {}, Q: {} }
+    calculations:
+      S: { expr: "sqrt(P^2 + Q^2)" }
+    mapping: { P: "1001:m:1", Q: "1001:m:2" }
+`;
+
+function issuesOf(files: Record<string, string>): ConfigIssue[] {
+  const dir = writeSite(files);
+  try {
+    loadConfig(dir);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.issues.map((i) => ({ ...i, file: i.file.slice(i.file.lastIndexOf('/') + 1) }));
+    throw e;
+  }
+  return [];
+}
+
+describe('config validation: every mistake with file, line and column', () => {
+  it('accepts a correct site', () => {
+    expect(issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL })).toEqual([]);
+  });
+
+  it('the example site in config/ is valid', () => {
+    const site = loadConfig('config');
+    expect(site.channels.length).toBeGreaterThan(0);
+    expect(site.models.find((m) => m.id === 'site')?.dependsOn).toEqual(expect.arrayContaining(['grid', 'pv1', 'bess1']));
+  });
+
+  it('malformed YAML', () => {
+    const issues = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n    points: [ {type: m\n' });
+    expect(issues.map((i) => i.code)).toEqual(['YAML_SYNTAX', 'YAML_SYNTAX']);
+    expect(issues[0]).toMatchObject({ file: 'channels.yaml', line: 4, column: 1 });
+    expect(issues[0]!.message).toContain('must be sufficiently indented and end with a }');
+  });
+
+  it('unknown key, with the nearest valid one', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000') });
+    expect(i).toMatchObject({ file: 'channels.yaml', line: 4, column: 5, code: 'UNKNOWN_KEY' });
+    expect(i!.message).toContain("unknown key 'polMs' in channels[0]; did you mean 'pollMs'?");
+  });
+
+  it('wrong type', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'pollMs: fast') });
+    expect(i).toMatchObject({ line: 4, column: 13, code: 'WRONG_TYPE', message: 'channels[0].pollMs must be a number, not the text "fast"' });
+  });
+
+  it('missing required key', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('    protocol: virtual\n', '') });
+    expect(i).toMatchObject({ line: 2, code: 'MISSING_KEY' });
+    expect(i!.message).toContain('channels[0].protocol is required');
+  });
+
+  it('a value outside its set (waveform kind)', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('kind: sine', 'kind: saw') });
+    expect(i).toMatchObject({ line: 6, column: 40, code: 'INVALID_VALUE' });
+    expect(i!.message).toContain('must be one of "sine", "square", "counter", "random_walk", "constant", not the text "saw"');
+  });
+
+  it('a mapping to a point that does not exist', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL.replace('"1001:m:2"', '"1001:m:7"') });
+    expect(i).toMatchObject({ file: 'models.yaml', line: 6, column: 34, code: 'UNKNOWN_REF' });
+    expect(i!.message).toBe("model 'pv1' maps 'Q' to point m:7, which channel '1001' does not have");
+  });
+
+  it('a mapping to a channel that does not exist, with the nearest id', () => {
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL.replace('"1001:m:2"', '"1010:m:2"') });
+    expect(i!.message).toBe("model 'pv1' maps 'Q' to channel '1010', which does not exist; did you mean '1001'?");
+  });
+
+  it('a duplicate id', () => {
+    const twice = `${CHANNEL}  - id: 1001\n    protocol: virtual\n`;
+    const [i] = issuesOf({ 'channels.yaml': twice });
+    expect(i).toMatchObject({ line: 8, column: 9, code: 'DUPLICATE_ID' });
+    expect(i!.message).toContain("channel id '1001' is used twice (first at");
+  });
+
+  it('a calculation cycle', () => {
+    const cyc = MODEL.replace('S: { expr: "sqrt(P^2 + Q^2)" }', 'S: { expr: "T + P" }\n      T: { expr: "S * 2" }');
+    const [i] = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': cyc });
+    expect(i).toMatchObject({ file: 'models.yaml', line: 5, code: 'CALC_CYCLE', message: 'calculations form a cycle: pv1.S → pv1.T → pv1.S' });
+  });
+
+  it('a cycle across models', () => {
+    const two = `${MODEL}  - id: site\n    calculations:\n      load: { expr: "pv1.S + 1" }\n`;
+    const cyc = two.replace('"sqrt(P^2 + Q^2)"', '"site.load"');
+    const issues = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': cyc });
+    expect(issues.map((i) => i.code)).toEqual(['CALC_CYCLE']);
+    expect(issues[0]!.message).toContain('pv1.S → site.load → pv1.S');
+  });
+
+  it('an expression that does not parse, or calls an unknown function', () => {
+    const bad = MODEL.replace('"sqrt(P^2 + Q^2)"', '"P +"');
+    expect(issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': bad })[0]).toMatchObject({ line: 5, code: 'EXPR_SYNTAX' });
+    const fn = MODEL.replace('"sqrt(P^2 + Q^2)"', '"system(P)"');
+    expect(issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': fn })[0]!.message).toContain("unknown function 'system'");
+  });
+
+  it('an expression reading a value that does not exist', () => {
+    const bad = MODEL.replace('"sqrt(P^2 + Q^2)"', '"P + Qq"');
+    expect(issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': bad })[0]!.message).toContain("reads 'Qq', which model 'pv1' does not have; did you mean 'Q'?");
+  });
+
+  it('CSV point tables: a wrong cell is reported at its row and column', () => {
+    const csv = 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,2,constant,abc\n';
+    const yaml = 'channels:\n  - id: 7\n    protocol: virtual\n    pointsFile: p.csv\n';
+    const [i] = issuesOf({ 'channels.yaml': yaml, 'p.csv': csv });
+    expect(i).toMatchObject({ file: 'p.csv', line: 3, column: 14, code: 'WRONG_TYPE' });
+  });
+
+  it('CSV point tables: a duplicate point, and a missing file', () => {
+    const csv = 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,1,constant,2\n';
+    const yaml = 'channels:\n  - id: 7\n    protocol: virtual\n    pointsFile: p.csv\n';
+    expect(issuesOf({ 'channels.yaml': yaml, 'p.csv': csv })[0]).toMatchObject({ file: 'p.csv', line: 3, column: 3, code: 'DUPLICATE_ID' });
+    expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({ file: 'channels.yaml', line: 4, column: 17, code: 'CSV_MISSING' });
+  });
+
+  it('reports every problem at once, in file order', () => {
+    const issues = issuesOf({ 'a.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000'), 'b.yaml': 'runtime: { site: 1, log: { level: loud } }\n' });
+    expect(issues.map((i) => `${i.file}:${i.code}`)).toEqual(['a.yaml:UNKNOWN_KEY', 'b.yaml:INVALID_VALUE']);
+  });
+
+  it('config/schema.json is the schema the loader uses (regenerate with `voltage schema`)', () => {
+    expect(JSON.parse(readFileSync('config/schema.json', 'utf8'))).toEqual(jsonSchema());
+  });
+
+  it('property: generated sites load with their counts, and an unknown key anywhere is reported at its line', () => {
+    const point = fc.record({ type: fc.constantFrom('m', 's'), value: fc.integer({ min: -1000, max: 1000 }) });
+    const site = fc.array(fc.array(point, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 5 });
+    fc.assert(fc.property(site, fc.nat(), fc.nat(), (channels, whichCh, whichPt) => {
+      const doc = {
+        channels: channels.map((pts, ci) => ({
+          id: 100 + ci, protocol: 'virtual', pollMs: 100,
+          points: pts.map((p, pi) => ({ type: p.type, id: pi, sim: { kind: 'constant', value: p.value } })),
+        })),
+      };
+      const good = loadConfig(writeSite({ 'channels.yaml': stringify(doc) }));
+      expect(good.channels.map((c) => c.points.length)).toEqual(channels.map((c) => c.length));
+      const ci = whichCh % channels.length;
+      const pi = whichPt % channels[ci]!.length;
+      (doc.channels[ci]!.points[pi] as Record<string, unknown>).bogusKey = 1;
+      const text = stringify(doc);
+      const line = text.split('\n').findIndex((l) => l.includes('bogusKey')) + 1;
+      const issues = issuesOf({ 'channels.yaml': text });
+      expect(issues).toHaveLength(1);
+      expect(issues[0]).toMatchObject({ code: 'UNKNOWN_KEY', line });
+    }), { numRuns: 40 });
+  });
+});

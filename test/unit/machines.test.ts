@@ -1,0 +1,132 @@
+/** The machines with no Redis, no socket, no real clock: implementations are provided here. */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createActor, fromPromise } from 'xstate';
+import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
+import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
+import { decode } from '../../actors/channel/ChannelActor.js';
+import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
+import { DeviceError } from '../../runtime/errors.js';
+
+beforeEach(() => { vi.useFakeTimers(); });
+afterEach(() => { vi.useRealTimers(); });
+
+const outcome: PollOutcome = { points: 1, bad: 0, finishedAt: 0 };
+
+describe('channelMachine', () => {
+  it('polls on its interval, reconnects after a transient error, and fails on a fatal one', async () => {
+    const script: Array<'ok' | 'link' | 'fatal'> = ['ok', 'ok', 'link', 'ok', 'fatal'];
+    let connects = 0;
+    const machine = channelMachine.provide({
+      actors: {
+        connect: fromPromise(async () => { connects += 1; }),
+        poll: fromPromise(async () => {
+          const step = script.shift();
+          if (step === 'link') throw new DeviceError('LINK', 'gone', true);
+          if (step === 'fatal') throw new DeviceError('CRASH', 'dead', false);
+          return outcome;
+        }),
+      },
+      delays: { pollDelay: 100, reconnectDelay: 500 },
+    });
+    const errors: unknown[] = [];
+    const actor = createActor(machine, { input: { channelId: 'c', pollMs: 100 } });
+    actor.subscribe({ error: (e) => errors.push(e) });
+    actor.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(actor.getSnapshot().value).toEqual({ polling: 'waiting' });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(actor.getSnapshot().context.polls).toBe(2);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(actor.getSnapshot().value).toBe('reconnecting');
+    expect(actor.getSnapshot().context).toMatchObject({ linkErrors: 1, lastError: 'gone' });
+    await vi.advanceTimersByTimeAsync(500);
+    expect(connects).toBe(2);
+    expect(actor.getSnapshot().context).toMatchObject({ polls: 3, reconnectAttempt: 0 });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(actor.getSnapshot().status).toBe('error');
+    expect((errors[0] as Error).message).toBe('dead');
+  });
+});
+
+describe('modelMachine', () => {
+  it('coalesces updates that arrive during a calculation into one more calculation', async () => {
+    let calcs = 0;
+    const applied: ModelUpdate[] = [];
+    let release: () => void = () => undefined;
+    const machine = modelMachine.provide({
+      actors: {
+        load: fromPromise(async () => undefined),
+        calculate: fromPromise(async () => {
+          calcs += 1;
+          await new Promise<void>((r) => { release = r; });
+          return 1;
+        }),
+      },
+      actions: { applyUpdate: (_, p) => { applied.push(p.update); } },
+    });
+    const actor = createActor(machine, { input: { modelId: 'm' } });
+    actor.subscribe({ error: () => undefined });
+    actor.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calcs).toBe(1);
+    const u = (n: number): ModelUpdate => ({ type: 'model.update', source: 'm', ts: n, values: { P: n }, quality: undefined, origin: 'c2m' });
+    for (let i = 1; i <= 5; i++) actor.send(u(i));
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(applied).toHaveLength(5);
+    expect(calcs).toBe(2);
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calcs).toBe(2);
+    expect(actor.getSnapshot().value).toEqual({ ready: 'idle' });
+    expect(actor.getSnapshot().context).toMatchObject({ updates: 5, calculations: 2 });
+  });
+
+  it('retries a calculation whose commit failed transiently, after its delay', async () => {
+    let calls = 0;
+    const machine = modelMachine.provide({
+      actors: {
+        load: fromPromise(async () => undefined),
+        calculate: fromPromise(async () => {
+          calls += 1;
+          if (calls === 1) throw Object.assign(new Error('redis busy'), { transient: true });
+          return 1;
+        }),
+      },
+      delays: { retryDelay: 300 },
+    });
+    const actor = createActor(machine, { input: { modelId: 'm' } });
+    actor.subscribe({ error: () => undefined });
+    actor.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(actor.getSnapshot().value).toEqual({ ready: 'retrying' });
+    await vi.advanceTimersByTimeAsync(300);
+    expect(calls).toBe(2);
+    expect(actor.getSnapshot().context).toMatchObject({ errors: 1, lastError: 'redis busy' });
+  });
+});
+
+describe('decoding and notifications', () => {
+  const point = { type: 'm' as const, id: 1, scale: 0.1, offset: 2, deadband: 0 };
+  it('scales numbers and marks what is not a number as bad', () => {
+    expect(decode(100, point)).toEqual({ value: 12, quality: 'good' });
+    expect(decode('ERR', point)).toEqual({ value: null, quality: 'bad' });
+    expect(decode(Number.NaN, point)).toEqual({ value: null, quality: 'bad' });
+    expect(decode(Number.POSITIVE_INFINITY, point)).toEqual({ value: null, quality: 'bad' });
+  });
+
+  it('parses update notifications and rejects malformed ones', () => {
+    expect(parseUpdate('pv1', '{"ts":5,"src":"c2m","v":{"P":1},"q":{"Q":"bad"}}')).toEqual({
+      type: 'model.update', source: 'pv1', ts: 5, values: { P: 1 }, quality: { Q: 'bad' }, origin: 'c2m',
+    });
+    expect(parseUpdate('pv1', 'not json')).toBeUndefined();
+    expect(parseUpdate('pv1', '{"ts":"x","src":"c2m"}')).toBeUndefined();
+    expect(parseUpdate('pv1', '[1]')).toBeUndefined();
+  });
+
+  it('the quality of a result is the worst of its inputs', () => {
+    expect(worstQuality([])).toBe('good');
+    expect(worstQuality(['good', 'stale', 'good'])).toBe('stale');
+    expect(worstQuality(['bad', 'comm-failure', 'stale'])).toBe('comm-failure');
+  });
+});
