@@ -67,7 +67,7 @@ local function c2m(keys, args)
   for i = 5, #args, 4 do
     local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
     if not POINT_TYPE[t] then return fail('c2m: point type must be m, s, c or a, got ' .. tostring(t)) end
-    if id == '' or not tonumber(id) then return fail('c2m: point id must be a number, got ' .. tostring(id)) end
+    if not string.find(id, '^%d+$') then return fail('c2m: point id must be a number, got ' .. tostring(id)) end
     if v ~= '' and not is_number(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. tostring(v)) end
     if not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. tostring(q)) end
   end

@@ -283,7 +283,10 @@ export class Supervisor {
       c.running = undefined;
       c.generation += 1;
       if (!running) {
-        if (c.status === 'backoff') c.status = 'stopped';
+        if (c.status === 'backoff') {
+          c.status = 'stopped';
+          this.emit({ type: 'stopped', supervisor: this.id, child: c.spec.id, killed: false });
+        }
         continue;
       }
       c.status = 'stopped';

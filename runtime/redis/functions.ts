@@ -225,6 +225,8 @@ export class Subscriptions {
 
   constructor(conn: Redis) {
     this.conn = conn;
+    // Connection errors are retried by ioredis (and subscriptions renewed); the main connection logs them.
+    this.conn.on('error', () => undefined);
     this.conn.on('message', (channel: string, message: string) => {
       const hs = this.handlers.get(channel);
       if (hs) for (const h of hs) h(message, channel);

@@ -16,11 +16,15 @@ export { spawnRedis, type RedisServer };
 export const quietLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
 export function rawClient(server: RedisServer): Redis {
-  return new Redis(server.url, { maxRetriesPerRequest: 1, lazyConnect: false });
+  const c = new Redis(server.url, { maxRetriesPerRequest: 1, lazyConnect: false });
+  c.on('error', () => undefined); // tests stop servers on purpose
+  return c;
 }
 
 export function wrapper(server: RedisServer, limits = { historyMaxLen: 1000, cloudMaxLen: 1000 }): VoltageRedis {
-  return new VoltageRedis(new Redis(server.url, { maxRetriesPerRequest: null }), limits);
+  const c = new Redis(server.url, { maxRetriesPerRequest: null });
+  c.on('error', () => undefined);
+  return new VoltageRedis(c, limits);
 }
 
 /** Writes a config folder from file name → content; returns its path. */

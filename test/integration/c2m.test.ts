@@ -1,0 +1,132 @@
+/**
+ * The Functions library against a private redis-server: c2m is atomic,
+ * rejects bad arguments without writing anything, bounds its outboxes and
+ * counts what it drops; the library and mapping come back after FUNCTION FLUSH
+ * and after Redis lost everything.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { KEYS, type VoltageRedis } from '../../runtime/redis/functions.js';
+import { RedisFunctionError } from '../../runtime/errors.js';
+import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
+
+let server: RedisServer;
+let raw: Redis;
+let bus: VoltageRedis;
+const site = { site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P'], ['1001:m:2', 'pv1:Q'], ['1002:s:5', 'bess:on']]) };
+
+beforeAll(async () => {
+  server = await spawnRedis();
+  raw = rawClient(server);
+  bus = wrapper(server, { historyMaxLen: 5, cloudMaxLen: 3 });
+});
+afterAll(async () => {
+  raw.disconnect();
+  await bus.close();
+  await server.stop();
+});
+beforeEach(async () => {
+  await raw.flushall();
+  await bus.loadSite(site);
+});
+
+async function dump(): Promise<Record<string, string>> {
+  const keys = (await raw.keys('*')).sort();
+  const out: Record<string, string> = {};
+  for (const k of keys) out[k] = JSON.stringify(await raw.call('DUMP', k));
+  return out;
+}
+
+describe('c2m', () => {
+  it('writes the channel hashes, maps to models, notifies each touched model once, and appends to both outboxes', async () => {
+    const sub = raw.duplicate();
+    const got: Array<[string, string]> = [];
+    sub.on('message', (ch: string, msg: string) => got.push([ch, msg]));
+    await sub.subscribe('modsrv:pv1:update', 'modsrv:bess:update', 'comsrv:1001:update');
+    const r = await bus.c2m('1001', 1_700_000_000_000, [
+      { type: 'm', id: 1, value: 12.5, quality: 'good' },
+      { type: 'm', id: 2, value: null, quality: 'bad' },
+      { type: 'm', id: 3, value: 7, quality: 'good' },
+    ]);
+    expect(r).toEqual({ points: 3, models: 1, historyDropped: 0, cloudDropped: 0 });
+    expect(await raw.hgetall('comsrv:1001:m')).toEqual({ 1: '12.500000', 3: '7.000000' });
+    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 3: '1700000000000' });
+    expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'good', 2: 'bad', 3: 'good' });
+    expect(await raw.hgetall('modsrv:pv1:measurement')).toEqual({ P: '12.500000' });
+    expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'good', Q: 'bad' });
+    for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    sub.disconnect();
+    expect(got).toHaveLength(2);
+    expect(got[0]![0]).toBe('modsrv:pv1:update');
+    expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
+    expect(got[1]).toEqual(['comsrv:1001:update', '1700000000000']);
+    const [entry] = await raw.xrange(KEYS.history, '-', '+');
+    expect(entry![1]).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p', JSON.stringify([['m', '1', '12.500000', 'good'], ['m', '2', '', 'bad'], ['m', '3', '7.000000', 'good']])]);
+    expect(await raw.xlen(KEYS.cloud)).toBe(1);
+  });
+
+  it.each([
+    ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a number'],
+    ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be'],
+    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'point type must be m, s, c or a'],
+    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'point id must be a number'],
+  ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message) => {
+    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    const before = await dump();
+    const batch = [{ type: 'm', id: 2, value: 2, quality: 'good' }, ...bad] as Parameters<VoltageRedis['c2m']>[2];
+    const err = await bus.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RedisFunctionError);
+    expect((err as Error).message).toContain(message);
+    expect(await dump()).toEqual(before);
+  });
+
+  it('rejects a bad timestamp or key count from a raw client, writing nothing', async () => {
+    const before = await dump();
+    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 16 keys');
+    const keys = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+    await expect(raw.fcall('c2m', 16, ...keys, '9', 'yesterday', 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('ts must be a positive integer');
+    await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5, 'm', 1, '1')).rejects.toThrow('points come in groups of 4');
+    await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5)).rejects.toThrow('points come in groups of 4');
+    expect(await dump()).toEqual(before);
+  });
+
+  it('bounds the outboxes with MAXLEN and counts exactly what was trimmed', async () => {
+    for (let i = 0; i < 400; i++) await bus.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+    const stats = await bus.queueStats();
+    expect(stats.historyLen).toBeLessThan(400);
+    expect(stats.historyLen + Number(stats.dropped['hissrv:queue:dropped'])).toBe(400);
+    expect(stats.cloudLen + Number(stats.dropped['cloud:queue:dropped'])).toBe(400);
+  });
+
+  it('reloads the library after FUNCTION FLUSH and the call goes through', async () => {
+    await raw.call('FUNCTION', 'FLUSH');
+    await expect(raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
+    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
+    expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
+    expect(await bus.libraryVersion()).toBe('1');
+  });
+
+  it('restores the library and the mapping when Redis lost everything', async () => {
+    await raw.flushall();
+    await raw.call('FUNCTION', 'FLUSH');
+    await bus.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
+    expect(await raw.hget('mapping:c2m', '1002:s:5')).toBe('bess:on');
+    expect(await raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
+  });
+
+  it('model_set writes calculated values and rejects bad ones without writing', async () => {
+    await bus.modelSet('site', 1_700_000_000_000, [{ name: 'load', value: 4.25, quality: 'stale' }]);
+    expect(await raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
+    expect(await raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
+    const before = await dump();
+    await expect(raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'hissrv:queue', 'stats:queues', 'site', 1, 10, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
+    expect(await dump()).toEqual(before);
+  });
+
+  it('site_load replaces the mapping atomically, and rejects a malformed one whole', async () => {
+    expect(await raw.hgetall('mapping:m2c')).toEqual({ 'pv1:P': '1001:m:1', 'pv1:Q': '1001:m:2', 'bess:on': '1002:s:5' });
+    const before = await dump();
+    await expect(raw.fcall('site_load', 4, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', '{}', 2, '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    expect(await dump()).toEqual(before);
+  });
+});
