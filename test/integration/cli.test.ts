@@ -1,0 +1,107 @@
+/**
+ * The `voltage` command as a user runs it: a real process, real signals, a
+ * private redis-server.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
+
+const BIN = 'runtime/bin/voltage.js';
+
+interface Run { code: number | null; stdout: string; stderr: string }
+
+function voltage(args: string[], env: Record<string, string> = {}): { proc: ChildProcess; done: Promise<Run>; out: () => string } {
+  const proc = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
+  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const done = new Promise<Run>((resolve) => proc.on('exit', (code) => resolve({ code, stdout, stderr })));
+  return { proc, done, out: () => stdout + stderr };
+}
+
+let server: RedisServer;
+beforeAll(async () => { server = await spawnRedis(); });
+afterAll(async () => { await server.stop(); });
+
+describe('voltage CLI', () => {
+  it('validate: OK on the example site, without Redis', async () => {
+    const r = await voltage(['validate'], { REDIS_URL: 'redis://127.0.0.1:1' }).done;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/OK — 4 channel\(s\) with \d+ point\(s\), 5 model\(s\)/);
+  });
+
+  it('validate: every problem with file:line:column, exit 2', async () => {
+    const dir = writeSite({ 'site.yaml': 'channels:\n  - id: 1\n    protocol: virtual\n    polMs: 5\nmodels:\n  - id: m\n    mapping: { x: "1:m:1" }\n' });
+    const r = await voltage(['validate', '--config', dir]).done;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/site\.yaml:4:5: unknown key 'polMs' in channels\[0\]; did you mean 'pollMs'\?/);
+    expect(r.stderr).toContain('1 problem(s)');
+  });
+
+  it('start: runs the site, SIGTERM stops the tree in reverse order and exits 0; status works while up and after', async () => {
+    const env = { REDIS_URL: server.url };
+    const run = voltage(['start', '--config', 'test/fixtures/flaky-site'], env);
+    const c = rawClient(server);
+    await eventually(async () => (await c.hget('actor:root', 'status')) === 'running', 15_000);
+    const up = await voltage(['status'], env).done;
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/^runtime: up \(pid \d+/);
+    expect(up.stdout).toMatch(/├─ models\s+running/);
+    expect(up.stdout).toMatch(/channel\/good1\s+running\s+state \{"polling":"(reading|waiting)"\}/);
+    run.proc.kill('SIGTERM');
+    const r = await run.done;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('SIGTERM: stopping the tree');
+    const down = await voltage(['status'], env).done;
+    expect(down.stdout).toMatch(/^runtime: DOWN — last heartbeat/);
+    expect(down.stdout).toMatch(/channel\/good1\s+stopped/);
+    c.disconnect();
+  });
+
+  it('start: exits 1 with a line naming the child when the root gives up', async () => {
+    const dir = writeSite({
+      'site.yaml': `runtime:
+  supervisor: { intensity: 0 }
+  channels: { intensity: 0 }
+channels:
+  - id: bad
+    protocol: virtual
+    pollMs: 20
+    fault: { crashAfterPolls: 1 }
+    points: [ { type: m, id: 1, sim: { kind: constant, value: 1 } } ]
+`,
+    });
+    const r = await voltage(['start', '--config', dir], { REDIS_URL: server.url }).done;
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain("the supervisor tree gave up: supervisor 'root': child 'channels' exceeded the restart intensity of 0");
+    expect(r.stdout).toContain("child 'channel/bad' exceeded the restart intensity of 0");
+  });
+
+  it('demo: starts a private redis-server, prints what it started, and removes it on SIGINT', async () => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (k !== 'REDIS_URL' && v !== undefined) env[k] = v;
+    const proc = spawn(process.execPath, [BIN, 'demo'], { env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out) ?? undefined, 20_000);
+    expect(out).toContain('VoltageEMS demo is running');
+    const redisPid = Number(url[2]);
+    const { Redis } = await import('ioredis');
+    const c = new Redis(url[1]!, { maxRetriesPerRequest: 1 });
+    c.on('error', () => undefined);
+    await eventually(async () => (await c.hget('modsrv:site:measurement', 'load')) !== null, 15_000);
+    c.disconnect();
+    proc.kill('SIGINT');
+    expect(await exit).toBe(0);
+    expect(() => process.kill(redisPid, 0)).toThrow();
+  });
+
+  it('unknown command: usage and exit 2', async () => {
+    const r = await voltage(['frobnicate']).done;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'frobnicate'");
+  });
+});
