@@ -55,7 +55,7 @@ describe('modelMachine', () => {
     let release: () => void = () => undefined;
     const machine = modelMachine.provide({
       actors: {
-        load: fromPromise(async () => undefined),
+        load: fromPromise(async (): Promise<void> => undefined),
         calculate: fromPromise(async () => {
           calcs += 1;
           await new Promise<void>((r) => { release = r; });
@@ -86,7 +86,7 @@ describe('modelMachine', () => {
     let calls = 0;
     const machine = modelMachine.provide({
       actors: {
-        load: fromPromise(async () => undefined),
+        load: fromPromise(async (): Promise<void> => undefined),
         calculate: fromPromise(async () => {
           calls += 1;
           if (calls === 1) throw Object.assign(new Error('redis busy'), { transient: true });
