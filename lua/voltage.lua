@@ -200,30 +200,49 @@ local function actor_report(keys, args)
 end
 
 --[[
-site_load: replaces the site's mapping and description atomically, at start.
-KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors
-ARGV: 1 site config (JSON), 2 number of mapping pairs N, then N pairs: channel:type:point, model:name
-Actors of an earlier config are forgotten (their state hashes too).
+site_stage: adds mapping pairs to the staging hashes (a large site is staged in
+several calls; site_load then swaps them in at once).
+KEYS: 1 mapping:c2m:next, 2 mapping:m2c:next
+ARGV: pairs channel:type:point, model:name
 ]]
-local function site_load(keys, args)
-  if #keys ~= 4 then return fail('site_load needs 4 keys') end
-  local ok = pcall(cjson.decode, args[1] or '')
-  if not ok then return fail('site_load: site config is not JSON') end
-  local n = tonumber(args[2])
-  if n == nil or n < 0 or #args ~= 2 + 2 * n then return fail('site_load: expected ' .. tostring(n) .. ' mapping pairs') end
-  for i = 3, #args, 2 do
-    if not string.find(args[i], '^[%w_-]+:[msca]:%d+$') then return fail('site_load: bad channel point ' .. args[i]) end
-    if not string.find(args[i + 1], '^[%w_-]+:[%w_]+$') then return fail('site_load: bad model value ' .. args[i + 1]) end
+local function site_stage(keys, args)
+  if #keys ~= 2 then return fail('site_stage needs 2 keys') end
+  if #args % 2 ~= 0 then return fail('site_stage: arguments come in pairs') end
+  for i = 1, #args, 2 do
+    if not string.find(args[i], '^[%w_-]+:[msca]:%d+$') then return fail('site_stage: bad channel point ' .. args[i]) end
+    if not string.find(args[i + 1], '^[%w_-]+:[%w_]+$') then return fail('site_stage: bad model value ' .. args[i + 1]) end
   end
-  redis.call('DEL', keys[1], keys[2])
   local c2m_args, m2c_args = {}, {}
-  for i = 3, #args, 2 do
+  for i = 1, #args, 2 do
     c2m_args[#c2m_args + 1] = args[i]; c2m_args[#c2m_args + 1] = args[i + 1]
     m2c_args[#m2c_args + 1] = args[i + 1]; m2c_args[#m2c_args + 1] = args[i]
   end
   if #c2m_args > 0 then
     hset_chunked(keys[1], c2m_args)
     hset_chunked(keys[2], m2c_args)
+  end
+  return redis.call('HLEN', keys[1])
+end
+
+--[[
+site_load: makes the staged mapping live and records the site, atomically.
+KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors, 5 mapping:c2m:next, 6 mapping:m2c:next
+ARGV: 1 site config (JSON), 2 number of mapping pairs staged
+Actors of an earlier config are forgotten (their state hashes too).
+]]
+local function site_load(keys, args)
+  if #keys ~= 6 then return fail('site_load needs 6 keys') end
+  local ok = pcall(cjson.decode, args[1] or '')
+  if not ok then return fail('site_load: site config is not JSON') end
+  local n = tonumber(args[2])
+  if n == nil or n < 0 then return fail('site_load: the number of mapping pairs is missing') end
+  local staged = redis.call('HLEN', keys[5])
+  if staged ~= n then return fail('site_load: ' .. staged .. ' mapping pairs are staged, expected ' .. n) end
+  if n > 0 then
+    redis.call('RENAME', keys[5], keys[1])
+    redis.call('RENAME', keys[6], keys[2])
+  else
+    redis.call('DEL', keys[1], keys[2])
   end
   for _, id in ipairs(redis.call('SMEMBERS', keys[4])) do
     redis.call('DEL', 'actor:' .. id)
@@ -240,5 +259,6 @@ end
 redis.register_function('c2m', c2m)
 redis.register_function('model_set', model_set)
 redis.register_function('actor_report', actor_report)
+redis.register_function('site_stage', site_stage)
 redis.register_function('site_load', site_load)
 redis.register_function{ function_name = 'voltage_version', callback = version, flags = { 'no-writes' } }

@@ -95,7 +95,9 @@ export const channelMachine = setup({
       },
     },
     polling: {
-      initial: 'reading',
+      // Wait first: the adapter's pollDelay staggers the first poll of each channel
+      // inside its interval, so that channels do not all poll in the same instant.
+      initial: 'waiting',
       states: {
         reading: {
           invoke: {

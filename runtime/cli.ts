@@ -74,31 +74,36 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
   return 1;
 }
 
-async function cmdStart(dir: string): Promise<number> {
+/** Loads and starts; returns no reference to the SiteConfig, so what the actors do not keep of it is freed. */
+async function loadAndStart(dir: string, redisUrl?: string): Promise<{ rt: RunningRuntime; log: Logger; summary: string; dir: string; site: string } | undefined> {
   const site = load(dir);
-  if (!site) return 2;
+  if (!site) return undefined;
   const log = createLogger(site.runtime.log.level);
-  const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
-  const rt = await startRuntime(site, { redisUrl: url, log });
-  return runUntilSignal(rt, log);
+  const rt = await startRuntime(site, { redisUrl: redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log });
+  return { rt, log, summary: summary(site), dir: site.dir, site: site.runtime.site };
+}
+
+async function cmdStart(dir: string): Promise<number> {
+  const started = await loadAndStart(dir);
+  if (!started) return 2;
+  return runUntilSignal(started.rt, started.log);
 }
 
 async function cmdDemo(dir: string): Promise<number> {
-  const site = load(dir);
-  if (!site) return 2;
-  const log = createLogger(site.runtime.log.level);
+  if (!load(dir)) return 2;
   let server: RedisServer | undefined;
   let url = process.env.REDIS_URL;
   if (!url) {
     server = await spawnRedis();
     url = server.url;
   }
-  const rt = await startRuntime(site, { redisUrl: url, log });
+  const started = await loadAndStart(dir, url);
+  if (!started) return 2;
   const lines = [
     '',
     'VoltageEMS demo is running',
-    `  site      ${site.runtime.site}: ${summary(site)}`,
-    `  config    ${site.dir}`,
+    `  site      ${started.site}: ${started.summary}`,
+    `  config    ${started.dir}`,
     `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,
@@ -107,7 +112,7 @@ async function cmdDemo(dir: string): Promise<number> {
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  return runUntilSignal(rt, log, async () => { await server?.stop(); });
+  return runUntilSignal(started.rt, started.log, async () => { await server?.stop(); });
 }
 
 async function cmdStatus(): Promise<number> {

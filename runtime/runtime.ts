@@ -72,13 +72,17 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   site.models.forEach((m, i) => registry.declare(modelActorId(m), 'model', 'models', { order: i }));
   site.channels.filter((c) => c.enabled).forEach((c, i) => registry.declare(channelActorId(c), 'channel', 'channels', { order: i }));
 
+  // The supervisors' factories keep only what the actors need, not the whole SiteConfig
+  // (a 100k-point site's mappings and measurement lists live in Redis, not here).
+  const modelSpecs = site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log }));
+  const channelSpecs = site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, registry, log, ...(opts.device ? { device: opts.device } : {}) }));
   const models = () => new Supervisor(
     { id: 'models', strategy: 'one_for_one', intensity: rt.models.intensity, periodMs: rt.models.periodMs, backoff: rt.models.backoff, onEvent },
-    site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log })),
+    modelSpecs,
   );
   const channels = () => new Supervisor(
     { id: 'channels', strategy: 'one_for_one', intensity: rt.channels.intensity, periodMs: rt.channels.periodMs, backoff: rt.channels.backoff, onEvent },
-    site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, registry, log, ...(opts.device ? { device: opts.device } : {}) })),
+    channelSpecs,
   );
   const root = new Supervisor(
     { id: 'root', strategy: 'rest_for_one', intensity: rt.supervisor.intensity, periodMs: rt.supervisor.periodMs, backoff: rt.supervisor.backoff, onEvent },
@@ -93,7 +97,13 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   });
 
   const startedAt = Date.now();
-  const beat = () => registry.report('root', { pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl) });
+  const beat = () => {
+    const mem = process.memoryUsage();
+    registry.report('root', {
+      pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl),
+      rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
+    });
+  };
   beat();
   const heartbeat = setInterval(beat, opts.heartbeatMs ?? 5_000);
   // After Redis comes back empty (restarted without persistence), write the tree again;
@@ -103,7 +113,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
 
   await root.start();
   registry.report('root', { status: 'running' });
-  log.info({ channels: site.channels.length, models: site.models.length }, `runtime started: ${site.channels.length} channel(s), ${site.models.length} model(s)`);
+  log.info({ channels: channelSpecs.length, models: modelSpecs.length }, `runtime started: ${channelSpecs.length} channel(s), ${modelSpecs.length} model(s)`);
 
   let stopped: Promise<void> | undefined;
   return {

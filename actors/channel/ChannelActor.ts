@@ -30,11 +30,16 @@ export interface ChannelActorDeps {
   readonly now?: () => number;
 }
 
-interface LastSent { value: number | null; quality: Quality; at: number }
-
 export function decode(raw: RawReading, p: PointConfig): { value: number | null; quality: Quality } {
   if (typeof raw !== 'number' || !Number.isFinite(raw)) return { value: null, quality: 'bad' };
   return { value: raw * p.scale + p.offset, quality: 'good' };
+}
+
+/** A stable offset in [0, pollMs) from the channel id, so that channels spread their polls. */
+export function staggerMs(channelId: string, pollMs: number): number {
+  let h = 2166136261;
+  for (let i = 0; i < channelId.length; i++) h = Math.imul(h ^ channelId.charCodeAt(i), 16777619);
+  return (h >>> 0) % pollMs;
 }
 
 export function channelActorId(channel: ChannelConfig): string {
@@ -52,7 +57,10 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const log = deps.log.child({ actor: id });
       const device = deps.device?.(channel) ?? new VirtualDevice(channel);
       const points = channel.points.filter((p) => p.sim !== undefined || p.type === 'c' || p.type === 'a');
-      const lastSent = new Map<PointConfig, LastSent>();
+      // Report by exception: what was last sent of each point, in flat arrays (no object per point).
+      const sentValue = new Float64Array(points.length).fill(Number.NaN);
+      const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
+      const sentAt = new Float64Array(points.length);
       let pollStartedAt = 0;
 
       const poll = async (): Promise<PollOutcome> => {
@@ -60,26 +68,28 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         pollStartedAt = ts;
         const readings = await device.read(points, ts);
         const batch: PointSample[] = [];
-        const sent: PointConfig[] = [];
+        const sent: number[] = [];
         let bad = 0;
         for (let i = 0; i < points.length; i++) {
           const p = points[i]!;
           const { value, quality } = decode(readings[i] ?? Number.NaN, p);
           if (quality !== 'good') bad += 1;
-          const last = lastSent.get(p);
-          const moved = !last || last.quality !== quality || ts - last.at >= INTEGRITY_MS
-            || (value !== null && (last.value === null || Math.abs(value - last.value) > p.deadband || p.deadband === 0));
+          const last = sentValue[i]!;
+          const moved = sentQuality[i] !== quality || ts - sentAt[i]! >= INTEGRITY_MS
+            || (value !== null && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband));
           if (moved) {
             batch.push({ type: p.type, id: p.id, value, quality });
-            sent.push(p);
+            sent.push(i);
           }
         }
         if (batch.length > 0) {
           await deps.redis.c2m(channel.id, ts, batch);
-          for (let i = 0; i < batch.length; i++) {
-            const p = sent[i]!;
-            const s = batch[i]!;
-            lastSent.set(p, { value: s.value ?? lastSent.get(p)?.value ?? null, quality: s.quality, at: ts });
+          for (let k = 0; k < batch.length; k++) {
+            const i = sent[k]!;
+            const s = batch[k]!;
+            if (s.value !== null) sentValue[i] = s.value;
+            sentQuality[i] = s.quality;
+            sentAt[i] = ts;
           }
         }
         if (bad > 0) log.debug({ bad }, 'readings that are not numbers were stored with quality bad');
@@ -92,7 +102,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           poll: fromPromise(poll),
         },
         delays: {
-          pollDelay: () => Math.max(0, channel.pollMs - (now() - pollStartedAt)),
+          pollDelay: () => (pollStartedAt === 0 ? staggerMs(channel.id, channel.pollMs) : Math.max(0, channel.pollMs - (now() - pollStartedAt))),
           reconnectDelay: ({ context }) => {
             const delayMs = backoffDelay(channel.reconnect, context.reconnectAttempt);
             log.warn({ attempt: context.reconnectAttempt + 1, delayMs, err: context.lastError }, `link down; reconnecting in ${delayMs} ms`);

@@ -18,47 +18,55 @@ export interface DeviceIo {
   close(): Promise<void>;
 }
 
-type Waveform = (now: number) => number;
-
-function waveform(sim: SimSpec, random: () => number): Waveform {
+/**
+ * The value of point i at `now`. Waveforms are evaluated from the spec and one
+ * number of state per point (counters, random walks), not from a closure per
+ * point: a 100k-point site would otherwise hold 100k closures and contexts.
+ */
+function sample(sim: SimSpec, state: Float64Array, i: number, now: number, random: () => number): number {
   switch (sim.kind) {
     case 'sine':
-      return (now) => sim.offset + sim.amplitude * Math.sin((2 * Math.PI * now) / sim.periodMs + sim.phase);
+      return sim.offset + sim.amplitude * Math.sin((2 * Math.PI * now) / sim.periodMs + sim.phase);
     case 'square':
-      return (now) => (Math.floor(now / (sim.periodMs / 2)) % 2 === 0 ? sim.high : sim.low);
+      return Math.floor(now / (sim.periodMs / 2)) % 2 === 0 ? sim.high : sim.low;
     case 'constant':
-      return () => sim.value;
+      return sim.value;
     case 'counter': {
-      let v = sim.start - sim.step;
-      return () => {
-        v += sim.step;
-        if (sim.max !== undefined && v > sim.max) v = sim.start;
-        return v;
-      };
+      let v = state[i]! + sim.step;
+      if (sim.max !== undefined && v > sim.max) v = sim.start;
+      state[i] = v;
+      return v;
     }
     case 'random_walk': {
-      let v = sim.start;
-      return () => {
-        v = Math.min(sim.max, Math.max(sim.min, v + (random() * 2 - 1) * sim.step));
-        return v;
-      };
+      const v = Math.min(sim.max, Math.max(sim.min, state[i]! + (random() * 2 - 1) * sim.step));
+      state[i] = v;
+      return v;
     }
     default:
-      return () => Number.NaN;
+      return Number.NaN;
   }
 }
 
+function initialState(sim: SimSpec | undefined, p: PointConfig): number {
+  if (!sim) return p.min ?? 0;
+  if (sim.kind === 'counter') return sim.start - sim.step;
+  if (sim.kind === 'random_walk') return sim.start;
+  return 0;
+}
+
 export class VirtualDevice implements DeviceIo {
-  private readonly waves = new Map<PointConfig, Waveform>();
-  private readonly held = new Map<PointConfig, number>();
+  private readonly index = new Map<PointConfig, number>();
+  /** Per point: the waveform's state, or the value held by a control/adjustment point. */
+  private readonly state: Float64Array;
   private polls = 0;
   private linkDropped = false;
 
   constructor(private readonly channel: ChannelConfig, private readonly random: () => number = Math.random) {
-    for (const p of channel.points) {
-      if (p.sim) this.waves.set(p, waveform(p.sim, random));
-      else this.held.set(p, p.min ?? 0);
-    }
+    this.state = new Float64Array(channel.points.length);
+    channel.points.forEach((p, i) => {
+      this.index.set(p, i);
+      this.state[i] = initialState(p.sim, p);
+    });
   }
 
   async connect(): Promise<void> {
@@ -77,7 +85,9 @@ export class VirtualDevice implements DeviceIo {
     }
     const garbage = fault?.garbageRate ?? 0;
     return points.map((p) => {
-      const v = this.waves.get(p)?.(now) ?? this.held.get(p) ?? 0;
+      const i = this.index.get(p) ?? -1;
+      if (i < 0) return Number.NaN;
+      const v = p.sim ? sample(p.sim, this.state, i, now, this.random) : this.state[i]!;
       return garbage > 0 && this.random() < garbage ? 'ERR' : v;
     });
   }

@@ -51,11 +51,15 @@ class TransientError extends Error {
   readonly transient = true;
 }
 
-export function modelActorId(model: ModelDef): string {
+/** What a model actor needs of its model: not its measurements nor its mapping (those live in Redis). */
+export type ModelCalcs = Pick<ModelDef, 'id' | 'calculations' | 'dependsOn'>;
+
+export function modelActorId(model: Pick<ModelDef, 'id'>): string {
   return `model/${model.id}`;
 }
 
-export function modelChild(model: ModelDef, deps: ModelActorDeps): ChildSpec {
+export function modelChild(def: ModelCalcs, deps: ModelActorDeps): ChildSpec {
+  const model: ModelCalcs = { id: def.id, calculations: def.calculations, dependsOn: def.dependsOn };
   const id = modelActorId(model);
   return machineChild({
     id,
@@ -70,18 +74,30 @@ export function modelChild(model: ModelDef, deps: ModelActorDeps): ChildSpec {
       let latestTs = 0;
       const unsubscribe: Array<() => Promise<void>> = [];
       const keyOf = (source: string, name: string) => (source === model.id ? name : `${source}.${name}`);
+      // Only what the calculations read is kept: a model of 1,000 measurements and one
+      // calculation over three of them caches three values, not 1,000.
+      const needed = new Set<string>();
+      for (const c of model.calculations) {
+        for (const r of c.expr.refs) needed.add(r.startsWith(`${model.id}.`) ? r.slice(model.id.length + 1) : r);
+      }
 
       /** Keys set by a notification: the initial load must not overwrite them with older values. */
       const fresh = new Set<string>();
       const apply = (u: ModelUpdate) => {
         if (u.ts > latestTs) latestTs = u.ts;
-        for (const [name, v] of Object.entries(u.values)) {
+        for (const name in u.values) {
           const k = keyOf(u.source, name);
+          if (!needed.has(k)) continue;
           fresh.add(k);
-          values.set(k, v);
+          values.set(k, u.values[name]!);
           quality.set(k, (u.quality?.[name] as Quality | undefined) ?? 'good');
         }
-        if (u.quality) for (const [name, q] of Object.entries(u.quality)) quality.set(keyOf(u.source, name), q as Quality);
+        if (u.quality) {
+          for (const name in u.quality) {
+            const k = keyOf(u.source, name);
+            if (needed.has(k)) quality.set(k, u.quality[name] as Quality);
+          }
+        }
       };
 
       const load = async () => {
@@ -89,7 +105,7 @@ export function modelChild(model: ModelDef, deps: ModelActorDeps): ChildSpec {
           const vals = await deps.redis.modelValues(source);
           for (const [name, r] of vals) {
             const k = keyOf(source, name);
-            if (fresh.has(k)) continue;
+            if (!needed.has(k) || fresh.has(k)) continue;
             if (r.value !== null) values.set(k, r.value);
             quality.set(k, r.quality ?? 'good');
             if (r.ts !== null && r.ts > latestTs) latestTs = r.ts;

@@ -8,7 +8,7 @@ import { closest } from 'fastest-levenshtein';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue, type SourcePosition } from '../errors.js';
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
-import { configSchema, jsonSchema, POINT_REF_PATTERN, type ParsedConfig, type PointType } from './schema.js';
+import { configSchema, jsonSchema, POINT_REF_PATTERN, type ParsedConfig, type PointConfig, type PointType } from './schema.js';
 import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
 import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
@@ -118,6 +118,7 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
 
   // Channels and their points.
   const channelPoints = new Map<string, Map<string, number>>();
+  const pointsByName = new Map<string, Map<string, PointRef>>();
   const channelIndex = new Map<string, number>();
   cfg.channels.forEach((ch, ci) => {
     const first = channelIndex.get(ch.id);
@@ -128,11 +129,14 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
     channelIndex.set(ch.id, ci);
     const points = new Map<string, number>();
     channelPoints.set(ch.id, points);
+    const named = new Map<string, PointRef>();
+    pointsByName.set(ch.id, named);
     ch.points.forEach((p, pi) => {
       const k = `${p.type}:${p.id}`;
       const firstP = points.get(k);
       if (firstP !== undefined) add(['channels', ci, 'points', pi, 'id'], 'DUPLICATE_ID', `point ${k} of channel '${ch.id}' is defined twice (first at ${formatPos(src.locate(['channels', ci, 'points', firstP, 'id']))})`);
       else points.set(k, pi);
+      if (p.name !== undefined && !named.has(p.name)) named.set(p.name, { channel: ch.id, type: p.type, point: p.id });
       if (ch.protocol === 'virtual' && (p.type === 'm' || p.type === 's') && !p.sim) add(['channels', ci, 'points', pi], 'MISSING_KEY', `point ${k} of virtual channel '${ch.id}' needs a 'sim' waveform`);
       if (p.min !== undefined && p.max !== undefined && p.min > p.max) add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
       if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) add(['channels', ci, 'points', pi, 'sim', 'min'], 'OUT_OF_RANGE', `point ${k}: random_walk min must be below max`);
@@ -187,6 +191,29 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       }
       mappedBy.set(pointKey(ref), path);
       mapping.set(name, ref);
+    }
+    if (m.channel !== undefined) {
+      const named = pointsByName.get(m.channel);
+      if (!named) {
+        const ids = [...pointsByName.keys()];
+        add(['models', mi, 'channel'], 'UNKNOWN_REF', `model '${m.id}' takes its points from channel '${m.channel}', which does not exist${ids.length ? `; did you mean '${closest(m.channel, ids)}'?` : ''}`);
+      } else {
+        for (const name of measurements.keys()) {
+          if (mapping.has(name) || m.mapping[name] !== undefined) continue;
+          const ref = named.get(name);
+          if (!ref) {
+            add(['models', mi, 'channel'], 'UNKNOWN_REF', `model '${m.id}': channel '${m.channel}' has no point named '${name}' (give it in 'mapping' or name a point so)`);
+            continue;
+          }
+          const other = mappedBy.get(pointKey(ref));
+          if (other) {
+            add(['models', mi, 'channel'], 'DUPLICATE_ID', `channel point ${pointKey(ref)} ('${name}') is already mapped at ${formatPos(src.locate(other))}; a channel point feeds one model value`);
+            continue;
+          }
+          mappedBy.set(pointKey(ref), ['models', mi, 'channel']);
+          mapping.set(name, ref);
+        }
+      }
     }
     return { m, mi, measurements, calcSpecs, mapping, incomplete: Boolean(m.template && !tpl) };
   });
@@ -245,7 +272,16 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       dependsOn: [...dependsOn],
     };
   });
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels: cfg.channels, models });
+  const channels = cfg.channels.map((c) => ({ ...c, points: c.points.map(compactPoint) }));
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models });
+}
+
+/** One object shape for every point (in-object fields): a 100k-point site costs megabytes less. */
+function compactPoint(p: PointConfig): PointConfig {
+  return {
+    type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset,
+    deadband: p.deadband, min: p.min, max: p.max, sim: p.sim,
+  };
 }
 
 /** Depth-first topological order; reports each cycle once. */

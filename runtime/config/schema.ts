@@ -107,6 +107,8 @@ export const modelSchema = z.strictObject({
   nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).optional(),
   measurements: z.record(name, valueSpec).default({}),
   calculations: z.record(name, calcSpec).default({}),
+  /** Maps every measurement not in `mapping` to the point of this channel with the same name. */
+  channel: id.optional(),
   /** measurement name → `channel:type:point` */
   mapping: z.record(name, z.string().regex(POINT_REF_PATTERN, 'must be channel:type:point, e.g. 1001:m:1')).default({}),
 });

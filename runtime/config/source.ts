@@ -14,7 +14,9 @@ import type { ConfigIssue, SourcePosition } from '../errors.js';
 
 type Path = readonly (string | number)[];
 
-interface YamlMount { kind: 'yaml'; file: string; doc: Document; lines: LineCounter; docPath: Path }
+/** A YAML file: its text is kept, its syntax tree only built again when a position is asked for. */
+interface YamlFile { readonly file: string; readonly text: string; parsed?: { doc: Document; lines: LineCounter } }
+interface YamlMount { kind: 'yaml'; source: YamlFile; docPath: Path }
 interface CsvMount { kind: 'csv'; file: string; line: number; columns: ReadonlyMap<string, number> }
 type Mount = YamlMount | CsvMount;
 
@@ -65,16 +67,18 @@ export function readConfigFolder(dirArg: string): ConfigSource {
   for (const name of files) {
     const path = join(dir, name);
     const file = rel(path);
-    const lines = new LineCounter();
-    const doc = parseDocument(readFileSync(path, 'utf8'), { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    const text = readFileSync(path, 'utf8');
+    const source: YamlFile = { file, text };
+    const { doc, lines } = parsedYaml(source);
     for (const err of doc.errors) {
       const pos = lines.linePos(err.pos[0]);
       issues.push({ file, line: pos.line, column: pos.col, code: 'YAML_SYNTAX', message: firstLine(err.message) });
     }
     if (doc.errors.length > 0) continue;
     const content: unknown = doc.toJS();
+    source.parsed = undefined; // large sites: do not keep the syntax tree; rebuilt if an error needs a position
     if (content === null || content === undefined) continue;
-    const mount: YamlMount = { kind: 'yaml', file, doc, lines, docPath: [] };
+    const mount: YamlMount = { kind: 'yaml', source, docPath: [] };
     if (typeof content !== 'object' || Array.isArray(content)) {
       issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, channels, templates, models)' });
       continue;
@@ -195,10 +199,20 @@ function cellColumns(line: string): number[] {
   return cols;
 }
 
+function parsedYaml(source: YamlFile): { doc: Document; lines: LineCounter } {
+  if (!source.parsed) {
+    const lines = new LineCounter();
+    const doc = parseDocument(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    source.parsed = { doc, lines };
+  }
+  return source.parsed;
+}
+
 function yamlPosition(m: YamlMount, path: Path, wantKey: boolean): SourcePosition {
+  const { doc, lines } = parsedYaml(m.source);
   // Walk down as far as the path exists; report the deepest node found.
-  let node: unknown = m.doc.contents;
-  let offset = (m.doc.contents as YamlNode | null)?.range?.[0] ?? 0;
+  let node: unknown = doc.contents;
+  let offset = (doc.contents as YamlNode | null)?.range?.[0] ?? 0;
   for (const seg of path) {
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
@@ -215,8 +229,8 @@ function yamlPosition(m: YamlMount, path: Path, wantKey: boolean): SourcePositio
       break;
     }
   }
-  const pos = m.lines.linePos(offset);
-  return { file: m.file, line: pos.line, column: pos.col };
+  const pos = lines.linePos(offset);
+  return { file: m.source.file, line: pos.line, column: pos.col };
 }
 
 function firstLine(s: string): string {

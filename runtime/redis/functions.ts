@@ -8,13 +8,19 @@
  * persistence, or someone ran FUNCTION FLUSH), the library and the site's
  * mapping are loaded again and the call is retried once.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { RedisFunctionError } from '../errors.js';
 import type { PointType } from '../config/site.js';
 
-export const LIBRARY_SOURCE = readFileSync(fileURLToPath(new URL('../../lua/voltage.lua', import.meta.url)), 'utf8');
+/** lua/voltage.lua, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */
+export const LIBRARY_SOURCE = readFileSync(
+  [new URL('../../lua/voltage.lua', import.meta.url), new URL('../lua/voltage.lua', import.meta.url)]
+    .map((u) => fileURLToPath(u))
+    .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../lua/voltage.lua', import.meta.url)),
+  'utf8',
+);
 
 export type Quality = 'good' | 'stale' | 'bad' | 'comm-failure';
 export const QUALITIES: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
@@ -48,6 +54,8 @@ export function formatValue(v: number): string {
 export const KEYS = {
   mappingC2m: 'mapping:c2m',
   mappingM2c: 'mapping:m2c',
+  mappingC2mNext: 'mapping:c2m:next',
+  mappingM2cNext: 'mapping:m2c:next',
   history: 'hissrv:queue',
   cloud: 'cloud:queue',
   queueStats: 'stats:queues',
@@ -72,7 +80,8 @@ export interface QueueLimits { readonly historyMaxLen: number; readonly cloudMax
 export class VoltageRedis {
   readonly client: Redis;
   private readonly limits: QueueLimits;
-  private site: SiteDescription | undefined;
+  /** Kept to restore the site after Redis lost it; the mapping as one text, not 2 strings a point. */
+  private site: { readonly json: string; readonly mapping: string; readonly size: number } | undefined;
   private readonly channelKeys = new Map<string, string[]>();
   private reloading: Promise<void> | undefined;
 
@@ -88,9 +97,38 @@ export class VoltageRedis {
 
   /** Loads the library and the site's mapping; remembered so that a reload can restore both. */
   async loadSite(site: SiteDescription): Promise<void> {
-    this.site = site;
+    let text = '';
+    for (const [k, v] of site.mapping) text += `${k} ${v}\n`;
+    this.site = { json: site.json, mapping: text, size: site.mapping.size };
     await this.loadLibrary();
-    await this.fcall('site_load', [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors], siteArgs(site));
+    await this.stageAndLoad(this.site);
+  }
+
+  /** Stages the mapping in chunks, then swaps it in with one site_load (readers never see half a mapping). */
+  private async stageAndLoad(site: NonNullable<VoltageRedis['site']>): Promise<void> {
+    try {
+      await this.stageAndLoadUnwrapped(site);
+    } catch (e) {
+      throw new RedisFunctionError('site_load', (e as Error).message, { cause: e });
+    }
+  }
+
+  private async stageAndLoadUnwrapped(site: NonNullable<VoltageRedis['site']>): Promise<void> {
+    await this.client.del(KEYS.mappingC2mNext, KEYS.mappingM2cNext);
+    let chunk: string[] = [];
+    const flush = async () => {
+      if (chunk.length === 0) return;
+      await this.client.fcall('site_stage', 2, KEYS.mappingC2mNext, KEYS.mappingM2cNext, ...chunk);
+      chunk = [];
+    };
+    for (const line of site.mapping.split('\n')) {
+      if (!line) continue;
+      const sp = line.indexOf(' ');
+      chunk.push(line.slice(0, sp), line.slice(sp + 1));
+      if (chunk.length >= 10_000) await flush();
+    }
+    await flush();
+    await this.client.fcall('site_load', 6, KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, site.json, site.size);
   }
 
   private async reload(): Promise<void> {
@@ -98,9 +136,7 @@ export class VoltageRedis {
       try {
         await this.loadLibrary();
         const site = this.site;
-        if (site && (await this.client.exists(KEYS.siteConfig)) === 0) {
-          await this.client.fcall('site_load', 4, KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, ...siteArgs(site));
-        }
+        if (site && (await this.client.exists(KEYS.siteConfig)) === 0) await this.stageAndLoad(site);
       } finally {
         this.reloading = undefined;
       }
@@ -208,12 +244,6 @@ export class VoltageRedis {
   async close(): Promise<void> {
     await this.client.quit().catch(() => this.client.disconnect());
   }
-}
-
-function siteArgs(site: SiteDescription): (string | number)[] {
-  const args: (string | number)[] = [site.json, site.mapping.size];
-  for (const [k, v] of site.mapping) args.push(k, v);
-  return args;
 }
 
 export type MessageHandler = (message: string, channel: string) => void;

@@ -123,10 +123,21 @@ describe('c2m', () => {
     expect(await dump()).toEqual(before);
   });
 
-  it('site_load replaces the mapping atomically, and rejects a malformed one whole', async () => {
+  it('site_load swaps in the staged mapping atomically, and a malformed stage is rejected whole', async () => {
     expect(await raw.hgetall('mapping:m2c')).toEqual({ 'pv1:P': '1001:m:1', 'pv1:Q': '1001:m:2', 'bess:on': '1002:s:5' });
     const before = await dump();
-    await expect(raw.fcall('site_load', 4, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', '{}', 2, '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
     expect(await dump()).toEqual(before);
+    await expect(raw.fcall('site_load', 6, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', '{}', 5)).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    expect(await dump()).toEqual(before);
+  });
+
+  it('loads a large site (100k mapped points) in stages', async () => {
+    const mapping = new Map<string, string>();
+    for (let c = 0; c < 100; c++) for (let p = 1; p <= 1000; p++) mapping.set(`ch${c}:m:${p}`, `m${c}:p${p}`);
+    await bus.loadSite({ site: 'big', json: '{"site":"big"}', mapping });
+    expect(await raw.hlen('mapping:c2m')).toBe(100_000);
+    expect(await raw.hget('mapping:m2c', 'm99:p1000')).toBe('ch99:m:1000');
+    expect(await raw.exists('mapping:c2m:next')).toBe(0);
   });
 });

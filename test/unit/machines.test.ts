@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
 import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
-import { decode } from '../../actors/channel/ChannelActor.js';
+import { decode, staggerMs } from '../../actors/channel/ChannelActor.js';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
 import { DeviceError } from '../../runtime/errors.js';
 
@@ -34,13 +34,16 @@ describe('channelMachine', () => {
     actor.start();
     await vi.advanceTimersByTimeAsync(0);
     expect(actor.getSnapshot().value).toEqual({ polling: 'waiting' });
-    await vi.advanceTimersByTimeAsync(100);
+    expect(actor.getSnapshot().context.polls).toBe(0);
+    await vi.advanceTimersByTimeAsync(200);
     expect(actor.getSnapshot().context.polls).toBe(2);
     await vi.advanceTimersByTimeAsync(100);
     expect(actor.getSnapshot().value).toBe('reconnecting');
     expect(actor.getSnapshot().context).toMatchObject({ linkErrors: 1, lastError: 'gone' });
     await vi.advanceTimersByTimeAsync(500);
     expect(connects).toBe(2);
+    expect(actor.getSnapshot().value).toEqual({ polling: 'waiting' });
+    await vi.advanceTimersByTimeAsync(100);
     expect(actor.getSnapshot().context).toMatchObject({ polls: 3, reconnectAttempt: 0 });
     await vi.advanceTimersByTimeAsync(100);
     expect(actor.getSnapshot().status).toBe('error');
@@ -122,6 +125,14 @@ describe('decoding and notifications', () => {
     expect(parseUpdate('pv1', 'not json')).toBeUndefined();
     expect(parseUpdate('pv1', '{"ts":"x","src":"c2m"}')).toBeUndefined();
     expect(parseUpdate('pv1', '[1]')).toBeUndefined();
+  });
+
+  it('staggers channels across their poll interval, the same way every time', () => {
+    const offsets = Array.from({ length: 100 }, (_, i) => staggerMs(`ch${i}`, 1000));
+    expect(offsets.every((o) => o >= 0 && o < 1000)).toBe(true);
+    expect(staggerMs('ch1', 1000)).toBe(offsets[1]);
+    // spread: every tenth of the interval holds some channel
+    expect(new Set(offsets.map((o) => Math.floor(o / 100))).size).toBe(10);
   });
 
   it('the quality of a result is the worst of its inputs', () => {

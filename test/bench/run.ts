@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: prints the machine, each workload and its figures as a
+ * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows.
+ */
+import { formatRow, HEADER, runStep, type Step } from './kernel.js';
+import { machine } from './procstat.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
+
+const steps: Step[] = [
+  { channels: 10, points: 1000, pollMs: 1000 },
+  { channels: 100, points: 1000, pollMs: 1000 },
+  { channels: 100, points: 1000, pollMs: 500 },
+  { channels: 100, points: 1000, pollMs: 333 },
+  { channels: 100, points: 1000, pollMs: 250 },
+];
+
+console.log(`# VoltageEMS benchmark — ${new Date().toISOString()}`);
+console.log(`machine: ${machine()}`);
+console.log(`\n## Kernel: virtual channels → c2m → models (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+console.log(HEADER);
+for (const step of steps) {
+  const r = await runStep(step, windows);
+  console.log(formatRow(step, r));
+  if (r.delivered < 0.9 * r.offered) {
+    console.log(`\nsaturated: ${Math.round(r.delivered)} of ${Math.round(r.offered)} offered points/s delivered`);
+    break;
+  }
+}
