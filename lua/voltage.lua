@@ -20,6 +20,11 @@ local function is_number(s)
   return n ~= nil and n == n and n ~= math.huge and n ~= -math.huge
 end
 
+-- A plain decimal number as the runtime writes it (-12.500000, 3, 1e+21): also valid JSON.
+local function is_decimal(s)
+  return (string.find(s, '^-?%d+%.?%d*$') or string.find(s, '^-?%d+%.?%d*[eE][-+]?%d+$')) ~= nil
+end
+
 local function positive_int(s)
   local n = tonumber(s)
   return n ~= nil and n >= 1 and math.floor(n) == n
@@ -53,91 +58,120 @@ c2m: one poll's batch of points from one channel.
 KEYS: 1 mapping:c2m, 2 hissrv:queue, 3 cloud:queue, 4 stats:queues,
       5.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
 ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN, then per point: type, id, value, quality
-      (value '' = no new value, quality only)
+      (value: a decimal number such as -12.500000, or '' = no new value, quality only)
 Returns {points, models, history_dropped, cloud_dropped}.
+This is the hot path (one call per poll, up to thousands of points): no table per
+point, and JSON is concatenated from the validated decimal text rather than
+encoded, which is safe because ids, names, qualities and values are all checked
+to hold nothing JSON would have to escape.
 ]]
 local function c2m(keys, args)
   local channel, ts = args[1], args[2]
   if #keys ~= 16 then return fail('c2m needs 16 keys, got ' .. #keys) end
-  if channel == nil or channel == '' then return fail('c2m: channel is missing') end
+  if channel == nil or not string.find(channel, '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
   if not positive_int(ts) then return fail('c2m: ts must be a positive integer (ms), got ' .. tostring(ts)) end
   if not positive_int(args[3]) or not positive_int(args[4]) then return fail('c2m: MAXLEN arguments must be positive integers') end
-  local n = #args - 4
+  local nargs = #args
+  local n = nargs - 4
   if n == 0 or n % 4 ~= 0 then return fail('c2m: points come in groups of 4 (type, id, value, quality), got ' .. n .. ' arguments') end
-  for i = 5, #args, 4 do
+  for i = 5, nargs, 4 do
     local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
     if not POINT_TYPE[t] then return fail('c2m: point type must be m, s, c or a, got ' .. tostring(t)) end
     if not string.find(id, '^%d+$') then return fail('c2m: point id must be a number, got ' .. tostring(id)) end
-    if v ~= '' and not is_number(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. tostring(v)) end
+    if v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. tostring(v)) end
     if not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. tostring(q)) end
   end
 
-  -- Writes.
-  local slot = { m = 5, s = 8, c = 11, a = 14 }
-  local vals, tss, qs = {}, {}, {}
-  local fields = {}
-  local points = {}
-  for i = 5, #args, 4 do
+  -- Channel hashes, one HSET per hash; mapping lookups and the outbox payload alongside.
+  local vals, tss, qs, counts = {}, {}, {}, {}
+  local fields, hist = {}, {}
+  local np = 0
+  local prefix = channel .. ':'
+  for i = 5, nargs, 4 do
     local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
-    if not vals[t] then vals[t], tss[t], qs[t] = {}, {}, {} end
-    if v ~= '' then
-      local vt = vals[t]; vt[#vt + 1] = id; vt[#vt + 1] = v
-      local tt = tss[t]; tt[#tt + 1] = id; tt[#tt + 1] = ts
+    local c = counts[t]
+    if not c then
+      c = { 0, 0 }
+      counts[t] = c
+      vals[t], tss[t], qs[t] = {}, {}, {}
     end
-    local qt = qs[t]; qt[#qt + 1] = id; qt[#qt + 1] = q
-    fields[#fields + 1] = channel .. ':' .. t .. ':' .. id
-    points[#points + 1] = { t, id, v, q }
+    if v ~= '' then
+      local k = c[1]
+      local vt, tt = vals[t], tss[t]
+      vt[k + 1] = id; vt[k + 2] = v
+      tt[k + 1] = id; tt[k + 2] = ts
+      c[1] = k + 2
+    end
+    local k = c[2]
+    local qt = qs[t]
+    qt[k + 1] = id; qt[k + 2] = q
+    c[2] = k + 2
+    np = np + 1
+    fields[np] = prefix .. t .. ':' .. id
+    hist[np] = '["' .. t .. '",' .. id .. ',' .. (v == '' and 'null' or v) .. ',"' .. q .. '"]'
   end
-  for t, _ in pairs(qs) do
+  local slot = { m = 5, s = 8, c = 11, a = 14 }
+  for t, c in pairs(counts) do
     local k = slot[t]
-    if #vals[t] > 0 then
+    if c[1] > 0 then
       hset_chunked(keys[k], vals[t])
       hset_chunked(keys[k + 1], tss[t])
     end
     hset_chunked(keys[k + 2], qs[t])
   end
 
+  -- Model hashes and one notification per touched model.
   local targets = redis.call('HMGET', keys[1], unpack(fields))
-  local models = {}
-  local order = {}
-  for i, target in ipairs(targets) do
+  local models, order = {}, {}
+  for i = 1, np do
+    local target = targets[i]
     if target then
       local sep = string.find(target, ':', 1, true)
-      local model, name = string.sub(target, 1, sep - 1), string.sub(target, sep + 1)
+      local model = string.sub(target, 1, sep - 1)
+      local name = string.sub(target, sep + 1)
       local m = models[model]
       if not m then
-        m = { v = {}, t = {}, q = {}, values = {}, quality = {} }
+        m = { v = {}, t = {}, q = {}, jv = {}, jq = {}, nv = 0, nq = 0, njv = 0, njq = 0 }
         models[model] = m
         order[#order + 1] = model
       end
-      local p = points[i]
-      if p[3] ~= '' then
-        m.v[#m.v + 1] = name; m.v[#m.v + 1] = p[3]
-        m.t[#m.t + 1] = name; m.t[#m.t + 1] = ts
-        m.values[name] = tonumber(p[3])
+      local a = 1 + 4 * i
+      local v, q = args[a + 2], args[a + 3]
+      if v ~= '' then
+        local k = m.nv
+        m.v[k + 1] = name; m.v[k + 2] = v
+        m.t[k + 1] = name; m.t[k + 2] = ts
+        m.nv = k + 2
+        m.njv = m.njv + 1
+        m.jv[m.njv] = '"' .. name .. '":' .. v
       end
-      m.q[#m.q + 1] = name; m.q[#m.q + 1] = p[4]
-      if p[4] ~= 'good' then m.quality[name] = p[4] end
+      local k = m.nq
+      m.q[k + 1] = name; m.q[k + 2] = q
+      m.nq = k + 2
+      if q ~= 'good' then
+        m.njq = m.njq + 1
+        m.jq[m.njq] = '"' .. name .. '":"' .. q .. '"'
+      end
     end
   end
   for _, model in ipairs(order) do
     local m = models[model]
     local base = 'modsrv:' .. model .. ':measurement'
-    if #m.v > 0 then
+    if m.nv > 0 then
       hset_chunked(base, m.v)
       hset_chunked(base .. ':ts', m.t)
     end
     hset_chunked(base .. ':q', m.q)
-    local msg = { ts = tonumber(ts), src = 'c2m', v = m.values }
-    if next(m.quality) then msg.q = m.quality end
-    redis.call('PUBLISH', 'modsrv:' .. model .. ':update', cjson.encode(msg))
+    local msg = '{"ts":' .. ts .. ',"src":"c2m","v":{' .. table.concat(m.jv, ',') .. '}'
+    if m.njq > 0 then msg = msg .. ',"q":{' .. table.concat(m.jq, ',') .. '}' end
+    redis.call('PUBLISH', 'modsrv:' .. model .. ':update', msg .. '}')
   end
   redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts)
 
-  local payload = cjson.encode(points)
+  local payload = '[' .. table.concat(hist, ',') .. ']'
   local hd = bounded_xadd(keys[2], keys[4], 'hissrv:queue:dropped', args[3], { 'src', 'c', 'id', channel, 'ts', ts, 'p', payload })
   local cd = bounded_xadd(keys[3], keys[4], 'cloud:queue:dropped', args[4], { 'src', 'c', 'id', channel, 'ts', ts, 'p', payload })
-  return { #points, #order, hd, cd }
+  return { np, #order, hd, cd }
 end
 
 --[[

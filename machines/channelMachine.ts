@@ -16,6 +16,8 @@ export interface ChannelInput {
 export interface PollOutcome {
   readonly points: number;
   readonly bad: number;
+  /** Poll slots that passed before this poll could start. */
+  readonly missed: number;
   readonly finishedAt: number;
 }
 
@@ -23,6 +25,7 @@ export interface ChannelContext {
   readonly channelId: string;
   readonly pollMs: number;
   readonly polls: number;
+  readonly missedPolls: number;
   readonly badPoints: number;
   readonly linkErrors: number;
   readonly reconnectAttempt: number;
@@ -66,6 +69,7 @@ export const channelMachine = setup({
     channelId: input.channelId,
     pollMs: input.pollMs,
     polls: 0,
+    missedPolls: 0,
     badPoints: 0,
     linkErrors: 0,
     reconnectAttempt: 0,
@@ -107,6 +111,7 @@ export const channelMachine = setup({
               target: 'waiting',
               actions: assign({
                 polls: ({ context }) => context.polls + 1,
+                missedPolls: ({ context, event }) => context.missedPolls + event.output.missed,
                 badPoints: ({ context, event }) => context.badPoints + event.output.bad,
                 lastPollAt: ({ event }) => event.output.finishedAt,
                 reconnectAttempt: 0,

@@ -9,6 +9,7 @@
  * escalation is the end of the runtime: `exited` resolves with the reason and
  * the CLI exits non-zero with it.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { channelActorId, channelChild } from '../actors/channel/ChannelActor.js';
 import type { DeviceIo } from '../actors/channel/virtualDevice.js';
 import { modelActorId, modelChild } from '../actors/model/ModelActor.js';
@@ -97,12 +98,17 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   });
 
   const startedAt = Date.now();
+  // Event-loop delay since the last heartbeat: the first thing to look at when latency is off.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
   const beat = () => {
     const mem = process.memoryUsage();
     registry.report('root', {
       pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl),
       rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
+      loopDelayP99Ms: Math.round(loop.percentile(99) / 1e6), loopDelayMaxMs: Math.round(loop.max / 1e6),
     });
+    loop.reset();
   };
   beat();
   const heartbeat = setInterval(beat, opts.heartbeatMs ?? 5_000);
@@ -122,6 +128,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     exited,
     stop: () => (stopped ??= (async () => {
       clearInterval(heartbeat);
+      loop.disable();
       client.off('ready', onReady);
       await root.stop();
       registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });

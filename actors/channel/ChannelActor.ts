@@ -16,10 +16,8 @@ import type { Logger } from '../../runtime/logger.js';
 import type { PointSample, Quality, VoltageRedis } from '../../runtime/redis/functions.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
+import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
 import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
-
-/** A point is re-sent at least this often even when it did not move beyond its deadband. */
-export const INTEGRITY_MS = 60_000;
 
 export interface ChannelActorDeps {
   readonly redis: VoltageRedis;
@@ -35,13 +33,6 @@ export function decode(raw: RawReading, p: PointConfig): { value: number | null;
   return { value: raw * p.scale + p.offset, quality: 'good' };
 }
 
-/** A stable offset in [0, pollMs) from the channel id, so that channels spread their polls. */
-export function staggerMs(channelId: string, pollMs: number): number {
-  let h = 2166136261;
-  for (let i = 0; i < channelId.length; i++) h = Math.imul(h ^ channelId.charCodeAt(i), 16777619);
-  return (h >>> 0) % pollMs;
-}
-
 export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
 }
@@ -52,7 +43,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
   return machineChild({
     id,
     registry: deps.registry,
-    summarize: (c) => ({ polls: c.polls, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
+    summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
       const device = deps.device?.(channel) ?? new VirtualDevice(channel);
@@ -61,11 +52,11 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
       const sentAt = new Float64Array(points.length);
-      let pollStartedAt = 0;
+      const grid = newGrid(channel.id, channel.pollMs, now());
 
       const poll = async (): Promise<PollOutcome> => {
         const ts = now();
-        pollStartedAt = ts;
+        const missed = claimSlot(grid, ts);
         const readings = await device.read(points, ts);
         const batch: PointSample[] = [];
         const sent: number[] = [];
@@ -75,7 +66,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           const { value, quality } = decode(readings[i] ?? Number.NaN, p);
           if (quality !== 'good') bad += 1;
           const last = sentValue[i]!;
-          const moved = sentQuality[i] !== quality || ts - sentAt[i]! >= INTEGRITY_MS
+          const moved = sentQuality[i] !== quality || ts - sentAt[i]! >= channel.integrityMs
             || (value !== null && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband));
           if (moved) {
             batch.push({ type: p.type, id: p.id, value, quality });
@@ -93,7 +84,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           }
         }
         if (bad > 0) log.debug({ bad }, 'readings that are not numbers were stored with quality bad');
-        return { points: batch.length, bad, finishedAt: now() };
+        return { points: batch.length, bad, missed, finishedAt: now() };
       };
 
       const machine = channelMachine.provide({
@@ -102,7 +93,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           poll: fromPromise(poll),
         },
         delays: {
-          pollDelay: () => (pollStartedAt === 0 ? staggerMs(channel.id, channel.pollMs) : Math.max(0, channel.pollMs - (now() - pollStartedAt))),
+          pollDelay: () => delayToSlot(grid, now()),
           reconnectDelay: ({ context }) => {
             const delayMs = backoffDelay(channel.reconnect, context.reconnectAttempt);
             log.warn({ attempt: context.reconnectAttempt + 1, delayMs, err: context.lastError }, `link down; reconnecting in ${delayMs} ms`);

@@ -84,6 +84,8 @@ export const channelSchema = z.strictObject({
   enabled: z.boolean().default(true),
   pollMs: positiveMs.default(1000),
   timeoutMs: positiveMs.default(1000),
+  /** Report by exception: a point within its deadband is still re-sent this often. */
+  integrityMs: positiveMs.default(60_000),
   reconnect: backoffSchema.prefault({}),
   points: z.array(pointSchema).default([]),
   /** CSV point tables, relative to the config folder; header cells name point fields, dotted for nesting (`sim.kind`). */

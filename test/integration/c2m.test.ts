@@ -61,7 +61,8 @@ describe('c2m', () => {
     expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
     expect(got[1]).toEqual(['comsrv:1001:update', '1700000000000']);
     const [entry] = await raw.xrange(KEYS.history, '-', '+');
-    expect(entry![1]).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p', JSON.stringify([['m', '1', '12.500000', 'good'], ['m', '2', '', 'bad'], ['m', '3', '7.000000', 'good']])]);
+    expect(entry![1].slice(0, 7)).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p']);
+    expect(JSON.parse(entry![1][7]!)).toEqual([['m', 1, 12.5, 'good'], ['m', 2, null, 'bad'], ['m', 3, 7, 'good']]);
     expect(await raw.xlen(KEYS.cloud)).toBe(1);
   });
 
@@ -78,6 +79,14 @@ describe('c2m', () => {
     expect(err).toBeInstanceOf(RedisFunctionError);
     expect((err as Error).message).toContain(message);
     expect(await dump()).toEqual(before);
+  });
+
+  it('rejects what would not be a plain decimal (hex, spaces, inf) from a raw client', async () => {
+    const keys = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+    for (const v of ['0x10', ' 1', 'inf', '1,5', '--1']) {
+      await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5, 'm', 1, v, 'good')).rejects.toThrow('is not a number');
+    }
+    await expect(raw.fcall('c2m', 16, ...keys, 'bad"id', 1, 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('channel must hold only');
   });
 
   it('rejects a bad timestamp or key count from a raw client, writing nothing', async () => {

@@ -163,3 +163,36 @@ describe('kernel: supervised actors from config to Redis', () => {
     }
   });
 });
+
+describe('report by exception', () => {
+  it('a point within its deadband is not re-sent until its integrity period; a moving point is sent every poll', async () => {
+    const { writeSite } = await import('../helpers/servers.js');
+    const dir = writeSite({
+      'site.yaml': `channels:
+  - id: rbe
+    protocol: virtual
+    pollMs: 40
+    integrityMs: 600
+    points:
+      - { type: m, id: 1, deadband: 0.5, sim: { kind: constant, value: 10 } }
+      - { type: m, id: 2, deadband: 0, sim: { kind: counter, start: 0, step: 1 } }
+      - { type: m, id: 3, deadband: 5, sim: { kind: counter, start: 0, step: 1 } }
+`,
+    });
+    running = await startRuntime(loadConfig(dir), { redisUrl: server.url, log: quietLog });
+    const first = await eventually(async () => Number(await raw.hget('comsrv:rbe:m:ts', '1')) || undefined);
+    await sleep(300);
+    const ts = await raw.hgetall('comsrv:rbe:m:ts');
+    const vals = await raw.hgetall('comsrv:rbe:m');
+    expect(Number(ts['1'])).toBe(first);
+    expect(Number(ts['2'])).toBeGreaterThan(first + 200);
+    // Point 3 moves by 1 a poll: sent when it has moved more than 5 since the last sent value.
+    expect(Number(vals['2']) - Number(vals['3'])).toBeLessThanOrEqual(6);
+    expect(Number(vals['2']) - Number(vals['3'])).toBeGreaterThanOrEqual(0);
+    const refreshed = await eventually(async () => {
+      const t = Number(await raw.hget('comsrv:rbe:m:ts', '1'));
+      return t > first ? t : undefined;
+    }, 3_000);
+    expect(refreshed - first).toBeGreaterThanOrEqual(600);
+  });
+});

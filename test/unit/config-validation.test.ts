@@ -137,6 +137,15 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({ file: 'channels.yaml', line: 4, column: 17, code: 'CSV_MISSING' });
   });
 
+  it('a model takes its points from a channel by name', () => {
+    const named = CHANNEL.replace('{ type: m, id: 1,', '{ type: m, id: 1, name: P,').replace('{ type: m, id: 2,', '{ type: m, id: 2, name: Q,');
+    const dir = writeSite({ 'channels.yaml': named, 'models.yaml': 'models:\n  - id: pv1\n    measurements: { P: {}, Q: {} }\n    channel: 1001\n' });
+    const site = loadConfig(dir);
+    expect([...site.models[0]!.mapping]).toEqual([['P', { channel: '1001', type: 'm', point: 1 }], ['Q', { channel: '1001', type: 'm', point: 2 }]]);
+    const [i] = issuesOf({ 'channels.yaml': named, 'models.yaml': 'models:\n  - id: pv1\n    measurements: { P: {}, R: {} }\n    channel: 1001\n' });
+    expect(i).toMatchObject({ file: 'models.yaml', line: 4, column: 14, code: 'UNKNOWN_REF', message: "model 'pv1': channel '1001' has no point named 'R' (give it in 'mapping' or name a point so)" });
+  });
+
   it('reports every problem at once, in file order', () => {
     const issues = issuesOf({ 'a.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000'), 'b.yaml': 'runtime: { site: 1, log: { level: loud } }\n' });
     expect(issues.map((i) => `${i.file}:${i.code}`)).toEqual(['a.yaml:UNKNOWN_KEY', 'b.yaml:INVALID_VALUE']);

@@ -3,14 +3,16 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
 import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
-import { decode, staggerMs } from '../../actors/channel/ChannelActor.js';
+import { decode } from '../../actors/channel/ChannelActor.js';
+import { claimSlot, delayToSlot, newGrid, staggerMs } from '../../actors/channel/pollGrid.js';
+import fc from 'fast-check';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
 import { DeviceError } from '../../runtime/errors.js';
 
 beforeEach(() => { vi.useFakeTimers(); });
 afterEach(() => { vi.useRealTimers(); });
 
-const outcome: PollOutcome = { points: 1, bad: 0, finishedAt: 0 };
+const outcome: PollOutcome = { points: 1, bad: 0, missed: 0, finishedAt: 0 };
 
 describe('channelMachine', () => {
   it('polls on its interval, reconnects after a transient error, and fails on a fatal one', async () => {
@@ -133,6 +135,26 @@ describe('decoding and notifications', () => {
     expect(staggerMs('ch1', 1000)).toBe(offsets[1]);
     // spread: every tenth of the interval holds some channel
     expect(new Set(offsets.map((o) => Math.floor(o / 100))).size).toBe(10);
+  });
+
+  it('property: polls keep to their grid; a late poll does not shift later ones; whole missed slots are counted', () => {
+    fc.assert(fc.property(fc.integer({ min: 10, max: 2000 }), fc.array(fc.integer({ min: 0, max: 5000 }), { maxLength: 40 }), (pollMs, delays) => {
+      const grid = newGrid('ch', pollMs, 0);
+      const first = grid.nextDueAt;
+      let now = 0;
+      let polls = 0;
+      for (const extra of delays) {
+        now += delayToSlot(grid, now) + extra; // the poll starts `extra` ms late
+        const before = grid.nextDueAt;
+        const skipped = claimSlot(grid, now);
+        polls += 1;
+        expect(skipped).toBe(now - before >= pollMs ? Math.floor((now - before) / pollMs) : 0);
+        expect((grid.nextDueAt - first) % pollMs).toBe(0);
+        expect(grid.nextDueAt).toBeGreaterThan(now);
+        expect(grid.nextDueAt - now).toBeLessThanOrEqual(pollMs);
+      }
+      expect(grid.nextDueAt).toBe(first + (polls + grid.missed) * pollMs);
+    }), { numRuns: 200 });
   });
 
   it('the quality of a result is the worst of its inputs', () => {
