@@ -7,6 +7,7 @@
  * becomes `error` and its supervisor restarts it.
  */
 import { assign, fromPromise, setup } from 'xstate';
+import { errorText, isTransientError } from './errors.js';
 
 export interface ChannelInput {
   readonly channelId: string;
@@ -35,10 +36,6 @@ export interface ChannelContext {
 
 export type ChannelEvent = { readonly type: 'channel.noop' };
 
-function errorText(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
-}
-
 export const channelMachine = setup({
   types: {
     context: {} as ChannelContext,
@@ -54,10 +51,7 @@ export const channelMachine = setup({
     }),
   },
   guards: {
-    isTransient: ({ event }) => {
-      const err = (event as { error?: unknown }).error;
-      return typeof err === 'object' && err !== null && (err as { transient?: unknown }).transient === true;
-    },
+    isTransient: ({ event }) => isTransientError(event),
   },
   delays: {
     pollDelay: ({ context }) => context.pollMs,
@@ -86,7 +80,7 @@ export const channelMachine = setup({
         onError: {
           guard: 'isTransient',
           target: 'reconnecting',
-          actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event.error) }),
+          actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
         },
       },
     },
@@ -120,7 +114,7 @@ export const channelMachine = setup({
             onError: {
               guard: 'isTransient',
               target: '#channel.reconnecting',
-              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event.error) }),
+              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
             },
           },
         },

@@ -6,6 +6,7 @@
  * the `retryDelay` are provided by actors/model.
  */
 import { assign, fromPromise, setup } from 'xstate';
+import { errorText, isTransientError } from './errors.js';
 
 export interface ModelInput { readonly modelId: string }
 
@@ -48,10 +49,7 @@ export const modelMachine = setup({
   },
   guards: {
     isDirty: ({ context }) => context.dirty,
-    isTransient: ({ event }) => {
-      const err = (event as { error?: unknown }).error;
-      return typeof err === 'object' && err !== null && (err as { transient?: unknown }).transient === true;
-    },
+    isTransient: ({ event }) => isTransientError(event),
   },
   delays: { retryDelay: 1_000 },
 }).createMachine({
@@ -86,7 +84,7 @@ export const modelMachine = setup({
             onError: {
               guard: 'isTransient',
               target: 'retrying',
-              actions: assign({ errors: ({ context }) => context.errors + 1, dirty: true, lastError: ({ event }) => String((event.error as Error).message) }),
+              actions: assign({ errors: ({ context }) => context.errors + 1, dirty: true, lastError: ({ event }) => errorText(event) }),
             },
           },
         },

@@ -66,7 +66,7 @@ export class ActorRegistry {
     this.report(id, p.fields);
   }
 
-  /** Supervisor events → status, restarts, backoff. `prefix` maps a child id to its actor id. */
+  /** Supervisor events → status, restarts, backoff (child ids are actor ids). */
   onSupervisorEvent(e: SupervisorEvent): void {
     switch (e.type) {
       case 'started':
