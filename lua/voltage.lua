@@ -97,14 +97,15 @@ local function c2m(keys, args)
     end
     if v ~= '' then
       local k = c[1]
-      local vt, tt = vals[t], tss[t]
+      local vt = vals[t]
       vt[k + 1] = id; vt[k + 2] = v
-      tt[k + 1] = id; tt[k + 2] = ts
       c[1] = k + 2
     end
+    -- Timestamp and quality of every point given, also a quality-only mark (comm-failure at ts).
     local k = c[2]
-    local qt = qs[t]
+    local qt, tt = qs[t], tss[t]
     qt[k + 1] = id; qt[k + 2] = q
+    tt[k + 1] = id; tt[k + 2] = ts
     c[2] = k + 2
     np = np + 1
     fields[np] = prefix .. t .. ':' .. id
@@ -113,10 +114,8 @@ local function c2m(keys, args)
   local slot = { m = 5, s = 8, c = 11, a = 14 }
   for t, c in pairs(counts) do
     local k = slot[t]
-    if c[1] > 0 then
-      hset_chunked(keys[k], vals[t])
-      hset_chunked(keys[k + 1], tss[t])
-    end
+    if c[1] > 0 then hset_chunked(keys[k], vals[t]) end
+    hset_chunked(keys[k + 1], tss[t])
     hset_chunked(keys[k + 2], qs[t])
   end
 
@@ -140,13 +139,13 @@ local function c2m(keys, args)
       if v ~= '' then
         local k = m.nv
         m.v[k + 1] = name; m.v[k + 2] = v
-        m.t[k + 1] = name; m.t[k + 2] = ts
         m.nv = k + 2
         m.njv = m.njv + 1
         m.jv[m.njv] = '"' .. name .. '":' .. v
       end
       local k = m.nq
       m.q[k + 1] = name; m.q[k + 2] = q
+      m.t[k + 1] = name; m.t[k + 2] = ts
       m.nq = k + 2
       if q ~= 'good' then
         m.njq = m.njq + 1
@@ -157,10 +156,8 @@ local function c2m(keys, args)
   for _, model in ipairs(order) do
     local m = models[model]
     local base = 'modsrv:' .. model .. ':measurement'
-    if m.nv > 0 then
-      hset_chunked(base, m.v)
-      hset_chunked(base .. ':ts', m.t)
-    end
+    if m.nv > 0 then hset_chunked(base, m.v) end
+    hset_chunked(base .. ':ts', m.t)
     hset_chunked(base .. ':q', m.q)
     local msg = '{"ts":' .. ts .. ',"src":"c2m","v":{' .. table.concat(m.jv, ',') .. '}'
     if m.njq > 0 then msg = msg .. ',"q":{' .. table.concat(m.jq, ',') .. '}' end

@@ -15,6 +15,9 @@ import { VoltageRedis } from './redis/functions.js';
 import { spawnRedis, type RedisServer } from './redisServer.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
+import { startSim } from './sim.js';
+import { ModbusLink } from '../actors/modbus/ModbusLink.js';
+import type { Fault } from '../actors/modbus/device.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config', import.meta.url));
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
@@ -28,6 +31,9 @@ commands:
   demo       run the example site with a private redis-server (unless $REDIS_URL is set)
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
+  sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
+             MODE one of no-answer, exception, slow, drop; repeatable)
+  plan       print each Modbus channel's coalesced read plan
   schema     print the config JSON Schema (for editors)
   help       this text
 
@@ -133,10 +139,59 @@ async function cmdStatus(): Promise<number> {
   }
 }
 
+const FAULTS: Readonly<Record<string, Fault>> = {
+  'no-answer': { kind: 'no-answer' },
+  exception: { kind: 'exception', code: 4 },
+  slow: { kind: 'slow', delayMs: 2_000 },
+  drop: { kind: 'drop' },
+  none: { kind: 'none' },
+};
+
+async function cmdSim(dir: string, faults: readonly string[]): Promise<number> {
+  const site = load(dir);
+  if (!site) return 2;
+  const sim = await startSim(site);
+  for (const f of faults) {
+    const m = /^([\w-]+):(\d+)=([\w-]+)$/.exec(f);
+    const fault = m ? FAULTS[m[3]!] : undefined;
+    if (!m || !fault) {
+      process.stderr.write(`--fault ${f}: expected CHANNEL:UNIT=MODE with MODE one of ${Object.keys(FAULTS).join(', ')}\n`);
+      await sim.stop();
+      return 2;
+    }
+    sim.setFault(m[1]!, Number(m[2]), fault);
+  }
+  for (const c of sim.channels) {
+    process.stdout.write(`channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}: unit(s) ${[...c.devices.keys()].join(', ')}\n`);
+  }
+  if (sim.channels.length === 0) process.stdout.write('the site has no Modbus channel to simulate\n');
+  await new Promise<void>((res) => {
+    process.once('SIGINT', () => res());
+    process.once('SIGTERM', () => res());
+  });
+  await sim.stop();
+  return 0;
+}
+
+function cmdPlan(dir: string): number {
+  const site = load(dir);
+  if (!site) return 2;
+  for (const ch of site.channels) {
+    if (ch.protocol === 'virtual') continue;
+    const plan = ModbusLink.planOf(ch);
+    process.stdout.write(`channel ${ch.id}: ${ch.points.length} point(s) in ${plan.length} request(s) (max gap ${ch.maxGap})\n`);
+    for (const r of plan) {
+      const names = r.points.map((m) => { const p = ch.points[m.index]!; return `${p.type}:${p.id}@+${m.offset}`; });
+      process.stdout.write(`  unit ${r.unit} fn ${r.fn} address ${r.address} count ${r.count}: ${names.join(' ')}\n`);
+    }
+  }
+  return 0;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true } } });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
@@ -147,6 +202,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'start': return cmdStart(dir);
     case 'demo': return cmdDemo(dir);
     case 'status': return cmdStatus();
+    case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
+    case 'plan': return cmdPlan(dir);
     case 'validate': {
       const site = load(dir);
       if (!site) return 2;

@@ -16,6 +16,7 @@ import type { Logger } from '../../runtime/logger.js';
 import type { PointSample, Quality, VoltageRedis } from '../../runtime/redis/functions.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
+import { ModbusLink } from '../modbus/ModbusLink.js';
 import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
 import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
 
@@ -29,6 +30,7 @@ export interface ChannelActorDeps {
 }
 
 export function decode(raw: RawReading, p: PointConfig): { value: number | null; quality: Quality } {
+  if (typeof raw === 'object') return { value: null, quality: raw.quality };
   if (typeof raw !== 'number' || !Number.isFinite(raw)) return { value: null, quality: 'bad' };
   return { value: raw * p.scale + p.offset, quality: 'good' };
 }
@@ -46,8 +48,10 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
     summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const device = deps.device?.(channel) ?? new VirtualDevice(channel);
-      const points = channel.points.filter((p) => p.sim !== undefined || p.type === 'c' || p.type === 'a');
+      const device = deps.device?.(channel)
+        ?? (channel.protocol === 'virtual' ? new VirtualDevice(channel) : new ModbusLink(channel, log, now));
+      // What is polled: every point of a Modbus device; of a virtual one, those with a waveform and the writable ones.
+      const points = channel.points.filter((p) => p.modbus !== undefined || p.sim !== undefined || p.type === 'c' || p.type === 'a');
       // Report by exception: what was last sent of each point, in flat arrays (no object per point).
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);

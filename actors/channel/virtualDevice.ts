@@ -6,14 +6,19 @@
  * transient error, so the channel reconnects), return garbage readings.
  */
 import { DeviceError } from '../../runtime/errors.js';
-import type { ChannelConfig, PointConfig, SimSpec } from '../../runtime/config/site.js';
+import type { PointConfig, SimSpec } from '../../runtime/config/site.js';
+import type { VirtualChannelConfig } from '../../runtime/config/schema.js';
 
-/** What a device answers for one point: a number, or something that is not one. */
-export type RawReading = number | string;
+/**
+ * What a device answers for one point: a number, something that is not one
+ * (stored with quality bad), or no answer at all with the reason as a quality.
+ */
+export type RawReading = number | string | { readonly quality: 'bad' | 'comm-failure' };
 
 export interface DeviceIo {
+  /** Opens the link; rejects with a transient DeviceError when it cannot (the channel retries with backoff). */
   connect(): Promise<void>;
-  /** One reading per point of `points`, same order. */
+  /** One reading per point of `points`, same order. Rejects with a transient DeviceError when the link drops. */
   read(points: readonly PointConfig[], now: number): Promise<RawReading[]>;
   close(): Promise<void>;
 }
@@ -61,7 +66,7 @@ export class VirtualDevice implements DeviceIo {
   private polls = 0;
   private linkDropped = false;
 
-  constructor(private readonly channel: ChannelConfig, private readonly random: () => number = Math.random) {
+  constructor(private readonly channel: VirtualChannelConfig, private readonly random: () => number = Math.random) {
     this.state = new Float64Array(channel.points.length);
     channel.points.forEach((p, i) => {
       this.index.set(p, i);

@@ -10,6 +10,7 @@ import { ConfigError, type ConfigIssue, type SourcePosition } from '../errors.js
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
 import { configSchema, jsonSchema, POINT_REF_PATTERN, type ParsedConfig, type PointConfig, type PointType } from './schema.js';
 import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
+import { checkModbusPoint } from './modbusRules.js';
 import { pointKey } from './site.js';
 import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
 
@@ -63,7 +64,8 @@ function allowedKeys(raw: unknown, path: Path): string[] {
     const variants = n.anyOf ?? n.oneOf;
     if (!variants) return n;
     const data = valueAt(raw, at) as Record<string, unknown> | undefined;
-    const byKind = variants.find((v) => v.properties?.kind?.const !== undefined && v.properties.kind.const === data?.kind);
+    // A discriminated union: the variant whose constant property (kind, protocol) matches the data.
+    const byKind = variants.find((v) => Object.entries(v.properties ?? {}).some(([k, p]) => p.const !== undefined && data !== undefined && p.const === data[k]));
     return pick(byKind ?? variants.find((v) => v.properties) ?? n, at);
   };
   for (let i = 0; i < path.length && node; i++) {
@@ -138,6 +140,9 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       else points.set(k, pi);
       if (p.name !== undefined && !named.has(p.name)) named.set(p.name, { channel: ch.id, type: p.type, point: p.id });
       if (ch.protocol === 'virtual' && (p.type === 'm' || p.type === 's') && !p.sim) add(['channels', ci, 'points', pi], 'MISSING_KEY', `point ${k} of virtual channel '${ch.id}' needs a 'sim' waveform`);
+      if (ch.protocol !== 'virtual') {
+        for (const m of checkModbusPoint(p)) add(['channels', ci, 'points', pi, ...m.at], m.code, `point ${k} of channel '${ch.id}': ${m.message}`);
+      }
       if (p.min !== undefined && p.max !== undefined && p.min > p.max) add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
       if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) add(['channels', ci, 'points', pi, 'sim', 'min'], 'OUT_OF_RANGE', `point ${k}: random_walk min must be below max`);
     });
@@ -280,7 +285,7 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
 function compactPoint(p: PointConfig): PointConfig {
   return {
     type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset,
-    deadband: p.deadband, min: p.min, max: p.max, sim: p.sim,
+    deadband: p.deadband, min: p.min, max: p.max, sim: p.sim, modbus: p.modbus,
   };
 }
 

@@ -54,6 +54,17 @@ export const simSchema = z.discriminatedUnion('kind', [
 
 export const pointTypeSchema = z.enum(['m', 's', 'c', 'a']).describe('m = measurement, s = signal, c = control, a = adjustment');
 
+/** Where a point lives on a Modbus device. */
+export const modbusPointSchema = z.strictObject({
+  unit: z.number().int().min(0).max(247).describe('unit id (slave address)'),
+  fn: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).describe('read function: 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers'),
+  address: z.number().int().min(0).max(65535),
+  dataType: z.enum(['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'float64']).optional().describe('default: bool for functions 1/2, uint16 for 3/4'),
+  byteOrder: z.enum(['ABCD', 'CDAB', 'BADC', 'DCBA']).default('ABCD'),
+  bit: z.number().int().min(0).max(15).optional().describe('one bit of a 16-bit register'),
+  writeFn: z.union([z.literal(5), z.literal(6), z.literal(15), z.literal(16)]).optional().describe('write function for control/adjustment points; default 5 for coils, 6 or 16 for registers'),
+});
+
 export const pointSchema = z.strictObject({
   type: pointTypeSchema,
   id: z.number().int().nonnegative(),
@@ -65,7 +76,9 @@ export const pointSchema = z.strictObject({
   deadband: z.number().nonnegative().default(0),
   min: z.number().optional(),
   max: z.number().optional(),
+  /** The waveform of a virtual point, or of a simulated Modbus device (`voltage sim`). */
   sim: simSchema.optional(),
+  modbus: modbusPointSchema.optional(),
 });
 
 export const faultSchema = z.strictObject({
@@ -77,10 +90,9 @@ export const faultSchema = z.strictObject({
   dropAfterPolls: z.number().int().positive().optional(),
 });
 
-export const channelSchema = z.strictObject({
+const channelBase = {
   id,
   name: z.string().optional(),
-  protocol: z.literal('virtual'),
   enabled: z.boolean().default(true),
   pollMs: positiveMs.default(1000),
   timeoutMs: positiveMs.default(1000),
@@ -90,8 +102,34 @@ export const channelSchema = z.strictObject({
   points: z.array(pointSchema).default([]),
   /** CSV point tables, relative to the config folder; header cells name point fields, dotted for nesting (`sim.kind`). */
   pointsFile: z.union([z.string(), z.array(z.string())]).optional(),
-  fault: faultSchema.optional(),
+};
+
+const modbusBase = {
+  ...channelBase,
+  /** Largest run of unused addresses inside one coalesced read. */
+  maxGap: z.number().int().min(0).max(124).default(10),
+  /** Retries of a request that timed out, before the device is backed off. */
+  retries: z.number().int().min(0).max(5).default(1),
+  /** Pause between requests on the link (RTU buses need a few ms). */
+  interRequestDelayMs: z.number().int().min(0).default(0),
+  /** Backoff of one device that stopped answering; the others keep polling. */
+  deviceBackoff: backoffSchema.prefault({ minBackoffMs: 1_000, maxBackoffMs: 30_000 }),
+};
+
+const serialSchema = z.strictObject({
+  path: z.string().min(1),
+  baudRate: z.number().int().positive().default(9600),
+  parity: z.enum(['none', 'even', 'odd']).default('none'),
+  dataBits: z.union([z.literal(7), z.literal(8)]).default(8),
+  stopBits: z.union([z.literal(1), z.literal(2)]).default(1),
 });
+
+export const channelSchema = z.discriminatedUnion('protocol', [
+  z.strictObject({ ...channelBase, protocol: z.literal('virtual'), fault: faultSchema.optional() }),
+  z.strictObject({ ...modbusBase, protocol: z.literal('modbus-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535).default(502) }),
+  z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535) }),
+  z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu'), serial: serialSchema, interRequestDelayMs: z.number().int().min(0).default(5) }),
+]);
 
 const valueSpec = z.strictObject({ unit: z.string().optional(), description: z.string().optional() });
 const calcSpec = z.strictObject({ expr: z.string().min(1), unit: z.string().optional(), description: z.string().optional() });
@@ -131,6 +169,9 @@ export type PointConfig = z.output<typeof pointSchema>;
 export type PointType = z.output<typeof pointTypeSchema>;
 export type SimSpec = z.output<typeof simSchema>;
 export type FaultConfig = z.output<typeof faultSchema>;
+export type ModbusPointConfig = z.output<typeof modbusPointSchema>;
+export type ModbusChannelConfig = Exclude<ChannelConfig, { protocol: 'virtual' }>;
+export type VirtualChannelConfig = Extract<ChannelConfig, { protocol: 'virtual' }>;
 export type ModelConfigRaw = z.output<typeof modelSchema>;
 
 /** JSON Schema for editors: each YAML file of a config folder holds some of the top-level sections. */

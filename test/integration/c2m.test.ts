@@ -50,7 +50,7 @@ describe('c2m', () => {
     ]);
     expect(r).toEqual({ points: 3, models: 1, historyDropped: 0, cloudDropped: 0 });
     expect(await raw.hgetall('comsrv:1001:m')).toEqual({ 1: '12.500000', 3: '7.000000' });
-    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 3: '1700000000000' });
+    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000000', 3: '1700000000000' });
     expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'good', 2: 'bad', 3: 'good' });
     expect(await raw.hgetall('modsrv:pv1:measurement')).toEqual({ P: '12.500000' });
     expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'good', Q: 'bad' });
