@@ -231,34 +231,36 @@ local function actor_report(keys, args)
 end
 
 --[[
-site_stage: adds mapping pairs to the staging hashes (a large site is staged in
-several calls; site_load then swaps them in at once).
+site_stage: adds mapping entries to the staging hashes (a large site is staged
+in several calls; site_load then swaps them in at once).
 KEYS: 1 mapping:c2m:next, 2 mapping:m2c:next
-ARGV: pairs channel:type:point, model:name
+ARGV: 1 kind, then pairs.
+  kind c2m: channel:type:point, model:name   (a channel point feeding a model value)
+  kind m2c: model:name, channel:type:point|min|max   (a model control and the point it writes, with its limits)
 ]]
 local function site_stage(keys, args)
   if #keys ~= 2 then return fail('site_stage needs 2 keys') end
-  if #args % 2 ~= 0 then return fail('site_stage: arguments come in pairs') end
-  for i = 1, #args, 2 do
-    if not string.find(args[i], '^[%w_-]+:[msca]:%d+$') then return fail('site_stage: bad channel point ' .. args[i]) end
-    if not string.find(args[i + 1], '^[%w_-]+:[%w_]+$') then return fail('site_stage: bad model value ' .. args[i + 1]) end
+  local kind = args[1]
+  if kind ~= 'c2m' and kind ~= 'm2c' then return fail('site_stage: kind must be c2m or m2c') end
+  if (#args - 1) % 2 ~= 0 then return fail('site_stage: arguments come in pairs') end
+  for i = 2, #args, 2 do
+    local point, model = args[i], args[i + 1]
+    if kind == 'm2c' then point, model = args[i + 1], args[i] end
+    if kind == 'c2m' and not string.find(point, '^[%w_-]+:[msca]:%d+$') then return fail('site_stage: bad channel point ' .. point) end
+    if kind == 'm2c' and not string.find(point, '^[%w_-]+:[ca]:%d+|[-%d.eE+]*|[-%d.eE+]*$') then return fail('site_stage: bad control target ' .. point) end
+    if not string.find(model, '^[%w_-]+:[%w_]+$') then return fail('site_stage: bad model value ' .. model) end
   end
-  local c2m_args, m2c_args = {}, {}
-  for i = 1, #args, 2 do
-    c2m_args[#c2m_args + 1] = args[i]; c2m_args[#c2m_args + 1] = args[i + 1]
-    m2c_args[#m2c_args + 1] = args[i + 1]; m2c_args[#m2c_args + 1] = args[i]
-  end
-  if #c2m_args > 0 then
-    hset_chunked(keys[1], c2m_args)
-    hset_chunked(keys[2], m2c_args)
-  end
-  return redis.call('HLEN', keys[1])
+  local key = kind == 'c2m' and keys[1] or keys[2]
+  local pairs_ = {}
+  for i = 2, #args do pairs_[#pairs_ + 1] = args[i] end
+  if #pairs_ > 0 then hset_chunked(key, pairs_) end
+  return redis.call('HLEN', key)
 end
 
 --[[
 site_load: makes the staged mapping live and records the site, atomically.
 KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors, 5 mapping:c2m:next, 6 mapping:m2c:next
-ARGV: 1 site config (JSON), 2 number of mapping pairs staged
+ARGV: 1 site config (JSON), 2 number of mapping pairs staged, 3 number of controls staged
 Actors of an earlier config are forgotten (their state hashes too).
 ]]
 local function site_load(keys, args)
@@ -267,20 +269,87 @@ local function site_load(keys, args)
   if not ok then return fail('site_load: site config is not JSON') end
   local n = tonumber(args[2])
   if n == nil or n < 0 then return fail('site_load: the number of mapping pairs is missing') end
+  local nc = tonumber(args[3])
+  if nc == nil or nc < 0 then return fail('site_load: the number of controls is missing') end
   local staged = redis.call('HLEN', keys[5])
   if staged ~= n then return fail('site_load: ' .. staged .. ' mapping pairs are staged, expected ' .. n) end
-  if n > 0 then
-    redis.call('RENAME', keys[5], keys[1])
-    redis.call('RENAME', keys[6], keys[2])
-  else
-    redis.call('DEL', keys[1], keys[2])
-  end
+  local staged_c = redis.call('HLEN', keys[6])
+  if staged_c ~= nc then return fail('site_load: ' .. staged_c .. ' controls are staged, expected ' .. nc) end
+  redis.call('DEL', keys[1], keys[2])
+  if n > 0 then redis.call('RENAME', keys[5], keys[1]) end
+  if nc > 0 then redis.call('RENAME', keys[6], keys[2]) end
   for _, id in ipairs(redis.call('SMEMBERS', keys[4])) do
     redis.call('DEL', 'actor:' .. id)
   end
   redis.call('DEL', keys[4])
   redis.call('SET', keys[3], args[1])
   return n
+end
+
+-- Which command states may follow which: generated from machines/commandMachine.ts
+-- when the runtime loads the library (the line below is replaced); as written here
+-- it accepts no transition at all.
+local COMMAND_TRANSITIONS = {} --@@COMMAND_TRANSITIONS@@
+
+--[[
+m2c: a control command from an operator or a rule.
+KEYS: 1 mapping:m2c, 2 cmd:seq
+ARGV: 1 model, 2 control name, 3 value (decimal), 4 source (who), 5 ts (ms), 6 timeout (ms)
+Validates the control and the value against the point's limits, records command:{id}
+(status pending), appends the command to the stream cmd:{channel} and publishes a hint.
+Returns the command id.
+]]
+local function m2c(keys, args)
+  if #keys ~= 2 then return fail('m2c needs 2 keys') end
+  local model, name, value, source, ts, timeout = args[1], args[2], args[3], args[4], args[5], args[6]
+  if model == nil or name == nil then return fail('m2c: model and control name are required') end
+  if value == nil or not is_decimal(value) then return fail('m2c: value must be a number, got ' .. tostring(value)) end
+  if source == nil or source == '' then return fail('m2c: source (who sends it) is required') end
+  if not positive_int(ts) or not positive_int(timeout) then return fail('m2c: ts and timeout must be positive integers (ms)') end
+  local target = redis.call('HGET', keys[1], model .. ':' .. name)
+  if not target then return fail('m2c: model ' .. model .. ' has no control ' .. name) end
+  local point, lo, hi = string.match(target, '^([^|]+)|([^|]*)|([^|]*)$')
+  local v = tonumber(value)
+  if lo ~= '' and v < tonumber(lo) then return fail('m2c: ' .. value .. ' is below the minimum ' .. lo .. ' of ' .. model .. '.' .. name) end
+  if hi ~= '' and v > tonumber(hi) then return fail('m2c: ' .. value .. ' is above the maximum ' .. hi .. ' of ' .. model .. '.' .. name) end
+  local channel, ptype, pid = string.match(point, '^([^:]+):(%a):(%d+)$')
+  local id = 'cmd-' .. redis.call('INCR', keys[2])
+  local deadline = tonumber(ts) + tonumber(timeout)
+  redis.call('HSET', 'command:' .. id, 'id', id, 'model', model, 'name', name, 'channel', channel, 'type', ptype, 'point', pid,
+    'value', value, 'source', source, 'status', 'pending', 'message', '', 'createdAt', ts, 'updatedAt', ts, 'deadline', deadline, 'version', 1)
+  redis.call('XADD', 'cmd:' .. channel, '*', 'id', id, 'type', ptype, 'point', pid, 'value', value, 'deadline', deadline)
+  redis.call('PUBLISH', 'cmd:' .. channel .. ':hint', id)
+  return id
+end
+
+--[[
+cmd_result: the end of a command, committed by its channel actor.
+KEYS: 1 command:{id}, 2 cmd:{channel}
+ARGV: 1 id, 2 status, 3 message, 4 ts, 5 consumer group, 6 stream entry id, 7 read-back value ('' none)
+Checks the transition against COMMAND_TRANSITIONS, writes the status, acknowledges
+and removes the stream entry, publishes cmd:result. Committing the same final
+status again only acknowledges (a retry after a crash).
+]]
+local function cmd_result(keys, args)
+  if #keys ~= 2 then return fail('cmd_result needs 2 keys') end
+  local id, status, message, ts, group, entry, readback = args[1], args[2], args[3], args[4], args[5], args[6], args[7]
+  local current = redis.call('HGET', keys[1], 'status')
+  if not current then return fail('cmd_result: no command ' .. tostring(id)) end
+  if not positive_int(ts) then return fail('cmd_result: ts must be a positive integer (ms)') end
+  if readback ~= nil and readback ~= '' and not is_decimal(readback) then return fail('cmd_result: read-back value is not a number') end
+  if current == status then
+    redis.call('XACK', keys[2], group, entry)
+    redis.call('XDEL', keys[2], entry)
+    return 0
+  end
+  local allowed = COMMAND_TRANSITIONS[current]
+  if not allowed or not allowed[status] then return fail('cmd_result: command ' .. id .. ' cannot go from ' .. current .. ' to ' .. tostring(status)) end
+  redis.call('HSET', keys[1], 'status', status, 'message', message or '', 'updatedAt', ts, 'readback', readback or '')
+  redis.call('HINCRBY', keys[1], 'version', 1)
+  redis.call('XACK', keys[2], group, entry)
+  redis.call('XDEL', keys[2], entry)
+  redis.call('PUBLISH', 'cmd:result', id .. ' ' .. status)
+  return 1
 end
 
 local function version()
@@ -292,4 +361,6 @@ redis.register_function('model_set', model_set)
 redis.register_function('actor_report', actor_report)
 redis.register_function('site_stage', site_stage)
 redis.register_function('site_load', site_load)
+redis.register_function('m2c', m2c)
+redis.register_function('cmd_result', cmd_result)
 redis.register_function{ function_name = 'voltage_version', callback = version, flags = { 'no-writes' } }

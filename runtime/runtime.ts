@@ -40,6 +40,8 @@ export interface RunningRuntime {
 export function describeSite(site: SiteConfig): SiteDescription {
   const mapping = new Map<string, string>();
   for (const m of site.models) for (const [name, ref] of m.mapping) mapping.set(pointKey(ref), `${m.id}:${name}`);
+  const controls = new Map<string, string>();
+  for (const m of site.models) for (const [name, c] of m.controls) controls.set(`${m.id}:${name}`, `${pointKey(c)}|${c.min ?? ''}|${c.max ?? ''}`);
   const json = JSON.stringify({
     site: site.runtime.site,
     channels: site.channels.map((c) => ({
@@ -49,10 +51,11 @@ export function describeSite(site: SiteConfig): SiteDescription {
     models: site.models.map((m) => ({
       id: m.id, name: m.name, nature: m.nature,
       measurements: [...m.measurements].map(([name, v]) => ({ name, unit: v.unit ?? null })),
+      controls: [...m.controls].map(([name, c]) => ({ name, point: pointKey(c), min: c.min ?? null, max: c.max ?? null })),
       calculations: m.calculations.map((c) => ({ name: c.name, expr: c.expr.source, unit: c.unit ?? null })),
     })),
   });
-  return { site: site.runtime.site, json, mapping };
+  return { site: site.runtime.site, json, mapping, controls };
 }
 
 export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Promise<RunningRuntime> {

@@ -168,13 +168,20 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
     for (const name of Object.keys(calcSpecs)) {
       if (measurements.has(name)) add(['models', mi, 'calculations', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a measurement and a calculation`, true);
     }
+    const controlNames = new Set(Object.keys({ ...tpl?.controls, ...m.controls }));
+    for (const name of controlNames) {
+      if (measurements.has(name) || name in calcSpecs) add(['models', mi, 'controls', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a control and a measurement or calculation`, true);
+      if (m.mapping[name] === undefined && !(m.template && !tpl)) add(['models', mi], 'UNKNOWN_REF', `model '${m.id}': control '${name}' is not mapped to a control or adjustment point (add it to 'mapping')`);
+    }
     const mapping = new Map<string, PointRef>();
+    const controls = new Map<string, PointRef & { min: number | undefined; max: number | undefined }>();
     for (const [name, refText] of Object.entries(m.mapping)) {
       const path = ['models', mi, 'mapping', name];
-      if (!measurements.has(name)) {
+      const isControl = controlNames.has(name);
+      if (!measurements.has(name) && !isControl) {
         if (m.template && !tpl) continue; // already reported: the template is missing
-        const names = [...measurements.keys()];
-        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}', which is not one of its measurements${names.length ? `; did you mean '${closest(name, names)}'?` : ''}`, true);
+        const names = [...measurements.keys(), ...controlNames];
+        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}', which is not one of its measurements or controls${names.length ? `; did you mean '${closest(name, names)}'?` : ''}`, true);
         continue;
       }
       const match = POINT_REF_PATTERN.exec(refText)!;
@@ -185,8 +192,18 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
         add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}' to channel '${ref.channel}', which does not exist${ids.length ? `; did you mean '${closest(ref.channel, ids)}'?` : ''}`);
         continue;
       }
-      if (!points.has(`${ref.type}:${ref.point}`)) {
+      const pointIndex = points.get(`${ref.type}:${ref.point}`);
+      if (pointIndex === undefined) {
         add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}' to point ${ref.type}:${ref.point}, which channel '${ref.channel}' does not have`);
+        continue;
+      }
+      if (isControl) {
+        if (ref.type !== 'c' && ref.type !== 'a') {
+          add(path, 'INVALID_VALUE', `model '${m.id}': control '${name}' must map to a control (c) or adjustment (a) point, not ${ref.type}:${ref.point}`);
+          continue;
+        }
+        const pc = cfg.channels[channelIndex.get(ref.channel)!]!.points[pointIndex]!;
+        controls.set(name, { ...ref, min: pc.min, max: pc.max });
         continue;
       }
       const other = mappedBy.get(pointKey(ref));
@@ -220,7 +237,7 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
         }
       }
     }
-    return { m, mi, measurements, calcSpecs, mapping, incomplete: Boolean(m.template && !tpl) };
+    return { m, mi, measurements, calcSpecs, mapping, controls, incomplete: Boolean(m.template && !tpl) };
   });
 
   // Calculations: compile, check references, order, reject cycles.
@@ -274,6 +291,7 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       measurements: s.measurements,
       calculations,
       mapping: s.mapping,
+      controls: s.controls,
       dependsOn: [...dependsOn],
     };
   });

@@ -137,6 +137,7 @@ const calcSpec = z.strictObject({ expr: z.string().min(1), unit: z.string().opti
 export const templateSchema = z.strictObject({
   nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).default('generic'),
   measurements: z.record(name, valueSpec).default({}),
+  controls: z.record(name, valueSpec).default({}),
   calculations: z.record(name, calcSpec).default({}),
 });
 
@@ -146,10 +147,12 @@ export const modelSchema = z.strictObject({
   template: name.optional(),
   nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).optional(),
   measurements: z.record(name, valueSpec).default({}),
+  /** Values operators and rules set: each maps to a control (c) or adjustment (a) point. */
+  controls: z.record(name, valueSpec).default({}),
   calculations: z.record(name, calcSpec).default({}),
   /** Maps every measurement not in `mapping` to the point of this channel with the same name. */
   channel: id.optional(),
-  /** measurement name → `channel:type:point` */
+  /** measurement or control name → `channel:type:point` */
   mapping: z.record(name, z.string().regex(POINT_REF_PATTERN, 'must be channel:type:point, e.g. 1001:m:1')).default({}),
 });
 

@@ -27,7 +27,10 @@ export interface ModelDef {
   readonly measurements: ReadonlyMap<string, { readonly unit: string | undefined }>;
   /** In dependency order: a calculation comes after every calculation of this model it reads. */
   readonly calculations: readonly Calculation[];
+  /** measurement name → the channel point that feeds it */
   readonly mapping: ReadonlyMap<string, PointRef>;
+  /** control name → the control/adjustment point it writes, with that point's limits */
+  readonly controls: ReadonlyMap<string, PointRef & { readonly min: number | undefined; readonly max: number | undefined }>;
   /** Other models whose values this model's calculations read. */
   readonly dependsOn: readonly string[];
 }

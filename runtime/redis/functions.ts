@@ -13,14 +13,24 @@ import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { RedisFunctionError } from '../errors.js';
 import type { PointType } from '../config/site.js';
+import { commandTransitions, type CommandStatus } from '../../machines/commandMachine.js';
 
 /** lua/voltage.lua, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */
-export const LIBRARY_SOURCE = readFileSync(
+const LIBRARY_TEXT = readFileSync(
   [new URL('../../lua/voltage.lua', import.meta.url), new URL('../lua/voltage.lua', import.meta.url)]
     .map((u) => fileURLToPath(u))
     .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../../lua/voltage.lua', import.meta.url)),
   'utf8',
 );
+
+/** The command transitions as a Lua table, generated from machines/commandMachine.ts. */
+function luaTransitions(): string {
+  const entries = Object.entries(commandTransitions()).map(([from, tos]) => `${from} = { ${tos.map((t) => `${t} = true`).join(', ')} }`);
+  return `{ ${entries.join(', ')} }`;
+}
+
+/** The library as loaded: the file with its generated parts filled in. */
+export const LIBRARY_SOURCE = LIBRARY_TEXT.replace('local COMMAND_TRANSITIONS = {} --@@COMMAND_TRANSITIONS@@', `local COMMAND_TRANSITIONS = ${luaTransitions()}`);
 
 export type Quality = 'good' | 'stale' | 'bad' | 'comm-failure';
 export const QUALITIES: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
@@ -40,8 +50,34 @@ export interface ModelValue { readonly name: string; readonly value: number | nu
 export interface SiteDescription {
   readonly site: string;
   readonly json: string;
-  /** channel:type:point → model:name */
+  /** channel:type:point → model:name (measurements) */
   readonly mapping: ReadonlyMap<string, string>;
+  /** model:name → channel:type:point|min|max (controls and the point they write) */
+  readonly controls: ReadonlyMap<string, string>;
+}
+
+export interface CommandRecord {
+  readonly id: string;
+  readonly model: string;
+  readonly name: string;
+  readonly channel: string;
+  readonly value: number;
+  readonly status: CommandStatus;
+  readonly message: string;
+  readonly source: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly deadline: number;
+  readonly readback: number | null;
+}
+
+export interface CommandEntry {
+  readonly entryId: string;
+  readonly id: string;
+  readonly type: PointType;
+  readonly point: number;
+  readonly value: number;
+  readonly deadline: number;
 }
 
 export interface ValueRecord { readonly value: number | null; readonly ts: number | null; readonly quality: Quality | null }
@@ -66,6 +102,11 @@ export const KEYS = {
   model: (m: string) => `modsrv:${m}:measurement`,
   modelUpdate: (m: string) => `modsrv:${m}:update`,
   channelUpdate: (ch: string) => `comsrv:${ch}:update`,
+  commandSeq: 'cmd:seq',
+  command: (id: string) => `command:${id}`,
+  commandStream: (ch: string) => `cmd:${ch}`,
+  commandHint: (ch: string) => `cmd:${ch}:hint`,
+  commandResult: 'cmd:result',
   actorUpdate: 'actor:update',
 } as const;
 
@@ -80,8 +121,8 @@ export interface QueueLimits { readonly historyMaxLen: number; readonly cloudMax
 export class VoltageRedis {
   readonly client: Redis;
   private readonly limits: QueueLimits;
-  /** Kept to restore the site after Redis lost it; the mapping as one text, not 2 strings a point. */
-  private site: { readonly json: string; readonly mapping: string; readonly size: number } | undefined;
+  /** Kept to restore the site after Redis lost it; the mappings as text, not 2 strings a point. */
+  private site: { readonly json: string; readonly mapping: string; readonly size: number; readonly controls: string; readonly controlCount: number } | undefined;
   private readonly channelKeys = new Map<string, string[]>();
   private reloading: Promise<void> | undefined;
 
@@ -99,7 +140,9 @@ export class VoltageRedis {
   async loadSite(site: SiteDescription): Promise<void> {
     let text = '';
     for (const [k, v] of site.mapping) text += `${k} ${v}\n`;
-    this.site = { json: site.json, mapping: text, size: site.mapping.size };
+    let controls = '';
+    for (const [k, v] of site.controls) controls += `${k} ${v}\n`;
+    this.site = { json: site.json, mapping: text, size: site.mapping.size, controls, controlCount: site.controls.size };
     await this.loadLibrary();
     await this.stageAndLoad(this.site);
   }
@@ -115,20 +158,22 @@ export class VoltageRedis {
 
   private async stageAndLoadUnwrapped(site: NonNullable<VoltageRedis['site']>): Promise<void> {
     await this.client.del(KEYS.mappingC2mNext, KEYS.mappingM2cNext);
-    let chunk: string[] = [];
-    const flush = async () => {
-      if (chunk.length === 0) return;
-      await this.client.fcall('site_stage', 2, KEYS.mappingC2mNext, KEYS.mappingM2cNext, ...chunk);
-      chunk = [];
-    };
-    for (const line of site.mapping.split('\n')) {
-      if (!line) continue;
-      const sp = line.indexOf(' ');
-      chunk.push(line.slice(0, sp), line.slice(sp + 1));
-      if (chunk.length >= 10_000) await flush();
+    for (const [kind, text] of [['c2m', site.mapping], ['m2c', site.controls]] as const) {
+      let chunk: string[] = [];
+      const flush = async () => {
+        if (chunk.length === 0) return;
+        await this.client.fcall('site_stage', 2, KEYS.mappingC2mNext, KEYS.mappingM2cNext, kind, ...chunk);
+        chunk = [];
+      };
+      for (const line of text.split('\n')) {
+        if (!line) continue;
+        const sp = line.indexOf(' ');
+        chunk.push(line.slice(0, sp), line.slice(sp + 1));
+        if (chunk.length >= 10_000) await flush();
+      }
+      await flush();
     }
-    await flush();
-    await this.client.fcall('site_load', 6, KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, site.json, site.size);
+    await this.client.fcall('site_load', 6, KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, site.json, site.size, site.controlCount);
   }
 
   private async reload(): Promise<void> {
@@ -187,6 +232,56 @@ export class VoltageRedis {
     const args: (string | number)[] = [id];
     for (const [k, v] of Object.entries(fields)) args.push(k, v);
     return (await this.fcall('actor_report', [KEYS.actor(id), KEYS.actors], args)) as number;
+  }
+
+  // ---- commands ----
+
+  /** Sends a control command; rejects with a RedisFunctionError saying why when it is not valid. */
+  async m2c(model: string, name: string, value: number, source: string, timeoutMs: number): Promise<string> {
+    if (!Number.isFinite(value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${value}`);
+    return (await this.fcall('m2c', [KEYS.mappingM2c, KEYS.commandSeq], [model, name, formatValue(value), source, Date.now(), timeoutMs])) as string;
+  }
+
+  async commandResult(channel: string, id: string, status: Exclude<CommandStatus, 'pending'>, message: string, group: string, entryId: string, readback: number | null): Promise<void> {
+    await this.fcall('cmd_result', [KEYS.command(id), KEYS.commandStream(channel)], [id, status, message, Date.now(), group, entryId, readback === null ? '' : formatValue(readback)]);
+  }
+
+  async command(id: string): Promise<CommandRecord | undefined> {
+    const h = await this.client.hgetall(KEYS.command(id));
+    if (!h.id) return undefined;
+    return {
+      id: h.id, model: h.model ?? '', name: h.name ?? '', channel: h.channel ?? '', value: Number(h.value),
+      status: h.status as CommandStatus, message: h.message ?? '', source: h.source ?? '',
+      createdAt: Number(h.createdAt), updatedAt: Number(h.updatedAt), deadline: Number(h.deadline),
+      readback: h.readback ? Number(h.readback) : null,
+    };
+  }
+
+  async ensureCommandGroup(channel: string, group: string): Promise<void> {
+    try {
+      await this.client.xgroup('CREATE', KEYS.commandStream(channel), group, '0', 'MKSTREAM');
+    } catch (e) {
+      if (!/BUSYGROUP/.test((e as Error).message)) throw e;
+    }
+  }
+
+  /**
+   * Commands for a channel's consumer: with `pending`, those delivered before and not
+   * acknowledged (after a restart); otherwise new ones. Never blocks.
+   */
+  async readCommands(channel: string, group: string, consumer: string, pending: boolean, count = 16): Promise<CommandEntry[]> {
+    const res = (await this.client.xreadgroup('GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS.commandStream(channel), pending ? '0' : '>')) as
+      Array<[string, Array<[string, string[] | null]>]> | null;
+    const out: CommandEntry[] = [];
+    for (const [, entries] of res ?? []) {
+      for (const [entryId, fields] of entries) {
+        if (!fields) continue; // deleted while pending
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+        out.push({ entryId, id: f.id ?? '', type: f.type as PointType, point: Number(f.point), value: Number(f.value), deadline: Number(f.deadline) });
+      }
+    }
+    return out;
   }
 
   async libraryVersion(): Promise<string> {

@@ -13,7 +13,11 @@ import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/ser
 let server: RedisServer;
 let raw: Redis;
 let bus: VoltageRedis;
-const site = { site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P'], ['1001:m:2', 'pv1:Q'], ['1002:s:5', 'bess:on']]) };
+const site = {
+  site: 't', json: '{"site":"t"}',
+  mapping: new Map([['1001:m:1', 'pv1:P'], ['1001:m:2', 'pv1:Q'], ['1002:s:5', 'bess:on']]),
+  controls: new Map([['pv1:limit', '1001:a:1|0|100']]),
+};
 
 beforeAll(async () => {
   server = await spawnRedis();
@@ -133,20 +137,21 @@ describe('c2m', () => {
   });
 
   it('site_load swaps in the staged mapping atomically, and a malformed stage is rejected whole', async () => {
-    expect(await raw.hgetall('mapping:m2c')).toEqual({ 'pv1:P': '1001:m:1', 'pv1:Q': '1001:m:2', 'bess:on': '1002:s:5' });
+    expect(await raw.hgetall('mapping:m2c')).toEqual({ 'pv1:limit': '1001:a:1|0|100' });
     const before = await dump();
-    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'm2c', 'a:b', '1:m:1||')).rejects.toThrow('bad control target');
     expect(await dump()).toEqual(before);
-    await expect(raw.fcall('site_load', 6, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', '{}', 5)).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    await expect(raw.fcall('site_load', 6, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
     expect(await dump()).toEqual(before);
   });
 
   it('loads a large site (100k mapped points) in stages', async () => {
     const mapping = new Map<string, string>();
     for (let c = 0; c < 100; c++) for (let p = 1; p <= 1000; p++) mapping.set(`ch${c}:m:${p}`, `m${c}:p${p}`);
-    await bus.loadSite({ site: 'big', json: '{"site":"big"}', mapping });
+    await bus.loadSite({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
     expect(await raw.hlen('mapping:c2m')).toBe(100_000);
-    expect(await raw.hget('mapping:m2c', 'm99:p1000')).toBe('ch99:m:1000');
+    expect(await raw.hget('mapping:c2m', 'ch99:m:1000')).toBe('m99:p1000');
     expect(await raw.exists('mapping:c2m:next')).toBe(0);
   });
 });
