@@ -30,11 +30,13 @@ export interface ChannelContext {
   readonly badPoints: number;
   readonly linkErrors: number;
   readonly reconnectAttempt: number;
+  readonly commands: number;
   readonly lastPollAt: number | null;
   readonly lastError: string | null;
 }
 
-export type ChannelEvent = { readonly type: 'channel.noop' };
+/** A command arrived for this channel (a hint: the command itself is in the channel's stream). */
+export type ChannelEvent = { readonly type: 'channel.commands' };
 
 export const channelMachine = setup({
   types: {
@@ -48,6 +50,10 @@ export const channelMachine = setup({
     }),
     poll: fromPromise<PollOutcome, { channelId: string; polls: number }>(async () => {
       throw new Error('poll is provided by the channel actor');
+    }),
+    /** Executes the commands waiting in the channel's stream; resolves with how many were committed. */
+    commands: fromPromise<number, { channelId: string }>(async () => {
+      throw new Error('commands is provided by the channel actor');
     }),
   },
   guards: {
@@ -67,6 +73,7 @@ export const channelMachine = setup({
     badPoints: 0,
     linkErrors: 0,
     reconnectAttempt: 0,
+    commands: 0,
     lastPollAt: null,
     lastError: null,
   }),
@@ -102,7 +109,7 @@ export const channelMachine = setup({
             src: 'poll',
             input: ({ context }) => ({ channelId: context.channelId, polls: context.polls }),
             onDone: {
-              target: 'waiting',
+              target: 'commanding',
               actions: assign({
                 polls: ({ context }) => context.polls + 1,
                 missedPolls: ({ context, event }) => context.missedPolls + event.output.missed,
@@ -118,7 +125,24 @@ export const channelMachine = setup({
             },
           },
         },
+        // Commands share the link with polls: they run between two polls, never during one.
+        commanding: {
+          invoke: {
+            src: 'commands',
+            input: ({ context }) => ({ channelId: context.channelId }),
+            onDone: {
+              target: 'waiting',
+              actions: assign({ commands: ({ context, event }) => context.commands + event.output }),
+            },
+            onError: {
+              guard: 'isTransient',
+              target: '#channel.reconnecting',
+              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
+            },
+          },
+        },
         waiting: {
+          on: { 'channel.commands': { target: 'commanding' } },
           after: { pollDelay: { target: 'reading' } },
         },
       },

@@ -11,7 +11,8 @@ import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { openRedis, redactUrl, whenReady } from './redis/connect.js';
-import { VoltageRedis } from './redis/functions.js';
+import { KEYS, VoltageRedis } from './redis/functions.js';
+import { userInfo } from 'node:os';
 import { spawnRedis, type RedisServer } from './redisServer.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
@@ -34,6 +35,9 @@ commands:
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
+  control MODEL NAME VALUE [--timeout MS]
+             send a control command and wait for its result (exit 0 confirmed,
+             1 failed, timed out or still pending, 2 rejected)
   schema     print the config JSON Schema (for editors)
   help       this text
 
@@ -188,10 +192,55 @@ function cmdPlan(dir: string): number {
   return 0;
 }
 
+async function cmdControl(args: readonly string[], timeoutMs: number): Promise<number> {
+  const [model, name, valueText] = args;
+  const value = Number(valueText);
+  if (!model || !name || valueText === undefined || valueText.trim() === '' || !Number.isFinite(value)) {
+    process.stderr.write('usage: voltage control MODEL NAME VALUE (VALUE a number)\n');
+    return 2;
+  }
+  const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
+  const client = openRedis(url, createLogger('error'), 'control');
+  const giveUp = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis at ${redactUrl(url)} did not answer within 5 s`)), 5_000).unref());
+  const redis = new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 });
+  const subs = redis.subscriber();
+  try {
+    await Promise.race([whenReady(client), giveUp]);
+    let done: (() => void) | undefined;
+    let id = '';
+    const finished = new Promise<void>((res) => { done = res; });
+    await subs.on(KEYS.commandResult, (msg) => { if (msg.split(' ')[0] === id) done?.(); });
+    try {
+      id = await redis.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
+    } catch (e) {
+      process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '')}\n`);
+      return 2;
+    }
+    process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);
+    const current = await redis.command(id);
+    if (current?.status === 'pending') {
+      await Promise.race([finished, new Promise((r) => setTimeout(r, timeoutMs + 2_000).unref())]);
+    }
+    const c = await redis.command(id);
+    if (!c || c.status === 'pending') {
+      process.stdout.write(`${id}: still pending after ${Math.round((timeoutMs + 2_000) / 1000)} s — is the runtime running? (it is kept until its channel takes it; past its deadline it ends as timeout)\n`);
+      return 1;
+    }
+    process.stdout.write(`${id}: ${c.status} — ${c.message}${c.readback !== null ? ` (read back ${c.readback})` : ''}\n`);
+    return c.status === 'confirmed' ? 0 : 1;
+  } catch (e) {
+    process.stderr.write(`voltage control: ${errorMessage(e)}\n`);
+    return 2;
+  } finally {
+    await subs.close();
+    client.disconnect();
+  }
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true } } });
+    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' } } });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
@@ -204,6 +253,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'status': return cmdStatus();
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
+    case 'control': return cmdControl(parsed.positionals.slice(1), Number(parsed.values.timeout ?? 10_000));
     case 'validate': {
       const site = load(dir);
       if (!site) return 2;

@@ -79,7 +79,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   // The supervisors' factories keep only what the actors need, not the whole SiteConfig
   // (a 100k-point site's mappings and measurement lists live in Redis, not here).
   const modelSpecs = site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log }));
-  const channelSpecs = site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, registry, log, ...(opts.device ? { device: opts.device } : {}) }));
+  const channelSpecs = site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, subscriptions, registry, log, ...(opts.device ? { device: opts.device } : {}) }));
   const models = () => new Supervisor(
     { id: 'models', strategy: 'one_for_one', intensity: rt.models.intensity, periodMs: rt.models.periodMs, backoff: rt.models.backoff, onEvent },
     modelSpecs,

@@ -13,7 +13,8 @@ import { backoffDelay } from '../../runtime/backoff.js';
 import { machineChild } from '../../runtime/actorHost.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { PointSample, Quality, VoltageRedis } from '../../runtime/redis/functions.js';
+import { DeviceError, errorMessage } from '../../runtime/errors.js';
+import { KEYS, type CommandEntry, type PointSample, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { ModbusLink } from '../modbus/ModbusLink.js';
@@ -22,6 +23,8 @@ import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.j
 
 export interface ChannelActorDeps {
   readonly redis: VoltageRedis;
+  /** For command hints; without it, commands are picked up after each poll only. */
+  readonly subscriptions?: Subscriptions;
   readonly registry: ActorRegistry;
   readonly log: Logger;
   /** Override for tests and the benchmark. */
@@ -35,6 +38,8 @@ export function decode(raw: RawReading, p: PointConfig): { value: number | null;
   return { value: raw * p.scale + p.offset, quality: 'good' };
 }
 
+export const COMMAND_GROUP = 'channel';
+
 export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
 }
@@ -45,7 +50,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
   return machineChild({
     id,
     registry: deps.registry,
-    summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
+    summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, commands: c.commands, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
       const device = deps.device?.(channel)
@@ -91,10 +96,70 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         return { points: batch.length, bad, missed, finishedAt: now() };
       };
 
+      // Commands: consumed from the channel's stream (consumer group `channel`, consumer = this channel).
+      // After a restart the entries delivered before and never acknowledged are executed first.
+      let groupReady = false;
+      const byKey = new Map(points.map((p) => [`${p.type}:${p.id}`, p]));
+      const execute = async (e: CommandEntry): Promise<void> => {
+        const commit = (status: 'confirmed' | 'failed' | 'timeout', message: string, readback: number | null = null) =>
+          deps.redis.commandResult(channel.id, e.id, status, message, COMMAND_GROUP, e.entryId, readback);
+        if (now() > e.deadline) return commit('timeout', 'expired before it could be written (a late setpoint is not applied)');
+        const p = byKey.get(`${e.type}:${e.point}`);
+        if (!p) return commit('failed', `channel ${channel.id} has no point ${e.type}:${e.point}`);
+        try {
+          await device.write(p, e.value);
+        } catch (err) {
+          if (err instanceof DeviceError && err.transient) throw err; // link down: stays pending, retried after reconnect
+          const code = (err as { modbusCode?: unknown }).modbusCode;
+          if (typeof code !== 'number' && /timed out/i.test(errorMessage(err))) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
+          return commit('failed', `the device refused the write: ${errorMessage(err)}`);
+        }
+        let raw: RawReading;
+        try {
+          raw = await device.readBack(p, now());
+        } catch (err) {
+          if (err instanceof DeviceError && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
+          return commit('confirmed', `written; read-back failed: ${errorMessage(err)}`);
+        }
+        const { value } = decode(raw, p);
+        if (value === null) return commit('confirmed', 'written; the read-back was not a number');
+        const tolerance = Math.max(1e-6, Math.abs(p.scale) / 2, Math.abs(e.value) * 1e-6);
+        if (Math.abs(value - e.value) > tolerance) return commit('failed', `the device holds ${value} after writing ${e.value}`, value);
+        return commit('confirmed', 'written and read back', value);
+      };
+      const commands = async (): Promise<number> => {
+        if (!groupReady) {
+          await deps.redis.ensureCommandGroup(channel.id, COMMAND_GROUP);
+          groupReady = true;
+          let done = 0;
+          for (let round = 0; round < 100; round++) {
+            const pending = await deps.redis.readCommands(channel.id, COMMAND_GROUP, channel.id, true);
+            if (pending.length === 0) break;
+            for (const e of pending) await execute(e);
+            done += pending.length;
+          }
+          if (done > 0) log.info({ commands: done }, `executed ${done} command(s) left pending before a restart`);
+        }
+        let entries: CommandEntry[];
+        try {
+          entries = await deps.redis.readCommands(channel.id, COMMAND_GROUP, channel.id, false);
+        } catch (e) {
+          // Redis came back empty: the group went with it; make it again on the next round.
+          if (/NOGROUP/.test(errorMessage(e))) {
+            groupReady = false;
+            return 0;
+          }
+          throw e;
+        }
+        for (const e of entries) await execute(e);
+        return entries.length;
+      };
+
       const machine = channelMachine.provide({
         actors: {
           connect: fromPromise(async () => device.connect()),
           poll: fromPromise(poll),
+          commands: fromPromise(commands),
         },
         delays: {
           pollDelay: () => delayToSlot(grid, now()),
@@ -105,10 +170,17 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           },
         },
       });
+      let unsubscribe: (() => Promise<void>) | undefined;
       return {
         machine,
         input: { channelId: channel.id, pollMs: channel.pollMs },
-        dispose: () => device.close(),
+        attach: async (actor) => {
+          unsubscribe = await deps.subscriptions?.on(KEYS.commandHint(channel.id), () => actor.send({ type: 'channel.commands' }));
+        },
+        dispose: async () => {
+          await unsubscribe?.();
+          await device.close();
+        },
       };
     },
   });

@@ -21,6 +21,10 @@ export interface DeviceIo {
   /** One reading per point of `points`, same order. Rejects with a transient DeviceError when the link drops. */
   read(points: readonly PointConfig[], now: number): Promise<RawReading[]>;
   close(): Promise<void>;
+  /** Writes a control/adjustment point (engineering units). Rejects with a DeviceError. */
+  write(point: PointConfig, value: number): Promise<void>;
+  /** Reads one point again, after a write. */
+  readBack(point: PointConfig, now: number): Promise<RawReading>;
 }
 
 /**
@@ -99,5 +103,18 @@ export class VirtualDevice implements DeviceIo {
 
   async close(): Promise<void> {
     this.linkDropped = true;
+  }
+
+  async write(point: PointConfig, value: number): Promise<void> {
+    const i = this.index.get(point);
+    if (i === undefined || point.sim) throw new DeviceError('NOT_WRITABLE', `point ${point.type}:${point.id} of virtual channel ${this.channel.id} is not writable`, false);
+    if (this.linkDropped) throw new DeviceError('LINK_DOWN', `virtual device ${this.channel.id}: link dropped`, true);
+    this.state[i] = value;
+  }
+
+  async readBack(point: PointConfig, now: number): Promise<RawReading> {
+    const [r] = await this.read([point], now);
+    this.polls -= 1; // a read-back is not a poll (fault injection counts polls)
+    return r ?? Number.NaN;
   }
 }

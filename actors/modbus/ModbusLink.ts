@@ -175,6 +175,12 @@ export class ModbusLink implements DeviceIo {
     return to;
   }
 
+  async readBack(p: PointConfig): Promise<RawReading> {
+    const r = planReads([toPlanPoint(p, 0)], 0)[0]!;
+    const data = await this.readBlock(r);
+    return decodePoint(p, data, 0);
+  }
+
   /** Writes a control/adjustment value (engineering units are converted back with scale and offset). */
   async write(p: PointConfig, value: number): Promise<void> {
     const m = p.modbus!;

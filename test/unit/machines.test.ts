@@ -27,6 +27,7 @@ describe('channelMachine', () => {
           if (step === 'fatal') throw new DeviceError('CRASH', 'dead', false);
           return outcome;
         }),
+        commands: fromPromise(async () => 0),
       },
       delays: { pollDelay: 100, reconnectDelay: 500 },
     });
