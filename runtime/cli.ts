@@ -107,6 +107,15 @@ async function cmdDemo(dir: string): Promise<number> {
     server = await spawnRedis();
     url = server.url;
   }
+  // The site's Modbus devices are simulated in this process, so that the demo has devices to poll.
+  let sim: Awaited<ReturnType<typeof startSim>>;
+  try {
+    sim = await startSim(load(dir)!);
+  } catch (e) {
+    process.stderr.write(`cannot simulate the site's Modbus devices: ${errorMessage(e)} (is another demo running?)\n`);
+    await server?.stop();
+    return 2;
+  }
   const started = await loadAndStart(dir, url);
   if (!started) return 2;
   const lines = [
@@ -118,11 +127,16 @@ async function cmdDemo(dir: string): Promise<number> {
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE 'modsrv:*:update'`,
+    ...sim.channels.map((c) => `  device    simulated Modbus channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}`),
+    `  control   REDIS_URL=${redactUrl(url)} npx voltage control gw export_limit 50`,
     '  Ctrl-C stops it.',
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  return runUntilSignal(started.rt, started.log, async () => { await server?.stop(); });
+  return runUntilSignal(started.rt, started.log, async () => {
+    await sim.stop();
+    await server?.stop();
+  });
 }
 
 async function cmdStatus(): Promise<number> {
