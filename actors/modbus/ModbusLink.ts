@@ -62,7 +62,8 @@ export class ModbusLink implements DeviceIo {
     const ch = this.channel;
     try {
       if (ch.protocol === 'modbus-tcp') await c.connectTCP(ch.host, { port: ch.port });
-      else if (ch.protocol === 'modbus-rtu-tcp') await c.connectTcpRTUBuffered(ch.host, { port: ch.port });
+      // RTU frames (with CRC) over a TCP socket, as serial-to-Ethernet converters pass them: modbus-serial's "telnet" port.
+      else if (ch.protocol === 'modbus-rtu-tcp') await c.connectTelnet(ch.host, { port: ch.port });
       else await c.connectRTUBuffered(ch.serial.path, { baudRate: ch.serial.baudRate, parity: ch.serial.parity, dataBits: ch.serial.dataBits, stopBits: ch.serial.stopBits });
     } catch (e) {
       const where = ch.protocol === 'modbus-rtu' ? `serial port ${ch.serial.path}` : `${ch.host}:${ch.port}`;

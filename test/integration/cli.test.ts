@@ -28,7 +28,7 @@ describe('voltage CLI', () => {
   it('validate: OK on the example site, without Redis', async () => {
     const r = await voltage(['validate'], { REDIS_URL: 'redis://127.0.0.1:1' }).done;
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/OK — 4 channel\(s\) with \d+ point\(s\), 5 model\(s\)/);
+    expect(r.stdout).toMatch(/OK — 6 channel\(s\) with \d+ point\(s\), 7 model\(s\)/);
   });
 
   it('validate: every problem with file:line:column, exit 2', async () => {
@@ -97,6 +97,44 @@ channels:
     proc.kill('SIGINT');
     expect(await exit).toBe(0);
     expect(() => process.kill(redisPid, 0)).toThrow();
+  });
+
+  it('control: sends a command, waits for its result, exits 0 when confirmed, 2 when rejected, 1 when nobody takes it', async () => {
+    const env = { REDIS_URL: server.url };
+    const dir = writeSite({
+      'site.yaml': `channels:
+  - id: v
+    protocol: virtual
+    pollMs: 50
+    points: [ { type: a, id: 1, min: 0, max: 10 } ]
+models:
+  - id: m
+    controls: { sp: {} }
+    mapping: { sp: "v:a:1" }
+`,
+    });
+    const run = voltage(['start', '--config', dir], env);
+    const c = rawClient(server);
+    await eventually(async () => (await c.hget('actor:channel/v', 'status')) === 'running', 15_000);
+    const ok = await voltage(['control', 'm', 'sp', '7.5'], env).done;
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/cmd-\d+: confirmed — written and read back \(read back 7\.5\)/);
+    const rejected = await voltage(['control', 'm', 'sp', '70'], env).done;
+    expect(rejected.code).toBe(2);
+    expect(rejected.stderr).toContain('rejected: 70.000000 is above the maximum 10 of m.sp');
+    run.proc.kill('SIGTERM');
+    expect((await run.done).code).toBe(0);
+    const unattended = await voltage(['control', 'm', 'sp', '1', '--timeout', '300'], env).done;
+    expect(unattended.code).toBe(1);
+    expect(unattended.stdout).toContain('still pending');
+    c.disconnect();
+  });
+
+  it('plan: prints each Modbus channel\'s coalesced reads', async () => {
+    const r = await voltage(['plan']).done;
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('channel 2001: 7 point(s) in 6 request(s) (max gap 10)');
+    expect(r.stdout).toContain('unit 1 fn 3 address 0 count 4: m:1@+0 m:3@+2');
   });
 
   it('unknown command: usage and exit 2', async () => {
