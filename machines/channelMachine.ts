@@ -56,8 +56,22 @@ export const channelMachine = setup({
       throw new Error('commands is provided by the channel actor');
     }),
   },
+  actions: {
+    countPoll: assign(({ context, event }) => {
+      const out = (event as unknown as { output: PollOutcome }).output;
+      return {
+        polls: context.polls + 1,
+        missedPolls: context.missedPolls + out.missed,
+        badPoints: context.badPoints + out.bad,
+        lastPollAt: out.finishedAt,
+        reconnectAttempt: 0,
+      };
+    }),
+  },
   guards: {
     isTransient: ({ event }) => isTransientError(event),
+    /** Whether to look for commands after this poll (a hint came, or it is time to look anyway). */
+    commandsDue: () => true,
   },
   delays: {
     pollDelay: ({ context }) => context.pollMs,
@@ -108,16 +122,10 @@ export const channelMachine = setup({
           invoke: {
             src: 'poll',
             input: ({ context }) => ({ channelId: context.channelId, polls: context.polls }),
-            onDone: {
-              target: 'commanding',
-              actions: assign({
-                polls: ({ context }) => context.polls + 1,
-                missedPolls: ({ context, event }) => context.missedPolls + event.output.missed,
-                badPoints: ({ context, event }) => context.badPoints + event.output.bad,
-                lastPollAt: ({ event }) => event.output.finishedAt,
-                reconnectAttempt: 0,
-              }),
-            },
+            onDone: [
+              { guard: 'commandsDue', target: 'commanding', actions: 'countPoll' },
+              { target: 'waiting', actions: 'countPoll' },
+            ],
             onError: {
               guard: 'isTransient',
               target: '#channel.reconnecting',

@@ -18,17 +18,31 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free loopback port for a server to listen on, taken below Linux's
+ * ephemeral range (32768+): a port handed out by `listen(0)` can be taken by
+ * an outgoing connection's local port before the server binds it.
+ */
+const handedOut = new Set<number>();
+
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    // Never the same port twice from this process: a port is only bound later, by whoever asked.
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new VoltageError('runtime', 'NO_FREE_PORT', 'no free loopback port found in 20000-31999');
 }
 
 export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Promise<RedisServer> {

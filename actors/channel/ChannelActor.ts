@@ -39,6 +39,8 @@ export function decode(raw: RawReading, p: PointConfig): { value: number | null;
 }
 
 export const COMMAND_GROUP = 'channel';
+/** Without a hint, a channel still looks for commands this often. */
+export const COMMAND_LOOK_MS = 1_000;
 
 export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
@@ -127,7 +129,13 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         if (Math.abs(value - e.value) > tolerance) return commit('failed', `the device holds ${value} after writing ${e.value}`, value);
         return commit('confirmed', 'written and read back', value);
       };
+      // Look for commands when a hint came, and at least once a second (a pub/sub hint may be missed).
+      let hinted = true;
+      let lastLookAt = 0;
+      const commandsDue = () => hinted || now() - lastLookAt >= COMMAND_LOOK_MS;
       const commands = async (): Promise<number> => {
+        hinted = false;
+        lastLookAt = now();
         if (!groupReady) {
           await deps.redis.ensureCommandGroup(channel.id, COMMAND_GROUP);
           groupReady = true;
@@ -161,6 +169,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           poll: fromPromise(poll),
           commands: fromPromise(commands),
         },
+        guards: { commandsDue },
         delays: {
           pollDelay: () => delayToSlot(grid, now()),
           reconnectDelay: ({ context }) => {
@@ -175,7 +184,10 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         machine,
         input: { channelId: channel.id, pollMs: channel.pollMs },
         attach: async (actor) => {
-          unsubscribe = await deps.subscriptions?.on(KEYS.commandHint(channel.id), () => actor.send({ type: 'channel.commands' }));
+          unsubscribe = await deps.subscriptions?.on(KEYS.commandHint(channel.id), () => {
+            hinted = true;
+            actor.send({ type: 'channel.commands' });
+          });
         },
         dispose: async () => {
           await unsubscribe?.();

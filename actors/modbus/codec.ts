@@ -24,9 +24,7 @@ export function registerCount(type: DataType): number {
 }
 
 /** Puts wire bytes into big-endian order (or back: every transform is its own inverse). */
-function reorder(bytes: Uint8Array, order: ByteOrder): Uint8Array {
-  const n = bytes.length;
-  const out = new Uint8Array(n);
+function reorderInto(bytes: Uint8Array, n: number, order: ByteOrder, out: Uint8Array): void {
   for (let i = 0; i < n; i++) {
     switch (order) {
       case 'ABCD': out[i] = bytes[i]!; break;
@@ -35,23 +33,27 @@ function reorder(bytes: Uint8Array, order: ByteOrder): Uint8Array {
       case 'CDAB': { const word = i >> 1; out[i] = bytes[(n / 2 - 1 - word) * 2 + (i & 1)]!; break; }
     }
   }
-  return out;
 }
 
-function toBytes(registers: ArrayLike<number>, offset: number, count: number): Uint8Array {
-  const b = new Uint8Array(count * 2);
-  for (let i = 0; i < count; i++) {
-    const r = registers[offset + i]! & 0xffff;
-    b[2 * i] = r >> 8;
-    b[2 * i + 1] = r & 0xff;
-  }
-  return b;
-}
+// Decoding is on the hot path (every point of every poll): one scratch buffer, no allocation per point.
+const wire = new Uint8Array(8);
+const ordered = new Uint8Array(8);
+const view = new DataView(ordered.buffer);
 
 /** Decodes the value at `offset` of a block of registers; `bit` selects one bit of a 16-bit register. */
 export function decodeRegisters(registers: ArrayLike<number>, offset: number, type: DataType, order: ByteOrder, bit?: number): number {
   const count = registerCount(type);
-  const view = new DataView(reorder(toBytes(registers, offset, count), order).buffer);
+  if (count === 1 && (order === 'ABCD' || order === 'CDAB')) {
+    const r = registers[offset]! & 0xffff; // one register: only a byte swap changes it
+    if (bit !== undefined) return (r >> bit) & 1;
+    return type === 'int16' ? (r << 16) >> 16 : type === 'bool' ? (r !== 0 ? 1 : 0) : r;
+  }
+  for (let i = 0; i < count; i++) {
+    const r = registers[offset + i]! & 0xffff;
+    wire[2 * i] = r >> 8;
+    wire[2 * i + 1] = r & 0xff;
+  }
+  reorderInto(wire, count * 2, order, ordered);
   if (bit !== undefined) return (view.getUint16(0) >> bit) & 1;
   switch (type) {
     case 'bool': return view.getUint16(0) !== 0 ? 1 : 0;
@@ -87,8 +89,9 @@ export function encodeRegisters(value: number, type: DataType, order: ByteOrder)
       if (!Number.isFinite(value)) throw new EncodeError(`${value} is not a finite number`);
       view.setFloat64(0, value); break;
   }
-  const wire = reorder(bytes, order);
+  const out = new Uint8Array(count * 2);
+  reorderInto(bytes, count * 2, order, out);
   const regs: number[] = [];
-  for (let i = 0; i < count; i++) regs.push((wire[2 * i]! << 8) | wire[2 * i + 1]!);
+  for (let i = 0; i < count; i++) regs.push((out[2 * i]! << 8) | out[2 * i + 1]!);
   return regs;
 }

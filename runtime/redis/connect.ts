@@ -20,6 +20,7 @@ export function openRedis(url: string, log: Logger, name = 'main'): Redis {
     connectionName: `voltage:${name}`,
     maxRetriesPerRequest: null,
     enableOfflineQueue: true,
+    // Auto-pipelining was measured: no gain in throughput and a worse latency tail here.
     enableAutoPipelining: false,
     retryStrategy: (times) => {
       const delayMs = backoffDelay(redisBackoff, times - 1);

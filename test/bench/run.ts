@@ -4,6 +4,7 @@
  */
 import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
+import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
@@ -28,3 +29,11 @@ for (const step of steps) {
     break;
   }
 }
+
+console.log(`\n## Modbus TCP: devices → channels → c2m (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+console.log(MODBUS_HEADER);
+for (const devices of [10, 50, 100]) console.log(await modbusRow(devices, 100, windows));
+
+console.log('\n## The simulator\'s Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n');
+console.log('| connections | requests/s |\n|---|---|');
+for (const c of [1, 16]) console.log(await simulatorCapacity(c, quick ? 2_000 : 4_000));

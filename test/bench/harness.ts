@@ -1,0 +1,132 @@
+/**
+ * Runs a site with the real `voltage start` in its own process against a
+ * private redis-server, optionally beside helper processes (a device
+ * simulator), and measures from outside: delivered points/s and the latency
+ * from a poll's timestamp to a subscriber seeing the model update that c2m
+ * publishes right after writing the model hash; CPU and RSS of each process;
+ * polls missed by the channels.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { spawnRedis } from '../../runtime/redisServer.js';
+import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
+
+export interface Windows { readonly warmupMs: number; readonly measureMs: number }
+
+export interface SiteResult {
+  readonly delivered: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly calcP50: number;
+  readonly calcP99: number;
+  readonly missedPolls: number;
+  /** Poll batches seen by the subscriber per second (one model update per poll). */
+  readonly pollsPerSecond: number;
+  readonly runtimeCpu: number;
+  readonly redisCpu: number;
+  readonly helperCpu: number;
+  readonly runtimeRss: number;
+  readonly redisRss: number;
+  /** The runtime's own event-loop delay (p99 / max over its last heartbeat interval). */
+  readonly loopDelay: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Missed polls of all channels, as their actors last reported (at most 1 s old). */
+async function channelCounters(redis: Redis): Promise<{ missed: number }> {
+  const ids = (await redis.smembers('actors')).filter((id) => id.startsWith('channel/'));
+  let missed = 0;
+  for (const id of ids) {
+    const c = JSON.parse((await redis.hget(`actor:${id}`, 'context')) ?? '{}') as { missedPolls?: number };
+    missed += c.missedPolls ?? 0;
+  }
+  return { missed };
+}
+
+export async function measureSite(files: Readonly<Record<string, string>>, windows: Windows, helpers: (dir: string) => ChildProcess[] = () => []): Promise<SiteResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-'));
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const redis = await spawnRedis();
+  const sub = new Redis(redis.url);
+  const probe = new Redis(redis.url);
+  const extra = helpers(dir);
+  await sleep(extra.length ? 1_500 : 0);
+  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    const lat: number[] = [];
+    const calcLat: number[] = [];
+    let points = 0;
+    let measuring = false;
+    sub.on('pmessage', (_p: string, _ch: string, msg: string) => {
+      if (!measuring) return;
+      const now = Date.now();
+      const m = JSON.parse(msg) as { ts: number; src: string; v: Record<string, number> };
+      if (m.src === 'c2m') {
+        lat.push(now - m.ts);
+        points += Object.keys(m.v).length;
+      } else {
+        calcLat.push(now - m.ts);
+      }
+    });
+    await sub.psubscribe('modsrv:*:update');
+    const started = Date.now();
+    for (;;) {
+      if (Date.now() - started > 60_000) throw new Error('runtime did not start within 60 s');
+      if (runtime.exitCode !== null) throw new Error(`runtime exited with ${runtime.exitCode}`);
+      if ((await probe.hget('actor:root', 'status')) === 'running') break;
+      await sleep(200);
+    }
+    await sleep(windows.warmupMs);
+    const before = await channelCounters(probe);
+    const rt0 = cpuSample(runtime.pid!);
+    const rd0 = cpuSample(redis.process.pid!);
+    const hp0 = extra.map((p) => cpuSample(p.pid!));
+    const t0 = performance.now();
+    measuring = true;
+    await sleep(windows.measureMs);
+    measuring = false;
+    const seconds = (performance.now() - t0) / 1000;
+    const rt1 = cpuSample(runtime.pid!);
+    const rd1 = cpuSample(redis.process.pid!);
+    const hp1 = extra.map((p) => cpuSample(p.pid!));
+    await sleep(1_200); // let the registry's throttled reports catch up
+    const after = await channelCounters(probe);
+    const [lp99, lmax] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
+    lat.sort((a, b) => a - b);
+    calcLat.sort((a, b) => a - b);
+    return {
+      delivered: points / seconds,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      calcP50: percentile(calcLat, 50),
+      calcP99: percentile(calcLat, 99),
+      missedPolls: after.missed - before.missed,
+      pollsPerSecond: lat.length / seconds,
+      runtimeCpu: cpuPercent(rt0, rt1),
+      redisCpu: cpuPercent(rd0, rd1),
+      helperCpu: hp0.reduce((s, a, i) => s + cpuPercent(a, hp1[i]!), 0),
+      runtimeRss: rssMb(runtime.pid!),
+      redisRss: rssMb(redis.process.pid!),
+      loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
+    };
+  } finally {
+    runtime.kill('SIGTERM');
+    await new Promise((r) => runtime.once('exit', r));
+    for (const p of extra) {
+      p.kill('SIGTERM');
+      if (p.exitCode === null) await new Promise((r) => p.once('exit', r));
+    }
+    sub.disconnect();
+    probe.disconnect();
+    await redis.stop();
+  }
+}
+
+export const f = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : '—');
