@@ -51,7 +51,7 @@ export function machineChild<M extends AnyStateMachine>(opts: MachineChildOption
         next: (snap) => {
           const s = snap as { value: unknown; context: unknown };
           const ctx = (s.context ?? {}) as Record<string, unknown>;
-          opts.registry.snapshot(opts.id, s.value, opts.summarize ? opts.summarize(ctx) : ctx);
+          opts.registry.snapshot(opts.id, s.value, () => (opts.summarize ? opts.summarize(ctx) : ctx));
         },
         error: (err) => exit({ kind: 'error', error: err }),
         complete: () => {

@@ -12,7 +12,12 @@ import { errorMessage } from './errors.js';
 
 export type ActorStatus = 'starting' | 'running' | 'backoff' | 'stopped' | 'failed' | 'done' | 'escalated';
 
-interface Pending { fields: Record<string, string | number>; timer: NodeJS.Timeout | undefined; lastAt: number; lastTop: string }
+interface Pending {
+  latest: { value: unknown; summary: () => Record<string, unknown> };
+  timer: NodeJS.Timeout | undefined;
+  lastAt: number;
+  lastTop: string;
+}
 
 export class ActorRegistry {
   private readonly pending = new Map<string, Pending>();
@@ -38,17 +43,20 @@ export class ActorRegistry {
     for (const [id, fields] of this.known) this.report(id, fields);
   }
 
-  /** A machine's snapshot; `value` is its state value, `context` a small summary. */
-  snapshot(id: string, value: unknown, context: Record<string, unknown>): void {
-    const state = JSON.stringify(value);
+  /**
+   * A machine's snapshot: `value` is its state value, `summary()` gives a small
+   * summary of its context. Called on every transition, so nothing is
+   * serialized unless it is written (a change of top-level state, or at most
+   * once per `minIntervalMs`).
+   */
+  snapshot(id: string, value: unknown, summary: () => Record<string, unknown>): void {
     const top = typeof value === 'string' ? value : Object.keys(value as object)[0] ?? '';
-    const fields = { state, context: JSON.stringify(context) };
     let p = this.pending.get(id);
     if (!p) {
-      p = { fields, timer: undefined, lastAt: 0, lastTop: '' };
+      p = { latest: { value, summary }, timer: undefined, lastAt: 0, lastTop: '' };
       this.pending.set(id, p);
     }
-    p.fields = fields;
+    p.latest = { value, summary };
     const now = Date.now();
     if (top !== p.lastTop || now - p.lastAt >= this.minIntervalMs) {
       this.flush(id, p, top);
@@ -63,7 +71,7 @@ export class ActorRegistry {
     p.timer = undefined;
     p.lastAt = Date.now();
     p.lastTop = top;
-    this.report(id, p.fields);
+    this.report(id, { state: JSON.stringify(p.latest.value), context: JSON.stringify(p.latest.summary()) });
   }
 
   /** Supervisor events → status, restarts, backoff (child ids are actor ids). */

@@ -10,6 +10,7 @@
  * the CLI exits non-zero with it.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { takePollToRedis } from './metrics.js';
 import { channelActorId, channelChild } from '../actors/channel/ChannelActor.js';
 import type { DeviceIo } from '../actors/channel/virtualDevice.js';
 import { modelActorId, modelChild } from '../actors/model/ModelActor.js';
@@ -106,10 +107,12 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   loop.enable();
   const beat = () => {
     const mem = process.memoryUsage();
+    const p2r = takePollToRedis();
     registry.report('root', {
       pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl),
       rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
       loopDelayP99Ms: Math.round(loop.percentile(99) / 1e6), loopDelayMaxMs: Math.round(loop.max / 1e6),
+      pollToRedisP50Ms: p2r.p50.toFixed(1), pollToRedisP99Ms: p2r.p99.toFixed(1), pollToRedisMaxMs: p2r.max.toFixed(1),
     });
     loop.reset();
   };

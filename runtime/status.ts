@@ -22,7 +22,7 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   const up = root.status === 'running' && now - beat < HEARTBEAT_STALE_MS;
   const lines: string[] = [];
   lines.push(up
-    ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago; RSS ${root.rssMb} MB, heap ${root.heapUsedMb} MB, event-loop delay p99 ${root.loopDelayP99Ms} ms, max ${root.loopDelayMaxMs} ms)`
+    ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago; RSS ${root.rssMb} MB, heap ${root.heapUsedMb} MB, event-loop delay p99 ${root.loopDelayP99Ms} ms, max ${root.loopDelayMaxMs} ms; poll→Redis p50 ${root.pollToRedisP50Ms} ms, p99 ${root.pollToRedisP99Ms} ms)`
     : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
   const q = await redis.queueStats();
   lines.push(`queues: hissrv:queue ${q.historyLen} entries, cloud:queue ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);

@@ -32,6 +32,8 @@ export interface SiteResult {
   readonly redisRss: number;
   /** The runtime's own event-loop delay (p99 / max over its last heartbeat interval). */
   readonly loopDelay: string;
+  /** The runtime's own poll start → c2m acknowledged (p50 / p99 over its last heartbeat interval). */
+  readonly pollToRedis: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -98,7 +100,7 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
     const hp1 = extra.map((p) => cpuSample(p.pid!));
     await sleep(1_200); // let the registry's throttled reports catch up
     const after = await channelCounters(probe);
-    const [lp99, lmax] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
+    const [lp99, lmax, pp50, pp99] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs', 'pollToRedisP50Ms', 'pollToRedisP99Ms');
     lat.sort((a, b) => a - b);
     calcLat.sort((a, b) => a - b);
     return {
@@ -115,6 +117,7 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
       runtimeRss: rssMb(runtime.pid!),
       redisRss: rssMb(redis.process.pid!),
       loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
+      pollToRedis: `${pp50 ?? '?'} / ${pp99 ?? '?'}`,
     };
   } finally {
     runtime.kill('SIGTERM');
