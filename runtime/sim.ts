@@ -7,7 +7,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { SerialPort } from 'serialport';
 import { encodeRegisters, type ByteOrder, type DataType } from '../actors/modbus/codec.js';
 import { SimDevice, type Fault } from '../actors/modbus/device.js';
 import { listenModbus, serveRtu, type RunningServer } from '../actors/modbus/server.js';
@@ -123,7 +122,8 @@ export async function startSim(site: SiteConfig, opts: { updateMs?: number } = {
  * A pseudo-terminal pair: `path` (for the channel) ↔ `path.sim` (opened here).
  * Made by socat, which must be on PATH (Debian package socat).
  */
-async function ptyPair(path: string): Promise<{ port: SerialPort; close(): Promise<void> }> {
+async function ptyPair(path: string): Promise<{ port: import('serialport').SerialPort; close(): Promise<void> }> {
+  const { SerialPort } = await import('serialport');
   const simPath = `${path}.sim`;
   let proc: ChildProcess;
   try {

@@ -11,11 +11,15 @@
  *  - the link itself drops: a transient DeviceError, and the channel's machine
  *    reconnects with backoff.
  */
-import ModbusSerial from 'modbus-serial';
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
 
-// modbus-serial is CommonJS: its module object is the client class.
-const ModbusClient = ModbusSerial as unknown as new () => ModbusRTU;
+// Loaded when a Modbus channel first connects, so that a site without one does not carry
+// modbus-serial and serialport in memory. modbus-serial is CommonJS: its module is the class.
+let clientClass: (new () => ModbusRTU) | undefined;
+async function newClient(): Promise<ModbusRTU> {
+  clientClass ??= (await import('modbus-serial')).default as unknown as new () => ModbusRTU;
+  return new clientClass();
+}
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { ModbusChannelConfig, PointConfig } from '../../runtime/config/schema.js';
 import { modbusDataType, modbusWriteFn } from '../../runtime/config/modbusRules.js';
@@ -58,7 +62,7 @@ export class ModbusLink implements DeviceIo {
 
   async connect(): Promise<void> {
     await this.close();
-    const c = new ModbusClient();
+    const c = await newClient();
     const ch = this.channel;
     try {
       if (ch.protocol === 'modbus-tcp') await c.connectTCP(ch.host, { port: ch.port });

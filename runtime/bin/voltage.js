@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-old-space-size=192
+#!/usr/bin/env -S node --max-old-space-size=168
 // The heap cap keeps the runtime within an edge box's budget: V8 otherwise lets garbage
 // promoted under a high allocation rate grow the old space to gigabytes before it collects.
 //

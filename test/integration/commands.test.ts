@@ -5,41 +5,18 @@
  * applied late. And the Lua side accepts exactly the transitions the
  * command machine has.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import type { Redis } from 'ioredis';
 import { getNextSnapshot } from 'xstate';
 import { commandMachine, type CommandStatus } from '../../machines/commandMachine.js';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
-import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
-import { startSim, type RunningSim } from '../../runtime/sim.js';
-import type { VoltageRedis } from '../../runtime/redis/functions.js';
-import { eventually, quietLog, rawClient, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from '../helpers/servers.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { startSim } from '../../runtime/sim.js';
+import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
 
-let server: RedisServer;
-let raw: Redis;
-let bus: VoltageRedis;
-let running: RunningRuntime | undefined;
-let sim: RunningSim | undefined;
-
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-  bus = wrapper(server);
-});
-afterEach(async () => {
-  await running?.stop();
-  await sim?.stop();
-  running = undefined;
-  sim = undefined;
-  await raw.flushall();
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await server.stop();
-});
+const t = privateRedisSuite();
 
 const VIRTUAL = `channels:
   - id: v1
@@ -58,62 +35,62 @@ models:
 
 async function result(id: string, timeoutMs = 5_000) {
   return eventually(async () => {
-    const c = await bus.command(id);
+    const c = await t.bus.command(id);
     return c && c.status !== 'pending' ? c : undefined;
   }, timeoutMs);
 }
 
 describe('commands on a virtual device', () => {
   it('confirmed: written, read back, and the channel point shows it', async () => {
-    running = await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: server.url, log: quietLog });
-    const id = await bus.m2c('inv', 'limit', 42.5, 'test', 5_000);
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog });
+    const id = await t.bus.m2c('inv', 'limit', 42.5, 'test', 5_000);
     const c = await result(id);
     expect(c).toMatchObject({ status: 'confirmed', value: 42.5, readback: 42.5, source: 'test', channel: 'v1' });
-    await eventually(async () => (await raw.hget('comsrv:v1:a', '1')) === '42.500000');
-    expect(await raw.xlen('cmd:v1')).toBe(0);
-    expect(await raw.xpending('cmd:v1', 'channel')).toEqual([0, null, null, null]);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '42.500000');
+    expect(await t.raw.xlen('cmd:v1')).toBe(0);
+    expect(await t.raw.xpending('cmd:v1', 'channel')).toEqual([0, null, null, null]);
   });
 
   it('rejects a value out of the point limits, an unknown control, and a value that is not a number, writing nothing', async () => {
-    await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: server.url, log: quietLog }).then((r) => { running = r; });
-    const keysBefore = (await raw.keys('command:*')).length;
-    await expect(bus.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
-    await expect(bus.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
-    await expect(bus.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
-    await expect(bus.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('model nope has no control limit');
-    await expect(raw.fcall('m2c', 2, 'mapping:m2c', 'cmd:seq', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow('value must be a number');
-    expect((await raw.keys('command:*')).length).toBe(keysBefore);
-    expect(await raw.xlen('cmd:v1')).toBe(0);
+    await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog }).then((r) => { t.running = r; });
+    const keysBefore = (await t.raw.keys('command:*')).length;
+    await expect(t.bus.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
+    await expect(t.bus.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
+    await expect(t.bus.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
+    await expect(t.bus.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('model nope has no control limit');
+    await expect(t.raw.fcall('m2c', 2, 'mapping:m2c', 'cmd:seq', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow('value must be a number');
+    expect((await t.raw.keys('command:*')).length).toBe(keysBefore);
+    expect(await t.raw.xlen('cmd:v1')).toBe(0);
   });
 
   it('a command accepted while the runtime is down is executed when it comes back; one past its deadline is not applied', async () => {
     const site = loadConfig(writeSite({ 'site.yaml': VIRTUAL }));
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
-    await running.stop();
-    running = undefined;
-    const kept = await bus.m2c('inv', 'limit', 12, 'test', 60_000);
-    const expired = await bus.m2c('inv', 'start', 1, 'test', 1);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
+    await t.running.stop();
+    t.running = undefined;
+    const kept = await t.bus.m2c('inv', 'limit', 12, 'test', 60_000);
+    const expired = await t.bus.m2c('inv', 'start', 1, 'test', 1);
     await sleep(20);
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     expect(await result(kept)).toMatchObject({ status: 'confirmed', readback: 12 });
     expect(await result(expired)).toMatchObject({ status: 'timeout', message: 'expired before it could be written (a late setpoint is not applied)' });
-    await eventually(async () => (await raw.hget('comsrv:v1:c', '1')) === '0.000000');
+    await eventually(async () => (await t.raw.hget('comsrv:v1:c', '1')) === '0.000000');
   });
 
   it('an entry delivered before a crash and never acknowledged is reclaimed and executed', async () => {
     const site = loadConfig(writeSite({ 'site.yaml': VIRTUAL }));
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
-    await running.stop();
-    running = undefined;
-    const id = await bus.m2c('inv', 'limit', 33, 'test', 60_000);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
+    await t.running.stop();
+    t.running = undefined;
+    const id = await t.bus.m2c('inv', 'limit', 33, 'test', 60_000);
     // The channel's consumer took it (as a runtime would have just before dying) and never acked it.
-    await bus.ensureCommandGroup('v1', 'channel');
-    const delivered = await bus.readCommands('v1', 'channel', 'v1', false);
+    await t.bus.ensureCommandGroup('v1', 'channel');
+    const delivered = await t.bus.readCommands('v1', 'channel', 'v1', false);
     expect(delivered.map((e) => e.id)).toEqual([id]);
-    expect((await raw.xpending('cmd:v1', 'channel'))[0]).toBe(1);
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    expect((await t.raw.xpending('cmd:v1', 'channel'))[0]).toBe(1);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     expect(await result(id)).toMatchObject({ status: 'confirmed', readback: 33 });
-    expect((await raw.xpending('cmd:v1', 'channel'))[0]).toBe(0);
+    expect((await t.raw.xpending('cmd:v1', 'channel'))[0]).toBe(0);
   });
 });
 
@@ -139,37 +116,37 @@ models:
     mapping: { setpoint: "mb:a:1", target: "mb:a:2", run: "mb:c:1" }
 `,
     }));
-    sim = await startSim(site);
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
-    const dev = sim.channels[0]!.devices.get(1)!;
-    expect(await result(await bus.m2c('dev', 'setpoint', -12.3, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: -12.3 });
+    t.sim = await startSim(site);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
+    const dev = t.sim.channels[0]!.devices.get(1)!;
+    expect(await result(await t.bus.m2c('dev', 'setpoint', -12.3, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: -12.3 });
     expect(dev.holding[10]).toBe(0x10000 - 123);
-    expect(await result(await bus.m2c('dev', 'target', 1234.5, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: 1234.5 });
-    expect(await result(await bus.m2c('dev', 'run', 1, 'test', 5_000))).toMatchObject({ status: 'confirmed' });
+    expect(await result(await t.bus.m2c('dev', 'target', 1234.5, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: 1234.5 });
+    expect(await result(await t.bus.m2c('dev', 'run', 1, 'test', 5_000))).toMatchObject({ status: 'confirmed' });
     expect(dev.coils[3]).toBe(1);
     dev.holes.push({ fn: 3, from: 20, to: 22 });
-    const refused = await result(await bus.m2c('dev', 'target', 1, 'test', 5_000));
+    const refused = await result(await t.bus.m2c('dev', 'target', 1, 'test', 5_000));
     expect(refused.status).toBe('failed');
     expect(refused.message).toContain('Illegal data address');
     dev.holes.length = 0;
     dev.fault = { kind: 'no-answer' };
-    expect(await result(await bus.m2c('dev', 'target', 2, 'test', 5_000))).toMatchObject({ status: 'timeout' });
+    expect(await result(await t.bus.m2c('dev', 'target', 2, 'test', 5_000))).toMatchObject({ status: 'timeout' });
   });
 });
 
 describe('the Lua side and the command machine agree', () => {
   const statuses: CommandStatus[] = ['pending', 'confirmed', 'failed', 'timeout'];
   it('property: cmd_result accepts a change exactly when commandMachine has that transition', async () => {
-    await raw.call('FUNCTION', 'LOAD', 'REPLACE', (await import('../../runtime/redis/functions.js')).LIBRARY_SOURCE);
-    await raw.xgroup('CREATE', 'cmd:x', 'channel', '0', 'MKSTREAM');
+    await t.raw.call('FUNCTION', 'LOAD', 'REPLACE', (await import('../../runtime/redis/functions.js')).LIBRARY_SOURCE);
+    await t.raw.xgroup('CREATE', 'cmd:x', 'channel', '0', 'MKSTREAM');
     await fc.assert(fc.asyncProperty(fc.constantFrom(...statuses), fc.constantFrom(...statuses.filter((s) => s !== 'pending')), async (from, to) => {
-      await raw.hset('command:p', 'id', 'p', 'status', from);
+      await t.raw.hset('command:p', 'id', 'p', 'status', from);
       const snapshot = commandMachine.resolveState({ value: from, context: undefined as never });
       const next = getNextSnapshot(commandMachine, snapshot, { type: `command.${to}` } as never);
       const xstateAccepts = next.value === to && from !== to;
-      const entry = (await raw.xadd('cmd:x', '*', 'id', 'p')) as string;
-      const lua = await raw.fcall('cmd_result', 2, 'command:p', 'cmd:x', 'p', to, '', Date.now(), 'channel', entry, '').then(() => true, () => false);
-      const stored = await raw.hget('command:p', 'status');
+      const entry = (await t.raw.xadd('cmd:x', '*', 'id', 'p')) as string;
+      const lua = await t.raw.fcall('cmd_result', 2, 'command:p', 'cmd:x', 'p', to, '', Date.now(), 'channel', entry, '').then(() => true, () => false);
+      const stored = await t.raw.hget('command:p', 'status');
       if (from === to) expect(lua).toBe(true); // a retry of the same result only acknowledges
       else expect(lua).toBe(xstateAccepts);
       expect(stored).toBe(lua ? to : from);

@@ -4,34 +4,15 @@
  * while the others keep their rate, a hole in a device's map, exceptions,
  * a dropped link, a serial port that does not exist.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
-import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
-import { startSim, type RunningSim } from '../../runtime/sim.js';
-import { eventually, quietLog, rawClient, sleep, spawnRedis, writeSite, type RedisServer } from '../helpers/servers.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { startSim } from '../../runtime/sim.js';
+import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
 
-let server: RedisServer;
-let raw: Redis;
-let running: RunningRuntime | undefined;
-let sim: RunningSim | undefined;
-
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-});
-afterEach(async () => {
-  await running?.stop();
-  await sim?.stop();
-  running = undefined;
-  sim = undefined;
-  await raw.flushall();
-});
-afterAll(async () => {
-  raw.disconnect();
-  await server.stop();
-});
+const t = privateRedisSuite();
 
 async function modbusSite(port: number) {
   const dir = writeSite({
@@ -66,8 +47,8 @@ models:
 async function start(port = 0) {
   const p = port || (await freePort());
   const site = await modbusSite(p);
-  sim = await startSim(site, { updateMs: 20 });
-  running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+  t.sim = await startSim(site, { updateMs: 20 });
+  t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
   return site;
 }
 
@@ -76,7 +57,7 @@ async function pollRate(field: string, ms: number): Promise<number> {
   const seen = new Set<string>();
   const end = Date.now() + ms;
   while (Date.now() < end) {
-    const ts = await raw.hget('comsrv:mb:m:ts', field);
+    const ts = await t.raw.hget('comsrv:mb:m:ts', field);
     if (ts) seen.add(ts);
     await sleep(10);
   }
@@ -87,18 +68,18 @@ describe('Modbus TCP channel', () => {
   it('polls every device through the coalesced plan and decodes types, byte orders and scale', async () => {
     await start();
     const v = await eventually(async () => {
-      const m = await raw.hgetall('comsrv:mb:m');
+      const m = await t.raw.hgetall('comsrv:mb:m');
       return m['1'] && Number(m['10']) > 0 && m['20'] ? m : undefined;
     });
     expect(Number(v['2'])).toBe(12.5);
     expect(Number(v['3'])).toBeCloseTo(-20.5, 5);
     expect(Number(v['11'])).toBe(70000);
-    expect(await raw.hget('comsrv:mb:s', '1')).toBe('1.000000');
-    expect(await raw.hget('modsrv:dev1:measurement', 'E')).toBe('12.500000');
-    const q = await raw.hgetall('comsrv:mb:m:q');
+    expect(await t.raw.hget('comsrv:mb:s', '1')).toBe('1.000000');
+    expect(await t.raw.hget('modsrv:dev1:measurement', 'E')).toBe('12.500000');
+    const q = await t.raw.hgetall('comsrv:mb:m:q');
     expect(new Set(Object.values(q))).toEqual(new Set(['good']));
     // Coalesced: unit 1 is read with one request per function (3: 0..3, 4: 10, 2: 3), not one per point.
-    const unit1 = sim!.channels[0]!.devices.get(1)!;
+    const unit1 = t.sim!.channels[0]!.devices.get(1)!;
     const before = unit1.requests;
     await sleep(500);
     const perPoll = (unit1.requests - before) / 5;
@@ -108,45 +89,45 @@ describe('Modbus TCP channel', () => {
 
   it('one dead unit: its points go comm-failure with a timestamp, the others keep their poll rate', async () => {
     await start();
-    await eventually(async () => Number(await raw.hget('comsrv:mb:m', '10')) > 0);
+    await eventually(async () => Number(await t.raw.hget('comsrv:mb:m', '10')) > 0);
     const healthy = await pollRate('10', 1000);
-    sim!.setFault('mb', 3, { kind: 'no-answer' });
-    await eventually(async () => (await raw.hget('comsrv:mb:m:q', '20')) === 'comm-failure', 3_000);
-    const markedAt = Number(await raw.hget('comsrv:mb:m:ts', '20'));
+    t.sim!.setFault('mb', 3, { kind: 'no-answer' });
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '20')) === 'comm-failure', 3_000);
+    const markedAt = Number(await t.raw.hget('comsrv:mb:m:ts', '20'));
     expect(markedAt).toBeGreaterThan(Date.now() - 3_000);
     // Backoff grows (1 s, 2 s, 4 s): after the first probes, a probe costs one timeout every few seconds.
     await sleep(1_500);
     const during = await pollRate('10', 3000);
     expect(during).toBeGreaterThanOrEqual(0.85 * healthy);
-    expect(await raw.hget('comsrv:mb:m:q', '1')).toBe('good');
+    expect(await t.raw.hget('comsrv:mb:m:q', '1')).toBe('good');
     // It comes back by itself, no restart: the supervisor saw nothing.
-    sim!.setFault('mb', 3, { kind: 'none' });
-    await eventually(async () => (await raw.hget('comsrv:mb:m:q', '20')) === 'good', 8_000);
-    expect(await raw.hget('actor:channel/mb', 'restarts')).toBe('0');
+    t.sim!.setFault('mb', 3, { kind: 'none' });
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '20')) === 'good', 8_000);
+    expect(await t.raw.hget('actor:channel/mb', 'restarts')).toBe('0');
   });
 
   it('a hole in the device map: the coalesced read is split and every good point keeps coming', async () => {
     await start();
-    const unit2 = sim!.channels[0]!.devices.get(2)!;
+    const unit2 = t.sim!.channels[0]!.devices.get(2)!;
     unit2.holes.push({ fn: 3, from: 101, to: 104 });
-    const a = await eventually(async () => Number(await raw.hget('comsrv:mb:m', '10')) || undefined);
-    await eventually(async () => Number(await raw.hget('comsrv:mb:m', '10')) > a + 3);
-    expect(await raw.hget('comsrv:mb:m:q', '10')).toBe('good');
-    expect(await raw.hget('comsrv:mb:m:q', '11')).toBe('good');
-    expect(await raw.hget('comsrv:mb:m', '11')).toBe('70000.000000');
+    const a = await eventually(async () => Number(await t.raw.hget('comsrv:mb:m', '10')) || undefined);
+    await eventually(async () => Number(await t.raw.hget('comsrv:mb:m', '10')) > a + 3);
+    expect(await t.raw.hget('comsrv:mb:m:q', '10')).toBe('good');
+    expect(await t.raw.hget('comsrv:mb:m:q', '11')).toBe('good');
+    expect(await t.raw.hget('comsrv:mb:m', '11')).toBe('70000.000000');
   });
 
   it('a device exception marks its points bad; a dropped link is reconnected by the channel', async () => {
     await start();
-    await eventually(async () => (await raw.hget('comsrv:mb:m:q', '10')) === 'good');
-    sim!.setFault('mb', 2, { kind: 'exception', code: 4 });
-    await eventually(async () => (await raw.hget('comsrv:mb:m:q', '10')) === 'bad');
-    expect(await raw.hget('comsrv:mb:m:q', '1')).toBe('good');
-    sim!.setFault('mb', 2, { kind: 'drop' });
-    await eventually(async () => Number(await raw.hget('actor:channel/mb', 'context').then((c) => JSON.parse(c ?? '{}').linkErrors)) > 0, 5_000);
-    sim!.setFault('mb', 2, { kind: 'none' });
-    await eventually(async () => (await raw.hget('comsrv:mb:m:q', '10')) === 'good', 5_000);
-    expect(await raw.hget('actor:channel/mb', 'restarts')).toBe('0');
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '10')) === 'good');
+    t.sim!.setFault('mb', 2, { kind: 'exception', code: 4 });
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '10')) === 'bad');
+    expect(await t.raw.hget('comsrv:mb:m:q', '1')).toBe('good');
+    t.sim!.setFault('mb', 2, { kind: 'drop' });
+    await eventually(async () => Number(await t.raw.hget('actor:channel/mb', 'context').then((c) => JSON.parse(c ?? '{}').linkErrors)) > 0, 5_000);
+    t.sim!.setFault('mb', 2, { kind: 'none' });
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '10')) === 'good', 5_000);
+    expect(await t.raw.hget('actor:channel/mb', 'restarts')).toBe('0');
   });
 
   it('a serial port that does not exist: the channel says so and keeps retrying, nothing crashes', async () => {
@@ -160,12 +141,12 @@ describe('Modbus TCP channel', () => {
       - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 } }
 `,
     }));
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     const ctx = await eventually(async () => {
-      const c = JSON.parse((await raw.hget('actor:channel/rtu', 'context')) ?? '{}') as { linkErrors?: number; lastError?: string };
+      const c = JSON.parse((await t.raw.hget('actor:channel/rtu', 'context')) ?? '{}') as { linkErrors?: number; lastError?: string };
       return (c.linkErrors ?? 0) >= 2 ? c : undefined;
     });
     expect(ctx.lastError).toContain('cannot open serial port /dev/voltage-no-such-port');
-    expect(await raw.hget('actor:channel/rtu', 'status')).toBe('running');
+    expect(await t.raw.hget('actor:channel/rtu', 'status')).toBe('running');
   });
 });

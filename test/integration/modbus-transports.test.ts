@@ -3,45 +3,19 @@
  * pseudo-terminal pair, RTU over TCP, and Debian's python3-pymodbus server
  * (so our client is not only tested against our own simulator).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
-import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
-import { startSim, type RunningSim } from '../../runtime/sim.js';
-import type { VoltageRedis } from '../../runtime/redis/functions.js';
-import { eventually, quietLog, rawClient, spawnRedis, wrapper, writeSite, type RedisServer } from '../helpers/servers.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { startSim } from '../../runtime/sim.js';
+import { eventually, quietLog, writeSite } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
 
-let server: RedisServer;
-let raw: Redis;
-let bus: VoltageRedis;
-let running: RunningRuntime | undefined;
-let sim: RunningSim | undefined;
-let python: ChildProcess | undefined;
-
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-  bus = wrapper(server);
-});
-afterEach(async () => {
-  await running?.stop();
-  await sim?.stop();
-  python?.kill();
-  running = undefined;
-  sim = undefined;
-  python = undefined;
-  await raw.flushall();
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await server.stop();
-});
+const t = privateRedisSuite();
 
 const points = `    points:
       - { type: m, id: 1, scale: 0.1, modbus: { unit: 7, fn: 4, address: 0, dataType: int16 }, sim: { kind: constant, value: -12.5 } }
@@ -55,13 +29,13 @@ models:
 
 async function readsAndWrites() {
   const v = await eventually(async () => {
-    const m = await raw.hgetall('comsrv:ch:m');
+    const m = await t.raw.hgetall('comsrv:ch:m');
     return m['1'] && m['2'] ? m : undefined;
   });
   expect(Number(v['1'])).toBe(-12.5);
   expect(Number(v['2'])).toBe(3.25);
-  const id = await bus.m2c('hp', 'sp', 55, 'test', 5_000);
-  const done = await eventually(async () => { const c = await bus.command(id); return c?.status !== 'pending' ? c : undefined; });
+  const id = await t.bus.m2c('hp', 'sp', 55, 'test', 5_000);
+  const done = await eventually(async () => { const c = await t.bus.command(id); return c?.status !== 'pending' ? c : undefined; });
   expect(done).toMatchObject({ status: 'confirmed', readback: 55 });
 }
 
@@ -69,26 +43,27 @@ describe('Modbus transports', () => {
   it('RTU over a pseudo-terminal pair (socat)', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'voltage-pty-')), 'ttyV0');
     const site = loadConfig(writeSite({ 'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu\n    serial: { path: ${path}, baudRate: 38400 }\n    pollMs: 100\n    timeoutMs: 300\n${points}` }));
-    sim = await startSim(site);
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    t.sim = await startSim(site);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await readsAndWrites();
-    expect(sim.channels[0]!.devices.get(7)!.holding[10]).toBe(55);
+    expect(t.sim.channels[0]!.devices.get(7)!.holding[10]).toBe(55);
   });
 
   it('RTU over TCP', async () => {
     const port = await freePort();
     const site = loadConfig(writeSite({ 'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu-tcp\n    port: ${port}\n    pollMs: 100\n    timeoutMs: 300\n${points}` }));
-    sim = await startSim(site);
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    t.sim = await startSim(site);
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await readsAndWrites();
   });
 
   it('against an independent implementation: pymodbus', async () => {
     const port = await freePort();
-    python = spawn('/usr/bin/python3', ['test/fixtures/pymodbus_server.py', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const python = spawn('/usr/bin/python3', ['test/fixtures/pymodbus_server.py', String(port)], { stdio: ['ignore', 'pipe', 'ignore'] });
+    t.cleanups.push(() => python.kill());
     await new Promise<void>((res, rej) => {
-      python!.stdout!.once('data', () => res());
-      python!.once('exit', (code) => rej(new Error(`pymodbus server exited with ${code} (is python3-pymodbus installed?)`)));
+      python.stdout.once('data', () => res());
+      python.once('exit', (code) => rej(new Error(`pymodbus server exited with ${code} (is python3-pymodbus installed?)`)));
     });
     const site = loadConfig(writeSite({
       'site.yaml': `channels:
@@ -109,18 +84,18 @@ models:
     mapping: { sp: "py:a:1" }
 `,
     }));
-    running = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await eventually(async () => {
       await new Promise((r) => setTimeout(r, 50));
-      const [m, s] = await Promise.all([raw.hgetall('comsrv:py:m'), raw.hgetall('comsrv:py:s')]);
+      const [m, s] = await Promise.all([t.raw.hgetall('comsrv:py:m'), t.raw.hgetall('comsrv:py:s')]);
       if (!m['3'] || !s['1']) return undefined;
       // Three registers at 0..2 coalesced into one read; the others on their own.
       expect(m).toEqual({ 1: '12.500000', 2: '-200.000000', 3: '777.000000' });
       expect(s['1']).toBe('1.000000');
       return true;
     });
-    const id = await bus.m2c('py', 'sp', 4321, 'test', 5_000);
-    const done = await eventually(async () => { const c = await bus.command(id); return c?.status !== 'pending' ? c : undefined; });
+    const id = await t.bus.m2c('py', 'sp', 4321, 'test', 5_000);
+    const done = await eventually(async () => { const c = await t.bus.command(id); return c?.status !== 'pending' ? c : undefined; });
     expect(done).toMatchObject({ status: 'confirmed', readback: 4321 });
   });
 });
