@@ -171,11 +171,9 @@ export type ChannelConfig = z.output<typeof channelSchema>;
 export type PointConfig = z.output<typeof pointSchema>;
 export type PointType = z.output<typeof pointTypeSchema>;
 export type SimSpec = z.output<typeof simSchema>;
-export type FaultConfig = z.output<typeof faultSchema>;
 export type ModbusPointConfig = z.output<typeof modbusPointSchema>;
 export type ModbusChannelConfig = Exclude<ChannelConfig, { protocol: 'virtual' }>;
 export type VirtualChannelConfig = Extract<ChannelConfig, { protocol: 'virtual' }>;
-export type ModelConfigRaw = z.output<typeof modelSchema>;
 
 /** JSON Schema for editors: each YAML file of a config folder holds some of the top-level sections. */
 export function jsonSchema(): Record<string, unknown> {
