@@ -319,6 +319,8 @@ local function m2c(keys, args)
     'value', value, 'source', source, 'status', 'pending', 'message', '', 'createdAt', ts, 'updatedAt', ts, 'deadline', deadline, 'version', 1)
   redis.call('XADD', 'cmd:' .. channel, '*', 'id', id, 'type', ptype, 'point', pid, 'value', value, 'deadline', deadline)
   redis.call('PUBLISH', 'cmd:' .. channel .. ':hint', id)
+  redis.call('XADD', 'audit:commands', 'MAXLEN', '~', 100000, '*', 'event', 'accepted', 'id', id, 'who', source,
+    'model', model, 'name', name, 'value', value, 'at', ts)
   return id
 end
 
@@ -349,6 +351,9 @@ local function cmd_result(keys, args)
   redis.call('XACK', keys[2], group, entry)
   redis.call('XDEL', keys[2], entry)
   redis.call('PUBLISH', 'cmd:result', id .. ' ' .. status)
+  local cmd = redis.call('HMGET', keys[1], 'source', 'model', 'name', 'value')
+  redis.call('XADD', 'audit:commands', 'MAXLEN', '~', 100000, '*', 'event', status, 'id', id, 'who', cmd[1] or '',
+    'model', cmd[2] or '', 'name', cmd[3] or '', 'value', cmd[4] or '', 'at', ts, 'message', message or '')
   return 1
 end
 

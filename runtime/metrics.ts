@@ -3,12 +3,25 @@
  * shows): kept in HDR histograms from node:perf_hooks, reset at each report.
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of this process, served at GET /metrics. */
+export const prometheus = new Registry();
+collectDefaultMetrics({ register: prometheus, prefix: 'voltage_process_' });
+
+export const pointsTotal = new Counter({ name: 'voltage_points_total', help: 'Points written to Redis through c2m', registers: [prometheus] });
+export const pollToRedisSeconds = new Histogram({
+  name: 'voltage_poll_to_redis_seconds', help: 'From a poll start to Redis acknowledging its c2m (FCALL included)',
+  buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [prometheus],
+});
 
 /** From a poll's start to Redis acknowledging its c2m, in microseconds. */
 export const pollToRedisUs: RecordableHistogram = createHistogram();
 
-export function recordPollToRedis(ms: number): void {
+export function recordPoll(points: number, ms: number): void {
   pollToRedisUs.record(Math.max(1, Math.round(ms * 1000)));
+  pollToRedisSeconds.observe(ms / 1000);
+  pointsTotal.inc(points);
 }
 
 /** p50 / p99 / max in ms since the last call, then resets. */

@@ -3,7 +3,8 @@
  *
  *   root (rest_for_one)
  *   ├─ models   (one_for_one) ── model/<id> …
- *   └─ channels (one_for_one) ── channel/<id> …
+ *   ├─ channels (one_for_one) ── channel/<id> …
+ *   └─ gateway  (HTTP API; when the config has a gateway section)
  *
  * Models start first so that they listen before channels write. The root's
  * escalation is the end of the runtime: `exited` resolves with the reason and
@@ -21,6 +22,8 @@ import type { Logger } from './logger.js';
 import { openRedis, redactUrl, whenReady } from './redis/connect.js';
 import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
 import { ActorRegistry } from './registry.js';
+import { gatewayChild } from './gateway/gateway.js';
+import type { Role } from './config/schema.js';
 import { Supervisor, type ExitReason, type SupervisorEvent } from './supervisor.js';
 
 export interface RuntimeOptions {
@@ -28,11 +31,15 @@ export interface RuntimeOptions {
   readonly log: Logger;
   readonly device?: (channel: ChannelConfig) => DeviceIo;
   readonly heartbeatMs?: number;
+  /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
+  readonly gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;
 }
 
 export interface RunningRuntime {
   readonly redis: VoltageRedis;
   readonly root: Supervisor;
+  /** The gateway's port once it listens (undefined without a gateway section). */
+  gatewayPort(): number | undefined;
   /** Resolves when the tree ends by itself (root escalation). */
   readonly exited: Promise<ExitReason>;
   stop(): Promise<void>;
@@ -89,9 +96,14 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     { id: 'channels', strategy: 'one_for_one', intensity: rt.channels.intensity, periodMs: rt.channels.periodMs, backoff: rt.channels.backoff, onEvent },
     channelSpecs,
   );
+  let gatewayPort: number | undefined;
+  const gateway = site.gateway
+    ? [gatewayChild(site.gateway, { redis, registry, extraTokens: opts.gatewayTokens ?? [], onListening: (p) => { gatewayPort = p; } })]
+    : [];
+  if (site.gateway) registry.declare('gateway', 'gateway', 'root', { order: 2 });
   const root = new Supervisor(
     { id: 'root', strategy: 'rest_for_one', intensity: rt.supervisor.intensity, periodMs: rt.supervisor.periodMs, backoff: rt.supervisor.backoff, onEvent },
-    [Supervisor.asChild('models', models), Supervisor.asChild('channels', channels)],
+    [Supervisor.asChild('models', models), Supervisor.asChild('channels', channels), ...gateway],
   );
 
   let resolveExit: (r: ExitReason) => void = () => undefined;
@@ -132,6 +144,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     redis,
     root,
     exited,
+    gatewayPort: () => gatewayPort,
     stop: () => (stopped ??= (async () => {
       clearInterval(heartbeat);
       loop.disable();

@@ -11,7 +11,7 @@ import { fromPromise } from 'xstate';
 import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
 import { backoffDelay } from '../../runtime/backoff.js';
 import { machineChild } from '../../runtime/actorHost.js';
-import { recordPollToRedis } from '../../runtime/metrics.js';
+import { recordPoll } from '../../runtime/metrics.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
 import { DeviceError, errorMessage } from '../../runtime/errors.js';
@@ -87,7 +87,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         }
         if (batch.length > 0) {
           await deps.redis.c2m(channel.id, ts, batch);
-          recordPollToRedis(now() - ts);
+          recordPoll(batch.length, now() - ts);
           for (let k = 0; k < batch.length; k++) {
             const i = sent[k]!;
             const s = batch[k]!;

@@ -296,7 +296,7 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
     };
   });
   const channels = cfg.channels.map((c) => ({ ...c, points: c.points.map(compactPoint) }));
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models });
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway });
 }
 
 /** One object shape for every point (in-object fields): a 100k-point site costs megabytes less. */

@@ -156,8 +156,25 @@ export const modelSchema = z.strictObject({
   mapping: z.record(name, z.string().regex(POINT_REF_PATTERN, 'must be channel:type:point, e.g. 1001:m:1')).default({}),
 });
 
+export const roleSchema = z.enum(['viewer', 'operator', 'admin']);
+
+/** The HTTP/WebSocket gateway. Tokens are given as SHA-256 hashes; the tokens themselves are never stored. */
+export const gatewaySchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(0).max(65535).default(8080),
+  tokens: z.array(z.strictObject({
+    name: z.string().min(1).describe('who: written into the audit stream'),
+    role: roleSchema,
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the token (echo -n TOKEN | sha256sum)'),
+  })).default([]),
+  rateLimit: z.strictObject({ perSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) }).prefault({}),
+  maxBodyBytes: z.number().int().positive().default(16_384),
+  commandTimeoutMs: positiveMs.default(10_000),
+});
+
 export const configSchema = z.strictObject({
   $schema: z.string().optional(),
+  gateway: gatewaySchema.optional(),
   runtime: runtimeSchema.prefault({}),
   channels: z.array(channelSchema).default([]),
   templates: z.record(name, templateSchema).default({}),
@@ -167,6 +184,8 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.input<typeof configSchema>;
 export type ParsedConfig = z.output<typeof configSchema>;
 export type RuntimeConfig = z.output<typeof runtimeSchema>;
+export type GatewayConfig = z.output<typeof gatewaySchema>;
+export type Role = z.output<typeof roleSchema>;
 export type ChannelConfig = z.output<typeof channelSchema>;
 export type PointConfig = z.output<typeof pointSchema>;
 export type PointType = z.output<typeof pointTypeSchema>;

@@ -4,9 +4,9 @@
  * runtime/config reads YAML or re-validates.
  */
 import type { CompiledExpr } from '../expr.js';
-import type { ChannelConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
+import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 
-export type { ChannelConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
+export type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
   readonly channel: string;
@@ -40,6 +40,8 @@ export interface SiteConfig {
   readonly runtime: RuntimeConfig;
   readonly channels: readonly ChannelConfig[];
   readonly models: readonly ModelDef[];
+  /** Absent: no HTTP server. */
+  readonly gateway: GatewayConfig | undefined;
 }
 
 export function pointKey(ref: PointRef): string {

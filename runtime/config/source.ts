@@ -80,7 +80,7 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     if (content === null || content === undefined) continue;
     const mount: YamlMount = { kind: 'yaml', source, docPath: [] };
     if (typeof content !== 'object' || Array.isArray(content)) {
-      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, channels, templates, models)' });
+      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, gateway, channels, templates, models)' });
       continue;
     }
     for (const [section, value] of Object.entries(content as Record<string, unknown>)) {

@@ -56,6 +56,18 @@ export interface SiteDescription {
   readonly controls: ReadonlyMap<string, string>;
 }
 
+/** What `site:config` holds (written at start by runtime/runtime.ts describeSite). */
+export interface SiteJson {
+  readonly site: string;
+  readonly channels: ReadonlyArray<{ id: string; name: string; protocol: string; pollMs: number; points: ReadonlyArray<{ type: PointType; id: number; name: string | null; unit: string | null }> }>;
+  readonly models: ReadonlyArray<{
+    id: string; name: string; nature: string;
+    measurements: ReadonlyArray<{ name: string; unit: string | null }>;
+    controls: ReadonlyArray<{ name: string; point: string; min: number | null; max: number | null }>;
+    calculations: ReadonlyArray<{ name: string; expr: string; unit: string | null }>;
+  }>;
+}
+
 export interface CommandRecord {
   readonly id: string;
   readonly model: string;
@@ -107,6 +119,7 @@ export const KEYS = {
   commandStream: (ch: string) => `cmd:${ch}`,
   commandHint: (ch: string) => `cmd:${ch}:hint`,
   commandResult: 'cmd:result',
+  audit: 'audit:commands',
   actorUpdate: 'actor:update',
 } as const;
 
@@ -282,6 +295,31 @@ export class VoltageRedis {
       }
     }
     return out;
+  }
+
+  /** The site as loaded (the JSON that describeSite made), or undefined before any load. */
+  async siteDescription(): Promise<SiteJson | undefined> {
+    const text = await this.client.get(KEYS.siteConfig);
+    return text ? (JSON.parse(text) as SiteJson) : undefined;
+  }
+
+  /** The audit entries of one command, oldest first (a scan of the bounded audit stream). */
+  async auditOf(id: string, stream: string = KEYS.audit): Promise<Array<Record<string, string>>> {
+    const entries = await this.client.xrevrange(stream, '+', '-', 'COUNT', 5000);
+    return entries
+      .map(([, fields]) => {
+        const f: Record<string, string> = {};
+        for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
+        return f;
+      })
+      .filter((f) => f.id === id)
+      .reverse();
+  }
+
+  /** A command refused before it was recorded, for the audit stream (accepted ones are written by m2c). */
+  async auditRejected(who: string, model: string, name: string, value: unknown, message: string): Promise<void> {
+    await this.client.xadd(KEYS.audit, 'MAXLEN', '~', '100000', '*', 'event', 'rejected', 'id', '', 'who', who,
+      'model', model, 'name', name, 'value', String(value), 'at', String(Date.now()), 'message', message);
   }
 
   async libraryVersion(): Promise<string> {

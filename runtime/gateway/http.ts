@@ -1,0 +1,176 @@
+/**
+ * The HTTP layer of the gateway on uWebSockets.js: routes with a required
+ * role, JSON in and out, errors as {error: {code, message}} with the right
+ * status, bearer tokens checked against their SHA-256, per-token rate limits
+ * (token bucket) and a body size limit. Handlers are plain async functions
+ * that return a value or throw an ApiError; they never touch uWS.
+ */
+import { createHash } from 'node:crypto';
+import uWS from 'uWebSockets.js';
+import type { GatewayConfig, Role } from '../config/schema.js';
+import { VoltageError } from '../errors.js';
+
+export class ApiError extends VoltageError {
+  readonly status: number;
+  constructor(status: number, code: string, message: string) {
+    super('api', code, message);
+    this.name = 'ApiError';
+    this.status = status;
+  }
+}
+
+const STATUS_TEXT: Readonly<Record<number, string>> = {
+  200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
+  404: '404 Not Found', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  503: '503 Service Unavailable',
+};
+
+export interface Caller { readonly name: string; readonly role: Role }
+
+export interface Request {
+  readonly params: readonly string[];
+  readonly query: URLSearchParams;
+  readonly body: unknown;
+  readonly caller: Caller | undefined;
+}
+
+export interface Reply { readonly status: number; readonly body: unknown; readonly contentType?: string }
+
+export type Handler = (req: Request) => Promise<Reply>;
+
+/** `public` routes need no token. */
+export type Access = 'public' | Role;
+
+const RANK: Readonly<Record<Role, number>> = { viewer: 0, operator: 1, admin: 2 };
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+interface Bucket { tokens: number; at: number }
+
+export class Http {
+  readonly app: uWS.TemplatedApp = uWS.App();
+  private readonly callers = new Map<string, Caller>();
+  private readonly buckets = new Map<string, Bucket>();
+  private listenSocket: uWS.us_listen_socket | undefined;
+
+  constructor(private readonly cfg: GatewayConfig, extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = []) {
+    for (const t of cfg.tokens) this.callers.set(t.sha256, { name: t.name, role: t.role });
+    for (const t of extraTokens) this.callers.set(sha256(t.token), { name: t.name, role: t.role });
+  }
+
+  /** The caller of a bearer token, or an ApiError 401. */
+  authenticate(authorization: string, queryToken: string | null): Caller {
+    const m = /^Bearer\s+(\S+)$/i.exec(authorization);
+    const token = m?.[1] ?? queryToken ?? undefined;
+    if (!token) throw new ApiError(401, 'UNAUTHORIZED', 'send a token: Authorization: Bearer <token>');
+    const caller = this.callers.get(sha256(token));
+    if (!caller) throw new ApiError(401, 'UNAUTHORIZED', 'unknown token');
+    return caller;
+  }
+
+  /** Token bucket per caller: `perSecond` refill, `burst` capacity. */
+  private admit(caller: Caller): void {
+    const now = performance.now();
+    const { perSecond, burst } = this.cfg.rateLimit;
+    const b = this.buckets.get(caller.name) ?? { tokens: burst, at: now };
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
+    b.at = now;
+    this.buckets.set(caller.name, b);
+    if (b.tokens < 1) throw new ApiError(429, 'RATE_LIMITED', `more than ${perSecond} requests/s (burst ${burst}) from '${caller.name}'`);
+    b.tokens -= 1;
+  }
+
+  route(method: 'get' | 'post', pattern: string, access: Access, handler: Handler): void {
+    const paramCount = (pattern.match(/:/g) ?? []).length;
+    this.app[method](pattern, (res, req) => {
+      let aborted = false;
+      res.onAborted(() => { aborted = true; });
+      // uWS requests live on the stack: read everything before the first await.
+      const authorization = req.getHeader('authorization');
+      const length = Number(req.getHeader('content-length') || 0);
+      const query = new URLSearchParams(req.getQuery() ?? '');
+      const params = Array.from({ length: paramCount }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
+      const send = (r: Reply) => {
+        if (aborted) return;
+        res.cork(() => {
+          res.writeStatus(STATUS_TEXT[r.status] ?? `${r.status}`)
+            .writeHeader('content-type', r.contentType ?? 'application/json')
+            .end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+        });
+      };
+      const fail = (e: unknown) => {
+        const err = e instanceof ApiError ? e : new ApiError(500, 'INTERNAL', e instanceof Error ? e.message : String(e));
+        send({ status: err.status, body: { error: { code: err.code, message: err.message } } });
+      };
+      let caller: Caller | undefined;
+      try {
+        if (access !== 'public') {
+          caller = this.authenticate(authorization, query.get('token'));
+          if (RANK[caller.role] < RANK[access]) throw new ApiError(403, 'FORBIDDEN', `'${caller.name}' is a ${caller.role}; this needs ${access}`);
+          this.admit(caller);
+        }
+        if (length > this.cfg.maxBodyBytes) throw new ApiError(413, 'BODY_TOO_LARGE', `the body is ${length} bytes; at most ${this.cfg.maxBodyBytes}`);
+      } catch (e) {
+        // The body is not read: close after answering so that it is not taken for the next request.
+        if (method === 'post') res.onData(() => undefined);
+        fail(e);
+        return;
+      }
+      const run = (body: unknown) => handler({ params, query, body, caller }).then(send, fail);
+      if (method === 'get') {
+        void run(undefined);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.onData((chunk, isLast) => {
+        if (size < 0) return;
+        size += chunk.byteLength;
+        if (size > this.cfg.maxBodyBytes) {
+          size = -1;
+          fail(new ApiError(413, 'BODY_TOO_LARGE', `the body is over ${this.cfg.maxBodyBytes} bytes`));
+          return;
+        }
+        chunks.push(Buffer.from(chunk.slice(0)));
+        if (!isLast) return;
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown;
+        try {
+          body = text ? JSON.parse(text) : undefined;
+        } catch (e) {
+          fail(new ApiError(400, 'BAD_JSON', `the body is not JSON: ${(e as Error).message}`));
+          return;
+        }
+        void run(body);
+      });
+    });
+  }
+
+  /** Anything no route matched. */
+  notFound(): void {
+    this.app.any('/*', (res) => {
+      res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } })));
+    });
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.app.listen(this.cfg.host, this.cfg.port, (socket) => {
+        if (!socket) {
+          reject(new VoltageError('api', 'LISTEN', `cannot listen on ${this.cfg.host}:${this.cfg.port} (in use?)`));
+          return;
+        }
+        this.listenSocket = socket;
+        resolve(uWS.us_socket_local_port(socket as unknown as uWS.us_socket));
+      });
+    });
+  }
+
+  close(): void {
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = undefined;
+  }
+}

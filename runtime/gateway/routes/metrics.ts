@@ -1,0 +1,26 @@
+/** GET /metrics: Prometheus text (process metrics, points, poll latency, and what Redis knows: actors, queues). */
+import type { Http } from '../http.js';
+import { prometheus } from '../../metrics.js';
+import type { VoltageRedis } from '../../redis/functions.js';
+
+export function metricsRoutes(http: Http, redis: VoltageRedis): void {
+  http.route('get', '/metrics', 'viewer', async () => {
+    const [actors, queues] = await Promise.all([redis.actors(), redis.queueStats()]);
+    const lines: string[] = [
+      '# HELP voltage_actor_restarts Restarts of each actor by its supervisor',
+      '# TYPE voltage_actor_restarts gauge',
+      ...actors.map((a) => `voltage_actor_restarts{actor="${a.id}",status="${a.status ?? ''}"} ${Number(a.restarts ?? 0)}`),
+      '# HELP voltage_queue_length Entries waiting in an outbox stream',
+      '# TYPE voltage_queue_length gauge',
+      `voltage_queue_length{queue="hissrv:queue"} ${queues.historyLen}`,
+      `voltage_queue_length{queue="cloud:queue"} ${queues.cloudLen}`,
+      '# HELP voltage_queue_dropped_total Outbox entries trimmed by MAXLEN',
+      '# TYPE voltage_queue_dropped_total counter',
+      ...Object.entries(queues.dropped).map(([k, v]) => `voltage_queue_dropped_total{queue="${k.replace(':dropped', '')}"} ${Number(v)}`),
+      '# HELP voltage_ws_clients WebSocket clients connected',
+      '# TYPE voltage_ws_clients gauge',
+      'voltage_ws_clients 0',
+    ];
+    return { status: 200, contentType: prometheus.contentType, body: `${await prometheus.metrics()}${lines.join('\n')}\n` };
+  });
+}

@@ -1,0 +1,55 @@
+/**
+ * GET /api/v1/models[/{id}]: values (calculated ones included) with timestamp
+ * and quality. POST /api/v1/models/{id}/controls/{name} {"value": n}: a command
+ * through m2c, 202 with its id; refused ones are audited too.
+ */
+import { ApiError, type Http } from '../http.js';
+import { errorMessage } from '../../errors.js';
+import type { VoltageRedis } from '../../redis/functions.js';
+
+export function modelRoutes(http: Http, redis: VoltageRedis, commandTimeoutMs: number): void {
+  http.route('get', '/api/v1/models', 'viewer', async () => {
+    const site = await redis.siteDescription();
+    return { status: 200, body: { models: (site?.models ?? []).map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) } };
+  });
+  http.route('get', '/api/v1/models/:id', 'viewer', async ({ params }) => {
+    const id = params[0]!;
+    const m = (await redis.siteDescription())?.models.find((x) => x.id === id);
+    if (!m) throw new ApiError(404, 'NOT_FOUND', `no model '${id}'`);
+    const stored = await redis.modelValues(id);
+    const value = (name: string, unit: string | null, calculated: boolean) => {
+      const v = stored.get(name);
+      return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: v?.quality ?? null };
+    };
+    return {
+      status: 200,
+      body: {
+        id: m.id, name: m.name, nature: m.nature,
+        values: [...m.measurements.map((x) => value(x.name, x.unit, false)), ...m.calculations.map((x) => value(x.name, x.unit, true))],
+        controls: m.controls,
+      },
+    };
+  });
+  http.route('post', '/api/v1/models/:id/controls/:name', 'operator', async ({ params, body, caller }) => {
+    const [model, name] = [params[0]!, params[1]!];
+    const value = (body as { value?: unknown } | undefined)?.value;
+    const who = caller?.name ?? 'unknown';
+    const refuse = async (err: ApiError) => {
+      await redis.auditRejected(who, model, name, value, err.message).catch(() => undefined);
+      throw err;
+    };
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return refuse(new ApiError(400, 'BAD_REQUEST', 'the body must be {"value": <number>}'));
+    const extra = Object.keys(body).filter((k) => k !== 'value');
+    if (extra.length) return refuse(new ApiError(400, 'BAD_REQUEST', `unknown field(s) ${extra.join(', ')}; the body is {"value": <number>}`));
+    if (typeof value !== 'number' || !Number.isFinite(value)) return refuse(new ApiError(400, 'BAD_REQUEST', '"value" must be a finite number'));
+    try {
+      const commandId = await redis.m2c(model, name, value, who, commandTimeoutMs);
+      return { status: 202, body: { commandId } };
+    } catch (e) {
+      const msg = errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '');
+      if (/has no control/.test(msg)) return refuse(new ApiError(404, 'NOT_FOUND', msg));
+      if (/below the minimum|above the maximum/.test(msg)) return refuse(new ApiError(400, 'OUT_OF_RANGE', msg));
+      throw e;
+    }
+  });
+}
