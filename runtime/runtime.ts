@@ -98,7 +98,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   );
   let gatewayPort: number | undefined;
   const gateway = site.gateway
-    ? [gatewayChild(site.gateway, { redis, registry, extraTokens: opts.gatewayTokens ?? [], onListening: (p) => { gatewayPort = p; } })]
+    ? [gatewayChild(site.gateway, { redis, subscriptions, registry, extraTokens: opts.gatewayTokens ?? [], onListening: (p) => { gatewayPort = p; } })]
     : [];
   if (site.gateway) registry.declare('gateway', 'gateway', 'root', { order: 2 });
   const root = new Supervisor(

@@ -170,6 +170,8 @@ export const gatewaySchema = z.strictObject({
   rateLimit: z.strictObject({ perSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) }).prefault({}),
   maxBodyBytes: z.number().int().positive().default(16_384),
   commandTimeoutMs: positiveMs.default(10_000),
+  /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
+  ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),
 });
 
 export const configSchema = z.strictObject({

@@ -7,7 +7,8 @@ import { fromPromise } from 'xstate';
 import { gatewayMachine } from '../../machines/gatewayMachine.js';
 import { machineChild } from '../actorHost.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
-import type { VoltageRedis } from '../redis/functions.js';
+import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
+import { TelemetryFeed } from './ws.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
 import { Http } from './http.js';
@@ -20,6 +21,7 @@ import { modelRoutes } from './routes/models.js';
 
 export interface GatewayDeps {
   readonly redis: VoltageRedis;
+  readonly subscriptions: Subscriptions;
   readonly registry: ActorRegistry;
   /** Tokens given at start (the demo makes one per role); config tokens are hashes. */
   readonly extraTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;
@@ -38,7 +40,9 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       modelRoutes(http, deps.redis, cfg.commandTimeoutMs);
       commandRoutes(http, deps.redis);
       actorRoutes(http, deps.redis);
-      metricsRoutes(http, deps.redis);
+      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws);
+      metricsRoutes(http, deps.redis, feed);
+      await feed.start();
       http.notFound();
       const machine = gatewayMachine.provide({
         actors: {
@@ -49,7 +53,14 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
           }),
         },
       });
-      return { machine, input: undefined as never, dispose: async () => http.close() };
+      return {
+        machine,
+        input: undefined as never,
+        dispose: async () => {
+          await feed.stop();
+          http.close();
+        },
+      };
     },
   });
 }

@@ -385,6 +385,7 @@ export type MessageHandler = (message: string, channel: string) => void;
 export class Subscriptions {
   private readonly conn: Redis;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
+  private readonly patternHandlers = new Map<string, Set<MessageHandler>>();
 
   constructor(conn: Redis) {
     this.conn = conn;
@@ -392,6 +393,10 @@ export class Subscriptions {
     this.conn.on('error', () => undefined);
     this.conn.on('message', (channel: string, message: string) => {
       const hs = this.handlers.get(channel);
+      if (hs) for (const h of hs) h(message, channel);
+    });
+    this.conn.on('pmessage', (pattern: string, channel: string, message: string) => {
+      const hs = this.patternHandlers.get(pattern);
       if (hs) for (const h of hs) h(message, channel);
     });
   }
@@ -412,6 +417,26 @@ export class Subscriptions {
       if (set.size === 0) {
         this.handlers.delete(channel);
         if (this.conn.status === 'ready') await this.conn.unsubscribe(channel).catch(() => undefined);
+      }
+    };
+  }
+
+  /** A pattern subscription (PSUBSCRIBE); the handler gets the message and the channel it came on. */
+  async onPattern(pattern: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    let hs = this.patternHandlers.get(pattern);
+    if (!hs) {
+      hs = new Set();
+      this.patternHandlers.set(pattern, hs);
+      await this.conn.psubscribe(pattern);
+    }
+    hs.add(handler);
+    return async () => {
+      const set = this.patternHandlers.get(pattern);
+      if (!set) return;
+      set.delete(handler);
+      if (set.size === 0) {
+        this.patternHandlers.delete(pattern);
+        if (this.conn.status === 'ready') await this.conn.punsubscribe(pattern).catch(() => undefined);
       }
     };
   }

@@ -21,6 +21,7 @@ beforeAll(async () => {
   port: 0
   rateLimit: { perSecond: 2, burst: 40 }
   maxBodyBytes: 256
+  ws: { intervalMs: 100, maxBufferBytes: 4096 }
   tokens:
     - { name: vera, role: viewer, sha256: ${sha256(tokens.viewer)} }
     - { name: otto, role: operator, sha256: ${sha256(tokens.operator)} }
@@ -33,13 +34,24 @@ channels:
     points:
       - { type: m, id: 1, name: P, unit: kW, sim: { kind: constant, value: 12 } }
       - { type: a, id: 1, min: 0, max: 100 }
+  - id: v2
+    protocol: virtual
+    pollMs: 100
+    pointsFile: big.csv
 models:
+  - id: big
+    template: wide
+    channel: v2
   - id: inv
     measurements: { P: { unit: kW } }
     controls: { limit: { unit: kW } }
     calculations: { twice: { expr: "P * 2" } }
     mapping: { P: "v1:m:1", limit: "v1:a:1" }
+templates:
+  wide:
+    measurements: { ${Array.from({ length: 2000 }, (_, i) => `x${i}: {}`).join(', ')} }
 `,
+    'big.csv': `type,id,name,sim.kind,sim.start,sim.step\n${Array.from({ length: 2000 }, (_, i) => `m,${i},x${i},counter,0,1`).join('\n')}\n`,
   }));
   rt = await startRuntime(site, { redisUrl: server.url, log: quietLog });
   const port = await eventually(() => rt.gatewayPort());
@@ -74,12 +86,12 @@ describe('REST API', () => {
 
   it('channels and models, with values, timestamps and quality', async () => {
     const list = await get('/api/v1/channels', 'viewer');
-    expect(list.body.channels).toEqual([expect.objectContaining({ id: 'v1', protocol: 'virtual', points: 2, actor: expect.objectContaining({ status: 'running' }) })]);
+    expect(list.body.channels[0]).toEqual(expect.objectContaining({ id: 'v1', protocol: 'virtual', points: 2, actor: expect.objectContaining({ status: 'running' }) }));
     const ch = await get('/api/v1/channels/v1', 'viewer');
     expect(ch.body.points[0]).toMatchObject({ type: 'm', id: 1, name: 'P', unit: 'kW', value: 12, quality: 'good' });
     expect(ch.body.points[0].ts).toBeGreaterThan(Date.now() - 10_000);
     const models = await get('/api/v1/models', 'viewer');
-    expect(models.body.models).toEqual([{ id: 'inv', name: 'inv', nature: 'generic', measurements: 1, calculations: 1, controls: ['limit'] }]);
+    expect(models.body.models).toContainEqual({ id: 'inv', name: 'inv', nature: 'generic', measurements: 1, calculations: 1, controls: ['limit'] });
     const m = await get('/api/v1/models/inv', 'viewer');
     expect(m.body.values).toEqual([
       expect.objectContaining({ name: 'P', calculated: false, value: 12, quality: 'good' }),
@@ -102,7 +114,7 @@ describe('REST API', () => {
   it('GET /api/v1/actors is the tree; GET /metrics is Prometheus text', async () => {
     const a = await get('/api/v1/actors', 'viewer');
     const ids = a.body.actors.map((x: { id: string }) => x.id).sort();
-    expect(ids).toEqual(['channel/v1', 'channels', 'gateway', 'model/inv', 'models', 'root']);
+    expect(ids).toEqual(['channel/v1', 'channel/v2', 'channels', 'gateway', 'model/big', 'model/inv', 'models', 'root']);
     expect(a.body.actors.find((x: { id: string }) => x.id === 'gateway')).toMatchObject({ parent: 'root', status: 'running', state: 'listening' });
     const m = await get('/metrics', 'viewer');
     expect(m.status).toBe(200);
@@ -125,7 +137,7 @@ describe('REST API', () => {
     ['a body that is not JSON', 'POST', '/api/v1/models/inv/controls/limit', 'admin', '{value: 5', 400, 'BAD_JSON'],
     ['an unknown field', 'POST', '/api/v1/models/inv/controls/limit', 'admin', '{"value":5,"force":true}', 400, 'BAD_REQUEST'],
     ['a body over the limit', 'POST', '/api/v1/models/inv/controls/limit', 'admin', JSON.stringify({ value: 1, pad: 'x'.repeat(400) }), 413, 'BODY_TOO_LARGE'],
-  ] as const)('%s: %i JSON error', async (_, method, path, who, body, status, code) => {
+  ] as const)('%s: a JSON error with the right status', async (_, method, path, who, body, status, code) => {
     const headers: Record<string, string> = {};
     if (who) headers.authorization = `Bearer ${who in tokens ? tokens[who as keyof typeof tokens] : 'wrong'}`;
     const r = await fetch(base + path, { method, headers, body });
@@ -155,5 +167,65 @@ describe('REST API', () => {
     const f = entries[0]![1];
     expect(f).toEqual(expect.arrayContaining(['event', 'rejected', 'who', 'otto', 'model', 'inv', 'name', 'limit', 'value', '-5']));
     expect(f.join(' ')).toContain('below the minimum 0');
+  });
+});
+
+describe('WebSocket feed', () => {
+  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, { value: number | null }>; op?: string; topics?: string[]; error?: { code: string } };
+
+  async function connect(who: keyof typeof tokens | 'none') {
+    const { default: WebSocket } = await import('ws');
+    const url = `${base.replace('http', 'ws')}/ws${who === 'none' ? '' : `?token=${tokens[who]}`}`;
+    const ws = new WebSocket(url);
+    const messages: Msg[] = [];
+    ws.on('message', (d) => messages.push(JSON.parse(d.toString()) as Msg));
+    await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej); });
+    return { ws, messages };
+  }
+
+  it('a snapshot of each matching topic first, then coalesced deltas', async () => {
+    const { ws, messages } = await connect('viewer');
+    ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/inv', 'channel/v1'] }));
+    await eventually(() => messages.filter((m) => m.topic === 'model/inv' && !m.snapshot).length >= 3);
+    expect(messages[0]).toEqual({ op: 'subscribed', topics: ['model/inv', 'channel/v1'] });
+    const first = messages.findIndex((m) => m.topic === 'model/inv');
+    expect(messages[first]).toMatchObject({ snapshot: true, values: { P: { value: 12 }, twice: { value: 24 } } });
+    const deltas = messages.filter((m) => m.topic === 'model/inv' && !m.snapshot);
+    expect(deltas[0]!.values!.P!.value).toBe(12);
+    // Polls every 50 ms, deltas coalesced per 100 ms: not one message per poll.
+    const span = deltas[deltas.length - 1]!.ts! - deltas[0]!.ts!;
+    expect(deltas.length - 1).toBeLessThanOrEqual(Math.ceil(span / 100) + 1);
+    await eventually(() => messages.some((m) => m.topic === 'channel/v1' && !m.snapshot && m.values?.['m:1']?.value === 12));
+    ws.send(JSON.stringify({ op: 'unsubscribe', topics: ['model/*'] }));
+    ws.send(JSON.stringify({ op: 'ping' }));
+    await eventually(() => messages.some((m) => m.op === 'pong'));
+    expect(messages.find((m) => m.op === 'unsubscribed')).toEqual({ op: 'unsubscribed', topics: ['model/big', 'model/inv'] });
+    ws.send('not json');
+    await eventually(() => messages.some((m) => m.error?.code === 'BAD_JSON'));
+    ws.close();
+  });
+
+  it('refuses an upgrade without a token', async () => {
+    await expect(connect('none')).rejects.toThrow('401');
+  });
+
+  it('a client that does not read gets no more deltas, then the latest values as a snapshot when it drains', { timeout: 40_000 }, async () => {
+    const { ws, messages } = await connect('viewer');
+    ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/big'] }));
+    await eventually(() => messages.filter((m) => m.topic === 'model/big').length >= 2);
+    const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    socket.pause();
+    // ~80 kB a delta, 10 a second: enough to fill the kernel's socket buffers and reach uWS's.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const before = messages.length;
+    socket.resume();
+    const snap = await eventually(() => messages.slice(before).find((m) => m.topic === 'model/big' && m.snapshot));
+    // 6 s paused at 10 deltas/s: most were never queued for it; what it gets now is current.
+    const received = messages.slice(before).filter((m) => m.topic === 'model/big' && !m.snapshot).length;
+    expect(received).toBeLessThan(60);
+    const latest = await (await fetch(`${base}/api/v1/models/big`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).json() as { values: Array<{ name: string; value: number }> };
+    const x0 = latest.values.find((v) => v.name === 'x0')!.value;
+    expect(x0 - snap.values!.x0!.value!).toBeLessThan(10);
+    ws.close();
   });
 });

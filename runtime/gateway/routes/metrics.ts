@@ -3,7 +3,7 @@ import type { Http } from '../http.js';
 import { prometheus } from '../../metrics.js';
 import type { VoltageRedis } from '../../redis/functions.js';
 
-export function metricsRoutes(http: Http, redis: VoltageRedis): void {
+export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number }): void {
   http.route('get', '/metrics', 'viewer', async () => {
     const [actors, queues] = await Promise.all([redis.actors(), redis.queueStats()]);
     const lines: string[] = [
@@ -19,7 +19,7 @@ export function metricsRoutes(http: Http, redis: VoltageRedis): void {
       ...Object.entries(queues.dropped).map(([k, v]) => `voltage_queue_dropped_total{queue="${k.replace(':dropped', '')}"} ${Number(v)}`),
       '# HELP voltage_ws_clients WebSocket clients connected',
       '# TYPE voltage_ws_clients gauge',
-      'voltage_ws_clients 0',
+      `voltage_ws_clients ${feed.clientCount}`,
     ];
     return { status: 200, contentType: prometheus.contentType, body: `${await prometheus.metrics()}${lines.join('\n')}\n` };
   });

@@ -1,0 +1,171 @@
+/**
+ * The WebSocket telemetry feed at /ws. A client sends
+ *   {"op":"subscribe","topics":["model/*","channel/1001"]}   (and "unsubscribe", "ping")
+ * and gets, for each matching topic, a snapshot first and then deltas
+ * {"topic","ts","values"} coalesced per topic over `intervalMs`. Fan-out uses
+ * uWS topics (one publish per topic, not a loop over sockets). Memory stays
+ * bounded per client: a client whose send buffer is over `maxBufferBytes`
+ * gets no deltas until it drains, then a fresh snapshot of its topics (the
+ * latest value wins); past `maxBackpressure` uWS closes it.
+ */
+import uWS from 'uWebSockets.js';
+import type { Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
+import type { Http } from './http.js';
+
+export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
+
+interface Client { topics: Set<string>; stale: boolean; caller: string }
+
+type Values = Record<string, { value: number | null; ts: number | null; quality: string | null }>;
+
+/** `model/*`, `model/pv1`, `model/pv1/*`, `*` → a test for topic names. */
+export function topicMatcher(pattern: string): (topic: string) => boolean {
+  const base = pattern.endsWith('/*') ? pattern.slice(0, -2) : undefined;
+  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^]*')}$`);
+  return (topic) => re.test(topic) || topic === base;
+}
+
+export class TelemetryFeed {
+  private readonly pending = new Map<string, { ts: number; values: Values }>();
+  private readonly clients = new Set<uWS.WebSocket<Client>>();
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: Array<() => Promise<void>> = [];
+  clientCount = 0;
+  deltasDropped = 0;
+
+  constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions) {}
+
+  private async topics(): Promise<string[]> {
+    const site = await this.redis.siteDescription();
+    return [...(site?.models ?? []).map((m) => `model/${m.id}`), ...(site?.channels ?? []).map((c) => `channel/${c.id}`)];
+  }
+
+  private async snapshot(topic: string): Promise<Values> {
+    const [kind, id] = topic.split('/') as [string, string];
+    const out: Values = {};
+    const put = (prefix: string, rec: Map<string, ValueRecord>) => { for (const [k, v] of rec) out[prefix + k] = v; };
+    if (kind === 'model') put('', await this.redis.modelValues(id));
+    else for (const t of ['m', 's', 'c', 'a'] as const) put(`${t}:`, await this.redis.channelValues(id, t));
+    return out;
+  }
+
+  private queue(topic: string, ts: number, values: Values): void {
+    const p = this.pending.get(topic);
+    if (p) {
+      Object.assign(p.values, values);
+      p.ts = Math.max(p.ts, ts);
+    } else {
+      this.pending.set(topic, { ts, values });
+    }
+  }
+
+  private flush(): void {
+    if (this.pending.size === 0) return;
+    // Clients behind on their buffer skip these deltas and get a snapshot when they drain.
+    for (const ws of this.clients) {
+      const c = ws.getUserData();
+      if (!c.stale && ws.getBufferedAmount() > this.opts.maxBufferBytes) {
+        c.stale = true;
+        for (const t of c.topics) ws.unsubscribe(t);
+      }
+    }
+    for (const [topic, p] of this.pending) {
+      this.http.app.publish(topic, JSON.stringify({ topic, ts: p.ts, values: p.values }));
+    }
+    this.pending.clear();
+  }
+
+  async start(): Promise<void> {
+    this.unsubscribe.push(await this.subs.onPattern('modsrv:*:update', (msg, channel) => {
+      const model = channel.slice('modsrv:'.length, -':update'.length);
+      let m: { ts?: number; v?: Record<string, number>; q?: Record<string, string> };
+      try { m = JSON.parse(msg) as typeof m; } catch { return; }
+      const values: Values = {};
+      for (const [k, v] of Object.entries(m.v ?? {})) values[k] = { value: v, ts: m.ts ?? null, quality: m.q?.[k] ?? 'good' };
+      for (const [k, q] of Object.entries(m.q ?? {})) values[k] ??= { value: null, ts: m.ts ?? null, quality: q };
+      this.queue(`model/${model}`, m.ts ?? Date.now(), values);
+    }));
+    // Channel notifications carry only the time: the channel's values are read at most once per interval.
+    const dirtyChannels = new Set<string>();
+    this.unsubscribe.push(await this.subs.onPattern('comsrv:*:update', (_msg, channel) => {
+      dirtyChannels.add(channel.slice('comsrv:'.length, -':update'.length));
+    }));
+    this.timer = setInterval(() => {
+      const chans = [...dirtyChannels];
+      dirtyChannels.clear();
+      void Promise.all(chans.map(async (ch) => {
+        if (this.http.app.numSubscribers(`channel/${ch}`) === 0) return;
+        this.queue(`channel/${ch}`, Date.now(), await this.snapshot(`channel/${ch}`));
+      })).catch(() => undefined).finally(() => this.flush());
+    }, this.opts.intervalMs);
+
+    this.http.app.ws<Client>('/ws', {
+      maxPayloadLength: 16 * 1024,
+      idleTimeout: 120,
+      sendPingsAutomatically: true,
+      maxBackpressure: this.opts.maxBufferBytes * 4,
+      closeOnBackpressureLimit: 1,
+      upgrade: (res, req, context) => {
+        const authorization = req.getHeader('authorization');
+        const query = new URLSearchParams(req.getQuery() ?? '');
+        const key = req.getHeader('sec-websocket-key');
+        const protocol = req.getHeader('sec-websocket-protocol');
+        const extensions = req.getHeader('sec-websocket-extensions');
+        let caller: string;
+        try {
+          caller = this.http.authenticate(authorization, query.get('token')).name;
+        } catch (e) {
+          res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json')
+            .end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message: (e as Error).message } })));
+          return;
+        }
+        res.upgrade<Client>({ topics: new Set(), stale: false, caller }, key, protocol, extensions, context);
+      },
+      open: (ws) => { this.clients.add(ws); this.clientCount = this.clients.size; },
+      close: (ws) => { this.clients.delete(ws); this.clientCount = this.clients.size; },
+      drain: (ws) => {
+        const c = ws.getUserData();
+        if (!c.stale || ws.getBufferedAmount() > this.opts.maxBufferBytes / 2) return;
+        c.stale = false;
+        void this.sendSnapshots(ws, [...c.topics]);
+      },
+      message: (ws, data) => { void this.onMessage(ws, Buffer.from(data).toString('utf8')); },
+    });
+  }
+
+  private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {
+    for (const topic of topics) {
+      const values = await this.snapshot(topic);
+      if (!this.clients.has(ws)) return;
+      ws.send(JSON.stringify({ topic, ts: Date.now(), snapshot: true, values }));
+      ws.subscribe(topic);
+    }
+  }
+
+  private async onMessage(ws: uWS.WebSocket<Client>, text: string): Promise<void> {
+    const reply = (o: unknown) => { if (this.clients.has(ws)) ws.send(JSON.stringify(o)); };
+    let msg: { op?: unknown; topics?: unknown };
+    try { msg = JSON.parse(text) as typeof msg; } catch { return reply({ error: { code: 'BAD_JSON', message: 'messages are JSON' } }); }
+    const c = ws.getUserData();
+    if (msg.op === 'ping') return reply({ op: 'pong', ts: Date.now() });
+    if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || !Array.isArray(msg.topics) || !msg.topics.every((t) => typeof t === 'string')) {
+      return reply({ error: { code: 'BAD_REQUEST', message: 'send {"op":"subscribe"|"unsubscribe","topics":["model/*", …]} or {"op":"ping"}' } });
+    }
+    const all = await this.topics();
+    const matching = all.filter((t) => (msg.topics as string[]).some((p) => topicMatcher(p)(t)));
+    if (msg.op === 'unsubscribe') {
+      for (const t of matching) { c.topics.delete(t); ws.unsubscribe(t); }
+      return reply({ op: 'unsubscribed', topics: matching });
+    }
+    const fresh = matching.filter((t) => !c.topics.has(t));
+    for (const t of fresh) c.topics.add(t);
+    reply({ op: 'subscribed', topics: matching });
+    await this.sendSnapshots(ws, fresh);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    for (const ws of this.clients) ws.end(1001, 'server going away');
+    await Promise.all(this.unsubscribe.map((u) => u()));
+  }
+}
