@@ -9,6 +9,7 @@ import { machineChild } from '../actorHost.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
 import { TelemetryFeed } from './ws.js';
+import { openApiDocument } from './openapi.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
 import { Http } from './http.js';
@@ -43,6 +44,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws);
       metricsRoutes(http, deps.redis, feed);
       await feed.start();
+      http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
       http.notFound();
       const machine = gatewayMachine.provide({
         actors: {

@@ -148,6 +148,15 @@ describe('REST API', () => {
     expect(json.error.message.length).toBeGreaterThan(5);
   });
 
+  it('serves an OpenAPI 3 document whose request body schema is the one that validates requests', async () => {
+    const r = await get('/api/v1/openapi.json');
+    expect(r.status).toBe(200);
+    expect(r.body.openapi).toBe('3.0.3');
+    const post = r.body.paths['/api/v1/models/{id}/controls/{name}'].post;
+    expect(post.requestBody.content['application/json'].schema).toMatchObject({ type: 'object', properties: { value: { type: 'number' } }, required: ['value'], additionalProperties: false });
+    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '404', '413', '429']);
+  });
+
   it('rate limits per token (429), and other tokens are not affected', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 60; i++) statuses.push((await get('/api/v1/models', 'spammer')).status);

@@ -6,6 +6,7 @@
 import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
 import type { VoltageRedis } from '../../redis/functions.js';
+import { controlBody } from '../openapi.js';
 
 export function modelRoutes(http: Http, redis: VoltageRedis, commandTimeoutMs: number): void {
   http.route('get', '/api/v1/models', 'viewer', async () => {
@@ -38,12 +39,15 @@ export function modelRoutes(http: Http, redis: VoltageRedis, commandTimeoutMs: n
       await redis.auditRejected(who, model, name, value, err.message).catch(() => undefined);
       throw err;
     };
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) return refuse(new ApiError(400, 'BAD_REQUEST', 'the body must be {"value": <number>}'));
-    const extra = Object.keys(body).filter((k) => k !== 'value');
-    if (extra.length) return refuse(new ApiError(400, 'BAD_REQUEST', `unknown field(s) ${extra.join(', ')}; the body is {"value": <number>}`));
-    if (typeof value !== 'number' || !Number.isFinite(value)) return refuse(new ApiError(400, 'BAD_REQUEST', '"value" must be a finite number'));
+    const parsed = controlBody.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      const where = issue.path.length ? `"${issue.path.join('.')}"` : 'the body';
+      const what = issue.code === 'unrecognized_keys' ? `unknown field(s) ${issue.keys.join(', ')}` : `${where}: ${issue.message}`;
+      return refuse(new ApiError(400, 'BAD_REQUEST', `${what}; send {"value": <number>}`));
+    }
     try {
-      const commandId = await redis.m2c(model, name, value, who, commandTimeoutMs);
+      const commandId = await redis.m2c(model, name, parsed.data.value, who, commandTimeoutMs);
       return { status: 202, body: { commandId } };
     } catch (e) {
       const msg = errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '');

@@ -1,0 +1,41 @@
+/**
+ * The API's schemas and the OpenAPI 3 document made from them: the same zod
+ * schema validates a request body and describes it here, so the two cannot
+ * drift apart.
+ */
+import { z } from 'zod';
+
+export const controlBody = z.strictObject({ value: z.number().describe('the setpoint, in the control\'s unit') });
+export const errorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
+
+const json = (schema: z.ZodType) => ({ 'application/json': { schema: z.toJSONSchema(schema, { unrepresentable: 'any' }) } });
+const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [String(c), { description: 'error', content: json(errorBody) }]));
+const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
+const id = (name: string) => ({ name, in: 'path', required: true, schema: { type: 'string' } });
+
+export function openApiDocument(): Record<string, unknown> {
+  const read = { security: [{ bearer: [] }] };
+  return {
+    openapi: '3.0.3',
+    info: { title: 'VoltageEMS API', version: '1', description: 'Roles: viewer reads, operator also sends controls, admin everything. WebSocket feed at /ws (token in ?token=).' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    paths: {
+      '/health': { get: { summary: 'Redis reachable, actors by status (no token)', responses: { 200: ok('healthy or degraded'), ...errors(503) } } },
+      '/api/v1/channels': { get: { ...read, summary: 'Channels with their actor state', responses: { 200: ok('channels'), ...errors(401, 403, 429) } } },
+      '/api/v1/channels/{id}': { get: { ...read, summary: 'A channel and its points (value, ts, quality)', parameters: [id('id')], responses: { 200: ok('channel'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/models': { get: { ...read, summary: 'Models', responses: { 200: ok('models'), ...errors(401, 403, 429) } } },
+      '/api/v1/models/{id}': { get: { ...read, summary: 'A model\'s values, calculated ones included', parameters: [id('id')], responses: { 200: ok('model'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/models/{id}/controls/{name}': {
+        post: {
+          ...read, summary: 'Send a control command (operator)', parameters: [id('id'), id('name')],
+          requestBody: { required: true, content: json(controlBody) },
+          responses: { 202: { description: 'accepted', content: { 'application/json': { schema: { type: 'object', properties: { commandId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 413, 429) },
+        },
+      },
+      '/api/v1/commands/{id}': { get: { ...read, summary: 'A command\'s status and history', parameters: [id('id')], responses: { 200: ok('command'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/actors': { get: { ...read, summary: 'The supervisor tree', responses: { 200: ok('actors'), ...errors(401, 403, 429) } } },
+      '/metrics': { get: { ...read, summary: 'Prometheus text', responses: { 200: { description: 'text/plain' }, ...errors(401, 403, 429) } } },
+      '/api/v1/openapi.json': { get: { summary: 'This document (no token)', responses: { 200: ok('OpenAPI 3') } } },
+    },
+  };
+}
