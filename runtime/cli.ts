@@ -13,7 +13,9 @@ import { createLogger, type Logger } from './logger.js';
 import { openRedis, redactUrl, whenReady } from './redis/connect.js';
 import { KEYS, VoltageRedis } from './redis/functions.js';
 import { userInfo } from 'node:os';
-import { spawnRedis, type RedisServer } from './redisServer.js';
+import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
+import { randomBytes } from 'node:crypto';
+import type { Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
@@ -85,11 +87,15 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
 }
 
 /** Loads and starts; returns no reference to the SiteConfig, so what the actors do not keep of it is freed. */
-async function loadAndStart(dir: string, redisUrl?: string): Promise<{ rt: RunningRuntime; log: Logger; summary: string; dir: string; site: string } | undefined> {
-  const site = load(dir);
+async function loadAndStart(
+  dir: string,
+  opts: { redisUrl?: string; gatewayPort?: number; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
+): Promise<{ rt: RunningRuntime; log: Logger; summary: string; dir: string; site: string } | undefined> {
+  let site = load(dir);
   if (!site) return undefined;
+  if (site.gateway && opts.gatewayPort !== undefined) site = { ...site, gateway: { ...site.gateway, port: opts.gatewayPort } };
   const log = createLogger(site.runtime.log.level);
-  const rt = await startRuntime(site, { redisUrl: redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log });
+  const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
   return { rt, log, summary: summary(site), dir: site.dir, site: site.runtime.site };
 }
 
@@ -108,16 +114,22 @@ async function cmdDemo(dir: string): Promise<number> {
     url = server.url;
   }
   // The site's Modbus devices are simulated in this process, so that the demo has devices to poll.
+  const siteForDemo = load(dir)!;
   let sim: Awaited<ReturnType<typeof startSim>>;
   try {
-    sim = await startSim(load(dir)!);
+    sim = await startSim(siteForDemo);
   } catch (e) {
     process.stderr.write(`cannot simulate the site's Modbus devices: ${errorMessage(e)} (is another demo running?)\n`);
     await server?.stop();
     return 2;
   }
-  const started = await loadAndStart(dir, url);
+  // One token per role, made for this demo only, and a free port if the configured one is taken.
+  const tokens = (['viewer', 'operator', 'admin'] as const).map((role) => ({ name: `demo-${role}`, role, token: randomBytes(18).toString('base64url') }));
+  const configured = siteForDemo.gateway;
+  const gatewayPort = configured ? ((await portFree(configured.host, configured.port)) ? configured.port : await freePort()) : undefined;
+  const started = await loadAndStart(dir, { redisUrl: url, ...(gatewayPort !== undefined ? { gatewayPort } : {}), gatewayTokens: tokens });
   if (!started) return 2;
+  const api = gatewayPort !== undefined ? `http://${configured!.host}:${gatewayPort}` : undefined;
   const lines = [
     '',
     'VoltageEMS demo is running',
@@ -129,6 +141,11 @@ async function cmdDemo(dir: string): Promise<number> {
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE 'modsrv:*:update'`,
     ...sim.channels.map((c) => `  device    simulated Modbus channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}`),
     `  control   REDIS_URL=${redactUrl(url)} npx voltage control gw export_limit 50`,
+    ...(api ? [
+      `  api       ${api}/health   ${api}/api/v1/openapi.json   ws${api.slice(4)}/ws?token=…`,
+      ...tokens.map((t) => `  token     ${t.role.padEnd(8)} ${t.token}`),
+      `  try       curl -H 'Authorization: Bearer ${tokens[0]!.token}' ${api}/api/v1/models/site`,
+    ] : []),
     '  Ctrl-C stops it.',
     '',
   ];

@@ -18,12 +18,13 @@ export interface RedisServer {
   stop(): Promise<void>;
 }
 
-function canListen(port: number): Promise<boolean> {
+/** Whether a server could listen on host:port now. */
+export function portFree(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
     srv.once('error', () => resolve(false));
-    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    srv.listen(port, host, () => srv.close(() => resolve(true)));
   });
 }
 
@@ -38,7 +39,7 @@ export async function freePort(): Promise<number> {
   for (let i = 0; i < 200; i++) {
     const port = 20_000 + Math.floor(Math.random() * 12_000);
     // Never the same port twice from this process: a port is only bound later, by whoever asked.
-    if (handedOut.has(port) || !(await canListen(port))) continue;
+    if (handedOut.has(port) || !(await portFree('127.0.0.1', port))) continue;
     handedOut.add(port);
     return port;
   }
