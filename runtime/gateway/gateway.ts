@@ -8,6 +8,7 @@ import { gatewayMachine } from '../../machines/gatewayMachine.js';
 import { machineChild } from '../actorHost.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
+import { VoltageError } from '../errors.js';
 import { TelemetryFeed } from './ws.js';
 import { openApiDocument } from './openapi.js';
 import type { ActorRegistry } from '../registry.js';
@@ -36,12 +37,15 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
     registry: deps.registry,
     async build() {
       const http = new Http(cfg, deps.extraTokens);
+      // The site is read once: it changes only with a new start, which restarts the gateway too.
+      const site = await deps.redis.siteDescription();
+      if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
       healthRoutes(http, deps.redis);
-      channelRoutes(http, deps.redis);
-      modelRoutes(http, deps.redis, cfg.commandTimeoutMs);
+      channelRoutes(http, deps.redis, site);
+      modelRoutes(http, deps.redis, site, cfg.commandTimeoutMs);
       commandRoutes(http, deps.redis);
       actorRoutes(http, deps.redis);
-      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws);
+      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws, site);
       metricsRoutes(http, deps.redis, feed);
       await feed.start();
       http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));

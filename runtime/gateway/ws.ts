@@ -9,7 +9,7 @@
  * latest value wins); past `maxBackpressure` uWS closes it.
  */
 import uWS from 'uWebSockets.js';
-import type { Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
+import type { SiteJson, Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
 import type { Http } from './http.js';
 
 export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
@@ -33,11 +33,10 @@ export class TelemetryFeed {
   clientCount = 0;
   deltasDropped = 0;
 
-  constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions) {}
+  private readonly allTopics: readonly string[];
 
-  private async topics(): Promise<string[]> {
-    const site = await this.redis.siteDescription();
-    return [...(site?.models ?? []).map((m) => `model/${m.id}`), ...(site?.channels ?? []).map((c) => `channel/${c.id}`)];
+  constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
+    this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
   }
 
   private async snapshot(topic: string): Promise<Values> {
@@ -151,7 +150,7 @@ export class TelemetryFeed {
     if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || !Array.isArray(msg.topics) || !msg.topics.every((t) => typeof t === 'string')) {
       return reply({ error: { code: 'BAD_REQUEST', message: 'send {"op":"subscribe"|"unsubscribe","topics":["model/*", …]} or {"op":"ping"}' } });
     }
-    const all = await this.topics();
+    const all = this.allTopics;
     const matching = all.filter((t) => (msg.topics as string[]).some((p) => topicMatcher(p)(t)));
     if (msg.op === 'unsubscribe') {
       for (const t of matching) { c.topics.delete(t); ws.unsubscribe(t); }

@@ -5,6 +5,7 @@
 import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
+import { FANOUT_HEADER, REST_HEADER, fanoutRow, restRow } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
@@ -37,3 +38,11 @@ for (const devices of [10, 50, 100]) console.log(await modbusRow(devices, 100, w
 console.log('\n## The simulator\'s Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n');
 console.log('| connections | requests/s |\n|---|---|');
 for (const c of [1, 16]) console.log(await simulatorCapacity(c, quick ? 2_000 : 4_000));
+
+const secs = windows.measureMs / 1000;
+console.log('\n## Gateway: REST latency under load (autocannon, 32 connections)\n');
+console.log(REST_HEADER);
+console.log(await restRow(5_000, secs));
+console.log('\n## Gateway: WebSocket fan-out\n');
+console.log(FANOUT_HEADER);
+for (const clients of [100, 1_000]) console.log(await fanoutRow(clients, secs));

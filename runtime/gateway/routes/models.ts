@@ -5,17 +5,18 @@
  */
 import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
-import type { VoltageRedis } from '../../redis/functions.js';
+import type { SiteJson, VoltageRedis } from '../../redis/functions.js';
 import { controlBody } from '../openapi.js';
 
-export function modelRoutes(http: Http, redis: VoltageRedis, commandTimeoutMs: number): void {
+export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number): void {
+  const byId = new Map(site.models.map((m) => [m.id, m]));
+  const list = { models: site.models.map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) };
   http.route('get', '/api/v1/models', 'viewer', async () => {
-    const site = await redis.siteDescription();
-    return { status: 200, body: { models: (site?.models ?? []).map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) } };
+    return { status: 200, body: list };
   });
   http.route('get', '/api/v1/models/:id', 'viewer', async ({ params }) => {
     const id = params[0]!;
-    const m = (await redis.siteDescription())?.models.find((x) => x.id === id);
+    const m = byId.get(id);
     if (!m) throw new ApiError(404, 'NOT_FOUND', `no model '${id}'`);
     const stored = await redis.modelValues(id);
     const value = (name: string, unit: string | null, calculated: boolean) => {
