@@ -402,41 +402,34 @@ export class Subscriptions {
   }
 
   /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */
-  async on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
-    let hs = this.handlers.get(channel);
-    if (!hs) {
-      hs = new Set();
-      this.handlers.set(channel, hs);
-      await this.conn.subscribe(channel);
-    }
-    hs.add(handler);
-    return async () => {
-      const set = this.handlers.get(channel);
-      if (!set) return;
-      set.delete(handler);
-      if (set.size === 0) {
-        this.handlers.delete(channel);
-        if (this.conn.status === 'ready') await this.conn.unsubscribe(channel).catch(() => undefined);
-      }
-    };
+  on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    return this.add(this.handlers, channel, handler, (c) => this.conn.subscribe(c), (c) => this.conn.unsubscribe(c));
   }
 
   /** A pattern subscription (PSUBSCRIBE); the handler gets the message and the channel it came on. */
-  async onPattern(pattern: string, handler: MessageHandler): Promise<() => Promise<void>> {
-    let hs = this.patternHandlers.get(pattern);
+  onPattern(pattern: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    return this.add(this.patternHandlers, pattern, handler, (p) => this.conn.psubscribe(p), (p) => this.conn.punsubscribe(p));
+  }
+
+  /** Redis subscribes once per channel or pattern, however many handlers share it. */
+  private async add(
+    map: Map<string, Set<MessageHandler>>, key: string, handler: MessageHandler,
+    subscribe: (key: string) => Promise<unknown>, unsubscribe: (key: string) => Promise<unknown>,
+  ): Promise<() => Promise<void>> {
+    let hs = map.get(key);
     if (!hs) {
       hs = new Set();
-      this.patternHandlers.set(pattern, hs);
-      await this.conn.psubscribe(pattern);
+      map.set(key, hs);
+      await subscribe(key);
     }
     hs.add(handler);
     return async () => {
-      const set = this.patternHandlers.get(pattern);
+      const set = map.get(key);
       if (!set) return;
       set.delete(handler);
       if (set.size === 0) {
-        this.patternHandlers.delete(pattern);
-        if (this.conn.status === 'ready') await this.conn.punsubscribe(pattern).catch(() => undefined);
+        map.delete(key);
+        if (this.conn.status === 'ready') await unsubscribe(key).catch(() => undefined);
       }
     };
   }
