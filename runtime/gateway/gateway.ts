@@ -40,12 +40,12 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       // The site is read once: it changes only with a new start, which restarts the gateway too.
       const site = await deps.redis.siteDescription();
       if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
+      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws, site);
       healthRoutes(http, deps.redis);
       channelRoutes(http, deps.redis, site);
-      modelRoutes(http, deps.redis, site, cfg.commandTimeoutMs);
+      modelRoutes(http, deps.redis, site, cfg.commandTimeoutMs, feed.cache);
       commandRoutes(http, deps.redis);
       actorRoutes(http, deps.redis);
-      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws, site);
       metricsRoutes(http, deps.redis, feed);
       await feed.start();
       http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));

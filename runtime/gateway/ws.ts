@@ -11,6 +11,7 @@
 import uWS from 'uWebSockets.js';
 import type { SiteJson, Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
 import type { Http } from './http.js';
+import { ModelCache, type ModelUpdateMessage } from './modelCache.js';
 
 export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
 
@@ -34,9 +35,11 @@ export class TelemetryFeed {
   deltasDropped = 0;
 
   private readonly allTopics: readonly string[];
+  readonly cache: ModelCache;
 
   constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
+    this.cache = new ModelCache(redis, site.models.map((m) => m.id));
   }
 
   private async snapshot(topic: string): Promise<Values> {
@@ -77,8 +80,9 @@ export class TelemetryFeed {
   async start(): Promise<void> {
     this.unsubscribe.push(await this.subs.onPattern('modsrv:*:update', (msg, channel) => {
       const model = channel.slice('modsrv:'.length, -':update'.length);
-      let m: { ts?: number; v?: Record<string, number>; q?: Record<string, string> };
-      try { m = JSON.parse(msg) as typeof m; } catch { return; }
+      let m: ModelUpdateMessage;
+      try { m = JSON.parse(msg) as ModelUpdateMessage; } catch { return; }
+      this.cache.apply(model, m);
       const values: Values = {};
       for (const [k, v] of Object.entries(m.v ?? {})) values[k] = { value: v, ts: m.ts ?? null, quality: m.q?.[k] ?? 'good' };
       for (const [k, q] of Object.entries(m.q ?? {})) values[k] ??= { value: null, ts: m.ts ?? null, quality: q };
@@ -89,6 +93,8 @@ export class TelemetryFeed {
     this.unsubscribe.push(await this.subs.onPattern('comsrv:*:update', (_msg, channel) => {
       dirtyChannels.add(channel.slice('comsrv:'.length, -':update'.length));
     }));
+    await this.cache.load();
+    this.subs.onReconnect(() => { void this.cache.load().catch(() => undefined); });
     this.timer = setInterval(() => {
       const chans = [...dirtyChannels];
       dirtyChannels.clear();

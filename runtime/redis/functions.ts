@@ -401,6 +401,15 @@ export class Subscriptions {
     });
   }
 
+  /** Called each time the connection is ready again after a loss (ioredis renews the subscriptions itself). */
+  onReconnect(listener: () => void): void {
+    let first = this.conn.status === 'ready';
+    this.conn.on('ready', () => {
+      if (first) listener();
+      first = true;
+    });
+  }
+
   /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */
   on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
     return this.add(this.handlers, channel, handler, (c) => this.conn.subscribe(c), (c) => this.conn.unsubscribe(c));

@@ -7,8 +7,9 @@ import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
 import type { SiteJson, VoltageRedis } from '../../redis/functions.js';
 import { controlBody } from '../openapi.js';
+import type { ModelCache } from '../modelCache.js';
 
-export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number): void {
+export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ModelCache): void {
   const byId = new Map(site.models.map((m) => [m.id, m]));
   const list = { models: site.models.map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) };
   http.route('get', '/api/v1/models', 'viewer', async () => {
@@ -18,7 +19,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const id = params[0]!;
     const m = byId.get(id);
     if (!m) throw new ApiError(404, 'NOT_FOUND', `no model '${id}'`);
-    const stored = await redis.modelValues(id);
+    const stored = cache.get(id) ?? (await redis.modelValues(id));
     const value = (name: string, unit: string | null, calculated: boolean) => {
       const v = stored.get(name);
       return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: v?.quality ?? null };

@@ -1,0 +1,38 @@
+/**
+ * The gateway's copy of every model's values, so that a GET does not go to
+ * Redis: loaded from the model hashes at start and again whenever the
+ * subscriber connection comes back (notifications may have been missed), and
+ * kept current from the same `modsrv:*:update` notifications the feed uses.
+ */
+import type { Quality, ValueRecord, VoltageRedis } from '../redis/functions.js';
+
+export interface ModelUpdateMessage { ts?: number; v?: Record<string, number>; q?: Record<string, string> }
+
+export class ModelCache {
+  private readonly models = new Map<string, Map<string, ValueRecord>>();
+  private ready = false;
+
+  constructor(private readonly redis: VoltageRedis, private readonly ids: readonly string[]) {}
+
+  async load(): Promise<void> {
+    this.ready = false;
+    for (const id of this.ids) this.models.set(id, await this.redis.modelValues(id));
+    this.ready = true;
+  }
+
+  apply(model: string, m: ModelUpdateMessage): void {
+    const values = this.models.get(model);
+    if (!values) return;
+    const ts = m.ts ?? null;
+    for (const [name, v] of Object.entries(m.v ?? {})) values.set(name, { value: v, ts, quality: (m.q?.[name] as Quality | undefined) ?? 'good' });
+    for (const [name, q] of Object.entries(m.q ?? {})) {
+      if (m.v && name in m.v) continue;
+      values.set(name, { value: values.get(name)?.value ?? null, ts, quality: q as Quality });
+    }
+  }
+
+  /** The values of a model, or undefined while (re)loading: then ask Redis. */
+  get(model: string): ReadonlyMap<string, ValueRecord> | undefined {
+    return this.ready ? this.models.get(model) : undefined;
+  }
+}
