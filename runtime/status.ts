@@ -12,6 +12,15 @@ function ago(ms: number): string {
   return `${Math.round(ms / 60_000)} min`;
 }
 
+/** What the last heartbeat measured, for the fields it had (an older runtime reports fewer). */
+function health(root: Record<string, string>): string {
+  const parts: string[] = [];
+  if (root.rssMb !== undefined) parts.push(`RSS ${root.rssMb} MB, heap ${root.heapUsedMb} MB`);
+  if (root.loopDelayP99Ms !== undefined) parts.push(`event-loop delay p99 ${root.loopDelayP99Ms} ms, max ${root.loopDelayMaxMs} ms`);
+  if (root.pollToRedisP99Ms !== undefined && root.pollToRedisP99Ms !== '0.0') parts.push(`poll→Redis p50 ${root.pollToRedisP50Ms} ms, p99 ${root.pollToRedisP99Ms} ms`);
+  return parts.length ? `; ${parts.join('; ')}` : '';
+}
+
 export interface StatusReport { readonly text: string; readonly runtimeUp: boolean; readonly actors: number }
 
 export async function statusReport(redis: VoltageRedis, now: number = Date.now()): Promise<StatusReport> {
@@ -22,7 +31,7 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   const up = root.status === 'running' && now - beat < HEARTBEAT_STALE_MS;
   const lines: string[] = [];
   lines.push(up
-    ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago; RSS ${root.rssMb} MB, heap ${root.heapUsedMb} MB, event-loop delay p99 ${root.loopDelayP99Ms} ms, max ${root.loopDelayMaxMs} ms; poll→Redis p50 ${root.pollToRedisP50Ms} ms, p99 ${root.pollToRedisP99Ms} ms)`
+    ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
     : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
   const q = await redis.queueStats();
   lines.push(`queues: hissrv:queue ${q.historyLen} entries, cloud:queue ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);
