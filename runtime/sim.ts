@@ -7,11 +7,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { encodeRegisters, type ByteOrder, type DataType } from '../actors/modbus/codec.js';
+import { coilValue, encodePoint } from '../actors/modbus/codec.js';
 import { SimDevice, type Fault } from '../actors/modbus/device.js';
 import { listenModbus, serveRtu, type RunningServer } from '../actors/modbus/server.js';
-import { modbusDataType } from './config/modbusRules.js';
-import type { ModbusChannelConfig, PointConfig, SimSpec } from './config/schema.js';
+import type { ModbusChannelConfig, PointConfig } from './config/schema.js';
+import { initialState, sample } from '../actors/channel/waveform.js';
 import type { SiteConfig } from './config/site.js';
 import { VoltageError } from './errors.js';
 
@@ -28,35 +28,21 @@ export interface RunningSim {
   stop(): Promise<void>;
 }
 
-function simValue(sim: SimSpec, now: number, state: { v: number }): number {
-  switch (sim.kind) {
-    case 'sine': return sim.offset + sim.amplitude * Math.sin((2 * Math.PI * now) / sim.periodMs + sim.phase);
-    case 'square': return Math.floor(now / (sim.periodMs / 2)) % 2 === 0 ? sim.high : sim.low;
-    case 'constant': return sim.value;
-    case 'counter': state.v = sim.max !== undefined && state.v + sim.step > sim.max ? sim.start : state.v + sim.step; return state.v;
-    case 'random_walk': state.v = Math.min(sim.max, Math.max(sim.min, state.v + (Math.random() * 2 - 1) * sim.step)); return state.v;
-    default: return 0;
-  }
-}
-
 /** Writes a point's engineering value into its device's registers (inverse of scale and offset). */
 export function setPointValue(dev: SimDevice, p: PointConfig, value: number): void {
   const m = p.modbus!;
-  const raw = (value - p.offset) / p.scale;
   if (m.fn === 1 || m.fn === 2) {
-    (m.fn === 1 ? dev.coils : dev.discrete)[m.address] = raw ? 1 : 0;
+    (m.fn === 1 ? dev.coils : dev.discrete)[m.address] = coilValue(p, value) ? 1 : 0;
     return;
   }
-  const type = modbusDataType(p) as DataType;
   const bank = m.fn === 3 ? dev.holding : dev.input;
   if (m.bit !== undefined) {
-    bank[m.address] = raw ? bank[m.address]! | (1 << m.bit) : bank[m.address]! & ~(1 << m.bit);
+    bank[m.address] = coilValue(p, value) ? bank[m.address]! | (1 << m.bit) : bank[m.address]! & ~(1 << m.bit);
     return;
   }
-  const v = type.startsWith('float') ? raw : Math.round(raw);
   let regs: number[];
   try {
-    regs = encodeRegisters(v, type, m.byteOrder as ByteOrder);
+    regs = encodePoint(p, value);
   } catch {
     return; // a waveform outside the type's range: leave the registers as they are
   }
@@ -67,7 +53,7 @@ export async function startSim(site: SiteConfig, opts: { updateMs?: number } = {
   const channels: SimChannel[] = [];
   const servers: RunningServer[] = [];
   const extra: Array<{ close(): Promise<void> }> = [];
-  const driven: Array<{ dev: SimDevice; p: PointConfig; state: { v: number } }> = [];
+  const driven: Array<{ dev: SimDevice; p: PointConfig }> = [];
   try {
     for (const ch of site.channels) {
       if (ch.protocol === 'virtual' || !ch.enabled) continue;
@@ -76,10 +62,8 @@ export async function startSim(site: SiteConfig, opts: { updateMs?: number } = {
         if (!p.modbus) continue;
         let dev = devices.get(p.modbus.unit);
         if (!dev) devices.set(p.modbus.unit, (dev = new SimDevice(p.modbus.unit)));
-        if (p.sim) {
-          const state = { v: p.sim.kind === 'counter' ? p.sim.start - p.sim.step : p.sim.kind === 'random_walk' ? p.sim.start : 0 };
-          driven.push({ dev, p, state });
-        } else if (p.min !== undefined) {
+        if (p.sim) driven.push({ dev, p });
+        else if (p.min !== undefined) {
           setPointValue(dev, p, p.min);
         }
       }
@@ -98,9 +82,11 @@ export async function startSim(site: SiteConfig, opts: { updateMs?: number } = {
     await Promise.all([...servers, ...extra].map((s) => s.close()));
     throw e;
   }
+  // One number of waveform state per driven point (counters, random walks).
+  const state = Float64Array.from(driven, (d) => initialState(d.p.sim, d.p));
   const update = () => {
     const now = Date.now();
-    for (const d of driven) setPointValue(d.dev, d.p, simValue(d.p.sim!, now, d.state));
+    driven.forEach((d, i) => setPointValue(d.dev, d.p, sample(d.p.sim!, state, i, now, Math.random)));
   };
   update();
   const timer = setInterval(update, opts.updateMs ?? 100);

@@ -6,7 +6,8 @@
  * transient error, so the channel reconnects), return garbage readings.
  */
 import { DeviceError } from '../../runtime/errors.js';
-import type { PointConfig, SimSpec } from '../../runtime/config/site.js';
+import type { PointConfig } from '../../runtime/config/site.js';
+import { initialState, sample } from './waveform.js';
 import type { VirtualChannelConfig } from '../../runtime/config/schema.js';
 
 /**
@@ -25,42 +26,6 @@ export interface DeviceIo {
   write(point: PointConfig, value: number): Promise<void>;
   /** Reads one point again, after a write. */
   readBack(point: PointConfig, now: number): Promise<RawReading>;
-}
-
-/**
- * The value of point i at `now`. Waveforms are evaluated from the spec and one
- * number of state per point (counters, random walks), not from a closure per
- * point: a 100k-point site would otherwise hold 100k closures and contexts.
- */
-function sample(sim: SimSpec, state: Float64Array, i: number, now: number, random: () => number): number {
-  switch (sim.kind) {
-    case 'sine':
-      return sim.offset + sim.amplitude * Math.sin((2 * Math.PI * now) / sim.periodMs + sim.phase);
-    case 'square':
-      return Math.floor(now / (sim.periodMs / 2)) % 2 === 0 ? sim.high : sim.low;
-    case 'constant':
-      return sim.value;
-    case 'counter': {
-      let v = state[i]! + sim.step;
-      if (sim.max !== undefined && v > sim.max) v = sim.start;
-      state[i] = v;
-      return v;
-    }
-    case 'random_walk': {
-      const v = Math.min(sim.max, Math.max(sim.min, state[i]! + (random() * 2 - 1) * sim.step));
-      state[i] = v;
-      return v;
-    }
-    default:
-      return Number.NaN;
-  }
-}
-
-function initialState(sim: SimSpec | undefined, p: PointConfig): number {
-  if (!sim) return p.min ?? 0;
-  if (sim.kind === 'counter') return sim.start - sim.step;
-  if (sim.kind === 'random_walk') return sim.start;
-  return 0;
 }
 
 export class VirtualDevice implements DeviceIo {
@@ -92,12 +57,16 @@ export class VirtualDevice implements DeviceIo {
       this.linkDropped = true;
       throw new DeviceError('LINK_DOWN', `virtual device ${this.channel.id}: link dropped (fault injection)`, true, { channel: this.channel.id });
     }
-    const garbage = fault?.garbageRate ?? 0;
+    return this.sampleAll(points, now, fault?.garbageRate ?? 0);
+  }
+
+  /** The current readings of `points`, `garbageRate` of them garbled. Not a poll: counts nothing. */
+  private sampleAll(points: readonly PointConfig[], now: number, garbageRate: number): RawReading[] {
     return points.map((p) => {
       const i = this.index.get(p) ?? -1;
       if (i < 0) return Number.NaN;
       const v = p.sim ? sample(p.sim, this.state, i, now, this.random) : this.state[i]!;
-      return garbage > 0 && this.random() < garbage ? 'ERR' : v;
+      return garbageRate > 0 && this.random() < garbageRate ? 'ERR' : v;
     });
   }
 
@@ -113,8 +82,7 @@ export class VirtualDevice implements DeviceIo {
   }
 
   async readBack(point: PointConfig, now: number): Promise<RawReading> {
-    const [r] = await this.read([point], now);
-    this.polls -= 1; // a read-back is not a poll (fault injection counts polls)
-    return r ?? Number.NaN;
+    if (this.linkDropped) throw new DeviceError('LINK_DOWN', `virtual device ${this.channel.id}: link dropped`, true);
+    return this.sampleAll([point], now, 0)[0] ?? Number.NaN;
   }
 }

@@ -26,7 +26,7 @@ import { modbusDataType, modbusWriteFn } from '../../runtime/config/modbusRules.
 import { DeviceError, errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { DeviceIo, RawReading } from '../channel/virtualDevice.js';
-import { decodeRegisters, encodeRegisters, type ByteOrder, type DataType } from './codec.js';
+import { coilValue, decodeRegisters, encodePoint, registerCount } from './codec.js';
 import { planReads, splitRequest, width, type PlanPoint, type ReadRequest } from './plan.js';
 
 interface DeviceState { attempt: number; until: number; down: boolean }
@@ -189,15 +189,13 @@ export class ModbusLink implements DeviceIo {
   /** Writes a control/adjustment value (engineering units are converted back with scale and offset). */
   async write(p: PointConfig, value: number): Promise<void> {
     const m = p.modbus!;
-    const raw = (value - p.offset) / p.scale;
-    const type = modbusDataType(p) as DataType;
     const fn = modbusWriteFn(p);
     await this.request(m.unit, async (c) => {
       switch (fn) {
-        case 5: await c.writeCoil(m.address, raw !== 0); return;
-        case 15: await c.writeCoils(m.address, [raw !== 0]); return;
-        case 6: await c.writeRegister(m.address, encodeRegisters(Math.round(raw), type, m.byteOrder as ByteOrder)[0]!); return;
-        case 16: await c.writeRegisters(m.address, encodeRegisters(type.startsWith('float') ? raw : Math.round(raw), type, m.byteOrder as ByteOrder)); return;
+        case 5: await c.writeCoil(m.address, coilValue(p, value)); return;
+        case 15: await c.writeCoils(m.address, [coilValue(p, value)]); return;
+        case 6: await c.writeRegister(m.address, encodePoint(p, value)[0]!); return;
+        case 16: await c.writeRegisters(m.address, encodePoint(p, value)); return;
         default: throw new DeviceError('NOT_WRITABLE', `point ${p.type}:${p.id} cannot be written`, false);
       }
     });
@@ -206,14 +204,13 @@ export class ModbusLink implements DeviceIo {
 
 export function toPlanPoint(p: PointConfig, index: number): PlanPoint {
   const m = p.modbus!;
-  return { index, unit: m.unit, fn: m.fn, address: m.address, dataType: modbusDataType(p) as DataType };
+  return { index, unit: m.unit, fn: m.fn, address: m.address, dataType: modbusDataType(p) };
 }
 
 function decodePoint(p: PointConfig, data: readonly number[], offset: number): RawReading {
   const m = p.modbus!;
-  const type = modbusDataType(p) as DataType;
   if (m.fn === 1 || m.fn === 2) return data[offset] ?? BAD;
-  const needed = type === 'float64' ? 4 : type === 'int32' || type === 'uint32' || type === 'float32' ? 2 : 1;
-  if (data.length < offset + needed) return BAD; // a short reply
-  return decodeRegisters(data, offset, type, m.byteOrder as ByteOrder, m.bit);
+  const type = modbusDataType(p);
+  if (data.length < offset + registerCount(type)) return BAD; // a short reply
+  return decodeRegisters(data, offset, type, m.byteOrder, m.bit);
 }

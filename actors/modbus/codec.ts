@@ -8,20 +8,13 @@
  * BADC byte-swapped, DCBA little-endian. For 64-bit values the same rule
  * applies to all eight bytes; for 16-bit values only the byte swap matters.
  */
-export type DataType = 'bool' | 'int16' | 'uint16' | 'int32' | 'uint32' | 'float32' | 'float64';
-export type ByteOrder = 'ABCD' | 'CDAB' | 'BADC' | 'DCBA';
+import { modbusPointSchema, type PointConfig } from '../../runtime/config/schema.js';
+import { modbusDataType, registerCount, type ByteOrder, type DataType } from '../../runtime/config/modbusRules.js';
 
-export const DATA_TYPES: readonly DataType[] = ['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'float64'];
-export const BYTE_ORDERS: readonly ByteOrder[] = ['ABCD', 'CDAB', 'BADC', 'DCBA'];
+export { registerCount, type ByteOrder, type DataType };
 
-/** How many 16-bit registers a value of this type takes. */
-export function registerCount(type: DataType): number {
-  switch (type) {
-    case 'bool': case 'int16': case 'uint16': return 1;
-    case 'int32': case 'uint32': case 'float32': return 2;
-    case 'float64': return 4;
-  }
-}
+export const DATA_TYPES: readonly DataType[] = modbusPointSchema.shape.dataType.unwrap().options;
+export const BYTE_ORDERS: readonly ByteOrder[] = modbusPointSchema.shape.byteOrder.unwrap().options;
 
 /** Puts wire bytes into big-endian order (or back: every transform is its own inverse). */
 function reorderInto(bytes: Uint8Array, n: number, order: ByteOrder, out: Uint8Array): void {
@@ -94,4 +87,20 @@ export function encodeRegisters(value: number, type: DataType, order: ByteOrder)
   const regs: number[] = [];
   for (let i = 0; i < count; i++) regs.push((out[2 * i]! << 8) | out[2 * i + 1]!);
   return regs;
+}
+
+/**
+ * The registers that hold `value` (engineering units) of a register point:
+ * scale and offset undone, rounded for integer types, in the point's byte order.
+ * Used for a device write and by the simulator alike.
+ */
+export function encodePoint(p: PointConfig, value: number): number[] {
+  const type = modbusDataType(p);
+  const raw = (value - p.offset) / p.scale;
+  return encodeRegisters(type.startsWith('float') ? raw : Math.round(raw), type, p.modbus!.byteOrder);
+}
+
+/** Inverse of scale and offset, for a coil: on when the raw value is not 0. */
+export function coilValue(p: PointConfig, value: number): boolean {
+  return (value - p.offset) / p.scale !== 0;
 }

@@ -3,14 +3,22 @@
  * it fits the address space, that its data type suits its function, and that
  * a control or adjustment point can be written the way it is read.
  */
-import type { PointConfig } from './schema.js';
+import type { ModbusPointConfig, PointConfig } from './schema.js';
+
+export type DataType = NonNullable<ModbusPointConfig['dataType']>;
+export type ByteOrder = ModbusPointConfig['byteOrder'];
+
+/** 16-bit registers a value of each data type takes: the one table the codec, the plan and these rules read. */
+export const REGISTERS: Readonly<Record<DataType, number>> = { bool: 1, int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2, float64: 4 };
+
+export function registerCount(type: DataType): number {
+  return REGISTERS[type];
+}
 
 export interface RuleProblem { readonly at: readonly string[]; readonly code: string; readonly message: string }
 
-const WIDTH: Readonly<Record<string, number>> = { bool: 1, int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2, float64: 4 };
-
 /** The data type a point is read as, with the defaults applied. */
-export function modbusDataType(p: PointConfig): keyof typeof WIDTH {
+export function modbusDataType(p: PointConfig): DataType {
   const m = p.modbus!;
   return m.dataType ?? (m.fn === 1 || m.fn === 2 ? 'bool' : 'uint16');
 }
@@ -20,7 +28,7 @@ export function modbusWriteFn(p: PointConfig): 5 | 6 | 15 | 16 | undefined {
   const m = p.modbus!;
   if (m.writeFn) return m.writeFn;
   if (m.fn === 1) return 5;
-  if (m.fn === 3) return WIDTH[modbusDataType(p)] === 1 ? 6 : 16;
+  if (m.fn === 3) return REGISTERS[modbusDataType(p)] === 1 ? 6 : 16;
   return undefined;
 }
 
@@ -31,7 +39,7 @@ export function checkModbusPoint(p: PointConfig): RuleProblem[] {
   const type = modbusDataType(p);
   const bits = m.fn === 1 || m.fn === 2;
   if (bits && type !== 'bool') out.push({ at: ['modbus', 'dataType'], code: 'INVALID_VALUE', message: `function ${m.fn} reads bits; dataType must be bool, not ${type}` });
-  const width = bits ? 1 : WIDTH[type]!;
+  const width = bits ? 1 : REGISTERS[type];
   if (m.address + width > 65536) out.push({ at: ['modbus', 'address'], code: 'OUT_OF_RANGE', message: `a ${type} at address ${m.address} ends past the last address 65535` });
   if (m.bit !== undefined && (bits || width !== 1)) out.push({ at: ['modbus', 'bit'], code: 'INVALID_VALUE', message: 'bit selects one bit of a 16-bit register (function 3 or 4, a 16-bit dataType)' });
   const writable = p.type === 'c' || p.type === 'a';
