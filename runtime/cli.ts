@@ -86,27 +86,25 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
   return 1;
 }
 
-/** Loads and starts; returns no reference to the SiteConfig, so what the actors do not keep of it is freed. */
-async function loadAndStart(
-  dir: string,
-  opts: { redisUrl?: string; gatewayPort?: number; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
-): Promise<{ rt: RunningRuntime; log: Logger; summary: string; dir: string; site: string } | undefined> {
-  let site = load(dir);
-  if (!site) return undefined;
-  if (site.gateway && opts.gatewayPort !== undefined) site = { ...site, gateway: { ...site.gateway, port: opts.gatewayPort } };
+async function startSite(
+  site: SiteConfig,
+  opts: { redisUrl?: string; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
+): Promise<{ rt: RunningRuntime; log: Logger }> {
   const log = createLogger(site.runtime.log.level);
   const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
-  return { rt, log, summary: summary(site), dir: site.dir, site: site.runtime.site };
+  return { rt, log };
 }
 
 async function cmdStart(dir: string): Promise<number> {
-  const started = await loadAndStart(dir);
-  if (!started) return 2;
+  const site = load(dir);
+  if (!site) return 2;
+  const started = await startSite(site);
   return runUntilSignal(started.rt, started.log);
 }
 
 async function cmdDemo(dir: string): Promise<number> {
-  if (!load(dir)) return 2;
+  let site = load(dir);
+  if (!site) return 2;
   let server: RedisServer | undefined;
   let url = process.env.REDIS_URL;
   if (!url) {
@@ -114,10 +112,9 @@ async function cmdDemo(dir: string): Promise<number> {
     url = server.url;
   }
   // The site's Modbus devices are simulated in this process, so that the demo has devices to poll.
-  const siteForDemo = load(dir)!;
   let sim: Awaited<ReturnType<typeof startSim>>;
   try {
-    sim = await startSim(siteForDemo);
+    sim = await startSim(site);
   } catch (e) {
     process.stderr.write(`cannot simulate the site's Modbus devices: ${errorMessage(e)} (is another demo running?)\n`);
     await server?.stop();
@@ -125,16 +122,15 @@ async function cmdDemo(dir: string): Promise<number> {
   }
   // One token per role, made for this demo only, and a free port if the configured one is taken.
   const tokens = (['viewer', 'operator', 'admin'] as const).map((role) => ({ name: `demo-${role}`, role, token: randomBytes(18).toString('base64url') }));
-  const configured = siteForDemo.gateway;
-  const gatewayPort = configured ? ((await portFree(configured.host, configured.port)) ? configured.port : await freePort()) : undefined;
-  const started = await loadAndStart(dir, { redisUrl: url, ...(gatewayPort !== undefined ? { gatewayPort } : {}), gatewayTokens: tokens });
-  if (!started) return 2;
-  const api = gatewayPort !== undefined ? `http://${configured!.host}:${gatewayPort}` : undefined;
+  const gw = site.gateway;
+  if (gw && !(await portFree(gw.host, gw.port))) site = { ...site, gateway: { ...gw, port: await freePort() } };
+  const started = await startSite(site, { redisUrl: url, gatewayTokens: tokens });
+  const api = site.gateway ? `http://${site.gateway.host}:${site.gateway.port}` : undefined;
   const lines = [
     '',
     'VoltageEMS demo is running',
-    `  site      ${started.site}: ${started.summary}`,
-    `  config    ${started.dir}`,
+    `  site      ${site.runtime.site}: ${summary(site)}`,
+    `  config    ${site.dir}`,
     `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,

@@ -299,12 +299,17 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
   return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway });
 }
 
-/** One object shape for every point (in-object fields): a 100k-point site costs megabytes less. */
+/**
+ * One object shape for every point (one literal, all fields present): V8 keeps
+ * the fields in-object, and a 100k-point site costs megabytes less than the
+ * parser's objects. `satisfies` makes a field added to the schema but missed
+ * here a type error (one was lost this way once).
+ */
 function compactPoint(p: PointConfig): PointConfig {
   return {
     type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset,
     deadband: p.deadband, min: p.min, max: p.max, sim: p.sim, modbus: p.modbus,
-  };
+  } satisfies { [K in keyof Required<PointConfig>]: PointConfig[K] };
 }
 
 /** Depth-first topological order; reports each cycle once. */

@@ -5,10 +5,10 @@
  */
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { VoltageRedis } from '../../runtime/redis/functions.js';
+import type { CommandRecord, VoltageRedis } from '../../runtime/redis/functions.js';
 import type { RunningRuntime } from '../../runtime/runtime.js';
 import type { RunningSim } from '../../runtime/sim.js';
-import { rawClient, spawnRedis, wrapper, type RedisServer } from './servers.js';
+import { eventually, rawClient, spawnRedis, wrapper, type RedisServer } from './servers.js';
 
 export interface SuiteContext {
   server: RedisServer;
@@ -42,4 +42,12 @@ export function privateRedisSuite(): SuiteContext {
     await ctx.server.stop();
   });
   return ctx;
+}
+
+/** Waits until a command has ended (any status but pending) and returns its record. */
+export function commandResult(bus: VoltageRedis, id: string, timeoutMs = 5_000): Promise<CommandRecord> {
+  return eventually(async () => {
+    const c = await bus.command(id);
+    return c && c.status !== 'pending' ? c : undefined;
+  }, timeoutMs);
 }

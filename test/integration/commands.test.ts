@@ -14,7 +14,7 @@ import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { startSim } from '../../runtime/sim.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
-import { privateRedisSuite } from '../helpers/suite.js';
+import { commandResult, privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
 
@@ -33,12 +33,7 @@ models:
     mapping: { P: "v1:m:1", limit: "v1:a:1", start: "v1:c:1" }
 `;
 
-async function result(id: string, timeoutMs = 5_000) {
-  return eventually(async () => {
-    const c = await t.bus.command(id);
-    return c && c.status !== 'pending' ? c : undefined;
-  }, timeoutMs);
-}
+const result = (id: string) => commandResult(t.bus, id);
 
 describe('commands on a virtual device', () => {
   it('confirmed: written, read back, and the channel point shows it', async () => {

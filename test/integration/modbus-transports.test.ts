@@ -13,7 +13,7 @@ import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { startSim } from '../../runtime/sim.js';
 import { eventually, quietLog, writeSite } from '../helpers/servers.js';
-import { privateRedisSuite } from '../helpers/suite.js';
+import { commandResult, privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
 
@@ -35,7 +35,7 @@ async function readsAndWrites() {
   expect(Number(v['1'])).toBe(-12.5);
   expect(Number(v['2'])).toBe(3.25);
   const id = await t.bus.m2c('hp', 'sp', 55, 'test', 5_000);
-  const done = await eventually(async () => { const c = await t.bus.command(id); return c?.status !== 'pending' ? c : undefined; });
+  const done = await commandResult(t.bus, id);
   expect(done).toMatchObject({ status: 'confirmed', readback: 55 });
 }
 
@@ -95,7 +95,7 @@ models:
       return true;
     });
     const id = await t.bus.m2c('py', 'sp', 4321, 'test', 5_000);
-    const done = await eventually(async () => { const c = await t.bus.command(id); return c?.status !== 'pending' ? c : undefined; });
+    const done = await commandResult(t.bus, id);
     expect(done).toMatchObject({ status: 'confirmed', readback: 4321 });
   });
 });
