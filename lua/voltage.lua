@@ -7,7 +7,7 @@ The one place that knows the argument order on the TypeScript side is
 runtime/redis/functions.ts; change both together.
 ]]
 
-local LIB_VERSION = '1'
+local LIB_VERSION = '2'
 local QUALITY = { good = true, stale = true, bad = true, ['comm-failure'] = true }
 local POINT_TYPE = { m = true, s = true, c = true, a = true }
 
@@ -53,70 +53,100 @@ local function hset_chunked(key, args)
   end
 end
 
+-- Field/value lists for one triple of hashes (values, timestamps, qualities): a value
+-- and a quality only when given, a timestamp for every field.
+local function new_writes()
+  return { v = {}, t = {}, q = {}, nv = 0, nt = 0, nq = 0 }
+end
+
+local function add_write(w, field, v, q, ts)
+  local k
+  if v ~= '' then
+    k = w.nv
+    w.v[k + 1] = field; w.v[k + 2] = v
+    w.nv = k + 2
+  end
+  k = w.nt
+  w.t[k + 1] = field; w.t[k + 2] = ts
+  w.nt = k + 2
+  if q ~= '' then
+    k = w.nq
+    w.q[k + 1] = field; w.q[k + 2] = q
+    w.nq = k + 2
+  end
+end
+
+local function flush_writes(w, vkey, tkey, qkey)
+  if w.nv > 0 then hset_chunked(vkey, w.v) end
+  hset_chunked(tkey, w.t)
+  if w.nq > 0 then hset_chunked(qkey, w.q) end
+end
+
 --[[
 c2m: one poll's batch of points from one channel.
 KEYS: 1 mapping:c2m, 2 hissrv:queue, 3 cloud:queue, 4 stats:queues,
       5.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
-ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN, then per point: type, id, value, quality
-      (value: a decimal number such as -12.500000, or '' = no new value, quality only)
+ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN,
+      5 the points, one line each: "type id value quality\n"
+        value: a decimal number such as -12.500000, or empty = no new value (a quality mark);
+        quality: good, stale, bad or comm-failure, or empty = unchanged since the
+        channel last sent it (the sender sends a quality whenever it changes, and a
+        value only with quality good, so an empty quality beside a value means good).
 Returns {points, models, history_dropped, cloud_dropped}.
-This is the hot path (one call per poll, up to thousands of points): no table per
-point, and JSON is concatenated from the validated decimal text rather than
-encoded, which is safe because ids, names, qualities and values are all checked
-to hold nothing JSON would have to escape.
+This is the hot path (one call per poll, up to thousands of points). The points
+come as one text rather than four arguments each: a third of the work for the
+sender and less for Redis. Qualities are written only when given (they rarely
+change), so a poll writes a value and a timestamp per point. The JSON is
+concatenated from the validated decimal text rather than encoded, which is safe
+because ids, names, qualities and values are all checked to hold nothing JSON
+would have to escape.
 ]]
+local POINT_LINE = '^([msca]) (%d+) (%S*) (%S*)\n'
 local function c2m(keys, args)
-  local channel, ts = args[1], args[2]
+  local channel, ts, text = args[1], args[2], args[5]
   if #keys ~= 16 then return fail('c2m needs 16 keys, got ' .. #keys) end
-  if channel == nil or not string.find(channel, '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
+  if #args ~= 5 then return fail('c2m needs 5 arguments (channel, ts, 2 MAXLEN, points), got ' .. #args) end
+  if not string.find(channel, '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
   if not positive_int(ts) then return fail('c2m: ts must be a positive integer (ms), got ' .. tostring(ts)) end
   if not positive_int(args[3]) or not positive_int(args[4]) then return fail('c2m: MAXLEN arguments must be positive integers') end
-  local nargs = #args
-  local n = nargs - 4
-  if n == 0 or n % 4 ~= 0 then return fail('c2m: points come in groups of 4 (type, id, value, quality), got ' .. n .. ' arguments') end
-  for i = 5, nargs, 4 do
-    local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
-    if not POINT_TYPE[t] then return fail('c2m: point type must be m, s, c or a, got ' .. tostring(t)) end
-    if not string.find(id, '^%d+$') then return fail('c2m: point id must be a number, got ' .. tostring(id)) end
-    if v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. tostring(v)) end
-    if not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. tostring(q)) end
+  if text == '' then return fail('c2m: no points') end
+
+  -- Parse and validate every line before anything is written.
+  local T, I, V, Q = {}, {}, {}, {}
+  local np, pos, len = 0, 1, #text
+  while pos <= len do
+    local _, e, t, id, v, q = string.find(text, POINT_LINE, pos)
+    if not e then
+      local line = string.match(text, '^[^\n]*', pos)
+      return fail('c2m: point ' .. (np + 1) .. ' is not "type id value quality" with type m, s, c or a and a numeric id: ' .. string.sub(line, 1, 60))
+    end
+    if v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v) end
+    if q ~= '' and not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q) end
+    if v == '' and q == '' then return fail('c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality') end
+    np = np + 1
+    T[np], I[np], V[np], Q[np] = t, id, v, q
+    pos = e + 1
   end
 
   -- Channel hashes, one HSET per hash; mapping lookups and the outbox payload alongside.
-  local vals, tss, qs, counts = {}, {}, {}, {}
+  local byType = {}
   local fields, hist = {}, {}
-  local np = 0
   local prefix = channel .. ':'
-  for i = 5, nargs, 4 do
-    local t, id, v, q = args[i], args[i + 1], args[i + 2], args[i + 3]
-    local c = counts[t]
-    if not c then
-      c = { 0, 0 }
-      counts[t] = c
-      vals[t], tss[t], qs[t] = {}, {}, {}
+  for i = 1, np do
+    local t, id, v, q = T[i], I[i], V[i], Q[i]
+    local w = byType[t]
+    if not w then
+      w = new_writes()
+      byType[t] = w
     end
-    if v ~= '' then
-      local k = c[1]
-      local vt = vals[t]
-      vt[k + 1] = id; vt[k + 2] = v
-      c[1] = k + 2
-    end
-    -- Timestamp and quality of every point given, also a quality-only mark (comm-failure at ts).
-    local k = c[2]
-    local qt, tt = qs[t], tss[t]
-    qt[k + 1] = id; qt[k + 2] = q
-    tt[k + 1] = id; tt[k + 2] = ts
-    c[2] = k + 2
-    np = np + 1
-    fields[np] = prefix .. t .. ':' .. id
-    hist[np] = '["' .. t .. '",' .. id .. ',' .. (v == '' and 'null' or v) .. ',"' .. q .. '"]'
+    add_write(w, id, v, q, ts)
+    fields[i] = prefix .. t .. ':' .. id
+    hist[i] = '["' .. t .. '",' .. id .. ',' .. (v == '' and 'null' or v) .. ',"' .. (q == '' and 'good' or q) .. '"]'
   end
   local slot = { m = 5, s = 8, c = 11, a = 14 }
-  for t, c in pairs(counts) do
+  for t, w in pairs(byType) do
     local k = slot[t]
-    if c[1] > 0 then hset_chunked(keys[k], vals[t]) end
-    hset_chunked(keys[k + 1], tss[t])
-    hset_chunked(keys[k + 2], qs[t])
+    flush_writes(w, keys[k], keys[k + 1], keys[k + 2])
   end
 
   -- Model hashes and one notification per touched model.
@@ -130,24 +160,18 @@ local function c2m(keys, args)
       local name = string.sub(target, sep + 1)
       local m = models[model]
       if not m then
-        m = { v = {}, t = {}, q = {}, jv = {}, jq = {}, nv = 0, nq = 0, njv = 0, njq = 0 }
+        m = new_writes()
+        m.jv, m.jq, m.njv, m.njq = {}, {}, 0, 0
         models[model] = m
         order[#order + 1] = model
       end
-      local a = 1 + 4 * i
-      local v, q = args[a + 2], args[a + 3]
+      local v, q = V[i], Q[i]
+      add_write(m, name, v, q, ts)
       if v ~= '' then
-        local k = m.nv
-        m.v[k + 1] = name; m.v[k + 2] = v
-        m.nv = k + 2
         m.njv = m.njv + 1
         m.jv[m.njv] = '"' .. name .. '":' .. v
       end
-      local k = m.nq
-      m.q[k + 1] = name; m.q[k + 2] = q
-      m.t[k + 1] = name; m.t[k + 2] = ts
-      m.nq = k + 2
-      if q ~= 'good' then
+      if q ~= '' and q ~= 'good' then
         m.njq = m.njq + 1
         m.jq[m.njq] = '"' .. name .. '":"' .. q .. '"'
       end
@@ -156,9 +180,7 @@ local function c2m(keys, args)
   for _, model in ipairs(order) do
     local m = models[model]
     local base = 'modsrv:' .. model .. ':measurement'
-    if m.nv > 0 then hset_chunked(base, m.v) end
-    hset_chunked(base .. ':ts', m.t)
-    hset_chunked(base .. ':q', m.q)
+    flush_writes(m, base, base .. ':ts', base .. ':q')
     local msg = '{"ts":' .. ts .. ',"src":"c2m","v":{' .. table.concat(m.jv, ',') .. '}'
     if m.njq > 0 then msg = msg .. ',"q":{' .. table.concat(m.jq, ',') .. '}' end
     redis.call('PUBLISH', 'modsrv:' .. model .. ':update', msg .. '}')

@@ -65,6 +65,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
       const sentAt = new Float64Array(points.length);
       const grid = newGrid(channel.id, channel.pollMs, now());
+      let redisEpoch = deps.redis.restorations;
 
       const poll = async (): Promise<PollOutcome> => {
         const ts = now();
@@ -72,17 +73,24 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         const readings = await device.read(points, ts);
         const batch: PointSample[] = [];
         const sent: number[] = [];
+        const qualities: Quality[] = [];
         let bad = 0;
+        // Redis lost its data since the last poll: send everything again.
+        if (redisEpoch !== deps.redis.restorations) {
+          redisEpoch = deps.redis.restorations;
+          sentQuality.fill(undefined);
+        }
         for (let i = 0; i < points.length; i++) {
           const p = points[i]!;
           const { value, quality } = decode(readings[i] ?? Number.NaN, p);
           if (quality !== 'good') bad += 1;
           const last = sentValue[i]!;
-          const moved = sentQuality[i] !== quality || ts - sentAt[i]! >= channel.integrityMs
-            || (value !== null && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband));
-          if (moved) {
-            batch.push({ type: p.type, id: p.id, value, quality });
+          const refresh = sentQuality[i] !== quality || ts - sentAt[i]! >= channel.integrityMs;
+          if (refresh || (value !== null && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband))) {
+            // The quality only when it changed (or on the integrity refresh): it rarely does.
+            batch.push({ type: p.type, id: p.id, value, quality: refresh ? quality : null });
             sent.push(i);
+            qualities.push(quality);
           }
         }
         if (batch.length > 0) {
@@ -90,9 +98,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           recordPoll(batch.length, now() - ts);
           for (let k = 0; k < batch.length; k++) {
             const i = sent[k]!;
-            const s = batch[k]!;
-            if (s.value !== null) sentValue[i] = s.value;
-            sentQuality[i] = s.quality;
+            const value = batch[k]!.value;
+            if (value !== null) sentValue[i] = value;
+            sentQuality[i] = qualities[k];
             sentAt[i] = ts;
           }
         }

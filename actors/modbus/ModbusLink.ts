@@ -41,6 +41,18 @@ function isTimeout(e: unknown): boolean {
   return name === 'TransactionTimedOutError' || errno === 'ETIMEDOUT';
 }
 
+/**
+ * modbus-serial keeps every transaction (its request, reply buffer and callbacks) in
+ * `_transactions`, keyed by a transaction id that wraps only at 256, and never deletes
+ * one: per connection up to 256 settled requests stay reachable long enough to reach
+ * the old generation, which at 1,000 requests/s meant a major GC every second. A link
+ * has one request in flight at a time, so once it settles the table is emptied (a
+ * late reply to a timed-out request then finds no transaction and is ignored).
+ */
+export function forgetSettledTransactions(c: ModbusRTU): void {
+  (c as unknown as { _transactions: Record<number, unknown> })._transactions = {};
+}
+
 function modbusCode(e: unknown): number | undefined {
   const c = (e as { modbusCode?: unknown }).modbusCode;
   return typeof c === 'number' ? c : undefined;
@@ -102,6 +114,8 @@ export class ModbusLink implements DeviceIo {
         lastError = e;
         if (!isTimeout(e)) break;
         if (!this.client?.isOpen) break;
+      } finally {
+        forgetSettledTransactions(c);
       }
     }
     if (!this.client?.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: link dropped (${errorMessage(lastError)})`, true, { channel: this.channel.id });

@@ -40,7 +40,12 @@ export interface PointSample {
   readonly id: number;
   /** null: no usable value this time; only the quality is written. */
   readonly value: number | null;
-  readonly quality: Quality;
+  /**
+   * null: unchanged since this channel last sent it, so not written again (c2m in
+   * lua/voltage.lua). A channel sends a quality whenever it changes, and a value
+   * only with quality good.
+   */
+  readonly quality: Quality | null;
 }
 
 export interface C2mResult { readonly points: number; readonly models: number; readonly historyDropped: number; readonly cloudDropped: number }
@@ -138,6 +143,8 @@ export class VoltageRedis {
   private site: { readonly json: string; readonly mapping: string; readonly size: number; readonly controls: string; readonly controlCount: number } | undefined;
   private readonly channelKeys = new Map<string, string[]>();
   private reloading: Promise<void> | undefined;
+  /** How often the site had to be restored because Redis lost it: writers that send only changes send everything again after it grows. */
+  restorations = 0;
 
   constructor(client: Redis, limits: QueueLimits) {
     this.client = client;
@@ -194,7 +201,10 @@ export class VoltageRedis {
       try {
         await this.loadLibrary();
         const site = this.site;
-        if (site && (await this.client.exists(KEYS.siteConfig)) === 0) await this.stageAndLoad(site);
+        if (site && (await this.client.exists(KEYS.siteConfig)) === 0) {
+          await this.stageAndLoad(site);
+          this.restorations += 1;
+        }
       } finally {
         this.reloading = undefined;
       }
@@ -227,9 +237,9 @@ export class VoltageRedis {
       }
       this.channelKeys.set(channel, keys);
     }
-    const args: (string | number)[] = [channel, ts, this.limits.historyMaxLen, this.limits.cloudMaxLen];
-    for (const p of points) args.push(p.type, p.id, p.value === null ? '' : formatValue(p.value), p.quality);
-    const r = (await this.fcall('c2m', keys, args)) as number[];
+    let text = '';
+    for (const p of points) text += `${p.type} ${p.id} ${p.value === null ? '' : formatValue(p.value)} ${p.quality ?? ''}\n`;
+    const r = (await this.fcall('c2m', keys, [channel, ts, this.limits.historyMaxLen, this.limits.cloudMaxLen, text])) as number[];
     return { points: r[0]!, models: r[1]!, historyDropped: r[2]!, cloudDropped: r[3]! };
   }
 

@@ -73,8 +73,8 @@ describe('c2m', () => {
   it.each([
     ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a number'],
     ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be'],
-    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'point type must be m, s, c or a'],
-    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'point id must be a number'],
+    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a'],
+    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'a numeric id: m NaN'],
   ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message) => {
     await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
     const before = await dump();
@@ -85,21 +85,46 @@ describe('c2m', () => {
     expect(await dump()).toEqual(before);
   });
 
-  it('rejects what would not be a plain decimal (hex, spaces, inf) from a raw client', async () => {
-    const keys = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
-    for (const v of ['0x10', ' 1', 'inf', '1,5', '--1']) {
-      await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5, 'm', 1, v, 'good')).rejects.toThrow('is not a number');
-    }
-    await expect(raw.fcall('c2m', 16, ...keys, 'bad"id', 1, 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('channel must hold only');
+  it('writes a quality only when it is given: an empty one means unchanged, and a value beside it is good', async () => {
+    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
+    await bus.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
+    expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'comm-failure', 2: 'good' });
+    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
+    expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'comm-failure', Q: 'good' });
+    expect(await raw.hget('modsrv:pv1:measurement:ts', 'Q')).toBe('1700000000100');
+    const entries = await raw.xrange(KEYS.history, '-', '+');
+    expect(JSON.parse(entries[1]![1][7]!)).toEqual([['m', 2, 5, 'good']]);
   });
 
-  it('rejects a bad timestamp or key count from a raw client, writing nothing', async () => {
+  const KEYS16 = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+
+  it('rejects what would not be a plain decimal (hex, spaces, inf) from a raw client', async () => {
+    for (const v of ['0x10', 'inf', '1,5', '--1', '1e']) {
+      await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+    }
+    await expect(raw.fcall('c2m', 16, ...KEYS16, 'bad"id', 1, 5, 5, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
+  });
+
+  it.each([
+    ['a line without its newline', 'm 1 1 good'],
+    ['a missing field', 'm 1 good\n'],
+    ['a space too many', 'm 1  1 good\n'],
+    ['an unknown point type', 'x 1 1 good\n'],
+    ['a point id that is not a number', 'm one 1 good\n'],
+    ['an empty line', '\nm 1 1 good\n'],
+  ])('rejects %s in the points text from a raw client, writing nothing', async (_, text) => {
     const before = await dump();
-    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 16 keys');
-    const keys = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
-    await expect(raw.fcall('c2m', 16, ...keys, '9', 'yesterday', 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('ts must be a positive integer');
-    await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5, 'm', 1, '1')).rejects.toThrow('points come in groups of 4');
-    await expect(raw.fcall('c2m', 16, ...keys, '9', 1, 5, 5)).rejects.toThrow('points come in groups of 4');
+    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
+    expect(await dump()).toEqual(before);
+  });
+
+  it('rejects a bad timestamp, key or argument count, or a point with neither value nor quality, writing nothing', async () => {
+    const before = await dump();
+    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('c2m needs 16 keys');
+    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
+    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 5 arguments');
+    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, '')).rejects.toThrow('no points');
+    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
     expect(await dump()).toEqual(before);
   });
 
@@ -116,7 +141,7 @@ describe('c2m', () => {
     await expect(raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
     await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
     expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
-    expect(await bus.libraryVersion()).toBe('1');
+    expect(await bus.libraryVersion()).toBe('2');
   });
 
   it('restores the library and the mapping when Redis lost everything', async () => {

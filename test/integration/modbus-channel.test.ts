@@ -9,6 +9,8 @@ import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { startSim } from '../../runtime/sim.js';
+import type { ModbusChannelConfig } from '../../runtime/config/schema.js';
+import { ModbusLink } from '../../actors/modbus/ModbusLink.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
@@ -104,6 +106,21 @@ describe('Modbus TCP channel', () => {
     t.sim!.setFault('mb', 3, { kind: 'none' });
     await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '20')) === 'good', 8_000);
     expect(await t.raw.hget('actor:channel/mb', 'restarts')).toBe('0');
+  });
+
+  it('keeps no settled request of modbus-serial, which would hold 256 per connection', async () => {
+    const site = await modbusSite(await freePort());
+    t.sim = await startSim(site, { updateMs: 20 });
+    const channel = site.channels[0] as ModbusChannelConfig;
+    const link = new ModbusLink(channel, quietLog);
+    await link.connect();
+    try {
+      for (let i = 0; i < 100; i++) await link.read(channel.points, Date.now()); // 3 units: 400 requests
+      const client = (link as unknown as { client: { _transactions: Record<number, unknown> } }).client;
+      expect(Object.keys(client._transactions)).toEqual([]);
+    } finally {
+      await link.close();
+    }
   });
 
   it('a hole in the device map: the coalesced read is split and every good point keeps coming', async () => {

@@ -10,7 +10,7 @@ import type { SiteConfig } from '../../runtime/config/site.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
 import { statusReport } from '../../runtime/status.js';
-import { eventually, quietLog, rawClient, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
+import { eventually, quietLog, rawClient, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from '../helpers/servers.js';
 
 const FIXTURE = 'test/fixtures/flaky-site';
 let server: RedisServer;
@@ -19,6 +19,10 @@ let running: RunningRuntime | undefined;
 
 function site(patch: (s: SiteConfig) => SiteConfig = (s) => s): SiteConfig {
   return patch(loadConfig(FIXTURE));
+}
+
+async function startSite(yaml: string): Promise<void> {
+  running = await startRuntime(loadConfig(writeSite({ 'site.yaml': yaml })), { redisUrl: server.url, log: quietLog });
 }
 
 beforeAll(async () => {
@@ -166,9 +170,7 @@ describe('kernel: supervised actors from config to Redis', () => {
 
 describe('report by exception', () => {
   it('a point within its deadband is not re-sent until its integrity period; a moving point is sent every poll', async () => {
-    const { writeSite } = await import('../helpers/servers.js');
-    const dir = writeSite({
-      'site.yaml': `channels:
+    await startSite(`channels:
   - id: rbe
     protocol: virtual
     pollMs: 40
@@ -177,9 +179,7 @@ describe('report by exception', () => {
       - { type: m, id: 1, deadband: 0.5, sim: { kind: constant, value: 10 } }
       - { type: m, id: 2, deadband: 0, sim: { kind: counter, start: 0, step: 1 } }
       - { type: m, id: 3, deadband: 5, sim: { kind: counter, start: 0, step: 1 } }
-`,
-    });
-    running = await startRuntime(loadConfig(dir), { redisUrl: server.url, log: quietLog });
+`);
     const first = await eventually(async () => Number(await raw.hget('comsrv:rbe:m:ts', '1')) || undefined);
     await sleep(300);
     const ts = await raw.hgetall('comsrv:rbe:m:ts');
@@ -194,5 +194,30 @@ describe('report by exception', () => {
       return t > first ? t : undefined;
     }, 3_000);
     expect(refreshed - first).toBeGreaterThanOrEqual(600);
+  });
+});
+
+describe('what a channel sends again', () => {
+  it('writes a quality only when it changes, and everything again once Redis lost its data', async () => {
+    await startSite(`channels:
+  - id: rbe2
+    protocol: virtual
+    pollMs: 40
+    integrityMs: 600000
+    points:
+      - { type: m, id: 1, deadband: 0.5, sim: { kind: constant, value: 10 } }
+      - { type: m, id: 2, deadband: 0, sim: { kind: counter, start: 0, step: 1 } }
+`);
+    await eventually(async () => (await raw.hget('comsrv:rbe2:m:q', '2')) === 'good');
+    // Point 2 is sent every poll, its quality (unchanged) is not: a field removed stays removed.
+    await raw.hdel('comsrv:rbe2:m:q', '2');
+    const ts = Number(await raw.hget('comsrv:rbe2:m:ts', '2'));
+    await eventually(async () => Number(await raw.hget('comsrv:rbe2:m:ts', '2')) > ts + 200);
+    expect(await raw.hget('comsrv:rbe2:m:q', '2')).toBeNull();
+    // Redis loses everything (library included): the next polls restore every point, the quiet one and the qualities too.
+    await raw.flushall();
+    await raw.call('FUNCTION', 'FLUSH');
+    await eventually(async () => (await raw.hget('comsrv:rbe2:m', '1')) === '10.000000', 5_000);
+    expect(await raw.hgetall('comsrv:rbe2:m:q')).toEqual({ 1: 'good', 2: 'good' });
   });
 });
