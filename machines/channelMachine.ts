@@ -1,12 +1,18 @@
 /**
- * The life of one channel: connect, poll on its interval, reconnect with
- * backoff when the link drops. Pure: the I/O (`connect`, `poll`) and the
- * delays (`pollDelay`, `reconnectDelay`) are named here and provided by
- * actors/channel. A poll error marked transient (a link problem) leads to
+ * The life of one channel: connect, poll, reconnect with backoff when the link
+ * drops. Pure: the I/O (`connect`, and `polls`, the loop that polls on the
+ * channel's grid and runs commands between two polls) and the reconnect delay
+ * are named here and provided by actors/channel.
+ *
+ * The poll loop is one long-running invoked actor rather than an invocation per
+ * poll: at 1,000 polls/s an invocation and two transitions per poll cost ~12 %
+ * of a core. The loop tells the machine what it did with `channel.polled`
+ * (counters since its last report, about once a second). When the loop rejects
+ * with an error marked transient (a link problem) the machine goes to
  * `reconnecting`; any other error is not handled, so the actor's status
  * becomes `error` and its supervisor restarts it.
  */
-import { assign, fromPromise, setup } from 'xstate';
+import { assign, fromPromise, setup, type AnyActorRef } from 'xstate';
 import { errorText, isTransientError } from './errors.js';
 
 export interface ChannelInput {
@@ -14,12 +20,21 @@ export interface ChannelInput {
   readonly pollMs: number;
 }
 
-export interface PollOutcome {
-  readonly points: number;
-  readonly bad: number;
-  /** Poll slots that passed before this poll could start. */
+/** What the poll loop did since its last report. */
+export interface PollReport {
+  readonly type: 'channel.polled';
+  readonly polls: number;
+  /** Poll slots that passed before a poll could start. */
   readonly missed: number;
-  readonly finishedAt: number;
+  readonly bad: number;
+  readonly commands: number;
+  readonly lastPollAt: number;
+}
+
+export interface PollLoopInput {
+  readonly channelId: string;
+  /** The channel's actor: the loop sends it its `channel.polled` reports. */
+  readonly parent: AnyActorRef;
 }
 
 export interface ChannelContext {
@@ -35,8 +50,7 @@ export interface ChannelContext {
   readonly lastError: string | null;
 }
 
-/** A command arrived for this channel (a hint: the command itself is in the channel's stream). */
-export type ChannelEvent = { readonly type: 'channel.commands' };
+export type ChannelEvent = PollReport;
 
 export const channelMachine = setup({
   types: {
@@ -48,33 +62,26 @@ export const channelMachine = setup({
     connect: fromPromise<void, { channelId: string }>(async () => {
       throw new Error('connect is provided by the channel actor');
     }),
-    poll: fromPromise<PollOutcome, { channelId: string; polls: number }>(async () => {
-      throw new Error('poll is provided by the channel actor');
-    }),
-    /** Executes the commands waiting in the channel's stream; resolves with how many were committed. */
-    commands: fromPromise<number, { channelId: string }>(async () => {
-      throw new Error('commands is provided by the channel actor');
+    /** Polls until it is stopped (never resolves) or fails (rejects). */
+    polls: fromPromise<void, PollLoopInput>(async () => {
+      throw new Error('polls is provided by the channel actor');
     }),
   },
   actions: {
-    countPoll: assign(({ context, event }) => {
-      const out = (event as unknown as { output: PollOutcome }).output;
-      return {
-        polls: context.polls + 1,
-        missedPolls: context.missedPolls + out.missed,
-        badPoints: context.badPoints + out.bad,
-        lastPollAt: out.finishedAt,
-        reconnectAttempt: 0,
-      };
-    }),
+    countPolls: assign(({ context, event }) => ({
+      polls: context.polls + event.polls,
+      missedPolls: context.missedPolls + event.missed,
+      badPoints: context.badPoints + event.bad,
+      commands: context.commands + event.commands,
+      lastPollAt: event.lastPollAt,
+      reconnectAttempt: 0,
+    })),
+    countLinkError: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
   },
   guards: {
     isTransient: ({ event }) => isTransientError(event),
-    /** Whether to look for commands after this poll (a hint came, or it is time to look anyway). */
-    commandsDue: () => true,
   },
   delays: {
-    pollDelay: ({ context }) => context.pollMs,
     reconnectDelay: () => 1_000,
   },
 }).createMachine({
@@ -98,11 +105,7 @@ export const channelMachine = setup({
         src: 'connect',
         input: ({ context }) => ({ channelId: context.channelId }),
         onDone: { target: 'polling' },
-        onError: {
-          guard: 'isTransient',
-          target: 'reconnecting',
-          actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
-        },
+        onError: { guard: 'isTransient', target: 'reconnecting', actions: 'countLinkError' },
       },
     },
     reconnecting: {
@@ -114,46 +117,15 @@ export const channelMachine = setup({
       },
     },
     polling: {
-      // Wait first: the adapter's pollDelay staggers the first poll of each channel
-      // inside its interval, so that channels do not all poll in the same instant.
-      initial: 'waiting',
-      states: {
-        reading: {
-          invoke: {
-            src: 'poll',
-            input: ({ context }) => ({ channelId: context.channelId, polls: context.polls }),
-            onDone: [
-              { guard: 'commandsDue', target: 'commanding', actions: 'countPoll' },
-              { target: 'waiting', actions: 'countPoll' },
-            ],
-            onError: {
-              guard: 'isTransient',
-              target: '#channel.reconnecting',
-              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
-            },
-          },
-        },
-        // Commands share the link with polls: they run between two polls, never during one.
-        commanding: {
-          invoke: {
-            src: 'commands',
-            input: ({ context }) => ({ channelId: context.channelId }),
-            onDone: {
-              target: 'waiting',
-              actions: assign({ commands: ({ context, event }) => context.commands + event.output }),
-            },
-            onError: {
-              guard: 'isTransient',
-              target: '#channel.reconnecting',
-              actions: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
-            },
-          },
-        },
-        waiting: {
-          on: { 'channel.commands': { target: 'commanding' } },
-          after: { pollDelay: { target: 'reading' } },
-        },
+      // The loop waits first: the adapter staggers the first poll of each channel inside
+      // its interval, so that channels do not all poll in the same instant. Commands share
+      // the link with polls: the loop runs them between two polls, never during one.
+      invoke: {
+        src: 'polls',
+        input: ({ context, self }) => ({ channelId: context.channelId, parent: self }),
+        onError: { guard: 'isTransient', target: 'reconnecting', actions: 'countLinkError' },
       },
+      on: { 'channel.polled': { actions: 'countPolls' } },
     },
   },
 });

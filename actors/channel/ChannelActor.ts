@@ -8,7 +8,7 @@
  * (ioredis queues the call), so memory stays bounded and nothing accepted is lost.
  */
 import { fromPromise } from 'xstate';
-import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
+import { channelMachine, type PollLoopInput } from '../../machines/channelMachine.js';
 import { backoffDelay } from '../../runtime/backoff.js';
 import { machineChild } from '../../runtime/actorHost.js';
 import { recordPoll } from '../../runtime/metrics.js';
@@ -42,6 +42,10 @@ export function decode(raw: RawReading, p: PointConfig): { value: number | null;
 export const COMMAND_GROUP = 'channel';
 /** Without a hint, a channel still looks for commands this often. */
 export const COMMAND_LOOK_MS = 1_000;
+/** How often the poll loop reports its counters to the channel's machine. */
+export const REPORT_MS = 1_000;
+
+interface PollCounts { readonly bad: number; readonly missed: number; readonly finishedAt: number }
 
 export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
@@ -67,10 +71,12 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const grid = newGrid(channel.id, channel.pollMs, now());
       let redisEpoch = deps.redis.restorations;
 
-      const poll = async (): Promise<PollOutcome> => {
+      /** One poll; undefined when the loop was stopped before anything was written. */
+      const poll = async (signal: AbortSignal): Promise<PollCounts | undefined> => {
         const ts = now();
         const missed = claimSlot(grid, ts);
         const readings = await device.read(points, ts);
+        if (signal.aborted) return undefined;
         const batch: PointSample[] = [];
         const sent: number[] = [];
         const qualities: Quality[] = [];
@@ -105,7 +111,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           }
         }
         if (bad > 0) log.debug({ bad }, 'readings that are not numbers were stored with quality bad');
-        return { points: batch.length, bad, missed, finishedAt: now() };
+        return { bad, missed, finishedAt: now() };
       };
 
       // Commands: consumed from the channel's stream (consumer group `channel`, consumer = this channel).
@@ -173,15 +179,57 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         return entries.length;
       };
 
+      // Between two polls the loop sleeps until the next slot of the grid, or until a command hint wakes it.
+      let wake: (() => void) | undefined;
+      const pause = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
+        if (hinted || signal.aborted) return resolve();
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          wake = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, ms);
+        signal.addEventListener('abort', done);
+        wake = done;
+      });
+
+      /** Polls on the grid and runs commands between two polls until stopped; reports its counters about once a second. */
+      const polls = async ({ input, signal }: { input: PollLoopInput; signal: AbortSignal }): Promise<void> => {
+        let report = { polls: 0, missed: 0, bad: 0, commands: 0, lastPollAt: 0 };
+        let reportedAt = 0;
+        const flush = () => {
+          if (report.polls + report.commands === 0) return;
+          input.parent.send({ type: 'channel.polled', ...report });
+          report = { polls: 0, missed: 0, bad: 0, commands: 0, lastPollAt: report.lastPollAt };
+          reportedAt = now();
+        };
+        try {
+          while (!signal.aborted) {
+            await pause(delayToSlot(grid, now()), signal);
+            if (signal.aborted) break;
+            if (delayToSlot(grid, now()) === 0) {
+              const counts = await poll(signal);
+              if (!counts) break;
+              report.polls += 1;
+              report.missed += counts.missed;
+              report.bad += counts.bad;
+              report.lastPollAt = counts.finishedAt;
+            }
+            if (!signal.aborted && commandsDue()) report.commands += await commands();
+            if (now() - reportedAt >= REPORT_MS) flush();
+          }
+        } finally {
+          if (!signal.aborted) flush(); // what was done before a failure still counts
+        }
+      };
+
       const machine = channelMachine.provide({
         actors: {
           connect: fromPromise(async () => device.connect()),
-          poll: fromPromise(poll),
-          commands: fromPromise(commands),
+          polls: fromPromise(polls),
         },
-        guards: { commandsDue },
         delays: {
-          pollDelay: () => delayToSlot(grid, now()),
           reconnectDelay: ({ context }) => {
             const delayMs = backoffDelay(channel.reconnect, context.reconnectAttempt);
             log.warn({ attempt: context.reconnectAttempt + 1, delayMs, err: context.lastError }, `link down; reconnecting in ${delayMs} ms`);
@@ -196,7 +244,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         attach: async (actor) => {
           unsubscribe = await deps.subscriptions?.on(KEYS.commandHint(channel.id), () => {
             hinted = true;
-            actor.send({ type: 'channel.commands' });
+            wake?.();
           });
         },
         dispose: async () => {

@@ -1,7 +1,7 @@
 /** The machines with no Redis, no socket, no real clock: implementations are provided here. */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
-import { channelMachine, type PollOutcome } from '../../machines/channelMachine.js';
+import { channelMachine } from '../../machines/channelMachine.js';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
 import { decode } from '../../actors/channel/ChannelActor.js';
 import { claimSlot, delayToSlot, newGrid, staggerMs } from '../../actors/channel/pollGrid.js';
@@ -12,42 +12,42 @@ import { DeviceError } from '../../runtime/errors.js';
 beforeEach(() => { vi.useFakeTimers(); });
 afterEach(() => { vi.useRealTimers(); });
 
-const outcome: PollOutcome = { points: 1, bad: 0, missed: 0, finishedAt: 0 };
-
 describe('channelMachine', () => {
-  it('polls on its interval, reconnects after a transient error, and fails on a fatal one', async () => {
-    const script: Array<'ok' | 'link' | 'fatal'> = ['ok', 'ok', 'link', 'ok', 'fatal'];
+  it('counts what its poll loop reports, reconnects after a transient error, and fails on a fatal one', async () => {
+    const script: Array<'link' | 'fatal'> = ['link', 'fatal'];
     let connects = 0;
+    const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const machine = channelMachine.provide({
       actors: {
         connect: fromPromise(async () => { connects += 1; }),
-        poll: fromPromise(async () => {
-          const step = script.shift();
-          if (step === 'link') throw new DeviceError('LINK', 'gone', true);
-          if (step === 'fatal') throw new DeviceError('CRASH', 'dead', false);
-          return outcome;
+        polls: fromPromise(async ({ input }) => {
+          await wait(100);
+          input.parent.send({ type: 'channel.polled', polls: 2, missed: 1, bad: 3, commands: 1, lastPollAt: 5 });
+          await wait(100);
+          if (script.shift() === 'link') throw new DeviceError('LINK', 'gone', true);
+          throw new DeviceError('CRASH', 'dead', false);
         }),
-        commands: fromPromise(async () => 0),
       },
-      delays: { pollDelay: 100, reconnectDelay: 500 },
+      delays: { reconnectDelay: 500 },
     });
     const errors: unknown[] = [];
     const actor = createActor(machine, { input: { channelId: 'c', pollMs: 100 } });
     actor.subscribe({ error: (e) => errors.push(e) });
     actor.start();
     await vi.advanceTimersByTimeAsync(0);
-    expect(actor.getSnapshot().value).toEqual({ polling: 'waiting' });
+    expect(actor.getSnapshot().value).toBe('polling');
     expect(actor.getSnapshot().context.polls).toBe(0);
-    await vi.advanceTimersByTimeAsync(200);
-    expect(actor.getSnapshot().context.polls).toBe(2);
+    await vi.advanceTimersByTimeAsync(100);
+    expect(actor.getSnapshot().context).toMatchObject({ polls: 2, missedPolls: 1, badPoints: 3, commands: 1, lastPollAt: 5 });
     await vi.advanceTimersByTimeAsync(100);
     expect(actor.getSnapshot().value).toBe('reconnecting');
     expect(actor.getSnapshot().context).toMatchObject({ linkErrors: 1, lastError: 'gone' });
     await vi.advanceTimersByTimeAsync(500);
     expect(connects).toBe(2);
-    expect(actor.getSnapshot().value).toEqual({ polling: 'waiting' });
+    expect(actor.getSnapshot().value).toBe('polling');
+    expect(actor.getSnapshot().context.reconnectAttempt).toBe(1);
     await vi.advanceTimersByTimeAsync(100);
-    expect(actor.getSnapshot().context).toMatchObject({ polls: 3, reconnectAttempt: 0 });
+    expect(actor.getSnapshot().context).toMatchObject({ polls: 4, reconnectAttempt: 0 });
     await vi.advanceTimersByTimeAsync(100);
     expect(actor.getSnapshot().status).toBe('error');
     expect((errors[0] as Error).message).toBe('dead');
