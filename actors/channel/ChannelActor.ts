@@ -15,7 +15,7 @@ import { recordPoll } from '../../runtime/metrics.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
 import { DeviceError, errorMessage } from '../../runtime/errors.js';
-import { KEYS, type CommandEntry, type PointSample, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
+import { C2mBatch, KEYS, type CommandEntry, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { ModbusLink } from '../modbus/ModbusLink.js';
@@ -33,10 +33,22 @@ export interface ChannelActorDeps {
   readonly now?: () => number;
 }
 
+/** A reading in engineering units (scale and offset applied), or NaN when it has no usable value. */
+export function scaled(raw: RawReading, p: PointConfig): number {
+  if (typeof raw !== 'number') return Number.NaN;
+  const v = raw * p.scale + p.offset;
+  return Number.isFinite(v) ? v : Number.NaN;
+}
+
+/** The quality of a reading whose scaled value is `value`: a device's mark, bad for what is not a finite number. */
+export function readingQuality(raw: RawReading, value: number): Quality {
+  if (typeof raw === 'object') return raw.quality;
+  return Number.isNaN(value) ? 'bad' : 'good';
+}
+
 export function decode(raw: RawReading, p: PointConfig): { value: number | null; quality: Quality } {
-  if (typeof raw === 'object') return { value: null, quality: raw.quality };
-  if (typeof raw !== 'number' || !Number.isFinite(raw)) return { value: null, quality: 'bad' };
-  return { value: raw * p.scale + p.offset, quality: 'good' };
+  const value = scaled(raw, p);
+  return { value: Number.isNaN(value) ? null : value, quality: readingQuality(raw, value) };
 }
 
 export const COMMAND_GROUP = 'channel';
@@ -71,15 +83,19 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const grid = newGrid(channel.id, channel.pollMs, now());
       let redisEpoch = deps.redis.restorations;
 
+      // One poll's batch and what it changes, reused poll after poll (one c2m in flight at a time).
+      const batch = new C2mBatch();
+      const sentIdx = new Int32Array(points.length);
+      const batchValue = new Float64Array(points.length);
+      const batchQuality: Quality[] = new Array<Quality>(points.length);
+
       /** One poll; undefined when the loop was stopped before anything was written. */
       const poll = async (signal: AbortSignal): Promise<PollCounts | undefined> => {
         const ts = now();
         const missed = claimSlot(grid, ts);
         const readings = await device.read(points, ts);
         if (signal.aborted) return undefined;
-        const batch: PointSample[] = [];
-        const sent: number[] = [];
-        const qualities: Quality[] = [];
+        batch.clear();
         let bad = 0;
         // Redis lost its data since the last poll: send everything again.
         if (redisEpoch !== deps.redis.restorations) {
@@ -88,25 +104,29 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         }
         for (let i = 0; i < points.length; i++) {
           const p = points[i]!;
-          const { value, quality } = decode(readings[i] ?? Number.NaN, p);
+          const raw = readings[i] ?? Number.NaN;
+          const value = scaled(raw, p);
+          const quality = readingQuality(raw, value);
           if (quality !== 'good') bad += 1;
           const last = sentValue[i]!;
           const refresh = sentQuality[i] !== quality || ts - sentAt[i]! >= channel.integrityMs;
-          if (refresh || (value !== null && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband))) {
+          if (refresh || (quality === 'good' && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband))) {
             // The quality only when it changed (or on the integrity refresh): it rarely does.
-            batch.push({ type: p.type, id: p.id, value, quality: refresh ? quality : null });
-            sent.push(i);
-            qualities.push(quality);
+            const k = batch.count;
+            batch.add(p.type, p.id, quality === 'good' ? value : null, refresh ? quality : null);
+            sentIdx[k] = i;
+            batchValue[k] = value;
+            batchQuality[k] = quality;
           }
         }
-        if (batch.length > 0) {
+        const n = batch.count;
+        if (n > 0) {
           await deps.redis.c2m(channel.id, ts, batch);
-          recordPoll(batch.length, now() - ts);
-          for (let k = 0; k < batch.length; k++) {
-            const i = sent[k]!;
-            const value = batch[k]!.value;
-            if (value !== null) sentValue[i] = value;
-            sentQuality[i] = qualities[k];
+          recordPoll(n, now() - ts);
+          for (let k = 0; k < n; k++) {
+            const i = sentIdx[k]!;
+            if (!Number.isNaN(batchValue[k]!)) sentValue[i] = batchValue[k]!;
+            sentQuality[i] = batchQuality[k];
             sentAt[i] = ts;
           }
         }

@@ -48,6 +48,57 @@ export interface PointSample {
   readonly quality: Quality | null;
 }
 
+/**
+ * One poll's points as the text c2m parses ("type id value quality\n" a point),
+ * written into a buffer that a channel reuses poll after poll: at 1,000 polls/s
+ * of 100 points, building strings and objects per point was a third of what the
+ * runtime allocated. Reuse it only after the c2m that sent it has settled.
+ */
+export class C2mBatch {
+  private buf = Buffer.allocUnsafe(4096);
+  private len = 0;
+  /** Points added since the last clear. */
+  count = 0;
+
+  static of(points: readonly PointSample[]): C2mBatch {
+    const b = new C2mBatch();
+    for (const p of points) b.add(p.type, p.id, p.value, p.quality);
+    return b;
+  }
+
+  clear(): void {
+    this.len = 0;
+    this.count = 0;
+  }
+
+  /** A value of null: none this time (a quality mark); a quality of null: unchanged (see PointSample). */
+  add(type: PointType, id: number, value: number | null, quality: Quality | null): void {
+    const text = value === null ? '' : formatValue(value);
+    const need = this.len + text.length + 40; // type, id, quality, separators
+    if (need > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      this.buf.copy(grown, 0, 0, this.len);
+      this.buf = grown;
+    }
+    let n = this.len;
+    n += this.buf.write(type, n, 'latin1');
+    this.buf[n++] = 0x20;
+    n += this.buf.write(String(id), n, 'latin1');
+    this.buf[n++] = 0x20;
+    n += this.buf.write(text, n, 'latin1');
+    this.buf[n++] = 0x20;
+    if (quality !== null) n += this.buf.write(quality, n, 'latin1');
+    this.buf[n++] = 0x0a;
+    this.len = n;
+    this.count += 1;
+  }
+
+  /** The text so far (a view: valid until the next add or clear). */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.len);
+  }
+}
+
 export interface C2mResult { readonly points: number; readonly models: number; readonly historyDropped: number; readonly cloudDropped: number }
 
 export interface ModelValue { readonly name: string; readonly value: number | null; readonly quality: Quality }
@@ -212,7 +263,7 @@ export class VoltageRedis {
     return this.reloading;
   }
 
-  private async fcall(fn: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  private async fcall(fn: string, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
     try {
       return await this.client.fcall(fn, keys.length, ...keys, ...args);
     } catch (e) {
@@ -227,7 +278,7 @@ export class VoltageRedis {
   }
 
   /** One poll's points of one channel, atomically (see c2m in lua/voltage.lua). */
-  async c2m(channel: string, ts: number, points: readonly PointSample[]): Promise<C2mResult> {
+  async c2m(channel: string, ts: number, points: C2mBatch | readonly PointSample[]): Promise<C2mResult> {
     let keys = this.channelKeys.get(channel);
     if (!keys) {
       keys = [KEYS.mappingC2m, KEYS.history, KEYS.cloud, KEYS.queueStats];
@@ -237,9 +288,8 @@ export class VoltageRedis {
       }
       this.channelKeys.set(channel, keys);
     }
-    let text = '';
-    for (const p of points) text += `${p.type} ${p.id} ${p.value === null ? '' : formatValue(p.value)} ${p.quality ?? ''}\n`;
-    const r = (await this.fcall('c2m', keys, [channel, ts, this.limits.historyMaxLen, this.limits.cloudMaxLen, text])) as number[];
+    const batch = points instanceof C2mBatch ? points : C2mBatch.of(points);
+    const r = (await this.fcall('c2m', keys, [channel, ts, this.limits.historyMaxLen, this.limits.cloudMaxLen, batch.bytes()])) as number[];
     return { points: r[0]!, models: r[1]!, historyDropped: r[2]!, cloudDropped: r[3]! };
   }
 

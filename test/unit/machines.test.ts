@@ -119,6 +119,8 @@ describe('decoding and notifications', () => {
     expect(decode('ERR', point)).toEqual({ value: null, quality: 'bad' });
     expect(decode(Number.NaN, point)).toEqual({ value: null, quality: 'bad' });
     expect(decode(Number.POSITIVE_INFINITY, point)).toEqual({ value: null, quality: 'bad' });
+    expect(decode(1e308, { ...point, scale: 1e10 })).toEqual({ value: null, quality: 'bad' }); // overflows when scaled
+    expect(decode({ quality: 'comm-failure' }, point)).toEqual({ value: null, quality: 'comm-failure' });
   });
 
   it('parses update notifications and rejects malformed ones', () => {
