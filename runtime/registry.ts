@@ -38,6 +38,16 @@ export class ActorRegistry {
     this.report(id, { kind, parent, status: 'stopped', state: '""', restarts: 0, nextBackoffMs: 0, backoffUntil: 0, lastError: '', ...extra });
   }
 
+  /** This process's actors counted by status. */
+  statusCounts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const fields of this.known.values()) {
+      const status = String(fields.status ?? 'unknown');
+      counts[status] = (counts[status] ?? 0) + 1;
+    }
+    return counts;
+  }
+
   /** Every entry known to this process, written again (after Redis lost them). */
   reportAll(): void {
     for (const [id, fields] of this.known) this.report(id, fields);

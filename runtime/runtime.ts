@@ -20,7 +20,7 @@ import { pointKey } from './config/site.js';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Redis } from 'ioredis';
-import { openRedis, redactUrl, whenReady } from './redis/connect.js';
+import { openRedis, redactUrl, whenReady, within } from './redis/connect.js';
 import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
 import { ActorRegistry } from './registry.js';
 import { gatewayChild } from './gateway/gateway.js';
@@ -170,7 +170,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
       await root.stop();
       registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });
       registry.dispose();
-      await redis.ping().catch(() => undefined);
+      await within(redis.ping().catch(() => undefined), 2_000); // the last reports are written, unless Redis is gone
       await subscriptions.close();
       await redis.close();
       log.info('runtime stopped');

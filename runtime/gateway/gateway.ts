@@ -41,7 +41,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       const site = await deps.redis.siteDescription();
       if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
       const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws, site);
-      healthRoutes(http, deps.redis);
+      healthRoutes(http, deps.redis, deps.registry);
       channelRoutes(http, deps.redis, site);
       modelRoutes(http, deps.redis, site, cfg.commandTimeoutMs, feed.cache);
       commandRoutes(http, deps.redis);

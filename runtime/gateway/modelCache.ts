@@ -10,25 +10,40 @@ export interface ModelUpdateMessage { ts?: number; v?: Record<string, number>; q
 
 export class ModelCache {
   private readonly models = new Map<string, Map<string, ValueRecord>>();
+  /** Bumped at every change of a model, so that what is derived from its values can be kept until then. */
+  private readonly versions = new Map<string, number>();
   private ready = false;
 
   constructor(private readonly redis: VoltageRedis, private readonly ids: readonly string[]) {}
 
   async load(): Promise<void> {
     this.ready = false;
-    for (const id of this.ids) this.models.set(id, await this.redis.modelValues(id));
+    for (const id of this.ids) {
+      this.models.set(id, await this.redis.modelValues(id));
+      this.bump(id);
+    }
     this.ready = true;
   }
 
   apply(model: string, m: ModelUpdateMessage): void {
     const values = this.models.get(model);
     if (!values) return;
+    this.bump(model);
     const ts = m.ts ?? null;
     for (const [name, v] of Object.entries(m.v ?? {})) values.set(name, { value: v, ts, quality: (m.q?.[name] as Quality | undefined) ?? 'good' });
     for (const [name, q] of Object.entries(m.q ?? {})) {
       if (m.v && name in m.v) continue;
       values.set(name, { value: values.get(name)?.value ?? null, ts, quality: q as Quality });
     }
+  }
+
+  private bump(model: string): void {
+    this.versions.set(model, (this.versions.get(model) ?? 0) + 1);
+  }
+
+  /** The version of a model's values (changes whenever they do), or undefined while (re)loading. */
+  version(model: string): number | undefined {
+    return this.ready ? this.versions.get(model) : undefined;
   }
 
   /** The values of a model, or undefined while (re)loading: then ask Redis. */

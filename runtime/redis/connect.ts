@@ -46,3 +46,26 @@ export function whenReady(redis: Redis): Promise<void> {
     redis.once('end', onEnd);
   });
 }
+
+/** Settles with the promise, or with undefined after `ms` (the promise is left to itself). */
+export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Closes a connection: QUIT when Redis answers (what was sent before is written
+ * first), otherwise at once. Never waits on a Redis that is gone: the commands
+ * still queued then are not sent.
+ */
+export async function closeRedis(redis: Redis, ms = 2_000): Promise<void> {
+  if (redis.status === 'ready') {
+    const quit = redis.quit().then(() => true, () => false);
+    if (await within(quit, ms)) return;
+  }
+  redis.disconnect();
+}

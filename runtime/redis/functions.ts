@@ -14,6 +14,7 @@ import type { Redis } from 'ioredis';
 import { RedisFunctionError } from '../errors.js';
 import type { PointType } from '../config/site.js';
 import { commandTransitions, type CommandStatus } from '../../machines/commandMachine.js';
+import { closeRedis } from './connect.js';
 
 /** lua/voltage.lua, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */
 const LIBRARY_TEXT = readFileSync(
@@ -435,7 +436,7 @@ export class VoltageRedis {
   }
 
   async close(): Promise<void> {
-    await this.client.quit().catch(() => this.client.disconnect());
+    await closeRedis(this.client);
   }
 }
 
@@ -504,6 +505,6 @@ export class Subscriptions {
   }
 
   async close(): Promise<void> {
-    await this.conn.quit().catch(() => this.conn.disconnect());
+    await closeRedis(this.conn);
   }
 }

@@ -238,3 +238,16 @@ describe('WebSocket feed', () => {
     ws.close();
   });
 });
+
+// Last: it stops this file's Redis.
+describe('GET /health without Redis', () => {
+  it('answers 503 "down" at once, still counting the actors it knows', async () => {
+    await server.stop();
+    const started = Date.now();
+    const r = await get('/health');
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(r.status).toBe(503);
+    expect(r.body).toMatchObject({ status: 'down', redis: 'down' });
+    expect(Object.values(r.body.actors as Record<string, number>).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
+  });
+});
