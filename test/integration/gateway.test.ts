@@ -12,6 +12,8 @@ import { eventually, quietLog, spawnRedis, writeSite, type RedisServer } from '.
 let server: RedisServer;
 let rt: RunningRuntime;
 let base = '';
+/** The wide model's value names: long, so that its deltas (~100 kB) fill a paused client's socket buffers quickly. */
+const wide = (i: number) => `a_rather_long_measurement_name_${i}`;
 const tokens = { viewer: 'v-token', operator: 'o-token', admin: 'a-token', spammer: 's-token' };
 
 beforeAll(async () => {
@@ -49,9 +51,9 @@ models:
     mapping: { P: "v1:m:1", limit: "v1:a:1" }
 templates:
   wide:
-    measurements: { ${Array.from({ length: 2000 }, (_, i) => `x${i}: {}`).join(', ')} }
+    measurements: { ${Array.from({ length: 2000 }, (_, i) => `${wide(i)}: {}`).join(', ')} }
 `,
-    'big.csv': `type,id,name,sim.kind,sim.start,sim.step\n${Array.from({ length: 2000 }, (_, i) => `m,${i},x${i},counter,0,1`).join('\n')}\n`,
+    'big.csv': `type,id,name,sim.kind,sim.start,sim.step\n${Array.from({ length: 2000 }, (_, i) => `m,${i},${wide(i)},counter,0,1`).join('\n')}\n`,
   }));
   rt = await startRuntime(site, { redisUrl: server.url, log: quietLog });
   const port = await eventually(() => rt.gatewayPort());
@@ -180,7 +182,7 @@ describe('REST API', () => {
 });
 
 describe('WebSocket feed', () => {
-  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, { value: number | null }>; op?: string; topics?: string[]; error?: { code: string } };
+  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, number | null>; quality?: Record<string, string | null>; times?: Record<string, number | null>; op?: string; topics?: string[]; error?: { code: string } };
 
   async function connect(who: keyof typeof tokens | 'none') {
     const { default: WebSocket } = await import('ws');
@@ -198,13 +200,14 @@ describe('WebSocket feed', () => {
     await eventually(() => messages.filter((m) => m.topic === 'model/inv' && !m.snapshot).length >= 3);
     expect(messages[0]).toEqual({ op: 'subscribed', topics: ['model/inv', 'channel/v1'] });
     const first = messages.findIndex((m) => m.topic === 'model/inv');
-    expect(messages[first]).toMatchObject({ snapshot: true, values: { P: { value: 12 }, twice: { value: 24 } } });
+    expect(messages[first]).toMatchObject({ snapshot: true, values: { P: 12, twice: 24 } });
+    expect(messages[first]!.quality).toBeUndefined(); // every value good
     const deltas = messages.filter((m) => m.topic === 'model/inv' && !m.snapshot);
-    expect(deltas[0]!.values!.P!.value).toBe(12);
+    expect(deltas[0]!.values!.P).toBe(12);
     // Polls every 50 ms, deltas coalesced per 100 ms: not one message per poll.
     const span = deltas[deltas.length - 1]!.ts! - deltas[0]!.ts!;
     expect(deltas.length - 1).toBeLessThanOrEqual(Math.ceil(span / 100) + 1);
-    await eventually(() => messages.some((m) => m.topic === 'channel/v1' && !m.snapshot && m.values?.['m:1']?.value === 12));
+    await eventually(() => messages.some((m) => m.topic === 'channel/v1' && !m.snapshot && m.values?.['m:1'] === 12));
     ws.send(JSON.stringify({ op: 'unsubscribe', topics: ['model/*'] }));
     ws.send(JSON.stringify({ op: 'ping' }));
     await eventually(() => messages.some((m) => m.op === 'pong'));
@@ -224,7 +227,7 @@ describe('WebSocket feed', () => {
     await eventually(() => messages.filter((m) => m.topic === 'model/big').length >= 2);
     const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
     socket.pause();
-    // ~80 kB a delta, 10 a second: enough to fill the kernel's socket buffers and reach uWS's.
+    // ~100 kB a delta, 10 a second: enough to fill the kernel's socket buffers and reach uWS's.
     await new Promise((r) => setTimeout(r, 6_000));
     const before = messages.length;
     socket.resume();
@@ -233,8 +236,8 @@ describe('WebSocket feed', () => {
     const received = messages.slice(before).filter((m) => m.topic === 'model/big' && !m.snapshot).length;
     expect(received).toBeLessThan(60);
     const latest = await (await fetch(`${base}/api/v1/models/big`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).json() as { values: Array<{ name: string; value: number }> };
-    const x0 = latest.values.find((v) => v.name === 'x0')!.value;
-    expect(x0 - snap.values!.x0!.value!).toBeLessThan(10);
+    const x0 = latest.values.find((v) => v.name === wide(0))!.value;
+    expect(x0 - snap.values![wide(0)]!).toBeLessThan(10);
     ws.close();
   });
 });
