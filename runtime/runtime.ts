@@ -140,7 +140,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     const p2r = takePollToRedis();
     registry.report('root', {
       pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl),
-      rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
+      rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20), heapTotalMb: Math.round(mem.heapTotal / 2 ** 20), externalMb: Math.round(mem.external / 2 ** 20),
       loopDelayP99Ms: loopDelayMs(loop.percentile(99)), loopDelayMaxMs: loopDelayMs(loop.max),
       pollToRedisP50Ms: p2r.p50.toFixed(1), pollToRedisP99Ms: p2r.p99.toFixed(1), pollToRedisMaxMs: p2r.max.toFixed(1),
     });

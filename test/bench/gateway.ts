@@ -1,20 +1,21 @@
 /**
  * Gateway benchmark, against the real `voltage start` (own process, private
  * Redis): REST latency of GET /api/v1/models/{id} at a fixed request rate
- * (autocannon), and WebSocket fan-out — N clients subscribed to every model of
+ * (an open-loop generator, ./httpload.ts), and WebSocket fan-out — N clients subscribed to every model of
  * a 10k points/s site, delivered messages/s and the latency from the poll that
  * produced a value to the client receiving it (coalescing interval included).
  */
-import { spawn } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { sha256 } from '../../runtime/gateway/http.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { siteFiles } from './kernel.js';
+import { httpLoad, type LoadResult } from './httpload.js';
 import { f } from './harness.js';
 import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
 
@@ -42,16 +43,36 @@ async function withRuntime<T>(site: { channels: number; points: number }, run: (
   }
 }
 
+function restCells(what: string, rate: number, r: LoadResult, rss: string, cpu?: string, generatorCpu?: string): string {
+  const q = (a: Float64Array, p: number) => f(a[Math.min(a.length - 1, Math.floor((a.length * p) / 100))] ?? Number.NaN, 2);
+  return `| ${what} | ${rate} | ${f(r.completed / r.seconds)} | ${r.non2xx + r.errors} | ${q(r.latencies, 50)} / ${q(r.latencies, 99)} | ${q(r.intended, 99)} | ${cpu ?? '—'} | ${generatorCpu ?? '—'} | ${rss} |`;
+}
+
 export async function restRow(rate: number, seconds: number): Promise<string> {
   return withRuntime({ channels: 10, points: 20 }, async (base, pid) => {
+    const [host, port] = base.split(':') as [string, string];
     const c0 = cpuSample(pid);
-    const r = await autocannon({
-      url: `http://${base}/api/v1/models/m0`, connections: 32, duration: seconds, overallRate: rate,
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
+    const me0 = process.cpuUsage();
+    const r = await httpLoad({ host, port: Number(port), path: '/api/v1/models/m0', headers: { authorization: `Bearer ${TOKEN}` }, rate, seconds, connections: 32 });
+    const me = process.cpuUsage(me0);
     const c1 = cpuSample(pid);
-    return `| GET /api/v1/models/{id} (22 values) | ${rate} | ${f(r.requests.average)} | ${r.non2xx} | ${f(r.latency.p50, 1)} / ${f(r.latency.p99, 1)} | ${f(cpuPercent(c0, c1))} % | ${f(rssMb(pid))} MB |`;
+    return restCells('GET /api/v1/models/{id} (22 values)', rate, r, `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
   });
+}
+
+/** The same load against a bare uWS server with a constant answer (test/bench/floorServer.ts). */
+export async function restFloorRow(rate: number, seconds: number): Promise<string> {
+  const child = fork(fileURLToPath(new URL('./floorServer.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      child.once('message', (m) => resolve(Number(m)));
+      child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
+    });
+    const r = await httpLoad({ host: '127.0.0.1', port, path: '/x', headers: {}, rate, seconds, connections: 32 });
+    return restCells('floor: a bare uWS server, constant 1 kB answer', rate, r, '—');
+  } finally {
+    child.kill('SIGTERM');
+  }
 }
 
 export async function fanoutRow(clients: number, seconds: number): Promise<string> {
@@ -88,5 +109,5 @@ export async function fanoutRow(clients: number, seconds: number): Promise<strin
   });
 }
 
-export const REST_HEADER = '| request | offered requests/s | served requests/s | non-2xx | latency p50 / p99 (ms) | runtime CPU | runtime RSS |\n|---|---|---|---|---|---|---|';
+export const REST_HEADER = '| request | offered requests/s | served requests/s | non-2xx or errors | latency p50 / p99 (ms) | p99 from the intended send time (ms) | runtime CPU | load generator CPU | runtime RSS |\n|---|---|---|---|---|---|---|---|---|';
 export const FANOUT_HEADER = '| clients (each on model/*, 10 models × 1,000 values, 10k points/s) | delivered messages/s | poll → client p50 / p99 (ms) | runtime CPU | runtime RSS |\n|---|---|---|---|---|';

@@ -1,13 +1,15 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
- * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows.
+ * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
+ * BENCH_ONLY=kernel,modbus,gateway runs only those sections.
  */
 import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
-import { FANOUT_HEADER, REST_HEADER, fanoutRow, restRow } from './gateway.js';
+import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -20,29 +22,36 @@ const steps: Step[] = [
 
 console.log(`# VoltageEMS benchmark — ${new Date().toISOString()}`);
 console.log(`machine: ${machine()}`);
-console.log(`\n## Kernel: virtual channels → c2m → models (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
-console.log(HEADER);
-for (const step of steps) {
-  const r = await runStep(step, windows);
-  console.log(formatRow(step, r));
-  if (r.delivered < 0.9 * r.offered) {
-    console.log(`\nsaturated: ${Math.round(r.delivered)} of ${Math.round(r.offered)} offered points/s delivered`);
-    break;
+if (only.has('kernel')) {
+  console.log(`\n## Kernel: virtual channels → c2m → models (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+  console.log(HEADER);
+  for (const step of steps) {
+    const r = await runStep(step, windows);
+    console.log(formatRow(step, r));
+    if (r.delivered < 0.9 * r.offered) {
+      console.log(`\nsaturated: ${Math.round(r.delivered)} of ${Math.round(r.offered)} offered points/s delivered`);
+      break;
+    }
   }
 }
 
-console.log(`\n## Modbus TCP: devices → channels → c2m (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
-console.log(MODBUS_HEADER);
-for (const devices of [10, 50, 100]) console.log(await modbusRow(devices, 100, windows));
+if (only.has('modbus')) {
+  console.log(`\n## Modbus TCP: devices → channels → c2m (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+  console.log(MODBUS_HEADER);
+  for (const devices of [10, 50, 100]) console.log(await modbusRow(devices, 100, windows));
 
-console.log('\n## The simulator\'s Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n');
-console.log('| connections | requests/s |\n|---|---|');
-for (const c of [1, 16]) console.log(await simulatorCapacity(c, quick ? 2_000 : 4_000));
+  console.log('\n## The simulator\'s Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n');
+  console.log('| connections | requests/s |\n|---|---|');
+  for (const c of [1, 16]) console.log(await simulatorCapacity(c, quick ? 2_000 : 4_000));
+}
 
-const secs = windows.measureMs / 1000;
-console.log('\n## Gateway: REST latency under load (autocannon, 32 connections)\n');
-console.log(REST_HEADER);
-console.log(await restRow(5_000, secs));
-console.log('\n## Gateway: WebSocket fan-out\n');
-console.log(FANOUT_HEADER);
-for (const clients of [100, 1_000]) console.log(await fanoutRow(clients, secs));
+if (only.has('gateway')) {
+  const secs = windows.measureMs / 1000;
+  console.log('\n## Gateway: REST latency under load (open-loop generator, 32 keep-alive connections)\n');
+  console.log(REST_HEADER);
+  console.log(await restRow(5_000, secs));
+  console.log(await restFloorRow(5_000, secs));
+  console.log('\n## Gateway: WebSocket fan-out\n');
+  console.log(FANOUT_HEADER);
+  for (const clients of [100, 1_000]) console.log(await fanoutRow(clients, secs));
+}
