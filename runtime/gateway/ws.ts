@@ -60,7 +60,9 @@ export class TelemetryFeed {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: Array<() => Promise<void>> = [];
   clientCount = 0;
-  deltasDropped = 0;
+  /** How often a client fell behind (it skipped deltas, then got a snapshot), and how many are behind now. */
+  fellBehind = 0;
+  clientsBehind = 0;
 
   private readonly allTopics: readonly string[];
   readonly cache: ModelCache;
@@ -88,14 +90,18 @@ export class TelemetryFeed {
 
   private flush(): void {
     if (this.pending.size === 0) return;
-    // Clients behind on their buffer skip these deltas and get a snapshot when they drain.
+    // Clients behind on their buffer skip deltas until they drain, then get a snapshot.
+    let behind = 0;
     for (const ws of this.clients) {
       const c = ws.getUserData();
       if (!c.stale && ws.getBufferedAmount() > this.opts.maxBufferBytes) {
         c.stale = true;
+        this.fellBehind += 1;
         for (const t of c.topics) ws.unsubscribe(t);
       }
+      if (c.stale) behind += 1;
     }
+    this.clientsBehind = behind;
     for (const [topic, p] of this.pending) {
       if (this.http.app.numSubscribers(topic) === 0) continue; // a client that subscribes later gets a snapshot first
       this.http.app.publish(topic, frame(topic, p, false));

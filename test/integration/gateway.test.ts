@@ -23,7 +23,7 @@ beforeAll(async () => {
   port: 0
   rateLimit: { perSecond: 2, burst: 40 }
   maxBodyBytes: 256
-  ws: { intervalMs: 100, maxBufferBytes: 4096 }
+  ws: { intervalMs: 100, maxBufferBytes: 65536 }
   tokens:
     - { name: vera, role: viewer, sha256: ${sha256(tokens.viewer)} }
     - { name: otto, role: operator, sha256: ${sha256(tokens.operator)} }
@@ -221,23 +221,35 @@ describe('WebSocket feed', () => {
     await expect(connect('none')).rejects.toThrow('401');
   });
 
-  it('a client that does not read gets no more deltas, then the latest values as a snapshot when it drains', { timeout: 40_000 }, async () => {
+  it('a client that does not read gets no more deltas, then the latest values as a snapshot when it drains', { timeout: 60_000 }, async () => {
     const { ws, messages } = await connect('viewer');
-    ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/big'] }));
-    await eventually(() => messages.filter((m) => m.topic === 'model/big').length >= 2);
     const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+    // It stops reading at once: a socket that has not read much keeps small kernel buffers
+    // (the receive buffer grows only as the reader keeps up), so they fill within seconds.
+    ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/big'] }));
     socket.pause();
-    // ~100 kB a delta, 10 a second: enough to fill the kernel's socket buffers and reach uWS's.
-    await new Promise((r) => setTimeout(r, 6_000));
-    const before = messages.length;
+    const pausedAt = Date.now();
+    // ~80 kB a delta, 10 a second: the kernel's buffers fill, then uWS's; the feed then marks
+    // the client behind (GET /metrics) and sends it nothing more while it is.
+    const counters = async () => {
+      const text = (await get('/metrics', 'admin')).body as string; // admin: the viewer's rate limit is spent elsewhere
+      const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1]);
+      return { behind: read('voltage_ws_clients_behind'), fell: read('voltage_ws_clients_fell_behind_total') };
+    };
+    await eventually(async () => (await counters()).behind === 1, 40_000, 600); // within the token's 2 requests/s
+    expect((await counters()).fell).toBe(1);
+    await new Promise((r) => setTimeout(r, 1_500)); // deltas it misses
+    const produced = (Date.now() - pausedAt) / 100;
     socket.resume();
-    const snap = await eventually(() => messages.slice(before).find((m) => m.topic === 'model/big' && m.snapshot));
-    // 6 s paused at 10 deltas/s: most were never queued for it; what it gets now is current.
-    const received = messages.slice(before).filter((m) => m.topic === 'model/big' && !m.snapshot).length;
-    expect(received).toBeLessThan(60);
+    // The snapshot it got on subscribing, some deltas queued before it fell behind, then a fresh snapshot.
+    await eventually(() => messages.filter((m) => m.topic === 'model/big' && m.snapshot).length >= 2);
+    const snap = messages.filter((m) => m.topic === 'model/big' && m.snapshot)[1]!;
+    const received = messages.filter((m) => m.topic === 'model/big' && !m.snapshot).length;
+    expect(received).toBeLessThan(produced);
     const latest = await (await fetch(`${base}/api/v1/models/big`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).json() as { values: Array<{ name: string; value: number }> };
     const x0 = latest.values.find((v) => v.name === wide(0))!.value;
     expect(x0 - snap.values![wide(0)]!).toBeLessThan(10);
+    await eventually(async () => (await counters()).behind === 0, 10_000, 600);
     ws.close();
   });
 });

@@ -3,7 +3,7 @@ import type { Http } from '../http.js';
 import { prometheus } from '../../metrics.js';
 import type { VoltageRedis } from '../../redis/functions.js';
 
-export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number }): void {
+export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }): void {
   http.route('get', '/metrics', 'viewer', async () => {
     const [actors, queues] = await Promise.all([redis.actors(), redis.queueStats()]);
     const lines: string[] = [
@@ -20,6 +20,12 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       '# HELP voltage_ws_clients WebSocket clients connected',
       '# TYPE voltage_ws_clients gauge',
       `voltage_ws_clients ${feed.clientCount}`,
+      '# HELP voltage_ws_clients_behind WebSocket clients whose send buffer is full: they skip deltas until they drain',
+      '# TYPE voltage_ws_clients_behind gauge',
+      `voltage_ws_clients_behind ${feed.clientsBehind}`,
+      '# HELP voltage_ws_clients_fell_behind_total Times a client fell behind: its deltas were dropped until it drained, then it got a snapshot',
+      '# TYPE voltage_ws_clients_fell_behind_total counter',
+      `voltage_ws_clients_fell_behind_total ${feed.fellBehind}`,
     ];
     return { status: 200, contentType: prometheus.contentType, body: `${await prometheus.metrics()}${lines.join('\n')}\n` };
   });
