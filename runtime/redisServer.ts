@@ -53,6 +53,17 @@ export async function freePort(): Promise<number> {
  */
 export const REDIS_TUNING: readonly string[] = ['--hash-max-listpack-entries', '32'];
 
+/** Servers this process started and has not stopped: killed when it exits, however it exits. */
+const running = new Set<ChildProcess>();
+let exitHook = false;
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => { for (const c of running) c.kill('SIGKILL'); });
+}
+
 export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'voltage-redis-'));
@@ -61,6 +72,7 @@ export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Pr
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
     ...REDIS_TUNING,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  track(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
