@@ -10,7 +10,7 @@ import { jsonSchema } from './config/schema.js';
 import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
-import { openRedis, redactUrl, whenReady } from './redis/connect.js';
+import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
 import { KEYS, VoltageRedis } from './redis/functions.js';
 import { userInfo } from 'node:os';
 import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
@@ -156,9 +156,8 @@ async function cmdStatus(): Promise<number> {
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const log = createLogger('error');
   const client = openRedis(url, log, 'status');
-  const timeout = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis at ${redactUrl(url)} did not answer within 5 s`)), 5_000).unref());
   try {
-    await Promise.race([whenReady(client), timeout]);
+    await readyWithin(client, url, 5_000);
     const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }));
     process.stdout.write(report.text);
     return 0;
@@ -228,11 +227,10 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
   }
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const client = openRedis(url, createLogger('error'), 'control');
-  const giveUp = new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`Redis at ${redactUrl(url)} did not answer within 5 s`)), 5_000).unref());
   const redis = new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 });
   const subs = redis.subscriber();
   try {
-    await Promise.race([whenReady(client), giveUp]);
+    await readyWithin(client, url, 5_000);
     let done: (() => void) | undefined;
     let id = '';
     const finished = new Promise<void>((res) => { done = res; });
@@ -246,7 +244,7 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);
     const current = await redis.command(id);
     if (current?.status === 'pending') {
-      await Promise.race([finished, new Promise((r) => setTimeout(r, timeoutMs + 2_000).unref())]);
+      await within(finished, timeoutMs + 2_000);
     }
     const c = await redis.command(id);
     if (!c || c.status === 'pending') {

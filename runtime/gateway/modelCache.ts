@@ -25,16 +25,18 @@ export class ModelCache {
     this.ready = true;
   }
 
-  apply(model: string, m: ModelUpdateMessage): void {
+  /** Applies a notification; returns the records it changed (what the WebSocket feed sends), or undefined for a model it does not hold. */
+  apply(model: string, m: ModelUpdateMessage): Record<string, ValueRecord> | undefined {
     const values = this.models.get(model);
-    if (!values) return;
+    if (!values) return undefined;
     this.bump(model);
     const ts = m.ts ?? null;
-    for (const [name, v] of Object.entries(m.v ?? {})) values.set(name, { value: v, ts, quality: (m.q?.[name] as Quality | undefined) ?? 'good' });
-    for (const [name, q] of Object.entries(m.q ?? {})) {
-      if (m.v && name in m.v) continue;
-      values.set(name, { value: values.get(name)?.value ?? null, ts, quality: q as Quality });
-    }
+    const changed: Record<string, ValueRecord> = {};
+    for (const [name, v] of Object.entries(m.v ?? {})) changed[name] = { value: v, ts, quality: (m.q?.[name] as Quality | undefined) ?? 'good' };
+    // A quality-only mark (the device stopped answering) keeps the last value, as c2m does in Redis.
+    for (const [name, q] of Object.entries(m.q ?? {})) changed[name] ??= { value: values.get(name)?.value ?? null, ts, quality: q as Quality };
+    for (const name in changed) values.set(name, changed[name]!);
+    return changed;
   }
 
   private bump(model: string): void {

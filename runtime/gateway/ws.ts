@@ -59,10 +59,19 @@ export class TelemetryFeed {
   private readonly clients = new Set<uWS.WebSocket<Client>>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: Array<() => Promise<void>> = [];
-  clientCount = 0;
-  /** How often a client fell behind (it skipped deltas, then got a snapshot), and how many are behind now. */
+  /** How often a client fell behind (it skipped deltas, then got a snapshot). */
   fellBehind = 0;
-  clientsBehind = 0;
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Clients behind now: they get no deltas until they drain. */
+  get clientsBehind(): number {
+    let n = 0;
+    for (const ws of this.clients) if (ws.getUserData().stale) n += 1;
+    return n;
+  }
 
   private readonly allTopics: readonly string[];
   readonly cache: ModelCache;
@@ -91,7 +100,6 @@ export class TelemetryFeed {
   private flush(): void {
     if (this.pending.size === 0) return;
     // Clients behind on their buffer skip deltas until they drain, then get a snapshot.
-    let behind = 0;
     for (const ws of this.clients) {
       const c = ws.getUserData();
       if (!c.stale && ws.getBufferedAmount() > this.opts.maxBufferBytes) {
@@ -99,9 +107,7 @@ export class TelemetryFeed {
         this.fellBehind += 1;
         for (const t of c.topics) ws.unsubscribe(t);
       }
-      if (c.stale) behind += 1;
     }
-    this.clientsBehind = behind;
     for (const [topic, p] of this.pending) {
       if (this.http.app.numSubscribers(topic) === 0) continue; // a client that subscribes later gets a snapshot first
       this.http.app.publish(topic, frame(topic, p, false));
@@ -133,8 +139,8 @@ export class TelemetryFeed {
         }
         res.upgrade<Client>({ topics: new Set(), stale: false, caller }, key, protocol, extensions, context);
       },
-      open: (ws) => { this.clients.add(ws); this.clientCount = this.clients.size; },
-      close: (ws) => { this.clients.delete(ws); this.clientCount = this.clients.size; },
+      open: (ws) => { this.clients.add(ws); },
+      close: (ws) => { this.clients.delete(ws); },
       drain: (ws) => {
         const c = ws.getUserData();
         if (!c.stale || ws.getBufferedAmount() > this.opts.maxBufferBytes / 2) return;
@@ -147,12 +153,8 @@ export class TelemetryFeed {
       const model = channel.slice('modsrv:'.length, -':update'.length);
       let m: ModelUpdateMessage;
       try { m = JSON.parse(msg) as ModelUpdateMessage; } catch { return; }
-      this.cache.apply(model, m);
-      if (this.http.app.numSubscribers(`model/${model}`) === 0) return;
-      const values: Values = {};
-      for (const [k, v] of Object.entries(m.v ?? {})) values[k] = { value: v, ts: m.ts ?? null, quality: m.q?.[k] ?? 'good' };
-      for (const [k, q] of Object.entries(m.q ?? {})) values[k] ??= { value: null, ts: m.ts ?? null, quality: q };
-      this.queue(`model/${model}`, values);
+      const changed = this.cache.apply(model, m);
+      if (changed && this.http.app.numSubscribers(`model/${model}`) > 0) this.queue(`model/${model}`, changed);
     }));
     // Channel notifications carry only the time: the channel's values are read at most once per interval.
     const dirtyChannels = new Set<string>();
@@ -169,7 +171,6 @@ export class TelemetryFeed {
         this.queue(`channel/${ch}`, await this.snapshot(`channel/${ch}`));
       })).catch(() => undefined).finally(() => this.flush());
     }, this.opts.intervalMs);
-
   }
 
   private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {

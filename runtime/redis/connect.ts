@@ -57,6 +57,13 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | un
   }
 }
 
+/** whenReady, or an error saying Redis did not answer within `ms`. */
+export async function readyWithin(redis: Redis, url: string, ms: number): Promise<void> {
+  if ((await within(whenReady(redis).then(() => true), ms)) !== true) {
+    throw new Error(`Redis at ${redactUrl(url)} did not answer within ${Math.round(ms / 1000)} s`);
+  }
+}
+
 /**
  * Closes a connection: QUIT when Redis answers (what was sent before is written
  * first), otherwise at once. Never waits on a Redis that is gone: the commands

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
+import { freePort } from '../../runtime/redisServer.js';
 
 const BIN = 'runtime/bin/voltage.js';
 
@@ -135,6 +136,13 @@ models:
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('channel 2001: 7 point(s) in 6 request(s) (max gap 10)');
     expect(r.stdout).toContain('unit 1 fn 3 address 0 count 4: m:1@+0 m:3@+2');
+  });
+
+  it('status: says so and exits 2 when Redis does not answer within 5 s', async () => {
+    const port = await freePort(); // nothing listens there
+    const r = await voltage(['status'], { REDIS_URL: `redis://127.0.0.1:${port}` }).done;
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`voltage status: Redis at redis://127.0.0.1:${port} did not answer within 5 s`);
   });
 
   it('unknown command: usage and exit 2', async () => {

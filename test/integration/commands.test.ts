@@ -35,6 +35,15 @@ models:
 
 const result = (id: string) => commandResult(t.bus, id);
 
+/** The virtual site after its runtime ran once and stopped: the channel's consumer group exists, nobody consumes it. */
+async function ranOnce() {
+  const site = loadConfig(writeSite({ 'site.yaml': VIRTUAL }));
+  t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
+  await t.running.stop();
+  t.running = undefined;
+  return site;
+}
+
 describe('commands on a virtual device', () => {
   it('confirmed: written, read back, and the channel point shows it', async () => {
     t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog });
@@ -59,10 +68,7 @@ describe('commands on a virtual device', () => {
   });
 
   it('a command accepted while the runtime is down is executed when it comes back; one past its deadline is not applied', async () => {
-    const site = loadConfig(writeSite({ 'site.yaml': VIRTUAL }));
-    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
-    await t.running.stop();
-    t.running = undefined;
+    const site = await ranOnce();
     const kept = await t.bus.m2c('inv', 'limit', 12, 'test', 60_000);
     const expired = await t.bus.m2c('inv', 'start', 1, 'test', 1);
     await sleep(20);
@@ -73,10 +79,7 @@ describe('commands on a virtual device', () => {
   });
 
   it('an entry delivered before a crash and never acknowledged is reclaimed and executed', async () => {
-    const site = loadConfig(writeSite({ 'site.yaml': VIRTUAL }));
-    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
-    await t.running.stop();
-    t.running = undefined;
+    const site = await ranOnce();
     const id = await t.bus.m2c('inv', 'limit', 33, 'test', 60_000);
     // The channel's consumer took it (as a runtime would have just before dying) and never acked it.
     await t.bus.ensureCommandGroup('v1', 'channel');

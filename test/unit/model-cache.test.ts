@@ -18,9 +18,9 @@ describe('ModelCache', () => {
     expect(cache.get('pv1')!.get('P')).toEqual({ value: 2, ts: 20, quality: 'good' });
     expect(cache.get('pv1')!.get('Q')).toEqual({ value: 3, ts: 20, quality: 'stale' });
     // A quality-only mark (the device stopped answering) keeps the last value, as c2m does in Redis.
-    cache.apply('pv1', { ts: 30, v: {}, q: { P: 'comm-failure' } });
+    expect(cache.apply('pv1', { ts: 30, v: {}, q: { P: 'comm-failure' } })).toEqual({ P: { value: 2, ts: 30, quality: 'comm-failure' } });
     expect(cache.get('pv1')!.get('P')).toEqual({ value: 2, ts: 30, quality: 'comm-failure' });
-    cache.apply('other', { ts: 40, v: { X: 1 } });
+    expect(cache.apply('other', { ts: 40, v: { X: 1 } })).toBeUndefined();
     expect(cache.get('other')).toBeUndefined();
   });
 });
