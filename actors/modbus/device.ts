@@ -20,6 +20,12 @@ export class SimDevice {
   requests = 0;
   /** Address ranges [from, to) per function code that answer "illegal data address". */
   readonly holes: Array<{ fn: number; from: number; to: number }> = [];
+  /**
+   * Called before a read of `count` registers or bits at `address` with read
+   * function `fn` (1-4) is answered: `voltage sim` brings the simulated points
+   * there up to date, so that only what is read is computed, when it is read.
+   */
+  beforeRead: ((fn: number, address: number, count: number) => void) | undefined;
 
   constructor(readonly unit: number) {}
 
@@ -47,6 +53,7 @@ export function handlePdu(dev: SimDevice, pdu: Buffer): Reply {
     if (pdu.length < 5) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalValue) };
     const address = pdu.readUInt16BE(1);
     const qty = pdu.readUInt16BE(3);
+    if (fn >= 1 && fn <= 4) dev.beforeRead?.(fn, address, qty);
     switch (fn) {
       case 1: case 2: {
         if (qty < 1 || qty > 2000) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalValue) };
