@@ -19,6 +19,7 @@ import type { Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
+import { runGatewayChild } from './gateway/child.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
 import type { Fault } from '../actors/modbus/device.js';
 
@@ -274,6 +275,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const dir = resolve(parsed.values.config ?? DEFAULT_CONFIG);
   switch (parsed.values.help ? 'help' : command) {
     case 'start': return cmdStart(dir);
+    case 'gateway-child': return runGatewayChild(); // the gateway's own process, started by the runtime
     case 'demo': return cmdDemo(dir);
     case 'status': return cmdStatus();
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);

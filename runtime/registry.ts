@@ -22,13 +22,19 @@ interface Pending {
 export class ActorRegistry {
   private readonly pending = new Map<string, Pending>();
   private readonly known = new Map<string, Record<string, string | number>>();
+  private readonly statusListeners = new Set<(counts: Record<string, number>) => void>();
 
   constructor(private readonly redis: VoltageRedis, private readonly log: Logger, private readonly minIntervalMs = 1_000) {}
 
   /** Writes an actor's entry now (merged with what is known of it). */
   report(id: string, fields: Record<string, string | number>): void {
-    const merged = { ...this.known.get(id), ...fields, updatedAt: Date.now() };
+    const before = this.known.get(id);
+    const merged = { ...before, ...fields, updatedAt: Date.now() };
     this.known.set(id, merged);
+    if (fields.status !== undefined && fields.status !== before?.status && this.statusListeners.size > 0) {
+      const counts = this.statusCounts();
+      for (const l of this.statusListeners) l(counts);
+    }
     this.redis.actorReport(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
       this.log.warn({ actor: id, err: errorMessage(e) }, 'could not record actor state');
     });
@@ -46,6 +52,12 @@ export class ActorRegistry {
       counts[status] = (counts[status] ?? 0) + 1;
     }
     return counts;
+  }
+
+  /** Calls `listener` with the new counts whenever an actor's status changes; returns the unsubscribe. */
+  onStatusChange(listener: (counts: Record<string, number>) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => { this.statusListeners.delete(listener); };
   }
 
   /** Every entry known to this process, written again (after Redis lost them). */

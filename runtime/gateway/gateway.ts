@@ -1,61 +1,88 @@
 /**
- * The gateway as a supervised actor: gatewayMachine bound to one uWS server
- * with the REST routes. It reads and writes Redis through the wrapper only, like
- * every other actor; commands go through m2c.
+ * The gateway as a supervised actor: gatewayMachine bound to the gateway's own
+ * process (`voltage gateway-child`, runtime/gateway/child.ts), which serves the
+ * REST API and the WebSocket feed on its own Redis connections. In its own
+ * process the API keeps its latency while the site is busy (no shared event
+ * loop, no shared garbage collection), and a request flood cannot delay a
+ * poll. The actor fails when the process cannot listen or exits on its own;
+ * its supervisor then restarts it with backoff, like any other actor.
  */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { fromPromise } from 'xstate';
 import { gatewayMachine } from '../../machines/gatewayMachine.js';
 import { machineChild } from '../actorHost.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
-import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
 import { VoltageError } from '../errors.js';
-import { TelemetryFeed } from './ws.js';
-import { openApiDocument } from './openapi.js';
+import { prometheus } from '../metrics.js';
+import type { QueueLimits } from '../redis/functions.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
-import { Http } from './http.js';
-import { actorRoutes } from './routes/actors.js';
-import { channelRoutes } from './routes/channels.js';
-import { commandRoutes } from './routes/commands.js';
-import { healthRoutes } from './routes/health.js';
-import { metricsRoutes } from './routes/metrics.js';
-import { modelRoutes } from './routes/models.js';
+import type { FromGateway, ToGateway } from './child.js';
 
 export interface GatewayDeps {
-  readonly redis: VoltageRedis;
-  readonly subscriptions: Subscriptions;
+  readonly redisUrl: string;
+  readonly limits: QueueLimits;
   readonly registry: ActorRegistry;
+  readonly logLevel: string;
   /** Tokens given at start (the demo makes one per role); config tokens are hashes. */
   readonly extraTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;
   /** Told the port once the server listens (port 0 in config: any free port). */
   readonly onListening?: (port: number) => void;
 }
 
+/** The `voltage` command, from the sources (runtime/gateway/) or from the bundle (dist/). */
+const VOLTAGE_BIN = [new URL('../bin/voltage.js', import.meta.url), new URL('../runtime/bin/voltage.js', import.meta.url)]
+  .map((u) => fileURLToPath(u))
+  .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../bin/voltage.js', import.meta.url));
+
+/** The gateway process's heap: the values it serves are copies of what Redis holds, far below this. */
+const GATEWAY_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=4'];
+/** How long a stopping gateway process may take before it is killed. */
+const STOP_MS = 3_000;
+
 export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
   return machineChild({
     id: 'gateway',
     registry: deps.registry,
     async build() {
-      const http = new Http(cfg, deps.extraTokens);
-      // The site is read once: it changes only with a new start, which restarts the gateway too.
-      const site = await deps.redis.siteDescription();
-      if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
-      const feed = new TelemetryFeed(http, deps.redis, deps.subscriptions, cfg.ws, site);
-      healthRoutes(http, deps.redis, deps.registry);
-      channelRoutes(http, deps.redis, site);
-      modelRoutes(http, deps.redis, site, cfg.commandTimeoutMs, feed.cache);
-      commandRoutes(http, deps.redis);
-      actorRoutes(http, deps.redis);
-      metricsRoutes(http, deps.redis, feed);
-      await feed.start();
-      http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
-      http.notFound();
+      const proc: ChildProcess = fork(VOLTAGE_BIN, ['gateway-child'], {
+        execArgv: GATEWAY_NODE_FLAGS,
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
+      const tell = (m: ToGateway) => { if (proc.connected) proc.send(m); };
+      const exited = new Promise<string>((resolve) => {
+        proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`));
+        proc.once('error', (e) => resolve(e.message));
+      });
+      let failure: string | undefined;
+      const listening = new Promise<number>((resolve, reject) => {
+        proc.on('message', (m: FromGateway) => {
+          switch (m.type) {
+            case 'listening': resolve(m.port); break;
+            case 'failed': failure = m.message; break;
+            case 'metrics?': void prometheus.metrics().then((text) => tell({ type: 'metrics', id: m.id, text })); break;
+          }
+        });
+        void exited.then((how) => reject(new VoltageError('api', 'GATEWAY_EXITED', failure ?? `the gateway process exited (${how}) before it listened`)));
+      });
+      listening.catch(() => undefined); // the listen actor sees the rejection; stopped before it, nobody does
+      const offStatus = deps.registry.onStatusChange((counts) => tell({ type: 'status', counts }));
+      tell({ type: 'start', cfg, redisUrl: deps.redisUrl, limits: deps.limits, extraTokens: deps.extraTokens ?? [], logLevel: deps.logLevel });
+      tell({ type: 'status', counts: deps.registry.statusCounts() });
+
       const machine = gatewayMachine.provide({
         actors: {
           listen: fromPromise(async () => {
-            const port = await http.listen();
+            const port = await listening;
             deps.onListening?.(port);
-            return port;
+            return { port, pid: proc.pid ?? 0 };
+          }),
+          // Serving until the process ends on its own: that is a failure of this actor.
+          serve: fromPromise<void, void>(async () => {
+            const how = await exited;
+            throw new VoltageError('api', 'GATEWAY_EXITED', `the gateway process exited (${how})`);
           }),
         },
       });
@@ -63,8 +90,12 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
         machine,
         input: undefined as never,
         dispose: async () => {
-          await feed.stop();
-          http.close();
+          offStatus();
+          if (proc.exitCode !== null || proc.signalCode !== null) return;
+          tell({ type: 'stop' });
+          const timer = setTimeout(() => proc.kill('SIGKILL'), STOP_MS);
+          await exited;
+          clearTimeout(timer);
         },
       };
     },

@@ -1,5 +1,8 @@
-/** CPU and memory of a process, read from /proc (Linux). */
-import { readFileSync } from 'node:fs';
+/**
+ * CPU and memory of a process with its descendants (the runtime's gateway
+ * process counts as the runtime's), read from /proc (Linux).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 
@@ -7,10 +10,43 @@ const TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 
 export interface CpuSample { readonly at: number; readonly cpuMs: number }
 
+/** The fields of /proc/PID/stat after the command name (field 3 onwards), or undefined once it is gone. */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process and all its descendants. */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const ppid = Number(statFields(Number(name))?.[1]);
+    if (!Number.isFinite(ppid)) continue;
+    const list = children.get(ppid) ?? [];
+    list.push(Number(name));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) {
+    const p = stack.pop()!;
+    out.push(p);
+    stack.push(...(children.get(p) ?? []));
+  }
+  return out;
+}
+
 export function cpuSample(pid: number): CpuSample {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    const fields = statFields(p);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
+  }
   return { at: performance.now(), cpuMs: (ticks * 1000) / TICKS };
 }
 
@@ -20,8 +56,15 @@ export function cpuPercent(a: CpuSample, b: CpuSample): number {
 }
 
 export function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : Number.NaN;
+  let kb = 0;
+  for (const p of processTree(pid)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return kb > 0 ? kb / 1024 : Number.NaN;
 }
 
 export function machine(): string {

@@ -254,6 +254,34 @@ describe('WebSocket feed', () => {
   });
 });
 
+describe('the gateway process', () => {
+  const gatewayActor = async () => (await get('/api/v1/actors', 'admin')).body.actors.find((x: { id: string }) => x.id === 'gateway') as
+    { status: string; state: string; restarts: number; context: { port: number; pid: number } };
+  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+
+  it('serves from its own process; killed, it is restarted by its supervisor and serves again', { timeout: 30_000 }, async () => {
+    const before = await gatewayActor();
+    expect(before.context.pid).toBeGreaterThan(0);
+    expect(before.context.pid).not.toBe(process.pid);
+    const metrics = (await get('/metrics', 'admin')).body as string;
+    expect(metrics).toMatch(/^voltage_gateway_process_resident_memory_bytes \d+/m);
+    process.kill(before.context.pid, 'SIGKILL');
+    // The old port may come back or not (port 0: any free one); the runtime says which.
+    const after = await eventually(async () => {
+      const port = rt.gatewayPort();
+      base = `http://127.0.0.1:${port}`;
+      const a = await gatewayActor().catch(() => undefined);
+      return a && a.status === 'running' && a.context.pid !== before.context.pid ? a : undefined;
+    }, 20_000, 200);
+    expect(after.restarts).toBe(before.restarts + 1);
+    expect(alive(before.context.pid)).toBe(false);
+    // It serves what the runtime knows again: actor counts and live values.
+    const health = await get('/health');
+    expect(health.body.actors.running).toBeGreaterThanOrEqual(5);
+    await eventually(async () => (await get('/api/v1/models/inv', 'viewer')).body.values?.[1]?.value === 24);
+  });
+});
+
 // Last: it stops this file's Redis.
 describe('GET /health without Redis', () => {
   it('answers 503 "down" at once, still counting the actors it knows', async () => {

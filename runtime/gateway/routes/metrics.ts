@@ -1,12 +1,24 @@
-/** GET /metrics: Prometheus text (process metrics, points, poll latency, and what Redis knows: actors, queues). */
+/**
+ * GET /metrics: Prometheus text — the runtime's (process metrics, points, poll
+ * latency), the gateway process's own memory and CPU, and what Redis knows:
+ * actors, queues.
+ */
 import type { Http } from '../http.js';
-import { prometheus } from '../../metrics.js';
 import type { VoltageRedis } from '../../redis/functions.js';
+import { Registry } from 'prom-client';
+import type { GatewayHost } from '../server.js';
 
-export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }): void {
+export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }, host: Pick<GatewayHost, 'metrics'>): void {
   http.route('get', '/metrics', 'viewer', async () => {
-    const [actors, queues] = await Promise.all([redis.actors(), redis.queueStats()]);
+    const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors(), redis.queueStats()]);
+    const cpu = process.cpuUsage();
     const lines: string[] = [
+      '# HELP voltage_gateway_process_resident_memory_bytes Resident memory of the gateway process',
+      '# TYPE voltage_gateway_process_resident_memory_bytes gauge',
+      `voltage_gateway_process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+      '# HELP voltage_gateway_process_cpu_seconds_total CPU time of the gateway process',
+      '# TYPE voltage_gateway_process_cpu_seconds_total counter',
+      `voltage_gateway_process_cpu_seconds_total ${((cpu.user + cpu.system) / 1e6).toFixed(3)}`,
       '# HELP voltage_actor_restarts Restarts of each actor by its supervisor',
       '# TYPE voltage_actor_restarts gauge',
       ...actors.map((a) => `voltage_actor_restarts{actor="${a.id}",status="${a.status ?? ''}"} ${Number(a.restarts ?? 0)}`),
@@ -27,6 +39,6 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       '# TYPE voltage_ws_clients_fell_behind_total counter',
       `voltage_ws_clients_fell_behind_total ${feed.fellBehind}`,
     ];
-    return { status: 200, contentType: prometheus.contentType, body: `${await prometheus.metrics()}${lines.join('\n')}\n` };
+    return { status: 200, contentType: Registry.PROMETHEUS_CONTENT_TYPE, body: `${runtime}${lines.join('\n')}\n` };
   });
 }

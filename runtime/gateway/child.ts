@@ -1,0 +1,107 @@
+/**
+ * `voltage gateway-child`: the gateway's own process, started and supervised
+ * by the gateway actor (runtime/gateway/gateway.ts) over an IPC channel. It
+ * opens its own Redis connections, serves, and says `listening` with its port;
+ * the runtime sends it its actors' status counts whenever a status changes and
+ * answers its requests for the runtime's metrics. `stop` ends it cleanly;
+ * losing the runtime (the IPC channel closes) ends it at once.
+ */
+import type { GatewayConfig, Role } from '../config/schema.js';
+import { errorMessage } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { openRedis, whenReady } from '../redis/connect.js';
+import { VoltageRedis, type QueueLimits } from '../redis/functions.js';
+import { startGatewayServer, type GatewayServer } from './server.js';
+
+export interface GatewayStart {
+  readonly type: 'start';
+  readonly cfg: GatewayConfig;
+  readonly redisUrl: string;
+  readonly limits: QueueLimits;
+  readonly extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
+  readonly logLevel: string;
+}
+
+/** Runtime → gateway process. */
+export type ToGateway =
+  | GatewayStart
+  | { readonly type: 'status'; readonly counts: Readonly<Record<string, number>> }
+  | { readonly type: 'metrics'; readonly id: number; readonly text: string }
+  | { readonly type: 'stop' };
+
+/** Gateway process → runtime. */
+export type FromGateway =
+  | { readonly type: 'listening'; readonly port: number }
+  | { readonly type: 'failed'; readonly message: string }
+  | { readonly type: 'metrics?'; readonly id: number };
+
+/** How long the gateway waits for the runtime's metrics. */
+const METRICS_TIMEOUT_MS = 2_000;
+
+export async function runGatewayChild(): Promise<number> {
+  const send = process.send?.bind(process);
+  if (!send) {
+    process.stderr.write('voltage gateway-child is started by the runtime (it needs an IPC channel)\n');
+    return 2;
+  }
+  const tell = (m: FromGateway) => { if (process.connected) send(m); };
+  let counts: Readonly<Record<string, number>> = {};
+  let nextId = 0;
+  const asked = new Map<number, (text: string) => void>();
+  let finish: (code: number) => void = () => undefined;
+  const finished = new Promise<number>((resolve) => { finish = resolve; });
+  // What `stop` closes: nothing until the start message came.
+  let close = async () => undefined as void;
+  let stopping = false;
+  const stop = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    void close().catch(() => undefined).then(() => finish(code));
+  };
+
+  const started = new Promise<GatewayStart>((resolve) => {
+    process.on('message', (m: ToGateway) => {
+      switch (m.type) {
+        case 'start': resolve(m); break;
+        case 'status': counts = m.counts; break;
+        case 'metrics': asked.get(m.id)?.(m.text); asked.delete(m.id); break;
+        case 'stop': stop(0); break;
+      }
+    });
+  });
+  // The runtime is gone: nobody supervises this process any more.
+  process.on('disconnect', () => process.exit(0));
+
+  void started.then(async (init) => {
+    if (stopping) return;
+    const log = createLogger(init.logLevel).child({ actor: 'gateway', process: 'gateway' });
+    const client = openRedis(init.redisUrl, log, 'gateway');
+    const redis = new VoltageRedis(client, init.limits);
+    const subscriptions = redis.subscriber();
+    let server: GatewayServer | undefined;
+    close = async () => {
+      await server?.stop();
+      await subscriptions.close();
+      await redis.close();
+    };
+    try {
+      await whenReady(client);
+      server = await startGatewayServer(init.cfg, redis, subscriptions, {
+        statusCounts: () => counts,
+        metrics: () => new Promise<string>((resolve) => {
+          const id = nextId++;
+          const timer = setTimeout(() => { asked.delete(id); resolve('# the runtime did not answer for its metrics\n'); }, METRICS_TIMEOUT_MS);
+          asked.set(id, (text) => { clearTimeout(timer); resolve(text); });
+          tell({ type: 'metrics?', id });
+        }),
+      }, init.extraTokens);
+    } catch (e) {
+      log.error({ err: errorMessage(e) }, `the gateway could not start: ${errorMessage(e)}`);
+      tell({ type: 'failed', message: errorMessage(e) });
+      stop(1);
+      return;
+    }
+    tell({ type: 'listening', port: server.port });
+  });
+  return finished;
+}

@@ -1,0 +1,69 @@
+/**
+ * The gateway's server: one uWS app with the REST routes and the WebSocket
+ * feed, on its own Redis connections. It runs in the gateway's own process
+ * (runtime/gateway/child.ts), so that neither the site's work nor its garbage
+ * collection delays a request, and a request flood does not delay a poll.
+ * What only the runtime knows (its actors' statuses, its Prometheus metrics)
+ * comes from the `host`.
+ */
+import type { GatewayConfig, Role } from '../config/schema.js';
+import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
+import { VoltageError } from '../errors.js';
+import { TelemetryFeed } from './ws.js';
+import { openApiDocument } from './openapi.js';
+import { Http } from './http.js';
+import { actorRoutes } from './routes/actors.js';
+import { channelRoutes } from './routes/channels.js';
+import { commandRoutes } from './routes/commands.js';
+import { healthRoutes } from './routes/health.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { modelRoutes } from './routes/models.js';
+
+export interface GatewayHost {
+  /** The runtime's actors counted by status. */
+  statusCounts(): Readonly<Record<string, number>>;
+  /** The runtime's Prometheus text. */
+  metrics(): Promise<string>;
+}
+
+export interface GatewayServer {
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export async function startGatewayServer(
+  cfg: GatewayConfig,
+  redis: VoltageRedis,
+  subscriptions: Subscriptions,
+  host: GatewayHost,
+  extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = [],
+): Promise<GatewayServer> {
+  const http = new Http(cfg, extraTokens);
+  // The site is read once: it changes only with a new start, which restarts the gateway too.
+  const site = await redis.siteDescription();
+  if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
+  const feed = new TelemetryFeed(http, redis, subscriptions, cfg.ws, site);
+  healthRoutes(http, redis, host);
+  channelRoutes(http, redis, site);
+  modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
+  commandRoutes(http, redis);
+  actorRoutes(http, redis);
+  metricsRoutes(http, redis, feed, host);
+  await feed.start();
+  http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
+  http.notFound();
+  let port: number;
+  try {
+    port = await http.listen();
+  } catch (e) {
+    await feed.stop();
+    throw e;
+  }
+  return {
+    port,
+    async stop() {
+      await feed.stop();
+      http.close();
+    },
+  };
+}
