@@ -13,7 +13,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { takePollToRedis } from './metrics.js';
 import { channelActorId, channelChild } from '../actors/channel/ChannelActor.js';
-import { spreadPhases } from '../actors/channel/pollGrid.js';
 import type { DeviceIo } from '../actors/channel/virtualDevice.js';
 import { modelActorId, modelChild } from '../actors/model/ModelActor.js';
 import type { ChannelConfig, SiteConfig } from './config/site.js';
@@ -103,9 +102,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   // The supervisors' factories keep only what the actors need, not the whole SiteConfig
   // (a 100k-point site's mappings and measurement lists live in Redis, not here).
   const modelSpecs = site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log }));
-  const enabled = site.channels.filter((c) => c.enabled);
-  const phases = spreadPhases(enabled);
-  const channelSpecs = enabled.map((c) => channelChild(c, { redis, subscriptions, registry, log, phaseMs: phases.get(c.id)!, ...(opts.device ? { device: opts.device } : {}) }));
+  const channelSpecs = site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, subscriptions, registry, log, ...(opts.device ? { device: opts.device } : {}) }));
   const models = () => new Supervisor(
     { id: 'models', strategy: 'one_for_one', intensity: rt.models.intensity, periodMs: rt.models.periodMs, backoff: rt.models.backoff, onEvent },
     modelSpecs,

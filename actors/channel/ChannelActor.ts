@@ -19,7 +19,7 @@ import { C2mBatch, KEYS, type CommandEntry, type Quality, type Subscriptions, ty
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { ModbusLink } from '../modbus/ModbusLink.js';
-import { claimSlot, delayToSlot, newGrid, staggerMs } from './pollGrid.js';
+import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
 import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
 
 export interface ChannelActorDeps {
@@ -31,8 +31,6 @@ export interface ChannelActorDeps {
   /** Override for tests and the benchmark. */
   readonly device?: (channel: ChannelConfig) => DeviceIo;
   readonly now?: () => number;
-  /** Where in its poll interval the channel polls (see spreadPhases); from its id if not given. */
-  readonly phaseMs?: number;
 }
 
 /** A reading in engineering units (scale and offset applied), or NaN when it has no usable value. */
@@ -82,7 +80,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
       const sentAt = new Float64Array(points.length);
-      const grid = newGrid(channel.pollMs, deps.phaseMs ?? staggerMs(channel.id, channel.pollMs), now());
+      const grid = newGrid(channel.id, channel.pollMs, now());
       let redisEpoch = deps.redis.restorations;
 
       // One poll's batch and what it changes, reused poll after poll (one c2m in flight at a time).

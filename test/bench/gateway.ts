@@ -22,9 +22,11 @@ import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
 const TOKEN = 'bench-token';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function withRuntime<T>(site: { channels: number; points: number }, run: (base: string, pid: number) => Promise<T>): Promise<T> {
+interface BenchSite { readonly channels: number; readonly points: number; readonly pollMs: number }
+
+async function withRuntime<T>(site: BenchSite, run: (base: string, pid: number) => Promise<T>): Promise<T> {
   const port = await freePort();
-  const files = siteFiles({ ...site, pollMs: 1000 });
+  const files = siteFiles(site);
   files['gateway.yaml'] = `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-gw-bench-'));
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
@@ -48,15 +50,18 @@ function restCells(what: string, rate: number, r: LoadResult, rss: string, cpu?:
   return `| ${what} | ${rate} | ${f(r.completed / r.seconds)} | ${r.non2xx + r.errors} | ${q(r.latencies, 50)} / ${q(r.latencies, 99)} | ${q(r.intended, 99)} | ${cpu ?? '—'} | ${generatorCpu ?? '—'} | ${rss} |`;
 }
 
-export async function restRow(rate: number, seconds: number): Promise<string> {
-  return withRuntime({ channels: 10, points: 20 }, async (base, pid) => {
+/** The REST load against a runtime running `site` (by default a light one: 10 channels × 20 points a second). */
+export async function restRow(rate: number, seconds: number, site: BenchSite = { channels: 10, points: 20, pollMs: 1000 }): Promise<string> {
+  return withRuntime(site, async (base, pid) => {
     const [host, port] = base.split(':') as [string, string];
     const c0 = cpuSample(pid);
     const me0 = process.cpuUsage();
     const r = await httpLoad({ host, port: Number(port), path: '/api/v1/models/m0', headers: { authorization: `Bearer ${TOKEN}` }, rate, seconds, connections: 32 });
     const me = process.cpuUsage(me0);
     const c1 = cpuSample(pid);
-    return restCells('GET /api/v1/models/{id} (22 values)', rate, r, `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
+    const busy = site.channels * site.points * (1000 / site.pollMs);
+    const what = `GET /api/v1/models/{id} (22 values), site ${site.channels} × ${site.points} @ ${site.pollMs} ms (${busy / 1000}k points/s)`;
+    return restCells(what, rate, r, `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
   });
 }
 
@@ -76,7 +81,7 @@ export async function restFloorRow(rate: number, seconds: number): Promise<strin
 }
 
 export async function fanoutRow(clients: number, seconds: number): Promise<string> {
-  return withRuntime({ channels: 10, points: 1000 }, async (base, pid) => {
+  return withRuntime({ channels: 10, points: 1000, pollMs: 1000 }, async (base, pid) => {
     const lat: number[] = [];
     let messages = 0;
     let measuring = false;

@@ -54,6 +54,7 @@ if (only.has('gateway')) {
   console.log('\n## Gateway: REST latency under load (open-loop generator, 32 keep-alive connections)\n');
   console.log(REST_HEADER);
   console.log(await restRow(5_000, secs));
+  console.log(await restRow(5_000, secs, { channels: 50, points: 100, pollMs: 100 }));
   console.log(await restFloorRow(5_000, secs));
   console.log('\n## Gateway: WebSocket fan-out\n');
   console.log(FANOUT_HEADER);

@@ -4,7 +4,7 @@ import { createActor, fromPromise } from 'xstate';
 import { channelMachine } from '../../machines/channelMachine.js';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
 import { decode } from '../../actors/channel/ChannelActor.js';
-import { claimSlot, delayToSlot, newGrid, spreadPhases, staggerMs } from '../../actors/channel/pollGrid.js';
+import { claimSlot, delayToSlot, newGrid, staggerMs } from '../../actors/channel/pollGrid.js';
 import fc from 'fast-check';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
 import { DeviceError } from '../../runtime/errors.js';
@@ -140,28 +140,9 @@ describe('decoding and notifications', () => {
     expect(new Set(offsets.map((o) => Math.floor(o / 100))).size).toBe(10);
   });
 
-  it('spreads the channels that share a poll interval evenly over it', () => {
-    const channels = [
-      ...Array.from({ length: 4 }, (_, i) => ({ id: `a${i}`, pollMs: 100 })),
-      ...Array.from({ length: 3 }, (_, i) => ({ id: `b${i}`, pollMs: 1000 })),
-    ];
-    const phases = spreadPhases(channels);
-    expect(channels.map((c) => phases.get(c.id))).toEqual([0, 25, 50, 75, 0, 333, 666]);
-  });
-
-  it('property: a grid is anchored on the clock: wherever it starts, its slots are the times ≡ phase (mod pollMs)', () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 5000 }), fc.nat(), fc.integer({ min: 0, max: 2e12 }), (pollMs, p, now) => {
-      const phase = p % pollMs;
-      const grid = newGrid(pollMs, phase, now);
-      expect(grid.nextDueAt).toBeGreaterThanOrEqual(now);
-      expect(grid.nextDueAt - now).toBeLessThan(pollMs);
-      expect(((grid.nextDueAt % pollMs) + pollMs) % pollMs).toBe(phase);
-    }), { numRuns: 300 });
-  });
-
   it('property: polls keep to their grid; a late poll does not shift later ones; whole missed slots are counted', () => {
     fc.assert(fc.property(fc.integer({ min: 10, max: 2000 }), fc.array(fc.integer({ min: 0, max: 5000 }), { maxLength: 40 }), (pollMs, delays) => {
-      const grid = newGrid(pollMs, staggerMs('ch', pollMs), 0);
+      const grid = newGrid('ch', pollMs, 0);
       const first = grid.nextDueAt;
       let now = 0;
       let polls = 0;
