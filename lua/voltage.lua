@@ -99,7 +99,7 @@ quality stands beside it; no value, only a quality, is a quality mark.
 This is the hot path (one call per poll, up to thousands of points). The points
 come as one text rather than four arguments each: a third of the work for the
 sender and less for Redis; the outboxes take the same text rather than a JSON
-made here per point (15 % of the call: Redis's one thread is the site's scarcest
+made here per point (~10 % of the call: Redis's one thread is the site's scarcest
 resource, the consumers are not). Qualities are written only when given (they
 rarely change), so a poll writes a value and a timestamp per point. The
 notification's JSON is concatenated from the validated decimal text rather than
@@ -134,7 +134,7 @@ local function c2m(keys, args)
     pos = e + 1
   end
 
-  -- Channel hashes, one HSET per hash; mapping lookups and the outbox payload alongside.
+  -- Channel hashes, one HSET per hash; the mapping lookups alongside.
   local byType = {}
   local fields = {}
   local prefix = channel .. ':'
