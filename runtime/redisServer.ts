@@ -71,7 +71,9 @@ export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Pr
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
     ...REDIS_TUNING,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C in the terminal stops this process, which stops the site
+  // and then this server, rather than the server dying under a site still writing to it.
+  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   track(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });

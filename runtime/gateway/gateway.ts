@@ -47,9 +47,12 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
     id: 'gateway',
     registry: deps.registry,
     async build() {
+      // Its own process group: a Ctrl-C in the terminal reaches the runtime, which stops the
+      // gateway in its turn; the gateway ends by itself if the runtime is gone (IPC closed).
       const proc: ChildProcess = fork(VOLTAGE_BIN, ['gateway-child'], {
         execArgv: GATEWAY_NODE_FLAGS,
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        detached: true,
       });
       const tell = (m: ToGateway) => { if (proc.connected) proc.send(m); };
       const exited = new Promise<string>((resolve) => {

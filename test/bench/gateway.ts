@@ -17,7 +17,7 @@ import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { siteFiles } from './kernel.js';
 import { httpLoad, type LoadResult } from './httpload.js';
 import { f } from './harness.js';
-import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
+import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } from './procstat.js';
 
 const TOKEN = 'bench-token';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -45,9 +45,9 @@ async function withRuntime<T>(site: BenchSite, run: (base: string, pid: number) 
   }
 }
 
-function restCells(what: string, rate: number, r: LoadResult, rss: string, cpu?: string, generatorCpu?: string): string {
+function restCells(what: string, rate: number, r: LoadResult, steal: number, rss: string, cpu?: string, generatorCpu?: string): string {
   const q = (a: Float64Array, p: number) => f(a[Math.min(a.length - 1, Math.floor((a.length * p) / 100))] ?? Number.NaN, 2);
-  return `| ${what} | ${rate} | ${f(r.completed / r.seconds)} | ${r.non2xx + r.errors} | ${q(r.latencies, 50)} / ${q(r.latencies, 99)} | ${q(r.intended, 99)} | ${cpu ?? '—'} | ${generatorCpu ?? '—'} | ${rss} |`;
+  return `| ${what} | ${rate} | ${f(r.completed / r.seconds)} | ${r.non2xx + r.errors} | ${q(r.latencies, 50)} / ${q(r.latencies, 99)} | ${q(r.intended, 99)} | ${cpu ?? '—'} | ${generatorCpu ?? '—'} | ${rss} | ${f(steal, 1)} % |`;
 }
 
 /** The REST load against a runtime running `site` (by default a light one: 10 channels × 20 points a second). */
@@ -55,13 +55,14 @@ export async function restRow(rate: number, seconds: number, site: BenchSite = {
   return withRuntime(site, async (base, pid) => {
     const [host, port] = base.split(':') as [string, string];
     const c0 = cpuSample(pid);
+    const h0 = hostSample();
     const me0 = process.cpuUsage();
     const r = await httpLoad({ host, port: Number(port), path: '/api/v1/models/m0', headers: { authorization: `Bearer ${TOKEN}` }, rate, seconds, connections: 32 });
     const me = process.cpuUsage(me0);
     const c1 = cpuSample(pid);
     const busy = site.channels * site.points * (1000 / site.pollMs);
     const what = `GET /api/v1/models/{id} (22 values), site ${site.channels} × ${site.points} @ ${site.pollMs} ms (${busy / 1000}k points/s)`;
-    return restCells(what, rate, r, `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
+    return restCells(what, rate, r, stealPercent(h0, hostSample()), `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
   });
 }
 
@@ -73,8 +74,9 @@ export async function restFloorRow(rate: number, seconds: number): Promise<strin
       child.once('message', (m) => resolve(Number(m)));
       child.once('exit', (code) => reject(new Error(`the floor server exited with ${code}`)));
     });
+    const h0 = hostSample();
     const r = await httpLoad({ host: '127.0.0.1', port, path: '/x', headers: {}, rate, seconds, connections: 32 });
-    return restCells('floor: a bare uWS server, constant 1 kB answer', rate, r, '—');
+    return restCells('floor: a bare uWS server, constant 1 kB answer', rate, r, stealPercent(h0, hostSample()), '—');
   } finally {
     child.kill('SIGTERM');
   }
@@ -104,15 +106,17 @@ export async function fanoutRow(clients: number, seconds: number): Promise<strin
     }
     await sleep(3_000);
     const c0 = cpuSample(pid);
+    const h0 = hostSample();
     measuring = true;
     await sleep(seconds * 1000);
     measuring = false;
     const c1 = cpuSample(pid);
+    const steal = stealPercent(h0, hostSample());
     for (const ws of sockets) ws.terminate();
     lat.sort((a, b) => a - b);
-    return `| ${clients} | ${f(messages / seconds)} | ${f(percentile(lat, 50))} / ${f(percentile(lat, 99))} | ${f(cpuPercent(c0, c1))} % | ${f(rssMb(pid))} MB |`;
+    return `| ${clients} | ${f(messages / seconds)} | ${f(percentile(lat, 50))} / ${f(percentile(lat, 99))} | ${f(cpuPercent(c0, c1))} % | ${f(rssMb(pid))} MB | ${f(steal, 1)} % |`;
   });
 }
 
-export const REST_HEADER = '| request | offered requests/s | served requests/s | non-2xx or errors | latency p50 / p99 (ms) | p99 from the intended send time (ms) | runtime CPU | load generator CPU | runtime RSS |\n|---|---|---|---|---|---|---|---|---|';
-export const FANOUT_HEADER = '| clients (each on model/*, 10 models × 1,000 values, 10k points/s) | delivered messages/s | poll → client p50 / p99 (ms) | runtime CPU | runtime RSS |\n|---|---|---|---|---|';
+export const REST_HEADER = '| request | offered requests/s | served requests/s | non-2xx or errors | latency p50 / p99 (ms) | p99 from the intended send time (ms) | runtime CPU | load generator CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';
+export const FANOUT_HEADER = '| clients (each on model/*, 10 models × 1,000 values, 10k points/s) | delivered messages/s | poll → client p50 / p99 (ms) | runtime CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|';

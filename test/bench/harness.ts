@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { spawnRedis } from '../../runtime/redisServer.js';
-import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
+import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } from './procstat.js';
 
 export interface Windows { readonly warmupMs: number; readonly measureMs: number }
 
@@ -34,6 +34,8 @@ export interface SiteResult {
   readonly loopDelay: string;
   /** The runtime's own poll start → c2m acknowledged (p50 / p99 over its last heartbeat interval). */
   readonly pollToRedis: string;
+  /** CPU time the host took from this VM during the window, in %. */
+  readonly steal: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -90,6 +92,7 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
     const rt0 = cpuSample(runtime.pid!);
     const rd0 = cpuSample(redis.process.pid!);
     const hp0 = extra.map((p) => cpuSample(p.pid!));
+    const host0 = hostSample();
     const t0 = performance.now();
     measuring = true;
     await sleep(windows.measureMs);
@@ -98,6 +101,7 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
     const rt1 = cpuSample(runtime.pid!);
     const rd1 = cpuSample(redis.process.pid!);
     const hp1 = extra.map((p) => cpuSample(p.pid!));
+    const steal = stealPercent(host0, hostSample());
     await sleep(1_200); // let the registry's throttled reports catch up
     const after = await channelCounters(probe);
     const [lp99, lmax, pp50, pp99] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs', 'pollToRedisP50Ms', 'pollToRedisP99Ms');
@@ -118,6 +122,7 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
       redisRss: rssMb(redis.process.pid!),
       loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
       pollToRedis: `${pp50 ?? '?'} / ${pp99 ?? '?'}`,
+      steal,
     };
   } finally {
     runtime.kill('SIGTERM');

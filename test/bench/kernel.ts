@@ -36,7 +36,7 @@ export async function runStep(step: Step, windows: Windows): Promise<StepResult>
 }
 
 export function formatRow(step: Step, r: StepResult): string {
-  return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${f(r.offered)} | ${f(r.delivered)} | ${f(r.p50)} / ${f(r.p99)} | ${f(r.calcP50)} / ${f(r.calcP99)} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.runtimeRss)} MB | ${f(r.redisRss)} MB |`;
+  return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${f(r.offered)} | ${f(r.delivered)} | ${f(r.p50)} / ${f(r.p99)} | ${f(r.calcP50)} / ${f(r.calcP99)} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.runtimeRss)} MB | ${f(r.redisRss)} MB | ${f(r.steal, 1)} % |`;
 }
 
-export const HEADER = '| workload (channels × points @ poll) | offered points/s | delivered points/s | gen→model hash p50 / p99 (ms) | gen→calculated p50 / p99 (ms) | runtime CPU | Redis CPU | runtime RSS | Redis RSS |\n|---|---|---|---|---|---|---|---|---|';
+export const HEADER = '| workload (channels × points @ poll) | offered points/s | delivered points/s | gen→model hash p50 / p99 (ms) | gen→calculated p50 / p99 (ms) | runtime CPU | Redis CPU | runtime RSS | Redis RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';

@@ -32,7 +32,7 @@ export async function modbusFiles(devices: number, pollMs: number): Promise<Reco
   };
 }
 
-export const MODBUS_HEADER = '| devices × registers @ poll | polls/s (expected) | missed polls | points/s | poll→model hash p50 / p99 (ms), seen by a subscriber | poll→c2m acknowledged p50 / p99 (ms), inside the runtime | runtime CPU | Redis CPU | simulator CPU | runtime RSS | runtime event-loop delay p99 / max |\n|---|---|---|---|---|---|---|---|---|---|---|';
+export const MODBUS_HEADER = '| devices × registers @ poll | polls/s (expected) | missed polls | points/s | poll→model hash p50 / p99 (ms), seen by a subscriber | poll→c2m acknowledged p50 / p99 (ms), inside the runtime | runtime CPU | Redis CPU | simulator CPU | runtime RSS | runtime event-loop delay p99 / max | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
 
 export async function modbusRow(devices: number, pollMs: number, windows: Windows): Promise<string> {
   const files = await modbusFiles(devices, pollMs);
@@ -40,7 +40,7 @@ export async function modbusRow(devices: number, pollMs: number, windows: Window
     spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, LOG_FORMAT: 'json' } }),
   ]);
   const expected = (devices * 1000) / pollMs;
-  return `| ${devices} × ${POINTS} @ ${pollMs} ms | ${f(r.pollsPerSecond)} (${f(expected)}) | ${r.missedPolls} | ${f(r.delivered)} | ${f(r.p50)} / ${f(r.p99)} | ${r.pollToRedis} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.helperCpu)} % | ${f(r.runtimeRss)} MB | ${r.loopDelay} |`;
+  return `| ${devices} × ${POINTS} @ ${pollMs} ms | ${f(r.pollsPerSecond)} (${f(expected)}) | ${r.missedPolls} | ${f(r.delivered)} | ${f(r.p50)} / ${f(r.p99)} | ${r.pollToRedis} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.helperCpu)} % | ${f(r.runtimeRss)} MB | ${r.loopDelay} | ${f(r.steal, 1)} % |`;
 }
 
 /** Requests/s the lean server answers to modbus-serial clients reading 100 registers, per number of connections. */

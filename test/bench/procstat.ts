@@ -55,6 +55,23 @@ export function cpuPercent(a: CpuSample, b: CpuSample): number {
   return ((b.cpuMs - a.cpuMs) / (b.at - a.at)) * 100;
 }
 
+/** The machine's CPU counters (/proc/stat, all CPUs): total and stolen ticks. */
+export interface HostSample { readonly total: number; readonly steal: number }
+
+export function hostSample(): HostSample {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+}
+
+/**
+ * The share of CPU time the hypervisor gave to others while this VM wanted it,
+ * between two samples, in %: what a noisy host took from a row.
+ */
+export function stealPercent(a: HostSample, b: HostSample): number {
+  const total = b.total - a.total;
+  return total > 0 ? ((b.steal - a.steal) / total) * 100 : 0;
+}
+
 export function rssMb(pid: number): number {
   let kb = 0;
   for (const p of processTree(pid)) {
