@@ -109,7 +109,7 @@ async function cmdDemo(dir: string): Promise<number> {
   let server: RedisServer | undefined;
   let url = process.env.REDIS_URL;
   if (!url) {
-    server = await spawnRedis();
+    server = await spawnRedis({ ownGroup: true });
     url = server.url;
   }
   // The site's Modbus devices are simulated in this process, so that the demo has devices to poll.

@@ -64,16 +64,20 @@ function track(child: ChildProcess): void {
   process.once('exit', () => { for (const c of running) c.kill('SIGKILL'); });
 }
 
-export async function spawnRedis(opts: { port?: number; bin?: string } = {}): Promise<RedisServer> {
+/**
+ * `ownGroup`: in a process group of its own (the demo's), so that a Ctrl-C in
+ * the terminal stops this process, which stops the site and then this server,
+ * rather than the server dying under a site still writing to it. Tests leave
+ * it in theirs, so that whatever kills their group kills it too.
+ */
+export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean } = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'voltage-redis-'));
   const child = spawn(opts.bin ?? 'redis-server', [
     '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
     ...REDIS_TUNING,
-  // Its own process group: a Ctrl-C in the terminal stops this process, which stops the site
-  // and then this server, rather than the server dying under a site still writing to it.
-  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
   track(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });

@@ -163,8 +163,7 @@ async function ptyPair(path: string): Promise<{ port: import('serialport').Seria
   const simPath = `${path}.sim`;
   let proc: ChildProcess;
   try {
-    // Its own process group, like the demo's Redis: stopped by this process, after the site.
-    proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${path}`, `pty,raw,echo=0,link=${simPath}`], { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${path}`, `pty,raw,echo=0,link=${simPath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     throw new VoltageError('runtime', 'SIM_PTY', `cannot start socat for ${path}: ${(e as Error).message}`);
   }
