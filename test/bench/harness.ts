@@ -40,6 +40,21 @@ export interface SiteResult {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const HEAD = /^\{"ts":(\d+),"src":"(\w+)"/;
+
+/** The number of values in a notification's "v" object (names and numbers hold no comma). */
+export function countValues(msg: string): number {
+  const start = msg.indexOf('"v":{');
+  if (start < 0 || msg.charCodeAt(start + 5) === 0x7d) return 0;
+  let n = 1;
+  for (let i = start + 5; i < msg.length; i++) {
+    const c = msg.charCodeAt(i);
+    if (c === 0x7d) break;
+    if (c === 0x2c) n++;
+  }
+  return n;
+}
+
 /** Missed polls of all channels, as their actors last reported (at most 1 s old). */
 async function channelCounters(redis: Redis): Promise<{ missed: number }> {
   const ids = (await redis.smembers('actors')).filter((id) => id.startsWith('channel/'));
@@ -71,12 +86,15 @@ export async function measureSite(files: Readonly<Record<string, string>>, windo
     sub.on('pmessage', (_p: string, _ch: string, msg: string) => {
       if (!measuring) return;
       const now = Date.now();
-      const m = JSON.parse(msg) as { ts: number; src: string; v: Record<string, number> };
-      if (m.src === 'c2m') {
-        lat.push(now - m.ts);
-        points += Object.keys(m.v).length;
+      // {"ts":…,"src":"c2m","v":{…}}: read the head and count the values' separators rather
+      // than parse 1,000 values (the measuring process's own work shows in the tail it measures).
+      // (c2m concatenates its JSON in that order; model_set's cjson has no fixed key order.)
+      const m = HEAD.exec(msg);
+      if (m && m[2] === 'c2m') {
+        lat.push(now - Number(m[1]));
+        points += countValues(msg);
       } else {
-        calcLat.push(now - m.ts);
+        calcLat.push(now - (JSON.parse(msg) as { ts: number }).ts);
       }
     });
     await sub.psubscribe('modsrv:*:update');
