@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { coilValue, encodePoint } from '../actors/modbus/codec.js';
 import { width } from '../actors/modbus/plan.js';
-import { modbusDataType } from './config/modbusRules.js';
+import { REGISTERS, modbusDataType } from './config/modbusRules.js';
 import { SimDevice, type Fault } from '../actors/modbus/device.js';
 import { listenModbus, serveRtu, type RunningServer } from '../actors/modbus/server.js';
 import type { ModbusChannelConfig, PointConfig } from './config/schema.js';
@@ -70,6 +70,7 @@ function drive(driven: readonly Driven[], updateMs: number): { clear(): void } {
     const d = driven[i]!;
     setPointValue(d.dev, d.p, sample(d.p.sim!, state, i, now, Math.random));
   };
+  const widest = Math.max(...Object.values(REGISTERS));
   // Per device and read function: the driven points ordered by address, with the registers (or bits) they span.
   const byDevice = new Map<SimDevice, Map<number, Array<{ readonly i: number; readonly from: number; readonly to: number }>>>();
   driven.forEach((d, i) => {
@@ -88,12 +89,12 @@ function drive(driven: readonly Driven[], updateMs: number): { clear(): void } {
       if (!list) return;
       const now = Date.now();
       const end = address + count;
-      // The first point that may overlap [address, end): points are at most 4 registers wide.
+      // The first point that may overlap [address, end): none is wider than `widest` registers.
       let lo = 0;
       let hi = list.length;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (list[mid]!.from + 4 <= address) lo = mid + 1;
+        if (list[mid]!.from + widest <= address) lo = mid + 1;
         else hi = mid;
       }
       for (let k = lo; k < list.length && list[k]!.from < end; k++) if (list[k]!.to > address) update(list[k]!.i, now);

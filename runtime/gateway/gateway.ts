@@ -33,9 +33,8 @@ export interface GatewayDeps {
 }
 
 /** The `voltage` command, from the sources (runtime/gateway/) or from the bundle (dist/). */
-const VOLTAGE_BIN = [new URL('../bin/voltage.js', import.meta.url), new URL('../runtime/bin/voltage.js', import.meta.url)]
-  .map((u) => fileURLToPath(u))
-  .find((p) => existsSync(p)) ?? fileURLToPath(new URL('../bin/voltage.js', import.meta.url));
+const BIN_CANDIDATES = ['../bin/voltage.js', '../runtime/bin/voltage.js'].map((p) => fileURLToPath(new URL(p, import.meta.url)));
+const VOLTAGE_BIN = BIN_CANDIDATES.find((p) => existsSync(p)) ?? BIN_CANDIDATES[0]!;
 
 /** The gateway process's heap: the values it serves are copies of what Redis holds, far below this. */
 const GATEWAY_NODE_FLAGS = ['--max-old-space-size=128', '--max-semi-space-size=4'];
