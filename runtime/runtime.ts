@@ -1,20 +1,20 @@
 /**
- * Wires a SiteConfig into a running tree:
+ * Wires a SiteConfig into a running tree, built from the kinds table
+ * (runtime/kinds.ts) by planTree (runtime/actorKind.ts):
  *
  *   root (rest_for_one)
  *   ├─ models   (one_for_one) ── model/<id> …
  *   ├─ channels (one_for_one) ── channel/<id> …
  *   └─ gateway  (HTTP API; when the config has a gateway section)
  *
- * Models start first so that they listen before channels write. The root's
- * escalation is the end of the runtime: `exited` resolves with the reason and
- * the CLI exits non-zero with it.
+ * The root's escalation is the end of the runtime: `exited` resolves with the
+ * reason and the CLI exits non-zero with it.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { takePollToRedis } from './metrics.js';
-import { channelActorId, channelChild } from '../actors/channel/ChannelActor.js';
 import type { DeviceIo } from '../actors/channel/virtualDevice.js';
-import { modelActorId, modelChild } from '../actors/model/ModelActor.js';
+import { planTree } from './actorKind.js';
+import { KINDS } from './kinds.js';
 import type { ChannelConfig, SiteConfig } from './config/site.js';
 import { pointKey } from './config/site.js';
 import { errorMessage } from './errors.js';
@@ -23,9 +23,8 @@ import type { Redis } from 'ioredis';
 import { openRedis, redactUrl, whenReady, within } from './redis/connect.js';
 import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
 import { ActorRegistry } from './registry.js';
-import { gatewayChild } from './gateway/gateway.js';
 import type { Role } from './config/schema.js';
-import { Supervisor, type ExitReason, type SupervisorEvent } from './supervisor.js';
+import type { ExitReason, Supervisor } from './supervisor.js';
 
 export interface RuntimeOptions {
   readonly redisUrl: string;
@@ -91,38 +90,14 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   const subscriptions: Subscriptions = redis.subscriber();
   const registry = new ActorRegistry(redis, log);
 
-  const rt = site.runtime;
-  const onEvent = (e: SupervisorEvent) => registry.onSupervisorEvent(e);
-  registry.declare('root', 'supervisor', '', { strategy: 'rest_for_one', order: 0 });
-  registry.declare('models', 'supervisor', 'root', { strategy: 'one_for_one', order: 0 });
-  registry.declare('channels', 'supervisor', 'root', { strategy: 'one_for_one', order: 1 });
-  site.models.forEach((m, i) => registry.declare(modelActorId(m), 'model', 'models', { order: i }));
-  site.channels.filter((c) => c.enabled).forEach((c, i) => registry.declare(channelActorId(c), 'channel', 'channels', { order: i }));
-
-  // The supervisors' factories keep only what the actors need, not the whole SiteConfig
-  // (a 100k-point site's mappings and measurement lists live in Redis, not here).
-  const modelSpecs = site.models.map((m) => modelChild(m, { redis, subscriptions, registry, log }));
-  const channelSpecs = site.channels.filter((c) => c.enabled).map((c) => channelChild(c, { redis, subscriptions, registry, log, ...(opts.device ? { device: opts.device } : {}) }));
-  const models = () => new Supervisor(
-    { id: 'models', strategy: 'one_for_one', intensity: rt.models.intensity, periodMs: rt.models.periodMs, backoff: rt.models.backoff, onEvent },
-    modelSpecs,
-  );
-  const channels = () => new Supervisor(
-    { id: 'channels', strategy: 'one_for_one', intensity: rt.channels.intensity, periodMs: rt.channels.periodMs, backoff: rt.channels.backoff, onEvent },
-    channelSpecs,
-  );
-  let gatewayPort: number | undefined;
-  const gateway = site.gateway
-    ? [gatewayChild(site.gateway, {
-      redisUrl: opts.redisUrl, limits: site.runtime.redis, registry, logLevel: log.level,
-      extraTokens: opts.gatewayTokens ?? [], onListening: (p) => { gatewayPort = p; },
-    })]
-    : [];
-  if (site.gateway) registry.declare('gateway', 'gateway', 'root', { order: 2 });
-  const root = new Supervisor(
-    { id: 'root', strategy: 'rest_for_one', intensity: rt.supervisor.intensity, periodMs: rt.supervisor.periodMs, backoff: rt.supervisor.backoff, onEvent },
-    [Supervisor.asChild('models', models), Supervisor.asChild('channels', channels), ...gateway],
-  );
+  const listening = new Map<string, number>();
+  const plan = planTree(KINDS, site, {
+    redis, subscriptions, registry, log, redisUrl: opts.redisUrl, gatewayTokens: opts.gatewayTokens ?? [],
+    onListening: (actor, port) => { listening.set(actor, port); },
+    ...(opts.device ? { device: opts.device } : {}),
+  });
+  for (const n of plan.nodes) registry.declare(n.id, n.kind, n.parent, { order: n.order, ...(n.strategy ? { strategy: n.strategy } : {}) });
+  const root = plan.root((e) => registry.onSupervisorEvent(e));
 
   let resolveExit: (r: ExitReason) => void = () => undefined;
   const exited = new Promise<ExitReason>((r) => { resolveExit = r; });
@@ -158,14 +133,15 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
 
   await root.start();
   registry.report('root', { status: 'running' });
-  log.info({ channels: channelSpecs.length, models: modelSpecs.length }, `runtime started: ${channelSpecs.length} channel(s), ${modelSpecs.length} model(s)`);
+  const count = (kind: string) => plan.nodes.filter((n) => n.kind === kind).length;
+  log.info({ channels: count('channel'), models: count('model') }, `runtime started: ${count('channel')} channel(s), ${count('model')} model(s)`);
 
   let stopped: Promise<void> | undefined;
   return {
     redis,
     root,
     exited,
-    gatewayPort: () => gatewayPort,
+    gatewayPort: () => listening.get('gateway'),
     stop: () => (stopped ??= (async () => {
       clearInterval(heartbeat);
       loop.disable();

@@ -11,6 +11,7 @@ import { fromPromise } from 'xstate';
 import { channelMachine, type PollLoopInput } from '../../machines/channelMachine.js';
 import { backoffDelay } from '../../runtime/backoff.js';
 import { machineChild } from '../../runtime/actorHost.js';
+import type { ActorKind } from '../../runtime/actorKind.js';
 import { recordPoll } from '../../runtime/metrics.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -275,3 +276,11 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
     },
   });
 }
+
+/** Channels: one actor per enabled channel, under their own supervisor. */
+export const channelKind: ActorKind = {
+  kind: 'channel',
+  section: 'channels',
+  supervisor: { id: 'channels', strategy: 'one_for_one', policy: (rt) => rt.channels },
+  children: (site, deps) => site.channels.filter((c) => c.enabled).map((c) => channelChild(c, deps)),
+};

@@ -8,6 +8,7 @@
 import { fromPromise, type AnyActorRef } from 'xstate';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
 import { machineChild } from '../../runtime/actorHost.js';
+import type { ActorKind } from '../../runtime/actorKind.js';
 import type { ModelDef } from '../../runtime/config/site.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -177,3 +178,13 @@ export function modelChild(def: ModelCalcs, deps: ModelActorDeps): ChildSpec {
     },
   });
 }
+
+/** Models: one actor per model, under their own supervisor; they start before the channels that feed them. */
+export const modelKind: ActorKind = {
+  kind: 'model',
+  section: 'models',
+  supervisor: { id: 'models', strategy: 'one_for_one', policy: (rt) => rt.models },
+  // The factories keep only what the actors need, not the whole SiteConfig
+  // (a 100k-point site's mappings and measurement lists live in Redis, not here).
+  children: (site, deps) => site.models.map((m) => modelChild(m, deps)),
+};

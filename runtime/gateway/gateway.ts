@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { fromPromise } from 'xstate';
 import { gatewayMachine } from '../../machines/gatewayMachine.js';
 import { machineChild } from '../actorHost.js';
+import type { ActorKind } from '../actorKind.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import { VoltageError } from '../errors.js';
 import { prometheus } from '../metrics.js';
@@ -103,3 +104,15 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
     },
   });
 }
+
+/** The gateway: one actor, a child of the root, when the config has a gateway section. */
+export const gatewayKind: ActorKind = {
+  kind: 'gateway',
+  section: 'gateway',
+  children: (site, deps) => (site.gateway
+    ? [gatewayChild(site.gateway, {
+      redisUrl: deps.redisUrl, limits: site.runtime.redis, registry: deps.registry, logLevel: deps.log.level,
+      extraTokens: deps.gatewayTokens, onListening: (port) => deps.onListening('gateway', port),
+    })]
+    : []),
+};

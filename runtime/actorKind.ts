@@ -1,0 +1,112 @@
+/**
+ * What an actor kind declares, and the tree built from a table of them.
+ *
+ * A kind (channel, model, gateway; alarm, history, cloud link, rule next)
+ * exports one `ActorKind`: the config section its actors come from, the
+ * supervisor they run under (its strategy and restart policy), and the child
+ * specs it contributes for a site. runtime/kinds.ts lists the kinds in start
+ * order; `planTree` turns that table into the supervisor tree, which is both
+ * what the registry declares (`voltage status`, the visualizer) and what is
+ * started. The tree is declared nowhere else.
+ *
+ * It never starts anything itself and never knows a kind by name.
+ */
+import type { BackoffPolicy } from './backoff.js';
+import type { ChannelConfig, RuntimeConfig, SiteConfig } from './config/site.js';
+import type { Role } from './config/schema.js';
+import type { Logger } from './logger.js';
+import type { Subscriptions, VoltageRedis } from './redis/functions.js';
+import type { ActorRegistry } from './registry.js';
+import { Supervisor, type ChildSpec, type Strategy, type SupervisorEvent } from './supervisor.js';
+import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+
+/** OTP's MaxR/MaxT and the Akka backoff of one supervisor. */
+export interface SupervisorPolicy {
+  readonly intensity: number;
+  readonly periodMs: number;
+  readonly backoff: BackoffPolicy;
+}
+
+/** What every kind's actors may use: the process's shared connections and options. */
+export interface KindDeps {
+  readonly redis: VoltageRedis;
+  readonly subscriptions: Subscriptions;
+  readonly registry: ActorRegistry;
+  readonly log: Logger;
+  readonly redisUrl: string;
+  /** Override of the device of a channel (tests and the benchmark). */
+  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
+  readonly gatewayTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
+  /** An actor that serves on a port says which, once it listens (port 0 in config: any free one). */
+  readonly onListening: (actorId: string, port: number) => void;
+}
+
+export interface ActorKind {
+  /** Written to the registry as the kind of each of its actors. */
+  readonly kind: string;
+  /** The config section its actors come from. */
+  readonly section: keyof SiteConfig;
+  /**
+   * The supervisor its actors run under, a child of the root. Absent: its
+   * actors are children of the root themselves (the gateway: one actor).
+   */
+  readonly supervisor?: {
+    readonly id: string;
+    readonly strategy: Strategy;
+    policy(runtime: RuntimeConfig): SupervisorPolicy;
+  };
+  /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
+  children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
+}
+
+/** One node of the planned tree, as the registry declares it. */
+export interface TreeNode {
+  readonly id: string;
+  /** 'supervisor', or the kind of the actor. */
+  readonly kind: string;
+  /** '' for the root. */
+  readonly parent: string;
+  /** Position among its siblings: start order. */
+  readonly order: number;
+  readonly strategy?: Strategy;
+}
+
+export interface TreePlan {
+  /** Every node, parents before their children, siblings in start order. */
+  readonly nodes: readonly TreeNode[];
+  /** Makes the root supervisor (a new tree each call). */
+  root(onEvent: (e: SupervisorEvent) => void): Supervisor;
+}
+
+export const ROOT_ID = 'root';
+/** Kinds start in table order and a failure restarts the kinds after it (models before the channels that feed them). */
+export const ROOT_STRATEGY: Strategy = 'rest_for_one';
+
+export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: KindDeps): TreePlan {
+  const nodes: TreeNode[] = [{ id: ROOT_ID, kind: 'supervisor', parent: '', order: 0, strategy: ROOT_STRATEGY }];
+  const makers: Array<(onEvent: (e: SupervisorEvent) => void) => ChildSpec[]> = [];
+  for (const k of kinds) {
+    const specs = k.children(site, deps);
+    const sup = k.supervisor;
+    if (sup) {
+      // A kind under its own supervisor is in the tree even without actors, as the tree always was.
+      nodes.push({ id: sup.id, kind: 'supervisor', parent: ROOT_ID, order: makers.length, strategy: sup.strategy });
+      specs.forEach((s, i) => nodes.push({ id: s.id, kind: k.kind, parent: sup.id, order: i }));
+      const policy = sup.policy(site.runtime);
+      makers.push((onEvent) => [Supervisor.asChild(sup.id, () => new Supervisor({ id: sup.id, strategy: sup.strategy, ...policy, onEvent }, specs))]);
+    } else {
+      for (const s of specs) {
+        nodes.push({ id: s.id, kind: k.kind, parent: ROOT_ID, order: makers.length });
+        makers.push(() => [s]);
+      }
+    }
+  }
+  return {
+    nodes,
+    root: (onEvent) => new Supervisor(
+      { id: ROOT_ID, strategy: ROOT_STRATEGY, intensity: site.runtime.supervisor.intensity, periodMs: site.runtime.supervisor.periodMs, backoff: site.runtime.supervisor.backoff, onEvent },
+      makers.flatMap((m) => m(onEvent)),
+    ),
+  };
+}
