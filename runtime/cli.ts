@@ -72,6 +72,13 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
   const signal = new Promise<string>((res) => {
     process.once('SIGINT', () => res('SIGINT'));
     process.once('SIGTERM', () => res('SIGTERM'));
+    // Launchers such as `npx` exit on SIGTERM without forwarding it: when the process that
+    // started us is gone (we were re-parented), stop as if the signal had reached us.
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid !== parent) res('parent exited');
+    }, 1_000);
+    watch.unref();
   });
   const outcome = await Promise.race([signal.then((s) => ({ signal: s })), rt.exited.then((r) => ({ exit: r }))]);
   if ('signal' in outcome) {
@@ -263,14 +270,21 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
   }
 }
 
+/** A negative number (`voltage control bess1 P -50`) is a value, not an option: it is hidden from parseArgs and restored as a positional. */
+const NEGATIVE = /^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+const SHIELD = '\u0000neg';
+const shieldNegative = (arg: string): string => (NEGATIVE.test(arg) ? SHIELD + arg : arg);
+const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.slice(SHIELD.length) : arg);
+
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' } } });
+    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' } } });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
   }
+  parsed.positionals = parsed.positionals.map(unshieldNegative);
   const [command = 'help'] = parsed.positionals;
   const dir = resolve(parsed.values.config ?? DEFAULT_CONFIG);
   switch (parsed.values.help ? 'help' : command) {
@@ -280,7 +294,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'status': return cmdStatus();
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
-    case 'control': return cmdControl(parsed.positionals.slice(1), Number(parsed.values.timeout ?? 10_000));
+    case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));
     case 'validate': {
       const site = load(dir);
       if (!site) return 2;

@@ -100,6 +100,24 @@ channels:
     expect(() => process.kill(redisPid, 0)).toThrow();
   });
 
+  it('start: stops the tree when the launcher that started it exits without forwarding a signal (npx on SIGTERM)', async () => {
+    const env = { ...process.env, LOG_FORMAT: 'json', REDIS_URL: server.url };
+    // A launcher that starts the runtime, reports its pid, and exits abruptly, as npx does on SIGTERM.
+    const launcher = spawn(process.execPath, ['-e', `
+      const { spawn } = require('node:child_process');
+      const child = spawn(process.execPath, [${JSON.stringify(BIN)}, 'start', '--config', 'test/fixtures/flaky-site'], { stdio: 'ignore' });
+      process.stdout.write(String(child.pid) + '\\n');
+      process.stdin.on('data', () => process.exit(143));
+    `], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    const pid = await new Promise<number>((res) => launcher.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim()))));
+    const c = rawClient(server);
+    await eventually(async () => (await c.hget('actor:root', 'status')) === 'running', 15_000);
+    launcher.stdin!.write('exit\n');
+    await eventually(async () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000);
+    expect(await c.hget('actor:channel/good1', 'status')).toBe('stopped');
+    c.disconnect();
+  });
+
   it('control: sends a command, waits for its result, exits 0 when confirmed, 2 when rejected, 1 when nobody takes it', async () => {
     const env = { REDIS_URL: server.url };
     const dir = writeSite({
@@ -107,7 +125,7 @@ channels:
   - id: v
     protocol: virtual
     pollMs: 50
-    points: [ { type: a, id: 1, min: 0, max: 10 } ]
+    points: [ { type: a, id: 1, min: -10, max: 10 } ]
 models:
   - id: m
     controls: { sp: {} }
@@ -120,6 +138,9 @@ models:
     const ok = await voltage(['control', 'm', 'sp', '7.5'], env).done;
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/cmd-\d+: confirmed — written and read back \(read back 7\.5\)/);
+    const negative = await voltage(['control', 'm', 'sp', '-2.5'], env).done; // a value, not an option
+    expect(negative.code).toBe(0);
+    expect(negative.stdout).toMatch(/confirmed — written and read back \(read back -2\.5\)/);
     const rejected = await voltage(['control', 'm', 'sp', '70'], env).done;
     expect(rejected.code).toBe(2);
     expect(rejected.stderr).toContain('rejected: 70.000000 is above the maximum 10 of m.sp');
