@@ -3,7 +3,8 @@
  * 0 done, 1 the runtime failed (root escalation), 2 bad usage or bad config.
  */
 import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/load.js';
 import { jsonSchema } from './config/schema.js';
@@ -12,10 +13,10 @@ import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
 import { KEYS, VoltageRedis } from './redis/functions.js';
-import { userInfo } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
-import type { Role } from './config/schema.js';
+import type { ChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
@@ -110,6 +111,20 @@ async function cmdStart(dir: string): Promise<number> {
   return runUntilSignal(started.rt, started.log);
 }
 
+/** The site with each simulated device moved to a free TCP port or a pseudo-terminal path of its own where the configured one is taken. */
+async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
+  const channels = await Promise.all(site.channels.map(async (ch): Promise<ChannelConfig> => {
+    if (ch.protocol === 'modbus-tcp' || ch.protocol === 'modbus-rtu-tcp') {
+      return (await portFree(ch.host, ch.port)) ? ch : { ...ch, port: await freePort() };
+    }
+    if (ch.protocol === 'modbus-rtu' && (existsSync(ch.serial.path) || existsSync(`${ch.serial.path}.sim`))) {
+      return { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+    }
+    return ch;
+  }));
+  return { ...site, channels };
+}
+
 async function cmdDemo(dir: string): Promise<number> {
   let site = load(dir);
   if (!site) return 2;
@@ -119,9 +134,11 @@ async function cmdDemo(dir: string): Promise<number> {
     server = await spawnRedis({ ownGroup: true });
     url = server.url;
   }
-  // The site's Modbus devices are simulated in this process, so that the demo has devices to poll.
+  // The site's Modbus devices are simulated in this process, so that the demo has devices to poll;
+  // where the configured port or serial path is taken (another demo), they take free ones.
   let sim: Awaited<ReturnType<typeof startSim>>;
   try {
+    site = await withFreeEndpoints(site);
     sim = await startSim(site);
   } catch (e) {
     process.stderr.write(`cannot simulate the site's Modbus devices: ${errorMessage(e)} (is another demo running?)\n`);

@@ -79,25 +79,37 @@ channels:
     expect(r.stdout).toContain("child 'channel/bad' exceeded the restart intensity of 0");
   });
 
-  it('demo: starts a private redis-server, prints what it started, and removes it on SIGINT', async () => {
+  it('demo: starts a private redis-server, prints what it started, and removes it on SIGINT; two demos run side by side', async () => {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(process.env)) if (k !== 'REDIS_URL' && v !== undefined) env[k] = v;
-    const proc = spawn(process.execPath, [BIN, 'demo'], { env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
-    const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-    const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out) ?? undefined, 20_000);
-    expect(out).toContain('VoltageEMS demo is running');
-    const redisPid = Number(url[2]);
     const { Redis } = await import('ioredis');
-    const c = new Redis(url[1]!, { maxRetriesPerRequest: 1 });
-    c.on('error', () => undefined);
-    await eventually(async () => (await c.hget('modsrv:site:measurement', 'load')) !== null, 15_000);
-    c.disconnect();
-    proc.kill('SIGINT');
-    expect(await exit).toBe(0);
-    expect(() => process.kill(redisPid, 0)).toThrow();
+    const demo = async () => {
+      const proc = spawn(process.execPath, [BIN, 'demo'], { env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+      const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+      const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out) ?? undefined, 20_000);
+      expect(out).toContain('VoltageEMS demo is running');
+      return { proc, exit, url: url[1]!, redisPid: Number(url[2]), out: () => out };
+    };
+    const first = await demo();
+    const second = await demo(); // the first holds the configured Modbus port and serial path
+    for (const d of [first, second]) {
+      const c = new Redis(d.url, { maxRetriesPerRequest: 1 });
+      c.on('error', () => undefined);
+      // Values from the simulated Modbus devices reach both sites' models.
+      await eventually(async () => (await c.hget('modsrv:site:measurement', 'load')) !== null && (await c.hget('actor:channel/2001', 'status')) === 'running' && (await c.hget('actor:channel/2002', 'status')) === 'running', 15_000);
+      c.disconnect();
+    }
+    const endpoint = (out: string) => /simulated Modbus channel 2001 \(modbus-tcp\) at (\S+)/.exec(out)?.[1];
+    expect(endpoint(second.out())).toBeDefined();
+    expect(endpoint(second.out())).not.toBe(endpoint(first.out()));
+    for (const d of [first, second]) {
+      d.proc.kill('SIGINT');
+      expect(await d.exit).toBe(0);
+      expect(() => process.kill(d.redisPid, 0)).toThrow();
+    }
   });
 
   it('start: stops the tree when the launcher that started it exits without forwarding a signal (npx on SIGTERM)', async () => {
