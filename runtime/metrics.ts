@@ -7,7 +7,7 @@ import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client
 
 /** Prometheus metrics of this process, served at GET /metrics. */
 export const prometheus = new Registry();
-collectDefaultMetrics({ register: prometheus, prefix: 'voltage_process_' });
+collectDefaultMetrics({ register: prometheus, prefix: 'voltage_' }); // voltage_process_cpu_seconds_total, voltage_nodejs_heap_size_used_bytes, …
 
 export const pointsTotal = new Counter({ name: 'voltage_points_total', help: 'Points written to Redis through c2m', registers: [prometheus] });
 export const pollToRedisSeconds = new Histogram({

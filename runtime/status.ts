@@ -47,7 +47,8 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   const describe = (a: Record<string, string>): string => {
     const parts = [(a.status ?? '?').padEnd(9)];
     if (a.strategy) parts.push(a.strategy);
-    if (a.state && a.state !== '""') parts.push(`state ${a.state}`);
+    // While an actor waits out its backoff, its recorded machine state is the one it failed in.
+    if (a.state && a.state !== '""') parts.push(`${a.status === 'backoff' ? 'last state' : 'state'} ${a.state}`);
     parts.push(`restarts ${a.restarts ?? 0}`);
     if (a.status === 'backoff') parts.push(`next start in ${ago(Math.max(0, Number(a.backoffUntil) - now))} (backoff ${a.nextBackoffMs} ms)`);
     if (a.context) {

@@ -121,7 +121,10 @@ describe('REST API', () => {
     const m = await get('/metrics', 'viewer');
     expect(m.status).toBe(200);
     expect(m.body).toMatch(/^voltage_points_total \d+/m);
-    expect(m.body).toContain('voltage_actor_restarts{actor="channel/v1",status="running"} 0');
+    expect(m.body).toContain('voltage_actor_restarts_total{actor="channel/v1"} 0');
+    expect(m.body).toContain('voltage_actor_status{actor="channel/v1",status="running"} 1');
+    expect(m.body).toMatch(/^voltage_process_cpu_seconds_total \S+/m);
+    expect(m.body).not.toContain('process_process_');
     expect(m.body).toContain('voltage_poll_to_redis_seconds_bucket');
   });
 
