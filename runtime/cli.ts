@@ -12,7 +12,8 @@ import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
-import { KEYS, VoltageRedis } from './redis/functions.js';
+import { KEYS } from './redis/keys.js';
+import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
 import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
@@ -158,8 +159,8 @@ async function cmdDemo(dir: string): Promise<number> {
     `  config    ${site.dir}`,
     `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
-    `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,
-    `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE 'modsrv:*:update'`,
+    `  values    redis-cli -u ${redactUrl(url)} HGETALL ${KEYS.model('site')}`,
+    `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
     ...sim.channels.map((c) => `  device    simulated Modbus channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}`),
     `  control   REDIS_URL=${redactUrl(url)} npx voltage control gw export_limit 50`,
     ...(api ? [
@@ -183,7 +184,7 @@ async function cmdStatus(): Promise<number> {
   const client = openRedis(url, log, 'status');
   try {
     await readyWithin(client, url, 5_000);
-    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }));
+    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }, { log }));
     process.stdout.write(report.text);
     return 0;
   } catch (e) {
@@ -261,17 +262,17 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     const finished = new Promise<void>((res) => { done = res; });
     await subs.on(KEYS.commandResult, (msg) => { if (msg.split(' ')[0] === id) done?.(); });
     try {
-      id = await redis.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
+      id = await redis.commands.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
     } catch (e) {
       process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '')}\n`);
       return 2;
     }
     process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);
-    const current = await redis.command(id);
+    const current = await redis.commands.command(id);
     if (current?.status === 'pending') {
       await within(finished, timeoutMs + 2_000);
     }
-    const c = await redis.command(id);
+    const c = await redis.commands.command(id);
     if (!c || c.status === 'pending') {
       process.stdout.write(`${id}: still pending after ${Math.round((timeoutMs + 2_000) / 1000)} s — is the runtime running? (it is kept until its channel takes it; past its deadline it ends as timeout)\n`);
       return 1;

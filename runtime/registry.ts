@@ -6,7 +6,7 @@
  * state is written at once, finer changes at most once per `minIntervalMs`.
  */
 import type { Logger } from './logger.js';
-import type { VoltageRedis } from './redis/functions.js';
+import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { SupervisorEvent } from './supervisor.js';
 import { errorMessage } from './errors.js';
 
@@ -35,7 +35,7 @@ export class ActorRegistry {
       const counts = this.statusCounts();
       for (const l of this.statusListeners) l(counts);
     }
-    this.redis.actorReport(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
+    this.redis.actors.report(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
       this.log.warn({ actor: id, err: errorMessage(e) }, 'could not record actor state');
     });
   }

@@ -21,7 +21,9 @@ import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Redis } from 'ioredis';
 import { openRedis, redactUrl, whenReady, within } from './redis/connect.js';
-import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
+import type { SiteDescription } from './domain/site.js';
+import type { Subscriptions } from './redis/subscriptions.js';
+import { VoltageRedis } from './redis/voltageRedis.js';
 import { ActorRegistry } from './registry.js';
 import type { Role } from './config/schema.js';
 import type { ExitReason, Supervisor } from './supervisor.js';
@@ -85,8 +87,8 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   log.info({ redis: redactUrl(opts.redisUrl) }, `connecting to Redis at ${redactUrl(opts.redisUrl)}`);
   await whenReady(client);
   await adviseRedisSettings(client, log);
-  const redis = new VoltageRedis(client, site.runtime.redis);
-  await redis.loadSite(describeSite(site));
+  const redis = new VoltageRedis(client, site.runtime.redis, { log });
+  await redis.site.load(describeSite(site));
   const subscriptions: Subscriptions = redis.subscriber();
   const registry = new ActorRegistry(redis, log);
 

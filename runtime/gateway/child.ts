@@ -10,7 +10,8 @@ import type { GatewayConfig, Role } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { openRedis, whenReady } from '../redis/connect.js';
-import { VoltageRedis, type QueueLimits } from '../redis/functions.js';
+import type { QueueLimits } from '../redis/telemetry.js';
+import { VoltageRedis } from '../redis/voltageRedis.js';
 import { startGatewayServer, type GatewayServer } from './server.js';
 
 export interface GatewayStart {
@@ -76,7 +77,7 @@ export async function runGatewayChild(): Promise<number> {
     if (stopping) return;
     const log = createLogger(init.logLevel).child({ actor: 'gateway', process: 'gateway' });
     const client = openRedis(init.redisUrl, log, 'gateway');
-    const redis = new VoltageRedis(client, init.limits);
+    const redis = new VoltageRedis(client, init.limits, { log });
     const subscriptions = redis.subscriber();
     let server: GatewayServer | undefined;
     close = async () => {

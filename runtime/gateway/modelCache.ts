@@ -4,7 +4,8 @@
  * subscriber connection comes back (notifications may have been missed), and
  * kept current from the same `modsrv:*:update` notifications the feed uses.
  */
-import type { Quality, ValueRecord, VoltageRedis } from '../redis/functions.js';
+import type { Quality, ValueRecord } from '../domain/telemetry.js';
+import type { VoltageRedis } from '../redis/voltageRedis.js';
 
 export interface ModelUpdateMessage { ts?: number; v?: Record<string, number>; q?: Record<string, string> }
 
@@ -19,7 +20,7 @@ export class ModelCache {
   async load(): Promise<void> {
     this.ready = false;
     for (const id of this.ids) {
-      this.models.set(id, await this.redis.modelValues(id));
+      this.models.set(id, await this.redis.telemetry.modelValues(id));
       this.bump(id);
     }
     this.ready = true;

@@ -7,7 +7,8 @@
  * comes from the `host`.
  */
 import type { GatewayConfig, Role } from '../config/schema.js';
-import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
+import type { Subscriptions } from '../redis/subscriptions.js';
+import type { VoltageRedis } from '../redis/voltageRedis.js';
 import { VoltageError } from '../errors.js';
 import { TelemetryFeed } from './ws.js';
 import { openApiDocument } from './openapi.js';
@@ -40,7 +41,7 @@ export async function startGatewayServer(
 ): Promise<GatewayServer> {
   const http = new Http(cfg, extraTokens);
   // The site is read once: it changes only with a new start, which restarts the gateway too.
-  const site = await redis.siteDescription();
+  const site = await redis.site.description();
   if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
   const feed = new TelemetryFeed(http, redis, subscriptions, cfg.ws, site);
   healthRoutes(http, redis, host);

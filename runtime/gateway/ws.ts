@@ -13,7 +13,11 @@
  * latest value wins); past `maxBackpressure` uWS closes it.
  */
 import uWS from 'uWebSockets.js';
-import type { SiteJson, Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
+import type { SiteJson } from '../domain/site.js';
+import type { ValueRecord } from '../domain/telemetry.js';
+import { KEYS, channelOfUpdate, modelOfUpdate } from '../redis/keys.js';
+import type { Subscriptions } from '../redis/subscriptions.js';
+import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
 import { ModelCache, type ModelUpdateMessage } from './modelCache.js';
 
@@ -85,8 +89,8 @@ export class TelemetryFeed {
     const [kind, id] = topic.split('/') as [string, string];
     const out: Values = {};
     const put = (prefix: string, rec: Map<string, ValueRecord>) => { for (const [k, v] of rec) out[prefix + k] = v; };
-    if (kind === 'model') put('', await this.redis.modelValues(id));
-    else for (const t of ['m', 's', 'c', 'a'] as const) put(`${t}:`, await this.redis.channelValues(id, t));
+    if (kind === 'model') put('', await this.redis.telemetry.modelValues(id));
+    else for (const t of ['m', 's', 'c', 'a'] as const) put(`${t}:`, await this.redis.telemetry.channelValues(id, t));
     return out;
   }
 
@@ -149,8 +153,8 @@ export class TelemetryFeed {
       },
       message: (ws, data) => { void this.onMessage(ws, Buffer.from(data).toString('utf8')); },
     });
-    this.unsubscribe.push(await this.subs.onPattern('modsrv:*:update', (msg, channel) => {
-      const model = channel.slice('modsrv:'.length, -':update'.length);
+    this.unsubscribe.push(await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
+      const model = modelOfUpdate(channel);
       let m: ModelUpdateMessage;
       try { m = JSON.parse(msg) as ModelUpdateMessage; } catch { return; }
       const changed = this.cache.apply(model, m);
@@ -158,8 +162,8 @@ export class TelemetryFeed {
     }));
     // Channel notifications carry only the time: the channel's values are read at most once per interval.
     const dirtyChannels = new Set<string>();
-    this.unsubscribe.push(await this.subs.onPattern('comsrv:*:update', (_msg, channel) => {
-      dirtyChannels.add(channel.slice('comsrv:'.length, -':update'.length));
+    this.unsubscribe.push(await this.subs.onPattern(KEYS.channelUpdates, (_msg, channel) => {
+      dirtyChannels.add(channelOfUpdate(channel));
     }));
     await this.cache.load();
     this.subs.onReconnect(() => { void this.cache.load().catch(() => undefined); });

@@ -1,9 +1,10 @@
 /** The text a channel hands to c2m: what goes in comes out, line by line, however many points. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { C2mBatch, formatValue, QUALITIES, type PointSample } from '../../runtime/redis/functions.js';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import { formatValue, QUALITIES, type PointSample } from '../../runtime/domain/telemetry.js';
 
-/** The inverse of C2mBatch, as c2m in lua/voltage.lua reads it. */
+/** The inverse of C2mBatch, as c2m in lua/telemetry.lua reads it. */
 function parse(text: string): PointSample[] {
   const lines = text.split('\n');
   expect(lines.pop()).toBe(''); // every point ends with a newline

@@ -1,10 +1,11 @@
 /** The gateway's copy of model values follows the notifications exactly as Redis holds the values. */
 import { describe, expect, it } from 'vitest';
 import { ModelCache } from '../../runtime/gateway/modelCache.js';
-import type { ValueRecord, VoltageRedis } from '../../runtime/redis/functions.js';
+import type { ValueRecord } from '../../runtime/domain/telemetry.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
 function cacheWith(initial: Record<string, ValueRecord>) {
-  const redis = { modelValues: async () => new Map(Object.entries(initial)) } as unknown as VoltageRedis;
+  const redis = { telemetry: { modelValues: async () => new Map(Object.entries(initial)) } } as unknown as VoltageRedis;
   return new ModelCache(redis, ['pv1']);
 }
 

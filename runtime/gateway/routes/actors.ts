@@ -1,10 +1,10 @@
 /** GET /api/v1/actors: the supervisor tree, each actor's machine state, status, restarts and next backoff. */
 import type { Http } from '../http.js';
-import type { VoltageRedis } from '../../redis/functions.js';
+import type { VoltageRedis } from '../../redis/voltageRedis.js';
 
 export function actorRoutes(http: Http, redis: VoltageRedis): void {
   http.route('get', '/api/v1/actors', 'viewer', async () => {
-    const actors = (await redis.actors()).map((a) => ({
+    const actors = (await redis.actors.list()).map((a) => ({
       id: a.id, kind: a.kind ?? null, parent: a.parent || null, status: a.status ?? null,
       state: a.state ? (JSON.parse(a.state) as unknown) : null,
       context: a.context ? (JSON.parse(a.context) as unknown) : null,
