@@ -11,6 +11,9 @@ ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN,
         channel last sent it (the sender sends a quality whenever it changes, and a
         value only with quality good, so an empty quality beside a value means good).
 Returns {points, models, history_dropped, cloud_dropped}.
+Publishes on comsrv:{channel}:update the time, a newline and the points text as
+given (validated), and on modsrv:{model}:update per touched model
+{"ts","src":"c2m","v":{name: value},"q"?:{name: quality}} (q only where not good).
 Each outbox entry is {src c, id channel, ts, p}: p is the points text as given
 (validated), which its consumer reads line by line: a value is good unless a
 quality stands beside it; no value, only a quality, is a quality mark.
@@ -108,7 +111,8 @@ local function c2m(keys, args)
     if m.njq > 0 then msg = msg .. ',"q":{' .. table.concat(m.jq, ',') .. '}' end
     redis.call('PUBLISH', 'modsrv:' .. model .. ':update', msg .. '}')
   end
-  redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts)
+  -- The channel's notification carries what was written: its subscribers need no read-back.
+  redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts .. '\n' .. text)
 
   local hd = bounded_xadd(keys[2], keys[4], 'hissrv:queue:dropped', args[3], { 'src', 'c', 'id', channel, 'ts', ts, 'p', text })
   local cd = bounded_xadd(keys[3], keys[4], 'cloud:queue:dropped', args[4], { 'src', 'c', 'id', channel, 'ts', ts, 'p', text })

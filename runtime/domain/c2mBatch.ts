@@ -51,3 +51,35 @@ export class C2mBatch {
     return this.buf.subarray(0, this.len);
   }
 }
+
+/**
+ * The points of a c2m text back as samples: what the channel notification
+ * (`{ts}\n{text}`) and the outbox entries carry. The text was validated by c2m,
+ * so a line that does not parse is skipped rather than thrown on.
+ */
+export function parsePoints(text: string, from = 0): PointSample[] {
+  const out: PointSample[] = [];
+  let pos = from;
+  while (pos < text.length) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    // "type id value quality": three spaces, value and quality possibly empty.
+    const a = text.indexOf(' ', pos);
+    const b = a < 0 ? -1 : text.indexOf(' ', a + 1);
+    const c = b < 0 ? -1 : text.indexOf(' ', b + 1);
+    if (a > pos && b > a && c > b && c < end) {
+      const v = text.slice(b + 1, c);
+      const q = text.slice(c + 1, end);
+      out.push({ type: text.slice(pos, a) as PointType, id: Number(text.slice(a + 1, b)), value: v === '' ? null : Number(v), quality: q === '' ? null : (q as Quality) });
+    }
+    pos = end + 1;
+  }
+  return out;
+}
+
+/** A channel notification: the poll's time and its points. */
+export function parseChannelUpdate(msg: string): { ts: number; points: PointSample[] } {
+  const nl = msg.indexOf('\n');
+  if (nl < 0) return { ts: Number(msg), points: [] };
+  return { ts: Number(msg.slice(0, nl)), points: parsePoints(msg, nl + 1) };
+}

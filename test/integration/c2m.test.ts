@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
@@ -64,8 +65,14 @@ describe('c2m', () => {
     expect(got).toHaveLength(2);
     expect(got[0]![0]).toBe('modsrv:pv1:update');
     expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
-    expect(got[1]).toEqual(['comsrv:1001:update', '1700000000000']);
     const [entry] = await raw.xrange(KEYS.history, '-', '+');
+    // The channel's notification carries what was written: the time, then the points as in the outbox.
+    expect(got[1]).toEqual(['comsrv:1001:update', `1700000000000\n${entry![1][7]}`]);
+    expect(parseChannelUpdate(got[1]![1]).points).toEqual([
+      { type: 'm', id: 1, value: 12.5, quality: 'good' },
+      { type: 'm', id: 2, value: null, quality: 'bad' },
+      { type: 'm', id: 3, value: 7, quality: 'good' },
+    ]);
     expect(entry![1].slice(0, 7)).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p']);
     // The points as c2m got them: a value is good unless a quality stands beside it; no value, a quality mark.
     expect(entry![1][7]).toBe('m 1 12.500000 good\nm 2  bad\nm 3 7.000000 good\n');
@@ -143,7 +150,7 @@ describe('c2m', () => {
     await expect(raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
     await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
     expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
-    expect(await bus.site.libraryVersion()).toBe('4');
+    expect(await bus.site.libraryVersion()).toBe('5');
   });
 
   it('restores the library and the mapping when Redis lost everything', async () => {

@@ -58,7 +58,7 @@ describe('the voltage library', () => {
   it('loads as one library with the expected version and every module\'s Functions', async () => {
     await bus.core.loadLibrary();
     expect(await bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
-    expect(LIBRARY_VERSION).toBe('4');
+    expect(LIBRARY_VERSION).toBe('5');
     expect(await libraries()).toEqual(new Map([[LIBRARY_NAME, allFunctions]]));
   });
 

@@ -8,9 +8,9 @@ import { errorMessage } from '../../errors.js';
 import type { SiteJson } from '../../domain/site.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { controlBody } from '../openapi.js';
-import type { ModelCache } from '../modelCache.js';
+import type { ValueCache } from '../valueCache.js';
 
-export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ModelCache): void {
+export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ValueCache): void {
   const byId = new Map(site.models.map((m) => [m.id, m]));
   const list = { models: site.models.map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) };
   http.route('get', '/api/v1/models', 'viewer', async () => {
