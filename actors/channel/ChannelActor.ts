@@ -15,13 +15,13 @@ import type { ActorKind } from '../../runtime/actorKind.js';
 import { recordPoll } from '../../runtime/metrics.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
-import { DeviceError, errorMessage } from '../../runtime/errors.js';
+import { errorMessage } from '../../runtime/errors.js';
 import { C2mBatch, KEYS, type CommandEntry, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
-import { ModbusLink } from '../modbus/ModbusLink.js';
+import { isDeviceError, type Device, type RawReading } from './device.js';
 import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
-import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
+import { createDevice } from './protocols.js';
 
 export interface ChannelActorDeps {
   readonly redis: VoltageRedis;
@@ -29,8 +29,8 @@ export interface ChannelActorDeps {
   readonly subscriptions?: Subscriptions;
   readonly registry: ActorRegistry;
   readonly log: Logger;
-  /** Override for tests and the benchmark. */
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  /** Override of the protocol's device, for tests and the benchmark. */
+  readonly device?: (channel: ChannelConfig) => Device;
   readonly now?: () => number;
 }
 
@@ -73,10 +73,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
     summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, commands: c.commands, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const device = deps.device?.(channel)
-        ?? (channel.protocol === 'virtual' ? new VirtualDevice(channel) : new ModbusLink(channel, log, now));
-      // What is polled: every point of a Modbus device; of a virtual one, those with a waveform and the writable ones.
-      const points = channel.points.filter((p) => p.modbus !== undefined || p.sim !== undefined || p.type === 'c' || p.type === 'a');
+      const device = deps.device?.(channel) ?? createDevice(channel, { log, now });
+      // Every point is polled: what a point needs to have a value (an address, a waveform) the loader checked.
+      const points = channel.points;
       // Report by exception: what was last sent of each point, in flat arrays (no object per point).
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
@@ -148,16 +147,15 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         try {
           await device.write(p, e.value);
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) throw err; // link down: stays pending, retried after reconnect
-          const code = (err as { modbusCode?: unknown }).modbusCode;
-          if (typeof code !== 'number' && /timed out/i.test(errorMessage(err))) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
+          if (isDeviceError(err) && err.transient) throw err; // link down: stays pending, retried after reconnect
+          if (isDeviceError(err, 'TIMEOUT')) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
           return commit('failed', `the device refused the write: ${errorMessage(err)}`);
         }
         let raw: RawReading;
         try {
           raw = await device.readBack(p, now());
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
+          if (isDeviceError(err) && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
           return commit('confirmed', `written; read-back failed: ${errorMessage(err)}`);
         }
         const { value } = decode(raw, p);
