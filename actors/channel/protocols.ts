@@ -83,7 +83,12 @@ export function channelSchemas(): ChannelVariantSchema[] {
 
 function entry(channel: ChannelConfig): Entry {
   const e = table.get(channel.protocol);
-  if (!e) throw new ProtocolError('UNKNOWN_PROTOCOL', `channel ${channel.id}: no protocol '${channel.protocol}' is registered (known: ${protocolNames().join(', ')})`, channel.protocol);
+  if (!e)
+    throw new ProtocolError(
+      'UNKNOWN_PROTOCOL',
+      `channel ${channel.id}: no protocol '${channel.protocol}' is registered (known: ${protocolNames().join(', ')})`,
+      channel.protocol,
+    );
   return e;
 }
 

@@ -11,7 +11,8 @@ import { checkWaveforms } from './waveform.js';
 function checkVirtual(channel: VirtualChannelConfig): ProtocolProblem[] {
   const out = checkWaveforms(channel.points);
   channel.points.forEach((p, pi) => {
-    if ((p.type === 'm' || p.type === 's') && !p.sim) out.push({ at: ['points', pi], code: 'MISSING_KEY', message: `point ${p.type}:${p.id} of virtual channel '${channel.id}' needs a 'sim' waveform` });
+    if ((p.type === 'm' || p.type === 's') && !p.sim)
+      out.push({ at: ['points', pi], code: 'MISSING_KEY', message: `point ${p.type}:${p.id} of virtual channel '${channel.id}' needs a 'sim' waveform` });
   });
   return out;
 }

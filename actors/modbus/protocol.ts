@@ -19,7 +19,8 @@ export function isModbusChannel(channel: ChannelConfig): channel is ModbusChanne
 function checkModbus(channel: ModbusChannelConfig): ProtocolProblem[] {
   const out = checkWaveforms(channel.points);
   channel.points.forEach((p, pi) => {
-    for (const m of checkModbusPoint(p)) out.push({ at: ['points', pi, ...m.at], code: m.code, message: `point ${p.type}:${p.id} of channel '${channel.id}': ${m.message}` });
+    for (const m of checkModbusPoint(p))
+      out.push({ at: ['points', pi, ...m.at], code: m.code, message: `point ${p.type}:${p.id} of channel '${channel.id}': ${m.message}` });
   });
   return out;
 }

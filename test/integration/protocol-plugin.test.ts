@@ -11,8 +11,8 @@ import { DeviceError, type Device, type DeviceErrorCode, type RawReading } from 
 import { registerProtocol, unregisterProtocol } from '../../actors/channel/protocols.js';
 import { loadConfig } from '../../runtime/config/load.js';
 import { pointFields, protocolChannelSchema, type PointConfig } from '../../runtime/config/schema.js';
-import { ConfigError } from '../../runtime/errors.js';
 import { startRuntime } from '../../runtime/runtime.js';
+import { configIssues } from '../helpers/configIssues.js';
 import { eventually, quietLog, writeSite } from '../helpers/servers.js';
 import { commandResult, privateRedisSuite } from '../helpers/suite.js';
 
@@ -38,14 +38,19 @@ interface Meter {
 const meters = new Map<string, Meter>();
 
 function meter(id: string): Meter {
-  let m = meters.get(id);
-  if (!m) meters.set(id, (m = { registers: new Map(), quality: new Map(), failReads: undefined, failWrites: undefined, devicesMade: 0, connects: 0 }));
+  const known = meters.get(id);
+  if (known) return known;
+  const m: Meter = { registers: new Map(), quality: new Map(), failReads: undefined, failWrites: undefined, devicesMade: 0, connects: 0 };
+  meters.set(id, m);
   return m;
 }
 
 class FakeMeterDevice implements Device {
   private readonly at: Map<PointConfig, FakeChannel['points'][number]>;
-  constructor(private readonly channel: FakeChannel, private readonly m: Meter) {
+  constructor(
+    private readonly channel: FakeChannel,
+    private readonly m: Meter,
+  ) {
     this.at = new Map(channel.points.map((p) => [p, p]));
     m.devicesMade += 1;
   }
@@ -57,7 +62,7 @@ class FakeMeterDevice implements Device {
     const p = this.at.get(point);
     if (!p) return { quality: 'bad' };
     const q = this.m.quality.get(p.register);
-    return q ? { quality: q } : this.m.registers.get(p.register) ?? Number.NaN;
+    return q ? { quality: q } : (this.m.registers.get(p.register) ?? Number.NaN);
   }
   async read(points: readonly PointConfig[]): Promise<RawReading[]> {
     const fail = this.m.failReads;
@@ -82,7 +87,12 @@ beforeAll(() => {
   registerProtocol('fake-meter', {
     schema: fakeChannelSchema,
     device: (channel) => new FakeMeterDevice(channel, meter(channel.id)),
-    check: (channel) => channel.points.flatMap((p, pi) => (p.register > 9999 ? [{ at: ['points', pi, 'register'], code: 'OUT_OF_RANGE', message: `point ${p.type}:${p.id}: the fake meter has registers 0..9999` }] : [])),
+    check: (channel) =>
+      channel.points.flatMap((p, pi) =>
+        p.register > 9999
+          ? [{ at: ['points', pi, 'register'], code: 'OUT_OF_RANGE', message: `point ${p.type}:${p.id}: the fake meter has registers 0..9999` }]
+          : [],
+      ),
   });
 });
 afterAll(() => {
@@ -177,20 +187,12 @@ describe('a protocol registered by a test', () => {
   });
 
   it('its channels are validated by its schema and by its check, each problem with file:line:column', () => {
-    const issues = (yaml: string) => {
-      try {
-        loadConfig(writeSite({ 'site.yaml': yaml }));
-      } catch (e) {
-        if (e instanceof ConfigError) return e.issues;
-        throw e;
-      }
-      return [];
-    };
+    const issues = (yaml: string) => configIssues({ 'site.yaml': yaml });
     const [unknown] = issues(SITE.replace('serialNo: FM-1', 'serialNo: FM-1\n    baud: 9600'));
-    expect(unknown).toMatchObject({ file: expect.stringMatching(/site\.yaml$/), line: 5, column: 5, code: 'UNKNOWN_KEY' });
+    expect(unknown).toMatchObject({ file: 'site.yaml', line: 5, column: 5, code: 'UNKNOWN_KEY' });
     expect(unknown?.message).toContain('serialNo'); // the keys allowed are the fake meter's
     const [range] = issues(SITE.replace('register: 12 }', 'register: 12345 }'));
-    expect(range).toMatchObject({ file: expect.stringMatching(/site\.yaml$/), line: 10, code: 'OUT_OF_RANGE', message: 'point m:3: the fake meter has registers 0..9999' });
+    expect(range).toMatchObject({ file: 'site.yaml', line: 10, code: 'OUT_OF_RANGE', message: 'point m:3: the fake meter has registers 0..9999' });
     expect(range?.column).toBeGreaterThan(30);
   });
 });
