@@ -19,7 +19,7 @@ import type { Subscriptions } from './redis/subscriptions.js';
 import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { ActorRegistry } from './registry.js';
 import { Supervisor, type ChildSpec, type Strategy, type SupervisorEvent } from './supervisor.js';
-import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+import type { Device } from '../actors/channel/device.js';
 
 /** OTP's MaxR/MaxT and the Akka backoff of one supervisor. */
 export interface SupervisorPolicy {
@@ -36,7 +36,7 @@ export interface KindDeps {
   readonly log: Logger;
   readonly redisUrl: string;
   /** Override of the device of a channel (tests and the benchmark). */
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly device?: (channel: ChannelConfig) => Device;
   /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
   readonly gatewayTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
   /** An actor that serves on a port says which, once it listens (port 0 in config: any free one). */

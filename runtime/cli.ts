@@ -17,12 +17,13 @@ import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
 import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
-import type { ChannelConfig, Role } from './config/schema.js';
+import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
+import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { Fault } from '../actors/modbus/device.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config', import.meta.url));
@@ -115,11 +116,15 @@ async function cmdStart(dir: string): Promise<number> {
 /** The site with each simulated device moved to a free TCP port or a pseudo-terminal path of its own where the configured one is taken. */
 async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
   const channels = await Promise.all(site.channels.map(async (ch): Promise<ChannelConfig> => {
+    if (!isModbusChannel(ch)) return ch;
     if (ch.protocol === 'modbus-tcp' || ch.protocol === 'modbus-rtu-tcp') {
-      return (await portFree(ch.host, ch.port)) ? ch : { ...ch, port: await freePort() };
+      if (await portFree(ch.host, ch.port)) return ch;
+      const moved: ModbusChannelConfig = { ...ch, port: await freePort() };
+      return moved;
     }
     if (ch.protocol === 'modbus-rtu' && (existsSync(ch.serial.path) || existsSync(`${ch.serial.path}.sim`))) {
-      return { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+      const moved: ModbusChannelConfig = { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+      return moved;
     }
     return ch;
   }));
@@ -233,7 +238,7 @@ function cmdPlan(dir: string): number {
   const site = load(dir);
   if (!site) return 2;
   for (const ch of site.channels) {
-    if (ch.protocol === 'virtual') continue;
+    if (!isModbusChannel(ch)) continue;
     const plan = ModbusLink.planOf(ch);
     process.stdout.write(`channel ${ch.id}: ${ch.points.length} point(s) in ${plan.length} request(s) (max gap ${ch.maxGap})\n`);
     for (const r of plan) {

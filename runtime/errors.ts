@@ -50,15 +50,7 @@ export class ConfigError extends VoltageError {
   }
 }
 
-/** Raised by a channel's device I/O. `transient` errors are retried by the channel itself; others fail the actor. */
-export class DeviceError extends VoltageError {
-  readonly transient: boolean;
-  constructor(code: string, message: string, transient: boolean, context: ErrorContext = {}) {
-    super('device', code, message, context);
-    this.name = 'DeviceError';
-    this.transient = transient;
-  }
-}
+// DeviceError, raised by a channel's device, lives beside the device interface (actors/channel/device.ts).
 
 /**
  * What went wrong talking to Redis, as a stable code. runtime/redis/core.ts is

@@ -12,7 +12,8 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { takePollToRedis } from './metrics.js';
-import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+import type { Device } from '../actors/channel/device.js';
+import './protocols.js';
 import { planTree } from './actorKind.js';
 import { KINDS } from './kinds.js';
 import type { ChannelConfig, SiteConfig } from './config/site.js';
@@ -31,7 +32,7 @@ import type { ExitReason, Supervisor } from './supervisor.js';
 export interface RuntimeOptions {
   readonly redisUrl: string;
   readonly log: Logger;
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly device?: (channel: ChannelConfig) => Device;
   readonly heartbeatMs?: number;
   /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
   readonly gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;

@@ -18,15 +18,15 @@ import type { Logger } from '../../runtime/logger.js';
 import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import type { CommandEntry } from '../../runtime/domain/commands.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
-import { DeviceError, REDIS_ERROR_CODES, errorMessage, isRedisError } from '../../runtime/errors.js';
+import { REDIS_ERROR_CODES, errorMessage, isRedisError } from '../../runtime/errors.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
-import { ModbusLink } from '../modbus/ModbusLink.js';
+import { isDeviceError, type Device, type RawReading } from './device.js';
 import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
-import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
+import { createDevice } from './protocols.js';
 
 export interface ChannelActorDeps {
   readonly redis: VoltageRedis;
@@ -34,8 +34,8 @@ export interface ChannelActorDeps {
   readonly subscriptions?: Subscriptions;
   readonly registry: ActorRegistry;
   readonly log: Logger;
-  /** Override for tests and the benchmark. */
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  /** Override of the protocol's device, for tests and the benchmark. */
+  readonly device?: (channel: ChannelConfig) => Device;
   readonly now?: () => number;
 }
 
@@ -78,10 +78,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
     summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, commands: c.commands, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const device = deps.device?.(channel)
-        ?? (channel.protocol === 'virtual' ? new VirtualDevice(channel) : new ModbusLink(channel, log, now));
-      // What is polled: every point of a Modbus device; of a virtual one, those with a waveform and the writable ones.
-      const points = channel.points.filter((p) => p.modbus !== undefined || p.sim !== undefined || p.type === 'c' || p.type === 'a');
+      const device = deps.device?.(channel) ?? createDevice(channel, { log, now });
+      // Every point is polled: what a point needs to have a value (an address, a waveform) the loader checked.
+      const points = channel.points;
       // Report by exception: what was last sent of each point, in flat arrays (no object per point).
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
@@ -153,16 +152,15 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         try {
           await device.write(p, e.value);
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) throw err; // link down: stays pending, retried after reconnect
-          const code = (err as { modbusCode?: unknown }).modbusCode;
-          if (typeof code !== 'number' && /timed out/i.test(errorMessage(err))) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
+          if (isDeviceError(err) && err.transient) throw err; // link down: stays pending, retried after reconnect
+          if (isDeviceError(err, 'TIMEOUT')) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
           return commit('failed', `the device refused the write: ${errorMessage(err)}`);
         }
         let raw: RawReading;
         try {
           raw = await device.readBack(p, now());
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
+          if (isDeviceError(err) && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
           return commit('confirmed', `written; read-back failed: ${errorMessage(err)}`);
         }
         const { value } = decode(raw, p);
