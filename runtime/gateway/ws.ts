@@ -21,6 +21,18 @@ export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBy
 
 interface Client { topics: Set<string>; stale: boolean; caller: string }
 
+/**
+ * Topics served by someone else (the actor tree: `actor/{id}`), with their own
+ * messages: the feed subscribes clients to them and sends their snapshot;
+ * the source publishes on the app itself.
+ */
+export interface TopicSource {
+  topics(): readonly string[];
+  owns(topic: string): boolean;
+  /** The whole message a new subscriber gets first. */
+  snapshot(topic: string): Promise<string>;
+}
+
 type Values = Record<string, { value: number | null; ts: number | null; quality: string | null }>;
 
 /**
@@ -74,11 +86,16 @@ export class TelemetryFeed {
   }
 
   private readonly allTopics: readonly string[];
+  private readonly sources: TopicSource[] = [];
   readonly cache: ModelCache;
 
   constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
     this.cache = new ModelCache(redis, site.models.map((m) => m.id));
+  }
+
+  addSource(source: TopicSource): void {
+    this.sources.push(source);
   }
 
   private async snapshot(topic: string): Promise<Values> {
@@ -175,9 +192,10 @@ export class TelemetryFeed {
 
   private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {
     for (const topic of topics) {
-      const values = await this.snapshot(topic);
+      const source = this.sources.find((s) => s.owns(topic));
+      const text = source ? await source.snapshot(topic) : frame(topic, await this.snapshot(topic), true);
       if (!this.clients.has(ws)) return;
-      ws.send(frame(topic, values, true));
+      ws.send(text);
       ws.subscribe(topic);
     }
   }
@@ -191,7 +209,7 @@ export class TelemetryFeed {
     if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || !Array.isArray(msg.topics) || !msg.topics.every((t) => typeof t === 'string')) {
       return reply({ error: { code: 'BAD_REQUEST', message: 'send {"op":"subscribe"|"unsubscribe","topics":["model/*", …]} or {"op":"ping"}' } });
     }
-    const all = this.allTopics;
+    const all = this.sources.length ? [...this.allTopics, ...this.sources.flatMap((s) => s.topics())] : this.allTopics;
     const matching = all.filter((t) => (msg.topics as string[]).some((p) => topicMatcher(p)(t)));
     if (msg.op === 'unsubscribe') {
       for (const t of matching) { c.topics.delete(t); ws.unsubscribe(t); }
