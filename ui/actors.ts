@@ -64,6 +64,15 @@ function drawMachine(g: Graph): { root: SVGSVGElement; highlight(active: readonl
   };
 }
 
+/** The journal's raw event types, as the statechart labels them. */
+function eventText(type: string): string {
+  if (type === 'xstate.init') return 'start';
+  const m = /^xstate\.(done|error)\.actor\./.exec(type);
+  if (m) return `${m[1]}: invoked actor`;
+  const after = /^xstate\.after\.([^.]+)/.exec(type);
+  return after ? `after ${after[1]}` : type;
+}
+
 function countdown(a: Actor, now: number): string {
   if (a.status !== 'backoff' || a.backoffUntil <= now) return a.status === 'backoff' ? 'restarting…' : '';
   return `restart in ${((a.backoffUntil - now) / 1000).toFixed(1)} s`;
@@ -101,7 +110,7 @@ async function main(): Promise<void> {
   const refreshJournal = async (id: string, into: HTMLElement) => {
     const { transitions } = await api<{ transitions: Transition[] }>(`/api/v1/actors/${encodeURIComponent(id)}/transitions?count=30`);
     into.replaceChildren(el('thead', {}, el('tr', {}, ...['time', 'event', 'from', 'to', 'error'].map((h) => el('th', {}, h)))),
-      el('tbody', {}, ...transitions.map((t) => el('tr', {}, el('td', {}, new Date(t.ts).toLocaleTimeString()), el('td', {}, t.event),
+      el('tbody', {}, ...transitions.map((t) => el('tr', {}, el('td', {}, new Date(t.ts).toLocaleTimeString()), el('td', { title: t.event }, eventText(t.event)),
         el('td', {}, t.from ? stateText(JSON.parse(t.from)) : ''), el('td', {}, t.to ? stateText(JSON.parse(t.to)) : ''), el('td', { class: 'error' }, t.error ?? '')))));
   };
 
