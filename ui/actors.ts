@@ -73,9 +73,12 @@ function eventText(type: string): string {
   return after ? `after ${after[1]}` : type;
 }
 
+/** While an actor waits out its backoff: why it failed, and when it restarts. */
 function countdown(a: Actor, now: number): string {
-  if (a.status !== 'backoff' || a.backoffUntil <= now) return a.status === 'backoff' ? 'restarting…' : '';
-  return `restart in ${((a.backoffUntil - now) / 1000).toFixed(1)} s`;
+  if (a.status === 'failed') return `failed: ${a.lastError ?? ''}`;
+  if (a.status !== 'backoff') return '';
+  const why = a.lastError ? `failed: ${a.lastError} · ` : '';
+  return a.backoffUntil <= now ? `${why}restarting…` : `${why}restart in ${((a.backoffUntil - now) / 1000).toFixed(1)} s`;
 }
 
 async function main(): Promise<void> {
