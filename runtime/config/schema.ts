@@ -208,6 +208,10 @@ export const gatewaySchema = z.strictObject({
   commandTimeoutMs: positiveMs.default(10_000),
   /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
   ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),
+  /** Origins of pages hosted elsewhere (a dashboard, a Grafana panel) that may call the API from a browser; none by default. */
+  cors: z.strictObject({
+    origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin: scheme://host[:port], no path, e.g. https://grafana.example.com')).default([]),
+  }).prefault({}),
 });
 
 /** What every channel is, whatever its protocol: all that the channel actor, the runtime and the API read. */

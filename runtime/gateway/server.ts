@@ -14,6 +14,9 @@ import { TelemetryFeed } from './ws.js';
 import { openApiDocument } from './openapi.js';
 import { Http } from './http.js';
 import { actorRoutes } from './routes/actors.js';
+import { actorDetailRoutes } from './routes/actorDetail.js';
+import { meRoutes } from './routes/me.js';
+import { staticRoutes } from './static.js';
 import { channelRoutes } from './routes/channels.js';
 import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
@@ -49,6 +52,9 @@ export async function startGatewayServer(
   modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
   commandRoutes(http, redis);
   actorRoutes(http, redis);
+  meRoutes(http);
+  const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
+  staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   await feed.start();
   http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
@@ -57,12 +63,14 @@ export async function startGatewayServer(
   try {
     port = await http.listen();
   } catch (e) {
+    await stopActorFeed();
     await feed.stop();
     throw e;
   }
   return {
     port,
     async stop() {
+      await stopActorFeed();
       await feed.stop();
       http.close();
     },

@@ -29,6 +29,18 @@ export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBy
 
 interface Client { topics: Set<string>; stale: boolean; caller: string }
 
+/**
+ * Topics served by someone else (the actor tree: `actor/{id}`), with their own
+ * messages: the feed subscribes clients to them and sends their snapshot;
+ * the source publishes on the app itself.
+ */
+export interface TopicSource {
+  topics(): readonly string[];
+  owns(topic: string): boolean;
+  /** The whole message a new subscriber gets first. */
+  snapshot(topic: string): Promise<string>;
+}
+
 type Values = Record<string, { value: number | null; ts: number | null; quality: string | null }>;
 
 /**
@@ -86,6 +98,7 @@ export class TelemetryFeed {
   /** Every channel's values, named `type:id`. */
   private readonly channels: ValueCache;
   private readonly coalescer: TopicCoalescer<Values>;
+  private readonly sources: TopicSource[] = [];
 
   constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
@@ -96,6 +109,10 @@ export class TelemetryFeed {
       // A client that subscribes later gets a snapshot first.
       if (this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, frame(topic, values, false));
     });
+  }
+
+  addSource(source: TopicSource): void {
+    this.sources.push(source);
   }
 
   private async readChannel(id: string): Promise<Map<string, ValueRecord>> {
@@ -183,9 +200,10 @@ export class TelemetryFeed {
 
   private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {
     for (const topic of topics) {
-      const values = await this.snapshot(topic);
+      const source = this.sources.find((s) => s.owns(topic));
+      const text = source ? await source.snapshot(topic) : frame(topic, await this.snapshot(topic), true);
       if (!this.clients.has(ws)) return;
-      ws.send(frame(topic, values, true));
+      ws.send(text);
       ws.subscribe(topic);
     }
   }
@@ -201,10 +219,11 @@ export class TelemetryFeed {
     }
     const patterns = msg.topics as string[];
     const matchers = patterns.map((p) => topicMatcher(p));
-    const matching = this.allTopics.filter((t) => matchers.some((m) => m(t)));
-    const unmatched = patterns.filter((_, i) => !this.allTopics.some((t) => matchers[i]!(t)));
+    const all = this.sources.length ? [...this.allTopics, ...this.sources.flatMap((s) => s.topics())] : this.allTopics;
+    const matching = all.filter((t) => matchers.some((m) => m(t)));
+    const unmatched = patterns.filter((_, i) => !all.some((t) => matchers[i]!(t)));
     if (msg.op === 'subscribe' && unmatched.length > 0) {
-      reply({ error: { code: 'NO_SUCH_TOPIC', message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id} and channel/{id} of this site` } });
+      reply({ error: { code: 'NO_SUCH_TOPIC', message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id} and actor/{id} of this site` } });
       if (matching.length === 0) return;
     }
     if (msg.op === 'unsubscribe') {

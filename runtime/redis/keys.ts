@@ -37,6 +37,7 @@ export const KEYS = {
   actors: 'actors',
   actor: (id: string) => `actor:${id}`,
   actorUpdate: 'actor:update',
+  actorTransitions: (id: string) => `actor:${id}:transitions`,
   // commands
   commandSeq: 'cmd:seq',
   command: (id: string) => `command:${id}`,
