@@ -127,3 +127,17 @@ export async function alarmCommitCall(client: FcallClient, a: AlarmCommitArgs): 
     throw e;
   }
 }
+
+export interface AlarmRecord {
+  readonly state: AlarmState;
+  readonly version: number;
+  readonly severity: Severity;
+  readonly context: AlarmContext;
+}
+
+/** What `alarm:{id}` holds now, or undefined when there is no such alarm. */
+export async function readAlarm(client: Pick<Redis, 'hmget'>, id: string): Promise<AlarmRecord | undefined> {
+  const [state, version, severity, context] = await client.hmget(ALARM_KEYS.alarm(id), 'state', 'version', 'severity', 'context');
+  if (!state || !version || !severity || !context) return undefined;
+  return { state: state as AlarmState, version: Number(version), severity: severity as Severity, context: JSON.parse(context) as AlarmContext };
+}
