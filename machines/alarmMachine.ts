@@ -56,6 +56,8 @@ export interface AlarmInput {
   readonly latch?: boolean;
   /** Unacknowledged this long: the severity rises one step (again after as long, up to critical). */
   readonly escalateAfterMs?: number | null;
+  /** Acknowledged but still active this long: announced again (unacknowledged). */
+  readonly reAlarmMs?: number | null;
 }
 
 export interface AlarmContext {
@@ -67,6 +69,9 @@ export interface AlarmContext {
   readonly escalateAfterMs: number | null;
   /** Absolute ms; null: no escalation pending. */
   readonly escalateAt: number | null;
+  readonly reAlarmMs: number | null;
+  /** Absolute ms at which an acknowledged, still active alarm is announced again; null: none pending. */
+  readonly reAlarmAt: number | null;
   /** Absolute ms of a timed shelve's end; null for a one-shot shelve or when not shelved. */
   readonly shelvedUntil: number | null;
   /** One-shot shelve: ends at the next return to normal. */
@@ -101,6 +106,7 @@ export const alarmMachine = setup({
     conditionActive: ({ context }) => context.conditionActive,
     latching: ({ context }) => context.latch,
     escalationDue: ({ context, event }) => context.escalateAt !== null && event.now >= context.escalateAt,
+    reAlarmDue: ({ context, event }) => context.reAlarmAt !== null && event.now >= context.reAlarmAt,
     shelveExpired: ({ context, event }) => context.shelvedUntil !== null && event.now >= context.shelvedUntil,
     shelveExpiredActive: ({ context, event }) => context.shelvedUntil !== null && event.now >= context.shelvedUntil && context.conditionActive,
     oneShot: ({ context }) => context.oneShot,
@@ -108,9 +114,10 @@ export const alarmMachine = setup({
   actions: {
     conditionOn: assign({ conditionActive: true }),
     conditionOff: assign({ conditionActive: false }),
-    raised: assign(({ context, event }) => ({ conditionActive: true, escalateAt: firstEscalation(context, event.now), shelvedUntil: null, oneShot: false })),
-    acknowledged: assign({ escalateAt: null }),
-    backToNormal: assign(({ context }) => ({ conditionActive: false, severity: context.baseSeverity, escalateAt: null, shelvedUntil: null, oneShot: false })),
+    raised: assign(({ context, event }) => ({ conditionActive: true, escalateAt: firstEscalation(context, event.now), reAlarmAt: null, shelvedUntil: null, oneShot: false })),
+    acknowledged: assign(({ context, event }) => ({ escalateAt: null, reAlarmAt: context.reAlarmMs !== null ? event.now + context.reAlarmMs : null })),
+    backToNormal: assign(({ context }) => ({ conditionActive: false, severity: context.baseSeverity, escalateAt: null, reAlarmAt: null, shelvedUntil: null, oneShot: false })),
+    leaveAcknowledged: assign({ conditionActive: false, reAlarmAt: null }),
     escalate: assign(({ context }) => {
       const severity = raise(context.severity);
       return { severity, escalateAt: severity === 'critical' || context.escalateAt === null || context.escalateAfterMs === null ? null : context.escalateAt + context.escalateAfterMs };
@@ -118,10 +125,11 @@ export const alarmMachine = setup({
     shelve: assign(({ context, event }) => ({
       severity: context.baseSeverity,
       escalateAt: null,
+      reAlarmAt: null,
       shelvedUntil: 'durationMs' in event ? event.now + event.durationMs : null,
       oneShot: !('durationMs' in event),
     })),
-    clearDeadlines: assign(({ context }) => ({ severity: context.baseSeverity, escalateAt: null, shelvedUntil: null, oneShot: false })),
+    clearDeadlines: assign(({ context }) => ({ severity: context.baseSeverity, escalateAt: null, reAlarmAt: null, shelvedUntil: null, oneShot: false })),
   },
 }).createMachine({
   id: 'alarm',
@@ -133,6 +141,8 @@ export const alarmMachine = setup({
     latch: input.latch ?? false,
     escalateAfterMs: input.escalateAfterMs ?? null,
     escalateAt: null,
+    reAlarmMs: input.reAlarmMs ?? null,
+    reAlarmAt: null,
     shelvedUntil: null,
     oneShot: false,
   }),
@@ -159,9 +169,11 @@ export const alarmMachine = setup({
       tags: ['active'],
       on: {
         CONDITION_OFF: [
-          { guard: 'latching', target: 'latched', actions: 'conditionOff' },
+          { guard: 'latching', target: 'latched', actions: 'leaveAcknowledged' },
           { target: 'normal', actions: 'backToNormal' },
         ],
+        // Re-alarm: acknowledged long ago and still there, so it is announced again.
+        TICK: { guard: 'reAlarmDue', target: 'unacknowledged', actions: 'raised' },
         ...removals,
       },
     },

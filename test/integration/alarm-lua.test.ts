@@ -89,6 +89,7 @@ describe('alarm Functions against the machine', () => {
       fc.record({
         latch: fc.boolean(),
         escalateAfterMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
+        reAlarmMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
         onDelayMs: fc.integer({ min: 0, max: 1_000 }),
         offDelayMs: fc.integer({ min: 0, max: 1_000 }),
         severity: fc.constantFrom<Severity>('warning', 'minor', 'major', 'critical'),
@@ -96,7 +97,7 @@ describe('alarm Functions against the machine', () => {
       fc.array(actionArb, { minLength: 5, maxLength: 40, size: 'max' }),
       async (cfg, actions) => {
         const id = `model-${runs++}`;
-        const input: AlarmInput = { severity: cfg.severity, latch: cfg.latch, escalateAfterMs: cfg.escalateAfterMs };
+        const input: AlarmInput = { severity: cfg.severity, latch: cfg.latch, escalateAfterMs: cfg.escalateAfterMs, reAlarmMs: cfg.reAlarmMs };
         const delays = { onDelayMs: cfg.onDelayMs, offDelayMs: cfg.offDelayMs };
         await init(id, input);
         let model = initialAlarm(input);
@@ -167,7 +168,7 @@ describe('alarm Functions against the machine', () => {
       { type: 'TICK', now: 1_000_000 },
     ];
     let n = 0;
-    for (const input of [{ severity: 'minor', latch: false, escalateAfterMs: 1_000 }, { severity: 'minor', latch: true, escalateAfterMs: 1_000 }] as const) {
+    for (const input of [{ severity: 'minor', latch: false, escalateAfterMs: 1_000, reAlarmMs: 1_000 }, { severity: 'minor', latch: true, escalateAfterMs: 1_000, reAlarmMs: 1_000 }] as const) {
       const serializeState = (s: { value: unknown; context: AlarmContext }) => `${String(s.value)} ${JSON.stringify(s.context)}`;
       const options = { input, events, serializeState: serializeState as (s: unknown) => string, limit: 5_000 };
       const paths = new Map(getShortestPaths(alarmMachine, options).map((p) => [serializeState(p.state), p]));

@@ -116,6 +116,17 @@ describe('alarm machine: escalation', () => {
   });
 });
 
+describe('alarm machine: re-alarm', () => {
+  it('acknowledged and still active for reAlarmMs: announced again as unacknowledged', () => {
+    const input = { severity: 'major', reAlarmMs: 5_000 } as const;
+    const acked = run([on(0), op('ACK', 1_000)], input);
+    expect(acked.context.reAlarmAt).toBe(6_000);
+    expect(stepAlarm(acked, { type: 'TICK', now: 5_999 })).toBeUndefined();
+    expect(stepAlarm(acked, { type: 'TICK', now: 6_000 })).toMatchObject({ state: 'unacknowledged', context: { reAlarmAt: null } });
+    expect(run([on(0), op('ACK', 1_000), off(2_000), { type: 'TICK', now: 1e9 }], input).state).toBe('normal');
+  });
+});
+
 describe('alarm machine: the table Lua checks', () => {
   const table = alarmTransitions();
 
@@ -139,7 +150,7 @@ describe('alarm machine: the table Lua checks', () => {
 
   it('law: every step the machine takes is in the table, and every operator action it refuses is absent from it', () => {
     fc.assert(fc.property(
-      fc.record({ latch: fc.boolean(), escalateAfterMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }) }),
+      fc.record({ latch: fc.boolean(), escalateAfterMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }), reAlarmMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }) }),
       fc.array(anyEvent, { maxLength: 60 }),
       (cfg, events) => {
         let a = initialAlarm({ severity: 'minor', ...cfg });
