@@ -282,3 +282,18 @@ export function stepAlarm(from: AlarmSnapshotData, event: AlarmEvent): AlarmSnap
 function sameContext(a: AlarmContext, b: AlarmContext): boolean {
   return (Object.keys(a) as (keyof AlarmContext)[]).every((k) => a[k] === b[k]);
 }
+
+/**
+ * What a committed step means, for the `why` of an automatic transition in
+ * `alarm:events` (an operator's own comment takes its place for operator actions).
+ */
+export function stepReason(from: AlarmSnapshotData, to: AlarmSnapshotData, event: AlarmEvent): string {
+  if (event.type === 'TICK') {
+    if (from.state === 'shelved') return 'shelve expired';
+    if (from.state === 'acknowledged') return 're-alarm';
+    return `escalated to ${to.context.severity}`;
+  }
+  if (event.type === 'CONDITION_ON') return from.state === 'normal' || from.state === 'latched' ? 'raised' : from.state === 'returnedUnack' ? 're-alarm' : 'condition active';
+  if (event.type === 'CONDITION_OFF') return from.state === 'shelved' && to.state === 'normal' ? 'one-shot shelve ended' : 'condition cleared';
+  return event.type.toLowerCase().replace(/_/g, ' ');
+}

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { adjacencyMapToArray, getAdjacencyMap, getShortestPaths } from '@xstate/graph';
 import type { Redis } from 'ioredis';
 import {
-  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmMachine, alarmTransitions, initialAlarm, stepAlarm,
+  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmMachine, alarmTransitions, initialAlarm, stepAlarm, stepReason,
   type AlarmContext, type AlarmEvent, type AlarmInput, type AlarmSnapshotData, type AlarmState, type Severity,
 } from '../../machines/alarmMachine.js';
 import { INITIAL_DELAY_STATE, rawCondition, stepDelay, tickDelay, type ConditionSpec, type DelayState } from '../../machines/alarmCondition.js';
@@ -24,7 +24,7 @@ let r: AlarmRedis;
 beforeAll(async () => { r = await startAlarmRedis(); });
 afterAll(async () => { await r.stop(); });
 
-interface HistoryEntry { readonly event: string; readonly from: string; readonly to: string; readonly severity: string; readonly time: number }
+interface HistoryEntry { readonly event: string; readonly from: string; readonly to: string; readonly severity: string; readonly why: string; readonly time: number }
 
 const table = alarmTransitions();
 const ACTIVE = new Set<AlarmState>(activeAlarmStates());
@@ -42,7 +42,7 @@ async function commitThroughRedis(client: Redis, id: string, e: AlarmEvent, who:
   if (!next) return undefined;
   await alarmCommitCall(client, {
     id, expectedVersion: stored.version, event: e.type, to: next.state, severity: next.context.severity, context: next.context,
-    who, why: 'test', value: null, ts: e.now,
+    who, why: stepReason({ state: stored.state, context: stored.context }, next, e), value: null, ts: e.now,
   });
   return next;
 }
@@ -52,7 +52,7 @@ async function history(id: string): Promise<HistoryEntry[]> {
   return entries
     .map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])) as Record<string, string>)
     .filter((f) => f.id === id)
-    .map((f) => ({ event: f.event!, from: f.from!, to: f.to!, severity: f.severity!, time: Number(f.time) }));
+    .map((f) => ({ event: f.event!, from: f.from!, to: f.to!, severity: f.severity!, why: f.why!, time: Number(f.time) }));
 }
 
 /**
@@ -111,7 +111,7 @@ describe('alarm Functions against the machine', () => {
           const viaRedis = await commitThroughRedis(r.client, id, e, 'model-test');
           expect(viaRedis).toEqual(next);
           if (next) {
-            modelHistory.push({ event: e.type, from: model.state, to: next.state, severity: next.context.severity, time: e.now });
+            modelHistory.push({ event: e.type, from: model.state, to: next.state, severity: next.context.severity, why: stepReason(model, next, e), time: e.now });
             model = next;
           }
         };

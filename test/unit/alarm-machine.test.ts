@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmTransitions, initialAlarm, stepAlarm,
+  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmTransitions, initialAlarm, stepAlarm, stepReason,
   type AlarmEvent, type AlarmInput, type AlarmSnapshotData, type AlarmState,
 } from '../../machines/alarmMachine.js';
 
@@ -124,6 +124,23 @@ describe('alarm machine: re-alarm', () => {
     expect(stepAlarm(acked, { type: 'TICK', now: 5_999 })).toBeUndefined();
     expect(stepAlarm(acked, { type: 'TICK', now: 6_000 })).toMatchObject({ state: 'unacknowledged', context: { reAlarmAt: null } });
     expect(run([on(0), op('ACK', 1_000), off(2_000), { type: 'TICK', now: 1e9 }], input).state).toBe('normal');
+  });
+});
+
+describe('alarm machine: the reason written with each automatic step', () => {
+  it('names raise, return, escalation, re-alarm and shelve expiry', () => {
+    const reason = (events: AlarmEvent[], last: AlarmEvent, input: AlarmInput = { severity: 'minor', escalateAfterMs: 10, reAlarmMs: 10 }) => {
+      const from = run(events, input);
+      return stepReason(from, stepAlarm(from, last)!, last);
+    };
+    expect(reason([], on(0))).toBe('raised');
+    expect(reason([on(0)], off(1))).toBe('condition cleared');
+    expect(reason([on(0)], { type: 'TICK', now: 10 })).toBe('escalated to major');
+    expect(reason([on(0), off(1)], on(2))).toBe('re-alarm');
+    expect(reason([on(0), op('ACK', 1)], { type: 'TICK', now: 11 })).toBe('re-alarm');
+    expect(reason([on(0), { type: 'SHELVE', now: 1, durationMs: 5 }], { type: 'TICK', now: 6 })).toBe('shelve expired');
+    expect(reason([on(0), { type: 'SHELVE', now: 1, oneShot: true }], off(2))).toBe('one-shot shelve ended');
+    expect(reason([], op('OUT_OF_SERVICE', 1))).toBe('out of service');
   });
 });
 
