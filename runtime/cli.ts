@@ -189,7 +189,7 @@ async function cmdStatus(): Promise<number> {
   const client = openRedis(url, log, 'status');
   try {
     await readyWithin(client, url, 5_000);
-    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }, { log }));
+    const report = await statusReport(new VoltageRedis(client, { outboxMaxMB: 1 }, { log }));
     process.stdout.write(report.text);
     return 0;
   } catch (e) {
@@ -258,7 +258,7 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
   }
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const client = openRedis(url, createLogger('error'), 'control');
-  const redis = new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 });
+  const redis = new VoltageRedis(client, { outboxMaxMB: 1 });
   const subs = redis.subscriber();
   try {
     await readyWithin(client, url, 5_000);

@@ -34,8 +34,9 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   lines.push(up
     ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
     : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
-  const q = await redis.telemetry.queueStats();
-  lines.push(`queues: ${KEYS.history} ${q.historyLen} entries, ${KEYS.cloud} ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);
+  const q = await redis.telemetry.outboxStats();
+  const groups = q.groups.map((g) => `${g.name} ${g.pending} pending${g.lag !== null ? `, ${g.lag} unread` : ''}`).join('; ');
+  lines.push(`outbox: ${q.length} entries, ${(q.bytes / 2 ** 20).toFixed(1)} MB, ${q.dropped} dropped${q.dropped > 0 ? ' (!)' : ''}; ${groups ? `consumers: ${groups}` : 'no consumer (nothing is written to it)'}`);
   lines.push('');
   const byParent = new Map<string, typeof actors>();
   for (const a of actors) {

@@ -34,8 +34,8 @@ export const runtimeSchema = z.strictObject({
   site: id.default('site'),
   redis: z.strictObject({
     url: z.string().default('redis://127.0.0.1:6379'),
-    historyMaxLen: z.number().int().positive().default(100_000),
-    cloudMaxLen: z.number().int().positive().default(100_000),
+    /** The outbox's bound (history and cloud links read it); sized for a 4 GB box. */
+    outboxMaxMB: z.number().positive().max(65_536).default(256).describe('bound of the outbox stream in MB; past it the oldest unread entries are dropped and counted'),
   }).prefault({}),
   supervisor: supervisorSchema.prefault({}),
   channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),

@@ -10,7 +10,7 @@ import type { GatewayConfig, Role } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { openRedis, whenReady } from '../redis/connect.js';
-import type { QueueLimits } from '../redis/telemetry.js';
+import type { OutboxLimits } from '../redis/telemetry.js';
 import { VoltageRedis } from '../redis/voltageRedis.js';
 import { startGatewayServer, type GatewayServer } from './server.js';
 
@@ -18,7 +18,7 @@ export interface GatewayStart {
   readonly type: 'start';
   readonly cfg: GatewayConfig;
   readonly redisUrl: string;
-  readonly limits: QueueLimits;
+  readonly limits: OutboxLimits;
   readonly extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
   readonly logLevel: string;
 }

@@ -23,8 +23,8 @@ export type FcallArg = string | number | Buffer;
 
 /** What each Function takes, by name; FUNCTIONS turns it into KEYS and ARGV. */
 export interface FunctionInputs {
-  c2m: { readonly channel: string; readonly ts: number; readonly historyMaxLen: number; readonly cloudMaxLen: number; readonly points: Buffer };
-  model_set: { readonly model: string; readonly ts: number; readonly historyMaxLen: number; readonly values: readonly ModelValue[] };
+  c2m: { readonly channel: string; readonly ts: number; readonly outboxMaxBytes: number; readonly points: Buffer };
+  model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
   actor_report: { readonly id: string; readonly fields: ActorFields };
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
   site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number };
@@ -37,8 +37,8 @@ export interface FunctionInputs {
 
 /** What each Function returns (see its comment in lua/). */
 export interface FunctionOutputs {
-  c2m: [points: number, models: number, historyDropped: number, cloudDropped: number];
-  model_set: number;
+  c2m: [points: number, models: number, outboxDropped: number, siteMissing: 0 | 1];
+  model_set: [values: number, outboxDropped: number];
   actor_report: number;
   site_stage: number;
   site_load: number;
@@ -50,12 +50,12 @@ export type FunctionName = keyof FunctionInputs;
 
 interface Wire { readonly keys: readonly string[]; readonly args: readonly FcallArg[] }
 
-/** c2m's 16 keys of a channel, made once per channel (the hot path). */
+/** c2m's 17 keys of a channel, made once per channel (the hot path). */
 const c2mKeys = new Map<string, readonly string[]>();
 function channelKeys(channel: string): readonly string[] {
   let keys = c2mKeys.get(channel);
   if (!keys) {
-    const k: string[] = [KEYS.mappingC2m, KEYS.history, KEYS.cloud, KEYS.queueStats];
+    const k: string[] = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig];
     for (const t of POINT_TYPES) {
       const base = KEYS.channel(channel, t);
       k.push(base, KEYS.timestamps(base), KEYS.qualities(base));
@@ -68,12 +68,12 @@ function channelKeys(channel: string): readonly string[] {
 
 /** The Lua argument order of every Function: change it together with lua/. */
 const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire } = {
-  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.historyMaxLen, i.cloudMaxLen, i.points] }),
+  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.outboxMaxBytes, i.points] }),
   model_set: (i) => {
     const base = KEYS.model(i.model);
-    const args: FcallArg[] = [i.model, i.ts, i.historyMaxLen];
+    const args: FcallArg[] = [i.model, i.ts, i.outboxMaxBytes];
     for (const v of i.values) args.push(v.name, formatOptional(v.value), v.quality);
-    return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.history, KEYS.queueStats], args };
+    return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.outbox, KEYS.outboxStats], args };
   },
   actor_report: (i) => {
     const args: FcallArg[] = [i.id];
@@ -82,7 +82,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   },
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({
-    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext],
+    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, KEYS.mappingC2mChannels],
     args: [i.json, i.mappingCount, i.controlCount],
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
@@ -142,7 +142,8 @@ export class RedisCore {
     this.restorers.push(restore);
   }
 
-  private reload(): Promise<void> {
+  /** Loads the library again and runs the restorers (at most one reload at a time). */
+  reload(): Promise<void> {
     this.reloading ??= (async () => {
       try {
         await this.loadLibrary();

@@ -18,7 +18,7 @@ import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
 import { SiteRedis } from './site.js';
 import { Subscriptions } from './subscriptions.js';
-import { TelemetryRedis, type QueueLimits } from './telemetry.js';
+import { TelemetryRedis, type OutboxLimits } from './telemetry.js';
 
 export interface VoltageRedisOptions {
   /** Where errors that are not thrown at a caller go (the subscriber connection's); silent without one. */
@@ -33,9 +33,9 @@ export class VoltageRedis {
   readonly site: SiteRedis;
   private readonly log: Logger;
 
-  constructor(client: Redis, limits: QueueLimits, options: VoltageRedisOptions = {}) {
+  constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
     this.core = new RedisCore(client);
-    this.telemetry = new TelemetryRedis(this.core, limits);
+    this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core);

@@ -23,7 +23,7 @@ export function siteFiles(step: Step): Record<string, string> {
   }
   const measurements = Array.from({ length: step.points }, (_, i) => `      p${i + 1}: {}`).join('\n');
   return {
-    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { historyMaxLen: 2000, cloudMaxLen: 2000 }\n  log: { level: warn }\n',
+    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { outboxMaxMB: 64 }\n  log: { level: warn }\n',
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\n    calculations:\n      sum3: { expr: "p1 + p2 + p3" }\n      ratio: { expr: "p2 != 0 ? p1 / p2 : 0" }\nmodels:\n${models.join('\n')}\n`,
     'points.csv': csv,

@@ -21,7 +21,7 @@ export function rawClient(server: RedisServer): Redis {
   return c;
 }
 
-export function wrapper(server: RedisServer, limits = { historyMaxLen: 1000, cloudMaxLen: 1000 }): VoltageRedis {
+export function wrapper(server: RedisServer, limits = { outboxMaxMB: 16 }): VoltageRedis {
   const c = new Redis(server.url, { maxRetriesPerRequest: null });
   c.on('error', () => undefined);
   return new VoltageRedis(c, limits);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
 import { KEYS } from '../../runtime/redis/keys.js';
+import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
 import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
@@ -24,7 +25,7 @@ const site = {
 beforeAll(async () => {
   server = await spawnRedis();
   raw = rawClient(server);
-  bus = wrapper(server, { historyMaxLen: 5, cloudMaxLen: 3 });
+  bus = wrapper(server, { outboxMaxMB: 0.005 }); // ~5 kB: a few dozen entries
 });
 afterAll(async () => {
   raw.disconnect();
@@ -34,6 +35,8 @@ afterAll(async () => {
 beforeEach(async () => {
   await raw.flushall();
   await bus.site.load(site);
+  // A consumer (history, a cloud link) makes the outbox with its group; without one nothing is written there.
+  await raw.xgroup('CREATE', KEYS.outbox, 'test', '0', 'MKSTREAM');
 });
 
 async function dump(): Promise<Record<string, string>> {
@@ -44,7 +47,7 @@ async function dump(): Promise<Record<string, string>> {
 }
 
 describe('c2m', () => {
-  it('writes the channel hashes, maps to models, notifies each touched model once, and appends to both outboxes', async () => {
+  it('writes the channel hashes, maps to models, notifies each touched model once, and appends to the outbox', async () => {
     const sub = raw.duplicate();
     const got: Array<[string, string]> = [];
     sub.on('message', (ch: string, msg: string) => got.push([ch, msg]));
@@ -54,7 +57,7 @@ describe('c2m', () => {
       { type: 'm', id: 2, value: null, quality: 'bad' },
       { type: 'm', id: 3, value: 7, quality: 'good' },
     ]);
-    expect(r).toEqual({ points: 3, models: 1, historyDropped: 0, cloudDropped: 0 });
+    expect(r).toEqual({ points: 3, models: 1, outboxDropped: 0 });
     expect(await raw.hgetall('comsrv:1001:m')).toEqual({ 1: '12.500000', 3: '7.000000' });
     expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000000', 3: '1700000000000' });
     expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'good', 2: 'bad', 3: 'good' });
@@ -65,7 +68,7 @@ describe('c2m', () => {
     expect(got).toHaveLength(2);
     expect(got[0]![0]).toBe('modsrv:pv1:update');
     expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
-    const [entry] = await raw.xrange(KEYS.history, '-', '+');
+    const [entry] = await raw.xrange(KEYS.outbox, '-', '+');
     // The channel's notification carries what was written: the time, then the points as in the outbox.
     expect(got[1]).toEqual(['comsrv:1001:update', `1700000000000\n${entry![1][7]}`]);
     expect(parseChannelUpdate(got[1]![1]).points).toEqual([
@@ -76,20 +79,42 @@ describe('c2m', () => {
     expect(entry![1].slice(0, 7)).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p']);
     // The points as c2m got them: a value is good unless a quality stands beside it; no value, a quality mark.
     expect(entry![1][7]).toBe('m 1 12.500000 good\nm 2  bad\nm 3 7.000000 good\n');
-    expect(await raw.xlen(KEYS.cloud)).toBe(1);
+    expect(await raw.xlen(KEYS.outbox)).toBe(1);
+  });
+
+  it('writes nothing to the outbox while no consumer has made it, and skips the mapping for a channel that feeds no model', async () => {
+    await raw.del(KEYS.outbox);
+    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    expect(await raw.exists(KEYS.outbox)).toBe(0);
+    expect((await raw.smembers(KEYS.mappingC2mChannels)).sort()).toEqual(['1001', '1002']);
+    const r = await bus.telemetry.c2m('7', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    expect(r).toEqual({ points: 1, models: 0, outboxDropped: 0 });
+    expect(await raw.hget('comsrv:7:m', '1')).toBe('1.000000');
+  });
+
+  it('a site lost from Redis while the Functions stayed (FLUSHALL) is loaded again by the next c2m; the next values reach the models', async () => {
+    await raw.flushall(); // the data goes; the Functions stay (only FUNCTION FLUSH removes them)
+    expect(await bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
+    expect(await raw.exists(KEYS.siteConfig)).toBe(0);
+    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    for (let i = 0; i < 100 && (await raw.exists(KEYS.siteConfig)) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await raw.hget(KEYS.mappingC2m, '1001:m:1')).toBe('pv1:P');
+    await bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 1, value: 2, quality: 'good' }]);
+    expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('2.000000');
   });
 
   it.each([
-    ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a number'],
-    ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be'],
-    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a'],
-    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'a numeric id: m NaN'],
-  ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message) => {
+    // Values and ids are checked where they are made (C2mBatch), the rest by c2m.
+    ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a finite number', RangeError],
+    ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be', RedisFunctionError],
+    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a', RedisFunctionError],
+    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'is not a non-negative integer', RangeError],
+  ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message, kind) => {
     await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
     const before = await dump();
     const batch = [{ type: 'm', id: 2, value: 2, quality: 'good' }, ...bad] as Parameters<VoltageRedis['telemetry']['c2m']>[2];
     const err = await bus.telemetry.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(RedisFunctionError);
+    expect(err).toBeInstanceOf(kind);
     expect((err as Error).message).toContain(message);
     expect(await dump()).toEqual(before);
   });
@@ -101,17 +126,18 @@ describe('c2m', () => {
     expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
     expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'comm-failure', Q: 'good' });
     expect(await raw.hget('modsrv:pv1:measurement:ts', 'Q')).toBe('1700000000100');
-    const entries = await raw.xrange(KEYS.history, '-', '+');
+    const entries = await raw.xrange(KEYS.outbox, '-', '+');
     expect(entries[1]![1][7]).toBe('m 2 5.000000 \n');
   });
 
-  const KEYS16 = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+  const KEYS17 = ['mapping:c2m', 'mapping:c2m:channels', 'outbox', 'stats:outbox', 'site:config', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
 
   it('rejects what would not be a plain decimal (hex, spaces, inf) from a raw client', async () => {
-    for (const v of ['0x10', 'inf', '1,5', '--1', '1e']) {
-      await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+    for (const v of ['0x10', 'inf', '1,5', '--1', '1e', '1e+21']) {
+      await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('a decimal value');
     }
-    await expect(raw.fcall('c2m', 16, ...KEYS16, 'bad"id', 1, 5, 5, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
+    for (const v of ['-', '.', '-.']) await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, 'bad"id', 1, 5000, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
   });
 
   it.each([
@@ -123,26 +149,63 @@ describe('c2m', () => {
     ['an empty line', '\nm 1 1 good\n'],
   ])('rejects %s in the points text from a raw client, writing nothing', async (_, text) => {
     const before = await dump();
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
     expect(await dump()).toEqual(before);
   });
 
   it('rejects a bad timestamp, key or argument count, or a point with neither value nor quality, writing nothing', async () => {
     const before = await dump();
-    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('c2m needs 16 keys');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 5 arguments');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, '')).rejects.toThrow('no points');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
+    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('c2m needs 17 keys');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 4 arguments');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 0, 'm 1 1 good\n')).rejects.toThrow('outbox bound must be a positive integer');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, '')).rejects.toThrow('no points');
+    await expect(raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
     expect(await dump()).toEqual(before);
   });
 
-  it('bounds the outboxes with MAXLEN and counts exactly what was trimmed', async () => {
-    for (let i = 0; i < 400; i++) await bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
-    const stats = await bus.telemetry.queueStats();
-    expect(stats.historyLen).toBeLessThan(400);
-    expect(stats.historyLen + Number(stats.dropped['hissrv:queue:dropped'])).toBe(400);
-    expect(stats.cloudLen + Number(stats.dropped['cloud:queue:dropped'])).toBe(400);
+  it('bounds the outbox in bytes: unread entries past the bound are dropped and counted exactly', async () => {
+    let dropped = 0;
+    for (let i = 0; i < 400; i++) dropped += (await bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }])).outboxDropped;
+    const stats = await bus.telemetry.outboxStats();
+    expect(stats.length).toBeLessThan(400);
+    expect(stats.length + stats.dropped).toBe(400);
+    expect(stats.dropped).toBe(dropped);
+    expect(stats.bytes).toBeLessThanOrEqual(0.005 * 2 ** 20);
+    // The newest entries are the ones kept.
+    const [last] = await raw.xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1);
+    expect(last![1][5]).toBe(String(1_700_000_000_399));
+    expect(stats.groups).toEqual([{ name: 'test', pending: 0, lag: stats.length }]);
+  });
+
+  it('trims what every consumer has read and acknowledged without counting it as dropped; keeps what one still has pending', async () => {
+    await raw.xgroup('CREATE', KEYS.outbox, 'slow', '0');
+    let pendingId = '';
+    for (let i = 0; i < 400; i++) {
+      await bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+      // 'test' reads and acknowledges everything; 'slow' reads everything, and leaves its first entry pending.
+      for (const group of ['test', 'slow']) {
+        const got = (await raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
+        const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
+        if (group === 'slow' && pendingId === '' && ids.length) pendingId = ids.shift()!;
+        if (ids.length) await raw.xack(KEYS.outbox, group, ...ids);
+      }
+    }
+    let stats = await bus.telemetry.outboxStats();
+    // The pending entry holds the trim back: the bound drops the oldest (counted), never silently.
+    expect(stats.length + stats.dropped).toBeLessThanOrEqual(400);
+    const before = stats.dropped;
+    await raw.xack(KEYS.outbox, 'slow', pendingId);
+    for (let i = 0; i < 400; i++) await bus.telemetry.c2m('1001', 1_700_000_001_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]).then(async () => {
+      for (const group of ['test', 'slow']) {
+        const got = (await raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
+        const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
+        if (ids.length) await raw.xack(KEYS.outbox, group, ...ids);
+      }
+    });
+    stats = await bus.telemetry.outboxStats();
+    expect(stats.dropped).toBe(before); // everything read and acknowledged: trimmed, not dropped
+    expect(stats.length).toBeLessThan(100);
   });
 
   it('reloads the library after FUNCTION FLUSH and the call goes through', async () => {
@@ -166,7 +229,7 @@ describe('c2m', () => {
     expect(await raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
     expect(await raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
     const before = await dump();
-    await expect(raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'hissrv:queue', 'stats:queues', 'site', 1, 10, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
+    await expect(raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'outbox', 'stats:outbox', 'site', 1, 5000, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
     expect(await dump()).toEqual(before);
   });
 
@@ -176,7 +239,7 @@ describe('c2m', () => {
     await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
     await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'm2c', 'a:b', '1:m:1||')).rejects.toThrow('bad control target');
     expect(await dump()).toEqual(before);
-    await expect(raw.fcall('site_load', 6, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    await expect(raw.fcall('site_load', 7, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', 'mapping:c2m:channels', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
     expect(await dump()).toEqual(before);
   });
 
