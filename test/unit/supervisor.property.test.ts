@@ -141,7 +141,7 @@ describe('supervisor laws on random failure schedules', () => {
     const order: string[] = [];
     let killed = false;
     const mk = (id: string, hang: boolean) => ({
-      id, restart: 'permanent' as const, shutdownMs: 500, type: 'worker' as const,
+      id, restart: 'permanent' as const, shutdown: 500, type: 'worker' as const,
       start: async () => ({
         stop: () => { order.push(id); return hang ? new Promise<void>(() => undefined) : Promise.resolve(); },
         kill: () => { killed = true; },
