@@ -126,6 +126,10 @@ export class Supervisor implements RunningChild {
   /** Monotonic times of the restarts within the period. */
   private restartTimes: number[] = [];
   private stopping = false;
+  /** The group change in progress (see `enqueue`). */
+  private queue: Promise<void> = Promise.resolve();
+  /** Stops that outlived their shutdown with nothing to kill: this supervisor is not gone before they are. */
+  private readonly zombies = new Set<Promise<void>>();
   private exitListener: ((reason: ExitReason) => void) | undefined;
 
   /** Throws a ChildSpecError (code INVALID_CHILD_SPEC) naming every invalid spec. */
@@ -156,10 +160,11 @@ export class Supervisor implements RunningChild {
     }
   }
 
-  /** Stops every child in reverse order. The supervisor does not report an exit for this. */
+  /** Stops every child in reverse order; resolves once all are gone. The supervisor does not report an exit for this. */
   async stop(): Promise<void> {
     this.stopping = true;
     await this.stopChildren(this.children);
+    await this.allGone();
   }
 
   /**
@@ -186,9 +191,21 @@ export class Supervisor implements RunningChild {
         if (v.kill) await invoke(() => v.kill?.(), context);
         else if (v === fresh) await invoke(() => v.stop(), context);
       }
+      // Killed: gone now. Being stopped with nothing to kill: gone when its stop settles.
+      if (c.stopping?.kill) {
+        c.stopping = undefined;
+        c.gone = undefined;
+      }
       await c.gone;
       this.emit({ type: 'stopped', supervisor: this.id, child: c.spec.id, killed: true });
     }
+    await this.allGone();
+  }
+
+  /** Every incarnation of every child gone: the stops in flight (another stopper's, or cut short by a shutdown) settled. */
+  private async allGone(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.gone));
+    while (this.zombies.size > 0) await Promise.all([...this.zombies]);
   }
 
   onExit(listener: (reason: ExitReason) => void): void {
@@ -273,26 +290,45 @@ export class Supervisor implements RunningChild {
     const delayMs = backoffDelay(this.backoff, c.attempt, this.random());
     c.attempt += 1;
     c.restarts += 1;
+    this.emit({ type: 'restart_scheduled', supervisor: this.id, child: c.spec.id, attempt: c.attempt, delayMs, restarts: c.restarts });
+    this.enqueue(c, () => this.restartLater(c, delayMs));
+  }
+
+  /**
+   * Group changes (stop the group, later start it) run one at a time, as in
+   * OTP's single supervisor process: a failure that arrives while another
+   * group is being stopped or started is handled after it, on what is then
+   * running, so that no child is started twice.
+   */
+  private enqueue(c: ChildState, work: () => Promise<void>): void {
+    const next = this.queue.then(work);
+    this.queue = next.then(undefined, (e: unknown) => report(e, { source: 'restart', supervisor: this.id, child: c.spec.id }));
+  }
+
+  /** Law 3: stop the rest of the group, then start the group after the backoff. */
+  private async restartLater(c: ChildState, delayMs: number): Promise<void> {
+    if (this.stopping) return;
     const group = this.groupOf(c);
-    for (const g of group) {
+    // A pending restart that shares a timer with this group is taken over, so that none is lost.
+    const timers = new Set(group.map((g) => g.timer).filter((t) => t !== undefined));
+    const takenOver = this.children.filter((g) => g.timer !== undefined && timers.has(g.timer));
+    for (const g of [...group, ...takenOver]) {
       if (g.timer) this.clock.clearTimeout(g.timer);
       g.timer = undefined;
     }
     const siblings = group.filter((g) => g !== c && g.running);
-    const restartSet = group.filter((g) => g === c || g.running || g.status === 'backoff');
-    this.emit({ type: 'restart_scheduled', supervisor: this.id, child: c.spec.id, attempt: c.attempt, delayMs, restarts: c.restarts });
+    const restartSet = this.children.filter((g) => takenOver.includes(g) || (group.includes(g) && (g === c || g.running || g.status === 'backoff')));
+    await this.stopChildren(siblings);
+    if (this.stopping) return;
+    for (const g of siblings) if (g.spec.restart === 'temporary') this.remove(g);
+    const toStart = restartSet.filter((g) => this.children.includes(g));
     const restartAt = this.clock.wallNow() + delayMs;
-    const scheduled = this.stopChildren(siblings).then(() => {
-      for (const g of siblings) if (g.spec.restart === 'temporary') this.remove(g);
-      const toStart = restartSet.filter((g) => this.children.includes(g));
-      for (const g of toStart) {
-        g.status = 'backoff';
-        g.nextRestartAt = restartAt;
-      }
-      const timer = this.clock.setTimeout(() => reportRejection(this.restartGroup(toStart), { source: 'restart', supervisor: this.id, child: c.spec.id }), delayMs);
-      for (const g of toStart) g.timer = timer;
-    });
-    reportRejection(scheduled, { source: 'restart', supervisor: this.id, child: c.spec.id });
+    for (const g of toStart) {
+      g.status = 'backoff';
+      g.nextRestartAt = restartAt;
+    }
+    const timer = this.clock.setTimeout(() => this.enqueue(c, () => this.restartGroup(toStart)), delayMs);
+    for (const g of toStart) g.timer = timer;
   }
 
   private async restartGroup(group: ChildState[]): Promise<void> {
@@ -330,6 +366,7 @@ export class Supervisor implements RunningChild {
     this.stopping = true;
     const error = new EscalationError(this.id, c.spec.id, this.opts.intensity, this.opts.periodMs, cause);
     await this.stopChildren(this.children);
+    await this.allGone();
     this.emit({ type: 'escalated', supervisor: this.id, child: c.spec.id, error });
     this.exitListener?.({ kind: 'error', error });
   }
@@ -387,7 +424,12 @@ export class Supervisor implements RunningChild {
       c.gone = undefined;
     }
     // Killed without a kill(): the stop goes on with the next child (law 1); the
-    // next incarnation of this one still waits for `c.gone` (law 1a).
+    // next incarnation of this one still waits for `c.gone` (law 1a), and so
+    // does the end of this supervisor (its parent must not start a second copy).
+    if (killed && !kill) {
+      this.zombies.add(stopped);
+      void stopped.then(() => this.zombies.delete(stopped));
+    }
     return killed;
   }
 }
