@@ -11,6 +11,7 @@ import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { openRedis, whenReady } from '../redis/connect.js';
 import { VoltageRedis, type QueueLimits } from '../redis/functions.js';
+import { installFaultHandlers, report, reportRejection, useReporterLogger } from '../reporter.js';
 import { startGatewayServer, type GatewayServer } from './server.js';
 
 export interface GatewayStart {
@@ -35,6 +36,8 @@ export type FromGateway =
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'metrics?'; readonly id: number };
 
+const GATEWAY_BINDINGS = { actor: 'gateway', process: 'gateway' } as const;
+
 /** How long the gateway waits for the runtime's metrics. */
 const METRICS_TIMEOUT_MS = 2_000;
 
@@ -45,6 +48,18 @@ export async function runGatewayChild(): Promise<number> {
     return 2;
   }
   const tell = (m: FromGateway) => { if (process.connected) send(m); };
+  // This process is the gateway actor: a fault anywhere in it fails the actor. It is
+  // logged, said to the runtime, and ends the process non-zero; the runtime restarts it.
+  const bootLog = createLogger().child(GATEWAY_BINDINGS);
+  useReporterLogger(bootLog);
+  installFaultHandlers({
+    log: bootLog,
+    fatal: (e) => {
+      tell({ type: 'failed', message: errorMessage(e) });
+      bootLog.flush();
+      process.exit(1);
+    },
+  });
   let counts: Readonly<Record<string, number>> = {};
   let nextId = 0;
   const asked = new Map<number, (text: string) => void>();
@@ -56,7 +71,7 @@ export async function runGatewayChild(): Promise<number> {
   const stop = (code: number) => {
     if (stopping) return;
     stopping = true;
-    void close().catch(() => undefined).then(() => finish(code));
+    void close().then(undefined, (e: unknown) => report(e, { source: 'gateway close' })).then(() => finish(code));
   };
 
   const started = new Promise<GatewayStart>((resolve) => {
@@ -72,9 +87,10 @@ export async function runGatewayChild(): Promise<number> {
   // The runtime is gone: nobody supervises this process any more.
   process.on('disconnect', () => process.exit(0));
 
-  void started.then(async (init) => {
+  reportRejection(started.then(async (init) => {
     if (stopping) return;
-    const log = createLogger(init.logLevel).child({ actor: 'gateway', process: 'gateway' });
+    const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
+    useReporterLogger(log);
     const client = openRedis(init.redisUrl, log, 'gateway');
     const redis = new VoltageRedis(client, init.limits);
     const subscriptions = redis.subscriber();
@@ -96,12 +112,12 @@ export async function runGatewayChild(): Promise<number> {
         }),
       }, init.extraTokens);
     } catch (e) {
-      log.error({ err: errorMessage(e) }, `the gateway could not start: ${errorMessage(e)}`);
+      log.error({ err: e }, `the gateway could not start: ${errorMessage(e)}`);
       tell({ type: 'failed', message: errorMessage(e) });
       stop(1);
       return;
     }
     tell({ type: 'listening', port: server.port });
-  });
+  }), { source: 'gateway start' });
   return finished;
 }
