@@ -78,7 +78,8 @@ async function startMachine<M extends AnyStateMachine>(opts: MachineChildOptions
   const exit = (r: ExitReason) => {
     if (exited || stopping) return;
     exited = r;
-    void dispose().then(() => listener?.(r));
+    // The supervisor reacts outside this actor's scope: its own faults are not this actor's.
+    void dispose().then(() => actorScope.exit(() => listener?.(r)));
   };
   const buildFault = startFault;
   if (buildFault) {
@@ -114,7 +115,7 @@ async function startMachine<M extends AnyStateMachine>(opts: MachineChildOptions
     },
     onExit(l) {
       listener = l;
-      if (exited) listener(exited);
+      if (exited) actorScope.exit(() => l(exited as ExitReason));
     },
   };
 }
