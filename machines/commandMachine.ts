@@ -1,7 +1,7 @@
 /**
  * The life of one control command. Persisted (the `command:{id}` hash): the
  * transitions that the Redis Function `cmd_result` accepts are generated from
- * this definition (runtime/redis/functions.ts, `commandTransitions`), never
+ * this definition (runtime/redis/library.ts generates the table from `commandTransitions`), never
  * written a second time by hand.
  */
 import { setup } from 'xstate';

@@ -86,12 +86,17 @@ async function startMachine<M extends AnyStateMachine>(opts: MachineChildOptions
     await dispose();
     throw buildFault.error;
   }
-  const actor = createActor(built.machine, { input: built.input, id: opts.id });
+  // The event the actor is processing, for its transitions journal.
+  let event = '';
+  const actor: AnyActorRef = createActor(built.machine, {
+    input: built.input, id: opts.id,
+    inspect: (ev) => { if (ev.type === '@xstate.event' && ev.actorRef === actor) event = ev.event.type; },
+  });
   actor.subscribe({
     next: (snap) => {
       const s = snap as { value: unknown; context: unknown };
       const ctx = (s.context ?? {}) as Record<string, unknown>;
-      opts.registry.snapshot(opts.id, s.value, () => (opts.summarize ? opts.summarize(ctx) : ctx));
+      opts.registry.snapshot(opts.id, s.value, () => (opts.summarize ? opts.summarize(ctx) : ctx), event);
     },
     error: (err) => exit({ kind: 'error', error: err }),
     complete: () => {

@@ -15,10 +15,11 @@ import type { BackoffPolicy } from './backoff.js';
 import type { ChannelConfig, RuntimeConfig, SiteConfig } from './config/site.js';
 import type { Role } from './config/schema.js';
 import type { Logger } from './logger.js';
-import type { Subscriptions, VoltageRedis } from './redis/functions.js';
+import type { Subscriptions } from './redis/subscriptions.js';
+import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { ActorRegistry } from './registry.js';
 import { Supervisor, type ChildSpec, type Strategy, type SupervisorEvent } from './supervisor.js';
-import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+import type { Device } from '../actors/channel/device.js';
 
 /** OTP's MaxR/MaxT and the Akka backoff of one supervisor. */
 export interface SupervisorPolicy {
@@ -35,7 +36,7 @@ export interface KindDeps {
   readonly log: Logger;
   readonly redisUrl: string;
   /** Override of the device of a channel (tests and the benchmark). */
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly device?: (channel: ChannelConfig) => Device;
   /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
   readonly gatewayTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
   /** An actor that serves on a port says which, once it listens (port 0 in config: any free one). */

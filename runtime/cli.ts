@@ -12,11 +12,12 @@ import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
-import { KEYS, VoltageRedis } from './redis/functions.js';
+import { KEYS } from './redis/keys.js';
+import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
 import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
-import type { ChannelConfig, Role } from './config/schema.js';
+import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
@@ -24,6 +25,7 @@ import { runGatewayChild } from './gateway/child.js';
 import { failCurrentActor } from './actorHost.js';
 import { installFaultHandlers, useReporterLogger } from './reporter.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
+import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { Fault } from '../actors/modbus/device.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config', import.meta.url));
@@ -119,11 +121,15 @@ async function cmdStart(dir: string): Promise<number> {
 /** The site with each simulated device moved to a free TCP port or a pseudo-terminal path of its own where the configured one is taken. */
 async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
   const channels = await Promise.all(site.channels.map(async (ch): Promise<ChannelConfig> => {
+    if (!isModbusChannel(ch)) return ch;
     if (ch.protocol === 'modbus-tcp' || ch.protocol === 'modbus-rtu-tcp') {
-      return (await portFree(ch.host, ch.port)) ? ch : { ...ch, port: await freePort() };
+      if (await portFree(ch.host, ch.port)) return ch;
+      const moved: ModbusChannelConfig = { ...ch, port: await freePort() };
+      return moved;
     }
     if (ch.protocol === 'modbus-rtu' && (existsSync(ch.serial.path) || existsSync(`${ch.serial.path}.sim`))) {
-      return { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+      const moved: ModbusChannelConfig = { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+      return moved;
     }
     return ch;
   }));
@@ -163,8 +169,8 @@ async function cmdDemo(dir: string): Promise<number> {
     `  config    ${site.dir}`,
     `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
-    `  values    redis-cli -u ${redactUrl(url)} HGETALL modsrv:site:measurement`,
-    `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE 'modsrv:*:update'`,
+    `  values    redis-cli -u ${redactUrl(url)} HGETALL ${KEYS.model('site')}`,
+    `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
     ...sim.channels.map((c) => `  device    simulated Modbus channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}`),
     `  control   REDIS_URL=${redactUrl(url)} npx voltage control gw export_limit 50`,
     ...(api ? [
@@ -188,7 +194,7 @@ async function cmdStatus(): Promise<number> {
   const client = openRedis(url, log, 'status');
   try {
     await readyWithin(client, url, 5_000);
-    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }));
+    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }, { log }));
     process.stdout.write(report.text);
     return 0;
   } catch (e) {
@@ -237,7 +243,7 @@ function cmdPlan(dir: string): number {
   const site = load(dir);
   if (!site) return 2;
   for (const ch of site.channels) {
-    if (ch.protocol === 'virtual') continue;
+    if (!isModbusChannel(ch)) continue;
     const plan = ModbusLink.planOf(ch);
     process.stdout.write(`channel ${ch.id}: ${ch.points.length} point(s) in ${plan.length} request(s) (max gap ${ch.maxGap})\n`);
     for (const r of plan) {
@@ -266,17 +272,17 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     const finished = new Promise<void>((res) => { done = res; });
     await subs.on(KEYS.commandResult, (msg) => { if (msg.split(' ')[0] === id) done?.(); });
     try {
-      id = await redis.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
+      id = await redis.commands.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
     } catch (e) {
       process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '')}\n`);
       return 2;
     }
     process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);
-    const current = await redis.command(id);
+    const current = await redis.commands.command(id);
     if (current?.status === 'pending') {
       await within(finished, timeoutMs + 2_000);
     }
-    const c = await redis.command(id);
+    const c = await redis.commands.command(id);
     if (!c || c.status === 'pending') {
       process.stdout.write(`${id}: still pending after ${Math.round((timeoutMs + 2_000) / 1000)} s — is the runtime running? (it is kept until its channel takes it; past its deadline it ends as timeout)\n`);
       return 1;

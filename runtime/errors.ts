@@ -50,21 +50,47 @@ export class ConfigError extends VoltageError {
   }
 }
 
-/** Raised by a channel's device I/O. `transient` errors are retried by the channel itself; others fail the actor. */
-export class DeviceError extends VoltageError {
-  readonly transient: boolean;
-  constructor(code: string, message: string, transient: boolean, context: ErrorContext = {}) {
-    super('device', code, message, context);
-    this.name = 'DeviceError';
-    this.transient = transient;
+// DeviceError, raised by a channel's device, lives beside the device interface (actors/channel/device.ts).
+
+/**
+ * What went wrong talking to Redis, as a stable code. runtime/redis/core.ts is
+ * the one place that maps a Redis reply or an ioredis failure to one of these.
+ */
+export const REDIS_ERROR_CODES = {
+  /** A Function refused the call (its own validation, `EVOLTAGE …`) or failed in Lua. */
+  function: 'REDIS_FUNCTION',
+  /** The library is not loaded (Redis restarted without persistence, or FUNCTION FLUSH). */
+  functionMissing: 'REDIS_FUNCTION_MISSING',
+  /** XGROUP CREATE of a group that exists already. */
+  busyGroup: 'REDIS_BUSYGROUP',
+  /** A read or acknowledgement on a consumer group (or stream) that does not exist. */
+  noGroup: 'REDIS_NOGROUP',
+  /** Redis did not answer in time. */
+  timeout: 'REDIS_TIMEOUT',
+  /** Any other error reply or connection failure. */
+  command: 'REDIS_COMMAND',
+} as const;
+
+export type RedisErrorCode = (typeof REDIS_ERROR_CODES)[keyof typeof REDIS_ERROR_CODES];
+
+export class RedisError extends VoltageError {
+  declare readonly code: RedisErrorCode;
+  constructor(code: RedisErrorCode, message: string, context: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('redis', code, message, context, options);
+    this.name = 'RedisError';
   }
 }
 
-export class RedisFunctionError extends VoltageError {
+/** A Function refused the call or failed: the message says why, prefixed with the Function's name. */
+export class RedisFunctionError extends RedisError {
   constructor(fn: string, message: string, options?: { cause?: unknown }) {
-    super('redis', 'REDIS_FUNCTION', `${fn}: ${message}`, { function: fn }, options);
+    super(REDIS_ERROR_CODES.function, `${fn}: ${message}`, { function: fn }, options);
     this.name = 'RedisFunctionError';
   }
+}
+
+export function isRedisError(e: unknown, code: RedisErrorCode): e is RedisError {
+  return e instanceof RedisError && e.code === code;
 }
 
 export function errorMessage(e: unknown): string {

@@ -6,14 +6,17 @@
  * state is written at once, finer changes at most once per `minIntervalMs`.
  */
 import type { Logger } from './logger.js';
-import type { VoltageRedis } from './redis/functions.js';
+import type { TransitionEntry } from './domain/actors.js';
+import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { SupervisorEvent } from './supervisor.js';
 import { errorMessage } from './errors.js';
 
 export type ActorStatus = 'starting' | 'running' | 'backoff' | 'stopped' | 'failed' | 'done' | 'escalated';
 
 interface Pending {
-  latest: { value: unknown; summary: () => Record<string, unknown> };
+  latest: { value: unknown; summary: () => Record<string, unknown>; event: string };
+  /** The state value last written, as JSON: a flush that changes it is journaled. */
+  written: string;
   timer: NodeJS.Timeout | undefined;
   lastAt: number;
   lastTop: string;
@@ -35,7 +38,7 @@ export class ActorRegistry {
       const counts = this.statusCounts();
       for (const l of this.statusListeners) l(counts);
     }
-    this.redis.actorReport(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
+    this.redis.actors.report(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
       this.log.warn({ actor: id, err: errorMessage(e) }, 'could not record actor state');
     });
   }
@@ -71,14 +74,14 @@ export class ActorRegistry {
    * serialized unless it is written (a change of top-level state, or at most
    * once per `minIntervalMs`).
    */
-  snapshot(id: string, value: unknown, summary: () => Record<string, unknown>): void {
+  snapshot(id: string, value: unknown, summary: () => Record<string, unknown>, event = ''): void {
     const top = typeof value === 'string' ? value : Object.keys(value as object)[0] ?? '';
     let p = this.pending.get(id);
     if (!p) {
-      p = { latest: { value, summary }, timer: undefined, lastAt: 0, lastTop: '' };
+      p = { latest: { value, summary, event }, written: '', timer: undefined, lastAt: 0, lastTop: '' };
       this.pending.set(id, p);
     }
-    p.latest = { value, summary };
+    p.latest = { value, summary, event };
     const now = Date.now();
     if (top !== p.lastTop || now - p.lastAt >= this.minIntervalMs) {
       this.flush(id, p, top);
@@ -93,7 +96,18 @@ export class ActorRegistry {
     p.timer = undefined;
     p.lastAt = Date.now();
     p.lastTop = top;
-    this.report(id, { state: JSON.stringify(p.latest.value), context: JSON.stringify(p.latest.summary()) });
+    const state = JSON.stringify(p.latest.value);
+    // Journaled as often as written (a nested change at most once per minIntervalMs), so a busy actor costs no more.
+    if (state !== p.written) this.journal(id, { ts: p.lastAt, event: p.latest.event, from: p.written, to: state });
+    p.written = state;
+    this.report(id, { state, context: JSON.stringify(p.latest.summary()) });
+  }
+
+  /** An entry in the actor's transitions journal (runtime/redis/transitions.ts). */
+  journal(id: string, entry: TransitionEntry): void {
+    this.redis.actors.appendTransition(id, entry).catch((e: unknown) => {
+      this.log.warn({ actor: id, err: errorMessage(e) }, 'could not journal a transition');
+    });
   }
 
   /** Supervisor events → status, restarts, backoff (child ids are actor ids). */
@@ -106,6 +120,7 @@ export class ActorRegistry {
         this.report(e.child, e.reason.kind === 'error'
           ? { status: 'failed', lastError: errorMessage(e.reason.error) }
           : { status: 'done' });
+        this.exitJournal(e.child, e.reason.kind === 'error' ? errorMessage(e.reason.error) : undefined);
         if (e.reason.kind === 'error') this.log.warn({ actor: e.child, supervisor: e.supervisor, err: errorMessage(e.reason.error) }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
         break;
       case 'restart_scheduled':
@@ -120,6 +135,13 @@ export class ActorRegistry {
         this.log.error({ supervisor: e.supervisor, child: e.child }, e.error.message);
         break;
     }
+  }
+
+  /** The actor's end in its journal; its next start begins a new run. */
+  private exitJournal(id: string, error: string | undefined): void {
+    const p = this.pending.get(id);
+    this.journal(id, { ts: Date.now(), event: error === undefined ? 'done' : 'failed', from: p?.written ?? '', to: '', ...(error === undefined ? {} : { error }) });
+    if (p) p.written = '';
   }
 
   dispose(): void {

@@ -12,7 +12,8 @@
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { takePollToRedis } from './metrics.js';
-import type { DeviceIo } from '../actors/channel/virtualDevice.js';
+import type { Device } from '../actors/channel/device.js';
+import './protocols.js';
 import { planTree } from './actorKind.js';
 import { KINDS } from './kinds.js';
 import type { ChannelConfig, SiteConfig } from './config/site.js';
@@ -21,7 +22,9 @@ import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 import type { Redis } from 'ioredis';
 import { openRedis, redactUrl, whenReady, within } from './redis/connect.js';
-import { VoltageRedis, type SiteDescription, type Subscriptions } from './redis/functions.js';
+import type { SiteDescription } from './domain/site.js';
+import type { Subscriptions } from './redis/subscriptions.js';
+import { VoltageRedis } from './redis/voltageRedis.js';
 import { ActorRegistry } from './registry.js';
 import type { Role } from './config/schema.js';
 import type { ExitReason, Supervisor } from './supervisor.js';
@@ -29,7 +32,7 @@ import type { ExitReason, Supervisor } from './supervisor.js';
 export interface RuntimeOptions {
   readonly redisUrl: string;
   readonly log: Logger;
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  readonly device?: (channel: ChannelConfig) => Device;
   readonly heartbeatMs?: number;
   /** Tokens for the gateway given at start (the demo's), besides the hashed ones of the config. */
   readonly gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;
@@ -85,8 +88,8 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   log.info({ redis: redactUrl(opts.redisUrl) }, `connecting to Redis at ${redactUrl(opts.redisUrl)}`);
   await whenReady(client);
   await adviseRedisSettings(client, log);
-  const redis = new VoltageRedis(client, site.runtime.redis);
-  await redis.loadSite(describeSite(site));
+  const redis = new VoltageRedis(client, site.runtime.redis, { log });
+  await redis.site.load(describeSite(site));
   const subscriptions: Subscriptions = redis.subscriber();
   const registry = new ActorRegistry(redis, log);
 

@@ -12,8 +12,9 @@ import { width } from '../actors/modbus/plan.js';
 import { REGISTERS, modbusDataType } from './config/modbusRules.js';
 import { SimDevice, type Fault } from '../actors/modbus/device.js';
 import { listenModbus, serveRtu, type RunningServer } from '../actors/modbus/server.js';
-import type { ModbusChannelConfig, PointConfig } from './config/schema.js';
+import type { ModbusChannelConfig, ModbusPointConfig, SimSpec } from './config/schema.js';
 import { initialState, sample } from '../actors/channel/waveform.js';
+import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { SiteConfig } from './config/site.js';
 import { VoltageError } from './errors.js';
 
@@ -31,8 +32,8 @@ export interface RunningSim {
 }
 
 /** Writes a point's engineering value into its device's registers (inverse of scale and offset). */
-export function setPointValue(dev: SimDevice, p: PointConfig, value: number): void {
-  const m = p.modbus!;
+export function setPointValue(dev: SimDevice, p: ModbusPointConfig, value: number): void {
+  const m = p.modbus;
   if (m.fn === 1 || m.fn === 2) {
     (m.fn === 1 ? dev.coils : dev.discrete)[m.address] = coilValue(p, value) ? 1 : 0;
     return;
@@ -51,7 +52,7 @@ export function setPointValue(dev: SimDevice, p: PointConfig, value: number): vo
   regs.forEach((r, i) => { bank[m.address + i] = r; });
 }
 
-interface Driven { readonly dev: SimDevice; readonly p: PointConfig }
+interface Driven { readonly dev: SimDevice; readonly p: ModbusPointConfig; readonly sim: SimSpec }
 
 /**
  * Points follow their waveform lazily: a read brings the points it covers up to
@@ -62,19 +63,19 @@ interface Driven { readonly dev: SimDevice; readonly p: PointConfig }
  */
 function drive(driven: readonly Driven[], updateMs: number): { clear(): void } {
   // One number of waveform state per driven point (counters, random walks).
-  const state = Float64Array.from(driven, (d) => initialState(d.p.sim, d.p));
+  const state = Float64Array.from(driven, (d) => initialState(d.sim, d.p));
   const updatedAt = new Float64Array(driven.length).fill(Number.NEGATIVE_INFINITY);
   const update = (i: number, now: number) => {
     if (now - updatedAt[i]! < updateMs) return;
     updatedAt[i] = now;
     const d = driven[i]!;
-    setPointValue(d.dev, d.p, sample(d.p.sim!, state, i, now, Math.random));
+    setPointValue(d.dev, d.p, sample(d.sim, state, i, now, Math.random));
   };
   const widest = Math.max(...Object.values(REGISTERS));
   // Per device and read function: the driven points ordered by address, with the registers (or bits) they span.
   const byDevice = new Map<SimDevice, Map<number, Array<{ readonly i: number; readonly from: number; readonly to: number }>>>();
   driven.forEach((d, i) => {
-    const m = d.p.modbus!;
+    const m = d.p.modbus;
     const span = width({ fn: m.fn, dataType: modbusDataType(d.p) });
     const fns = byDevice.get(d.dev) ?? new Map<number, Array<{ i: number; from: number; to: number }>>();
     byDevice.set(d.dev, fns);
@@ -114,13 +115,12 @@ export async function startSim(site: SiteConfig, opts: { updateMs?: number } = {
   const driven: Driven[] = [];
   try {
     for (const ch of site.channels) {
-      if (ch.protocol === 'virtual' || !ch.enabled) continue;
+      if (!isModbusChannel(ch) || !ch.enabled) continue;
       const devices = new Map<number, SimDevice>();
       for (const p of ch.points) {
-        if (!p.modbus) continue;
         let dev = devices.get(p.modbus.unit);
         if (!dev) devices.set(p.modbus.unit, (dev = new SimDevice(p.modbus.unit)));
-        if (p.sim) driven.push({ dev, p });
+        if (p.sim) driven.push({ dev, p, sim: p.sim });
         else if (p.min !== undefined) {
           setPointValue(dev, p, p.min);
         }

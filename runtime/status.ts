@@ -2,7 +2,8 @@
  * `voltage status`: the supervisor tree as recorded in Redis, readable also
  * while the runtime is down (then it says so and shows the last known state).
  */
-import type { VoltageRedis } from './redis/functions.js';
+import { KEYS } from './redis/keys.js';
+import type { VoltageRedis } from './redis/voltageRedis.js';
 
 export const HEARTBEAT_STALE_MS = 15_000;
 
@@ -24,7 +25,7 @@ function health(root: Record<string, string>): string {
 export interface StatusReport { readonly text: string; readonly runtimeUp: boolean; readonly actors: number }
 
 export async function statusReport(redis: VoltageRedis, now: number = Date.now()): Promise<StatusReport> {
-  const actors = await redis.actors();
+  const actors = await redis.actors.list();
   const root = actors.find((a) => a.id === 'root');
   if (!root) return { text: 'no runtime has run against this Redis (no actor tree recorded)\n', runtimeUp: false, actors: 0 };
   const beat = Number(root.heartbeatAt ?? 0);
@@ -33,8 +34,8 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   lines.push(up
     ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
     : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
-  const q = await redis.queueStats();
-  lines.push(`queues: hissrv:queue ${q.historyLen} entries, cloud:queue ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);
+  const q = await redis.telemetry.queueStats();
+  lines.push(`queues: ${KEYS.history} ${q.historyLen} entries, ${KEYS.cloud} ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);
   lines.push('');
   const byParent = new Map<string, typeof actors>();
   for (const a of actors) {

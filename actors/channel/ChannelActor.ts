@@ -15,13 +15,18 @@ import type { ActorKind } from '../../runtime/actorKind.js';
 import { recordPoll } from '../../runtime/metrics.js';
 import type { ChannelConfig, PointConfig } from '../../runtime/config/site.js';
 import type { Logger } from '../../runtime/logger.js';
-import { DeviceError, errorMessage } from '../../runtime/errors.js';
-import { C2mBatch, KEYS, type CommandEntry, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import type { CommandEntry } from '../../runtime/domain/commands.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
+import { REDIS_ERROR_CODES, errorMessage, isRedisError } from '../../runtime/errors.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
-import { ModbusLink } from '../modbus/ModbusLink.js';
+import { isDeviceError, type Device, type RawReading } from './device.js';
 import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
-import { VirtualDevice, type DeviceIo, type RawReading } from './virtualDevice.js';
+import { createDevice } from './protocols.js';
 
 export interface ChannelActorDeps {
   readonly redis: VoltageRedis;
@@ -29,8 +34,8 @@ export interface ChannelActorDeps {
   readonly subscriptions?: Subscriptions;
   readonly registry: ActorRegistry;
   readonly log: Logger;
-  /** Override for tests and the benchmark. */
-  readonly device?: (channel: ChannelConfig) => DeviceIo;
+  /** Override of the protocol's device, for tests and the benchmark. */
+  readonly device?: (channel: ChannelConfig) => Device;
   readonly now?: () => number;
 }
 
@@ -73,16 +78,15 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
     summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, commands: c.commands, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const device = deps.device?.(channel)
-        ?? (channel.protocol === 'virtual' ? new VirtualDevice(channel) : new ModbusLink(channel, log, now));
-      // What is polled: every point of a Modbus device; of a virtual one, those with a waveform and the writable ones.
-      const points = channel.points.filter((p) => p.modbus !== undefined || p.sim !== undefined || p.type === 'c' || p.type === 'a');
+      const device = deps.device?.(channel) ?? createDevice(channel, { log, now });
+      // Every point is polled: what a point needs to have a value (an address, a waveform) the loader checked.
+      const points = channel.points;
       // Report by exception: what was last sent of each point, in flat arrays (no object per point).
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
       const sentAt = new Float64Array(points.length);
       const grid = newGrid(channel.id, channel.pollMs, now());
-      let redisEpoch = deps.redis.restorations;
+      let redisEpoch = deps.redis.site.restorations;
 
       // One poll's batch and what it changes, reused poll after poll (one c2m in flight at a time).
       const batch = new C2mBatch();
@@ -99,8 +103,8 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         batch.clear();
         let bad = 0;
         // Redis lost its data since the last poll: send everything again.
-        if (redisEpoch !== deps.redis.restorations) {
-          redisEpoch = deps.redis.restorations;
+        if (redisEpoch !== deps.redis.site.restorations) {
+          redisEpoch = deps.redis.site.restorations;
           sentQuality.fill(undefined);
         }
         for (let i = 0; i < points.length; i++) {
@@ -122,7 +126,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         }
         const n = batch.count;
         if (n > 0) {
-          await deps.redis.c2m(channel.id, ts, batch);
+          await deps.redis.telemetry.c2m(channel.id, ts, batch);
           recordPoll(n, now() - ts);
           for (let k = 0; k < n; k++) {
             const i = sentIdx[k]!;
@@ -141,23 +145,22 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const byKey = new Map(points.map((p) => [`${p.type}:${p.id}`, p]));
       const execute = async (e: CommandEntry): Promise<void> => {
         const commit = (status: 'confirmed' | 'failed' | 'timeout', message: string, readback: number | null = null) =>
-          deps.redis.commandResult(channel.id, e.id, status, message, COMMAND_GROUP, e.entryId, readback);
+          deps.redis.commands.commandResult(channel.id, e.id, status, message, COMMAND_GROUP, e.entryId, readback);
         if (now() > e.deadline) return commit('timeout', 'expired before it could be written (a late setpoint is not applied)');
         const p = byKey.get(`${e.type}:${e.point}`);
         if (!p) return commit('failed', `channel ${channel.id} has no point ${e.type}:${e.point}`);
         try {
           await device.write(p, e.value);
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) throw err; // link down: stays pending, retried after reconnect
-          const code = (err as { modbusCode?: unknown }).modbusCode;
-          if (typeof code !== 'number' && /timed out/i.test(errorMessage(err))) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
+          if (isDeviceError(err) && err.transient) throw err; // link down: stays pending, retried after reconnect
+          if (isDeviceError(err, 'TIMEOUT')) return commit('timeout', `the device did not answer the write within ${channel.timeoutMs} ms`);
           return commit('failed', `the device refused the write: ${errorMessage(err)}`);
         }
         let raw: RawReading;
         try {
           raw = await device.readBack(p, now());
         } catch (err) {
-          if (err instanceof DeviceError && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
+          if (isDeviceError(err) && err.transient) return commit('confirmed', 'written; the link dropped before the read-back');
           return commit('confirmed', `written; read-back failed: ${errorMessage(err)}`);
         }
         const { value } = decode(raw, p);
@@ -174,11 +177,11 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         hinted = false;
         lastLookAt = now();
         if (!groupReady) {
-          await deps.redis.ensureCommandGroup(channel.id, COMMAND_GROUP);
+          await deps.redis.commands.ensureCommandGroup(channel.id, COMMAND_GROUP);
           groupReady = true;
           let done = 0;
           for (let round = 0; round < 100; round++) {
-            const pending = await deps.redis.readCommands(channel.id, COMMAND_GROUP, channel.id, true);
+            const pending = await deps.redis.commands.readCommands(channel.id, COMMAND_GROUP, channel.id, true);
             if (pending.length === 0) break;
             for (const e of pending) await execute(e);
             done += pending.length;
@@ -187,10 +190,10 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         }
         let entries: CommandEntry[];
         try {
-          entries = await deps.redis.readCommands(channel.id, COMMAND_GROUP, channel.id, false);
+          entries = await deps.redis.commands.readCommands(channel.id, COMMAND_GROUP, channel.id, false);
         } catch (e) {
           // Redis came back empty: the group went with it; make it again on the next round.
-          if (/NOGROUP/.test(errorMessage(e))) {
+          if (isRedisError(e, REDIS_ERROR_CODES.noGroup)) {
             groupReady = false;
             return 0;
           }

@@ -3,6 +3,7 @@
  * device of a `virtual` channel and by `voltage sim`'s Modbus devices.
  */
 import type { PointConfig, SimSpec } from '../../runtime/config/site.js';
+import type { ProtocolProblem } from './protocols.js';
 
 /**
  * The value of point i at `now`. Waveforms are evaluated from the spec and one
@@ -38,4 +39,13 @@ export function initialState(sim: SimSpec | undefined, p: PointConfig): number {
   if (sim.kind === 'counter') return sim.start - sim.step;
   if (sim.kind === 'random_walk') return sim.start;
   return 0;
+}
+
+/** What the schema cannot check of the waveforms of a channel's points; paths relative to the channel. */
+export function checkWaveforms(points: readonly { readonly type: string; readonly id: number; readonly sim?: SimSpec | undefined }[]): ProtocolProblem[] {
+  const out: ProtocolProblem[] = [];
+  points.forEach((p, pi) => {
+    if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) out.push({ at: ['points', pi, 'sim', 'min'], code: 'OUT_OF_RANGE', message: `point ${p.type}:${p.id}: random_walk min must be below max` });
+  });
+  return out;
 }

@@ -1,6 +1,6 @@
 /**
  * One Modbus link (TCP, RTU on a serial line, RTU over TCP) with its devices,
- * as the DeviceIo of a channel actor. Reads follow the coalesced plan, device
+ * as the Device of a channel actor. Reads follow the coalesced plan, device
  * by device. The failure of one device never stalls the others:
  *  - no answer (after `retries`): that device is backed off on its own, its
  *    points are marked comm-failure, the others keep their poll rate;
@@ -8,8 +8,10 @@
  *    per point, for good (remembered), so the good points keep coming;
  *  - another exception, a CRC error or a short reply: the points of that read
  *    are marked bad, the device stays in the poll;
- *  - the link itself drops: a transient DeviceError, and the channel's machine
- *    reconnects with backoff.
+ *  - the link itself drops: DeviceError LINK_DOWN, and the channel's machine
+ *    reconnects with backoff;
+ *  - a write that fails: a DeviceError whose code (failures.ts) tells the
+ *    channel how the command ends.
  */
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
 
@@ -21,11 +23,12 @@ async function newClient(): Promise<ModbusRTU> {
   return new clientClass();
 }
 import { backoffDelay } from '../../runtime/backoff.js';
-import type { ModbusChannelConfig, PointConfig } from '../../runtime/config/schema.js';
+import type { ModbusChannelConfig, ModbusPointConfig, PointConfig } from '../../runtime/config/schema.js';
 import { modbusDataType, modbusWriteFn } from '../../runtime/config/modbusRules.js';
-import { DeviceError, errorMessage } from '../../runtime/errors.js';
+import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import type { DeviceIo, RawReading } from '../channel/virtualDevice.js';
+import { DeviceError, type Device, type RawReading } from '../channel/device.js';
+import { isTimeout, modbusCode, toDeviceError } from './failures.js';
 import { coilValue, decodeRegisters, encodePoint, registerCount } from './codec.js';
 import { planReads, splitRequest, width, type PlanPoint, type ReadRequest } from './plan.js';
 
@@ -33,13 +36,6 @@ interface DeviceState { attempt: number; until: number; down: boolean }
 
 const COMM_FAILURE = { quality: 'comm-failure' } as const;
 const BAD = { quality: 'bad' } as const;
-
-/** modbus-serial's timeout is not an Error instance: recognise it by name or errno. */
-function isTimeout(e: unknown): boolean {
-  if (typeof e !== 'object' || e === null) return false;
-  const { name, errno } = e as { name?: unknown; errno?: unknown };
-  return name === 'TransactionTimedOutError' || errno === 'ETIMEDOUT';
-}
 
 /**
  * modbus-serial keeps every transaction (its request, reply buffer and callbacks) in
@@ -53,19 +49,18 @@ export function forgetSettledTransactions(c: ModbusRTU): void {
   (c as unknown as { _transactions: Record<number, unknown> })._transactions = {};
 }
 
-function modbusCode(e: unknown): number | undefined {
-  const c = (e as { modbusCode?: unknown }).modbusCode;
-  return typeof c === 'number' ? c : undefined;
-}
-
-export class ModbusLink implements DeviceIo {
+export class ModbusLink implements Device {
   private client: ModbusRTU | undefined;
-  private plan: ReadRequest[] | undefined;
-  private planFor: readonly PointConfig[] | undefined;
+  /** The channel's points (as the channel passes them back) → where each lives. */
+  private readonly typed: Map<PointConfig, ModbusPointConfig>;
+  /** The read plan of the points the channel passes (the same array every poll), and where each of them lives. */
+  private planned: { readonly points: readonly PointConfig[]; readonly plan: ReadRequest[]; readonly at: readonly (ModbusPointConfig | undefined)[] } | undefined;
   private readonly devices = new Map<number, DeviceState>();
   private readonly sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  constructor(private readonly channel: ModbusChannelConfig, private readonly log: Logger, private readonly now: () => number = Date.now) {}
+  constructor(private readonly channel: ModbusChannelConfig, private readonly log: Logger, private readonly now: () => number = Date.now) {
+    this.typed = new Map(channel.points.map((p) => [p, p]));
+  }
 
   /** The read plan, as `voltage plan` shows it. */
   static planOf(channel: ModbusChannelConfig): ReadRequest[] {
@@ -83,7 +78,7 @@ export class ModbusLink implements DeviceIo {
       else await c.connectRTUBuffered(ch.serial.path, { baudRate: ch.serial.baudRate, parity: ch.serial.parity, dataBits: ch.serial.dataBits, stopBits: ch.serial.stopBits });
     } catch (e) {
       const where = ch.protocol === 'modbus-rtu' ? `serial port ${ch.serial.path}` : `${ch.host}:${ch.port}`;
-      throw new DeviceError('LINK_DOWN', `cannot open ${where}: ${errorMessage(e)}`, true, { channel: ch.id });
+      throw new DeviceError('LINK_DOWN', `cannot open ${where}: ${errorMessage(e)}`, { channel: ch.id });
     }
     c.setTimeout(ch.timeoutMs);
     this.client = c;
@@ -97,7 +92,7 @@ export class ModbusLink implements DeviceIo {
 
   private linkOrThrow(): ModbusRTU {
     const c = this.client;
-    if (!c || !c.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: the link is closed`, true, { channel: this.channel.id });
+    if (!c || !c.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: the link is closed`, { channel: this.channel.id });
     return c;
   }
 
@@ -118,7 +113,7 @@ export class ModbusLink implements DeviceIo {
         forgetSettledTransactions(c);
       }
     }
-    if (!this.client?.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: link dropped (${errorMessage(lastError)})`, true, { channel: this.channel.id });
+    if (!this.client?.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: link dropped (${errorMessage(lastError)})`, { channel: this.channel.id });
     throw lastError;
   }
 
@@ -134,24 +129,26 @@ export class ModbusLink implements DeviceIo {
   }
 
   async read(points: readonly PointConfig[], now: number): Promise<RawReading[]> {
-    if (this.planFor !== points) {
-      this.plan = planReads(points.map((p, index) => toPlanPoint(p, index)), this.channel.maxGap);
-      this.planFor = points;
+    if (this.planned?.points !== points) {
+      // A point that is not this channel's has no address: it stays bad.
+      const at = points.map((p) => this.typed.get(p));
+      const known = at.flatMap((p, index) => (p ? [toPlanPoint(p, index)] : []));
+      this.planned = { points, plan: planReads(known, this.channel.maxGap), at };
     }
     const readings: RawReading[] = new Array<RawReading>(points.length).fill(BAD);
-    const plan = this.plan!;
+    const { plan, at } = this.planned;
     let i = 0;
     while (i < plan.length) {
       const unit = plan[i]!.unit;
       let j = i;
       while (j < plan.length && plan[j]!.unit === unit) j++;
-      i = await this.readDevice(unit, plan, i, j, points, readings, now);
+      i = await this.readDevice(unit, plan, i, j, at, readings, now);
     }
     return readings;
   }
 
   /** Reads one device's requests plan[from..to); returns where the next device starts (splitting grows the plan). */
-  private async readDevice(unit: number, plan: ReadRequest[], from: number, to: number, points: readonly PointConfig[], readings: RawReading[], now: number): Promise<number> {
+  private async readDevice(unit: number, plan: ReadRequest[], from: number, to: number, at: readonly (ModbusPointConfig | undefined)[], readings: RawReading[], now: number): Promise<number> {
     const st = this.devices.get(unit) ?? { attempt: 0, until: 0, down: false };
     this.devices.set(unit, st);
     const markAll = (q: RawReading) => { for (let k = from; k < to; k++) for (const m of plan[k]!.points) readings[m.index] = q; };
@@ -163,7 +160,10 @@ export class ModbusLink implements DeviceIo {
       const r = plan[k]!;
       try {
         const data = await this.readBlock(r);
-        for (const m of r.points) readings[m.index] = decodePoint(points[m.index]!, data, m.offset);
+        for (const m of r.points) {
+          const p = at[m.index];
+          readings[m.index] = p ? decodePoint(p, data, m.offset) : BAD;
+        }
       } catch (e) {
         if (e instanceof DeviceError) throw e;
         if (isTimeout(e)) {
@@ -176,7 +176,10 @@ export class ModbusLink implements DeviceIo {
           return to;
         }
         if (modbusCode(e) === 2 && r.points.length > 1) {
-          const parts = splitRequest(r, (index) => width(toPlanPoint(points[index]!, index)));
+          const parts = splitRequest(r, (index) => {
+            const p = at[index];
+            return p ? width(toPlanPoint(p, index)) : 1;
+          });
           plan.splice(k, 1, ...parts);
           this.log.warn({ unit, address: r.address, count: r.count }, `channel ${this.channel.id}: unit ${unit} refused a coalesced read at ${r.address} (+${r.count}); reading its ${parts.length} points one by one from now on`);
           to += parts.length - 1;
@@ -194,35 +197,52 @@ export class ModbusLink implements DeviceIo {
     return to;
   }
 
-  async readBack(p: PointConfig): Promise<RawReading> {
-    const r = planReads([toPlanPoint(p, 0)], 0)[0]!;
-    const data = await this.readBlock(r);
-    return decodePoint(p, data, 0);
+  /** Where a point of this channel lives; NOT_WRITABLE for a point it does not have. */
+  private addressOf(point: PointConfig): ModbusPointConfig {
+    const p = this.typed.get(point);
+    if (!p) throw new DeviceError('NOT_WRITABLE', `channel ${this.channel.id} has no point ${point.type}:${point.id}`, { channel: this.channel.id });
+    return p;
+  }
+
+  async readBack(point: PointConfig): Promise<RawReading> {
+    const p = this.addressOf(point);
+    const r = planReads([toPlanPoint(p, 0)], 0)[0];
+    if (!r) return BAD;
+    try {
+      return decodePoint(p, await this.readBlock(r), 0);
+    } catch (e) {
+      throw toDeviceError(e, this.channel.id);
+    }
   }
 
   /** Writes a control/adjustment value (engineering units are converted back with scale and offset). */
-  async write(p: PointConfig, value: number): Promise<void> {
-    const m = p.modbus!;
+  async write(point: PointConfig, value: number): Promise<void> {
+    const p = this.addressOf(point);
+    const m = p.modbus;
     const fn = modbusWriteFn(p);
-    await this.request(m.unit, async (c) => {
-      switch (fn) {
-        case 5: await c.writeCoil(m.address, coilValue(p, value)); return;
-        case 15: await c.writeCoils(m.address, [coilValue(p, value)]); return;
-        case 6: await c.writeRegister(m.address, encodePoint(p, value)[0]!); return;
-        case 16: await c.writeRegisters(m.address, encodePoint(p, value)); return;
-        default: throw new DeviceError('NOT_WRITABLE', `point ${p.type}:${p.id} cannot be written`, false);
-      }
-    });
+    try {
+      await this.request(m.unit, async (c) => {
+        switch (fn) {
+          case 5: await c.writeCoil(m.address, coilValue(p, value)); return;
+          case 15: await c.writeCoils(m.address, [coilValue(p, value)]); return;
+          case 6: await c.writeRegister(m.address, encodePoint(p, value)[0] ?? 0); return;
+          case 16: await c.writeRegisters(m.address, encodePoint(p, value)); return;
+          default: throw new DeviceError('NOT_WRITABLE', `point ${p.type}:${p.id} cannot be written`, { channel: this.channel.id });
+        }
+      });
+    } catch (e) {
+      throw toDeviceError(e, this.channel.id);
+    }
   }
 }
 
-export function toPlanPoint(p: PointConfig, index: number): PlanPoint {
-  const m = p.modbus!;
+export function toPlanPoint(p: ModbusPointConfig, index: number): PlanPoint {
+  const m = p.modbus;
   return { index, unit: m.unit, fn: m.fn, address: m.address, dataType: modbusDataType(p) };
 }
 
-function decodePoint(p: PointConfig, data: readonly number[], offset: number): RawReading {
-  const m = p.modbus!;
+function decodePoint(p: ModbusPointConfig, data: readonly number[], offset: number): RawReading {
+  const m = p.modbus;
   if (m.fn === 1 || m.fn === 2) return data[offset] ?? BAD;
   const type = modbusDataType(p);
   if (data.length < offset + registerCount(type)) return BAD; // a short reply

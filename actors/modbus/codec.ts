@@ -8,13 +8,13 @@
  * BADC byte-swapped, DCBA little-endian. For 64-bit values the same rule
  * applies to all eight bytes; for 16-bit values only the byte swap matters.
  */
-import { modbusPointSchema, type PointConfig } from '../../runtime/config/schema.js';
+import { modbusAddressSchema, type ModbusPointConfig } from '../../runtime/config/schema.js';
 import { modbusDataType, registerCount, type ByteOrder, type DataType } from '../../runtime/config/modbusRules.js';
 
 export { registerCount, type ByteOrder, type DataType };
 
-export const DATA_TYPES: readonly DataType[] = modbusPointSchema.shape.dataType.unwrap().options;
-export const BYTE_ORDERS: readonly ByteOrder[] = modbusPointSchema.shape.byteOrder.unwrap().options;
+export const DATA_TYPES: readonly DataType[] = modbusAddressSchema.shape.dataType.unwrap().options;
+export const BYTE_ORDERS: readonly ByteOrder[] = modbusAddressSchema.shape.byteOrder.unwrap().options;
 
 /** Puts wire bytes into big-endian order (or back: every transform is its own inverse). */
 function reorderInto(bytes: Uint8Array, n: number, order: ByteOrder, out: Uint8Array): void {
@@ -94,13 +94,13 @@ export function encodeRegisters(value: number, type: DataType, order: ByteOrder)
  * scale and offset undone, rounded for integer types, in the point's byte order.
  * Used for a device write and by the simulator alike.
  */
-export function encodePoint(p: PointConfig, value: number): number[] {
+export function encodePoint(p: ModbusPointConfig, value: number): number[] {
   const type = modbusDataType(p);
   const raw = (value - p.offset) / p.scale;
-  return encodeRegisters(type.startsWith('float') ? raw : Math.round(raw), type, p.modbus!.byteOrder);
+  return encodeRegisters(type.startsWith('float') ? raw : Math.round(raw), type, p.modbus.byteOrder);
 }
 
 /** Inverse of scale and offset, for a coil: on when the raw value is not 0. */
-export function coilValue(p: PointConfig, value: number): boolean {
+export function coilValue(p: ModbusPointConfig, value: number): boolean {
   return (value - p.offset) / p.scale !== 0;
 }

@@ -12,7 +12,10 @@ import type { ActorKind } from '../../runtime/actorKind.js';
 import type { ModelDef } from '../../runtime/config/site.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { KEYS, type ModelValue, type Quality, type Subscriptions, type VoltageRedis } from '../../runtime/redis/functions.js';
+import type { ModelValue, Quality } from '../../runtime/domain/telemetry.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 
@@ -103,7 +106,7 @@ export function modelChild(def: ModelCalcs, deps: ModelActorDeps): ChildSpec {
 
       const load = async () => {
         for (const source of [model.id, ...model.dependsOn]) {
-          const vals = await deps.redis.modelValues(source);
+          const vals = await deps.redis.telemetry.modelValues(source);
           for (const [name, r] of vals) {
             const k = keyOf(source, name);
             if (!needed.has(k) || fresh.has(k)) continue;
@@ -131,7 +134,7 @@ export function modelChild(def: ModelCalcs, deps: ModelActorDeps): ChildSpec {
         }
         if (out.length === 0) return 0;
         try {
-          await deps.redis.modelSet(model.id, latestTs || Date.now(), out);
+          await deps.redis.telemetry.modelSet(model.id, latestTs || Date.now(), out);
         } catch (e) {
           throw new TransientError(errorMessage(e));
         }

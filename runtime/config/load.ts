@@ -5,12 +5,13 @@
  * before anything is thrown: the user sees all mistakes at once.
  */
 import { closest } from 'fastest-levenshtein';
-import type { z } from 'zod';
-import { ConfigError, type ConfigIssue, type SourcePosition } from '../errors.js';
+import { z } from 'zod';
+import { channelSchemas, checkChannel, protocolNames } from '../../actors/channel/protocols.js';
+import { ConfigError, VoltageError, type ConfigIssue, type SourcePosition } from '../errors.js';
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
-import { configSchema, jsonSchema, POINT_REF_PATTERN, type ParsedConfig, type PointConfig, type PointType } from './schema.js';
+import '../protocols.js';
+import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
 import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
-import { checkModbusPoint } from './modbusRules.js';
 import { pointKey } from './site.js';
 import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
 
@@ -19,7 +20,7 @@ type Path = readonly (string | number)[];
 export function loadConfig(dir: string): SiteConfig {
   const src = readConfigFolder(dir);
   const issues = [...src.issues];
-  const parsed = configSchema.safeParse(src.raw);
+  const parsed = registered().schema.safeParse(src.raw);
   if (!parsed.success) {
     for (const zi of parsed.error.issues) issues.push(...schemaIssue(src, zi));
   }
@@ -55,11 +56,23 @@ function describe(v: unknown): string {
 }
 
 type JsonNode = { properties?: Record<string, JsonNode>; items?: JsonNode; additionalProperties?: JsonNode | boolean; anyOf?: JsonNode[]; oneOf?: JsonNode[]; const?: unknown };
-let schemaCache: JsonNode | undefined;
+
+/** The config schema with every registered protocol, and its JSON Schema (made when first asked for), rebuilt when a protocol is added. */
+let cache: { readonly names: string; readonly schema: ReturnType<typeof configSchemaWith>; json?: JsonNode } | undefined;
+function registered(): NonNullable<typeof cache> {
+  const names = protocolNames().join(',');
+  if (cache?.names !== names) {
+    const [first, ...rest] = channelSchemas();
+    if (!first) throw new VoltageError('config', 'NO_PROTOCOL', 'no channel protocol is registered (runtime/protocols.ts registers the built-in ones)');
+    cache = { names, schema: configSchemaWith([first, ...rest]) };
+  }
+  return cache;
+}
 
 /** The keys allowed at `path`, read off the JSON Schema (choosing the union variant that the data's `kind` names). */
 function allowedKeys(raw: unknown, path: Path): string[] {
-  let node: JsonNode | undefined = (schemaCache ??= jsonSchema() as JsonNode);
+  const schemas = registered();
+  let node: JsonNode | undefined = (schemas.json ??= z.toJSONSchema(schemas.schema, { io: 'input', unrepresentable: 'any' }) as JsonNode);
   const pick = (n: JsonNode, at: Path): JsonNode => {
     const variants = n.anyOf ?? n.oneOf;
     if (!variants) return n;
@@ -115,7 +128,7 @@ function schemaIssue(src: ConfigSource, zi: z.core.$ZodIssue): ConfigIssue[] {
 }
 
 /** Checks what the schema cannot and resolves templates, mappings and calculation order. */
-function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]): SiteConfig {
+function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]): SiteConfig {
   const add = (path: Path, code: string, message: string, key = false) => issues.push({ ...src.locate(path, { key }), code, message });
 
   // Channels and their points.
@@ -139,13 +152,10 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       if (firstP !== undefined) add(['channels', ci, 'points', pi, 'id'], 'DUPLICATE_ID', `point ${k} of channel '${ch.id}' is defined twice (first at ${formatPos(src.locate(['channels', ci, 'points', firstP, 'id']))})`);
       else points.set(k, pi);
       if (p.name !== undefined && !named.has(p.name)) named.set(p.name, { channel: ch.id, type: p.type, point: p.id });
-      if (ch.protocol === 'virtual' && (p.type === 'm' || p.type === 's') && !p.sim) add(['channels', ci, 'points', pi], 'MISSING_KEY', `point ${k} of virtual channel '${ch.id}' needs a 'sim' waveform`);
-      if (ch.protocol !== 'virtual') {
-        for (const m of checkModbusPoint(p)) add(['channels', ci, 'points', pi, ...m.at], m.code, `point ${k} of channel '${ch.id}': ${m.message}`);
-      }
       if (p.min !== undefined && p.max !== undefined && p.min > p.max) add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
-      if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) add(['channels', ci, 'points', pi, 'sim', 'min'], 'OUT_OF_RANGE', `point ${k}: random_walk min must be below max`);
     });
+    // What only the channel's protocol knows to check (a Modbus address range, a virtual point's waveform).
+    for (const pr of checkChannel(ch)) add(['channels', ci, ...pr.at], pr.code, pr.message);
   });
 
   // Models: templates, names, mappings.
@@ -295,21 +305,9 @@ function resolveSite(src: ConfigSource, cfg: ParsedConfig, issues: ConfigIssue[]
       dependsOn: [...dependsOn],
     };
   });
-  const channels = cfg.channels.map((c) => ({ ...c, points: c.points.map(compactPoint) }));
+  // Points come out of the schema compacted (schema.ts), one object shape per protocol.
+  const channels = cfg.channels;
   return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway });
-}
-
-/**
- * One object shape for every point (one literal, all fields present): V8 keeps
- * the fields in-object, and a 100k-point site costs megabytes less than the
- * parser's objects. `satisfies` makes a field added to the schema but missed
- * here a type error (one was lost this way once).
- */
-function compactPoint(p: PointConfig): PointConfig {
-  return {
-    type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset,
-    deadband: p.deadband, min: p.min, max: p.max, sim: p.sim, modbus: p.modbus,
-  } satisfies { [K in keyof Required<PointConfig>]: PointConfig[K] };
 }
 
 /** Depth-first topological order; reports each cycle once. */

@@ -3,10 +3,10 @@
  * it fits the address space, that its data type suits its function, and that
  * a control or adjustment point can be written the way it is read.
  */
-import type { ModbusPointConfig, PointConfig } from './schema.js';
+import type { ModbusAddress, ModbusPointConfig } from './schema.js';
 
-export type DataType = NonNullable<ModbusPointConfig['dataType']>;
-export type ByteOrder = ModbusPointConfig['byteOrder'];
+export type DataType = NonNullable<ModbusAddress['dataType']>;
+export type ByteOrder = ModbusAddress['byteOrder'];
 
 /** 16-bit registers a value of each data type takes: the one table the codec, the plan and these rules read. */
 export const REGISTERS: Readonly<Record<DataType, number>> = { bool: 1, int16: 1, uint16: 1, int32: 2, uint32: 2, float32: 2, float64: 4 };
@@ -18,23 +18,22 @@ export function registerCount(type: DataType): number {
 export interface RuleProblem { readonly at: readonly string[]; readonly code: string; readonly message: string }
 
 /** The data type a point is read as, with the defaults applied. */
-export function modbusDataType(p: PointConfig): DataType {
-  const m = p.modbus!;
+export function modbusDataType(p: ModbusPointConfig): DataType {
+  const m = p.modbus;
   return m.dataType ?? (m.fn === 1 || m.fn === 2 ? 'bool' : 'uint16');
 }
 
 /** The write function of a control/adjustment point, with the defaults applied. */
-export function modbusWriteFn(p: PointConfig): 5 | 6 | 15 | 16 | undefined {
-  const m = p.modbus!;
+export function modbusWriteFn(p: ModbusPointConfig): 5 | 6 | 15 | 16 | undefined {
+  const m = p.modbus;
   if (m.writeFn) return m.writeFn;
   if (m.fn === 1) return 5;
   if (m.fn === 3) return REGISTERS[modbusDataType(p)] === 1 ? 6 : 16;
   return undefined;
 }
 
-export function checkModbusPoint(p: PointConfig): RuleProblem[] {
+export function checkModbusPoint(p: ModbusPointConfig): RuleProblem[] {
   const m = p.modbus;
-  if (!m) return [{ at: [], code: 'MISSING_KEY', message: "a Modbus channel's point needs 'modbus: { unit, fn, address }'" }];
   const out: RuleProblem[] = [];
   const type = modbusDataType(p);
   const bits = m.fn === 1 || m.fn === 2;

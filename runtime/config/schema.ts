@@ -55,7 +55,7 @@ export const simSchema = z.discriminatedUnion('kind', [
 export const pointTypeSchema = z.enum(['m', 's', 'c', 'a']).describe('m = measurement, s = signal, c = control, a = adjustment');
 
 /** Where a point lives on a Modbus device. */
-export const modbusPointSchema = z.strictObject({
+export const modbusAddressSchema = z.strictObject({
   unit: z.number().int().min(0).max(247).describe('unit id (slave address)'),
   fn: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).describe('read function: 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers'),
   address: z.number().int().min(0).max(65535),
@@ -65,7 +65,8 @@ export const modbusPointSchema = z.strictObject({
   writeFn: z.union([z.literal(5), z.literal(6), z.literal(15), z.literal(16)]).optional().describe('write function for control/adjustment points; default 5 for coils, 6 or 16 for registers'),
 });
 
-export const pointSchema = z.strictObject({
+/** What every point has, whatever its channel's protocol: all that the channel actor and the models read. */
+export const pointFields = {
   type: pointTypeSchema,
   id: z.number().int().nonnegative(),
   name: z.string().optional(),
@@ -76,10 +77,31 @@ export const pointSchema = z.strictObject({
   deadband: z.number().nonnegative().default(0),
   min: z.number().optional(),
   max: z.number().optional(),
-  /** The waveform of a virtual point, or of a simulated Modbus device (`voltage sim`). */
+};
+
+/** A point of a protocol that adds nothing of its own (a protocol registered outside this file may use it). */
+export const pointSchema = z.strictObject(pointFields);
+
+/**
+ * The parsed points of a built-in protocol come out in one object shape each
+ * (one literal, all fields present): V8 keeps the fields in-object, and a
+ * 100k-point site costs megabytes less than the parser's objects. `Complete`
+ * makes a field added to the schema but missed in the literal a type error
+ * (one was lost this way once).
+ */
+type Complete<T> = { [K in keyof Required<T>]: T[K] };
+
+/** A point of a virtual channel: its waveform (required of measurements and signals, checked by the protocol). */
+export const virtualPointSchema = z.strictObject({ ...pointFields, sim: simSchema.optional() })
+  .transform((p) => ({ type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset, deadband: p.deadband, min: p.min, max: p.max, sim: p.sim }) satisfies Complete<typeof p>);
+
+/** A point of a Modbus channel: where it lives, and the waveform `voltage sim` gives it. */
+export const modbusPointSchema = z.strictObject({
+  ...pointFields,
+  /** The waveform of a simulated Modbus device (`voltage sim`). */
   sim: simSchema.optional(),
-  modbus: modbusPointSchema.optional(),
-});
+  modbus: modbusAddressSchema,
+}).transform((p) => ({ type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset, deadband: p.deadband, min: p.min, max: p.max, sim: p.sim, modbus: p.modbus }) satisfies Complete<typeof p>);
 
 export const faultSchema = z.strictObject({
   /** The channel's poll throws a fatal error after this many polls (each incarnation counts afresh). */
@@ -90,7 +112,8 @@ export const faultSchema = z.strictObject({
   dropAfterPolls: z.number().int().positive().optional(),
 });
 
-const channelBase = {
+/** What every channel has, whatever its protocol (its points are typed per protocol). */
+export const channelFields = {
   id,
   name: z.string().optional(),
   enabled: z.boolean().default(true),
@@ -99,13 +122,13 @@ const channelBase = {
   /** Report by exception: a point within its deadband is still re-sent this often. */
   integrityMs: positiveMs.default(60_000),
   reconnect: backoffSchema.prefault({}),
-  points: z.array(pointSchema).default([]),
   /** CSV point tables, relative to the config folder; header cells name point fields, dotted for nesting (`sim.kind`). */
   pointsFile: z.union([z.string(), z.array(z.string())]).optional(),
 };
 
 const modbusBase = {
-  ...channelBase,
+  ...channelFields,
+  points: z.array(modbusPointSchema).default([]),
   /** Largest run of unused addresses inside one coalesced read. */
   maxGap: z.number().int().min(0).max(124).default(10),
   /** Retries of a request that timed out, before the device is backed off. */
@@ -124,12 +147,25 @@ const serialSchema = z.strictObject({
   stopBits: z.union([z.literal(1), z.literal(2)]).default(1),
 });
 
-export const channelSchema = z.discriminatedUnion('protocol', [
-  z.strictObject({ ...channelBase, protocol: z.literal('virtual'), fault: faultSchema.optional() }),
+/**
+ * The config of a channel of protocol `name` whose points are `point`: the
+ * channel fields, the points, and what the protocol adds (`extra`). Every
+ * protocol's channel is one of these, told apart by `protocol`.
+ */
+export function protocolChannelSchema<N extends string, P extends z.ZodType, E extends z.ZodRawShape = Record<never, never>>(name: N, point: P, extra?: E) {
+  return z.strictObject({ ...channelFields, protocol: z.literal(name), points: z.array(point).default([]), ...(extra ?? ({} as E)) });
+}
+
+export const virtualChannelSchema = protocolChannelSchema('virtual', virtualPointSchema, { fault: faultSchema.optional() });
+export const modbusChannelSchemas = [
   z.strictObject({ ...modbusBase, protocol: z.literal('modbus-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535).default(502) }),
   z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535) }),
   z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu'), serial: serialSchema, interRequestDelayMs: z.number().int().min(0).default(5) }),
-]);
+] as const;
+
+/** The protocols built in, each one variant of a channel. A protocol registered elsewhere brings its own (actors/channel/protocols.ts). */
+export const builtinChannelSchemas = [virtualChannelSchema, ...modbusChannelSchemas] as const;
+export const channelSchema = z.discriminatedUnion('protocol', builtinChannelSchemas);
 
 const valueSpec = z.strictObject({ unit: z.string().optional(), description: z.string().optional() });
 const calcSpec = z.strictObject({ expr: z.string().min(1), unit: z.string().optional(), description: z.string().optional() });
@@ -172,29 +208,52 @@ export const gatewaySchema = z.strictObject({
   commandTimeoutMs: positiveMs.default(10_000),
   /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
   ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),
+  /** Origins of pages hosted elsewhere (a dashboard, a Grafana panel) that may call the API from a browser; none by default. */
+  cors: z.strictObject({
+    origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin: scheme://host[:port], no path, e.g. https://grafana.example.com')).default([]),
+  }).prefault({}),
 });
 
-export const configSchema = z.strictObject({
-  $schema: z.string().optional(),
-  gateway: gatewaySchema.optional(),
-  runtime: runtimeSchema.prefault({}),
-  channels: z.array(channelSchema).default([]),
-  templates: z.record(name, templateSchema).default({}),
-  models: z.array(modelSchema).default([]),
-});
+/** What every channel is, whatever its protocol: all that the channel actor, the runtime and the API read. */
+const anyChannel = z.object(channelFields);
+export type PointConfig = z.output<typeof pointSchema>;
+export type ChannelConfig = z.output<typeof anyChannel> & { readonly protocol: string; readonly points: readonly PointConfig[] };
+
+/** One protocol's channel config: a strict object told apart from the others by its literal `protocol`. */
+export type ChannelVariantSchema = z.ZodType<ChannelConfig> & z.core.$ZodTypeDiscriminable;
+
+function configSchemaOf<C extends z.ZodType>(channel: C) {
+  return z.strictObject({
+    $schema: z.string().optional(),
+    gateway: gatewaySchema.optional(),
+    runtime: runtimeSchema.prefault({}),
+    channels: z.array(channel).default([]),
+    templates: z.record(name, templateSchema).default({}),
+    models: z.array(modelSchema).default([]),
+  });
+}
+
+/** The config with the built-in protocols: the schema `voltage schema` emits. */
+export const configSchema = configSchemaOf(channelSchema);
+
+/** The config whose channels are any of `variants`: what the loader checks, with every protocol registered. */
+export function configSchemaWith(variants: readonly [ChannelVariantSchema, ...ChannelVariantSchema[]]) {
+  const channel: z.ZodType<ChannelConfig> = z.discriminatedUnion('protocol', variants);
+  return configSchemaOf(channel);
+}
 
 export type RawConfig = z.input<typeof configSchema>;
-export type ParsedConfig = z.output<typeof configSchema>;
+export type LoadedConfig = z.output<ReturnType<typeof configSchemaWith>>;
 export type RuntimeConfig = z.output<typeof runtimeSchema>;
 export type GatewayConfig = z.output<typeof gatewaySchema>;
 export type Role = z.output<typeof roleSchema>;
-export type ChannelConfig = z.output<typeof channelSchema>;
-export type PointConfig = z.output<typeof pointSchema>;
 export type PointType = z.output<typeof pointTypeSchema>;
 export type SimSpec = z.output<typeof simSchema>;
+export type ModbusAddress = z.output<typeof modbusAddressSchema>;
+export type VirtualPointConfig = z.output<typeof virtualPointSchema>;
 export type ModbusPointConfig = z.output<typeof modbusPointSchema>;
-export type ModbusChannelConfig = Exclude<ChannelConfig, { protocol: 'virtual' }>;
-export type VirtualChannelConfig = Extract<ChannelConfig, { protocol: 'virtual' }>;
+export type VirtualChannelConfig = z.output<typeof virtualChannelSchema>;
+export type ModbusChannelConfig = z.output<(typeof modbusChannelSchemas)[number]>;
 
 /** JSON Schema for editors: each YAML file of a config folder holds some of the top-level sections. */
 export function jsonSchema(): Record<string, unknown> {

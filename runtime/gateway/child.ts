@@ -10,7 +10,8 @@ import type { GatewayConfig, Role } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { openRedis, whenReady } from '../redis/connect.js';
-import { VoltageRedis, type QueueLimits } from '../redis/functions.js';
+import type { QueueLimits } from '../redis/telemetry.js';
+import { VoltageRedis } from '../redis/voltageRedis.js';
 import { installFaultHandlers, report, reportRejection, useReporterLogger } from '../reporter.js';
 import { startGatewayServer, type GatewayServer } from './server.js';
 
@@ -92,7 +93,7 @@ export async function runGatewayChild(): Promise<number> {
     const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
     useReporterLogger(log);
     const client = openRedis(init.redisUrl, log, 'gateway');
-    const redis = new VoltageRedis(client, init.limits);
+    const redis = new VoltageRedis(client, init.limits, { log });
     const subscriptions = redis.subscriber();
     let server: GatewayServer | undefined;
     close = async () => {

@@ -17,7 +17,7 @@ import type { ActorKind } from '../actorKind.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import { VoltageError } from '../errors.js';
 import { prometheus } from '../metrics.js';
-import type { QueueLimits } from '../redis/functions.js';
+import type { QueueLimits } from '../redis/telemetry.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
 import type { FromGateway, ToGateway } from './child.js';

@@ -55,10 +55,37 @@ export class Http {
   private readonly buckets = new Map<string, Bucket>();
   private readonly knownTokens = new Map<string, Caller>();
   private listenSocket: uWS.us_listen_socket | undefined;
+  private readonly origins: ReadonlySet<string>;
 
   constructor(private readonly cfg: GatewayConfig, extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = []) {
     for (const t of cfg.tokens) this.callers.set(t.sha256, { name: t.name, role: t.role });
     for (const t of extraTokens) this.callers.set(sha256(t.token), { name: t.name, role: t.role });
+    this.origins = new Set(cfg.cors.origins);
+    this.preflight();
+  }
+
+  /**
+   * CORS: a browser on another origin asks first (OPTIONS); only the origins in
+   * `gateway.cors.origins` are answered with permission, and none when it is empty.
+   * Tokens travel in the Authorization header, never in cookies: no credentials mode.
+   */
+  private preflight(): void {
+    this.app.options('/*', (res, req) => {
+      const origin = req.getHeader('origin');
+      res.cork(() => {
+        if (!this.origins.has(origin)) {
+          res.writeStatus('403 Forbidden').writeHeader('vary', 'origin').writeHeader('content-type', 'application/json')
+            .end(JSON.stringify({ error: { code: 'CORS', message: `origin '${origin}' is not in gateway.cors.origins` } }));
+          return;
+        }
+        res.writeStatus('204 No Content').writeHeader('vary', 'origin')
+          .writeHeader('access-control-allow-origin', origin)
+          .writeHeader('access-control-allow-methods', 'GET, POST')
+          .writeHeader('access-control-allow-headers', 'authorization, content-type')
+          .writeHeader('access-control-max-age', '600')
+          .endWithoutBody();
+      });
+    });
   }
 
   /** The caller of a bearer token, or an ApiError 401. */
@@ -95,14 +122,17 @@ export class Http {
       res.onAborted(() => { aborted = true; });
       // uWS requests live on the stack: read everything before the first await.
       const authorization = req.getHeader('authorization');
+      const origin = req.getHeader('origin');
+      const allowOrigin = origin !== '' && this.origins.has(origin);
       const length = Number(req.getHeader('content-length') || 0);
       const query = new URLSearchParams(req.getQuery() ?? '');
       const params = Array.from({ length: paramCount }, (_, i) => decodeURIComponent(req.getParameter(i) ?? ''));
       const send = (r: Reply) => {
         if (aborted) return;
         res.cork(() => {
-          res.writeStatus(STATUS_TEXT[r.status] ?? `${r.status}`)
-            .writeHeader('content-type', r.contentType ?? 'application/json')
+          res.writeStatus(STATUS_TEXT[r.status] ?? `${r.status}`);
+          if (allowOrigin) res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
+          res.writeHeader('content-type', r.contentType ?? 'application/json')
             .end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
         });
       };

@@ -7,12 +7,16 @@
  * comes from the `host`.
  */
 import type { GatewayConfig, Role } from '../config/schema.js';
-import type { Subscriptions, VoltageRedis } from '../redis/functions.js';
+import type { Subscriptions } from '../redis/subscriptions.js';
+import type { VoltageRedis } from '../redis/voltageRedis.js';
 import { VoltageError } from '../errors.js';
 import { TelemetryFeed } from './ws.js';
 import { openApiDocument } from './openapi.js';
 import { Http } from './http.js';
 import { actorRoutes } from './routes/actors.js';
+import { actorDetailRoutes } from './routes/actorDetail.js';
+import { meRoutes } from './routes/me.js';
+import { staticRoutes } from './static.js';
 import { channelRoutes } from './routes/channels.js';
 import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
@@ -40,7 +44,7 @@ export async function startGatewayServer(
 ): Promise<GatewayServer> {
   const http = new Http(cfg, extraTokens);
   // The site is read once: it changes only with a new start, which restarts the gateway too.
-  const site = await redis.siteDescription();
+  const site = await redis.site.description();
   if (!site) throw new VoltageError('api', 'NO_SITE', 'no site is loaded in Redis');
   const feed = new TelemetryFeed(http, redis, subscriptions, cfg.ws, site);
   healthRoutes(http, redis, host);
@@ -48,6 +52,9 @@ export async function startGatewayServer(
   modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
   commandRoutes(http, redis);
   actorRoutes(http, redis);
+  meRoutes(http);
+  const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
+  staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   await feed.start();
   http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
@@ -56,12 +63,14 @@ export async function startGatewayServer(
   try {
     port = await http.listen();
   } catch (e) {
+    await stopActorFeed();
     await feed.stop();
     throw e;
   }
   return {
     port,
     async stop() {
+      await stopActorFeed();
       await feed.stop();
       http.close();
     },

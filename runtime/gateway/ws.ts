@@ -1,8 +1,11 @@
 /**
  * The WebSocket telemetry feed at /ws. A client sends
  *   {"op":"subscribe","topics":["model/*","channel/1001"]}   (and "unsubscribe", "ping")
- * and gets, for each matching topic, a snapshot first and then deltas
- * coalesced per topic over `intervalMs`, both as `frame` writes them:
+ * and gets, for each matching topic, a snapshot first and then deltas, both as
+ * `frame` writes them. The deltas come from the notifications themselves (they
+ * carry what was written) through a token bucket per topic (./coalescer.ts): a
+ * quiet topic's change goes out at once, a busy topic's changes merge to at most
+ * one message per `intervalMs` after a burst of two:
  *   {"topic","ts","values":{name: number|null}, "quality"?: {...}, "times"?: {...}}
  * (a value per name; a quality only where it is not good, a timestamp only where
  * it is not the message's `ts`: at 10k points/s to 1,000 clients, a record
@@ -13,13 +16,30 @@
  * latest value wins); past `maxBackpressure` uWS closes it.
  */
 import uWS from 'uWebSockets.js';
-import type { SiteJson, Subscriptions, VoltageRedis, ValueRecord } from '../redis/functions.js';
+import type { SiteJson } from '../domain/site.js';
+import type { ValueRecord } from '../domain/telemetry.js';
+import { KEYS, channelOfUpdate, modelOfUpdate } from '../redis/keys.js';
+import type { Subscriptions } from '../redis/subscriptions.js';
+import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
-import { ModelCache, type ModelUpdateMessage } from './modelCache.js';
+import { TopicCoalescer } from './coalescer.js';
+import { channelChanges, modelChanges, type ModelUpdateMessage, ValueCache } from './valueCache.js';
 
 export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
 
 interface Client { topics: Set<string>; stale: boolean; caller: string }
+
+/**
+ * Topics served by someone else (the actor tree: `actor/{id}`), with their own
+ * messages: the feed subscribes clients to them and sends their snapshot;
+ * the source publishes on the app itself.
+ */
+export interface TopicSource {
+  topics(): readonly string[];
+  owns(topic: string): boolean;
+  /** The whole message a new subscriber gets first. */
+  snapshot(topic: string): Promise<string>;
+}
 
 type Values = Record<string, { value: number | null; ts: number | null; quality: string | null }>;
 
@@ -55,7 +75,6 @@ export function topicMatcher(pattern: string): (topic: string) => boolean {
 }
 
 export class TelemetryFeed {
-  private readonly pending = new Map<string, Values>();
   private readonly clients = new Set<uWS.WebSocket<Client>>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: Array<() => Promise<void>> = [];
@@ -74,32 +93,49 @@ export class TelemetryFeed {
   }
 
   private readonly allTopics: readonly string[];
-  readonly cache: ModelCache;
+  /** Every model's values (also what GET /api/v1/models/{id} answers from). */
+  readonly cache: ValueCache;
+  /** Every channel's values, named `type:id`. */
+  private readonly channels: ValueCache;
+  private readonly coalescer: TopicCoalescer<Values>;
+  private readonly sources: TopicSource[] = [];
 
   constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
-    this.cache = new ModelCache(redis, site.models.map((m) => m.id));
+    this.cache = new ValueCache((id) => redis.telemetry.modelValues(id), site.models.map((m) => m.id));
+    this.channels = new ValueCache((id) => this.readChannel(id), site.channels.map((c) => c.id));
+    // A quiet topic is sent at once; a busy one at most twice back to back, then once per interval (the latest of each value wins).
+    this.coalescer = new TopicCoalescer<Values>({ intervalMs: opts.intervalMs, burst: 2 }, (into, next) => Object.assign(into, next), (topic, values) => {
+      // A client that subscribes later gets a snapshot first.
+      if (this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, frame(topic, values, false));
+    });
   }
 
-  private async snapshot(topic: string): Promise<Values> {
-    const [kind, id] = topic.split('/') as [string, string];
-    const out: Values = {};
-    const put = (prefix: string, rec: Map<string, ValueRecord>) => { for (const [k, v] of rec) out[prefix + k] = v; };
-    if (kind === 'model') put('', await this.redis.modelValues(id));
-    else for (const t of ['m', 's', 'c', 'a'] as const) put(`${t}:`, await this.redis.channelValues(id, t));
+  addSource(source: TopicSource): void {
+    this.sources.push(source);
+  }
+
+  private async readChannel(id: string): Promise<Map<string, ValueRecord>> {
+    const out = new Map<string, ValueRecord>();
+    for (const t of ['m', 's', 'c', 'a'] as const) for (const [k, v] of await this.redis.telemetry.channelValues(id, t)) out.set(`${t}:${k}`, v);
     return out;
   }
 
-  /** Coalesced until the next flush: the latest of each value wins. */
-  private queue(topic: string, values: Values): void {
-    const p = this.pending.get(topic);
-    if (p) Object.assign(p, values);
-    else this.pending.set(topic, values);
+  /** A topic's values now: from the caches once they are loaded, else from Redis. */
+  private async snapshot(topic: string): Promise<Values> {
+    const [kind, id] = topic.split('/') as [string, string];
+    const cached = (kind === 'model' ? this.cache : this.channels).get(id);
+    const rec = cached ?? (kind === 'model' ? await this.redis.telemetry.modelValues(id) : await this.readChannel(id));
+    return Object.fromEntries(rec);
   }
 
-  private flush(): void {
-    if (this.pending.size === 0) return;
-    // Clients behind on their buffer skip deltas until they drain, then get a snapshot.
+  /** A change goes to the coalescer only for topics someone listens to (the caches follow every change). */
+  private offer(topic: string, changed: Values | undefined): void {
+    if (changed && this.http.app.numSubscribers(topic) > 0) this.coalescer.offer(topic, { ...changed });
+  }
+
+  /** Clients behind on their buffer skip deltas until they drain, then get a snapshot. */
+  private checkBuffers(): void {
     for (const ws of this.clients) {
       const c = ws.getUserData();
       if (!c.stale && ws.getBufferedAmount() > this.opts.maxBufferBytes) {
@@ -108,11 +144,6 @@ export class TelemetryFeed {
         for (const t of c.topics) ws.unsubscribe(t);
       }
     }
-    for (const [topic, p] of this.pending) {
-      if (this.http.app.numSubscribers(topic) === 0) continue; // a client that subscribes later gets a snapshot first
-      this.http.app.publish(topic, frame(topic, p, false));
-    }
-    this.pending.clear();
   }
 
   async start(): Promise<void> {
@@ -149,35 +180,30 @@ export class TelemetryFeed {
       },
       message: (ws, data) => { void this.onMessage(ws, Buffer.from(data).toString('utf8')); },
     });
-    this.unsubscribe.push(await this.subs.onPattern('modsrv:*:update', (msg, channel) => {
-      const model = channel.slice('modsrv:'.length, -':update'.length);
+    this.unsubscribe.push(await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
+      const model = modelOfUpdate(channel);
       let m: ModelUpdateMessage;
       try { m = JSON.parse(msg) as ModelUpdateMessage; } catch { return; }
-      const changed = this.cache.apply(model, m);
-      if (changed && this.http.app.numSubscribers(`model/${model}`) > 0) this.queue(`model/${model}`, changed);
+      this.offer(`model/${model}`, this.cache.apply(model, m.ts ?? null, modelChanges(m)));
     }));
-    // Channel notifications carry only the time: the channel's values are read at most once per interval.
-    const dirtyChannels = new Set<string>();
-    this.unsubscribe.push(await this.subs.onPattern('comsrv:*:update', (_msg, channel) => {
-      dirtyChannels.add(channel.slice('comsrv:'.length, -':update'.length));
+    // Channel notifications carry the poll's time and its points: no read-back.
+    this.unsubscribe.push(await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
+      const ch = channelOfUpdate(channel);
+      const { ts, changes } = channelChanges(msg);
+      this.offer(`channel/${ch}`, this.channels.apply(ch, ts, changes));
     }));
     await this.cache.load();
-    this.subs.onReconnect(() => { void this.cache.load().catch(() => undefined); });
-    this.timer = setInterval(() => {
-      const chans = [...dirtyChannels];
-      dirtyChannels.clear();
-      void Promise.all(chans.map(async (ch) => {
-        if (this.http.app.numSubscribers(`channel/${ch}`) === 0) return;
-        this.queue(`channel/${ch}`, await this.snapshot(`channel/${ch}`));
-      })).catch(() => undefined).finally(() => this.flush());
-    }, this.opts.intervalMs);
+    await this.channels.load();
+    this.subs.onReconnect(() => { void this.cache.load().then(() => this.channels.load()).catch(() => undefined); });
+    this.timer = setInterval(() => this.checkBuffers(), this.opts.intervalMs);
   }
 
   private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {
     for (const topic of topics) {
-      const values = await this.snapshot(topic);
+      const source = this.sources.find((s) => s.owns(topic));
+      const text = source ? await source.snapshot(topic) : frame(topic, await this.snapshot(topic), true);
       if (!this.clients.has(ws)) return;
-      ws.send(frame(topic, values, true));
+      ws.send(text);
       ws.subscribe(topic);
     }
   }
@@ -191,8 +217,15 @@ export class TelemetryFeed {
     if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || !Array.isArray(msg.topics) || !msg.topics.every((t) => typeof t === 'string')) {
       return reply({ error: { code: 'BAD_REQUEST', message: 'send {"op":"subscribe"|"unsubscribe","topics":["model/*", …]} or {"op":"ping"}' } });
     }
-    const all = this.allTopics;
-    const matching = all.filter((t) => (msg.topics as string[]).some((p) => topicMatcher(p)(t)));
+    const patterns = msg.topics as string[];
+    const matchers = patterns.map((p) => topicMatcher(p));
+    const all = this.sources.length ? [...this.allTopics, ...this.sources.flatMap((s) => s.topics())] : this.allTopics;
+    const matching = all.filter((t) => matchers.some((m) => m(t)));
+    const unmatched = patterns.filter((_, i) => !all.some((t) => matchers[i]!(t)));
+    if (msg.op === 'subscribe' && unmatched.length > 0) {
+      reply({ error: { code: 'NO_SUCH_TOPIC', message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id} and actor/{id} of this site` } });
+      if (matching.length === 0) return;
+    }
     if (msg.op === 'unsubscribe') {
       for (const t of matching) { c.topics.delete(t); ws.unsubscribe(t); }
       return reply({ op: 'unsubscribed', topics: matching });
@@ -205,6 +238,7 @@ export class TelemetryFeed {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.coalescer.stop();
     for (const ws of this.clients) ws.end(1001, 'server going away');
     await Promise.all(this.unsubscribe.map((u) => u()));
   }

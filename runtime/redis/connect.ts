@@ -6,6 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { backoffDelay, type BackoffPolicy } from '../backoff.js';
+import { REDIS_ERROR_CODES, RedisError } from '../errors.js';
 import type { Logger } from '../logger.js';
 
 const redisBackoff: BackoffPolicy = { minBackoffMs: 100, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
@@ -29,7 +30,7 @@ export function openRedis(url: string, log: Logger, name = 'main'): Redis {
     },
   });
   let wasReady = false;
-  redis.on('error', (err: Error) => log.debug({ redis: where, err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) => log.debug({ redis: where, err }, 'redis connection error'));
   redis.on('ready', () => {
     if (wasReady) log.info({ redis: where }, `Redis at ${where} is back`);
     wasReady = true;
@@ -41,7 +42,7 @@ export function whenReady(redis: Redis): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onReady = () => { redis.off('end', onEnd); resolve(); };
-    const onEnd = () => { redis.off('ready', onReady); reject(new Error('Redis connection closed before it was ready')); };
+    const onEnd = () => { redis.off('ready', onReady); reject(new RedisError(REDIS_ERROR_CODES.command, 'Redis connection closed before it was ready')); };
     redis.once('ready', onReady);
     redis.once('end', onEnd);
   });
@@ -60,7 +61,7 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | un
 /** whenReady, or an error saying Redis did not answer within `ms`. */
 export async function readyWithin(redis: Redis, url: string, ms: number): Promise<void> {
   if ((await within(whenReady(redis).then(() => true), ms)) !== true) {
-    throw new Error(`Redis at ${redactUrl(url)} did not answer within ${Math.round(ms / 1000)} s`);
+    throw new RedisError(REDIS_ERROR_CODES.timeout, `Redis at ${redactUrl(url)} did not answer within ${Math.round(ms / 1000)} s`, { redis: redactUrl(url) });
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
- * BENCH_ONLY=kernel,modbus,gateway runs only those sections.
+ * BENCH_ONLY=kernel,modbus,gateway,feed runs only those sections; BENCH_BASELINE=<dir of
+ * another checkout, built> adds that build's feed rows beside this one's.
  * `npm run bench` runs this process (the load generator, the subscribers and
  * the WebSocket clients) with a 64 MB young generation: its own garbage
  * collection otherwise shows in the latencies it measures (a third of the
@@ -10,10 +11,11 @@
 import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
+import { FEED_HEADER, feedRow } from './feed.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway').split(',').map((x) => x.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -59,4 +61,14 @@ if (only.has('gateway')) {
   console.log('\n## Gateway: WebSocket fan-out\n');
   console.log(FANOUT_HEADER);
   for (const clients of [100, 1_000]) console.log(await fanoutRow(clients, secs));
+}
+
+if (only.has('feed')) {
+  console.log(`\n## Feed: Modbus devices → WebSocket client, every register changing every poll (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+  console.log(FEED_HEADER);
+  const baseline = process.env.BENCH_BASELINE;
+  for (const devices of [10, 50, 100]) {
+    if (baseline) console.log(await feedRow(devices, windows, baseline, 'before'));
+    console.log(await feedRow(devices, windows, '.', baseline ? 'after' : 'this checkout'));
+  }
 }

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
-import { VoltageRedis } from '../../runtime/redis/functions.js';
+import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
 export { spawnRedis, type RedisServer };
 

@@ -5,7 +5,8 @@
  */
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { Redis } from 'ioredis';
-import type { CommandRecord, VoltageRedis } from '../../runtime/redis/functions.js';
+import type { CommandRecord } from '../../runtime/domain/commands.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { RunningRuntime } from '../../runtime/runtime.js';
 import type { RunningSim } from '../../runtime/sim.js';
 import { eventually, rawClient, spawnRedis, wrapper, type RedisServer } from './servers.js';
@@ -47,7 +48,7 @@ export function privateRedisSuite(): SuiteContext {
 /** Waits until a command has ended (any status but pending) and returns its record. */
 export function commandResult(bus: VoltageRedis, id: string, timeoutMs = 5_000): Promise<CommandRecord> {
   return eventually(async () => {
-    const c = await bus.command(id);
+    const c = await bus.commands.command(id);
     return c && c.status !== 'pending' ? c : undefined;
   }, timeoutMs);
 }

@@ -6,7 +6,9 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { KEYS, type VoltageRedis } from '../../runtime/redis/functions.js';
+import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
 import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 
@@ -31,7 +33,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await raw.flushall();
-  await bus.loadSite(site);
+  await bus.site.load(site);
 });
 
 async function dump(): Promise<Record<string, string>> {
@@ -47,7 +49,7 @@ describe('c2m', () => {
     const got: Array<[string, string]> = [];
     sub.on('message', (ch: string, msg: string) => got.push([ch, msg]));
     await sub.subscribe('modsrv:pv1:update', 'modsrv:bess:update', 'comsrv:1001:update');
-    const r = await bus.c2m('1001', 1_700_000_000_000, [
+    const r = await bus.telemetry.c2m('1001', 1_700_000_000_000, [
       { type: 'm', id: 1, value: 12.5, quality: 'good' },
       { type: 'm', id: 2, value: null, quality: 'bad' },
       { type: 'm', id: 3, value: 7, quality: 'good' },
@@ -63,8 +65,14 @@ describe('c2m', () => {
     expect(got).toHaveLength(2);
     expect(got[0]![0]).toBe('modsrv:pv1:update');
     expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
-    expect(got[1]).toEqual(['comsrv:1001:update', '1700000000000']);
     const [entry] = await raw.xrange(KEYS.history, '-', '+');
+    // The channel's notification carries what was written: the time, then the points as in the outbox.
+    expect(got[1]).toEqual(['comsrv:1001:update', `1700000000000\n${entry![1][7]}`]);
+    expect(parseChannelUpdate(got[1]![1]).points).toEqual([
+      { type: 'm', id: 1, value: 12.5, quality: 'good' },
+      { type: 'm', id: 2, value: null, quality: 'bad' },
+      { type: 'm', id: 3, value: 7, quality: 'good' },
+    ]);
     expect(entry![1].slice(0, 7)).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p']);
     // The points as c2m got them: a value is good unless a quality stands beside it; no value, a quality mark.
     expect(entry![1][7]).toBe('m 1 12.500000 good\nm 2  bad\nm 3 7.000000 good\n');
@@ -77,18 +85,18 @@ describe('c2m', () => {
     ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a'],
     ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'a numeric id: m NaN'],
   ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message) => {
-    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
     const before = await dump();
-    const batch = [{ type: 'm', id: 2, value: 2, quality: 'good' }, ...bad] as Parameters<VoltageRedis['c2m']>[2];
-    const err = await bus.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
+    const batch = [{ type: 'm', id: 2, value: 2, quality: 'good' }, ...bad] as Parameters<VoltageRedis['telemetry']['c2m']>[2];
+    const err = await bus.telemetry.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RedisFunctionError);
     expect((err as Error).message).toContain(message);
     expect(await dump()).toEqual(before);
   });
 
   it('writes a quality only when it is given: an empty one means unchanged, and a value beside it is good', async () => {
-    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
-    await bus.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
+    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
+    await bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
     expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'comm-failure', 2: 'good' });
     expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
     expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'comm-failure', Q: 'good' });
@@ -130,8 +138,8 @@ describe('c2m', () => {
   });
 
   it('bounds the outboxes with MAXLEN and counts exactly what was trimmed', async () => {
-    for (let i = 0; i < 400; i++) await bus.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
-    const stats = await bus.queueStats();
+    for (let i = 0; i < 400; i++) await bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+    const stats = await bus.telemetry.queueStats();
     expect(stats.historyLen).toBeLessThan(400);
     expect(stats.historyLen + Number(stats.dropped['hissrv:queue:dropped'])).toBe(400);
     expect(stats.cloudLen + Number(stats.dropped['cloud:queue:dropped'])).toBe(400);
@@ -140,21 +148,21 @@ describe('c2m', () => {
   it('reloads the library after FUNCTION FLUSH and the call goes through', async () => {
     await raw.call('FUNCTION', 'FLUSH');
     await expect(raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
-    await bus.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
+    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
     expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
-    expect(await bus.libraryVersion()).toBe('3');
+    expect(await bus.site.libraryVersion()).toBe('5');
   });
 
   it('restores the library and the mapping when Redis lost everything', async () => {
     await raw.flushall();
     await raw.call('FUNCTION', 'FLUSH');
-    await bus.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
+    await bus.telemetry.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
     expect(await raw.hget('mapping:c2m', '1002:s:5')).toBe('bess:on');
     expect(await raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
   });
 
   it('model_set writes calculated values and rejects bad ones without writing', async () => {
-    await bus.modelSet('site', 1_700_000_000_000, [{ name: 'load', value: 4.25, quality: 'stale' }]);
+    await bus.telemetry.modelSet('site', 1_700_000_000_000, [{ name: 'load', value: 4.25, quality: 'stale' }]);
     expect(await raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
     expect(await raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
     const before = await dump();
@@ -175,7 +183,7 @@ describe('c2m', () => {
   it('loads a large site (100k mapped points) in stages', async () => {
     const mapping = new Map<string, string>();
     for (let c = 0; c < 100; c++) for (let p = 1; p <= 1000; p++) mapping.set(`ch${c}:m:${p}`, `m${c}:p${p}`);
-    await bus.loadSite({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
+    await bus.site.load({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
     expect(await raw.hlen('mapping:c2m')).toBe(100_000);
     expect(await raw.hget('mapping:c2m', 'ch99:m:1000')).toBe('m99:p1000');
     expect(await raw.exists('mapping:c2m:next')).toBe(0);

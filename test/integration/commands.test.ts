@@ -47,7 +47,7 @@ async function ranOnce() {
 describe('commands on a virtual device', () => {
   it('confirmed: written, read back, and the channel point shows it', async () => {
     t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog });
-    const id = await t.bus.m2c('inv', 'limit', 42.5, 'test', 5_000);
+    const id = await t.bus.commands.m2c('inv', 'limit', 42.5, 'test', 5_000);
     const c = await result(id);
     expect(c).toMatchObject({ status: 'confirmed', value: 42.5, readback: 42.5, source: 'test', channel: 'v1' });
     await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '42.500000');
@@ -58,10 +58,10 @@ describe('commands on a virtual device', () => {
   it('rejects a value out of the point limits, an unknown control, and a value that is not a number, writing nothing', async () => {
     await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog }).then((r) => { t.running = r; });
     const keysBefore = (await t.raw.keys('command:*')).length;
-    await expect(t.bus.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
-    await expect(t.bus.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
-    await expect(t.bus.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
-    await expect(t.bus.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('model nope has no control limit');
+    await expect(t.bus.commands.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
+    await expect(t.bus.commands.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
+    await expect(t.bus.commands.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
+    await expect(t.bus.commands.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('model nope has no control limit');
     await expect(t.raw.fcall('m2c', 2, 'mapping:m2c', 'cmd:seq', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow('value must be a number');
     expect((await t.raw.keys('command:*')).length).toBe(keysBefore);
     expect(await t.raw.xlen('cmd:v1')).toBe(0);
@@ -69,8 +69,8 @@ describe('commands on a virtual device', () => {
 
   it('a command accepted while the runtime is down is executed when it comes back; one past its deadline is not applied', async () => {
     const site = await ranOnce();
-    const kept = await t.bus.m2c('inv', 'limit', 12, 'test', 60_000);
-    const expired = await t.bus.m2c('inv', 'start', 1, 'test', 1);
+    const kept = await t.bus.commands.m2c('inv', 'limit', 12, 'test', 60_000);
+    const expired = await t.bus.commands.m2c('inv', 'start', 1, 'test', 1);
     await sleep(20);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     expect(await result(kept)).toMatchObject({ status: 'confirmed', readback: 12 });
@@ -80,10 +80,10 @@ describe('commands on a virtual device', () => {
 
   it('an entry delivered before a crash and never acknowledged is reclaimed and executed', async () => {
     const site = await ranOnce();
-    const id = await t.bus.m2c('inv', 'limit', 33, 'test', 60_000);
+    const id = await t.bus.commands.m2c('inv', 'limit', 33, 'test', 60_000);
     // The channel's consumer took it (as a runtime would have just before dying) and never acked it.
-    await t.bus.ensureCommandGroup('v1', 'channel');
-    const delivered = await t.bus.readCommands('v1', 'channel', 'v1', false);
+    await t.bus.commands.ensureCommandGroup('v1', 'channel');
+    const delivered = await t.bus.commands.readCommands('v1', 'channel', 'v1', false);
     expect(delivered.map((e) => e.id)).toEqual([id]);
     expect((await t.raw.xpending('cmd:v1', 'channel'))[0]).toBe(1);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
@@ -117,25 +117,25 @@ models:
     t.sim = await startSim(site);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     const dev = t.sim.channels[0]!.devices.get(1)!;
-    expect(await result(await t.bus.m2c('dev', 'setpoint', -12.3, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: -12.3 });
+    expect(await result(await t.bus.commands.m2c('dev', 'setpoint', -12.3, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: -12.3 });
     expect(dev.holding[10]).toBe(0x10000 - 123);
-    expect(await result(await t.bus.m2c('dev', 'target', 1234.5, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: 1234.5 });
-    expect(await result(await t.bus.m2c('dev', 'run', 1, 'test', 5_000))).toMatchObject({ status: 'confirmed' });
+    expect(await result(await t.bus.commands.m2c('dev', 'target', 1234.5, 'test', 5_000))).toMatchObject({ status: 'confirmed', readback: 1234.5 });
+    expect(await result(await t.bus.commands.m2c('dev', 'run', 1, 'test', 5_000))).toMatchObject({ status: 'confirmed' });
     expect(dev.coils[3]).toBe(1);
     dev.holes.push({ fn: 3, from: 20, to: 22 });
-    const refused = await result(await t.bus.m2c('dev', 'target', 1, 'test', 5_000));
+    const refused = await result(await t.bus.commands.m2c('dev', 'target', 1, 'test', 5_000));
     expect(refused.status).toBe('failed');
     expect(refused.message).toContain('Illegal data address');
     dev.holes.length = 0;
     dev.fault = { kind: 'no-answer' };
-    expect(await result(await t.bus.m2c('dev', 'target', 2, 'test', 5_000))).toMatchObject({ status: 'timeout' });
+    expect(await result(await t.bus.commands.m2c('dev', 'target', 2, 'test', 5_000))).toMatchObject({ status: 'timeout' });
   });
 });
 
 describe('the Lua side and the command machine agree', () => {
   const statuses: CommandStatus[] = ['pending', 'confirmed', 'failed', 'timeout'];
   it('property: cmd_result accepts a change exactly when commandMachine has that transition', async () => {
-    await t.raw.call('FUNCTION', 'LOAD', 'REPLACE', (await import('../../runtime/redis/functions.js')).LIBRARY_SOURCE);
+    await t.raw.call('FUNCTION', 'LOAD', 'REPLACE', (await import('../../runtime/redis/library.js')).LIBRARY_SOURCE);
     await t.raw.xgroup('CREATE', 'cmd:x', 'channel', '0', 'MKSTREAM');
     await fc.assert(fc.asyncProperty(fc.constantFrom(...statuses), fc.constantFrom(...statuses.filter((s) => s !== 'pending')), async (from, to) => {
       await t.raw.hset('command:p', 'id', 'p', 'status', from);

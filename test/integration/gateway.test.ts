@@ -185,7 +185,7 @@ describe('REST API', () => {
 });
 
 describe('WebSocket feed', () => {
-  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, number | null>; quality?: Record<string, string | null>; times?: Record<string, number | null>; op?: string; topics?: string[]; error?: { code: string } };
+  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, number | null>; quality?: Record<string, string | null>; times?: Record<string, number | null>; op?: string; topics?: string[]; error?: { code: string; message?: string } };
 
   async function connect(who: keyof typeof tokens | 'none') {
     const { default: WebSocket } = await import('ws');
@@ -217,6 +217,10 @@ describe('WebSocket feed', () => {
     expect(messages.find((m) => m.op === 'unsubscribed')).toEqual({ op: 'unsubscribed', topics: ['model/big', 'model/inv'] });
     ws.send('not json');
     await eventually(() => messages.some((m) => m.error?.code === 'BAD_JSON'));
+    // A pattern that cannot match anything is an error, not silence.
+    ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/nope'] }));
+    await eventually(() => messages.some((m) => m.error?.code === 'NO_SUCH_TOPIC'));
+    expect(messages.find((m) => m.error?.code === 'NO_SUCH_TOPIC')?.error?.message).toContain("'model/nope'");
     ws.close();
   });
 

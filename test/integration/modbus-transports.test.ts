@@ -34,7 +34,7 @@ async function readsAndWrites() {
   });
   expect(Number(v['1'])).toBe(-12.5);
   expect(Number(v['2'])).toBe(3.25);
-  const id = await t.bus.m2c('hp', 'sp', 55, 'test', 5_000);
+  const id = await t.bus.commands.m2c('hp', 'sp', 55, 'test', 5_000);
   const done = await commandResult(t.bus, id);
   expect(done).toMatchObject({ status: 'confirmed', readback: 55 });
 }
@@ -94,7 +94,7 @@ models:
       expect(s['1']).toBe('1.000000');
       return true;
     });
-    const id = await t.bus.m2c('py', 'sp', 4321, 'test', 5_000);
+    const id = await t.bus.commands.m2c('py', 'sp', 4321, 'test', 5_000);
     const done = await commandResult(t.bus, id);
     expect(done).toMatchObject({ status: 'confirmed', readback: 4321 });
   });

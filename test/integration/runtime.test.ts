@@ -103,7 +103,7 @@ describe('kernel: supervised actors from config to Redis', () => {
     await eventually(async () => Number(await raw.hget('comsrv:good1:m', '1')) > 3);
     await running.stop();
     running = undefined;
-    const actors = await wrapper(server).actors();
+    const actors = await wrapper(server).actors.list();
     const byId = new Map(actors.map((a) => [a.id, a]));
     for (const a of actors) expect(a.status, a.id).toBe('stopped');
     expect(Number(byId.get('channels')!.updatedAt)).toBeLessThanOrEqual(Number(byId.get('models')!.updatedAt));

@@ -1,18 +1,8 @@
 /** The text a channel hands to c2m: what goes in comes out, line by line, however many points. */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { C2mBatch, formatValue, QUALITIES, type PointSample } from '../../runtime/redis/functions.js';
-
-/** The inverse of C2mBatch, as c2m in lua/voltage.lua reads it. */
-function parse(text: string): PointSample[] {
-  const lines = text.split('\n');
-  expect(lines.pop()).toBe(''); // every point ends with a newline
-  return lines.map((line) => {
-    const [type, id, value, quality, ...rest] = line.split(' ');
-    expect(rest).toEqual([]);
-    return { type, id: Number(id), value: value === '' ? null : Number(value), quality: quality === '' ? null : quality } as PointSample;
-  });
-}
+import { C2mBatch, parseChannelUpdate, parsePoints } from '../../runtime/domain/c2mBatch.js';
+import { formatValue, QUALITIES } from '../../runtime/domain/telemetry.js';
 
 const point = fc.record({
   type: fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const),
@@ -22,6 +12,15 @@ const point = fc.record({
 });
 
 describe('C2mBatch', () => {
+  it('a channel notification is the time, a newline and the text: parsed back to the same points', () => {
+    const b = C2mBatch.of([{ type: 'm', id: 7, value: -12.5, quality: 'good' }, { type: 's', id: 2, value: null, quality: 'comm-failure' }, { type: 'a', id: 3, value: 0.1, quality: null }]);
+    expect(parseChannelUpdate(`1700000000000\n${b.bytes().toString()}`)).toEqual({
+      ts: 1_700_000_000_000,
+      points: [{ type: 'm', id: 7, value: -12.5, quality: 'good' }, { type: 's', id: 2, value: null, quality: 'comm-failure' }, { type: 'a', id: 3, value: 0.1, quality: null }],
+    });
+    expect(parsePoints('garbage\nm 1 2.000000 \n')).toEqual([{ type: 'm', id: 1, value: 2, quality: null }]);
+  });
+
   it('property: every point comes back with its value at 6 decimals, also when the buffer grows, and after clear', () => {
     fc.assert(fc.property(fc.array(point, { minLength: 1, maxLength: 400 }), (points) => {
       const batch = new C2mBatch();
@@ -29,7 +28,10 @@ describe('C2mBatch', () => {
       batch.clear();
       for (const p of points) batch.add(p.type, p.id, p.value, p.quality);
       expect(batch.count).toBe(points.length);
-      const back = parse(batch.bytes().toString('latin1'));
+      const text = batch.bytes().toString('latin1');
+      expect(text.endsWith('\n')).toBe(true); // every point ends with a newline
+      expect(text.split('\n')).toHaveLength(points.length + 1);
+      const back = parsePoints(text);
       expect(back).toEqual(points.map((p) => ({ ...p, value: p.value === null ? null : Number(formatValue(p.value)) })));
     }), { numRuns: 200 });
   });

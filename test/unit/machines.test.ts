@@ -7,7 +7,7 @@ import { decode } from '../../actors/channel/ChannelActor.js';
 import { claimSlot, delayToSlot, newGrid, staggerMs } from '../../actors/channel/pollGrid.js';
 import fc from 'fast-check';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
-import { DeviceError } from '../../runtime/errors.js';
+import { DeviceError } from '../../actors/channel/device.js';
 
 beforeEach(() => { vi.useFakeTimers(); });
 afterEach(() => { vi.useRealTimers(); });
@@ -24,8 +24,8 @@ describe('channelMachine', () => {
           await wait(100);
           input.parent.send({ type: 'channel.polled', polls: 2, missed: 1, bad: 3, commands: 1, lastPollAt: 5 });
           await wait(100);
-          if (script.shift() === 'link') throw new DeviceError('LINK', 'gone', true);
-          throw new DeviceError('CRASH', 'dead', false);
+          if (script.shift() === 'link') throw new DeviceError('LINK_DOWN', 'gone');
+          throw new DeviceError('DEVICE_CRASH', 'dead');
         }),
       },
       delays: { reconnectDelay: 500 },

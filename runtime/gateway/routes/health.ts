@@ -6,7 +6,7 @@
  * that arrive together share one PING (with a 1 s limit).
  */
 import type { Http } from '../http.js';
-import type { VoltageRedis } from '../../redis/functions.js';
+import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import type { GatewayHost } from '../server.js';
 import { within } from '../../redis/connect.js';
 

@@ -4,13 +4,14 @@
  * actors, queues.
  */
 import type { Http } from '../http.js';
-import type { VoltageRedis } from '../../redis/functions.js';
+import { KEYS } from '../../redis/keys.js';
+import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
 
 export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }, host: Pick<GatewayHost, 'metrics'>): void {
   http.route('get', '/metrics', 'viewer', async () => {
-    const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors(), redis.queueStats()]);
+    const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors.list(), redis.telemetry.queueStats()]);
     const cpu = process.cpuUsage();
     const lines: string[] = [
       '# HELP voltage_gateway_process_resident_memory_bytes Resident memory of the gateway process',
@@ -27,8 +28,8 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       ...actors.map((a) => `voltage_actor_status{actor="${a.id}",status="${a.status ?? 'unknown'}"} 1`),
       '# HELP voltage_queue_length Entries waiting in an outbox stream',
       '# TYPE voltage_queue_length gauge',
-      `voltage_queue_length{queue="hissrv:queue"} ${queues.historyLen}`,
-      `voltage_queue_length{queue="cloud:queue"} ${queues.cloudLen}`,
+      `voltage_queue_length{queue="${KEYS.history}"} ${queues.historyLen}`,
+      `voltage_queue_length{queue="${KEYS.cloud}"} ${queues.cloudLen}`,
       '# HELP voltage_queue_dropped_total Outbox entries trimmed by MAXLEN',
       '# TYPE voltage_queue_dropped_total counter',
       ...Object.entries(queues.dropped).map(([k, v]) => `voltage_queue_dropped_total{queue="${k.replace(':dropped', '')}"} ${Number(v)}`),

@@ -5,11 +5,12 @@
  */
 import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
-import type { SiteJson, VoltageRedis } from '../../redis/functions.js';
+import type { SiteJson } from '../../domain/site.js';
+import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { controlBody } from '../openapi.js';
-import type { ModelCache } from '../modelCache.js';
+import type { ValueCache } from '../valueCache.js';
 
-export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ModelCache): void {
+export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ValueCache): void {
   const byId = new Map(site.models.map((m) => [m.id, m]));
   const list = { models: site.models.map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) };
   http.route('get', '/api/v1/models', 'viewer', async () => {
@@ -25,7 +26,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const version = cache.version(id);
     const kept = bodies.get(id);
     if (kept && kept.version === version) return { status: 200, body: kept.text };
-    const stored = cache.get(id) ?? (await redis.modelValues(id));
+    const stored = cache.get(id) ?? (await redis.telemetry.modelValues(id));
     const value = (name: string, unit: string | null, calculated: boolean) => {
       const v = stored.get(name);
       return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: v?.quality ?? null };
@@ -43,7 +44,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const value = (body as { value?: unknown } | undefined)?.value;
     const who = caller?.name ?? 'unknown';
     const refuse = async (err: ApiError) => {
-      await redis.auditRejected(who, model, name, value, err.message).catch(() => undefined);
+      await redis.commands.auditRejected(who, model, name, value, err.message).catch(() => undefined);
       throw err;
     };
     const parsed = controlBody.safeParse(body);
@@ -54,7 +55,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
       return refuse(new ApiError(400, 'BAD_REQUEST', `${what}; send {"value": <number>}`));
     }
     try {
-      const commandId = await redis.m2c(model, name, parsed.data.value, who, commandTimeoutMs);
+      const commandId = await redis.commands.m2c(model, name, parsed.data.value, who, commandTimeoutMs);
       return { status: 202, body: { commandId } };
     } catch (e) {
       const msg = errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '');

@@ -1,0 +1,99 @@
+--[[
+Alarm Functions: a module of the VoltageEMS library (no `#!lua name=` header of
+its own; it is appended to the library and uses its helpers `fail` and
+`positive_int`). The one place that knows the argument order on the TypeScript
+side is runtime/redis/alarmLibrary.ts; change both together.
+
+Every transition of an alarm is one alarm_commit: compare-and-set on the stored
+version, a check that the stored state takes the event to the target (the table
+below, generated from machines/alarmMachine.ts), then the writes. A rejected call
+writes nothing.
+]]
+
+-- Generated from machines/alarmMachine.ts when the library is loaded (each line
+-- below is replaced); as written here no transition is accepted at all.
+local ALARM_TRANSITIONS = {} --@@ALARM_TRANSITIONS@@
+local ALARM_ACTIVE = {} --@@ALARM_ACTIVE@@
+local ALARM_INITIAL = 'normal' --@@ALARM_INITIAL@@
+local ALARM_SEVERITY = { warning = true, minor = true, major = true, critical = true }
+local ALARM_EVENTS_MAXLEN = 100000
+
+-- The stored state and version, appended to every refusal so that callers can
+-- name them (an API answers 409 with the state).
+local function alarm_refuse(code, fn, msg, state, version)
+  return fail(fn .. ': ' .. code .. ' ' .. msg .. ' [state=' .. tostring(state) .. ' version=' .. tostring(version) .. ']')
+end
+
+--[[
+alarm_init: makes sure alarm:{id} exists; a restarted actor resumes from what it finds.
+KEYS: 1 alarm:{id}
+ARGV: 1 id, 2 ts (ms), 3 severity, 4 initial context (JSON), 5 definition (JSON)
+Creates the alarm in the machine's initial state at version 1 when it is missing;
+otherwise only refreshes its definition. Returns { created 0|1, state, version, context }.
+]]
+local function alarm_init(keys, args)
+  if #keys ~= 1 then return fail('alarm_init needs 1 key') end
+  local id, ts, severity, context, definition = args[1], args[2], args[3], args[4], args[5]
+  if id == nil or id == '' then return fail('alarm_init: id is required') end
+  if not positive_int(ts) then return fail('alarm_init: ts must be a positive integer (ms)') end
+  if not ALARM_SEVERITY[severity] then return fail('alarm_init: unknown severity ' .. tostring(severity)) end
+  if context == nil or context == '' then return fail('alarm_init: context is required') end
+  local stored = redis.call('HMGET', keys[1], 'state', 'version', 'context')
+  if stored[1] then
+    redis.call('HSET', keys[1], 'definition', definition or '')
+    return { 0, stored[1], tonumber(stored[2]), stored[3] }
+  end
+  redis.call('HSET', keys[1], 'id', id, 'state', ALARM_INITIAL, 'version', 1, 'severity', severity, 'context', context,
+    'definition', definition or '', 'since', ts, 'updatedAt', ts, 'who', '', 'why', '', 'value', '')
+  return { 1, ALARM_INITIAL, 1, context }
+end
+
+--[[
+alarm_commit: one transition of one alarm.
+KEYS: 1 alarm:{id}, 2 alarm:active (zset: id → ms it became active), 3 alarm:events (stream)
+ARGV: 1 id, 2 expected version, 3 event, 4 target state, 5 severity, 6 context (JSON),
+      7 who, 8 why, 9 value ('' none), 10 ts (ms)
+Refusals (nothing written), each naming the stored state and version:
+  NO_ALARM, VERSION_CONFLICT (someone committed first), NOT_ALLOWED (the stored
+  state does not take this event to this target), BAD_ARGUMENT.
+Writes the hash, keeps alarm:active, appends to alarm:events, publishes on
+alarm:update. Returns the new version.
+]]
+local function alarm_commit(keys, args)
+  if #keys ~= 3 then return fail('alarm_commit needs 3 keys') end
+  local id, expected, event, to, severity, context, who, why, value, ts =
+    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]
+  local stored = redis.call('HMGET', keys[1], 'state', 'version')
+  local from, version = stored[1], tonumber(stored[2])
+  if not from then return alarm_refuse('NO_ALARM', 'alarm_commit', 'no alarm ' .. tostring(id), 'none', 0) end
+  if not positive_int(ts) then return alarm_refuse('BAD_ARGUMENT', 'alarm_commit', 'ts must be a positive integer (ms)', from, version) end
+  if not ALARM_SEVERITY[severity] then return alarm_refuse('BAD_ARGUMENT', 'alarm_commit', 'unknown severity ' .. tostring(severity), from, version) end
+  if context == nil or context == '' then return alarm_refuse('BAD_ARGUMENT', 'alarm_commit', 'context is required', from, version) end
+  if who == nil or who == '' then return alarm_refuse('BAD_ARGUMENT', 'alarm_commit', 'who is required', from, version) end
+  if tonumber(expected) ~= version then
+    return alarm_refuse('VERSION_CONFLICT', 'alarm_commit', 'alarm ' .. id .. ' is at version ' .. version .. ', not ' .. tostring(expected), from, version)
+  end
+  local byEvent = ALARM_TRANSITIONS[from]
+  local targets = byEvent and byEvent[event]
+  if not targets or not targets[to] then
+    return alarm_refuse('NOT_ALLOWED', 'alarm_commit', 'alarm ' .. id .. ' in state ' .. from .. ' does not take ' .. tostring(event) .. ' to ' .. tostring(to), from, version)
+  end
+  local next_version = version + 1
+  redis.call('HSET', keys[1], 'state', to, 'version', next_version, 'severity', severity, 'context', context,
+    'updatedAt', ts, 'who', who, 'why', why or '', 'value', value or '')
+  if from ~= to then redis.call('HSET', keys[1], 'since', ts) end
+  if ALARM_ACTIVE[to] then
+    -- NX: the score stays the time the alarm became active, across acknowledgement and return.
+    redis.call('ZADD', keys[2], 'NX', ts, id)
+  else
+    redis.call('ZREM', keys[2], id)
+  end
+  redis.call('XADD', keys[3], 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*', 'id', id, 'event', event, 'from', from, 'to', to,
+    'severity', severity, 'who', who, 'why', why or '', 'value', value or '', 'time', ts, 'version', next_version)
+  redis.call('PUBLISH', 'alarm:update', cjson.encode({ id = id, event = event, from = from, to = to, severity = severity,
+    version = next_version, time = tonumber(ts), who = who }))
+  return next_version
+end
+
+redis.register_function('alarm_init', alarm_init)
+redis.register_function('alarm_commit', alarm_commit)

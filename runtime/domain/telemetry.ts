@@ -1,0 +1,35 @@
+/**
+ * The telemetry vocabulary shared by actors, the gateway and the Redis layer:
+ * qualities, samples, stored values. Pure types and rules, no I/O, so actors
+ * import them without importing the Redis wrapper.
+ */
+import type { PointType } from '../config/site.js';
+
+export type Quality = 'good' | 'stale' | 'bad' | 'comm-failure';
+export const QUALITIES: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
+
+export interface PointSample {
+  readonly type: PointType;
+  readonly id: number;
+  /** null: no usable value this time; only the quality is written. */
+  readonly value: number | null;
+  /**
+   * null: unchanged since this channel last sent it, so not written again (c2m in
+   * lua/telemetry.lua). A channel sends a quality whenever it changes, and a value
+   * only with quality good.
+   */
+  readonly quality: Quality | null;
+}
+
+export interface C2mResult { readonly points: number; readonly models: number; readonly historyDropped: number; readonly cloudDropped: number }
+
+export interface ModelValue { readonly name: string; readonly value: number | null; readonly quality: Quality }
+
+export interface ValueRecord { readonly value: number | null; readonly ts: number | null; readonly quality: Quality | null }
+
+export interface QueueStats { readonly historyLen: number; readonly cloudLen: number; readonly dropped: Record<string, string> }
+
+/** Numbers are written with fixed precision (DESIGN.md §4). */
+export function formatValue(v: number): string {
+  return v.toFixed(6);
+}

@@ -1,0 +1,74 @@
+/** Control commands in Redis: sending one (m2c), a channel consuming its stream and committing the end (cmd_result), the audit. */
+import type { PointType } from '../config/site.js';
+import type { CommandEntry, CommandOutcome, CommandRecord, CommandStatus } from '../domain/commands.js';
+import { RedisFunctionError } from '../errors.js';
+import { redisCall, type RedisCore } from './core.js';
+import { fieldsOf } from './encoding.js';
+import { KEYS } from './keys.js';
+
+/** The audit stream keeps about this many entries. */
+const AUDIT_MAXLEN = '100000';
+
+export class CommandsRedis {
+  constructor(private readonly core: RedisCore) {}
+
+  /** Sends a control command; rejects with a RedisFunctionError saying why when it is not valid. */
+  async m2c(model: string, name: string, value: number, source: string, timeoutMs: number): Promise<string> {
+    if (!Number.isFinite(value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${value}`);
+    return this.core.fcall('m2c', { model, name, value, source, ts: Date.now(), timeoutMs });
+  }
+
+  async commandResult(channel: string, id: string, status: CommandOutcome, message: string, group: string, entryId: string, readback: number | null): Promise<void> {
+    await this.core.fcall('cmd_result', { channel, id, status, message, ts: Date.now(), group, entryId, readback });
+  }
+
+  async command(id: string): Promise<CommandRecord | undefined> {
+    const h = await redisCall('HGETALL', () => this.core.client.hgetall(KEYS.command(id)));
+    if (!h.id) return undefined;
+    return {
+      id: h.id, model: h.model ?? '', name: h.name ?? '', channel: h.channel ?? '', value: Number(h.value),
+      status: h.status as CommandStatus, message: h.message ?? '', source: h.source ?? '',
+      createdAt: Number(h.createdAt), updatedAt: Number(h.updatedAt), deadline: Number(h.deadline),
+      readback: h.readback ? Number(h.readback) : null,
+    };
+  }
+
+  /** The consumer group of a channel's command stream; making it again is fine. */
+  async ensureCommandGroup(channel: string, group: string): Promise<void> {
+    await this.core.ensureGroup(KEYS.commandStream(channel), group);
+  }
+
+  /**
+   * Commands for a channel's consumer: with `pending`, those delivered before and not
+   * acknowledged (after a restart); otherwise new ones. Never blocks. Rejects with a
+   * RedisError REDIS_NOGROUP when the group is gone (Redis lost its data).
+   */
+  async readCommands(channel: string, group: string, consumer: string, pending: boolean, count = 16): Promise<CommandEntry[]> {
+    const res = (await redisCall('XREADGROUP', () => this.core.client.xreadgroup('GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS.commandStream(channel), pending ? '0' : '>'))) as
+      Array<[string, Array<[string, string[] | null]>]> | null;
+    const out: CommandEntry[] = [];
+    for (const [, entries] of res ?? []) {
+      for (const [entryId, fields] of entries) {
+        if (!fields) continue; // deleted while pending
+        const f = fieldsOf(fields);
+        out.push({ entryId, id: f.id ?? '', type: f.type as PointType, point: Number(f.point), value: Number(f.value), deadline: Number(f.deadline) });
+      }
+    }
+    return out;
+  }
+
+  /** The audit entries of one command, oldest first (a scan of the bounded audit stream). */
+  async auditOf(id: string, stream: string = KEYS.audit): Promise<Array<Record<string, string>>> {
+    const entries = await redisCall('XREVRANGE', () => this.core.client.xrevrange(stream, '+', '-', 'COUNT', 5000));
+    return entries
+      .map(([, fields]) => fieldsOf(fields))
+      .filter((f) => f.id === id)
+      .reverse();
+  }
+
+  /** A command refused before it was recorded, for the audit stream (accepted ones are written by m2c). */
+  async auditRejected(who: string, model: string, name: string, value: unknown, message: string): Promise<void> {
+    await redisCall('XADD', () => this.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', 'event', 'rejected', 'id', '', 'who', who,
+      'model', model, 'name', name, 'value', String(value), 'at', String(Date.now()), 'message', message));
+  }
+}

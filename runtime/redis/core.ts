@@ -1,0 +1,196 @@
+/**
+ * The shared core under every domain module of runtime/redis/: the ONLY place
+ * that knows the Lua argument order of each Function (FUNCTIONS below: named
+ * inputs → KEYS and ARGV as lua/*.lua reads them), and the ONLY place that maps
+ * what Redis answers into a typed RedisError (toRedisError): a missing
+ * Function, BUSYGROUP, NOGROUP, a timeout — each matched once, here.
+ *
+ * When Redis answers that a Function is missing (it restarted without
+ * persistence, or someone ran FUNCTION FLUSH), the library is loaded again,
+ * the restorers that domains registered run (the site's mapping), and the
+ * call is retried once.
+ */
+import type { Redis } from 'ioredis';
+import { REDIS_ERROR_CODES, RedisError, RedisFunctionError, errorMessage, isRedisError, type RedisErrorCode } from '../errors.js';
+import type { ActorFields } from '../domain/actors.js';
+import type { CommandOutcome } from '../domain/commands.js';
+import { formatValue, type ModelValue } from '../domain/telemetry.js';
+import { formatOptional } from './encoding.js';
+import { KEYS, POINT_TYPES } from './keys.js';
+import { LIBRARY_SOURCE } from './library.js';
+
+export type FcallArg = string | number | Buffer;
+
+/** What each Function takes, by name; FUNCTIONS turns it into KEYS and ARGV. */
+export interface FunctionInputs {
+  c2m: { readonly channel: string; readonly ts: number; readonly historyMaxLen: number; readonly cloudMaxLen: number; readonly points: Buffer };
+  model_set: { readonly model: string; readonly ts: number; readonly historyMaxLen: number; readonly values: readonly ModelValue[] };
+  actor_report: { readonly id: string; readonly fields: ActorFields };
+  site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
+  site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number };
+  m2c: { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly ts: number; readonly timeoutMs: number };
+  cmd_result: {
+    readonly channel: string; readonly id: string; readonly status: CommandOutcome; readonly message: string;
+    readonly ts: number; readonly group: string; readonly entryId: string; readonly readback: number | null;
+  };
+}
+
+/** What each Function returns (see its comment in lua/). */
+export interface FunctionOutputs {
+  c2m: [points: number, models: number, historyDropped: number, cloudDropped: number];
+  model_set: number;
+  actor_report: number;
+  site_stage: number;
+  site_load: number;
+  m2c: string;
+  cmd_result: 0 | 1;
+}
+
+export type FunctionName = keyof FunctionInputs;
+
+interface Wire { readonly keys: readonly string[]; readonly args: readonly FcallArg[] }
+
+/** c2m's 16 keys of a channel, made once per channel (the hot path). */
+const c2mKeys = new Map<string, readonly string[]>();
+function channelKeys(channel: string): readonly string[] {
+  let keys = c2mKeys.get(channel);
+  if (!keys) {
+    const k: string[] = [KEYS.mappingC2m, KEYS.history, KEYS.cloud, KEYS.queueStats];
+    for (const t of POINT_TYPES) {
+      const base = KEYS.channel(channel, t);
+      k.push(base, KEYS.timestamps(base), KEYS.qualities(base));
+    }
+    keys = k;
+    c2mKeys.set(channel, keys);
+  }
+  return keys;
+}
+
+/** The Lua argument order of every Function: change it together with lua/. */
+const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire } = {
+  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.historyMaxLen, i.cloudMaxLen, i.points] }),
+  model_set: (i) => {
+    const base = KEYS.model(i.model);
+    const args: FcallArg[] = [i.model, i.ts, i.historyMaxLen];
+    for (const v of i.values) args.push(v.name, formatOptional(v.value), v.quality);
+    return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.history, KEYS.queueStats], args };
+  },
+  actor_report: (i) => {
+    const args: FcallArg[] = [i.id];
+    for (const [k, v] of Object.entries(i.fields)) args.push(k, v);
+    return { keys: [KEYS.actor(i.id), KEYS.actors], args };
+  },
+  site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
+  site_load: (i) => ({
+    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext],
+    args: [i.json, i.mappingCount, i.controlCount],
+  }),
+  m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
+  cmd_result: (i) => ({
+    keys: [KEYS.command(i.id), KEYS.commandStream(i.channel)],
+    args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback)],
+  }),
+};
+
+/** What Redis or ioredis said, as a code: each kind of answer is recognised here and nowhere else. */
+function classify(message: string): RedisErrorCode | undefined {
+  if (/^(ERR )?Function not found|No such library/i.test(message)) return REDIS_ERROR_CODES.functionMissing;
+  if (message.startsWith('BUSYGROUP')) return REDIS_ERROR_CODES.busyGroup;
+  if (message.startsWith('NOGROUP')) return REDIS_ERROR_CODES.noGroup;
+  if (message === 'Command timed out') return REDIS_ERROR_CODES.timeout;
+  return undefined;
+}
+
+/**
+ * Any failure of a Redis call as a RedisError. `what` names the call (a Function
+ * or a command) and prefixes the message; a Function's own refusal is a
+ * RedisFunctionError.
+ */
+export function toRedisError(e: unknown, what: string, isFunction = false): RedisError {
+  if (e instanceof RedisError) return e;
+  const message = errorMessage(e);
+  const code = classify(message);
+  if (code === undefined && isFunction) return new RedisFunctionError(what, message, { cause: e });
+  return new RedisError(code ?? REDIS_ERROR_CODES.command, `${what}: ${message}`, { [isFunction ? 'function' : 'command']: what }, { cause: e });
+}
+
+/** Runs one Redis command, its failure as a RedisError. */
+export async function redisCall<T>(what: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    throw toRedisError(e, what);
+  }
+}
+
+export class RedisCore {
+  readonly client: Redis;
+  private readonly restorers: Array<() => Promise<void>> = [];
+  private reloading: Promise<void> | undefined;
+
+  constructor(client: Redis) {
+    this.client = client;
+  }
+
+  /** FUNCTION LOAD REPLACE of the whole library (lua/, see library.ts). */
+  async loadLibrary(): Promise<void> {
+    await redisCall('FUNCTION LOAD', () => this.client.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY_SOURCE));
+  }
+
+  /** Runs after each reload of the library, in the order registered (a domain restores what Redis lost). */
+  onReload(restore: () => Promise<void>): void {
+    this.restorers.push(restore);
+  }
+
+  private reload(): Promise<void> {
+    this.reloading ??= (async () => {
+      try {
+        await this.loadLibrary();
+        for (const restore of this.restorers) await restore();
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private async send(fn: FunctionName, wire: Wire): Promise<unknown> {
+    try {
+      return await this.client.fcall(fn, wire.keys.length, ...wire.keys, ...wire.args);
+    } catch (e) {
+      throw toRedisError(e, fn, true);
+    }
+  }
+
+  /** One Function call; when the library is missing, it is loaded again and the call retried once. */
+  async fcall<F extends FunctionName>(fn: F, input: FunctionInputs[F]): Promise<FunctionOutputs[F]> {
+    const wire = FUNCTIONS[fn](input);
+    try {
+      return (await this.send(fn, wire)) as FunctionOutputs[F];
+    } catch (e) {
+      if (!isRedisError(e, REDIS_ERROR_CODES.functionMissing)) throw e;
+    }
+    await this.reload();
+    return (await this.send(fn, wire)) as FunctionOutputs[F];
+  }
+
+  /** The version of the library Redis has loaded (LIBRARY_VERSION when it is current). */
+  async libraryVersion(): Promise<string> {
+    try {
+      return (await this.client.fcall_ro('voltage_version', 0)) as string;
+    } catch (e) {
+      throw toRedisError(e, 'voltage_version', true);
+    }
+  }
+
+  /** XGROUP CREATE … MKSTREAM; a group that exists already is fine (BUSYGROUP). Returns whether it was made. */
+  async ensureGroup(stream: string, group: string): Promise<boolean> {
+    try {
+      await redisCall('XGROUP CREATE', () => this.client.xgroup('CREATE', stream, group, '0', 'MKSTREAM'));
+      return true;
+    } catch (e) {
+      if (isRedisError(e, REDIS_ERROR_CODES.busyGroup)) return false;
+      throw e;
+    }
+  }
+}

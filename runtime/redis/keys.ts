@@ -1,0 +1,61 @@
+/**
+ * Every Redis key and pub/sub channel name the runtime uses, in one table
+ * (DESIGN.md §4). Nothing outside this file spells a key; the Lua modules in
+ * lua/ get theirs in KEYS where the names are known in advance and spell the
+ * few they derive (model hashes from the mapping, a command's stream) the same way.
+ */
+import type { PointType } from '../config/site.js';
+
+export const POINT_TYPES: readonly PointType[] = ['m', 's', 'c', 'a'];
+
+const MODEL_UPDATE_PREFIX = 'modsrv:';
+const CHANNEL_UPDATE_PREFIX = 'comsrv:';
+const UPDATE_SUFFIX = ':update';
+
+export const KEYS = {
+  // site
+  mappingC2m: 'mapping:c2m',
+  mappingM2c: 'mapping:m2c',
+  mappingC2mNext: 'mapping:c2m:next',
+  mappingM2cNext: 'mapping:m2c:next',
+  siteConfig: 'site:config',
+  // telemetry
+  history: 'hissrv:queue',
+  cloud: 'cloud:queue',
+  queueStats: 'stats:queues',
+  channel: (ch: string, t: PointType) => `comsrv:${ch}:${t}`,
+  model: (m: string) => `modsrv:${m}:measurement`,
+  /** The timestamps and the qualities beside a value hash (channel or model). */
+  timestamps: (valueHash: string) => `${valueHash}:ts`,
+  qualities: (valueHash: string) => `${valueHash}:q`,
+  modelUpdate: (m: string) => `${MODEL_UPDATE_PREFIX}${m}${UPDATE_SUFFIX}`,
+  channelUpdate: (ch: string) => `${CHANNEL_UPDATE_PREFIX}${ch}${UPDATE_SUFFIX}`,
+  /** PSUBSCRIBE patterns for every model's and every channel's updates. */
+  modelUpdates: `${MODEL_UPDATE_PREFIX}*${UPDATE_SUFFIX}`,
+  channelUpdates: `${CHANNEL_UPDATE_PREFIX}*${UPDATE_SUFFIX}`,
+  // actors
+  actors: 'actors',
+  actor: (id: string) => `actor:${id}`,
+  actorUpdate: 'actor:update',
+  actorTransitions: (id: string) => `actor:${id}:transitions`,
+  // commands
+  commandSeq: 'cmd:seq',
+  command: (id: string) => `command:${id}`,
+  commandStream: (ch: string) => `cmd:${ch}`,
+  commandHint: (ch: string) => `cmd:${ch}:hint`,
+  commandResult: 'cmd:result',
+  audit: 'audit:commands',
+  // statistics fields of `stats:queues`
+  historyDropped: 'hissrv:queue:dropped',
+  cloudDropped: 'cloud:queue:dropped',
+} as const;
+
+/** The model a `modsrv:{model}:update` message came from. */
+export function modelOfUpdate(channel: string): string {
+  return channel.slice(MODEL_UPDATE_PREFIX.length, -UPDATE_SUFFIX.length);
+}
+
+/** The channel a `comsrv:{channel}:update` message came from. */
+export function channelOfUpdate(channel: string): string {
+  return channel.slice(CHANNEL_UPDATE_PREFIX.length, -UPDATE_SUFFIX.length);
+}

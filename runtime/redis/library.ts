@@ -1,0 +1,59 @@
+/**
+ * The Functions library as Redis loads it: the Lua modules of lua/, one per
+ * domain, concatenated in the order of LUA_MODULES into ONE library `voltage`
+ * with ONE version, and the parts generated from the TypeScript side filled in
+ * (the version, the command transitions from machines/commandMachine.ts).
+ * A new domain (alarms, rules, …) is one more entry in LUA_MODULES.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { commandTransitions } from '../../machines/commandMachine.js';
+import { VoltageError } from '../errors.js';
+
+/** Bumped whenever a Function's keys, arguments or behaviour change. */
+export const LIBRARY_VERSION = '5';
+export const LIBRARY_NAME = 'voltage';
+
+/** In load order: core first (its helpers are locals every later module uses). */
+export const LUA_MODULES = ['core', 'telemetry', 'actors', 'site', 'commands'] as const;
+
+/** Every Function the library registers, by module (checked by test/integration/redis-library.test.ts). */
+export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readonly string[]>> = {
+  core: ['voltage_version'],
+  telemetry: ['c2m', 'model_set'],
+  actors: ['actor_report'],
+  site: ['site_stage', 'site_load'],
+  commands: ['m2c', 'cmd_result'],
+};
+
+/** lua/, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */
+function luaDir(): string {
+  const candidates = [new URL('../../lua/', import.meta.url), new URL('../lua/', import.meta.url)].map((u) => fileURLToPath(u));
+  return candidates.find((p) => existsSync(`${p}core.lua`)) ?? candidates[0]!;
+}
+
+/** The command transitions as a Lua table, generated from machines/commandMachine.ts. */
+function luaTransitions(): string {
+  const entries = Object.entries(commandTransitions()).map(([from, tos]) => `${from} = { ${tos.map((t) => `${t} = true`).join(', ')} }`);
+  return `{ ${entries.join(', ')} }`;
+}
+
+/** Each placeholder line of the Lua sources and what replaces it. */
+const GENERATED: ReadonlyArray<readonly [string, () => string]> = [
+  ["local LIB_VERSION = '0' --@@LIB_VERSION@@", () => `local LIB_VERSION = '${LIBRARY_VERSION}'`],
+  ['local COMMAND_TRANSITIONS = {} --@@COMMAND_TRANSITIONS@@', () => `local COMMAND_TRANSITIONS = ${luaTransitions()}`],
+];
+
+function buildSource(): string {
+  const dir = luaDir();
+  let text = `#!lua name=${LIBRARY_NAME}\n`;
+  for (const m of LUA_MODULES) text += `\n-- ---- lua/${m}.lua ----\n${readFileSync(`${dir}${m}.lua`, 'utf8')}`;
+  for (const [placeholder, fill] of GENERATED) {
+    if (!text.includes(placeholder)) throw new VoltageError('runtime', 'LUA_PLACEHOLDER_MISSING', `lua/: the generated line '${placeholder}' is missing`);
+    text = text.replace(placeholder, fill());
+  }
+  return text;
+}
+
+/** The library as loaded by FUNCTION LOAD REPLACE. */
+export const LIBRARY_SOURCE = buildSource();

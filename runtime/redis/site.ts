@@ -1,0 +1,78 @@
+/**
+ * The site in Redis: the mapping between channel points and model values
+ * (staged in chunks, then swapped in at once by site_load, so readers never
+ * see half a mapping) and the site's description. Kept in memory to restore
+ * both when Redis lost them.
+ */
+import type { SiteDescription, SiteJson } from '../domain/site.js';
+import { redisCall, type RedisCore } from './core.js';
+import { KEYS } from './keys.js';
+
+/** Arguments per site_stage call (two per mapping entry). */
+const STAGE_CHUNK = 10_000;
+
+/** The loaded site as text, not 2 strings a point. */
+interface StagedSite { readonly json: string; readonly mapping: string; readonly size: number; readonly controls: string; readonly controlCount: number }
+
+function asText(map: ReadonlyMap<string, string>): string {
+  let text = '';
+  for (const [k, v] of map) text += `${k} ${v}\n`;
+  return text;
+}
+
+export class SiteRedis {
+  private loaded: StagedSite | undefined;
+  /** How often the site had to be restored because Redis lost it: writers that send only changes send everything again after it grows. */
+  restorations = 0;
+
+  constructor(private readonly core: RedisCore) {
+    core.onReload(() => this.restore());
+  }
+
+  /** Loads the library and the site's mapping; remembered so that a reload can restore both. */
+  async load(site: SiteDescription): Promise<void> {
+    this.loaded = { json: site.json, mapping: asText(site.mapping), size: site.mapping.size, controls: asText(site.controls), controlCount: site.controls.size };
+    await this.core.loadLibrary();
+    await this.stageAndLoad(this.loaded);
+  }
+
+  /** After the library was loaded again: the site too, when Redis lost it. */
+  private async restore(): Promise<void> {
+    const site = this.loaded;
+    if (site && (await redisCall('EXISTS', () => this.core.client.exists(KEYS.siteConfig))) === 0) {
+      await this.stageAndLoad(site);
+      this.restorations += 1;
+    }
+  }
+
+  private async stageAndLoad(site: StagedSite): Promise<void> {
+    await redisCall('DEL', () => this.core.client.del(KEYS.mappingC2mNext, KEYS.mappingM2cNext));
+    for (const [kind, text] of [['c2m', site.mapping], ['m2c', site.controls]] as const) {
+      let pairs: string[] = [];
+      const flush = async () => {
+        if (pairs.length === 0) return;
+        await this.core.fcall('site_stage', { kind, pairs });
+        pairs = [];
+      };
+      for (const line of text.split('\n')) {
+        if (!line) continue;
+        const sp = line.indexOf(' ');
+        pairs.push(line.slice(0, sp), line.slice(sp + 1));
+        if (pairs.length >= STAGE_CHUNK) await flush();
+      }
+      await flush();
+    }
+    await this.core.fcall('site_load', { json: site.json, mappingCount: site.size, controlCount: site.controlCount });
+  }
+
+  /** The site as loaded (the JSON that describeSite made), or undefined before any load. */
+  async description(): Promise<SiteJson | undefined> {
+    const text = await redisCall('GET', () => this.core.client.get(KEYS.siteConfig));
+    return text ? (JSON.parse(text) as SiteJson) : undefined;
+  }
+
+  /** The version of the Functions library Redis has loaded. */
+  libraryVersion(): Promise<string> {
+    return this.core.libraryVersion();
+  }
+}

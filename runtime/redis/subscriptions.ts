@@ -1,0 +1,82 @@
+/**
+ * One subscriber connection shared by every actor of the process; handlers by
+ * channel or pattern. A subscribed connection can do nothing else, so it is
+ * its own connection. Its errors go to the logger it was given, never nowhere.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+import { closeRedis } from './connect.js';
+import { toRedisError } from './core.js';
+
+export type MessageHandler = (message: string, channel: string) => void;
+
+export class Subscriptions {
+  private readonly conn: Redis;
+  private readonly log: Logger;
+  private readonly handlers = new Map<string, Set<MessageHandler>>();
+  private readonly patternHandlers = new Map<string, Set<MessageHandler>>();
+
+  constructor(conn: Redis, log: Logger) {
+    this.conn = conn;
+    this.log = log;
+    // Connection errors are retried by ioredis (and subscriptions renewed); logged at debug like the main connection's.
+    this.conn.on('error', (err: Error) => this.log.debug({ err }, 'redis subscriber connection error'));
+    this.conn.on('message', (channel: string, message: string) => {
+      const hs = this.handlers.get(channel);
+      if (hs) for (const h of hs) h(message, channel);
+    });
+    this.conn.on('pmessage', (pattern: string, channel: string, message: string) => {
+      const hs = this.patternHandlers.get(pattern);
+      if (hs) for (const h of hs) h(message, channel);
+    });
+  }
+
+  /** Called each time the connection is ready again after a loss (ioredis renews the subscriptions itself). */
+  onReconnect(listener: () => void): void {
+    let first = this.conn.status === 'ready';
+    this.conn.on('ready', () => {
+      if (first) listener();
+      first = true;
+    });
+  }
+
+  /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */
+  on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    return this.add(this.handlers, channel, handler, (c) => this.conn.subscribe(c), (c) => this.conn.unsubscribe(c));
+  }
+
+  /** A pattern subscription (PSUBSCRIBE); the handler gets the message and the channel it came on. */
+  onPattern(pattern: string, handler: MessageHandler): Promise<() => Promise<void>> {
+    return this.add(this.patternHandlers, pattern, handler, (p) => this.conn.psubscribe(p), (p) => this.conn.punsubscribe(p));
+  }
+
+  /** Redis subscribes once per channel or pattern, however many handlers share it. */
+  private async add(
+    map: Map<string, Set<MessageHandler>>, key: string, handler: MessageHandler,
+    subscribe: (key: string) => Promise<unknown>, unsubscribe: (key: string) => Promise<unknown>,
+  ): Promise<() => Promise<void>> {
+    let hs = map.get(key);
+    if (!hs) {
+      hs = new Set();
+      map.set(key, hs);
+      await subscribe(key);
+    }
+    hs.add(handler);
+    return async () => {
+      const set = map.get(key);
+      if (!set) return;
+      set.delete(handler);
+      if (set.size === 0) {
+        map.delete(key);
+        // Unsubscribing is best effort (the connection may drop meanwhile): a failure is logged, not thrown at the caller.
+        if (this.conn.status === 'ready') {
+          await unsubscribe(key).catch((e: unknown) => this.log.warn({ err: toRedisError(e, 'UNSUBSCRIBE'), channel: key }, `could not unsubscribe from ${key}`));
+        }
+      }
+    };
+  }
+
+  async close(): Promise<void> {
+    await closeRedis(this.conn);
+  }
+}

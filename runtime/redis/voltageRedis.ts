@@ -1,0 +1,57 @@
+/**
+ * The one typed wrapper around Redis for the whole runtime, composed of one
+ * part per domain over one shared core:
+ *   redis.telemetry  c2m, model values, outbox statistics
+ *   redis.commands   m2c, a channel's command stream, cmd_result, the audit
+ *   redis.actors     actor reports and the list `voltage status` prints
+ *   redis.site       the site's mapping and description, the library version
+ * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
+ * client; only the core (core.ts) knows the Functions' argument order.
+ * A new domain (alarms, rules, history, cloud) is one more module and one more field.
+ */
+import type { Redis } from 'ioredis';
+import { pino } from 'pino';
+import type { Logger } from '../logger.js';
+import { ActorsRedis } from './actors.js';
+import { CommandsRedis } from './commands.js';
+import { closeRedis } from './connect.js';
+import { RedisCore, redisCall } from './core.js';
+import { SiteRedis } from './site.js';
+import { Subscriptions } from './subscriptions.js';
+import { TelemetryRedis, type QueueLimits } from './telemetry.js';
+
+export interface VoltageRedisOptions {
+  /** Where errors that are not thrown at a caller go (the subscriber connection's); silent without one. */
+  readonly log?: Logger;
+}
+
+export class VoltageRedis {
+  readonly core: RedisCore;
+  readonly telemetry: TelemetryRedis;
+  readonly commands: CommandsRedis;
+  readonly actors: ActorsRedis;
+  readonly site: SiteRedis;
+  private readonly log: Logger;
+
+  constructor(client: Redis, limits: QueueLimits, options: VoltageRedisOptions = {}) {
+    this.core = new RedisCore(client);
+    this.telemetry = new TelemetryRedis(this.core, limits);
+    this.commands = new CommandsRedis(this.core);
+    this.actors = new ActorsRedis(this.core);
+    this.site = new SiteRedis(this.core);
+    this.log = options.log ?? pino({ level: 'silent' });
+  }
+
+  async ping(): Promise<void> {
+    await redisCall('PING', () => this.core.client.ping());
+  }
+
+  /** A pub/sub hub on its own connection (a subscribed connection can do nothing else). */
+  subscriber(): Subscriptions {
+    return new Subscriptions(this.core.client.duplicate({ connectionName: 'voltage:sub' }), this.log);
+  }
+
+  async close(): Promise<void> {
+    await closeRedis(this.core.client);
+  }
+}

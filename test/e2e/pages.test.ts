@@ -1,0 +1,203 @@
+/**
+ * The pages in a real Chromium (Debian's, driven by playwright-core) against
+ * `voltage demo` on private servers: its own redis-server, simulated devices,
+ * and the gateway on a free port. The demo's site is used as shipped except
+ * that its crashing channel (1004) crashes after 5 polls instead of 20, so that
+ * a failure comes within seconds. Skipped, saying so, where /usr/bin/chromium
+ * is not installed (`.ci/setup` installs it).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { freePort } from '../../runtime/redisServer.js';
+import { eventually, sleep } from '../helpers/servers.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const BIN = 'runtime/bin/voltage.js';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) process.stderr.write(`test/e2e/pages.test.ts: SKIPPED — no ${CHROMIUM} (apt-get install chromium, or run .ci/setup)\n`);
+
+type Role = 'viewer' | 'operator' | 'admin';
+
+let demo: ChildProcess;
+let exited: Promise<number | null>;
+let browser: Browser;
+let base = '';
+let redis: Redis;
+const tokens = {} as Record<Role, string>;
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  // The pages (dist/ui) and the runtime's bundle, as `npm ci` builds them.
+  execFileSync(process.execPath, ['runtime/bin/build.js'], { stdio: 'inherit' });
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-e2e-'));
+  cpSync('config', dir, { recursive: true });
+  const port = await freePort();
+  writeFileSync(join(dir, 'runtime.yaml'), readFileSync(join(dir, 'runtime.yaml'), 'utf8').replace(/port: 8080/, `port: ${port}`));
+  writeFileSync(join(dir, 'channels.yaml'), readFileSync(join(dir, 'channels.yaml'), 'utf8').replace('crashAfterPolls: 20', 'crashAfterPolls: 5'));
+  const env: Record<string, string> = { LOG_FORMAT: 'json' };
+  // No REDIS_URL: the demo starts its own redis-server.
+  for (const [k, v] of Object.entries(process.env)) if (k !== 'REDIS_URL' && v !== undefined) env[k] ??= v;
+  demo = spawn(process.execPath, [BIN, 'demo', '--config', dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  demo.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  demo.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  exited = new Promise((r) => demo.on('exit', (code) => r(code)));
+  await eventually(() => out.includes('Ctrl-C stops it.'), 30_000);
+  base = /api\s+(http:\/\/\S+?)\/health/.exec(out)![1]!;
+  for (const role of ['viewer', 'operator', 'admin'] as const) tokens[role] = new RegExp(`token\\s+${role}\\s+(\\S+)`).exec(out)![1]!;
+  redis = new Redis(/redis\s+(redis:\/\/\S+)/.exec(out)![1]!, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
+  const { chromium } = await import('playwright-core');
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+}, 90_000);
+
+afterAll(async () => {
+  await browser?.close();
+  redis?.disconnect();
+  if (demo && demo.exitCode === null) {
+    demo.kill('SIGINT');
+    await exited;
+  }
+}, 30_000);
+
+/** A fresh browser session (its own sessionStorage), signed in with a role's token; problems are collected. */
+async function open(path: string, role: Role): Promise<{ page: Page; problems: string[] }> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  await page.goto(base + path);
+  await page.fill('input[name=token]', tokens[role]);
+  await page.click('form.signin button[type=submit]');
+  return { page, problems };
+}
+
+async function api(path: string, role: Role, body?: unknown): Promise<{ status: number; body: any }> {
+  const r = await fetch(base + path, {
+    method: body === undefined ? 'GET' : 'POST',
+    headers: { authorization: `Bearer ${tokens[role]}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+describe.skipIf(!haveChromium)('pages in Chromium', () => {
+  it('each page loads with no console error and no failed request, for each role', async () => {
+    for (const role of ['viewer', 'operator'] as const) {
+      for (const [path, ready] of [['/ui/', '[data-value="grid.P"]'], ['/ui/actors#model/site', 'svg.machine']] as const) {
+        const { page, problems } = await open(path, role);
+        await page.waitForSelector(ready);
+        await page.waitForSelector('.live[data-live="true"], #tree');
+        await sleep(1_000); // the feed runs a while
+        expect(problems, `${path} as ${role}`).toEqual([]);
+        await page.context().close();
+      }
+    }
+  });
+
+  it('a dashboard value changes within 1 s of the device changing', async () => {
+    const { page } = await open('/ui/', 'viewer');
+    await page.waitForSelector('.live[data-live="true"]');
+    // The page notes when the grid meter's power cell changes; Redis says when each value was generated.
+    await page.evaluate(() => {
+      const cell = document.querySelector('[data-value="grid.P"]')!;
+      const seen: Array<{ text: string; at: number }> = [];
+      (window as unknown as { seen: typeof seen }).seen = seen;
+      new MutationObserver(() => seen.push({ text: cell.textContent ?? '', at: Date.now() })).observe(cell, { childList: true, characterData: true, subtree: true });
+    });
+    const generated: Array<{ value: number; ts: number }> = [];
+    const sub = redis.duplicate();
+    sub.on('error', () => undefined);
+    await sub.subscribe('modsrv:grid:update');
+    sub.on('message', (_ch, msg: string) => {
+      const m = JSON.parse(msg) as { ts?: number; v?: Record<string, number> };
+      if (m.v?.P !== undefined && m.ts !== undefined) generated.push({ value: m.v.P, ts: m.ts });
+    });
+    await sleep(4_000); // the grid meter polls every 500 ms and its power walks randomly
+    sub.disconnect();
+    const seen = await page.evaluate(() => (window as unknown as { seen: Array<{ text: string; at: number }> }).seen);
+    const latencies = seen.map((s) => {
+      const g = [...generated].reverse().find((x) => Math.abs(x.value - Number(s.text)) < 0.01 && x.ts <= s.at);
+      return g ? s.at - g.ts : Number.POSITIVE_INFINITY;
+    });
+    expect(seen.length).toBeGreaterThanOrEqual(4);
+    expect(Math.max(...latencies)).toBeLessThan(1_000);
+    await page.context().close();
+  });
+
+  it('the crashing channel: failing → backoff with a countdown → running, its machine drawn with the current state highlighted', async () => {
+    const { page } = await open('/ui/actors#channel/1004', 'viewer');
+    await page.waitForSelector('svg.machine g.state');
+    await page.evaluate(() => {
+      const row = document.querySelector('[data-actor-row="channel/1004"] > .row')!;
+      const log: string[] = [];
+      (window as unknown as { log: string[] }).log = log;
+      const note = () => {
+        const s = `${row.querySelector('[data-status]')!.getAttribute('data-status')}|${row.querySelector('.countdown')!.textContent}`;
+        if (log.at(-1) !== s) log.push(s);
+      };
+      note();
+      new MutationObserver(note).observe(row, { childList: true, characterData: true, subtree: true, attributes: true });
+    });
+    const log = async () => page.evaluate(() => (window as unknown as { log: string[] }).log);
+    // A failure, a backoff with a countdown, and running again, in that order.
+    const cycle = await eventually(async () => {
+      const l = await log();
+      const b = l.findIndex((s) => /^backoff\|failed: .*crashed.* · restart in \d+\.\d s$/.test(s));
+      const r = b >= 0 ? l.findIndex((s, i) => i > b && s.startsWith('running|')) : -1;
+      return r > b && b >= 0 ? l : undefined;
+    }, 20_000, 100);
+    expect(cycle.some((s) => s.startsWith('running|'))).toBe(true);
+    // Running again: the chart highlights the state the API reports (connecting → polling).
+    await eventually(async () => {
+      const a = (await api('/api/v1/actors/channel/1004', 'viewer')).body;
+      if (a.status !== 'running') return false;
+      const lit = await page.$$eval('svg.machine g.state.active', (gs) => gs.map((g) => g.getAttribute('data-state')));
+      return lit.length === 1 && lit[0] === a.state;
+    }, 5_000, 100);
+    // The chart is the machine's: every state, transitions with events and guards.
+    const states = await page.$$eval('svg.machine g.state', (gs) => gs.map((g) => g.getAttribute('data-state')));
+    expect(states.sort()).toEqual(['', 'connecting', 'polling', 'reconnecting']);
+    const labels = await page.$$eval('svg.machine text.label', (ts) => ts.map((t) => t.textContent));
+    expect(labels).toContain('error: polls [isTransient]');
+    // The journal shows the failure with its error.
+    await eventually(async () => (await page.$$eval('table.journal td.error', (tds) => tds.map((td) => td.textContent ?? ''))).some((t) => /crashed after 5 polls/.test(t)), 5_000, 100);
+    await page.screenshot({ path: 'docs/screenshots/visualizer.png' });
+    await page.context().close();
+  }, 45_000);
+
+  it('an operator sends a setpoint from the page and sees it confirmed', async () => {
+    const { page } = await open('/ui/', 'operator');
+    await page.waitForSelector('form.control');
+    const option = await page.$$eval('form.control option', (os) => os.find((o) => /export_limit/.test(o.textContent ?? ''))?.getAttribute('value'));
+    await page.selectOption('form.control select', option!);
+    await page.fill('form.control input[name=value]', '42');
+    await page.click('form.control button[type=submit]');
+    await page.waitForSelector('[data-command-status="confirmed"]', { timeout: 10_000 });
+    const id = /cmd-\S+/.exec(await page.textContent('ol.results li .detail') ?? '')?.[0];
+    expect((await api(`/api/v1/commands/${id}`, 'viewer')).body).toMatchObject({ status: 'confirmed', value: 42, source: 'demo-operator' });
+    await sleep(500);
+    await page.screenshot({ path: 'docs/screenshots/dashboard.png', fullPage: true });
+    await page.context().close();
+  });
+
+  it('a viewer is offered no control, and the API refuses the viewer anyway (403)', async () => {
+    const { page } = await open('/ui/', 'viewer');
+    await page.waitForSelector('[data-value="grid.P"]');
+    expect(await page.$$('form.control')).toHaveLength(0);
+    expect(await page.$$('main button')).toHaveLength(0);
+    const r = await api('/api/v1/models/gw/controls/export_limit', 'viewer', { value: 10 });
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe('FORBIDDEN');
+    expect(await page.textContent('header .who')).toContain('viewer');
+    await page.context().close();
+  });
+});
