@@ -12,7 +12,9 @@
  *  1a. One copy at a time: a new incarnation of a child never starts before
  *     the previous one is gone (its stop settled or its kill returned), even
  *     when the stop outlived the shutdown. Two copies of a channel must never
- *     own the same serial port.
+ *     own the same serial port. So a supervisor's stop (or kill) resolves
+ *     only once all its children are gone: a child that can neither stop nor
+ *     be killed holds its supervisor, and that one's parent, up.
  *  2. Restart types: `permanent` children are always restarted; `transient`
  *     ones only after an abnormal exit (an error); `temporary` ones never, and
  *     are removed from the supervisor when they exit.
@@ -155,6 +157,7 @@ export class Supervisor implements RunningChild {
         await this.startChild(c);
       } catch (e) {
         await this.stopChildren(this.children);
+        await this.allGone();
         throw e;
       }
     }
