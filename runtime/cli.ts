@@ -22,6 +22,8 @@ import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
+import { failCurrentActor } from './actorHost.js';
+import { installFaultHandlers, useReporterLogger } from './reporter.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
 import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { Fault } from '../actors/modbus/device.js';
@@ -91,7 +93,7 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
     return 0;
   }
   const reason = outcome.exit;
-  log.fatal({ reason: reason.kind === 'error' ? errorMessage(reason.error) : 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
+  log.fatal(reason.kind === 'error' ? { err: reason.error } : { reason: 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
   await rt.stop();
   await cleanup();
   return 1;
@@ -102,6 +104,9 @@ async function startSite(
   opts: { redisUrl?: string; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
 ): Promise<{ rt: RunningRuntime; log: Logger }> {
   const log = createLogger(site.runtime.log.level);
+  // From here on, errors without a caller are logged, and a fault fails its actor (or, outside any, ends the process non-zero).
+  useReporterLogger(log);
+  installFaultHandlers({ log, failActor: failCurrentActor });
   const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
   return { rt, log };
 }

@@ -85,7 +85,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
           // Serving until the process ends on its own: that is a failure of this actor.
           serve: fromPromise<void, void>(async () => {
             const how = await exited;
-            throw new VoltageError('api', 'GATEWAY_EXITED', `the gateway process exited (${how})`);
+            throw new VoltageError('api', 'GATEWAY_EXITED', `the gateway process exited (${how})${failure ? `: ${failure}` : ''}`);
           }),
         },
       });
