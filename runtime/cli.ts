@@ -19,7 +19,7 @@ import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.
 import { randomBytes } from 'node:crypto';
 import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
-import { statusReport } from './status.js';
+import { statusReport, watchStatus } from './status.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
 import { failCurrentActor } from './actorHost.js';
@@ -40,6 +40,7 @@ commands:
   demo       run the example site with a private redis-server (unless $REDIS_URL is set)
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
+             (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
@@ -188,14 +189,24 @@ async function cmdDemo(dir: string): Promise<number> {
   });
 }
 
-async function cmdStatus(): Promise<number> {
+/** `watchMs`: redraw every so many ms until SIGINT/SIGTERM (exit 0); undefined: print once. */
+async function cmdStatus(watchMs?: number): Promise<number> {
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const log = createLogger('error');
   const client = openRedis(url, log, 'status');
   try {
     await readyWithin(client, url, 5_000);
-    const report = await statusReport(new VoltageRedis(client, { outboxMaxMB: 1 }, { log }));
-    process.stdout.write(report.text);
+    const redis = new VoltageRedis(client, { outboxMaxMB: 1 }, { log });
+    if (watchMs !== undefined) {
+      const stop = new Promise<void>((res) => {
+        process.once('SIGINT', () => res());
+        process.once('SIGTERM', () => res());
+        process.stdout.once('error', () => res()); // the reader of a pipe is gone (`| head`)
+      });
+      await watchStatus(redis, { intervalMs: watchMs, out: process.stdout, stop });
+      return 0;
+    }
+    process.stdout.write((await statusReport(redis)).text);
     return 0;
   } catch (e) {
     process.stderr.write(`voltage status: ${errorMessage(e)}\n`);
@@ -307,7 +318,7 @@ const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' } } });
+    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } } });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
@@ -319,7 +330,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'start': return cmdStart(dir);
     case 'gateway-child': return runGatewayChild(); // the gateway's own process, started by the runtime
     case 'demo': return cmdDemo(dir);
-    case 'status': return cmdStatus();
+    case 'status': {
+      const intervalMs = Number(parsed.values.interval ?? '1000');
+      if (!Number.isInteger(intervalMs) || intervalMs < 100) {
+        process.stderr.write(`--interval ${parsed.values.interval}: expected a whole number of milliseconds, at least 100\n`);
+        return 2;
+      }
+      return cmdStatus(parsed.values.watch ? intervalMs : undefined);
+    }
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
     case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));

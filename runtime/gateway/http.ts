@@ -115,7 +115,11 @@ export class Http {
     b.tokens -= 1;
   }
 
+  /** Every route registered, in order, for the check that each one is documented. */
+  readonly routes: Array<{ readonly method: 'get' | 'post'; readonly pattern: string }> = [];
+
   route(method: 'get' | 'post', pattern: string, access: Access, handler: Handler): void {
+    this.routes.push({ method, pattern });
     const paramCount = (pattern.match(/:/g) ?? []).length;
     this.app[method](pattern, (res, req) => {
       let aborted = false;

@@ -160,6 +160,8 @@ describe('REST API', () => {
     const post = r.body.paths['/api/v1/models/{id}/controls/{name}'].post;
     expect(post.requestBody.content['application/json'].schema).toMatchObject({ type: 'object', properties: { value: { type: 'number' } }, required: ['value'], additionalProperties: false });
     expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '404', '413', '429']);
+    // The gateway started, so every route it registered is in the document; the visualizer's among them.
+    for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions']) expect(r.body.paths[p]?.get, p).toBeDefined();
   });
 
   it('rate limits per token (429), and other tokens are not affected', async () => {
