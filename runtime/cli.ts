@@ -168,7 +168,7 @@ async function cmdDemo(dir: string): Promise<number> {
     'VoltageEMS demo is running',
     `  site      ${site.runtime.site}: ${summary(site)}`,
     `  config    ${site.dir}`,
-    `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
+    `  redis     ${redactUrl(url)}${server ? ` (private redis-server, pid ${String(server.process.pid)}, stops with the demo)` : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL ${KEYS.model('site')}`,
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
@@ -316,9 +316,13 @@ const shieldNegative = (arg: string): string => (NEGATIVE.test(arg) ? SHIELD + a
 const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.slice(SHIELD.length) : arg);
 
 export async function main(argv: readonly string[]): Promise<number> {
-  let parsed;
+  const options = {
+    config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true },
+    timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' },
+  } as const;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
-    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } } });
+    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;

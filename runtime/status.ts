@@ -6,7 +6,6 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { errorMessage } from './errors.js';
-import { KEYS } from './redis/keys.js';
 import type { VoltageRedis } from './redis/voltageRedis.js';
 
 export const HEARTBEAT_STALE_MS = 15_000;
@@ -72,7 +71,9 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
     const branch = depth === 0 ? '' : `${prefix}${last ? '└─ ' : '├─ '}`;
     lines.push(`${(branch + id).padEnd(width)}${describe(a)}`);
     const kids = byParent.get(id) ?? [];
-    kids.forEach((k, i) => walk(k.id!, depth === 0 ? '' : `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, depth + 1));
+    kids.forEach((k, i) => {
+      walk(k.id!, depth === 0 ? '' : `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, depth + 1);
+    });
   };
   walk('root', '', true, 0);
   return { text: `${lines.join('\n')}\n`, runtimeUp: up, actors: actors.length };

@@ -67,7 +67,7 @@ export async function runGatewayChild(): Promise<number> {
   let finish: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => { finish = resolve; });
   // What `stop` closes: nothing until the start message came.
-  let close = async () => undefined as void;
+  let close = async () => undefined as undefined;
   let stopping = false;
   const stop = (code: number) => {
     if (stopping) return;

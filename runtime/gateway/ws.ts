@@ -15,7 +15,7 @@
  * gets no deltas until it drains, then a fresh snapshot of its topics (the
  * latest value wins); past `maxBackpressure` uWS closes it.
  */
-import uWS from 'uWebSockets.js';
+import type uWS from 'uWebSockets.js';
 import type { SiteJson } from '../domain/site.js';
 import type { ValueRecord } from '../domain/telemetry.js';
 import { KEYS, channelOfUpdate, modelOfUpdate } from '../redis/keys.js';

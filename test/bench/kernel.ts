@@ -14,7 +14,7 @@ export function siteFiles(step: Step): Record<string, string> {
   const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
   const rows: string[] = [];
   for (let i = 1; i <= step.points; i++) rows.push(`m,${i},p${i},sine,100,0,60000,${((i / step.points) * 6.28).toFixed(4)}`);
-  const csv = header + rows.join('\n') + '\n';
+  const csv = `${header + rows.join('\n')}\n`;
   const channels: string[] = [];
   const models: string[] = [];
   for (let c = 0; c < step.channels; c++) {

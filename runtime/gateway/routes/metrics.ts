@@ -4,7 +4,6 @@
  * actors, queues.
  */
 import type { Http } from '../http.js';
-import { KEYS } from '../../redis/keys.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
