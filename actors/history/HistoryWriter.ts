@@ -18,7 +18,7 @@
  * gone from the window too (they are counted as dropped by c2m).
  *
  * Why the WriteApi and not a plain fetch: it does what is needed once its own
- * buffering is switched off (flushInterval 0, a batch size it never reaches,
+ * buffering is switched off (flushInterval 0, a WriteApi a batch sized to it,
  * `writeFailed` returning the error so that `flush()` rejects and nothing is
  * kept in its retry buffer): gzip above `gzipThreshold`, precision ms, the same
  * code for InfluxDB 2/3 (token, org, bucket) and VictoriaMetrics.
@@ -26,7 +26,7 @@
  * It never drops an entry it could not write; it drops (acknowledges) only
  * entries that are not in the outbox format, and counts and logs them.
  */
-import { InfluxDB, type WriteApi } from '@influxdata/influxdb-client';
+import { InfluxDB } from '@influxdata/influxdb-client';
 import type { Redis } from 'ioredis';
 import { fromPromise } from 'xstate';
 import { historyMachine, type BatchMode, type BatchResult } from '../../machines/historyMachine.js';
@@ -95,7 +95,7 @@ export class HistoryWriter {
   private readonly batchMaxMs: number;
   private readonly windowMs: number;
   private readonly drainRate: number;
-  private readonly api: WriteApi;
+  private readonly influx: InfluxDB;
   private readonly window: WindowBatch[] = [];
   /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */
   private pendingMayExist = true;
@@ -110,12 +110,7 @@ export class HistoryWriter {
     this.batchMaxMs = opts.batchMaxMs ?? 200;
     this.windowMs = Math.max(10_000, opts.windowMs ?? 15_000);
     this.drainRate = opts.drainEntriesPerSecond ?? 5_000;
-    this.api = new InfluxDB({ url: opts.url, token: opts.token ?? 'voltage', timeout: opts.timeoutMs ?? 5_000 })
-      .getWriteApi(opts.org ?? 'voltage', opts.bucket ?? 'voltage', 'ms', {
-        batchSize: Number.MAX_SAFE_INTEGER, flushInterval: 0, maxRetries: 0, maxBufferLines: Number.MAX_SAFE_INTEGER,
-        gzipThreshold: opts.gzipThreshold ?? 1_000,
-        writeFailed: (error: Error) => Promise.reject(error),
-      });
+    this.influx = new InfluxDB({ url: opts.url, token: opts.token ?? 'voltage', timeout: opts.timeoutMs ?? 5_000 });
   }
 
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
@@ -180,7 +175,7 @@ export class HistoryWriter {
   }
 
   async close(): Promise<void> {
-    this.api.dispose();
+    // Nothing is buffered between batches: a batch's WriteApi is disposed after its flush.
   }
 
   private async read(mode: BatchMode): Promise<StreamEntries> {
@@ -204,12 +199,11 @@ export class HistoryWriter {
   }
 
   private async xread(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
-    const args: Array<string | number> = ['GROUP', this.group, this.consumer, 'COUNT', count];
-    if (blockMs !== undefined) args.push('BLOCK', Math.max(1, Math.round(blockMs)));
-    args.push('STREAMS', this.stream, from);
     let reply: ReadReply;
     try {
-      reply = (await this.redis.call('XREADGROUP', ...args)) as ReadReply;
+      reply = (blockMs === undefined
+        ? await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'STREAMS', this.stream, from)
+        : await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'BLOCK', Math.max(1, Math.round(blockMs)), 'STREAMS', this.stream, from)) as ReadReply;
     } catch (e) {
       // The group is gone (Redis lost its data): connect creates it again.
       throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
@@ -233,11 +227,20 @@ export class HistoryWriter {
       }
     }
     if (lines.length > 0) {
-      this.api.writeRecords(lines);
+      // A WriteApi a batch, sized to it: one that fills up flushes on its own, and
+      // the outcome of such a write would not be the outcome of flush().
+      const api = this.influx.getWriteApi(this.opts.org ?? 'voltage', this.opts.bucket ?? 'voltage', 'ms', {
+        batchSize: lines.length + 1, maxBatchBytes: Number.MAX_SAFE_INTEGER, flushInterval: 0, maxRetries: 0,
+        gzipThreshold: this.opts.gzipThreshold ?? 1_000,
+        writeFailed: (error: Error) => Promise.reject(error),
+      });
+      api.writeRecords(lines);
       try {
-        await this.api.flush();
+        await api.flush();
       } catch (e) {
         throw new HistoryOutageError(`the history database at ${this.opts.url} did not accept ${lines.length} samples: ${errorMessage(e)}`);
+      } finally {
+        api.dispose();
       }
     }
     return { samples: lines.length, skipped };
@@ -256,6 +259,26 @@ export class HistoryWriter {
   }
 }
 
+const defaultPolicy: BackoffPolicy = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
+
+/** historyMachine bound to a writer: what historyChild runs, and what tests run without a supervisor. */
+export function provideHistoryMachine(writer: HistoryWriter, policy: BackoffPolicy, log: Logger) {
+  return historyMachine.provide({
+    actors: {
+      connect: fromPromise(() => writer.connect()),
+      rewriteWindow: fromPromise(() => writer.rewriteWindow()),
+      writeBatch: fromPromise(({ input }) => writer.writeBatch(input.mode)),
+    },
+    delays: {
+      retryDelay: ({ context }) => {
+        const ms = backoffDelay(policy, context.attempts - 1);
+        log.warn({ attempt: context.attempts, delayMs: ms, err: context.lastError }, `history: retrying in ${ms} ms`);
+        return ms;
+      },
+    },
+  });
+}
+
 export interface HistoryActorDeps {
   /** The writer opens a connection of its own: XREADGROUP BLOCK holds a connection while it waits. */
   readonly redisUrl: string;
@@ -270,7 +293,7 @@ export function historyActorId(backend: string): string {
 /** One writer per backend, as a supervised child (the lead adds the kind to runtime/kinds.ts). */
 export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps): ChildSpec {
   const id = historyActorId(opts.backend);
-  const policy = opts.backoff ?? { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
+  const policy = opts.backoff ?? defaultPolicy;
   return machineChild({
     id,
     registry: deps.registry,
@@ -279,20 +302,7 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
       const log = deps.log.child({ actor: id });
       const redis = openRedis(deps.redisUrl, log, id);
       const writer = new HistoryWriter(redis, opts, log);
-      const machine = historyMachine.provide({
-        actors: {
-          connect: fromPromise(() => writer.connect()),
-          rewriteWindow: fromPromise(() => writer.rewriteWindow()),
-          writeBatch: fromPromise(({ input }) => writer.writeBatch(input.mode)),
-        },
-        delays: {
-          retryDelay: ({ context }) => {
-            const ms = backoffDelay(policy, context.attempts - 1);
-            log.warn({ attempt: context.attempts, delayMs: ms, err: context.lastError }, `history: retrying in ${ms} ms`);
-            return ms;
-          },
-        },
-      });
+      const machine = provideHistoryMachine(writer, policy, log);
       return { machine, input: { backend: opts.backend }, dispose: async () => {
         await writer.close();
         redis.disconnect();
