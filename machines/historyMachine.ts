@@ -70,7 +70,7 @@ export const historyMachine = setup({
   actions: {
     countBatch: assign(({ context }, params: { result: BatchResult }) => ({
       attempts: 0,
-      batches: context.batches + 1,
+      batches: context.batches + (params.result.entries > 0 ? 1 : 0),
       entries: context.entries + params.result.entries,
       samples: context.samples + params.result.samples,
       skipped: context.skipped + params.result.skipped,
