@@ -44,6 +44,8 @@ import { decodeEntry, OutboxFormatError, toLine } from './outbox.js';
 export const HISTORY_KEYS = {
   /** The outbox stream (c2m and model_set append to it). */
   stream: 'hissrv:queue',
+  /** channel:type:point → model:name, as site_load writes it (to historize model measurements). */
+  mapping: 'mapping:c2m',
   /** The consumer group of a backend. */
   group: (backend: string) => `history:${backend}`,
 } as const;
@@ -66,6 +68,12 @@ export interface HistoryWriterOptions {
   readonly windowMs?: number;
   /** Entries a second while draining a backlog (new entries keep arriving meanwhile). */
   readonly drainEntriesPerSecond?: number;
+  /** Raw channel points (default true). */
+  readonly channels?: boolean;
+  /** Model values: calculated ones (model_set) and measurements mapped from channel points (default true). */
+  readonly models?: boolean;
+  /** How often the c2m mapping is read again (a site reload changes it); it is also read at every connect. */
+  readonly mappingRefreshMs?: number;
   readonly gzipThreshold?: number;
   readonly timeoutMs?: number;
   readonly backoff?: BackoffPolicy;
@@ -100,6 +108,9 @@ export class HistoryWriter {
   /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */
   private pendingMayExist = true;
   private drainStartedAt = 0;
+  /** `channel:type:point` → the model value it feeds. */
+  private mapping = new Map<string, { readonly model: string; readonly name: string }>();
+  private mappingReadAt = 0;
   private drained = 0;
 
   constructor(private readonly redis: Redis, private readonly opts: HistoryWriterOptions, private readonly log: Logger) {
@@ -120,8 +131,26 @@ export class HistoryWriter {
     } catch (e) {
       if (!/BUSYGROUP/.test(errorMessage(e))) throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
     }
+    await this.readMapping();
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
     this.pendingMayExist = true;
+  }
+
+  private async readMapping(): Promise<void> {
+    if (this.opts.models === false) return;
+    let flat: Record<string, string>;
+    try {
+      flat = await this.redis.hgetall(HISTORY_KEYS.mapping);
+    } catch (e) {
+      throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
+    }
+    const next = new Map<string, { model: string; name: string }>();
+    for (const [point, target] of Object.entries(flat)) {
+      const sep = target.indexOf(':');
+      if (sep > 0) next.set(point, { model: target.slice(0, sep), name: target.slice(sep + 1) });
+    }
+    this.mapping = next;
+    this.mappingReadAt = Date.now();
   }
 
   /** Writes the recent window again (after a failure); returns the entries written. */
@@ -213,13 +242,24 @@ export class HistoryWriter {
 
   /** Line protocol for the entries, written in one gzipped request. */
   private async write(entries: StreamEntries): Promise<{ samples: number; skipped: number }> {
+    if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) await this.readMapping();
     const lines: string[] = [];
+    const channels = this.opts.channels !== false;
+    const models = this.opts.models !== false;
     let skipped = 0;
     for (const [id, fields] of entries) {
       // A trimmed entry read from the pending list comes back with no fields.
       if (!fields || fields.length === 0) continue;
       try {
-        for (const s of decodeEntry(fields)) lines.push(toLine(s));
+        for (const s of decodeEntry(fields)) {
+          if (s.series.kind === 'model') {
+            if (models) lines.push(toLine(s));
+            continue;
+          }
+          if (channels) lines.push(toLine(s));
+          const target = models ? this.mapping.get(`${s.series.channel}:${s.series.type}:${s.series.point}`) : undefined;
+          if (target) lines.push(toLine({ ...s, series: { kind: 'model', model: target.model, name: target.name } }));
+        }
       } catch (e) {
         if (!(e instanceof OutboxFormatError)) throw e;
         skipped += 1;

@@ -10,6 +10,10 @@
  * | a channel point | `channel/1001/m/3`  | `voltage_point,channel=1001,type=m,point=3 value=…,quality=0i <ms>` | `voltage_point_value{channel="1001",type="m",point="3"}`, `voltage_point_quality{…}` |
  * | a model value   | `model/pv1/P`       | `voltage_model,model=pv1,name=P value=…,quality=0i <ms>`            | `voltage_model_value{model="pv1",name="P"}`, `voltage_model_quality{…}`              |
  *
+ * A model value is either calculated (model_set's entries) or a measurement: the
+ * channel point mapped onto it (mapping:c2m), which the writer keeps under both
+ * names, since the outbox carries channel points only.
+ *
  * Quality is a field (an integer code, QUALITY_CODE), not a tag: as a tag, a
  * change of quality would split one signal into several series and break a
  * chart; as a field it is a parallel series with the same labels, which a run

@@ -78,6 +78,7 @@ describe('history', () => {
       await bus.c2m('2001', base + i * 1_000, [{ type: 'm', id: 7, value: i * 1.5, quality: null }, { type: 's', id: 1, value: i % 2, quality: null }]);
     }
     await bus.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
+    await bus.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
     await bus.modelSet('pv9', base + 5_000, [{ name: 'S', value: 42.25, quality: 'good' }]);
     await caughtUp('t1');
     const a = await queries.query({ series: 'channel/2001/m/7,model/pv9/S', from: iso(base), to: iso(base + 19_000), step: '1s', agg: 'last' });
@@ -88,7 +89,10 @@ describe('history', () => {
     // The quality mark is a sample of the quality series only (3 = comm-failure).
     const q = await (await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent('voltage_point_quality{channel="2001",point="7"}')}&time=${(base + 20_000) / 1_000}`)).json() as { data: { result: Array<{ value: [number, string] }> } };
     expect(q.data.result[0]!.value[1]).toBe('3');
-    expect(await queries.list()).toEqual(expect.arrayContaining(['channel/2001/m/7', 'channel/2001/s/1', 'model/pv9/S']));
+    // A channel point mapped onto a model value is kept under both names.
+    const mapped = await queries.query({ series: 'model/pv1/P,channel/1001/m/1', from: iso(base + 3_000), to: iso(base + 3_000), step: '1s', agg: 'last' });
+    expect(mapped.series.map((s) => s.values)).toEqual([[17.5], [17.5]]);
+    expect(await queries.list()).toEqual(expect.arrayContaining(['channel/1001/m/1', 'channel/2001/m/7', 'channel/2001/s/1', 'model/pv1/P', 'model/pv9/S']));
   });
 
   it('downsamples a known waveform: mean, min, max, last and count per step, nulls in a gap; CSV the same', async () => {
