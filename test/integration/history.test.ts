@@ -15,6 +15,9 @@ import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { historyCsv, HistoryQueries, HistoryQueryError, type HistoryAnswer } from '../../actors/history/query.js';
 import type { VoltageRedis } from '../../runtime/redis/functions.js';
 import { eventually, quietLog, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
+import { Http } from '../../runtime/gateway/http.js';
+import { historyRoutes } from '../../runtime/gateway/routes/history.js';
+import { gatewaySchema } from '../../runtime/config/schema.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
 
 let redis: RedisServer;
@@ -133,6 +136,33 @@ describe('history', () => {
     expect(await codeOf({ series: 'channel/2001/m/7', from: 'yesterday' })).toBe('400 BAD_QUERY');
     expect(await codeOf({ series: 'channel/2001/m/7', agg: 'median' })).toBe('400 BAD_QUERY');
     expect(await codeOf({ series: 'pv1/P' })).toBe('400 BAD_QUERY');
+  });
+
+  it('the routes: JSON, CSV with format=csv, 404 for an unknown series, 400 beyond the points limit, viewer token needed', async () => {
+    startWriter('t4');
+    const base = Math.floor(Date.now() / 1_000) * 1_000 - 10_000;
+    await bus.c2m('5001', base, [{ type: 'm', id: 2, value: 3.25, quality: null }]);
+    await caughtUp('t4');
+    const http = new Http(gatewaySchema.parse({ port: 0 }), [{ name: 'v', role: 'viewer', token: 'view' }]);
+    historyRoutes(http, queries);
+    http.notFound();
+    const port = await http.listen();
+    stops.push(async () => http.close());
+    const get = async (path: string, token = 'view') => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
+      return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
+    };
+    const q = `series=channel/5001/m/2&from=${base}&to=${base}&step=1s&agg=last`;
+    const json = await get(`/api/v1/history?${q}`);
+    expect(json.status).toBe(200);
+    expect(JSON.parse(json.text)).toMatchObject({ timestamps: [base], series: [{ id: 'channel/5001/m/2', values: [3.25] }] });
+    const csv = await get(`/api/v1/history?${q}&format=csv`);
+    expect([csv.status, csv.type, csv.text]).toEqual([200, 'text/csv; charset=utf-8', `time,channel/5001/m/2\r\n${iso(base)},3.25\r\n`]);
+    expect(JSON.parse((await get('/api/v1/history?series=model/none/X')).text)).toMatchObject({ error: { code: 'UNKNOWN_SERIES' } });
+    expect((await get('/api/v1/history?series=model/none/X')).status).toBe(404);
+    expect((await get('/api/v1/history?series=channel/5001/m/2&from=-30d&step=1s')).status).toBe(400);
+    expect((await get(`/api/v1/history?${q}`, 'wrong')).status).toBe(401);
+    expect(JSON.parse((await get('/api/v1/history/series')).text).series).toContain('channel/5001/m/2');
   });
 
   it('VictoriaMetrics killed with SIGKILL while a counter increments every 100 ms: every value is stored exactly once', async () => {
