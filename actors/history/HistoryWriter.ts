@@ -166,10 +166,6 @@ export class HistoryWriter {
       if (entries.length < this.max) break;
       from = `(${entries[entries.length - 1]![0]}`;
     }
-    // VictoriaMetrics' rollup-result cache may hold answers computed before the window came
-    // back (seen in the kill test); drop it. Other databases have no such endpoint: ignored.
-    await fetch(`${this.opts.url}/internal/resetRollupResultCache`, { signal: AbortSignal.timeout(1_000) })
-      .then((r) => r.arrayBuffer(), () => undefined);
     const now = Date.now();
     for (const w of this.window) w.at = now;
     this.log.info({ entries: n }, `wrote the last ${this.windowMs} ms of history again after the database came back`);
