@@ -32,15 +32,17 @@ import type { BackoffPolicy } from '../../runtime/backoff.js';
 import type { Redis } from 'ioredis';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import { RedisCore } from '../../runtime/redis/core.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import { healthy } from '../../runtime/victoriaServer.js';
 import { decodeEntry, OutboxFormatError, toLine } from './outbox.js';
 
-/** The Redis names this writer uses, in one place (the lead maps them onto the key table). */
+/** The Redis names this writer uses (from the key table). */
 export const HISTORY_KEYS = {
-  /** The outbox stream (c2m and model_set append to it). */
-  stream: 'hissrv:queue',
+  /** The outbox stream (c2m and model_set append to it once a consumer group made it). */
+  stream: KEYS.outbox,
   /** channel:type:point → model:name, as site_load writes it (to historize model measurements). */
-  mapping: 'mapping:c2m',
+  mapping: KEYS.mappingC2m,
   /** The consumer group of a backend. */
   group: (backend: string) => `history:${backend}`,
 } as const;
@@ -122,9 +124,9 @@ export class HistoryWriter {
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
   async connect(): Promise<void> {
     try {
-      await this.redis.xgroup('CREATE', this.stream, this.group, '0', 'MKSTREAM');
+      await new RedisCore(this.redis).ensureGroup(this.stream, this.group);
     } catch (e) {
-      if (!/BUSYGROUP/.test(errorMessage(e))) throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
+      throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
     }
     await this.readMapping();
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);

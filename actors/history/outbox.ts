@@ -1,6 +1,6 @@
 /**
  * The history outbox format, both ways: stream entries as c2m and model_set
- * write them (lua/voltage.lua) → samples → InfluxDB line protocol, and the
+ * write them (lua/telemetry.lua) → samples → InfluxDB line protocol, and the
  * series naming that the query side (query.ts) reads back. Pure: no I/O.
  *
  * Series naming (stable; the README documents it):
@@ -27,7 +27,7 @@
  */
 import type { PointType } from '../../runtime/config/site.js';
 import { VoltageError } from '../../runtime/errors.js';
-import type { Quality } from '../../runtime/redis/functions.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
 
 export type SeriesRef =
   | { readonly kind: 'point'; readonly channel: string; readonly type: PointType; readonly point: number }

@@ -13,7 +13,7 @@ import { createActor, type AnyActorRef } from 'xstate';
 import { HistoryWriter, HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { historyCsv, HistoryQueries, HistoryQueryError, type HistoryAnswer } from '../../actors/history/query.js';
-import type { VoltageRedis } from '../../runtime/redis/functions.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { Http } from '../../runtime/gateway/http.js';
 import { historyRoutes } from '../../runtime/gateway/routes/history.js';
@@ -29,9 +29,9 @@ const stops: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
   [redis, vm] = await Promise.all([spawnRedis(), spawnVictoria()]);
-  bus = wrapper(redis, { historyMaxLen: 100_000, cloudMaxLen: 10 });
+  bus = wrapper(redis, { outboxMaxMB: 64 });
   raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-  await bus.loadSite({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map() });
+  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map() });
   queries = new HistoryQueries({ url: vm.url, maxPoints: 2_000 });
 });
 afterEach(async () => {
@@ -77,13 +77,15 @@ const iso = (ms: number) => new Date(ms).toISOString();
 describe('history', () => {
   it('values that c2m appended come back from the query API with their timestamps and qualities', async () => {
     startWriter('t1');
+    // The outbox is written once a consumer made it: the writer's group, made as it connects.
+    for (let i = 0; i < 100 && (await raw.exists(HISTORY_KEYS.stream)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
     const base = Math.floor(Date.now() / 1_000) * 1_000 - 30_000;
     for (let i = 0; i < 20; i++) {
-      await bus.c2m('2001', base + i * 1_000, [{ type: 'm', id: 7, value: i * 1.5, quality: null }, { type: 's', id: 1, value: i % 2, quality: null }]);
+      await bus.telemetry.c2m('2001', base + i * 1_000, [{ type: 'm', id: 7, value: i * 1.5, quality: null }, { type: 's', id: 1, value: i % 2, quality: null }]);
     }
-    await bus.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
-    await bus.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
-    await bus.modelSet('pv9', base + 5_000, [{ name: 'S', value: 42.25, quality: 'good' }]);
+    await bus.telemetry.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
+    await bus.telemetry.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
+    await bus.telemetry.modelSet('pv9', base + 5_000, [{ name: 'S', value: 42.25, quality: 'good' }]);
     await caughtUp('t1');
     const a = await queries.query({ series: 'channel/2001/m/7,model/pv9/S', from: iso(base), to: iso(base + 19_000), step: '1s', agg: 'last' });
     expect(a.timestamps).toEqual(Array.from({ length: 20 }, (_, i) => base + i * 1_000));
@@ -106,7 +108,7 @@ describe('history', () => {
     const samples: Array<[number, number]> = [];
     for (let i = 1; i <= 50; i++) samples.push([base + i * 100, i % 10]);
     for (let i = 71; i <= 80; i++) samples.push([base + i * 100, 100]);
-    for (const [ts, v] of samples) await bus.c2m('3001', ts, [{ type: 'm', id: 1, value: v, quality: null }]);
+    for (const [ts, v] of samples) await bus.telemetry.c2m('3001', ts, [{ type: 'm', id: 1, value: v, quality: null }]);
     await caughtUp('t2');
     const range = { series: 'channel/3001/m/1', from: iso(base + 1_000), to: iso(base + 8_000), step: '1s' };
     const buckets = Array.from({ length: 8 }, (_, k) => samples.filter(([ts]) => ts > base + k * 1_000 && ts <= base + (k + 1) * 1_000).map(([, v]) => v));
@@ -141,7 +143,7 @@ describe('history', () => {
   it('the routes: JSON, CSV with format=csv, 404 for an unknown series, 400 beyond the points limit, viewer token needed', async () => {
     startWriter('t4');
     const base = Math.floor(Date.now() / 1_000) * 1_000 - 10_000;
-    await bus.c2m('5001', base, [{ type: 'm', id: 2, value: 3.25, quality: null }]);
+    await bus.telemetry.c2m('5001', base, [{ type: 'm', id: 2, value: 3.25, quality: null }]);
     await caughtUp('t4');
     const http = new Http(gatewaySchema.parse({ port: 0 }), [{ name: 'v', role: 'viewer', token: 'view' }]);
     historyRoutes(http, queries);
@@ -173,7 +175,7 @@ describe('history', () => {
     const ticker = (async () => {
       for (let next = Date.now(); running; next += 100) {
         counter += 1;
-        await bus.c2m('4001', Date.now(), [{ type: 'm', id: 1, value: counter, quality: null }]);
+        await bus.telemetry.c2m('4001', Date.now(), [{ type: 'm', id: 1, value: counter, quality: null }]);
         await sleep(Math.max(0, next + 100 - Date.now()));
       }
     })();

@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { C2mBatch, formatValue, QUALITIES } from '../../runtime/redis/functions.js';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import { formatValue, QUALITIES } from '../../runtime/domain/telemetry.js';
 import {
   decodeEntry, OutboxFormatError, parseLine, parseSeriesId, promSelector, seriesId, seriesOfLabels, toLine,
   type HistorySample, type SeriesRef,
