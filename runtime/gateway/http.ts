@@ -188,11 +188,22 @@ export class Http {
     });
   }
 
-  /** Anything no route matched. */
+  /** Anything no route matched: 405 (with Allow) for a known path asked with another method, else 404. */
   notFound(): void {
-    this.app.any('/*', (res) => {
-      res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
-        .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } })));
+    const paths = this.routes.map((r) => ({ method: r.method.toUpperCase(), path: new RegExp(`^${r.pattern.replace(/:[^/]+/g, '[^/]+')}/?$`) }));
+    this.app.any('/*', (res, req) => {
+      const url = req.getUrl();
+      const method = req.getMethod().toUpperCase();
+      const allow = [...new Set(paths.filter((p) => p.path.test(url)).map((p) => p.method))];
+      res.cork(() => {
+        if (allow.length > 0 && !allow.includes(method)) {
+          res.writeStatus('405 Method Not Allowed').writeHeader('allow', allow.join(', ')).writeHeader('content-type', 'application/json')
+            .end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${method} ${url}: this path takes ${allow.join(' or ')}` } }));
+          return;
+        }
+        res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
+      });
     });
   }
 

@@ -137,6 +137,9 @@ describe('REST API', () => {
     ['an unknown command', 'GET', '/api/v1/commands/cmd-999', 'viewer', undefined, 404, 'NOT_FOUND'],
     ['an unknown control', 'POST', '/api/v1/models/inv/controls/nope', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
     ['an unknown route', 'GET', '/api/v2/x', 'viewer', undefined, 404, 'NOT_FOUND'],
+    ['a control of an unknown model', 'POST', '/api/v1/models/nope/controls/limit', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
+    ['a wrong method on a known path', 'DELETE', '/api/v1/models/inv', 'viewer', undefined, 405, 'METHOD_NOT_ALLOWED'],
+    ['a POST to a path that takes GET', 'POST', '/api/v1/models', 'operator', '{}', 405, 'METHOD_NOT_ALLOWED'],
     ['a value out of range', 'POST', '/api/v1/models/inv/controls/limit', 'operator', '{"value":500}', 400, 'OUT_OF_RANGE'],
     ['a value that is not a number', 'POST', '/api/v1/models/inv/controls/limit', 'operator', '{"value":"5"}', 400, 'BAD_REQUEST'],
     ['a body that is not JSON', 'POST', '/api/v1/models/inv/controls/limit', 'admin', '{value: 5', 400, 'BAD_JSON'],
@@ -151,6 +154,8 @@ describe('REST API', () => {
     const json = (await r.json()) as { error: { code: string; message: string } };
     expect(json.error.code).toBe(code);
     expect(json.error.message.length).toBeGreaterThan(5);
+    if (status === 405) expect(r.headers.get('allow')).toMatch(/GET|POST/);
+    if (path.startsWith('/api/v1/models/nope/controls')) expect(json.error.message).toBe("no model 'nope'");
   });
 
   it('serves an OpenAPI 3 document whose request body schema is the one that validates requests', async () => {

@@ -5,6 +5,7 @@
  */
 import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
+import { settled } from '../../reporter.js';
 import type { SiteJson } from '../../domain/site.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { controlBody } from '../openapi.js';
@@ -44,9 +45,11 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const value = (body as { value?: unknown } | undefined)?.value;
     const who = caller?.name ?? 'unknown';
     const refuse = async (err: ApiError) => {
-      await redis.commands.auditRejected(who, model, name, value, err.message).catch(() => undefined);
+      // The refusal is the answer; an audit write that fails is reported rather than thrown over it.
+      await settled(redis.commands.auditRejected(who, model, name, value, err.message), { source: 'audit', model, name });
       throw err;
     };
+    if (!byId.has(model)) return refuse(new ApiError(404, 'NOT_FOUND', `no model '${model}'`));
     const parsed = controlBody.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
