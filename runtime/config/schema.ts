@@ -205,6 +205,8 @@ export const gatewaySchema = z.strictObject({
   })).default([]),
   rateLimit: z.strictObject({ perSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) }).prefault({}),
   maxBodyBytes: z.number().int().positive().default(16_384),
+  /** Every request answers within this: a 503 past it (a Redis that does not answer never makes a request hang). */
+  requestTimeoutMs: positiveMs.default(2_000),
   commandTimeoutMs: positiveMs.default(10_000),
   /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
   ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),

@@ -92,7 +92,8 @@ export async function runGatewayChild(): Promise<number> {
     if (stopping) return;
     const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
     useReporterLogger(log);
-    const client = openRedis(init.redisUrl, log, 'gateway');
+    // Fail fast: a request that needs Redis while it is unreachable gets a 503 at once, not a hang.
+    const client = openRedis(init.redisUrl, log, 'gateway', { failFast: true });
     const redis = new VoltageRedis(client, init.limits, { log });
     const subscriptions = redis.subscriber();
     let server: GatewayServer | undefined;

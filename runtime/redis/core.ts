@@ -98,6 +98,7 @@ function classify(message: string): RedisErrorCode | undefined {
   if (message.startsWith('BUSYGROUP')) return REDIS_ERROR_CODES.busyGroup;
   if (message.startsWith('NOGROUP')) return REDIS_ERROR_CODES.noGroup;
   if (message === 'Command timed out') return REDIS_ERROR_CODES.timeout;
+  if (message.includes('enableOfflineQueue options is false') || message === 'Connection is closed.') return REDIS_ERROR_CODES.unavailable;
   return undefined;
 }
 
@@ -128,8 +129,21 @@ export class RedisCore {
   private readonly restorers: Array<() => Promise<void>> = [];
   private reloading: Promise<void> | undefined;
 
+  /** When the connection was lost (performance.now() ms), or undefined while it is up. */
+  private lostAt: number | undefined;
+
   constructor(client: Redis) {
     this.client = client;
+    const lost = () => { this.lostAt ??= performance.now(); };
+    client.on('close', lost);
+    client.on('end', lost);
+    client.on('ready', () => { this.lostAt = undefined; });
+    if (client.status !== 'ready') lost();
+  }
+
+  /** How long the connection has been down, in ms; undefined while it is up. */
+  unreachableForMs(): number | undefined {
+    return this.lostAt === undefined ? undefined : Math.round(performance.now() - this.lostAt);
   }
 
   /** FUNCTION LOAD REPLACE of the whole library (lua/, see library.ts). */
