@@ -36,6 +36,7 @@ would have to escape.
 -- parse of each number is needed here; a value of one or two characters ('-', '.') gets
 -- the full check. Nothing that would break the JSON notifications built from them passes.
 local POINT_LINE = '^([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n'
+local POINT_LINE_ANY = '([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n' -- the same, unanchored (for gmatch)
 local function c2m(keys, args)
   local channel, ts, text = args[1], args[2], args[4]
   if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
@@ -45,39 +46,44 @@ local function c2m(keys, args)
   if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
   if text == '' then return fail('c2m: no points') end
 
-  -- Parse and validate every line before anything is written.
-  local T, I, V, Q = {}, {}, {}, {}
-  local np, pos, len = 0, 1, #text
-  while pos <= len do
-    local _, e, t, id, v, q = string.find(text, POINT_LINE, pos)
-    if not e then
-      local line = string.match(text, '^[^\n]*', pos)
-      return fail('c2m: point ' .. (np + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60))
-    end
+  -- Parse and validate every line before anything is written, building the
+  -- channel's writes as it goes (one pass; nothing is written until all is valid).
+  -- gmatch finds the lines; that they cover the whole text proves there is nothing
+  -- else in it (a malformed line is then found again, with its number, by find).
+  local mapped = redis.call('SISMEMBER', keys[2], channel) == 1
+  local byType = {}
+  local fields, V, Q = {}, {}, {}
+  local prefix = channel .. ':'
+  local np, covered = 0, 0
+  for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
     if #v < 3 and v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v) end
     if q ~= '' and not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q) end
     if v == '' and q == '' then return fail('c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality') end
     np = np + 1
-    T[np], I[np], V[np], Q[np] = t, id, v, q
-    pos = e + 1
-  end
-
-  -- Channel hashes, one HSET per hash; the mapping lookups alongside.
-  -- (Only for a channel that feeds a model: the others skip the lookup.)
-  local mapped = redis.call('SISMEMBER', keys[2], channel) == 1
-  local byType = {}
-  local fields = {}
-  local prefix = channel .. ':'
-  for i = 1, np do
-    local t, id, v, q = T[i], I[i], V[i], Q[i]
+    covered = covered + #id + #v + #q + 5
     local w = byType[t]
     if not w then
       w = new_writes()
       byType[t] = w
     end
     add_write(w, id, v, q, ts)
-    if mapped then fields[i] = prefix .. t .. ':' .. id end
+    if mapped then
+      fields[np] = prefix .. t .. ':' .. id
+      V[np], Q[np] = v, q
+    end
   end
+  if covered ~= #text then
+    local pos, n = 1, 0
+    while true do
+      local _, e = string.find(text, POINT_LINE, pos)
+      if not e then break end
+      n, pos = n + 1, e + 1
+    end
+    local line = string.match(text, '^[^\n]*', pos)
+    return fail('c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60))
+  end
+
+  -- Channel hashes, one HSET per hash.
   local slot = { m = 6, s = 9, c = 12, a = 15 }
   for t, w in pairs(byType) do
     local k = slot[t]
