@@ -62,6 +62,12 @@ export class C2mBatch {
  */
 export function parsePoints(text: string, from = 0): PointSample[] {
   const out: PointSample[] = [];
+  forEachPoint(text, from, (type, id, value, quality) => out.push({ type, id, value, quality }));
+  return out;
+}
+
+/** The points of a c2m text, one call each, without building a list (the feed's hot path). */
+export function forEachPoint(text: string, from: number, each: (type: PointType, id: number, value: number | null, quality: Quality | null) => void): void {
   let pos = from;
   while (pos < text.length) {
     let end = text.indexOf('\n', pos);
@@ -73,16 +79,22 @@ export function parsePoints(text: string, from = 0): PointSample[] {
     if (a > pos && b > a && c > b && c < end) {
       const v = text.slice(b + 1, c);
       const q = text.slice(c + 1, end);
-      out.push({ type: text.slice(pos, a) as PointType, id: Number(text.slice(a + 1, b)), value: v === '' ? null : Number(v), quality: q === '' ? null : (q as Quality) });
+      each(text.slice(pos, a) as PointType, Number(text.slice(a + 1, b)), v === '' ? null : Number(v), q === '' ? null : (q as Quality));
     }
     pos = end + 1;
   }
-  return out;
 }
 
 /** A channel notification: the poll's time and its points. */
 export function parseChannelUpdate(msg: string): { ts: number; points: PointSample[] } {
+  const points: PointSample[] = [];
+  const ts = readChannelUpdate(msg, (type, id, value, quality) => points.push({ type, id, value, quality }));
+  return { ts, points };
+}
+
+/** A channel notification's points, one call each; returns the poll's time. */
+export function readChannelUpdate(msg: string, each: (type: PointType, id: number, value: number | null, quality: Quality | null) => void): number {
   const nl = msg.indexOf('\n');
-  if (nl < 0) return { ts: Number(msg), points: [] };
-  return { ts: Number(msg.slice(0, nl)), points: parsePoints(msg, nl + 1) };
+  if (nl >= 0) forEachPoint(msg, nl + 1, each);
+  return Number(nl < 0 ? msg : msg.slice(0, nl));
 }

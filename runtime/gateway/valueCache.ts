@@ -6,7 +6,7 @@
  * and model_set wrote (`modsrv:*:update` as JSON, `comsrv:*:update` as the
  * poll's time and its points text).
  */
-import { parseChannelUpdate } from '../domain/c2mBatch.js';
+import { readChannelUpdate } from '../domain/c2mBatch.js';
 import type { Quality, ValueRecord } from '../domain/telemetry.js';
 
 export interface ModelUpdateMessage { ts?: number; v?: Record<string, number>; q?: Record<string, string> }
@@ -73,6 +73,7 @@ export function modelChanges(m: ModelUpdateMessage): Change[] {
 
 /** The time and the changes in a channel notification; names are `type:id` as in the feed. */
 export function channelChanges(msg: string): { ts: number; changes: Change[] } {
-  const { ts, points } = parseChannelUpdate(msg);
-  return { ts, changes: points.map((p) => [`${p.type}:${p.id}`, p.value, p.quality] as const) };
+  const changes: Change[] = [];
+  const ts = readChannelUpdate(msg, (type, id, value, quality) => changes.push([`${type}:${id}`, value, quality]));
+  return { ts, changes };
 }

@@ -132,7 +132,8 @@ export class TelemetryFeed {
 
   /** A change goes to the coalescer only for topics someone listens to (the caches follow every change). */
   private offer(topic: string, changed: Values | undefined): void {
-    if (changed && this.http.app.numSubscribers(topic) > 0) this.coalescer.offer(topic, { ...changed });
+    // `changed` is new at each notification (ValueCache.apply): the coalescer may merge into it.
+    if (changed && this.http.app.numSubscribers(topic) > 0) this.coalescer.offer(topic, changed);
   }
 
   /** Clients behind on their buffer skip deltas until they drain, then get a snapshot. */
