@@ -50,7 +50,7 @@ export function historyActorId(backend: string): string {
   return `history/${backend}`;
 }
 
-/** One writer per backend, as a supervised child (the lead adds the kind to runtime/kinds.ts). */
+/** One writer per backend, as a supervised child of the history supervisor (historyKind). */
 export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps): ChildSpec {
   const id = historyActorId(opts.backend);
   const policy = opts.backoff ?? defaultPolicy;
