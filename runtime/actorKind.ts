@@ -59,6 +59,8 @@ export interface ActorKind {
   };
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
+  /** Runs once before the tree starts (history makes its consumer groups, so that the first poll is kept). */
+  prepare?(site: SiteConfig, deps: KindDeps): Promise<void>;
 }
 
 /** One node of the planned tree, as the registry declares it. */
@@ -88,6 +90,8 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
   const nodes: TreeNode[] = [{ id: ROOT_ID, kind: 'supervisor', parent: '', order: 0, strategy: ROOT_STRATEGY }];
   const makers: Array<(onEvent: (e: SupervisorEvent) => void) => ChildSpec[]> = [];
   for (const k of kinds) {
+    // A kind whose config section is absent is not in the tree (no history section: no history supervisor).
+    if (site[k.section] === undefined) continue;
     const specs = k.children(site, deps);
     const sup = k.supervisor;
     if (sup) {

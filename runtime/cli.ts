@@ -27,6 +27,7 @@ import { installFaultHandlers, useReporterLogger } from './reporter.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
 import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { Fault } from '../actors/modbus/device.js';
+import { embeddedHistory, missingHistoryTokens, type EmbeddedHistory } from './embeddedHistory.js';
 
 const DEFAULT_CONFIG = fileURLToPath(new URL('../config', import.meta.url));
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
@@ -38,6 +39,7 @@ usage: voltage <command> [--config DIR]
 commands:
   start      run the site in --config against Redis at $REDIS_URL (default ${DEFAULT_REDIS})
   demo       run the example site with a private redis-server (unless $REDIS_URL is set)
+             and a private victoria-metrics for its history (unless history has a url)
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
              (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
@@ -112,11 +114,28 @@ async function startSite(
   return { rt, log };
 }
 
+/** The site with its embedded VictoriaMetrics running (when it has one), or undefined after saying why not. */
+async function startHistory(site: SiteConfig, mode: 'start' | 'demo'): Promise<EmbeddedHistory | undefined> {
+  const missing = missingHistoryTokens(site);
+  if (missing.length > 0) {
+    process.stderr.write(`${missing.join('\n')}\nnothing was started.\n`);
+    return undefined;
+  }
+  try {
+    return await embeddedHistory(site, mode);
+  } catch (e) {
+    process.stderr.write(`${errorMessage(e)}\nnothing was started.\n`);
+    return undefined;
+  }
+}
+
 async function cmdStart(dir: string): Promise<number> {
-  const site = load(dir);
-  if (!site) return 2;
-  const started = await startSite(site);
-  return runUntilSignal(started.rt, started.log);
+  const loaded = load(dir);
+  if (!loaded) return 2;
+  const history = await startHistory(loaded, 'start');
+  if (!history) return 2;
+  const started = await startSite(history.site);
+  return runUntilSignal(started.rt, started.log, () => history.stop());
 }
 
 /** The site with each simulated device moved to a free TCP port or a pseudo-terminal path of its own where the configured one is taken. */
@@ -138,8 +157,11 @@ async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
 }
 
 async function cmdDemo(dir: string): Promise<number> {
-  let site = load(dir);
-  if (!site) return 2;
+  const loaded = load(dir);
+  if (!loaded) return 2;
+  const history = await startHistory(loaded, 'demo');
+  if (!history) return 2;
+  let site = history.site;
   let server: RedisServer | undefined;
   let url = process.env.REDIS_URL;
   if (!url) {
@@ -155,6 +177,7 @@ async function cmdDemo(dir: string): Promise<number> {
   } catch (e) {
     process.stderr.write(`cannot simulate the site's Modbus devices: ${errorMessage(e)} (is another demo running?)\n`);
     await server?.stop();
+    await history.stop();
     return 2;
   }
   // One token per role, made for this demo only, and a free port if the configured one is taken.
@@ -178,7 +201,9 @@ async function cmdDemo(dir: string): Promise<number> {
       `  api       ${api}/health   ${api}/api/v1/openapi.json   ws${api.slice(4)}/ws?token=…`,
       ...tokens.map((t) => `  token     ${t.role.padEnd(8)} ${t.token}`),
       `  try       curl -H 'Authorization: Bearer ${tokens[0]!.token}' ${api}/api/v1/models/site`,
+      ...(history.queryUrl ? [`  query     curl -H 'Authorization: Bearer ${tokens[0]!.token}' '${api}/api/v1/history?series=model/site/load&from=-5m&step=10s'`] : []),
     ] : []),
+    ...history.lines,
     '  Ctrl-C stops it.',
     '',
   ];
@@ -186,6 +211,7 @@ async function cmdDemo(dir: string): Promise<number> {
   return runUntilSignal(started.rt, started.log, async () => {
     await sim.stop();
     await server?.stop();
+    await history.stop();
   });
 }
 

@@ -1,7 +1,9 @@
 /**
  * The history writer as a supervised actor: historyMachine bound to a
  * HistoryWriter (HistoryWriter.ts), on a Redis connection of its own, one per
- * configured backend. runtime/kinds.ts lists the kind (the lead wires it).
+ * configured backend, under the `history` supervisor (the kind, `historyKind`,
+ * is listed in runtime/kinds.ts). The kind makes each backend's consumer group
+ * before the tree starts, so that the first poll is in the outbox already.
  */
 import { fromPromise } from 'xstate';
 import { historyMachine } from '../../machines/historyMachine.js';
@@ -11,6 +13,10 @@ import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
+import type { ActorKind } from '../../runtime/actorKind.js';
+import type { HistoryBackendConfig, HistoryConfig } from '../../runtime/config/history.js';
+import { VoltageError } from '../../runtime/errors.js';
+import { HISTORY_KEYS } from './HistoryWriter.js';
 import { HistoryWriter, type HistoryWriterOptions } from './HistoryWriter.js';
 
 const defaultPolicy: BackoffPolicy = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
@@ -44,7 +50,7 @@ export function historyActorId(backend: string): string {
   return `history/${backend}`;
 }
 
-/** One writer per backend, as a supervised child (the lead adds the kind to runtime/kinds.ts). */
+/** One writer per backend, as a supervised child of the history supervisor (historyKind). */
 export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps): ChildSpec {
   const id = historyActorId(opts.backend);
   const policy = opts.backoff ?? defaultPolicy;
@@ -64,3 +70,33 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
     },
   });
 }
+
+/** The writer's options for one configured backend; its url must be known by now (the embedded one's too). */
+export function writerOptions(h: HistoryConfig, b: HistoryBackendConfig, env: NodeJS.ProcessEnv = process.env): HistoryWriterOptions {
+  if (b.url === undefined) {
+    throw new VoltageError('config', 'HISTORY_NO_URL', `history backend '${b.id}' has no url, and no embedded VictoriaMetrics was started for it (voltage start and voltage demo start one)`);
+  }
+  const token = b.tokenEnv === undefined ? undefined : env[b.tokenEnv];
+  return {
+    backend: b.id, url: b.url,
+    ...(b.org !== undefined ? { org: b.org } : {}), ...(b.bucket !== undefined ? { bucket: b.bucket } : {}), ...(token !== undefined ? { token } : {}),
+    batchMaxEntries: h.batchMaxEntries, batchMaxMs: h.batchMaxMs, windowMs: h.windowMs,
+    drainEntriesPerSecond: h.drainEntriesPerSecond, channels: h.channels, models: h.models,
+  };
+}
+
+/** History: one writer per backend under its own supervisor, when the config has a history section. */
+export const historyKind: ActorKind = {
+  kind: 'history',
+  section: 'history',
+  supervisor: { id: 'history', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
+  async prepare(site, deps) {
+    // c2m appends to the outbox only once a group exists: made here, before any channel polls.
+    for (const b of site.history?.backends ?? []) await deps.redis.core.ensureGroup(HISTORY_KEYS.stream, HISTORY_KEYS.group(b.id));
+  },
+  children: (site, deps) => {
+    const h = site.history;
+    if (!h) return [];
+    return h.backends.map((b) => historyChild(writerOptions(h, b), { redisUrl: deps.redisUrl, registry: deps.registry, log: deps.log }));
+  },
+};

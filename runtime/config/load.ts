@@ -307,7 +307,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   });
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway });
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history });
 }
 
 /** Depth-first topological order; reports each cycle once. */

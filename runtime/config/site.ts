@@ -5,8 +5,9 @@
  */
 import type { CompiledExpr } from '../expr.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
+import type { HistoryConfig } from './history.js';
 
-export type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
+export type { ChannelConfig, GatewayConfig, HistoryConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
   readonly channel: string;
@@ -42,6 +43,8 @@ export interface SiteConfig {
   readonly models: readonly ModelDef[];
   /** Absent: no HTTP server. */
   readonly gateway: GatewayConfig | undefined;
+  /** Absent: nothing is kept beyond Redis. */
+  readonly history: HistoryConfig | undefined;
 }
 
 export function pointKey(ref: PointRef): string {

@@ -22,6 +22,8 @@ export interface GatewayStart {
   readonly limits: OutboxLimits;
   readonly extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
   readonly logLevel: string;
+  /** Where history queries go (the first VictoriaMetrics backend), if the site keeps history. */
+  readonly history?: { readonly url: string; readonly maxPoints: number };
 }
 
 /** Runtime → gateway process. */
@@ -112,7 +114,7 @@ export async function runGatewayChild(): Promise<number> {
           asked.set(id, (text) => { clearTimeout(timer); resolve(text); });
           tell({ type: 'metrics?', id });
         }),
-      }, init.extraTokens);
+      }, init.extraTokens, init.history);
     } catch (e) {
       log.error({ err: e }, `the gateway could not start: ${errorMessage(e)}`);
       tell({ type: 'failed', message: errorMessage(e) });

@@ -21,6 +21,7 @@ import type { OutboxLimits } from '../redis/telemetry.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
 import type { FromGateway, ToGateway } from './child.js';
+import { queryBackend, type HistoryConfig } from '../config/history.js';
 
 export interface GatewayDeps {
   readonly redisUrl: string;
@@ -31,6 +32,8 @@ export interface GatewayDeps {
   readonly extraTokens?: ReadonlyArray<{ name: string; role: Role; token: string }>;
   /** Told the port once the server listens (port 0 in config: any free port). */
   readonly onListening?: (port: number) => void;
+  /** Where history queries go, if the site keeps history. */
+  readonly history?: { readonly url: string; readonly maxPoints: number };
 }
 
 /** The `voltage` command, from the sources (runtime/gateway/) or from the bundle (dist/). */
@@ -72,7 +75,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       });
       listening.catch(() => undefined); // the listen actor sees the rejection; stopped before it, nobody does
       const offStatus = deps.registry.onStatusChange((counts) => tell({ type: 'status', counts }));
-      tell({ type: 'start', cfg, redisUrl: deps.redisUrl, limits: deps.limits, extraTokens: deps.extraTokens ?? [], logLevel: deps.logLevel });
+      tell({ type: 'start', cfg, redisUrl: deps.redisUrl, limits: deps.limits, extraTokens: deps.extraTokens ?? [], logLevel: deps.logLevel, ...(deps.history ? { history: deps.history } : {}) });
       tell({ type: 'status', counts: deps.registry.statusCounts() });
 
       const machine = gatewayMachine.provide({
@@ -105,6 +108,12 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
   });
 }
 
+/** The database that history queries go to: the first VictoriaMetrics backend, once its url is known. */
+function historyQueriesOf(h: HistoryConfig | undefined): { history?: { url: string; maxPoints: number } } {
+  const url = h ? queryBackend(h)?.url : undefined;
+  return h && url ? { history: { url, maxPoints: h.maxPoints } } : {};
+}
+
 /** The gateway: one actor, a child of the root, when the config has a gateway section. */
 export const gatewayKind: ActorKind = {
   kind: 'gateway',
@@ -113,6 +122,7 @@ export const gatewayKind: ActorKind = {
     ? [gatewayChild(site.gateway, {
       redisUrl: deps.redisUrl, limits: site.runtime.redis, registry: deps.registry, logLevel: deps.log.level,
       extraTokens: deps.gatewayTokens, onListening: (port) => deps.onListening('gateway', port),
+      ...historyQueriesOf(site.history),
     })]
     : []),
 };

@@ -32,6 +32,8 @@ export interface Request {
   readonly query: URLSearchParams;
   readonly body: unknown;
   readonly caller: Caller | undefined;
+  /** The Accept header ('' when none): a route that can answer in another format reads it. */
+  readonly accept: string;
 }
 
 export interface Reply { readonly status: number; readonly body: unknown; readonly contentType?: string }
@@ -144,6 +146,7 @@ export class Http {
       res.onAborted(() => { aborted = true; });
       // uWS requests live on the stack: read everything before the first await.
       const authorization = req.getHeader('authorization');
+      const accept = req.getHeader('accept');
       const origin = req.getHeader('origin');
       const allowOrigin = origin !== '' && this.origins.has(origin);
       const length = Number(req.getHeader('content-length') || 0);
@@ -176,7 +179,7 @@ export class Http {
         fail(e);
         return;
       }
-      const run = (body: unknown) => withDeadline(handler({ params, query, body, caller }), this.cfg.requestTimeoutMs).then(send, fail);
+      const run = (body: unknown) => withDeadline(handler({ params, query, body, caller, accept }), this.cfg.requestTimeoutMs).then(send, fail);
       if (method === 'get') {
         void run(undefined);
         return;

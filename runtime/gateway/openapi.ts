@@ -17,6 +17,33 @@ const actorId = id('id', "the actor's id; it may hold a slash (`channel/1001`), 
 
 const CORS = 'CORS: a browser on another origin may call the API when that origin is in `gateway.cors.origins`: its preflight (OPTIONS) is answered 204 with the allowed methods (GET, POST) and headers (authorization, content-type), and the answers carry `access-control-allow-origin`; any other origin gets 403, and with no origins configured none is allowed. Tokens go in the Authorization header, never in cookies: no credentials mode.';
 
+const query = (name: string, description: string, schema: Record<string, unknown> = { type: 'string' }) => ({ name, in: 'query', required: false, schema, description });
+
+/** History queries (runtime/gateway/routes/history.ts; semantics in actors/history/query.ts). */
+const HISTORY_PATHS = {
+  '/api/v1/history': {
+    get: {
+      security: [{ bearer: [] }],
+      summary: 'Stored values of one or more series, aggregated per step, from the history database (viewer). JSON: one `timestamps` array (epoch ms) and one `values` array a series, null for a gap; with `Accept: text/csv` (or `format=csv`) the same as CSV, a `time` column (ISO 8601) and one column a series',
+      parameters: [
+        { ...query('series', 'comma-separated series ids: `model/<model>/<name>`, `channel/<channel>/<m|s|c|a>/<point>`'), required: true },
+        query('from', 'ISO 8601, epoch ms, `now`, or relative (`-24h`, `-15m`, `-7d`); default: `to` − 1 h'),
+        query('to', 'the same forms; default now'),
+        query('step', '`500ms`, `60s`, `5m`, `1h`, `1d` (a bare number is seconds); default: the range over 600 steps, at least 1 s'),
+        query('agg', 'how the samples of a step are combined', { type: 'string', enum: ['mean', 'min', 'max', 'last', 'count'], default: 'mean' }),
+        query('format', '`csv`: the CSV answer, as with `Accept: text/csv`', { type: 'string', enum: ['json', 'csv'] }),
+      ],
+      responses: {
+        200: { description: '{ from, to, stepMs, agg, timestamps, series: [{ id, values }] }, or text/csv', content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } } },
+        ...errors(400, 401, 403, 404, 429, 503),
+      },
+    },
+  },
+  '/api/v1/history/series': {
+    get: { security: [{ bearer: [] }], summary: 'The series the history database holds, as ids for `series=` (viewer)', responses: { 200: ok('{ series: string[] }'), ...errors(401, 403, 429, 503) } },
+  },
+};
+
 export function openApiDocument(): Record<string, unknown> {
   const read = { security: [{ bearer: [] }] };
   return {
@@ -50,6 +77,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/me': { get: { ...read, summary: 'Who the token is and its role, so that a page offers only what that role may do', responses: { 200: ok('{ name, role }'), ...errors(401, 403, 429) } } },
       '/metrics': { get: { ...read, summary: 'Prometheus text', responses: { 200: { description: 'text/plain' }, ...errors(401, 403, 429) } } },
       '/api/v1/openapi.json': { get: { summary: 'This document (no token)', responses: { 200: ok('OpenAPI 3') } } },
+      ...HISTORY_PATHS,
     },
   };
 }

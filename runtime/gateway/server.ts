@@ -22,6 +22,8 @@ import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
+import { historyRoutes } from './routes/history.js';
+import { HistoryQueries, type HistoryQueryOptions } from '../../actors/history/query.js';
 
 export interface GatewayHost {
   /** The runtime's actors counted by status. */
@@ -41,6 +43,8 @@ export async function startGatewayServer(
   subscriptions: Subscriptions,
   host: GatewayHost,
   extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = [],
+  /** The history database that queries go to (none: the history routes answer 503). */
+  history?: HistoryQueryOptions,
 ): Promise<GatewayServer> {
   const http = new Http(cfg, extraTokens);
   // The site is read once: it changes only with a new start, which restarts the gateway too.
@@ -56,6 +60,7 @@ export async function startGatewayServer(
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
+  historyRoutes(http, history ? new HistoryQueries(history) : undefined);
   await feed.start();
   const doc = openApiDocument();
   http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: doc }));
