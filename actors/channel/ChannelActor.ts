@@ -106,6 +106,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         if (redisEpoch !== deps.redis.site.restorations) {
           redisEpoch = deps.redis.site.restorations;
           sentQuality.fill(undefined);
+          // The command group went with the data: make it again now, not at the next look.
+          groupReady = false;
+          hinted = true;
         }
         for (let i = 0; i < points.length; i++) {
           const p = points[i]!;
@@ -195,6 +198,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           // Redis came back empty: the group went with it; make it again on the next round.
           if (isRedisError(e, REDIS_ERROR_CODES.noGroup)) {
             groupReady = false;
+            hinted = true;
             return 0;
           }
           throw e;
