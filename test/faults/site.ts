@@ -99,3 +99,20 @@ export async function inventory(raw: Redis): Promise<Inventory> {
 export function complete(i: Inventory, actors: number): boolean {
   return i.functions && i.site && i.mappingC2m === 1 && i.mappingM2c === 1 && i.modelValue !== undefined && i.channelValue !== undefined && i.actors >= actors && i.commandGroup;
 }
+
+/** A Modbus TCP channel on `port` (the simulator, or a proxy in front of it), with short timeouts and backoffs. */
+export function modbusFaultSite(port: number): SiteConfig {
+  return faultSite(`channels:
+  - id: mb
+    protocol: modbus-tcp
+    host: 127.0.0.1
+    port: ${port}
+    pollMs: 100
+    timeoutMs: 150
+    retries: 0
+    deviceBackoff: { minBackoffMs: 300, maxBackoffMs: 600, randomFactor: 0, resetBackoffAfterMs: 60000 }
+    reconnect: { minBackoffMs: 100, maxBackoffMs: 400, randomFactor: 0, resetBackoffAfterMs: 1000 }
+    points:
+      - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 }, sim: { kind: counter, start: 0, step: 1, max: 60000 } }
+`);
+}
