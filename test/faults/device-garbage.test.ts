@@ -18,7 +18,7 @@ import { modbusFaultSite } from './site.js';
 const t = privateRedisSuite();
 
 describe('fault: a device that answers garbage', () => {
-  it('never good while garbage, no crash, good again after', async () => {
+  it('never good while garbage; no crash, no restart', async () => {
     const simPort = await freePort();
     const proxyPort = await freePort();
     t.sim = await startSim(modbusFaultSite(simPort), { updateMs: 20 });
