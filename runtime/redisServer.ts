@@ -70,11 +70,12 @@ export function killOnExit(child: ChildProcess): void {
  * rather than the server dying under a site still writing to it. Tests leave
  * it in theirs, so that whatever kills their group kills it too.
  */
-export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean } = {}): Promise<RedisServer> {
+export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean; aofDir?: string } = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
-  const dir = mkdtempSync(join(tmpdir(), 'voltage-redis-'));
+  // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
+  const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
   const child = spawn(opts.bin ?? 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', opts.aofDir ? 'yes' : 'no', '--appendfsync', 'always',
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
     ...REDIS_TUNING,
   ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
@@ -110,7 +111,7 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
         await exited;
         clearTimeout(timer);
       }
-      rmSync(dir, { recursive: true, force: true });
+      if (!opts.aofDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -93,6 +93,13 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   await redis.site.load(describeSite(site));
   const subscriptions: Subscriptions = redis.subscriber();
   const registry = new ActorRegistry(redis, log);
+  // Registered after the site's restorer: once the site is loaded again (which empties the tree), the tree is written again.
+  let restoredTree = 0;
+  redis.core.onReload(async () => {
+    if (redis.site.restorations === restoredTree) return;
+    restoredTree = redis.site.restorations;
+    registry.reportAll();
+  });
 
   const listening = new Map<string, number>();
   const deps: KindDeps = {

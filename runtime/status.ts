@@ -63,6 +63,7 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
         if (shown.length) parts.push(shown.join(', '));
       } catch { /* a malformed context is shown as nothing */ }
     }
+    if (a.redisOutageMs) parts.push(`last Redis outage ${ago(Number(a.redisOutageMs))}, ${a.unwrittenPolls ?? 0} poll(s) not written in all`);
     if (a.lastError) parts.push(`last error: ${a.lastError}`);
     return parts.join('  ');
   };

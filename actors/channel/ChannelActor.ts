@@ -4,8 +4,11 @@
  * with an integrity refresh), and commits the batch with one c2m call.
  * A reading that is not a finite number is stored with quality `bad` (its
  * last good value stays); it never fails the actor.
- * At most one c2m is in flight: while Redis is away the poll waits for it
- * (ioredis queues the call), so memory stays bounded and nothing accepted is lost.
+ * At most one c2m is in flight. While Redis is unreachable the channel goes on
+ * polling (commands wait): the call in flight stays queued in ioredis, later
+ * polls are not written but counted, and when Redis is back the next poll
+ * writes the current state and the outage is logged and recorded on the actor
+ * (redisOutageMs, unwrittenPolls, shown by `voltage status`).
  */
 import { fromPromise } from 'xstate';
 import { channelMachine, type PollLoopInput } from '../../machines/channelMachine.js';
@@ -19,6 +22,7 @@ import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import type { CommandEntry } from '../../runtime/domain/commands.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 import { REDIS_ERROR_CODES, errorMessage, isRedisError } from '../../runtime/errors.js';
+import { UNREACHABLE } from '../../runtime/redis/core.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
@@ -94,18 +98,42 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const batchValue = new Float64Array(points.length);
       const batchQuality: Quality[] = new Array<Quality>(points.length);
 
+      // The write in flight while Redis is unreachable, and the outage it is part of.
+      let inflight: Promise<void> | undefined;
+      let inflightError: unknown;
+      let outage = { since: 0, unwritten: 0 };
+      let unwrittenPolls = 0;
+      const outageOver = () => {
+        if (outage.unwritten === 0) return;
+        const redisOutageMs = now() - outage.since;
+        unwrittenPolls += outage.unwritten;
+        log.warn({ redisOutageMs, unwrittenPolls: outage.unwritten }, `Redis was unreachable for ${(redisOutageMs / 1000).toFixed(1)} s: ${outage.unwritten} poll(s) could not be written; the current state is written`);
+        deps.registry.report(id, { redisOutageMs, unwrittenPolls, redisOutageEndedAt: now() });
+        outage = { since: 0, unwritten: 0 };
+      };
+
       /** One poll; undefined when the loop was stopped before anything was written. */
       const poll = async (signal: AbortSignal): Promise<PollCounts | undefined> => {
         const ts = now();
         const missed = claimSlot(grid, ts);
         const readings = await device.read(points, ts);
         if (signal.aborted) return undefined;
+        if (inflightError !== undefined) throw inflightError;
+        if (inflight || deps.redis.core.unreachableForMs() !== undefined) {
+          // Redis is away: this poll is not written (the next written one carries every change since).
+          outage.since ||= ts;
+          outage.unwritten += 1;
+          return { bad: 0, missed, finishedAt: now() };
+        }
         batch.clear();
         let bad = 0;
         // Redis lost its data since the last poll: send everything again.
         if (redisEpoch !== deps.redis.site.restorations) {
           redisEpoch = deps.redis.site.restorations;
           sentQuality.fill(undefined);
+          // The command group went with the data: make it again now, not at the next look.
+          groupReady = false;
+          hinted = true;
         }
         for (let i = 0; i < points.length; i++) {
           const p = points[i]!;
@@ -126,15 +154,24 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         }
         const n = batch.count;
         if (n > 0) {
-          await deps.redis.telemetry.c2m(channel.id, ts, batch);
-          recordPoll(n, now() - ts);
-          for (let k = 0; k < n; k++) {
-            const i = sentIdx[k]!;
-            if (!Number.isNaN(batchValue[k]!)) sentValue[i] = batchValue[k]!;
-            sentQuality[i] = batchQuality[k];
-            sentAt[i] = ts;
+          const write = deps.redis.telemetry.c2m(channel.id, ts, batch).then(() => {
+            recordPoll(n, now() - ts);
+            for (let k = 0; k < n; k++) {
+              const i = sentIdx[k]!;
+              if (!Number.isNaN(batchValue[k]!)) sentValue[i] = batchValue[k]!;
+              sentQuality[i] = batchQuality[k];
+              sentAt[i] = ts;
+            }
+          });
+          // Redis lost under the call: leave it queued and go on polling; a failure is thrown by the next poll.
+          if ((await deps.redis.core.orUnreachable(write)) === UNREACHABLE) {
+            outage.since ||= ts;
+            outage.unwritten += 1;
+            inflight = write.then(() => { inflight = undefined; }, (e: unknown) => { inflightError = e; inflight = undefined; });
+            return { bad, missed, finishedAt: now() };
           }
         }
+        outageOver();
         if (bad > 0) log.debug({ bad }, 'readings that are not numbers were stored with quality bad');
         return { bad, missed, finishedAt: now() };
       };
@@ -195,6 +232,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           // Redis came back empty: the group went with it; make it again on the next round.
           if (isRedisError(e, REDIS_ERROR_CODES.noGroup)) {
             groupReady = false;
+            hinted = true;
             return 0;
           }
           throw e;
@@ -240,7 +278,8 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
               report.bad += counts.bad;
               report.lastPollAt = counts.finishedAt;
             }
-            if (!signal.aborted && commandsDue()) report.commands += await commands();
+            // Commands need Redis: while it is unreachable they wait in their stream, and the polls go on.
+            if (!signal.aborted && commandsDue() && deps.redis.core.unreachableForMs() === undefined) report.commands += await commands();
             if (now() - reportedAt >= REPORT_MS) flush();
           }
         } finally {

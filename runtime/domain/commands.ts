@@ -10,7 +10,8 @@ export interface CommandRecord {
   readonly name: string;
   readonly channel: string;
   readonly value: number;
-  readonly status: CommandStatus;
+  /** `lost`: this process accepted it, and Redis lost its record (FLUSHALL, a restart without persistence) before it could be read. */
+  readonly status: CommandStatus | 'lost';
   readonly message: string;
   readonly source: string;
   readonly createdAt: number;

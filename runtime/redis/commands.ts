@@ -9,13 +9,24 @@ import { KEYS } from './keys.js';
 /** The audit stream keeps about this many entries. */
 const AUDIT_MAXLEN = '100000';
 
+/** Commands this process accepted are remembered, the newest this many, to tell a lost one from one that never was. */
+const ACCEPTED_MAX = 10_000;
+
+interface Accepted { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly createdAt: number; readonly deadline: number }
+
 export class CommandsRedis {
+  private readonly accepted = new Map<string, Accepted>();
+
   constructor(private readonly core: RedisCore) {}
 
   /** Sends a control command; rejects with a RedisFunctionError saying why when it is not valid. */
   async m2c(model: string, name: string, value: number, source: string, timeoutMs: number): Promise<string> {
     if (!Number.isFinite(value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${value}`);
-    return this.core.fcall('m2c', { model, name, value, source, ts: Date.now(), timeoutMs });
+    const createdAt = Date.now();
+    const id = await this.core.fcall('m2c', { model, name, value, source, ts: createdAt, timeoutMs });
+    this.accepted.set(id, { model, name, value, source, createdAt, deadline: createdAt + timeoutMs });
+    if (this.accepted.size > ACCEPTED_MAX) this.accepted.delete(this.accepted.keys().next().value!);
+    return id;
   }
 
   async commandResult(channel: string, id: string, status: CommandOutcome, message: string, group: string, entryId: string, readback: number | null): Promise<void> {
@@ -24,7 +35,16 @@ export class CommandsRedis {
 
   async command(id: string): Promise<CommandRecord | undefined> {
     const h = await redisCall('HGETALL', () => this.core.client.hgetall(KEYS.command(id)));
-    if (!h.id) return undefined;
+    if (!h.id) {
+      const a = this.accepted.get(id);
+      if (!a) return undefined;
+      // Records never expire: one accepted here and gone from Redis went with its data.
+      return {
+        id, model: a.model, name: a.name, channel: '', value: a.value, status: 'lost', source: a.source,
+        message: 'Redis lost this command with its data (FLUSHALL, or a restart without persistence); whether the device applied it is unknown',
+        createdAt: a.createdAt, updatedAt: a.createdAt, deadline: a.deadline, readback: null,
+      };
+    }
     return {
       id: h.id, model: h.model ?? '', name: h.name ?? '', channel: h.channel ?? '', value: Number(h.value),
       status: h.status as CommandStatus, message: h.message ?? '', source: h.source ?? '',

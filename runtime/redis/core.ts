@@ -124,6 +124,9 @@ export async function redisCall<T>(what: string, run: () => Promise<T>): Promise
   }
 }
 
+/** What RedisCore.orUnreachable gives when the connection was lost first. */
+export const UNREACHABLE: unique symbol = Symbol('redis unreachable');
+
 export class RedisCore {
   readonly client: Redis;
   private readonly restorers: Array<() => Promise<void>> = [];
@@ -132,13 +135,37 @@ export class RedisCore {
   /** When the connection was lost (performance.now() ms), or undefined while it is up. */
   private lostAt: number | undefined;
 
+  /** Called when the connection is lost (see orUnreachable). */
+  private readonly lostListeners = new Set<() => void>();
+
   constructor(client: Redis) {
     this.client = client;
-    const lost = () => { this.lostAt ??= performance.now(); };
+    const lost = () => {
+      this.lostAt ??= performance.now();
+      for (const l of this.lostListeners) l();
+    };
     client.on('close', lost);
     client.on('end', lost);
     client.on('ready', () => { this.lostAt = undefined; });
     if (client.status !== 'ready') lost();
+  }
+
+  /**
+   * The call's result, or UNREACHABLE as soon as the connection is lost under it
+   * (the call stays queued in ioredis): for a writer that goes on without Redis.
+   * A listener per call, removed when it settles: nothing piles up while Redis is up.
+   */
+  async orUnreachable<T>(call: Promise<T>): Promise<T | typeof UNREACHABLE> {
+    let listener: () => void = () => undefined;
+    const lost = new Promise<typeof UNREACHABLE>((resolve) => {
+      listener = () => resolve(UNREACHABLE);
+      this.lostListeners.add(listener);
+    });
+    try {
+      return await Promise.race([call, lost]);
+    } finally {
+      this.lostListeners.delete(listener);
+    }
   }
 
   /** How long the connection has been down, in ms; undefined while it is up. */

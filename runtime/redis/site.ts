@@ -5,6 +5,7 @@
  * both when Redis lost them.
  */
 import type { SiteDescription, SiteJson } from '../domain/site.js';
+import type { Logger } from '../logger.js';
 import { redisCall, type RedisCore } from './core.js';
 import { KEYS } from './keys.js';
 
@@ -25,7 +26,7 @@ export class SiteRedis {
   /** How often the site had to be restored because Redis lost it: writers that send only changes send everything again after it grows. */
   restorations = 0;
 
-  constructor(private readonly core: RedisCore) {
+  constructor(private readonly core: RedisCore, private readonly log?: Logger) {
     core.onReload(() => this.restore());
   }
 
@@ -42,6 +43,8 @@ export class SiteRedis {
     if (site && (await redisCall('EXISTS', () => this.core.client.exists(KEYS.siteConfig))) === 0) {
       await this.stageAndLoad(site);
       this.restorations += 1;
+      // Once per loss: restorers run one reload at a time, and the next finds site:config there.
+      this.log?.warn({ restorations: this.restorations }, 'Redis lost its data (FLUSHALL, or a restart without persistence): the site, its mappings and the actor records were written again; command records it held are lost');
     }
   }
 

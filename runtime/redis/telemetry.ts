@@ -41,9 +41,8 @@ export class TelemetryRedis {
     return n;
   }
 
-  /** Redis lost the site (FLUSHALL, a restart without persistence) while the Functions stayed: load it again. */
+  /** Redis lost the site (FLUSHALL, a restart without persistence) while the Functions stayed: load it again (SiteRedis logs it). */
   private restoreSite(): void {
-    this.log?.warn('Redis lost the site (site:config is gone): loading it again');
     this.core.reload().catch((err: unknown) => this.log?.error({ err }, 'could not restore the site in Redis'));
   }
 

@@ -38,7 +38,7 @@ export class VoltageRedis {
     this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
-    this.site = new SiteRedis(this.core);
+    this.site = new SiteRedis(this.core, options.log);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 

@@ -1,0 +1,50 @@
+/**
+ * Fault: a device that answers garbage (a proxy in front of the simulator
+ * replaces every answer with random bytes).
+ * Kept: the runtime and the actor (no restart); the point is never `good`
+ * while the answers are garbage. Lost: the readings that were garbage, and
+ * (open, see the todo) the link's framing after them.
+ */
+import { createServer, connect, type Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '../../runtime/redisServer.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { startSim } from '../../runtime/sim.js';
+import { eventually, quietLog, sleep } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
+import { modbusFaultSite } from './site.js';
+
+const t = privateRedisSuite();
+
+describe('fault: a device that answers garbage', () => {
+  it('never good while garbage; no crash, no restart', async () => {
+    const simPort = await freePort();
+    const proxyPort = await freePort();
+    t.sim = await startSim(modbusFaultSite(simPort), { updateMs: 20 });
+    let garbage = false;
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const up = connect(simPort, '127.0.0.1');
+      sockets.add(client).add(up);
+      up.on('data', (d: Buffer) => { client.write(garbage ? randomBytes(d.length) : d); });
+      client.on('data', (d: Buffer) => { up.write(d); });
+      for (const s of [client, up]) s.on('error', () => undefined).on('close', () => { client.destroy(); up.destroy(); });
+    });
+    await new Promise<void>((r) => proxy.listen(proxyPort, '127.0.0.1', r));
+    t.cleanups.push(() => { for (const s of sockets) s.destroy(); return new Promise((r) => proxy.close(r)); });
+    t.running = await startRuntime(modbusFaultSite(proxyPort), { redisUrl: t.server.url, log: quietLog });
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '1')) === 'good');
+    garbage = true;
+    await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '1')) !== 'good', 3_000);
+    for (let i = 0; i < 10; i++) {
+      await sleep(100);
+      expect(await t.raw.hget('comsrv:mb:m:q', '1')).not.toBe('good');
+    }
+    expect(await t.raw.hget('actor:root', 'status')).toBe('running');
+    expect(await t.raw.hget('actor:channel/mb', 'restarts')).toBe('0');
+  });
+  // Found by this test: after random bytes, modbus-serial's TCP framing stays out of step and every later
+  // answer times out (comm-failure) until the link is reconnected; the channel does not reconnect on timeouts.
+  it.todo('good again once the answers are (needs a reconnect after a framing error)');
+});
