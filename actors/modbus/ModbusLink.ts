@@ -10,6 +10,10 @@
  *    are marked bad, the device stays in the poll;
  *  - the link itself drops: DeviceError LINK_DOWN, and the channel's machine
  *    reconnects with backoff;
+ *  - nothing on the link answered in SILENT_POLLS_BEFORE_RESET polls that asked
+ *    (every device timed out or replied garbage): the link is closed and
+ *    reconnected the same way, since a byte stream that lost its framing (a
+ *    corrupted reply on TCP) never answers again on its own;
  *  - a write that fails: a DeviceError whose code (failures.ts) tells the
  *    channel how the command ends.
  */
@@ -34,6 +38,9 @@ import { planReads, splitRequest, width, type PlanPoint, type ReadRequest } from
 
 interface DeviceState { attempt: number; until: number; down: boolean }
 
+/** Polls in a row that asked and got no valid frame from any device before the link is reset. */
+const SILENT_POLLS_BEFORE_RESET = 2;
+
 const COMM_FAILURE = { quality: 'comm-failure' } as const;
 const BAD = { quality: 'bad' } as const;
 
@@ -56,6 +63,10 @@ export class ModbusLink implements Device {
   /** The read plan of the points the channel passes (the same array every poll), and where each of them lives. */
   private planned: { readonly points: readonly PointConfig[]; readonly plan: ReadRequest[]; readonly at: readonly (ModbusPointConfig | undefined)[] } | undefined;
   private readonly devices = new Map<number, DeviceState>();
+  /** This poll: a request was sent, and a frame came back (a reply or a Modbus exception). */
+  private asked = false;
+  private answered = false;
+  private silentPolls = 0;
   private readonly sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   constructor(private readonly channel: ModbusChannelConfig, private readonly log: Logger, private readonly now: () => number = Date.now) {
@@ -137,12 +148,21 @@ export class ModbusLink implements Device {
     }
     const readings: RawReading[] = new Array<RawReading>(points.length).fill(BAD);
     const { plan, at } = this.planned;
+    this.asked = false;
+    this.answered = false;
     let i = 0;
     while (i < plan.length) {
       const unit = plan[i]!.unit;
       let j = i;
       while (j < plan.length && plan[j]!.unit === unit) j++;
       i = await this.readDevice(unit, plan, i, j, at, readings, now);
+    }
+    if (this.asked) this.silentPolls = this.answered ? 0 : this.silentPolls + 1;
+    if (this.silentPolls >= SILENT_POLLS_BEFORE_RESET) {
+      this.silentPolls = 0;
+      this.log.warn({ channel: this.channel.id }, `channel ${this.channel.id}: no device on the link answered in ${SILENT_POLLS_BEFORE_RESET} polls; reconnecting the link (its framing may be lost)`);
+      await this.close();
+      throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: no valid answer on the link in ${SILENT_POLLS_BEFORE_RESET} polls`, { channel: this.channel.id });
     }
     return readings;
   }
@@ -158,8 +178,10 @@ export class ModbusLink implements Device {
     }
     for (let k = from; k < to; k++) {
       const r = plan[k]!;
+      this.asked = true;
       try {
         const data = await this.readBlock(r);
+        this.answered = true;
         for (const m of r.points) {
           const p = at[m.index];
           readings[m.index] = p ? decodePoint(p, data, m.offset) : BAD;
@@ -175,6 +197,7 @@ export class ModbusLink implements Device {
           markAll(COMM_FAILURE);
           return to;
         }
+        if (modbusCode(e) !== undefined) this.answered = true; // an exception is a valid frame
         if (modbusCode(e) === 2 && r.points.length > 1) {
           const parts = splitRequest(r, (index) => {
             const p = at[index];
