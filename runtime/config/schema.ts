@@ -5,6 +5,7 @@
  * Every object is strict: an unknown key is an error, never ignored.
  */
 import { z } from 'zod';
+import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -175,6 +176,8 @@ export const templateSchema = z.strictObject({
   measurements: z.record(name, valueSpec).default({}),
   controls: z.record(name, valueSpec).default({}),
   calculations: z.record(name, calcSpec).default({}),
+  /** Every instance of the template gets these alarms, as `{model}.{id}`. */
+  alarms: templateAlarmsSchema,
 });
 
 export const modelSchema = z.strictObject({
@@ -230,6 +233,8 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     channels: z.array(channel).default([]),
     templates: z.record(name, templateSchema).default({}),
     models: z.array(modelSchema).default([]),
+    alarms: alarmsSchema,
+    alarmPolicy: alarmPolicySchema.prefault({}),
   });
 }
 
