@@ -11,7 +11,7 @@
  * off-delay) and the indicators of `alarm:stats` (flood, chattering, KPIs).
  */
 import {
-  ALARM_STATES, type AlarmContext, type AlarmEventType, type AlarmState, type Severity,
+  ALARM_STATES, stepAlarm, stepReason, type AlarmContext, type AlarmEvent, type AlarmEventType, type AlarmState, type Severity,
 } from '../../machines/alarmMachine.js';
 import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
@@ -143,6 +143,24 @@ export class AlarmsRedis {
       const refusal = e instanceof RedisFunctionError ? parseAlarmRefusal(e.message, e) : undefined;
       throw refusal ?? e;
     }
+  }
+
+  /**
+   * An operator's action: the machine stepped from the stored state, committed with
+   * compare-and-set. Rejects with AlarmRefusedError: NO_ALARM, NOT_ALLOWED (the
+   * state does not take it, named), VERSION_CONFLICT (someone else committed first).
+   */
+  async act(id: string, event: AlarmEvent, who: string, why: string): Promise<AlarmRecord> {
+    const stored = await this.get(id);
+    if (!stored) throw new AlarmRefusedError('NO_ALARM', `no alarm '${id}'`, 'none', 0);
+    const from = { state: stored.state, context: stored.context };
+    const next = stepAlarm(from, event);
+    if (!next) throw new AlarmRefusedError('NOT_ALLOWED', `alarm ${id} in state ${stored.state} does not take ${event.type}`, stored.state, stored.version);
+    await this.commit({
+      id, expectedVersion: stored.version, event: event.type, to: next.state, severity: next.context.severity, context: next.context,
+      who, why: why || stepReason(from, next, event), value: stored.value, ts: event.now, group: stored.group, chattering: stored.chattering,
+    });
+    return (await this.get(id))!;
   }
 
   /** What `alarm:{id}` holds now, or undefined when there is no such alarm. */
