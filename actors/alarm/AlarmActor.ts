@@ -104,6 +104,8 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           }
         }
         const now = Date.now();
+        // The site's flood policy, for GET /api/v1/alarms/stats (the gateway runs in its own process).
+        await deps.redis.alarms.setStats({ floodCount: String(policy.flood.count), floodWindowMs: String(policy.flood.windowMs) });
         const filters = await deps.redis.alarms.filters(defs.map((d) => d.id));
         leader = undefined;
         for (const [i, d] of defs.entries()) {

@@ -21,7 +21,7 @@ export class ApiError extends VoltageError {
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  404: '404 Not Found', 409: '409 Conflict', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
 
@@ -32,6 +32,8 @@ export interface Request {
   readonly query: URLSearchParams;
   readonly body: unknown;
   readonly caller: Caller | undefined;
+  /** The Accept header ('' none). */
+  readonly accept: string;
 }
 
 export interface Reply { readonly status: number; readonly body: unknown; readonly contentType?: string }
@@ -123,6 +125,7 @@ export class Http {
       // uWS requests live on the stack: read everything before the first await.
       const authorization = req.getHeader('authorization');
       const origin = req.getHeader('origin');
+      const accept = req.getHeader('accept');
       const allowOrigin = origin !== '' && this.origins.has(origin);
       const length = Number(req.getHeader('content-length') || 0);
       const query = new URLSearchParams(req.getQuery() ?? '');
@@ -154,7 +157,7 @@ export class Http {
         fail(e);
         return;
       }
-      const run = (body: unknown) => handler({ params, query, body, caller }).then(send, fail);
+      const run = (body: unknown) => handler({ params, query, body, caller, accept }).then(send, fail);
       if (method === 'get') {
         void run(undefined);
         return;

@@ -4,6 +4,7 @@
  * drift apart.
  */
 import { z } from 'zod';
+import { ALARM_ACTIONS, alarmActionBody } from './routes/alarms.js';
 
 export const controlBody = z.strictObject({ value: z.number().describe('the setpoint, in the control\'s unit') });
 export const errorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
@@ -33,6 +34,29 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/api/v1/commands/{id}': { get: { ...read, summary: 'A command\'s status and history', parameters: [id('id')], responses: { 200: ok('command'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/alarms': {
+        get: {
+          ...read, summary: 'Alarms (filters: state, severity, model, active=true; paged: limit, offset)',
+          parameters: ['state', 'severity', 'model', 'active', 'limit', 'offset'].map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } })),
+          responses: { 200: ok('alarms'), ...errors(400, 401, 403, 429) },
+        },
+      },
+      '/api/v1/alarms/{id}': { get: { ...read, summary: 'An alarm: definition, state, event history', parameters: [id('id')], responses: { 200: ok('alarm'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/alarms/{id}/{action}': {
+        post: {
+          ...read, summary: `An operator action (operator; audited): ${ALARM_ACTIONS.join(', ')}`,
+          parameters: [id('id'), { name: 'action', in: 'path', required: true, schema: { type: 'string', enum: ALARM_ACTIONS } }],
+          requestBody: { required: false, content: json(alarmActionBody) },
+          responses: { 200: ok('the alarm after the action'), ...errors(400, 401, 403, 404, 409, 413, 429) },
+        },
+      },
+      '/api/v1/alarms/events': {
+        get: {
+          ...read, summary: 'alarm:events, newest first (limit, before=entryId, id); Accept: text/csv for export',
+          responses: { 200: { description: 'events (JSON) or CSV', content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } } }, ...errors(400, 401, 403, 429) },
+        },
+      },
+      '/api/v1/alarms/stats': { get: { ...read, summary: 'Alarm KPIs: per 10 min, time in flood, top 10, chattering, standing, by severity', responses: { 200: ok('stats'), ...errors(401, 403, 429) } } },
       '/api/v1/actors': { get: { ...read, summary: 'The supervisor tree', responses: { 200: ok('actors'), ...errors(401, 403, 429) } } },
       '/metrics': { get: { ...read, summary: 'Prometheus text', responses: { 200: { description: 'text/plain' }, ...errors(401, 403, 429) } } },
       '/api/v1/openapi.json': { get: { summary: 'This document (no token)', responses: { 200: ok('OpenAPI 3') } } },

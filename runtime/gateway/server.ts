@@ -15,6 +15,7 @@ import { openApiDocument } from './openapi.js';
 import { Http } from './http.js';
 import { actorRoutes } from './routes/actors.js';
 import { actorDetailRoutes } from './routes/actorDetail.js';
+import { alarmRoutes } from './routes/alarms.js';
 import { meRoutes } from './routes/me.js';
 import { staticRoutes } from './static.js';
 import { channelRoutes } from './routes/channels.js';
@@ -54,6 +55,7 @@ export async function startGatewayServer(
   actorRoutes(http, redis);
   meRoutes(http);
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
+  const stopAlarmFeed = await alarmRoutes(http, redis, subscriptions, feed);
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   await feed.start();
@@ -64,6 +66,7 @@ export async function startGatewayServer(
     port = await http.listen();
   } catch (e) {
     await stopActorFeed();
+    await stopAlarmFeed();
     await feed.stop();
     throw e;
   }
@@ -71,6 +74,7 @@ export async function startGatewayServer(
     port,
     async stop() {
       await stopActorFeed();
+      await stopAlarmFeed();
       await feed.stop();
       http.close();
     },

@@ -1,0 +1,235 @@
+/**
+ * Alarms end to end, against a private Redis and the running runtime: values
+ * written through model_set (as a model's calculations would) or by a virtual
+ * device whose readings go bad, the alarm actors raising and clearing, the
+ * operator routes over real HTTP, the alarm/* WebSocket topic, and restarts of
+ * the whole runtime in the middle of an on-delay and of a shelve.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { loadConfig } from '../../runtime/config/load.js';
+import type { SiteConfig } from '../../runtime/config/site.js';
+import { sha256 } from '../../runtime/gateway/http.js';
+import type { AlarmEventEntry } from '../../runtime/redis/alarms.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
+import { eventually, quietLog, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from '../helpers/servers.js';
+
+const tokens = { viewer: 'v-token', otto: 'o-token', olga: 'o2-token' };
+
+const SITE = `gateway:
+  port: 0
+  rateLimit: { perSecond: 100, burst: 200 }
+  tokens:
+    - { name: vera, role: viewer, sha256: ${sha256(tokens.viewer)} }
+    - { name: otto, role: operator, sha256: ${sha256(tokens.otto)} }
+    - { name: olga, role: operator, sha256: ${sha256(tokens.olga)} }
+channels:
+  - id: dead
+    protocol: virtual
+    pollMs: 100
+    fault: { garbageRate: 1 }
+    points:
+      - { type: m, id: 1, name: temp, sim: { kind: constant, value: 20 } }
+models:
+  - id: bess1
+    measurements: { temp: {}, P: {} }
+  - id: grid
+    measurements: { f: {} }
+  - id: sensor
+    channel: dead
+    measurements: { temp: {} }
+alarms:
+  - id: bess1.overtemp
+    model: bess1
+    when: { point: temp, above: 45, deadband: 2, onDelayMs: 600 }
+    severity: major
+    message: "Battery 1 at {value} °C (limit {limit})"
+  - id: bess1.hot
+    model: bess1
+    when: { point: P, above: 100, onDelayMs: 1500 }
+    severity: minor
+  - id: grid.freq
+    model: grid
+    when: { point: f, below: 49.5, offDelayMs: 800 }
+    severity: critical
+  - id: sensor.comm
+    model: sensor
+    when: { point: temp, quality: [bad, comm-failure] }
+    severity: warning
+`;
+
+let server: RedisServer;
+let site: SiteConfig;
+let rt: RunningRuntime;
+let bus: VoltageRedis;
+let base = '';
+
+async function start(): Promise<void> {
+  rt = await startRuntime(site, { redisUrl: server.url, log: quietLog });
+  base = `http://127.0.0.1:${await eventually(() => rt.gatewayPort())}`;
+}
+
+beforeAll(async () => {
+  server = await spawnRedis();
+  site = loadConfig(writeSite({ 'site.yaml': SITE }));
+  await start();
+  bus = wrapper(server);
+});
+afterAll(async () => {
+  await rt.stop();
+  await bus.close();
+  await server.stop();
+});
+
+async function call(method: string, path: string, who?: keyof typeof tokens, body?: unknown) {
+  const headers: Record<string, string> = {};
+  if (who) headers.authorization = `Bearer ${tokens[who]}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(base + path, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const text = await r.text();
+  let parsed: any;
+  try { parsed = JSON.parse(text); } catch { parsed = text; }
+  return { status: r.status, body: parsed, type: r.headers.get('content-type') };
+}
+const set = (model: string, name: string, value: number) => bus.telemetry.modelSet(model, Date.now(), [{ name, value, quality: 'good' }]);
+const state = async (id: string) => (await bus.alarms.get(id))?.state;
+async function eventsOf(id: string): Promise<AlarmEventEntry[]> {
+  return (await bus.alarms.events(1000, undefined, id)).reverse();
+}
+
+describe('alarms through the runtime', () => {
+  it('threshold with deadband and on-delay, through to the WebSocket', async () => {
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=${tokens.viewer}`);
+    const seen: any[] = [];
+    ws.on('message', (m) => seen.push(JSON.parse(String(m))));
+    await new Promise((r) => ws.once('open', r));
+    ws.send(JSON.stringify({ op: 'subscribe', topics: ['alarm/*'] }));
+    await eventually(() => seen.some((m) => m.topic === 'alarm/all' && m.snapshot));
+
+    await set('bess1', 'temp', 40);
+    await set('bess1', 'temp', 46);
+    const t0 = Date.now();
+    await sleep(300);
+    expect(await state('bess1.overtemp')).toBe('normal'); // still within the on-delay
+    await eventually(async () => (await state('bess1.overtemp')) === 'unacknowledged', 3_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(550);
+    const change = await eventually(() => seen.find((m) => m.topic === 'alarm/all' && m.alarm?.id === 'bess1.overtemp' && m.alarm.state === 'unacknowledged'));
+    expect(change.alarm).toMatchObject({ severity: 'major', active: true, message: 'Battery 1 at 46 °C (limit 45)', group: 'bess1.overtemp' });
+    // Within the deadband (above 43): stays raised; below it: returns.
+    await set('bess1', 'temp', 44);
+    await sleep(300);
+    expect(await state('bess1.overtemp')).toBe('unacknowledged');
+    await set('bess1', 'temp', 42);
+    await eventually(async () => (await state('bess1.overtemp')) === 'returnedUnack', 3_000);
+    ws.close();
+
+    const list = await call('GET', '/api/v1/alarms?active=true&model=bess1', 'viewer');
+    expect(list.body.alarms.map((a: { id: string }) => a.id)).toEqual(['bess1.overtemp']);
+    const one = await call('GET', '/api/v1/alarms/bess1.overtemp', 'viewer');
+    expect(one.body.definition).toMatchObject({ model: 'bess1', severity: 'major' });
+    expect(one.body.history.map((h: { why: string }) => h.why)).toEqual(['condition cleared', 'raised']);
+  });
+
+  it('the off-delay: a return shorter than it does not clear', async () => {
+    await set('grid', 'f', 49.2);
+    await eventually(async () => (await state('grid.freq')) === 'unacknowledged', 3_000);
+    await set('grid', 'f', 50);
+    await sleep(300);
+    await set('grid', 'f', 49.3); // back before the off-delay ran out
+    await sleep(900);
+    expect(await state('grid.freq')).toBe('unacknowledged');
+    await set('grid', 'f', 50);
+    await sleep(300);
+    expect(await state('grid.freq')).toBe('unacknowledged');
+    await eventually(async () => (await state('grid.freq')) === 'returnedUnack', 3_000);
+    expect((await eventsOf('grid.freq')).map((e) => e.to)).toEqual(['unacknowledged', 'returnedUnack']);
+  });
+
+  it('a device whose readings go bad raises its comm-failure alarm', async () => {
+    await eventually(async () => (await state('sensor.comm')) === 'unacknowledged', 5_000);
+    expect((await eventsOf('sensor.comm'))[0]).toMatchObject({ event: 'CONDITION_ON', who: 'alarm/sensor', severity: 'warning' });
+  });
+
+  it('two operators acknowledge at once: one 200, one 409', async () => {
+    const [a, b] = await Promise.all([
+      call('POST', '/api/v1/alarms/sensor.comm/ack', 'otto', { comment: 'seen' }),
+      call('POST', '/api/v1/alarms/sensor.comm/ack', 'olga', { comment: 'seen too' }),
+    ]);
+    expect([a.status, b.status].sort()).toEqual([200, 409]);
+    const lost = a.status === 409 ? a : b;
+    expect(lost.body.error.message).toContain('acknowledged');
+    expect((await eventsOf('sensor.comm')).filter((e) => e.event === 'ACK')).toHaveLength(1);
+  });
+
+  it('every operator route: 400, 401, 403, 404, 409', async () => {
+    const path = '/api/v1/alarms/grid.freq';
+    expect((await call('POST', `${path}/ack`, undefined, {})).status).toBe(401);
+    expect((await call('POST', `${path}/ack`, 'viewer', {})).status).toBe(403);
+    expect((await call('POST', '/api/v1/alarms/nope/ack', 'otto', {})).status).toBe(404);
+    expect((await call('POST', `${path}/dance`, 'otto', {})).status).toBe(404);
+    const bad = await call('POST', `${path}/ack`, 'otto', { comment: 'x', bogus: 1 });
+    expect(bad.status).toBe(400);
+    expect((await call('POST', `${path}/shelve`, 'otto', {})).body.error.message).toContain('needs a comment');
+    expect((await call('POST', `${path}/ack`, 'otto', { durationMs: 5 })).status).toBe(400);
+    expect((await call('POST', `${path}/ack`, 'otto', '{not json')).status).toBe(400);
+    const notAllowed = await call('POST', `${path}/reset`, 'otto', {});
+    expect(notAllowed.status).toBe(409);
+    expect(notAllowed.body.error.message).toBe("alarm 'grid.freq' is returnedUnack: reset is not allowed in state returnedUnack");
+    for (const [action, body, to] of [
+      ['ack', {}, 'normal'], ['out-of-service', { comment: 'maintenance' }, 'outOfService'], ['in-service', {}, 'normal'],
+      ['suppress', { comment: 'by design' }, 'suppressed'], ['unsuppress', {}, 'normal'],
+      ['shelve', { comment: 'noisy', durationMs: 60_000 }, 'shelved'], ['unshelve', {}, 'normal'],
+    ] as const) {
+      const r = await call('POST', `${path}/${action}`, 'otto', body);
+      expect([action, r.status, r.body.state]).toEqual([action, 200, to]);
+      expect((await call('POST', `${path}/${action}`, 'olga', body)).status, `${action} again`).toBe(409);
+    }
+    const audit = await bus.commands.auditOf('grid.freq');
+    expect(audit.filter((e) => e.outcome === 'accepted').map((e) => e.event)).toContain('alarm.shelve');
+  });
+
+  it('events paged and as CSV; stats', async () => {
+    const page = await call('GET', '/api/v1/alarms/events?limit=2', 'viewer');
+    expect(page.body.events).toHaveLength(2);
+    const next = await call('GET', `/api/v1/alarms/events?limit=2&before=${page.body.next}`, 'viewer');
+    expect(next.body.events[0].entryId < page.body.next).toBe(true);
+    const r = await fetch(`${base}/api/v1/alarms/events?limit=5`, { headers: { authorization: `Bearer ${tokens.viewer}`, accept: 'text/csv' } });
+    expect(r.headers.get('content-type')).toContain('text/csv');
+    expect((await r.text()).split('\n')[0]).toBe('time,id,event,from,to,severity,who,why,value,version,group');
+    const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
+    expect(stats.body).toMatchObject({ flood: { active: false, count: 10 }, total: 4 });
+    expect(stats.body.top10.length).toBeGreaterThan(0);
+    expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
+  });
+
+  it('a restart in the middle of an on-delay: the deadline holds, one raise only', async () => {
+    await set('bess1', 'P', 150);
+    await eventually(async () => JSON.parse((await bus.alarms.filters(['bess1.hot']))[0] ?? '{}').pendingUntil > 0, 3_000);
+    const deadline = JSON.parse((await bus.alarms.filters(['bess1.hot']))[0]!).pendingUntil as number;
+    await rt.stop();
+    await sleep(300);
+    await start();
+    await eventually(async () => (await state('bess1.hot')) === 'unacknowledged', 5_000);
+    const raised = (await eventsOf('bess1.hot')).filter((e) => e.why === 'raised');
+    expect(raised).toHaveLength(1);
+    expect(raised[0]!.time).toBeGreaterThanOrEqual(deadline);
+    expect(raised[0]!.time).toBeLessThan(deadline + 1_500); // not a new on-delay from the restart
+  });
+
+  it('a restart in the middle of a shelve: the shelve expires on time, no duplicate raise, the ack kept', async () => {
+    await call('POST', '/api/v1/alarms/bess1.hot/ack', 'otto', {});
+    expect(await state('bess1.hot')).toBe('acknowledged');
+    const shelved = await call('POST', '/api/v1/alarms/bess1.hot/shelve', 'otto', { comment: 'work on the pack', durationMs: 800 });
+    expect(shelved.body).toMatchObject({ state: 'shelved' });
+    await rt.stop();
+    await sleep(1_000); // the shelve runs out while nothing runs
+    await start();
+    await eventually(async () => (await state('bess1.hot')) === 'unacknowledged', 5_000);
+    const history = await eventsOf('bess1.hot');
+    expect(history.map((e) => e.why)).toEqual(['raised', 'ack', 'work on the pack', 'shelve expired']);
+    // The other alarms resumed as they were: no duplicate raise anywhere.
+    expect(await state('sensor.comm')).toBe('acknowledged');
+    expect((await eventsOf('bess1.overtemp')).filter((e) => e.why === 'raised')).toHaveLength(1);
+  });
+});
