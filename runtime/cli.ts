@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport } from './status.js';
+import { alarmsCommand } from './alarmsReport.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
@@ -38,6 +39,8 @@ commands:
   demo       run the example site with a private redis-server (unless $REDIS_URL is set)
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
+  alarms [--active]
+             print the site's alarms (state, severity, for how long, message), from Redis
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
@@ -302,7 +305,7 @@ const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' } } });
+    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' }, active: { type: 'boolean' } } });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
@@ -315,6 +318,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'gateway-child': return runGatewayChild(); // the gateway's own process, started by the runtime
     case 'demo': return cmdDemo(dir);
     case 'status': return cmdStatus();
+    case 'alarms': return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
     case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));

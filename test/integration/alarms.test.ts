@@ -5,6 +5,8 @@
  * operator routes over real HTTP, the alarm/* WebSocket topic, and restarts of
  * the whole runtime in the middle of an on-delay and of a shelve.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { loadConfig } from '../../runtime/config/load.js';
@@ -202,6 +204,15 @@ describe('alarms through the runtime', () => {
     expect(stats.body.top10.length).toBeGreaterThan(0);
     expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
   });
+
+  it('voltage alarms --active prints the active alarms', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['runtime/bin/voltage.js', 'alarms', '--active'], { env: { ...process.env, REDIS_URL: server.url } });
+    const lines = stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE/);
+    expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
+      ['bess1.overtemp', 'returnedUnack', 'major'], ['sensor.comm', 'acknowledged', 'warning'],
+    ]);
+  }, 20_000);
 
   it('a restart in the middle of an on-delay: the deadline holds, one raise only', async () => {
     await set('bess1', 'P', 150);
