@@ -70,7 +70,7 @@ function load(dir: string): SiteConfig | undefined {
 function summary(site: SiteConfig): string {
   const points = site.channels.reduce((n, c) => n + c.points.length, 0);
   const calcs = site.models.reduce((n, m) => n + m.calculations.length, 0);
-  return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s)`;
+  return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s), ${site.alarms.length} alarm(s)`;
 }
 
 /** Runs until SIGINT/SIGTERM (exit 0, tree stopped in reverse order) or root escalation (exit 1). */
