@@ -6,7 +6,8 @@ import { errorMessage } from './errors.js';
 import { alarmView, type AlarmView } from './gateway/routes/alarms.js';
 import { createLogger } from './logger.js';
 import { openRedis, readyWithin } from './redis/connect.js';
-import { VoltageRedis } from './redis/voltageRedis.js';
+import { AlarmsRedis } from './redis/alarms.js';
+import { RedisCore } from './redis/core.js';
 
 export function alarmsText(views: readonly AlarmView[], now: number = Date.now()): string {
   if (views.length === 0) return 'no alarms\n';
@@ -25,7 +26,7 @@ export async function alarmsCommand(url: string, activeOnly: boolean): Promise<n
   const client = openRedis(url, log, 'alarms');
   try {
     await readyWithin(client, url, 5_000);
-    const views = (await new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }, { log }).alarms.list()).map(alarmView);
+    const views = (await new AlarmsRedis(new RedisCore(client)).list()).map(alarmView);
     process.stdout.write(alarmsText(activeOnly ? views.filter((v) => v.active) : views));
     return 0;
   } catch (e) {

@@ -136,12 +136,17 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           const from = { state: l.stored.state, context: l.stored.context };
           const next = stepAlarm(from, event);
           if (!next) return 0;
+          // An activation: the condition announced again (a raise, or a re-alarm before anyone acknowledged).
+          const activation = event.type === 'CONDITION_ON' && next.state === 'unacknowledged';
+          // A new raise opens or joins a first-out group.
           const raised = next.state === 'unacknowledged' && (from.state === 'normal' || from.state === 'latched' || from.state === 'shelved');
           let group = l.stored.group;
           let chattering = l.stored.chattering;
-          if (raised) {
+          if (activation) {
             l.filter.acts = recordActivation(l.filter.acts, event.now, l.def.chattering);
             chattering = isChattering(l.filter.acts, event.now, l.def.chattering);
+          }
+          if (raised) {
             const current = leader && event.now - leader.at <= policy.groupWindowMs && live.get(leader.id)?.stored.group === leader.id ? leader : undefined;
             group = current ? current.id : l.def.id;
             if (!current) leader = { id: l.def.id, at: event.now };

@@ -26,6 +26,8 @@ const SITE = `gateway:
     - { name: vera, role: viewer, sha256: ${sha256(tokens.viewer)} }
     - { name: otto, role: operator, sha256: ${sha256(tokens.otto)} }
     - { name: olga, role: operator, sha256: ${sha256(tokens.olga)} }
+alarmPolicy:
+  flood: { count: 5, windowMs: 600000 }
 channels:
   - id: dead
     protocol: virtual
@@ -35,7 +37,7 @@ channels:
       - { type: m, id: 1, name: temp, sim: { kind: constant, value: 20 } }
 models:
   - id: bess1
-    measurements: { temp: {}, P: {} }
+    measurements: { temp: {}, P: {}, fan: {} }
   - id: grid
     measurements: { f: {} }
   - id: sensor
@@ -51,6 +53,11 @@ alarms:
     model: bess1
     when: { point: P, above: 100, onDelayMs: 1500 }
     severity: minor
+  - id: bess1.fan
+    model: bess1
+    when: { point: fan, equals: 0 }
+    severity: warning
+    chattering: { count: 3, windowMs: 60000 }
   - id: grid.freq
     model: grid
     when: { point: f, below: 49.5, offDelayMs: 800 }
@@ -200,9 +207,27 @@ describe('alarms through the runtime', () => {
     expect(r.headers.get('content-type')).toContain('text/csv');
     expect((await r.text()).split('\n')[0]).toBe('time,id,event,from,to,severity,who,why,value,version,group');
     const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
-    expect(stats.body).toMatchObject({ flood: { active: false, count: 10 }, total: 4 });
+    expect(stats.body).toMatchObject({ flood: { active: false, count: 5 }, total: 5 });
     expect(stats.body.top10.length).toBeGreaterThan(0);
     expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
+  });
+
+  it('chattering: raised 3 times within a minute; flood: more than 5 new alarms in 10 minutes', async () => {
+    for (let i = 0; i < 3; i++) {
+      await set('bess1', 'fan', 0);
+      await eventually(async () => (await state('bess1.fan')) === 'unacknowledged', 3_000);
+      await set('bess1', 'fan', 1);
+      await eventually(async () => (await state('bess1.fan')) === 'returnedUnack', 3_000);
+    }
+    const one = await call('GET', '/api/v1/alarms/bess1.fan', 'viewer');
+    expect(one.body.chattering).toBe(true);
+    expect(one.body.history.filter((h: { event: string; to: string }) => h.event === 'CONDITION_ON' && h.to === 'unacknowledged')).toHaveLength(3);
+    const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
+    expect(stats.body.flood).toMatchObject({ active: true, newInWindow: 6 });
+    expect(stats.body.timeInFloodMs24h).toBeGreaterThan(0);
+    expect(stats.body.top10[0]).toEqual({ id: 'bess1.fan', count: 3 });
+    expect(stats.body.chattering).toEqual(['bess1.fan']);
+    await set('bess1', 'fan', 1);
   });
 
   it('voltage alarms --active prints the active alarms', async () => {
@@ -210,7 +235,7 @@ describe('alarms through the runtime', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
-      ['bess1.overtemp', 'returnedUnack', 'major'], ['sensor.comm', 'acknowledged', 'warning'],
+      ['bess1.fan', 'returnedUnack', 'warning'], ['bess1.overtemp', 'returnedUnack', 'major'], ['sensor.comm', 'acknowledged', 'warning'],
     ]);
   }, 20_000);
 

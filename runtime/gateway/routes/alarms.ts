@@ -114,19 +114,22 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     const [records, events, stats] = await Promise.all([redis.alarms.list(), redis.alarms.eventsSince(now - DAY_MS), redis.alarms.stats()]);
     const floodCount = Number(stats.floodCount ?? 10);
     const floodWindowMs = Number(stats.floodWindowMs ?? 600_000);
-    const raises = events.filter((e) => e.why === 'raised');
+    // An annunciation: the condition made the alarm unacknowledged (a raise or a re-alarm).
+    const raises = events.filter((e) => e.event === 'CONDITION_ON' && e.to === 'unacknowledged');
     const times = raises.map((e) => Number(e.entryId.split('-')[0]));
     const lastWindow = times.filter((t) => t > now - floodWindowMs).length;
     const byAlarm = new Map<string, number>();
     for (const e of raises) byAlarm.set(e.id, (byAlarm.get(e.id) ?? 0) + 1);
     const views = records.map(alarmView);
     const active = views.filter((v) => v.active);
+    const inFloodMs = floodMs(times, floodCount, floodWindowMs, now - DAY_MS, now);
     return {
       status: 200,
       body: {
         alarmsPer10Min: { last: times.filter((t) => t > now - 600_000).length, average24h: Math.round((times.length / 144) * 100) / 100 },
         flood: { active: lastWindow > floodCount, newInWindow: lastWindow, count: floodCount, windowMs: floodWindowMs },
-        percentTimeInFlood24h: Math.round((floodMs(times, floodCount, floodWindowMs, now - DAY_MS, now) / DAY_MS) * 10_000) / 100,
+        timeInFloodMs24h: inFloodMs,
+        percentTimeInFlood24h: Math.round((inFloodMs / DAY_MS) * 1_000_000) / 10_000,
         top10: [...byAlarm].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 10).map(([id, count]) => ({ id, count })),
         chattering: views.filter((v) => v.chattering && v.active).map((v) => v.id),
         standingOver24h: active.filter((v) => v.since < now - DAY_MS).map((v) => v.id),
