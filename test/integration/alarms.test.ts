@@ -227,6 +227,9 @@ describe('alarms through the runtime', () => {
     expect(stats.body.timeInFloodMs24h).toBeGreaterThan(0);
     expect(stats.body.top10[0]).toEqual({ id: 'bess1.fan', count: 3 });
     expect(stats.body.chattering).toEqual(['bess1.fan']);
+    const metrics = await call('GET', '/metrics', 'viewer');
+    expect(metrics.body).toContain('voltage_alarm_flood 1');
+    expect(metrics.body).toMatch(/voltage_alarms_active\{severity="warning"\} [1-9]/);
     await set('bess1', 'fan', 1);
   });
 

@@ -98,6 +98,60 @@ export function floodMs(raises: readonly number[], count: number, windowMs: numb
   return total;
 }
 
+export type AlarmStats = Awaited<ReturnType<typeof alarmStats>>;
+
+/** The ISA-18.2 performance measures over the last 24 h, from alarm:events and the alarms as stored. */
+export async function alarmStats(redis: VoltageRedis, now: number = Date.now()) {
+  const [records, events, stats] = await Promise.all([redis.alarms.list(), redis.alarms.eventsSince(now - DAY_MS), redis.alarms.stats()]);
+  const floodCount = Number(stats.floodCount ?? 10);
+  const floodWindowMs = Number(stats.floodWindowMs ?? 600_000);
+  // An annunciation: the condition made the alarm unacknowledged (a raise or a re-alarm).
+  const raises = events.filter((e) => e.event === 'CONDITION_ON' && e.to === 'unacknowledged');
+  const times = raises.map((e) => Number(e.entryId.split('-')[0]));
+  const lastWindow = times.filter((t) => t > now - floodWindowMs).length;
+  const byAlarm = new Map<string, number>();
+  for (const e of raises) byAlarm.set(e.id, (byAlarm.get(e.id) ?? 0) + 1);
+  const views = records.map(alarmView);
+  const active = views.filter((v) => v.active);
+  const inFloodMs = floodMs(times, floodCount, floodWindowMs, now - DAY_MS, now);
+  return {
+    alarmsPer10Min: { last: times.filter((t) => t > now - 600_000).length, average24h: Math.round((times.length / 144) * 100) / 100 },
+    flood: { active: lastWindow > floodCount, newInWindow: lastWindow, count: floodCount, windowMs: floodWindowMs },
+    timeInFloodMs24h: inFloodMs,
+    percentTimeInFlood24h: Math.round((inFloodMs / DAY_MS) * 1_000_000) / 10_000,
+    top10: [...byAlarm].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 10).map(([id, count]) => ({ id, count })),
+    chattering: views.filter((v) => v.chattering && v.active).map((v) => v.id),
+    standingOver24h: active.filter((v) => v.since < now - DAY_MS).map((v) => v.id),
+    bySeverity: Object.fromEntries(SEVERITIES.map((s) => [s, active.filter((v) => v.severity === s).length])),
+    active: active.length,
+    total: views.length,
+  };
+}
+
+/** The same measures as Prometheus lines, for /metrics. */
+export function alarmMetricLines(s: AlarmStats): string[] {
+  return [
+    '# HELP voltage_alarms_active Active alarms by severity',
+    '# TYPE voltage_alarms_active gauge',
+    ...Object.entries(s.bySeverity).map(([sev, n]) => `voltage_alarms_active{severity="${sev}"} ${n}`),
+    '# HELP voltage_alarms_per_10min Alarms announced in the last 10 minutes',
+    '# TYPE voltage_alarms_per_10min gauge',
+    `voltage_alarms_per_10min ${s.alarmsPer10Min.last}`,
+    '# HELP voltage_alarm_flood 1 while more than the flood count of new alarms fall within the flood window',
+    '# TYPE voltage_alarm_flood gauge',
+    `voltage_alarm_flood ${s.flood.active ? 1 : 0}`,
+    '# HELP voltage_alarm_time_in_flood_ratio Share of the last 24 h in flood',
+    '# TYPE voltage_alarm_time_in_flood_ratio gauge',
+    `voltage_alarm_time_in_flood_ratio ${(s.timeInFloodMs24h / DAY_MS).toFixed(6)}`,
+    '# HELP voltage_alarms_chattering Active alarms marked chattering',
+    '# TYPE voltage_alarms_chattering gauge',
+    `voltage_alarms_chattering ${s.chattering.length}`,
+    '# HELP voltage_alarms_standing Active alarms standing for more than 24 h',
+    '# TYPE voltage_alarms_standing gauge',
+    `voltage_alarms_standing ${s.standingOver24h.length}`,
+  ];
+}
+
 /** Registers the routes and the `alarm/all` topic; returns what stops the feed. */
 export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscriptions, feed: TelemetryFeed): Promise<() => Promise<void>> {
   http.route('get', '/api/v1/alarms/events', 'viewer', async ({ query, accept }) => {
@@ -109,36 +163,7 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     return { status: 200, body: { events, next: events.length === limit ? events[events.length - 1]!.entryId : null } };
   });
 
-  http.route('get', '/api/v1/alarms/stats', 'viewer', async () => {
-    const now = Date.now();
-    const [records, events, stats] = await Promise.all([redis.alarms.list(), redis.alarms.eventsSince(now - DAY_MS), redis.alarms.stats()]);
-    const floodCount = Number(stats.floodCount ?? 10);
-    const floodWindowMs = Number(stats.floodWindowMs ?? 600_000);
-    // An annunciation: the condition made the alarm unacknowledged (a raise or a re-alarm).
-    const raises = events.filter((e) => e.event === 'CONDITION_ON' && e.to === 'unacknowledged');
-    const times = raises.map((e) => Number(e.entryId.split('-')[0]));
-    const lastWindow = times.filter((t) => t > now - floodWindowMs).length;
-    const byAlarm = new Map<string, number>();
-    for (const e of raises) byAlarm.set(e.id, (byAlarm.get(e.id) ?? 0) + 1);
-    const views = records.map(alarmView);
-    const active = views.filter((v) => v.active);
-    const inFloodMs = floodMs(times, floodCount, floodWindowMs, now - DAY_MS, now);
-    return {
-      status: 200,
-      body: {
-        alarmsPer10Min: { last: times.filter((t) => t > now - 600_000).length, average24h: Math.round((times.length / 144) * 100) / 100 },
-        flood: { active: lastWindow > floodCount, newInWindow: lastWindow, count: floodCount, windowMs: floodWindowMs },
-        timeInFloodMs24h: inFloodMs,
-        percentTimeInFlood24h: Math.round((inFloodMs / DAY_MS) * 1_000_000) / 10_000,
-        top10: [...byAlarm].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 10).map(([id, count]) => ({ id, count })),
-        chattering: views.filter((v) => v.chattering && v.active).map((v) => v.id),
-        standingOver24h: active.filter((v) => v.since < now - DAY_MS).map((v) => v.id),
-        bySeverity: Object.fromEntries(SEVERITIES.map((s) => [s, active.filter((v) => v.severity === s).length])),
-        active: active.length,
-        total: views.length,
-      },
-    };
-  });
+  http.route('get', '/api/v1/alarms/stats', 'viewer', async () => ({ status: 200, body: await alarmStats(redis) }));
 
   http.route('get', '/api/v1/alarms', 'viewer', async ({ query }) => {
     const states = query.get('state')?.split(',').filter(Boolean);
