@@ -39,7 +39,7 @@ models:
   - id: bess1
     measurements: { temp: {}, P: {}, fan: {} }
   - id: grid
-    measurements: { f: {} }
+    measurements: { f: {}, load: {} }
   - id: sensor
     channel: dead
     measurements: { temp: {} }
@@ -62,6 +62,11 @@ alarms:
     model: grid
     when: { point: f, below: 49.5, offDelayMs: 800 }
     severity: critical
+  - id: grid.overload
+    model: grid
+    when: { point: load, above: 100 }
+    severity: warning
+    escalateAfterMs: 500
   - id: sensor.comm
     model: sensor
     when: { point: temp, quality: [bad, comm-failure] }
@@ -207,7 +212,7 @@ describe('alarms through the runtime', () => {
     expect(r.headers.get('content-type')).toContain('text/csv');
     expect((await r.text()).split('\n')[0]).toBe('time,id,event,from,to,severity,who,why,value,version,group');
     const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
-    expect(stats.body).toMatchObject({ flood: { active: false, count: 5 }, total: 5 });
+    expect(stats.body).toMatchObject({ flood: { active: false, count: 5 }, total: 6 });
     expect(stats.body.top10.length).toBeGreaterThan(0);
     expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
   });
@@ -221,6 +226,7 @@ describe('alarms through the runtime', () => {
     }
     const one = await call('GET', '/api/v1/alarms/bess1.fan', 'viewer');
     expect(one.body.chattering).toBe(true);
+    expect(one.body.group).toBe('bess1.overtemp'); // first-out: raised within groupWindowMs of the battery's first alarm
     expect(one.body.history.filter((h: { event: string; to: string }) => h.event === 'CONDITION_ON' && h.to === 'unacknowledged')).toHaveLength(3);
     const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
     expect(stats.body.flood).toMatchObject({ active: true, newInWindow: 6 });
@@ -231,6 +237,20 @@ describe('alarms through the runtime', () => {
     expect(metrics.body).toContain('voltage_alarm_flood 1');
     expect(metrics.body).toMatch(/voltage_alarms_active\{severity="warning"\} [1-9]/);
     await set('bess1', 'fan', 1);
+  });
+
+  it('escalation: unacknowledged for escalateAfterMs, one severity up each time, until acknowledged', async () => {
+    await set('grid', 'load', 150);
+    await eventually(async () => (await bus.alarms.get('grid.overload'))?.severity === 'major', 4_000);
+    const esc = (await eventsOf('grid.overload')).filter((e) => e.event === 'TICK');
+    expect(esc.map((e) => [e.why, e.severity])).toEqual([['escalated to minor', 'minor'], ['escalated to major', 'major']]);
+    expect(esc[1]!.time - esc[0]!.time).toBeGreaterThanOrEqual(500);
+    expect((await call('POST', '/api/v1/alarms/grid.overload/ack', 'otto', {})).body).toMatchObject({ state: 'acknowledged', severity: 'major' });
+    await sleep(700);
+    expect((await bus.alarms.get('grid.overload'))?.severity).toBe('major');
+    await set('grid', 'load', 10);
+    await eventually(async () => (await state('grid.overload')) === 'normal', 3_000);
+    expect((await bus.alarms.get('grid.overload'))?.severity).toBe('warning');
   });
 
   it('voltage alarms --active prints the active alarms', async () => {
