@@ -40,6 +40,8 @@ import { parseUpdate } from '../model/ModelActor.js';
 
 /** How often the actor looks whether a deadline is due (it evaluates only when one is). */
 const TICK_MS = 100;
+/** Alarms initialised concurrently at load. */
+const LOAD_CHUNK = 500;
 
 /** What the actor keeps of each alarm between evaluations. */
 interface Live {
@@ -80,7 +82,6 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       let nextDue = Number.POSITIVE_INFINITY;
       /** First-out: the alarm that opened the current group of this model, and when. */
       let leader: { id: string; at: number } | undefined;
-      let disposed = false;
 
       const applySample = (source: string, ts: number, values: Readonly<Record<string, number>>, quality: Readonly<Record<string, string>> | undefined) => {
         const key = (name: string) => (source === model ? name : `${source}.${name}`);
@@ -108,19 +109,23 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         await deps.redis.alarms.setStats({ floodCount: String(policy.flood.count), floodWindowMs: String(policy.flood.windowMs) });
         const filters = await deps.redis.alarms.filters(defs.map((d) => d.id));
         leader = undefined;
-        for (const [i, d] of defs.entries()) {
+        // In chunks of concurrent calls (ioredis pipelines them): 10,000 alarms load in about a second, not one round trip each.
+        const loadOne = async (d: AlarmDef, saved: string | undefined) => {
           const init = initialAlarm({ severity: d.severity, latch: d.latch, escalateAfterMs: d.escalateAfterMs, reAlarmMs: d.reAlarmMs });
           const s = await deps.redis.alarms.init({ id: d.id, ts: now, severity: d.severity, context: init.context, definition: JSON.stringify(d.source) });
           const rec = s.created ? undefined : await deps.redis.alarms.get(d.id);
-          const saved = filters[i] ? (JSON.parse(filters[i]) as Live['filter']) : { ...INITIAL_DELAY_STATE, acts: [] };
+          const stored = saved ? (JSON.parse(saved) as Live['filter']) : { ...INITIAL_DELAY_STATE, acts: [] };
           // What was committed is the truth: a filter saved ahead of (or behind) its commit is brought in line.
           const active = s.context.conditionActive;
-          const filter = saved.active === active ? saved : { active, raw: active, pendingUntil: null, acts: saved.acts ?? [] };
+          const filter = stored.active === active ? stored : { active, raw: active, pendingUntil: null, acts: stored.acts ?? [] };
           live.set(d.id, {
             def: d, stored: { state: s.state, context: s.context, version: s.version, group: rec?.group ?? '', chattering: rec?.chattering ?? false },
             filter, savedFilter: JSON.stringify(filter), suppressed: false,
           });
           if (rec?.group === d.id && (!leader || rec.since > leader.at)) leader = { id: d.id, at: rec.since };
+        };
+        for (let i = 0; i < defs.length; i += LOAD_CHUNK) {
+          await Promise.all(defs.slice(i, i + LOAD_CHUNK).map((d, j) => loadOne(d, filters[i + j])));
         }
       };
 
@@ -198,7 +203,9 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             if (!on && l.stored.state === 'suppressed' && l.suppressed) commits += await commit(l, { type: 'UNSUPPRESS', now }, value);
             l.suppressed = on;
           }
-          commits += await commit(l, { type: 'TICK', now }, value);
+          // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
+          const due0 = l.stored.context;
+          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) commits += await commit(l, { type: 'TICK', now }, value);
           const c = l.stored.context;
           for (const t of [l.filter.pendingUntil, c.escalateAt, c.reAlarmAt, c.shelvedUntil]) if (t !== null) due = Math.min(due, t);
           const f = JSON.stringify(l.filter);
@@ -253,9 +260,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         void refresh(l).then(() => send({ type: 'alarms.tick' }), (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'));
       }));
       // Notifications may have been missed while the subscriber was away: read everything again.
-      deps.subscriptions.onReconnect(() => {
-        if (!disposed) send({ type: 'alarms.resync' });
-      });
+      const offReconnect = deps.subscriptions.onReconnect(() => send({ type: 'alarms.resync' }));
       const timer = setInterval(() => {
         if (Date.now() >= nextDue) {
           nextDue = Number.POSITIVE_INFINITY;
@@ -271,7 +276,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           for (const e of early.splice(0)) actor.send(e);
         },
         dispose: async () => {
-          disposed = true;
+          offReconnect();
           clearInterval(timer);
           await Promise.all(unsubscribe.map((u) => u()));
         },

@@ -249,7 +249,7 @@ describe('alarms through the runtime', () => {
     expect(esc[0]!.time - history[0]!.time).toBeGreaterThanOrEqual(700);
     expect(esc[1]!.time - history[0]!.time).toBeGreaterThanOrEqual(1400);
     expect((await call('POST', '/api/v1/alarms/grid.overload/ack', 'otto', {})).body).toMatchObject({ state: 'acknowledged', severity: 'major' });
-    await sleep(700);
+    await sleep(900);
     expect((await bus.alarms.get('grid.overload'))?.severity).toBe('major');
     await set('grid', 'load', 10);
     await eventually(async () => (await state('grid.overload')) === 'normal', 3_000);
