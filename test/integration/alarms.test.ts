@@ -294,4 +294,16 @@ describe('alarms through the runtime', () => {
     expect(await state('sensor.comm')).toBe('acknowledged');
     expect((await eventsOf('bess1.overtemp')).filter((e) => e.why === 'raised')).toHaveLength(1);
   });
+
+  it('a missed notification: after the subscriber reconnects, the actor re-reads the values and raises', async () => {
+    expect(await state('grid.freq')).toBe('normal');
+    // A value written with no notification (as if it had been published while the subscriber was away) …
+    await bus.core.client.hset('modsrv:grid:measurement', 'f', '49.000000');
+    await sleep(300);
+    expect(await state('grid.freq')).toBe('normal');
+    // … is seen once the subscriber connection comes back.
+    await bus.core.client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    await eventually(async () => (await state('grid.freq')) === 'unacknowledged', 5_000);
+    expect((await eventsOf('grid.freq')).filter((e) => e.why === 'raised')).toHaveLength(2); // the first test's raise, and this one
+  });
 });
