@@ -33,15 +33,61 @@ local function positive_int(s)
   return n ~= nil and n >= 1 and math.floor(n) == n
 end
 
--- XADD with MAXLEN ~ and an exact count of the entries the trim removed.
-local function bounded_xadd(stream, stats, stat_field, maxlen, fields)
-  local before = redis.call('XLEN', stream)
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(fields))
-  local after = redis.call('XLEN', stream)
-  local dropped = before + 1 - after
-  if dropped > 0 then
-    redis.call('HINCRBY', stats, stat_field, dropped)
+--[[
+The outbox: ONE stream that every consumer reads through its own consumer group
+(the history writer, each cloud link), bounded in bytes rather than entries.
+- Written only while it exists: a consumer makes it (XGROUP CREATE … MKSTREAM).
+  A site without consumers writes nothing there, and loses nothing by it.
+- Its size is kept in the stats hash (`bytes`, the entries' payload sizes).
+  Above an eighth of the bound, every 32nd add trims what every group has read
+  and acknowledged (the lowest pending id, or the last delivered one, over all
+  groups): that loses nothing.
+- Only when unread entries alone exceed the bound are the oldest dropped, and
+  counted exactly in the stats hash (`dropped`): what the slowest consumer lost.
+Sizes after a trim are estimated from the average entry size.
+]]
+local function stream_id_less(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+
+-- The lowest id some group still needs: its oldest pending entry, or after its last delivered one.
+local function outbox_needed_from(stream)
+  local lowest
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local info = {}
+    for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+    local id = info['last-delivered-id']
+    if tonumber(info['pending']) > 0 then
+      id = redis.call('XPENDING', stream, info['name'])[2]
+    end
+    if lowest == nil or stream_id_less(id, lowest) then lowest = id end
   end
+  return lowest
+end
+
+local function outbox_add(stream, stats, maxbytes, fields, size)
+  if redis.call('EXISTS', stream) == 0 then return 0 end
+  redis.call('XADD', stream, '*', unpack(fields))
+  local bytes = redis.call('HINCRBY', stats, 'bytes', size)
+  if bytes <= maxbytes / 8 then return 0 end
+  local adds = redis.call('HINCRBY', stats, 'adds', 1)
+  if bytes <= maxbytes and adds % 32 ~= 0 then return 0 end
+  local len = redis.call('XLEN', stream)
+  local from = outbox_needed_from(stream)
+  if from then redis.call('XTRIM', stream, 'MINID', from) end
+  local kept = redis.call('XLEN', stream)
+  if kept < len then bytes = math.floor(bytes * kept / len) end
+  local dropped = 0
+  if bytes > maxbytes and kept > 1 then
+    local keep = math.max(1, math.floor(kept * maxbytes / bytes))
+    dropped = redis.call('XTRIM', stream, 'MAXLEN', keep)
+    bytes = math.floor(bytes * (kept - dropped) / kept)
+    redis.call('HINCRBY', stats, 'dropped', dropped)
+  end
+  redis.call('HSET', stats, 'bytes', bytes)
   return dropped
 end
 

@@ -29,12 +29,15 @@ end
 
 --[[
 site_load: makes the staged mapping live and records the site, atomically.
-KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors, 5 mapping:c2m:next, 6 mapping:m2c:next
+KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors, 5 mapping:c2m:next, 6 mapping:m2c:next,
+      7 mapping:c2m:channels
 ARGV: 1 site config (JSON), 2 number of mapping pairs staged, 3 number of controls staged
-Actors of an earlier config are forgotten (their state hashes too).
+Actors of an earlier config are forgotten (their state hashes too). The channels
+that feed a model are listed in mapping:c2m:channels, so that c2m skips the
+mapping lookup for the others.
 ]]
 local function site_load(keys, args)
-  if #keys ~= 6 then return fail('site_load needs 6 keys') end
+  if #keys ~= 7 then return fail('site_load needs 7 keys') end
   local ok = pcall(cjson.decode, args[1] or '')
   if not ok then return fail('site_load: site config is not JSON') end
   local n = tonumber(args[2])
@@ -45,8 +48,19 @@ local function site_load(keys, args)
   if staged ~= n then return fail('site_load: ' .. staged .. ' mapping pairs are staged, expected ' .. n) end
   local staged_c = redis.call('HLEN', keys[6])
   if staged_c ~= nc then return fail('site_load: ' .. staged_c .. ' controls are staged, expected ' .. nc) end
-  redis.call('DEL', keys[1], keys[2])
-  if n > 0 then redis.call('RENAME', keys[5], keys[1]) end
+  redis.call('DEL', keys[1], keys[2], keys[7])
+  if n > 0 then
+    redis.call('RENAME', keys[5], keys[1])
+    local channels, list = {}, {}
+    for _, point in ipairs(redis.call('HKEYS', keys[1])) do
+      local ch = string.match(point, '^([^:]+):')
+      if not channels[ch] then
+        channels[ch] = true
+        list[#list + 1] = ch
+      end
+    end
+    for i = 1, #list, 1000 do redis.call('SADD', keys[7], unpack(list, i, math.min(i + 999, #list))) end
+  end
   if nc > 0 then redis.call('RENAME', keys[6], keys[2]) end
   for _, id in ipairs(redis.call('SMEMBERS', keys[4])) do
     redis.call('DEL', 'actor:' .. id)

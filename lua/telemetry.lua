@@ -2,19 +2,22 @@
 
 --[[
 c2m: one poll's batch of points from one channel.
-KEYS: 1 mapping:c2m, 2 hissrv:queue, 3 cloud:queue, 4 stats:queues,
-      5.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
-ARGV: 1 channel, 2 ts (ms), 3 history MAXLEN, 4 cloud MAXLEN,
-      5 the points, one line each: "type id value quality\n"
+KEYS: 1 mapping:c2m, 2 mapping:c2m:channels (the channels that feed a model), 3 outbox,
+      4 stats:outbox, 5 site:config,
+      6.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
+ARGV: 1 channel, 2 ts (ms), 3 the outbox's bound in bytes,
+      4 the points, one line each: "type id value quality\n"
         value: a decimal number such as -12.500000, or empty = no new value (a quality mark);
         quality: good, stale, bad or comm-failure, or empty = unchanged since the
         channel last sent it (the sender sends a quality whenever it changes, and a
         value only with quality good, so an empty quality beside a value means good).
-Returns {points, models, history_dropped, cloud_dropped}.
+Returns {points, models, outbox_dropped, site_missing}: site_missing is 1 when
+site:config is gone (FLUSHALL, a restart without persistence), so that the
+runtime loads the site again; the values are written all the same.
 Publishes on comsrv:{channel}:update the time, a newline and the points text as
 given (validated), and on modsrv:{model}:update per touched model
 {"ts","src":"c2m","v":{name: value},"q"?:{name: quality}} (q only where not good).
-Each outbox entry is {src c, id channel, ts, p}: p is the points text as given
+The outbox entry (see outbox_add in core.lua) is {src c, id channel, ts, p}: p is the points text as given
 (validated), which its consumer reads line by line: a value is good unless a
 quality stands beside it; no value, only a quality, is a quality mark.
 This is the hot path (one call per poll, up to thousands of points). The points
@@ -28,55 +31,67 @@ encoded, which is safe
 because ids, names, qualities and values are all checked to hold nothing JSON
 would have to escape.
 ]]
-local POINT_LINE = '^([msca]) (%d+) (%S*) (%S*)\n'
+-- Values are made and checked by the sender (C2mBatch writes fixed-point decimals). The
+-- pattern itself admits only a fixed-point decimal (-12.500000, 3, .5), so no second
+-- parse of each number is needed here; a value of one or two characters ('-', '.') gets
+-- the full check. Nothing that would break the JSON notifications built from them passes.
+local POINT_LINE = '^([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n'
+local POINT_LINE_ANY = '([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n' -- the same, unanchored (for gmatch)
 local function c2m(keys, args)
-  local channel, ts, text = args[1], args[2], args[5]
-  if #keys ~= 16 then return fail('c2m needs 16 keys, got ' .. #keys) end
-  if #args ~= 5 then return fail('c2m needs 5 arguments (channel, ts, 2 MAXLEN, points), got ' .. #args) end
+  local channel, ts, text = args[1], args[2], args[4]
+  if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
+  if #args ~= 4 then return fail('c2m needs 4 arguments (channel, ts, outbox bound, points), got ' .. #args) end
   if not string.find(channel, '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
   if not positive_int(ts) then return fail('c2m: ts must be a positive integer (ms), got ' .. tostring(ts)) end
-  if not positive_int(args[3]) or not positive_int(args[4]) then return fail('c2m: MAXLEN arguments must be positive integers') end
+  if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
   if text == '' then return fail('c2m: no points') end
 
-  -- Parse and validate every line before anything is written.
-  local T, I, V, Q = {}, {}, {}, {}
-  local np, pos, len = 0, 1, #text
-  while pos <= len do
-    local _, e, t, id, v, q = string.find(text, POINT_LINE, pos)
-    if not e then
-      local line = string.match(text, '^[^\n]*', pos)
-      return fail('c2m: point ' .. (np + 1) .. ' is not "type id value quality" with type m, s, c or a and a numeric id: ' .. string.sub(line, 1, 60))
-    end
-    if v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v) end
+  -- Parse and validate every line before anything is written, building the
+  -- channel's writes as it goes (one pass; nothing is written until all is valid).
+  -- gmatch finds the lines; that they cover the whole text proves there is nothing
+  -- else in it (a malformed line is then found again, with its number, by find).
+  local mapped = redis.call('SISMEMBER', keys[2], channel) == 1
+  local byType = {}
+  local fields, V, Q = {}, {}, {}
+  local prefix = channel .. ':'
+  local np, covered = 0, 0
+  for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
+    if #v < 3 and v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v) end
     if q ~= '' and not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q) end
     if v == '' and q == '' then return fail('c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality') end
     np = np + 1
-    T[np], I[np], V[np], Q[np] = t, id, v, q
-    pos = e + 1
-  end
-
-  -- Channel hashes, one HSET per hash; the mapping lookups alongside.
-  local byType = {}
-  local fields = {}
-  local prefix = channel .. ':'
-  for i = 1, np do
-    local t, id, v, q = T[i], I[i], V[i], Q[i]
+    covered = covered + #id + #v + #q + 5
     local w = byType[t]
     if not w then
       w = new_writes()
       byType[t] = w
     end
     add_write(w, id, v, q, ts)
-    fields[i] = prefix .. t .. ':' .. id
+    if mapped then
+      fields[np] = prefix .. t .. ':' .. id
+      V[np], Q[np] = v, q
+    end
   end
-  local slot = { m = 5, s = 8, c = 11, a = 14 }
+  if covered ~= #text then
+    local pos, n = 1, 0
+    while true do
+      local _, e = string.find(text, POINT_LINE, pos)
+      if not e then break end
+      n, pos = n + 1, e + 1
+    end
+    local line = string.match(text, '^[^\n]*', pos)
+    return fail('c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60))
+  end
+
+  -- Channel hashes, one HSET per hash.
+  local slot = { m = 6, s = 9, c = 12, a = 15 }
   for t, w in pairs(byType) do
     local k = slot[t]
     flush_writes(w, keys[k], keys[k + 1], keys[k + 2])
   end
 
   -- Model hashes and one notification per touched model.
-  local targets = redis.call('HMGET', keys[1], unpack(fields))
+  local targets = mapped and redis.call('HMGET', keys[1], unpack(fields)) or {}
   local models, order = {}, {}
   for i = 1, np do
     local target = targets[i]
@@ -114,22 +129,23 @@ local function c2m(keys, args)
   -- The channel's notification carries what was written: its subscribers need no read-back.
   redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts .. '\n' .. text)
 
-  local hd = bounded_xadd(keys[2], keys[4], 'hissrv:queue:dropped', args[3], { 'src', 'c', 'id', channel, 'ts', ts, 'p', text })
-  local cd = bounded_xadd(keys[3], keys[4], 'cloud:queue:dropped', args[4], { 'src', 'c', 'id', channel, 'ts', ts, 'p', text })
-  return { np, #order, hd, cd }
+  local dropped = outbox_add(keys[3], keys[4], tonumber(args[3]), { 'src', 'c', 'id', channel, 'ts', ts, 'p', text }, #text + #channel + 32)
+  return { np, #order, dropped, redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
 end
 
 --[[
 model_set: calculated values of one model.
-KEYS: 1 modsrv:{model}:measurement, 2 …:ts, 3 …:q, 4 hissrv:queue, 5 stats:queues
-ARGV: 1 model, 2 ts, 3 history MAXLEN, then per value: name, value, quality
+KEYS: 1 modsrv:{model}:measurement, 2 …:ts, 3 …:q, 4 outbox, 5 stats:outbox
+ARGV: 1 model, 2 ts, 3 the outbox's bound in bytes, then per value: name, value, quality
+The outbox entry is {src m, id model, ts, p}: p is JSON [[name, value, quality], …]
+(value '' for none). Returns {values, outbox_dropped}.
 ]]
 local function model_set(keys, args)
   local model, ts = args[1], args[2]
   if #keys ~= 5 then return fail('model_set needs 5 keys, got ' .. #keys) end
   if model == nil or model == '' then return fail('model_set: model is missing') end
   if not positive_int(ts) then return fail('model_set: ts must be a positive integer (ms)') end
-  if not positive_int(args[3]) then return fail('model_set: MAXLEN must be a positive integer') end
+  if not positive_int(args[3]) then return fail('model_set: the outbox bound must be a positive integer (bytes)') end
   local n = #args - 3
   if n == 0 or n % 3 ~= 0 then return fail('model_set: values come in groups of 3 (name, value, quality)') end
   for i = 4, #args, 3 do
@@ -157,8 +173,9 @@ local function model_set(keys, args)
   local msg = { ts = tonumber(ts), src = 'calc', v = values }
   if next(quality) then msg.q = quality end
   redis.call('PUBLISH', 'modsrv:' .. model .. ':update', cjson.encode(msg))
-  bounded_xadd(keys[4], keys[5], 'hissrv:queue:dropped', args[3], { 'src', 'm', 'id', model, 'ts', ts, 'p', cjson.encode(points) })
-  return #points
+  local p = cjson.encode(points)
+  local dropped = outbox_add(keys[4], keys[5], tonumber(args[3]), { 'src', 'm', 'id', model, 'ts', ts, 'p', p }, #p + #model + 32)
+  return { #points, dropped }
 end
 
 redis.register_function('c2m', c2m)

@@ -96,7 +96,9 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
     if (sup) {
       // A kind under its own supervisor is in the tree even without actors, as the tree always was.
       nodes.push({ id: sup.id, kind: 'supervisor', parent: ROOT_ID, order: makers.length, strategy: sup.strategy });
-      specs.forEach((s, i) => nodes.push({ id: s.id, kind: k.kind, parent: sup.id, order: i }));
+      specs.forEach((s, i) => {
+        nodes.push({ id: s.id, kind: k.kind, parent: sup.id, order: i });
+      });
       const policy = sup.policy(site.runtime);
       makers.push((onEvent) => [Supervisor.asChild(sup.id, () => new Supervisor({ id: sup.id, strategy: sup.strategy, ...policy, onEvent }, specs))]);
     } else {

@@ -17,7 +17,7 @@ export function alarmsText(views: readonly AlarmView[], now: number = Date.now()
   ]);
   const head = ['ALARM', 'STATE', 'SEVERITY', 'FOR', 'MESSAGE', ''];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n';
+  return `${[head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
 }
 
 /** Prints the alarms (only the active ones with `activeOnly`); exit code 0, or 2 when Redis cannot be read. */

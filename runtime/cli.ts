@@ -19,10 +19,12 @@ import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.
 import { randomBytes } from 'node:crypto';
 import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
-import { statusReport } from './status.js';
+import { statusReport, watchStatus } from './status.js';
 import { alarmsCommand } from './alarmsReport.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
+import { failCurrentActor } from './actorHost.js';
+import { installFaultHandlers, useReporterLogger } from './reporter.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
 import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { Fault } from '../actors/modbus/device.js';
@@ -39,6 +41,7 @@ commands:
   demo       run the example site with a private redis-server (unless $REDIS_URL is set)
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
+             (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
   alarms [--active]
              print the site's alarms (state, severity, for how long, message), from Redis
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
@@ -94,7 +97,7 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
     return 0;
   }
   const reason = outcome.exit;
-  log.fatal({ reason: reason.kind === 'error' ? errorMessage(reason.error) : 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
+  log.fatal(reason.kind === 'error' ? { err: reason.error } : { reason: 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
   await rt.stop();
   await cleanup();
   return 1;
@@ -105,6 +108,9 @@ async function startSite(
   opts: { redisUrl?: string; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
 ): Promise<{ rt: RunningRuntime; log: Logger }> {
   const log = createLogger(site.runtime.log.level);
+  // From here on, errors without a caller are logged, and a fault fails its actor (or, outside any, ends the process non-zero).
+  useReporterLogger(log);
+  installFaultHandlers({ log, failActor: failCurrentActor });
   const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
   return { rt, log };
 }
@@ -165,7 +171,7 @@ async function cmdDemo(dir: string): Promise<number> {
     'VoltageEMS demo is running',
     `  site      ${site.runtime.site}: ${summary(site)}`,
     `  config    ${site.dir}`,
-    `  redis     ${redactUrl(url)}${server ? ' (private redis-server, pid ' + String(server.process.pid) + ', stops with the demo)' : ' (from $REDIS_URL)'}`,
+    `  redis     ${redactUrl(url)}${server ? ` (private redis-server, pid ${String(server.process.pid)}, stops with the demo)` : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL ${KEYS.model('site')}`,
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
@@ -186,14 +192,24 @@ async function cmdDemo(dir: string): Promise<number> {
   });
 }
 
-async function cmdStatus(): Promise<number> {
+/** `watchMs`: redraw every so many ms until SIGINT/SIGTERM (exit 0); undefined: print once. */
+async function cmdStatus(watchMs?: number): Promise<number> {
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const log = createLogger('error');
   const client = openRedis(url, log, 'status');
   try {
     await readyWithin(client, url, 5_000);
-    const report = await statusReport(new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 }, { log }));
-    process.stdout.write(report.text);
+    const redis = new VoltageRedis(client, { outboxMaxMB: 1 }, { log });
+    if (watchMs !== undefined) {
+      const stop = new Promise<void>((res) => {
+        process.once('SIGINT', () => res());
+        process.once('SIGTERM', () => res());
+        process.stdout.once('error', () => res()); // the reader of a pipe is gone (`| head`)
+      });
+      await watchStatus(redis, { intervalMs: watchMs, out: process.stdout, stop });
+      return 0;
+    }
+    process.stdout.write((await statusReport(redis)).text);
     return 0;
   } catch (e) {
     process.stderr.write(`voltage status: ${errorMessage(e)}\n`);
@@ -261,7 +277,7 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
   }
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
   const client = openRedis(url, createLogger('error'), 'control');
-  const redis = new VoltageRedis(client, { historyMaxLen: 1, cloudMaxLen: 1 });
+  const redis = new VoltageRedis(client, { outboxMaxMB: 1 });
   const subs = redis.subscriber();
   try {
     await readyWithin(client, url, 5_000);
@@ -303,9 +319,13 @@ const shieldNegative = (arg: string): string => (NEGATIVE.test(arg) ? SHIELD + a
 const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.slice(SHIELD.length) : arg);
 
 export async function main(argv: readonly string[]): Promise<number> {
-  let parsed;
+  const options = {
+    config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true },
+    timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, active: { type: 'boolean' },
+  } as const;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
-    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true }, timeout: { type: 'string' }, active: { type: 'boolean' } } });
+    parsed = parseArgs({ args: argv.map(shieldNegative), allowPositionals: true, options });
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\n\n${USAGE}`);
     return 2;
@@ -317,7 +337,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'start': return cmdStart(dir);
     case 'gateway-child': return runGatewayChild(); // the gateway's own process, started by the runtime
     case 'demo': return cmdDemo(dir);
-    case 'status': return cmdStatus();
+    case 'status': {
+      const intervalMs = Number(parsed.values.interval ?? '1000');
+      if (!Number.isInteger(intervalMs) || intervalMs < 100) {
+        process.stderr.write(`--interval ${parsed.values.interval}: expected a whole number of milliseconds, at least 100\n`);
+        return 2;
+      }
+      return cmdStatus(parsed.values.watch ? intervalMs : undefined);
+    }
     case 'alarms': return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);

@@ -67,6 +67,8 @@ export const REDIS_ERROR_CODES = {
   noGroup: 'REDIS_NOGROUP',
   /** Redis did not answer in time. */
   timeout: 'REDIS_TIMEOUT',
+  /** Redis is not connected, and this connection does not queue (the gateway's): the call was not sent. */
+  unavailable: 'REDIS_UNAVAILABLE',
   /** Any other error reply or connection failure. */
   command: 'REDIS_COMMAND',
 } as const;

@@ -56,7 +56,7 @@ export const REDIS_TUNING: readonly string[] = ['--hash-max-listpack-entries', '
 /** Servers this process started and has not stopped: killed when it exits, however it exits. */
 const running = new Set<ChildProcess>();
 let exitHook = false;
-function track(child: ChildProcess): void {
+export function killOnExit(child: ChildProcess): void {
   running.add(child);
   child.once('exit', () => running.delete(child));
   if (exitHook) return;
@@ -78,7 +78,7 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
     '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
     ...REDIS_TUNING,
   ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
-  track(child);
+  killOnExit(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });

@@ -39,7 +39,7 @@ export class ActorRegistry {
       for (const l of this.statusListeners) l(counts);
     }
     this.redis.actors.report(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
-      this.log.warn({ actor: id, err: errorMessage(e) }, 'could not record actor state');
+      this.log.warn({ actor: id, err: e }, 'could not record actor state');
     });
   }
 
@@ -106,7 +106,7 @@ export class ActorRegistry {
   /** An entry in the actor's transitions journal (runtime/redis/transitions.ts). */
   journal(id: string, entry: TransitionEntry): void {
     this.redis.actors.appendTransition(id, entry).catch((e: unknown) => {
-      this.log.warn({ actor: id, err: errorMessage(e) }, 'could not journal a transition');
+      this.log.warn({ actor: id, err: e }, 'could not journal a transition');
     });
   }
 
@@ -121,7 +121,7 @@ export class ActorRegistry {
           ? { status: 'failed', lastError: errorMessage(e.reason.error) }
           : { status: 'done' });
         this.exitJournal(e.child, e.reason.kind === 'error' ? errorMessage(e.reason.error) : undefined);
-        if (e.reason.kind === 'error') this.log.warn({ actor: e.child, supervisor: e.supervisor, err: errorMessage(e.reason.error) }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
+        if (e.reason.kind === 'error') this.log.warn({ actor: e.child, supervisor: e.supervisor, err: e.reason.error }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
         break;
       case 'restart_scheduled':
         this.report(e.child, { status: 'backoff', restarts: e.restarts, attempt: e.attempt, nextBackoffMs: e.delayMs, backoffUntil: Date.now() + e.delayMs });
@@ -132,7 +132,7 @@ export class ActorRegistry {
         break;
       case 'escalated':
         this.report(e.supervisor, { status: 'escalated', lastError: e.error.message });
-        this.log.error({ supervisor: e.supervisor, child: e.child }, e.error.message);
+        this.log.error({ supervisor: e.supervisor, child: e.child, err: e.error }, e.error.message);
         break;
     }
   }

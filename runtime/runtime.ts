@@ -26,6 +26,7 @@ import type { SiteDescription } from './domain/site.js';
 import type { Subscriptions } from './redis/subscriptions.js';
 import { VoltageRedis } from './redis/voltageRedis.js';
 import { ActorRegistry } from './registry.js';
+import { settled } from './reporter.js';
 import type { Role } from './config/schema.js';
 import type { ExitReason, Supervisor } from './supervisor.js';
 
@@ -152,7 +153,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
       await root.stop();
       registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });
       registry.dispose();
-      await within(redis.ping().catch(() => undefined), 2_000); // the last reports are written, unless Redis is gone
+      await within(settled(redis.ping(), { source: 'stop: writing the last reports' }), 2_000); // unless Redis is gone (reported)
       await subscriptions.close();
       await redis.close();
       log.info('runtime stopped');

@@ -1,8 +1,11 @@
 /**
  * `voltage status`: the supervisor tree as recorded in Redis, readable also
  * while the runtime is down (then it says so and shows the last known state).
+ * `--watch` redraws it every interval, for operators on SSH: in place on a
+ * terminal, one frame after another when the output is a file or a pipe.
  */
-import { KEYS } from './redis/keys.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { errorMessage } from './errors.js';
 import type { VoltageRedis } from './redis/voltageRedis.js';
 
 export const HEARTBEAT_STALE_MS = 15_000;
@@ -34,8 +37,9 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   lines.push(up
     ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
     : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
-  const q = await redis.telemetry.queueStats();
-  lines.push(`queues: ${KEYS.history} ${q.historyLen} entries, ${KEYS.cloud} ${q.cloudLen} entries, dropped ${JSON.stringify(q.dropped)}`);
+  const q = await redis.telemetry.outboxStats();
+  const groups = q.groups.map((g) => `${g.name} ${g.pending} pending${g.lag !== null ? `, ${g.lag} unread` : ''}`).join('; ');
+  lines.push(`outbox: ${q.length} entries, ${(q.bytes / 2 ** 20).toFixed(1)} MB, ${q.dropped} dropped${q.dropped > 0 ? ' (!)' : ''}; ${groups ? `consumers: ${groups}` : 'no consumer (nothing is written to it)'}`);
   lines.push('');
   const byParent = new Map<string, typeof actors>();
   for (const a of actors) {
@@ -67,8 +71,65 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
     const branch = depth === 0 ? '' : `${prefix}${last ? '└─ ' : '├─ '}`;
     lines.push(`${(branch + id).padEnd(width)}${describe(a)}`);
     const kids = byParent.get(id) ?? [];
-    kids.forEach((k, i) => walk(k.id!, depth === 0 ? '' : `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, depth + 1));
+    kids.forEach((k, i) => {
+      walk(k.id!, depth === 0 ? '' : `${prefix}${last ? '   ' : '│  '}`, i === kids.length - 1, depth + 1);
+    });
   };
   walk('root', '', true, 0);
   return { text: `${lines.join('\n')}\n`, runtimeUp: up, actors: actors.length };
+}
+
+/** Where `watchStatus` draws: a terminal (`isTTY`) is redrawn in place; anything else gets each frame appended. */
+export interface StatusOutput { write(text: string): unknown; readonly isTTY?: boolean }
+
+export interface WatchOptions {
+  readonly intervalMs: number;
+  readonly out: StatusOutput;
+  /** Settles when the watch is to end (Ctrl-C, SIGTERM, the reader of a pipe gone). */
+  readonly stop: Promise<unknown>;
+}
+
+const CURSOR_HOME = '\x1b[H';
+const CLEAR_SCREEN = '\x1b[2J';
+const CLEAR_TO_EOL = '\x1b[K';
+const CLEAR_BELOW = '\x1b[J';
+
+/**
+ * Draws the tree every `intervalMs` until `stop` settles; resolves with the number of frames drawn.
+ * A read that takes longer than the interval (Redis gone: ioredis queues the commands until it is
+ * back) gives a frame saying so instead of freezing the last one, and never delays the stop.
+ */
+export async function watchStatus(redis: VoltageRedis, opts: WatchOptions): Promise<number> {
+  const ac = new AbortController();
+  const stopped = opts.stop.then(() => { ac.abort(); return undefined; });
+  const tick = (ms: number) => delay(ms, undefined, { signal: ac.signal }).catch(() => undefined);
+  const waitMs = Math.max(opts.intervalMs, 2_000);
+  let pending: Promise<string> | undefined;
+  let frames = 0;
+  if (opts.out.isTTY) opts.out.write(CURSOR_HOME + CLEAR_SCREEN);
+  while (!ac.signal.aborted) {
+    const started = Date.now();
+    // One read at a time: while Redis does not answer, the read in flight is awaited again, not doubled.
+    if (!pending) {
+      const read = statusReport(redis, started).then((r) => r.text, (e: unknown) => `cannot read the tree: ${errorMessage(e)}\n`);
+      pending = read;
+      void read.finally(() => { if (pending === read) pending = undefined; });
+    }
+    const frameDone = new AbortController();
+    const silence = delay(waitMs, undefined, { signal: AbortSignal.any([ac.signal, frameDone.signal]) })
+      .then(() => `Redis does not answer (no reply within ${waitMs} ms); still trying\n`, () => undefined);
+    const text = await Promise.race([pending, stopped, silence]);
+    frameDone.abort();
+    if (ac.signal.aborted || text === undefined) break;
+    const frame = `voltage status --watch: ${new Date(started).toISOString()}, every ${opts.intervalMs} ms; Ctrl-C stops\n\n${text}`;
+    if (opts.out.isTTY) {
+      // Home and overwrite line by line, then clear what the last frame left below: no flicker.
+      opts.out.write(CURSOR_HOME + frame.replace(/\n/g, `${CLEAR_TO_EOL}\n`) + CLEAR_BELOW);
+    } else {
+      opts.out.write(`${frames > 0 ? '\n' : ''}${frame}`);
+    }
+    frames++;
+    await tick(Math.max(0, opts.intervalMs - (Date.now() - started)));
+  }
+  return frames;
 }

@@ -265,7 +265,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       return {
         machine,
         input: { channelId: channel.id, pollMs: channel.pollMs },
-        attach: async (actor) => {
+        attach: async (_actor) => {
           unsubscribe = await deps.subscriptions?.on(KEYS.commandHint(channel.id), () => {
             hinted = true;
             wake?.();

@@ -92,7 +92,7 @@ export class ModbusLink implements Device {
 
   private linkOrThrow(): ModbusRTU {
     const c = this.client;
-    if (!c || !c.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: the link is closed`, { channel: this.channel.id });
+    if (!c?.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: the link is closed`, { channel: this.channel.id });
     return c;
   }
 

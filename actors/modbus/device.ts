@@ -35,7 +35,7 @@ export class SimDevice {
   }
 }
 
-export type Reply = { readonly kind: 'pdu'; readonly pdu: Buffer } | { readonly kind: 'none' } | { readonly kind: 'drop' } | { readonly kind: 'delay'; readonly ms: number; readonly then: Reply };
+export type Reply = { readonly kind: 'pdu'; readonly pdu: Buffer } | { readonly kind: 'none' } | { readonly kind: 'drop' } | { readonly kind: 'delay'; readonly ms: number; readonly reply: Reply };
 
 function exception(fn: number, code: number): Buffer {
   return Buffer.from([fn | 0x80, code]);
@@ -105,5 +105,5 @@ export function handlePdu(dev: SimDevice, pdu: Buffer): Reply {
     }
   };
   const reply = answer();
-  return f.kind === 'slow' ? { kind: 'delay', ms: f.delayMs, then: reply } : reply;
+  return f.kind === 'slow' ? { kind: 'delay', ms: f.delayMs, reply } : reply;
 }

@@ -15,7 +15,7 @@ function deliver(reply: Reply, send: (pdu: Buffer) => void, drop: () => void): v
   switch (reply.kind) {
     case 'pdu': send(reply.pdu); break;
     case 'drop': drop(); break;
-    case 'delay': setTimeout(() => deliver(reply.then, send, drop), reply.ms); break;
+    case 'delay': setTimeout(() => deliver(reply.reply, send, drop), reply.ms); break;
     case 'none': break;
   }
 }

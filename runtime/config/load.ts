@@ -324,11 +324,11 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
   const byId = new Map(models.map((m) => [m.id, m]));
   const valuesOf = (m: ModelDef) => [...m.measurements.keys(), ...m.calculations.map((c) => c.name)];
   const entries: Array<{ readonly a: AlarmConfig; readonly path: Path }> = [];
-  cfg.alarms.forEach((a, i) => entries.push({ a, path: ['alarms', i] }));
+  cfg.alarms.forEach((a, i) => { entries.push({ a, path: ['alarms', i] }); });
   cfg.models.forEach((m) => {
     const tpl = m.template ? cfg.templates[m.template] : undefined;
     if (!tpl) return;
-    instantiateTemplateAlarms(m.id, tpl.alarms).forEach((a, i) => entries.push({ a, path: ['templates', m.template!, 'alarms', i] }));
+    instantiateTemplateAlarms(m.id, tpl.alarms).forEach((a, i) => { entries.push({ a, path: ['templates', m.template!, 'alarms', i] }); });
   });
   const seen = new Map<string, Path>();
   const out: AlarmDef[] = [];

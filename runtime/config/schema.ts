@@ -35,8 +35,8 @@ export const runtimeSchema = z.strictObject({
   site: id.default('site'),
   redis: z.strictObject({
     url: z.string().default('redis://127.0.0.1:6379'),
-    historyMaxLen: z.number().int().positive().default(100_000),
-    cloudMaxLen: z.number().int().positive().default(100_000),
+    /** The outbox's bound (history and cloud links read it); sized for a 4 GB box. */
+    outboxMaxMB: z.number().positive().max(65_536).default(256).describe('bound of the outbox stream in MB; past it the oldest unread entries are dropped and counted'),
   }).prefault({}),
   supervisor: supervisorSchema.prefault({}),
   channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),
@@ -208,6 +208,8 @@ export const gatewaySchema = z.strictObject({
   })).default([]),
   rateLimit: z.strictObject({ perSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) }).prefault({}),
   maxBodyBytes: z.number().int().positive().default(16_384),
+  /** Every request answers within this: a 503 past it (a Redis that does not answer never makes a request hang). */
+  requestTimeoutMs: positiveMs.default(2_000),
   commandTimeoutMs: positiveMs.default(10_000),
   /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
   ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),

@@ -26,6 +26,9 @@ export class C2mBatch {
 
   /** A value of null: none this time (a quality mark); a quality of null: unchanged (see PointSample). */
   add(type: PointType, id: number, value: number | null, quality: Quality | null): void {
+    // Values are checked here, where they are made, so that c2m need not parse each number again.
+    if (value !== null && !(Math.abs(value) < 1e21)) throw new RangeError(`value of ${type}:${id} is not a finite number below 1e21: ${value}`);
+    if (!Number.isSafeInteger(id) || id < 0) throw new RangeError(`point id of ${type}:${id} is not a non-negative integer`);
     const text = value === null ? '' : formatValue(value);
     const need = this.len + text.length + 40; // type, id, quality, separators
     if (need > this.buf.length) {

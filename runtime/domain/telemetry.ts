@@ -21,13 +21,19 @@ export interface PointSample {
   readonly quality: Quality | null;
 }
 
-export interface C2mResult { readonly points: number; readonly models: number; readonly historyDropped: number; readonly cloudDropped: number }
+export interface C2mResult { readonly points: number; readonly models: number; readonly outboxDropped: number }
 
 export interface ModelValue { readonly name: string; readonly value: number | null; readonly quality: Quality }
 
 export interface ValueRecord { readonly value: number | null; readonly ts: number | null; readonly quality: Quality | null }
 
-export interface QueueStats { readonly historyLen: number; readonly cloudLen: number; readonly dropped: Record<string, string> }
+/** The outbox: its entries, its size in bytes (estimated after trims), what its bound dropped, and each consumer group's backlog. */
+export interface OutboxStats {
+  readonly length: number;
+  readonly bytes: number;
+  readonly dropped: number;
+  readonly groups: ReadonlyArray<{ readonly name: string; readonly pending: number; readonly lag: number | null }>;
+}
 
 /** Numbers are written with fixed precision (DESIGN.md §4). */
 export function formatValue(v: number): string {

@@ -10,15 +10,16 @@ import type { GatewayConfig, Role } from '../config/schema.js';
 import { errorMessage } from '../errors.js';
 import { createLogger } from '../logger.js';
 import { openRedis, whenReady } from '../redis/connect.js';
-import type { QueueLimits } from '../redis/telemetry.js';
+import type { OutboxLimits } from '../redis/telemetry.js';
 import { VoltageRedis } from '../redis/voltageRedis.js';
+import { installFaultHandlers, report, reportRejection, useReporterLogger } from '../reporter.js';
 import { startGatewayServer, type GatewayServer } from './server.js';
 
 export interface GatewayStart {
   readonly type: 'start';
   readonly cfg: GatewayConfig;
   readonly redisUrl: string;
-  readonly limits: QueueLimits;
+  readonly limits: OutboxLimits;
   readonly extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }>;
   readonly logLevel: string;
 }
@@ -36,6 +37,8 @@ export type FromGateway =
   | { readonly type: 'failed'; readonly message: string }
   | { readonly type: 'metrics?'; readonly id: number };
 
+const GATEWAY_BINDINGS = { actor: 'gateway', process: 'gateway' } as const;
+
 /** How long the gateway waits for the runtime's metrics. */
 const METRICS_TIMEOUT_MS = 2_000;
 
@@ -46,18 +49,30 @@ export async function runGatewayChild(): Promise<number> {
     return 2;
   }
   const tell = (m: FromGateway) => { if (process.connected) send(m); };
+  // This process is the gateway actor: a fault anywhere in it fails the actor. It is
+  // logged, said to the runtime, and ends the process non-zero; the runtime restarts it.
+  const bootLog = createLogger().child(GATEWAY_BINDINGS);
+  useReporterLogger(bootLog);
+  installFaultHandlers({
+    log: bootLog,
+    fatal: (e) => {
+      tell({ type: 'failed', message: errorMessage(e) });
+      bootLog.flush();
+      process.exit(1);
+    },
+  });
   let counts: Readonly<Record<string, number>> = {};
   let nextId = 0;
   const asked = new Map<number, (text: string) => void>();
   let finish: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => { finish = resolve; });
   // What `stop` closes: nothing until the start message came.
-  let close = async () => undefined as void;
+  let close = async () => undefined as undefined;
   let stopping = false;
   const stop = (code: number) => {
     if (stopping) return;
     stopping = true;
-    void close().catch(() => undefined).then(() => finish(code));
+    void close().then(undefined, (e: unknown) => report(e, { source: 'gateway close' })).then(() => finish(code));
   };
 
   const started = new Promise<GatewayStart>((resolve) => {
@@ -73,10 +88,12 @@ export async function runGatewayChild(): Promise<number> {
   // The runtime is gone: nobody supervises this process any more.
   process.on('disconnect', () => process.exit(0));
 
-  void started.then(async (init) => {
+  reportRejection(started.then(async (init) => {
     if (stopping) return;
-    const log = createLogger(init.logLevel).child({ actor: 'gateway', process: 'gateway' });
-    const client = openRedis(init.redisUrl, log, 'gateway');
+    const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
+    useReporterLogger(log);
+    // Fail fast: a request that needs Redis while it is unreachable gets a 503 at once, not a hang.
+    const client = openRedis(init.redisUrl, log, 'gateway', { failFast: true });
     const redis = new VoltageRedis(client, init.limits, { log });
     const subscriptions = redis.subscriber();
     let server: GatewayServer | undefined;
@@ -97,12 +114,12 @@ export async function runGatewayChild(): Promise<number> {
         }),
       }, init.extraTokens);
     } catch (e) {
-      log.error({ err: errorMessage(e) }, `the gateway could not start: ${errorMessage(e)}`);
+      log.error({ err: e }, `the gateway could not start: ${errorMessage(e)}`);
       tell({ type: 'failed', message: errorMessage(e) });
       stop(1);
       return;
     }
     tell({ type: 'listening', port: server.port });
-  });
+  }), { source: 'gateway start' });
   return finished;
 }

@@ -17,14 +17,14 @@ import type { ActorKind } from '../actorKind.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import { VoltageError } from '../errors.js';
 import { prometheus } from '../metrics.js';
-import type { QueueLimits } from '../redis/telemetry.js';
+import type { OutboxLimits } from '../redis/telemetry.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
 import type { FromGateway, ToGateway } from './child.js';
 
 export interface GatewayDeps {
   readonly redisUrl: string;
-  readonly limits: QueueLimits;
+  readonly limits: OutboxLimits;
   readonly registry: ActorRegistry;
   readonly logLevel: string;
   /** Tokens given at start (the demo makes one per role); config tokens are hashes. */
@@ -85,7 +85,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
           // Serving until the process ends on its own: that is a failure of this actor.
           serve: fromPromise<void, void>(async () => {
             const how = await exited;
-            throw new VoltageError('api', 'GATEWAY_EXITED', `the gateway process exited (${how})`);
+            throw new VoltageError('api', 'GATEWAY_EXITED', `the gateway process exited (${how})${failure ? `: ${failure}` : ''}`);
           }),
         },
       });

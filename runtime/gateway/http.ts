@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import uWS from 'uWebSockets.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
-import { VoltageError } from '../errors.js';
+import { REDIS_ERROR_CODES, VoltageError, errorMessage, isRedisError } from '../errors.js';
 
 export class ApiError extends VoltageError {
   readonly status: number;
@@ -21,7 +21,7 @@ export class ApiError extends VoltageError {
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
   200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 409: '409 Conflict', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
 
@@ -50,6 +50,24 @@ export function sha256(text: string): string {
 }
 
 interface Bucket { tokens: number; at: number }
+
+/** What a failure is to a client: its own ApiError, 503 when Redis is unreachable, else 500. */
+function asApiError(e: unknown): ApiError {
+  if (e instanceof ApiError) return e;
+  if (isRedisError(e, REDIS_ERROR_CODES.unavailable) || isRedisError(e, REDIS_ERROR_CODES.timeout)) {
+    return new ApiError(503, 'REDIS_UNAVAILABLE', `Redis is unreachable: ${errorMessage(e)}`);
+  }
+  return new ApiError(500, 'INTERNAL', errorMessage(e));
+}
+
+/** The handler's answer, or a 503 once the request's deadline has passed (no request hangs). */
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ApiError(503, 'DEADLINE_EXCEEDED', `no answer within ${ms} ms (gateway.requestTimeoutMs); Redis may be unreachable`)), ms);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
 
 export class Http {
   readonly app: uWS.TemplatedApp = uWS.App();
@@ -117,7 +135,11 @@ export class Http {
     b.tokens -= 1;
   }
 
+  /** Every route registered, in order, for the check that each one is documented. */
+  readonly routes: Array<{ readonly method: 'get' | 'post'; readonly pattern: string }> = [];
+
   route(method: 'get' | 'post', pattern: string, access: Access, handler: Handler): void {
+    this.routes.push({ method, pattern });
     const paramCount = (pattern.match(/:/g) ?? []).length;
     this.app[method](pattern, (res, req) => {
       let aborted = false;
@@ -140,7 +162,7 @@ export class Http {
         });
       };
       const fail = (e: unknown) => {
-        const err = e instanceof ApiError ? e : new ApiError(500, 'INTERNAL', e instanceof Error ? e.message : String(e));
+        const err = asApiError(e);
         send({ status: err.status, body: { error: { code: err.code, message: err.message } } });
       };
       let caller: Caller | undefined;
@@ -157,7 +179,7 @@ export class Http {
         fail(e);
         return;
       }
-      const run = (body: unknown) => handler({ params, query, body, caller, accept }).then(send, fail);
+      const run = (body: unknown) => withDeadline(handler({ params, query, body, caller, accept }), this.cfg.requestTimeoutMs).then(send, fail);
       if (method === 'get') {
         void run(undefined);
         return;
@@ -187,11 +209,22 @@ export class Http {
     });
   }
 
-  /** Anything no route matched. */
+  /** Anything no route matched: 405 (with Allow) for a known path asked with another method, else 404. */
   notFound(): void {
-    this.app.any('/*', (res) => {
-      res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
-        .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } })));
+    const paths = this.routes.map((r) => ({ method: r.method.toUpperCase(), path: new RegExp(`^${r.pattern.replace(/:[^/]+/g, '[^/]+')}/?$`) }));
+    this.app.any('/*', (res, req) => {
+      const url = req.getUrl();
+      const method = req.getMethod().toUpperCase();
+      const allow = [...new Set(paths.filter((p) => p.path.test(url)).map((p) => p.method))];
+      res.cork(() => {
+        if (allow.length > 0 && !allow.includes(method)) {
+          res.writeStatus('405 Method Not Allowed').writeHeader('allow', allow.join(', ')).writeHeader('content-type', 'application/json')
+            .end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${method} ${url}: this path takes ${allow.join(' or ')}` } }));
+          return;
+        }
+        res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
+          .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
+      });
     });
   }
 

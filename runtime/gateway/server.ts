@@ -11,7 +11,7 @@ import type { Subscriptions } from '../redis/subscriptions.js';
 import type { VoltageRedis } from '../redis/voltageRedis.js';
 import { VoltageError } from '../errors.js';
 import { TelemetryFeed } from './ws.js';
-import { openApiDocument } from './openapi.js';
+import { openApiDocument, undocumentedRoutes } from './openapi.js';
 import { Http } from './http.js';
 import { actorRoutes } from './routes/actors.js';
 import { actorDetailRoutes } from './routes/actorDetail.js';
@@ -59,8 +59,18 @@ export async function startGatewayServer(
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   await feed.start();
-  http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: openApiDocument() }));
+  const doc = openApiDocument();
+  http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: doc }));
   http.notFound();
+  // A route missing from the document is a bug found by the first test that starts a gateway.
+  const undocumented = undocumentedRoutes(http.routes, doc);
+  if (undocumented.length) {
+    await stopActorFeed();
+    await stopAlarmFeed();
+    await feed.stop();
+    http.close();
+    throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
+  }
   let port: number;
   try {
     port = await http.listen();

@@ -15,7 +15,7 @@
  * gets no deltas until it drains, then a fresh snapshot of its topics (the
  * latest value wins); past `maxBackpressure` uWS closes it.
  */
-import uWS from 'uWebSockets.js';
+import type uWS from 'uWebSockets.js';
 import type { SiteJson } from '../domain/site.js';
 import type { ValueRecord } from '../domain/telemetry.js';
 import { KEYS, channelOfUpdate, modelOfUpdate } from '../redis/keys.js';
@@ -24,6 +24,7 @@ import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
 import { TopicCoalescer } from './coalescer.js';
 import { channelChanges, modelChanges, type ModelUpdateMessage, ValueCache } from './valueCache.js';
+import { reportRejection } from '../reporter.js';
 
 export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
 
@@ -176,9 +177,9 @@ export class TelemetryFeed {
         const c = ws.getUserData();
         if (!c.stale || ws.getBufferedAmount() > this.opts.maxBufferBytes / 2) return;
         c.stale = false;
-        void this.sendSnapshots(ws, [...c.topics]);
+        reportRejection(this.sendSnapshots(ws, [...c.topics]), { source: 'ws snapshot' });
       },
-      message: (ws, data) => { void this.onMessage(ws, Buffer.from(data).toString('utf8')); },
+      message: (ws, data) => { reportRejection(this.onMessage(ws, Buffer.from(data).toString('utf8')), { source: 'ws message' }); },
     });
     this.unsubscribe.push(await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
       const model = modelOfUpdate(channel);
@@ -194,7 +195,7 @@ export class TelemetryFeed {
     }));
     await this.cache.load();
     await this.channels.load();
-    this.subs.onReconnect(() => { void this.cache.load().then(() => this.channels.load()).catch(() => undefined); });
+    this.subs.onReconnect(() => { reportRejection(this.cache.load().then(() => this.channels.load()), { source: 'ws reload after reconnect' }); });
     this.timer = setInterval(() => this.checkBuffers(), this.opts.intervalMs);
   }
 

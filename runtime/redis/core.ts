@@ -24,8 +24,8 @@ export type FcallArg = string | number | Buffer;
 
 /** What each Function takes, by name; FUNCTIONS turns it into KEYS and ARGV. */
 export interface FunctionInputs {
-  c2m: { readonly channel: string; readonly ts: number; readonly historyMaxLen: number; readonly cloudMaxLen: number; readonly points: Buffer };
-  model_set: { readonly model: string; readonly ts: number; readonly historyMaxLen: number; readonly values: readonly ModelValue[] };
+  c2m: { readonly channel: string; readonly ts: number; readonly outboxMaxBytes: number; readonly points: Buffer };
+  model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
   actor_report: { readonly id: string; readonly fields: ActorFields };
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
   site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number };
@@ -44,8 +44,8 @@ export interface FunctionInputs {
 
 /** What each Function returns (see its comment in lua/). */
 export interface FunctionOutputs {
-  c2m: [points: number, models: number, historyDropped: number, cloudDropped: number];
-  model_set: number;
+  c2m: [points: number, models: number, outboxDropped: number, siteMissing: 0 | 1];
+  model_set: [values: number, outboxDropped: number];
   actor_report: number;
   site_stage: number;
   site_load: number;
@@ -59,12 +59,12 @@ export type FunctionName = keyof FunctionInputs;
 
 interface Wire { readonly keys: readonly string[]; readonly args: readonly FcallArg[] }
 
-/** c2m's 16 keys of a channel, made once per channel (the hot path). */
+/** c2m's 17 keys of a channel, made once per channel (the hot path). */
 const c2mKeys = new Map<string, readonly string[]>();
 function channelKeys(channel: string): readonly string[] {
   let keys = c2mKeys.get(channel);
   if (!keys) {
-    const k: string[] = [KEYS.mappingC2m, KEYS.history, KEYS.cloud, KEYS.queueStats];
+    const k: string[] = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig];
     for (const t of POINT_TYPES) {
       const base = KEYS.channel(channel, t);
       k.push(base, KEYS.timestamps(base), KEYS.qualities(base));
@@ -77,12 +77,12 @@ function channelKeys(channel: string): readonly string[] {
 
 /** The Lua argument order of every Function: change it together with lua/. */
 const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire } = {
-  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.historyMaxLen, i.cloudMaxLen, i.points] }),
+  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.outboxMaxBytes, i.points] }),
   model_set: (i) => {
     const base = KEYS.model(i.model);
-    const args: FcallArg[] = [i.model, i.ts, i.historyMaxLen];
+    const args: FcallArg[] = [i.model, i.ts, i.outboxMaxBytes];
     for (const v of i.values) args.push(v.name, formatOptional(v.value), v.quality);
-    return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.history, KEYS.queueStats], args };
+    return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.outbox, KEYS.outboxStats], args };
   },
   actor_report: (i) => {
     const args: FcallArg[] = [i.id];
@@ -91,7 +91,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   },
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({
-    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext],
+    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, KEYS.mappingC2mChannels],
     args: [i.json, i.mappingCount, i.controlCount],
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
@@ -112,6 +112,7 @@ function classify(message: string): RedisErrorCode | undefined {
   if (message.startsWith('BUSYGROUP')) return REDIS_ERROR_CODES.busyGroup;
   if (message.startsWith('NOGROUP')) return REDIS_ERROR_CODES.noGroup;
   if (message === 'Command timed out') return REDIS_ERROR_CODES.timeout;
+  if (message.includes('enableOfflineQueue options is false') || message === 'Connection is closed.') return REDIS_ERROR_CODES.unavailable;
   return undefined;
 }
 
@@ -142,8 +143,21 @@ export class RedisCore {
   private readonly restorers: Array<() => Promise<void>> = [];
   private reloading: Promise<void> | undefined;
 
+  /** When the connection was lost (performance.now() ms), or undefined while it is up. */
+  private lostAt: number | undefined;
+
   constructor(client: Redis) {
     this.client = client;
+    const lost = () => { this.lostAt ??= performance.now(); };
+    client.on('close', lost);
+    client.on('end', lost);
+    client.on('ready', () => { this.lostAt = undefined; });
+    if (client.status !== 'ready') lost();
+  }
+
+  /** How long the connection has been down, in ms; undefined while it is up. */
+  unreachableForMs(): number | undefined {
+    return this.lostAt === undefined ? undefined : Math.round(performance.now() - this.lostAt);
   }
 
   /** FUNCTION LOAD REPLACE of the whole library (lua/, see library.ts). */
@@ -156,7 +170,8 @@ export class RedisCore {
     this.restorers.push(restore);
   }
 
-  private reload(): Promise<void> {
+  /** Loads the library again and runs the restorers (at most one reload at a time). */
+  reload(): Promise<void> {
     this.reloading ??= (async () => {
       try {
         await this.loadLibrary();

@@ -15,14 +15,16 @@ const UPDATE_SUFFIX = ':update';
 export const KEYS = {
   // site
   mappingC2m: 'mapping:c2m',
+  /** The channels that feed some model (c2m skips the mapping lookup for the others). */
+  mappingC2mChannels: 'mapping:c2m:channels',
   mappingM2c: 'mapping:m2c',
   mappingC2mNext: 'mapping:c2m:next',
   mappingM2cNext: 'mapping:m2c:next',
   siteConfig: 'site:config',
   // telemetry
-  history: 'hissrv:queue',
-  cloud: 'cloud:queue',
-  queueStats: 'stats:queues',
+  /** The one outbox stream (history, cloud links: a consumer group each) and its size and drop counts. */
+  outbox: 'outbox',
+  outboxStats: 'stats:outbox',
   channel: (ch: string, t: PointType) => `comsrv:${ch}:${t}`,
   model: (m: string) => `modsrv:${m}:measurement`,
   /** The timestamps and the qualities beside a value hash (channel or model). */
@@ -59,9 +61,6 @@ export const KEYS = {
   alarmFilters: 'alarm:filters',
   /** hash: site-wide alarm indicators and counters (flood, chattering, first-out groups). */
   alarmStats: 'alarm:stats',
-  // statistics fields of `stats:queues`
-  historyDropped: 'hissrv:queue:dropped',
-  cloudDropped: 'cloud:queue:dropped',
 } as const;
 
 /** The model a `modsrv:{model}:update` message came from. */

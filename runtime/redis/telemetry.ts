@@ -1,26 +1,61 @@
-/** Telemetry in Redis: a channel's poll batch (c2m), a model's calculated values, and reading them back. */
+/**
+ * Telemetry in Redis: a channel's poll batch (c2m), a model's calculated
+ * values, reading them back, and the outbox they feed (one stream, a consumer
+ * group per consumer, bounded in bytes: outbox_add in lua/core.lua).
+ */
 import type { PointType } from '../config/site.js';
 import { C2mBatch } from '../domain/c2mBatch.js';
-import type { C2mResult, ModelValue, PointSample, QueueStats, ValueRecord } from '../domain/telemetry.js';
+import type { C2mResult, ModelValue, OutboxStats, PointSample, ValueRecord } from '../domain/telemetry.js';
+import type { Logger } from '../logger.js';
 import { redisCall, type RedisCore } from './core.js';
-import { valueRecords } from './encoding.js';
+import { fieldsOf, valueRecords } from './encoding.js';
 import { KEYS } from './keys.js';
 
-export interface QueueLimits { readonly historyMaxLen: number; readonly cloudMaxLen: number }
+export interface OutboxLimits { readonly outboxMaxMB: number }
+
+/** Drops are logged at most this often, with the count since the last line. */
+const DROP_LOG_MS = 10_000;
 
 export class TelemetryRedis {
-  constructor(private readonly core: RedisCore, private readonly limits: QueueLimits) {}
+  private readonly outboxMaxBytes: number;
+  private droppedSinceLog = 0;
+  private lastDropLog = 0;
+
+  constructor(private readonly core: RedisCore, limits: OutboxLimits, private readonly log?: Logger) {
+    this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
+  }
 
   /** One poll's points of one channel, atomically (see c2m in lua/telemetry.lua). */
   async c2m(channel: string, ts: number, points: C2mBatch | readonly PointSample[]): Promise<C2mResult> {
     const batch = points instanceof C2mBatch ? points : C2mBatch.of(points);
-    const r = await this.core.fcall('c2m', { channel, ts, historyMaxLen: this.limits.historyMaxLen, cloudMaxLen: this.limits.cloudMaxLen, points: batch.bytes() });
-    return { points: r[0], models: r[1], historyDropped: r[2], cloudDropped: r[3] };
+    const [n, models, dropped, siteMissing] = await this.core.fcall('c2m', { channel, ts, outboxMaxBytes: this.outboxMaxBytes, points: batch.bytes() });
+    if (siteMissing === 1) this.restoreSite();
+    this.noteDropped(dropped);
+    return { points: n, models, outboxDropped: dropped };
   }
 
-  /** Calculated values of one model. */
-  modelSet(model: string, ts: number, values: readonly ModelValue[]): Promise<number> {
-    return this.core.fcall('model_set', { model, ts, historyMaxLen: this.limits.historyMaxLen, values });
+  /** Calculated values of one model; returns how many. */
+  async modelSet(model: string, ts: number, values: readonly ModelValue[]): Promise<number> {
+    const [n, dropped] = await this.core.fcall('model_set', { model, ts, outboxMaxBytes: this.outboxMaxBytes, values });
+    this.noteDropped(dropped);
+    return n;
+  }
+
+  /** Redis lost the site (FLUSHALL, a restart without persistence) while the Functions stayed: load it again. */
+  private restoreSite(): void {
+    this.log?.warn('Redis lost the site (site:config is gone): loading it again');
+    this.core.reload().catch((err: unknown) => this.log?.error({ err }, 'could not restore the site in Redis'));
+  }
+
+  /** Nothing is dropped silently: counted in Redis by the Function, and logged here (throttled). */
+  private noteDropped(n: number): void {
+    if (n <= 0) return;
+    this.droppedSinceLog += n;
+    const now = Date.now();
+    if (now - this.lastDropLog < DROP_LOG_MS) return;
+    this.log?.warn({ dropped: this.droppedSinceLog, outboxMaxMB: this.outboxMaxBytes / 2 ** 20 }, 'the outbox is full: its oldest unread entries were dropped (a consumer is down or too slow)');
+    this.lastDropLog = now;
+    this.droppedSinceLog = 0;
   }
 
   /** The values of one value hash (channel type or model) with their timestamps and qualities. */
@@ -38,10 +73,19 @@ export class TelemetryRedis {
     return this.values(KEYS.channel(channel, type));
   }
 
-  /** The outboxes' lengths and what their bounds dropped. */
-  async queueStats(): Promise<QueueStats> {
+  /** The outbox's length, size and drops, and each consumer group's backlog. */
+  async outboxStats(): Promise<OutboxStats> {
     const client = this.core.client;
-    const [h, c, d] = (await redisCall('XLEN', () => client.multi().xlen(KEYS.history).xlen(KEYS.cloud).hgetall(KEYS.queueStats).exec())) ?? [];
-    return { historyLen: Number(h?.[1] ?? 0), cloudLen: Number(c?.[1] ?? 0), dropped: (d?.[1] ?? {}) as Record<string, string> };
+    const [len, stats] = (await redisCall('XLEN', () => client.multi().xlen(KEYS.outbox).hgetall(KEYS.outboxStats).exec())) ?? [];
+    const s = (stats?.[1] ?? {}) as Record<string, string>;
+    let groups: OutboxStats['groups'] = [];
+    if (Number(len?.[1] ?? 0) > 0 || (await client.exists(KEYS.outbox)) === 1) {
+      const raw = (await redisCall('XINFO GROUPS', () => client.xinfo('GROUPS', KEYS.outbox))) as string[][];
+      groups = raw.map((g) => {
+        const f = fieldsOf(g.map(String));
+        return { name: f.name ?? '', pending: Number(f.pending ?? 0), lag: f.lag === undefined || f.lag === '' ? null : Number(f.lag) };
+      });
+    }
+    return { length: Number(len?.[1] ?? 0), bytes: Number(s.bytes ?? 0), dropped: Number(s.dropped ?? 0), groups };
   }
 }

@@ -20,7 +20,7 @@ import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
 import { SiteRedis } from './site.js';
 import { Subscriptions } from './subscriptions.js';
-import { TelemetryRedis, type QueueLimits } from './telemetry.js';
+import { TelemetryRedis, type OutboxLimits } from './telemetry.js';
 
 export interface VoltageRedisOptions {
   /** Where errors that are not thrown at a caller go (the subscriber connection's); silent without one. */
@@ -36,9 +36,9 @@ export class VoltageRedis {
   readonly alarms: AlarmsRedis;
   private readonly log: Logger;
 
-  constructor(client: Redis, limits: QueueLimits, options: VoltageRedisOptions = {}) {
+  constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
     this.core = new RedisCore(client);
-    this.telemetry = new TelemetryRedis(this.core, limits);
+    this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core);
@@ -52,7 +52,8 @@ export class VoltageRedis {
 
   /** A pub/sub hub on its own connection (a subscribed connection can do nothing else). */
   subscriber(): Subscriptions {
-    return new Subscriptions(this.core.client.duplicate({ connectionName: 'voltage:sub' }), this.log);
+    // Subscriptions wait for the connection (they are made again after a reconnect) even where commands fail fast.
+    return new Subscriptions(this.core.client.duplicate({ connectionName: 'voltage:sub', enableOfflineQueue: true }), this.log);
   }
 
   async close(): Promise<void> {

@@ -14,7 +14,7 @@ export function siteFiles(step: Step): Record<string, string> {
   const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
   const rows: string[] = [];
   for (let i = 1; i <= step.points; i++) rows.push(`m,${i},p${i},sine,100,0,60000,${((i / step.points) * 6.28).toFixed(4)}`);
-  const csv = header + rows.join('\n') + '\n';
+  const csv = `${header + rows.join('\n')}\n`;
   const channels: string[] = [];
   const models: string[] = [];
   for (let c = 0; c < step.channels; c++) {
@@ -23,7 +23,7 @@ export function siteFiles(step: Step): Record<string, string> {
   }
   const measurements = Array.from({ length: step.points }, (_, i) => `      p${i + 1}: {}`).join('\n');
   return {
-    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { historyMaxLen: 2000, cloudMaxLen: 2000 }\n  log: { level: warn }\n',
+    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { outboxMaxMB: 64 }\n  log: { level: warn }\n',
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\n    calculations:\n      sum3: { expr: "p1 + p2 + p3" }\n      ratio: { expr: "p2 != 0 ? p1 / p2 : 0" }\nmodels:\n${models.join('\n')}\n`,
     'points.csv': csv,

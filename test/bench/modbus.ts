@@ -25,7 +25,7 @@ export async function modbusFiles(devices: number, pollMs: number): Promise<Reco
   }
   const measurements = Array.from({ length: POINTS }, (_, i) => `      r${i}: {}`).join('\n');
   return {
-    'runtime.yaml': 'runtime:\n  site: modbus-bench\n  redis: { historyMaxLen: 5000, cloudMaxLen: 5000 }\n  log: { level: warn }\n',
+    'runtime.yaml': 'runtime:\n  site: modbus-bench\n  log: { level: warn }\n',
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\nmodels:\n${models.join('\n')}\n`,
     'registers.csv': `${rows.join('\n')}\n`,

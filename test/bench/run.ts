@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
- * BENCH_ONLY=kernel,modbus,gateway,feed runs only those sections; BENCH_BASELINE=<dir of
+ * BENCH_ONLY=kernel,modbus,gateway,feed,pages runs only those sections; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's.
  * `npm run bench` runs this process (the load generator, the subscribers and
  * the WebSocket clients) with a 64 MB young generation: its own garbage
@@ -12,10 +12,11 @@ import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
 import { FEED_HEADER, feedRow } from './feed.js';
+import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed').split(',').map((x) => x.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -71,4 +72,11 @@ if (only.has('feed')) {
     if (baseline) console.log(await feedRow(devices, windows, baseline, 'before'));
     console.log(await feedRow(devices, windows, '.', baseline ? 'after' : 'this checkout'));
   }
+}
+
+if (only.has('pages')) {
+  console.log(`\n## Pages: weight and first render (${PAGES_WORKLOAD})\n`);
+  console.log(PAGES_HEADER);
+  for (const row of await pagesRows()) console.log(row);
+  console.log('\ntargets: under 300 kB per page; the dashboard\'s first values under 1 s');
 }

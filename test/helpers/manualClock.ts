@@ -1,4 +1,8 @@
-/** Fake time for the supervisor's property tests: timers run only when `advance` is called. */
+/**
+ * Fake time for the supervisor's property tests: timers run only when
+ * `advance` is called. The wall clock is the monotonic one plus an offset that
+ * `jumpWall` moves, as NTP does to a box without a real-time clock.
+ */
 import type { Clock, TimerHandle } from '../../runtime/clock.js';
 
 interface Timer { at: number; seq: number; fn: () => void; cancelled: boolean }
@@ -9,10 +13,16 @@ export async function flushMicrotasks(rounds = 20): Promise<void> {
 
 export class ManualClock implements Clock {
   private t = 0;
+  private wallOffset = 1_700_000_000_000;
   private seq = 0;
   private timers: Timer[] = [];
 
   now(): number { return this.t; }
+
+  wallNow(): number { return this.t + this.wallOffset; }
+
+  /** Moves the wall clock only (by a negative amount: backwards); timers and `now()` are untouched. */
+  jumpWall(ms: number): void { this.wallOffset += ms; }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const timer: Timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };

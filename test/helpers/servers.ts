@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
@@ -21,10 +22,26 @@ export function rawClient(server: RedisServer): Redis {
   return c;
 }
 
-export function wrapper(server: RedisServer, limits = { historyMaxLen: 1000, cloudMaxLen: 1000 }): VoltageRedis {
+export function wrapper(server: RedisServer, limits = { outboxMaxMB: 16 }): VoltageRedis {
   const c = new Redis(server.url, { maxRetriesPerRequest: null });
   c.on('error', () => undefined);
   return new VoltageRedis(c, limits);
+}
+
+/** A private redis-server for one test file, started before its tests and stopped after them, with a raw client and the wrapper on it. */
+export function usePrivateRedis(limits?: { outboxMaxMB: number }): { readonly server: RedisServer; readonly raw: Redis; readonly bus: VoltageRedis } {
+  const t = {} as { server: RedisServer; raw: Redis; bus: VoltageRedis };
+  beforeAll(async () => {
+    t.server = await spawnRedis();
+    t.raw = rawClient(t.server);
+    t.bus = wrapper(t.server, limits);
+  });
+  afterAll(async () => {
+    t.raw.disconnect();
+    await t.bus.close();
+    await t.server.stop();
+  });
+  return t;
 }
 
 /** Writes a config folder from file name → content; returns its path. */

@@ -10,7 +10,7 @@ export class TestChildren {
 
   spec(id: string, restart: RestartType = 'permanent'): ChildSpec {
     return {
-      id, restart, shutdownMs: 1000, type: 'worker',
+      id, restart, shutdown: 1000, type: 'worker',
       start: async (): Promise<RunningChild> => {
         this.log.push({ op: 'start', id, at: this.now() });
         let listener: ((r: ExitReason) => void) | undefined;

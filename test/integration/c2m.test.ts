@@ -4,68 +4,58 @@
  * counts what it drops; the library and mapping come back after FUNCTION FLUSH
  * and after Redis lost everything.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { usePrivateRedis } from '../helpers/servers.js';
 import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
 import { KEYS } from '../../runtime/redis/keys.js';
+import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
-import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 
-let server: RedisServer;
-let raw: Redis;
-let bus: VoltageRedis;
 const site = {
   site: 't', json: '{"site":"t"}',
   mapping: new Map([['1001:m:1', 'pv1:P'], ['1001:m:2', 'pv1:Q'], ['1002:s:5', 'bess:on']]),
   controls: new Map([['pv1:limit', '1001:a:1|0|100']]),
 };
 
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-  bus = wrapper(server, { historyMaxLen: 5, cloudMaxLen: 3 });
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await server.stop();
-});
+const t = usePrivateRedis({ outboxMaxMB: 0.005 }); // ~5 kB of outbox: a few dozen entries
 beforeEach(async () => {
-  await raw.flushall();
-  await bus.site.load(site);
+  await t.raw.flushall();
+  await t.bus.site.load(site);
+  // A consumer (history, a cloud link) makes the outbox with its group; without one nothing is written there.
+  await t.raw.xgroup('CREATE', KEYS.outbox, 'test', '0', 'MKSTREAM');
 });
 
 async function dump(): Promise<Record<string, string>> {
-  const keys = (await raw.keys('*')).sort();
+  const keys = (await t.raw.keys('*')).sort();
   const out: Record<string, string> = {};
-  for (const k of keys) out[k] = JSON.stringify(await raw.call('DUMP', k));
+  for (const k of keys) out[k] = JSON.stringify(await t.raw.call('DUMP', k));
   return out;
 }
 
 describe('c2m', () => {
-  it('writes the channel hashes, maps to models, notifies each touched model once, and appends to both outboxes', async () => {
-    const sub = raw.duplicate();
+  it('writes the channel hashes, maps to models, notifies each touched model once, and appends to the outbox', async () => {
+    const sub = t.raw.duplicate();
     const got: Array<[string, string]> = [];
     sub.on('message', (ch: string, msg: string) => got.push([ch, msg]));
     await sub.subscribe('modsrv:pv1:update', 'modsrv:bess:update', 'comsrv:1001:update');
-    const r = await bus.telemetry.c2m('1001', 1_700_000_000_000, [
+    const r = await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [
       { type: 'm', id: 1, value: 12.5, quality: 'good' },
       { type: 'm', id: 2, value: null, quality: 'bad' },
       { type: 'm', id: 3, value: 7, quality: 'good' },
     ]);
-    expect(r).toEqual({ points: 3, models: 1, historyDropped: 0, cloudDropped: 0 });
-    expect(await raw.hgetall('comsrv:1001:m')).toEqual({ 1: '12.500000', 3: '7.000000' });
-    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000000', 3: '1700000000000' });
-    expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'good', 2: 'bad', 3: 'good' });
-    expect(await raw.hgetall('modsrv:pv1:measurement')).toEqual({ P: '12.500000' });
-    expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'good', Q: 'bad' });
+    expect(r).toEqual({ points: 3, models: 1, outboxDropped: 0 });
+    expect(await t.raw.hgetall('comsrv:1001:m')).toEqual({ 1: '12.500000', 3: '7.000000' });
+    expect(await t.raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000000', 3: '1700000000000' });
+    expect(await t.raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'good', 2: 'bad', 3: 'good' });
+    expect(await t.raw.hgetall('modsrv:pv1:measurement')).toEqual({ P: '12.500000' });
+    expect(await t.raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'good', Q: 'bad' });
     for (let i = 0; i < 50 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
     sub.disconnect();
     expect(got).toHaveLength(2);
     expect(got[0]![0]).toBe('modsrv:pv1:update');
     expect(JSON.parse(got[0]![1])).toEqual({ ts: 1_700_000_000_000, src: 'c2m', v: { P: 12.5 }, q: { Q: 'bad' } });
-    const [entry] = await raw.xrange(KEYS.history, '-', '+');
+    const [entry] = await t.raw.xrange(KEYS.outbox, '-', '+');
     // The channel's notification carries what was written: the time, then the points as in the outbox.
     expect(got[1]).toEqual(['comsrv:1001:update', `1700000000000\n${entry![1][7]}`]);
     expect(parseChannelUpdate(got[1]![1]).points).toEqual([
@@ -76,42 +66,65 @@ describe('c2m', () => {
     expect(entry![1].slice(0, 7)).toEqual(['src', 'c', 'id', '1001', 'ts', '1700000000000', 'p']);
     // The points as c2m got them: a value is good unless a quality stands beside it; no value, a quality mark.
     expect(entry![1][7]).toBe('m 1 12.500000 good\nm 2  bad\nm 3 7.000000 good\n');
-    expect(await raw.xlen(KEYS.cloud)).toBe(1);
+    expect(await t.raw.xlen(KEYS.outbox)).toBe(1);
+  });
+
+  it('writes nothing to the outbox while no consumer has made it, and skips the mapping for a channel that feeds no model', async () => {
+    await t.raw.del(KEYS.outbox);
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    expect(await t.raw.exists(KEYS.outbox)).toBe(0);
+    expect((await t.raw.smembers(KEYS.mappingC2mChannels)).sort()).toEqual(['1001', '1002']);
+    const r = await t.bus.telemetry.c2m('7', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    expect(r).toEqual({ points: 1, models: 0, outboxDropped: 0 });
+    expect(await t.raw.hget('comsrv:7:m', '1')).toBe('1.000000');
+  });
+
+  it('a site lost from Redis while the Functions stayed (FLUSHALL) is loaded again by the next c2m; the next values reach the models', async () => {
+    await t.raw.flushall(); // the data goes; the Functions stay (only FUNCTION FLUSH removes them)
+    expect(await t.bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
+    expect(await t.raw.exists(KEYS.siteConfig)).toBe(0);
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    for (let i = 0; i < 100 && (await t.raw.exists(KEYS.siteConfig)) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await t.raw.hget(KEYS.mappingC2m, '1001:m:1')).toBe('pv1:P');
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 1, value: 2, quality: 'good' }]);
+    expect(await t.raw.hget('modsrv:pv1:measurement', 'P')).toBe('2.000000');
   });
 
   it.each([
-    ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a number'],
-    ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be'],
-    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a'],
-    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'a numeric id: m NaN'],
-  ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message) => {
-    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    // Values and ids are checked where they are made (C2mBatch), the rest by c2m.
+    ['a value that is not a number', [{ type: 'm', id: 1, value: Number.NaN, quality: 'good' }], 'is not a finite number', RangeError],
+    ['an unknown quality', [{ type: 'm', id: 1, value: 1, quality: 'great' }], 'quality of m:1 must be', RedisFunctionError],
+    ['an unknown point type', [{ type: 'x', id: 1, value: 1, quality: 'good' }], 'is not "type id value quality" with type m, s, c or a', RedisFunctionError],
+    ['a point id that is not a number', [{ type: 'm', id: Number.NaN, value: 1, quality: 'good' }], 'is not a non-negative integer', RangeError],
+  ])('rejects %s and writes nothing, even when good points come first', async (_, bad, message, kind) => {
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
     const before = await dump();
     const batch = [{ type: 'm', id: 2, value: 2, quality: 'good' }, ...bad] as Parameters<VoltageRedis['telemetry']['c2m']>[2];
-    const err = await bus.telemetry.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(RedisFunctionError);
+    const err = await t.bus.telemetry.c2m('1001', 1_700_000_000_001, batch).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(kind);
     expect((err as Error).message).toContain(message);
     expect(await dump()).toEqual(before);
   });
 
   it('writes a quality only when it is given: an empty one means unchanged, and a value beside it is good', async () => {
-    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
-    await bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
-    expect(await raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'comm-failure', 2: 'good' });
-    expect(await raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
-    expect(await raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'comm-failure', Q: 'good' });
-    expect(await raw.hget('modsrv:pv1:measurement:ts', 'Q')).toBe('1700000000100');
-    const entries = await raw.xrange(KEYS.history, '-', '+');
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
+    expect(await t.raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'comm-failure', 2: 'good' });
+    expect(await t.raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
+    expect(await t.raw.hgetall('modsrv:pv1:measurement:q')).toEqual({ P: 'comm-failure', Q: 'good' });
+    expect(await t.raw.hget('modsrv:pv1:measurement:ts', 'Q')).toBe('1700000000100');
+    const entries = await t.raw.xrange(KEYS.outbox, '-', '+');
     expect(entries[1]![1][7]).toBe('m 2 5.000000 \n');
   });
 
-  const KEYS16 = ['mapping:c2m', 'hissrv:queue', 'cloud:queue', 'stats:queues', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+  const KEYS17 = ['mapping:c2m', 'mapping:c2m:channels', 'outbox', 'stats:outbox', 'site:config', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
 
-  it('rejects what would not be a plain decimal (hex, spaces, inf) from a raw client', async () => {
-    for (const v of ['0x10', 'inf', '1,5', '--1', '1e']) {
-      await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+  it('rejects what would not be a plain decimal (hex, spaces, inf) from a t.raw client', async () => {
+    for (const v of ['0x10', 'inf', '1,5', '--1', '1e', '1e+21']) {
+      await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('a decimal value');
     }
-    await expect(raw.fcall('c2m', 16, ...KEYS16, 'bad"id', 1, 5, 5, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
+    for (const v of ['-', '.', '-.']) await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, 'bad"id', 1, 5000, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
   });
 
   it.each([
@@ -121,71 +134,108 @@ describe('c2m', () => {
     ['an unknown point type', 'x 1 1 good\n'],
     ['a point id that is not a number', 'm one 1 good\n'],
     ['an empty line', '\nm 1 1 good\n'],
-  ])('rejects %s in the points text from a raw client, writing nothing', async (_, text) => {
+  ])('rejects %s in the points text from a t.raw client, writing nothing', async (_, text) => {
     const before = await dump();
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
     expect(await dump()).toEqual(before);
   });
 
   it('rejects a bad timestamp, key or argument count, or a point with neither value nor quality, writing nothing', async () => {
     const before = await dump();
-    await expect(raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('c2m needs 16 keys');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 'yesterday', 5, 5, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 5 arguments');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, '')).rejects.toThrow('no points');
-    await expect(raw.fcall('c2m', 16, ...KEYS16, '9', 1, 5, 5, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
+    await expect(t.raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('c2m needs 17 keys');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 4 arguments');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 0, 'm 1 1 good\n')).rejects.toThrow('outbox bound must be a positive integer');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, '')).rejects.toThrow('no points');
+    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
     expect(await dump()).toEqual(before);
   });
 
-  it('bounds the outboxes with MAXLEN and counts exactly what was trimmed', async () => {
-    for (let i = 0; i < 400; i++) await bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
-    const stats = await bus.telemetry.queueStats();
-    expect(stats.historyLen).toBeLessThan(400);
-    expect(stats.historyLen + Number(stats.dropped['hissrv:queue:dropped'])).toBe(400);
-    expect(stats.cloudLen + Number(stats.dropped['cloud:queue:dropped'])).toBe(400);
+  it('bounds the outbox in bytes: unread entries past the bound are dropped and counted exactly', async () => {
+    let dropped = 0;
+    for (let i = 0; i < 400; i++) dropped += (await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }])).outboxDropped;
+    const stats = await t.bus.telemetry.outboxStats();
+    expect(stats.length).toBeLessThan(400);
+    expect(stats.length + stats.dropped).toBe(400);
+    expect(stats.dropped).toBe(dropped);
+    expect(stats.bytes).toBeLessThanOrEqual(0.005 * 2 ** 20);
+    // The newest entries are the ones kept.
+    const [last] = await t.raw.xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1);
+    expect(last![1][5]).toBe(String(1_700_000_000_399));
+    expect(stats.groups).toEqual([{ name: 'test', pending: 0, lag: stats.length }]);
+  });
+
+  it('trims what every consumer has read and acknowledged without counting it as dropped; keeps what one still has pending', async () => {
+    await t.raw.xgroup('CREATE', KEYS.outbox, 'slow', '0');
+    let pendingId = '';
+    for (let i = 0; i < 400; i++) {
+      await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+      // 'test' reads and acknowledges everything; 'slow' reads everything, and leaves its first entry pending.
+      for (const group of ['test', 'slow']) {
+        const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
+        const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
+        if (group === 'slow' && pendingId === '' && ids.length) pendingId = ids.shift()!;
+        if (ids.length) await t.raw.xack(KEYS.outbox, group, ...ids);
+      }
+    }
+    let stats = await t.bus.telemetry.outboxStats();
+    // The pending entry holds the trim back: the bound drops the oldest (counted), never silently.
+    expect(stats.length + stats.dropped).toBeLessThanOrEqual(400);
+    const before = stats.dropped;
+    await t.raw.xack(KEYS.outbox, 'slow', pendingId);
+    for (let i = 0; i < 400; i++) await t.bus.telemetry.c2m('1001', 1_700_000_001_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]).then(async () => {
+      for (const group of ['test', 'slow']) {
+        const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
+        const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
+        if (ids.length) await t.raw.xack(KEYS.outbox, group, ...ids);
+      }
+    });
+    stats = await t.bus.telemetry.outboxStats();
+    expect(stats.dropped).toBe(before); // everything read and acknowledged: trimmed, not dropped
+    expect(stats.length).toBeLessThan(100);
   });
 
   it('reloads the library after FUNCTION FLUSH and the call goes through', async () => {
-    await raw.call('FUNCTION', 'FLUSH');
-    await expect(raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
-    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
-    expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
-    expect(await bus.site.libraryVersion()).toBe('5');
+    await t.raw.call('FUNCTION', 'FLUSH');
+    await expect(t.raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
+    expect(await t.raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
+    expect(await t.bus.site.libraryVersion()).toBe('5');
   });
 
   it('restores the library and the mapping when Redis lost everything', async () => {
-    await raw.flushall();
-    await raw.call('FUNCTION', 'FLUSH');
-    await bus.telemetry.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
-    expect(await raw.hget('mapping:c2m', '1002:s:5')).toBe('bess:on');
-    expect(await raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
+    await t.raw.flushall();
+    await t.raw.call('FUNCTION', 'FLUSH');
+    await t.bus.telemetry.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
+    expect(await t.raw.hget('mapping:c2m', '1002:s:5')).toBe('bess:on');
+    expect(await t.raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
   });
 
   it('model_set writes calculated values and rejects bad ones without writing', async () => {
-    await bus.telemetry.modelSet('site', 1_700_000_000_000, [{ name: 'load', value: 4.25, quality: 'stale' }]);
-    expect(await raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
-    expect(await raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
+    await t.bus.telemetry.modelSet('site', 1_700_000_000_000, [{ name: 'load', value: 4.25, quality: 'stale' }]);
+    expect(await t.raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
+    expect(await t.raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
     const before = await dump();
-    await expect(raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'hissrv:queue', 'stats:queues', 'site', 1, 10, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
+    await expect(t.raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'outbox', 'stats:outbox', 'site', 1, 5000, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
     expect(await dump()).toEqual(before);
   });
 
   it('site_load swaps in the staged mapping atomically, and a malformed stage is rejected whole', async () => {
-    expect(await raw.hgetall('mapping:m2c')).toEqual({ 'pv1:limit': '1001:a:1|0|100' });
+    expect(await t.raw.hgetall('mapping:m2c')).toEqual({ 'pv1:limit': '1001:a:1|0|100' });
     const before = await dump();
-    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
-    await expect(raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'm2c', 'a:b', '1:m:1||')).rejects.toThrow('bad control target');
+    await expect(t.raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    await expect(t.raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'm2c', 'a:b', '1:m:1||')).rejects.toThrow('bad control target');
     expect(await dump()).toEqual(before);
-    await expect(raw.fcall('site_load', 6, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    await expect(t.raw.fcall('site_load', 7, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', 'mapping:c2m:channels', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
     expect(await dump()).toEqual(before);
   });
 
   it('loads a large site (100k mapped points) in stages', async () => {
     const mapping = new Map<string, string>();
     for (let c = 0; c < 100; c++) for (let p = 1; p <= 1000; p++) mapping.set(`ch${c}:m:${p}`, `m${c}:p${p}`);
-    await bus.site.load({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
-    expect(await raw.hlen('mapping:c2m')).toBe(100_000);
-    expect(await raw.hget('mapping:c2m', 'ch99:m:1000')).toBe('m99:p1000');
-    expect(await raw.exists('mapping:c2m:next')).toBe(0);
+    await t.bus.site.load({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
+    expect(await t.raw.hlen('mapping:c2m')).toBe(100_000);
+    expect(await t.raw.hget('mapping:c2m', 'ch99:m:1000')).toBe('m99:p1000');
+    expect(await t.raw.exists('mapping:c2m:next')).toBe(0);
   });
 });

@@ -171,6 +171,63 @@ models:
     expect(r.stdout).toContain('unit 1 fn 3 address 0 count 4: m:1@+0 m:3@+2');
   });
 
+  it('status --watch: redraws the tree with states, restarts and the backoff countdown every interval; SIGINT and SIGTERM end it with exit 0', async () => {
+    const env = { REDIS_URL: server.url };
+    const dir = writeSite({
+      'site.yaml': `runtime:
+  channels:
+    intensity: 50
+    backoff: { minBackoffMs: 3000, maxBackoffMs: 3000, randomFactor: 0, resetBackoffAfterMs: 60000 }
+channels:
+  - id: ok
+    protocol: virtual
+    pollMs: 50
+    points: [ { type: m, id: 1, sim: { kind: constant, value: 1 } } ]
+  - id: crashy
+    protocol: virtual
+    pollMs: 50
+    fault: { crashAfterPolls: 1 }
+    points: [ { type: m, id: 1, sim: { kind: constant, value: 1 } } ]
+`,
+    });
+    const run = voltage(['start', '--config', dir], env);
+    const c = rawClient(server);
+    await eventually(async () => (await c.hget('actor:channel/crashy', 'status')) === 'backoff', 15_000);
+    const header = /^voltage status --watch: \S+, every 300 ms; Ctrl-C stops$/gm;
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const watch = voltage(['status', '--watch', '--interval', '300'], env);
+      // Not a terminal: each frame is appended whole; five headers, four frames read whole at least.
+      await eventually(() => (watch.out().match(header)?.length ?? 0) >= 5, 10_000);
+      watch.proc.kill(signal);
+      const r = await watch.done;
+      expect(r.code).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).not.toContain('\x1b['); // no terminal codes into a pipe
+      const frames = r.stdout.split(header).slice(1);
+      expect(frames.length).toBeGreaterThanOrEqual(4);
+      for (const f of frames.slice(0, 2)) {
+        expect(f).toMatch(/runtime: up \(pid \d+/);
+        expect(f).toMatch(/channel\/ok\s+running\s+state "polling"\s+restarts 0/);
+        expect(f).toMatch(/channel\/crashy\s+(running|backoff|failed)/);
+      }
+      // While it waits its 3 s backoff, the countdown goes down from frame to frame.
+      const countdowns = frames.map((f) => {
+        const m = /channel\/crashy\s+backoff.*restarts (\d+)\s+next start in ([\d.]+) (s|ms)/.exec(f);
+        return m ? { restarts: Number(m[1]), leftMs: Number(m[2]) * (m[3] === 's' ? 1_000 : 1) } : undefined;
+      });
+      const pairs = countdowns.slice(1).map((b, i) => [countdowns[i], b] as const).filter(([a, b]) => a && b && a.restarts === b.restarts);
+      expect(pairs.length).toBeGreaterThanOrEqual(1);
+      for (const [a, b] of pairs) expect(b!.leftMs).toBeLessThan(a!.leftMs);
+      expect(countdowns.find((x) => x)!.restarts).toBeGreaterThanOrEqual(1);
+    }
+    const bad = await voltage(['status', '--watch', '--interval', '5'], env).done;
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--interval 5: expected a whole number of milliseconds, at least 100');
+    run.proc.kill('SIGTERM');
+    expect((await run.done).code).toBe(0);
+    c.disconnect();
+  });
+
   it('status: says so and exits 2 when Redis does not answer within 5 s', async () => {
     const port = await freePort(); // nothing listens there
     const r = await voltage(['status'], { REDIS_URL: `redis://127.0.0.1:${port}` }).done;

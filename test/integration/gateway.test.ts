@@ -137,6 +137,9 @@ describe('REST API', () => {
     ['an unknown command', 'GET', '/api/v1/commands/cmd-999', 'viewer', undefined, 404, 'NOT_FOUND'],
     ['an unknown control', 'POST', '/api/v1/models/inv/controls/nope', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
     ['an unknown route', 'GET', '/api/v2/x', 'viewer', undefined, 404, 'NOT_FOUND'],
+    ['a control of an unknown model', 'POST', '/api/v1/models/nope/controls/limit', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
+    ['a wrong method on a known path', 'DELETE', '/api/v1/models/inv', 'viewer', undefined, 405, 'METHOD_NOT_ALLOWED'],
+    ['a POST to a path that takes GET', 'POST', '/api/v1/models', 'operator', '{}', 405, 'METHOD_NOT_ALLOWED'],
     ['a value out of range', 'POST', '/api/v1/models/inv/controls/limit', 'operator', '{"value":500}', 400, 'OUT_OF_RANGE'],
     ['a value that is not a number', 'POST', '/api/v1/models/inv/controls/limit', 'operator', '{"value":"5"}', 400, 'BAD_REQUEST'],
     ['a body that is not JSON', 'POST', '/api/v1/models/inv/controls/limit', 'admin', '{value: 5', 400, 'BAD_JSON'],
@@ -151,6 +154,8 @@ describe('REST API', () => {
     const json = (await r.json()) as { error: { code: string; message: string } };
     expect(json.error.code).toBe(code);
     expect(json.error.message.length).toBeGreaterThan(5);
+    if (status === 405) expect(r.headers.get('allow')).toMatch(/GET|POST/);
+    if (path.startsWith('/api/v1/models/nope/controls')) expect(json.error.message).toBe("no model 'nope'");
   });
 
   it('serves an OpenAPI 3 document whose request body schema is the one that validates requests', async () => {
@@ -160,6 +165,8 @@ describe('REST API', () => {
     const post = r.body.paths['/api/v1/models/{id}/controls/{name}'].post;
     expect(post.requestBody.content['application/json'].schema).toMatchObject({ type: 'object', properties: { value: { type: 'number' } }, required: ['value'], additionalProperties: false });
     expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '404', '413', '429']);
+    // The gateway started, so every route it registered is in the document; the visualizer's among them.
+    for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions']) expect(r.body.paths[p]?.get, p).toBeDefined();
   });
 
   it('rate limits per token (429), and other tokens are not affected', async () => {
@@ -290,14 +297,31 @@ describe('the gateway process', () => {
 });
 
 // Last: it stops this file's Redis.
-describe('GET /health without Redis', () => {
-  it('answers 503 "down" at once, still counting the actors it knows', async () => {
+describe('Redis unreachable', () => {
+  it('every request answers within its deadline: /health degraded, values from memory marked stale, a control 503 REDIS_UNAVAILABLE', { timeout: 30_000 }, async () => {
     await server.stop();
-    const started = Date.now();
-    const r = await get('/health');
-    expect(Date.now() - started).toBeLessThan(3_000);
-    expect(r.status).toBe(503);
-    expect(r.body).toMatchObject({ status: 'down', redis: 'down' });
-    expect(Object.values(r.body.actors as Record<string, number>).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
+    const timed = async (f: () => Promise<{ status: number; body: any }>) => {
+      const started = Date.now();
+      const r = await f();
+      expect(Date.now() - started).toBeLessThan(2_500); // the 2 s deadline, plus a margin
+      return r;
+    };
+    const health = await timed(() => get('/health'));
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: 'degraded', redis: 'down' });
+    expect(health.body.redisDownForMs).toBeGreaterThan(0);
+    expect(Object.values(health.body.actors as Record<string, number>).reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(5);
+    const model = await timed(() => get('/api/v1/models/inv', 'viewer'));
+    expect(model.status).toBe(200);
+    expect(model.body.source).toBe('memory');
+    expect(model.body.values.every((v: { quality: string | null }) => v.quality !== 'good')).toBe(true);
+    const control = await timed(() => post('/api/v1/models/inv/controls/limit', 'operator', '{"value":1}'));
+    expect(control.status).toBe(503);
+    expect(control.body.error.code).toBe('REDIS_UNAVAILABLE');
+    for (const path of ['/api/v1/channels', '/api/v1/actors', '/metrics', '/api/v1/commands/cmd-1']) {
+      const r = await timed(() => get(path, 'admin'));
+      expect([200, 503]).toContain(r.status);
+      if (r.status === 503) expect(['REDIS_UNAVAILABLE', 'DEADLINE_EXCEEDED']).toContain(r.body.error.code);
+    }
   });
 });

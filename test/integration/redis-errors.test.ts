@@ -5,32 +5,20 @@
  * fine), a read on a group that is gone (NOGROUP), Redis not answering in
  * time, and a Function refusing its arguments.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { REDIS_ERROR_CODES, RedisError, RedisFunctionError, type RedisErrorCode } from '../../runtime/errors.js';
 import { openRedis, readyWithin } from '../../runtime/redis/connect.js';
 import { toRedisError } from '../../runtime/redis/core.js';
+import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
-import { quietLog, rawClient, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
+import { quietLog, sleep, usePrivateRedis } from '../helpers/servers.js';
 
-let server: RedisServer;
-let raw: Redis;
-let bus: VoltageRedis;
-
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-  bus = wrapper(server);
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await server.stop();
-});
+const t = usePrivateRedis();
 beforeEach(async () => {
-  await raw.flushall();
-  await raw.call('FUNCTION', 'FLUSH');
+  await t.raw.flushall();
+  await t.raw.call('FUNCTION', 'FLUSH');
 });
 
 /** The RedisError a promise rejects with (fails the test when it resolves or rejects with something else). */
@@ -47,47 +35,47 @@ function expectCode(e: RedisError, code: RedisErrorCode): void {
 
 describe('a missing Function', () => {
   it('is REDIS_FUNCTION_MISSING when the library is not loaded', async () => {
-    expectCode(await redisErrorOf(bus.site.libraryVersion()), REDIS_ERROR_CODES.functionMissing);
-    const rawReply = await raw.fcall('c2m', 0).then(() => undefined, (e: unknown) => e);
+    expectCode(await redisErrorOf(t.bus.site.libraryVersion()), REDIS_ERROR_CODES.functionMissing);
+    const rawReply = await t.raw.fcall('c2m', 0).then(() => undefined, (e: unknown) => e);
     expectCode(toRedisError(rawReply, 'c2m', true), REDIS_ERROR_CODES.functionMissing);
   });
 
   it('is recovered by a Function call: the library is loaded again and the call goes through', async () => {
-    expect(await bus.actors.report('a/1', { status: 'running' })).toBe(1);
-    expect(await bus.site.libraryVersion()).toBe('4');
+    expect(await t.bus.actors.report('a/1', { status: 'running' })).toBe(1);
+    expect(await t.bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
   });
 });
 
 describe('BUSYGROUP', () => {
   it('is REDIS_BUSYGROUP from XGROUP CREATE, and making a group twice is not an error', async () => {
-    expect(await bus.core.ensureGroup('s1', 'g')).toBe(true);
-    expect(await bus.core.ensureGroup('s1', 'g')).toBe(false);
-    await bus.commands.ensureCommandGroup('v1', 'channel');
-    await bus.commands.ensureCommandGroup('v1', 'channel');
-    expect(await raw.xinfo('GROUPS', KEYS.commandStream('v1'))).toHaveLength(1);
-    const again = await raw.xgroup('CREATE', 's1', 'g', '0').then(() => undefined, (e: unknown) => e);
+    expect(await t.bus.core.ensureGroup('s1', 'g')).toBe(true);
+    expect(await t.bus.core.ensureGroup('s1', 'g')).toBe(false);
+    await t.bus.commands.ensureCommandGroup('v1', 'channel');
+    await t.bus.commands.ensureCommandGroup('v1', 'channel');
+    expect(await t.raw.xinfo('GROUPS', KEYS.commandStream('v1'))).toHaveLength(1);
+    const again = await t.raw.xgroup('CREATE', 's1', 'g', '0').then(() => undefined, (e: unknown) => e);
     expectCode(toRedisError(again, 'XGROUP CREATE'), REDIS_ERROR_CODES.busyGroup);
   });
 });
 
 describe('NOGROUP', () => {
   it('is REDIS_NOGROUP when a channel reads commands from a group that is gone', async () => {
-    const e = await redisErrorOf(bus.commands.readCommands('v1', 'channel', 'v1', false));
+    const e = await redisErrorOf(t.bus.commands.readCommands('v1', 'channel', 'v1', false));
     expectCode(e, REDIS_ERROR_CODES.noGroup);
     expect(e.context).toMatchObject({ command: 'XREADGROUP' });
-    await bus.commands.ensureCommandGroup('v1', 'channel');
-    expect(await bus.commands.readCommands('v1', 'channel', 'v1', false)).toEqual([]);
+    await t.bus.commands.ensureCommandGroup('v1', 'channel');
+    expect(await t.bus.commands.readCommands('v1', 'channel', 'v1', false)).toEqual([]);
   });
 });
 
 describe('a timeout', () => {
   it('is REDIS_TIMEOUT when Redis does not answer a command in time', async () => {
-    const client = new Redis(server.url, { maxRetriesPerRequest: null, commandTimeout: 100 });
+    const client = new Redis(t.server.url, { maxRetriesPerRequest: null, commandTimeout: 100 });
     client.on('error', () => undefined);
-    const slow = new VoltageRedis(client, { historyMaxLen: 10, cloudMaxLen: 10 });
+    const slow = new VoltageRedis(client, { outboxMaxMB: 1 });
     try {
       await slow.ping();
-      await raw.call('CLIENT', 'PAUSE', '400', 'ALL');
+      await t.raw.call('CLIENT', 'PAUSE', '400', 'ALL');
       const e = await redisErrorOf(slow.actors.report('a/1', { status: 'running' }));
       expectCode(e, REDIS_ERROR_CODES.timeout);
       expect(e.message).toMatch(/^actor_report: /);
@@ -110,11 +98,11 @@ describe('a timeout', () => {
 
 describe('a Function that refuses its arguments', () => {
   it('is a RedisFunctionError, REDIS_FUNCTION, naming the Function, and writes nothing', async () => {
-    await bus.core.loadLibrary();
-    const e = await redisErrorOf(bus.telemetry.modelSet('site', 1, [{ name: '', value: 1, quality: 'good' }]));
+    await t.bus.core.loadLibrary();
+    const e = await redisErrorOf(t.bus.telemetry.modelSet('site', 1, [{ name: '', value: 1, quality: 'good' }]));
     expect(e).toBeInstanceOf(RedisFunctionError);
     expectCode(e, REDIS_ERROR_CODES.function);
     expect(e.message).toMatch(/^model_set: .*empty name/);
-    expect(await raw.exists(KEYS.model('site'))).toBe(0);
+    expect(await t.raw.exists(KEYS.model('site'))).toBe(0);
   });
 });

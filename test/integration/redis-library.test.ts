@@ -4,34 +4,19 @@
  * again (at start, or after Redis lost it) changes nothing.
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { usePrivateRedis } from '../helpers/servers.js';
 import { LIBRARY_NAME, LIBRARY_SOURCE, LIBRARY_VERSION, LUA_FUNCTIONS, LUA_MODULES } from '../../runtime/redis/library.js';
-import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
-import { rawClient, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 
-let server: RedisServer;
-let raw: Redis;
-let bus: VoltageRedis;
-
-beforeAll(async () => {
-  server = await spawnRedis();
-  raw = rawClient(server);
-  bus = wrapper(server);
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await server.stop();
-});
+const t = usePrivateRedis();
 beforeEach(async () => {
-  await raw.flushall();
-  await raw.call('FUNCTION', 'FLUSH');
+  await t.raw.flushall();
+  await t.raw.call('FUNCTION', 'FLUSH');
 });
 
 /** FUNCTION LIST as library name → its Function names, sorted. */
 async function libraries(): Promise<Map<string, string[]>> {
-  const reply = (await raw.call('FUNCTION', 'LIST')) as unknown[][];
+  const reply = (await t.raw.call('FUNCTION', 'LIST')) as unknown[][];
   const out = new Map<string, string[]>();
   for (const lib of reply) {
     const name = lib[lib.indexOf('library_name') + 1] as string;
@@ -56,20 +41,20 @@ describe('the voltage library', () => {
   });
 
   it('loads as one library with the expected version and every module\'s Functions', async () => {
-    await bus.core.loadLibrary();
-    expect(await bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
+    await t.bus.core.loadLibrary();
+    expect(await t.bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
     expect(LIBRARY_VERSION).toBe('6');
     expect(await libraries()).toEqual(new Map([[LIBRARY_NAME, allFunctions]]));
   });
 
   it('loads again idempotently: same version, same Functions, the site and its data untouched', async () => {
-    await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map() });
-    await bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 2, quality: 'good' }]);
-    for (let i = 0; i < 3; i++) await bus.core.loadLibrary();
+    await t.bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map() });
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 2, quality: 'good' }]);
+    for (let i = 0; i < 3; i++) await t.bus.core.loadLibrary();
     expect(await libraries()).toEqual(new Map([[LIBRARY_NAME, allFunctions]]));
-    expect(await bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
-    expect(await raw.hget('mapping:c2m', '1001:m:1')).toBe('pv1:P');
-    expect(await raw.hget('modsrv:pv1:measurement', 'P')).toBe('2.000000');
-    expect(bus.site.restorations).toBe(0);
+    expect(await t.bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
+    expect(await t.raw.hget('mapping:c2m', '1001:m:1')).toBe('pv1:P');
+    expect(await t.raw.hget('modsrv:pv1:measurement', 'P')).toBe('2.000000');
+    expect(t.bus.site.restorations).toBe(0);
   });
 });

@@ -57,7 +57,7 @@ describe('the tree from the kinds table', () => {
   });
 
   it('takes a new kind from one table entry, at its place in the start order, with its own policy', () => {
-    const spec = (id: string): ChildSpec => ({ id, restart: 'transient', shutdownMs: 1_000, type: 'worker', start: () => Promise.reject(new Error('not started here')) });
+    const spec = (id: string): ChildSpec => ({ id, restart: 'transient', shutdown: 1_000, type: 'worker', start: () => Promise.reject(new Error('not started here')) });
     const alarms: ActorKind = {
       kind: 'alarm',
       section: 'models',

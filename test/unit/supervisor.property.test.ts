@@ -21,11 +21,13 @@ const scenario = fc.record({
     { maxLength: 30 },
   ),
   seed: fc.double({ min: 0, max: 0.999, noNaN: true }),
+  /** Wall-clock jumps (NTP on a box without a real-time clock): up to a year either way. */
+  wallJumps: fc.array(fc.integer({ min: -366 * 86_400_000, max: 366 * 86_400_000 }), { minLength: 1, maxLength: 10 }),
 });
 
 type Scenario = typeof scenario extends fc.Arbitrary<infer T> ? T : never;
 
-async function run(s: Scenario) {
+async function run(s: Scenario, jumpWall = false) {
   const clock = new ManualClock();
   const kids = new TestChildren(() => clock.now());
   const ids = s.restarts.map((_, i) => `c${i}`);
@@ -38,8 +40,16 @@ async function run(s: Scenario) {
   sup.onExit((r) => { exit = r; });
   await sup.start();
   const injected: Array<{ id: string; at: number; abnormal: boolean }> = [];
-  for (const f of s.failures) {
-    await clock.advance(f.dt);
+  for (const [i, f] of s.failures.entries()) {
+    if (jumpWall) {
+      // Jump before and in the middle of the interval, while restarts are pending.
+      clock.jumpWall(s.wallJumps[i % s.wallJumps.length]!);
+      await clock.advance(Math.floor(f.dt / 2));
+      clock.jumpWall(-s.wallJumps[(i + 1) % s.wallJumps.length]!);
+      await clock.advance(f.dt - Math.floor(f.dt / 2));
+    } else {
+      await clock.advance(f.dt);
+    }
     if (exit) break;
     const id = ids[f.child % ids.length]!;
     if (kids.exit(id, f.abnormal ? { kind: 'error', error: new Error('boom') } : { kind: 'normal' })) {
@@ -71,6 +81,20 @@ describe('supervisor laws on random failure schedules', () => {
       } else {
         expect(exit).toBeUndefined();
       }
+    }), { numRuns: 150 });
+  });
+
+  it('wall-clock jumps back and forth change nothing: the same restarts, escalation and exit at the same monotonic times', async () => {
+    await fc.assert(fc.asyncProperty(scenario, async (s) => {
+      const steady = await run(s);
+      const jumping = await run(s, true);
+      const shape = (r: Awaited<ReturnType<typeof run>>) => r.events.map((e) => (e.type === 'escalated' ? { type: e.type, child: e.child, at: e.at } : e));
+      expect(shape(jumping)).toEqual(shape(steady));
+      expect(jumping.kids.log).toEqual(steady.kids.log);
+      expect((jumping.exit as { kind?: string } | undefined)?.kind).toBe((steady.exit as { kind?: string } | undefined)?.kind);
+      // and intensity holds on the monotonic times
+      const restarts = jumping.events.filter((e) => e.type === 'restart_scheduled').map((e) => e.at);
+      for (const t of restarts) expect(restarts.filter((r) => r > t - s.periodMs && r <= t).length).toBeLessThanOrEqual(s.intensity);
     }), { numRuns: 150 });
   });
 
@@ -141,7 +165,7 @@ describe('supervisor laws on random failure schedules', () => {
     const order: string[] = [];
     let killed = false;
     const mk = (id: string, hang: boolean) => ({
-      id, restart: 'permanent' as const, shutdownMs: 500, type: 'worker' as const,
+      id, restart: 'permanent' as const, shutdown: 500, type: 'worker' as const,
       start: async () => ({
         stop: () => { order.push(id); return hang ? new Promise<void>(() => undefined) : Promise.resolve(); },
         kill: () => { killed = true; },

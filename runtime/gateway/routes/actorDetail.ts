@@ -12,6 +12,7 @@ import { TRANSITIONS_MAXLEN } from '../../redis/actors.js';
 import { KEYS } from '../../redis/keys.js';
 import type { Subscriptions } from '../../redis/subscriptions.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
+import { reportRejection } from '../../reporter.js';
 import { activeStates, layoutGraph, machineGraph, type LaidOutGraph } from '../../machineGraph.js';
 import type { TelemetryFeed } from '../ws.js';
 import { alarmEvaluatorMachine } from '../../../machines/alarmEvaluatorMachine.js';
@@ -99,7 +100,7 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
   return subs.onPattern(KEYS.actorUpdate, (id) => {
     ids.add(id);
     dirty.add(id);
-    timer ??= setTimeout(() => { void flush().catch(() => undefined); }, ACTOR_FEED_MS);
+    timer ??= setTimeout(() => reportRejection(flush(), { source: 'actor feed' }), ACTOR_FEED_MS);
   }).then((unsubscribe) => async () => {
     if (timer) clearTimeout(timer);
     ids = new Set();

@@ -71,7 +71,7 @@ function csv(events: readonly AlarmEventEntry[]): string {
     const s = String(v);
     return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
   };
-  return [cols.join(','), ...events.map((e) => cols.map((c) => cell(e[c])).join(','))].join('\n') + '\n';
+  return `${[cols.join(','), ...events.map((e) => cols.map((c) => cell(e[c])).join(','))].join('\n')}\n`;
 }
 
 const intParam = (q: URLSearchParams, name: string, dflt: number, max: number): number => {
@@ -186,11 +186,10 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     return { status: 200, body: { ...alarmView(r), definition, context: r.context, history: await redis.alarms.events(100, undefined, r.id) } };
   });
 
-  http.route('post', '/api/v1/alarms/:id/:action', 'operator', async ({ params, body, caller }) => {
-    const [id, action] = [params[0]!, params[1]!];
+  // One route per action (the router takes consecutive parameters for one id with a slash, as for actors).
+  for (const [action, spec] of Object.entries(ACTIONS)) http.route('post', `/api/v1/alarms/:id/${action}`, 'operator', async ({ params, body, caller }) => {
+    const id = params[0]!;
     const who = caller?.name ?? 'unknown';
-    const spec = ACTIONS[action];
-    if (!spec) throw new ApiError(404, 'NOT_FOUND', `no alarm action '${action}' (actions: ${ALARM_ACTIONS.join(', ')})`);
     const audit = (outcome: string, message: string) => redisCall('XADD', () => redis.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*',
       'event', `alarm.${action}`, 'id', id, 'who', who, 'at', String(Date.now()), 'outcome', outcome, 'message', message)).catch(() => undefined);
     const parsed = alarmActionBody.safeParse(body ?? {});

@@ -21,6 +21,11 @@ export function healthRoutes(http: Http, redis: VoltageRedis, host: Pick<Gateway
     const up = await redisUp();
     const actors = host.statusCounts();
     const failing = (actors.failed ?? 0) + (actors.backoff ?? 0) + (actors.escalated ?? 0);
-    return { status: up ? 200 : 503, body: { status: !up ? 'down' : failing > 0 ? 'degraded' : 'ok', redis: up ? 'up' : 'down', actors } };
+    if (!up) {
+      // The gateway answers (from memory where it can); what needs Redis gets 503 until it is back.
+      const downForMs = redis.core.unreachableForMs() ?? HEALTH_PING_TIMEOUT_MS;
+      return { status: 503, body: { status: 'degraded', redis: 'down', redisDownForMs: downForMs, actors } };
+    }
+    return { status: 200, body: { status: failing > 0 ? 'degraded' : 'ok', redis: 'up', actors } };
   });
 }

@@ -4,7 +4,6 @@
  * actors, queues.
  */
 import type { Http } from '../http.js';
-import { KEYS } from '../../redis/keys.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
@@ -12,7 +11,7 @@ import { alarmMetricLines, alarmStats } from './alarms.js';
 
 export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }, host: Pick<GatewayHost, 'metrics'>): void {
   http.route('get', '/metrics', 'viewer', async () => {
-    const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors.list(), redis.telemetry.queueStats()]);
+    const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors.list(), redis.telemetry.outboxStats()]);
     const cpu = process.cpuUsage();
     const lines: string[] = [
       '# HELP voltage_gateway_process_resident_memory_bytes Resident memory of the gateway process',
@@ -27,13 +26,21 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       '# HELP voltage_actor_status Status of each actor: 1 for the status it is in',
       '# TYPE voltage_actor_status gauge',
       ...actors.map((a) => `voltage_actor_status{actor="${a.id}",status="${a.status ?? 'unknown'}"} 1`),
-      '# HELP voltage_queue_length Entries waiting in an outbox stream',
-      '# TYPE voltage_queue_length gauge',
-      `voltage_queue_length{queue="${KEYS.history}"} ${queues.historyLen}`,
-      `voltage_queue_length{queue="${KEYS.cloud}"} ${queues.cloudLen}`,
-      '# HELP voltage_queue_dropped_total Outbox entries trimmed by MAXLEN',
-      '# TYPE voltage_queue_dropped_total counter',
-      ...Object.entries(queues.dropped).map(([k, v]) => `voltage_queue_dropped_total{queue="${k.replace(':dropped', '')}"} ${Number(v)}`),
+      '# HELP voltage_outbox_entries Entries in the outbox stream',
+      '# TYPE voltage_outbox_entries gauge',
+      `voltage_outbox_entries ${queues.length}`,
+      '# HELP voltage_outbox_bytes Size of the outbox stream (payload bytes, estimated after trims)',
+      '# TYPE voltage_outbox_bytes gauge',
+      `voltage_outbox_bytes ${queues.bytes}`,
+      '# HELP voltage_outbox_dropped_total Unread outbox entries dropped by its bound in bytes',
+      '# TYPE voltage_outbox_dropped_total counter',
+      `voltage_outbox_dropped_total ${queues.dropped}`,
+      '# HELP voltage_outbox_pending Entries delivered to a consumer group and not yet acknowledged',
+      '# TYPE voltage_outbox_pending gauge',
+      ...queues.groups.map((g) => `voltage_outbox_pending{group="${g.name}"} ${g.pending}`),
+      '# HELP voltage_outbox_lag Entries not yet delivered to a consumer group',
+      '# TYPE voltage_outbox_lag gauge',
+      ...queues.groups.filter((g) => g.lag !== null).map((g) => `voltage_outbox_lag{group="${g.name}"} ${g.lag}`),
       '# HELP voltage_ws_clients WebSocket clients connected',
       '# TYPE voltage_ws_clients gauge',
       `voltage_ws_clients ${feed.clientCount}`,

@@ -5,6 +5,7 @@
  */
 import { ApiError, type Http } from '../http.js';
 import { errorMessage } from '../../errors.js';
+import { settled } from '../../reporter.js';
 import type { SiteJson } from '../../domain/site.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { controlBody } from '../openapi.js';
@@ -23,19 +24,24 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const id = params[0]!;
     const m = byId.get(id);
     if (!m) throw new ApiError(404, 'NOT_FOUND', `no model '${id}'`);
+    // Redis unreachable: the values are served from memory, marked so, and none of them is good any more.
+    const downForMs = redis.core.unreachableForMs();
     const version = cache.version(id);
     const kept = bodies.get(id);
-    if (kept && kept.version === version) return { status: 200, body: kept.text };
+    if (downForMs === undefined && kept && kept.version === version) return { status: 200, body: kept.text };
     const stored = cache.get(id) ?? (await redis.telemetry.modelValues(id));
     const value = (name: string, unit: string | null, calculated: boolean) => {
       const v = stored.get(name);
-      return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: v?.quality ?? null };
+      const quality = v?.quality ?? null;
+      return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: downForMs !== undefined && quality === 'good' ? 'stale' : quality };
     };
     const text = JSON.stringify({
       id: m.id, name: m.name, nature: m.nature,
       values: [...m.measurements.map((x) => value(x.name, x.unit, false)), ...m.calculations.map((x) => value(x.name, x.unit, true))],
       controls: m.controls,
+      ...(downForMs !== undefined ? { source: 'memory', redisDownForMs: downForMs } : {}),
     });
+    if (downForMs !== undefined) return { status: 200, body: text };
     if (version !== undefined) bodies.set(id, { version, text });
     return { status: 200, body: text };
   });
@@ -44,9 +50,11 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
     const value = (body as { value?: unknown } | undefined)?.value;
     const who = caller?.name ?? 'unknown';
     const refuse = async (err: ApiError) => {
-      await redis.commands.auditRejected(who, model, name, value, err.message).catch(() => undefined);
+      // The refusal is the answer; an audit write that fails is reported rather than thrown over it.
+      await settled(redis.commands.auditRejected(who, model, name, value, err.message), { source: 'audit', model, name });
       throw err;
     };
+    if (!byId.has(model)) return refuse(new ApiError(404, 'NOT_FOUND', `no model '${model}'`));
     const parsed = controlBody.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;

@@ -1,0 +1,235 @@
+/**
+ * The history outbox format, both ways: stream entries as c2m and model_set
+ * write them (lua/telemetry.lua) → samples → InfluxDB line protocol, and the
+ * series naming that the query side (query.ts) reads back. Pure: no I/O.
+ *
+ * Series naming (stable; the README documents it):
+ *
+ * | what            | series id           | line protocol                                    | Prometheus metrics (VictoriaMetrics)                      |
+ * |-----------------|---------------------|--------------------------------------------------|-----------------------------------------------------------|
+ * | a channel point | `channel/1001/m/3`  | `voltage_point,channel=1001,type=m,point=3 value=…,quality=0i <ms>` | `voltage_point_value{channel="1001",type="m",point="3"}`, `voltage_point_quality{…}` |
+ * | a model value   | `model/pv1/P`       | `voltage_model,model=pv1,name=P value=…,quality=0i <ms>`            | `voltage_model_value{model="pv1",name="P"}`, `voltage_model_quality{…}`              |
+ *
+ * A model value is either calculated (model_set's entries) or a measurement: the
+ * channel point mapped onto it (mapping:c2m), which the writer keeps under both
+ * names, since the outbox carries channel points only.
+ *
+ * Quality is a field (an integer code, QUALITY_CODE), not a tag: as a tag, a
+ * change of quality would split one signal into several series and break a
+ * chart; as a field it is a parallel series with the same labels, which a run
+ * of `good` costs next to nothing. Every sample carries it. A quality mark
+ * without a value (a device that stopped answering) is a line with the quality
+ * field only. Timestamps are the poll's, in milliseconds.
+ *
+ * Decoding rules follow c2m's comment: an empty value is a quality mark only;
+ * an empty quality beside a value means good (a channel sends a value only
+ * with quality good, and a quality whenever it changes).
+ */
+import type { PointType } from '../../runtime/config/site.js';
+import { VoltageError } from '../../runtime/errors.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
+
+export type SeriesRef =
+  | { readonly kind: 'point'; readonly channel: string; readonly type: PointType; readonly point: number }
+  | { readonly kind: 'model'; readonly model: string; readonly name: string };
+
+export interface HistorySample {
+  readonly series: SeriesRef;
+  readonly ts: number;
+  /** null: a quality mark only. */
+  readonly value: number | null;
+  readonly quality: Quality;
+}
+
+export const QUALITY_CODE: Readonly<Record<Quality, number>> = { good: 0, stale: 1, bad: 2, 'comm-failure': 3 };
+const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
+
+export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model' } as const;
+/** VictoriaMetrics names a line-protocol field `<measurement>_<field>`. */
+export const METRIC = {
+  pointValue: 'voltage_point_value', pointQuality: 'voltage_point_quality',
+  modelValue: 'voltage_model_value', modelQuality: 'voltage_model_quality',
+} as const;
+
+/** An outbox entry (or a series id, or a line) that does not have the documented shape. */
+export class OutboxFormatError extends VoltageError {
+  constructor(message: string, context: Readonly<Record<string, string>> = {}) {
+    super('runtime', 'HISTORY_FORMAT', message, context);
+    this.name = 'OutboxFormatError';
+  }
+}
+
+const CHANNEL_ID = /^[\w-]+$/;
+const POINT_LINE = /^([msca]) (\d+) (\S*) (\S*)$/;
+
+function qualityOf(text: string, where: string): Quality {
+  if (!(text in QUALITY_CODE)) throw new OutboxFormatError(`${where}: unknown quality '${text}'`);
+  return text as Quality;
+}
+
+function numberOf(text: string, where: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n)) throw new OutboxFormatError(`${where}: value '${text}' is not a finite number`);
+  return n;
+}
+
+/**
+ * The samples of one outbox entry, given its field/value list as XREADGROUP
+ * returns it ({src, id, ts, p}). Throws OutboxFormatError for anything else:
+ * the writer counts and acknowledges such an entry rather than blocking on it.
+ */
+export function decodeEntry(fields: readonly string[]): HistorySample[] {
+  const f = new Map<string, string>();
+  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
+  const src = f.get('src');
+  const id = f.get('id');
+  const tsText = f.get('ts');
+  const p = f.get('p');
+  if (id === undefined || tsText === undefined || p === undefined) throw new OutboxFormatError('outbox entry lacks id, ts or p');
+  const ts = Number(tsText);
+  if (!Number.isSafeInteger(ts) || ts <= 0) throw new OutboxFormatError(`outbox entry of ${id}: ts '${tsText}' is not a positive integer`);
+  if (src === 'c') return decodeChannelText(id, ts, p);
+  if (src === 'm') return decodeModelJson(id, ts, p);
+  throw new OutboxFormatError(`outbox entry of ${id}: unknown src '${String(src)}'`);
+}
+
+function decodeChannelText(channel: string, ts: number, text: string): HistorySample[] {
+  if (!CHANNEL_ID.test(channel)) throw new OutboxFormatError(`outbox entry: bad channel id '${channel}'`);
+  const out: HistorySample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const m = POINT_LINE.exec(line);
+    if (!m) throw new OutboxFormatError(`channel ${channel}: point line '${line.slice(0, 60)}' is not "type id value quality"`);
+    const [, type, point, v, q] = m as unknown as [string, PointType, string, string, string];
+    const where = `channel ${channel} ${type}:${point}`;
+    if (v === '' && q === '') throw new OutboxFormatError(`${where}: neither a value nor a quality`);
+    out.push({
+      series: { kind: 'point', channel, type, point: Number(point) },
+      ts,
+      value: v === '' ? null : numberOf(v, where),
+      quality: q === '' ? 'good' : qualityOf(q, where),
+    });
+  }
+  return out;
+}
+
+function decodeModelJson(model: string, ts: number, json: string): HistorySample[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    throw new OutboxFormatError(`model ${model}: p is not JSON`);
+  }
+  // cjson encodes an empty table as {}; model_set never sends none, but accept it.
+  if (!Array.isArray(parsed)) {
+    if (typeof parsed === 'object' && parsed !== null && Object.keys(parsed).length === 0) return [];
+    throw new OutboxFormatError(`model ${model}: p is not a list of [name, value, quality]`);
+  }
+  return parsed.map((item: unknown) => {
+    if (!Array.isArray(item) || item.length !== 3 || !item.every((x) => typeof x === 'string') || item[0] === '') {
+      throw new OutboxFormatError(`model ${model}: ${JSON.stringify(item)?.slice(0, 60)} is not [name, value, quality]`);
+    }
+    const [name, v, q] = item as [string, string, string];
+    const where = `model ${model} ${name}`;
+    return { series: { kind: 'model', model, name }, ts, value: v === '' ? null : numberOf(v, where), quality: qualityOf(q, where) } satisfies HistorySample;
+  });
+}
+
+// ---- line protocol ----
+
+/** Tag values and keys: backslash, comma, equals sign and space are escaped; a line break cannot be written. */
+function escapeTag(s: string): string {
+  if (/[\r\n]/.test(s)) throw new OutboxFormatError(`'${s.slice(0, 40)}' holds a line break, which line protocol cannot carry`);
+  return s.replace(/[\\, =]/g, (c) => `\\${c}`);
+}
+
+/** One sample as one line of InfluxDB line protocol, timestamp in ms (write with precision=ms). */
+export function toLine(s: HistorySample): string {
+  const r = s.series;
+  const head = r.kind === 'point'
+    ? `${MEASUREMENT.point},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
+    : `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`;
+  const fields = s.value === null ? `quality=${QUALITY_CODE[s.quality]}i` : `value=${String(s.value)},quality=${QUALITY_CODE[s.quality]}i`;
+  return `${head} ${fields} ${s.ts}`;
+}
+
+/** Splits at unescaped `sep`, keeping the escapes (unescape each part afterwards). */
+function splitRaw(s: string, sep: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\') i++;
+    else if (s[i] === sep) {
+      out.push(s.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(s.slice(start));
+  return out;
+}
+
+const unescapeTag = (s: string) => s.replace(/\\(.)/g, '$1');
+
+/** The inverse of toLine (for tests and tools; the writer never reads lines back). */
+export function parseLine(line: string): HistorySample {
+  // The tag part ends at the first unescaped space.
+  let i = 0;
+  for (; i < line.length; i++) {
+    if (line[i] === '\\') i++;
+    else if (line[i] === ' ') break;
+  }
+  const rest = line.slice(i + 1).split(' ');
+  if (rest.length !== 2) throw new OutboxFormatError(`line '${line.slice(0, 60)}' is not "tags fields ts"`);
+  const [measurement, ...tagList] = splitRaw(line.slice(0, i), ',');
+  const tags = new Map(tagList.map((t) => {
+    const [k, v] = splitRaw(t, '=');
+    return [unescapeTag(k!), unescapeTag(v ?? '')] as const;
+  }));
+  const fields = new Map(rest[0]!.split(',').map((kv) => kv.split('=') as [string, string]));
+  const qCode = Number((fields.get('quality') ?? '').replace(/i$/, ''));
+  const quality = QUALITY_OF[qCode];
+  if (quality === undefined) throw new OutboxFormatError(`line '${line.slice(0, 60)}': bad quality field`);
+  const v = fields.get('value');
+  const ts = Number(rest[1]);
+  const series: SeriesRef = measurement === MEASUREMENT.point
+    ? { kind: 'point', channel: tags.get('channel') ?? '', type: (tags.get('type') ?? 'm') as PointType, point: Number(tags.get('point')) }
+    : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
+  return { series, ts, value: v === undefined ? null : Number(v), quality };
+}
+
+// ---- series ids ----
+
+/** `channel/1001/m/3` or `model/pv1/P` (the name is everything after the model: it may hold '/'). */
+export function seriesId(r: SeriesRef): string {
+  return r.kind === 'point' ? `channel/${r.channel}/${r.type}/${r.point}` : `model/${r.model}/${r.name}`;
+}
+
+export function parseSeriesId(id: string): SeriesRef {
+  const p = /^channel\/([\w-]+)\/([msca])\/(\d+)$/.exec(id);
+  if (p) return { kind: 'point', channel: p[1]!, type: p[2] as PointType, point: Number(p[3]) };
+  const m = /^model\/([^/]+)\/(.+)$/.exec(id);
+  if (m) return { kind: 'model', model: m[1]!, name: m[2]! };
+  throw new OutboxFormatError(`'${id}' is not a series id: use channel/<channel>/<m|s|c|a>/<point> or model/<model>/<name>`, { series: id });
+}
+
+/** The PromQL selector of a series' value or quality. */
+export function promSelector(r: SeriesRef, field: 'value' | 'quality' = 'value'): string {
+  const q = (s: string) => JSON.stringify(s);
+  return r.kind === 'point'
+    ? `${field === 'value' ? METRIC.pointValue : METRIC.pointQuality}{channel=${q(r.channel)},type=${q(r.type)},point=${q(String(r.point))}}`
+    : `${field === 'value' ? METRIC.modelValue : METRIC.modelQuality}{model=${q(r.model)},name=${q(r.name)}}`;
+}
+
+/** The series of a Prometheus label set, or undefined when it is not one of ours. */
+export function seriesOfLabels(labels: Readonly<Record<string, string>>): SeriesRef | undefined {
+  const name = labels.__name__;
+  if (name === METRIC.pointValue || name === METRIC.pointQuality) {
+    const { channel, type, point } = labels;
+    if (channel && type && /^[msca]$/.test(type) && point && /^\d+$/.test(point)) return { kind: 'point', channel, type: type as PointType, point: Number(point) };
+  }
+  if (name === METRIC.modelValue || name === METRIC.modelQuality) {
+    const { model, name: n } = labels;
+    if (model && n) return { kind: 'model', model, name: n };
+  }
+  return undefined;
+}

@@ -1,0 +1,106 @@
+/**
+ * Spawns a private VictoriaMetrics (Debian's `victoria-metrics`) from PATH on
+ * a free loopback port with its own data directory: the embedded history
+ * database of `voltage demo` (unless history.url is set) and of the tests.
+ *
+ * Flags that matter (and why):
+ * - `-dedup.minScrapeInterval=1ms`: one sample per series per millisecond, so
+ *   that the history writer may write a window again after a crash (at-least-once)
+ *   without counting a value twice.
+ * - `-search.latencyOffset=0s`: otherwise queries hide the last 30 s.
+ * - `-retentionPeriod`: one retention for everything (single-node VictoriaMetrics
+ *   has no per-series retention); samples older than it are also refused on write.
+ *
+ * Unlike the Redis one, it may keep its data directory (`dataDir` given): the
+ * kill-and-restart tests start a second process on the same directory and port.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VoltageError } from './errors.js';
+import { freePort, killOnExit } from './redisServer.js';
+
+export interface VictoriaOptions {
+  readonly port?: number;
+  /** Kept after stop when given; a fresh temporary one (removed on stop) otherwise. */
+  readonly dataDir?: string;
+  /** VictoriaMetrics syntax: a number of months, or with h, d, w or y. */
+  readonly retentionPeriod?: string;
+  readonly bin?: string;
+  /** In a process group of its own (the demo's; see spawnRedis). */
+  readonly ownGroup?: boolean;
+  readonly startTimeoutMs?: number;
+}
+
+export interface VictoriaServer {
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly process: ChildProcess;
+  /** SIGTERM (VictoriaMetrics flushes), SIGKILL after 5 s; removes a temporary data dir. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash would: what it acknowledged in its last seconds is lost. */
+  kill(): Promise<void>;
+}
+
+export const VICTORIA_FLAGS: readonly string[] = ['-dedup.minScrapeInterval=1ms', '-search.latencyOffset=0s', '-loggerLevel=ERROR'];
+
+export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<VictoriaServer> {
+  const port = opts.port ?? (await freePort());
+  const temporary = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'voltage-victoria-'));
+  const child = spawn(opts.bin ?? 'victoria-metrics', [
+    `-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`,
+    `-retentionPeriod=${opts.retentionPeriod ?? '1'}`, ...VICTORIA_FLAGS,
+  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
+  killOnExit(child);
+  let output = '';
+  const keep = (d: Buffer) => { output = (output + d.toString()).slice(-4_000); };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}`;
+  const fail = (why: string) => new VoltageError('runtime', 'VICTORIA_SPAWN', `could not start victoria-metrics on port ${port}: ${why}${output ? `\n${output}` : ''}`);
+  let spawnError: Error | undefined;
+  child.once('error', (e) => { spawnError = e; });
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
+  for (;;) {
+    if (spawnError) throw fail(spawnError.message);
+    if (child.exitCode !== null) throw fail(`it exited with code ${child.exitCode}`);
+    if (await healthy(url)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw fail(`/health did not answer within ${opts.startTimeoutMs ?? 15_000} ms`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const alive = () => child.exitCode === null && child.signalCode === null;
+  return {
+    url, port, dataDir, process: child,
+    async stop() {
+      if (alive()) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (temporary) rmSync(dataDir, { recursive: true, force: true });
+    },
+    async kill() {
+      if (alive()) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Whether VictoriaMetrics (or InfluxDB, which has the same endpoint) at `url` answers /health. */
+export async function healthy(url: string, timeoutMs = 1_000): Promise<boolean> {
+  try {
+    const r = await fetch(`${url}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+    await r.arrayBuffer();
+    return r.ok;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The history outbox format: what c2m and model_set append comes out as the
+ * samples they meant, every sample survives line protocol and back, and series
+ * ids and Prometheus labels name the same series both ways.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import { formatValue, QUALITIES } from '../../runtime/domain/telemetry.js';
+import {
+  decodeEntry, OutboxFormatError, parseLine, parseSeriesId, promSelector, seriesId, seriesOfLabels, toLine,
+  type HistorySample, type SeriesRef,
+} from '../../actors/history/outbox.js';
+
+const pointType = fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const);
+const channelId = fc.stringMatching(/^[\w-]{1,12}$/);
+/** Model names as a config could hold them, separators of line protocol and PromQL included. */
+const name = fc.string({ minLength: 1, maxLength: 16 }).filter((s) => !/[\r\n]/.test(s));
+const modelId = name.filter((s) => !s.includes('/'));
+
+const seriesRef: fc.Arbitrary<SeriesRef> = fc.oneof(
+  fc.record({ kind: fc.constant('point' as const), channel: channelId, type: pointType, point: fc.nat(1_000_000) }),
+  fc.record({ kind: fc.constant('model' as const), model: modelId, name }),
+);
+const sample: fc.Arbitrary<HistorySample> = fc.record({
+  series: seriesRef,
+  ts: fc.integer({ min: 1, max: 4_102_444_800_000 }),
+  value: fc.option(fc.double({ noNaN: true, noDefaultInfinity: true }).map((v) => (Object.is(v, -0) ? 0 : v))),
+  quality: fc.constantFrom(...QUALITIES),
+});
+
+describe('history outbox: decoding entries', () => {
+  it('property: a c2m entry gives one sample per point; no value = a quality mark, no quality = good', () => {
+    const point = fc.record({
+      type: pointType, id: fc.nat(100_000),
+      value: fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })),
+      quality: fc.option(fc.constantFrom(...QUALITIES)),
+    }).filter((p) => p.value !== null || p.quality !== null);
+    fc.assert(fc.property(channelId, fc.integer({ min: 1, max: 2 ** 45 }), fc.array(point, { minLength: 1, maxLength: 50 }), (ch, ts, points) => {
+      const text = C2mBatch.of(points).bytes().toString('latin1');
+      const samples = decodeEntry(['src', 'c', 'id', ch, 'ts', String(ts), 'p', text]);
+      expect(samples).toEqual(points.map((p) => ({
+        series: { kind: 'point', channel: ch, type: p.type, point: p.id }, ts,
+        value: p.value === null ? null : Number(formatValue(p.value)),
+        quality: p.quality ?? 'good',
+      })));
+    }), { numRuns: 200 });
+  });
+
+  it('reads model_set entries as cjson writes them ([name, value-text, quality], empty value = a mark)', () => {
+    const p = '[["P","12.500000","good"],["Q","","comm-failure"],["a\\/b","-1e+21","stale"]]';
+    expect(decodeEntry(['src', 'm', 'id', 'pv1', 'ts', '1700000000123', 'p', p])).toEqual([
+      { series: { kind: 'model', model: 'pv1', name: 'P' }, ts: 1700000000123, value: 12.5, quality: 'good' },
+      { series: { kind: 'model', model: 'pv1', name: 'Q' }, ts: 1700000000123, value: null, quality: 'comm-failure' },
+      { series: { kind: 'model', model: 'pv1', name: 'a/b' }, ts: 1700000000123, value: -1e21, quality: 'stale' },
+    ]);
+  });
+
+  it('refuses entries that are not in the documented shape, with a typed error', () => {
+    const bad: string[][] = [
+      ['src', 'x', 'id', 'c1', 'ts', '1', 'p', 'm 1 1 good\n'],
+      ['src', 'c', 'id', 'c1', 'ts', '0', 'p', 'm 1 1 good\n'],
+      ['src', 'c', 'id', 'c1', 'ts', '5', 'p', 'm 1 abc good\n'],
+      ['src', 'c', 'id', 'c1', 'ts', '5', 'p', 'm 1  \n'],
+      ['src', 'c', 'id', 'c1', 'ts', '5', 'p', 'm 1 1 fine\n'],
+      ['src', 'm', 'id', 'pv1', 'ts', '5', 'p', '[["P",1,"good"]]'],
+      ['src', 'm', 'id', 'pv1', 'ts', '5', 'p', 'not json'],
+      ['src', 'c', 'id', 'c1', 'ts', '5'],
+    ];
+    for (const fields of bad) expect(() => decodeEntry(fields), fields.join(' ')).toThrow(OutboxFormatError);
+  });
+});
+
+describe('history outbox: line protocol', () => {
+  it('writes the documented lines', () => {
+    expect(toLine({ series: { kind: 'point', channel: '1001', type: 'm', point: 3 }, ts: 1700000000000, value: -12.5, quality: 'good' }))
+      .toBe('voltage_point,channel=1001,type=m,point=3 value=-12.5,quality=0i 1700000000000');
+    expect(toLine({ series: { kind: 'model', model: 'pv 1', name: 'P,x=y' }, ts: 5, value: null, quality: 'comm-failure' }))
+      .toBe('voltage_model,model=pv\\ 1,name=P\\,x\\=y quality=3i 5');
+  });
+
+  it('property: every sample survives line protocol and back (encode ∘ decode = id)', () => {
+    fc.assert(fc.property(sample, (s) => {
+      expect(parseLine(toLine(s))).toEqual(s);
+    }), { numRuns: 1_000 });
+  });
+
+  it('refuses a name that line protocol cannot carry', () => {
+    expect(() => toLine({ series: { kind: 'model', model: 'm', name: 'a\nb' }, ts: 1, value: 1, quality: 'good' })).toThrow(OutboxFormatError);
+  });
+});
+
+describe('history outbox: series ids', () => {
+  it('property: series id → ref → id is the identity, and a selector names the same labels', () => {
+    fc.assert(fc.property(seriesRef, (r) => {
+      expect(parseSeriesId(seriesId(r))).toEqual(r);
+      const labels: Record<string, string> = r.kind === 'point'
+        ? { __name__: 'voltage_point_value', channel: r.channel, type: r.type, point: String(r.point) }
+        : { __name__: 'voltage_model_value', model: r.model, name: r.name };
+      expect(seriesOfLabels(labels)).toEqual(r);
+      expect(promSelector(r)).toMatch(/^voltage_(point|model)_value\{/);
+    }), { numRuns: 500 });
+  });
+
+  it('refuses ids that name nothing', () => {
+    for (const id of ['', 'model/pv1', 'channel/1001/x/3', 'channel/10 01/m/3', 'pv1/P']) expect(() => parseSeriesId(id)).toThrow(OutboxFormatError);
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * The OpenAPI document against the routes: every route the gateway registers is
+ * described (the gateway checks it at start; here the check itself is tested).
+ */
+import { describe, expect, it } from 'vitest';
+import { openApiDocument, undocumentedRoutes } from '../../runtime/gateway/openapi.js';
+
+describe('the OpenAPI document', () => {
+  const doc = openApiDocument();
+
+  it('describes the visualizer\'s routes and /me, with the actor id as one parameter', () => {
+    const paths = doc.paths as Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>>;
+    for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions']) {
+      expect(paths[p]?.get, p).toBeDefined();
+    }
+    expect(paths['/api/v1/actors/{id}/transitions']!.get!.parameters!.map((x) => `${x.in}:${x.name}`)).toEqual(['path:id', 'query:count']);
+  });
+
+  it('says which origins may call it across origins, and that none may when none is configured', () => {
+    const info = doc.info as { description: string };
+    expect(info.description).toContain('gateway.cors.origins');
+    expect(info.description).toContain('with no origins configured none is allowed');
+  });
+
+  it('undocumentedRoutes: names what is missing; consecutive parameters are one id with a slash', () => {
+    expect(undocumentedRoutes([
+      { method: 'get', pattern: '/api/v1/models/:id' },
+      { method: 'post', pattern: '/api/v1/models/:id/controls/:name' },
+      { method: 'get', pattern: '/api/v1/actors/:kind/:id' },
+      { method: 'get', pattern: '/api/v1/actors/:kind/:id/machine' },
+      { method: 'get', pattern: '/api/v1/actors/:id/transitions' },
+    ], doc)).toEqual([]);
+    expect(undocumentedRoutes([
+      { method: 'get', pattern: '/api/v1/alarms' },
+      { method: 'post', pattern: '/api/v1/actors/:id' },
+      { method: 'get', pattern: '/api/v1/me' },
+    ], doc)).toEqual(['get /api/v1/alarms', 'post /api/v1/actors/:id']);
+  });
+});
