@@ -192,9 +192,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             raw = bad || !Number.isFinite(v) ? l.filter.raw : v !== 0;
             value = Number.isFinite(v) ? v : null;
           }
-          const step = stepDelay(l.filter, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
-          l.filter = { ...step.state, acts: l.filter.acts };
-          if (step.change) commits += await commit(l, { type: step.change, now }, value);
+          // Suppression first: a condition that arrives with its reason is never announced.
           if (d.suppressWhen) {
             const v = d.suppressWhen.evaluate((r) => samples.get(scopeKey(model, r))?.value ?? undefined);
             const on = Number.isFinite(v) && v !== 0;
@@ -203,6 +201,9 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             if (!on && l.stored.state === 'suppressed' && l.suppressed) commits += await commit(l, { type: 'UNSUPPRESS', now }, value);
             l.suppressed = on;
           }
+          const step = stepDelay(l.filter, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
+          l.filter = { ...step.state, acts: l.filter.acts };
+          if (step.change) commits += await commit(l, { type: step.change, now }, value);
           // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
           const due0 = l.stored.context;
           if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) commits += await commit(l, { type: 'TICK', now }, value);

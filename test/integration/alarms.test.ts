@@ -40,6 +40,8 @@ models:
     measurements: { temp: {}, P: {}, fan: {} }
   - id: grid
     measurements: { f: {}, load: {} }
+  - id: pump
+    measurements: { x: {}, y: {} }
   - id: sensor
     channel: dead
     measurements: { temp: {} }
@@ -67,6 +69,13 @@ alarms:
     when: { point: load, above: 100 }
     severity: warning
     escalateAfterMs: 700
+  - id: pump.high
+    model: pump
+    when: { point: x, above: 10 }
+    suppressWhen: "pump.y == 0"
+  - id: pump.stale
+    model: pump
+    when: { point: y, staleMs: 1200 }
   - id: sensor.comm
     model: sensor
     when: { point: temp, quality: [bad, comm-failure] }
@@ -212,7 +221,7 @@ describe('alarms through the runtime', () => {
     expect(r.headers.get('content-type')).toContain('text/csv');
     expect((await r.text()).split('\n')[0]).toBe('time,id,event,from,to,severity,who,why,value,version,group');
     const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
-    expect(stats.body).toMatchObject({ flood: { active: false, count: 5 }, total: 6 });
+    expect(stats.body).toMatchObject({ flood: { active: false, count: 5 }, total: 8 });
     expect(stats.body.top10.length).toBeGreaterThan(0);
     expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
   });
@@ -229,7 +238,7 @@ describe('alarms through the runtime', () => {
     expect(one.body.group).toBe('bess1.overtemp'); // first-out: raised within groupWindowMs of the battery's first alarm
     expect(one.body.history.filter((h: { event: string; to: string }) => h.event === 'CONDITION_ON' && h.to === 'unacknowledged')).toHaveLength(3);
     const stats = await call('GET', '/api/v1/alarms/stats', 'viewer');
-    expect(stats.body.flood).toMatchObject({ active: true, newInWindow: 6 });
+    expect(stats.body.flood).toMatchObject({ active: true, newInWindow: 7 }); // pump.stale too: its point never had a value
     expect(stats.body.timeInFloodMs24h).toBeGreaterThan(0);
     expect(stats.body.top10[0]).toEqual({ id: 'bess1.fan', count: 3 });
     expect(stats.body.chattering).toEqual(['bess1.fan']);
@@ -261,7 +270,8 @@ describe('alarms through the runtime', () => {
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
-      ['bess1.fan', 'returnedUnack', 'warning'], ['bess1.overtemp', 'returnedUnack', 'major'], ['sensor.comm', 'acknowledged', 'warning'],
+      ['bess1.fan', 'returnedUnack', 'warning'], ['bess1.overtemp', 'returnedUnack', 'major'], ['pump.stale', 'unacknowledged', 'minor'],
+      ['sensor.comm', 'acknowledged', 'warning'],
     ]);
   }, 20_000);
 
@@ -305,5 +315,23 @@ describe('alarms through the runtime', () => {
     await bus.core.client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
     await eventually(async () => (await state('grid.freq')) === 'unacknowledged', 5_000);
     expect((await eventsOf('grid.freq')).filter((e) => e.why === 'raised')).toHaveLength(2); // the first test's raise, and this one
+  });
+
+  it('suppression by design while its condition holds; staleness when a point gets no new value', async () => {
+    await set('pump', 'y', 0);
+    await set('pump', 'x', 20);
+    await eventually(async () => (await state('pump.high')) === 'suppressed', 3_000);
+    await sleep(200);
+    expect(await state('pump.high')).toBe('suppressed'); // not announced while suppressed
+    await set('pump', 'y', 1); // the reason is gone: unsuppressed, and the condition still holds
+    await eventually(async () => (await state('pump.high')) === 'unacknowledged', 3_000);
+    expect((await eventsOf('pump.high')).map((e) => [e.event, e.to])).toEqual([['SUPPRESS', 'suppressed'], ['CONDITION_ON', 'suppressed'], ['UNSUPPRESS', 'unacknowledged']]);
+    // Raised at the start (y never had a value), cleared by the values just written, stale again 1200 ms after the last.
+    await eventually(async () => (await state('pump.stale')) === 'returnedUnack', 3_000);
+    await call('POST', '/api/v1/alarms/pump.stale/ack', 'otto', {});
+    expect(await state('pump.stale')).toBe('normal');
+    await eventually(async () => (await state('pump.stale')) === 'unacknowledged', 3_000);
+    await set('pump', 'y', 2);
+    await eventually(async () => (await state('pump.stale')) === 'returnedUnack', 3_000);
   });
 });
