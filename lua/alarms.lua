@@ -2,7 +2,7 @@
 Alarm Functions: a module of the VoltageEMS library (no `#!lua name=` header of
 its own; it is appended to the library and uses its helpers `fail` and
 `positive_int`). The one place that knows the argument order on the TypeScript
-side is runtime/redis/alarmLibrary.ts; change both together.
+side is runtime/redis/core.ts; change both together.
 
 Every transition of an alarm is one alarm_commit: compare-and-set on the stored
 version, a check that the stored state takes the event to the target (the table
@@ -26,19 +26,20 @@ end
 
 --[[
 alarm_init: makes sure alarm:{id} exists; a restarted actor resumes from what it finds.
-KEYS: 1 alarm:{id}
+KEYS: 1 alarm:{id}, 2 alarm:index (set of every alarm id, for listing)
 ARGV: 1 id, 2 ts (ms), 3 severity, 4 initial context (JSON), 5 definition (JSON)
 Creates the alarm in the machine's initial state at version 1 when it is missing;
 otherwise only refreshes its definition. Returns { created 0|1, state, version, context }.
 ]]
 local function alarm_init(keys, args)
-  if #keys ~= 1 then return fail('alarm_init needs 1 key') end
+  if #keys ~= 2 then return fail('alarm_init needs 2 keys') end
   local id, ts, severity, context, definition = args[1], args[2], args[3], args[4], args[5]
   if id == nil or id == '' then return fail('alarm_init: id is required') end
   if not positive_int(ts) then return fail('alarm_init: ts must be a positive integer (ms)') end
   if not ALARM_SEVERITY[severity] then return fail('alarm_init: unknown severity ' .. tostring(severity)) end
   if context == nil or context == '' then return fail('alarm_init: context is required') end
   local stored = redis.call('HMGET', keys[1], 'state', 'version', 'context')
+  redis.call('SADD', keys[2], id)
   if stored[1] then
     redis.call('HSET', keys[1], 'definition', definition or '')
     return { 0, stored[1], tonumber(stored[2]), stored[3] }
@@ -52,7 +53,10 @@ end
 alarm_commit: one transition of one alarm.
 KEYS: 1 alarm:{id}, 2 alarm:active (zset: id → ms it became active), 3 alarm:events (stream)
 ARGV: 1 id, 2 expected version, 3 event, 4 target state, 5 severity, 6 context (JSON),
-      7 who, 8 why, 9 value ('' none), 10 ts (ms)
+      7 who, 8 why, 9 value ('' none), 10 ts (ms),
+      11 first-out group: the id of the first alarm of its model's group ('' none;
+         kept while the alarm stays active, dropped when it leaves alarm:active),
+      12 chattering '1' or '0'
 Refusals (nothing written), each naming the stored state and version:
   NO_ALARM, VERSION_CONFLICT (someone committed first), NOT_ALLOWED (the stored
   state does not take this event to this target), BAD_ARGUMENT.
@@ -61,8 +65,8 @@ alarm:update. Returns the new version.
 ]]
 local function alarm_commit(keys, args)
   if #keys ~= 3 then return fail('alarm_commit needs 3 keys') end
-  local id, expected, event, to, severity, context, who, why, value, ts =
-    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10]
+  local id, expected, event, to, severity, context, who, why, value, ts, group, chattering =
+    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11] or '', args[12] or '0'
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
   local from, version = stored[1], tonumber(stored[2])
   if not from then return alarm_refuse('NO_ALARM', 'alarm_commit', 'no alarm ' .. tostring(id), 'none', 0) end
@@ -82,16 +86,21 @@ local function alarm_commit(keys, args)
   redis.call('HSET', keys[1], 'state', to, 'version', next_version, 'severity', severity, 'context', context,
     'updatedAt', ts, 'who', who, 'why', why or '', 'value', value or '')
   if from ~= to then redis.call('HSET', keys[1], 'since', ts) end
+  redis.call('HSET', keys[1], 'chattering', chattering == '1' and '1' or '0')
   if ALARM_ACTIVE[to] then
     -- NX: the score stays the time the alarm became active, across acknowledgement and return.
     redis.call('ZADD', keys[2], 'NX', ts, id)
+    if group ~= '' then redis.call('HSET', keys[1], 'group', group) end
   else
     redis.call('ZREM', keys[2], id)
+    redis.call('HDEL', keys[1], 'group')
   end
+  group = redis.call('HGET', keys[1], 'group') or ''
   redis.call('XADD', keys[3], 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*', 'id', id, 'event', event, 'from', from, 'to', to,
-    'severity', severity, 'who', who, 'why', why or '', 'value', value or '', 'time', ts, 'version', next_version)
+    'severity', severity, 'who', who, 'why', why or '', 'value', value or '', 'time', ts, 'version', next_version, 'group', group)
   redis.call('PUBLISH', 'alarm:update', cjson.encode({ id = id, event = event, from = from, to = to, severity = severity,
-    version = next_version, time = tonumber(ts), who = who }))
+    version = next_version, time = tonumber(ts), who = who, why = why or '', group = group, chattering = chattering == '1',
+    active = ALARM_ACTIVE[to] == true }))
   return next_version
 end
 

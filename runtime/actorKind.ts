@@ -57,6 +57,8 @@ export interface ActorKind {
     readonly strategy: Strategy;
     policy(runtime: RuntimeConfig): SupervisorPolicy;
   };
+  /** Its supervisor is left out of the tree when the site gives the kind no actors (alarms: a site may have none). */
+  readonly optional?: boolean;
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
   /** Runs once before the tree starts (history makes its consumer groups, so that the first poll is kept). */
@@ -94,6 +96,7 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
     if (site[k.section] === undefined) continue;
     const specs = k.children(site, deps);
     const sup = k.supervisor;
+    if (sup && k.optional && specs.length === 0) continue;
     if (sup) {
       // A kind under its own supervisor is in the tree even without actors, as the tree always was.
       nodes.push({ id: sup.id, kind: 'supervisor', parent: ROOT_ID, order: makers.length, strategy: sup.strategy });

@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport, watchStatus } from './status.js';
+import { alarmsCommand } from './alarmsReport.js';
 import { startSim } from './sim.js';
 import { runGatewayChild } from './gateway/child.js';
 import { failCurrentActor } from './actorHost.js';
@@ -43,6 +44,8 @@ commands:
   validate   check a config folder; every problem with file:line:column; exit 2 if any
   status     print the supervisor tree and each actor's state, as recorded in Redis
              (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
+  alarms [--active]
+             print the site's alarms (state, severity, for how long, message), from Redis
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
@@ -72,7 +75,7 @@ function load(dir: string): SiteConfig | undefined {
 function summary(site: SiteConfig): string {
   const points = site.channels.reduce((n, c) => n + c.points.length, 0);
   const calcs = site.models.reduce((n, m) => n + m.calculations.length, 0);
-  return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s)`;
+  return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s), ${site.alarms.length} alarm(s)`;
 }
 
 /** Runs until SIGINT/SIGTERM (exit 0, tree stopped in reverse order) or root escalation (exit 1). */
@@ -344,7 +347,7 @@ const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.
 export async function main(argv: readonly string[]): Promise<number> {
   const options = {
     config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true },
-    timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' },
+    timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, active: { type: 'boolean' },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
@@ -368,6 +371,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       return cmdStatus(parsed.values.watch ? intervalMs : undefined);
     }
+    case 'alarms': return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
     case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));

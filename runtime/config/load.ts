@@ -10,8 +10,9 @@ import { channelSchemas, checkChannel, protocolNames } from '../../actors/channe
 import { ConfigError, VoltageError, type ConfigIssue, type SourcePosition } from '../errors.js';
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
 import '../protocols.js';
+import { conditionSpec, instantiateTemplateAlarms, type AlarmConfig } from './alarms.js';
 import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
-import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
+import type { AlarmDef, Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
 import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
 
@@ -307,7 +308,91 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   });
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history });
+  const alarms = resolveAlarms(cfg, models, add);
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy });
+}
+
+/** Ids that would collide with the alarm keys of the same prefix (runtime/redis/keys.ts). */
+const RESERVED_ALARM_IDS = new Set(['active', 'events', 'update', 'filters', 'stats', 'index']);
+
+/**
+ * The alarms section and every template's alarms, once per instance: each alarm's
+ * model must exist, its point must be one of the model's values, and its
+ * expressions must compile and read values that exist.
+ */
+function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (path: Path, code: string, message: string, key?: boolean) => void): AlarmDef[] {
+  const byId = new Map(models.map((m) => [m.id, m]));
+  const valuesOf = (m: ModelDef) => [...m.measurements.keys(), ...m.calculations.map((c) => c.name)];
+  const entries: Array<{ readonly a: AlarmConfig; readonly path: Path }> = [];
+  cfg.alarms.forEach((a, i) => { entries.push({ a, path: ['alarms', i] }); });
+  cfg.models.forEach((m) => {
+    const tpl = m.template ? cfg.templates[m.template] : undefined;
+    if (!tpl) return;
+    instantiateTemplateAlarms(m.id, tpl.alarms).forEach((a, i) => { entries.push({ a, path: ['templates', m.template!, 'alarms', i] }); });
+  });
+  const seen = new Map<string, Path>();
+  const out: AlarmDef[] = [];
+  /** Compiles an expression of alarm `a` and checks its references; undefined after reporting a problem. */
+  const compile = (a: AlarmConfig, text: string, path: Path, what: string): CompiledExpr | undefined => {
+    let expr: CompiledExpr;
+    try {
+      expr = compileExpr(text);
+    } catch (e) {
+      const idx = e instanceof ExprError ? e.index : 0;
+      add(path, 'EXPR_SYNTAX', `alarm '${a.id}' ${what}: ${(e as Error).message} (at character ${idx + 1} of "${text}")`);
+      return undefined;
+    }
+    let ok = true;
+    for (const ref of expr.refs) {
+      const [modelId, valueName] = ref.includes('.') ? (ref.split('.') as [string, string]) : [a.model, ref];
+      const target = byId.get(modelId);
+      const known = target ? valuesOf(target) : [];
+      if (!target) add(path, 'UNKNOWN_REF', `alarm '${a.id}' ${what} reads '${ref}', but there is no model '${modelId}'`);
+      else if (!known.includes(valueName)) add(path, 'UNKNOWN_REF', `alarm '${a.id}' ${what} reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`);
+      else continue;
+      ok = false;
+    }
+    return ok ? expr : undefined;
+  };
+  for (const { a, path } of entries) {
+    const first = seen.get(a.id);
+    if (first) {
+      add([...path, 'id'], 'DUPLICATE_ID', `alarm id '${a.id}' is used twice`);
+      continue;
+    }
+    seen.set(a.id, path);
+    if (RESERVED_ALARM_IDS.has(a.id)) {
+      add([...path, 'id'], 'INVALID_VALUE', `alarm id '${a.id}' is reserved (${[...RESERVED_ALARM_IDS].join(', ')})`);
+      continue;
+    }
+    const model = byId.get(a.model);
+    if (!model) {
+      const ids = [...byId.keys()];
+      add([...path, 'model'], 'UNKNOWN_REF', `alarm '${a.id}' is on model '${a.model}', which does not exist${ids.length ? `; did you mean '${closest(a.model, ids)}'?` : ''}`);
+      continue;
+    }
+    const spec = conditionSpec(a.when);
+    let test: AlarmDef['test'] | undefined;
+    if (spec.kind === 'expr') {
+      const expr = compile(a, spec.expr, [...path, 'when', 'expr'], 'expr');
+      if (expr) test = { kind: 'expr', expr };
+    } else {
+      const point = a.when.point ?? '';
+      const known = valuesOf(model);
+      if (!known.includes(point)) add([...path, 'when', 'point'], 'UNKNOWN_REF', `alarm '${a.id}' reads '${point}', which model '${a.model}' does not have${known.length ? `; did you mean '${closest(point, known)}'?` : ''}`);
+      else test = { kind: 'point', point, spec };
+    }
+    const suppressWhen = a.suppressWhen !== undefined ? compile(a, a.suppressWhen, [...path, 'suppressWhen'], 'suppressWhen') : null;
+    if (!test || suppressWhen === undefined || !a.enabled) continue;
+    out.push({
+      id: a.id, model: a.model, test, onDelayMs: a.when.onDelayMs, offDelayMs: a.when.offDelayMs, severity: a.severity,
+      message: a.message ?? `${a.id}: {value}`, latch: a.latch, reAlarmMs: a.reAlarmMs ?? null, escalateAfterMs: a.escalateAfterMs ?? null,
+      suppressWhen, chattering: a.chattering ?? cfg.alarmPolicy.chattering,
+      limit: spec.kind === 'above' || spec.kind === 'below' ? spec.limit : null,
+      source: a as unknown as Record<string, unknown>,
+    });
+  }
+  return out;
 }
 
 /** Depth-first topological order; reports each cycle once. */

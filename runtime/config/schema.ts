@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { historySchema } from './history.js';
+import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -176,6 +177,8 @@ export const templateSchema = z.strictObject({
   measurements: z.record(name, valueSpec).default({}),
   controls: z.record(name, valueSpec).default({}),
   calculations: z.record(name, calcSpec).default({}),
+  /** Every instance of the template gets these alarms, as `{model}.{id}`. */
+  alarms: templateAlarmsSchema,
 });
 
 export const modelSchema = z.strictObject({
@@ -234,6 +237,8 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     templates: z.record(name, templateSchema).default({}),
     models: z.array(modelSchema).default([]),
     history: historySchema.optional(),
+    alarms: alarmsSchema,
+    alarmPolicy: alarmPolicySchema.prefault({}),
   });
 }
 

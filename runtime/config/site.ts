@@ -3,11 +3,14 @@
  * folder once it has been read, checked and resolved. Nothing deeper than
  * runtime/config reads YAML or re-validates.
  */
+import type { ConditionSpec } from '../../machines/alarmCondition.js';
+import type { Severity } from '../../machines/alarmMachine.js';
 import type { CompiledExpr } from '../expr.js';
+import type { AlarmPolicy } from './alarms.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 import type { HistoryConfig } from './history.js';
 
-export type { ChannelConfig, GatewayConfig, HistoryConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
+export type { AlarmPolicy, ChannelConfig, GatewayConfig, HistoryConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
   readonly channel: string;
@@ -36,6 +39,32 @@ export interface ModelDef {
   readonly dependsOn: readonly string[];
 }
 
+/** What an alarm's condition tests: a point of its model (threshold, equality, quality, staleness) or an expression. */
+export type AlarmTest =
+  | { readonly kind: 'point'; readonly point: string; readonly spec: ConditionSpec }
+  | { readonly kind: 'expr'; readonly expr: CompiledExpr };
+
+/** One alarm definition, resolved: a template's alarms appear once per instance. */
+export interface AlarmDef {
+  readonly id: string;
+  readonly model: string;
+  readonly test: AlarmTest;
+  readonly onDelayMs: number;
+  readonly offDelayMs: number;
+  readonly severity: Severity;
+  readonly message: string;
+  readonly latch: boolean;
+  readonly reAlarmMs: number | null;
+  readonly escalateAfterMs: number | null;
+  /** Suppression by design: while true, the alarm is suppressed. */
+  readonly suppressWhen: CompiledExpr | null;
+  readonly chattering: { readonly count: number; readonly windowMs: number };
+  /** The limit of a threshold, for the message's {limit}. */
+  readonly limit: number | null;
+  /** The definition as written (for the API). */
+  readonly source: Readonly<Record<string, unknown>>;
+}
+
 export interface SiteConfig {
   readonly dir: string;
   readonly runtime: RuntimeConfig;
@@ -45,6 +74,8 @@ export interface SiteConfig {
   readonly gateway: GatewayConfig | undefined;
   /** Absent: nothing is kept beyond Redis. */
   readonly history: HistoryConfig | undefined;
+  readonly alarms: readonly AlarmDef[];
+  readonly alarmPolicy: AlarmPolicy;
 }
 
 export function pointKey(ref: PointRef): string {

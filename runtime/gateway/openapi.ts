@@ -5,6 +5,7 @@
  * this document does not describe (`undocumentedRoutes`).
  */
 import { z } from 'zod';
+import { ALARM_ACTIONS, alarmActionBody } from './routes/alarms.js';
 
 export const controlBody = z.strictObject({ value: z.number().describe('the setpoint, in the control\'s unit') });
 export const errorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
@@ -64,6 +65,28 @@ export function openApiDocument(): Record<string, unknown> {
         },
       },
       '/api/v1/commands/{id}': { get: { ...read, summary: 'A command\'s status and history', parameters: [id('id')], responses: { 200: ok('command'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/alarms': {
+        get: {
+          ...read, summary: 'Alarms (filters: state, severity, model, active=true; paged: limit, offset)',
+          parameters: ['state', 'severity', 'model', 'active', 'limit', 'offset'].map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } })),
+          responses: { 200: ok('alarms'), ...errors(400, 401, 403, 429) },
+        },
+      },
+      '/api/v1/alarms/{id}': { get: { ...read, summary: 'An alarm: definition, state, event history', parameters: [id('id')], responses: { 200: ok('alarm'), ...errors(401, 403, 404, 429) } } },
+      ...Object.fromEntries(ALARM_ACTIONS.map((action) => [`/api/v1/alarms/{id}/${action}`, {
+        post: {
+          ...read, summary: `${action} an alarm (operator; audited; 409 when its state does not take it or someone else was first)`, parameters: [id('id')],
+          requestBody: { required: false, content: json(alarmActionBody) },
+          responses: { 200: ok('the alarm after the action'), ...errors(400, 401, 403, 404, 409, 413, 429) },
+        },
+      }])),
+      '/api/v1/alarms/events': {
+        get: {
+          ...read, summary: 'alarm:events, newest first (limit, before=entryId, id); Accept: text/csv for export',
+          responses: { 200: { description: 'events (JSON) or CSV', content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } } }, ...errors(400, 401, 403, 429) },
+        },
+      },
+      '/api/v1/alarms/stats': { get: { ...read, summary: 'Alarm KPIs: per 10 min, time in flood, top 10, chattering, standing, by severity', responses: { 200: ok('stats'), ...errors(401, 403, 429) } } },
       '/api/v1/actors': { get: { ...read, summary: 'The supervisor tree', responses: { 200: ok('actors'), ...errors(401, 403, 429) } } },
       '/api/v1/actors/{id}': { get: { ...read, summary: 'One actor: status, machine state (`active`: the ids of the states it is in), restarts, backoff, last error', parameters: [actorId], responses: { 200: ok('actor'), ...errors(401, 403, 404, 429) } } },
       '/api/v1/actors/{id}/machine': { get: { ...read, summary: 'The actor\'s machine as a graph laid out for drawing: states (nested ones too) with boxes, transitions with event, guard and polyline, invoked actors; and its current state', parameters: [actorId], responses: { 200: ok('{ actor, state, graph }'), ...errors(401, 403, 404, 429) } } },

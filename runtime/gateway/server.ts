@@ -15,6 +15,7 @@ import { openApiDocument, undocumentedRoutes } from './openapi.js';
 import { Http } from './http.js';
 import { actorRoutes } from './routes/actors.js';
 import { actorDetailRoutes } from './routes/actorDetail.js';
+import { alarmRoutes } from './routes/alarms.js';
 import { meRoutes } from './routes/me.js';
 import { staticRoutes } from './static.js';
 import { channelRoutes } from './routes/channels.js';
@@ -58,6 +59,7 @@ export async function startGatewayServer(
   actorRoutes(http, redis);
   meRoutes(http);
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
+  const stopAlarmFeed = await alarmRoutes(http, redis, subscriptions, feed);
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   historyRoutes(http, history ? new HistoryQueries(history) : undefined);
@@ -69,6 +71,7 @@ export async function startGatewayServer(
   const undocumented = undocumentedRoutes(http.routes, doc);
   if (undocumented.length) {
     await stopActorFeed();
+    await stopAlarmFeed();
     await feed.stop();
     http.close();
     throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
@@ -78,6 +81,7 @@ export async function startGatewayServer(
     port = await http.listen();
   } catch (e) {
     await stopActorFeed();
+    await stopAlarmFeed();
     await feed.stop();
     throw e;
   }
@@ -85,6 +89,7 @@ export async function startGatewayServer(
     port,
     async stop() {
       await stopActorFeed();
+      await stopAlarmFeed();
       await feed.stop();
       http.close();
     },

@@ -12,6 +12,7 @@
  */
 import type { Redis } from 'ioredis';
 import { REDIS_ERROR_CODES, RedisError, RedisFunctionError, errorMessage, isRedisError, type RedisErrorCode } from '../errors.js';
+import type { AlarmContext, AlarmEventType, AlarmState, Severity } from '../../machines/alarmMachine.js';
 import type { ActorFields } from '../domain/actors.js';
 import type { CommandOutcome } from '../domain/commands.js';
 import { formatValue, type ModelValue } from '../domain/telemetry.js';
@@ -33,6 +34,12 @@ export interface FunctionInputs {
     readonly channel: string; readonly id: string; readonly status: CommandOutcome; readonly message: string;
     readonly ts: number; readonly group: string; readonly entryId: string; readonly readback: number | null;
   };
+  alarm_init: { readonly id: string; readonly ts: number; readonly severity: Severity; readonly context: AlarmContext; readonly definition: string };
+  alarm_commit: {
+    readonly id: string; readonly expectedVersion: number; readonly event: AlarmEventType; readonly to: AlarmState;
+    readonly severity: Severity; readonly context: AlarmContext; readonly who: string; readonly why: string;
+    readonly value: number | null; readonly ts: number; readonly group: string; readonly chattering: boolean;
+  };
 }
 
 /** What each Function returns (see its comment in lua/). */
@@ -44,6 +51,8 @@ export interface FunctionOutputs {
   site_load: number;
   m2c: string;
   cmd_result: 0 | 1;
+  alarm_init: [created: 0 | 1, state: string, version: number, context: string];
+  alarm_commit: number;
 }
 
 export type FunctionName = keyof FunctionInputs;
@@ -89,6 +98,11 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   cmd_result: (i) => ({
     keys: [KEYS.command(i.id), KEYS.commandStream(i.channel)],
     args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback)],
+  }),
+  alarm_init: (i) => ({ keys: [KEYS.alarm(i.id), KEYS.alarmIndex], args: [i.id, i.ts, i.severity, JSON.stringify(i.context), i.definition] }),
+  alarm_commit: (i) => ({
+    keys: [KEYS.alarm(i.id), KEYS.alarmActive, KEYS.alarmEvents],
+    args: [i.id, i.expectedVersion, i.event, i.to, i.severity, JSON.stringify(i.context), i.who, i.why, formatOptional(i.value), i.ts, i.group, i.chattering ? '1' : '0'],
   }),
 };
 

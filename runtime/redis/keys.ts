@@ -47,6 +47,20 @@ export const KEYS = {
   commandHint: (ch: string) => `cmd:${ch}:hint`,
   commandResult: 'cmd:result',
   audit: 'audit:commands',
+  // alarms
+  alarm: (id: string) => `alarm:${id}`,
+  /** set: every alarm id ever initialised. */
+  alarmIndex: 'alarm:index',
+  /** zset: id → ms the alarm became active. */
+  alarmActive: 'alarm:active',
+  /** stream: every committed transition, with who, why, value and time. */
+  alarmEvents: 'alarm:events',
+  /** pub/sub: one JSON message per committed transition (lua/alarms.lua spells it too). */
+  alarmUpdate: 'alarm:update',
+  /** hash: id → the on/off-delay filter state (JSON, absolute deadlines) of each alarm. */
+  alarmFilters: 'alarm:filters',
+  /** hash: site-wide alarm indicators and counters (flood, chattering, first-out groups). */
+  alarmStats: 'alarm:stats',
 } as const;
 
 /** The model a `modsrv:{model}:update` message came from. */

@@ -31,13 +31,26 @@ export class Subscriptions {
     });
   }
 
-  /** Called each time the connection is ready again after a loss (ioredis renews the subscriptions itself). */
-  onReconnect(listener: () => void): void {
-    let first = this.conn.status === 'ready';
-    this.conn.on('ready', () => {
-      if (first) listener();
-      first = true;
-    });
+  private readonly reconnectListeners = new Set<() => void>();
+  private readyBefore = false;
+  private watchingReady = false;
+
+  /**
+   * Called each time the connection is ready again after a loss (ioredis renews the
+   * subscriptions itself). Returns what removes the listener: an actor that stops
+   * must not leave one behind (one connection serves every actor of the process).
+   */
+  onReconnect(listener: () => void): () => void {
+    if (!this.watchingReady) {
+      this.watchingReady = true;
+      this.readyBefore = this.conn.status === 'ready';
+      this.conn.on('ready', () => {
+        if (this.readyBefore) for (const l of this.reconnectListeners) l();
+        this.readyBefore = true;
+      });
+    }
+    this.reconnectListeners.add(listener);
+    return () => { this.reconnectListeners.delete(listener); };
   }
 
   /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */

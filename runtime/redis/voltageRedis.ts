@@ -5,6 +5,7 @@
  *   redis.commands   m2c, a channel's command stream, cmd_result, the audit
  *   redis.actors     actor reports and the list `voltage status` prints
  *   redis.site       the site's mapping and description, the library version
+ *   redis.alarms     alarm_init, alarm_commit, the alarm list, events and indicators
  * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
  * client; only the core (core.ts) knows the Functions' argument order.
  * A new domain (alarms, rules, history, cloud) is one more module and one more field.
@@ -13,6 +14,7 @@ import type { Redis } from 'ioredis';
 import { pino } from 'pino';
 import type { Logger } from '../logger.js';
 import { ActorsRedis } from './actors.js';
+import { AlarmsRedis } from './alarms.js';
 import { CommandsRedis } from './commands.js';
 import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
@@ -31,6 +33,7 @@ export class VoltageRedis {
   readonly commands: CommandsRedis;
   readonly actors: ActorsRedis;
   readonly site: SiteRedis;
+  readonly alarms: AlarmsRedis;
   private readonly log: Logger;
 
   constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
@@ -39,6 +42,7 @@ export class VoltageRedis {
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
+    this.alarms = new AlarmsRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 

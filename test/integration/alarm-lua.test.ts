@@ -8,16 +8,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { adjacencyMapToArray, getAdjacencyMap, getShortestPaths } from '@xstate/graph';
-import type { Redis } from 'ioredis';
 import {
   activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmMachine, alarmTransitions, initialAlarm, stepAlarm, stepReason,
   type AlarmContext, type AlarmEvent, type AlarmInput, type AlarmSnapshotData, type AlarmState, type Severity,
 } from '../../machines/alarmMachine.js';
 import { INITIAL_DELAY_STATE, rawCondition, stepDelay, tickDelay, type ConditionSpec, type DelayState } from '../../machines/alarmCondition.js';
-import {
-  ALARM_KEYS, alarmCommitCall, alarmInitCall, AlarmRefusedError, readAlarm,
-} from '../../runtime/redis/alarmLibrary.js';
-import { rawClient } from '../helpers/servers.js';
+import { AlarmRefusedError } from '../../runtime/redis/alarms.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import { rawClient, wrapper } from '../helpers/servers.js';
 import { startAlarmRedis, type AlarmRedis } from '../helpers/alarmRedis.js';
 
 let r: AlarmRedis;
@@ -31,16 +30,16 @@ const ACTIVE = new Set<AlarmState>(activeAlarmStates());
 
 async function init(id: string, input: AlarmInput, ts = 1): Promise<void> {
   const a = initialAlarm(input);
-  await alarmInitCall(r.client, { id, ts, severity: a.context.severity, context: a.context, definition: JSON.stringify({ id }) });
+  await r.bus.alarms.init({ id, ts, severity: a.context.severity, context: a.context, definition: JSON.stringify({ id }) });
 }
 
 /** The actor's way: read the stored alarm, step the machine from it, commit with compare-and-set. */
-async function commitThroughRedis(client: Redis, id: string, e: AlarmEvent, who: string): Promise<AlarmSnapshotData | undefined> {
-  const stored = await readAlarm(client, id);
+async function commitThroughRedis(bus: VoltageRedis, id: string, e: AlarmEvent, who: string): Promise<AlarmSnapshotData | undefined> {
+  const stored = await bus.alarms.get(id);
   if (!stored) throw new Error(`no alarm ${id}`);
   const next = stepAlarm({ state: stored.state, context: stored.context }, e);
   if (!next) return undefined;
-  await alarmCommitCall(client, {
+  await bus.alarms.commit({
     id, expectedVersion: stored.version, event: e.type, to: next.state, severity: next.context.severity, context: next.context,
     who, why: stepReason({ state: stored.state, context: stored.context }, next, e), value: null, ts: e.now,
   });
@@ -48,7 +47,7 @@ async function commitThroughRedis(client: Redis, id: string, e: AlarmEvent, who:
 }
 
 async function history(id: string): Promise<HistoryEntry[]> {
-  const entries = await r.client.xrange(ALARM_KEYS.events, '-', '+');
+  const entries = await r.client.xrange(KEYS.alarmEvents, '-', '+');
   return entries
     .map(([, f]) => Object.fromEntries(Array.from({ length: f.length / 2 }, (_, i) => [f[2 * i]!, f[2 * i + 1]!])) as Record<string, string>)
     .filter((f) => f.id === id)
@@ -108,7 +107,7 @@ describe('alarm Functions against the machine', () => {
         /** One event to both sides; they must agree on whether and where it goes. */
         const apply = async (e: AlarmEvent) => {
           const next = stepAlarm(model, e);
-          const viaRedis = await commitThroughRedis(r.client, id, e, 'model-test');
+          const viaRedis = await commitThroughRedis(r.bus, id, e, 'model-test');
           expect(viaRedis).toEqual(next);
           if (next) {
             modelHistory.push({ event: e.type, from: model.state, to: next.state, severity: next.context.severity, why: stepReason(model, next, e), time: e.now });
@@ -132,11 +131,11 @@ describe('alarm Functions against the machine', () => {
             const e = (act.event === 'SHELVE'
               ? act.oneShot ? { type: 'SHELVE', now, oneShot: true } : { type: 'SHELVE', now, durationMs: act.durationMs }
               : { type: act.event, now }) as AlarmEvent;
-            const stored = (await readAlarm(r.client, id))!;
+            const stored = (await r.bus.alarms.get(id))!;
             // A stale or wrong client: the target the machine did not choose is refused, naming the state.
             const wrong = wrongTarget(model.state, e.type);
             {
-              const refused = await alarmCommitCall(r.client, {
+              const refused = await r.bus.alarms.commit({
                 id, expectedVersion: stored.version, event: e.type, to: wrong, severity: model.context.severity, context: model.context,
                 who: 'operator', why: 'wrong target', value: null, ts: now,
               }).then(() => undefined, (err: unknown) => err);
@@ -145,12 +144,12 @@ describe('alarm Functions against the machine', () => {
             }
             await apply(e);
           }
-          const stored = (await readAlarm(r.client, id))!;
+          const stored = (await r.bus.alarms.get(id))!;
           expect(stored.state).toBe(model.state);
           visited.add(model.state);
           expect(stored.context).toEqual(model.context);
           expect(stored.version).toBe(1 + modelHistory.length);
-          expect((await r.client.zscore(ALARM_KEYS.active, id)) !== null).toBe(ACTIVE.has(model.state));
+          expect((await r.client.zscore(KEYS.alarmActive, id)) !== null).toBe(ACTIVE.has(model.state));
         }
         expect(await history(id)).toEqual(modelHistory);
       },
@@ -183,12 +182,12 @@ describe('alarm Functions against the machine', () => {
         await init(id, input);
         for (const step of path!.steps) {
           if (!(ALARM_EVENT_TYPES as readonly string[]).includes(step.event.type)) continue; // xstate.init
-          await commitThroughRedis(r.client, id, step.event, 'path');
+          await commitThroughRedis(r.bus, id, step.event, 'path');
         }
-        expect((await readAlarm(r.client, id))?.state).toBe(from.state);
-        const got = await commitThroughRedis(r.client, id, edge.event, 'path');
+        expect((await r.bus.alarms.get(id))?.state).toBe(from.state);
+        const got = await commitThroughRedis(r.bus, id, edge.event, 'path');
         expect(got).toEqual(expected);
-        expect((await readAlarm(r.client, id))?.state).toBe(expected.state);
+        expect((await r.bus.alarms.get(id))?.state).toBe(expected.state);
         covered.add(`${from.state} ${edge.event.type} ${expected.state}`);
       }
     }
@@ -200,36 +199,36 @@ describe('alarm Functions against the machine', () => {
 describe('alarm Functions: refusals, concurrency, restart', () => {
   it('two operators acknowledge at once: one wins, the other gets VERSION_CONFLICT naming the state', async () => {
     await init('conc', { severity: 'major' });
-    await commitThroughRedis(r.client, 'conc', { type: 'CONDITION_ON', now: 10 }, 'alarm/conc');
-    const second = rawClient(r.server);
+    await commitThroughRedis(r.bus, 'conc', { type: 'CONDITION_ON', now: 10 }, 'alarm/conc');
+    const second = wrapper(r.server);
     try {
       // Both operators see the alarm at version 2, unacknowledged; both send ACK over their own connections at once.
-      const seen = (await readAlarm(r.client, 'conc'))!;
+      const seen = (await r.bus.alarms.get('conc'))!;
       const acked = stepAlarm({ state: seen.state, context: seen.context }, { type: 'ACK', now: 20 })!;
       const ack = (who: string) => ({
         id: 'conc', expectedVersion: seen.version, event: 'ACK', to: acked.state, severity: acked.context.severity, context: acked.context,
         who, why: 'seen', value: null, ts: 20,
       }) as const;
-      const results = await Promise.allSettled([alarmCommitCall(r.client, ack('alice')), alarmCommitCall(second, ack('bob'))]);
+      const results = await Promise.allSettled([r.bus.alarms.commit(ack('alice')), second.alarms.commit(ack('bob'))]);
       expect(results.filter((x) => x.status === 'fulfilled')).toEqual([{ status: 'fulfilled', value: 3 }]);
       const lost = results.find((x) => x.status === 'rejected') as PromiseRejectedResult;
       expect(lost.reason).toMatchObject({ refusal: 'VERSION_CONFLICT', state: 'acknowledged', version: 3 });
       expect((lost.reason as Error).message).toContain('version 3');
       expect((await history('conc')).filter((h) => h.event === 'ACK')).toHaveLength(1);
     } finally {
-      second.disconnect();
+      await second.close();
     }
   });
 
   it('a commit from a stale version is refused and writes nothing, whatever the event', async () => {
     await init('stale', { severity: 'major' });
-    const a = (await commitThroughRedis(r.client, 'stale', { type: 'CONDITION_ON', now: 10 }, 'alarm/stale'))!;
-    const before = await r.client.hgetall(ALARM_KEYS.alarm('stale'));
-    const err = await alarmCommitCall(r.client, {
+    const a = (await commitThroughRedis(r.bus, 'stale', { type: 'CONDITION_ON', now: 10 }, 'alarm/stale'))!;
+    const before = await r.client.hgetall(KEYS.alarm('stale'));
+    const err = await r.bus.alarms.commit({
       id: 'stale', expectedVersion: 1, event: 'ACK', to: 'acknowledged', severity: 'major', context: a.context, who: 'carol', why: '', value: null, ts: 11,
     }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ALARM_VERSION_CONFLICT', state: 'unacknowledged', version: 2 });
-    expect(await r.client.hgetall(ALARM_KEYS.alarm('stale'))).toEqual(before);
+    expect(await r.client.hgetall(KEYS.alarm('stale'))).toEqual(before);
     expect(await history('stale')).toHaveLength(1);
   });
 
@@ -237,27 +236,27 @@ describe('alarm Functions: refusals, concurrency, restart', () => {
     await init('na', { severity: 'minor' });
     const a = initialAlarm({ severity: 'minor' });
     const ack = { id: 'na', expectedVersion: 1, event: 'ACK', to: 'acknowledged', severity: 'minor', context: a.context, who: 'dave', why: '', value: null, ts: 5 } as const;
-    await expect(alarmCommitCall(r.client, ack)).rejects.toMatchObject({ refusal: 'NOT_ALLOWED', state: 'normal', message: expect.stringContaining('in state normal') });
-    await expect(alarmCommitCall(r.client, { ...ack, id: 'nobody' })).rejects.toMatchObject({ refusal: 'NO_ALARM' });
+    await expect(r.bus.alarms.commit(ack)).rejects.toMatchObject({ refusal: 'NOT_ALLOWED', state: 'normal', message: expect.stringContaining('in state normal') });
+    await expect(r.bus.alarms.commit({ ...ack, id: 'nobody' })).rejects.toMatchObject({ refusal: 'NO_ALARM' });
   });
 
   it('alarm_init after a restart resumes what is stored; alarm:active keeps the time the alarm became active', async () => {
     await init('resume', { severity: 'major', latch: true });
-    await commitThroughRedis(r.client, 'resume', { type: 'CONDITION_ON', now: 100 }, 'alarm/resume');
-    await commitThroughRedis(r.client, 'resume', { type: 'ACK', now: 200 }, 'erin');
-    const again = await alarmInitCall(r.client, { id: 'resume', ts: 300, severity: 'major', context: initialAlarm({ severity: 'major' }).context, definition: '{"v":2}' });
+    await commitThroughRedis(r.bus, 'resume', { type: 'CONDITION_ON', now: 100 }, 'alarm/resume');
+    await commitThroughRedis(r.bus, 'resume', { type: 'ACK', now: 200 }, 'erin');
+    const again = await r.bus.alarms.init({ id: 'resume', ts: 300, severity: 'major', context: initialAlarm({ severity: 'major' }).context, definition: '{"v":2}' });
     expect(again).toMatchObject({ created: false, state: 'acknowledged', version: 3 });
-    expect(await r.client.zscore(ALARM_KEYS.active, 'resume')).toBe('100');
-    expect(await r.client.hget(ALARM_KEYS.alarm('resume'), 'definition')).toBe('{"v":2}');
+    expect(await r.client.zscore(KEYS.alarmActive, 'resume')).toBe('100');
+    expect(await r.client.hget(KEYS.alarm('resume'), 'definition')).toBe('{"v":2}');
   });
 
   it('each commit is published on alarm:update', async () => {
     const sub = rawClient(r.server);
     try {
       const got = new Promise<string>((resolve) => sub.on('message', (_c: string, m: string) => resolve(m)));
-      await sub.subscribe(ALARM_KEYS.update);
+      await sub.subscribe(KEYS.alarmUpdate);
       await init('pub', { severity: 'warning' });
-      await commitThroughRedis(r.client, 'pub', { type: 'SUPPRESS', now: 7 }, 'frank');
+      await commitThroughRedis(r.bus, 'pub', { type: 'SUPPRESS', now: 7 }, 'frank');
       expect(JSON.parse(await got)).toMatchObject({ id: 'pub', event: 'SUPPRESS', from: 'normal', to: 'suppressed', version: 2, time: 7, who: 'frank' });
     } finally {
       sub.disconnect();

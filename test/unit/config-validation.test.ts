@@ -146,6 +146,52 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(i).toMatchObject({ file: 'models.yaml', line: 4, column: 14, code: 'UNKNOWN_REF', message: "model 'pv1': channel '1001' has no point named 'R' (give it in 'mapping' or name a point so)" });
   });
 
+  describe('alarms', () => {
+    const ALARMS = `alarms:
+  - id: pv1.high
+    model: pv1
+    when: { point: P, above: 5, deadband: 1, onDelayMs: 1000 }
+    severity: major
+  - id: pv1.calc
+    model: pv1
+    when: { expr: "S > 3" }
+    suppressWhen: "pv1.Q == 0"
+`;
+    it('resolves the alarms section and a template\'s alarms, once per instance', () => {
+      const tpl = `templates:\n  inv:\n    measurements: { P: {}, Q: {} }\n    alarms:\n      - { id: low, when: { point: P, below: 1 }, severity: warning }\n`;
+      const models = MODEL.replace('  - id: pv1\n', '  - id: pv1\n    template: inv\n').replace('    measurements: { P: {}, Q: {} }\n', '');
+      const dir = writeSite({ 'channels.yaml': CHANNEL, 'models.yaml': `${tpl}${models}`, 'alarms.yaml': ALARMS });
+      const site = loadConfig(dir);
+      expect(site.alarms.map((a) => a.id)).toEqual(['pv1.high', 'pv1.calc', 'pv1.low']);
+      expect(site.alarms[0]).toMatchObject({ model: 'pv1', severity: 'major', onDelayMs: 1000, limit: 5, test: { kind: 'point', point: 'P', spec: { kind: 'above', limit: 5, deadband: 1 } } });
+      expect(site.alarms[1]!.suppressWhen?.refs).toEqual(['pv1.Q']);
+      expect(site.alarmPolicy).toEqual({ chattering: { count: 3, windowMs: 60_000 }, flood: { count: 10, windowMs: 600_000 }, groupWindowMs: 10_000 });
+    });
+
+    it('an alarm on an unknown model, with the nearest id', () => {
+      const [i] = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('model: pv1\n    when: { point: P', 'model: pv2\n    when: { point: P') });
+      expect(i).toMatchObject({ file: 'alarms.yaml', line: 3, column: 12, code: 'UNKNOWN_REF' });
+      expect(i!.message).toBe("alarm 'pv1.high' is on model 'pv2', which does not exist; did you mean 'pv1'?");
+    });
+
+    it('an alarm on an unknown point, and an expression reading an unknown value', () => {
+      const issues = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('point: P,', 'point: Pp,').replace('"pv1.Q == 0"', '"pv1.Qx == 0"') });
+      expect(issues.map((i) => [i.line, i.column, i.code])).toEqual([[4, 20, 'UNKNOWN_REF'], [9, 19, 'UNKNOWN_REF']]);
+      expect(issues[0]!.message).toBe("alarm 'pv1.high' reads 'Pp', which model 'pv1' does not have; did you mean 'P'?");
+      expect(issues[1]!.message).toContain("suppressWhen reads 'pv1.Qx', which model 'pv1' does not have; did you mean 'Q'?");
+    });
+
+    it('a condition with two tests, a duplicate id, a wrong severity', () => {
+      const two = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('above: 5,', 'above: 5, below: 1,') });
+      expect(two[0]).toMatchObject({ line: 4, code: 'INVALID_VALUE' });
+      expect(two[0]!.message).toContain('a condition has exactly one test, found above and below');
+      const dup = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('id: pv1.calc', 'id: pv1.high') });
+      expect(dup[0]).toMatchObject({ line: 6, column: 9, code: 'DUPLICATE_ID', message: "alarm id 'pv1.high' is used twice" });
+      const sev = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('severity: major', 'severity: huge') });
+      expect(sev[0]).toMatchObject({ line: 5, column: 15, code: 'INVALID_VALUE' });
+    });
+  });
+
   it('reports every problem at once, in file order', () => {
     const issues = issuesOf({ 'a.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000'), 'b.yaml': 'runtime: { site: 1, log: { level: loud } }\n' });
     expect(issues.map((i) => `${i.file}:${i.code}`)).toEqual(['a.yaml:UNKNOWN_KEY', 'b.yaml:INVALID_VALUE']);

@@ -29,11 +29,16 @@ describe('the OpenAPI document', () => {
       { method: 'get', pattern: '/api/v1/actors/:kind/:id' },
       { method: 'get', pattern: '/api/v1/actors/:kind/:id/machine' },
       { method: 'get', pattern: '/api/v1/actors/:id/transitions' },
+      { method: 'get', pattern: '/api/v1/alarms' },
+      { method: 'get', pattern: '/api/v1/alarms/:id' },
+      { method: 'post', pattern: '/api/v1/alarms/:id/shelve' },
+      { method: 'get', pattern: '/api/v1/alarms/events' },
+      { method: 'get', pattern: '/api/v1/alarms/stats' },
     ], doc)).toEqual([]);
     expect(undocumentedRoutes([
-      { method: 'get', pattern: '/api/v1/alarms' },
+      { method: 'get', pattern: '/api/v1/rules' },
       { method: 'post', pattern: '/api/v1/actors/:id' },
       { method: 'get', pattern: '/api/v1/me' },
-    ], doc)).toEqual(['get /api/v1/alarms', 'post /api/v1/actors/:id']);
+    ], doc)).toEqual(['get /api/v1/rules', 'post /api/v1/actors/:id']);
   });
 });

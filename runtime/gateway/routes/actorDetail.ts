@@ -15,12 +15,13 @@ import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { reportRejection } from '../../reporter.js';
 import { activeStates, layoutGraph, machineGraph, type LaidOutGraph } from '../../machineGraph.js';
 import type { TelemetryFeed } from '../ws.js';
+import { alarmEvaluatorMachine } from '../../../machines/alarmEvaluatorMachine.js';
 import { channelMachine } from '../../../machines/channelMachine.js';
 import { gatewayMachine } from '../../../machines/gatewayMachine.js';
 import { modelMachine } from '../../../machines/modelMachine.js';
 
 /** The machine each actor kind runs (supervisors run none). */
-const MACHINES: Readonly<Record<string, AnyStateMachine>> = { channel: channelMachine, model: modelMachine, gateway: gatewayMachine };
+const MACHINES: Readonly<Record<string, AnyStateMachine>> = { channel: channelMachine, model: modelMachine, alarm: alarmEvaluatorMachine, gateway: gatewayMachine };
 
 /** A change reaches subscribers within this window (the page's budget is 1 s). */
 const ACTOR_FEED_MS = 50;

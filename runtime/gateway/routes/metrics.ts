@@ -7,6 +7,7 @@ import type { Http } from '../http.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
+import { alarmMetricLines, alarmStats } from './alarms.js';
 
 export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }, host: Pick<GatewayHost, 'metrics'>): void {
   http.route('get', '/metrics', 'viewer', async () => {
@@ -50,6 +51,7 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       '# TYPE voltage_ws_clients_fell_behind_total counter',
       `voltage_ws_clients_fell_behind_total ${feed.fellBehind}`,
     ];
+    lines.push(...alarmMetricLines(await alarmStats(redis)));
     return { status: 200, contentType: Registry.PROMETHEUS_CONTENT_TYPE, body: `${runtime}${lines.join('\n')}\n` };
   });
 }
