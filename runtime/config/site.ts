@@ -4,6 +4,7 @@
  * runtime/config reads YAML or re-validates.
  */
 import type { CompiledExpr } from '../expr.js';
+import type { CloudConfig } from './cloud.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 
 export type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
@@ -42,6 +43,8 @@ export interface SiteConfig {
   readonly models: readonly ModelDef[];
   /** Absent: no HTTP server. */
   readonly gateway: GatewayConfig | undefined;
+  /** Absent: no cloud links. */
+  readonly cloud?: CloudConfig | undefined;
 }
 
 export function pointKey(ref: PointRef): string {
