@@ -56,6 +56,8 @@ export interface ActorKind {
     readonly id: string;
     readonly strategy: Strategy;
     policy(runtime: RuntimeConfig): SupervisorPolicy;
+    /** Left out of the tree when the site gives the kind no actors (cloud links: most sites have none). */
+    readonly omitWhenEmpty?: boolean;
   };
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
@@ -89,7 +91,7 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
   const makers: Array<(onEvent: (e: SupervisorEvent) => void) => ChildSpec[]> = [];
   for (const k of kinds) {
     const specs = k.children(site, deps);
-    const sup = k.supervisor;
+    const sup = k.supervisor?.omitWhenEmpty && specs.length === 0 ? undefined : k.supervisor;
     if (sup) {
       // A kind under its own supervisor is in the tree even without actors, as the tree always was.
       nodes.push({ id: sup.id, kind: 'supervisor', parent: ROOT_ID, order: makers.length, strategy: sup.strategy });

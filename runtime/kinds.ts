@@ -5,8 +5,9 @@
  * there is something to serve. A new kind is one entry here.
  */
 import { channelKind } from '../actors/channel/ChannelActor.js';
+import { cloudKind } from '../actors/cloud/CloudActor.js';
 import { modelKind } from '../actors/model/ModelActor.js';
 import type { ActorKind } from './actorKind.js';
 import { gatewayKind } from './gateway/gateway.js';
 
-export const KINDS: readonly ActorKind[] = [modelKind, channelKind, gatewayKind];
+export const KINDS: readonly ActorKind[] = [modelKind, channelKind, gatewayKind, cloudKind];
