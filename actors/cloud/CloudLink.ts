@@ -36,7 +36,7 @@ import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/
 import { decodeEntry, OutboxFormatError } from '../history/outbox.js';
 import { OutboxConsumer, OutboxOutageError, type ModelValueTarget, type StreamEntries } from '../outbox/consumer.js';
 import { CloudDownlink } from './downlink.js';
-import { buildMessages, fillTopic, linkTopics, messagePayload, type ModelMessage } from './messages.js';
+import { buildMessages, fillTopic, linkTopics, messagePayload, planSeqs, type EntrySeqs, type ModelMessage } from './messages.js';
 import { InflightWindow } from './window.js';
 
 /** Transient to the machine: the broker or Redis is unreachable; retried with backoff. */
@@ -294,29 +294,16 @@ export class CloudLink {
   }
 
   /** The seqs of each entry's messages: those it was given before (a resend), or new ones, recorded before the first publish. */
-  private async seqsOf(built: ReadonlyArray<{ id: string; msgs: ModelMessage[] }>, resend: boolean): Promise<Array<{ first: number; count: number; again: boolean }>> {
+  private async seqsOf(built: ReadonlyArray<{ id: string; msgs: ModelMessage[] }>, resend: boolean): Promise<EntrySeqs[]> {
     if (built.length === 0) return [];
     const key = KEYS.cloudInflight(this.cfg.id);
     const known = resend ? await this.redis.hmget(key, ...built.map((b) => b.id)) : [];
-    const out: Array<{ first: number; count: number; again: boolean }> = [];
-    const record: string[] = [];
-    let seq = this.lastSeq;
-    built.forEach((b, i) => {
-      const k = known[i];
-      if (k) {
-        const [first, count] = k.split(' ').map(Number) as [number, number];
-        out.push({ first, count, again: true });
-        return;
-      }
-      out.push({ first: seq + 1, count: b.msgs.length, again: false });
-      record.push(b.id, `${seq + 1} ${b.msgs.length}`);
-      seq += b.msgs.length;
-    });
-    if (record.length > 0) {
-      await this.redis.multi().set(KEYS.cloudSeq(this.cfg.id), String(seq)).hset(key, ...record).exec();
-      this.lastSeq = seq;
+    const plan = planSeqs(built.map((b) => b.msgs.length), known, this.lastSeq);
+    if (plan.record.length > 0) {
+      await this.redis.multi().set(KEYS.cloudSeq(this.cfg.id), String(plan.lastSeq)).hset(key, ...plan.record.flatMap(([i, v]) => [built[i]!.id, v])).exec();
+      this.lastSeq = plan.lastSeq;
     }
-    return out;
+    return plan.seqs;
   }
 
   /** Drops the `n` oldest entries this link has not read: acknowledged unsent, counted. */

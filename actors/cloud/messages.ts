@@ -100,3 +100,32 @@ export function linkTopics(prefixTemplate: string, site: string) {
     readResult: `${prefix}/read/result`,
   } as const;
 }
+
+/** The seqs of one entry's messages: `first`, `first + 1`, … `first + count - 1`. */
+export interface EntrySeqs { readonly first: number; readonly count: number; readonly again: boolean }
+
+/**
+ * Seqs for a batch of entries: an entry that was given seqs before (`known`,
+ * "first count" as kept in `cloud:{link}:inflight`) keeps them; the others
+ * get the next ones after `lastSeq`, in entry order. Returns what to record
+ * (entry index → "first count") and the new last seq. The law (checked with
+ * fast-check): whatever the losses, a consumer that drops seen seqs gets
+ * 1, 2, 3, … without a gap.
+ */
+export function planSeqs(counts: readonly number[], known: ReadonlyArray<string | null | undefined>, lastSeq: number): { seqs: EntrySeqs[]; record: Array<[number, string]>; lastSeq: number } {
+  const seqs: EntrySeqs[] = [];
+  const record: Array<[number, string]> = [];
+  let seq = lastSeq;
+  counts.forEach((count, i) => {
+    const k = known[i];
+    if (k) {
+      const [first, had] = k.split(' ').map(Number) as [number, number];
+      seqs.push({ first, count: had, again: true });
+      return;
+    }
+    seqs.push({ first: seq + 1, count, again: false });
+    record.push([i, `${seq + 1} ${count}`]);
+    seq += count;
+  });
+  return { seqs, record, lastSeq: seq };
+}
