@@ -6,7 +6,7 @@
  * survives a kill.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +30,8 @@ const canConnect = (port: number) => new Promise<boolean>((resolve) => {
 export async function spawnMosquitto(opts: { port?: number; dir?: string } = {}): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
+  // Started as root, mosquitto drops to its own user, which must be able to save its database here.
+  chmodSync(dir, 0o777);
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, [
     `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`,

@@ -10,6 +10,7 @@ import { connect, type MqttClient } from 'mqtt';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
+import { statusReport } from '../../runtime/status.js';
 import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
@@ -180,7 +181,7 @@ describe('cloud link over MQTT', () => {
   it('two links at once, one down: the other delivers, the down one keeps its backlog in its own group', async () => {
     const w = await watch(broker.url, 'up/#');
     const nowhere = `mqtt://127.0.0.1:${await freePort()}`;
-    const cloud = `cloud:\n  links:\n${link('up', broker.url, '      prefix: "up/{site}"\n')}${link('down', nowhere, '      prefix: "down/{site}"\n')}`;
+    const cloud = `cloud:\n  links:\n${link('up', broker.url, '      prefix: "up/{site}"\n')}${link('down', nowhere, '      prefix: "down/{site}"\n      maxBacklogMB: 0.002\n')}`;
     t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': cloud })), { redisUrl: t.server.url, log: quietLog });
     await eventually(() => dataSeqs(w.got).length >= 20);
     expect(checkOrder(dataSeqs(w.got)).duplicates).toBe(0);
@@ -188,5 +189,14 @@ describe('cloud link over MQTT', () => {
     const down = groups.groups.find((g) => g.name === 'cloud:down');
     expect((down?.lag ?? 0) + (down?.pending ?? 0)).toBeGreaterThan(10);
     await eventually(async () => (await t.raw.hget('actor:cloud/down', 'state'))?.match(/disconnected|connecting/));
+    // Its backlog bound (2 kB here): the oldest unsent entries are dropped and counted; the backlog stays near the bound.
+    await eventually(async () => Number(await t.raw.hget('cloud:down:stats', 'dropped')) > 0, 5_000);
+    const q = await t.bus.telemetry.outboxStats();
+    const g = q.groups.find((x) => x.name === 'cloud:down')!;
+    expect(((g.lag ?? 0) + g.pending) * (q.bytes / q.length)).toBeLessThan(0.002 * 2 ** 20 + 40 * (q.bytes / q.length));
+    const status = (await statusReport(t.bus)).text;
+    expect(status).toContain('cloud/down');
+    expect(status).toMatch(/cloud:down \d+ pending, \d+ unread/);
+    await eventually(async () => /dropped [1-9]/.test((await statusReport(t.bus)).text), 3_000);
   });
 });
