@@ -64,7 +64,7 @@ export function startMonitor(link: CloudLink, actor: AnyActorRef, log: Logger): 
 
 export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps): ChildSpec {
   const id = cloudActorId(cfg.id);
-  let stopMonitor = () => undefined as void;
+  let stopMonitor: () => void = () => undefined;
   return machineChild({
     id,
     registry: deps.registry,
