@@ -43,6 +43,7 @@ import { InflightWindow } from './window.js';
 export class CloudOutageError extends OutboxOutageError {}
 
 const READ_BLOCK_MS = 500;
+const CONNECT_TIMEOUT_MS = 5_000;
 const MAPPING_REFRESH_MS = 60_000;
 /** The most entries the backlog bound drops at once. */
 const TRIM_MAX = 10_000;
@@ -50,6 +51,12 @@ const TRIM_MAX = 10_000;
 export interface CloudSite { readonly id: string; readonly dir: string }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+function withTimeout<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms); });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 
 export class CloudLink {
   readonly topics: ReturnType<typeof linkTopics>;
@@ -107,9 +114,12 @@ export class CloudLink {
       });
       // DESIGN.md §8: with Nagle's algorithm small publishes wait 20–65 ms.
       (client.stream as Partial<Socket>).setNoDelay?.(true);
-      await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
-      const subs = this.downlink.subscriptions();
-      if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
+      // A broker that accepted the connection and then went silent must not hold the link in connecting.
+      await withTimeout(CONNECT_TIMEOUT_MS, 'the broker did not acknowledge the birth message', (async () => {
+        await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
+        const subs = this.downlink.subscriptions();
+        if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
+      })());
     } catch (e) {
       this.dropClient();
       throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
@@ -190,7 +200,7 @@ export class CloudLink {
       // The outbox is the session: the link resends from its consumer group, not from the broker's.
       clean: true,
       reconnectPeriod: 0,
-      connectTimeout: 5_000,
+      connectTimeout: CONNECT_TIMEOUT_MS,
       will: { topic: this.topics.status, payload: Buffer.from(JSON.stringify({ status: 'offline' })), qos: 1, retain: true },
       ...(c.tls ? { ca: c.tls.ca ? file(c.tls.ca) : undefined, cert: c.tls.cert ? file(c.tls.cert) : undefined, key: c.tls.key ? file(c.tls.key) : undefined, rejectUnauthorized: c.tls.rejectUnauthorized } : {}),
     };

@@ -8,7 +8,8 @@
  * Functions library, tracked to its end. Its result is published (QoS 1) to
  * `{prefix}/cmd/{id}/result` as `{id, command?, status, message, readback?}`
  * with status confirmed | failed | timeout | rejected | error. A message that is
- * not a command (`error`) or that m2c refuses (`rejected`) writes no command.
+ * not a command, or one past the link's rate (10 a second, bursts of 20),
+ * gets `error`; one m2c refuses gets `rejected`; neither writes a command.
  * A read `{id?, models: [...]}` is answered on `{prefix}/read/result` with
  * `{id, ts, models: {model: {name: value}}, quality?: {model: {name: q}}}`.
  */
@@ -19,6 +20,9 @@ import type { linkTopics } from './messages.js';
 
 const COMMAND_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const RESULT_POLL_MS = 50;
+/** Commands from one link: a token bucket, as the gateway limits an operator's token. */
+const RATE_PER_S = 10;
+const BURST = 20;
 
 export interface DownlinkOptions {
   readonly link: string;
@@ -54,6 +58,9 @@ export function parseCommand(payload: string, maxTimeoutMs: number): CommandRequ
 }
 
 export class CloudDownlink {
+  private tokens = BURST;
+  private refilledAt = Date.now();
+
   constructor(
     private readonly bus: VoltageRedis,
     private readonly opts: DownlinkOptions,
@@ -79,7 +86,8 @@ export class CloudDownlink {
 
   private async command(payload: string): Promise<void> {
     const source = `cloud:${this.opts.link}`;
-    const req = parseCommand(payload, this.opts.maxTimeoutMs);
+    const parsed = parseCommand(payload, this.opts.maxTimeoutMs);
+    const req = 'error' in parsed || this.take() ? parsed : { id: parsed.id, error: `more than ${RATE_PER_S} commands a second from this link; try again` };
     if ('error' in req) {
       await this.bus.commands.auditRejected(source, '', '', payload.slice(0, 200), req.error);
       await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, status: 'error', message: req.error }));
@@ -108,6 +116,15 @@ export class CloudDownlink {
       }
       await new Promise((r) => setTimeout(r, RESULT_POLL_MS));
     }
+  }
+
+  private take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(BURST, this.tokens + ((now - this.refilledAt) / 1_000) * RATE_PER_S);
+    this.refilledAt = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 
   private async read(payload: string): Promise<void> {

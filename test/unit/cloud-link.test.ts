@@ -10,7 +10,10 @@ import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { cloudMachine, type UplinkEvent } from '../../machines/cloudMachine.js';
 import { buildMessages, fillTopic, messagePayload, planSeqs } from '../../actors/cloud/messages.js';
 import type { HistorySample } from '../../actors/history/outbox.js';
-import { parseCommand } from '../../actors/cloud/downlink.js';
+import { CloudDownlink, parseCommand } from '../../actors/cloud/downlink.js';
+import { linkTopics } from '../../actors/cloud/messages.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import { quietLog } from '../helpers/servers.js';
 
 const transient = (m: string) => Object.assign(new Error(m), { transient: true });
 
@@ -79,6 +82,26 @@ describe('messages', () => {
     expect(parseCommand('[]', 60_000)).toMatchObject({ id: 'invalid' });
     expect(parseCommand('{"id":"a/b","model":"m","name":"n","value":1}', 60_000)).toMatchObject({ id: 'invalid' });
     expect(parseCommand('{"id":"a","model":"m","name":"n","value":1,"timeoutMs":999999}', 60_000)).toMatchObject({ id: 'a', error: expect.stringContaining('timeoutMs') });
+  });
+});
+
+describe('downlink commands', () => {
+  it('are limited like an operator\'s: past a burst of 20, a command gets an error and is not sent', async () => {
+    let sent = 0;
+    const bus = {
+      commands: {
+        m2c: async () => { sent += 1; return `c${sent}`; },
+        command: async (id: string) => ({ id, status: 'confirmed', message: '', readback: 1 }),
+        auditRejected: async () => undefined,
+      },
+    } as unknown as VoltageRedis;
+    const results: Array<{ topic: string; body: { status: string } }> = [];
+    const topics = linkTopics('voltage/{site}', 's');
+    const d = new CloudDownlink(bus, { link: 'a', commands: true, read: true, maxTimeoutMs: 60_000 }, topics, async (topic, p) => { results.push({ topic, body: JSON.parse(p) }); }, quietLog);
+    for (let i = 0; i < 25; i++) await d.handle(topics.cmd, JSON.stringify({ id: `k${i}`, model: 'm', name: 'n', value: 1 }));
+    expect(sent).toBe(20);
+    expect(results.filter((r) => r.body.status === 'confirmed')).toHaveLength(20);
+    expect(results.filter((r) => r.body.status === 'error')).toHaveLength(5);
   });
 });
 
