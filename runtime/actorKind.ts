@@ -57,7 +57,7 @@ export interface ActorKind {
     readonly strategy: Strategy;
     policy(runtime: RuntimeConfig): SupervisorPolicy;
   };
-  /** Its supervisor is left out of the tree when the site gives the kind no actors (alarms: a site may have none). */
+  /** Its supervisor is left out of the tree when the site gives the kind no actors (alarms, cloud links: a site may have none). */
   readonly optional?: boolean;
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];

@@ -2,6 +2,8 @@
  * The `voltage` command. Each sub-command is a small function; exit codes:
  * 0 done, 1 the runtime failed (root escalation), 2 bad usage or bad config.
  */
+import type { CloudLinkConfig } from './config/cloud.js';
+import { startEmbeddedBroker } from './embeddedBroker.js';
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -187,6 +189,9 @@ async function cmdDemo(dir: string): Promise<number> {
   const tokens = (['viewer', 'operator', 'admin'] as const).map((role) => ({ name: `demo-${role}`, role, token: randomBytes(18).toString('base64url') }));
   const gw = site.gateway;
   if (gw && !(await portFree(gw.host, gw.port))) site = { ...site, gateway: { ...gw, port: await freePort() } };
+  // Cloud links to port 0 of this machine uplink to an embedded broker on a free port.
+  const broker = site.cloud?.links.some(isLocalLink) ? await startEmbeddedBroker() : undefined;
+  if (broker && site.cloud) site = { ...site, cloud: { ...site.cloud, links: site.cloud.links.map((l) => (isLocalLink(l) ? { ...l, url: broker.url } : l)) } };
   const started = await startSite(site, { redisUrl: url, gatewayTokens: tokens });
   const api = site.gateway ? `http://${site.gateway.host}:${site.gateway.port}` : undefined;
   const lines = [
@@ -207,15 +212,22 @@ async function cmdDemo(dir: string): Promise<number> {
       ...(history.queryUrl ? [`  query     curl -H 'Authorization: Bearer ${tokens[0]!.token}' '${api}/api/v1/history?series=model/site/load&from=-5m&step=10s'`] : []),
     ] : []),
     ...history.lines,
+    ...(broker ? [`  cloud     mosquitto_sub -h 127.0.0.1 -p ${broker.port} -t 'voltage/#' -v   (embedded MQTT broker)`] : []),
     '  Ctrl-C stops it.',
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return runUntilSignal(started.rt, started.log, async () => {
     await sim.stop();
+    await broker?.stop();
     await server?.stop();
     await history.stop();
   });
+}
+
+/** A cloud link to port 0 of this machine: the demo points it at its embedded broker (never a broker it did not start). */
+function isLocalLink(l: CloudLinkConfig): boolean {
+  return /^mqtt:\/\/(127\.0\.0\.1|localhost):0\/?$/.test(l.url);
 }
 
 /** `watchMs`: redraw every so many ms until SIGINT/SIGTERM (exit 0); undefined: print once. */

@@ -10,8 +10,9 @@
 import { alarmKind } from '../actors/alarm/AlarmActor.js';
 import { channelKind } from '../actors/channel/ChannelActor.js';
 import { historyKind } from '../actors/history/HistoryActor.js';
+import { cloudKind } from '../actors/cloud/CloudActor.js';
 import { modelKind } from '../actors/model/ModelActor.js';
 import type { ActorKind } from './actorKind.js';
 import { gatewayKind } from './gateway/gateway.js';
 
-export const KINDS: readonly ActorKind[] = [modelKind, alarmKind, channelKind, historyKind, gatewayKind];
+export const KINDS: readonly ActorKind[] = [modelKind, alarmKind, channelKind, historyKind, gatewayKind, cloudKind];

@@ -32,8 +32,8 @@ import type { BackoffPolicy } from '../../runtime/backoff.js';
 import type { Redis } from 'ioredis';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { RedisCore } from '../../runtime/redis/core.js';
 import { KEYS } from '../../runtime/redis/keys.js';
+import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
 import { healthy } from '../../runtime/victoriaServer.js';
 import { decodeEntry, OutboxFormatError, toLine } from './outbox.js';
 
@@ -77,33 +77,20 @@ export interface HistoryWriterOptions {
 }
 
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
-export class HistoryOutageError extends Error {
-  readonly transient = true;
-}
-
-type StreamEntries = Array<[string, string[]]>;
-type ReadReply = Array<[string, StreamEntries]> | null;
+export class HistoryOutageError extends OutboxOutageError {}
 
 interface WindowBatch { at: number; readonly first: string; readonly last: string }
-
-function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number];
-  const [bm, bs] = b.split('-').map(Number) as [number, number];
-  return am - bm || as - bs;
-}
 
 export class HistoryWriter {
   readonly stream: string;
   readonly group: string;
-  private readonly consumer: string;
+  private readonly outbox: OutboxConsumer;
   private readonly max: number;
   private readonly batchMaxMs: number;
   private readonly windowMs: number;
   private readonly drainRate: number;
   private readonly influx: InfluxDB;
   private readonly window: WindowBatch[] = [];
-  /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */
-  private pendingMayExist = true;
   private drainStartedAt = 0;
   /** `channel:type:point` → the model value it feeds. */
   private mapping = new Map<string, { readonly model: string; readonly name: string }>();
@@ -113,7 +100,7 @@ export class HistoryWriter {
   constructor(private readonly redis: Redis, private readonly opts: HistoryWriterOptions, private readonly log: Logger) {
     this.stream = opts.stream ?? HISTORY_KEYS.stream;
     this.group = HISTORY_KEYS.group(opts.backend);
-    this.consumer = opts.consumer ?? 'writer';
+    this.outbox = new OutboxConsumer(redis, this.stream, this.group, opts.consumer ?? 'writer');
     this.max = opts.batchMaxEntries ?? 500;
     this.batchMaxMs = opts.batchMaxMs ?? 200;
     this.windowMs = Math.max(10_000, opts.windowMs ?? 15_000);
@@ -123,30 +110,14 @@ export class HistoryWriter {
 
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
   async connect(): Promise<void> {
-    try {
-      await new RedisCore(this.redis).ensureGroup(this.stream, this.group);
-    } catch (e) {
-      throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
-    }
+    await this.outbox.ensureGroup();
     await this.readMapping();
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
-    this.pendingMayExist = true;
   }
 
   private async readMapping(): Promise<void> {
     if (this.opts.models === false) return;
-    let flat: Record<string, string>;
-    try {
-      flat = await this.redis.hgetall(HISTORY_KEYS.mapping);
-    } catch (e) {
-      throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
-    }
-    const next = new Map<string, { model: string; name: string }>();
-    for (const [point, target] of Object.entries(flat)) {
-      const sep = target.indexOf(':');
-      if (sep > 0) next.set(point, { model: target.slice(0, sep), name: target.slice(sep + 1) });
-    }
-    this.mapping = next;
+    this.mapping = await this.outbox.readMapping();
     this.mappingReadAt = Date.now();
   }
 
@@ -182,7 +153,7 @@ export class HistoryWriter {
     try {
       result = await this.write(entries);
     } catch (e) {
-      this.pendingMayExist = true;
+      this.outbox.pendingMayExist = true;
       throw e;
     }
     await this.redis.xack(this.stream, this.group, ...entries.map(([id]) => id));
@@ -205,36 +176,22 @@ export class HistoryWriter {
   }
 
   private async read(mode: BatchMode): Promise<StreamEntries> {
-    if (this.pendingMayExist) {
-      const pending = await this.xread(this.max, undefined, '0');
+    if (mode === 'drain') return this.outbox.next(this.max);
+    if (this.outbox.pendingMayExist) {
+      const pending = await this.outbox.next(this.max);
       if (pending.length > 0) return pending;
-      this.pendingMayExist = false;
     }
-    if (mode === 'drain') return this.xread(this.max, undefined, '>');
     // Live: wait for the first entry up to batchMaxMs, then fill until full or the time is up.
     const deadline = Date.now() + this.batchMaxMs;
     const out: StreamEntries = [];
     while (out.length < this.max) {
       const left = deadline - Date.now();
       if (left < 1) break;
-      const got = await this.xread(this.max - out.length, left, '>');
+      const got = await this.outbox.read(this.max - out.length, left, '>');
       if (got.length === 0) break;
       out.push(...got);
     }
     return out;
-  }
-
-  private async xread(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
-    let reply: ReadReply;
-    try {
-      reply = (blockMs === undefined
-        ? await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'STREAMS', this.stream, from)
-        : await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'BLOCK', Math.max(1, Math.round(blockMs)), 'STREAMS', this.stream, from)) as ReadReply;
-    } catch (e) {
-      // The group is gone (Redis lost its data): connect creates it again.
-      throw new HistoryOutageError(`Redis: ${errorMessage(e)}`);
-    }
-    return reply?.[0]?.[1] ?? [];
   }
 
   /** Line protocol for the entries, written in one gzipped request. */

@@ -309,7 +309,8 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
   const alarms = resolveAlarms(cfg, models, add);
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy });
+  checkCloud(cfg, new Set(models.map((m) => m.id)), add);
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy, cloud: cfg.cloud });
 }
 
 /** Ids that would collide with the alarm keys of the same prefix (runtime/redis/keys.ts). */
@@ -393,6 +394,18 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
     });
   }
   return out;
+}
+
+/** Cloud links: ids unique, the models they name exist. */
+function checkCloud(cfg: LoadedConfig, modelIds: ReadonlySet<string>, add: (path: Path, code: string, message: string) => void): void {
+  const seen = new Set<string>();
+  cfg.cloud?.links.forEach((l, li) => {
+    if (seen.has(l.id)) add(['cloud', 'links', li, 'id'], 'DUPLICATE_ID', `cloud link '${l.id}' is defined twice`);
+    seen.add(l.id);
+    l.models?.forEach((m, mi) => {
+      if (!modelIds.has(m)) add(['cloud', 'links', li, 'models', mi], 'UNKNOWN_REF', `cloud link '${l.id}' uplinks model '${m}', which does not exist${modelIds.size ? `; did you mean '${closest(m, [...modelIds])}'?` : ''}`);
+    });
+  });
 }
 
 /** Depth-first topological order; reports each cycle once. */

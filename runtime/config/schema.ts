@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { historySchema } from './history.js';
 import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
+import { cloudSchema } from './cloud.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -239,6 +240,7 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     history: historySchema.optional(),
     alarms: alarmsSchema,
     alarmPolicy: alarmPolicySchema.prefault({}),
+    cloud: cloudSchema.optional(),
   });
 }
 

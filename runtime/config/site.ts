@@ -7,6 +7,7 @@ import type { ConditionSpec } from '../../machines/alarmCondition.js';
 import type { Severity } from '../../machines/alarmMachine.js';
 import type { CompiledExpr } from '../expr.js';
 import type { AlarmPolicy } from './alarms.js';
+import type { CloudConfig } from './cloud.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 import type { HistoryConfig } from './history.js';
 
@@ -76,6 +77,8 @@ export interface SiteConfig {
   readonly history: HistoryConfig | undefined;
   readonly alarms: readonly AlarmDef[];
   readonly alarmPolicy: AlarmPolicy;
+  /** Absent: no cloud links. */
+  readonly cloud?: CloudConfig | undefined;
 }
 
 export function pointKey(ref: PointRef): string {

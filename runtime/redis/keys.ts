@@ -61,6 +61,15 @@ export const KEYS = {
   alarmFilters: 'alarm:filters',
   /** hash: site-wide alarm indicators and counters (flood, chattering, first-out groups). */
   alarmStats: 'alarm:stats',
+  // cloud links
+  /** The consumer group of a cloud link on the outbox. */
+  cloudGroup: (link: string) => `cloud:${link}`,
+  /** The last seq a cloud link gave a message (INCRBY): it survives restarts. */
+  cloudSeq: (link: string) => `cloud:${link}:seq`,
+  /** Outbox entry id → "firstSeq count" of the messages built from it, until they are PUBACKed (a resend keeps its seqs). */
+  cloudInflight: (link: string) => `cloud:${link}:inflight`,
+  /** A cloud link's counters: dropped (its backlog bound), refused (by the broker). */
+  cloudStats: (link: string) => `cloud:${link}:stats`,
 } as const;
 
 /** The model a `modsrv:{model}:update` message came from. */

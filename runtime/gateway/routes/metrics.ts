@@ -41,6 +41,7 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
       '# HELP voltage_outbox_lag Entries not yet delivered to a consumer group',
       '# TYPE voltage_outbox_lag gauge',
       ...queues.groups.filter((g) => g.lag !== null).map((g) => `voltage_outbox_lag{group="${g.name}"} ${g.lag}`),
+      ...cloudLinkLines(actors),
       '# HELP voltage_ws_clients WebSocket clients connected',
       '# TYPE voltage_ws_clients gauge',
       `voltage_ws_clients ${feed.clientCount}`,
@@ -54,4 +55,26 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
     lines.push(...alarmMetricLines(await alarmStats(redis)));
     return { status: 200, contentType: Registry.PROMETHEUS_CONTENT_TYPE, body: `${runtime}${lines.join('\n')}\n` };
   });
+}
+
+/** Each cloud link's counters, from its actor's recorded context (actors/cloud/CloudActor.ts summarize). */
+function cloudLinkLines(actors: ReadonlyArray<Record<string, string>>): string[] {
+  const links = actors.filter((a) => a.id?.startsWith('cloud/')).map((a) => {
+    let c: Record<string, unknown> = {};
+    try { c = JSON.parse(a.context ?? '{}') as Record<string, unknown>; } catch { /* shown as zeros */ }
+    return { link: a.id!.slice('cloud/'.length), c };
+  });
+  if (links.length === 0) return [];
+  const metric = (name: string, type: string, help: string, key: string) => [
+    `# HELP ${name} ${help}`, `# TYPE ${name} ${type}`,
+    ...links.map(({ link, c }) => `${name}{link="${link}"} ${Number(c[key] ?? 0)}`),
+  ];
+  return [
+    ...metric('voltage_cloud_published_total', 'counter', 'Messages a cloud link published and the broker PUBACKed (this incarnation)', 'published'),
+    ...metric('voltage_cloud_resent_total', 'counter', 'Messages sent again after a reconnect (a subscriber may see them twice; same seq)', 'resent'),
+    ...metric('voltage_cloud_dropped_total', 'counter', 'Outbox entries a cloud link dropped unsent: its backlog passed maxBacklogMB', 'dropped'),
+    ...metric('voltage_cloud_refused_total', 'counter', 'Publishes the broker refused', 'refused'),
+    ...metric('voltage_cloud_lag_entries', 'gauge', 'Outbox entries a cloud link has not acknowledged (unsent or awaiting PUBACK)', 'lag'),
+    ...metric('voltage_cloud_seq', 'gauge', 'The last seq a cloud link had PUBACKed', 'seq'),
+  ];
 }

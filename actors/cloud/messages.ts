@@ -1,0 +1,131 @@
+/**
+ * What a cloud link publishes, built from outbox entries. Pure: no I/O.
+ *
+ * One message per model per outbox entry (an entry is one poll of a channel,
+ * or one calculation of a model), as JSON:
+ *
+ *   {"seq": 41, "ts": 1718000000000, "model": "pv1", "values": {"P": 12.5}, "quality": {"Q": "comm-failure"}}
+ *
+ * - `seq` increases by one per message of a link, without gaps, and a message
+ *   sent again after a reconnect carries the seq it had the first time: a
+ *   consumer drops any seq it has seen and sees every message once, in order.
+ * - `ts` is the poll's time (ms; absent with include.timestamps false).
+ * - `values` holds the values of the entry for the model; a value whose
+ *   device stopped answering has no value, only its quality.
+ * - `quality` (absent with include.quality false, or when all are good) names
+ *   the values that are not good.
+ *
+ * Channel points reach a model through mapping:c2m, as the history writer
+ * maps them; points that feed no model are not uplinked.
+ */
+import type { HistorySample } from '../history/outbox.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
+
+export interface ModelValueRef { readonly model: string; readonly name: string }
+
+export interface BuildOptions {
+  /** `channel:type:point` → the model value it feeds. */
+  readonly mapping: ReadonlyMap<string, ModelValueRef>;
+  /** Absent: every model. */
+  readonly models?: ReadonlySet<string>;
+  readonly quality: boolean;
+  readonly timestamps: boolean;
+}
+
+/** One message before its seq is known. */
+export interface ModelMessage {
+  readonly model: string;
+  /** The channel of a poll's entry, '' for a calculation's. */
+  readonly channel: string;
+  readonly ts: number;
+  readonly values: Record<string, number>;
+  readonly quality: Record<string, Quality> | undefined;
+}
+
+/** The messages of one entry's samples, in the order their models first appear. */
+export function buildMessages(samples: readonly HistorySample[], opts: BuildOptions): ModelMessage[] {
+  const byModel = new Map<string, { channel: string; ts: number; values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean }>();
+  for (const s of samples) {
+    let ref: ModelValueRef | undefined;
+    let channel = '';
+    if (s.series.kind === 'model') ref = s.series;
+    else {
+      channel = s.series.channel;
+      ref = opts.mapping.get(`${s.series.channel}:${s.series.type}:${s.series.point}`);
+    }
+    if (!ref || (opts.models && !opts.models.has(ref.model))) continue;
+    let m = byModel.get(ref.model);
+    if (!m) {
+      m = { channel, ts: s.ts, values: {}, quality: undefined, any: false };
+      byModel.set(ref.model, m);
+    }
+    if (s.value !== null) {
+      m.values[ref.name] = s.value;
+      m.any = true;
+    }
+    if (opts.quality && s.quality !== 'good') {
+      (m.quality ??= {})[ref.name] = s.quality;
+      m.any = true;
+    }
+  }
+  const out: ModelMessage[] = [];
+  for (const [model, m] of byModel) if (m.any) out.push({ model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
+  return out;
+}
+
+/** The JSON a message is published as. */
+export function messagePayload(seq: number, m: ModelMessage, timestamps: boolean): string {
+  const body: Record<string, unknown> = { seq };
+  if (timestamps) body.ts = m.ts;
+  body.model = m.model;
+  body.values = m.values;
+  if (m.quality) body.quality = m.quality;
+  return JSON.stringify(body);
+}
+
+/** Fills a topic template: `{site}`, `{prefix}`, `{model}`, `{channel}`. */
+export function fillTopic(template: string, vars: Readonly<Record<string, string>>): string {
+  return template.replace(/\{(site|prefix|model|channel)\}/g, (_, k: string) => vars[k] ?? '');
+}
+
+/** The topics of a link under its prefix. */
+export function linkTopics(prefixTemplate: string, site: string) {
+  const prefix = fillTopic(prefixTemplate, { site });
+  return {
+    prefix,
+    status: `${prefix}/status`,
+    cmd: `${prefix}/cmd`,
+    cmdResult: (id: string) => `${prefix}/cmd/${id}/result`,
+    read: `${prefix}/read`,
+    readResult: `${prefix}/read/result`,
+  } as const;
+}
+
+/** The seqs of one entry's messages: `first`, `first + 1`, … `first + count - 1`. */
+export interface EntrySeqs { readonly first: number; readonly count: number; readonly again: boolean }
+
+/**
+ * Seqs for a batch of entries: an entry that was given seqs before (`known`,
+ * "first count" as kept in `cloud:{link}:inflight`) keeps them; the others
+ * get the next ones after `lastSeq`, in entry order. Returns what to record
+ * (entry index → "first count") and the new last seq. The law (checked with
+ * fast-check): whatever the losses, a consumer that drops seen seqs gets
+ * 1, 2, 3, … without a gap.
+ */
+export function planSeqs(counts: readonly number[], known: ReadonlyArray<string | null | undefined>, lastSeq: number): { seqs: EntrySeqs[]; record: Array<[number, string]>; lastSeq: number } {
+  const seqs: EntrySeqs[] = [];
+  const record: Array<[number, string]> = [];
+  let seq = lastSeq;
+  counts.forEach((count, i) => {
+    const k = known[i];
+    if (k) {
+      const [first, had] = k.split(' ').map(Number) as [number, number];
+      seqs.push({ first, count: had, again: true });
+      return;
+    }
+    seqs.push({ first: seq + 1, count, again: false });
+    record.push([i, `${seq + 1} ${count}`]);
+    seq += count;
+  });
+  return { seqs, record, lastSeq: seq };
+}

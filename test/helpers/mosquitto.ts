@@ -1,0 +1,52 @@
+/**
+ * A private mosquitto for a test: on a free loopback port (or a given one, to
+ * restart on the same port), with its own config file and persistence
+ * directory, never the machine's broker. `kill` is SIGKILL, as a crash.
+ * Persistence is saved every second, so that a persistent subscriber's session
+ * survives a kill.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, killOnExit } from '../../runtime/redisServer.js';
+
+export interface Mosquitto {
+  readonly port: number;
+  readonly url: string;
+  readonly dir: string;
+  readonly process: ChildProcess;
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const canConnect = (port: number) => new Promise<boolean>((resolve) => {
+  const s = connect(port, '127.0.0.1');
+  s.once('connect', () => { s.destroy(); resolve(true); });
+  s.once('error', () => resolve(false));
+});
+
+export async function spawnMosquitto(opts: { port?: number; dir?: string } = {}): Promise<Mosquitto> {
+  const port = opts.port ?? (await freePort());
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
+  // Started as root, mosquitto drops to its own user, which must be able to save its database here.
+  chmodSync(dir, 0o777);
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, [
+    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`,
+    'autosave_interval 1', 'max_queued_messages 100000', 'log_dest none', '',
+  ].join('\n'));
+  const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
+  killOnExit(child);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  for (let i = 0; i < 100 && !(await canConnect(port)); i++) {
+    if (child.exitCode !== null) throw new Error(`mosquitto exited with ${child.exitCode} on port ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const end = async (sig: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    await exited;
+  };
+  return { port, url: `mqtt://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+}

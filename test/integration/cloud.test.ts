@@ -1,0 +1,202 @@
+/**
+ * The cloud link against a real mosquitto (private, free port) and a private
+ * Redis: what it publishes and in which order; a broker killed with SIGKILL
+ * and restarted on the same port loses nothing and reorders nothing (seq
+ * without gaps, duplicates counted); commands from the cloud confirmed,
+ * rejected and malformed; two links at once, one of them down.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type MqttClient } from 'mqtt';
+import { loadConfig } from '../../runtime/config/load.js';
+import { freePort } from '../../runtime/redisServer.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { statusReport } from '../../runtime/status.js';
+import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
+
+const t = privateRedisSuite();
+let broker: Mosquitto;
+beforeAll(async () => { broker = await spawnMosquitto(); });
+afterAll(async () => { await broker.stop(); });
+
+const SITE = `channels:
+  - id: v1
+    protocol: virtual
+    pollMs: 40
+    points:
+      - { type: m, id: 1, sim: { kind: counter, start: 1, step: 1 } }
+      - { type: a, id: 1, min: 0, max: 100 }
+models:
+  - id: inv
+    measurements: { P: {} }
+    controls: { limit: {} }
+    mapping: { P: "v1:m:1", limit: "v1:a:1" }
+`;
+
+const link = (id: string, url: string, extra = '') => `    - id: ${id}
+      url: "${url}"
+      reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 }
+${extra}`;
+
+interface Received { readonly topic: string; readonly body: Record<string, unknown> }
+
+/** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart. */
+async function watch(url: string, topic: string, clientId = `watch-${Math.random().toString(36).slice(2)}`): Promise<{ client: MqttClient; got: Received[] }> {
+  const got: Received[] = [];
+  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4 });
+  client.on('error', () => undefined);
+  client.on('message', (tp, payload) => {
+    let body: Record<string, unknown>;
+    try { body = JSON.parse(payload.toString()) as Record<string, unknown>; } catch { body = { raw: payload.toString() }; }
+    got.push({ topic: tp, body });
+  });
+  await new Promise<void>((r) => client.once('connect', () => r()));
+  await client.subscribeAsync(topic, { qos: 1 });
+  t.cleanups.push(() => client.endAsync(true));
+  return { client, got };
+}
+
+const dataSeqs = (got: Received[]) => got.filter((m) => m.topic.includes('/data/')).map((m) => m.body.seq as number);
+
+/** Drops each seq already seen; what remains must be 1, 2, 3, … with no gap. */
+function checkOrder(seqs: number[]): { unique: number; duplicates: number } {
+  let max = 0;
+  let duplicates = 0;
+  for (const s of seqs) {
+    if (s <= max) { duplicates += 1; continue; }
+    expect(s).toBe(max + 1);
+    max = s;
+  }
+  return { unique: max, duplicates };
+}
+
+describe('cloud link over MQTT', () => {
+  it('publishes one message per model per poll, in order, seq from 1 without gaps, with a retained online status', async () => {
+    const w = await watch(broker.url, 'voltage/site/#');
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => dataSeqs(w.got).length >= 20);
+    const data = w.got.filter((m) => m.topic === 'voltage/site/data/inv');
+    expect(data[0]!.body).toMatchObject({ seq: 1, model: 'inv', values: { P: expect.any(Number) } });
+    expect(typeof data[0]!.body.ts).toBe('number');
+    expect(data[0]!.body.quality).toBeUndefined();
+    expect(checkOrder(dataSeqs(w.got))).toMatchObject({ duplicates: 0 });
+    // The counter's values arrive in poll order too.
+    const values = data.map((m) => (m.body.values as { P: number }).P);
+    expect(values).toEqual([...values].sort((a, b) => a - b));
+    const status = w.got.find((m) => m.topic === 'voltage/site/status');
+    expect(status?.body).toMatchObject({ status: 'online' });
+  });
+
+  it('the broker killed with SIGKILL for a few seconds, restarted on the same port: every message arrives, in order, seq without gaps', async () => {
+    const b = await spawnMosquitto();
+    t.cleanups.push(() => b.stop());
+    const w = await watch(b.url, 'voltage/site/data/#', 'durable-watcher');
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', b.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => dataSeqs(w.got).length >= 10);
+    await sleep(1_500); // the watcher's session is saved (autosave every second)
+    await b.kill();
+    const before = dataSeqs(w.got).length;
+    await sleep(3_000);
+    const seqAtRestart = Number(await t.raw.get('cloud:main:seq'));
+    const b2 = await spawnMosquitto({ port: b.port, dir: b.dir });
+    t.cleanups.push(() => b2.stop());
+    await eventually(() => dataSeqs(w.got).length > before + 60, 20_000);
+    await t.running.stop();
+    t.running = undefined;
+    const lastSeq = Number(await t.raw.get('cloud:main:seq'));
+    expect(lastSeq).toBeGreaterThan(seqAtRestart);
+    // Everything the link published was PUBACKed and acknowledged; the watcher got all of it.
+    await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq, 5_000);
+    const { unique, duplicates } = checkOrder(dataSeqs(w.got));
+    expect(unique).toBe(lastSeq);
+    // Duplicates are allowed (a PUBACK lost with the broker), and counted.
+    expect(duplicates).toBeLessThanOrEqual(lastSeq);
+    expect(await t.raw.hlen('cloud:main:inflight')).toBe(0);
+  }, 45_000);
+
+  it('the runtime stopped while the broker is down: the next incarnation resumes the seq from Redis and sends the backlog', async () => {
+    const b = await spawnMosquitto();
+    t.cleanups.push(() => b.stop());
+    const w = await watch(b.url, 'voltage/site/data/#', 'durable-watcher-2');
+    const cfg = loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', b.url)}` }));
+    t.running = await startRuntime(cfg, { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => dataSeqs(w.got).length >= 10);
+    await sleep(1_500);
+    await b.kill();
+    await sleep(1_000);
+    await t.running.stop();
+    t.running = undefined;
+    const b2 = await spawnMosquitto({ port: b.port, dir: b.dir });
+    t.cleanups.push(() => b2.stop());
+    t.running = await startRuntime(cfg, { redisUrl: t.server.url, log: quietLog });
+    const backlog = (await t.bus.telemetry.outboxStats()).groups.find((g) => g.name === 'cloud:main');
+    await eventually(async () => {
+      const g = (await t.bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:main');
+      return g !== undefined && g.pending === 0 && (g.lag ?? 0) === 0 && dataSeqs(w.got).length > 40;
+    }, 15_000);
+    await t.running.stop();
+    t.running = undefined;
+    const lastSeq = Number(await t.raw.get('cloud:main:seq'));
+    await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq, 5_000);
+    expect(backlog).toBeDefined();
+    expect(checkOrder(dataSeqs(w.got)).unique).toBe(lastSeq);
+  }, 30_000);
+
+  it('a command from the cloud is confirmed end to end; one out of limits is rejected; a malformed one gets an error; neither writes a command', async () => {
+    const w = await watch(broker.url, 'voltage/site/+/+/result');
+    const r = await watch(broker.url, 'voltage/site/read/result');
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('ops', broker.url, '      downlink: { commands: true }\n')}` })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(async () => (await t.raw.hget('actor:cloud/ops', 'state'))?.includes('online'));
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c1', model: 'inv', name: 'limit', value: 42, timeoutMs: 5_000 }), { qos: 1 });
+    const ok = await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c1/result'));
+    expect(ok.body).toMatchObject({ id: 'c1', status: 'confirmed', readback: 42 });
+    const record = await t.bus.commands.command(ok.body.command as string);
+    expect(record).toMatchObject({ source: 'cloud:ops', status: 'confirmed' });
+    const commandsBefore = (await t.raw.keys('command:*')).length;
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c2', model: 'inv', name: 'limit', value: 150 }), { qos: 1 });
+    await w.client.publishAsync('voltage/site/cmd', 'not json', { qos: 1 });
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c3', model: 'inv', name: 'limit' }), { qos: 1 });
+    const rejected = await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c2/result'));
+    expect(rejected.body).toMatchObject({ status: 'rejected', message: expect.stringContaining('above the maximum 100') });
+    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/invalid/result'))).body).toMatchObject({ status: 'error', message: 'the message is not JSON' });
+    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c3/result'))).body).toMatchObject({ status: 'error', message: 'value must be a finite number' });
+    expect((await t.raw.keys('command:*')).length).toBe(commandsBefore);
+    // A read: a snapshot of the named models.
+    await w.client.publishAsync('voltage/site/read', JSON.stringify({ id: 'r1', models: ['inv'] }), { qos: 1 });
+    const snap = await eventually(() => r.got.find((m) => m.body.id === 'r1'));
+    expect(snap.body).toMatchObject({ models: { inv: { P: expect.any(Number) } } });
+  });
+
+  it('commands are refused unless downlink.commands is true', async () => {
+    const w = await watch(broker.url, 'voltage/site/cmd/#');
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(async () => (await t.raw.hget('actor:cloud/main', 'state'))?.includes('online'));
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'x1', model: 'inv', name: 'limit', value: 1 }), { qos: 1 });
+    await sleep(500);
+    expect(await t.raw.keys('command:*')).toEqual([]);
+    expect(w.got.filter((m) => m.topic.endsWith('/result'))).toEqual([]);
+  });
+
+  it('two links at once, one down: the other delivers, the down one keeps its backlog in its own group', async () => {
+    const w = await watch(broker.url, 'up/#');
+    const nowhere = `mqtt://127.0.0.1:${await freePort()}`;
+    const cloud = `cloud:\n  links:\n${link('up', broker.url, '      prefix: "up/{site}"\n')}${link('down', nowhere, '      prefix: "down/{site}"\n      maxBacklogMB: 0.002\n')}`;
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': cloud })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => dataSeqs(w.got).length >= 20);
+    expect(checkOrder(dataSeqs(w.got)).duplicates).toBe(0);
+    const groups = await t.bus.telemetry.outboxStats();
+    const down = groups.groups.find((g) => g.name === 'cloud:down');
+    expect((down?.lag ?? 0) + (down?.pending ?? 0)).toBeGreaterThan(10);
+    await eventually(async () => (await t.raw.hget('actor:cloud/down', 'state'))?.match(/disconnected|connecting/));
+    // Its backlog bound (2 kB here): the oldest unsent entries are dropped and counted; the backlog stays near the bound.
+    await eventually(async () => Number(await t.raw.hget('cloud:down:stats', 'dropped')) > 0, 5_000);
+    const q = await t.bus.telemetry.outboxStats();
+    const g = q.groups.find((x) => x.name === 'cloud:down')!;
+    expect(((g.lag ?? 0) + g.pending) * (q.bytes / q.length)).toBeLessThan(0.002 * 2 ** 20 + 40 * (q.bytes / q.length));
+    const status = (await statusReport(t.bus)).text;
+    expect(status).toContain('cloud/down');
+    expect(status).toMatch(/cloud:down \d+ pending, \d+ unread/);
+    await eventually(async () => /dropped [1-9]/.test((await statusReport(t.bus)).text), 3_000);
+  });
+});
