@@ -243,8 +243,11 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
 
       // Between two polls the loop sleeps until the next slot of the grid, or until a command hint wakes it.
       let wake: (() => void) | undefined;
+      // A pending hint ends the pause only while commands can run: with Redis unreachable the loop
+      // would otherwise spin on resolved promises, starving the timers and I/O that bring Redis back.
+      const redisUp = () => deps.redis.core.unreachableForMs() === undefined;
       const pause = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
-        if (hinted || signal.aborted) return resolve();
+        if ((hinted && redisUp()) || signal.aborted) return resolve();
         const done = () => {
           clearTimeout(timer);
           signal.removeEventListener('abort', done);
@@ -279,7 +282,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
               report.lastPollAt = counts.finishedAt;
             }
             // Commands need Redis: while it is unreachable they wait in their stream, and the polls go on.
-            if (!signal.aborted && commandsDue() && deps.redis.core.unreachableForMs() === undefined) report.commands += await commands();
+            if (!signal.aborted && commandsDue() && redisUp()) report.commands += await commands();
             if (now() - reportedAt >= REPORT_MS) flush();
           }
         } finally {
