@@ -1,7 +1,7 @@
 /**
  * What an actor kind declares, and the tree built from a table of them.
  *
- * A kind (channel, model, gateway; alarm, history, cloud link, rule next)
+ * A kind (channel, model, rule, gateway; alarm, history, cloud link next)
  * exports one `ActorKind`: the config section its actors come from, the
  * supervisor they run under (its strategy and restart policy), and the child
  * specs it contributes for a site. runtime/kinds.ts lists the kinds in start
@@ -56,6 +56,8 @@ export interface ActorKind {
     readonly id: string;
     readonly strategy: Strategy;
     policy(runtime: RuntimeConfig): SupervisorPolicy;
+    /** A kind most sites do without (rules): its supervisor is left out of the tree when it has no actors. */
+    readonly omitWhenEmpty?: boolean;
   };
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
@@ -90,6 +92,7 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
   for (const k of kinds) {
     const specs = k.children(site, deps);
     const sup = k.supervisor;
+    if (sup?.omitWhenEmpty && specs.length === 0) continue;
     if (sup) {
       // A kind under its own supervisor is in the tree even without actors, as the tree always was.
       nodes.push({ id: sup.id, kind: 'supervisor', parent: ROOT_ID, order: makers.length, strategy: sup.strategy });

@@ -10,6 +10,7 @@ import { channelSchemas, checkChannel, protocolNames } from '../../actors/channe
 import { ConfigError, VoltageError, type ConfigIssue, type SourcePosition } from '../errors.js';
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
 import '../protocols.js';
+import { resolveRules } from './rules.js';
 import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
 import type { Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
@@ -307,7 +308,8 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   });
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway });
+  const rules = resolveRules(cfg.rules, models, add);
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, rules, gateway: cfg.gateway });
 }
 
 /** Depth-first topological order; reports each cycle once. */

@@ -5,6 +5,7 @@
  * Every object is strict: an unknown key is an error, never ignored.
  */
 import { z } from 'zod';
+import { ruleSchema } from './rules.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -232,6 +233,7 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     channels: z.array(channel).default([]),
     templates: z.record(name, templateSchema).default({}),
     models: z.array(modelSchema).default([]),
+    rules: z.array(ruleSchema).default([]),
   });
 }
 

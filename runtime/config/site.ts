@@ -4,8 +4,10 @@
  * runtime/config reads YAML or re-validates.
  */
 import type { CompiledExpr } from '../expr.js';
+import type { RuleDef } from './rules.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 
+export type { RuleAction, RuleDef } from './rules.js';
 export type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
@@ -40,6 +42,7 @@ export interface SiteConfig {
   readonly runtime: RuntimeConfig;
   readonly channels: readonly ChannelConfig[];
   readonly models: readonly ModelDef[];
+  readonly rules: readonly RuleDef[];
   /** Absent: no HTTP server. */
   readonly gateway: GatewayConfig | undefined;
 }

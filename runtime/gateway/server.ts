@@ -22,6 +22,7 @@ import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
+import { ruleRoutes } from './routes/rules.js';
 
 export interface GatewayHost {
   /** The runtime's actors counted by status. */
@@ -51,6 +52,7 @@ export async function startGatewayServer(
   channelRoutes(http, redis, site);
   modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
   commandRoutes(http, redis);
+  ruleRoutes(http, redis);
   actorRoutes(http, redis);
   meRoutes(http);
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);

@@ -33,6 +33,12 @@ export interface FunctionInputs {
     readonly channel: string; readonly id: string; readonly status: CommandOutcome; readonly message: string;
     readonly ts: number; readonly group: string; readonly entryId: string; readonly readback: number | null;
   };
+  rule_init: { readonly id: string; readonly ts: number; readonly state: string; readonly context: string; readonly definition: string };
+  rule_commit: {
+    readonly id: string; readonly expectedVersion: number; readonly state: string; readonly context: string;
+    readonly ts: number; readonly who: string; readonly execution: string; readonly counter: string;
+  };
+  rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
 }
 
 /** What each Function returns (see its comment in lua/). */
@@ -44,6 +50,9 @@ export interface FunctionOutputs {
   site_load: number;
   m2c: string;
   cmd_result: 0 | 1;
+  rule_init: [created: 0 | 1, state: string, version: number, context: string];
+  rule_commit: [version: number, entryId: string];
+  rule_record: string;
 }
 
 export type FunctionName = keyof FunctionInputs;
@@ -89,6 +98,15 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   cmd_result: (i) => ({
     keys: [KEYS.command(i.id), KEYS.commandStream(i.channel)],
     args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback)],
+  }),
+  rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
+  rule_commit: (i) => ({
+    keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
+    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter],
+  }),
+  rule_record: (i) => ({
+    keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
+    args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],
   }),
 };
 

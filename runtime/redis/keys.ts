@@ -47,6 +47,17 @@ export const KEYS = {
   commandHint: (ch: string) => `cmd:${ch}:hint`,
   commandResult: 'cmd:result',
   audit: 'audit:commands',
+  // rules
+  rule: (id: string) => `rule:${id}`,
+  ruleStats: (id: string) => `rule:stats:${id}`,
+  /** Every execution of every rule and what came of its actions (bounded). */
+  ruleExecutions: 'rule:executions',
+  /** pub/sub: one JSON message per committed step. */
+  ruleUpdate: 'rule:update',
+  /** The rules of the loaded site. */
+  rules: 'rules',
+  /** Operator actions on rules (enable, disable), who and when. */
+  ruleAudit: 'audit:rules',
 } as const;
 
 /** The model a `modsrv:{model}:update` message came from. */

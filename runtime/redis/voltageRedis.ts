@@ -5,6 +5,7 @@
  *   redis.commands   m2c, a channel's command stream, cmd_result, the audit
  *   redis.actors     actor reports and the list `voltage status` prints
  *   redis.site       the site's mapping and description, the library version
+ *   redis.rules      rule state (compare-and-set), counters, the executions journal
  * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
  * client; only the core (core.ts) knows the Functions' argument order.
  * A new domain (alarms, rules, history, cloud) is one more module and one more field.
@@ -16,6 +17,7 @@ import { ActorsRedis } from './actors.js';
 import { CommandsRedis } from './commands.js';
 import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
+import { RulesRedis } from './rules.js';
 import { SiteRedis } from './site.js';
 import { Subscriptions } from './subscriptions.js';
 import { TelemetryRedis, type OutboxLimits } from './telemetry.js';
@@ -31,6 +33,7 @@ export class VoltageRedis {
   readonly commands: CommandsRedis;
   readonly actors: ActorsRedis;
   readonly site: SiteRedis;
+  readonly rules: RulesRedis;
   private readonly log: Logger;
 
   constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
@@ -39,6 +42,7 @@ export class VoltageRedis {
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core);
+    this.rules = new RulesRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 

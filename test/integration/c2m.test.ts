@@ -200,7 +200,7 @@ describe('c2m', () => {
     await expect(t.raw.fcall('c2m', 0)).rejects.toThrow('Function not found');
     await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
     expect(await t.raw.hget('modsrv:pv1:measurement', 'P')).toBe('3.000000');
-    expect(await t.bus.site.libraryVersion()).toBe('5');
+    expect(await t.bus.site.libraryVersion()).toBe('6');
   });
 
   it('restores the library and the mapping when Redis lost everything', async () => {
