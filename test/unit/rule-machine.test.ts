@@ -2,10 +2,12 @@
  * The rule machine: idle → holding → active → cooldown → idle, its absolute
  * deadlines, blocking on a bad input, and two laws checked with fast-check:
  * a rule with `for: T` fires only if the condition held for T without
- * interruption, and never twice within its cooldown.
+ * interruption, and never twice within its cooldown; arbitration always picks
+ * the highest-priority active rule.
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
 import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleInput, type RuleSnapshotData } from '../../machines/ruleMachine.js';
 
 interface Fire { readonly at: number; readonly index: number; readonly effect: 'then' | 'else' }
@@ -134,5 +136,28 @@ describe('rule machine: laws', () => {
       const effects = run(events, input).fires.map((f) => f.effect);
       effects.forEach((e, i) => expect(e).toBe(i % 2 === 0 ? 'then' : 'else'));
     }), { numRuns: 200 });
+  });
+});
+
+describe('arbitration', () => {
+  const claimsArb = fc.uniqueArray(fc.record({ rule: fc.stringMatching(/^[a-z]{1,4}$/), priority: fc.integer({ min: -5, max: 5 }) }), { selector: (c) => c.rule, minLength: 1, maxLength: 8 });
+
+  it('always picks the highest-priority claim, whatever the order the claims come in', () => {
+    fc.assert(fc.property(claimsArb, (claims) => {
+      const w = pickWinner(claims)!;
+      expect(claims.every((c) => c.priority <= w.priority)).toBe(true);
+      expect(pickWinner([...claims].reverse())).toEqual(w);
+    }));
+  });
+
+  it('an active higher-priority rule overrides; a control is commanded at most once per minIntervalMs', () => {
+    const a = new Arbiter();
+    a.claim('gw.limit', { rule: 'high', priority: 5 });
+    expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 0)).toEqual({ send: false, why: 'overridden', by: 'high' });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 0)).toEqual({ send: true });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 999)).toEqual({ send: false, why: 'rate-limited' });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 1_000)).toEqual({ send: true });
+    a.release('gw.limit', 'high');
+    expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 2_000)).toEqual({ send: true });
   });
 });
