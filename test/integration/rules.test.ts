@@ -7,6 +7,8 @@
  * rule_commit refuses a stale version and writes nothing; the routes, their
  * errors, and a dry run that writes nothing (keys compared before and after).
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { sha256 } from '../../runtime/gateway/http.js';
@@ -95,7 +97,7 @@ describe('rules on a running site', () => {
   });
 
   it('`for` holds across a restart of the runtime, and an active rule does not fire again', async () => {
-    await start(ZERO_EXPORT.replace('FOR', '1500ms'));
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
     await eventually(async () => (await ruleState('zero-export')) === 'idle');
     await gridP(-5);
     const holding = await eventually(async () => {
@@ -104,15 +106,17 @@ describe('rules on a running site', () => {
     }, 3_000);
     const holdUntil = holding.context.holdUntil!;
     await stop();
-    await sleep(300);
-    await start(ZERO_EXPORT.replace('FOR', '1500ms'));
+    // `voltage rules` reads the committed state while the runtime is down.
+    const cli = await promisify(execFile)(process.execPath, ['runtime/bin/voltage.js', 'rules'], { env: { ...process.env, REDIS_URL: t.server.url } });
+    expect(cli.stdout).toMatch(/^zero-export +holding +p=10 when grid\.P < -2 fires in \d+ ms/m);
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
     // Still holding with the same deadline (not started again), then active at that deadline.
     expect((await t.bus.rules.read('zero-export'))!.context.holdUntil).toBe(holdUntil);
     await eventually(async () => (await ruleState('zero-export')) === 'active', 5_000);
     expect(Date.now()).toBeGreaterThanOrEqual(holdUntil);
     expect(Date.now() - holdUntil).toBeLessThan(1_000);
     await stop();
-    await start(ZERO_EXPORT.replace('FOR', '1500ms'));
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
     await sleep(500);
     const after = (await t.bus.rules.read('zero-export'))!;
     expect(after.state).toBe('active');
