@@ -1,7 +1,7 @@
 /**
  * What an actor kind declares, and the tree built from a table of them.
  *
- * A kind (channel, model, gateway; alarm, history, cloud link, rule next)
+ * A kind (channel, model, rule, gateway; alarm, history, cloud link next)
  * exports one `ActorKind`: the config section its actors come from, the
  * supervisor they run under (its strategy and restart policy), and the child
  * specs it contributes for a site. runtime/kinds.ts lists the kinds in start
@@ -57,7 +57,7 @@ export interface ActorKind {
     readonly strategy: Strategy;
     policy(runtime: RuntimeConfig): SupervisorPolicy;
   };
-  /** Its supervisor is left out of the tree when the site gives the kind no actors (alarms, cloud links: a site may have none). */
+  /** Its supervisor is left out of the tree when the site gives the kind no actors (alarms, rules, cloud links: a site may have none). */
   readonly optional?: boolean;
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];

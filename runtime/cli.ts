@@ -54,6 +54,7 @@ commands:
   control MODEL NAME VALUE [--timeout MS]
              send a control command and wait for its result (exit 0 confirmed,
              1 failed, timed out or still pending, 2 rejected)
+  rules      print each rule: state, priority, counters, why it is blocked, its deadlines
   schema     print the config JSON Schema (for editors)
   help       this text
 
@@ -306,6 +307,34 @@ function cmdPlan(dir: string): number {
   return 0;
 }
 
+/** `voltage rules`: each rule as its actor committed it to Redis (also while the runtime is down). */
+async function cmdRules(): Promise<number> {
+  const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
+  const client = openRedis(url, createLogger('error'), 'rules');
+  const redis = new VoltageRedis(client, { outboxMaxMB: 1 });
+  try {
+    await readyWithin(client, url, 5_000);
+    const ids = await redis.rules.ids();
+    if (ids.length === 0) process.stdout.write('no rules\n');
+    const now = Date.now();
+    for (const id of ids) {
+      const r = await redis.rules.read(id);
+      if (!r) continue;
+      const d = r.definition as { priority?: number; when?: string } | null;
+      const due = r.state === 'holding' ? ` fires in ${Math.max(0, (r.context.holdUntil ?? now) - now)} ms`
+        : r.state === 'cooldown' ? ` cooldown ends in ${Math.max(0, (r.context.cooldownUntil ?? now) - now)} ms` : '';
+      const stats = Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join(' ');
+      process.stdout.write(`${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`);
+    }
+    return 0;
+  } catch (e) {
+    process.stderr.write(`voltage rules: ${errorMessage(e)}\n`);
+    return 2;
+  } finally {
+    client.disconnect();
+  }
+}
+
 async function cmdControl(args: readonly string[], timeoutMs: number): Promise<number> {
   const [model, name, valueText] = args;
   const value = Number(valueText);
@@ -386,6 +415,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'alarms': return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
     case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan': return cmdPlan(dir);
+    case 'rules': return cmdRules();
     case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));
     case 'validate': {
       const site = load(dir);

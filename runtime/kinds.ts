@@ -5,14 +5,16 @@
  * they watch (and before the channels, so the first values are seen); history
  * after the channels: a failure of its supervisor restarts only itself and the
  * gateway (its consumer groups exist before anything starts: historyKind.prepare);
- * the gateway last, once there is something to serve. A new kind is one entry here.
+ * rules after the channels whose values they read; the gateway last, once there
+ * is something to serve. A new kind is one entry here.
  */
 import { alarmKind } from '../actors/alarm/AlarmActor.js';
 import { channelKind } from '../actors/channel/ChannelActor.js';
 import { historyKind } from '../actors/history/HistoryActor.js';
 import { cloudKind } from '../actors/cloud/CloudActor.js';
+import { ruleKind } from '../actors/rules/RuleActor.js';
 import { modelKind } from '../actors/model/ModelActor.js';
 import type { ActorKind } from './actorKind.js';
 import { gatewayKind } from './gateway/gateway.js';
 
-export const KINDS: readonly ActorKind[] = [modelKind, alarmKind, channelKind, historyKind, gatewayKind, cloudKind];
+export const KINDS: readonly ActorKind[] = [modelKind, alarmKind, channelKind, ruleKind, historyKind, gatewayKind, cloudKind];

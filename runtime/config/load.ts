@@ -11,6 +11,7 @@ import { ConfigError, VoltageError, type ConfigIssue, type SourcePosition } from
 import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
 import '../protocols.js';
 import { conditionSpec, instantiateTemplateAlarms, type AlarmConfig } from './alarms.js';
+import { resolveRules } from './rules.js';
 import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
 import type { AlarmDef, Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
@@ -309,8 +310,9 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
   const alarms = resolveAlarms(cfg, models, add);
+  const rules = resolveRules(cfg.rules, models, add);
   checkCloud(cfg, new Set(models.map((m) => m.id)), add);
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy, cloud: cfg.cloud });
+  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, rules, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy, cloud: cfg.cloud });
 }
 
 /** Ids that would collide with the alarm keys of the same prefix (runtime/redis/keys.ts). */

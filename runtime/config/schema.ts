@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { historySchema } from './history.js';
 import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
 import { cloudSchema } from './cloud.js';
+import { ruleSchema } from './rules.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -241,6 +242,7 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     alarms: alarmsSchema,
     alarmPolicy: alarmPolicySchema.prefault({}),
     cloud: cloudSchema.optional(),
+    rules: z.array(ruleSchema).default([]),
   });
 }
 

@@ -8,9 +8,11 @@ import type { Severity } from '../../machines/alarmMachine.js';
 import type { CompiledExpr } from '../expr.js';
 import type { AlarmPolicy } from './alarms.js';
 import type { CloudConfig } from './cloud.js';
+import type { RuleDef } from './rules.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 import type { HistoryConfig } from './history.js';
 
+export type { RuleAction, RuleDef } from './rules.js';
 export type { AlarmPolicy, ChannelConfig, GatewayConfig, HistoryConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
@@ -71,6 +73,7 @@ export interface SiteConfig {
   readonly runtime: RuntimeConfig;
   readonly channels: readonly ChannelConfig[];
   readonly models: readonly ModelDef[];
+  readonly rules: readonly RuleDef[];
   /** Absent: no HTTP server. */
   readonly gateway: GatewayConfig | undefined;
   /** Absent: nothing is kept beyond Redis. */

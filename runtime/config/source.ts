@@ -28,7 +28,7 @@ export interface ConfigSource {
   locate(path: Path, opts?: { key?: boolean }): SourcePosition;
 }
 
-const LIST_SECTIONS = new Set(['channels', 'models']);
+const LIST_SECTIONS = new Set(['channels', 'models', 'rules']);
 const MAP_SECTIONS = new Set(['templates']);
 
 export function readConfigFolder(dirArg: string): ConfigSource {
@@ -80,7 +80,7 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     if (content === null || content === undefined) continue;
     const mount: YamlMount = { kind: 'yaml', source, docPath: [] };
     if (typeof content !== 'object' || Array.isArray(content)) {
-      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, gateway, channels, templates, models)' });
+      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, gateway, channels, templates, models, rules)' });
       continue;
     }
     for (const [section, value] of Object.entries(content as Record<string, unknown>)) {

@@ -25,6 +25,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { historyRoutes } from './routes/history.js';
 import { HistoryQueries, type HistoryQueryOptions } from '../../actors/history/query.js';
+import { ruleRoutes } from './routes/rules.js';
 
 export interface GatewayHost {
   /** The runtime's actors counted by status. */
@@ -56,6 +57,7 @@ export async function startGatewayServer(
   channelRoutes(http, redis, site);
   modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
   commandRoutes(http, redis);
+  ruleRoutes(http, redis);
   actorRoutes(http, redis);
   meRoutes(http);
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);

@@ -40,6 +40,12 @@ export interface FunctionInputs {
     readonly severity: Severity; readonly context: AlarmContext; readonly who: string; readonly why: string;
     readonly value: number | null; readonly ts: number; readonly group: string; readonly chattering: boolean;
   };
+  rule_init: { readonly id: string; readonly ts: number; readonly state: string; readonly context: string; readonly definition: string };
+  rule_commit: {
+    readonly id: string; readonly expectedVersion: number; readonly state: string; readonly context: string;
+    readonly ts: number; readonly who: string; readonly execution: string; readonly counter: string;
+  };
+  rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
 }
 
 /** What each Function returns (see its comment in lua/). */
@@ -53,6 +59,9 @@ export interface FunctionOutputs {
   cmd_result: 0 | 1;
   alarm_init: [created: 0 | 1, state: string, version: number, context: string];
   alarm_commit: number;
+  rule_init: [created: 0 | 1, state: string, version: number, context: string];
+  rule_commit: [version: number, entryId: string];
+  rule_record: string;
 }
 
 export type FunctionName = keyof FunctionInputs;
@@ -103,6 +112,15 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   alarm_commit: (i) => ({
     keys: [KEYS.alarm(i.id), KEYS.alarmActive, KEYS.alarmEvents],
     args: [i.id, i.expectedVersion, i.event, i.to, i.severity, JSON.stringify(i.context), i.who, i.why, formatOptional(i.value), i.ts, i.group, i.chattering ? '1' : '0'],
+  }),
+  rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
+  rule_commit: (i) => ({
+    keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
+    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter],
+  }),
+  rule_record: (i) => ({
+    keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
+    args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],
   }),
 };
 

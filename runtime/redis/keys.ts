@@ -70,6 +70,17 @@ export const KEYS = {
   cloudInflight: (link: string) => `cloud:${link}:inflight`,
   /** A cloud link's counters: dropped (its backlog bound), refused (by the broker). */
   cloudStats: (link: string) => `cloud:${link}:stats`,
+  // rules
+  rule: (id: string) => `rule:${id}`,
+  ruleStats: (id: string) => `rule:stats:${id}`,
+  /** Every execution of every rule and what came of its actions (bounded). */
+  ruleExecutions: 'rule:executions',
+  /** pub/sub: one JSON message per committed step. */
+  ruleUpdate: 'rule:update',
+  /** The rules of the loaded site. */
+  rules: 'rules',
+  /** Operator actions on rules (enable, disable), who and when. */
+  ruleAudit: 'audit:rules',
 } as const;
 
 /** The model a `modsrv:{model}:update` message came from. */

@@ -6,6 +6,7 @@
  *   redis.actors     actor reports and the list `voltage status` prints
  *   redis.site       the site's mapping and description, the library version
  *   redis.alarms     alarm_init, alarm_commit, the alarm list, events and indicators
+ *   redis.rules      rule state (compare-and-set), counters, the executions journal
  * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
  * client; only the core (core.ts) knows the Functions' argument order.
  * A new domain (alarms, rules, history, cloud) is one more module and one more field.
@@ -18,6 +19,7 @@ import { AlarmsRedis } from './alarms.js';
 import { CommandsRedis } from './commands.js';
 import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
+import { RulesRedis } from './rules.js';
 import { SiteRedis } from './site.js';
 import { Subscriptions } from './subscriptions.js';
 import { TelemetryRedis, type OutboxLimits } from './telemetry.js';
@@ -34,6 +36,7 @@ export class VoltageRedis {
   readonly actors: ActorsRedis;
   readonly site: SiteRedis;
   readonly alarms: AlarmsRedis;
+  readonly rules: RulesRedis;
   private readonly log: Logger;
 
   constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
@@ -43,6 +46,7 @@ export class VoltageRedis {
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
     this.alarms = new AlarmsRedis(this.core);
+    this.rules = new RulesRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 

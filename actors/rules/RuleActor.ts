@@ -1,0 +1,242 @@
+/**
+ * Binds ruleMachine to Redis: keeps the latest value and quality of each of
+ * the rule's inputs (loaded once, then from the `modsrv:{model}:update`
+ * notifications), evaluates on a change of an `onChange` value, every `every`
+ * and at its own deadlines (a `for` completing, a cooldown ending), and
+ * commits each step with rule_commit (compare-and-set) BEFORE running its
+ * actions, so that a restart neither fires again nor forgets a running `for`:
+ * it resumes from `rule:{id}`. Actions go through m2c with source `rule:{id}`
+ * (tracked; the results are journaled with the execution) or model_set.
+ * The Arbiter decides between rules that target one control.
+ *
+ * Evaluations run one at a time (a queue); a refused commit re-reads the rule
+ * (an operator enabled or disabled it) and evaluates again once.
+ */
+import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+import type { ActorKind } from '../../runtime/actorKind.js';
+import type { RunningChild, ChildSpec, ExitReason } from '../../runtime/childSpec.js';
+import type { RuleDef } from '../../runtime/config/site.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
+import { errorMessage } from '../../runtime/errors.js';
+import type { Logger } from '../../runtime/logger.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import { RuleConflictError, type StoredRule } from '../../runtime/redis/rules.js';
+import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import type { ActorRegistry } from '../../runtime/registry.js';
+import { parseUpdate } from '../model/ModelActor.js';
+import { Arbiter } from './arbiter.js';
+import { evaluateRule, eventOf, planActions, type Evaluation, type InputValue, type PlannedAction } from '../../runtime/domain/ruleEvaluation.js';
+
+export interface RuleActorDeps {
+  readonly redis: VoltageRedis;
+  readonly subscriptions: Subscriptions;
+  readonly registry: ActorRegistry;
+  readonly log: Logger;
+  readonly arbiter: Arbiter;
+  /** How long a command may take before it ends as timeout (m2c). */
+  readonly commandTimeoutMs?: number;
+}
+
+export const ruleActorId = (id: string): string => `rule/${id}`;
+
+/** What the definition looks like in `rule:{id}` (for the API): the texts, not the compiled expressions. */
+export function ruleDefinition(def: RuleDef): Record<string, unknown> {
+  const act = (a: RuleDef['then'][number]) => ({ kind: a.kind, model: a.model, name: a.name, value: a.value.source, minIntervalMs: a.minIntervalMs });
+  return {
+    id: def.id, enabled: def.enabled, priority: def.priority, onChange: def.onChange, everyMs: def.everyMs, when: def.when.source,
+    forMs: def.forMs, cooldownMs: def.cooldownMs, then: def.then.map(act), else: def.else.map(act), inputs: def.inputs,
+  };
+}
+
+interface ActionOutcome extends PlannedAction {
+  readonly outcome: 'sent' | 'set' | 'overridden' | 'rate-limited' | 'skipped' | 'rejected';
+  readonly commandId?: string;
+  readonly status?: string;
+  readonly by?: string;
+  readonly message?: string;
+}
+
+const TERMINAL_WAIT_MS = 15_000;
+
+export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
+  const id = ruleActorId(def.id);
+  const who = id;
+  return {
+    id, restart: 'permanent', type: 'worker',
+    async start(): Promise<RunningChild> {
+      const log = deps.log.child({ actor: id });
+      const latest = new Map<string, InputValue>();
+      const models = new Set(def.models);
+      const needed = new Set([...def.inputs, ...def.onChange]);
+      let stopped = false;
+      let listener: ((r: ExitReason) => void) | undefined;
+      let exited: ExitReason | undefined;
+      const timers = new Set<NodeJS.Timeout>();
+      const unsubscribe: Array<() => Promise<void>> = [];
+      const controls = [...def.then, ...def.else].filter((a) => a.kind === 'control').map((a) => `${a.model}.${a.name}`);
+
+      let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+      if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
+      const report = (event: string) => deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
+      const claimControls = () => {
+        for (const c of controls) {
+          if (stored.state === 'active') deps.arbiter.claim(c, { rule: def.id, priority: def.priority });
+          else deps.arbiter.release(c, def.id);
+        }
+      };
+      claimControls();
+      report('init');
+
+      const fail = (error: unknown) => {
+        if (exited || stopped) return;
+        exited = { kind: 'error', error };
+        void dispose().then(() => listener?.(exited!));
+      };
+
+      // One evaluation at a time.
+      let queue: Promise<void> = Promise.resolve();
+      const evaluate = (trigger: string) => {
+        queue = queue.then(() => step(trigger)).catch(fail);
+      };
+
+      async function commit(event: RuleEvent, trigger: string, e: Evaluation | undefined): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          const to = stepRule(stored, event);
+          if (!to) return undefined;
+          const planned = to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e) : undefined;
+          const execution = to.context.effect
+            ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
+            : undefined;
+          const counter = to.context.effect === 'then' ? 'fires' : to.context.effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
+          try {
+            const r = await deps.redis.rules.commit({ id: def.id, expectedVersion: stored.version, to, ts: event.now, who: trigger === 'config' ? 'config' : who, execution, counter });
+            stored = { ...to, version: r.version };
+            return { to, entryId: r.entryId };
+          } catch (err) {
+            if (!(err instanceof RuleConflictError)) throw err;
+            // Someone committed first (an operator's enable or disable): take what is stored and try again.
+            stored = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+          }
+        }
+        return undefined;
+      }
+
+      async function step(trigger: string): Promise<void> {
+        if (stopped) return;
+        const now = Date.now();
+        const e = evaluateRule(def, (ref) => latest.get(ref));
+        let done = await commit(eventOf(e, now), trigger, e);
+        // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
+        if (!done?.to.context.effect) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
+        claimControls();
+        report(trigger);
+        schedule();
+        if (done?.to.context.effect) await act(done.to.context.effect, e, done.entryId, now);
+      }
+
+      async function act(branch: 'then' | 'else', e: Evaluation, entryId: string, now: number): Promise<void> {
+        const outcomes: ActionOutcome[] = [];
+        const planned = planActions(branch === 'then' ? def.then : def.else, e);
+        for (const [i, p] of planned.entries()) {
+          const a = (branch === 'then' ? def.then : def.else)[i]!;
+          if (p.value === null) { outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' }); continue; }
+          if (a.kind === 'set') {
+            await deps.redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
+            outcomes.push({ ...p, outcome: 'set' });
+            continue;
+          }
+          const verdict = deps.arbiter.decide(`${a.model}.${a.name}`, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
+          if (!verdict.send) { outcomes.push({ ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) }); continue; }
+          try {
+            const commandId = await deps.redis.commands.m2c(a.model, a.name, p.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
+            outcomes.push({ ...p, outcome: 'sent', commandId });
+          } catch (err) {
+            outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+          }
+        }
+        const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
+        // The commands are tracked to their end in the background; the journal gets their results.
+        void (async () => {
+          const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
+          await deps.redis.rules.record(def.id, entryId, { branch, actions: results }, { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') });
+        })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
+      }
+
+      async function commandEnd(commandId: string): Promise<string> {
+        const until = Date.now() + TERMINAL_WAIT_MS;
+        while (!stopped && Date.now() < until) {
+          const c = await deps.redis.commands.command(commandId);
+          if (c && c.status !== 'pending') return c.status;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        return 'pending';
+      }
+
+      let deadlineTimer: NodeJS.Timeout | undefined;
+      function schedule(): void {
+        if (deadlineTimer) { clearTimeout(deadlineTimer); timers.delete(deadlineTimer); }
+        const at = nextDeadline(stored);
+        if (at === null || stopped) return;
+        deadlineTimer = setTimeout(() => evaluate('deadline'), Math.max(0, at - Date.now()));
+        timers.add(deadlineTimer);
+      }
+
+      const apply = (model: string, values: Record<string, number>, qualities: Record<string, string> | undefined): boolean => {
+        let triggered = false;
+        for (const name of new Set([...Object.keys(values), ...Object.keys(qualities ?? {})])) {
+          const ref = `${model}.${name}`;
+          if (!needed.has(ref)) continue;
+          const prev = latest.get(ref);
+          const value = values[name] ?? prev?.value ?? null;
+          const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : prev?.quality ?? null);
+          latest.set(ref, { value, quality });
+          if (def.onChange.includes(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+        }
+        return triggered;
+      };
+
+      for (const model of models) {
+        unsubscribe.push(await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
+          const u = parseUpdate(model, message);
+          if (!u) return;
+          if (apply(model, u.values, u.quality)) evaluate('change');
+        }));
+      }
+      for (const model of models) {
+        for (const [name, r] of await deps.redis.telemetry.modelValues(model)) {
+          const ref = `${model}.${name}`;
+          if (needed.has(ref) && !latest.has(ref)) latest.set(ref, { value: r.value, quality: r.quality ?? 'good' });
+        }
+      }
+      if (def.everyMs !== null) {
+        const every = setInterval(() => evaluate('every'), def.everyMs);
+        timers.add(every);
+      }
+      evaluate('start');
+
+      async function dispose(): Promise<void> {
+        stopped = true;
+        for (const t of timers) { clearTimeout(t); clearInterval(t); }
+        await Promise.all(unsubscribe.splice(0).map((u) => u()));
+        await queue.catch(() => undefined);
+      }
+      return {
+        async stop() { await dispose(); },
+        onExit(l) { listener = l; if (exited) l(exited); },
+      };
+    },
+  };
+}
+
+/** Rules: one actor per rule, under their own supervisor (absent from the tree when the site has none). */
+export const ruleKind: ActorKind = {
+  kind: 'rule',
+  section: 'rules',
+  supervisor: { id: 'rules', strategy: 'one_for_one', policy: (rt) => rt.models },
+  optional: true,
+  children: (site, deps) => {
+    const arbiter = new Arbiter();
+    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
+  },
+};

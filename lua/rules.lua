@@ -1,0 +1,102 @@
+--[[
+Rule Functions: a module of the VoltageEMS library (appended to it; uses its
+helpers `fail` and `positive_int`). The one place that knows the argument order
+on the TypeScript side is runtime/redis/core.ts; change both together.
+
+A rule's state (machines/ruleMachine.ts: its state and context, deadlines
+included as absolute ms) lives in `rule:{id}` with a version. Every step is one
+rule_commit: compare-and-set on the version, then the state and, when the step
+is an execution, one entry in the bounded stream `rule:executions`. A rejected
+call writes nothing. A restarted actor resumes from what rule_init returns.
+]]
+
+local RULE_STATES = { idle = true, holding = true, active = true, cooldown = true, disabled = true }
+local RULE_EXECUTIONS_MAXLEN = 10000
+
+--[[
+rule_init: makes sure rule:{id} exists and is listed in `rules`.
+KEYS: 1 rule:{id}, 2 rules (set)
+ARGV: 1 id, 2 ts (ms), 3 initial state, 4 initial context (JSON), 5 definition (JSON)
+Creates the rule at version 1 when missing, otherwise refreshes its definition only.
+Returns { created 0|1, state, version, context }.
+]]
+local function rule_init(keys, args)
+  if #keys ~= 2 then return fail('rule_init needs 2 keys') end
+  local id, ts, state, context, definition = args[1], args[2], args[3], args[4], args[5]
+  if id == nil or id == '' then return fail('rule_init: id is required') end
+  if not positive_int(ts) then return fail('rule_init: ts must be a positive integer (ms)') end
+  if not RULE_STATES[state] then return fail('rule_init: unknown state ' .. tostring(state)) end
+  if context == nil or context == '' then return fail('rule_init: context is required') end
+  redis.call('SADD', keys[2], id)
+  local stored = redis.call('HMGET', keys[1], 'state', 'version', 'context')
+  if stored[1] then
+    redis.call('HSET', keys[1], 'definition', definition or '')
+    return { 0, stored[1], tonumber(stored[2]), stored[3] }
+  end
+  redis.call('HSET', keys[1], 'id', id, 'state', state, 'version', 1, 'context', context,
+    'definition', definition or '', 'since', ts, 'updatedAt', ts, 'who', '')
+  return { 1, state, 1, context }
+end
+
+--[[
+rule_commit: one step of one rule.
+KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}
+ARGV: 1 id, 2 expected version, 3 state, 4 context (JSON), 5 ts (ms), 6 who,
+      7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none)
+Refusals (nothing written): NO_RULE, VERSION_CONFLICT, BAD_ARGUMENT, each with
+the stored state and version. Returns { new version, execution entry id or '' }.
+]]
+local function rule_commit(keys, args)
+  if #keys ~= 3 then return fail('rule_commit needs 3 keys') end
+  local id, expected, state, context, ts, who, execution, counter =
+    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8]
+  local stored = redis.call('HMGET', keys[1], 'state', 'version')
+  local from, version = stored[1], tonumber(stored[2])
+  local function refuse(code, msg)
+    return fail('rule_commit: ' .. code .. ' ' .. msg .. ' [state=' .. tostring(from or 'none') .. ' version=' .. tostring(version or 0) .. ']')
+  end
+  if not from then return refuse('NO_RULE', 'no rule ' .. tostring(id)) end
+  if not RULE_STATES[state] then return refuse('BAD_ARGUMENT', 'unknown state ' .. tostring(state)) end
+  if not positive_int(ts) then return refuse('BAD_ARGUMENT', 'ts must be a positive integer (ms)') end
+  if context == nil or context == '' then return refuse('BAD_ARGUMENT', 'context is required') end
+  if who == nil or who == '' then return refuse('BAD_ARGUMENT', 'who is required') end
+  if tonumber(expected) ~= version then
+    return refuse('VERSION_CONFLICT', 'rule ' .. id .. ' is at version ' .. version .. ', not ' .. tostring(expected))
+  end
+  local next_version = version + 1
+  redis.call('HSET', keys[1], 'state', state, 'version', next_version, 'context', context, 'updatedAt', ts, 'who', who)
+  if from ~= state then redis.call('HSET', keys[1], 'since', ts) end
+  if counter ~= nil and counter ~= '' then redis.call('HINCRBY', keys[3], counter, 1) end
+  local entry = ''
+  if execution ~= nil and execution ~= '' then
+    entry = redis.call('XADD', keys[2], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'execution',
+      'from', from, 'to', state, 'version', next_version, 'time', ts, 'who', who, 'data', execution)
+    redis.call('HINCRBY', keys[3], 'executions', 1)
+  end
+  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, from = from, to = state, version = next_version, time = tonumber(ts) }))
+  return { next_version, entry }
+end
+
+--[[
+rule_record: what came of an execution's actions (command ids and results,
+overridden or rate-limited actions), appended to the same stream.
+KEYS: 1 rule:executions, 2 rule:stats:{id}
+ARGV: 1 id, 2 ts, 3 execution entry id, 4 results (JSON), then counter/increment pairs
+]]
+local function rule_record(keys, args)
+  if #keys ~= 2 then return fail('rule_record needs 2 keys') end
+  local id, ts, of, results = args[1], args[2], args[3], args[4]
+  if id == nil or id == '' then return fail('rule_record: id is required') end
+  if not positive_int(ts) then return fail('rule_record: ts must be a positive integer (ms)') end
+  if results == nil or results == '' then return fail('rule_record: results are required') end
+  for i = 5, #args, 2 do
+    if not tonumber(args[i + 1]) then return fail('rule_record: increment of ' .. tostring(args[i]) .. ' is not a number') end
+  end
+  for i = 5, #args, 2 do redis.call('HINCRBY', keys[2], args[i], tonumber(args[i + 1])) end
+  return redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'result',
+    'of', of or '', 'time', ts, 'data', results)
+end
+
+redis.register_function('rule_init', rule_init)
+redis.register_function('rule_commit', rule_commit)
+redis.register_function('rule_record', rule_record)

@@ -1,0 +1,187 @@
+/**
+ * The life of one rule: idle → holding (the condition must hold `forMs`) →
+ * active (the `then` actions ran) → cooldown (until `cooldownMs` after it
+ * fired; the `else` actions ran when the condition stopped holding) → idle.
+ * `disabled` is left only by ENABLE.
+ *
+ * Pure: no I/O, no clock, no XState `after` (timers are not restored from a
+ * persisted snapshot). Deadlines are absolute ms in context; every event
+ * carries its time, and a TICK{now} from the actor fires what is due. The
+ * effect of a step (which actions to run) is `context.effect`, read by the
+ * actor after the step and committed with it, so that a restart neither fires
+ * again nor forgets a running `for`.
+ *
+ * An input that is not good BLOCKs the rule: a running `for` is interrupted
+ * (the condition was not seen to hold), an active rule stays active (nothing
+ * is undone on a value it cannot read), and the reason is kept until the next
+ * CONDITION. A blocked rule never fires.
+ */
+import { assign, initialTransition, setup, transition } from 'xstate';
+
+export type RuleState = 'idle' | 'holding' | 'active' | 'cooldown' | 'disabled';
+export const RULE_STATES: readonly RuleState[] = ['idle', 'holding', 'active', 'cooldown', 'disabled'];
+
+export type RuleEvent =
+  | { readonly type: 'CONDITION'; readonly value: boolean; readonly now: number }
+  | { readonly type: 'BLOCK'; readonly reason: string; readonly now: number }
+  | { readonly type: 'TICK'; readonly now: number }
+  | { readonly type: 'ENABLE'; readonly now: number }
+  | { readonly type: 'DISABLE'; readonly now: number };
+
+export interface RuleInput {
+  readonly forMs: number;
+  readonly cooldownMs: number;
+}
+
+export type RuleEffect = 'then' | 'else' | null;
+
+export interface RuleContext {
+  readonly forMs: number;
+  readonly cooldownMs: number;
+  /** The last condition seen (null: none yet, or blocked since). */
+  readonly condition: boolean | null;
+  /** Absolute ms at which a running `for` completes; null when not holding. */
+  readonly holdUntil: number | null;
+  /** Absolute ms before which the rule does not fire again; null: none. */
+  readonly cooldownUntil: number | null;
+  readonly firedAt: number | null;
+  /** Why the rule is blocked (an input that is not good); null: not blocked. */
+  readonly blocked: string | null;
+  /** What the last step asks the actor to run. */
+  readonly effect: RuleEffect;
+  readonly fires: number;
+}
+
+type Ev<T extends RuleEvent['type']> = Extract<RuleEvent, { type: T }>;
+
+const cleared = { effect: null } as const;
+
+export const ruleMachine = setup({
+  types: {} as { context: RuleContext; events: RuleEvent; input: RuleInput },
+  guards: {
+    holdsNow: ({ context, event }) => event.type === 'CONDITION' && event.value && context.forMs === 0,
+    conditionTrue: ({ event }) => event.type === 'CONDITION' && event.value,
+    conditionFalse: ({ event }) => event.type === 'CONDITION' && !event.value,
+    holdDone: ({ context, event }) => 'now' in event && context.holdUntil !== null && event.now >= context.holdUntil
+      && (event.type !== 'CONDITION' || event.value),
+    cooldownOver: ({ context, event }) => context.cooldownUntil === null || event.now >= context.cooldownUntil,
+    cooldownOverHeld: ({ context, event }) => context.condition === true && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
+    cooldownOverHeldNoFor: ({ context, event }) => context.condition === true && context.forMs === 0
+      && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
+    cooldownOverAndHoldsNow: ({ context, event }) => event.type === 'CONDITION' && event.value && context.forMs === 0
+      && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
+    cooldownOverAndTrue: ({ context, event }) => event.type === 'CONDITION' && event.value
+      && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
+  },
+  actions: {
+    clearEffect: assign(cleared),
+    seen: assign(({ event }) => ({ condition: (event as Ev<'CONDITION'>).value, blocked: null })),
+    startHold: assign(({ context, event }) => ({ holdUntil: event.now + context.forMs })),
+    fire: assign(({ context, event }) => ({
+      effect: 'then' as const, holdUntil: null, firedAt: event.now,
+      cooldownUntil: event.now + context.cooldownMs, fires: context.fires + 1,
+    })),
+    release: assign({ effect: 'else' as const }),
+    interrupt: assign(({ event }) => ({ holdUntil: null, condition: null, blocked: (event as Ev<'BLOCK'>).reason })),
+    block: assign(({ event }) => ({ condition: null, blocked: (event as Ev<'BLOCK'>).reason })),
+    reset: assign({ holdUntil: null, condition: null, blocked: null }),
+  },
+}).createMachine({
+  id: 'rule',
+  initial: 'idle',
+  context: ({ input }) => ({
+    forMs: input.forMs, cooldownMs: input.cooldownMs, condition: null, holdUntil: null,
+    cooldownUntil: null, firedAt: null, blocked: null, effect: null, fires: 0,
+  }),
+  on: {
+    DISABLE: { target: '.disabled', actions: ['clearEffect', 'reset'] },
+    BLOCK: { actions: ['clearEffect', 'block'] },
+  },
+  states: {
+    idle: {
+      on: {
+        CONDITION: [
+          { guard: 'holdsNow', target: 'active', actions: ['clearEffect', 'seen', 'fire'] },
+          { guard: 'conditionTrue', target: 'holding', actions: ['clearEffect', 'seen', 'startHold'] },
+          { actions: ['clearEffect', 'seen'] },
+        ],
+      },
+    },
+    holding: {
+      on: {
+        CONDITION: [
+          { guard: 'holdDone', target: 'active', actions: ['clearEffect', 'seen', 'fire'] },
+          { guard: 'conditionFalse', target: 'idle', actions: ['clearEffect', 'seen', 'reset'] },
+          { actions: ['clearEffect', 'seen'] },
+        ],
+        TICK: { guard: 'holdDone', target: 'active', actions: ['clearEffect', 'fire'] },
+        BLOCK: { target: 'idle', actions: ['clearEffect', 'interrupt'] },
+      },
+    },
+    active: {
+      on: {
+        CONDITION: [
+          { guard: 'conditionFalse', target: 'cooldown', actions: ['clearEffect', 'seen', 'release'] },
+          { actions: ['clearEffect', 'seen'] },
+        ],
+      },
+    },
+    cooldown: {
+      on: {
+        CONDITION: [
+          { guard: 'cooldownOverAndHoldsNow', target: 'active', actions: ['clearEffect', 'seen', 'fire'] },
+          { guard: 'cooldownOverAndTrue', target: 'holding', actions: ['clearEffect', 'seen', 'startHold'] },
+          { guard: 'cooldownOver', target: 'idle', actions: ['clearEffect', 'seen'] },
+          { actions: ['clearEffect', 'seen'] },
+        ],
+        TICK: [
+          // The condition held through the cooldown: the `for` starts now (or it fires, with no `for`).
+          { guard: 'cooldownOverHeldNoFor', target: 'active', actions: ['clearEffect', 'fire'] },
+          { guard: 'cooldownOverHeld', target: 'holding', actions: ['clearEffect', 'startHold'] },
+          { guard: 'cooldownOver', target: 'idle', actions: 'clearEffect' },
+        ],
+      },
+    },
+    disabled: {
+      on: {
+        ENABLE: { target: 'idle', actions: ['clearEffect', 'reset'] },
+        DISABLE: { actions: 'clearEffect' },
+        BLOCK: { actions: 'clearEffect' },
+      },
+    },
+  },
+});
+
+/** A rule as stored in `rule:{id}`: its state and context. */
+export interface RuleSnapshotData {
+  readonly state: RuleState;
+  readonly context: RuleContext;
+}
+
+export function initialRule(input: RuleInput): RuleSnapshotData {
+  const [snap] = initialTransition(ruleMachine, input);
+  return { state: snap.value as RuleState, context: snap.context };
+}
+
+/**
+ * The pure step the actor commits: the next state and context, or undefined
+ * when nothing changed (a TICK with nothing due, the same condition again).
+ */
+export function stepRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
+  const snap = ruleMachine.resolveState({ value: from.state, context: { ...from.context, effect: null } });
+  const [next] = transition(ruleMachine, snap, event);
+  const to = { state: next.value as RuleState, context: next.context };
+  if (to.state === from.state && sameContext(to.context, { ...from.context, effect: null })) return undefined;
+  return to;
+}
+
+function sameContext(a: RuleContext, b: RuleContext): boolean {
+  return (Object.keys(a) as (keyof RuleContext)[]).every((k) => a[k] === b[k]);
+}
+
+/** The earliest deadline the actor must wake up for (a `for` completing, a cooldown ending), or null. */
+export function nextDeadline(r: RuleSnapshotData): number | null {
+  if (r.state === 'holding') return r.context.holdUntil;
+  if (r.state === 'cooldown') return r.context.cooldownUntil;
+  return null;
+}

@@ -1,0 +1,129 @@
+/**
+ * Rules in Redis: each rule's committed state (`rule:{id}`, compare-and-set on
+ * its version through rule_commit), its counters (`rule:stats:{id}`) and the
+ * bounded journal of executions (`rule:executions`), as the rule actor, the API
+ * and `voltage rules` read them. A refused commit (someone committed first, an
+ * operator disabled the rule) comes back as a RuleConflictError, upon which the
+ * actor reads the rule again.
+ */
+import type { RuleContext, RuleSnapshotData, RuleState } from '../../machines/ruleMachine.js';
+import { RedisFunctionError, VoltageError } from '../errors.js';
+import { redisCall, type RedisCore } from './core.js';
+import { fieldsOf } from './encoding.js';
+import { KEYS } from './keys.js';
+
+/** rule_commit refused: nothing was written; `version` is what Redis holds now. */
+export class RuleConflictError extends VoltageError {
+  readonly version: number;
+  constructor(message: string, version: number, options?: { cause?: unknown }) {
+    super('redis', 'RULE_CONFLICT', message, { version }, options);
+    this.name = 'RuleConflictError';
+    this.version = version;
+  }
+}
+
+export interface StoredRule extends RuleSnapshotData {
+  readonly version: number;
+}
+
+export interface RuleRecord extends StoredRule {
+  readonly id: string;
+  readonly since: number;
+  readonly updatedAt: number;
+  readonly who: string;
+  readonly definition: unknown;
+  readonly stats: Readonly<Record<string, number>>;
+}
+
+export interface RuleJournalEntry {
+  readonly entryId: string;
+  readonly id: string;
+  readonly kind: 'execution' | 'result';
+  readonly time: number;
+  readonly data: unknown;
+  readonly fields: Readonly<Record<string, string>>;
+}
+
+export interface RuleCommit {
+  readonly id: string;
+  readonly expectedVersion: number;
+  readonly to: RuleSnapshotData;
+  readonly ts: number;
+  /** `rule/{id}` for the actor, the operator's name for enable and disable. */
+  readonly who: string;
+  /** The execution to journal with the step (trigger, inputs, condition, actions), or undefined. */
+  readonly execution?: unknown;
+  /** A counter of rule:stats:{id} to increment with the step (`fires`, `blocked`), or ''. */
+  readonly counter?: string;
+}
+
+export class RulesRedis {
+  constructor(private readonly core: RedisCore) {}
+
+  /** Creates the rule in its initial state, or returns what is stored (a restart resumes from it). */
+  async init(id: string, initial: RuleSnapshotData, definition: unknown, ts = Date.now()): Promise<StoredRule & { created: boolean }> {
+    const [created, state, version, context] = await this.core.fcall('rule_init', {
+      id, ts, state: initial.state, context: JSON.stringify(initial.context), definition: JSON.stringify(definition),
+    });
+    return { created: created === 1, state: state as RuleState, version: Number(version), context: JSON.parse(context) as RuleContext };
+  }
+
+  /** Commits one step; resolves to the new version and the journal entry's id ('' none), rejects with RuleConflictError. */
+  async commit(c: RuleCommit): Promise<{ version: number; entryId: string }> {
+    try {
+      const [version, entryId] = await this.core.fcall('rule_commit', {
+        id: c.id, expectedVersion: c.expectedVersion, state: c.to.state, context: JSON.stringify(c.to.context), ts: c.ts,
+        who: c.who, execution: c.execution === undefined ? '' : JSON.stringify(c.execution), counter: c.counter ?? '',
+      });
+      return { version: Number(version), entryId };
+    } catch (e) {
+      const m = e instanceof RedisFunctionError ? /rule_commit: (VERSION_CONFLICT|NO_RULE) (.*) \[state=[\w-]+ version=(\d+)\]/.exec(e.message) : null;
+      if (m) throw new RuleConflictError(`rule_commit: ${m[1]} ${m[2]}`, Number(m[3]), { cause: e });
+      throw e;
+    }
+  }
+
+  /** Journals what came of an execution's actions and adds to the rule's counters. */
+  async record(id: string, of: string, results: unknown, counters: Readonly<Record<string, number>> = {}, ts = Date.now()): Promise<string> {
+    return this.core.fcall('rule_record', { id, ts, of, results: JSON.stringify(results), counters });
+  }
+
+  /** The ids of every rule initialised since the site was loaded. */
+  async ids(): Promise<string[]> {
+    return (await redisCall('SMEMBERS', () => this.core.client.smembers(KEYS.rules))).sort();
+  }
+
+  /** What `rule:{id}` and its counters hold, or undefined when there is no such rule. */
+  async read(id: string): Promise<RuleRecord | undefined> {
+    const [h, stats] = await Promise.all([
+      redisCall('HGETALL', () => this.core.client.hgetall(KEYS.rule(id))),
+      redisCall('HGETALL', () => this.core.client.hgetall(KEYS.ruleStats(id))),
+    ]);
+    if (!h.state || !h.version || !h.context) return undefined;
+    return {
+      id, state: h.state as RuleState, version: Number(h.version), context: JSON.parse(h.context) as RuleContext,
+      since: Number(h.since), updatedAt: Number(h.updatedAt), who: h.who ?? '',
+      definition: h.definition ? JSON.parse(h.definition) as unknown : null,
+      stats: Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, Number(v)])),
+    };
+  }
+
+  /** The last journal entries of one rule, newest first (a scan of the bounded stream). */
+  async journal(id: string, count = 20, scan = 2_000): Promise<RuleJournalEntry[]> {
+    const entries = await redisCall('XREVRANGE', () => this.core.client.xrevrange(KEYS.ruleExecutions, '+', '-', 'COUNT', scan));
+    const out: RuleJournalEntry[] = [];
+    for (const [entryId, raw] of entries) {
+      const f = fieldsOf(raw);
+      if (f.id !== id) continue;
+      out.push({ entryId, id, kind: f.kind === 'result' ? 'result' : 'execution', time: Number(f.time), data: f.data ? JSON.parse(f.data) as unknown : null, fields: f });
+      if (out.length >= count) break;
+    }
+    return out;
+  }
+
+  /** An operator's enable or disable, for the audit stream. */
+  async audit(who: string, id: string, action: string, outcome: string): Promise<void> {
+    await redisCall('XADD', () => this.core.client.xadd(KEYS.ruleAudit, 'MAXLEN', '~', '100000', '*', 'who', who, 'rule', id, 'action', action,
+      'outcome', outcome, 'at', String(Date.now())));
+  }
+}

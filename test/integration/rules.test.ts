@@ -1,0 +1,228 @@
+/**
+ * Rules end to end against a private redis-server and the real runtime: the
+ * zero-export rule commands a virtual device's export limit and the command is
+ * confirmed; a `for` holds across a restart of the runtime (and an active rule
+ * does not fire again); a bad-quality input blocks the rule; of two rules on
+ * one control the higher priority wins and the other is journaled overridden;
+ * rule_commit refuses a stale version and writes nothing; the routes, their
+ * errors, and a dry run that writes nothing (keys compared before and after).
+ */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../runtime/config/load.js';
+import { sha256 } from '../../runtime/gateway/http.js';
+import type { Quality } from '../../runtime/domain/telemetry.js';
+import { RuleConflictError } from '../../runtime/redis/rules.js';
+import { startRuntime } from '../../runtime/runtime.js';
+import { initialRule } from '../../machines/ruleMachine.js';
+import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { privateRedisSuite } from '../helpers/suite.js';
+
+const t = privateRedisSuite();
+
+const SITE = `channels:
+  - id: v1
+    protocol: virtual
+    pollMs: 50
+    points:
+      - { type: m, id: 1, sim: { kind: constant, value: 1 } }
+      - { type: a, id: 1, min: 0, max: 80 }
+models:
+  - id: grid
+    measurements: { P: {} }
+  - id: gw
+    measurements: { U: {} }
+    controls: { export_limit: {} }
+    mapping: { U: "v1:m:1", export_limit: "v1:a:1" }
+`;
+
+const ZERO_EXPORT = `rules:
+  - id: zero-export
+    priority: 10
+    trigger: { onChange: [grid.P] }
+    when: "grid.P < -2"
+    for: FOR
+    then:
+      - control: { model: gw, name: export_limit, value: "max(0, 50 + grid.P)" }
+    else:
+      - control: { model: gw, name: export_limit, value: 80, minIntervalMs: 0 }
+`;
+
+const GATEWAY = `gateway:
+  port: 0
+  tokens:
+    - { name: vera, role: viewer, sha256: ${sha256('v-token')} }
+    - { name: otto, role: operator, sha256: ${sha256('o-token')} }
+`;
+
+async function start(rules: string, gateway = ''): Promise<void> {
+  t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE + gateway, 'rules.yaml': rules })), { redisUrl: t.server.url, log: quietLog });
+}
+
+async function stop(): Promise<void> {
+  await t.running?.stop();
+  t.running = undefined;
+}
+
+/** grid.P as a device would report it (a model value with its quality, published like any other). */
+async function gridP(value: number, quality: Quality = 'good'): Promise<void> {
+  await t.bus.telemetry.modelSet('grid', Date.now(), [{ name: 'P', value, quality }]);
+}
+
+const ruleState = async (id: string) => (await t.bus.rules.read(id))?.state;
+
+describe('rules on a running site', () => {
+  it('zero export: the rule writes the export limit to the device and the command is confirmed, journaled with the execution', async () => {
+    await start(ZERO_EXPORT.replace('FOR', '200ms'));
+    await eventually(async () => (await ruleState('zero-export')) === 'idle');
+    await gridP(-5);
+    await eventually(async () => (await ruleState('zero-export')) === 'active', 5_000);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '45.000000', 5_000);
+    const results = await eventually(async () => {
+      const j = await t.bus.rules.journal('zero-export');
+      return j.find((e) => e.kind === 'result');
+    }, 5_000);
+    const actions = (results.data as { actions: Array<{ outcome: string; status: string; commandId: string; value: number }> }).actions;
+    expect(actions).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 45 })]);
+    expect((await t.bus.commands.command(actions[0]!.commandId))?.source).toBe('rule:zero-export');
+    const execution = (await t.bus.rules.journal('zero-export')).find((e) => e.kind === 'execution')!;
+    expect(execution.data).toMatchObject({ trigger: expect.any(String), condition: true, branch: 'then', inputs: { 'grid.P': { value: -5, quality: 'good' } } });
+    // The condition stops holding: the else action runs.
+    await gridP(1);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '80.000000', 5_000);
+    // No cooldown configured: the rule is back to idle at once.
+    expect(await ruleState('zero-export')).toBe('idle');
+    expect((await t.bus.rules.read('zero-export'))!.stats).toMatchObject({ fires: 1, releases: 1, executions: 2 });
+  });
+
+  it('`for` holds across a restart of the runtime, and an active rule does not fire again', async () => {
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
+    await eventually(async () => (await ruleState('zero-export')) === 'idle');
+    await gridP(-5);
+    const holding = await eventually(async () => {
+      const r = await t.bus.rules.read('zero-export');
+      return r?.state === 'holding' ? r : undefined;
+    }, 3_000);
+    const holdUntil = holding.context.holdUntil!;
+    await stop();
+    // `voltage rules` reads the committed state while the runtime is down.
+    const cli = await promisify(execFile)(process.execPath, ['runtime/bin/voltage.js', 'rules'], { env: { ...process.env, REDIS_URL: t.server.url } });
+    expect(cli.stdout).toMatch(/^zero-export +holding +p=10 when grid\.P < -2 fires in \d+ ms/m);
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
+    // Still holding with the same deadline (not started again), then active at that deadline.
+    expect((await t.bus.rules.read('zero-export'))!.context.holdUntil).toBe(holdUntil);
+    await eventually(async () => (await ruleState('zero-export')) === 'active', 5_000);
+    expect(Date.now()).toBeGreaterThanOrEqual(holdUntil);
+    expect(Date.now() - holdUntil).toBeLessThan(1_000);
+    await stop();
+    await start(ZERO_EXPORT.replace('FOR', '2500ms'));
+    await sleep(500);
+    const after = (await t.bus.rules.read('zero-export'))!;
+    expect(after.state).toBe('active');
+    expect(after.stats.fires).toBe(1);
+  });
+
+  it('a bad-quality input blocks the rule: it does not fire and records why', async () => {
+    await start(ZERO_EXPORT.replace('FOR', '0'));
+    // Before any value: blocked, a missing value is never read as 0.
+    await eventually(async () => (await t.bus.rules.read('zero-export'))?.context.blocked === 'grid.P is missing');
+    await gridP(-5, 'bad');
+    const r = await eventually(async () => {
+      const x = await t.bus.rules.read('zero-export');
+      return x?.context.blocked === 'grid.P is bad' ? x : undefined;
+    }, 3_000);
+    expect(r.state).toBe('idle');
+    expect(r.stats.blocked).toBe(1);
+    expect(r.stats.fires).toBeUndefined();
+    await sleep(300);
+    expect(await t.raw.keys('command:*')).toEqual([]);
+  });
+
+  it('two rules on one control: the higher priority wins, the other is journaled as overridden', async () => {
+    await start(`rules:
+  - id: high
+    priority: 5
+    trigger: { onChange: [grid.P] }
+    when: "grid.P < 0"
+    then: [ { control: { model: gw, name: export_limit, value: 20, minIntervalMs: 0 } } ]
+  - id: low
+    priority: 1
+    trigger: { onChange: [grid.P] }
+    when: "grid.P < 0"
+    for: 300ms
+    then: [ { control: { model: gw, name: export_limit, value: 10, minIntervalMs: 0 } } ]
+`);
+    await eventually(async () => (await ruleState('low')) === 'idle' && (await ruleState('high')) === 'idle');
+    await gridP(-1);
+    const low = await eventually(async () => (await t.bus.rules.journal('low')).find((e) => e.kind === 'result'), 5_000);
+    expect((low.data as { actions: unknown[] }).actions).toEqual([expect.objectContaining({ outcome: 'overridden', by: 'high', value: 10 })]);
+    expect((await t.bus.rules.read('low'))!.stats.overridden).toBe(1);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '20.000000', 5_000);
+  });
+
+  it('rule_commit refuses a stale version and writes nothing', async () => {
+    const initial = initialRule({ forMs: 0, cooldownMs: 0 });
+    const r = await t.bus.rules.init('x', initial, {});
+    expect(r).toMatchObject({ created: true, state: 'idle', version: 1 });
+    const to = { state: 'disabled' as const, context: initial.context };
+    expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 1, to, ts: 1_000, who: 'op' })).toEqual({ version: 2, entryId: '' });
+    const before = await t.raw.hgetall('rule:x');
+    await expect(t.bus.rules.commit({ id: 'x', expectedVersion: 1, to: initial, ts: 2_000, who: 'op' })).rejects.toBeInstanceOf(RuleConflictError);
+    expect(await t.raw.hgetall('rule:x')).toEqual(before);
+    expect(await t.raw.exists('rule:executions')).toBe(0);
+    expect((await t.bus.rules.init('x', initial, {})).state).toBe('disabled');
+  });
+});
+
+describe('rule routes', () => {
+  it('list, detail, enable/disable (operator, audited), dry run that writes nothing, and each error', async () => {
+    await start(ZERO_EXPORT.replace('FOR', '10s'), GATEWAY);
+    const port = await eventually(() => t.running!.gatewayPort());
+    const call = async (method: string, path: string, token?: string) => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    await eventually(async () => (await ruleState('zero-export')) === 'idle');
+    expect((await call('GET', '/api/v1/rules', 'v-token')).body.rules).toEqual([expect.objectContaining({ id: 'zero-export', state: 'idle', priority: 10, when: 'grid.P < -2' })]);
+    expect((await call('GET', '/api/v1/rules', undefined)).status).toBe(401);
+    expect((await call('GET', '/api/v1/rules/nope', 'v-token')).status).toBe(404);
+
+    // Dry run: grid.P has no value yet (blocked), then with one; nothing written either time.
+    await gridP(-5);
+    await eventually(async () => (await ruleState('zero-export')) === 'holding', 3_000);
+    await t.running!.stop();
+    t.running = undefined;
+    await start(ZERO_EXPORT.replace('FOR', '10s'), GATEWAY);
+    const port2 = await eventually(() => t.running!.gatewayPort());
+    const call2 = async (method: string, path: string, token?: string) => {
+      const r = await fetch(`http://127.0.0.1:${port2}${path}`, { method, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+    };
+    const dump = async () => {
+      const keys = (await t.raw.keys('*')).filter((k) => !k.startsWith('actor:') && k !== 'actors' && !k.startsWith('comsrv:') && !k.startsWith('modsrv:gw')).sort();
+      return Promise.all(keys.map(async (k) => [k, await t.raw.dump(k)]));
+    };
+    const before = await dump();
+    const dry = await call2('POST', '/api/v1/rules/zero-export/evaluate', 'v-token');
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ inputs: { 'grid.P': { value: -5, quality: 'good' } }, blocked: null, condition: true, wouldRun: 'then', then: [{ kind: 'control', model: 'gw', name: 'export_limit', value: 45 }] });
+    expect(await dump()).toEqual(before);
+    expect((await call2('POST', '/api/v1/rules/nope/evaluate', 'v-token')).status).toBe(404);
+
+    const detail = await call2('GET', '/api/v1/rules/zero-export', 'v-token');
+    expect(detail.body).toMatchObject({ id: 'zero-export', state: 'holding', definition: { forMs: 10_000 } });
+
+    expect((await call2('POST', '/api/v1/rules/zero-export/disable', 'v-token')).status).toBe(403);
+    expect((await call2('POST', '/api/v1/rules/nope/disable', 'o-token')).status).toBe(404);
+    expect((await call2('POST', '/api/v1/rules/zero-export/disable', 'o-token')).body).toEqual({ id: 'zero-export', state: 'disabled', changed: true });
+    expect((await call2('POST', '/api/v1/rules/zero-export/disable', 'o-token')).body).toMatchObject({ changed: false });
+    // The actor takes the operator's step: the rule stays disabled and does not fire.
+    await gridP(-6);
+    await sleep(300);
+    expect(await ruleState('zero-export')).toBe('disabled');
+    expect((await call2('POST', '/api/v1/rules/zero-export/enable', 'o-token')).body).toMatchObject({ state: 'idle', changed: true });
+    const audit = (await t.raw.xrange('audit:rules', '-', '+')).map(([, f]) => `${f[1]} ${f[5]} ${f[7]}`);
+    expect(audit).toEqual(['otto disable disabled', 'otto disable unchanged (disabled)', 'otto enable idle']);
+  });
+});

@@ -1,0 +1,163 @@
+/**
+ * The rule machine: idle → holding → active → cooldown → idle, its absolute
+ * deadlines, blocking on a bad input, and two laws checked with fast-check:
+ * a rule with `for: T` fires only if the condition held for T without
+ * interruption, and never twice within its cooldown; arbitration always picks
+ * the highest-priority active rule.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
+import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleInput, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+
+interface Fire { readonly at: number; readonly index: number; readonly effect: 'then' | 'else' }
+
+function run(events: readonly RuleEvent[], input: RuleInput): { rule: RuleSnapshotData; fires: Fire[] } {
+  let rule = initialRule(input);
+  const fires: Fire[] = [];
+  events.forEach((e, index) => {
+    const next = stepRule(rule, e);
+    if (!next) return;
+    rule = next;
+    if (next.context.effect) fires.push({ at: e.now, index, effect: next.context.effect });
+  });
+  return { rule, fires };
+}
+
+const cond = (value: boolean, now: number): RuleEvent => ({ type: 'CONDITION', value, now });
+const tick = (now: number): RuleEvent => ({ type: 'TICK', now });
+
+describe('rule machine: the cycle', () => {
+  it('holds for `for`, fires once, releases on false, cools down, returns to idle', () => {
+    const input = { forMs: 10_000, cooldownMs: 30_000 };
+    let r = initialRule(input);
+    r = stepRule(r, cond(true, 1_000))!;
+    expect(r.state).toBe('holding');
+    expect(r.context.holdUntil).toBe(11_000);
+    expect(nextDeadline(r)).toBe(11_000);
+    expect(stepRule(r, tick(10_999))).toBeUndefined();
+    r = stepRule(r, tick(11_000))!;
+    expect(r.state).toBe('active');
+    expect(r.context.effect).toBe('then');
+    expect(r.context.cooldownUntil).toBe(41_000);
+    expect(stepRule(r, cond(true, 12_000))?.context.effect ?? null).toBeNull();
+    r = stepRule(r, cond(false, 20_000))!;
+    expect(r.state).toBe('cooldown');
+    expect(r.context.effect).toBe('else');
+    expect(stepRule(r, cond(true, 30_000))!.state).toBe('cooldown');
+    r = stepRule(r, tick(41_000))!;
+    expect(r.state).toBe('idle');
+  });
+
+  it('without `for` fires on the first true condition', () => {
+    const r = stepRule(initialRule({ forMs: 0, cooldownMs: 0 }), cond(true, 5))!;
+    expect(r.state).toBe('active');
+    expect(r.context.effect).toBe('then');
+  });
+
+  it('a false condition interrupts a running `for`', () => {
+    const { rule, fires } = run([cond(true, 0), cond(false, 5_000), cond(true, 6_000), tick(10_000)], { forMs: 10_000, cooldownMs: 0 });
+    expect(rule.state).toBe('holding');
+    expect(rule.context.holdUntil).toBe(16_000);
+    expect(fires).toEqual([]);
+  });
+
+  it('a bad input blocks: the `for` is interrupted and the reason kept until the next condition', () => {
+    const { rule, fires } = run([cond(true, 0), { type: 'BLOCK', reason: 'grid.P is bad', now: 5_000 }, tick(10_000)], { forMs: 10_000, cooldownMs: 0 });
+    expect(rule.state).toBe('idle');
+    expect(rule.context.blocked).toBe('grid.P is bad');
+    expect(fires).toEqual([]);
+    expect(stepRule(rule, cond(false, 11_000))!.context.blocked).toBeNull();
+  });
+
+  it('a blocked active rule stays active and runs no else', () => {
+    const { rule, fires } = run([cond(true, 0), { type: 'BLOCK', reason: 'bad', now: 1 }], { forMs: 0, cooldownMs: 0 });
+    expect(rule.state).toBe('active');
+    expect(fires).toEqual([{ at: 0, index: 0, effect: 'then' }]);
+  });
+
+  it('disabled: nothing fires until enabled, and enabling starts from idle', () => {
+    const { rule, fires } = run([cond(true, 0), { type: 'DISABLE', now: 1 }, cond(true, 2), tick(100_000)], { forMs: 10, cooldownMs: 0 });
+    expect(rule.state).toBe('disabled');
+    expect(fires).toEqual([]);
+    expect(stepRule(rule, { type: 'ENABLE', now: 200_000 })!.state).toBe('idle');
+  });
+
+  it('a condition that held through the cooldown starts its `for` when the cooldown ends', () => {
+    const { rule } = run([cond(true, 0), tick(50), cond(false, 60), cond(true, 70), tick(150)], { forMs: 50, cooldownMs: 100 });
+    expect(rule.state).toBe('holding');
+    expect(rule.context.holdUntil).toBe(200);
+  });
+
+  it('resumes from a stored snapshot: a running `for` completes at its stored deadline', () => {
+    const stored = JSON.parse(JSON.stringify(run([cond(true, 1_000)], { forMs: 10_000, cooldownMs: 0 }).rule)) as RuleSnapshotData;
+    expect(stepRule(stored, tick(11_000))!.state).toBe('active');
+  });
+});
+
+/** Events at increasing times: conditions, ticks and blocks. */
+const eventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: 0, max: 9 })), { maxLength: 60 })
+  .map((steps) => {
+    let now = 0;
+    return steps.map(([dt, kind]): RuleEvent => {
+      now += dt;
+      if (kind < 4) return cond(true, now);
+      if (kind < 7) return tick(now);
+      if (kind < 9) return cond(false, now);
+      return { type: 'BLOCK', reason: 'bad', now };
+    });
+  });
+const inputArb = fc.record({ forMs: fc.integer({ min: 0, max: 5_000 }), cooldownMs: fc.integer({ min: 0, max: 10_000 }) });
+
+describe('rule machine: laws', () => {
+  it('fires only if the condition held for `for` without interruption', () => {
+    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
+      const { fires } = run(events, input);
+      for (const f of fires.filter((x) => x.effect === 'then')) {
+        const before = events.slice(0, f.index + 1);
+        let lastBreak = -1;
+        before.forEach((e, i) => { if (e.type === 'BLOCK' || (e.type === 'CONDITION' && !e.value)) lastBreak = i; });
+        const trueSince = before.slice(lastBreak + 1).find((e) => e.type === 'CONDITION' && e.value);
+        expect(trueSince).toBeDefined();
+        expect(f.at - trueSince!.now).toBeGreaterThanOrEqual(input.forMs);
+      }
+    }), { numRuns: 400 });
+  });
+
+  it('never fires twice within the cooldown', () => {
+    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
+      const thens = run(events, input).fires.filter((x) => x.effect === 'then').map((x) => x.at);
+      for (let i = 1; i < thens.length; i++) expect(thens[i]! - thens[i - 1]!).toBeGreaterThanOrEqual(input.cooldownMs);
+    }), { numRuns: 400 });
+  });
+
+  it('each else follows a then, and a then is not repeated before its else', () => {
+    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
+      const effects = run(events, input).fires.map((f) => f.effect);
+      effects.forEach((e, i) => expect(e).toBe(i % 2 === 0 ? 'then' : 'else'));
+    }), { numRuns: 200 });
+  });
+});
+
+describe('arbitration', () => {
+  const claimsArb = fc.uniqueArray(fc.record({ rule: fc.stringMatching(/^[a-z]{1,4}$/), priority: fc.integer({ min: -5, max: 5 }) }), { selector: (c) => c.rule, minLength: 1, maxLength: 8 });
+
+  it('always picks the highest-priority claim, whatever the order the claims come in', () => {
+    fc.assert(fc.property(claimsArb, (claims) => {
+      const w = pickWinner(claims)!;
+      expect(claims.every((c) => c.priority <= w.priority)).toBe(true);
+      expect(pickWinner([...claims].reverse())).toEqual(w);
+    }));
+  });
+
+  it('an active higher-priority rule overrides; a control is commanded at most once per minIntervalMs', () => {
+    const a = new Arbiter();
+    a.claim('gw.limit', { rule: 'high', priority: 5 });
+    expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 0)).toEqual({ send: false, why: 'overridden', by: 'high' });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 0)).toEqual({ send: true });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 999)).toEqual({ send: false, why: 'rate-limited' });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 1_000)).toEqual({ send: true });
+    a.release('gw.limit', 'high');
+    expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 2_000)).toEqual({ send: true });
+  });
+});
