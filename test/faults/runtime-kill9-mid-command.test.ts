@@ -13,7 +13,7 @@ import { commandResult, privateRedisSuite } from '../helpers/suite.js';
 import { SITE_YAML } from './site.js';
 
 const t = privateRedisSuite();
-const dir = writeSite({ 'site.yaml': SITE_YAML.replace(/^gateway:\n  port: 0\n/, '') });
+const dir = writeSite({ 'site.yaml': SITE_YAML.replace(/^gateway:\n {2}port: 0\n/, '') });
 
 function start() {
   const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], { env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' }, stdio: 'ignore' });

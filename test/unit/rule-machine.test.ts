@@ -134,7 +134,9 @@ describe('rule machine: laws', () => {
   it('each else follows a then, and a then is not repeated before its else', () => {
     fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
       const effects = run(events, input).fires.map((f) => f.effect);
-      effects.forEach((e, i) => expect(e).toBe(i % 2 === 0 ? 'then' : 'else'));
+      effects.forEach((e, i) => {
+        expect(e).toBe(i % 2 === 0 ? 'then' : 'else');
+      });
     }), { numRuns: 200 });
   });
 });
