@@ -5,19 +5,12 @@
  * actor starts a new process and the API answers again. Lost: the requests in
  * flight at the moment of the kill.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningRuntime } from '../../runtime/runtime.js';
-import { eventually, usePrivateRedis } from '../helpers/servers.js';
-import { api, complete, inventory, startFaultRuntime } from './site.js';
+import { describe, expect, it } from 'vitest';
+import { eventually, } from '../helpers/servers.js';
+import { api, useFaultRuntime } from './site.js';
 
-const t = usePrivateRedis();
-let rt: RunningRuntime;
-let base: string;
-beforeAll(async () => {
-  ({ rt, base } = await startFaultRuntime(t.server.url));
-  await eventually(async () => complete(await inventory(t.raw), 5));
-});
-afterAll(async () => { await rt.stop(); });
+const f = useFaultRuntime();
+const t = f.t;
 
 const gatewayPid = async () => JSON.parse((await t.raw.hget('actor:gateway', 'context')) ?? '{}').pid as number | undefined;
 
@@ -28,9 +21,9 @@ describe('fault: the gateway process killed', () => {
     const before = Number(await t.raw.hget('comsrv:v1:m', '1'));
     const newPid = await eventually(async () => { const p = await gatewayPid(); return typeof p === 'number' && p !== pid ? p : undefined; }, 10_000);
     expect(newPid).toBeGreaterThan(0);
-    const port = await eventually(() => rt.gatewayPort());
-    base = `http://127.0.0.1:${port}`;
-    await eventually(async () => (await api(base, 'GET', '/health')).status === 200, 10_000);
+    const port = await eventually(() => f.rt.gatewayPort());
+    f.base = `http://127.0.0.1:${port}`;
+    await eventually(async () => (await api(f.base, 'GET', '/health')).status === 200, 10_000);
     expect(Number(await t.raw.hget('comsrv:v1:m', '1'))).toBeGreaterThan(before);
     expect(await t.raw.hget('actor:root', 'status')).toBe('running');
   });

@@ -7,19 +7,12 @@
  * works after. Lost: nothing (none of them was accepted).
  */
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningRuntime } from '../../runtime/runtime.js';
-import { eventually, usePrivateRedis } from '../helpers/servers.js';
-import { TOKEN, complete, inventory, startFaultRuntime } from './site.js';
+import { describe, expect, it } from 'vitest';
+import { eventually, } from '../helpers/servers.js';
+import { TOKEN, useFaultRuntime } from './site.js';
 
-const t = usePrivateRedis();
-let rt: RunningRuntime;
-let base: string;
-beforeAll(async () => {
-  ({ rt, base } = await startFaultRuntime(t.server.url));
-  await eventually(async () => complete(await inventory(t.raw), 5));
-});
-afterAll(async () => { await rt.stop(); });
+const f = useFaultRuntime();
+const t = f.t;
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -46,7 +39,7 @@ describe('fault: 1,000 malformed API requests', () => {
       for (let i = 0; i < n; i += 50) {
         await Promise.all(Array.from({ length: 50 }, async (_, j) => {
           const [method, path, headers, body] = KINDS[(i + j) % KINDS.length]!(i + j);
-          const r = await fetch(base + path, { method, headers, body, signal: AbortSignal.timeout(5_000) });
+          const r = await fetch(f.base + path, { method, headers, body, signal: AbortSignal.timeout(5_000) });
           const text = await r.text();
           statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
           expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
@@ -65,6 +58,6 @@ describe('fault: 1,000 malformed API requests', () => {
     expect(after - before).toBeLessThan(16);
     expect([...statuses.keys()].every((s) => s >= 400 && s < 500)).toBe(true);
     // The token was rate-limited by the burst (429s above): a good request is accepted once its bucket refills.
-    await eventually(async () => (await fetch(`${base}/api/v1/models/inv/controls/limit`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"value":1}' })).status === 202, 10_000, 250);
+    await eventually(async () => (await fetch(`${f.base}/api/v1/models/inv/controls/limit`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"value":1}' })).status === 202, 10_000, 250);
   });
 });

@@ -4,19 +4,12 @@
  * site, mappings, actor records and the command group stay; writes and
  * controls go on. Lost: nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningRuntime } from '../../runtime/runtime.js';
-import { eventually, usePrivateRedis } from '../helpers/servers.js';
-import { api, complete, inventory, startFaultRuntime } from './site.js';
+import { describe, expect, it } from 'vitest';
+import { eventually, } from '../helpers/servers.js';
+import { api, complete, inventory, useFaultRuntime } from './site.js';
 
-const t = usePrivateRedis();
-let rt: RunningRuntime;
-let base: string;
-beforeAll(async () => {
-  ({ rt, base } = await startFaultRuntime(t.server.url));
-  await eventually(async () => complete(await inventory(t.raw), 5));
-});
-afterAll(async () => { await rt.stop(); });
+const f = useFaultRuntime();
+const t = f.t;
 
 describe('fault: FUNCTION FLUSH', () => {
   it('the library comes back at the next call; nothing else is touched', async () => {
@@ -27,8 +20,8 @@ describe('fault: FUNCTION FLUSH', () => {
     const after = await inventory(t.raw);
     expect(complete(after, actors)).toBe(true);
     await eventually(async () => Number(await t.raw.hget('comsrv:v1:m', '1')) > before + 3, 2_000);
-    const sent = await api(base, 'POST', '/api/v1/models/inv/controls/limit', { value: 4 });
+    const sent = await api(f.base, 'POST', '/api/v1/models/inv/controls/limit', { value: 4 });
     expect(sent.status).toBe(202);
-    await eventually(async () => (await api(base, 'GET', `/api/v1/commands/${sent.body.commandId}`)).body.status === 'confirmed', 3_000);
+    await eventually(async () => (await api(f.base, 'GET', `/api/v1/commands/${sent.body.commandId}`)).body.status === 'confirmed', 3_000);
   });
 });

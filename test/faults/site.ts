@@ -10,7 +10,8 @@ import type { SiteConfig } from '../../runtime/config/site.js';
 import { pino } from 'pino';
 import type { Logger } from '../../runtime/logger.js';
 import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
-import { eventually, quietLog, writeSite } from '../helpers/servers.js';
+import { afterAll, beforeAll } from 'vitest';
+import { eventually, quietLog, usePrivateRedis, writeSite } from '../helpers/servers.js';
 
 export const TOKEN = 'fault-admin-token';
 
@@ -115,4 +116,19 @@ export function modbusFaultSite(port: number): SiteConfig {
     points:
       - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 }, sim: { kind: counter, start: 0, step: 1, max: 60000 } }
 `);
+}
+
+/**
+ * A private Redis and the fault site's runtime for one test file: started (and
+ * its five actors reported) before the file's tests, stopped after them.
+ * `base` is the gateway's URL (a test that restarts the gateway may move it).
+ */
+export function useFaultRuntime(): { readonly t: ReturnType<typeof usePrivateRedis>; rt: RunningRuntime; base: string } {
+  const f = { t: usePrivateRedis() } as { t: ReturnType<typeof usePrivateRedis>; rt: RunningRuntime; base: string };
+  beforeAll(async () => {
+    ({ rt: f.rt, base: f.base } = await startFaultRuntime(f.t.server.url));
+    await eventually(async () => complete(await inventory(f.t.raw), 5));
+  });
+  afterAll(async () => { await f.rt.stop(); });
+  return f;
 }

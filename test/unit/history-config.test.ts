@@ -2,21 +2,12 @@
  * The `history` section: defaults, and each mistake with its file, line and
  * column, in the style of config-validation.test.ts.
  */
+import { configIssues } from '../helpers/configIssues.js';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { queryBackend } from '../../runtime/config/history.js';
-import { ConfigError, type ConfigIssue } from '../../runtime/errors.js';
 import { writeSite } from '../helpers/servers.js';
 
-function issuesOf(files: Record<string, string>): ConfigIssue[] {
-  try {
-    loadConfig(writeSite(files));
-  } catch (e) {
-    if (e instanceof ConfigError) return e.issues.map((i) => ({ ...i, file: i.file.slice(i.file.lastIndexOf('/') + 1) }));
-    throw e;
-  }
-  return [];
-}
 
 const INFLUX = `history:
   backends:
@@ -49,20 +40,20 @@ describe('config: the history section', () => {
   });
 
   it('an influxdb backend without url, org, bucket or tokenEnv: one error at its kind', () => {
-    const [i, ...rest] = issuesOf({ 'history.yaml': 'history:\n  backends:\n    - id: influx\n      kind: influxdb\n      url: http://h:8086\n' });
+    const [i, ...rest] = configIssues({ 'history.yaml': 'history:\n  backends:\n    - id: influx\n      kind: influxdb\n      url: http://h:8086\n' });
     expect(rest).toEqual([]);
     expect(i).toMatchObject({ file: 'history.yaml', line: 4, column: 13, code: 'INVALID_VALUE' });
     expect(i!.message).toContain('an influxdb backend needs org, bucket, tokenEnv');
   });
 
   it('a token written where the NAME of its variable belongs', () => {
-    const [i] = issuesOf({ 'history.yaml': INFLUX.replace('tokenEnv: INFLUX_TOKEN', 'tokenEnv: "s3cr3t-t0ken=="') });
+    const [i] = configIssues({ 'history.yaml': INFLUX.replace('tokenEnv: INFLUX_TOKEN', 'tokenEnv: "s3cr3t-t0ken=="') });
     expect(i).toMatchObject({ line: 9, column: 17, code: 'INVALID_VALUE' });
     expect(i!.message).toContain('must be the NAME of an environment variable');
   });
 
   it('a bad retention, a window under 10 s, a wrong kind, an unknown key', () => {
-    const issues = issuesOf({ 'history.yaml': 'history:\n  retention: forever\n  windowMs: 5000\n  backends: [ { id: a, kind: prometheus } ]\n  batchSize: 3\n' });
+    const issues = configIssues({ 'history.yaml': 'history:\n  retention: forever\n  windowMs: 5000\n  backends: [ { id: a, kind: prometheus } ]\n  batchSize: 3\n' });
     expect(issues.map((i) => [i.line, i.column, i.code])).toEqual([
       [2, 14, 'INVALID_VALUE'], [3, 13, 'OUT_OF_RANGE'], [4, 30, 'INVALID_VALUE'], [5, 3, 'UNKNOWN_KEY'],
     ]);
@@ -72,7 +63,7 @@ describe('config: the history section', () => {
   });
 
   it('two backends with one id, or two embedded ones', () => {
-    const issues = issuesOf({ 'history.yaml': 'history:\n  backends:\n    - id: a\n    - id: a\n      url: http://h:8428\n    - id: b\n' });
+    const issues = configIssues({ 'history.yaml': 'history:\n  backends:\n    - id: a\n    - id: a\n      url: http://h:8428\n    - id: b\n' });
     expect(issues.map((i) => [i.line, i.column])).toEqual([[4, 11], [6, 11]]);
     expect(issues[0]!.message).toContain("backend id 'a' is used twice");
     expect(issues[1]!.message).toContain('only one backend may be the embedded VictoriaMetrics');
