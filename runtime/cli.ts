@@ -17,7 +17,8 @@ import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
 import { KEYS } from './redis/keys.js';
 import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
-import { freePort, portFree, spawnRedis, type RedisServer } from './redisServer.js';
+import { ownedRedis, type OwnedRedis } from './ownedServers.js';
+import { freePort, portFree } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
 import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.js';
 import { startRuntime, type RunningRuntime } from './runtime.js';
@@ -168,10 +169,11 @@ async function cmdDemo(dir: string): Promise<number> {
   const history = await startHistory(loaded, 'demo');
   if (!history) return 2;
   let site = history.site;
-  let server: RedisServer | undefined;
+  // The demo's own redis-server is a supervised child: when it dies it is started again (runtime/ownedServers.ts).
+  let server: OwnedRedis | undefined;
   let url = process.env.REDIS_URL;
   if (!url) {
-    server = await spawnRedis({ ownGroup: true });
+    server = await ownedRedis(createLogger(site.runtime.log.level));
     url = server.url;
   }
   // The site's Modbus devices are simulated in this process, so that the demo has devices to poll;
@@ -200,7 +202,7 @@ async function cmdDemo(dir: string): Promise<number> {
     'VoltageEMS demo is running',
     `  site      ${site.runtime.site}: ${summary(site)}`,
     `  config    ${site.dir}`,
-    `  redis     ${redactUrl(url)}${server ? ` (private redis-server, pid ${String(server.process.pid)}, stops with the demo)` : ' (from $REDIS_URL)'}`,
+    `  redis     ${redactUrl(url)}${server ? ` (private redis-server, pid ${String(server.current().process.pid)}, restarted if it dies, stops with the demo)` : ' (from $REDIS_URL)'}`,
     `  tree      REDIS_URL=${redactUrl(url)} npx voltage status`,
     `  values    redis-cli -u ${redactUrl(url)} HGETALL ${KEYS.model('site')}`,
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
