@@ -66,9 +66,10 @@ afterAll(async () => {
 }, 30_000);
 
 /** A fresh browser session (its own sessionStorage), signed in with a role's token; problems are collected. */
-async function open(path: string, role: Role): Promise<{ page: Page; problems: string[] }> {
+async function open(path: string, role: Role, before?: (page: Page) => Promise<void>): Promise<{ page: Page; problems: string[] }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
+  await before?.(page);
   const problems: string[] = [];
   page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
@@ -220,6 +221,31 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     expect(problems).toEqual([]);
     await sleep(500);
     await page.screenshot({ path: 'docs/screenshots/dashboard.png', fullPage: true });
+    await page.context().close();
+  }, 90_000);
+
+  it('an acknowledgement refused by the API (another operator was first) is shown in the row, naming the state', async () => {
+    const alarm = await eventually(async () => {
+      const list = (await api('/api/v1/alarms?active=true', 'viewer')).body.alarms as Array<{ id: string; state: string }>;
+      return list.find((a) => a.state === 'unacknowledged' || a.state === 'returnedUnack');
+    }, 60_000, 250);
+    // The page's feed is held back for alarms, so its row still offers Acknowledge after the other operator's.
+    let hold = false;
+    const { page, problems } = await open('/ui/', 'operator', (p) => p.routeWebSocket(/\/ws\b/, (ws) => {
+      const server = ws.connectToServer();
+      server.onMessage((m) => { if (!(hold && String(m).includes('"topic":"alarm/all"'))) ws.send(m); });
+    }));
+    const row = `[data-alarm="${alarm.id}"]`;
+    await page.waitForSelector(`${row} button[data-alarm-action="ack"]`);
+    hold = true;
+    expect((await api(`/api/v1/alarms/${alarm.id}/ack`, 'admin', { comment: 'first' })).status).toBe(200);
+    await page.click(`${row} button[data-alarm-action="ack"]`);
+    await page.waitForSelector(`${row} .note.error`);
+    const now = (await api(`/api/v1/alarms/${alarm.id}`, 'viewer')).body.state as string;
+    expect(await page.textContent(`${row} .note.error`)).toMatch(new RegExp(`^alarm '${alarm.id.replace('.', '\\.')}' (is ${now}: ack is not allowed in state ${now}|was changed meanwhile; it is now ${now} )`));
+    // The refusal is the only problem: Chromium logs the 409 as well.
+    expect(problems.filter((p) => !/\b409\b/.test(p))).toEqual([]);
+    expect(problems.length).toBeGreaterThan(0);
     await page.context().close();
   }, 90_000);
 
