@@ -95,7 +95,7 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
       const ts = typeof m.ts === 'number' ? m.ts / 1_000 : Date.now() / 1_000;
       if (times.length > 0 && ts <= times[times.length - 1]!) return;
       times.push(ts);
-      model.values.forEach((v, i) => columns[i]!.push(v.name in values ? values[v.name] ?? null : null));
+      model.values.forEach((v, i) => { columns[i]!.push(v.name in values ? (values[v.name] ?? null) : null); });
       dirty = true;
     },
   };
