@@ -1,11 +1,14 @@
 /**
- * The dashboard (/ui/): channels with their status and quality counts,
- * models with their values and units, and (for operators) a control form
+ * The dashboard (/ui/): active alarms (ui/alarmsPanel.ts), models with their
+ * values and units, a trend of the selected model (ui/trendChart.ts), channels
+ * with their status and quality counts, and (for operators) a control form
  * that sends a setpoint and follows its command to its end. Built once from
  * REST; the feed then changes only the text of the cells it touches, so a
  * site of thousands of points costs no page rebuild per message.
  */
+import { alarmsSection } from './alarmsPanel.js';
 import { api, el, feed, fmt, header, may, signIn, stateText, type FeedMessage, type Me } from './common.js';
+import { trendSection } from './trendChart.js';
 
 interface ActorInfo { readonly status: string | null; readonly state: unknown; readonly restarts: number }
 interface ChannelRow { readonly id: string; readonly name: string; readonly protocol: string; readonly points: number; readonly actor: ActorInfo }
@@ -138,13 +141,16 @@ async function main(): Promise<void> {
   const models = await Promise.all(list.map((m) => api<ModelDetail>(`/api/v1/models/${encodeURIComponent(m.id)}`)));
   const ch = channelsSection(channels);
   const mo = modelsSection(models);
+  const al = alarmsSection(may(me, 'operator'));
+  const tr = trendSection(models);
   const live = el('span', { class: 'live', 'data-live': 'false' }, 'connecting…');
   const main = document.querySelector('main')!;
-  main.replaceChildren(el('p', { class: 'status' }, live), mo.section, ch.section);
+  main.replaceChildren(el('p', { class: 'status' }, live), al.section, mo.section, tr.section, ch.section);
   // What a role may not do is not offered: a viewer gets no control form at all.
   if (may(me, 'operator') && models.some((m) => m.controls.length > 0)) main.append(controlSection(models));
-  feed(['model/*', 'channel/*', 'actor/channel/*'], (m) => {
-    if (m.topic.startsWith('model/')) mo.onMessage(m);
+  feed(['model/*', 'channel/*', 'actor/channel/*', 'alarm/all'], (m) => {
+    if (m.topic.startsWith('model/')) { mo.onMessage(m); tr.onMessage(m); }
+    else if (m.topic === 'alarm/all') al.onMessage(m);
     else ch.onMessage(m);
   }, (up) => {
     live.textContent = up ? 'live' : 'reconnecting…';
