@@ -51,20 +51,24 @@ end
 
 --[[
 alarm_commit: one transition of one alarm.
-KEYS: 1 alarm:{id}, 2 alarm:active (zset: id → ms it became active), 3 alarm:events (stream)
+KEYS: 1 alarm:{id}, 2 alarm:active (zset: id → ms it became active), 3 alarm:events (stream),
+      4 outbox, 5 stats:outbox
 ARGV: 1 id, 2 expected version, 3 event, 4 target state, 5 severity, 6 context (JSON),
       7 who, 8 why, 9 value ('' none), 10 ts (ms),
       11 first-out group: the id of the first alarm of its model's group ('' none;
          kept while the alarm stays active, dropped when it leaves alarm:active),
-      12 chattering '1' or '0'
+      12 chattering '1' or '0', 13 the outbox's bound in bytes
 Refusals (nothing written), each naming the stored state and version:
   NO_ALARM, VERSION_CONFLICT (someone committed first), NOT_ALLOWED (the stored
   state does not take this event to this target), BAD_ARGUMENT.
 Writes the hash, keeps alarm:active, appends to alarm:events, publishes on
-alarm:update. Returns the new version.
+alarm:update, and appends the same JSON to the outbox ({src a, id, ts, p}) for
+the history writer and the cloud links (outbox_add in core.lua: only once a
+consumer exists, bounded, drops counted). Returns the new version.
 ]]
 local function alarm_commit(keys, args)
-  if #keys ~= 3 then return fail('alarm_commit needs 3 keys') end
+  if #keys ~= 5 then return fail('alarm_commit needs 5 keys') end
+  if not positive_int(args[13]) then return fail('alarm_commit: the outbox bound must be a positive integer (bytes)') end
   local id, expected, event, to, severity, context, who, why, value, ts, group, chattering =
     args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11] or '', args[12] or '0'
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
@@ -98,9 +102,11 @@ local function alarm_commit(keys, args)
   group = redis.call('HGET', keys[1], 'group') or ''
   redis.call('XADD', keys[3], 'MAXLEN', '~', ALARM_EVENTS_MAXLEN, '*', 'id', id, 'event', event, 'from', from, 'to', to,
     'severity', severity, 'who', who, 'why', why or '', 'value', value or '', 'time', ts, 'version', next_version, 'group', group)
-  redis.call('PUBLISH', 'alarm:update', cjson.encode({ id = id, event = event, from = from, to = to, severity = severity,
+  local change = cjson.encode({ id = id, event = event, from = from, to = to, severity = severity,
     version = next_version, time = tonumber(ts), who = who, why = why or '', group = group, chattering = chattering == '1',
-    active = ALARM_ACTIVE[to] == true }))
+    active = ALARM_ACTIVE[to] == true })
+  redis.call('PUBLISH', 'alarm:update', change)
+  outbox_add(keys[4], keys[5], tonumber(args[13]), { 'src', 'a', 'id', id, 'ts', ts, 'p', change }, #change + #id + 32)
   return next_version
 end
 

@@ -210,6 +210,10 @@ export class HistoryWriter {
             if (models) lines.push(toLine(s));
             continue;
           }
+          if (s.series.kind === 'alarm') {
+            lines.push(toLine(s)); // alarm events are kept as events whatever the switches
+            continue;
+          }
           if (channels) lines.push(toLine(s));
           const target = models ? this.mapping.get(`${s.series.channel}:${s.series.type}:${s.series.point}`) : undefined;
           if (target) lines.push(toLine({ ...s, series: { kind: 'model', model: target.model, name: target.name } }));

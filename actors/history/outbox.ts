@@ -31,7 +31,9 @@ import type { Quality } from '../../runtime/domain/telemetry.js';
 
 export type SeriesRef =
   | { readonly kind: 'point'; readonly channel: string; readonly type: PointType; readonly point: number }
-  | { readonly kind: 'model'; readonly model: string; readonly name: string };
+  | { readonly kind: 'model'; readonly model: string; readonly name: string }
+  /** An alarm's transitions (outbox entries `src a` from alarm_commit): 1 while it is active, 0 when not. */
+  | { readonly kind: 'alarm'; readonly alarm: string };
 
 export interface HistorySample {
   readonly series: SeriesRef;
@@ -44,11 +46,12 @@ export interface HistorySample {
 export const QUALITY_CODE: Readonly<Record<Quality, number>> = { good: 0, stale: 1, bad: 2, 'comm-failure': 3 };
 const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
 
-export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model' } as const;
+export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model', alarm: 'voltage_alarm' } as const;
 /** VictoriaMetrics names a line-protocol field `<measurement>_<field>`. */
 export const METRIC = {
   pointValue: 'voltage_point_value', pointQuality: 'voltage_point_quality',
   modelValue: 'voltage_model_value', modelQuality: 'voltage_model_quality',
+  alarmValue: 'voltage_alarm_value', alarmQuality: 'voltage_alarm_quality',
 } as const;
 
 /** An outbox entry (or a series id, or a line) that does not have the documented shape. */
@@ -90,7 +93,20 @@ export function decodeEntry(fields: readonly string[]): HistorySample[] {
   if (!Number.isSafeInteger(ts) || ts <= 0) throw new OutboxFormatError(`outbox entry of ${id}: ts '${tsText}' is not a positive integer`);
   if (src === 'c') return decodeChannelText(id, ts, p);
   if (src === 'm') return decodeModelJson(id, ts, p);
+  if (src === 'a') return [decodeAlarmEvent(id, ts, p)];
   throw new OutboxFormatError(`outbox entry of ${id}: unknown src '${String(src)}'`);
+}
+
+/** An alarm transition as alarm_commit wrote it: JSON {id, event, from, to, severity, active, …}; kept as 1 while active, 0 when not. */
+function decodeAlarmEvent(id: string, ts: number, text: string): HistorySample {
+  let e: { active?: unknown };
+  try {
+    e = JSON.parse(text) as { active?: unknown };
+  } catch {
+    throw new OutboxFormatError(`alarm ${id}: the event is not JSON`);
+  }
+  if (typeof e.active !== 'boolean') throw new OutboxFormatError(`alarm ${id}: the event has no 'active'`);
+  return { series: { kind: 'alarm', alarm: id }, ts, value: e.active ? 1 : 0, quality: 'good' };
 }
 
 function decodeChannelText(channel: string, ts: number, text: string): HistorySample[] {
@@ -148,7 +164,9 @@ export function toLine(s: HistorySample): string {
   const r = s.series;
   const head = r.kind === 'point'
     ? `${MEASUREMENT.point},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
-    : `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`;
+    : r.kind === 'model'
+      ? `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`
+      : `${MEASUREMENT.alarm},alarm=${escapeTag(r.alarm)}`;
   const fields = s.value === null ? `quality=${QUALITY_CODE[s.quality]}i` : `value=${String(s.value)},quality=${QUALITY_CODE[s.quality]}i`;
   return `${head} ${fields} ${s.ts}`;
 }
@@ -193,14 +211,17 @@ export function parseLine(line: string): HistorySample {
   const ts = Number(rest[1]);
   const series: SeriesRef = measurement === MEASUREMENT.point
     ? { kind: 'point', channel: tags.get('channel') ?? '', type: (tags.get('type') ?? 'm') as PointType, point: Number(tags.get('point')) }
-    : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
+    : measurement === MEASUREMENT.alarm
+      ? { kind: 'alarm', alarm: tags.get('alarm') ?? '' }
+      : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
   return { series, ts, value: v === undefined ? null : Number(v), quality };
 }
 
 // ---- series ids ----
 
-/** `channel/1001/m/3` or `model/pv1/P` (the name is everything after the model: it may hold '/'). */
+/** `channel/1001/m/3`, `model/pv1/P` (the name is everything after the model: it may hold '/') or `alarm/bess1.overtemp`. */
 export function seriesId(r: SeriesRef): string {
+  if (r.kind === 'alarm') return `alarm/${r.alarm}`;
   return r.kind === 'point' ? `channel/${r.channel}/${r.type}/${r.point}` : `model/${r.model}/${r.name}`;
 }
 
@@ -209,12 +230,15 @@ export function parseSeriesId(id: string): SeriesRef {
   if (p) return { kind: 'point', channel: p[1]!, type: p[2] as PointType, point: Number(p[3]) };
   const m = /^model\/([^/]+)\/(.+)$/.exec(id);
   if (m) return { kind: 'model', model: m[1]!, name: m[2]! };
-  throw new OutboxFormatError(`'${id}' is not a series id: use channel/<channel>/<m|s|c|a>/<point> or model/<model>/<name>`, { series: id });
+  const a = /^alarm\/(.+)$/.exec(id);
+  if (a) return { kind: 'alarm', alarm: a[1]! };
+  throw new OutboxFormatError(`'${id}' is not a series id: use channel/<channel>/<m|s|c|a>/<point>, model/<model>/<name> or alarm/<id>`, { series: id });
 }
 
 /** The PromQL selector of a series' value or quality. */
 export function promSelector(r: SeriesRef, field: 'value' | 'quality' = 'value'): string {
   const q = (s: string) => JSON.stringify(s);
+  if (r.kind === 'alarm') return `${field === 'value' ? METRIC.alarmValue : METRIC.alarmQuality}{alarm=${q(r.alarm)}}`;
   return r.kind === 'point'
     ? `${field === 'value' ? METRIC.pointValue : METRIC.pointQuality}{channel=${q(r.channel)},type=${q(r.type)},point=${q(String(r.point))}}`
     : `${field === 'value' ? METRIC.modelValue : METRIC.modelQuality}{model=${q(r.model)},name=${q(r.name)}}`;
@@ -227,6 +251,7 @@ export function seriesOfLabels(labels: Readonly<Record<string, string>>): Series
     const { channel, type, point } = labels;
     if (channel && type && /^[msca]$/.test(type) && point && /^\d+$/.test(point)) return { kind: 'point', channel, type: type as PointType, point: Number(point) };
   }
+  if ((name === METRIC.alarmValue || name === METRIC.alarmQuality) && labels.alarm) return { kind: 'alarm', alarm: labels.alarm };
   if (name === METRIC.modelValue || name === METRIC.modelQuality) {
     const { model, name: n } = labels;
     if (model && n) return { kind: 'model', model, name: n };

@@ -17,6 +17,7 @@ import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
+import type { OutboxLimits } from './telemetry.js';
 
 export type AlarmRefusal = 'NO_ALARM' | 'VERSION_CONFLICT' | 'NOT_ALLOWED' | 'BAD_ARGUMENT';
 
@@ -127,7 +128,11 @@ function eventOf(entryId: string, flat: readonly string[]): AlarmEventEntry {
 }
 
 export class AlarmsRedis {
-  constructor(private readonly core: RedisCore) {}
+  private readonly outboxMaxBytes: number;
+
+  constructor(private readonly core: RedisCore, limits: OutboxLimits) {
+    this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
+  }
 
   /** Creates the alarm in the machine's initial state, or returns what is stored (a restart resumes from it). */
   async init(a: AlarmInitArgs): Promise<StoredAlarm> {
@@ -138,7 +143,7 @@ export class AlarmsRedis {
   /** Commits one transition; resolves to the new version, rejects with AlarmRefusedError when refused. */
   async commit(a: AlarmCommitArgs): Promise<number> {
     try {
-      return await this.core.fcall('alarm_commit', { ...a, group: a.group ?? '', chattering: a.chattering ?? false });
+      return await this.core.fcall('alarm_commit', { ...a, group: a.group ?? '', chattering: a.chattering ?? false, outboxMaxBytes: this.outboxMaxBytes });
     } catch (e) {
       const refusal = e instanceof RedisFunctionError ? parseAlarmRefusal(e.message, e) : undefined;
       throw refusal ?? e;

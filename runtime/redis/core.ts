@@ -39,6 +39,7 @@ export interface FunctionInputs {
     readonly id: string; readonly expectedVersion: number; readonly event: AlarmEventType; readonly to: AlarmState;
     readonly severity: Severity; readonly context: AlarmContext; readonly who: string; readonly why: string;
     readonly value: number | null; readonly ts: number; readonly group: string; readonly chattering: boolean;
+    readonly outboxMaxBytes: number;
   };
   rule_init: { readonly id: string; readonly ts: number; readonly state: string; readonly context: string; readonly definition: string };
   rule_commit: {
@@ -110,8 +111,8 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   }),
   alarm_init: (i) => ({ keys: [KEYS.alarm(i.id), KEYS.alarmIndex], args: [i.id, i.ts, i.severity, JSON.stringify(i.context), i.definition] }),
   alarm_commit: (i) => ({
-    keys: [KEYS.alarm(i.id), KEYS.alarmActive, KEYS.alarmEvents],
-    args: [i.id, i.expectedVersion, i.event, i.to, i.severity, JSON.stringify(i.context), i.who, i.why, formatOptional(i.value), i.ts, i.group, i.chattering ? '1' : '0'],
+    keys: [KEYS.alarm(i.id), KEYS.alarmActive, KEYS.alarmEvents, KEYS.outbox, KEYS.outboxStats],
+    args: [i.id, i.expectedVersion, i.event, i.to, i.severity, JSON.stringify(i.context), i.who, i.why, formatOptional(i.value), i.ts, i.group, i.chattering ? '1' : '0', i.outboxMaxBytes],
   }),
   rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
   rule_commit: (i) => ({

@@ -45,7 +45,7 @@ export class VoltageRedis {
     this.commands = new CommandsRedis(this.core);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
-    this.alarms = new AlarmsRedis(this.core);
+    this.alarms = new AlarmsRedis(this.core, limits);
     this.rules = new RulesRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
   }

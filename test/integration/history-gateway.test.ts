@@ -5,7 +5,8 @@
  * VictoriaMetrics, and comes back from GET /api/v1/history — as JSON, as CSV
  * for `Accept: text/csv`, for a viewer token; with 400/401/404 for bad calls.
  * The consumer group is made before the channels start: the counter's first
- * value (0) is in history.
+ * value (0) is in history. An alarm's transitions reach history through the
+ * same outbox (alarm_commit appends them), as `alarm/<id>`.
  */
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -38,6 +39,8 @@ models:
     channel: h1
     measurements: { P: {} }
     calculations: { twice: { expr: "P * 2" } }
+alarms:
+  - { id: pv.high, model: pv, when: { point: P, above: 5 }, severity: minor, message: "P at {value}" }
 history:
   backends: [ { id: vm, url: "${vm.url}" } ]
   batchMaxMs: 50
@@ -85,6 +88,19 @@ describe('history through the gateway', () => {
       const bottom = Math.min(...min!.series[0]!.values.map((v) => v ?? Infinity));
       return top >= 20 && bottom === 0 && sum(count!.series[0]!.values) === top + 1;
     }, 20_000, 300);
+  });
+
+  it('an alarm raised by the counter is in history too, through the same outbox: 1 while active', async () => {
+    const max = await eventually(async () => {
+      await forceFlush(vm.url);
+      const r = await get('/api/v1/history?series=alarm/pv.high&from=-5m&step=10s&agg=max');
+      if (r.status !== 200) return undefined;
+      const values = (JSON.parse(r.text) as { series: Array<{ values: Array<number | null> }> }).series[0]!.values;
+      return values.some((v) => v === 1) ? values : undefined;
+    }, 20_000, 300);
+    expect(max.every((v) => v === null || v === 0 || v === 1)).toBe(true);
+    const state = JSON.parse((await get('/api/v1/alarms/pv.high')).text) as { state?: string; alarm?: { state?: string } };
+    expect(JSON.stringify(state)).toMatch(/unacknowledged/);
   });
 
   it('Accept: text/csv answers CSV: a time column and one column a series, the calculation twice a value of the measurement', async () => {

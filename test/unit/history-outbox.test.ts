@@ -21,6 +21,7 @@ const modelId = name.filter((s) => !s.includes('/'));
 const seriesRef: fc.Arbitrary<SeriesRef> = fc.oneof(
   fc.record({ kind: fc.constant('point' as const), channel: channelId, type: pointType, point: fc.nat(1_000_000) }),
   fc.record({ kind: fc.constant('model' as const), model: modelId, name }),
+  fc.record({ kind: fc.constant('alarm' as const), alarm: name }),
 );
 const sample: fc.Arbitrary<HistorySample> = fc.record({
   series: seriesRef,
@@ -90,15 +91,27 @@ describe('history outbox: line protocol', () => {
   });
 });
 
+describe('history outbox: alarm events', () => {
+  it('an alarm transition (src a) is kept as 1 while the alarm is active and 0 when not', () => {
+    const entry = (active: boolean) => ['src', 'a', 'id', 'bess1.overtemp', 'ts', '1700000000000', 'p', JSON.stringify({ id: 'bess1.overtemp', event: 'ACK', from: 'unacknowledged', to: 'acknowledged', active })];
+    expect(decodeEntry(entry(true))).toEqual([{ series: { kind: 'alarm', alarm: 'bess1.overtemp' }, ts: 1_700_000_000_000, value: 1, quality: 'good' }]);
+    expect(decodeEntry(entry(false))[0]!.value).toBe(0);
+    expect(toLine(decodeEntry(entry(true))[0]!)).toBe('voltage_alarm,alarm=bess1.overtemp value=1,quality=0i 1700000000000');
+    expect(() => decodeEntry(['src', 'a', 'id', 'x', 'ts', '1', 'p', '{}'])).toThrow(OutboxFormatError);
+  });
+});
+
 describe('history outbox: series ids', () => {
   it('property: series id → ref → id is the identity, and a selector names the same labels', () => {
     fc.assert(fc.property(seriesRef, (r) => {
       expect(parseSeriesId(seriesId(r))).toEqual(r);
       const labels: Record<string, string> = r.kind === 'point'
         ? { __name__: 'voltage_point_value', channel: r.channel, type: r.type, point: String(r.point) }
-        : { __name__: 'voltage_model_value', model: r.model, name: r.name };
+        : r.kind === 'model'
+          ? { __name__: 'voltage_model_value', model: r.model, name: r.name }
+          : { __name__: 'voltage_alarm_value', alarm: r.alarm };
       expect(seriesOfLabels(labels)).toEqual(r);
-      expect(promSelector(r)).toMatch(/^voltage_(point|model)_value\{/);
+      expect(promSelector(r)).toMatch(/^voltage_(point|model|alarm)_value\{/);
     }), { numRuns: 500 });
   });
 
