@@ -38,6 +38,7 @@ import { OutboxConsumer, OutboxOutageError, type ModelValueTarget, type StreamEn
 import { CloudDownlink } from './downlink.js';
 import { buildMessages, fillTopic, linkTopics, messagePayload, planSeqs, type EntrySeqs, type ModelMessage } from './messages.js';
 import { InflightWindow } from './window.js';
+import { settled } from '../../runtime/reporter.js';
 
 /** Transient to the machine: the broker or Redis is unreachable; retried with backoff. */
 export class CloudOutageError extends OutboxOutageError {}
@@ -171,7 +172,7 @@ export class CloudLink {
     const client = this.client;
     if (client?.connected) {
       const bye = client.publishAsync(this.topics.status, JSON.stringify({ status: 'offline', ts: Date.now() }), { qos: 1, retain: true });
-      await Promise.race([bye.catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+      await Promise.race([settled(bye, { source: 'cloud offline status', link: this.cfg.id }), new Promise((r) => setTimeout(r, 1_000))]);
     }
     this.dropClient();
   }
@@ -289,7 +290,7 @@ export class CloudLink {
     try {
       await Promise.all(acks);
     } catch (e) {
-      if ((e as { refused?: boolean }).refused) await this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1).catch(() => undefined);
+      if ((e as { refused?: boolean }).refused) await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
     }
     const ids = [...built.map((b) => b.id), ...empty];

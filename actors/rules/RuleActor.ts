@@ -27,6 +27,7 @@ import type { ActorRegistry } from '../../runtime/registry.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
 import { evaluateRule, eventOf, planActions, type Evaluation, type InputValue, type PlannedAction } from '../../runtime/domain/ruleEvaluation.js';
+import { settled } from '../../runtime/reporter.js';
 
 export interface RuleActorDeps {
   readonly redis: VoltageRedis;
@@ -219,7 +220,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         stopped = true;
         for (const t of timers) { clearTimeout(t); clearInterval(t); }
         await Promise.all(unsubscribe.splice(0).map((u) => u()));
-        await queue.catch(() => undefined);
+        await settled(queue, { source: 'rule dispose', rule: def.id });
       }
       return {
         async stop() { await dispose(); },

@@ -18,6 +18,7 @@ import type { Subscriptions } from '../../redis/subscriptions.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { ApiError, type Http } from '../http.js';
 import type { TelemetryFeed } from '../ws.js';
+import { report } from '../../reporter.js';
 
 export const ALARM_TOPIC = 'alarm/all';
 const DAY_MS = 86_400_000;
@@ -191,7 +192,7 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     const id = params[0]!;
     const who = caller?.name ?? 'unknown';
     const audit = (outcome: string, message: string) => redisCall('XADD', () => redis.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*',
-      'event', `alarm.${action}`, 'id', id, 'who', who, 'at', String(Date.now()), 'outcome', outcome, 'message', message)).catch(() => undefined);
+      'event', `alarm.${action}`, 'id', id, 'who', who, 'at', String(Date.now()), 'outcome', outcome, 'message', message)).catch((e: unknown) => report(e, { source: 'alarm audit', alarm: id }));
     const parsed = alarmActionBody.safeParse(body ?? {});
     const problem = !parsed.success
       ? parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')
@@ -234,7 +235,7 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     chain = chain.then(async () => {
       const r = await redis.alarms.get(id);
       if (r) http.app.publish(ALARM_TOPIC, JSON.stringify({ topic: ALARM_TOPIC, ts: Date.now(), event: m.event, from: m.from, alarm: alarmView(r) }));
-    }).catch(() => undefined);
+    }).catch((e: unknown) => report(e, { source: 'alarm feed', alarm: id }));
   });
   return unsubscribe;
 }
