@@ -9,10 +9,19 @@
  */
 import { assign, fromPromise, setup } from 'xstate';
 
-export interface AlarmEvaluatorInput { readonly model: string; readonly alarms: number }
+export interface AlarmEvaluatorInput {
+  readonly model: string;
+  readonly alarms: number;
+}
 
 export type AlarmEvaluatorEvent =
-  | { readonly type: 'alarms.update'; readonly source: string; readonly ts: number; readonly values: Readonly<Record<string, number>>; readonly quality: Readonly<Record<string, string>> | undefined }
+  | {
+      readonly type: 'alarms.update';
+      readonly source: string;
+      readonly ts: number;
+      readonly values: Readonly<Record<string, number>>;
+      readonly quality: Readonly<Record<string, string>> | undefined;
+    }
   | { readonly type: 'alarms.tick' }
   | { readonly type: 'alarms.resync' };
 
@@ -64,7 +73,10 @@ export const alarmEvaluatorMachine = setup({
           entry: assign({ dirty: false }),
           invoke: {
             src: 'evaluate',
-            onDone: { target: 'idle', actions: assign({ evaluations: ({ context }) => context.evaluations + 1, commits: ({ context, event }) => context.commits + event.output }) },
+            onDone: {
+              target: 'idle',
+              actions: assign({ evaluations: ({ context }) => context.evaluations + 1, commits: ({ context, event }) => context.commits + event.output }),
+            },
           },
         },
       },

@@ -21,15 +21,7 @@ import { assign, initialTransition, setup, transition } from 'xstate';
 export const SEVERITIES = ['warning', 'minor', 'major', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-export type AlarmState =
-  | 'normal'
-  | 'unacknowledged'
-  | 'acknowledged'
-  | 'returnedUnack'
-  | 'latched'
-  | 'shelved'
-  | 'suppressed'
-  | 'outOfService';
+export type AlarmState = 'normal' | 'unacknowledged' | 'acknowledged' | 'returnedUnack' | 'latched' | 'shelved' | 'suppressed' | 'outOfService';
 
 export type AlarmEvent =
   | { readonly type: 'CONDITION_ON'; readonly now: number }
@@ -47,8 +39,17 @@ export type AlarmEvent =
 
 export type AlarmEventType = AlarmEvent['type'];
 export const ALARM_EVENT_TYPES: readonly AlarmEventType[] = [
-  'CONDITION_ON', 'CONDITION_OFF', 'ACK', 'SHELVE', 'UNSHELVE', 'RESET',
-  'SUPPRESS', 'UNSUPPRESS', 'OUT_OF_SERVICE', 'IN_SERVICE', 'TICK',
+  'CONDITION_ON',
+  'CONDITION_OFF',
+  'ACK',
+  'SHELVE',
+  'UNSHELVE',
+  'RESET',
+  'SUPPRESS',
+  'UNSUPPRESS',
+  'OUT_OF_SERVICE',
+  'IN_SERVICE',
+  'TICK',
 ];
 
 export interface AlarmInput {
@@ -114,13 +115,30 @@ export const alarmMachine = setup({
   actions: {
     conditionOn: assign({ conditionActive: true }),
     conditionOff: assign({ conditionActive: false }),
-    raised: assign(({ context, event }) => ({ conditionActive: true, escalateAt: firstEscalation(context, event.now), reAlarmAt: null, shelvedUntil: null, oneShot: false })),
+    raised: assign(({ context, event }) => ({
+      conditionActive: true,
+      escalateAt: firstEscalation(context, event.now),
+      reAlarmAt: null,
+      shelvedUntil: null,
+      oneShot: false,
+    })),
     acknowledged: assign(({ context, event }) => ({ escalateAt: null, reAlarmAt: context.reAlarmMs !== null ? event.now + context.reAlarmMs : null })),
-    backToNormal: assign(({ context }) => ({ conditionActive: false, severity: context.baseSeverity, escalateAt: null, reAlarmAt: null, shelvedUntil: null, oneShot: false })),
+    backToNormal: assign(({ context }) => ({
+      conditionActive: false,
+      severity: context.baseSeverity,
+      escalateAt: null,
+      reAlarmAt: null,
+      shelvedUntil: null,
+      oneShot: false,
+    })),
     leaveAcknowledged: assign({ conditionActive: false, reAlarmAt: null }),
     escalate: assign(({ context }) => {
       const severity = raise(context.severity);
-      return { severity, escalateAt: severity === 'critical' || context.escalateAt === null || context.escalateAfterMs === null ? null : context.escalateAt + context.escalateAfterMs };
+      return {
+        severity,
+        escalateAt:
+          severity === 'critical' || context.escalateAt === null || context.escalateAfterMs === null ? null : context.escalateAt + context.escalateAfterMs,
+      };
     }),
     shelve: assign(({ context, event }) => ({
       severity: context.baseSeverity,
@@ -250,7 +268,9 @@ export function alarmTransitions(): AlarmTransitionTable {
 
 /** The states in which an alarm stands in `alarm:active` (tagged `active` in the machine). */
 export function activeAlarmStates(): AlarmState[] {
-  return Object.entries(alarmMachine.root.states).filter(([, node]) => node.tags.includes('active')).map(([name]) => name as AlarmState);
+  return Object.entries(alarmMachine.root.states)
+    .filter(([, node]) => node.tags.includes('active'))
+    .map(([name]) => name as AlarmState);
 }
 
 export const ALARM_INITIAL_STATE = alarmMachine.root.initial.target[0]!.key as AlarmState;
@@ -293,7 +313,8 @@ export function stepReason(from: AlarmSnapshotData, to: AlarmSnapshotData, event
     if (from.state === 'acknowledged') return 're-alarm';
     return `escalated to ${to.context.severity}`;
   }
-  if (event.type === 'CONDITION_ON') return from.state === 'normal' || from.state === 'latched' ? 'raised' : from.state === 'returnedUnack' ? 're-alarm' : 'condition active';
+  if (event.type === 'CONDITION_ON')
+    return from.state === 'normal' || from.state === 'latched' ? 'raised' : from.state === 'returnedUnack' ? 're-alarm' : 'condition active';
   if (event.type === 'CONDITION_OFF') return from.state === 'shelved' && to.state === 'normal' ? 'one-shot shelve ended' : 'condition cleared';
   return event.type.toLowerCase().replace(/_/g, ' ');
 }

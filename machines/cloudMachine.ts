@@ -21,7 +21,9 @@
 import { assign, fromCallback, fromPromise, setup } from 'xstate';
 import { errorText, isTransientError } from './errors.js';
 
-export interface CloudInput { readonly link: string }
+export interface CloudInput {
+  readonly link: string;
+}
 
 /** The uplink's counters since the actor started (the link's seq is its own, persisted in Redis). */
 export interface UplinkStats {
@@ -43,9 +45,7 @@ export interface UplinkStats {
 
 export const EMPTY_STATS: UplinkStats = { published: 0, entries: 0, resent: 0, refused: 0, dropped: 0, lag: 0, seq: 0 };
 
-export type UplinkEvent =
-  | { readonly type: 'PROGRESS'; readonly stats: UplinkStats }
-  | { readonly type: 'LOST'; readonly error: string };
+export type UplinkEvent = { readonly type: 'PROGRESS'; readonly stats: UplinkStats } | { readonly type: 'LOST'; readonly error: string };
 
 export interface CloudContext extends UplinkStats {
   readonly link: string;

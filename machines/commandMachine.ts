@@ -6,10 +6,7 @@
  */
 import { setup } from 'xstate';
 
-export type CommandEvent =
-  | { readonly type: 'command.confirmed' }
-  | { readonly type: 'command.failed' }
-  | { readonly type: 'command.timeout' };
+export type CommandEvent = { readonly type: 'command.confirmed' } | { readonly type: 'command.failed' } | { readonly type: 'command.timeout' };
 
 export type CommandStatus = 'pending' | 'confirmed' | 'failed' | 'timeout';
 

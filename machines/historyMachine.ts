@@ -24,7 +24,9 @@
 import { assign, fromPromise, setup } from 'xstate';
 import { errorText, isTransientError } from './errors.js';
 
-export interface HistoryInput { readonly backend: string }
+export interface HistoryInput {
+  readonly backend: string;
+}
 
 /** What one batch did. `full`: it hit its size limit, so more is waiting. */
 export interface BatchResult {
@@ -85,8 +87,16 @@ export const historyMachine = setup({
 }).createMachine({
   id: 'history',
   context: ({ input }) => ({
-    backend: input.backend, attempts: 0, batches: 0, entries: 0, samples: 0, skipped: 0, failures: 0, rewrites: 0,
-    needsRewrite: false, lastError: null,
+    backend: input.backend,
+    attempts: 0,
+    batches: 0,
+    entries: 0,
+    samples: 0,
+    skipped: 0,
+    failures: 0,
+    rewrites: 0,
+    needsRewrite: false,
+    lastError: null,
   }),
   initial: 'connecting',
   states: {

@@ -8,7 +8,9 @@
 import { assign, fromPromise, setup } from 'xstate';
 import { errorText, isTransientError } from './errors.js';
 
-export interface ModelInput { readonly modelId: string }
+export interface ModelInput {
+  readonly modelId: string;
+}
 
 export interface ModelUpdate {
   readonly type: 'model.update';

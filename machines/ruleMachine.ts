@@ -62,24 +62,27 @@ export const ruleMachine = setup({
     holdsNow: ({ context, event }) => event.type === 'CONDITION' && event.value && context.forMs === 0,
     conditionTrue: ({ event }) => event.type === 'CONDITION' && event.value,
     conditionFalse: ({ event }) => event.type === 'CONDITION' && !event.value,
-    holdDone: ({ context, event }) => 'now' in event && context.holdUntil !== null && event.now >= context.holdUntil
-      && (event.type !== 'CONDITION' || event.value),
+    holdDone: ({ context, event }) =>
+      'now' in event && context.holdUntil !== null && event.now >= context.holdUntil && (event.type !== 'CONDITION' || event.value),
     cooldownOver: ({ context, event }) => context.cooldownUntil === null || event.now >= context.cooldownUntil,
     cooldownOverHeld: ({ context, event }) => context.condition === true && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
-    cooldownOverHeldNoFor: ({ context, event }) => context.condition === true && context.forMs === 0
-      && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
-    cooldownOverAndHoldsNow: ({ context, event }) => event.type === 'CONDITION' && event.value && context.forMs === 0
-      && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
-    cooldownOverAndTrue: ({ context, event }) => event.type === 'CONDITION' && event.value
-      && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
+    cooldownOverHeldNoFor: ({ context, event }) =>
+      context.condition === true && context.forMs === 0 && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
+    cooldownOverAndHoldsNow: ({ context, event }) =>
+      event.type === 'CONDITION' && event.value && context.forMs === 0 && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
+    cooldownOverAndTrue: ({ context, event }) =>
+      event.type === 'CONDITION' && event.value && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
   },
   actions: {
     clearEffect: assign(cleared),
     seen: assign(({ event }) => ({ condition: (event as Ev<'CONDITION'>).value, blocked: null })),
     startHold: assign(({ context, event }) => ({ holdUntil: event.now + context.forMs })),
     fire: assign(({ context, event }) => ({
-      effect: 'then' as const, holdUntil: null, firedAt: event.now,
-      cooldownUntil: event.now + context.cooldownMs, fires: context.fires + 1,
+      effect: 'then' as const,
+      holdUntil: null,
+      firedAt: event.now,
+      cooldownUntil: event.now + context.cooldownMs,
+      fires: context.fires + 1,
     })),
     release: assign({ effect: 'else' as const }),
     interrupt: assign(({ event }) => ({ holdUntil: null, condition: null, blocked: (event as Ev<'BLOCK'>).reason })),
@@ -90,8 +93,15 @@ export const ruleMachine = setup({
   id: 'rule',
   initial: 'idle',
   context: ({ input }) => ({
-    forMs: input.forMs, cooldownMs: input.cooldownMs, condition: null, holdUntil: null,
-    cooldownUntil: null, firedAt: null, blocked: null, effect: null, fires: 0,
+    forMs: input.forMs,
+    cooldownMs: input.cooldownMs,
+    condition: null,
+    holdUntil: null,
+    cooldownUntil: null,
+    firedAt: null,
+    blocked: null,
+    effect: null,
+    fires: 0,
   }),
   on: {
     DISABLE: { target: '.disabled', actions: ['clearEffect', 'reset'] },
@@ -120,10 +130,7 @@ export const ruleMachine = setup({
     },
     active: {
       on: {
-        CONDITION: [
-          { guard: 'conditionFalse', target: 'cooldown', actions: ['clearEffect', 'seen', 'release'] },
-          { actions: ['clearEffect', 'seen'] },
-        ],
+        CONDITION: [{ guard: 'conditionFalse', target: 'cooldown', actions: ['clearEffect', 'seen', 'release'] }, { actions: ['clearEffect', 'seen'] }],
       },
     },
     cooldown: {

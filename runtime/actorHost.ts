@@ -68,7 +68,9 @@ export function machineChild<M extends AnyStateMachine>(opts: MachineChildOption
 async function startMachine<M extends AnyStateMachine>(opts: MachineChildOptions<M>, scope: ActorScope): Promise<RunningChild> {
   // A fault while it builds fails the start.
   let startFault: { error: unknown } | undefined;
-  scope.fail = (error) => { startFault ??= { error }; };
+  scope.fail = (error) => {
+    startFault ??= { error };
+  };
   const built = await opts.build();
   let disposed: Promise<void> | undefined;
   const dispose = () => (disposed ??= settled(built.dispose(), { source: 'dispose', actor: opts.id }).then(() => undefined));
@@ -89,8 +91,11 @@ async function startMachine<M extends AnyStateMachine>(opts: MachineChildOptions
   // The event the actor is processing, for its transitions journal.
   let event = '';
   const actor: AnyActorRef = createActor(built.machine, {
-    input: built.input, id: opts.id,
-    inspect: (ev) => { if (ev.type === '@xstate.event' && ev.actorRef === actor) event = ev.event.type; },
+    input: built.input,
+    id: opts.id,
+    inspect: (ev) => {
+      if (ev.type === '@xstate.event' && ev.actorRef === actor) event = ev.event.type;
+    },
   });
   actor.subscribe({
     next: (snap) => {

@@ -114,9 +114,17 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
   }
   return {
     nodes,
-    root: (onEvent) => new Supervisor(
-      { id: ROOT_ID, strategy: ROOT_STRATEGY, intensity: site.runtime.supervisor.intensity, periodMs: site.runtime.supervisor.periodMs, backoff: site.runtime.supervisor.backoff, onEvent },
-      makers.flatMap((m) => m(onEvent)),
-    ),
+    root: (onEvent) =>
+      new Supervisor(
+        {
+          id: ROOT_ID,
+          strategy: ROOT_STRATEGY,
+          intensity: site.runtime.supervisor.intensity,
+          periodMs: site.runtime.supervisor.periodMs,
+          backoff: site.runtime.supervisor.backoff,
+          onEvent,
+        },
+        makers.flatMap((m) => m(onEvent)),
+      ),
   };
 }

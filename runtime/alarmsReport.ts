@@ -12,12 +12,23 @@ import { RedisCore } from './redis/core.js';
 export function alarmsText(views: readonly AlarmView[], now: number = Date.now()): string {
   if (views.length === 0) return 'no alarms\n';
   const rows = views.map((v) => [
-    v.id, v.state, v.severity, `${Math.round((now - v.since) / 1000)}s`, v.message,
+    v.id,
+    v.state,
+    v.severity,
+    `${Math.round((now - v.since) / 1000)}s`,
+    v.message,
     [v.group && v.group !== v.id ? `after ${v.group}` : '', v.chattering ? 'chattering' : ''].filter(Boolean).join(', '),
   ]);
   const head = ['ALARM', 'STATE', 'SEVERITY', 'FOR', 'MESSAGE', ''];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return `${[head, ...rows].map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
+  return `${[head, ...rows]
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }
 
 /** Prints the alarms (only the active ones with `activeOnly`); exit code 0, or 2 when Redis cannot be read. */

@@ -19,9 +19,7 @@ export type Shutdown = number | 'brutal_kill' | 'infinity';
 
 export const DEFAULT_WORKER_SHUTDOWN_MS = 5_000;
 
-export type ExitReason =
-  | { readonly kind: 'normal' }
-  | { readonly kind: 'error'; readonly error: unknown };
+export type ExitReason = { readonly kind: 'normal' } | { readonly kind: 'error'; readonly error: unknown };
 
 /**
  * A started child. `onExit` fires at most once, for exits the supervisor did

@@ -103,7 +103,10 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
     return 0;
   }
   const reason = outcome.exit;
-  log.fatal(reason.kind === 'error' ? { err: reason.error } : { reason: 'normal' }, `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`);
+  log.fatal(
+    reason.kind === 'error' ? { err: reason.error } : { reason: 'normal' },
+    `the supervisor tree gave up: ${reason.kind === 'error' ? errorMessage(reason.error) : 'root exited'}`,
+  );
   await rt.stop();
   await cleanup();
   return 1;
@@ -147,19 +150,21 @@ async function cmdStart(dir: string): Promise<number> {
 
 /** The site with each simulated device moved to a free TCP port or a pseudo-terminal path of its own where the configured one is taken. */
 async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
-  const channels = await Promise.all(site.channels.map(async (ch): Promise<ChannelConfig> => {
-    if (!isModbusChannel(ch)) return ch;
-    if (ch.protocol === 'modbus-tcp' || ch.protocol === 'modbus-rtu-tcp') {
-      if (await portFree(ch.host, ch.port)) return ch;
-      const moved: ModbusChannelConfig = { ...ch, port: await freePort() };
-      return moved;
-    }
-    if (ch.protocol === 'modbus-rtu' && (existsSync(ch.serial.path) || existsSync(`${ch.serial.path}.sim`))) {
-      const moved: ModbusChannelConfig = { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
-      return moved;
-    }
-    return ch;
-  }));
+  const channels = await Promise.all(
+    site.channels.map(async (ch): Promise<ChannelConfig> => {
+      if (!isModbusChannel(ch)) return ch;
+      if (ch.protocol === 'modbus-tcp' || ch.protocol === 'modbus-rtu-tcp') {
+        if (await portFree(ch.host, ch.port)) return ch;
+        const moved: ModbusChannelConfig = { ...ch, port: await freePort() };
+        return moved;
+      }
+      if (ch.protocol === 'modbus-rtu' && (existsSync(ch.serial.path) || existsSync(`${ch.serial.path}.sim`))) {
+        const moved: ModbusChannelConfig = { ...ch, serial: { ...ch.serial, path: join(tmpdir(), `voltage-${process.pid}-${ch.id}`) } };
+        return moved;
+      }
+      return ch;
+    }),
+  );
   return { ...site, channels };
 }
 
@@ -208,12 +213,16 @@ async function cmdDemo(dir: string): Promise<number> {
     `  live      redis-cli -u ${redactUrl(url)} PSUBSCRIBE '${KEYS.modelUpdates}'`,
     ...sim.channels.map((c) => `  device    simulated Modbus channel ${c.channel.id} (${c.channel.protocol}) at ${c.endpoint}`),
     `  control   REDIS_URL=${redactUrl(url)} npx voltage control gw export_limit 50`,
-    ...(api ? [
-      `  api       ${api}/health   ${api}/api/v1/openapi.json   ws${api.slice(4)}/ws?token=…`,
-      ...tokens.map((t) => `  token     ${t.role.padEnd(8)} ${t.token}`),
-      `  try       curl -H 'Authorization: Bearer ${tokens[0]!.token}' ${api}/api/v1/models/site`,
-      ...(history.queryUrl ? [`  query     curl -H 'Authorization: Bearer ${tokens[0]!.token}' '${api}/api/v1/history?series=model/site/load&from=-5m&step=10s'`] : []),
-    ] : []),
+    ...(api
+      ? [
+          `  api       ${api}/health   ${api}/api/v1/openapi.json   ws${api.slice(4)}/ws?token=…`,
+          ...tokens.map((t) => `  token     ${t.role.padEnd(8)} ${t.token}`),
+          `  try       curl -H 'Authorization: Bearer ${tokens[0]!.token}' ${api}/api/v1/models/site`,
+          ...(history.queryUrl
+            ? [`  query     curl -H 'Authorization: Bearer ${tokens[0]!.token}' '${api}/api/v1/history?series=model/site/load&from=-5m&step=10s'`]
+            : []),
+        ]
+      : []),
     ...history.lines,
     ...(broker ? [`  cloud     mosquitto_sub -h 127.0.0.1 -p ${broker.port} -t 'voltage/#' -v   (embedded MQTT broker)`] : []),
     '  Ctrl-C stops it.',
@@ -302,7 +311,10 @@ function cmdPlan(dir: string): number {
     const plan = ModbusLink.planOf(ch);
     process.stdout.write(`channel ${ch.id}: ${ch.points.length} point(s) in ${plan.length} request(s) (max gap ${ch.maxGap})\n`);
     for (const r of plan) {
-      const names = r.points.map((m) => { const p = ch.points[m.index]!; return `${p.type}:${p.id}@+${m.offset}`; });
+      const names = r.points.map((m) => {
+        const p = ch.points[m.index]!;
+        return `${p.type}:${p.id}@+${m.offset}`;
+      });
       process.stdout.write(`  unit ${r.unit} fn ${r.fn} address ${r.address} count ${r.count}: ${names.join(' ')}\n`);
     }
   }
@@ -323,10 +335,18 @@ async function cmdRules(): Promise<number> {
       const r = await redis.rules.read(id);
       if (!r) continue;
       const d = r.definition as { priority?: number; when?: string } | null;
-      const due = r.state === 'holding' ? ` fires in ${Math.max(0, (r.context.holdUntil ?? now) - now)} ms`
-        : r.state === 'cooldown' ? ` cooldown ends in ${Math.max(0, (r.context.cooldownUntil ?? now) - now)} ms` : '';
-      const stats = Object.entries(r.stats).map(([k, v]) => `${k}=${v}`).join(' ');
-      process.stdout.write(`${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`);
+      const due =
+        r.state === 'holding'
+          ? ` fires in ${Math.max(0, (r.context.holdUntil ?? now) - now)} ms`
+          : r.state === 'cooldown'
+            ? ` cooldown ends in ${Math.max(0, (r.context.cooldownUntil ?? now) - now)} ms`
+            : '';
+      const stats = Object.entries(r.stats)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ');
+      process.stdout.write(
+        `${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`,
+      );
     }
     return 0;
   } catch (e) {
@@ -352,8 +372,12 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     await readyWithin(client, url, 5_000);
     let done: (() => void) | undefined;
     let id = '';
-    const finished = new Promise<void>((res) => { done = res; });
-    await subs.on(KEYS.commandResult, (msg) => { if (msg.split(' ')[0] === id) done?.(); });
+    const finished = new Promise<void>((res) => {
+      done = res;
+    });
+    await subs.on(KEYS.commandResult, (msg) => {
+      if (msg.split(' ')[0] === id) done?.();
+    });
     try {
       id = await redis.commands.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
     } catch (e) {
@@ -367,7 +391,9 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     }
     const c = await redis.commands.command(id);
     if (!c || c.status === 'pending') {
-      process.stdout.write(`${id}: still pending after ${Math.round((timeoutMs + 2_000) / 1000)} s — is the runtime running? (it is kept until its channel takes it; past its deadline it ends as timeout)\n`);
+      process.stdout.write(
+        `${id}: still pending after ${Math.round((timeoutMs + 2_000) / 1000)} s — is the runtime running? (it is kept until its channel takes it; past its deadline it ends as timeout)\n`,
+      );
       return 1;
     }
     process.stdout.write(`${id}: ${c.status} — ${c.message}${c.readback !== null ? ` (read back ${c.readback})` : ''}\n`);
@@ -389,8 +415,13 @@ const unshieldNegative = (arg: string): string => (arg.startsWith(SHIELD) ? arg.
 
 export async function main(argv: readonly string[]): Promise<number> {
   const options = {
-    config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, fault: { type: 'string', multiple: true },
-    timeout: { type: 'string' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' }, active: { type: 'boolean' },
+    config: { type: 'string', short: 'c' },
+    help: { type: 'boolean', short: 'h' },
+    fault: { type: 'string', multiple: true },
+    timeout: { type: 'string' },
+    watch: { type: 'boolean', short: 'w' },
+    interval: { type: 'string' },
+    active: { type: 'boolean' },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
@@ -403,9 +434,12 @@ export async function main(argv: readonly string[]): Promise<number> {
   const [command = 'help'] = parsed.positionals;
   const dir = resolve(parsed.values.config ?? DEFAULT_CONFIG);
   switch (parsed.values.help ? 'help' : command) {
-    case 'start': return cmdStart(dir);
-    case 'gateway-child': return runGatewayChild(); // the gateway's own process, started by the runtime
-    case 'demo': return cmdDemo(dir);
+    case 'start':
+      return cmdStart(dir);
+    case 'gateway-child':
+      return runGatewayChild(); // the gateway's own process, started by the runtime
+    case 'demo':
+      return cmdDemo(dir);
     case 'status': {
       const intervalMs = Number(parsed.values.interval ?? '1000');
       if (!Number.isInteger(intervalMs) || intervalMs < 100) {
@@ -414,11 +448,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       return cmdStatus(parsed.values.watch ? intervalMs : undefined);
     }
-    case 'alarms': return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
-    case 'sim': return cmdSim(dir, parsed.values.fault ?? []);
-    case 'plan': return cmdPlan(dir);
-    case 'rules': return cmdRules();
-    case 'control': return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));
+    case 'alarms':
+      return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
+    case 'sim':
+      return cmdSim(dir, parsed.values.fault ?? []);
+    case 'plan':
+      return cmdPlan(dir);
+    case 'rules':
+      return cmdRules();
+    case 'control':
+      return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));
     case 'validate': {
       const site = load(dir);
       if (!site) return 2;

@@ -91,10 +91,14 @@ function compileNode(node: jsep.Expression, refs: Set<string>, source: string): 
     case 'UnaryExpression': {
       const arg = compileNode(node.argument as jsep.Expression, refs, source);
       switch (node.operator) {
-        case '-': return (s) => -arg(s);
-        case '+': return arg;
-        case '!': return (s) => bool(!arg(s));
-        default: throw new ExprError(`operator '${String(node.operator)}' is not allowed`, 0);
+        case '-':
+          return (s) => -arg(s);
+        case '+':
+          return arg;
+        case '!':
+          return (s) => bool(!arg(s));
+        default:
+          throw new ExprError(`operator '${String(node.operator)}' is not allowed`, 0);
       }
     }
     case 'BinaryExpression': {
@@ -117,10 +121,12 @@ function compileNode(node: jsep.Expression, refs: Set<string>, source: string): 
       const callee = node.callee as jsep.Expression;
       const fname = callee.type === 'Identifier' ? String(callee.name) : '';
       const spec = Object.hasOwn(FUNCTIONS, fname) ? FUNCTIONS[fname] : undefined;
-      if (!spec) throw new ExprError(`unknown function '${fname || nodeText(callee)}' (known: ${FUNCTION_NAMES.join(', ')})`, Math.max(0, source.indexOf(fname)));
+      if (!spec)
+        throw new ExprError(`unknown function '${fname || nodeText(callee)}' (known: ${FUNCTION_NAMES.join(', ')})`, Math.max(0, source.indexOf(fname)));
       const args = (node.arguments as jsep.Expression[]).map((a) => compileNode(a, refs, source));
       const [lo, hi] = spec.arity;
-      if (args.length < lo || args.length > hi) throw new ExprError(`${fname}() takes ${lo === hi ? lo : `${lo} to ${hi}`} argument(s), not ${args.length}`, source.indexOf(fname));
+      if (args.length < lo || args.length > hi)
+        throw new ExprError(`${fname}() takes ${lo === hi ? lo : `${lo} to ${hi}`} argument(s), not ${args.length}`, source.indexOf(fname));
       const fn = spec.fn;
       return (s) => fn(...args.map((a) => a(s)));
     }

@@ -45,8 +45,16 @@ export interface MachineGraph {
   readonly transitions: readonly GraphTransition[];
 }
 
-interface Box { readonly x: number; readonly y: number; readonly width: number; readonly height: number }
-export interface Point { readonly x: number; readonly y: number }
+interface Box {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+export interface Point {
+  readonly x: number;
+  readonly y: number;
+}
 
 export interface LaidOutGraph extends MachineGraph {
   readonly width: number;
@@ -69,7 +77,7 @@ function nameOf(x: unknown): string {
 }
 
 function srcName(src: unknown): string {
-  return typeof src === 'string' ? src : (src as { id?: string } | null)?.id ?? 'inline';
+  return typeof src === 'string' ? src : ((src as { id?: string } | null)?.id ?? 'inline');
 }
 
 export function machineGraph(machine: AnyStateMachine): MachineGraph {
@@ -80,7 +88,10 @@ export function machineGraph(machine: AnyStateMachine): MachineGraph {
     const invokes = node.invoke.map((i) => ({ id: i.id, src: srcName(i.src) }));
     const parent = node.parent;
     states.push({
-      id: pathOf(node), key: node.key, parent: parent ? pathOf(parent) : null, type: node.type,
+      id: pathOf(node),
+      key: node.key,
+      parent: parent ? pathOf(parent) : null,
+      type: node.type,
       initial: parent?.initial?.target.some((t) => t === node) ?? false,
       invoke: invokes.map((i) => i.src),
     });
@@ -127,9 +138,18 @@ export function activeStates(value: unknown, prefix = ''): string[] {
 const CHAR_W = 7;
 const LINE_H = 16;
 
-interface ElkOut { id: string; x?: number; y?: number; width?: number; height?: number; children?: ElkOut[]; edges?: ElkEdgeOut[] }
+interface ElkOut {
+  id: string;
+  x?: number;
+  y?: number;
+  width?: number;
+  height?: number;
+  children?: ElkOut[];
+  edges?: ElkEdgeOut[];
+}
 interface ElkEdgeOut {
-  id: string; container?: string;
+  id: string;
+  container?: string;
   sections?: Array<{ startPoint: Point; endPoint: Point; bendPoints?: Point[] }>;
   labels?: Array<{ x?: number; y?: number; width?: number; height?: number }>;
 }
@@ -154,7 +174,14 @@ export async function layoutGraph(graph: MachineGraph): Promise<LaidOutGraph> {
     return {
       id: s.id || '(root)',
       ...(kids.length
-        ? { children: kids.map(node), layoutOptions: { 'elk.padding': `[top=${header + 8},left=16,bottom=16,right=16]`, 'elk.nodeSize.minimum': `(${width},${header})`, 'elk.nodeSize.constraints': 'MINIMUM_SIZE' } }
+        ? {
+            children: kids.map(node),
+            layoutOptions: {
+              'elk.padding': `[top=${header + 8},left=16,bottom=16,right=16]`,
+              'elk.nodeSize.minimum': `(${width},${header})`,
+              'elk.nodeSize.constraints': 'MINIMUM_SIZE',
+            },
+          }
         : { width, height: header }),
     };
   };
@@ -165,13 +192,20 @@ export async function layoutGraph(graph: MachineGraph): Promise<LaidOutGraph> {
   const out = (await elk.layout({
     id: 'graph',
     layoutOptions: {
-      'elk.algorithm': 'layered', 'elk.direction': 'DOWN', 'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
-      'elk.edgeLabels.inline': 'false', 'elk.spacing.nodeNode': '40', 'elk.layered.spacing.nodeNodeBetweenLayers': '50',
-      'elk.spacing.edgeLabel': '4', 'elk.padding': '[top=12,left=12,bottom=12,right=12]',
+      'elk.algorithm': 'layered',
+      'elk.direction': 'DOWN',
+      'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
+      'elk.edgeLabels.inline': 'false',
+      'elk.spacing.nodeNode': '40',
+      'elk.layered.spacing.nodeNodeBetweenLayers': '50',
+      'elk.spacing.edgeLabel': '4',
+      'elk.padding': '[top=12,left=12,bottom=12,right=12]',
     },
     children: [node(rootState)],
     edges: withTarget.map((t, i) => ({
-      id: `e${i}`, sources: [elkId(t.source)], targets: [elkId(t.target!)],
+      id: `e${i}`,
+      sources: [elkId(t.source)],
+      targets: [elkId(t.target!)],
       labels: [{ text: labelOf(t), width: labelOf(t).length * CHAR_W, height: LINE_H }],
     })),
   })) as ElkOut;
@@ -187,7 +221,10 @@ export async function layoutGraph(graph: MachineGraph): Promise<LaidOutGraph> {
   for (const c of out.children ?? []) place(c, { x: 0, y: 0 });
   // Edges may be moved into the node that contains both ends; their points are relative to it.
   const found = new Map<string, ElkEdgeOut>();
-  const collect = (n: ElkOut) => { for (const e of n.edges ?? []) found.set(e.id, e); for (const c of n.children ?? []) collect(c); };
+  const collect = (n: ElkOut) => {
+    for (const e of n.edges ?? []) found.set(e.id, e);
+    for (const c of n.children ?? []) collect(c);
+  };
   collect(out);
   const edges = withTarget.map((_, i) => {
     const e = found.get(`e${i}`);

@@ -11,8 +11,10 @@ collectDefaultMetrics({ register: prometheus, prefix: 'voltage_' }); // voltage_
 
 export const pointsTotal = new Counter({ name: 'voltage_points_total', help: 'Points written to Redis through c2m', registers: [prometheus] });
 export const pollToRedisSeconds = new Histogram({
-  name: 'voltage_poll_to_redis_seconds', help: 'From a poll start to Redis acknowledging its c2m (FCALL included)',
-  buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2], registers: [prometheus],
+  name: 'voltage_poll_to_redis_seconds',
+  help: 'From a poll start to Redis acknowledging its c2m (FCALL included)',
+  buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2],
+  registers: [prometheus],
 });
 
 /** From a poll's start to Redis acknowledging its c2m, in microseconds. */
@@ -27,9 +29,8 @@ export function recordPoll(points: number, ms: number): void {
 /** p50 / p99 / max in ms since the last call, then resets. */
 export function takePollToRedis(): { p50: number; p99: number; max: number; count: number } {
   const h = pollToRedisUs;
-  const out = h.count === 0
-    ? { p50: 0, p99: 0, max: 0, count: 0 }
-    : { p50: h.percentile(50) / 1000, p99: h.percentile(99) / 1000, max: h.max / 1000, count: h.count };
+  const out =
+    h.count === 0 ? { p50: 0, p99: 0, max: 0, count: 0 } : { p50: h.percentile(50) / 1000, p99: h.percentile(99) / 1000, max: h.max / 1000, count: h.count };
   h.reset();
   return out;
 }

@@ -23,14 +23,20 @@ export interface OwnedRedis {
 }
 
 /** A private redis-server on a free port, restarted with backoff whenever it dies. */
-export async function ownedRedis(log: Logger, backoff = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 60_000 }): Promise<OwnedRedis> {
+export async function ownedRedis(
+  log: Logger,
+  backoff = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 60_000 },
+): Promise<OwnedRedis> {
   let server = await spawnRedis({ ownGroup: true });
   const port = server.port;
   let first = true;
   const start = async (): Promise<RunningChild> => {
     if (!first) {
       server = await spawnRedis({ ownGroup: true, port });
-      log.warn({ port, pid: server.process.pid }, `the demo's redis-server is running again on port ${port} (pid ${String(server.process.pid)}); the runtime restores the site in it`);
+      log.warn(
+        { port, pid: server.process.pid },
+        `the demo's redis-server is running again on port ${port} (pid ${String(server.process.pid)}); the runtime restores the site in it`,
+      );
     }
     first = false;
     const mine = server;
@@ -51,10 +57,9 @@ export async function ownedRedis(log: Logger, backoff = { minBackoffMs: 200, max
       },
     };
   };
-  const sup = new Supervisor(
-    { id: 'demo-servers', strategy: 'one_for_one', intensity: 10, periodMs: 60_000, backoff },
-    [{ id: 'redis-server', restart: 'permanent', type: 'worker', shutdown: 5_000, start }],
-  );
+  const sup = new Supervisor({ id: 'demo-servers', strategy: 'one_for_one', intensity: 10, periodMs: 60_000, backoff }, [
+    { id: 'redis-server', restart: 'permanent', type: 'worker', shutdown: 5_000, start },
+  ]);
   await sup.start();
   return {
     url: `redis://127.0.0.1:${port}`,

@@ -61,7 +61,9 @@ export function killOnExit(child: ChildProcess): void {
   child.once('exit', () => running.delete(child));
   if (exitHook) return;
   exitHook = true;
-  process.once('exit', () => { for (const c of running) c.kill('SIGKILL'); });
+  process.once('exit', () => {
+    for (const c of running) c.kill('SIGKILL');
+  });
 }
 
 /**
@@ -74,24 +76,52 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
   const port = opts.port ?? (await freePort());
   // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
   const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
-  const child = spawn(opts.bin ?? 'redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', opts.aofDir ? 'yes' : 'no', '--appendfsync', 'always',
-    '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning',
-    ...REDIS_TUNING,
-  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
+  const child = spawn(
+    opts.bin ?? 'redis-server',
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      opts.aofDir ? 'yes' : 'no',
+      '--appendfsync',
+      'always',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--protected-mode',
+      'yes',
+      '--loglevel',
+      'warning',
+      ...REDIS_TUNING,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
+  );
   killOnExit(child);
   let output = '';
-  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await new Promise<void>((resolve, reject) => {
     let tries = 0;
-    const fail = (e: Error) => reject(new VoltageError('redis', 'REDIS_SPAWN', `could not start redis-server on port ${port}: ${e.message}${output ? `\n${output}` : ''}`));
+    const fail = (e: Error) =>
+      reject(new VoltageError('redis', 'REDIS_SPAWN', `could not start redis-server on port ${port}: ${e.message}${output ? `\n${output}` : ''}`));
     child.once('error', fail);
     const probe = () => {
       if (child.exitCode !== null) return fail(new Error(`it exited with code ${child.exitCode}`));
       const c = connect(port, '127.0.0.1');
-      c.once('connect', () => { c.destroy(); resolve(); });
+      c.once('connect', () => {
+        c.destroy();
+        resolve();
+      });
       c.once('error', () => {
         c.destroy();
         if (++tries > 100) fail(new Error('it did not accept connections within 5 s'));

@@ -27,7 +27,11 @@ export class ActorRegistry {
   private readonly known = new Map<string, Record<string, string | number>>();
   private readonly statusListeners = new Set<(counts: Record<string, number>) => void>();
 
-  constructor(private readonly redis: VoltageRedis, private readonly log: Logger, private readonly minIntervalMs = 1_000) {}
+  constructor(
+    private readonly redis: VoltageRedis,
+    private readonly log: Logger,
+    private readonly minIntervalMs = 1_000,
+  ) {}
 
   /** Writes an actor's entry now (merged with what is known of it). */
   report(id: string, fields: Record<string, string | number>): void {
@@ -60,7 +64,9 @@ export class ActorRegistry {
   /** Calls `listener` with the new counts whenever an actor's status changes; returns the unsubscribe. */
   onStatusChange(listener: (counts: Record<string, number>) => void): () => void {
     this.statusListeners.add(listener);
-    return () => { this.statusListeners.delete(listener); };
+    return () => {
+      this.statusListeners.delete(listener);
+    };
   }
 
   /** Every entry known to this process, written again (after Redis lost them). */
@@ -75,7 +81,7 @@ export class ActorRegistry {
    * once per `minIntervalMs`).
    */
   snapshot(id: string, value: unknown, summary: () => Record<string, unknown>, event = ''): void {
-    const top = typeof value === 'string' ? value : Object.keys(value as object)[0] ?? '';
+    const top = typeof value === 'string' ? value : (Object.keys(value as object)[0] ?? '');
     let p = this.pending.get(id);
     if (!p) {
       p = { latest: { value, summary, event }, written: '', timer: undefined, lastAt: 0, lastTop: '' };
@@ -117,11 +123,10 @@ export class ActorRegistry {
         this.report(e.child, { status: 'running', startedAt: Date.now(), nextBackoffMs: 0, backoffUntil: 0 });
         break;
       case 'exited':
-        this.report(e.child, e.reason.kind === 'error'
-          ? { status: 'failed', lastError: errorMessage(e.reason.error) }
-          : { status: 'done' });
+        this.report(e.child, e.reason.kind === 'error' ? { status: 'failed', lastError: errorMessage(e.reason.error) } : { status: 'done' });
         this.exitJournal(e.child, e.reason.kind === 'error' ? errorMessage(e.reason.error) : undefined);
-        if (e.reason.kind === 'error') this.log.warn({ actor: e.child, supervisor: e.supervisor, err: e.reason.error }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
+        if (e.reason.kind === 'error')
+          this.log.warn({ actor: e.child, supervisor: e.supervisor, err: e.reason.error }, `actor ${e.child} failed: ${errorMessage(e.reason.error)}`);
         break;
       case 'restart_scheduled':
         this.report(e.child, { status: 'backoff', restarts: e.restarts, attempt: e.attempt, nextBackoffMs: e.delayMs, backoffUntil: Date.now() + e.delayMs });
@@ -140,7 +145,13 @@ export class ActorRegistry {
   /** The actor's end in its journal; its next start begins a new run. */
   private exitJournal(id: string, error: string | undefined): void {
     const p = this.pending.get(id);
-    this.journal(id, { ts: Date.now(), event: error === undefined ? 'done' : 'failed', from: p?.written ?? '', to: '', ...(error === undefined ? {} : { error }) });
+    this.journal(id, {
+      ts: Date.now(),
+      event: error === undefined ? 'done' : 'failed',
+      from: p?.written ?? '',
+      to: '',
+      ...(error === undefined ? {} : { error }),
+    });
     if (p) p.written = '';
   }
 

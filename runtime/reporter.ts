@@ -30,7 +30,9 @@ let sink: ReportSink = stderrSink;
 export function setReportSink(next: ReportSink): () => void {
   const previous = sink;
   sink = next;
-  return () => { sink = previous; };
+  return () => {
+    sink = previous;
+  };
 }
 
 /** Reports through `log` from now on. */
@@ -54,7 +56,10 @@ export function reportRejection(promise: PromiseLike<unknown>, context: ReportCo
 
 /** `promise`, settled: a rejection is reported and becomes `undefined` (for a cleanup whose failure must not stop the next one). */
 export function settled<T>(promise: PromiseLike<T>, context: ReportContext): Promise<T | undefined> {
-  return Promise.resolve(promise).then(undefined, (e: unknown) => { report(e, context); return undefined; });
+  return Promise.resolve(promise).then(undefined, (e: unknown) => {
+    report(e, context);
+    return undefined;
+  });
 }
 
 export interface FaultHandlerOptions {
@@ -71,7 +76,12 @@ export interface FaultHandlerOptions {
  * exits non-zero. Never a silent crash. Returns a function that removes the handlers.
  */
 export function installFaultHandlers(opts: FaultHandlerOptions): () => void {
-  const fatal = opts.fatal ?? (() => { opts.log.flush(); process.exit(1); });
+  const fatal =
+    opts.fatal ??
+    (() => {
+      opts.log.flush();
+      process.exit(1);
+    });
   const handle = (origin: string) => (error: unknown) => {
     const actor = opts.failActor?.(error);
     if (actor !== undefined) {

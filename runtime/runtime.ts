@@ -57,11 +57,16 @@ export function describeSite(site: SiteConfig): SiteDescription {
   const json = JSON.stringify({
     site: site.runtime.site,
     channels: site.channels.map((c) => ({
-      id: c.id, name: c.name ?? c.id, protocol: c.protocol, pollMs: c.pollMs,
+      id: c.id,
+      name: c.name ?? c.id,
+      protocol: c.protocol,
+      pollMs: c.pollMs,
       points: c.points.map((p) => ({ type: p.type, id: p.id, name: p.name ?? null, unit: p.unit ?? null })),
     })),
     models: site.models.map((m) => ({
-      id: m.id, name: m.name, nature: m.nature,
+      id: m.id,
+      name: m.name,
+      nature: m.nature,
       measurements: [...m.measurements].map(([name, v]) => ({ name, unit: v.unit ?? null })),
       controls: [...m.controls].map(([name, c]) => ({ name, point: pointKey(c), min: c.min ?? null, max: c.max ?? null })),
       calculations: m.calculations.map((c) => ({ name: c.name, expr: c.expr.source, unit: c.unit ?? null })),
@@ -79,7 +84,10 @@ async function adviseRedisSettings(client: Redis, log: Logger): Promise<void> {
     return; // CONFIG may be renamed or forbidden: nothing to advise
   }
   if (entries > 32) {
-    log.info({ 'hash-max-listpack-entries': entries }, `Redis keeps hashes of up to ${entries} fields as listpacks; \`hash-max-listpack-entries 32\` in redis.conf makes point writes ~20 % cheaper (README, "Redis for a site")`);
+    log.info(
+      { 'hash-max-listpack-entries': entries },
+      `Redis keeps hashes of up to ${entries} fields as listpacks; \`hash-max-listpack-entries 32\` in redis.conf makes point writes ~20 % cheaper (README, "Redis for a site")`,
+    );
   }
 }
 
@@ -103,8 +111,15 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
 
   const listening = new Map<string, number>();
   const deps: KindDeps = {
-    redis, subscriptions, registry, log, redisUrl: opts.redisUrl, gatewayTokens: opts.gatewayTokens ?? [],
-    onListening: (actor, port) => { listening.set(actor, port); },
+    redis,
+    subscriptions,
+    registry,
+    log,
+    redisUrl: opts.redisUrl,
+    gatewayTokens: opts.gatewayTokens ?? [],
+    onListening: (actor, port) => {
+      listening.set(actor, port);
+    },
     ...(opts.device ? { device: opts.device } : {}),
   };
   const plan = planTree(KINDS, site, deps);
@@ -113,7 +128,9 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   const root = plan.root((e) => registry.onSupervisorEvent(e));
 
   let resolveExit: (r: ExitReason) => void = () => undefined;
-  const exited = new Promise<ExitReason>((r) => { resolveExit = r; });
+  const exited = new Promise<ExitReason>((r) => {
+    resolveExit = r;
+  });
   root.onExit((reason) => {
     registry.report('root', { status: 'escalated', lastError: reason.kind === 'error' ? errorMessage(reason.error) : '' });
     resolveExit(reason);
@@ -130,10 +147,19 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     const mem = process.memoryUsage();
     const p2r = takePollToRedis();
     registry.report('root', {
-      pid: process.pid, heartbeatAt: Date.now(), startedAt, redis: redactUrl(opts.redisUrl),
-      rssMb: Math.round(mem.rss / 2 ** 20), heapUsedMb: Math.round(mem.heapUsed / 2 ** 20), heapTotalMb: Math.round(mem.heapTotal / 2 ** 20), externalMb: Math.round(mem.external / 2 ** 20),
-      loopDelayP99Ms: loopDelayMs(loop.percentile(99)), loopDelayMaxMs: loopDelayMs(loop.max),
-      pollToRedisP50Ms: p2r.p50.toFixed(1), pollToRedisP99Ms: p2r.p99.toFixed(1), pollToRedisMaxMs: p2r.max.toFixed(1),
+      pid: process.pid,
+      heartbeatAt: Date.now(),
+      startedAt,
+      redis: redactUrl(opts.redisUrl),
+      rssMb: Math.round(mem.rss / 2 ** 20),
+      heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
+      heapTotalMb: Math.round(mem.heapTotal / 2 ** 20),
+      externalMb: Math.round(mem.external / 2 ** 20),
+      loopDelayP99Ms: loopDelayMs(loop.percentile(99)),
+      loopDelayMaxMs: loopDelayMs(loop.max),
+      pollToRedisP50Ms: p2r.p50.toFixed(1),
+      pollToRedisP99Ms: p2r.p99.toFixed(1),
+      pollToRedisMaxMs: p2r.max.toFixed(1),
     });
     loop.reset();
   };
@@ -155,17 +181,18 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     root,
     exited,
     gatewayPort: () => listening.get('gateway'),
-    stop: () => (stopped ??= (async () => {
-      clearInterval(heartbeat);
-      loop.disable();
-      client.off('ready', onReady);
-      await root.stop();
-      registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });
-      registry.dispose();
-      await within(settled(redis.ping(), { source: 'stop: writing the last reports' }), 2_000); // unless Redis is gone (reported)
-      await subscriptions.close();
-      await redis.close();
-      log.info('runtime stopped');
-    })()),
+    stop: () =>
+      (stopped ??= (async () => {
+        clearInterval(heartbeat);
+        loop.disable();
+        client.off('ready', onReady);
+        await root.stop();
+        registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });
+        registry.dispose();
+        await within(settled(redis.ping(), { source: 'stop: writing the last reports' }), 2_000); // unless Redis is gone (reported)
+        await subscriptions.close();
+        await redis.close();
+        log.info('runtime stopped');
+      })()),
   };
 }

@@ -49,10 +49,16 @@ export function setPointValue(dev: SimDevice, p: ModbusPointConfig, value: numbe
   } catch {
     return; // a waveform outside the type's range: leave the registers as they are
   }
-  regs.forEach((r, i) => { bank[m.address + i] = r; });
+  regs.forEach((r, i) => {
+    bank[m.address + i] = r;
+  });
 }
 
-interface Driven { readonly dev: SimDevice; readonly p: ModbusPointConfig; readonly sim: SimSpec }
+interface Driven {
+  readonly dev: SimDevice;
+  readonly p: ModbusPointConfig;
+  readonly sim: SimSpec;
+}
 
 /**
  * Points follow their waveform lazily: a read brings the points it covers up to
@@ -168,7 +174,9 @@ async function ptyPair(path: string): Promise<{ port: import('serialport').Seria
   } catch (e) {
     throw new VoltageError('runtime', 'SIM_PTY', `cannot start socat for ${path}: ${(e as Error).message}`);
   }
-  const spawnError = new Promise<never>((_, rej) => proc.once('error', (e) => rej(new VoltageError('runtime', 'SIM_PTY', `cannot start socat (is it installed?): ${e.message}`))));
+  const spawnError = new Promise<never>((_, rej) =>
+    proc.once('error', (e) => rej(new VoltageError('runtime', 'SIM_PTY', `cannot start socat (is it installed?): ${e.message}`))),
+  );
   for (let i = 0; i < 100 && !(existsSync(path) && existsSync(simPath)); i++) {
     await Promise.race([new Promise((r) => setTimeout(r, 30)), spawnError]);
   }
@@ -177,7 +185,10 @@ async function ptyPair(path: string): Promise<{ port: import('serialport').Seria
     throw new VoltageError('runtime', 'SIM_PTY', `socat did not create ${path} within 3 s`);
   }
   const port = new SerialPort({ path: simPath, baudRate: 115200 });
-  await new Promise<void>((res, rej) => { port.once('open', () => res()); port.once('error', rej); });
+  await new Promise<void>((res, rej) => {
+    port.once('open', () => res());
+    port.once('error', rej);
+  });
   return {
     port,
     close: async () => {

@@ -21,11 +21,16 @@ function health(root: Record<string, string>): string {
   const parts: string[] = [];
   if (root.rssMb !== undefined) parts.push(`RSS ${root.rssMb} MB, heap ${root.heapUsedMb} MB`);
   if (root.loopDelayP99Ms !== undefined) parts.push(`event-loop delay p99 ${root.loopDelayP99Ms} ms, max ${root.loopDelayMaxMs} ms`);
-  if (root.pollToRedisP99Ms !== undefined && root.pollToRedisP99Ms !== '0.0') parts.push(`poll→Redis p50 ${root.pollToRedisP50Ms} ms, p99 ${root.pollToRedisP99Ms} ms`);
+  if (root.pollToRedisP99Ms !== undefined && root.pollToRedisP99Ms !== '0.0')
+    parts.push(`poll→Redis p50 ${root.pollToRedisP50Ms} ms, p99 ${root.pollToRedisP99Ms} ms`);
   return parts.length ? `; ${parts.join('; ')}` : '';
 }
 
-export interface StatusReport { readonly text: string; readonly runtimeUp: boolean; readonly actors: number }
+export interface StatusReport {
+  readonly text: string;
+  readonly runtimeUp: boolean;
+  readonly actors: number;
+}
 
 export async function statusReport(redis: VoltageRedis, now: number = Date.now()): Promise<StatusReport> {
   const actors = await redis.actors.list();
@@ -34,12 +39,16 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
   const beat = Number(root.heartbeatAt ?? 0);
   const up = root.status === 'running' && now - beat < HEARTBEAT_STALE_MS;
   const lines: string[] = [];
-  lines.push(up
-    ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
-    : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`);
+  lines.push(
+    up
+      ? `runtime: up (pid ${root.pid}, heartbeat ${ago(now - beat)} ago, started ${ago(now - Number(root.startedAt ?? now))} ago${health(root)})`
+      : `runtime: DOWN — last heartbeat ${beat ? `${ago(now - beat)} ago` : 'never'}, last status ${root.status ?? '?'}${root.lastError ? ` (${root.lastError})` : ''}; showing the last recorded state`,
+  );
   const q = await redis.telemetry.outboxStats();
   const groups = q.groups.map((g) => `${g.name} ${g.pending} pending${g.lag !== null ? `, ${g.lag} unread` : ''}`).join('; ');
-  lines.push(`outbox: ${q.length} entries, ${(q.bytes / 2 ** 20).toFixed(1)} MB, ${q.dropped} dropped${q.dropped > 0 ? ' (!)' : ''}; ${groups ? `consumers: ${groups}` : 'no consumer (nothing is written to it)'}`);
+  lines.push(
+    `outbox: ${q.length} entries, ${(q.bytes / 2 ** 20).toFixed(1)} MB, ${q.dropped} dropped${q.dropped > 0 ? ' (!)' : ''}; ${groups ? `consumers: ${groups}` : 'no consumer (nothing is written to it)'}`,
+  );
   lines.push('');
   const byParent = new Map<string, typeof actors>();
   for (const a of actors) {
@@ -59,9 +68,13 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
     if (a.context) {
       try {
         const c = JSON.parse(a.context) as Record<string, unknown>;
-        const shown = Object.entries(c).filter(([k, v]) => v !== null && v !== 0 && k !== 'lastError' && k !== 'lastPollAt').map(([k, v]) => `${k} ${String(v)}`);
+        const shown = Object.entries(c)
+          .filter(([k, v]) => v !== null && v !== 0 && k !== 'lastError' && k !== 'lastPollAt')
+          .map(([k, v]) => `${k} ${String(v)}`);
         if (shown.length) parts.push(shown.join(', '));
-      } catch { /* a malformed context is shown as nothing */ }
+      } catch {
+        /* a malformed context is shown as nothing */
+      }
     }
     if (a.redisOutageMs) parts.push(`last Redis outage ${ago(Number(a.redisOutageMs))}, ${a.unwrittenPolls ?? 0} poll(s) not written in all`);
     if (a.lastError) parts.push(`last error: ${a.lastError}`);
@@ -81,7 +94,10 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
 }
 
 /** Where `watchStatus` draws: a terminal (`isTTY`) is redrawn in place; anything else gets each frame appended. */
-export interface StatusOutput { write(text: string): unknown; readonly isTTY?: boolean }
+export interface StatusOutput {
+  write(text: string): unknown;
+  readonly isTTY?: boolean;
+}
 
 export interface WatchOptions {
   readonly intervalMs: number;
@@ -102,7 +118,10 @@ const CLEAR_BELOW = '\x1b[J';
  */
 export async function watchStatus(redis: VoltageRedis, opts: WatchOptions): Promise<number> {
   const ac = new AbortController();
-  const stopped = opts.stop.then(() => { ac.abort(); return undefined; });
+  const stopped = opts.stop.then(() => {
+    ac.abort();
+    return undefined;
+  });
   const tick = (ms: number) => delay(ms, undefined, { signal: ac.signal }).catch(() => undefined);
   const waitMs = Math.max(opts.intervalMs, 2_000);
   let pending: Promise<string> | undefined;
@@ -112,13 +131,20 @@ export async function watchStatus(redis: VoltageRedis, opts: WatchOptions): Prom
     const started = Date.now();
     // One read at a time: while Redis does not answer, the read in flight is awaited again, not doubled.
     if (!pending) {
-      const read = statusReport(redis, started).then((r) => r.text, (e: unknown) => `cannot read the tree: ${errorMessage(e)}\n`);
+      const read = statusReport(redis, started).then(
+        (r) => r.text,
+        (e: unknown) => `cannot read the tree: ${errorMessage(e)}\n`,
+      );
       pending = read;
-      void read.finally(() => { if (pending === read) pending = undefined; });
+      void read.finally(() => {
+        if (pending === read) pending = undefined;
+      });
     }
     const frameDone = new AbortController();
-    const silence = delay(waitMs, undefined, { signal: AbortSignal.any([ac.signal, frameDone.signal]) })
-      .then(() => `Redis does not answer (no reply within ${waitMs} ms); still trying\n`, () => undefined);
+    const silence = delay(waitMs, undefined, { signal: AbortSignal.any([ac.signal, frameDone.signal]) }).then(
+      () => `Redis does not answer (no reply within ${waitMs} ms); still trying\n`,
+      () => undefined,
+    );
     const text = await Promise.race([pending, stopped, silence]);
     frameDone.abort();
     if (ac.signal.aborted || text === undefined) break;

@@ -39,7 +39,16 @@
  * stopped and reports its exit (an XState actor adapter, another supervisor).
  */
 import { backoffDelay, defaultBackoff, type BackoffPolicy } from './backoff.js';
-import { shutdownOf, validateChildSpecs, type ChildSpec, type ChildType, type ExitReason, type RestartType, type RunningChild, type Shutdown } from './childSpec.js';
+import {
+  shutdownOf,
+  validateChildSpecs,
+  type ChildSpec,
+  type ChildType,
+  type ExitReason,
+  type RestartType,
+  type RunningChild,
+  type Shutdown,
+} from './childSpec.js';
 import { systemClock, type Clock, type TimerHandle } from './clock.js';
 import { VoltageError, errorMessage } from './errors.js';
 import { report, reportRejection, settled, type ReportContext } from './reporter.js';
@@ -65,7 +74,14 @@ export type ChildStatus = 'starting' | 'running' | 'backoff' | 'stopped' | 'exit
 export type SupervisorEvent =
   | { readonly type: 'started'; readonly supervisor: string; readonly child: string }
   | { readonly type: 'exited'; readonly supervisor: string; readonly child: string; readonly reason: ExitReason }
-  | { readonly type: 'restart_scheduled'; readonly supervisor: string; readonly child: string; readonly attempt: number; readonly delayMs: number; readonly restarts: number }
+  | {
+      readonly type: 'restart_scheduled';
+      readonly supervisor: string;
+      readonly child: string;
+      readonly attempt: number;
+      readonly delayMs: number;
+      readonly restarts: number;
+    }
   | { readonly type: 'stopped'; readonly supervisor: string; readonly child: string; readonly killed: boolean }
   | { readonly type: 'escalated'; readonly supervisor: string; readonly child: string; readonly error: EscalationError };
 
@@ -144,8 +160,18 @@ export class Supervisor implements RunningChild {
     validateChildSpecs(this.id, specs);
     for (const spec of specs) {
       this.children.push({
-        spec, status: 'stopped', running: undefined, starting: undefined, stopping: undefined, gone: undefined,
-        generation: 0, startedAt: 0, attempt: 0, restarts: 0, timer: undefined, nextRestartAt: undefined,
+        spec,
+        status: 'stopped',
+        running: undefined,
+        starting: undefined,
+        stopping: undefined,
+        gone: undefined,
+        generation: 0,
+        startedAt: 0,
+        attempt: 0,
+        restarts: 0,
+        timer: undefined,
+        nextRestartAt: undefined,
       });
     }
   }
@@ -185,7 +211,14 @@ export class Supervisor implements RunningChild {
       c.generation += 1;
       const context = { source: 'kill', supervisor: this.id, child: c.spec.id };
       // A start in flight is this killer's to end; its failure is its starter's to handle.
-      const fresh = c.running ?? (c.starting ? await c.starting.then((r) => r, () => undefined) : undefined);
+      const fresh =
+        c.running ??
+        (c.starting
+          ? await c.starting.then(
+              (r) => r,
+              () => undefined,
+            )
+          : undefined);
       c.running = undefined;
       const victims = [fresh, c.stopping].filter((v): v is RunningChild => v !== undefined);
       if (victims.length === 0 && !c.gone) continue;
@@ -217,7 +250,12 @@ export class Supervisor implements RunningChild {
 
   info(): ChildInfo[] {
     return this.children.map((c) => ({
-      id: c.spec.id, type: c.spec.type, status: c.status, restarts: c.restarts, attempt: c.attempt, nextRestartAt: c.nextRestartAt,
+      id: c.spec.id,
+      type: c.spec.type,
+      status: c.status,
+      restarts: c.restarts,
+      attempt: c.attempt,
+      nextRestartAt: c.nextRestartAt,
     }));
   }
 
@@ -227,7 +265,10 @@ export class Supervisor implements RunningChild {
    */
   static asChild(id: string, make: () => Supervisor, restart: RestartType = 'permanent', shutdown: Shutdown = 'infinity'): ChildSpec {
     return {
-      id, restart, shutdown, type: 'supervisor',
+      id,
+      restart,
+      shutdown,
+      type: 'supervisor',
       async start() {
         const sup = make();
         await sup.start();
@@ -340,7 +381,8 @@ export class Supervisor implements RunningChild {
       try {
         await this.startChild(g);
       } catch (e) {
-        if (this.stopping || (g.status as ChildStatus) !== 'starting') { // startChild moved it on
+        if (this.stopping || (g.status as ChildStatus) !== 'starting') {
+          // startChild moved it on
           report(e, { source: 'start', supervisor: this.id, child: g.spec.id }); // failed while being stopped: no restart
           return;
         }
@@ -354,9 +396,12 @@ export class Supervisor implements RunningChild {
 
   private groupOf(c: ChildState): ChildState[] {
     switch (this.opts.strategy) {
-      case 'one_for_one': return [c];
-      case 'one_for_all': return [...this.children];
-      case 'rest_for_one': return this.children.slice(this.children.indexOf(c));
+      case 'one_for_one':
+        return [c];
+      case 'one_for_all':
+        return [...this.children];
+      case 'rest_for_one':
+        return this.children.slice(this.children.indexOf(c));
     }
   }
 
@@ -385,7 +430,14 @@ export class Supervisor implements RunningChild {
     c.nextRestartAt = undefined;
     c.generation += 1;
     // A start in flight is this stopper's to end; its failure is its starter's to handle.
-    const running = c.running ?? (c.starting ? await c.starting.then((r) => r, () => undefined) : undefined);
+    const running =
+      c.running ??
+      (c.starting
+        ? await c.starting.then(
+            (r) => r,
+            () => undefined,
+          )
+        : undefined);
     c.running = undefined;
     if (!running) {
       if (c.status === 'backoff' || c.status === 'starting') {
@@ -418,7 +470,9 @@ export class Supervisor implements RunningChild {
       return false;
     }
     let timer: TimerHandle | undefined;
-    const timedOut = new Promise<true>((resolve) => { timer = this.clock.setTimeout(() => resolve(true), shutdown); });
+    const timedOut = new Promise<true>((resolve) => {
+      timer = this.clock.setTimeout(() => resolve(true), shutdown);
+    });
     const killed = await Promise.race([stopped.then(() => false), timedOut]);
     if (timer) this.clock.clearTimeout(timer);
     if (killed && kill) {

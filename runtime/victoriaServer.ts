@@ -50,20 +50,26 @@ export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<Victori
   const port = opts.port ?? (await freePort());
   const temporary = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'voltage-victoria-'));
-  const child = spawn(opts.bin ?? 'victoria-metrics', [
-    `-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`,
-    `-retentionPeriod=${opts.retentionPeriod ?? '1'}`, ...VICTORIA_FLAGS,
-  ], { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true });
+  const child = spawn(
+    opts.bin ?? 'victoria-metrics',
+    [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, `-retentionPeriod=${opts.retentionPeriod ?? '1'}`, ...VICTORIA_FLAGS],
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
+  );
   killOnExit(child);
   let output = '';
-  const keep = (d: Buffer) => { output = (output + d.toString()).slice(-4_000); };
+  const keep = (d: Buffer) => {
+    output = (output + d.toString()).slice(-4_000);
+  };
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `http://127.0.0.1:${port}`;
-  const fail = (why: string) => new VoltageError('runtime', 'VICTORIA_SPAWN', `could not start victoria-metrics on port ${port}: ${why}${output ? `\n${output}` : ''}`);
+  const fail = (why: string) =>
+    new VoltageError('runtime', 'VICTORIA_SPAWN', `could not start victoria-metrics on port ${port}: ${why}${output ? `\n${output}` : ''}`);
   let spawnError: Error | undefined;
-  child.once('error', (e) => { spawnError = e; });
+  child.once('error', (e) => {
+    spawnError = e;
+  });
   const deadline = Date.now() + (opts.startTimeoutMs ?? 15_000);
   for (;;) {
     if (spawnError) throw fail(spawnError.message);
@@ -77,7 +83,10 @@ export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<Victori
   }
   const alive = () => child.exitCode === null && child.signalCode === null;
   return {
-    url, port, dataDir, process: child,
+    url,
+    port,
+    dataDir,
+    process: child,
     async stop() {
       if (alive()) {
         child.kill('SIGTERM');

@@ -8,21 +8,41 @@
 import { api, el, feed, header, signIn, stateText, type FeedMessage } from './common.js';
 
 interface Actor {
-  readonly id: string; readonly kind: string | null; readonly parent: string | null; readonly status: string | null;
-  readonly state: unknown; readonly restarts: number; readonly nextBackoffMs: number; readonly backoffUntil: number;
-  readonly lastError: string | null; readonly order: number;
+  readonly id: string;
+  readonly kind: string | null;
+  readonly parent: string | null;
+  readonly status: string | null;
+  readonly state: unknown;
+  readonly restarts: number;
+  readonly nextBackoffMs: number;
+  readonly backoffUntil: number;
+  readonly lastError: string | null;
+  readonly order: number;
   /** The ids of the states it is in, outermost first ('' the root). */
   readonly active: readonly string[];
 }
-interface Box { readonly x: number; readonly y: number; readonly width: number; readonly height: number }
+interface Box {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
 interface Graph {
-  readonly id: string; readonly width: number; readonly height: number;
+  readonly id: string;
+  readonly width: number;
+  readonly height: number;
   readonly states: ReadonlyArray<{ id: string; key: string; parent: string | null; type: string; initial: boolean; invoke: readonly string[] }>;
   readonly transitions: ReadonlyArray<{ source: string; target: string | null; kind: string; event: string; guard: string | null }>;
   readonly boxes: Readonly<Record<string, Box>>;
   readonly edges: ReadonlyArray<{ points: ReadonlyArray<{ x: number; y: number }>; label: { x: number; y: number } | null }>;
 }
-interface Transition { readonly ts: number; readonly event: string; readonly from: string; readonly to: string; readonly error?: string }
+interface Transition {
+  readonly ts: number;
+  readonly event: string;
+  readonly from: string;
+  readonly to: string;
+  readonly error?: string;
+}
 
 const SVG = 'http://www.w3.org/2000/svg';
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number>, ...children: Array<Node | string>): SVGElementTagNameMap[K] {
@@ -33,28 +53,52 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
 }
 
 function drawMachine(g: Graph): { root: SVGSVGElement; highlight(active: readonly string[], running: boolean): void } {
-  const root = svg('svg', { viewBox: `0 0 ${g.width} ${g.height}`, width: g.width, height: g.height, class: 'machine', role: 'img', 'aria-label': `statechart of ${g.id}` });
-  root.append(svg('defs', {}, svg('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' }, svg('path', { d: 'M0,0 L10,5 L0,10 z' }))));
+  const root = svg('svg', {
+    viewBox: `0 0 ${g.width} ${g.height}`,
+    width: g.width,
+    height: g.height,
+    class: 'machine',
+    role: 'img',
+    'aria-label': `statechart of ${g.id}`,
+  });
+  root.append(
+    svg(
+      'defs',
+      {},
+      svg(
+        'marker',
+        { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+        svg('path', { d: 'M0,0 L10,5 L0,10 z' }),
+      ),
+    ),
+  );
   const nodes = new Map<string, SVGGElement>();
   for (const s of g.states) {
     const b = g.boxes[s.id];
     if (!b) continue;
     const stays = g.transitions.filter((t) => t.source === s.id && t.target === null);
     const lines = [...s.invoke.map((i) => `invoke ${i}`), ...stays.map((t) => `${t.event}${t.guard ? ` [${t.guard}]` : ''}`)];
-    const group = svg('g', { class: `state t-${s.type}`, 'data-state': s.id },
+    const group = svg(
+      'g',
+      { class: `state t-${s.type}`, 'data-state': s.id },
       svg('rect', { x: b.x, y: b.y, width: b.width, height: b.height, rx: 8 }),
       svg('text', { x: b.x + 10, y: b.y + 18, class: 'name' }, s.key),
-      ...lines.map((l, i) => svg('text', { x: b.x + 10, y: b.y + 34 + i * 16, class: 'line' }, l)));
+      ...lines.map((l, i) => svg('text', { x: b.x + 10, y: b.y + 34 + i * 16, class: 'line' }, l)),
+    );
     if (s.initial) group.append(svg('circle', { cx: b.x - 6, cy: b.y + 14, r: 4, class: 'initial' }));
     nodes.set(s.id, group);
     root.append(group);
   }
-  g.transitions.filter((t) => t.target !== null).forEach((t, i) => {
-    const e = g.edges[i];
-    if (!e || e.points.length < 2) return;
-    root.append(svg('path', { d: e.points.map((p, j) => `${j ? 'L' : 'M'}${p.x},${p.y}`).join(' '), class: `edge k-${t.kind}`, 'marker-end': 'url(#arrow)' }));
-    if (e.label) root.append(svg('text', { x: e.label.x, y: e.label.y + 12, class: `label k-${t.kind}` }, `${t.event}${t.guard ? ` [${t.guard}]` : ''}`));
-  });
+  g.transitions
+    .filter((t) => t.target !== null)
+    .forEach((t, i) => {
+      const e = g.edges[i];
+      if (!e || e.points.length < 2) return;
+      root.append(
+        svg('path', { d: e.points.map((p, j) => `${j ? 'L' : 'M'}${p.x},${p.y}`).join(' '), class: `edge k-${t.kind}`, 'marker-end': 'url(#arrow)' }),
+      );
+      if (e.label) root.append(svg('text', { x: e.label.x, y: e.label.y + 12, class: `label k-${t.kind}` }, `${t.event}${t.guard ? ` [${t.guard}]` : ''}`));
+    });
   return {
     root,
     highlight(active, running) {
@@ -91,7 +135,8 @@ async function main(): Promise<void> {
   const detail = el('section', { id: 'detail' }, el('p', { class: 'hint' }, 'Select an actor to see its machine.'));
   let selected: { id: string; chart: ReturnType<typeof drawMachine> | undefined; journal: HTMLElement } | undefined;
 
-  const children = (parent: string | null) => [...actors.values()].filter((a) => a.parent === parent).sort((x, y) => x.order - y.order || x.id.localeCompare(y.id));
+  const children = (parent: string | null) =>
+    [...actors.values()].filter((a) => a.parent === parent).sort((x, y) => x.order - y.order || x.id.localeCompare(y.id));
   const render = (parent: string | null, into: HTMLElement) => {
     for (const a of children(parent)) {
       const status = el('span', { class: `badge s-${a.status ?? 'unknown'}`, 'data-status': a.status ?? 'unknown' }, a.status ?? 'unknown');
@@ -100,8 +145,14 @@ async function main(): Promise<void> {
       const timer = el('span', { class: 'countdown', 'data-countdown': '' }, countdown(a, Date.now()));
       rows.set(a.id, { status, state, restarts, timer });
       const name = el('button', { type: 'button', class: 'link actor', 'data-actor': a.id }, a.id);
-      name.addEventListener('click', () => { location.hash = a.id; });
-      const li = el('li', { 'data-actor-row': a.id }, el('div', { class: 'row' }, name, el('span', { class: 'kind' }, a.kind ?? ''), status, state, restarts, timer));
+      name.addEventListener('click', () => {
+        location.hash = a.id;
+      });
+      const li = el(
+        'li',
+        { 'data-actor-row': a.id },
+        el('div', { class: 'row' }, name, el('span', { class: 'kind' }, a.kind ?? ''), status, state, restarts, timer),
+      );
       const sub = el('ul');
       render(a.id, sub);
       if (sub.childElementCount) li.append(sub);
@@ -112,9 +163,24 @@ async function main(): Promise<void> {
 
   const refreshJournal = async (id: string, into: HTMLElement) => {
     const { transitions } = await api<{ transitions: Transition[] }>(`/api/v1/actors/${encodeURIComponent(id)}/transitions?count=30`);
-    into.replaceChildren(el('thead', {}, el('tr', {}, ...['time', 'event', 'from', 'to', 'error'].map((h) => el('th', {}, h)))),
-      el('tbody', {}, ...transitions.map((t) => el('tr', {}, el('td', {}, new Date(t.ts).toLocaleTimeString()), el('td', { title: t.event }, eventText(t.event)),
-        el('td', {}, t.from ? stateText(JSON.parse(t.from)) : ''), el('td', {}, t.to ? stateText(JSON.parse(t.to)) : ''), el('td', { class: 'error' }, t.error ?? '')))));
+    into.replaceChildren(
+      el('thead', {}, el('tr', {}, ...['time', 'event', 'from', 'to', 'error'].map((h) => el('th', {}, h)))),
+      el(
+        'tbody',
+        {},
+        ...transitions.map((t) =>
+          el(
+            'tr',
+            {},
+            el('td', {}, new Date(t.ts).toLocaleTimeString()),
+            el('td', { title: t.event }, eventText(t.event)),
+            el('td', {}, t.from ? stateText(JSON.parse(t.from)) : ''),
+            el('td', {}, t.to ? stateText(JSON.parse(t.to)) : ''),
+            el('td', { class: 'error' }, t.error ?? ''),
+          ),
+        ),
+      ),
+    );
   };
 
   const select = async (id: string) => {
@@ -172,7 +238,10 @@ async function main(): Promise<void> {
     }
   }, 100);
   feed(['actor/*'], onMessage);
-  const fromHash = () => { const id = decodeURIComponent(location.hash.slice(1)); if (id) void select(id).catch(() => undefined); };
+  const fromHash = () => {
+    const id = decodeURIComponent(location.hash.slice(1));
+    if (id) void select(id).catch(() => undefined);
+  };
   window.addEventListener('hashchange', fromHash);
   fromHash();
 }

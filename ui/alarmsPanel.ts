@@ -9,8 +9,15 @@
 import { api, el, type FeedMessage } from './common.js';
 
 export interface AlarmView {
-  readonly id: string; readonly model: string; readonly state: string; readonly severity: string; readonly active: boolean;
-  readonly message: string; readonly since: number; readonly group: string | null; readonly chattering: boolean;
+  readonly id: string;
+  readonly model: string;
+  readonly state: string;
+  readonly severity: string;
+  readonly active: boolean;
+  readonly message: string;
+  readonly since: number;
+  readonly group: string | null;
+  readonly chattering: boolean;
 }
 
 const SEVERITY_RANK: Readonly<Record<string, number>> = { critical: 0, major: 1, minor: 2, warning: 3 };
@@ -18,7 +25,11 @@ const UNACKED = new Set(['unacknowledged', 'returnedUnack']);
 const SHELVE_MS = 3_600_000;
 
 /** A row keeps its note across rebuilds: a refusal stays visible when the feed brings the state that caused it. */
-interface Row { readonly tr: HTMLTableRowElement; readonly note: HTMLElement; view: AlarmView }
+interface Row {
+  readonly tr: HTMLTableRowElement;
+  readonly note: HTMLElement;
+  view: AlarmView;
+}
 
 function sinceText(ms: number): string {
   const d = new Date(ms);
@@ -29,7 +40,13 @@ export function alarmsSection(operator: boolean): { section: HTMLElement; onMess
   const rows = new Map<string, Row>();
   const tbody = el('tbody');
   const empty = el('p', { class: 'hint', 'data-alarms-empty': '' }, 'No active alarms.');
-  const comment = el('input', { type: 'text', name: 'alarm-comment', placeholder: 'comment (why; needed to shelve)', 'aria-label': 'alarm comment', maxlength: '500' });
+  const comment = el('input', {
+    type: 'text',
+    name: 'alarm-comment',
+    placeholder: 'comment (why; needed to shelve)',
+    'aria-label': 'alarm comment',
+    maxlength: '500',
+  });
 
   const act = async (row: Row, action: 'ack' | 'shelve'): Promise<void> => {
     const note = row.note;
@@ -63,7 +80,12 @@ export function alarmsSection(operator: boolean): { section: HTMLElement; onMess
     const group = v.group === null ? '—' : v.group === v.id ? 'first out' : `after ${v.group}`;
     return [
       el('td', {}, el('span', { class: `badge sev-${v.severity}` }, v.severity)),
-      el('td', { 'data-alarm-state': v.state }, v.state, v.chattering ? el('span', { class: 'hint', title: 'raised often in a short time' }, ' chattering') : ''),
+      el(
+        'td',
+        { 'data-alarm-state': v.state },
+        v.state,
+        v.chattering ? el('span', { class: 'hint', title: 'raised often in a short time' }, ' chattering') : '',
+      ),
       el('td', {}, v.message),
       el('td', { class: 'num' }, sinceText(v.since)),
       el('td', {}, group),
@@ -73,7 +95,9 @@ export function alarmsSection(operator: boolean): { section: HTMLElement; onMess
 
   /** Most severe first, then the oldest: the order an operator works through them. */
   const order = () => {
-    const sorted = [...rows.values()].sort((a, b) => (SEVERITY_RANK[a.view.severity] ?? 9) - (SEVERITY_RANK[b.view.severity] ?? 9) || a.view.since - b.view.since);
+    const sorted = [...rows.values()].sort(
+      (a, b) => (SEVERITY_RANK[a.view.severity] ?? 9) - (SEVERITY_RANK[b.view.severity] ?? 9) || a.view.since - b.view.since,
+    );
     tbody.replaceChildren(...sorted.map((r) => r.tr));
     empty.hidden = rows.size > 0;
   };
@@ -81,11 +105,20 @@ export function alarmsSection(operator: boolean): { section: HTMLElement; onMess
   const update = (v: AlarmView) => {
     const row = rows.get(v.id);
     if (!v.active) {
-      if (row) { rows.delete(v.id); order(); }
+      if (row) {
+        rows.delete(v.id);
+        order();
+      }
       return;
     }
     if (row) {
-      const changed = row.view.state !== v.state || row.view.severity !== v.severity || row.view.message !== v.message || row.view.since !== v.since || row.view.group !== v.group || row.view.chattering !== v.chattering;
+      const changed =
+        row.view.state !== v.state ||
+        row.view.severity !== v.severity ||
+        row.view.message !== v.message ||
+        row.view.since !== v.since ||
+        row.view.group !== v.group ||
+        row.view.chattering !== v.chattering;
       row.view = v;
       if (changed) row.tr.replaceChildren(...cells(row));
     } else {
@@ -98,7 +131,14 @@ export function alarmsSection(operator: boolean): { section: HTMLElement; onMess
   };
 
   const head = el('thead', {}, el('tr', {}, ...['severity', 'state', 'message', 'since', 'first-out group', ''].map((h) => el('th', {}, h))));
-  const section = el('section', { id: 'alarms' }, el('h2', {}, 'Active alarms'), ...(operator ? [el('p', { class: 'alarm-comment' }, comment)] : []), el('table', {}, head, tbody), empty);
+  const section = el(
+    'section',
+    { id: 'alarms' },
+    el('h2', {}, 'Active alarms'),
+    ...(operator ? [el('p', { class: 'alarm-comment' }, comment)] : []),
+    el('table', {}, head, tbody),
+    empty,
+  );
   return {
     section,
     onMessage(m) {

@@ -5,7 +5,10 @@
  * WebSocket feed, which reconnects and subscribes again.
  */
 export type Role = 'viewer' | 'operator' | 'admin';
-export interface Me { readonly name: string; readonly role: Role }
+export interface Me {
+  readonly name: string;
+  readonly role: Role;
+}
 
 const KEY = 'voltage.token';
 const RANK: Readonly<Record<Role, number>> = { viewer: 0, operator: 1, admin: 2 };
@@ -15,7 +18,11 @@ export function may(me: Me, role: Role): boolean {
 }
 
 export class ApiFailure extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -32,7 +39,11 @@ export async function api<T>(path: string, init: { method?: string; body?: unkno
   return body as T;
 }
 
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: Array<Node | string>): HTMLElementTagNameMap[K] {
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  ...children: Array<Node | string>
+): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
   e.append(...children);
@@ -52,7 +63,14 @@ export async function signIn(): Promise<Me> {
     }
     await new Promise<void>((resolve) => {
       const input = el('input', { type: 'password', name: 'token', placeholder: 'token', autocomplete: 'current-password', 'aria-label': 'token' });
-      const form = el('form', { class: 'signin' }, el('h2', {}, 'Sign in'), el('p', {}, 'The token printed by voltage demo, or one from the site configuration.'), input, el('button', { type: 'submit' }, 'Sign in'));
+      const form = el(
+        'form',
+        { class: 'signin' },
+        el('h2', {}, 'Sign in'),
+        el('p', {}, 'The token printed by voltage demo, or one from the site configuration.'),
+        input,
+        el('button', { type: 'submit' }, 'Sign in'),
+      );
       form.addEventListener('submit', (ev) => {
         ev.preventDefault();
         sessionStorage.setItem(KEY, input.value.trim());
@@ -69,15 +87,24 @@ export async function signIn(): Promise<Me> {
 export function header(me: Me, page: 'dashboard' | 'actors'): void {
   const link = (href: string, text: string, on: boolean) => el('a', { href, ...(on ? { 'aria-current': 'page' } : {}) }, text);
   const out = el('button', { type: 'button', class: 'link' }, 'Sign out');
-  out.addEventListener('click', () => { sessionStorage.removeItem(KEY); location.reload(); });
-  document.querySelector('header')!.replaceChildren(
-    el('strong', {}, 'VoltageEMS'),
-    el('nav', {}, link('/ui/', 'Dashboard', page === 'dashboard'), link('/ui/actors', 'Actors', page === 'actors')),
-    el('span', { class: 'who' }, `${me.name} · ${me.role}`), out,
-  );
+  out.addEventListener('click', () => {
+    sessionStorage.removeItem(KEY);
+    location.reload();
+  });
+  document
+    .querySelector('header')!
+    .replaceChildren(
+      el('strong', {}, 'VoltageEMS'),
+      el('nav', {}, link('/ui/', 'Dashboard', page === 'dashboard'), link('/ui/actors', 'Actors', page === 'actors')),
+      el('span', { class: 'who' }, `${me.name} · ${me.role}`),
+      out,
+    );
 }
 
-export interface FeedMessage { readonly topic: string; readonly [k: string]: unknown }
+export interface FeedMessage {
+  readonly topic: string;
+  readonly [k: string]: unknown;
+}
 
 /** The WebSocket feed on `topics`; reconnects with a growing pause (bounded at 10 s). */
 export function feed(topics: readonly string[], onMessage: (m: FeedMessage) => void, onStatus: (up: boolean) => void = () => undefined): void {
@@ -85,7 +112,11 @@ export function feed(topics: readonly string[], onMessage: (m: FeedMessage) => v
   const open = () => {
     const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     const ws = new WebSocket(`${proto}//${location.host}/ws?token=${encodeURIComponent(sessionStorage.getItem(KEY) ?? '')}`);
-    ws.onopen = () => { pause = 500; onStatus(true); ws.send(JSON.stringify({ op: 'subscribe', topics })); };
+    ws.onopen = () => {
+      pause = 500;
+      onStatus(true);
+      ws.send(JSON.stringify({ op: 'subscribe', topics }));
+    };
     ws.onmessage = (ev) => {
       const m = JSON.parse(String(ev.data)) as FeedMessage;
       if (typeof m.topic === 'string') onMessage(m);
@@ -108,5 +139,7 @@ export function fmt(v: number | null | undefined): string {
 export function stateText(state: unknown): string {
   if (state === null || state === undefined || state === '') return '—';
   if (typeof state === 'string') return state;
-  return Object.entries(state as Record<string, unknown>).map(([k, v]) => `${k}.${stateText(v)}`).join(', ');
+  return Object.entries(state as Record<string, unknown>)
+    .map(([k, v]) => `${k}.${stateText(v)}`)
+    .join(', ');
 }

@@ -10,16 +10,35 @@ import { alarmsSection } from './alarmsPanel.js';
 import { api, el, feed, fmt, header, may, signIn, stateText, type FeedMessage, type Me } from './common.js';
 import { trendSection } from './trendChart.js';
 
-interface ActorInfo { readonly status: string | null; readonly state: unknown; readonly restarts: number }
-interface ChannelRow { readonly id: string; readonly name: string; readonly protocol: string; readonly points: number; readonly actor: ActorInfo }
-interface ModelRow { readonly id: string; readonly name: string; readonly controls: readonly string[] }
+interface ActorInfo {
+  readonly status: string | null;
+  readonly state: unknown;
+  readonly restarts: number;
+}
+interface ChannelRow {
+  readonly id: string;
+  readonly name: string;
+  readonly protocol: string;
+  readonly points: number;
+  readonly actor: ActorInfo;
+}
+interface ModelRow {
+  readonly id: string;
+  readonly name: string;
+  readonly controls: readonly string[];
+}
 interface ModelDetail {
-  readonly id: string; readonly name: string;
+  readonly id: string;
+  readonly name: string;
   readonly values: ReadonlyArray<{ name: string; unit: string | null; calculated: boolean; value: number | null; quality: string | null }>;
   readonly controls: ReadonlyArray<{ name: string; min: number | null; max: number | null }>;
 }
-interface CommandInfo { readonly id: string; readonly status: 'pending' | 'confirmed' | 'failed' | 'timeout'; readonly message: string; readonly readback: number | null }
-
+interface CommandInfo {
+  readonly id: string;
+  readonly status: 'pending' | 'confirmed' | 'failed' | 'timeout';
+  readonly message: string;
+  readonly readback: number | null;
+}
 
 function statusBadge(status: string | null): HTMLElement {
   return el('span', { class: `badge s-${status ?? 'unknown'}`, 'data-status': status ?? 'unknown' }, status ?? 'unknown');
@@ -33,9 +52,26 @@ function channelsSection(channels: readonly ChannelRow[]): { section: HTMLElemen
     const state = el('td', {}, stateText(c.actor.state));
     const quality = el('td', { class: 'quality' }, '—');
     rows.set(c.id, { status, state, quality, qualities: new Map() });
-    tbody.append(el('tr', { 'data-channel': c.id }, el('td', {}, c.id), el('td', {}, c.name), el('td', {}, c.protocol), status, state, el('td', { class: 'num' }, String(c.points)), quality));
+    tbody.append(
+      el(
+        'tr',
+        { 'data-channel': c.id },
+        el('td', {}, c.id),
+        el('td', {}, c.name),
+        el('td', {}, c.protocol),
+        status,
+        state,
+        el('td', { class: 'num' }, String(c.points)),
+        quality,
+      ),
+    );
   }
-  const table = el('table', {}, el('thead', {}, el('tr', {}, ...['id', 'name', 'protocol', 'status', 'state', 'points', 'quality'].map((h) => el('th', {}, h)))), tbody);
+  const table = el(
+    'table',
+    {},
+    el('thead', {}, el('tr', {}, ...['id', 'name', 'protocol', 'status', 'state', 'points', 'quality'].map((h) => el('th', {}, h)))),
+    tbody,
+  );
   return {
     section: el('section', { id: 'channels' }, el('h2', {}, 'Channels'), table),
     onMessage(m) {
@@ -51,10 +87,13 @@ function channelsSection(channels: readonly ChannelRow[]): { section: HTMLElemen
       if (!r) return;
       const values = (m.values ?? {}) as Record<string, number | null>;
       const quality = (m.quality ?? {}) as Record<string, string | null>;
-      for (const k of Object.keys(values)) r.qualities.set(k, k in quality ? quality[k] ?? 'none' : 'good');
+      for (const k of Object.keys(values)) r.qualities.set(k, k in quality ? (quality[k] ?? 'none') : 'good');
       const counts = new Map<string, number>();
       for (const q of r.qualities.values()) counts.set(q, (counts.get(q) ?? 0) + 1);
-      const text = [...counts].sort().map(([q, n]) => `${n} ${q}`).join(' · ');
+      const text = [...counts]
+        .sort()
+        .map(([q, n]) => `${n} ${q}`)
+        .join(' · ');
       if (r.quality.textContent !== text) r.quality.textContent = text;
     },
   };
@@ -66,7 +105,13 @@ function modelsSection(models: readonly ModelDetail[]): { section: HTMLElement; 
     const rows = m.values.map((v) => {
       const cell = el('td', { class: `num q-${v.quality ?? 'none'}`, 'data-value': `${m.id}.${v.name}` }, fmt(v.value));
       cells.set(`${m.id}\u0000${v.name}`, cell);
-      return el('tr', {}, el('th', { scope: 'row' }, v.name, v.calculated ? el('span', { class: 'calc', title: 'calculated' }, ' ƒ') : ''), cell, el('td', { class: 'unit' }, v.unit ?? ''));
+      return el(
+        'tr',
+        {},
+        el('th', { scope: 'row' }, v.name, v.calculated ? el('span', { class: 'calc', title: 'calculated' }, ' ƒ') : ''),
+        cell,
+        el('td', { class: 'unit' }, v.unit ?? ''),
+      );
     });
     return el('article', { class: 'card', 'data-model': m.id }, el('h3', {}, m.name, el('small', {}, ` ${m.id}`)), el('table', {}, el('tbody', {}, ...rows)));
   });
@@ -81,7 +126,7 @@ function modelsSection(models: readonly ModelDetail[]): { section: HTMLElement; 
         if (!cell) continue;
         const text = fmt(values[name]);
         if (cell.textContent !== text) cell.textContent = text;
-        const cls = `num q-${name in quality ? quality[name] ?? 'none' : 'good'}`;
+        const cls = `num q-${name in quality ? (quality[name] ?? 'none') : 'good'}`;
         if (cell.className !== cls) cell.className = cls;
       }
     },
@@ -91,7 +136,17 @@ function modelsSection(models: readonly ModelDetail[]): { section: HTMLElement; 
 /** Sends a setpoint and follows its command: pending → confirmed, failed or timeout. */
 function controlSection(models: readonly ModelDetail[]): HTMLElement {
   const targets = models.flatMap((m) => m.controls.map((c) => ({ model: m, control: c })));
-  const select = el('select', { name: 'target', 'aria-label': 'control' }, ...targets.map((t, i) => el('option', { value: String(i) }, `${t.model.name} · ${t.control.name}${t.control.min !== null || t.control.max !== null ? ` (${t.control.min ?? '−∞'} … ${t.control.max ?? '∞'})` : ''}`)));
+  const select = el(
+    'select',
+    { name: 'target', 'aria-label': 'control' },
+    ...targets.map((t, i) =>
+      el(
+        'option',
+        { value: String(i) },
+        `${t.model.name} · ${t.control.name}${t.control.min !== null || t.control.max !== null ? ` (${t.control.min ?? '−∞'} … ${t.control.max ?? '∞'})` : ''}`,
+      ),
+    ),
+  );
   const value = el('input', { type: 'number', name: 'value', step: 'any', required: '', 'aria-label': 'value' });
   const send = el('button', { type: 'submit', class: 'primary' }, 'Send');
   const results = el('ol', { class: 'results' });
@@ -112,7 +167,10 @@ function controlSection(models: readonly ModelDetail[]): HTMLElement {
     };
     void (async () => {
       try {
-        const { commandId } = await api<{ commandId: string }>(`/api/v1/models/${encodeURIComponent(t.model.id)}/controls/${encodeURIComponent(t.control.name)}`, { method: 'POST', body: { value: v } });
+        const { commandId } = await api<{ commandId: string }>(
+          `/api/v1/models/${encodeURIComponent(t.model.id)}/controls/${encodeURIComponent(t.control.name)}`,
+          { method: 'POST', body: { value: v } },
+        );
         detail.textContent = commandId;
         // The runtime ends every command (it times out at the latest); the loop is bounded anyway.
         for (let i = 0; i < 600; i += 1) {
@@ -148,14 +206,20 @@ async function main(): Promise<void> {
   main.replaceChildren(el('p', { class: 'status' }, live), al.section, mo.section, tr.section, ch.section);
   // What a role may not do is not offered: a viewer gets no control form at all.
   if (may(me, 'operator') && models.some((m) => m.controls.length > 0)) main.append(controlSection(models));
-  feed(['model/*', 'channel/*', 'actor/channel/*', 'alarm/all'], (m) => {
-    if (m.topic.startsWith('model/')) { mo.onMessage(m); tr.onMessage(m); }
-    else if (m.topic === 'alarm/all') al.onMessage(m);
-    else ch.onMessage(m);
-  }, (up) => {
-    live.textContent = up ? 'live' : 'reconnecting…';
-    live.setAttribute('data-live', String(up));
-  });
+  feed(
+    ['model/*', 'channel/*', 'actor/channel/*', 'alarm/all'],
+    (m) => {
+      if (m.topic.startsWith('model/')) {
+        mo.onMessage(m);
+        tr.onMessage(m);
+      } else if (m.topic === 'alarm/all') al.onMessage(m);
+      else ch.onMessage(m);
+    },
+    (up) => {
+      live.textContent = up ? 'live' : 'reconnecting…';
+      live.setAttribute('data-live', String(up));
+    },
+  );
 }
 
 main().catch((e: unknown) => {

@@ -11,10 +11,14 @@ import 'uplot/dist/uPlot.min.css';
 import { api, el, type FeedMessage } from './common.js';
 
 export interface TrendModel {
-  readonly id: string; readonly name: string;
+  readonly id: string;
+  readonly name: string;
   readonly values: ReadonlyArray<{ readonly name: string; readonly unit: string | null }>;
 }
-interface HistoryAnswer { readonly timestamps: number[]; readonly series: ReadonlyArray<{ readonly id: string; readonly values: Array<number | null> }> }
+interface HistoryAnswer {
+  readonly timestamps: number[];
+  readonly series: ReadonlyArray<{ readonly id: string; readonly values: Array<number | null> }>;
+}
 
 const WINDOW_MS = 15 * 60_000;
 const STEP = '5s';
@@ -39,12 +43,17 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
     const cut = Date.now() / 1_000 - WINDOW_MS / 1_000;
     let drop = 0;
     while (drop < times.length && times[drop]! < cut) drop += 1;
-    if (drop > 0) { times = times.slice(drop); columns = columns.map((c) => c.slice(drop)); }
+    if (drop > 0) {
+      times = times.slice(drop);
+      columns = columns.map((c) => c.slice(drop));
+    }
     chart.setData([times, ...columns] as uPlot.AlignedData);
     box.setAttribute('data-trend-points', String(points()));
     dirty = false;
   };
-  setInterval(() => { if (dirty) redraw(); }, REDRAW_MS);
+  setInterval(() => {
+    if (dirty) redraw();
+  }, REDRAW_MS);
 
   const show = async (m: TrendModel) => {
     const mine = (generation += 1);
@@ -52,18 +61,29 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
     times = [];
     columns = m.values.map(() => []);
     chart?.destroy();
-    chart = new uPlot({
-      width: Math.max(320, box.clientWidth || 900), height: 260,
-      series: [{}, ...m.values.map((v, i) => ({ label: v.unit ? `${v.name} (${v.unit})` : v.name, stroke: COLORS[i % COLORS.length]!, width: 1.5, spanGaps: true }))],
-      axes: [{}, { size: 60 }],
-      legend: { live: true },
-    }, [[], ...m.values.map(() => [])] as uPlot.AlignedData, box);
+    chart = new uPlot(
+      {
+        width: Math.max(320, box.clientWidth || 900),
+        height: 260,
+        series: [
+          {},
+          ...m.values.map((v, i) => ({ label: v.unit ? `${v.name} (${v.unit})` : v.name, stroke: COLORS[i % COLORS.length]!, width: 1.5, spanGaps: true })),
+        ],
+        axes: [{}, { size: 60 }],
+        legend: { live: true },
+      },
+      [[], ...m.values.map(() => [])] as uPlot.AlignedData,
+      box,
+    );
     hint.textContent = 'loading the last 15 min…';
     try {
       const { series: known } = await api<{ series: string[] }>('/api/v1/history/series');
       const have = new Set(known);
       const ids = m.values.map((v) => `model/${m.id}/${v.name}`).filter((id) => have.has(id));
-      if (ids.length === 0) { hint.textContent = 'no history yet for this model: live values only'; return; }
+      if (ids.length === 0) {
+        hint.textContent = 'no history yet for this model: live values only';
+        return;
+      }
       const h = await api<HistoryAnswer>(`/api/v1/history?series=${ids.map(encodeURIComponent).join(',')}&from=-15m&step=${STEP}&agg=mean`);
       if (mine !== generation) return;
       const byId = new Map(h.series.map((s) => [s.id, s.values]));
@@ -72,7 +92,10 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
       const liveFrom = times.findIndex((t) => t * 1_000 > last);
       const keep = liveFrom < 0 ? 0 : times.length - liveFrom;
       times = [...h.timestamps.map((t) => t / 1_000), ...times.slice(times.length - keep)];
-      columns = m.values.map((v, i) => [...(byId.get(`model/${m.id}/${v.name}`) ?? h.timestamps.map(() => null)), ...columns[i]!.slice(columns[i]!.length - keep)]);
+      columns = m.values.map((v, i) => [
+        ...(byId.get(`model/${m.id}/${v.name}`) ?? h.timestamps.map(() => null)),
+        ...columns[i]!.slice(columns[i]!.length - keep),
+      ]);
       hint.textContent = '';
       redraw();
     } catch (e) {
@@ -86,7 +109,9 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
   });
   const section = el('section', { id: 'trend' }, el('h2', {}, 'Trend', el('small', {}, ' last 15 min')), el('p', {}, select, ' ', hint), box);
   // Drawn once the section is in the page (uPlot measures nothing, but the box's width is known then).
-  queueMicrotask(() => { if (models[0]) void show(models[0]); });
+  queueMicrotask(() => {
+    if (models[0]) void show(models[0]);
+  });
   return {
     section,
     onMessage(m) {
@@ -95,7 +120,9 @@ export function trendSection(models: readonly TrendModel[]): { section: HTMLElem
       const ts = typeof m.ts === 'number' ? m.ts / 1_000 : Date.now() / 1_000;
       if (times.length > 0 && ts <= times[times.length - 1]!) return;
       times.push(ts);
-      model.values.forEach((v, i) => { columns[i]!.push(v.name in values ? (values[v.name] ?? null) : null); });
+      model.values.forEach((v, i) => {
+        columns[i]!.push(v.name in values ? (values[v.name] ?? null) : null);
+      });
       dirty = true;
     },
   };

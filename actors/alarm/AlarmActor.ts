@@ -25,8 +25,14 @@
  */
 import { fromPromise, type AnyActorRef } from 'xstate';
 import {
-  INITIAL_DELAY_STATE, isChattering, rawCondition, recordActivation, stepDelay,
-  type DelayState, type PointQuality, type Sample,
+  INITIAL_DELAY_STATE,
+  isChattering,
+  rawCondition,
+  recordActivation,
+  stepDelay,
+  type DelayState,
+  type PointQuality,
+  type Sample,
 } from '../../machines/alarmCondition.js';
 import { alarmEvaluatorMachine, type AlarmEvaluatorEvent } from '../../machines/alarmEvaluatorMachine.js';
 import { initialAlarm, stepAlarm, stepReason, type AlarmEvent, type AlarmSnapshotData } from '../../machines/alarmMachine.js';
@@ -119,8 +125,11 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           const active = s.context.conditionActive;
           const filter = stored.active === active ? stored : { active, raw: active, pendingUntil: null, acts: stored.acts ?? [] };
           live.set(d.id, {
-            def: d, stored: { state: s.state, context: s.context, version: s.version, group: rec?.group ?? '', chattering: rec?.chattering ?? false },
-            filter, savedFilter: JSON.stringify(filter), suppressed: false,
+            def: d,
+            stored: { state: s.state, context: s.context, version: s.version, group: rec?.group ?? '', chattering: rec?.chattering ?? false },
+            filter,
+            savedFilter: JSON.stringify(filter),
+            suppressed: false,
           });
           if (rec?.group === d.id && (!leader || rec.since > leader.at)) leader = { id: d.id, at: rec.since };
         };
@@ -158,8 +167,18 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           }
           try {
             const version = await deps.redis.alarms.commit({
-              id: l.def.id, expectedVersion: l.stored.version, event: event.type, to: next.state, severity: next.context.severity,
-              context: next.context, who, why: stepReason(from, next, event), value, ts: event.now, group, chattering,
+              id: l.def.id,
+              expectedVersion: l.stored.version,
+              event: event.type,
+              to: next.state,
+              severity: next.context.severity,
+              context: next.context,
+              who,
+              why: stepReason(from, next, event),
+              value,
+              ts: event.now,
+              group,
+              chattering,
             });
             l.stored = { ...next, version, group: next.state === 'normal' ? '' : group, chattering };
             return 1;
@@ -206,7 +225,8 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           if (step.change) commits += await commit(l, { type: step.change, now }, value);
           // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
           const due0 = l.stored.context;
-          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) commits += await commit(l, { type: 'TICK', now }, value);
+          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now))
+            commits += await commit(l, { type: 'TICK', now }, value);
           const c = l.stored.context;
           for (const t of [l.filter.pendingUntil, c.escalateAt, c.reAlarmAt, c.shelvedUntil]) if (t !== null) due = Math.min(due, t);
           const f = JSON.stringify(l.filter);
@@ -239,27 +259,34 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       };
       const unsubscribe: Array<() => Promise<void>> = [];
       for (const source of sources) {
-        unsubscribe.push(await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
-          const u = parseUpdate(source, message);
-          if (!u) {
-            log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
-            return;
-          }
-          send({ type: 'alarms.update', source, ts: u.ts, values: u.values, quality: u.quality });
-        }));
+        unsubscribe.push(
+          await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
+            const u = parseUpdate(source, message);
+            if (!u) {
+              log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
+              return;
+            }
+            send({ type: 'alarms.update', source, ts: u.ts, values: u.values, quality: u.quality });
+          }),
+        );
       }
       // An operator's commit (or another writer's) moves the stored version: read it again, then evaluate.
-      unsubscribe.push(await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
-        let m: { id?: unknown; version?: unknown; who?: unknown };
-        try {
-          m = JSON.parse(message) as typeof m;
-        } catch {
-          return;
-        }
-        const l = typeof m.id === 'string' ? live.get(m.id) : undefined;
-        if (!l || m.who === who || typeof m.version !== 'number' || m.version <= l.stored.version) return;
-        void refresh(l).then(() => send({ type: 'alarms.tick' }), (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'));
-      }));
+      unsubscribe.push(
+        await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
+          let m: { id?: unknown; version?: unknown; who?: unknown };
+          try {
+            m = JSON.parse(message) as typeof m;
+          } catch {
+            return;
+          }
+          const l = typeof m.id === 'string' ? live.get(m.id) : undefined;
+          if (!l || m.who === who || typeof m.version !== 'number' || m.version <= l.stored.version) return;
+          void refresh(l).then(
+            () => send({ type: 'alarms.tick' }),
+            (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'),
+          );
+        }),
+      );
       // Notifications may have been missed while the subscriber was away: read everything again.
       const offReconnect = deps.subscriptions.onReconnect(() => send({ type: 'alarms.resync' }));
       const timer = setInterval(() => {

@@ -67,7 +67,11 @@ export const COMMAND_LOOK_MS = 1_000;
 /** How often the poll loop reports its counters to the channel's machine. */
 export const REPORT_MS = 1_000;
 
-interface PollCounts { readonly bad: number; readonly missed: number; readonly finishedAt: number }
+interface PollCounts {
+  readonly bad: number;
+  readonly missed: number;
+  readonly finishedAt: number;
+}
 
 export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
@@ -79,7 +83,16 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
   return machineChild({
     id,
     registry: deps.registry,
-    summarize: (c) => ({ polls: c.polls, missedPolls: c.missedPolls, commands: c.commands, badPoints: c.badPoints, linkErrors: c.linkErrors, reconnectAttempt: c.reconnectAttempt, lastPollAt: c.lastPollAt, lastError: c.lastError }),
+    summarize: (c) => ({
+      polls: c.polls,
+      missedPolls: c.missedPolls,
+      commands: c.commands,
+      badPoints: c.badPoints,
+      linkErrors: c.linkErrors,
+      reconnectAttempt: c.reconnectAttempt,
+      lastPollAt: c.lastPollAt,
+      lastError: c.lastError,
+    }),
     async build() {
       const log = deps.log.child({ actor: id });
       const device = deps.device?.(channel) ?? createDevice(channel, { log, now });
@@ -107,7 +120,10 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
         if (outage.unwritten === 0) return;
         const redisOutageMs = now() - outage.since;
         unwrittenPolls += outage.unwritten;
-        log.warn({ redisOutageMs, unwrittenPolls: outage.unwritten }, `Redis was unreachable for ${(redisOutageMs / 1000).toFixed(1)} s: ${outage.unwritten} poll(s) could not be written; the current state is written`);
+        log.warn(
+          { redisOutageMs, unwrittenPolls: outage.unwritten },
+          `Redis was unreachable for ${(redisOutageMs / 1000).toFixed(1)} s: ${outage.unwritten} poll(s) could not be written; the current state is written`,
+        );
         deps.registry.report(id, { redisOutageMs, unwrittenPolls, redisOutageEndedAt: now() });
         outage = { since: 0, unwritten: 0 };
       };
@@ -167,7 +183,15 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
           if ((await deps.redis.core.orUnreachable(write)) === UNREACHABLE) {
             outage.since ||= ts;
             outage.unwritten += 1;
-            inflight = write.then(() => { inflight = undefined; }, (e: unknown) => { inflightError = e; inflight = undefined; });
+            inflight = write.then(
+              () => {
+                inflight = undefined;
+              },
+              (e: unknown) => {
+                inflightError = e;
+                inflight = undefined;
+              },
+            );
             return { bad, missed, finishedAt: now() };
           }
         }
@@ -246,18 +270,19 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       // A pending hint ends the pause only while commands can run: with Redis unreachable the loop
       // would otherwise spin on resolved promises, starving the timers and I/O that bring Redis back.
       const redisUp = () => deps.redis.core.unreachableForMs() === undefined;
-      const pause = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
-        if ((hinted && redisUp()) || signal.aborted) return resolve();
-        const done = () => {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          wake = undefined;
-          resolve();
-        };
-        const timer = setTimeout(done, ms);
-        signal.addEventListener('abort', done);
-        wake = done;
-      });
+      const pause = (ms: number, signal: AbortSignal) =>
+        new Promise<void>((resolve) => {
+          if ((hinted && redisUp()) || signal.aborted) return resolve();
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener('abort', done);
+            wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(done, ms);
+          signal.addEventListener('abort', done);
+          wake = done;
+        });
 
       /** Polls on the grid and runs commands between two polls until stopped; reports its counters about once a second. */
       const polls = async ({ input, signal }: { input: PollLoopInput; signal: AbortSignal }): Promise<void> => {

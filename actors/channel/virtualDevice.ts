@@ -17,7 +17,10 @@ export class VirtualDevice implements Device {
   private polls = 0;
   private linkDropped = false;
 
-  constructor(private readonly channel: VirtualChannelConfig, private readonly random: () => number = Math.random) {
+  constructor(
+    private readonly channel: VirtualChannelConfig,
+    private readonly random: () => number = Math.random,
+  ) {
     this.state = new Float64Array(channel.points.length);
     channel.points.forEach((p, i) => {
       this.index.set(p, { i, point: p });
@@ -33,7 +36,9 @@ export class VirtualDevice implements Device {
     const fault = this.channel.fault;
     this.polls += 1;
     if (fault?.crashAfterPolls !== undefined && this.polls > fault.crashAfterPolls) {
-      throw new DeviceError('DEVICE_CRASH', `virtual device ${this.channel.id} crashed after ${fault.crashAfterPolls} polls (fault injection)`, { channel: this.channel.id });
+      throw new DeviceError('DEVICE_CRASH', `virtual device ${this.channel.id} crashed after ${fault.crashAfterPolls} polls (fault injection)`, {
+        channel: this.channel.id,
+      });
     }
     if (this.linkDropped || (fault?.dropAfterPolls !== undefined && this.polls % (fault.dropAfterPolls + 1) === 0)) {
       this.linkDropped = true;

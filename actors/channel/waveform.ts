@@ -45,7 +45,8 @@ export function initialState(sim: SimSpec | undefined, p: PointConfig): number {
 export function checkWaveforms(points: readonly { readonly type: string; readonly id: number; readonly sim?: SimSpec | undefined }[]): ProtocolProblem[] {
   const out: ProtocolProblem[] = [];
   points.forEach((p, pi) => {
-    if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max) out.push({ at: ['points', pi, 'sim', 'min'], code: 'OUT_OF_RANGE', message: `point ${p.type}:${p.id}: random_walk min must be below max` });
+    if (p.sim?.kind === 'random_walk' && p.sim.min >= p.sim.max)
+      out.push({ at: ['points', pi, 'sim', 'min'], code: 'OUT_OF_RANGE', message: `point ${p.type}:${p.id}: random_walk min must be below max` });
   });
   return out;
 }

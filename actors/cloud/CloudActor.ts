@@ -53,10 +53,13 @@ export function startMonitor(link: CloudLink, actor: AnyActorRef, log: Logger): 
   const timer = setInterval(() => {
     if (busy) return;
     busy = true;
-    link.monitor()
+    link
+      .monitor()
       .then((stats) => actor.send({ type: 'PROGRESS', stats }))
       .catch((e: unknown) => log.debug({ err: errorMessage(e) }, 'cloud link: could not measure its backlog'))
-      .finally(() => { busy = false; });
+      .finally(() => {
+        busy = false;
+      });
   }, MONITOR_MS);
   timer.unref();
   return () => clearInterval(timer);
@@ -68,7 +71,16 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
   return machineChild({
     id,
     registry: deps.registry,
-    summarize: (c) => ({ seq: c.seq, published: c.published, resent: c.resent, lag: c.lag, dropped: c.dropped, refused: c.refused, connects: c.connects, lastError: c.lastError }),
+    summarize: (c) => ({
+      seq: c.seq,
+      published: c.published,
+      resent: c.resent,
+      lag: c.lag,
+      dropped: c.dropped,
+      refused: c.refused,
+      connects: c.connects,
+      lastError: c.lastError,
+    }),
     async build() {
       const log = deps.log.child({ actor: id });
       const redis = openRedis(deps.redisUrl, log, id);
@@ -78,7 +90,9 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       return {
         machine: provideCloudMachine(link, linkPolicy(cfg), log),
         input: { link: cfg.id },
-        attach: (actor) => { stopMonitor = startMonitor(link, actor, log); },
+        attach: (actor) => {
+          stopMonitor = startMonitor(link, actor, log);
+        },
         dispose: async () => {
           stopMonitor();
           await link.close();

@@ -49,13 +49,18 @@ const MAPPING_REFRESH_MS = 60_000;
 /** The most entries the backlog bound drops at once. */
 const TRIM_MAX = 10_000;
 
-export interface CloudSite { readonly id: string; readonly dir: string }
+export interface CloudSite {
+  readonly id: string;
+  readonly dir: string;
+}
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 function withTimeout<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms); });
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+  });
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
@@ -116,11 +121,15 @@ export class CloudLink {
       // DESIGN.md §8: with Nagle's algorithm small publishes wait 20–65 ms.
       (client.stream as Partial<Socket>).setNoDelay?.(true);
       // A broker that accepted the connection and then went silent must not hold the link in connecting.
-      await withTimeout(CONNECT_TIMEOUT_MS, 'the broker did not acknowledge the birth message', (async () => {
-        await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
-        const subs = this.downlink.subscriptions();
-        if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
-      })());
+      await withTimeout(
+        CONNECT_TIMEOUT_MS,
+        'the broker did not acknowledge the birth message',
+        (async () => {
+          await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
+          const subs = this.downlink.subscriptions();
+          if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
+        })(),
+      );
     } catch (e) {
       this.dropClient();
       throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
@@ -139,11 +148,15 @@ export class CloudLink {
     };
     if (!client) {
       queueMicrotask(() => lost('not connected'));
-      return () => { stopped = true; };
+      return () => {
+        stopped = true;
+      };
     }
     client.on('close', () => lost('the connection to the broker closed'));
     client.on('error', (e) => lost(errorMessage(e)));
-    client.on('message', (topic, payload) => { void this.downlink.handle(topic, payload.toString()); });
+    client.on('message', (topic, payload) => {
+      void this.downlink.handle(topic, payload.toString());
+    });
     this.pump(client, () => stopped).catch((e: unknown) => lost(errorMessage(e)));
     return () => {
       stopped = true;
@@ -203,7 +216,14 @@ export class CloudLink {
       reconnectPeriod: 0,
       connectTimeout: CONNECT_TIMEOUT_MS,
       will: { topic: this.topics.status, payload: Buffer.from(JSON.stringify({ status: 'offline' })), qos: 1, retain: true },
-      ...(c.tls ? { ca: c.tls.ca ? file(c.tls.ca) : undefined, cert: c.tls.cert ? file(c.tls.cert) : undefined, key: c.tls.key ? file(c.tls.key) : undefined, rejectUnauthorized: c.tls.rejectUnauthorized } : {}),
+      ...(c.tls
+        ? {
+            ca: c.tls.ca ? file(c.tls.ca) : undefined,
+            cert: c.tls.cert ? file(c.tls.cert) : undefined,
+            key: c.tls.key ? file(c.tls.key) : undefined,
+            rejectUnauthorized: c.tls.rejectUnauthorized,
+          }
+        : {}),
     };
   }
 
@@ -277,20 +297,28 @@ export class CloudLink {
         const m = msgs[k]!;
         const topic = fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
         if (again) resent += 1;
-        acks.push(new Promise<void>((resolve, reject) => {
-          client.publish(topic, messagePayload(first + k, m, this.cfg.include.timestamps), { qos: 1 }, (err, packet) => {
-            window.release();
-            const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-            if (err || code >= 0x80) reject(Object.assign(new CloudOutageError(err ? errorMessage(err) : `the broker refused a publish (reason code ${code})`), { refused: !err || code >= 0x80 }));
-            else resolve();
-          });
-        }));
+        acks.push(
+          new Promise<void>((resolve, reject) => {
+            client.publish(topic, messagePayload(first + k, m, this.cfg.include.timestamps), { qos: 1 }, (err, packet) => {
+              window.release();
+              const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+              if (err || code >= 0x80)
+                reject(
+                  Object.assign(new CloudOutageError(err ? errorMessage(err) : `the broker refused a publish (reason code ${code})`), {
+                    refused: !err || code >= 0x80,
+                  }),
+                );
+              else resolve();
+            });
+          }),
+        );
       }
     }
     try {
       await Promise.all(acks);
     } catch (e) {
-      if ((e as { refused?: boolean }).refused) await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
+      if ((e as { refused?: boolean }).refused)
+        await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
     }
     const ids = [...built.map((b) => b.id), ...empty];
@@ -309,9 +337,17 @@ export class CloudLink {
     if (built.length === 0) return [];
     const key = KEYS.cloudInflight(this.cfg.id);
     const known = resend ? await this.redis.hmget(key, ...built.map((b) => b.id)) : [];
-    const plan = planSeqs(built.map((b) => b.msgs.length), known, this.lastSeq);
+    const plan = planSeqs(
+      built.map((b) => b.msgs.length),
+      known,
+      this.lastSeq,
+    );
     if (plan.record.length > 0) {
-      await this.redis.multi().set(KEYS.cloudSeq(this.cfg.id), String(plan.lastSeq)).hset(key, ...plan.record.flatMap(([i, v]) => [built[i]!.id, v])).exec();
+      await this.redis
+        .multi()
+        .set(KEYS.cloudSeq(this.cfg.id), String(plan.lastSeq))
+        .hset(key, ...plan.record.flatMap(([i, v]) => [built[i]!.id, v]))
+        .exec();
       this.lastSeq = plan.lastSeq;
     }
     return plan.seqs;
@@ -321,8 +357,15 @@ export class CloudLink {
   private async trim(n: number): Promise<void> {
     const entries = await this.trimmer.read(n, undefined, '>');
     if (entries.length === 0) return;
-    await this.redis.multi().xack(KEYS.outbox, this.group, ...entries.map(([id]) => id)).hincrby(KEYS.cloudStats(this.cfg.id), 'dropped', entries.length).exec();
-    this.log.warn({ dropped: entries.length, maxBacklogMB: this.cfg.maxBacklogMB }, 'cloud link: its backlog passed maxBacklogMB; the oldest unsent entries were dropped');
+    await this.redis
+      .multi()
+      .xack(KEYS.outbox, this.group, ...entries.map(([id]) => id))
+      .hincrby(KEYS.cloudStats(this.cfg.id), 'dropped', entries.length)
+      .exec();
+    this.log.warn(
+      { dropped: entries.length, maxBacklogMB: this.cfg.maxBacklogMB },
+      'cloud link: its backlog passed maxBacklogMB; the oldest unsent entries were dropped',
+    );
   }
 
   private async publishResult(topic: string, payload: string): Promise<void> {

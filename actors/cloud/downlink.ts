@@ -33,7 +33,13 @@ export interface DownlinkOptions {
 
 export type Publish = (topic: string, payload: string) => Promise<void>;
 
-export interface CommandRequest { readonly id: string; readonly model: string; readonly name: string; readonly value: number; readonly timeoutMs: number }
+export interface CommandRequest {
+  readonly id: string;
+  readonly model: string;
+  readonly name: string;
+  readonly value: number;
+  readonly timeoutMs: number;
+}
 
 /** The command in a message, or why it is not one. */
 export function parseCommand(payload: string, maxTimeoutMs: number): CommandRequest | { readonly id: string; readonly error: string } {
@@ -43,7 +49,8 @@ export function parseCommand(payload: string, maxTimeoutMs: number): CommandRequ
   } catch {
     return { id: 'invalid', error: 'the message is not JSON' };
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { id: 'invalid', error: 'a command is a JSON object {id, model, name, value, timeoutMs}' };
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    return { id: 'invalid', error: 'a command is a JSON object {id, model, name, value, timeoutMs}' };
   const o = v as Record<string, unknown>;
   if (typeof o.id !== 'string' || !COMMAND_ID.test(o.id)) return { id: 'invalid', error: 'id must be 1–64 letters, digits, _, . or -' };
   const id = o.id;
@@ -107,7 +114,10 @@ export class CloudDownlink {
     for (;;) {
       const rec = await this.bus.commands.command(command);
       if (rec && rec.status !== 'pending') {
-        await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, command, status: rec.status, message: rec.message, readback: rec.readback }));
+        await this.publish(
+          this.topics.cmdResult(req.id),
+          JSON.stringify({ id: req.id, command, status: rec.status, message: rec.message, readback: rec.readback }),
+        );
         return;
       }
       if (Date.now() > deadline) {

@@ -21,7 +21,10 @@
 import type { HistorySample } from '../history/outbox.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 
-export interface ModelValueRef { readonly model: string; readonly name: string }
+export interface ModelValueRef {
+  readonly model: string;
+  readonly name: string;
+}
 
 export interface BuildOptions {
   /** `channel:type:point` → the model value it feeds. */
@@ -44,7 +47,10 @@ export interface ModelMessage {
 
 /** The messages of one entry's samples, in the order their models first appear. */
 export function buildMessages(samples: readonly HistorySample[], opts: BuildOptions): ModelMessage[] {
-  const byModel = new Map<string, { channel: string; ts: number; values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean }>();
+  const byModel = new Map<
+    string,
+    { channel: string; ts: number; values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean }
+  >();
   for (const s of samples) {
     let ref: ModelValueRef | undefined;
     let channel = '';
@@ -103,7 +109,11 @@ export function linkTopics(prefixTemplate: string, site: string) {
 }
 
 /** The seqs of one entry's messages: `first`, `first + 1`, … `first + count - 1`. */
-export interface EntrySeqs { readonly first: number; readonly count: number; readonly again: boolean }
+export interface EntrySeqs {
+  readonly first: number;
+  readonly count: number;
+  readonly again: boolean;
+}
 
 /**
  * Seqs for a batch of entries: an entry that was given seqs before (`known`,
@@ -113,7 +123,11 @@ export interface EntrySeqs { readonly first: number; readonly count: number; rea
  * fast-check): whatever the losses, a consumer that drops seen seqs gets
  * 1, 2, 3, … without a gap.
  */
-export function planSeqs(counts: readonly number[], known: ReadonlyArray<string | null | undefined>, lastSeq: number): { seqs: EntrySeqs[]; record: Array<[number, string]>; lastSeq: number } {
+export function planSeqs(
+  counts: readonly number[],
+  known: ReadonlyArray<string | null | undefined>,
+  lastSeq: number,
+): { seqs: EntrySeqs[]; record: Array<[number, string]>; lastSeq: number } {
   const seqs: EntrySeqs[] = [];
   const record: Array<[number, string]> = [];
   let seq = lastSeq;

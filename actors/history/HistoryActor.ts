@@ -57,16 +57,28 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
   return machineChild({
     id,
     registry: deps.registry,
-    summarize: (c) => ({ batches: c.batches, entries: c.entries, samples: c.samples, skipped: c.skipped, failures: c.failures, rewrites: c.rewrites, lastError: c.lastError }),
+    summarize: (c) => ({
+      batches: c.batches,
+      entries: c.entries,
+      samples: c.samples,
+      skipped: c.skipped,
+      failures: c.failures,
+      rewrites: c.rewrites,
+      lastError: c.lastError,
+    }),
     async build() {
       const log = deps.log.child({ actor: id });
       const redis = openRedis(deps.redisUrl, log, id);
       const writer = new HistoryWriter(redis, opts, log);
       const machine = provideHistoryMachine(writer, policy, log);
-      return { machine, input: { backend: opts.backend }, dispose: async () => {
-        await writer.close();
-        redis.disconnect();
-      } };
+      return {
+        machine,
+        input: { backend: opts.backend },
+        dispose: async () => {
+          await writer.close();
+          redis.disconnect();
+        },
+      };
     },
   });
 }
@@ -74,14 +86,25 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
 /** The writer's options for one configured backend; its url must be known by now (the embedded one's too). */
 export function writerOptions(h: HistoryConfig, b: HistoryBackendConfig, env: NodeJS.ProcessEnv = process.env): HistoryWriterOptions {
   if (b.url === undefined) {
-    throw new VoltageError('config', 'HISTORY_NO_URL', `history backend '${b.id}' has no url, and no embedded VictoriaMetrics was started for it (voltage start and voltage demo start one)`);
+    throw new VoltageError(
+      'config',
+      'HISTORY_NO_URL',
+      `history backend '${b.id}' has no url, and no embedded VictoriaMetrics was started for it (voltage start and voltage demo start one)`,
+    );
   }
   const token = b.tokenEnv === undefined ? undefined : env[b.tokenEnv];
   return {
-    backend: b.id, url: b.url,
-    ...(b.org !== undefined ? { org: b.org } : {}), ...(b.bucket !== undefined ? { bucket: b.bucket } : {}), ...(token !== undefined ? { token } : {}),
-    batchMaxEntries: h.batchMaxEntries, batchMaxMs: h.batchMaxMs, windowMs: h.windowMs,
-    drainEntriesPerSecond: h.drainEntriesPerSecond, channels: h.channels, models: h.models,
+    backend: b.id,
+    url: b.url,
+    ...(b.org !== undefined ? { org: b.org } : {}),
+    ...(b.bucket !== undefined ? { bucket: b.bucket } : {}),
+    ...(token !== undefined ? { token } : {}),
+    batchMaxEntries: h.batchMaxEntries,
+    batchMaxMs: h.batchMaxMs,
+    windowMs: h.windowMs,
+    drainEntriesPerSecond: h.drainEntriesPerSecond,
+    channels: h.channels,
+    models: h.models,
   };
 }
 

@@ -79,7 +79,11 @@ export interface HistoryWriterOptions {
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
 export class HistoryOutageError extends OutboxOutageError {}
 
-interface WindowBatch { at: number; readonly first: string; readonly last: string }
+interface WindowBatch {
+  at: number;
+  readonly first: string;
+  readonly last: string;
+}
 
 export class HistoryWriter {
   readonly stream: string;
@@ -97,7 +101,11 @@ export class HistoryWriter {
   private mappingReadAt = 0;
   private drained = 0;
 
-  constructor(private readonly redis: Redis, private readonly opts: HistoryWriterOptions, private readonly log: Logger) {
+  constructor(
+    private readonly redis: Redis,
+    private readonly opts: HistoryWriterOptions,
+    private readonly log: Logger,
+  ) {
     this.stream = opts.stream ?? HISTORY_KEYS.stream;
     this.group = HISTORY_KEYS.group(opts.backend);
     this.outbox = new OutboxConsumer(redis, this.stream, this.group, opts.consumer ?? 'writer');
@@ -131,7 +139,7 @@ export class HistoryWriter {
       if (compareIds(w.last, last) > 0) last = w.last;
     }
     let n = 0;
-    for (let from = first; ;) {
+    for (let from = first; ; ) {
       const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', this.max)) as StreamEntries;
       if (entries.length === 0) break;
       await this.write(entries);
@@ -228,7 +236,10 @@ export class HistoryWriter {
       // A WriteApi a batch, sized to it: one that fills up flushes on its own, and
       // the outcome of such a write would not be the outcome of flush().
       const api = this.influx.getWriteApi(this.opts.org ?? 'voltage', this.opts.bucket ?? 'voltage', 'ms', {
-        batchSize: lines.length + 1, maxBatchBytes: Number.MAX_SAFE_INTEGER, flushInterval: 0, maxRetries: 0,
+        batchSize: lines.length + 1,
+        maxBatchBytes: Number.MAX_SAFE_INTEGER,
+        flushInterval: 0,
+        maxRetries: 0,
         gzipThreshold: this.opts.gzipThreshold ?? 1_000,
         writeFailed: (error: Error) => Promise.reject(error),
       });

@@ -49,9 +49,12 @@ const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
 export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model', alarm: 'voltage_alarm' } as const;
 /** VictoriaMetrics names a line-protocol field `<measurement>_<field>`. */
 export const METRIC = {
-  pointValue: 'voltage_point_value', pointQuality: 'voltage_point_quality',
-  modelValue: 'voltage_model_value', modelQuality: 'voltage_model_quality',
-  alarmValue: 'voltage_alarm_value', alarmQuality: 'voltage_alarm_quality',
+  pointValue: 'voltage_point_value',
+  pointQuality: 'voltage_point_quality',
+  modelValue: 'voltage_model_value',
+  modelQuality: 'voltage_model_quality',
+  alarmValue: 'voltage_alarm_value',
+  alarmQuality: 'voltage_alarm_quality',
 } as const;
 
 /** An outbox entry (or a series id, or a line) that does not have the documented shape. */
@@ -162,11 +165,12 @@ function escapeTag(s: string): string {
 /** One sample as one line of InfluxDB line protocol, timestamp in ms (write with precision=ms). */
 export function toLine(s: HistorySample): string {
   const r = s.series;
-  const head = r.kind === 'point'
-    ? `${MEASUREMENT.point},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
-    : r.kind === 'model'
-      ? `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`
-      : `${MEASUREMENT.alarm},alarm=${escapeTag(r.alarm)}`;
+  const head =
+    r.kind === 'point'
+      ? `${MEASUREMENT.point},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
+      : r.kind === 'model'
+        ? `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`
+        : `${MEASUREMENT.alarm},alarm=${escapeTag(r.alarm)}`;
   const fields = s.value === null ? `quality=${QUALITY_CODE[s.quality]}i` : `value=${String(s.value)},quality=${QUALITY_CODE[s.quality]}i`;
   return `${head} ${fields} ${s.ts}`;
 }
@@ -199,21 +203,24 @@ export function parseLine(line: string): HistorySample {
   const rest = line.slice(i + 1).split(' ');
   if (rest.length !== 2) throw new OutboxFormatError(`line '${line.slice(0, 60)}' is not "tags fields ts"`);
   const [measurement, ...tagList] = splitRaw(line.slice(0, i), ',');
-  const tags = new Map(tagList.map((t) => {
-    const [k, v] = splitRaw(t, '=');
-    return [unescapeTag(k!), unescapeTag(v ?? '')] as const;
-  }));
+  const tags = new Map(
+    tagList.map((t) => {
+      const [k, v] = splitRaw(t, '=');
+      return [unescapeTag(k!), unescapeTag(v ?? '')] as const;
+    }),
+  );
   const fields = new Map(rest[0]!.split(',').map((kv) => kv.split('=') as [string, string]));
   const qCode = Number((fields.get('quality') ?? '').replace(/i$/, ''));
   const quality = QUALITY_OF[qCode];
   if (quality === undefined) throw new OutboxFormatError(`line '${line.slice(0, 60)}': bad quality field`);
   const v = fields.get('value');
   const ts = Number(rest[1]);
-  const series: SeriesRef = measurement === MEASUREMENT.point
-    ? { kind: 'point', channel: tags.get('channel') ?? '', type: (tags.get('type') ?? 'm') as PointType, point: Number(tags.get('point')) }
-    : measurement === MEASUREMENT.alarm
-      ? { kind: 'alarm', alarm: tags.get('alarm') ?? '' }
-      : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
+  const series: SeriesRef =
+    measurement === MEASUREMENT.point
+      ? { kind: 'point', channel: tags.get('channel') ?? '', type: (tags.get('type') ?? 'm') as PointType, point: Number(tags.get('point')) }
+      : measurement === MEASUREMENT.alarm
+        ? { kind: 'alarm', alarm: tags.get('alarm') ?? '' }
+        : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
   return { series, ts, value: v === undefined ? null : Number(v), quality };
 }
 
@@ -249,7 +256,8 @@ export function seriesOfLabels(labels: Readonly<Record<string, string>>): Series
   const name = labels.__name__;
   if (name === METRIC.pointValue || name === METRIC.pointQuality) {
     const { channel, type, point } = labels;
-    if (channel && type && /^[msca]$/.test(type) && point && /^\d+$/.test(point)) return { kind: 'point', channel, type: type as PointType, point: Number(point) };
+    if (channel && type && /^[msca]$/.test(type) && point && /^\d+$/.test(point))
+      return { kind: 'point', channel, type: type as PointType, point: Number(point) };
   }
   if ((name === METRIC.alarmValue || name === METRIC.alarmQuality) && labels.alarm) return { kind: 'alarm', alarm: labels.alarm };
   if (name === METRIC.modelValue || name === METRIC.modelQuality) {

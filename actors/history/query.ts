@@ -23,10 +23,22 @@ import { parseSeriesId, promSelector, seriesId, seriesOfLabels, METRIC, OutboxFo
 
 export type Agg = 'mean' | 'min' | 'max' | 'last' | 'count';
 export const AGGS: readonly Agg[] = ['mean', 'min', 'max', 'last', 'count'];
-const ROLLUP: Readonly<Record<Agg, string>> = { mean: 'avg_over_time', min: 'min_over_time', max: 'max_over_time', last: 'last_over_time', count: 'count_over_time' };
+const ROLLUP: Readonly<Record<Agg, string>> = {
+  mean: 'avg_over_time',
+  min: 'min_over_time',
+  max: 'max_over_time',
+  last: 'last_over_time',
+  count: 'count_over_time',
+};
 
 export type HistoryErrorCode = 'BAD_QUERY' | 'UNKNOWN_SERIES' | 'REVERSED_RANGE' | 'TOO_MANY_POINTS' | 'HISTORY_UNAVAILABLE';
-const STATUS: Readonly<Record<HistoryErrorCode, number>> = { BAD_QUERY: 400, UNKNOWN_SERIES: 404, REVERSED_RANGE: 400, TOO_MANY_POINTS: 400, HISTORY_UNAVAILABLE: 503 };
+const STATUS: Readonly<Record<HistoryErrorCode, number>> = {
+  BAD_QUERY: 400,
+  UNKNOWN_SERIES: 404,
+  REVERSED_RANGE: 400,
+  TOO_MANY_POINTS: 400,
+  HISTORY_UNAVAILABLE: 503,
+};
 
 /** A query that cannot be answered; `status` is the HTTP status the route answers with. */
 export class HistoryQueryError extends VoltageError {
@@ -85,11 +97,15 @@ export function parseTime(text: string, now: number, what: string): number {
   if (/^\d{10,}$/.test(text)) return Number(text);
   // Date.parse also takes "1" or "May 3"; require at least a calendar date.
   const ms = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN;
-  if (!Number.isFinite(ms)) throw new HistoryQueryError('BAD_QUERY', `${what} '${text}' is not a time: use ISO 8601 (2024-05-01T12:00:00Z), epoch ms, now, or relative (-24h)`);
+  if (!Number.isFinite(ms))
+    throw new HistoryQueryError('BAD_QUERY', `${what} '${text}' is not a time: use ISO 8601 (2024-05-01T12:00:00Z), epoch ms, now, or relative (-24h)`);
   return ms;
 }
 
-interface PromMatrix { readonly metric: Record<string, string>; readonly values: ReadonlyArray<readonly [number, string]> }
+interface PromMatrix {
+  readonly metric: Record<string, string>;
+  readonly values: ReadonlyArray<readonly [number, string]>;
+}
 
 export class HistoryQueries {
   readonly maxPoints: number;
@@ -106,8 +122,12 @@ export class HistoryQueries {
 
   /** Checks the parameters, then asks the database for every series at once. */
   async query(p: HistoryParams): Promise<HistoryAnswer> {
-    const ids = (p.series ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-    if (ids.length === 0) throw new HistoryQueryError('BAD_QUERY', 'name at least one series: series=model/pv1/P,channel/1001/m/3 (GET /api/v1/history/series lists them)');
+    const ids = (p.series ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    if (ids.length === 0)
+      throw new HistoryQueryError('BAD_QUERY', 'name at least one series: series=model/pv1/P,channel/1001/m/3 (GET /api/v1/history/series lists them)');
     const refs = ids.map((id) => {
       try {
         return parseSeriesId(id);
@@ -127,31 +147,38 @@ export class HistoryQueries {
     const count = last >= first ? (last - first) / stepMs + 1 : 0;
     if (count * refs.length > this.maxPoints) {
       const fits = Math.ceil(((to - from) * refs.length) / this.maxPoints / 1_000);
-      throw new HistoryQueryError('TOO_MANY_POINTS', `${refs.length} series × ${count} steps of ${stepMs} ms is ${count * refs.length} values; at most ${this.maxPoints} an answer: use a step of at least ${fits}s or a shorter range`);
+      throw new HistoryQueryError(
+        'TOO_MANY_POINTS',
+        `${refs.length} series × ${count} steps of ${stepMs} ms is ${count * refs.length} values; at most ${this.maxPoints} an answer: use a step of at least ${fits}s or a shorter range`,
+      );
     }
     await this.checkKnown(refs);
     const timestamps = Array.from({ length: count }, (_, i) => first + i * stepMs);
-    const series = await Promise.all(refs.map(async (ref, i) => {
-      const values: Array<number | null> = new Array<number | null>(count).fill(agg === 'count' ? 0 : null);
-      if (count > 0) {
-        const result = await this.range(`${ROLLUP[agg]}(${promSelector(ref)}[${stepMs}ms])`, first, last, stepMs);
-        for (const r of result) {
-          for (const [t, v] of r.values) {
-            const k = Math.round((t * 1_000 - first) / stepMs);
-            const n = Number(v);
-            if (k >= 0 && k < count && Number.isFinite(n)) values[k] = n;
+    const series = await Promise.all(
+      refs.map(async (ref, i) => {
+        const values: Array<number | null> = new Array<number | null>(count).fill(agg === 'count' ? 0 : null);
+        if (count > 0) {
+          const result = await this.range(`${ROLLUP[agg]}(${promSelector(ref)}[${stepMs}ms])`, first, last, stepMs);
+          for (const r of result) {
+            for (const [t, v] of r.values) {
+              const k = Math.round((t * 1_000 - first) / stepMs);
+              const n = Number(v);
+              if (k >= 0 && k < count && Number.isFinite(n)) values[k] = n;
+            }
           }
         }
-      }
-      return { id: ids[i]!, values };
-    }));
+        return { id: ids[i]!, values };
+      }),
+    );
     return { from, to, stepMs, agg, timestamps, series };
   }
 
   /** Every series the database holds, as sorted ids. */
   async list(): Promise<string[]> {
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', [
-      ['match[]', `{__name__=~"${METRIC.pointValue}|${METRIC.modelValue}"}`], ['start', '0'], ['end', String(this.now() / 1_000)],
+      ['match[]', `{__name__=~"${METRIC.pointValue}|${METRIC.modelValue}"}`],
+      ['start', '0'],
+      ['end', String(this.now() / 1_000)],
     ]);
     const ids = new Set<string>();
     for (const labels of data) {
@@ -165,14 +192,23 @@ export class HistoryQueries {
     const params: Array<[string, string]> = refs.map((r) => ['match[]', promSelector(r)]);
     params.push(['start', '0'], ['end', String(this.now() / 1_000)]);
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', params);
-    const known = new Set(data.map((l) => seriesOfLabels(l)).filter((r): r is SeriesRef => r !== undefined).map(seriesId));
+    const known = new Set(
+      data
+        .map((l) => seriesOfLabels(l))
+        .filter((r): r is SeriesRef => r !== undefined)
+        .map(seriesId),
+    );
     const unknown = refs.map(seriesId).filter((id) => !known.has(id));
-    if (unknown.length > 0) throw new HistoryQueryError('UNKNOWN_SERIES', `no history for ${unknown.join(', ')} (GET /api/v1/history/series lists what there is)`);
+    if (unknown.length > 0)
+      throw new HistoryQueryError('UNKNOWN_SERIES', `no history for ${unknown.join(', ')} (GET /api/v1/history/series lists what there is)`);
   }
 
   private range(query: string, startMs: number, endMs: number, stepMs: number): Promise<PromMatrix[]> {
     return this.get<{ result: PromMatrix[] }>('/api/v1/query_range', [
-      ['query', query], ['start', String(startMs / 1_000)], ['end', String(endMs / 1_000)], ['step', String(stepMs / 1_000)],
+      ['query', query],
+      ['start', String(startMs / 1_000)],
+      ['end', String(endMs / 1_000)],
+      ['step', String(stepMs / 1_000)],
     ]).then((d) => d.result);
   }
 
@@ -186,7 +222,8 @@ export class HistoryQueries {
     } catch (e) {
       throw new HistoryQueryError('HISTORY_UNAVAILABLE', `the history database at ${this.url} did not answer: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (body.status !== 'success' || body.data === undefined) throw new HistoryQueryError('HISTORY_UNAVAILABLE', `the history database refused the query: ${body.error ?? 'no data'}`);
+    if (body.status !== 'success' || body.data === undefined)
+      throw new HistoryQueryError('HISTORY_UNAVAILABLE', `the history database refused the query: ${body.error ?? 'no data'}`);
     return body.data;
   }
 }

@@ -36,7 +36,11 @@ import { isTimeout, modbusCode, toDeviceError } from './failures.js';
 import { coilValue, decodeRegisters, encodePoint, registerCount } from './codec.js';
 import { planReads, splitRequest, width, type PlanPoint, type ReadRequest } from './plan.js';
 
-interface DeviceState { attempt: number; until: number; down: boolean }
+interface DeviceState {
+  attempt: number;
+  until: number;
+  down: boolean;
+}
 
 /** Polls in a row that asked and got no valid frame from any device before the link is reset. */
 const SILENT_POLLS_BEFORE_RESET = 2;
@@ -61,7 +65,9 @@ export class ModbusLink implements Device {
   /** The channel's points (as the channel passes them back) → where each lives. */
   private readonly typed: Map<PointConfig, ModbusPointConfig>;
   /** The read plan of the points the channel passes (the same array every poll), and where each of them lives. */
-  private planned: { readonly points: readonly PointConfig[]; readonly plan: ReadRequest[]; readonly at: readonly (ModbusPointConfig | undefined)[] } | undefined;
+  private planned:
+    | { readonly points: readonly PointConfig[]; readonly plan: ReadRequest[]; readonly at: readonly (ModbusPointConfig | undefined)[] }
+    | undefined;
   private readonly devices = new Map<number, DeviceState>();
   /** This poll: a request was sent, and a frame came back (a reply or a Modbus exception). */
   private asked = false;
@@ -69,13 +75,20 @@ export class ModbusLink implements Device {
   private silentPolls = 0;
   private readonly sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  constructor(private readonly channel: ModbusChannelConfig, private readonly log: Logger, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly channel: ModbusChannelConfig,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
     this.typed = new Map(channel.points.map((p) => [p, p]));
   }
 
   /** The read plan, as `voltage plan` shows it. */
   static planOf(channel: ModbusChannelConfig): ReadRequest[] {
-    return planReads(channel.points.map((p, index) => toPlanPoint(p, index)), channel.maxGap);
+    return planReads(
+      channel.points.map((p, index) => toPlanPoint(p, index)),
+      channel.maxGap,
+    );
   }
 
   async connect(): Promise<void> {
@@ -86,7 +99,13 @@ export class ModbusLink implements Device {
       if (ch.protocol === 'modbus-tcp') await c.connectTCP(ch.host, { port: ch.port });
       // RTU frames (with CRC) over a TCP socket, as serial-to-Ethernet converters pass them: modbus-serial's "telnet" port.
       else if (ch.protocol === 'modbus-rtu-tcp') await c.connectTelnet(ch.host, { port: ch.port });
-      else await c.connectRTUBuffered(ch.serial.path, { baudRate: ch.serial.baudRate, parity: ch.serial.parity, dataBits: ch.serial.dataBits, stopBits: ch.serial.stopBits });
+      else
+        await c.connectRTUBuffered(ch.serial.path, {
+          baudRate: ch.serial.baudRate,
+          parity: ch.serial.parity,
+          dataBits: ch.serial.dataBits,
+          stopBits: ch.serial.stopBits,
+        });
     } catch (e) {
       const where = ch.protocol === 'modbus-rtu' ? `serial port ${ch.serial.path}` : `${ch.host}:${ch.port}`;
       throw new DeviceError('LINK_DOWN', `cannot open ${where}: ${errorMessage(e)}`, { channel: ch.id });
@@ -124,17 +143,22 @@ export class ModbusLink implements Device {
         forgetSettledTransactions(c);
       }
     }
-    if (!this.client?.isOpen) throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: link dropped (${errorMessage(lastError)})`, { channel: this.channel.id });
+    if (!this.client?.isOpen)
+      throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: link dropped (${errorMessage(lastError)})`, { channel: this.channel.id });
     throw lastError;
   }
 
   private async readBlock(r: ReadRequest): Promise<number[]> {
     return this.request(r.unit, async (c) => {
       switch (r.fn) {
-        case 1: return (await c.readCoils(r.address, r.count)).data.slice(0, r.count).map(Number);
-        case 2: return (await c.readDiscreteInputs(r.address, r.count)).data.slice(0, r.count).map(Number);
-        case 3: return (await c.readHoldingRegisters(r.address, r.count)).data;
-        case 4: return (await c.readInputRegisters(r.address, r.count)).data;
+        case 1:
+          return (await c.readCoils(r.address, r.count)).data.slice(0, r.count).map(Number);
+        case 2:
+          return (await c.readDiscreteInputs(r.address, r.count)).data.slice(0, r.count).map(Number);
+        case 3:
+          return (await c.readHoldingRegisters(r.address, r.count)).data;
+        case 4:
+          return (await c.readInputRegisters(r.address, r.count)).data;
       }
     });
   }
@@ -160,18 +184,33 @@ export class ModbusLink implements Device {
     if (this.asked) this.silentPolls = this.answered ? 0 : this.silentPolls + 1;
     if (this.silentPolls >= SILENT_POLLS_BEFORE_RESET) {
       this.silentPolls = 0;
-      this.log.warn({ channel: this.channel.id }, `channel ${this.channel.id}: no device on the link answered in ${SILENT_POLLS_BEFORE_RESET} polls; reconnecting the link (its framing may be lost)`);
+      this.log.warn(
+        { channel: this.channel.id },
+        `channel ${this.channel.id}: no device on the link answered in ${SILENT_POLLS_BEFORE_RESET} polls; reconnecting the link (its framing may be lost)`,
+      );
       await this.close();
-      throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: no valid answer on the link in ${SILENT_POLLS_BEFORE_RESET} polls`, { channel: this.channel.id });
+      throw new DeviceError('LINK_DOWN', `channel ${this.channel.id}: no valid answer on the link in ${SILENT_POLLS_BEFORE_RESET} polls`, {
+        channel: this.channel.id,
+      });
     }
     return readings;
   }
 
   /** Reads one device's requests plan[from..to); returns where the next device starts (splitting grows the plan). */
-  private async readDevice(unit: number, plan: ReadRequest[], from: number, to: number, at: readonly (ModbusPointConfig | undefined)[], readings: RawReading[], now: number): Promise<number> {
+  private async readDevice(
+    unit: number,
+    plan: ReadRequest[],
+    from: number,
+    to: number,
+    at: readonly (ModbusPointConfig | undefined)[],
+    readings: RawReading[],
+    now: number,
+  ): Promise<number> {
     const st = this.devices.get(unit) ?? { attempt: 0, until: 0, down: false };
     this.devices.set(unit, st);
-    const markAll = (q: RawReading) => { for (let k = from; k < to; k++) for (const m of plan[k]!.points) readings[m.index] = q; };
+    const markAll = (q: RawReading) => {
+      for (let k = from; k < to; k++) for (const m of plan[k]!.points) readings[m.index] = q;
+    };
     if (st.until > now) {
       markAll(COMM_FAILURE);
       return to;
@@ -192,7 +231,11 @@ export class ModbusLink implements Device {
           const delayMs = backoffDelay(this.channel.deviceBackoff, st.attempt);
           st.attempt += 1;
           st.until = this.now() + delayMs;
-          if (!st.down) this.log.warn({ unit, delayMs }, `channel ${this.channel.id}: unit ${unit} does not answer; its points are comm-failure, retrying it in ${delayMs} ms`);
+          if (!st.down)
+            this.log.warn(
+              { unit, delayMs },
+              `channel ${this.channel.id}: unit ${unit} does not answer; its points are comm-failure, retrying it in ${delayMs} ms`,
+            );
           st.down = true;
           markAll(COMM_FAILURE);
           return to;
@@ -204,7 +247,10 @@ export class ModbusLink implements Device {
             return p ? width(toPlanPoint(p, index)) : 1;
           });
           plan.splice(k, 1, ...parts);
-          this.log.warn({ unit, address: r.address, count: r.count }, `channel ${this.channel.id}: unit ${unit} refused a coalesced read at ${r.address} (+${r.count}); reading its ${parts.length} points one by one from now on`);
+          this.log.warn(
+            { unit, address: r.address, count: r.count },
+            `channel ${this.channel.id}: unit ${unit} refused a coalesced read at ${r.address} (+${r.count}); reading its ${parts.length} points one by one from now on`,
+          );
           to += parts.length - 1;
           k -= 1;
           continue;
@@ -246,11 +292,20 @@ export class ModbusLink implements Device {
     try {
       await this.request(m.unit, async (c) => {
         switch (fn) {
-          case 5: await c.writeCoil(m.address, coilValue(p, value)); return;
-          case 15: await c.writeCoils(m.address, [coilValue(p, value)]); return;
-          case 6: await c.writeRegister(m.address, encodePoint(p, value)[0] ?? 0); return;
-          case 16: await c.writeRegisters(m.address, encodePoint(p, value)); return;
-          default: throw new DeviceError('NOT_WRITABLE', `point ${p.type}:${p.id} cannot be written`, { channel: this.channel.id });
+          case 5:
+            await c.writeCoil(m.address, coilValue(p, value));
+            return;
+          case 15:
+            await c.writeCoils(m.address, [coilValue(p, value)]);
+            return;
+          case 6:
+            await c.writeRegister(m.address, encodePoint(p, value)[0] ?? 0);
+            return;
+          case 16:
+            await c.writeRegisters(m.address, encodePoint(p, value));
+            return;
+          default:
+            throw new DeviceError('NOT_WRITABLE', `point ${p.type}:${p.id} cannot be written`, { channel: this.channel.id });
         }
       });
     } catch (e) {

@@ -20,10 +20,20 @@ export const BYTE_ORDERS: readonly ByteOrder[] = modbusAddressSchema.shape.byteO
 function reorderInto(bytes: Uint8Array, n: number, order: ByteOrder, out: Uint8Array): void {
   for (let i = 0; i < n; i++) {
     switch (order) {
-      case 'ABCD': out[i] = bytes[i]!; break;
-      case 'DCBA': out[i] = bytes[n - 1 - i]!; break;
-      case 'BADC': out[i] = bytes[i ^ 1]!; break;
-      case 'CDAB': { const word = i >> 1; out[i] = bytes[(n / 2 - 1 - word) * 2 + (i & 1)]!; break; }
+      case 'ABCD':
+        out[i] = bytes[i]!;
+        break;
+      case 'DCBA':
+        out[i] = bytes[n - 1 - i]!;
+        break;
+      case 'BADC':
+        out[i] = bytes[i ^ 1]!;
+        break;
+      case 'CDAB': {
+        const word = i >> 1;
+        out[i] = bytes[(n / 2 - 1 - word) * 2 + (i & 1)]!;
+        break;
+      }
     }
   }
 }
@@ -49,13 +59,20 @@ export function decodeRegisters(registers: ArrayLike<number>, offset: number, ty
   reorderInto(wire, count * 2, order, ordered);
   if (bit !== undefined) return (view.getUint16(0) >> bit) & 1;
   switch (type) {
-    case 'bool': return view.getUint16(0) !== 0 ? 1 : 0;
-    case 'int16': return view.getInt16(0);
-    case 'uint16': return view.getUint16(0);
-    case 'int32': return view.getInt32(0);
-    case 'uint32': return view.getUint32(0);
-    case 'float32': return view.getFloat32(0);
-    case 'float64': return view.getFloat64(0);
+    case 'bool':
+      return view.getUint16(0) !== 0 ? 1 : 0;
+    case 'int16':
+      return view.getInt16(0);
+    case 'uint16':
+      return view.getUint16(0);
+    case 'int32':
+      return view.getInt32(0);
+    case 'uint32':
+      return view.getUint32(0);
+    case 'float32':
+      return view.getFloat32(0);
+    case 'float64':
+      return view.getFloat64(0);
   }
 }
 
@@ -70,17 +87,33 @@ export function encodeRegisters(value: number, type: DataType, order: ByteOrder)
     if (!Number.isInteger(value) || value < lo || value > hi) throw new EncodeError(`${value} does not fit ${type} (${lo}..${hi})`);
   };
   switch (type) {
-    case 'bool': view.setUint16(0, value ? 1 : 0); break;
-    case 'int16': int(-32768, 32767); view.setInt16(0, value); break;
-    case 'uint16': int(0, 65535); view.setUint16(0, value); break;
-    case 'int32': int(-2147483648, 2147483647); view.setInt32(0, value); break;
-    case 'uint32': int(0, 4294967295); view.setUint32(0, value); break;
+    case 'bool':
+      view.setUint16(0, value ? 1 : 0);
+      break;
+    case 'int16':
+      int(-32768, 32767);
+      view.setInt16(0, value);
+      break;
+    case 'uint16':
+      int(0, 65535);
+      view.setUint16(0, value);
+      break;
+    case 'int32':
+      int(-2147483648, 2147483647);
+      view.setInt32(0, value);
+      break;
+    case 'uint32':
+      int(0, 4294967295);
+      view.setUint32(0, value);
+      break;
     case 'float32':
       if (!Number.isFinite(value)) throw new EncodeError(`${value} is not a finite number`);
-      view.setFloat32(0, value); break;
+      view.setFloat32(0, value);
+      break;
     case 'float64':
       if (!Number.isFinite(value)) throw new EncodeError(`${value} is not a finite number`);
-      view.setFloat64(0, value); break;
+      view.setFloat64(0, value);
+      break;
   }
   const out = new Uint8Array(count * 2);
   reorderInto(bytes, count * 2, order, out);

@@ -35,7 +35,11 @@ export class SimDevice {
   }
 }
 
-export type Reply = { readonly kind: 'pdu'; readonly pdu: Buffer } | { readonly kind: 'none' } | { readonly kind: 'drop' } | { readonly kind: 'delay'; readonly ms: number; readonly reply: Reply };
+export type Reply =
+  | { readonly kind: 'pdu'; readonly pdu: Buffer }
+  | { readonly kind: 'none' }
+  | { readonly kind: 'drop' }
+  | { readonly kind: 'delay'; readonly ms: number; readonly reply: Reply };
 
 function exception(fn: number, code: number): Buffer {
   return Buffer.from([fn | 0x80, code]);
@@ -55,7 +59,8 @@ export function handlePdu(dev: SimDevice, pdu: Buffer): Reply {
     const qty = pdu.readUInt16BE(3);
     if (fn >= 1 && fn <= 4) dev.beforeRead?.(fn, address, qty);
     switch (fn) {
-      case 1: case 2: {
+      case 1:
+      case 2: {
         if (qty < 1 || qty > 2000) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalValue) };
         if (address + qty > 65536 || dev.inHole(fn, address, qty)) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalAddress) };
         const bank = fn === 1 ? dev.coils : dev.discrete;
@@ -66,7 +71,8 @@ export function handlePdu(dev: SimDevice, pdu: Buffer): Reply {
         for (let i = 0; i < qty; i++) if (bank[address + i]) out[2 + (i >> 3)]! |= 1 << (i & 7);
         return { kind: 'pdu', pdu: out };
       }
-      case 3: case 4: {
+      case 3:
+      case 4: {
         if (qty < 1 || qty > 125) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalValue) };
         if (address + qty > 65536 || dev.inHole(fn, address, qty)) return { kind: 'pdu', pdu: exception(fn, EXCEPTION.illegalAddress) };
         const bank = fn === 3 ? dev.holding : dev.input;
@@ -87,7 +93,8 @@ export function handlePdu(dev: SimDevice, pdu: Buffer): Reply {
         dev.holding[address] = qty;
         return { kind: 'pdu', pdu: Buffer.from(pdu.subarray(0, 5)) };
       }
-      case 15: case 16: {
+      case 15:
+      case 16: {
         const byteCount = pdu[5] ?? 0;
         const max = fn === 15 ? 1968 : 123;
         if (qty < 1 || qty > max || pdu.length < 6 + byteCount || byteCount !== (fn === 15 ? Math.ceil(qty / 8) : qty * 2)) {

@@ -53,7 +53,13 @@ export function planReads(points: readonly PlanPoint[], maxGap: number): ReadReq
     const flush = () => {
       if (members.length === 0) return;
       const first = members[0]!;
-      out.push({ unit: first.unit, fn: first.fn, address: start, count: end - start, points: members.map((m) => ({ index: m.index, offset: m.address - start })) });
+      out.push({
+        unit: first.unit,
+        fn: first.fn,
+        address: start,
+        count: end - start,
+        points: members.map((m) => ({ index: m.index, offset: m.address - start })),
+      });
       members = [];
     };
     for (const p of sorted) {

@@ -13,10 +13,17 @@ export type Devices = ReadonlyMap<number, SimDevice>;
 
 function deliver(reply: Reply, send: (pdu: Buffer) => void, drop: () => void): void {
   switch (reply.kind) {
-    case 'pdu': send(reply.pdu); break;
-    case 'drop': drop(); break;
-    case 'delay': setTimeout(() => deliver(reply.reply, send, drop), reply.ms); break;
-    case 'none': break;
+    case 'pdu':
+      send(reply.pdu);
+      break;
+    case 'drop':
+      drop();
+      break;
+    case 'delay':
+      setTimeout(() => deliver(reply.reply, send, drop), reply.ms);
+      break;
+    case 'none':
+      break;
   }
 }
 
@@ -28,7 +35,10 @@ function serveTcp(socket: Socket, devices: Devices): void {
     buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
     while (buf.length >= 7) {
       const len = buf.readUInt16BE(4);
-      if (len < 2 || len > 254) { socket.destroy(); return; }
+      if (len < 2 || len > 254) {
+        socket.destroy();
+        return;
+      }
       if (buf.length < 6 + len) break;
       const frame = buf.subarray(0, 6 + len);
       buf = buf.subarray(6 + len);
@@ -36,15 +46,19 @@ function serveTcp(socket: Socket, devices: Devices): void {
       const unit = frame[6]!;
       const dev = devices.get(unit);
       if (!dev) continue; // no such unit on this link: no answer, as a real bus would do
-      deliver(handlePdu(dev, frame.subarray(7)), (pdu) => {
-        if (socket.destroyed) return;
-        const head = Buffer.alloc(7);
-        head.writeUInt16BE(tid, 0);
-        head.writeUInt16BE(0, 2);
-        head.writeUInt16BE(pdu.length + 1, 4);
-        head[6] = unit;
-        socket.write(Buffer.concat([head, pdu]));
-      }, () => socket.destroy());
+      deliver(
+        handlePdu(dev, frame.subarray(7)),
+        (pdu) => {
+          if (socket.destroyed) return;
+          const head = Buffer.alloc(7);
+          head.writeUInt16BE(tid, 0);
+          head.writeUInt16BE(0, 2);
+          head.writeUInt16BE(pdu.length + 1, 4);
+          head[6] = unit;
+          socket.write(Buffer.concat([head, pdu]));
+        },
+        () => socket.destroy(),
+      );
     }
   });
   socket.on('error', () => undefined);
@@ -68,21 +82,31 @@ export function serveRtu(stream: Duplex, devices: Devices): void {
       if (n === 0 || buf.length < n) break;
       const frame = buf.subarray(0, n);
       buf = buf.subarray(n);
-      if (crc16(frame.subarray(0, n - 2)) !== frame.readUInt16LE(n - 2)) { buf = Buffer.alloc(0); break; }
+      if (crc16(frame.subarray(0, n - 2)) !== frame.readUInt16LE(n - 2)) {
+        buf = Buffer.alloc(0);
+        break;
+      }
       const dev = devices.get(frame[0]!);
       if (!dev) continue;
-      deliver(handlePdu(dev, frame.subarray(1, n - 2)), (pdu) => {
-        const body = Buffer.concat([Buffer.from([frame[0]!]), pdu]);
-        const crc = Buffer.alloc(2);
-        crc.writeUInt16LE(crc16(body));
-        stream.write(Buffer.concat([body, crc]));
-      }, () => undefined);
+      deliver(
+        handlePdu(dev, frame.subarray(1, n - 2)),
+        (pdu) => {
+          const body = Buffer.concat([Buffer.from([frame[0]!]), pdu]);
+          const crc = Buffer.alloc(2);
+          crc.writeUInt16LE(crc16(body));
+          stream.write(Buffer.concat([body, crc]));
+        },
+        () => undefined,
+      );
     }
   });
   stream.on('error', () => undefined);
 }
 
-export interface RunningServer { readonly port: number; close(): Promise<void> }
+export interface RunningServer {
+  readonly port: number;
+  close(): Promise<void>;
+}
 
 export function listenModbus(devices: Devices, opts: { host: string; port: number; framing: 'tcp' | 'rtu' }): Promise<RunningServer> {
   const sockets = new Set<Socket>();
@@ -98,10 +122,11 @@ export function listenModbus(devices: Devices, opts: { host: string; port: numbe
       const addr = server.address();
       resolve({
         port: typeof addr === 'object' && addr ? addr.port : opts.port,
-        close: () => new Promise<void>((res) => {
-          for (const s of sockets) s.destroy();
-          server.close(() => res());
-        }),
+        close: () =>
+          new Promise<void>((res) => {
+            for (const s of sockets) s.destroy();
+            server.close(() => res());
+          }),
       });
     });
   });

@@ -153,16 +153,18 @@ export function modelChild(def: ModelCalcs, deps: ModelActorDeps): ChildSpec {
       const early: ModelUpdate[] = [];
       if (model.calculations.length > 0) {
         for (const source of [model.id, ...model.dependsOn]) {
-          unsubscribe.push(await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
-            const u = parseUpdate(source, message);
-            if (!u) {
-              log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
-              return;
-            }
-            if (u.origin === 'calc' && source === model.id) return; // our own writes
-            if (target) target.send(u);
-            else early.push(u);
-          }));
+          unsubscribe.push(
+            await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
+              const u = parseUpdate(source, message);
+              if (!u) {
+                log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
+                return;
+              }
+              if (u.origin === 'calc' && source === model.id) return; // our own writes
+              if (target) target.send(u);
+              else early.push(u);
+            }),
+          );
         }
       }
       const attach = (actor: AnyActorRef) => {

@@ -23,7 +23,10 @@ export class OutboxOutageError extends Error {
   readonly transient = true;
 }
 
-export interface ModelValueTarget { readonly model: string; readonly name: string }
+export interface ModelValueTarget {
+  readonly model: string;
+  readonly name: string;
+}
 
 export function compareIds(a: string, b: string): number {
   const [am, as] = a.split('-').map(Number) as [number, number];
@@ -81,9 +84,22 @@ export class OutboxConsumer {
   async read(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
     let reply: ReadReply;
     try {
-      reply = (blockMs === undefined
-        ? await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'STREAMS', this.stream, from)
-        : await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'BLOCK', Math.max(1, Math.round(blockMs)), 'STREAMS', this.stream, from)) as ReadReply;
+      reply = (
+        blockMs === undefined
+          ? await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'STREAMS', this.stream, from)
+          : await this.redis.xreadgroup(
+              'GROUP',
+              this.group,
+              this.consumer,
+              'COUNT',
+              count,
+              'BLOCK',
+              Math.max(1, Math.round(blockMs)),
+              'STREAMS',
+              this.stream,
+              from,
+            )
+      ) as ReadReply;
     } catch (e) {
       throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
     }

@@ -45,8 +45,17 @@ export const ruleActorId = (id: string): string => `rule/${id}`;
 export function ruleDefinition(def: RuleDef): Record<string, unknown> {
   const act = (a: RuleDef['then'][number]) => ({ kind: a.kind, model: a.model, name: a.name, value: a.value.source, minIntervalMs: a.minIntervalMs });
   return {
-    id: def.id, enabled: def.enabled, priority: def.priority, onChange: def.onChange, everyMs: def.everyMs, when: def.when.source,
-    forMs: def.forMs, cooldownMs: def.cooldownMs, then: def.then.map(act), else: def.else.map(act), inputs: def.inputs,
+    id: def.id,
+    enabled: def.enabled,
+    priority: def.priority,
+    onChange: def.onChange,
+    everyMs: def.everyMs,
+    when: def.when.source,
+    forMs: def.forMs,
+    cooldownMs: def.cooldownMs,
+    then: def.then.map(act),
+    else: def.else.map(act),
+    inputs: def.inputs,
   };
 }
 
@@ -64,7 +73,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
   const id = ruleActorId(def.id);
   const who = id;
   return {
-    id, restart: 'permanent', type: 'worker',
+    id,
+    restart: 'permanent',
+    type: 'worker',
     async start(): Promise<RunningChild> {
       const log = deps.log.child({ actor: id });
       const latest = new Map<string, InputValue>();
@@ -79,7 +90,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
       if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
-      const report = (event: string) => deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
+      const report = (event: string) =>
+        deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
       const claimControls = () => {
         for (const c of controls) {
           if (stored.state === 'active') deps.arbiter.claim(c, { rule: def.id, priority: def.priority });
@@ -109,9 +121,18 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           const execution = to.context.effect
             ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
             : undefined;
-          const counter = to.context.effect === 'then' ? 'fires' : to.context.effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
+          const counter =
+            to.context.effect === 'then' ? 'fires' : to.context.effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
           try {
-            const r = await deps.redis.rules.commit({ id: def.id, expectedVersion: stored.version, to, ts: event.now, who: trigger === 'config' ? 'config' : who, execution, counter });
+            const r = await deps.redis.rules.commit({
+              id: def.id,
+              expectedVersion: stored.version,
+              to,
+              ts: event.now,
+              who: trigger === 'config' ? 'config' : who,
+              execution,
+              counter,
+            });
             stored = { ...to, version: r.version };
             return { to, entryId: r.entryId };
           } catch (err) {
@@ -141,14 +162,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         const planned = planActions(branch === 'then' ? def.then : def.else, e);
         for (const [i, p] of planned.entries()) {
           const a = (branch === 'then' ? def.then : def.else)[i]!;
-          if (p.value === null) { outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' }); continue; }
+          if (p.value === null) {
+            outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' });
+            continue;
+          }
           if (a.kind === 'set') {
             await deps.redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
             outcomes.push({ ...p, outcome: 'set' });
             continue;
           }
           const verdict = deps.arbiter.decide(`${a.model}.${a.name}`, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
-          if (!verdict.send) { outcomes.push({ ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) }); continue; }
+          if (!verdict.send) {
+            outcomes.push({ ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
+            continue;
+          }
           try {
             const commandId = await deps.redis.commands.m2c(a.model, a.name, p.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
             outcomes.push({ ...p, outcome: 'sent', commandId });
@@ -160,7 +187,12 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         // The commands are tracked to their end in the background; the journal gets their results.
         void (async () => {
           const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
-          await deps.redis.rules.record(def.id, entryId, { branch, actions: results }, { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') });
+          await deps.redis.rules.record(
+            def.id,
+            entryId,
+            { branch, actions: results },
+            { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
+          );
         })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
       }
 
@@ -176,7 +208,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       let deadlineTimer: NodeJS.Timeout | undefined;
       function schedule(): void {
-        if (deadlineTimer) { clearTimeout(deadlineTimer); timers.delete(deadlineTimer); }
+        if (deadlineTimer) {
+          clearTimeout(deadlineTimer);
+          timers.delete(deadlineTimer);
+        }
         const at = nextDeadline(stored);
         if (at === null || stopped) return;
         deadlineTimer = setTimeout(() => evaluate('deadline'), Math.max(0, at - Date.now()));
@@ -190,7 +225,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           if (!needed.has(ref)) continue;
           const prev = latest.get(ref);
           const value = values[name] ?? prev?.value ?? null;
-          const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : prev?.quality ?? null);
+          const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
           latest.set(ref, { value, quality });
           if (def.onChange.includes(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
         }
@@ -198,11 +233,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       };
 
       for (const model of models) {
-        unsubscribe.push(await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
-          const u = parseUpdate(model, message);
-          if (!u) return;
-          if (apply(model, u.values, u.quality)) evaluate('change');
-        }));
+        unsubscribe.push(
+          await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
+            const u = parseUpdate(model, message);
+            if (!u) return;
+            if (apply(model, u.values, u.quality)) evaluate('change');
+          }),
+        );
       }
       for (const model of models) {
         for (const [name, r] of await deps.redis.telemetry.modelValues(model)) {
@@ -218,13 +255,21 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       async function dispose(): Promise<void> {
         stopped = true;
-        for (const t of timers) { clearTimeout(t); clearInterval(t); }
+        for (const t of timers) {
+          clearTimeout(t);
+          clearInterval(t);
+        }
         await Promise.all(unsubscribe.splice(0).map((u) => u()));
         await settled(queue, { source: 'rule dispose', rule: def.id });
       }
       return {
-        async stop() { await dispose(); },
-        onExit(l) { listener = l; if (exited) l(exited); },
+        async stop() {
+          await dispose();
+        },
+        onExit(l) {
+          listener = l;
+          if (exited) l(exited);
+        },
       };
     },
   };

@@ -19,7 +19,8 @@ export const ALARM_ID_PATTERN = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 const positiveMs = z.number().int().positive();
 const delayMs = z.number().int().nonnegative();
-const modelId = z.union([z.string(), z.number().int().nonnegative()])
+const modelId = z
+  .union([z.string(), z.number().int().nonnegative()])
   .transform((v) => String(v))
   .pipe(z.string().regex(WORD, 'must hold only letters, digits, _ and -'));
 
@@ -28,39 +29,52 @@ const qualitySchema = z.enum(['stale', 'bad', 'comm-failure']);
 const TESTS = ['above', 'below', 'equals', 'expr', 'quality', 'staleMs'] as const;
 type Test = (typeof TESTS)[number];
 
-export const whenSchema = z.strictObject({
-  point: z.string().regex(NAME, 'must be a measurement name of the model (a letter or _, then letters, digits and _)').optional()
-    .describe('the measurement (or calculated value) of the alarm\'s model that the test reads'),
-  above: z.number().optional().describe('raised above this value'),
-  below: z.number().optional().describe('raised below this value'),
-  equals: z.union([z.number(), z.boolean()]).optional().describe('raised while a signal point has this value (true = 1, false = 0)'),
-  expr: z.string().min(1).optional().describe('raised while this calculation-language expression is true (other models\' values as model.name)'),
-  quality: z.union([qualitySchema, z.array(qualitySchema).min(1)]).optional().describe('raised while the point\'s quality is one of these (comm-failure: the device stopped answering)'),
-  staleMs: positiveMs.optional().describe('raised when the point had no new value for this long'),
-  deadband: z.number().nonnegative().optional().describe('above/below only: the value must come back this far past the limit to clear'),
-  onDelayMs: delayMs.default(0).describe('the condition must hold this long before the alarm is raised'),
-  offDelayMs: delayMs.default(0).describe('the condition must be gone this long before the alarm clears'),
-}).superRefine((w, ctx) => {
-  const given = TESTS.filter((t) => w[t] !== undefined);
-  if (given.length !== 1) {
-    ctx.addIssue({
-      code: 'custom',
-      message: given.length === 0
-        ? `a condition needs one test: ${TESTS.join(', ')} (high and low limits on one point are separate alarms)`
-        : `a condition has exactly one test, found ${given.join(' and ')} (high and low limits on one point are separate alarms)`,
-    });
-    return;
-  }
-  const test: Test = given[0]!;
-  if (test === 'expr' && w.point !== undefined) ctx.addIssue({ code: 'custom', path: ['point'], message: 'an expr condition names its points inside the expression; remove point' });
-  if (test !== 'expr' && w.point === undefined) ctx.addIssue({ code: 'custom', path: ['point'], message: `a condition with ${test} needs the point it reads` });
-  if (w.deadband !== undefined && test !== 'above' && test !== 'below') ctx.addIssue({ code: 'custom', path: ['deadband'], message: `deadband applies to above and below only, not to ${test}` });
-});
+export const whenSchema = z
+  .strictObject({
+    point: z
+      .string()
+      .regex(NAME, 'must be a measurement name of the model (a letter or _, then letters, digits and _)')
+      .optional()
+      .describe("the measurement (or calculated value) of the alarm's model that the test reads"),
+    above: z.number().optional().describe('raised above this value'),
+    below: z.number().optional().describe('raised below this value'),
+    equals: z.union([z.number(), z.boolean()]).optional().describe('raised while a signal point has this value (true = 1, false = 0)'),
+    expr: z.string().min(1).optional().describe("raised while this calculation-language expression is true (other models' values as model.name)"),
+    quality: z
+      .union([qualitySchema, z.array(qualitySchema).min(1)])
+      .optional()
+      .describe("raised while the point's quality is one of these (comm-failure: the device stopped answering)"),
+    staleMs: positiveMs.optional().describe('raised when the point had no new value for this long'),
+    deadband: z.number().nonnegative().optional().describe('above/below only: the value must come back this far past the limit to clear'),
+    onDelayMs: delayMs.default(0).describe('the condition must hold this long before the alarm is raised'),
+    offDelayMs: delayMs.default(0).describe('the condition must be gone this long before the alarm clears'),
+  })
+  .superRefine((w, ctx) => {
+    const given = TESTS.filter((t) => w[t] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          given.length === 0
+            ? `a condition needs one test: ${TESTS.join(', ')} (high and low limits on one point are separate alarms)`
+            : `a condition has exactly one test, found ${given.join(' and ')} (high and low limits on one point are separate alarms)`,
+      });
+      return;
+    }
+    const test: Test = given[0]!;
+    if (test === 'expr' && w.point !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['point'], message: 'an expr condition names its points inside the expression; remove point' });
+    if (test !== 'expr' && w.point === undefined)
+      ctx.addIssue({ code: 'custom', path: ['point'], message: `a condition with ${test} needs the point it reads` });
+    if (w.deadband !== undefined && test !== 'above' && test !== 'below')
+      ctx.addIssue({ code: 'custom', path: ['deadband'], message: `deadband applies to above and below only, not to ${test}` });
+  });
 
-const windowSchema = (count: number, windowMs: number) => z.strictObject({
-  count: z.number().int().positive().default(count),
-  windowMs: positiveMs.default(windowMs),
-});
+const windowSchema = (count: number, windowMs: number) =>
+  z.strictObject({
+    count: z.number().int().positive().default(count),
+    windowMs: positiveMs.default(windowMs),
+  });
 
 const alarmFields = {
   when: whenSchema,
@@ -82,7 +96,7 @@ export const alarmSchema = z.strictObject({
 
 /** In a template: the model is each instance; the id is local and becomes `{model}.{id}`. */
 export const templateAlarmSchema = z.strictObject({
-  id: z.string().regex(WORD, 'must hold only letters, digits, _ and - (an instance\'s alarm is {model}.{id})'),
+  id: z.string().regex(WORD, "must hold only letters, digits, _ and - (an instance's alarm is {model}.{id})"),
   ...alarmFields,
 });
 

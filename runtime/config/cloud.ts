@@ -16,51 +16,76 @@ const positiveMs = z.number().int().positive();
 const TOPIC_PLACEHOLDERS = ['site', 'prefix', 'model', 'channel'] as const;
 
 function topicTemplate(allowed: readonly string[]) {
-  return z.string().min(1).superRefine((t, ctx) => {
-    for (const m of t.matchAll(/\{([^}]*)\}/g)) {
-      if (!allowed.includes(m[1]!)) ctx.addIssue({ code: 'custom', message: `unknown placeholder {${m[1]}}: a topic may hold ${allowed.map((a) => `{${a}}`).join(', ')}` });
-    }
-    if (/[#+]/.test(t)) ctx.addIssue({ code: 'custom', message: 'a topic to publish to cannot hold the wildcards # or +' });
-  });
+  return z
+    .string()
+    .min(1)
+    .superRefine((t, ctx) => {
+      for (const m of t.matchAll(/\{([^}]*)\}/g)) {
+        if (!allowed.includes(m[1]!))
+          ctx.addIssue({ code: 'custom', message: `unknown placeholder {${m[1]}}: a topic may hold ${allowed.map((a) => `{${a}}`).join(', ')}` });
+      }
+      if (/[#+]/.test(t)) ctx.addIssue({ code: 'custom', message: 'a topic to publish to cannot hold the wildcards # or +' });
+    });
 }
 
 export const mqttLinkSchema = z.strictObject({
   id: z.string().regex(WORD, 'must hold only letters, digits, _ and -').describe('names the link: its consumer group, actor and command source cloud:{id}'),
   type: z.literal('mqtt').default('mqtt'),
-  url: z.string().regex(/^(mqtts?|wss?):\/\/[^\s/]+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://broker.example.com:1883').describe('the broker'),
+  url: z
+    .string()
+    .regex(/^(mqtts?|wss?):\/\/[^\s/]+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://broker.example.com:1883')
+    .describe('the broker'),
   clientId: z.string().min(1).max(128).optional().describe('default: voltage-{site}-{id}'),
   username: z.string().optional(),
-  passwordEnv: z.string().regex(ENV_NAME, 'must be the NAME of an environment variable that holds the password (never the password)').optional()
+  passwordEnv: z
+    .string()
+    .regex(ENV_NAME, 'must be the NAME of an environment variable that holds the password (never the password)')
+    .optional()
     .describe('the environment variable that holds the password'),
-  tls: z.strictObject({
-    ca: z.string().optional().describe('CA certificate file (PEM), relative to the config folder'),
-    cert: z.string().optional().describe('client certificate file (PEM)'),
-    key: z.string().optional().describe('client key file (PEM)'),
-    rejectUnauthorized: z.boolean().default(true),
-  }).optional(),
-  protocolVersion: z.union([z.literal(4), z.literal(5)]).default(4).describe('4 = MQTT 3.1.1, 5 = MQTT 5'),
+  tls: z
+    .strictObject({
+      ca: z.string().optional().describe('CA certificate file (PEM), relative to the config folder'),
+      cert: z.string().optional().describe('client certificate file (PEM)'),
+      key: z.string().optional().describe('client key file (PEM)'),
+      rejectUnauthorized: z.boolean().default(true),
+    })
+    .optional(),
+  protocolVersion: z
+    .union([z.literal(4), z.literal(5)])
+    .default(4)
+    .describe('4 = MQTT 3.1.1, 5 = MQTT 5'),
   keepaliveS: z.number().int().min(0).max(65_535).default(30),
   prefix: topicTemplate(['site']).default('voltage/{site}').describe('status, cmd, read topics live under it'),
   dataTopic: topicTemplate(TOPIC_PLACEHOLDERS).default('{prefix}/data/{model}'),
   qos: z.literal(1).default(1).describe('at least once: the only QoS that store-and-forward can keep'),
-  models: z.array(z.union([z.string(), z.number().int().nonnegative()]).transform(String)).optional().describe('the models to uplink (default: all)'),
-  include: z.strictObject({
-    quality: z.boolean().default(true).describe('a quality map beside the values, for values that are not good'),
-    timestamps: z.boolean().default(true).describe('the poll time of each message (ts)'),
-  }).prefault({}),
+  models: z
+    .array(z.union([z.string(), z.number().int().nonnegative()]).transform(String))
+    .optional()
+    .describe('the models to uplink (default: all)'),
+  include: z
+    .strictObject({
+      quality: z.boolean().default(true).describe('a quality map beside the values, for values that are not good'),
+      timestamps: z.boolean().default(true).describe('the poll time of each message (ts)'),
+    })
+    .prefault({}),
   maxBacklogMB: z.number().positive().max(65_536).default(64).describe('what this link may leave unsent; past it its oldest entries are dropped and counted'),
   drainRatePerS: z.number().int().positive().default(2_000).describe('outbox entries a second while draining a backlog'),
-  inflight: z.number().int().min(1).max(1_000).default(100).describe('QoS 1 messages awaiting PUBACK at once (below the broker\'s per-client queue)'),
+  inflight: z.number().int().min(1).max(1_000).default(100).describe("QoS 1 messages awaiting PUBACK at once (below the broker's per-client queue)"),
   batchEntries: z.number().int().min(1).max(10_000).default(200).describe('outbox entries read at once'),
-  reconnect: z.strictObject({
-    minBackoffMs: positiveMs.default(500),
-    maxBackoffMs: positiveMs.default(30_000),
-  }).prefault({}).describe('backoff between connection attempts (doubling, 20 % jitter)'),
-  downlink: z.strictObject({
-    commands: z.boolean().default(false).describe('accept control commands on {prefix}/cmd: a security decision, off by default'),
-    read: z.boolean().default(true).describe('answer {prefix}/read with a snapshot of the named models'),
-    maxTimeoutMs: positiveMs.default(60_000),
-  }).prefault({}),
+  reconnect: z
+    .strictObject({
+      minBackoffMs: positiveMs.default(500),
+      maxBackoffMs: positiveMs.default(30_000),
+    })
+    .prefault({})
+    .describe('backoff between connection attempts (doubling, 20 % jitter)'),
+  downlink: z
+    .strictObject({
+      commands: z.boolean().default(false).describe('accept control commands on {prefix}/cmd: a security decision, off by default'),
+      read: z.boolean().default(true).describe('answer {prefix}/read with a snapshot of the named models'),
+      maxTimeoutMs: positiveMs.default(60_000),
+    })
+    .prefault({}),
 });
 
 export const cloudSchema = z.strictObject({

@@ -17,42 +17,77 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** VictoriaMetrics' -retentionPeriod: months when bare, else hours, days, weeks or years. */
 export const RETENTION_PATTERN = /^\d+[hdwy]?$/;
 
-export const historyBackendSchema = z.strictObject({
-  id: z.string().regex(ID, 'must hold only letters, digits, _ and -').describe('names its actor (history/<id>) and its consumer group on the outbox; keep it stable, or a new group writes the whole outbox again'),
-  kind: z.enum(['victoria', 'influxdb']).default('victoria'),
-  url: z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, 'must be an http(s) URL, e.g. http://127.0.0.1:8428').optional()
-    .describe('absent (victoria only): the embedded VictoriaMetrics that voltage starts'),
-  org: z.string().min(1).optional().describe('influxdb: the organization'),
-  bucket: z.string().min(1).optional().describe('influxdb: the bucket (its retention is the bucket\'s)'),
-  tokenEnv: z.string().regex(ENV_NAME, 'must be the NAME of an environment variable (the token itself never goes in the YAML)').optional()
-    .describe('influxdb: the environment variable that holds the token'),
-}).superRefine((b, ctx) => {
-  if (b.kind !== 'influxdb') return;
-  const missing = (['url', 'org', 'bucket', 'tokenEnv'] as const).filter((k) => b[k] === undefined);
-  if (missing.length > 0) ctx.addIssue({ code: 'custom', path: ['kind'], message: `an influxdb backend needs ${missing.join(', ')}` });
-});
-
-export const historySchema = z.strictObject({
-  backends: z.array(historyBackendSchema).min(1).default([{ id: 'victoria', kind: 'victoria' }]),
-  batchMaxEntries: z.number().int().positive().default(500).describe('outbox entries a write (an entry is one poll of a channel)'),
-  batchMaxMs: z.number().int().positive().default(200).describe('the longest a live batch waits to fill'),
-  windowMs: z.number().int().min(10_000).default(15_000).describe('accepted batches written again after the database failed (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
-  drainEntriesPerSecond: z.number().positive().default(5_000).describe('pace of a backlog after an outage; new entries keep flowing'),
-  channels: z.boolean().default(true).describe('keep raw channel points'),
-  models: z.boolean().default(true).describe('keep model values, calculated ones included'),
-  retention: z.string().regex(RETENTION_PATTERN, 'must be VictoriaMetrics -retentionPeriod: a number of months, or a number with h, d, w or y (e.g. 1y, 90d)').default('1y')
-    .describe('the embedded VictoriaMetrics: one retention for everything'),
-  dataDir: z.string().min(1).optional().describe('the embedded VictoriaMetrics\' data directory, relative to the working directory; voltage start: voltage-history, voltage demo: a temporary one'),
-  maxPoints: z.number().int().positive().default(100_000).describe('values one query may answer (series × steps)'),
-}).superRefine((h, ctx) => {
-  const seen = new Set<string>();
-  h.backends.forEach((b, i) => {
-    if (seen.has(b.id)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'id'], message: `backend id '${b.id}' is used twice` });
-    seen.add(b.id);
+export const historyBackendSchema = z
+  .strictObject({
+    id: z
+      .string()
+      .regex(ID, 'must hold only letters, digits, _ and -')
+      .describe('names its actor (history/<id>) and its consumer group on the outbox; keep it stable, or a new group writes the whole outbox again'),
+    kind: z.enum(['victoria', 'influxdb']).default('victoria'),
+    url: z
+      .string()
+      .regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, 'must be an http(s) URL, e.g. http://127.0.0.1:8428')
+      .optional()
+      .describe('absent (victoria only): the embedded VictoriaMetrics that voltage starts'),
+    org: z.string().min(1).optional().describe('influxdb: the organization'),
+    bucket: z.string().min(1).optional().describe("influxdb: the bucket (its retention is the bucket's)"),
+    tokenEnv: z
+      .string()
+      .regex(ENV_NAME, 'must be the NAME of an environment variable (the token itself never goes in the YAML)')
+      .optional()
+      .describe('influxdb: the environment variable that holds the token'),
+  })
+  .superRefine((b, ctx) => {
+    if (b.kind !== 'influxdb') return;
+    const missing = (['url', 'org', 'bucket', 'tokenEnv'] as const).filter((k) => b[k] === undefined);
+    if (missing.length > 0) ctx.addIssue({ code: 'custom', path: ['kind'], message: `an influxdb backend needs ${missing.join(', ')}` });
   });
-  const embedded = h.backends.filter((b) => b.url === undefined);
-  if (embedded.length > 1) ctx.addIssue({ code: 'custom', path: ['backends', h.backends.indexOf(embedded[1]!), 'id'], message: 'only one backend may be the embedded VictoriaMetrics (no url); give the others a url' });
-});
+
+export const historySchema = z
+  .strictObject({
+    backends: z
+      .array(historyBackendSchema)
+      .min(1)
+      .default([{ id: 'victoria', kind: 'victoria' }]),
+    batchMaxEntries: z.number().int().positive().default(500).describe('outbox entries a write (an entry is one poll of a channel)'),
+    batchMaxMs: z.number().int().positive().default(200).describe('the longest a live batch waits to fill'),
+    windowMs: z
+      .number()
+      .int()
+      .min(10_000)
+      .default(15_000)
+      .describe('accepted batches written again after the database failed (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
+    drainEntriesPerSecond: z.number().positive().default(5_000).describe('pace of a backlog after an outage; new entries keep flowing'),
+    channels: z.boolean().default(true).describe('keep raw channel points'),
+    models: z.boolean().default(true).describe('keep model values, calculated ones included'),
+    retention: z
+      .string()
+      .regex(RETENTION_PATTERN, 'must be VictoriaMetrics -retentionPeriod: a number of months, or a number with h, d, w or y (e.g. 1y, 90d)')
+      .default('1y')
+      .describe('the embedded VictoriaMetrics: one retention for everything'),
+    dataDir: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "the embedded VictoriaMetrics' data directory, relative to the working directory; voltage start: voltage-history, voltage demo: a temporary one",
+      ),
+    maxPoints: z.number().int().positive().default(100_000).describe('values one query may answer (series × steps)'),
+  })
+  .superRefine((h, ctx) => {
+    const seen = new Set<string>();
+    h.backends.forEach((b, i) => {
+      if (seen.has(b.id)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'id'], message: `backend id '${b.id}' is used twice` });
+      seen.add(b.id);
+    });
+    const embedded = h.backends.filter((b) => b.url === undefined);
+    if (embedded.length > 1)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backends', h.backends.indexOf(embedded[1]!), 'id'],
+        message: 'only one backend may be the embedded VictoriaMetrics (no url); give the others a url',
+      });
+  });
 
 export type HistoryBackendConfig = z.output<typeof historyBackendSchema>;
 export type HistoryConfig = z.output<typeof historySchema>;

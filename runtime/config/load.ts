@@ -57,7 +57,14 @@ function describe(v: unknown): string {
   return `${typeof v} ${String(v)}`;
 }
 
-type JsonNode = { properties?: Record<string, JsonNode>; items?: JsonNode; additionalProperties?: JsonNode | boolean; anyOf?: JsonNode[]; oneOf?: JsonNode[]; const?: unknown };
+type JsonNode = {
+  properties?: Record<string, JsonNode>;
+  items?: JsonNode;
+  additionalProperties?: JsonNode | boolean;
+  anyOf?: JsonNode[];
+  oneOf?: JsonNode[];
+  const?: unknown;
+};
 
 /** The config schema with every registered protocol, and its JSON Schema (made when first asked for), rebuilt when a protocol is added. */
 let cache: { readonly names: string; readonly schema: ReturnType<typeof configSchemaWith>; json?: JsonNode } | undefined;
@@ -80,7 +87,9 @@ function allowedKeys(raw: unknown, path: Path): string[] {
     if (!variants) return n;
     const data = valueAt(raw, at) as Record<string, unknown> | undefined;
     // A discriminated union: the variant whose constant property (kind, protocol) matches the data.
-    const byKind = variants.find((v) => Object.entries(v.properties ?? {}).some(([k, p]) => p.const !== undefined && data !== undefined && p.const === data[k]));
+    const byKind = variants.find((v) =>
+      Object.entries(v.properties ?? {}).some(([k, p]) => p.const !== undefined && data !== undefined && p.const === data[k]),
+    );
     return pick(byKind ?? variants.find((v) => v.properties) ?? n, at);
   };
   for (let i = 0; i < path.length && node; i++) {
@@ -111,19 +120,43 @@ function schemaIssue(src: ConfigSource, zi: z.core.$ZodIssue): ConfigIssue[] {
         return { ...at([...path, k], true), code: 'UNKNOWN_KEY', message: `unknown key '${k}' in ${where}${hint} (allowed: ${valid.join(', ')})` };
       });
     case 'invalid_type':
-      return [{ ...at(path), code: 'WRONG_TYPE', message: `${where} must be ${zi.expected === 'object' ? 'a mapping' : zi.expected === 'array' ? 'a list' : `a ${zi.expected}`}, not ${describe(value)}` }];
+      return [
+        {
+          ...at(path),
+          code: 'WRONG_TYPE',
+          message: `${where} must be ${zi.expected === 'object' ? 'a mapping' : zi.expected === 'array' ? 'a list' : `a ${zi.expected}`}, not ${describe(value)}`,
+        },
+      ];
     case 'invalid_value':
-      return [{ ...at(path), code: 'INVALID_VALUE', message: `${where} must be one of ${zi.values.map((v) => JSON.stringify(v)).join(', ')}, not ${describe(value)}` }];
+      return [
+        {
+          ...at(path),
+          code: 'INVALID_VALUE',
+          message: `${where} must be one of ${zi.values.map((v) => JSON.stringify(v)).join(', ')}, not ${describe(value)}`,
+        },
+      ];
     case 'invalid_union': {
       const options = (zi as { options?: unknown[] }).options;
       if (options) {
-        return [{ ...at(path), code: 'INVALID_VALUE', message: `${where} must be one of ${options.map((o) => JSON.stringify(o)).join(', ')}, not ${describe(value)}` }];
+        return [
+          {
+            ...at(path),
+            code: 'INVALID_VALUE',
+            message: `${where} must be one of ${options.map((o) => JSON.stringify(o)).join(', ')}, not ${describe(value)}`,
+          },
+        ];
       }
       return [{ ...at(path), code: 'WRONG_TYPE', message: `${where}: ${zi.message}` }];
     }
     case 'too_small':
     case 'too_big':
-      return [{ ...at(path), code: 'OUT_OF_RANGE', message: `${where} is ${describe(value)}: ${zi.message.replace(/^Too (small|big): expected \w+ to (be|have) /, 'must be ')}` }];
+      return [
+        {
+          ...at(path),
+          code: 'OUT_OF_RANGE',
+          message: `${where} is ${describe(value)}: ${zi.message.replace(/^Too (small|big): expected \w+ to (be|have) /, 'must be ')}`,
+        },
+      ];
     default:
       return [{ ...at(path), code: 'INVALID_VALUE', message: `${where}: ${zi.message}` }];
   }
@@ -151,10 +184,16 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
     ch.points.forEach((p, pi) => {
       const k = `${p.type}:${p.id}`;
       const firstP = points.get(k);
-      if (firstP !== undefined) add(['channels', ci, 'points', pi, 'id'], 'DUPLICATE_ID', `point ${k} of channel '${ch.id}' is defined twice (first at ${formatPos(src.locate(['channels', ci, 'points', firstP, 'id']))})`);
+      if (firstP !== undefined)
+        add(
+          ['channels', ci, 'points', pi, 'id'],
+          'DUPLICATE_ID',
+          `point ${k} of channel '${ch.id}' is defined twice (first at ${formatPos(src.locate(['channels', ci, 'points', firstP, 'id']))})`,
+        );
       else points.set(k, pi);
       if (p.name !== undefined && !named.has(p.name)) named.set(p.name, { channel: ch.id, type: p.type, point: p.id });
-      if (p.min !== undefined && p.max !== undefined && p.min > p.max) add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
+      if (p.min !== undefined && p.max !== undefined && p.min > p.max)
+        add(['channels', ci, 'points', pi, 'min'], 'OUT_OF_RANGE', `point ${k}: min ${p.min} is above max ${p.max}`);
     });
     // What only the channel's protocol knows to check (a Modbus address range, a virtual point's waveform).
     for (const pr of checkChannel(ch)) add(['channels', ci, ...pr.at], pr.code, pr.message);
@@ -164,7 +203,8 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   const modelIndex = new Map<string, number>();
   cfg.models.forEach((m, mi) => {
     const first = modelIndex.get(m.id);
-    if (first !== undefined) add(['models', mi, 'id'], 'DUPLICATE_ID', `model id '${m.id}' is used twice (first at ${formatPos(src.locate(['models', first, 'id']))})`);
+    if (first !== undefined)
+      add(['models', mi, 'id'], 'DUPLICATE_ID', `model id '${m.id}' is used twice (first at ${formatPos(src.locate(['models', first, 'id']))})`);
     else modelIndex.set(m.id, mi);
   });
   const templateNames = Object.keys(cfg.templates);
@@ -173,17 +213,24 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
     const tpl = m.template ? cfg.templates[m.template] : undefined;
     if (m.template && !tpl) {
       const near = templateNames.length ? closest(m.template, templateNames) : undefined;
-      add(['models', mi, 'template'], 'UNKNOWN_REF', `model '${m.id}' uses template '${m.template}', which is not defined${near ? `; did you mean '${near}'?` : ''}`);
+      add(
+        ['models', mi, 'template'],
+        'UNKNOWN_REF',
+        `model '${m.id}' uses template '${m.template}', which is not defined${near ? `; did you mean '${near}'?` : ''}`,
+      );
     }
     const measurements = new Map(Object.entries({ ...tpl?.measurements, ...m.measurements }).map(([k, v]) => [k, { unit: v.unit }]));
     const calcSpecs = { ...tpl?.calculations, ...m.calculations };
     for (const name of Object.keys(calcSpecs)) {
-      if (measurements.has(name)) add(['models', mi, 'calculations', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a measurement and a calculation`, true);
+      if (measurements.has(name))
+        add(['models', mi, 'calculations', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a measurement and a calculation`, true);
     }
     const controlNames = new Set(Object.keys({ ...tpl?.controls, ...m.controls }));
     for (const name of controlNames) {
-      if (measurements.has(name) || name in calcSpecs) add(['models', mi, 'controls', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a control and a measurement or calculation`, true);
-      if (m.mapping[name] === undefined && !(m.template && !tpl)) add(['models', mi], 'UNKNOWN_REF', `model '${m.id}': control '${name}' is not mapped to a control or adjustment point (add it to 'mapping')`);
+      if (measurements.has(name) || name in calcSpecs)
+        add(['models', mi, 'controls', name], 'DUPLICATE_ID', `model '${m.id}': '${name}' is both a control and a measurement or calculation`, true);
+      if (m.mapping[name] === undefined && !(m.template && !tpl))
+        add(['models', mi], 'UNKNOWN_REF', `model '${m.id}': control '${name}' is not mapped to a control or adjustment point (add it to 'mapping')`);
     }
     const mapping = new Map<string, PointRef>();
     const controls = new Map<string, PointRef & { min: number | undefined; max: number | undefined }>();
@@ -193,7 +240,12 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       if (!measurements.has(name) && !isControl) {
         if (m.template && !tpl) continue; // already reported: the template is missing
         const names = [...measurements.keys(), ...controlNames];
-        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}', which is not one of its measurements or controls${names.length ? `; did you mean '${closest(name, names)}'?` : ''}`, true);
+        add(
+          path,
+          'UNKNOWN_REF',
+          `model '${m.id}' maps '${name}', which is not one of its measurements or controls${names.length ? `; did you mean '${closest(name, names)}'?` : ''}`,
+          true,
+        );
         continue;
       }
       const match = POINT_REF_PATTERN.exec(refText)!;
@@ -201,7 +253,11 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       const points = channelPoints.get(ref.channel);
       if (!points) {
         const ids = [...channelPoints.keys()];
-        add(path, 'UNKNOWN_REF', `model '${m.id}' maps '${name}' to channel '${ref.channel}', which does not exist${ids.length ? `; did you mean '${closest(ref.channel, ids)}'?` : ''}`);
+        add(
+          path,
+          'UNKNOWN_REF',
+          `model '${m.id}' maps '${name}' to channel '${ref.channel}', which does not exist${ids.length ? `; did you mean '${closest(ref.channel, ids)}'?` : ''}`,
+        );
         continue;
       }
       const pointIndex = points.get(`${ref.type}:${ref.point}`);
@@ -230,18 +286,30 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       const named = pointsByName.get(m.channel);
       if (!named) {
         const ids = [...pointsByName.keys()];
-        add(['models', mi, 'channel'], 'UNKNOWN_REF', `model '${m.id}' takes its points from channel '${m.channel}', which does not exist${ids.length ? `; did you mean '${closest(m.channel, ids)}'?` : ''}`);
+        add(
+          ['models', mi, 'channel'],
+          'UNKNOWN_REF',
+          `model '${m.id}' takes its points from channel '${m.channel}', which does not exist${ids.length ? `; did you mean '${closest(m.channel, ids)}'?` : ''}`,
+        );
       } else {
         for (const name of measurements.keys()) {
           if (mapping.has(name) || m.mapping[name] !== undefined) continue;
           const ref = named.get(name);
           if (!ref) {
-            add(['models', mi, 'channel'], 'UNKNOWN_REF', `model '${m.id}': channel '${m.channel}' has no point named '${name}' (give it in 'mapping' or name a point so)`);
+            add(
+              ['models', mi, 'channel'],
+              'UNKNOWN_REF',
+              `model '${m.id}': channel '${m.channel}' has no point named '${name}' (give it in 'mapping' or name a point so)`,
+            );
             continue;
           }
           const other = mappedBy.get(pointKey(ref));
           if (other) {
-            add(['models', mi, 'channel'], 'DUPLICATE_ID', `channel point ${pointKey(ref)} ('${name}') is already mapped at ${formatPos(src.locate(other))}; a channel point feeds one model value`);
+            add(
+              ['models', mi, 'channel'],
+              'DUPLICATE_ID',
+              `channel point ${pointKey(ref)} ('${name}') is already mapped at ${formatPos(src.locate(other))}; a channel point feeds one model value`,
+            );
             continue;
           }
           mappedBy.set(pointKey(ref), ['models', mi, 'channel']);
@@ -257,7 +325,9 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   const compiled = new Map<string, { expr: CompiledExpr; path: Path; deps: string[] }>();
   for (const s of shapes) {
     for (const [name, spec] of Object.entries(s.calcSpecs)) {
-      const path: Path = s.m.calculations[name] ? ['models', s.mi, 'calculations', name, 'expr'] : ['templates', s.m.template ?? '', 'calculations', name, 'expr'];
+      const path: Path = s.m.calculations[name]
+        ? ['models', s.mi, 'calculations', name, 'expr']
+        : ['templates', s.m.template ?? '', 'calculations', name, 'expr'];
       let expr: CompiledExpr;
       try {
         expr = compileExpr(spec.expr);
@@ -272,8 +342,14 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
         const target = byId.get(modelId);
         const known = target ? [...target.measurements.keys(), ...Object.keys(target.calcSpecs)] : [];
         if (!target) add(path, 'UNKNOWN_REF', `calculation '${s.m.id}.${name}' reads '${ref}', but there is no model '${modelId}'`);
-        else if (!known.includes(valueName)) { if (!target.incomplete) add(path, 'UNKNOWN_REF', `calculation '${s.m.id}.${name}' reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`); }
-        else deps.push(`${modelId}.${valueName}`);
+        else if (!known.includes(valueName)) {
+          if (!target.incomplete)
+            add(
+              path,
+              'UNKNOWN_REF',
+              `calculation '${s.m.id}.${name}' reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`,
+            );
+        } else deps.push(`${modelId}.${valueName}`);
       }
       compiled.set(`${s.m.id}.${name}`, { expr, path, deps });
     }
@@ -291,10 +367,11 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
         return { name, expr: compiled.get(k)!.expr, unit: s.calcSpecs[name]?.unit };
       });
     const dependsOn = new Set<string>();
-    for (const c of calculations) for (const d of compiled.get(`${s.m.id}.${c.name}`)!.deps) {
-      const dm = d.split('.')[0]!;
-      if (dm !== s.m.id) dependsOn.add(dm);
-    }
+    for (const c of calculations)
+      for (const d of compiled.get(`${s.m.id}.${c.name}`)!.deps) {
+        const dm = d.split('.')[0]!;
+        if (dm !== s.m.id) dependsOn.add(dm);
+      }
     const tpl = s.m.template ? cfg.templates[s.m.template] : undefined;
     return {
       id: s.m.id,
@@ -312,7 +389,18 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   const alarms = resolveAlarms(cfg, models, add);
   const rules = resolveRules(cfg.rules, models, add);
   checkCloud(cfg, new Set(models.map((m) => m.id)), add);
-  return Object.freeze({ dir: src.dir, runtime: cfg.runtime, channels, models, rules, gateway: cfg.gateway, history: cfg.history, alarms, alarmPolicy: cfg.alarmPolicy, cloud: cfg.cloud });
+  return Object.freeze({
+    dir: src.dir,
+    runtime: cfg.runtime,
+    channels,
+    models,
+    rules,
+    gateway: cfg.gateway,
+    history: cfg.history,
+    alarms,
+    alarmPolicy: cfg.alarmPolicy,
+    cloud: cfg.cloud,
+  });
 }
 
 /** Ids that would collide with the alarm keys of the same prefix (runtime/redis/keys.ts). */
@@ -327,11 +415,15 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
   const byId = new Map(models.map((m) => [m.id, m]));
   const valuesOf = (m: ModelDef) => [...m.measurements.keys(), ...m.calculations.map((c) => c.name)];
   const entries: Array<{ readonly a: AlarmConfig; readonly path: Path }> = [];
-  cfg.alarms.forEach((a, i) => { entries.push({ a, path: ['alarms', i] }); });
+  cfg.alarms.forEach((a, i) => {
+    entries.push({ a, path: ['alarms', i] });
+  });
   cfg.models.forEach((m) => {
     const tpl = m.template ? cfg.templates[m.template] : undefined;
     if (!tpl) return;
-    instantiateTemplateAlarms(m.id, tpl.alarms).forEach((a, i) => { entries.push({ a, path: ['templates', m.template!, 'alarms', i] }); });
+    instantiateTemplateAlarms(m.id, tpl.alarms).forEach((a, i) => {
+      entries.push({ a, path: ['templates', m.template!, 'alarms', i] });
+    });
   });
   const seen = new Map<string, Path>();
   const out: AlarmDef[] = [];
@@ -351,7 +443,12 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
       const target = byId.get(modelId);
       const known = target ? valuesOf(target) : [];
       if (!target) add(path, 'UNKNOWN_REF', `alarm '${a.id}' ${what} reads '${ref}', but there is no model '${modelId}'`);
-      else if (!known.includes(valueName)) add(path, 'UNKNOWN_REF', `alarm '${a.id}' ${what} reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`);
+      else if (!known.includes(valueName))
+        add(
+          path,
+          'UNKNOWN_REF',
+          `alarm '${a.id}' ${what} reads '${ref}', which model '${modelId}' does not have${known.length ? `; did you mean '${closest(valueName, known)}'?` : ''}`,
+        );
       else continue;
       ok = false;
     }
@@ -371,7 +468,11 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
     const model = byId.get(a.model);
     if (!model) {
       const ids = [...byId.keys()];
-      add([...path, 'model'], 'UNKNOWN_REF', `alarm '${a.id}' is on model '${a.model}', which does not exist${ids.length ? `; did you mean '${closest(a.model, ids)}'?` : ''}`);
+      add(
+        [...path, 'model'],
+        'UNKNOWN_REF',
+        `alarm '${a.id}' is on model '${a.model}', which does not exist${ids.length ? `; did you mean '${closest(a.model, ids)}'?` : ''}`,
+      );
       continue;
     }
     const spec = conditionSpec(a.when);
@@ -382,15 +483,29 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
     } else {
       const point = a.when.point ?? '';
       const known = valuesOf(model);
-      if (!known.includes(point)) add([...path, 'when', 'point'], 'UNKNOWN_REF', `alarm '${a.id}' reads '${point}', which model '${a.model}' does not have${known.length ? `; did you mean '${closest(point, known)}'?` : ''}`);
+      if (!known.includes(point))
+        add(
+          [...path, 'when', 'point'],
+          'UNKNOWN_REF',
+          `alarm '${a.id}' reads '${point}', which model '${a.model}' does not have${known.length ? `; did you mean '${closest(point, known)}'?` : ''}`,
+        );
       else test = { kind: 'point', point, spec };
     }
     const suppressWhen = a.suppressWhen !== undefined ? compile(a, a.suppressWhen, [...path, 'suppressWhen'], 'suppressWhen') : null;
     if (!test || suppressWhen === undefined || !a.enabled) continue;
     out.push({
-      id: a.id, model: a.model, test, onDelayMs: a.when.onDelayMs, offDelayMs: a.when.offDelayMs, severity: a.severity,
-      message: a.message ?? `${a.id}: {value}`, latch: a.latch, reAlarmMs: a.reAlarmMs ?? null, escalateAfterMs: a.escalateAfterMs ?? null,
-      suppressWhen, chattering: a.chattering ?? cfg.alarmPolicy.chattering,
+      id: a.id,
+      model: a.model,
+      test,
+      onDelayMs: a.when.onDelayMs,
+      offDelayMs: a.when.offDelayMs,
+      severity: a.severity,
+      message: a.message ?? `${a.id}: {value}`,
+      latch: a.latch,
+      reAlarmMs: a.reAlarmMs ?? null,
+      escalateAfterMs: a.escalateAfterMs ?? null,
+      suppressWhen,
+      chattering: a.chattering ?? cfg.alarmPolicy.chattering,
       limit: spec.kind === 'above' || spec.kind === 'below' ? spec.limit : null,
       source: a as unknown as Record<string, unknown>,
     });
@@ -405,7 +520,12 @@ function checkCloud(cfg: LoadedConfig, modelIds: ReadonlySet<string>, add: (path
     if (seen.has(l.id)) add(['cloud', 'links', li, 'id'], 'DUPLICATE_ID', `cloud link '${l.id}' is defined twice`);
     seen.add(l.id);
     l.models?.forEach((m, mi) => {
-      if (!modelIds.has(m)) add(['cloud', 'links', li, 'models', mi], 'UNKNOWN_REF', `cloud link '${l.id}' uplinks model '${m}', which does not exist${modelIds.size ? `; did you mean '${closest(m, [...modelIds])}'?` : ''}`);
+      if (!modelIds.has(m))
+        add(
+          ['cloud', 'links', li, 'models', mi],
+          'UNKNOWN_REF',
+          `cloud link '${l.id}' uplinks model '${m}', which does not exist${modelIds.size ? `; did you mean '${closest(m, [...modelIds])}'?` : ''}`,
+        );
     });
   });
 }

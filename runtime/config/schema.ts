@@ -16,7 +16,8 @@ export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
 export const POINT_REF_PATTERN = /^([A-Za-z0-9_-]+):(m|s|c|a):(\d+)$/;
 
 const name = z.string().regex(NAME_PATTERN, 'must start with a letter or _ and hold only letters, digits and _');
-const id = z.union([z.string(), z.number().int().nonnegative()])
+const id = z
+  .union([z.string(), z.number().int().nonnegative()])
   .transform((v) => String(v))
   .pipe(z.string().regex(ID_PATTERN, 'must hold only letters, digits, _ and -'));
 const positiveMs = z.number().int().positive();
@@ -36,11 +37,18 @@ const supervisorSchema = z.strictObject({
 
 export const runtimeSchema = z.strictObject({
   site: id.default('site'),
-  redis: z.strictObject({
-    url: z.string().default('redis://127.0.0.1:6379'),
-    /** The outbox's bound (history and cloud links read it); sized for a 4 GB box. */
-    outboxMaxMB: z.number().positive().max(65_536).default(256).describe('bound of the outbox stream in MB; past it the oldest unread entries are dropped and counted'),
-  }).prefault({}),
+  redis: z
+    .strictObject({
+      url: z.string().default('redis://127.0.0.1:6379'),
+      /** The outbox's bound (history and cloud links read it); sized for a 4 GB box. */
+      outboxMaxMB: z
+        .number()
+        .positive()
+        .max(65_536)
+        .default(256)
+        .describe('bound of the outbox stream in MB; past it the oldest unread entries are dropped and counted'),
+    })
+    .prefault({}),
   supervisor: supervisorSchema.prefault({}),
   channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),
   models: supervisorSchema.prefault({}).describe('restart policy of the model supervisor'),
@@ -61,12 +69,17 @@ export const pointTypeSchema = z.enum(['m', 's', 'c', 'a']).describe('m = measur
 /** Where a point lives on a Modbus device. */
 export const modbusAddressSchema = z.strictObject({
   unit: z.number().int().min(0).max(247).describe('unit id (slave address)'),
-  fn: z.union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)]).describe('read function: 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers'),
+  fn: z
+    .union([z.literal(1), z.literal(2), z.literal(3), z.literal(4)])
+    .describe('read function: 1 coils, 2 discrete inputs, 3 holding registers, 4 input registers'),
   address: z.number().int().min(0).max(65535),
   dataType: z.enum(['bool', 'int16', 'uint16', 'int32', 'uint32', 'float32', 'float64']).optional().describe('default: bool for functions 1/2, uint16 for 3/4'),
   byteOrder: z.enum(['ABCD', 'CDAB', 'BADC', 'DCBA']).default('ABCD'),
   bit: z.number().int().min(0).max(15).optional().describe('one bit of a 16-bit register'),
-  writeFn: z.union([z.literal(5), z.literal(6), z.literal(15), z.literal(16)]).optional().describe('write function for control/adjustment points; default 5 for coils, 6 or 16 for registers'),
+  writeFn: z
+    .union([z.literal(5), z.literal(6), z.literal(15), z.literal(16)])
+    .optional()
+    .describe('write function for control/adjustment points; default 5 for coils, 6 or 16 for registers'),
 });
 
 /** What every point has, whatever its channel's protocol: all that the channel actor and the models read. */
@@ -96,16 +109,46 @@ export const pointSchema = z.strictObject(pointFields);
 type Complete<T> = { [K in keyof Required<T>]: T[K] };
 
 /** A point of a virtual channel: its waveform (required of measurements and signals, checked by the protocol). */
-export const virtualPointSchema = z.strictObject({ ...pointFields, sim: simSchema.optional() })
-  .transform((p) => ({ type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset, deadband: p.deadband, min: p.min, max: p.max, sim: p.sim }) satisfies Complete<typeof p>);
+export const virtualPointSchema = z.strictObject({ ...pointFields, sim: simSchema.optional() }).transform(
+  (p) =>
+    ({
+      type: p.type,
+      id: p.id,
+      name: p.name,
+      unit: p.unit,
+      scale: p.scale,
+      offset: p.offset,
+      deadband: p.deadband,
+      min: p.min,
+      max: p.max,
+      sim: p.sim,
+    }) satisfies Complete<typeof p>,
+);
 
 /** A point of a Modbus channel: where it lives, and the waveform `voltage sim` gives it. */
-export const modbusPointSchema = z.strictObject({
-  ...pointFields,
-  /** The waveform of a simulated Modbus device (`voltage sim`). */
-  sim: simSchema.optional(),
-  modbus: modbusAddressSchema,
-}).transform((p) => ({ type: p.type, id: p.id, name: p.name, unit: p.unit, scale: p.scale, offset: p.offset, deadband: p.deadband, min: p.min, max: p.max, sim: p.sim, modbus: p.modbus }) satisfies Complete<typeof p>);
+export const modbusPointSchema = z
+  .strictObject({
+    ...pointFields,
+    /** The waveform of a simulated Modbus device (`voltage sim`). */
+    sim: simSchema.optional(),
+    modbus: modbusAddressSchema,
+  })
+  .transform(
+    (p) =>
+      ({
+        type: p.type,
+        id: p.id,
+        name: p.name,
+        unit: p.unit,
+        scale: p.scale,
+        offset: p.offset,
+        deadband: p.deadband,
+        min: p.min,
+        max: p.max,
+        sim: p.sim,
+        modbus: p.modbus,
+      }) satisfies Complete<typeof p>,
+  );
 
 export const faultSchema = z.strictObject({
   /** The channel's poll throws a fatal error after this many polls (each incarnation counts afresh). */
@@ -162,7 +205,12 @@ export function protocolChannelSchema<N extends string, P extends z.ZodType, E e
 
 export const virtualChannelSchema = protocolChannelSchema('virtual', virtualPointSchema, { fault: faultSchema.optional() });
 export const modbusChannelSchemas = [
-  z.strictObject({ ...modbusBase, protocol: z.literal('modbus-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535).default(502) }),
+  z.strictObject({
+    ...modbusBase,
+    protocol: z.literal('modbus-tcp'),
+    host: z.string().default('127.0.0.1'),
+    port: z.number().int().min(1).max(65535).default(502),
+  }),
   z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu-tcp'), host: z.string().default('127.0.0.1'), port: z.number().int().min(1).max(65535) }),
   z.strictObject({ ...modbusBase, protocol: z.literal('modbus-rtu'), serial: serialSchema, interRequestDelayMs: z.number().int().min(0).default(5) }),
 ] as const;
@@ -204,11 +252,15 @@ export const roleSchema = z.enum(['viewer', 'operator', 'admin']);
 export const gatewaySchema = z.strictObject({
   host: z.string().default('127.0.0.1'),
   port: z.number().int().min(0).max(65535).default(8080),
-  tokens: z.array(z.strictObject({
-    name: z.string().min(1).describe('who: written into the audit stream'),
-    role: roleSchema,
-    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the token (echo -n TOKEN | sha256sum)'),
-  })).default([]),
+  tokens: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1).describe('who: written into the audit stream'),
+        role: roleSchema,
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the token (echo -n TOKEN | sha256sum)'),
+      }),
+    )
+    .default([]),
   rateLimit: z.strictObject({ perSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) }).prefault({}),
   maxBodyBytes: z.number().int().positive().default(16_384),
   /** Every request answers within this: a 503 past it (a Redis that does not answer never makes a request hang). */
@@ -217,9 +269,13 @@ export const gatewaySchema = z.strictObject({
   /** WebSocket feed: deltas coalesced per topic over intervalMs; a client's send buffer is bounded. */
   ws: z.strictObject({ intervalMs: positiveMs.default(100), maxBufferBytes: z.number().int().positive().default(262_144) }).prefault({}),
   /** Origins of pages hosted elsewhere (a dashboard, a Grafana panel) that may call the API from a browser; none by default. */
-  cors: z.strictObject({
-    origins: z.array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin: scheme://host[:port], no path, e.g. https://grafana.example.com')).default([]),
-  }).prefault({}),
+  cors: z
+    .strictObject({
+      origins: z
+        .array(z.string().regex(/^https?:\/\/[^/\s]+$/, 'must be an origin: scheme://host[:port], no path, e.g. https://grafana.example.com'))
+        .default([]),
+    })
+    .prefault({}),
 });
 
 /** What every channel is, whatever its protocol: all that the channel actor, the runtime and the API read. */

@@ -15,9 +15,22 @@ import type { ConfigIssue, SourcePosition } from '../errors.js';
 type Path = readonly (string | number)[];
 
 /** A YAML file: its text is kept, its syntax tree only built again when a position is asked for. */
-interface YamlFile { readonly file: string; readonly text: string; parsed?: { doc: Document; lines: LineCounter } }
-interface YamlMount { kind: 'yaml'; source: YamlFile; docPath: Path }
-interface CsvMount { kind: 'csv'; file: string; line: number; columns: ReadonlyMap<string, number> }
+interface YamlFile {
+  readonly file: string;
+  readonly text: string;
+  parsed?: { doc: Document; lines: LineCounter };
+}
+interface YamlMount {
+  kind: 'yaml';
+  source: YamlFile;
+  docPath: Path;
+}
+interface CsvMount {
+  kind: 'csv';
+  file: string;
+  line: number;
+  columns: ReadonlyMap<string, number>;
+}
 type Mount = YamlMount | CsvMount;
 
 export interface ConfigSource {
@@ -45,7 +58,7 @@ export function readConfigFolder(dirArg: string): ConfigSource {
       if (!m) continue;
       const rest = path.slice(n);
       if (m.kind === 'csv') {
-        const col = typeof rest[0] === 'string' ? m.columns.get(rest.map(String).join('.')) ?? m.columns.get(rest[0]) : undefined;
+        const col = typeof rest[0] === 'string' ? (m.columns.get(rest.map(String).join('.')) ?? m.columns.get(rest[0])) : undefined;
         return { file: m.file, line: m.line, column: col ?? 1 };
       }
       return yamlPosition(m, [...m.docPath, ...rest], opts.key === true);
@@ -56,7 +69,9 @@ export function readConfigFolder(dirArg: string): ConfigSource {
   let files: string[] = [];
   try {
     if (!statSync(dir).isDirectory()) throw new Error('not a directory');
-    files = readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    files = readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
   } catch (e) {
     issues.push({ file: rel(dir), line: 1, column: 1, code: 'CONFIG_DIR', message: `cannot read config folder: ${(e as Error).message}` });
   }
@@ -80,7 +95,11 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     if (content === null || content === undefined) continue;
     const mount: YamlMount = { kind: 'yaml', source, docPath: [] };
     if (typeof content !== 'object' || Array.isArray(content)) {
-      issues.push({ ...yamlPosition(mount, [], false), code: 'YAML_SHAPE', message: 'a config file must be a mapping of sections (runtime, gateway, channels, templates, models, rules)' });
+      issues.push({
+        ...yamlPosition(mount, [], false),
+        code: 'YAML_SHAPE',
+        message: 'a config file must be a mapping of sections (runtime, gateway, channels, templates, models, rules)',
+      });
       continue;
     }
     for (const [section, value] of Object.entries(content as Record<string, unknown>)) {
@@ -95,7 +114,11 @@ export function readConfigFolder(dirArg: string): ConfigSource {
         const map = (raw[section] ??= {}) as Record<string, unknown>;
         for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
           if (k in map) {
-            issues.push({ ...yamlPosition({ ...mount }, [section, k], true), code: 'DUPLICATE_ID', message: `${section} '${k}' is defined twice (also at ${formatPos(locate([section, k], { key: true }))})` });
+            issues.push({
+              ...yamlPosition({ ...mount }, [section, k], true),
+              code: 'DUPLICATE_ID',
+              message: `${section} '${k}' is defined twice (also at ${formatPos(locate([section, k], { key: true }))})`,
+            });
             continue;
           }
           map[k] = v;
@@ -104,7 +127,11 @@ export function readConfigFolder(dirArg: string): ConfigSource {
         mounts.set(key([section]), { ...mount, docPath: [section] });
       } else {
         if (section in raw) {
-          issues.push({ ...yamlPosition(mount, [section], true), code: 'DUPLICATE_SECTION', message: `section '${section}' is also given at ${formatPos(locate([section], { key: true }))}` });
+          issues.push({
+            ...yamlPosition(mount, [section], true),
+            code: 'DUPLICATE_SECTION',
+            message: `section '${section}' is also given at ${formatPos(locate([section], { key: true }))}`,
+          });
           continue;
         }
         raw[section] = value;
@@ -118,8 +145,13 @@ export function readConfigFolder(dirArg: string): ConfigSource {
 }
 
 function readPointTables(
-  dir: string, raw: Record<string, unknown>, mounts: Map<string, Mount>, key: (p: Path) => string,
-  issues: ConfigIssue[], locate: ConfigSource['locate'], rel: (f: string) => string,
+  dir: string,
+  raw: Record<string, unknown>,
+  mounts: Map<string, Mount>,
+  key: (p: Path) => string,
+  issues: ConfigIssue[],
+  locate: ConfigSource['locate'],
+  rel: (f: string) => string,
 ): void {
   const channels = Array.isArray(raw.channels) ? (raw.channels as unknown[]) : [];
   channels.forEach((ch, ci) => {
@@ -137,13 +169,17 @@ function readPointTables(
       try {
         text = readFileSync(path, 'utf8');
       } catch (e) {
-        issues.push({ ...locate(at), code: 'CSV_MISSING', message: `cannot read point table '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` });
+        issues.push({
+          ...locate(at),
+          code: 'CSV_MISSING',
+          message: `cannot read point table '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        });
         return;
       }
       const file = rel(path);
       let rows: Array<{ record: string[]; raw: string; info: { lines: number } }>;
       try {
-        rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: "#" }) as unknown as typeof rows;
+        rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: '#' }) as unknown as typeof rows;
       } catch (e) {
         const err = e as Error & { lines?: number; column?: number };
         issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message: firstLine(err.message) });
@@ -156,7 +192,13 @@ function readPointTables(
       for (const row of body) {
         const cols = cellColumns(row.raw);
         if (row.record.length !== names.length) {
-          issues.push({ file, line: row.info.lines, column: 1, code: 'CSV_SHAPE', message: `row has ${row.record.length} cells, the header has ${names.length}` });
+          issues.push({
+            file,
+            line: row.info.lines,
+            column: 1,
+            code: 'CSV_SHAPE',
+            message: `row has ${row.record.length} cells, the header has ${names.length}`,
+          });
           continue;
         }
         const point: Record<string, unknown> = {};
@@ -218,7 +260,10 @@ function yamlPosition(m: YamlMount, path: Path, wantKey: boolean): SourcePositio
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
       if (!pair) break;
       const keyNode = pair.key as YamlNode;
-      offset = wantKey && seg === path[path.length - 1] ? keyNode.range?.[0] ?? offset : (pair.value as YamlNode | null)?.range?.[0] ?? keyNode.range?.[0] ?? offset;
+      offset =
+        wantKey && seg === path[path.length - 1]
+          ? (keyNode.range?.[0] ?? offset)
+          : ((pair.value as YamlNode | null)?.range?.[0] ?? keyNode.range?.[0] ?? offset);
       node = pair.value;
     } else if (isSeq(node) && typeof seg === 'number') {
       const item = node.items[seg] as YamlNode | undefined;

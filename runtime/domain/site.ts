@@ -13,9 +13,17 @@ export interface SiteDescription {
 /** What `site:config` holds. */
 export interface SiteJson {
   readonly site: string;
-  readonly channels: ReadonlyArray<{ id: string; name: string; protocol: string; pollMs: number; points: ReadonlyArray<{ type: PointType; id: number; name: string | null; unit: string | null }> }>;
+  readonly channels: ReadonlyArray<{
+    id: string;
+    name: string;
+    protocol: string;
+    pollMs: number;
+    points: ReadonlyArray<{ type: PointType; id: number; name: string | null; unit: string | null }>;
+  }>;
   readonly models: ReadonlyArray<{
-    id: string; name: string; nature: string;
+    id: string;
+    name: string;
+    nature: string;
     measurements: ReadonlyArray<{ name: string; unit: string | null }>;
     controls: ReadonlyArray<{ name: string; point: string; min: number | null; max: number | null }>;
     calculations: ReadonlyArray<{ name: string; expr: string; unit: string | null }>;

@@ -21,11 +21,23 @@ export interface PointSample {
   readonly quality: Quality | null;
 }
 
-export interface C2mResult { readonly points: number; readonly models: number; readonly outboxDropped: number }
+export interface C2mResult {
+  readonly points: number;
+  readonly models: number;
+  readonly outboxDropped: number;
+}
 
-export interface ModelValue { readonly name: string; readonly value: number | null; readonly quality: Quality }
+export interface ModelValue {
+  readonly name: string;
+  readonly value: number | null;
+  readonly quality: Quality;
+}
 
-export interface ValueRecord { readonly value: number | null; readonly ts: number | null; readonly quality: Quality | null }
+export interface ValueRecord {
+  readonly value: number | null;
+  readonly ts: number | null;
+  readonly quality: Quality | null;
+}
 
 /** The outbox: its entries, its size in bytes (estimated after trims), what its bound dropped, and each consumer group's backlog. */
 export interface OutboxStats {

@@ -50,7 +50,9 @@ export async function runGatewayChild(): Promise<number> {
     process.stderr.write('voltage gateway-child is started by the runtime (it needs an IPC channel)\n');
     return 2;
   }
-  const tell = (m: FromGateway) => { if (process.connected) send(m); };
+  const tell = (m: FromGateway) => {
+    if (process.connected) send(m);
+  };
   // This process is the gateway actor: a fault anywhere in it fails the actor. It is
   // logged, said to the runtime, and ends the process non-zero; the runtime restarts it.
   const bootLog = createLogger().child(GATEWAY_BINDINGS);
@@ -67,61 +69,91 @@ export async function runGatewayChild(): Promise<number> {
   let nextId = 0;
   const asked = new Map<number, (text: string) => void>();
   let finish: (code: number) => void = () => undefined;
-  const finished = new Promise<number>((resolve) => { finish = resolve; });
+  const finished = new Promise<number>((resolve) => {
+    finish = resolve;
+  });
   // What `stop` closes: nothing until the start message came.
   let close = async () => undefined as undefined;
   let stopping = false;
   const stop = (code: number) => {
     if (stopping) return;
     stopping = true;
-    void close().then(undefined, (e: unknown) => report(e, { source: 'gateway close' })).then(() => finish(code));
+    void close()
+      .then(undefined, (e: unknown) => report(e, { source: 'gateway close' }))
+      .then(() => finish(code));
   };
 
   const started = new Promise<GatewayStart>((resolve) => {
     process.on('message', (m: ToGateway) => {
       switch (m.type) {
-        case 'start': resolve(m); break;
-        case 'status': counts = m.counts; break;
-        case 'metrics': asked.get(m.id)?.(m.text); asked.delete(m.id); break;
-        case 'stop': stop(0); break;
+        case 'start':
+          resolve(m);
+          break;
+        case 'status':
+          counts = m.counts;
+          break;
+        case 'metrics':
+          asked.get(m.id)?.(m.text);
+          asked.delete(m.id);
+          break;
+        case 'stop':
+          stop(0);
+          break;
       }
     });
   });
   // The runtime is gone: nobody supervises this process any more.
   process.on('disconnect', () => process.exit(0));
 
-  reportRejection(started.then(async (init) => {
-    if (stopping) return;
-    const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
-    useReporterLogger(log);
-    // Fail fast: a request that needs Redis while it is unreachable gets a 503 at once, not a hang.
-    const client = openRedis(init.redisUrl, log, 'gateway', { failFast: true });
-    const redis = new VoltageRedis(client, init.limits, { log });
-    const subscriptions = redis.subscriber();
-    let server: GatewayServer | undefined;
-    close = async () => {
-      await server?.stop();
-      await subscriptions.close();
-      await redis.close();
-    };
-    try {
-      await whenReady(client);
-      server = await startGatewayServer(init.cfg, redis, subscriptions, {
-        statusCounts: () => counts,
-        metrics: () => new Promise<string>((resolve) => {
-          const id = nextId++;
-          const timer = setTimeout(() => { asked.delete(id); resolve('# the runtime did not answer for its metrics\n'); }, METRICS_TIMEOUT_MS);
-          asked.set(id, (text) => { clearTimeout(timer); resolve(text); });
-          tell({ type: 'metrics?', id });
-        }),
-      }, init.extraTokens, init.history);
-    } catch (e) {
-      log.error({ err: e }, `the gateway could not start: ${errorMessage(e)}`);
-      tell({ type: 'failed', message: errorMessage(e) });
-      stop(1);
-      return;
-    }
-    tell({ type: 'listening', port: server.port });
-  }), { source: 'gateway start' });
+  reportRejection(
+    started.then(async (init) => {
+      if (stopping) return;
+      const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
+      useReporterLogger(log);
+      // Fail fast: a request that needs Redis while it is unreachable gets a 503 at once, not a hang.
+      const client = openRedis(init.redisUrl, log, 'gateway', { failFast: true });
+      const redis = new VoltageRedis(client, init.limits, { log });
+      const subscriptions = redis.subscriber();
+      let server: GatewayServer | undefined;
+      close = async () => {
+        await server?.stop();
+        await subscriptions.close();
+        await redis.close();
+      };
+      try {
+        await whenReady(client);
+        server = await startGatewayServer(
+          init.cfg,
+          redis,
+          subscriptions,
+          {
+            statusCounts: () => counts,
+            metrics: () =>
+              new Promise<string>((resolve) => {
+                const id = nextId++;
+                const timer = setTimeout(() => {
+                  asked.delete(id);
+                  resolve('# the runtime did not answer for its metrics\n');
+                }, METRICS_TIMEOUT_MS);
+                asked.set(id, (text) => {
+                  clearTimeout(timer);
+                  resolve(text);
+                });
+                tell({ type: 'metrics?', id });
+              }),
+          },
+          init.extraTokens,
+          init.history,
+        );
+      } catch (e) {
+        log.error({ err: e }, `the gateway could not start: ${errorMessage(e)}`);
+        tell({ type: 'failed', message: errorMessage(e) });
+        stop(1);
+        return;
+      }
+      tell({ type: 'listening', port: server.port });
+    }),
+    { source: 'gateway start' },
+  );
   return finished;
 }

@@ -57,7 +57,9 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         detached: true,
       });
-      const tell = (m: ToGateway) => { if (proc.connected) proc.send(m); };
+      const tell = (m: ToGateway) => {
+        if (proc.connected) proc.send(m);
+      };
       const exited = new Promise<string>((resolve) => {
         proc.once('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`));
         proc.once('error', (e) => resolve(e.message));
@@ -66,16 +68,30 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       const listening = new Promise<number>((resolve, reject) => {
         proc.on('message', (m: FromGateway) => {
           switch (m.type) {
-            case 'listening': resolve(m.port); break;
-            case 'failed': failure = m.message; break;
-            case 'metrics?': void prometheus.metrics().then((text) => tell({ type: 'metrics', id: m.id, text })); break;
+            case 'listening':
+              resolve(m.port);
+              break;
+            case 'failed':
+              failure = m.message;
+              break;
+            case 'metrics?':
+              void prometheus.metrics().then((text) => tell({ type: 'metrics', id: m.id, text }));
+              break;
           }
         });
         void exited.then((how) => reject(new VoltageError('api', 'GATEWAY_EXITED', failure ?? `the gateway process exited (${how}) before it listened`)));
       });
       listening.catch(() => undefined); // the listen actor sees the rejection; stopped before it, nobody does
       const offStatus = deps.registry.onStatusChange((counts) => tell({ type: 'status', counts }));
-      tell({ type: 'start', cfg, redisUrl: deps.redisUrl, limits: deps.limits, extraTokens: deps.extraTokens ?? [], logLevel: deps.logLevel, ...(deps.history ? { history: deps.history } : {}) });
+      tell({
+        type: 'start',
+        cfg,
+        redisUrl: deps.redisUrl,
+        limits: deps.limits,
+        extraTokens: deps.extraTokens ?? [],
+        logLevel: deps.logLevel,
+        ...(deps.history ? { history: deps.history } : {}),
+      });
       tell({ type: 'status', counts: deps.registry.statusCounts() });
 
       const machine = gatewayMachine.provide({
@@ -118,11 +134,18 @@ function historyQueriesOf(h: HistoryConfig | undefined): { history?: { url: stri
 export const gatewayKind: ActorKind = {
   kind: 'gateway',
   section: 'gateway',
-  children: (site, deps) => (site.gateway
-    ? [gatewayChild(site.gateway, {
-      redisUrl: deps.redisUrl, limits: site.runtime.redis, registry: deps.registry, logLevel: deps.log.level,
-      extraTokens: deps.gatewayTokens, onListening: (port) => deps.onListening('gateway', port),
-      ...historyQueriesOf(site.history),
-    })]
-    : []),
+  children: (site, deps) =>
+    site.gateway
+      ? [
+          gatewayChild(site.gateway, {
+            redisUrl: deps.redisUrl,
+            limits: site.runtime.redis,
+            registry: deps.registry,
+            logLevel: deps.log.level,
+            extraTokens: deps.gatewayTokens,
+            onListening: (port) => deps.onListening('gateway', port),
+            ...historyQueriesOf(site.history),
+          }),
+        ]
+      : [],
 };

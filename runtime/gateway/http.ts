@@ -20,12 +20,24 @@ export class ApiError extends VoltageError {
 }
 
 const STATUS_TEXT: Readonly<Record<number, string>> = {
-  200: '200 OK', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 405: '405 Method Not Allowed', 409: '409 Conflict', 413: '413 Payload Too Large', 429: '429 Too Many Requests', 500: '500 Internal Server Error',
+  200: '200 OK',
+  202: '202 Accepted',
+  400: '400 Bad Request',
+  401: '401 Unauthorized',
+  403: '403 Forbidden',
+  404: '404 Not Found',
+  405: '405 Method Not Allowed',
+  409: '409 Conflict',
+  413: '413 Payload Too Large',
+  429: '429 Too Many Requests',
+  500: '500 Internal Server Error',
   503: '503 Service Unavailable',
 };
 
-export interface Caller { readonly name: string; readonly role: Role }
+export interface Caller {
+  readonly name: string;
+  readonly role: Role;
+}
 
 export interface Request {
   readonly params: readonly string[];
@@ -36,7 +48,11 @@ export interface Request {
   readonly accept: string;
 }
 
-export interface Reply { readonly status: number; readonly body: unknown; readonly contentType?: string }
+export interface Reply {
+  readonly status: number;
+  readonly body: unknown;
+  readonly contentType?: string;
+}
 
 export type Handler = (req: Request) => Promise<Reply>;
 
@@ -49,7 +65,10 @@ export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
-interface Bucket { tokens: number; at: number }
+interface Bucket {
+  tokens: number;
+  at: number;
+}
 
 /** What a failure is to a client: its own ApiError, 503 when Redis is unreachable, else 500. */
 function asApiError(e: unknown): ApiError {
@@ -64,7 +83,10 @@ function asApiError(e: unknown): ApiError {
 function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new ApiError(503, 'DEADLINE_EXCEEDED', `no answer within ${ms} ms (gateway.requestTimeoutMs); Redis may be unreachable`)), ms);
+    timer = setTimeout(
+      () => reject(new ApiError(503, 'DEADLINE_EXCEEDED', `no answer within ${ms} ms (gateway.requestTimeoutMs); Redis may be unreachable`)),
+      ms,
+    );
   });
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
@@ -77,7 +99,10 @@ export class Http {
   private listenSocket: uWS.us_listen_socket | undefined;
   private readonly origins: ReadonlySet<string>;
 
-  constructor(private readonly cfg: GatewayConfig, extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = []) {
+  constructor(
+    private readonly cfg: GatewayConfig,
+    extraTokens: ReadonlyArray<{ name: string; role: Role; token: string }> = [],
+  ) {
     for (const t of cfg.tokens) this.callers.set(t.sha256, { name: t.name, role: t.role });
     for (const t of extraTokens) this.callers.set(sha256(t.token), { name: t.name, role: t.role });
     this.origins = new Set(cfg.cors.origins);
@@ -94,11 +119,16 @@ export class Http {
       const origin = req.getHeader('origin');
       res.cork(() => {
         if (!this.origins.has(origin)) {
-          res.writeStatus('403 Forbidden').writeHeader('vary', 'origin').writeHeader('content-type', 'application/json')
+          res
+            .writeStatus('403 Forbidden')
+            .writeHeader('vary', 'origin')
+            .writeHeader('content-type', 'application/json')
             .end(JSON.stringify({ error: { code: 'CORS', message: `origin '${origin}' is not in gateway.cors.origins` } }));
           return;
         }
-        res.writeStatus('204 No Content').writeHeader('vary', 'origin')
+        res
+          .writeStatus('204 No Content')
+          .writeHeader('vary', 'origin')
           .writeHeader('access-control-allow-origin', origin)
           .writeHeader('access-control-allow-methods', 'GET, POST')
           .writeHeader('access-control-allow-headers', 'authorization, content-type')
@@ -143,7 +173,9 @@ export class Http {
     const paramCount = (pattern.match(/:/g) ?? []).length;
     this.app[method](pattern, (res, req) => {
       let aborted = false;
-      res.onAborted(() => { aborted = true; });
+      res.onAborted(() => {
+        aborted = true;
+      });
       // uWS requests live on the stack: read everything before the first await.
       const authorization = req.getHeader('authorization');
       const accept = req.getHeader('accept');
@@ -157,8 +189,7 @@ export class Http {
         res.cork(() => {
           res.writeStatus(STATUS_TEXT[r.status] ?? `${r.status}`);
           if (allowOrigin) res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
-          res.writeHeader('content-type', r.contentType ?? 'application/json')
-            .end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+          res.writeHeader('content-type', r.contentType ?? 'application/json').end(typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
         });
       };
       const fail = (e: unknown) => {
@@ -218,11 +249,16 @@ export class Http {
       const allow = [...new Set(paths.filter((p) => p.path.test(url)).map((p) => p.method))];
       res.cork(() => {
         if (allow.length > 0 && !allow.includes(method)) {
-          res.writeStatus('405 Method Not Allowed').writeHeader('allow', allow.join(', ')).writeHeader('content-type', 'application/json')
+          res
+            .writeStatus('405 Method Not Allowed')
+            .writeHeader('allow', allow.join(', '))
+            .writeHeader('content-type', 'application/json')
             .end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${method} ${url}: this path takes ${allow.join(' or ')}` } }));
           return;
         }
-        res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
+        res
+          .writeStatus('404 Not Found')
+          .writeHeader('content-type', 'application/json')
           .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
       });
     });

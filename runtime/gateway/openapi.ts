@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { ALARM_ACTIONS, alarmActionBody } from './routes/alarms.js';
 
-export const controlBody = z.strictObject({ value: z.number().describe('the setpoint, in the control\'s unit') });
+export const controlBody = z.strictObject({ value: z.number().describe("the setpoint, in the control's unit") });
 export const errorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
 
 const json = (schema: z.ZodType) => ({ 'application/json': { schema: z.toJSONSchema(schema, { unrepresentable: 'any' }) } });
@@ -16,16 +16,24 @@ const ok = (description: string) => ({ description, content: { 'application/json
 const id = (name: string, description?: string) => ({ name, in: 'path', required: true, schema: { type: 'string' }, ...(description ? { description } : {}) });
 const actorId = id('id', "the actor's id; it may hold a slash (`channel/1001`), sent as is or encoded");
 
-const CORS = 'CORS: a browser on another origin may call the API when that origin is in `gateway.cors.origins`: its preflight (OPTIONS) is answered 204 with the allowed methods (GET, POST) and headers (authorization, content-type), and the answers carry `access-control-allow-origin`; any other origin gets 403, and with no origins configured none is allowed. Tokens go in the Authorization header, never in cookies: no credentials mode.';
+const CORS =
+  'CORS: a browser on another origin may call the API when that origin is in `gateway.cors.origins`: its preflight (OPTIONS) is answered 204 with the allowed methods (GET, POST) and headers (authorization, content-type), and the answers carry `access-control-allow-origin`; any other origin gets 403, and with no origins configured none is allowed. Tokens go in the Authorization header, never in cookies: no credentials mode.';
 
-const query = (name: string, description: string, schema: Record<string, unknown> = { type: 'string' }) => ({ name, in: 'query', required: false, schema, description });
+const query = (name: string, description: string, schema: Record<string, unknown> = { type: 'string' }) => ({
+  name,
+  in: 'query',
+  required: false,
+  schema,
+  description,
+});
 
 /** History queries (runtime/gateway/routes/history.ts; semantics in actors/history/query.ts). */
 const HISTORY_PATHS = {
   '/api/v1/history': {
     get: {
       security: [{ bearer: [] }],
-      summary: 'Stored values of one or more series, aggregated per step, from the history database (viewer). JSON: one `timestamps` array (epoch ms) and one `values` array a series, null for a gap; with `Accept: text/csv` (or `format=csv`) the same as CSV, a `time` column (ISO 8601) and one column a series',
+      summary:
+        'Stored values of one or more series, aggregated per step, from the history database (viewer). JSON: one `timestamps` array (epoch ms) and one `values` array a series, null for a gap; with `Accept: text/csv` (or `format=csv`) the same as CSV, a `time` column (ISO 8601) and one column a series',
       parameters: [
         { ...query('series', 'comma-separated series ids: `model/<model>/<name>`, `channel/<channel>/<m|s|c|a>/<point>`'), required: true },
         query('from', 'ISO 8601, epoch ms, `now`, or relative (`-24h`, `-15m`, `-7d`); default: `to` − 1 h'),
@@ -35,13 +43,20 @@ const HISTORY_PATHS = {
         query('format', '`csv`: the CSV answer, as with `Accept: text/csv`', { type: 'string', enum: ['json', 'csv'] }),
       ],
       responses: {
-        200: { description: '{ from, to, stepMs, agg, timestamps, series: [{ id, values }] }, or text/csv', content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } } },
+        200: {
+          description: '{ from, to, stepMs, agg, timestamps, series: [{ id, values }] }, or text/csv',
+          content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } },
+        },
         ...errors(400, 401, 403, 404, 429, 503),
       },
     },
   },
   '/api/v1/history/series': {
-    get: { security: [{ bearer: [] }], summary: 'The series the history database holds, as ids for `series=` (viewer)', responses: { 200: ok('{ series: string[] }'), ...errors(401, 403, 429, 503) } },
+    get: {
+      security: [{ bearer: [] }],
+      summary: 'The series the history database holds, as ids for `series=` (viewer)',
+      responses: { 200: ok('{ series: string[] }'), ...errors(401, 403, 429, 503) },
+    },
   },
 };
 
@@ -49,60 +64,170 @@ export function openApiDocument(): Record<string, unknown> {
   const read = { security: [{ bearer: [] }] };
   return {
     openapi: '3.0.3',
-    info: { title: 'VoltageEMS API', version: '1', description: `Roles: viewer reads, operator also sends controls, admin everything. WebSocket feed at /ws (token in ?token=), topics \`channel/*\`, \`model/*\` and \`actor/*\`. ${CORS}` },
+    info: {
+      title: 'VoltageEMS API',
+      version: '1',
+      description: `Roles: viewer reads, operator also sends controls, admin everything. WebSocket feed at /ws (token in ?token=), topics \`channel/*\`, \`model/*\` and \`actor/*\`. ${CORS}`,
+    },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     paths: {
       '/health': { get: { summary: 'Redis reachable, actors by status (no token)', responses: { 200: ok('healthy or degraded'), ...errors(503) } } },
       '/api/v1/channels': { get: { ...read, summary: 'Channels with their actor state', responses: { 200: ok('channels'), ...errors(401, 403, 429) } } },
-      '/api/v1/channels/{id}': { get: { ...read, summary: 'A channel and its points (value, ts, quality)', parameters: [id('id')], responses: { 200: ok('channel'), ...errors(401, 403, 404, 429) } } },
-      '/api/v1/models': { get: { ...read, summary: 'Models', responses: { 200: ok('models'), ...errors(401, 403, 429) } } },
-      '/api/v1/models/{id}': { get: { ...read, summary: 'A model\'s values, calculated ones included', parameters: [id('id')], responses: { 200: ok('model'), ...errors(401, 403, 404, 429) } } },
-      '/api/v1/models/{id}/controls/{name}': {
-        post: {
-          ...read, summary: 'Send a control command (operator)', parameters: [id('id'), id('name')],
-          requestBody: { required: true, content: json(controlBody) },
-          responses: { 202: { description: 'accepted', content: { 'application/json': { schema: { type: 'object', properties: { commandId: { type: 'string' } } } } } }, ...errors(400, 401, 403, 404, 413, 429) },
+      '/api/v1/channels/{id}': {
+        get: {
+          ...read,
+          summary: 'A channel and its points (value, ts, quality)',
+          parameters: [id('id')],
+          responses: { 200: ok('channel'), ...errors(401, 403, 404, 429) },
         },
       },
-      '/api/v1/commands/{id}': { get: { ...read, summary: 'A command\'s status and history', parameters: [id('id')], responses: { 200: ok('command'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/models': { get: { ...read, summary: 'Models', responses: { 200: ok('models'), ...errors(401, 403, 429) } } },
+      '/api/v1/models/{id}': {
+        get: {
+          ...read,
+          summary: "A model's values, calculated ones included",
+          parameters: [id('id')],
+          responses: { 200: ok('model'), ...errors(401, 403, 404, 429) },
+        },
+      },
+      '/api/v1/models/{id}/controls/{name}': {
+        post: {
+          ...read,
+          summary: 'Send a control command (operator)',
+          parameters: [id('id'), id('name')],
+          requestBody: { required: true, content: json(controlBody) },
+          responses: {
+            202: { description: 'accepted', content: { 'application/json': { schema: { type: 'object', properties: { commandId: { type: 'string' } } } } } },
+            ...errors(400, 401, 403, 404, 413, 429),
+          },
+        },
+      },
+      '/api/v1/commands/{id}': {
+        get: { ...read, summary: "A command's status and history", parameters: [id('id')], responses: { 200: ok('command'), ...errors(401, 403, 404, 429) } },
+      },
       '/api/v1/alarms': {
         get: {
-          ...read, summary: 'Alarms (filters: state, severity, model, active=true; paged: limit, offset)',
-          parameters: ['state', 'severity', 'model', 'active', 'limit', 'offset'].map((name) => ({ name, in: 'query', required: false, schema: { type: 'string' } })),
+          ...read,
+          summary: 'Alarms (filters: state, severity, model, active=true; paged: limit, offset)',
+          parameters: ['state', 'severity', 'model', 'active', 'limit', 'offset'].map((name) => ({
+            name,
+            in: 'query',
+            required: false,
+            schema: { type: 'string' },
+          })),
           responses: { 200: ok('alarms'), ...errors(400, 401, 403, 429) },
         },
       },
-      '/api/v1/alarms/{id}': { get: { ...read, summary: 'An alarm: definition, state, event history', parameters: [id('id')], responses: { 200: ok('alarm'), ...errors(401, 403, 404, 429) } } },
-      ...Object.fromEntries(ALARM_ACTIONS.map((action) => [`/api/v1/alarms/{id}/${action}`, {
-        post: {
-          ...read, summary: `${action} an alarm (operator; audited; 409 when its state does not take it or someone else was first)`, parameters: [id('id')],
-          requestBody: { required: false, content: json(alarmActionBody) },
-          responses: { 200: ok('the alarm after the action'), ...errors(400, 401, 403, 404, 409, 413, 429) },
-        },
-      }])),
-      '/api/v1/alarms/events': {
+      '/api/v1/alarms/{id}': {
         get: {
-          ...read, summary: 'alarm:events, newest first (limit, before=entryId, id); Accept: text/csv for export',
-          responses: { 200: { description: 'events (JSON) or CSV', content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } } }, ...errors(400, 401, 403, 429) },
+          ...read,
+          summary: 'An alarm: definition, state, event history',
+          parameters: [id('id')],
+          responses: { 200: ok('alarm'), ...errors(401, 403, 404, 429) },
         },
       },
-      '/api/v1/alarms/stats': { get: { ...read, summary: 'Alarm KPIs: per 10 min, time in flood, top 10, chattering, standing, by severity', responses: { 200: ok('stats'), ...errors(401, 403, 429) } } },
-      '/api/v1/rules': { get: { ...read, summary: 'Rules: state, priority, condition, counters', responses: { 200: ok('{ rules }'), ...errors(401, 403, 429) } } },
-      '/api/v1/rules/{id}': { get: { ...read, summary: 'One rule: state (deadlines included), counters, definition and its last executions (newest first)', parameters: [id('id')], responses: { 200: ok('rule'), ...errors(401, 403, 404, 429) } } },
-      '/api/v1/rules/{id}/enable': { post: { ...read, summary: 'Enable a rule (operator; audited in audit:rules)', parameters: [id('id')], responses: { 200: ok('{ id, state, changed }'), ...errors(401, 403, 404, 409, 429) } } },
-      '/api/v1/rules/{id}/disable': { post: { ...read, summary: 'Disable a rule (operator; audited in audit:rules)', parameters: [id('id')], responses: { 200: ok('{ id, state, changed }'), ...errors(401, 403, 404, 409, 429) } } },
-      '/api/v1/rules/{id}/evaluate': { post: { ...read, summary: 'Dry run over the values now: inputs, condition, the actions each branch would send; writes nothing', parameters: [id('id')], responses: { 200: ok('{ inputs, blocked, condition, then, else, wouldRun }'), ...errors(401, 403, 404, 409, 429) } } },
+      ...Object.fromEntries(
+        ALARM_ACTIONS.map((action) => [
+          `/api/v1/alarms/{id}/${action}`,
+          {
+            post: {
+              ...read,
+              summary: `${action} an alarm (operator; audited; 409 when its state does not take it or someone else was first)`,
+              parameters: [id('id')],
+              requestBody: { required: false, content: json(alarmActionBody) },
+              responses: { 200: ok('the alarm after the action'), ...errors(400, 401, 403, 404, 409, 413, 429) },
+            },
+          },
+        ]),
+      ),
+      '/api/v1/alarms/events': {
+        get: {
+          ...read,
+          summary: 'alarm:events, newest first (limit, before=entryId, id); Accept: text/csv for export',
+          responses: {
+            200: {
+              description: 'events (JSON) or CSV',
+              content: { 'application/json': { schema: { type: 'object' } }, 'text/csv': { schema: { type: 'string' } } },
+            },
+            ...errors(400, 401, 403, 429),
+          },
+        },
+      },
+      '/api/v1/alarms/stats': {
+        get: {
+          ...read,
+          summary: 'Alarm KPIs: per 10 min, time in flood, top 10, chattering, standing, by severity',
+          responses: { 200: ok('stats'), ...errors(401, 403, 429) },
+        },
+      },
+      '/api/v1/rules': {
+        get: { ...read, summary: 'Rules: state, priority, condition, counters', responses: { 200: ok('{ rules }'), ...errors(401, 403, 429) } },
+      },
+      '/api/v1/rules/{id}': {
+        get: {
+          ...read,
+          summary: 'One rule: state (deadlines included), counters, definition and its last executions (newest first)',
+          parameters: [id('id')],
+          responses: { 200: ok('rule'), ...errors(401, 403, 404, 429) },
+        },
+      },
+      '/api/v1/rules/{id}/enable': {
+        post: {
+          ...read,
+          summary: 'Enable a rule (operator; audited in audit:rules)',
+          parameters: [id('id')],
+          responses: { 200: ok('{ id, state, changed }'), ...errors(401, 403, 404, 409, 429) },
+        },
+      },
+      '/api/v1/rules/{id}/disable': {
+        post: {
+          ...read,
+          summary: 'Disable a rule (operator; audited in audit:rules)',
+          parameters: [id('id')],
+          responses: { 200: ok('{ id, state, changed }'), ...errors(401, 403, 404, 409, 429) },
+        },
+      },
+      '/api/v1/rules/{id}/evaluate': {
+        post: {
+          ...read,
+          summary: 'Dry run over the values now: inputs, condition, the actions each branch would send; writes nothing',
+          parameters: [id('id')],
+          responses: { 200: ok('{ inputs, blocked, condition, then, else, wouldRun }'), ...errors(401, 403, 404, 409, 429) },
+        },
+      },
       '/api/v1/actors': { get: { ...read, summary: 'The supervisor tree', responses: { 200: ok('actors'), ...errors(401, 403, 429) } } },
-      '/api/v1/actors/{id}': { get: { ...read, summary: 'One actor: status, machine state (`active`: the ids of the states it is in), restarts, backoff, last error', parameters: [actorId], responses: { 200: ok('actor'), ...errors(401, 403, 404, 429) } } },
-      '/api/v1/actors/{id}/machine': { get: { ...read, summary: 'The actor\'s machine as a graph laid out for drawing: states (nested ones too) with boxes, transitions with event, guard and polyline, invoked actors; and its current state', parameters: [actorId], responses: { 200: ok('{ actor, state, graph }'), ...errors(401, 403, 404, 429) } } },
+      '/api/v1/actors/{id}': {
+        get: {
+          ...read,
+          summary: 'One actor: status, machine state (`active`: the ids of the states it is in), restarts, backoff, last error',
+          parameters: [actorId],
+          responses: { 200: ok('actor'), ...errors(401, 403, 404, 429) },
+        },
+      },
+      '/api/v1/actors/{id}/machine': {
+        get: {
+          ...read,
+          summary:
+            "The actor's machine as a graph laid out for drawing: states (nested ones too) with boxes, transitions with event, guard and polyline, invoked actors; and its current state",
+          parameters: [actorId],
+          responses: { 200: ok('{ actor, state, graph }'), ...errors(401, 403, 404, 429) },
+        },
+      },
       '/api/v1/actors/{id}/transitions': {
         get: {
-          ...read, summary: 'The actor\'s last transitions, newest first (event, from, to, time, the error that failed it), from its journal in Redis',
+          ...read,
+          summary: "The actor's last transitions, newest first (event, from, to, time, the error that failed it), from its journal in Redis",
           parameters: [actorId, { name: 'count', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } }],
           responses: { 200: ok('{ actor, transitions }'), ...errors(401, 403, 404, 429) },
         },
       },
-      '/api/v1/me': { get: { ...read, summary: 'Who the token is and its role, so that a page offers only what that role may do', responses: { 200: ok('{ name, role }'), ...errors(401, 403, 429) } } },
+      '/api/v1/me': {
+        get: {
+          ...read,
+          summary: 'Who the token is and its role, so that a page offers only what that role may do',
+          responses: { 200: ok('{ name, role }'), ...errors(401, 403, 429) },
+        },
+      },
       '/metrics': { get: { ...read, summary: 'Prometheus text', responses: { 200: { description: 'text/plain' }, ...errors(401, 403, 429) } } },
       '/api/v1/openapi.json': { get: { summary: 'This document (no token)', responses: { 200: ok('OpenAPI 3') } } },
       ...HISTORY_PATHS,
@@ -117,8 +242,10 @@ export function openApiDocument(): Record<string, unknown> {
  */
 export function undocumentedRoutes(routes: ReadonlyArray<{ readonly method: string; readonly pattern: string }>, doc: Record<string, unknown>): string[] {
   const paths = doc.paths as Record<string, Record<string, unknown>>;
-  return routes.filter(({ method, pattern }) => {
-    const path = pattern.replace(/(\/:\w+)+/g, (params) => `/{${params.split('/:').at(-1)}}`);
-    return paths[path]?.[method] === undefined;
-  }).map((r) => `${r.method} ${r.pattern}`);
+  return routes
+    .filter(({ method, pattern }) => {
+      const path = pattern.replace(/(\/:\w+)+/g, (params) => `/{${params.split('/:').at(-1)}}`);
+      return paths[path]?.[method] === undefined;
+    })
+    .map((r) => `${r.method} ${r.pattern}`);
 }

@@ -26,7 +26,12 @@ const TYPES: Readonly<Record<string, string>> = {
 /** Pages by their address (besides their file names). */
 const PAGES: Readonly<Record<string, string>> = { '': 'index.html', actors: 'actors.html' };
 
-interface Asset { readonly type: string; readonly body: Buffer; readonly gzip: Buffer | undefined; readonly etag: string }
+interface Asset {
+  readonly type: string;
+  readonly body: Buffer;
+  readonly gzip: Buffer | undefined;
+  readonly etag: string;
+}
 
 /** dist/ui next to the bundle (dist/voltage.mjs) or, from the sources, at the top of the checkout. */
 export function uiDir(): string | undefined {
@@ -53,8 +58,12 @@ export function loadAssets(dir: string): Map<string, Asset> {
 }
 
 function notFound(res: uWS.HttpResponse, message: string): void {
-  res.cork(() => res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json')
-    .end(JSON.stringify({ error: { code: 'NOT_FOUND', message } })));
+  res.cork(() =>
+    res
+      .writeStatus('404 Not Found')
+      .writeHeader('content-type', 'application/json')
+      .end(JSON.stringify({ error: { code: 'NOT_FOUND', message } })),
+  );
 }
 
 export function staticRoutes(app: uWS.TemplatedApp, dir: string | undefined = uiDir()): void {
@@ -73,7 +82,8 @@ export function staticRoutes(app: uWS.TemplatedApp, dir: string | undefined = ui
     const gzip = asset.gzip && /\bgzip\b/.test(req.getHeader('accept-encoding'));
     res.cork(() => {
       // no-cache: the browser revalidates (a 304 with the ETag), so a new build shows at the next load.
-      res.writeStatus(fresh ? '304 Not Modified' : '200 OK')
+      res
+        .writeStatus(fresh ? '304 Not Modified' : '200 OK')
         .writeHeader('cache-control', 'no-cache')
         .writeHeader('etag', asset.etag)
         .writeHeader('vary', 'accept-encoding')

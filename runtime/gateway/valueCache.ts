@@ -9,7 +9,11 @@
 import { readChannelUpdate } from '../domain/c2mBatch.js';
 import type { Quality, ValueRecord } from '../domain/telemetry.js';
 
-export interface ModelUpdateMessage { ts?: number; v?: Record<string, number>; q?: Record<string, string> }
+export interface ModelUpdateMessage {
+  ts?: number;
+  v?: Record<string, number>;
+  q?: Record<string, string>;
+}
 
 /** One change a notification carries: a value (good unless a quality stands beside it) or, with a null value, a quality mark. */
 export type Change = readonly [name: string, value: number | null, quality: Quality | null];
@@ -20,7 +24,10 @@ export class ValueCache {
   private readonly versions = new Map<string, number>();
   private ready = false;
 
-  constructor(private readonly loadOne: (id: string) => Promise<Map<string, ValueRecord>>, private readonly ids: readonly string[]) {}
+  constructor(
+    private readonly loadOne: (id: string) => Promise<Map<string, ValueRecord>>,
+    private readonly ids: readonly string[],
+  ) {}
 
   async load(): Promise<void> {
     this.ready = false;

@@ -26,9 +26,16 @@ import { TopicCoalescer } from './coalescer.js';
 import { channelChanges, modelChanges, type ModelUpdateMessage, ValueCache } from './valueCache.js';
 import { reportRejection } from '../reporter.js';
 
-export interface FeedOptions { readonly intervalMs: number; readonly maxBufferBytes: number }
+export interface FeedOptions {
+  readonly intervalMs: number;
+  readonly maxBufferBytes: number;
+}
 
-interface Client { topics: Set<string>; stale: boolean; caller: string }
+interface Client {
+  topics: Set<string>;
+  stale: boolean;
+  caller: string;
+}
 
 /**
  * Topics served by someone else (the actor tree: `actor/{id}`), with their own
@@ -65,13 +72,25 @@ export function frame(topic: string, values: Values, snapshot: boolean): string 
     if (v.quality !== 'good') (quality ??= Object.create(null) as Record<string, string | null>)[k] = v.quality;
     if (v.ts !== ts) (times ??= Object.create(null) as Record<string, number | null>)[k] = v.ts;
   }
-  return JSON.stringify({ topic, ts: ts || Date.now(), ...(snapshot ? { snapshot: true } : {}), values: out, ...(quality ? { quality } : {}), ...(times ? { times } : {}) });
+  return JSON.stringify({
+    topic,
+    ts: ts || Date.now(),
+    ...(snapshot ? { snapshot: true } : {}),
+    values: out,
+    ...(quality ? { quality } : {}),
+    ...(times ? { times } : {}),
+  });
 }
 
 /** `model/*`, `model/pv1`, `model/pv1/*`, `*` → a test for topic names. */
 export function topicMatcher(pattern: string): (topic: string) => boolean {
   const base = pattern.endsWith('/*') ? pattern.slice(0, -2) : undefined;
-  const re = new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^]*')}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('[^]*')}$`,
+  );
   return (topic) => re.test(topic) || topic === base;
 }
 
@@ -101,15 +120,31 @@ export class TelemetryFeed {
   private readonly coalescer: TopicCoalescer<Values>;
   private readonly sources: TopicSource[] = [];
 
-  constructor(private readonly http: Http, private readonly redis: VoltageRedis, private readonly subs: Subscriptions, private readonly opts: FeedOptions, site: SiteJson) {
+  constructor(
+    private readonly http: Http,
+    private readonly redis: VoltageRedis,
+    private readonly subs: Subscriptions,
+    private readonly opts: FeedOptions,
+    site: SiteJson,
+  ) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
-    this.cache = new ValueCache((id) => redis.telemetry.modelValues(id), site.models.map((m) => m.id));
-    this.channels = new ValueCache((id) => this.readChannel(id), site.channels.map((c) => c.id));
+    this.cache = new ValueCache(
+      (id) => redis.telemetry.modelValues(id),
+      site.models.map((m) => m.id),
+    );
+    this.channels = new ValueCache(
+      (id) => this.readChannel(id),
+      site.channels.map((c) => c.id),
+    );
     // A quiet topic is sent at once; a busy one at most twice back to back, then once per interval (the latest of each value wins).
-    this.coalescer = new TopicCoalescer<Values>({ intervalMs: opts.intervalMs, burst: 2 }, (into, next) => Object.assign(into, next), (topic, values) => {
-      // A client that subscribes later gets a snapshot first.
-      if (this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, frame(topic, values, false));
-    });
+    this.coalescer = new TopicCoalescer<Values>(
+      { intervalMs: opts.intervalMs, burst: 2 },
+      (into, next) => Object.assign(into, next),
+      (topic, values) => {
+        // A client that subscribes later gets a snapshot first.
+        if (this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, frame(topic, values, false));
+      },
+    );
   }
 
   addSource(source: TopicSource): void {
@@ -166,37 +201,60 @@ export class TelemetryFeed {
         try {
           caller = this.http.authenticate(authorization, query.get('token')).name;
         } catch (e) {
-          res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('content-type', 'application/json')
-            .end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message: (e as Error).message } })));
+          res.cork(() =>
+            res
+              .writeStatus('401 Unauthorized')
+              .writeHeader('content-type', 'application/json')
+              .end(JSON.stringify({ error: { code: 'UNAUTHORIZED', message: (e as Error).message } })),
+          );
           return;
         }
         res.upgrade<Client>({ topics: new Set(), stale: false, caller }, key, protocol, extensions, context);
       },
-      open: (ws) => { this.clients.add(ws); },
-      close: (ws) => { this.clients.delete(ws); },
+      open: (ws) => {
+        this.clients.add(ws);
+      },
+      close: (ws) => {
+        this.clients.delete(ws);
+      },
       drain: (ws) => {
         const c = ws.getUserData();
         if (!c.stale || ws.getBufferedAmount() > this.opts.maxBufferBytes / 2) return;
         c.stale = false;
         reportRejection(this.sendSnapshots(ws, [...c.topics]), { source: 'ws snapshot' });
       },
-      message: (ws, data) => { reportRejection(this.onMessage(ws, Buffer.from(data).toString('utf8')), { source: 'ws message' }); },
+      message: (ws, data) => {
+        reportRejection(this.onMessage(ws, Buffer.from(data).toString('utf8')), { source: 'ws message' });
+      },
     });
-    this.unsubscribe.push(await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
-      const model = modelOfUpdate(channel);
-      let m: ModelUpdateMessage;
-      try { m = JSON.parse(msg) as ModelUpdateMessage; } catch { return; }
-      this.offer(`model/${model}`, this.cache.apply(model, m.ts ?? null, modelChanges(m)));
-    }));
+    this.unsubscribe.push(
+      await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
+        const model = modelOfUpdate(channel);
+        let m: ModelUpdateMessage;
+        try {
+          m = JSON.parse(msg) as ModelUpdateMessage;
+        } catch {
+          return;
+        }
+        this.offer(`model/${model}`, this.cache.apply(model, m.ts ?? null, modelChanges(m)));
+      }),
+    );
     // Channel notifications carry the poll's time and its points: no read-back.
-    this.unsubscribe.push(await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
-      const ch = channelOfUpdate(channel);
-      const { ts, changes } = channelChanges(msg);
-      this.offer(`channel/${ch}`, this.channels.apply(ch, ts, changes));
-    }));
+    this.unsubscribe.push(
+      await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
+        const ch = channelOfUpdate(channel);
+        const { ts, changes } = channelChanges(msg);
+        this.offer(`channel/${ch}`, this.channels.apply(ch, ts, changes));
+      }),
+    );
     await this.cache.load();
     await this.channels.load();
-    this.subs.onReconnect(() => { reportRejection(this.cache.load().then(() => this.channels.load()), { source: 'ws reload after reconnect' }); });
+    this.subs.onReconnect(() => {
+      reportRejection(
+        this.cache.load().then(() => this.channels.load()),
+        { source: 'ws reload after reconnect' },
+      );
+    });
     this.timer = setInterval(() => this.checkBuffers(), this.opts.intervalMs);
   }
 
@@ -211,9 +269,15 @@ export class TelemetryFeed {
   }
 
   private async onMessage(ws: uWS.WebSocket<Client>, text: string): Promise<void> {
-    const reply = (o: unknown) => { if (this.clients.has(ws)) ws.send(JSON.stringify(o)); };
+    const reply = (o: unknown) => {
+      if (this.clients.has(ws)) ws.send(JSON.stringify(o));
+    };
     let msg: { op?: unknown; topics?: unknown };
-    try { msg = JSON.parse(text) as typeof msg; } catch { return reply({ error: { code: 'BAD_JSON', message: 'messages are JSON' } }); }
+    try {
+      msg = JSON.parse(text) as typeof msg;
+    } catch {
+      return reply({ error: { code: 'BAD_JSON', message: 'messages are JSON' } });
+    }
     const c = ws.getUserData();
     if (msg.op === 'ping') return reply({ op: 'pong', ts: Date.now() });
     if ((msg.op !== 'subscribe' && msg.op !== 'unsubscribe') || !Array.isArray(msg.topics) || !msg.topics.every((t) => typeof t === 'string')) {
@@ -225,11 +289,19 @@ export class TelemetryFeed {
     const matching = all.filter((t) => matchers.some((m) => m(t)));
     const unmatched = patterns.filter((_, i) => !all.some((t) => matchers[i]!(t)));
     if (msg.op === 'subscribe' && unmatched.length > 0) {
-      reply({ error: { code: 'NO_SUCH_TOPIC', message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id} and actor/{id} of this site` } });
+      reply({
+        error: {
+          code: 'NO_SUCH_TOPIC',
+          message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id} and actor/{id} of this site`,
+        },
+      });
       if (matching.length === 0) return;
     }
     if (msg.op === 'unsubscribe') {
-      for (const t of matching) { c.topics.delete(t); ws.unsubscribe(t); }
+      for (const t of matching) {
+        c.topics.delete(t);
+        ws.unsubscribe(t);
+      }
       return reply({ op: 'unsubscribed', topics: matching });
     }
     const fresh = matching.filter((t) => !c.topics.has(t));

@@ -11,7 +11,14 @@
  * off-delay) and the indicators of `alarm:stats` (flood, chattering, KPIs).
  */
 import {
-  ALARM_STATES, stepAlarm, stepReason, type AlarmContext, type AlarmEvent, type AlarmEventType, type AlarmState, type Severity,
+  ALARM_STATES,
+  stepAlarm,
+  stepReason,
+  type AlarmContext,
+  type AlarmEvent,
+  type AlarmEventType,
+  type AlarmState,
+  type Severity,
 } from '../../machines/alarmMachine.js';
 import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
@@ -113,24 +120,47 @@ export interface AlarmEventEntry {
 function recordOf(h: Record<string, string>): AlarmRecord | undefined {
   if (!h.state || !h.version || !h.context) return undefined;
   return {
-    id: h.id ?? '', state: h.state as AlarmState, version: Number(h.version), severity: h.severity as Severity,
-    context: JSON.parse(h.context) as AlarmContext, definition: h.definition ?? '', since: Number(h.since), updatedAt: Number(h.updatedAt),
-    who: h.who ?? '', why: h.why ?? '', value: h.value ? Number(h.value) : null, group: h.group ?? '', chattering: h.chattering === '1',
+    id: h.id ?? '',
+    state: h.state as AlarmState,
+    version: Number(h.version),
+    severity: h.severity as Severity,
+    context: JSON.parse(h.context) as AlarmContext,
+    definition: h.definition ?? '',
+    since: Number(h.since),
+    updatedAt: Number(h.updatedAt),
+    who: h.who ?? '',
+    why: h.why ?? '',
+    value: h.value ? Number(h.value) : null,
+    group: h.group ?? '',
+    chattering: h.chattering === '1',
   };
 }
 
 function eventOf(entryId: string, flat: readonly string[]): AlarmEventEntry {
   const f = fieldsOf(flat);
   return {
-    entryId, id: f.id ?? '', event: f.event ?? '', from: f.from ?? '', to: f.to ?? '', severity: f.severity ?? '', who: f.who ?? '',
-    why: f.why ?? '', value: f.value ?? '', time: Number(f.time), version: Number(f.version), group: f.group ?? '',
+    entryId,
+    id: f.id ?? '',
+    event: f.event ?? '',
+    from: f.from ?? '',
+    to: f.to ?? '',
+    severity: f.severity ?? '',
+    who: f.who ?? '',
+    why: f.why ?? '',
+    value: f.value ?? '',
+    time: Number(f.time),
+    version: Number(f.version),
+    group: f.group ?? '',
   };
 }
 
 export class AlarmsRedis {
   private readonly outboxMaxBytes: number;
 
-  constructor(private readonly core: RedisCore, limits: OutboxLimits) {
+  constructor(
+    private readonly core: RedisCore,
+    limits: OutboxLimits,
+  ) {
     this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
   }
 
@@ -162,8 +192,18 @@ export class AlarmsRedis {
     const next = stepAlarm(from, event);
     if (!next) throw new AlarmRefusedError('NOT_ALLOWED', `alarm ${id} in state ${stored.state} does not take ${event.type}`, stored.state, stored.version);
     await this.commit({
-      id, expectedVersion: stored.version, event: event.type, to: next.state, severity: next.context.severity, context: next.context,
-      who, why: why || stepReason(from, next, event), value: stored.value, ts: event.now, group: stored.group, chattering: stored.chattering,
+      id,
+      expectedVersion: stored.version,
+      event: event.type,
+      to: next.state,
+      severity: next.context.severity,
+      context: next.context,
+      who,
+      why: why || stepReason(from, next, event),
+      value: stored.value,
+      ts: event.now,
+      group: stored.group,
+      chattering: stored.chattering,
     });
     return (await this.get(id))!;
   }

@@ -12,7 +12,14 @@ const AUDIT_MAXLEN = '100000';
 /** Commands this process accepted are remembered, the newest this many, to tell a lost one from one that never was. */
 const ACCEPTED_MAX = 10_000;
 
-interface Accepted { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly createdAt: number; readonly deadline: number }
+interface Accepted {
+  readonly model: string;
+  readonly name: string;
+  readonly value: number;
+  readonly source: string;
+  readonly createdAt: number;
+  readonly deadline: number;
+}
 
 export class CommandsRedis {
   private readonly accepted = new Map<string, Accepted>();
@@ -29,7 +36,15 @@ export class CommandsRedis {
     return id;
   }
 
-  async commandResult(channel: string, id: string, status: CommandOutcome, message: string, group: string, entryId: string, readback: number | null): Promise<void> {
+  async commandResult(
+    channel: string,
+    id: string,
+    status: CommandOutcome,
+    message: string,
+    group: string,
+    entryId: string,
+    readback: number | null,
+  ): Promise<void> {
     await this.core.fcall('cmd_result', { channel, id, status, message, ts: Date.now(), group, entryId, readback });
   }
 
@@ -40,15 +55,32 @@ export class CommandsRedis {
       if (!a) return undefined;
       // Records never expire: one accepted here and gone from Redis went with its data.
       return {
-        id, model: a.model, name: a.name, channel: '', value: a.value, status: 'lost', source: a.source,
+        id,
+        model: a.model,
+        name: a.name,
+        channel: '',
+        value: a.value,
+        status: 'lost',
+        source: a.source,
         message: 'Redis lost this command with its data (FLUSHALL, or a restart without persistence); whether the device applied it is unknown',
-        createdAt: a.createdAt, updatedAt: a.createdAt, deadline: a.deadline, readback: null,
+        createdAt: a.createdAt,
+        updatedAt: a.createdAt,
+        deadline: a.deadline,
+        readback: null,
       };
     }
     return {
-      id: h.id, model: h.model ?? '', name: h.name ?? '', channel: h.channel ?? '', value: Number(h.value),
-      status: h.status as CommandStatus, message: h.message ?? '', source: h.source ?? '',
-      createdAt: Number(h.createdAt), updatedAt: Number(h.updatedAt), deadline: Number(h.deadline),
+      id: h.id,
+      model: h.model ?? '',
+      name: h.name ?? '',
+      channel: h.channel ?? '',
+      value: Number(h.value),
+      status: h.status as CommandStatus,
+      message: h.message ?? '',
+      source: h.source ?? '',
+      createdAt: Number(h.createdAt),
+      updatedAt: Number(h.updatedAt),
+      deadline: Number(h.deadline),
       readback: h.readback ? Number(h.readback) : null,
     };
   }
@@ -64,8 +96,9 @@ export class CommandsRedis {
    * RedisError REDIS_NOGROUP when the group is gone (Redis lost its data).
    */
   async readCommands(channel: string, group: string, consumer: string, pending: boolean, count = 16): Promise<CommandEntry[]> {
-    const res = (await redisCall('XREADGROUP', () => this.core.client.xreadgroup('GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS.commandStream(channel), pending ? '0' : '>'))) as
-      Array<[string, Array<[string, string[] | null]>]> | null;
+    const res = (await redisCall('XREADGROUP', () =>
+      this.core.client.xreadgroup('GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS.commandStream(channel), pending ? '0' : '>'),
+    )) as Array<[string, Array<[string, string[] | null]>]> | null;
     const out: CommandEntry[] = [];
     for (const [, entries] of res ?? []) {
       for (const [entryId, fields] of entries) {
@@ -88,7 +121,30 @@ export class CommandsRedis {
 
   /** A command refused before it was recorded, for the audit stream (accepted ones are written by m2c). */
   async auditRejected(who: string, model: string, name: string, value: unknown, message: string): Promise<void> {
-    await redisCall('XADD', () => this.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', 'event', 'rejected', 'id', '', 'who', who,
-      'model', model, 'name', name, 'value', String(value), 'at', String(Date.now()), 'message', message));
+    await redisCall('XADD', () =>
+      this.core.client.xadd(
+        KEYS.audit,
+        'MAXLEN',
+        '~',
+        AUDIT_MAXLEN,
+        '*',
+        'event',
+        'rejected',
+        'id',
+        '',
+        'who',
+        who,
+        'model',
+        model,
+        'name',
+        name,
+        'value',
+        String(value),
+        'at',
+        String(Date.now()),
+        'message',
+        message,
+      ),
+    );
   }
 }

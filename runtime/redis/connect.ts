@@ -46,8 +46,14 @@ export function openRedis(url: string, log: Logger, name = 'main', opts: { reado
 export function whenReady(redis: Redis): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const onReady = () => { redis.off('end', onEnd); resolve(); };
-    const onEnd = () => { redis.off('ready', onReady); reject(new RedisError(REDIS_ERROR_CODES.command, 'Redis connection closed before it was ready')); };
+    const onReady = () => {
+      redis.off('end', onEnd);
+      resolve();
+    };
+    const onEnd = () => {
+      redis.off('ready', onReady);
+      reject(new RedisError(REDIS_ERROR_CODES.command, 'Redis connection closed before it was ready'));
+    };
     redis.once('ready', onReady);
     redis.once('end', onEnd);
   });
@@ -57,7 +63,12 @@ export function whenReady(redis: Redis): Promise<void> {
 export async function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); })]);
+    return await Promise.race([
+      promise,
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), ms);
+      }),
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -65,7 +76,12 @@ export async function within<T>(promise: Promise<T>, ms: number): Promise<T | un
 
 /** whenReady, or an error saying Redis did not answer within `ms`. */
 export async function readyWithin(redis: Redis, url: string, ms: number): Promise<void> {
-  if ((await within(whenReady(redis).then(() => true), ms)) !== true) {
+  if (
+    (await within(
+      whenReady(redis).then(() => true),
+      ms,
+    )) !== true
+  ) {
     throw new RedisError(REDIS_ERROR_CODES.timeout, `Redis at ${redactUrl(url)} did not answer within ${Math.round(ms / 1000)} s`, { redis: redactUrl(url) });
   }
 }
@@ -77,7 +93,10 @@ export async function readyWithin(redis: Redis, url: string, ms: number): Promis
  */
 export async function closeRedis(redis: Redis, ms = 2_000): Promise<void> {
   if (redis.status === 'ready') {
-    const quit = redis.quit().then(() => true, () => false);
+    const quit = redis.quit().then(
+      () => true,
+      () => false,
+    );
     if (await within(quit, ms)) return;
   }
   redis.disconnect();

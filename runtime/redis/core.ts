@@ -31,20 +31,41 @@ export interface FunctionInputs {
   site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number };
   m2c: { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly ts: number; readonly timeoutMs: number };
   cmd_result: {
-    readonly channel: string; readonly id: string; readonly status: CommandOutcome; readonly message: string;
-    readonly ts: number; readonly group: string; readonly entryId: string; readonly readback: number | null;
+    readonly channel: string;
+    readonly id: string;
+    readonly status: CommandOutcome;
+    readonly message: string;
+    readonly ts: number;
+    readonly group: string;
+    readonly entryId: string;
+    readonly readback: number | null;
   };
   alarm_init: { readonly id: string; readonly ts: number; readonly severity: Severity; readonly context: AlarmContext; readonly definition: string };
   alarm_commit: {
-    readonly id: string; readonly expectedVersion: number; readonly event: AlarmEventType; readonly to: AlarmState;
-    readonly severity: Severity; readonly context: AlarmContext; readonly who: string; readonly why: string;
-    readonly value: number | null; readonly ts: number; readonly group: string; readonly chattering: boolean;
+    readonly id: string;
+    readonly expectedVersion: number;
+    readonly event: AlarmEventType;
+    readonly to: AlarmState;
+    readonly severity: Severity;
+    readonly context: AlarmContext;
+    readonly who: string;
+    readonly why: string;
+    readonly value: number | null;
+    readonly ts: number;
+    readonly group: string;
+    readonly chattering: boolean;
     readonly outboxMaxBytes: number;
   };
   rule_init: { readonly id: string; readonly ts: number; readonly state: string; readonly context: string; readonly definition: string };
   rule_commit: {
-    readonly id: string; readonly expectedVersion: number; readonly state: string; readonly context: string;
-    readonly ts: number; readonly who: string; readonly execution: string; readonly counter: string;
+    readonly id: string;
+    readonly expectedVersion: number;
+    readonly state: string;
+    readonly context: string;
+    readonly ts: number;
+    readonly who: string;
+    readonly execution: string;
+    readonly counter: string;
   };
   rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
 }
@@ -67,7 +88,10 @@ export interface FunctionOutputs {
 
 export type FunctionName = keyof FunctionInputs;
 
-interface Wire { readonly keys: readonly string[]; readonly args: readonly FcallArg[] }
+interface Wire {
+  readonly keys: readonly string[];
+  readonly args: readonly FcallArg[];
+}
 
 /** c2m's 17 keys of a channel, made once per channel (the hot path). */
 const c2mKeys = new Map<string, readonly string[]>();
@@ -112,7 +136,21 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   alarm_init: (i) => ({ keys: [KEYS.alarm(i.id), KEYS.alarmIndex], args: [i.id, i.ts, i.severity, JSON.stringify(i.context), i.definition] }),
   alarm_commit: (i) => ({
     keys: [KEYS.alarm(i.id), KEYS.alarmActive, KEYS.alarmEvents, KEYS.outbox, KEYS.outboxStats],
-    args: [i.id, i.expectedVersion, i.event, i.to, i.severity, JSON.stringify(i.context), i.who, i.why, formatOptional(i.value), i.ts, i.group, i.chattering ? '1' : '0', i.outboxMaxBytes],
+    args: [
+      i.id,
+      i.expectedVersion,
+      i.event,
+      i.to,
+      i.severity,
+      JSON.stringify(i.context),
+      i.who,
+      i.why,
+      formatOptional(i.value),
+      i.ts,
+      i.group,
+      i.chattering ? '1' : '0',
+      i.outboxMaxBytes,
+    ],
   }),
   rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
   rule_commit: (i) => ({
@@ -179,7 +217,9 @@ export class RedisCore {
     };
     client.on('close', lost);
     client.on('end', lost);
-    client.on('ready', () => { this.lostAt = undefined; });
+    client.on('ready', () => {
+      this.lostAt = undefined;
+    });
     if (client.status !== 'ready') lost();
   }
 

@@ -56,7 +56,13 @@ const GENERATED: ReadonlyArray<readonly [string, () => string]> = [
   ["local LIB_VERSION = '0' --@@LIB_VERSION@@", () => `local LIB_VERSION = '${LIBRARY_VERSION}'`],
   ['local COMMAND_TRANSITIONS = {} --@@COMMAND_TRANSITIONS@@', () => `local COMMAND_TRANSITIONS = ${luaTransitions()}`],
   ['local ALARM_TRANSITIONS = {} --@@ALARM_TRANSITIONS@@', () => `local ALARM_TRANSITIONS = ${luaAlarmTransitions()}`],
-  ['local ALARM_ACTIVE = {} --@@ALARM_ACTIVE@@', () => `local ALARM_ACTIVE = { ${activeAlarmStates().map((s) => `${s} = true`).join(', ')} }`],
+  [
+    'local ALARM_ACTIVE = {} --@@ALARM_ACTIVE@@',
+    () =>
+      `local ALARM_ACTIVE = { ${activeAlarmStates()
+        .map((s) => `${s} = true`)
+        .join(', ')} }`,
+  ],
   ["local ALARM_INITIAL = 'normal' --@@ALARM_INITIAL@@", () => `local ALARM_INITIAL = '${ALARM_INITIAL_STATE}'`],
 ];
 

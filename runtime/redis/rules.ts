@@ -63,7 +63,11 @@ export class RulesRedis {
   /** Creates the rule in its initial state, or returns what is stored (a restart resumes from it). */
   async init(id: string, initial: RuleSnapshotData, definition: unknown, ts = Date.now()): Promise<StoredRule & { created: boolean }> {
     const [created, state, version, context] = await this.core.fcall('rule_init', {
-      id, ts, state: initial.state, context: JSON.stringify(initial.context), definition: JSON.stringify(definition),
+      id,
+      ts,
+      state: initial.state,
+      context: JSON.stringify(initial.context),
+      definition: JSON.stringify(definition),
     });
     return { created: created === 1, state: state as RuleState, version: Number(version), context: JSON.parse(context) as RuleContext };
   }
@@ -72,8 +76,14 @@ export class RulesRedis {
   async commit(c: RuleCommit): Promise<{ version: number; entryId: string }> {
     try {
       const [version, entryId] = await this.core.fcall('rule_commit', {
-        id: c.id, expectedVersion: c.expectedVersion, state: c.to.state, context: JSON.stringify(c.to.context), ts: c.ts,
-        who: c.who, execution: c.execution === undefined ? '' : JSON.stringify(c.execution), counter: c.counter ?? '',
+        id: c.id,
+        expectedVersion: c.expectedVersion,
+        state: c.to.state,
+        context: JSON.stringify(c.to.context),
+        ts: c.ts,
+        who: c.who,
+        execution: c.execution === undefined ? '' : JSON.stringify(c.execution),
+        counter: c.counter ?? '',
       });
       return { version: Number(version), entryId };
     } catch (e) {
@@ -101,9 +111,14 @@ export class RulesRedis {
     ]);
     if (!h.state || !h.version || !h.context) return undefined;
     return {
-      id, state: h.state as RuleState, version: Number(h.version), context: JSON.parse(h.context) as RuleContext,
-      since: Number(h.since), updatedAt: Number(h.updatedAt), who: h.who ?? '',
-      definition: h.definition ? JSON.parse(h.definition) as unknown : null,
+      id,
+      state: h.state as RuleState,
+      version: Number(h.version),
+      context: JSON.parse(h.context) as RuleContext,
+      since: Number(h.since),
+      updatedAt: Number(h.updatedAt),
+      who: h.who ?? '',
+      definition: h.definition ? (JSON.parse(h.definition) as unknown) : null,
       stats: Object.fromEntries(Object.entries(stats).map(([k, v]) => [k, Number(v)])),
     };
   }
@@ -115,7 +130,14 @@ export class RulesRedis {
     for (const [entryId, raw] of entries) {
       const f = fieldsOf(raw);
       if (f.id !== id) continue;
-      out.push({ entryId, id, kind: f.kind === 'result' ? 'result' : 'execution', time: Number(f.time), data: f.data ? JSON.parse(f.data) as unknown : null, fields: f });
+      out.push({
+        entryId,
+        id,
+        kind: f.kind === 'result' ? 'result' : 'execution',
+        time: Number(f.time),
+        data: f.data ? (JSON.parse(f.data) as unknown) : null,
+        fields: f,
+      });
       if (out.length >= count) break;
     }
     return out;
@@ -123,7 +145,24 @@ export class RulesRedis {
 
   /** An operator's enable or disable, for the audit stream. */
   async audit(who: string, id: string, action: string, outcome: string): Promise<void> {
-    await redisCall('XADD', () => this.core.client.xadd(KEYS.ruleAudit, 'MAXLEN', '~', '100000', '*', 'who', who, 'rule', id, 'action', action,
-      'outcome', outcome, 'at', String(Date.now())));
+    await redisCall('XADD', () =>
+      this.core.client.xadd(
+        KEYS.ruleAudit,
+        'MAXLEN',
+        '~',
+        '100000',
+        '*',
+        'who',
+        who,
+        'rule',
+        id,
+        'action',
+        action,
+        'outcome',
+        outcome,
+        'at',
+        String(Date.now()),
+      ),
+    );
   }
 }

@@ -13,7 +13,13 @@ import { KEYS } from './keys.js';
 const STAGE_CHUNK = 10_000;
 
 /** The loaded site as text, not 2 strings a point. */
-interface StagedSite { readonly json: string; readonly mapping: string; readonly size: number; readonly controls: string; readonly controlCount: number }
+interface StagedSite {
+  readonly json: string;
+  readonly mapping: string;
+  readonly size: number;
+  readonly controls: string;
+  readonly controlCount: number;
+}
 
 function asText(map: ReadonlyMap<string, string>): string {
   let text = '';
@@ -26,13 +32,22 @@ export class SiteRedis {
   /** How often the site had to be restored because Redis lost it: writers that send only changes send everything again after it grows. */
   restorations = 0;
 
-  constructor(private readonly core: RedisCore, private readonly log?: Logger) {
+  constructor(
+    private readonly core: RedisCore,
+    private readonly log?: Logger,
+  ) {
     core.onReload(() => this.restore());
   }
 
   /** Loads the library and the site's mapping; remembered so that a reload can restore both. */
   async load(site: SiteDescription): Promise<void> {
-    this.loaded = { json: site.json, mapping: asText(site.mapping), size: site.mapping.size, controls: asText(site.controls), controlCount: site.controls.size };
+    this.loaded = {
+      json: site.json,
+      mapping: asText(site.mapping),
+      size: site.mapping.size,
+      controls: asText(site.controls),
+      controlCount: site.controls.size,
+    };
     await this.core.loadLibrary();
     await this.stageAndLoad(this.loaded);
   }
@@ -44,13 +59,19 @@ export class SiteRedis {
       await this.stageAndLoad(site);
       this.restorations += 1;
       // Once per loss: restorers run one reload at a time, and the next finds site:config there.
-      this.log?.warn({ restorations: this.restorations }, 'Redis lost its data (FLUSHALL, or a restart without persistence): the site, its mappings and the actor records were written again; command records it held are lost');
+      this.log?.warn(
+        { restorations: this.restorations },
+        'Redis lost its data (FLUSHALL, or a restart without persistence): the site, its mappings and the actor records were written again; command records it held are lost',
+      );
     }
   }
 
   private async stageAndLoad(site: StagedSite): Promise<void> {
     await redisCall('DEL', () => this.core.client.del(KEYS.mappingC2mNext, KEYS.mappingM2cNext));
-    for (const [kind, text] of [['c2m', site.mapping], ['m2c', site.controls]] as const) {
+    for (const [kind, text] of [
+      ['c2m', site.mapping],
+      ['m2c', site.controls],
+    ] as const) {
       let pairs: string[] = [];
       const flush = async () => {
         if (pairs.length === 0) return;

@@ -50,23 +50,40 @@ export class Subscriptions {
       });
     }
     this.reconnectListeners.add(listener);
-    return () => { this.reconnectListeners.delete(listener); };
+    return () => {
+      this.reconnectListeners.delete(listener);
+    };
   }
 
   /** Resolves once Redis confirms the subscription; returns the unsubscribe function. */
   on(channel: string, handler: MessageHandler): Promise<() => Promise<void>> {
-    return this.add(this.handlers, channel, handler, (c) => this.conn.subscribe(c), (c) => this.conn.unsubscribe(c));
+    return this.add(
+      this.handlers,
+      channel,
+      handler,
+      (c) => this.conn.subscribe(c),
+      (c) => this.conn.unsubscribe(c),
+    );
   }
 
   /** A pattern subscription (PSUBSCRIBE); the handler gets the message and the channel it came on. */
   onPattern(pattern: string, handler: MessageHandler): Promise<() => Promise<void>> {
-    return this.add(this.patternHandlers, pattern, handler, (p) => this.conn.psubscribe(p), (p) => this.conn.punsubscribe(p));
+    return this.add(
+      this.patternHandlers,
+      pattern,
+      handler,
+      (p) => this.conn.psubscribe(p),
+      (p) => this.conn.punsubscribe(p),
+    );
   }
 
   /** Redis subscribes once per channel or pattern, however many handlers share it. */
   private async add(
-    map: Map<string, Set<MessageHandler>>, key: string, handler: MessageHandler,
-    subscribe: (key: string) => Promise<unknown>, unsubscribe: (key: string) => Promise<unknown>,
+    map: Map<string, Set<MessageHandler>>,
+    key: string,
+    handler: MessageHandler,
+    subscribe: (key: string) => Promise<unknown>,
+    unsubscribe: (key: string) => Promise<unknown>,
   ): Promise<() => Promise<void>> {
     let hs = map.get(key);
     if (!hs) {
@@ -83,7 +100,9 @@ export class Subscriptions {
         map.delete(key);
         // Unsubscribing is best effort (the connection may drop meanwhile): a failure is logged, not thrown at the caller.
         if (this.conn.status === 'ready') {
-          await unsubscribe(key).catch((e: unknown) => this.log.warn({ err: toRedisError(e, 'UNSUBSCRIBE'), channel: key }, `could not unsubscribe from ${key}`));
+          await unsubscribe(key).catch((e: unknown) =>
+            this.log.warn({ err: toRedisError(e, 'UNSUBSCRIBE'), channel: key }, `could not unsubscribe from ${key}`),
+          );
         }
       }
     };

@@ -11,7 +11,9 @@ import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf, valueRecords } from './encoding.js';
 import { KEYS } from './keys.js';
 
-export interface OutboxLimits { readonly outboxMaxMB: number }
+export interface OutboxLimits {
+  readonly outboxMaxMB: number;
+}
 
 /** Drops are logged at most this often, with the count since the last line. */
 const DROP_LOG_MS = 10_000;
@@ -21,7 +23,11 @@ export class TelemetryRedis {
   private droppedSinceLog = 0;
   private lastDropLog = 0;
 
-  constructor(private readonly core: RedisCore, limits: OutboxLimits, private readonly log?: Logger) {
+  constructor(
+    private readonly core: RedisCore,
+    limits: OutboxLimits,
+    private readonly log?: Logger,
+  ) {
     this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
   }
 
@@ -52,7 +58,10 @@ export class TelemetryRedis {
     this.droppedSinceLog += n;
     const now = Date.now();
     if (now - this.lastDropLog < DROP_LOG_MS) return;
-    this.log?.warn({ dropped: this.droppedSinceLog, outboxMaxMB: this.outboxMaxBytes / 2 ** 20 }, 'the outbox is full: its oldest unread entries were dropped (a consumer is down or too slow)');
+    this.log?.warn(
+      { dropped: this.droppedSinceLog, outboxMaxMB: this.outboxMaxBytes / 2 ** 20 },
+      'the outbox is full: its oldest unread entries were dropped (a consumer is down or too slow)',
+    );
     this.lastDropLog = now;
     this.droppedSinceLog = 0;
   }
@@ -60,7 +69,8 @@ export class TelemetryRedis {
   /** The values of one value hash (channel type or model) with their timestamps and qualities. */
   async values(hashBase: string): Promise<Map<string, ValueRecord>> {
     const client = this.core.client;
-    const [v, t, q] = (await redisCall('HGETALL', () => client.multi().hgetall(hashBase).hgetall(KEYS.timestamps(hashBase)).hgetall(KEYS.qualities(hashBase)).exec())) ?? [];
+    const [v, t, q] =
+      (await redisCall('HGETALL', () => client.multi().hgetall(hashBase).hgetall(KEYS.timestamps(hashBase)).hgetall(KEYS.qualities(hashBase)).exec())) ?? [];
     return valueRecords((v?.[1] ?? {}) as Record<string, string>, (t?.[1] ?? {}) as Record<string, string>, (q?.[1] ?? {}) as Record<string, string>);
   }
 

@@ -47,7 +47,8 @@ async function pointsWritten(base: string): Promise<number> {
 export async function feedRow(devices: number, windows: Windows, root = '.', label = 'this checkout'): Promise<string> {
   const files = await modbusFiles(devices, 100);
   const port = await freePort();
-  files['gateway.yaml'] = `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
+  files['gateway.yaml'] =
+    `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-feed-bench-'));
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   const redis = await spawnRedis();
@@ -62,7 +63,13 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     for (let i = 0; ; i++) {
       if (rt.exitCode !== null) throw new Error(`runtime exited with ${rt.exitCode}`);
       if (i > 600) throw new Error('the gateway did not answer within 60 s');
-      if (await fetch(`http://${base}/health`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`http://${base}/health`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       await sleep(100);
     }
     const lat: number[] = [];

@@ -6,9 +6,15 @@
  */
 import uWS from 'uWebSockets.js';
 
-const body = JSON.stringify({ id: 'm0', values: Array.from({ length: 22 }, (_, i) => ({ name: `v${i}`, unit: null, calculated: false, value: i * 1.5, ts: Date.now(), quality: 'good' })) });
-uWS.App()
-  .get('/*', (res) => { res.cork(() => res.writeHeader('content-type', 'application/json').end(body)); })
+const body = JSON.stringify({
+  id: 'm0',
+  values: Array.from({ length: 22 }, (_, i) => ({ name: `v${i}`, unit: null, calculated: false, value: i * 1.5, ts: Date.now(), quality: 'good' })),
+});
+uWS
+  .App()
+  .get('/*', (res) => {
+    res.cork(() => res.writeHeader('content-type', 'application/json').end(body));
+  })
   .listen('127.0.0.1', 0, (socket) => {
     if (!socket) process.exit(1);
     process.send?.(uWS.us_socket_local_port(socket));

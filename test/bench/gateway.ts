@@ -22,16 +22,24 @@ import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } fr
 const TOKEN = 'bench-token';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface BenchSite { readonly channels: number; readonly points: number; readonly pollMs: number }
+interface BenchSite {
+  readonly channels: number;
+  readonly points: number;
+  readonly pollMs: number;
+}
 
 async function withRuntime<T>(site: BenchSite, run: (base: string, pid: number) => Promise<T>): Promise<T> {
   const port = await freePort();
   const files = siteFiles(site);
-  files['gateway.yaml'] = `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
+  files['gateway.yaml'] =
+    `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-gw-bench-'));
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   const redis = await spawnRedis();
-  const rt = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const rt = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const probe = new Redis(redis.url);
   try {
     for (let i = 0; i < 300 && (await probe.hget('actor:gateway', 'status')) !== 'running'; i++) await sleep(100);
@@ -57,18 +65,37 @@ export async function restRow(rate: number, seconds: number, site: BenchSite = {
     const c0 = cpuSample(pid);
     const h0 = hostSample();
     const me0 = process.cpuUsage();
-    const r = await httpLoad({ host, port: Number(port), path: '/api/v1/models/m0', headers: { authorization: `Bearer ${TOKEN}` }, rate, seconds, connections: 32 });
+    const r = await httpLoad({
+      host,
+      port: Number(port),
+      path: '/api/v1/models/m0',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      rate,
+      seconds,
+      connections: 32,
+    });
     const me = process.cpuUsage(me0);
     const c1 = cpuSample(pid);
     const busy = site.channels * site.points * (1000 / site.pollMs);
     const what = `GET /api/v1/models/{id} (22 values), site ${site.channels} × ${site.points} @ ${site.pollMs} ms (${busy / 1000}k points/s)`;
-    return restCells(what, rate, r, stealPercent(h0, hostSample()), `${f(rssMb(pid))} MB`, `${f(cpuPercent(c0, c1))} %`, `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`);
+    return restCells(
+      what,
+      rate,
+      r,
+      stealPercent(h0, hostSample()),
+      `${f(rssMb(pid))} MB`,
+      `${f(cpuPercent(c0, c1))} %`,
+      `${f(((me.user + me.system) / 1e6 / r.seconds) * 100)} %`,
+    );
   });
 }
 
 /** The same load against a bare uWS server with a constant answer (test/bench/floorServer.ts). */
 export async function restFloorRow(rate: number, seconds: number): Promise<string> {
-  const child = fork(fileURLToPath(new URL('./floorServer.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(fileURLToPath(new URL('./floorServer.ts', import.meta.url)), [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m) => resolve(Number(m)));
@@ -118,5 +145,7 @@ export async function fanoutRow(clients: number, seconds: number): Promise<strin
   });
 }
 
-export const REST_HEADER = '| request | offered requests/s | served requests/s | non-2xx or errors | latency p50 / p99 (ms) | p99 from the intended send time (ms) | runtime CPU | load generator CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';
-export const FANOUT_HEADER = '| clients (each on model/*, 10 models × 1,000 values, 10k points/s) | delivered messages/s | poll → client p50 / p99 (ms) | runtime CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|';
+export const REST_HEADER =
+  '| request | offered requests/s | served requests/s | non-2xx or errors | latency p50 / p99 (ms) | p99 from the intended send time (ms) | runtime CPU | load generator CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';
+export const FANOUT_HEADER =
+  '| clients (each on model/*, 10 models × 1,000 values, 10k points/s) | delivered messages/s | poll → client p50 / p99 (ms) | runtime CPU | runtime RSS | host steal |\n|---|---|---|---|---|---|';

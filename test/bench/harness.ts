@@ -14,7 +14,10 @@ import { Redis } from 'ioredis';
 import { spawnRedis } from '../../runtime/redisServer.js';
 import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } from './procstat.js';
 
-export interface Windows { readonly warmupMs: number; readonly measureMs: number }
+export interface Windows {
+  readonly warmupMs: number;
+  readonly measureMs: number;
+}
 
 export interface SiteResult {
   readonly delivered: number;
@@ -66,7 +69,11 @@ async function channelCounters(redis: Redis): Promise<{ missed: number }> {
   return { missed };
 }
 
-export async function measureSite(files: Readonly<Record<string, string>>, windows: Windows, helpers: (dir: string) => ChildProcess[] = () => []): Promise<SiteResult> {
+export async function measureSite(
+  files: Readonly<Record<string, string>>,
+  windows: Windows,
+  helpers: (dir: string) => ChildProcess[] = () => [],
+): Promise<SiteResult> {
   const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const redis = await spawnRedis();

@@ -53,8 +53,18 @@ function contentLength(buf: Buffer, end: number): number {
   }
   return 0;
 }
-export async function httpLoad(opts: { host: string; port: number; path: string; headers: Record<string, string>; rate: number; seconds: number; connections: number }): Promise<LoadResult> {
-  const head = [`GET ${opts.path} HTTP/1.1`, `Host: ${opts.host}:${opts.port}`, ...Object.entries(opts.headers).map(([k, v]) => `${k}: ${v}`), '', ''].join('\r\n');
+export async function httpLoad(opts: {
+  host: string;
+  port: number;
+  path: string;
+  headers: Record<string, string>;
+  rate: number;
+  seconds: number;
+  connections: number;
+}): Promise<LoadResult> {
+  const head = [`GET ${opts.path} HTTP/1.1`, `Host: ${opts.host}:${opts.port}`, ...Object.entries(opts.headers).map(([k, v]) => `${k}: ${v}`), '', ''].join(
+    '\r\n',
+  );
   const request = Buffer.from(head);
   const max = Math.ceil(opts.rate * opts.seconds) + 16;
   const latencies = new Float64Array(max);
@@ -62,28 +72,37 @@ export async function httpLoad(opts: { host: string; port: number; path: string;
   let completed = 0;
   let non2xx = 0;
   let errors = 0;
-  const conns: Conn[] = await Promise.all(Array.from({ length: opts.connections }, () => new Promise<Conn>((resolve, reject) => {
-    const socket = connect(opts.port, opts.host, () => resolve(c));
-    socket.setNoDelay(true);
-    const c: Conn = { socket, busy: false, buf: Buffer.alloc(0), sentAt: 0, dueAt: 0 };
-    socket.on('error', (e) => { errors++; reject(e); });
-    socket.on('data', (chunk: Buffer) => {
-      c.buf = c.buf.length ? Buffer.concat([c.buf, chunk]) : chunk;
-      const end = c.buf.indexOf(HEADER_END);
-      if (end < 0) return;
-      const total = end + 4 + contentLength(c.buf, end);
-      if (c.buf.length < total) return;
-      const now = performance.now();
-      if (completed < max) {
-        latencies[completed] = now - c.sentAt;
-        intended[completed] = now - c.dueAt;
-      }
-      completed++;
-      if (c.buf[9] !== 0x32) non2xx++; // "HTTP/1.1 2xx"
-      c.buf = c.buf.length === total ? EMPTY : c.buf.subarray(total);
-      c.busy = false;
-    });
-  })));
+  const conns: Conn[] = await Promise.all(
+    Array.from(
+      { length: opts.connections },
+      () =>
+        new Promise<Conn>((resolve, reject) => {
+          const socket = connect(opts.port, opts.host, () => resolve(c));
+          socket.setNoDelay(true);
+          const c: Conn = { socket, busy: false, buf: Buffer.alloc(0), sentAt: 0, dueAt: 0 };
+          socket.on('error', (e) => {
+            errors++;
+            reject(e);
+          });
+          socket.on('data', (chunk: Buffer) => {
+            c.buf = c.buf.length ? Buffer.concat([c.buf, chunk]) : chunk;
+            const end = c.buf.indexOf(HEADER_END);
+            if (end < 0) return;
+            const total = end + 4 + contentLength(c.buf, end);
+            if (c.buf.length < total) return;
+            const now = performance.now();
+            if (completed < max) {
+              latencies[completed] = now - c.sentAt;
+              intended[completed] = now - c.dueAt;
+            }
+            completed++;
+            if (c.buf[9] !== 0x32) non2xx++; // "HTTP/1.1 2xx"
+            c.buf = c.buf.length === total ? EMPTY : c.buf.subarray(total);
+            c.busy = false;
+          });
+        }),
+    ),
+  );
   const start = performance.now();
   const interval = 1000 / opts.rate;
   let sent = 0;

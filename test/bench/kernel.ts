@@ -6,9 +6,15 @@
  */
 import { f, measureSite, type SiteResult, type Windows } from './harness.js';
 
-export interface Step { readonly channels: number; readonly points: number; readonly pollMs: number }
+export interface Step {
+  readonly channels: number;
+  readonly points: number;
+  readonly pollMs: number;
+}
 
-export interface StepResult extends SiteResult { readonly offered: number }
+export interface StepResult extends SiteResult {
+  readonly offered: number;
+}
 
 export function siteFiles(step: Step): Record<string, string> {
   const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
@@ -39,4 +45,5 @@ export function formatRow(step: Step, r: StepResult): string {
   return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${f(r.offered)} | ${f(r.delivered)} | ${f(r.p50)} / ${f(r.p99)} | ${f(r.calcP50)} / ${f(r.calcP99)} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.runtimeRss)} MB | ${f(r.redisRss)} MB | ${f(r.steal, 1)} % |`;
 }
 
-export const HEADER = '| workload (channels × points @ poll) | offered points/s | delivered points/s | gen→model hash p50 / p99 (ms) | gen→calculated p50 / p99 (ms) | runtime CPU | Redis CPU | runtime RSS | Redis RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';
+export const HEADER =
+  '| workload (channels × points @ poll) | offered points/s | delivered points/s | gen→model hash p50 / p99 (ms) | gen→calculated p50 / p99 (ms) | runtime CPU | Redis CPU | runtime RSS | Redis RSS | host steal |\n|---|---|---|---|---|---|---|---|---|---|';

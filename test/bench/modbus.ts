@@ -16,11 +16,13 @@ const POINTS = 100;
 
 export async function modbusFiles(devices: number, pollMs: number): Promise<Record<string, string>> {
   const rows = ['type,id,name,modbus.unit,modbus.fn,modbus.address,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase'];
-  for (let i = 0; i < POINTS; i++) rows.push(`m,${i + 1},r${i},1,3,${i},sine,1000,2000,30000,${(i / POINTS * 6.28).toFixed(3)}`);
+  for (let i = 0; i < POINTS; i++) rows.push(`m,${i + 1},r${i},1,3,${i},sine,1000,2000,30000,${((i / POINTS) * 6.28).toFixed(3)}`);
   const channels: string[] = [];
   const models: string[] = [];
   for (let d = 0; d < devices; d++) {
-    channels.push(`  - { id: dev${d}, protocol: modbus-tcp, host: 127.0.0.1, port: ${await freePort()}, pollMs: ${pollMs}, timeoutMs: 1000, pointsFile: registers.csv }`);
+    channels.push(
+      `  - { id: dev${d}, protocol: modbus-tcp, host: 127.0.0.1, port: ${await freePort()}, pollMs: ${pollMs}, timeoutMs: 1000, pointsFile: registers.csv }`,
+    );
     models.push(`  - { id: d${d}, template: device, channel: dev${d} }`);
   }
   const measurements = Array.from({ length: POINTS }, (_, i) => `      r${i}: {}`).join('\n');
@@ -32,7 +34,8 @@ export async function modbusFiles(devices: number, pollMs: number): Promise<Reco
   };
 }
 
-export const MODBUS_HEADER = '| devices × registers @ poll | polls/s (expected) | missed polls | points/s | poll→model hash p50 / p99 (ms), seen by a subscriber | poll→c2m acknowledged p50 / p99 (ms), inside the runtime | runtime CPU | Redis CPU | simulator CPU | runtime RSS | runtime event-loop delay p99 / max | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
+export const MODBUS_HEADER =
+  '| devices × registers @ poll | polls/s (expected) | missed polls | points/s | poll→model hash p50 / p99 (ms), seen by a subscriber | poll→c2m acknowledged p50 / p99 (ms), inside the runtime | runtime CPU | Redis CPU | simulator CPU | runtime RSS | runtime event-loop delay p99 / max | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
 
 export async function modbusRow(devices: number, pollMs: number, windows: Windows): Promise<string> {
   const files = await modbusFiles(devices, pollMs);
@@ -49,20 +52,24 @@ export async function simulatorCapacity(connections: number, ms: number): Promis
   const dev = new SimDevice(1);
   const srv = await listenModbus(new Map([[1, dev]]), { host: '127.0.0.1', port: 0, framing: 'tcp' });
   const Client = ModbusSerial as unknown as new () => ModbusRTU;
-  const clients = await Promise.all(Array.from({ length: connections }, async () => {
-    const c = new Client();
-    await c.connectTCP('127.0.0.1', { port: srv.port });
-    c.setID(1);
-    return c;
-  }));
+  const clients = await Promise.all(
+    Array.from({ length: connections }, async () => {
+      const c = new Client();
+      await c.connectTCP('127.0.0.1', { port: srv.port });
+      c.setID(1);
+      return c;
+    }),
+  );
   const end = Date.now() + ms;
   let n = 0;
-  await Promise.all(clients.map(async (c) => {
-    while (Date.now() < end) {
-      await c.readHoldingRegisters(0, 100);
-      n++;
-    }
-  }));
+  await Promise.all(
+    clients.map(async (c) => {
+      while (Date.now() < end) {
+        await c.readHoldingRegisters(0, 100);
+        n++;
+      }
+    }),
+  );
   for (const c of clients) c.close(() => undefined);
   await srv.close();
   return `| ${connections} | ${f(n / (ms / 1000))} |`;

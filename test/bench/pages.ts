@@ -38,7 +38,11 @@ function siteFiles(port: number): Record<string, string> {
   return files;
 }
 
-interface Load { readonly bytes: number; readonly requests: number; readonly firstValueMs: number }
+interface Load {
+  readonly bytes: number;
+  readonly requests: number;
+  readonly firstValueMs: number;
+}
 
 /** One cold load of `path`, signed in (the token put where the sign-in form would keep it). */
 async function load(browser: Browser, base: string, path: string, ready: string): Promise<Load> {
@@ -59,8 +63,12 @@ async function load(browser: Browser, base: string, path: string, ready: string)
     await cdp.send('Network.enable');
     let bytes = 0;
     let requests = 0;
-    cdp.on('Network.requestWillBeSent', () => { requests++; });
-    cdp.on('Network.loadingFinished', (e) => { bytes += e.encodedDataLength; });
+    cdp.on('Network.requestWillBeSent', () => {
+      requests++;
+    });
+    cdp.on('Network.loadingFinished', (e) => {
+      bytes += e.encodedDataLength;
+    });
     await page.goto(base + path);
     await page.waitForSelector(ready, { timeout: 30_000 });
     await sleep(1_000); // what the page asks for once it shows (a machine graph), and a second of its feed
@@ -80,7 +88,10 @@ export async function pagesRows(): Promise<string[]> {
   const dir = mkdtempSync(join(tmpdir(), 'voltage-pages-bench-'));
   for (const [n, t] of Object.entries(siteFiles(port))) writeFileSync(join(dir, n), t);
   const redis = await spawnRedis();
-  const rt = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const rt = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const base = `http://127.0.0.1:${port}`;
   let browser: Browser | undefined;
   try {
@@ -95,13 +106,24 @@ export async function pagesRows(): Promise<string[]> {
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     await load(browser, base, '/ui/', '[data-value]'); // Chromium's own first start, not counted
     const rows: string[] = [];
-    for (const [path, ready] of [['/ui/', '[data-value]'], ['/ui/actors', '[data-actor]']] as const) {
+    for (const [path, ready] of [
+      ['/ui/', '[data-value]'],
+      ['/ui/actors', '[data-actor]'],
+    ] as const) {
       const loads: Load[] = [];
       for (let i = 0; i < LOADS; i++) loads.push(await load(browser, base, path, ready));
       const kb = loads.map((l) => l.bytes / 1024).sort((a, b) => a - b);
-      const first = loads.map((l) => l.firstValueMs).filter(Number.isFinite).sort((a, b) => a - b);
+      const first = loads
+        .map((l) => l.firstValueMs)
+        .filter(Number.isFinite)
+        .sort((a, b) => a - b);
       const render = path === '/ui/' ? `${f(percentile(first, 50))} / ${f(first.at(-1) ?? Number.NaN)}` : '—';
-      rows.push(`| \`${path}\` | ${f(percentile(kb, 50), 1)} | ${percentile(loads.map((l) => l.requests).sort((a, b) => a - b), 50)} | ${render} |`);
+      rows.push(
+        `| \`${path}\` | ${f(percentile(kb, 50), 1)} | ${percentile(
+          loads.map((l) => l.requests).sort((a, b) => a - b),
+          50,
+        )} | ${render} |`,
+      );
     }
     return rows;
   } finally {

@@ -8,7 +8,10 @@ import { cpus, totalmem } from 'node:os';
 
 const TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 
-export interface CpuSample { readonly at: number; readonly cpuMs: number }
+export interface CpuSample {
+  readonly at: number;
+  readonly cpuMs: number;
+}
 
 /** The fields of /proc/PID/stat after the command name (field 3 onwards), or undefined once it is gone. */
 function statFields(pid: number): string[] | undefined {
@@ -56,7 +59,10 @@ export function cpuPercent(a: CpuSample, b: CpuSample): number {
 }
 
 /** The machine's CPU counters (/proc/stat, all CPUs): total and stolen ticks. */
-export interface HostSample { readonly total: number; readonly steal: number }
+export interface HostSample {
+  readonly total: number;
+  readonly steal: number;
+}
 
 export function hostSample(): HostSample {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
@@ -87,7 +93,11 @@ export function rssMb(pid: number): number {
 export function machine(): string {
   const c = cpus();
   let redis = '';
-  try { redis = execSync('redis-server --version').toString().trim().split(' ').slice(0, 3).join(' '); } catch { redis = 'redis-server not found'; }
+  try {
+    redis = execSync('redis-server --version').toString().trim().split(' ').slice(0, 3).join(' ');
+  } catch {
+    redis = 'redis-server not found';
+  }
   return `${c.length} × ${c[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, ${redis}`;
 }
 

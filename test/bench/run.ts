@@ -47,7 +47,7 @@ if (only.has('modbus')) {
   console.log(MODBUS_HEADER);
   for (const devices of [10, 50, 100]) console.log(await modbusRow(devices, 100, windows));
 
-  console.log('\n## The simulator\'s Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n');
+  console.log("\n## The simulator's Modbus TCP server (in the benchmark process; modbus-serial clients reading 100 registers)\n");
   console.log('| connections | requests/s |\n|---|---|');
   for (const c of [1, 16]) console.log(await simulatorCapacity(c, quick ? 2_000 : 4_000));
 }
@@ -65,7 +65,9 @@ if (only.has('gateway')) {
 }
 
 if (only.has('feed')) {
-  console.log(`\n## Feed: Modbus devices → WebSocket client, every register changing every poll (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`);
+  console.log(
+    `\n## Feed: Modbus devices → WebSocket client, every register changing every poll (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`,
+  );
   console.log(FEED_HEADER);
   const baseline = process.env.BENCH_BASELINE;
   for (const devices of [10, 50, 100]) {
@@ -78,5 +80,5 @@ if (only.has('pages')) {
   console.log(`\n## Pages: weight and first render (${PAGES_WORKLOAD})\n`);
   console.log(PAGES_HEADER);
   for (const row of await pagesRows()) console.log(row);
-  console.log('\ntargets: under 300 kB per page; the dashboard\'s first values under 1 s');
+  console.log("\ntargets: under 300 kB per page; the dashboard's first values under 1 s");
 }

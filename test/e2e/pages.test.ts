@@ -44,8 +44,12 @@ beforeAll(async () => {
   for (const [k, v] of Object.entries(process.env)) if (k !== 'REDIS_URL' && v !== undefined) env[k] ??= v;
   demo = spawn(process.execPath, [BIN, 'demo', '--config', dir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  demo.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  demo.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  demo.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  demo.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   exited = new Promise((r) => demo.on('exit', (code) => r(code)));
   await eventually(() => out.includes('Ctrl-C stops it.'), 30_000);
   base = /api\s+(http:\/\/\S+?)\/health/.exec(out)![1]!;
@@ -71,10 +75,14 @@ async function open(path: string, role: Role, before?: (page: Page) => Promise<v
   const page = await context.newPage();
   await before?.(page);
   const problems: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
   page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  page.on('response', (r) => {
+    if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
   await page.goto(base + path);
   await page.fill('input[name=token]', tokens[role]);
   await page.click('form.signin button[type=submit]');
@@ -93,7 +101,10 @@ async function api(path: string, role: Role, body?: unknown): Promise<{ status: 
 describe.skipIf(!haveChromium)('pages in Chromium', () => {
   it('each page loads with no console error and no failed request, for each role', async () => {
     for (const role of ['viewer', 'operator'] as const) {
-      for (const [path, ready] of [['/ui/', '[data-value="grid.P"]'], ['/ui/actors#model/site', 'svg.machine']] as const) {
+      for (const [path, ready] of [
+        ['/ui/', '[data-value="grid.P"]'],
+        ['/ui/actors#model/site', 'svg.machine'],
+      ] as const) {
         const { page, problems } = await open(path, role);
         await page.waitForSelector(ready);
         await page.waitForSelector('.live[data-live="true"], #tree');
@@ -112,7 +123,11 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
       const cell = document.querySelector('[data-value="grid.P"]')!;
       const seen: Array<{ text: string; at: number }> = [];
       (window as unknown as { seen: typeof seen }).seen = seen;
-      new MutationObserver(() => seen.push({ text: cell.textContent ?? '', at: Date.now() })).observe(cell, { childList: true, characterData: true, subtree: true });
+      new MutationObserver(() => seen.push({ text: cell.textContent ?? '', at: Date.now() })).observe(cell, {
+        childList: true,
+        characterData: true,
+        subtree: true,
+      });
     });
     const generated: Array<{ value: number; ts: number }> = [];
     const sub = redis.duplicate();
@@ -150,27 +165,39 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     });
     const log = async () => page.evaluate(() => (window as unknown as { log: string[] }).log);
     // A failure, a backoff with a countdown, and running again, in that order.
-    const cycle = await eventually(async () => {
-      const l = await log();
-      const b = l.findIndex((s) => /^backoff\|failed: .*crashed.* · restart in \d+\.\d s$/.test(s));
-      const r = b >= 0 ? l.findIndex((s, i) => i > b && s.startsWith('running|')) : -1;
-      return r > b && b >= 0 ? l : undefined;
-    }, 20_000, 100);
+    const cycle = await eventually(
+      async () => {
+        const l = await log();
+        const b = l.findIndex((s) => /^backoff\|failed: .*crashed.* · restart in \d+\.\d s$/.test(s));
+        const r = b >= 0 ? l.findIndex((s, i) => i > b && s.startsWith('running|')) : -1;
+        return r > b && b >= 0 ? l : undefined;
+      },
+      20_000,
+      100,
+    );
     expect(cycle.some((s) => s.startsWith('running|'))).toBe(true);
     // Running again: the chart highlights the state the API reports (connecting → polling).
-    await eventually(async () => {
-      const a = (await api('/api/v1/actors/channel/1004', 'viewer')).body;
-      if (a.status !== 'running') return false;
-      const lit = await page.$$eval('svg.machine g.state.active', (gs) => gs.map((g) => g.getAttribute('data-state')));
-      return lit.length === 1 && lit[0] === a.state;
-    }, 5_000, 100);
+    await eventually(
+      async () => {
+        const a = (await api('/api/v1/actors/channel/1004', 'viewer')).body;
+        if (a.status !== 'running') return false;
+        const lit = await page.$$eval('svg.machine g.state.active', (gs) => gs.map((g) => g.getAttribute('data-state')));
+        return lit.length === 1 && lit[0] === a.state;
+      },
+      5_000,
+      100,
+    );
     // The chart is the machine's: every state, transitions with events and guards.
     const states = await page.$$eval('svg.machine g.state', (gs) => gs.map((g) => g.getAttribute('data-state')));
     expect(states.sort()).toEqual(['', 'connecting', 'polling', 'reconnecting']);
     const labels = await page.$$eval('svg.machine text.label', (ts) => ts.map((t) => t.textContent));
     expect(labels).toContain('error: polls [isTransient]');
     // The journal shows the failure with its error.
-    await eventually(async () => (await page.$$eval('table.journal td.error', (tds) => tds.map((td) => td.textContent ?? ''))).some((t) => /crashed after 5 polls/.test(t)), 5_000, 100);
+    await eventually(
+      async () => (await page.$$eval('table.journal td.error', (tds) => tds.map((td) => td.textContent ?? ''))).some((t) => /crashed after 5 polls/.test(t)),
+      5_000,
+      100,
+    );
     await page.screenshot({ path: 'docs/screenshots/visualizer.png' });
     await page.context().close();
   }, 45_000);
@@ -183,33 +210,45 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     await page.fill('form.control input[name=value]', '42');
     await page.click('form.control button[type=submit]');
     await page.waitForSelector('[data-command-status="confirmed"]', { timeout: 10_000 });
-    const id = /cmd-\S+/.exec(await page.textContent('ol.results li .detail') ?? '')?.[0];
+    const id = /cmd-\S+/.exec((await page.textContent('ol.results li .detail')) ?? '')?.[0];
     expect((await api(`/api/v1/commands/${id}`, 'viewer')).body).toMatchObject({ status: 'confirmed', value: 42, source: 'demo-operator' });
     await page.context().close();
   });
 
   it('an operator acknowledges an active alarm on the page, and the API shows it acknowledged; the trend is drawn from history', async () => {
     // The demo raises some within seconds: the flaky weather sensor (env.comm), the grid's frequency band.
-    const alarm = await eventually(async () => {
-      const list = (await api('/api/v1/alarms?active=true', 'viewer')).body.alarms as Array<{ id: string; state: string }>;
-      return list.find((a) => a.state === 'unacknowledged');
-    }, 60_000, 250);
+    const alarm = await eventually(
+      async () => {
+        const list = (await api('/api/v1/alarms?active=true', 'viewer')).body.alarms as Array<{ id: string; state: string }>;
+        return list.find((a) => a.state === 'unacknowledged');
+      },
+      60_000,
+      250,
+    );
     const histories: number[] = [];
     const { page, problems } = await open('/ui/', 'operator');
-    page.on('response', (r) => { if (r.url().includes('/api/v1/history?')) histories.push(r.status()); });
+    page.on('response', (r) => {
+      if (r.url().includes('/api/v1/history?')) histories.push(r.status());
+    });
     const ack = `[data-alarm="${alarm.id}"] button[data-alarm-action="ack"]`;
     await page.waitForSelector(ack);
     expect(await page.textContent(`[data-alarm="${alarm.id}"] [data-alarm-state]`)).toBe('unacknowledged');
     await page.fill('input[name=alarm-comment]', 'seen on the dashboard');
     await page.click(ack);
     // The page follows the feed (the row shows acknowledged, or leaves once the alarm is back to normal) ...
-    await page.waitForFunction((id) => {
-      const state = document.querySelector(`[data-alarm="${id}"] [data-alarm-state]`);
-      return state === null || state.getAttribute('data-alarm-state') === 'acknowledged';
-    }, alarm.id, { timeout: 5_000 });
+    await page.waitForFunction(
+      (id) => {
+        const state = document.querySelector(`[data-alarm="${id}"] [data-alarm-state]`);
+        return state === null || state.getAttribute('data-alarm-state') === 'acknowledged';
+      },
+      alarm.id,
+      { timeout: 5_000 },
+    );
     // ... and the API has the operator's acknowledgement.
     const stored = (await api(`/api/v1/alarms/${alarm.id}`, 'viewer')).body;
-    expect(stored.history).toContainEqual(expect.objectContaining({ event: 'ACK', from: 'unacknowledged', to: 'acknowledged', who: 'demo-operator', why: 'seen on the dashboard' }));
+    expect(stored.history).toContainEqual(
+      expect.objectContaining({ event: 'ACK', from: 'unacknowledged', to: 'acknowledged', who: 'demo-operator', why: 'seen on the dashboard' }),
+    );
     if (stored.active) expect(stored.state).toBe('acknowledged');
     // The trend: a canvas with values of the first model, the last 15 min from the history API, then the feed.
     await page.waitForSelector('#trend canvas');
@@ -225,16 +264,24 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
   }, 90_000);
 
   it('an acknowledgement refused by the API (another operator was first) is shown in the row, naming the state', async () => {
-    const alarm = await eventually(async () => {
-      const list = (await api('/api/v1/alarms?active=true', 'viewer')).body.alarms as Array<{ id: string; state: string }>;
-      return list.find((a) => a.state === 'unacknowledged' || a.state === 'returnedUnack');
-    }, 60_000, 250);
+    const alarm = await eventually(
+      async () => {
+        const list = (await api('/api/v1/alarms?active=true', 'viewer')).body.alarms as Array<{ id: string; state: string }>;
+        return list.find((a) => a.state === 'unacknowledged' || a.state === 'returnedUnack');
+      },
+      60_000,
+      250,
+    );
     // The page's feed is held back for alarms, so its row still offers Acknowledge after the other operator's.
     let hold = false;
-    const { page, problems } = await open('/ui/', 'operator', (p) => p.routeWebSocket(/\/ws\b/, (ws) => {
-      const server = ws.connectToServer();
-      server.onMessage((m) => { if (!(hold && String(m).includes('"topic":"alarm/all"'))) ws.send(m); });
-    }));
+    const { page, problems } = await open('/ui/', 'operator', (p) =>
+      p.routeWebSocket(/\/ws\b/, (ws) => {
+        const server = ws.connectToServer();
+        server.onMessage((m) => {
+          if (!(hold && String(m).includes('"topic":"alarm/all"'))) ws.send(m);
+        });
+      }),
+    );
     const row = `[data-alarm="${alarm.id}"]`;
     await page.waitForSelector(`${row} button[data-alarm-action="ack"]`);
     hold = true;
@@ -242,7 +289,9 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     await page.click(`${row} button[data-alarm-action="ack"]`);
     await page.waitForSelector(`${row} .note.error`);
     const now = (await api(`/api/v1/alarms/${alarm.id}`, 'viewer')).body.state as string;
-    expect(await page.textContent(`${row} .note.error`)).toMatch(new RegExp(`^alarm '${alarm.id.replace('.', '\\.')}' (is ${now}: ack is not allowed in state ${now}|was changed meanwhile; it is now ${now} )`));
+    expect(await page.textContent(`${row} .note.error`)).toMatch(
+      new RegExp(`^alarm '${alarm.id.replace('.', '\\.')}' (is ${now}: ack is not allowed in state ${now}|was changed meanwhile; it is now ${now} )`),
+    );
     // The refusal is the only problem: Chromium logs the 409 as well.
     expect(problems.filter((p) => !/\b409\b/.test(p))).toEqual([]);
     expect(problems.length).toBeGreaterThan(0);

@@ -27,12 +27,23 @@ describe('fault: a device that answers garbage', () => {
     const proxy = createServer((client) => {
       const up = connect(simPort, '127.0.0.1');
       sockets.add(client).add(up);
-      up.on('data', (d: Buffer) => { client.write(garbage ? randomBytes(d.length) : d); });
-      client.on('data', (d: Buffer) => { up.write(d); });
-      for (const s of [client, up]) s.on('error', () => undefined).on('close', () => { client.destroy(); up.destroy(); });
+      up.on('data', (d: Buffer) => {
+        client.write(garbage ? randomBytes(d.length) : d);
+      });
+      client.on('data', (d: Buffer) => {
+        up.write(d);
+      });
+      for (const s of [client, up])
+        s.on('error', () => undefined).on('close', () => {
+          client.destroy();
+          up.destroy();
+        });
     });
     await new Promise<void>((r) => proxy.listen(proxyPort, '127.0.0.1', r));
-    t.cleanups.push(() => { for (const s of sockets) s.destroy(); return new Promise((r) => proxy.close(r)); });
+    t.cleanups.push(() => {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => proxy.close(r));
+    });
     t.running = await startRuntime(modbusFaultSite(proxyPort), { redisUrl: t.server.url, log: quietLog });
     await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '1')) === 'good');
     garbage = true;

@@ -6,7 +6,7 @@
  * flight at the moment of the kill.
  */
 import { describe, expect, it } from 'vitest';
-import { eventually, } from '../helpers/servers.js';
+import { eventually } from '../helpers/servers.js';
 import { api, useFaultRuntime } from './site.js';
 
 const f = useFaultRuntime();
@@ -19,7 +19,10 @@ describe('fault: the gateway process killed', () => {
     const pid = await eventually(gatewayPid);
     process.kill(pid, 'SIGKILL');
     const before = Number(await t.raw.hget('comsrv:v1:m', '1'));
-    const newPid = await eventually(async () => { const p = await gatewayPid(); return typeof p === 'number' && p !== pid ? p : undefined; }, 10_000);
+    const newPid = await eventually(async () => {
+      const p = await gatewayPid();
+      return typeof p === 'number' && p !== pid ? p : undefined;
+    }, 10_000);
     expect(newPid).toBeGreaterThan(0);
     const port = await eventually(() => f.rt.gatewayPort());
     f.base = `http://127.0.0.1:${port}`;

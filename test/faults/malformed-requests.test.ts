@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { eventually, } from '../helpers/servers.js';
+import { eventually } from '../helpers/servers.js';
 import { TOKEN, useFaultRuntime } from './site.js';
 
 const f = useFaultRuntime();
@@ -37,15 +37,17 @@ describe('fault: 1,000 malformed API requests', () => {
     const burst = async (n: number) => {
       const statuses = new Map<number, number>();
       for (let i = 0; i < n; i += 50) {
-        await Promise.all(Array.from({ length: 50 }, async (_, j) => {
-          const [method, path, headers, body] = KINDS[(i + j) % KINDS.length]!(i + j);
-          const r = await fetch(f.base + path, { method, headers, body, signal: AbortSignal.timeout(5_000) });
-          const text = await r.text();
-          statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
-          expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
-          expect(r.status, `${method} ${path}`).toBeLessThan(500);
-          expect(JSON.parse(text).error.code, `${method} ${path}`).toMatch(/^[A-Z_]+$/);
-        }));
+        await Promise.all(
+          Array.from({ length: 50 }, async (_, j) => {
+            const [method, path, headers, body] = KINDS[(i + j) % KINDS.length]!(i + j);
+            const r = await fetch(f.base + path, { method, headers, body, signal: AbortSignal.timeout(5_000) });
+            const text = await r.text();
+            statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+            expect(r.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+            expect(r.status, `${method} ${path}`).toBeLessThan(500);
+            expect(JSON.parse(text).error.code, `${method} ${path}`).toMatch(/^[A-Z_]+$/);
+          }),
+        );
       }
       return statuses;
     };
@@ -58,6 +60,17 @@ describe('fault: 1,000 malformed API requests', () => {
     expect(after - before).toBeLessThan(16);
     expect([...statuses.keys()].every((s) => s >= 400 && s < 500)).toBe(true);
     // The token was rate-limited by the burst (429s above): a good request is accepted once its bucket refills.
-    await eventually(async () => (await fetch(`${f.base}/api/v1/models/inv/controls/limit`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"value":1}' })).status === 202, 10_000, 250);
+    await eventually(
+      async () =>
+        (
+          await fetch(`${f.base}/api/v1/models/inv/controls/limit`, {
+            method: 'POST',
+            headers: { ...auth, 'content-type': 'application/json' },
+            body: '{"value":1}',
+          })
+        ).status === 202,
+      10_000,
+      250,
+    );
   });
 });

@@ -20,7 +20,9 @@ beforeAll(async () => {
   ({ rt, base } = await startFaultRuntime(t.server.url, undefined, log));
   await eventually(async () => complete(await inventory(t.raw), 5));
 });
-afterAll(async () => { await rt.stop(); });
+afterAll(async () => {
+  await rt.stop();
+});
 
 describe('fault: FLUSHALL', () => {
   it('everything the runtime owns is back within 2 s, logged once; a command from before says lost', async () => {

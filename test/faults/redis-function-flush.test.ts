@@ -5,7 +5,7 @@
  * controls go on. Lost: nothing.
  */
 import { describe, expect, it } from 'vitest';
-import { eventually, } from '../helpers/servers.js';
+import { eventually } from '../helpers/servers.js';
 import { api, complete, inventory, useFaultRuntime } from './site.js';
 
 const f = useFaultRuntime();

@@ -14,7 +14,10 @@ import { api, complete, inventory, startFaultRuntime } from './site.js';
 
 let server: RedisServer;
 let rt: RunningRuntime | undefined;
-afterAll(async () => { await rt?.stop(); await server.stop(); });
+afterAll(async () => {
+  await rt?.stop();
+  await server.stop();
+});
 
 describe('fault: Redis restarted with AOF', () => {
   it('values, site, mapping, actors and commands survive; controls work again', async () => {

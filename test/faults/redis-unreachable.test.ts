@@ -18,7 +18,10 @@ import { api, complete, inventory, startFaultRuntime } from './site.js';
 
 let server: RedisServer;
 let rt: RunningRuntime | undefined;
-afterAll(async () => { await rt?.stop(); await server.stop(); });
+afterAll(async () => {
+  await rt?.stop();
+  await server.stop();
+});
 
 describe('fault: Redis unreachable', () => {
   it('the API answers within its deadline, the channel keeps polling, and the outage is written when Redis is back', async () => {
@@ -31,7 +34,14 @@ describe('fault: Redis unreachable', () => {
     raw.disconnect();
     server.process.kill('SIGKILL');
     await sleep(300);
-    for (const [method, path, body] of [['GET', '/health'], ['GET', '/api/v1/models/inv'], ['GET', '/api/v1/channels'], ['GET', '/api/v1/actors'], ['GET', '/metrics'], ['POST', '/api/v1/models/inv/controls/limit', { value: 3 }]] as const) {
+    for (const [method, path, body] of [
+      ['GET', '/health'],
+      ['GET', '/api/v1/models/inv'],
+      ['GET', '/api/v1/channels'],
+      ['GET', '/api/v1/actors'],
+      ['GET', '/metrics'],
+      ['POST', '/api/v1/models/inv/controls/limit', { value: 3 }],
+    ] as const) {
       const r = await api(base, method, path, body);
       expect(r.ms, path).toBeLessThan(2_500); // the 2 s deadline plus a margin
       expect([200, 503], path).toContain(r.status);

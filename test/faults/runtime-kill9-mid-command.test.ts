@@ -16,13 +16,23 @@ const t = privateRedisSuite();
 const dir = writeSite({ 'site.yaml': SITE_YAML.replace(/^gateway:\n {2}port: 0\n/, '') });
 
 function start() {
-  const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], { env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' }, stdio: 'ignore' });
-  t.cleanups.push(() => { proc.kill('SIGKILL'); });
+  const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' },
+    stdio: 'ignore',
+  });
+  t.cleanups.push(() => {
+    proc.kill('SIGKILL');
+  });
   return proc;
 }
-const groupReady = () => eventually(async () => {
-  try { return ((await t.raw.xinfo('GROUPS', 'cmd:v1')) as unknown[]).length > 0; } catch { return false; }
-}, 15_000);
+const groupReady = () =>
+  eventually(async () => {
+    try {
+      return ((await t.raw.xinfo('GROUPS', 'cmd:v1')) as unknown[]).length > 0;
+    } catch {
+      return false;
+    }
+  }, 15_000);
 
 describe('fault: the runtime killed with kill -9 in the middle of a command', () => {
   it('after the restart the command ends confirmed or timeout, never pending; one sent while down is executed', async () => {

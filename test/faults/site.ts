@@ -39,7 +39,14 @@ export function faultSite(yaml = SITE_YAML): SiteConfig {
 /** A logger that keeps its lines (info and above), for a test to count what was said. */
 export function capturedLog(): { log: Logger; lines: Array<{ msg: string; level: number }> } {
   const lines: Array<{ msg: string; level: number }> = [];
-  const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as { msg: string; level: number }); } });
+  const log = pino(
+    { level: 'info' },
+    {
+      write: (s: string) => {
+        lines.push(JSON.parse(s) as { msg: string; level: number });
+      },
+    },
+  );
   return { log, lines };
 }
 
@@ -60,7 +67,11 @@ export async function api(base: string, method: string, path: string, body?: unk
   });
   const text = await r.text();
   let parsed: unknown = text;
-  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* not JSON */
+  }
   return { status: r.status, body: parsed, ms: Date.now() - started };
 }
 
@@ -82,7 +93,9 @@ export async function inventory(raw: Redis): Promise<Inventory> {
   try {
     const groups = (await raw.xinfo('GROUPS', 'cmd:v1')) as unknown[][];
     commandGroup = groups.some((g) => g.includes('channel'));
-  } catch { /* no stream */ }
+  } catch {
+    /* no stream */
+  }
   const num = (v: string | null) => (v === null ? undefined : Number(v));
   return {
     functions: libs.length > 0,
@@ -98,7 +111,16 @@ export async function inventory(raw: Redis): Promise<Inventory> {
 
 /** Everything the runtime owns is there: functions, site, both mappings, values, the actor tree, the command group. */
 export function complete(i: Inventory, actors: number): boolean {
-  return i.functions && i.site && i.mappingC2m === 1 && i.mappingM2c === 1 && i.modelValue !== undefined && i.channelValue !== undefined && i.actors >= actors && i.commandGroup;
+  return (
+    i.functions &&
+    i.site &&
+    i.mappingC2m === 1 &&
+    i.mappingM2c === 1 &&
+    i.modelValue !== undefined &&
+    i.channelValue !== undefined &&
+    i.actors >= actors &&
+    i.commandGroup
+  );
 }
 
 /** A Modbus TCP channel on `port` (the simulator, or a proxy in front of it), with short timeouts and backoffs. */
@@ -129,6 +151,8 @@ export function useFaultRuntime(): { readonly t: ReturnType<typeof usePrivateRed
     ({ rt: f.rt, base: f.base } = await startFaultRuntime(f.t.server.url));
     await eventually(async () => complete(await inventory(f.t.raw), 5));
   });
-  afterAll(async () => { await f.rt.stop(); });
+  afterAll(async () => {
+    await f.rt.stop();
+  });
   return f;
 }

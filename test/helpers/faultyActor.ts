@@ -27,23 +27,46 @@ const channel = machineChild({
   async build() {
     const build = ++builds;
     if (build === 1) {
-      setTimeout(() => { void Promise.reject(new VoltageError('device', 'PORT_GONE', 'the serial port vanished', { channel: '7', path: '/dev/ttyS7' })); }, 20);
+      setTimeout(() => {
+        void Promise.reject(new VoltageError('device', 'PORT_GONE', 'the serial port vanished', { channel: '7', path: '/dev/ttyS7' }));
+      }, 20);
     } else if (build === 2) {
-      setTimeout(() => { throw new Error('thrown in a timer'); }, 20);
+      setTimeout(() => {
+        throw new Error('thrown in a timer');
+      }, 20);
     }
-    return { machine, input: undefined as never, dispose: async () => { log.info({ event: 'disposed', build }, 'disposed'); } };
+    return {
+      machine,
+      input: undefined as never,
+      dispose: async () => {
+        log.info({ event: 'disposed', build }, 'disposed');
+      },
+    };
   },
 });
 
 const sup = new Supervisor(
-  { id: 'channels', strategy: 'one_for_one', intensity: 5, periodMs: 60_000, backoff: { minBackoffMs: 10, maxBackoffMs: 50, randomFactor: 0, resetBackoffAfterMs: 60_000 }, onEvent: (e) => {
-    log.info({ event: e.type, child: e.child }, e.type);
-    // The supervisor's own work runs outside any actor: a fault here is the process's.
-    if (e.type === 'started' && ++starts === 3) setTimeout(() => { void Promise.reject(new Error('nobody owns this')); }, 20);
-  } },
+  {
+    id: 'channels',
+    strategy: 'one_for_one',
+    intensity: 5,
+    periodMs: 60_000,
+    backoff: { minBackoffMs: 10, maxBackoffMs: 50, randomFactor: 0, resetBackoffAfterMs: 60_000 },
+    onEvent: (e) => {
+      log.info({ event: e.type, child: e.child }, e.type);
+      // The supervisor's own work runs outside any actor: a fault here is the process's.
+      if (e.type === 'started' && ++starts === 3)
+        setTimeout(() => {
+          void Promise.reject(new Error('nobody owns this'));
+        }, 20);
+    },
+  },
   [channel],
 );
 await sup.start();
-setTimeout(() => { log.info('still alive'); process.exit(0); }, 5_000).unref();
+setTimeout(() => {
+  log.info('still alive');
+  process.exit(0);
+}, 5_000).unref();
 // Keep the process up until something ends it.
 setInterval(() => undefined, 1_000);

@@ -5,7 +5,12 @@
  */
 import type { Clock, TimerHandle } from '../../runtime/clock.js';
 
-interface Timer { at: number; seq: number; fn: () => void; cancelled: boolean }
+interface Timer {
+  at: number;
+  seq: number;
+  fn: () => void;
+  cancelled: boolean;
+}
 
 export async function flushMicrotasks(rounds = 20): Promise<void> {
   for (let i = 0; i < rounds; i++) await new Promise<void>((r) => setImmediate(r));
@@ -17,12 +22,18 @@ export class ManualClock implements Clock {
   private seq = 0;
   private timers: Timer[] = [];
 
-  now(): number { return this.t; }
+  now(): number {
+    return this.t;
+  }
 
-  wallNow(): number { return this.t + this.wallOffset; }
+  wallNow(): number {
+    return this.t + this.wallOffset;
+  }
 
   /** Moves the wall clock only (by a negative amount: backwards); timers and `now()` are untouched. */
-  jumpWall(ms: number): void { this.wallOffset += ms; }
+  jumpWall(ms: number): void {
+    this.wallOffset += ms;
+  }
 
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const timer: Timer = { at: this.t + Math.max(0, ms), seq: this.seq++, fn, cancelled: false };

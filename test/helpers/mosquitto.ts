@@ -21,11 +21,15 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-const canConnect = (port: number) => new Promise<boolean>((resolve) => {
-  const s = connect(port, '127.0.0.1');
-  s.once('connect', () => { s.destroy(); resolve(true); });
-  s.once('error', () => resolve(false));
-});
+const canConnect = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 
 export async function spawnMosquitto(opts: { port?: number; dir?: string } = {}): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
@@ -33,10 +37,19 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
   // Started as root, mosquitto drops to its own user, which must be able to save its database here.
   chmodSync(dir, 0o777);
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, [
-    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence true', `persistence_location ${dir}/`,
-    'autosave_interval 1', 'max_queued_messages 100000', 'log_dest none', '',
-  ].join('\n'));
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence true',
+      `persistence_location ${dir}/`,
+      'autosave_interval 1',
+      'max_queued_messages 100000',
+      'log_dest none',
+      '',
+    ].join('\n'),
+  );
   const child = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
   killOnExit(child);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

@@ -10,21 +10,34 @@ export class TestChildren {
 
   spec(id: string, restart: RestartType = 'permanent'): ChildSpec {
     return {
-      id, restart, shutdown: 1000, type: 'worker',
+      id,
+      restart,
+      shutdown: 1000,
+      type: 'worker',
       start: async (): Promise<RunningChild> => {
         this.log.push({ op: 'start', id, at: this.now() });
         let listener: ((r: ExitReason) => void) | undefined;
         const child: RunningChild = {
-          stop: async () => { this.live.delete(id); this.log.push({ op: 'stop', id, at: this.now() }); },
-          onExit: (l) => { listener = l; },
+          stop: async () => {
+            this.live.delete(id);
+            this.log.push({ op: 'stop', id, at: this.now() });
+          },
+          onExit: (l) => {
+            listener = l;
+          },
         };
-        this.live.set(id, (r) => { this.live.delete(id); listener?.(r); });
+        this.live.set(id, (r) => {
+          this.live.delete(id);
+          listener?.(r);
+        });
         return child;
       },
     };
   }
 
-  isRunning(id: string): boolean { return this.live.has(id); }
+  isRunning(id: string): boolean {
+    return this.live.has(id);
+  }
 
   exit(id: string, reason: ExitReason): boolean {
     const f = this.live.get(id);

@@ -9,8 +9,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { adjacencyMapToArray, getAdjacencyMap, getShortestPaths } from '@xstate/graph';
 import {
-  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmMachine, alarmTransitions, initialAlarm, stepAlarm, stepReason,
-  type AlarmContext, type AlarmEvent, type AlarmInput, type AlarmSnapshotData, type AlarmState, type Severity,
+  activeAlarmStates,
+  ALARM_EVENT_TYPES,
+  ALARM_STATES,
+  alarmMachine,
+  alarmTransitions,
+  initialAlarm,
+  stepAlarm,
+  stepReason,
+  type AlarmContext,
+  type AlarmEvent,
+  type AlarmInput,
+  type AlarmSnapshotData,
+  type AlarmState,
+  type Severity,
 } from '../../machines/alarmMachine.js';
 import { INITIAL_DELAY_STATE, rawCondition, stepDelay, tickDelay, type ConditionSpec, type DelayState } from '../../machines/alarmCondition.js';
 import { AlarmRefusedError } from '../../runtime/redis/alarms.js';
@@ -20,10 +32,21 @@ import { rawClient, wrapper } from '../helpers/servers.js';
 import { startAlarmRedis, type AlarmRedis } from '../helpers/alarmRedis.js';
 
 let r: AlarmRedis;
-beforeAll(async () => { r = await startAlarmRedis(); });
-afterAll(async () => { await r.stop(); });
+beforeAll(async () => {
+  r = await startAlarmRedis();
+});
+afterAll(async () => {
+  await r.stop();
+});
 
-interface HistoryEntry { readonly event: string; readonly from: string; readonly to: string; readonly severity: string; readonly why: string; readonly time: number }
+interface HistoryEntry {
+  readonly event: string;
+  readonly from: string;
+  readonly to: string;
+  readonly severity: string;
+  readonly why: string;
+  readonly time: number;
+}
 
 const table = alarmTransitions();
 const ACTIVE = new Set<AlarmState>(activeAlarmStates());
@@ -40,8 +63,16 @@ async function commitThroughRedis(bus: VoltageRedis, id: string, e: AlarmEvent, 
   const next = stepAlarm({ state: stored.state, context: stored.context }, e);
   if (!next) return undefined;
   await bus.alarms.commit({
-    id, expectedVersion: stored.version, event: e.type, to: next.state, severity: next.context.severity, context: next.context,
-    who, why: stepReason({ state: stored.state, context: stored.context }, next, e), value: null, ts: e.now,
+    id,
+    expectedVersion: stored.version,
+    event: e.type,
+    to: next.state,
+    severity: next.context.severity,
+    context: next.context,
+    who,
+    why: stepReason({ state: stored.state, context: stored.context }, next, e),
+    value: null,
+    ts: e.now,
   });
   return next;
 }
@@ -74,7 +105,15 @@ const OPERATOR_EVENTS = ['ACK', 'SHELVE', 'UNSHELVE', 'RESET', 'SUPPRESS', 'UNSU
 const actionArb: fc.Arbitrary<Action> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('value' as const), value: fc.double({ min: 5, max: 15, noNaN: true }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('advance' as const), ms: fc.integer({ min: 1, max: 3_000 }) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('operator' as const), event: fc.constantFrom(...OPERATOR_EVENTS), durationMs: fc.integer({ min: 1, max: 4_000 }), oneShot: fc.boolean() }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('operator' as const),
+      event: fc.constantFrom(...OPERATOR_EVENTS),
+      durationMs: fc.integer({ min: 1, max: 4_000 }),
+      oneShot: fc.boolean(),
+    }),
+  },
 );
 
 let runs = 0;
@@ -84,76 +123,103 @@ const visited = new Set<AlarmState>();
 describe('alarm Functions against the machine', () => {
   it('model-based: same states, same event history, same refusals in memory and in Redis', async () => {
     const spec: ConditionSpec = { kind: 'above', limit: 10, deadband: 1 };
-    await fc.assert(fc.asyncProperty(
-      fc.record({
-        latch: fc.boolean(),
-        escalateAfterMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
-        reAlarmMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
-        onDelayMs: fc.integer({ min: 0, max: 1_000 }),
-        offDelayMs: fc.integer({ min: 0, max: 1_000 }),
-        severity: fc.constantFrom<Severity>('warning', 'minor', 'major', 'critical'),
-      }),
-      fc.array(actionArb, { minLength: 5, maxLength: 40, size: 'max' }),
-      async (cfg, actions) => {
-        const id = `model-${runs++}`;
-        const input: AlarmInput = { severity: cfg.severity, latch: cfg.latch, escalateAfterMs: cfg.escalateAfterMs, reAlarmMs: cfg.reAlarmMs };
-        const delays = { onDelayMs: cfg.onDelayMs, offDelayMs: cfg.offDelayMs };
-        await init(id, input);
-        let model = initialAlarm(input);
-        const modelHistory: HistoryEntry[] = [];
-        let cond: DelayState = INITIAL_DELAY_STATE;
-        let now = 1_000;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          latch: fc.boolean(),
+          escalateAfterMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
+          reAlarmMs: fc.option(fc.integer({ min: 500, max: 4_000 }), { nil: null }),
+          onDelayMs: fc.integer({ min: 0, max: 1_000 }),
+          offDelayMs: fc.integer({ min: 0, max: 1_000 }),
+          severity: fc.constantFrom<Severity>('warning', 'minor', 'major', 'critical'),
+        }),
+        fc.array(actionArb, { minLength: 5, maxLength: 40, size: 'max' }),
+        async (cfg, actions) => {
+          const id = `model-${runs++}`;
+          const input: AlarmInput = { severity: cfg.severity, latch: cfg.latch, escalateAfterMs: cfg.escalateAfterMs, reAlarmMs: cfg.reAlarmMs };
+          const delays = { onDelayMs: cfg.onDelayMs, offDelayMs: cfg.offDelayMs };
+          await init(id, input);
+          let model = initialAlarm(input);
+          const modelHistory: HistoryEntry[] = [];
+          let cond: DelayState = INITIAL_DELAY_STATE;
+          let now = 1_000;
 
-        /** One event to both sides; they must agree on whether and where it goes. */
-        const apply = async (e: AlarmEvent) => {
-          const next = stepAlarm(model, e);
-          const viaRedis = await commitThroughRedis(r.bus, id, e, 'model-test');
-          expect(viaRedis).toEqual(next);
-          if (next) {
-            modelHistory.push({ event: e.type, from: model.state, to: next.state, severity: next.context.severity, why: stepReason(model, next, e), time: e.now });
-            model = next;
-          }
-        };
-
-        for (const act of actions) {
-          if (act.kind === 'value') {
-            const raw = rawCondition(spec, cond.raw, { value: act.value, quality: 'good', ts: now }, now);
-            const step = stepDelay(cond, raw, now, delays);
-            cond = step.state;
-            if (step.change) await apply({ type: step.change, now });
-          } else if (act.kind === 'advance') {
-            now += act.ms;
-            const step = tickDelay(cond, now, delays);
-            cond = step.state;
-            if (step.change) await apply({ type: step.change, now });
-            await apply({ type: 'TICK', now });
-          } else {
-            const e = (act.event === 'SHELVE'
-              ? act.oneShot ? { type: 'SHELVE', now, oneShot: true } : { type: 'SHELVE', now, durationMs: act.durationMs }
-              : { type: act.event, now }) as AlarmEvent;
-            const stored = (await r.bus.alarms.get(id))!;
-            // A stale or wrong client: the target the machine did not choose is refused, naming the state.
-            const wrong = wrongTarget(model.state, e.type);
-            {
-              const refused = await r.bus.alarms.commit({
-                id, expectedVersion: stored.version, event: e.type, to: wrong, severity: model.context.severity, context: model.context,
-                who: 'operator', why: 'wrong target', value: null, ts: now,
-              }).then(() => undefined, (err: unknown) => err);
-              expect(refused).toBeInstanceOf(AlarmRefusedError);
-              expect(refused).toMatchObject({ refusal: 'NOT_ALLOWED', state: model.state, version: stored.version });
+          /** One event to both sides; they must agree on whether and where it goes. */
+          const apply = async (e: AlarmEvent) => {
+            const next = stepAlarm(model, e);
+            const viaRedis = await commitThroughRedis(r.bus, id, e, 'model-test');
+            expect(viaRedis).toEqual(next);
+            if (next) {
+              modelHistory.push({
+                event: e.type,
+                from: model.state,
+                to: next.state,
+                severity: next.context.severity,
+                why: stepReason(model, next, e),
+                time: e.now,
+              });
+              model = next;
             }
-            await apply(e);
+          };
+
+          for (const act of actions) {
+            if (act.kind === 'value') {
+              const raw = rawCondition(spec, cond.raw, { value: act.value, quality: 'good', ts: now }, now);
+              const step = stepDelay(cond, raw, now, delays);
+              cond = step.state;
+              if (step.change) await apply({ type: step.change, now });
+            } else if (act.kind === 'advance') {
+              now += act.ms;
+              const step = tickDelay(cond, now, delays);
+              cond = step.state;
+              if (step.change) await apply({ type: step.change, now });
+              await apply({ type: 'TICK', now });
+            } else {
+              const e = (
+                act.event === 'SHELVE'
+                  ? act.oneShot
+                    ? { type: 'SHELVE', now, oneShot: true }
+                    : { type: 'SHELVE', now, durationMs: act.durationMs }
+                  : { type: act.event, now }
+              ) as AlarmEvent;
+              const stored = (await r.bus.alarms.get(id))!;
+              // A stale or wrong client: the target the machine did not choose is refused, naming the state.
+              const wrong = wrongTarget(model.state, e.type);
+              {
+                const refused = await r.bus.alarms
+                  .commit({
+                    id,
+                    expectedVersion: stored.version,
+                    event: e.type,
+                    to: wrong,
+                    severity: model.context.severity,
+                    context: model.context,
+                    who: 'operator',
+                    why: 'wrong target',
+                    value: null,
+                    ts: now,
+                  })
+                  .then(
+                    () => undefined,
+                    (err: unknown) => err,
+                  );
+                expect(refused).toBeInstanceOf(AlarmRefusedError);
+                expect(refused).toMatchObject({ refusal: 'NOT_ALLOWED', state: model.state, version: stored.version });
+              }
+              await apply(e);
+            }
+            const stored = (await r.bus.alarms.get(id))!;
+            expect(stored.state).toBe(model.state);
+            visited.add(model.state);
+            expect(stored.context).toEqual(model.context);
+            expect(stored.version).toBe(1 + modelHistory.length);
+            expect((await r.client.zscore(KEYS.alarmActive, id)) !== null).toBe(ACTIVE.has(model.state));
           }
-          const stored = (await r.bus.alarms.get(id))!;
-          expect(stored.state).toBe(model.state);
-          visited.add(model.state);
-          expect(stored.context).toEqual(model.context);
-          expect(stored.version).toBe(1 + modelHistory.length);
-          expect((await r.client.zscore(KEYS.alarmActive, id)) !== null).toBe(ACTIVE.has(model.state));
-        }
-        expect(await history(id)).toEqual(modelHistory);
-      },
-    ), { numRuns: 80 });
+          expect(await history(id)).toEqual(modelHistory);
+        },
+      ),
+      { numRuns: 80 },
+    );
     expect([...visited].sort()).toEqual([...ALARM_STATES].sort());
   }, 60_000);
 
@@ -167,7 +233,10 @@ describe('alarm Functions against the machine', () => {
       { type: 'TICK', now: 1_000_000 },
     ];
     let n = 0;
-    for (const input of [{ severity: 'minor', latch: false, escalateAfterMs: 1_000, reAlarmMs: 1_000 }, { severity: 'minor', latch: true, escalateAfterMs: 1_000, reAlarmMs: 1_000 }] as const) {
+    for (const input of [
+      { severity: 'minor', latch: false, escalateAfterMs: 1_000, reAlarmMs: 1_000 },
+      { severity: 'minor', latch: true, escalateAfterMs: 1_000, reAlarmMs: 1_000 },
+    ] as const) {
       const serializeState = (s: { value: unknown; context: AlarmContext }) => `${String(s.value)} ${JSON.stringify(s.context)}`;
       const options = { input, events, serializeState: serializeState as (s: unknown) => string, limit: 5_000 };
       const paths = new Map(getShortestPaths(alarmMachine, options).map((p) => [serializeState(p.state), p]));
@@ -205,10 +274,19 @@ describe('alarm Functions: refusals, concurrency, restart', () => {
       // Both operators see the alarm at version 2, unacknowledged; both send ACK over their own connections at once.
       const seen = (await r.bus.alarms.get('conc'))!;
       const acked = stepAlarm({ state: seen.state, context: seen.context }, { type: 'ACK', now: 20 })!;
-      const ack = (who: string) => ({
-        id: 'conc', expectedVersion: seen.version, event: 'ACK', to: acked.state, severity: acked.context.severity, context: acked.context,
-        who, why: 'seen', value: null, ts: 20,
-      }) as const;
+      const ack = (who: string) =>
+        ({
+          id: 'conc',
+          expectedVersion: seen.version,
+          event: 'ACK',
+          to: acked.state,
+          severity: acked.context.severity,
+          context: acked.context,
+          who,
+          why: 'seen',
+          value: null,
+          ts: 20,
+        }) as const;
       const results = await Promise.allSettled([r.bus.alarms.commit(ack('alice')), second.alarms.commit(ack('bob'))]);
       expect(results.filter((x) => x.status === 'fulfilled')).toEqual([{ status: 'fulfilled', value: 3 }]);
       const lost = results.find((x) => x.status === 'rejected') as PromiseRejectedResult;
@@ -224,9 +302,20 @@ describe('alarm Functions: refusals, concurrency, restart', () => {
     await init('stale', { severity: 'major' });
     const a = (await commitThroughRedis(r.bus, 'stale', { type: 'CONDITION_ON', now: 10 }, 'alarm/stale'))!;
     const before = await r.client.hgetall(KEYS.alarm('stale'));
-    const err = await r.bus.alarms.commit({
-      id: 'stale', expectedVersion: 1, event: 'ACK', to: 'acknowledged', severity: 'major', context: a.context, who: 'carol', why: '', value: null, ts: 11,
-    }).catch((e: unknown) => e);
+    const err = await r.bus.alarms
+      .commit({
+        id: 'stale',
+        expectedVersion: 1,
+        event: 'ACK',
+        to: 'acknowledged',
+        severity: 'major',
+        context: a.context,
+        who: 'carol',
+        why: '',
+        value: null,
+        ts: 11,
+      })
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'ALARM_VERSION_CONFLICT', state: 'unacknowledged', version: 2 });
     expect(await r.client.hgetall(KEYS.alarm('stale'))).toEqual(before);
     expect(await history('stale')).toHaveLength(1);
@@ -235,8 +324,23 @@ describe('alarm Functions: refusals, concurrency, restart', () => {
   it('an action the state does not take is NOT_ALLOWED naming the state; an unknown alarm is NO_ALARM', async () => {
     await init('na', { severity: 'minor' });
     const a = initialAlarm({ severity: 'minor' });
-    const ack = { id: 'na', expectedVersion: 1, event: 'ACK', to: 'acknowledged', severity: 'minor', context: a.context, who: 'dave', why: '', value: null, ts: 5 } as const;
-    await expect(r.bus.alarms.commit(ack)).rejects.toMatchObject({ refusal: 'NOT_ALLOWED', state: 'normal', message: expect.stringContaining('in state normal') });
+    const ack = {
+      id: 'na',
+      expectedVersion: 1,
+      event: 'ACK',
+      to: 'acknowledged',
+      severity: 'minor',
+      context: a.context,
+      who: 'dave',
+      why: '',
+      value: null,
+      ts: 5,
+    } as const;
+    await expect(r.bus.alarms.commit(ack)).rejects.toMatchObject({
+      refusal: 'NOT_ALLOWED',
+      state: 'normal',
+      message: expect.stringContaining('in state normal'),
+    });
     await expect(r.bus.alarms.commit({ ...ack, id: 'nobody' })).rejects.toMatchObject({ refusal: 'NO_ALARM' });
   });
 
@@ -244,7 +348,13 @@ describe('alarm Functions: refusals, concurrency, restart', () => {
     await init('resume', { severity: 'major', latch: true });
     await commitThroughRedis(r.bus, 'resume', { type: 'CONDITION_ON', now: 100 }, 'alarm/resume');
     await commitThroughRedis(r.bus, 'resume', { type: 'ACK', now: 200 }, 'erin');
-    const again = await r.bus.alarms.init({ id: 'resume', ts: 300, severity: 'major', context: initialAlarm({ severity: 'major' }).context, definition: '{"v":2}' });
+    const again = await r.bus.alarms.init({
+      id: 'resume',
+      ts: 300,
+      severity: 'major',
+      context: initialAlarm({ severity: 'major' }).context,
+      definition: '{"v":2}',
+    });
     expect(again).toMatchObject({ created: false, state: 'acknowledged', version: 3 });
     expect(await r.client.zscore(KEYS.alarmActive, 'resume')).toBe('100');
     expect(await r.client.hget(KEYS.alarm('resume'), 'definition')).toBe('{"v":2}');

@@ -112,7 +112,11 @@ async function call(method: string, path: string, who?: keyof typeof tokens, bod
   const r = await fetch(base + path, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
   const text = await r.text();
   let parsed: any;
-  try { parsed = JSON.parse(text); } catch { parsed = text; }
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
   return { status: r.status, body: parsed, type: r.headers.get('content-type') };
 }
 const set = (model: string, name: string, value: number) => bus.telemetry.modelSet(model, Date.now(), [{ name, value, quality: 'good' }]);
@@ -200,9 +204,13 @@ describe('alarms through the runtime', () => {
     expect(notAllowed.status).toBe(409);
     expect(notAllowed.body.error.message).toBe("alarm 'grid.freq' is returnedUnack: reset is not allowed in state returnedUnack");
     for (const [action, body, to] of [
-      ['ack', {}, 'normal'], ['out-of-service', { comment: 'maintenance' }, 'outOfService'], ['in-service', {}, 'normal'],
-      ['suppress', { comment: 'by design' }, 'suppressed'], ['unsuppress', {}, 'normal'],
-      ['shelve', { comment: 'noisy', durationMs: 60_000 }, 'shelved'], ['unshelve', {}, 'normal'],
+      ['ack', {}, 'normal'],
+      ['out-of-service', { comment: 'maintenance' }, 'outOfService'],
+      ['in-service', {}, 'normal'],
+      ['suppress', { comment: 'by design' }, 'suppressed'],
+      ['unsuppress', {}, 'normal'],
+      ['shelve', { comment: 'noisy', durationMs: 60_000 }, 'shelved'],
+      ['unshelve', {}, 'normal'],
     ] as const) {
       const r = await call('POST', `${path}/${action}`, 'otto', body);
       expect([action, r.status, r.body.state]).toEqual([action, 200, to]);
@@ -253,7 +261,10 @@ describe('alarms through the runtime', () => {
     await eventually(async () => (await bus.alarms.get('grid.overload'))?.severity === 'major', 4_000);
     const history = await eventsOf('grid.overload');
     const esc = history.filter((e) => e.event === 'TICK');
-    expect(esc.map((e) => [e.why, e.severity])).toEqual([['escalated to minor', 'minor'], ['escalated to major', 'major']]);
+    expect(esc.map((e) => [e.why, e.severity])).toEqual([
+      ['escalated to minor', 'minor'],
+      ['escalated to major', 'major'],
+    ]);
     // The deadlines are absolute: raise + 700, raise + 1400 (not 700 after each late tick).
     expect(esc[0]!.time - history[0]!.time).toBeGreaterThanOrEqual(700);
     expect(esc[1]!.time - history[0]!.time).toBeGreaterThanOrEqual(1400);
@@ -266,11 +277,15 @@ describe('alarms through the runtime', () => {
   });
 
   it('voltage alarms --active prints the active alarms', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['runtime/bin/voltage.js', 'alarms', '--active'], { env: { ...process.env, REDIS_URL: server.url } });
+    const { stdout } = await promisify(execFile)(process.execPath, ['runtime/bin/voltage.js', 'alarms', '--active'], {
+      env: { ...process.env, REDIS_URL: server.url },
+    });
     const lines = stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
-      ['bess1.fan', 'returnedUnack', 'warning'], ['bess1.overtemp', 'returnedUnack', 'major'], ['pump.stale', 'unacknowledged', 'minor'],
+      ['bess1.fan', 'returnedUnack', 'warning'],
+      ['bess1.overtemp', 'returnedUnack', 'major'],
+      ['pump.stale', 'unacknowledged', 'minor'],
       ['sensor.comm', 'acknowledged', 'warning'],
     ]);
   }, 20_000);
@@ -325,7 +340,11 @@ describe('alarms through the runtime', () => {
     expect(await state('pump.high')).toBe('suppressed'); // not announced while suppressed
     await set('pump', 'y', 1); // the reason is gone: unsuppressed, and the condition still holds
     await eventually(async () => (await state('pump.high')) === 'unacknowledged', 3_000);
-    expect((await eventsOf('pump.high')).map((e) => [e.event, e.to])).toEqual([['SUPPRESS', 'suppressed'], ['CONDITION_ON', 'suppressed'], ['UNSUPPRESS', 'unacknowledged']]);
+    expect((await eventsOf('pump.high')).map((e) => [e.event, e.to])).toEqual([
+      ['SUPPRESS', 'suppressed'],
+      ['CONDITION_ON', 'suppressed'],
+      ['UNSUPPRESS', 'unacknowledged'],
+    ]);
     // Raised at the start (y never had a value), cleared by the values just written, stale again 1200 ms after the last.
     await eventually(async () => (await state('pump.stale')) === 'returnedUnack', 3_000);
     await call('POST', '/api/v1/alarms/pump.stale/ack', 'otto', {});

@@ -13,8 +13,13 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
 
 const site = {
-  site: 't', json: '{"site":"t"}',
-  mapping: new Map([['1001:m:1', 'pv1:P'], ['1001:m:2', 'pv1:Q'], ['1002:s:5', 'bess:on']]),
+  site: 't',
+  json: '{"site":"t"}',
+  mapping: new Map([
+    ['1001:m:1', 'pv1:P'],
+    ['1001:m:2', 'pv1:Q'],
+    ['1002:s:5', 'bess:on'],
+  ]),
   controls: new Map([['pv1:limit', '1001:a:1|0|100']]),
 };
 
@@ -107,7 +112,10 @@ describe('c2m', () => {
   });
 
   it('writes a quality only when it is given: an empty one means unchanged, and a value beside it is good', async () => {
-    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: null, quality: 'comm-failure' }, { type: 'm', id: 2, value: 4, quality: 'good' }]);
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [
+      { type: 'm', id: 1, value: null, quality: 'comm-failure' },
+      { type: 'm', id: 2, value: 4, quality: 'good' },
+    ]);
     await t.bus.telemetry.c2m('1001', 1_700_000_000_100, [{ type: 'm', id: 2, value: 5, quality: null }]);
     expect(await t.raw.hgetall('comsrv:1001:m:q')).toEqual({ 1: 'comm-failure', 2: 'good' });
     expect(await t.raw.hgetall('comsrv:1001:m:ts')).toEqual({ 1: '1700000000000', 2: '1700000000100' });
@@ -153,7 +161,8 @@ describe('c2m', () => {
 
   it('bounds the outbox in bytes: unread entries past the bound are dropped and counted exactly', async () => {
     let dropped = 0;
-    for (let i = 0; i < 400; i++) dropped += (await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }])).outboxDropped;
+    for (let i = 0; i < 400; i++)
+      dropped += (await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }])).outboxDropped;
     const stats = await t.bus.telemetry.outboxStats();
     expect(stats.length).toBeLessThan(400);
     expect(stats.length + stats.dropped).toBe(400);
@@ -172,7 +181,9 @@ describe('c2m', () => {
       await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
       // 'test' reads and acknowledges everything; 'slow' reads everything, and leaves its first entry pending.
       for (const group of ['test', 'slow']) {
-        const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
+        const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<
+          [string, Array<[string, string[]]>]
+        > | null;
         const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
         if (group === 'slow' && pendingId === '' && ids.length) pendingId = ids.shift()!;
         if (ids.length) await t.raw.xack(KEYS.outbox, group, ...ids);
@@ -183,13 +194,16 @@ describe('c2m', () => {
     expect(stats.length + stats.dropped).toBeLessThanOrEqual(400);
     const before = stats.dropped;
     await t.raw.xack(KEYS.outbox, 'slow', pendingId);
-    for (let i = 0; i < 400; i++) await t.bus.telemetry.c2m('1001', 1_700_000_001_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]).then(async () => {
-      for (const group of ['test', 'slow']) {
-        const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<[string, Array<[string, string[]]>]> | null;
-        const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
-        if (ids.length) await t.raw.xack(KEYS.outbox, group, ...ids);
-      }
-    });
+    for (let i = 0; i < 400; i++)
+      await t.bus.telemetry.c2m('1001', 1_700_000_001_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]).then(async () => {
+        for (const group of ['test', 'slow']) {
+          const got = (await t.raw.xreadgroup('GROUP', group, 'c', 'COUNT', 100, 'STREAMS', KEYS.outbox, '>')) as Array<
+            [string, Array<[string, string[]]>]
+          > | null;
+          const ids = got?.[0]?.[1].map(([id]) => id) ?? [];
+          if (ids.length) await t.raw.xack(KEYS.outbox, group, ...ids);
+        }
+      });
     stats = await t.bus.telemetry.outboxStats();
     expect(stats.dropped).toBe(before); // everything read and acknowledged: trimmed, not dropped
     expect(stats.length).toBeLessThan(100);
@@ -216,17 +230,36 @@ describe('c2m', () => {
     expect(await t.raw.hget('modsrv:site:measurement', 'load')).toBe('4.250000');
     expect(await t.raw.hget('modsrv:site:measurement:q', 'load')).toBe('stale');
     const before = await dump();
-    await expect(t.raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'outbox', 'stats:outbox', 'site', 1, 5000, 'load', 'NaN?', 'good')).rejects.toThrow('is not a number');
+    await expect(
+      t.raw.fcall('model_set', 5, 'modsrv:site:measurement', 'a', 'b', 'outbox', 'stats:outbox', 'site', 1, 5000, 'load', 'NaN?', 'good'),
+    ).rejects.toThrow('is not a number');
     expect(await dump()).toEqual(before);
   });
 
   it('site_load swaps in the staged mapping atomically, and a malformed stage is rejected whole', async () => {
     expect(await t.raw.hgetall('mapping:m2c')).toEqual({ 'pv1:limit': '1001:a:1|0|100' });
     const before = await dump();
-    await expect(t.raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow('bad channel point');
+    await expect(t.raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'c2m', '1:m:1', 'a:b', 'bad key', 'c:d')).rejects.toThrow(
+      'bad channel point',
+    );
     await expect(t.raw.fcall('site_stage', 2, 'mapping:c2m:next', 'mapping:m2c:next', 'm2c', 'a:b', '1:m:1||')).rejects.toThrow('bad control target');
     expect(await dump()).toEqual(before);
-    await expect(t.raw.fcall('site_load', 7, 'mapping:c2m', 'mapping:m2c', 'site:config', 'actors', 'mapping:c2m:next', 'mapping:m2c:next', 'mapping:c2m:channels', '{}', 5, 0)).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    await expect(
+      t.raw.fcall(
+        'site_load',
+        7,
+        'mapping:c2m',
+        'mapping:m2c',
+        'site:config',
+        'actors',
+        'mapping:c2m:next',
+        'mapping:m2c:next',
+        'mapping:c2m:channels',
+        '{}',
+        5,
+        0,
+      ),
+    ).rejects.toThrow('0 mapping pairs are staged, expected 5');
     expect(await dump()).toEqual(before);
   });
 

@@ -17,39 +17,57 @@ function voltage(args: string[], env: Record<string, string | undefined>) {
   for (const [k, v] of Object.entries({ ...process.env, LOG_FORMAT: 'json', ...env })) if (v !== undefined) clean[k] = v;
   const proc = spawn(process.execPath, [BIN, ...args], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
   return { proc, exit, out: () => out };
 }
 
 describe('voltage CLI: history', () => {
-  it.skipIf(!HAVE_VICTORIA)(`demo: keeps history in a private VictoriaMetrics that GET /api/v1/history answers from, and stops it on SIGINT${HAVE_VICTORIA ? '' : ' (skipped: victoria-metrics is not on PATH; apt-get install victoria-metrics)'}`, async () => {
-    const demo = voltage(['demo'], { REDIS_URL: undefined });
-    try {
-      const m = await eventually(() => {
-        const out = demo.out();
-        const api = /api\s+(http:\/\/\S+)\/health/.exec(out)?.[1];
-        const token = /token\s+viewer\s+(\S+)/.exec(out)?.[1];
-        const vm = /history\s+(http:\/\/127\.0\.0\.1:\d+) \(private victoria-metrics, pid (\d+)/.exec(out);
-        return api && token && vm ? { api, token, vmUrl: vm[1]!, vmPid: Number(vm[2]) } : undefined;
-      }, 30_000, 100);
-      expect(demo.out()).toContain(`grafana   a Prometheus data source with URL ${m.vmUrl}`);
-      const values = await eventually(async () => {
-        const r = await fetch(`${m.api}/api/v1/history?series=model/site/load,model/pv1/P&from=-1m&step=1s&agg=last`, { headers: { authorization: `Bearer ${m.token}` } });
-        if (r.status !== 200) return undefined;
-        const body = (await r.json()) as { series: Array<{ id: string; values: Array<number | null> }> };
-        const numbers = body.series.map((s) => s.values.filter((v): v is number => typeof v === 'number'));
-        return numbers.every((n) => n.length >= 2) ? numbers : undefined;
-      }, 30_000, 500);
-      for (const n of values) expect(n.every(Number.isFinite)).toBe(true);
-      demo.proc.kill('SIGINT');
-      expect(await demo.exit).toBe(0);
-      expect(() => process.kill(m.vmPid, 0)).toThrow();
-    } finally {
-      if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
-    }
-  }, 60_000);
+  it.skipIf(!HAVE_VICTORIA)(
+    `demo: keeps history in a private VictoriaMetrics that GET /api/v1/history answers from, and stops it on SIGINT${HAVE_VICTORIA ? '' : ' (skipped: victoria-metrics is not on PATH; apt-get install victoria-metrics)'}`,
+    async () => {
+      const demo = voltage(['demo'], { REDIS_URL: undefined });
+      try {
+        const m = await eventually(
+          () => {
+            const out = demo.out();
+            const api = /api\s+(http:\/\/\S+)\/health/.exec(out)?.[1];
+            const token = /token\s+viewer\s+(\S+)/.exec(out)?.[1];
+            const vm = /history\s+(http:\/\/127\.0\.0\.1:\d+) \(private victoria-metrics, pid (\d+)/.exec(out);
+            return api && token && vm ? { api, token, vmUrl: vm[1]!, vmPid: Number(vm[2]) } : undefined;
+          },
+          30_000,
+          100,
+        );
+        expect(demo.out()).toContain(`grafana   a Prometheus data source with URL ${m.vmUrl}`);
+        const values = await eventually(
+          async () => {
+            const r = await fetch(`${m.api}/api/v1/history?series=model/site/load,model/pv1/P&from=-1m&step=1s&agg=last`, {
+              headers: { authorization: `Bearer ${m.token}` },
+            });
+            if (r.status !== 200) return undefined;
+            const body = (await r.json()) as { series: Array<{ id: string; values: Array<number | null> }> };
+            const numbers = body.series.map((s) => s.values.filter((v): v is number => typeof v === 'number'));
+            return numbers.every((n) => n.length >= 2) ? numbers : undefined;
+          },
+          30_000,
+          500,
+        );
+        for (const n of values) expect(n.every(Number.isFinite)).toBe(true);
+        demo.proc.kill('SIGINT');
+        expect(await demo.exit).toBe(0);
+        expect(() => process.kill(m.vmPid, 0)).toThrow();
+      } finally {
+        if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
+      }
+    },
+    60_000,
+  );
 
   it('start: an InfluxDB backend whose token variable is not set is refused before anything starts, exit 2', async () => {
     const dir = writeSite({
@@ -62,7 +80,9 @@ history:
     });
     const run = voltage(['start', '--config', dir], { REDIS_URL: 'redis://127.0.0.1:1', VOLTAGE_TEST_NO_SUCH_TOKEN: undefined });
     expect(await run.exit).toBe(2);
-    expect(run.out()).toContain("history backend 'influx': the environment variable VOLTAGE_TEST_NO_SUCH_TOKEN (history.backends[].tokenEnv) that should hold its token is not set");
+    expect(run.out()).toContain(
+      "history backend 'influx': the environment variable VOLTAGE_TEST_NO_SUCH_TOKEN (history.backends[].tokenEnv) that should hold its token is not set",
+    );
     expect(run.out()).toContain('nothing was started');
   });
 });

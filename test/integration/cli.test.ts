@@ -10,21 +10,33 @@ import { freePort } from '../../runtime/redisServer.js';
 
 const BIN = 'runtime/bin/voltage.js';
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function voltage(args: string[], env: Record<string, string> = {}): { proc: ChildProcess; done: Promise<Run>; out: () => string } {
   const proc = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, LOG_FORMAT: 'json', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
-  proc.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const done = new Promise<Run>((resolve) => proc.on('exit', (code) => resolve({ code, stdout, stderr })));
   return { proc, done, out: () => stdout + stderr };
 }
 
 let server: RedisServer;
-beforeAll(async () => { server = await spawnRedis(); });
-afterAll(async () => { await server.stop(); });
+beforeAll(async () => {
+  server = await spawnRedis();
+});
+afterAll(async () => {
+  await server.stop();
+});
 
 describe('voltage CLI', () => {
   it('validate: OK on the example site, without Redis', async () => {
@@ -87,8 +99,12 @@ channels:
     const demo = async () => {
       const proc = spawn(process.execPath, [BIN, 'demo'], { env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
-      proc.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-      proc.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+      proc.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      proc.stderr.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
       const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
       const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out) ?? undefined, 20_000);
       expect(out).toContain('VoltageEMS demo is running');
@@ -100,7 +116,13 @@ channels:
       const c = new Redis(d.url, { maxRetriesPerRequest: 1 });
       c.on('error', () => undefined);
       // Values from the simulated Modbus devices reach both sites' models.
-      await eventually(async () => (await c.hget('modsrv:site:measurement', 'load')) !== null && (await c.hget('actor:channel/2001', 'status')) === 'running' && (await c.hget('actor:channel/2002', 'status')) === 'running', 15_000);
+      await eventually(
+        async () =>
+          (await c.hget('modsrv:site:measurement', 'load')) !== null &&
+          (await c.hget('actor:channel/2001', 'status')) === 'running' &&
+          (await c.hget('actor:channel/2002', 'status')) === 'running',
+        15_000,
+      );
       c.disconnect();
     }
     const endpoint = (out: string) => /simulated Modbus channel 2001 \(modbus-tcp\) at (\S+)/.exec(out)?.[1];
@@ -113,11 +135,15 @@ channels:
     again.on('error', () => undefined);
     await eventually(async () => (await again.get('site:config')) !== null && (await again.hget('modsrv:site:measurement', 'load')) !== null, 15_000);
     again.disconnect();
-    const portOpen = (url: string) => new Promise<boolean>((res) => {
-      const sock = connect(Number(new URL(url).port), '127.0.0.1');
-      sock.once('connect', () => { sock.destroy(); res(true); });
-      sock.once('error', () => res(false));
-    });
+    const portOpen = (url: string) =>
+      new Promise<boolean>((res) => {
+        const sock = connect(Number(new URL(url).port), '127.0.0.1');
+        sock.once('connect', () => {
+          sock.destroy();
+          res(true);
+        });
+        sock.once('error', () => res(false));
+      });
     for (const d of [first, second]) {
       d.proc.kill('SIGINT');
       expect(await d.exit).toBe(0);
@@ -128,17 +154,31 @@ channels:
   it('start: stops the tree when the launcher that started it exits without forwarding a signal (npx on SIGTERM)', async () => {
     const env = { ...process.env, LOG_FORMAT: 'json', REDIS_URL: server.url };
     // A launcher that starts the runtime, reports its pid, and exits abruptly, as npx does on SIGTERM.
-    const launcher = spawn(process.execPath, ['-e', `
+    const launcher = spawn(
+      process.execPath,
+      [
+        '-e',
+        `
       const { spawn } = require('node:child_process');
       const child = spawn(process.execPath, [${JSON.stringify(BIN)}, 'start', '--config', 'test/fixtures/flaky-site'], { stdio: 'ignore' });
       process.stdout.write(String(child.pid) + '\\n');
       process.stdin.on('data', () => process.exit(143));
-    `], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+    `,
+      ],
+      { env, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
     const pid = await new Promise<number>((res) => launcher.stdout!.once('data', (d: Buffer) => res(Number(d.toString().trim()))));
     const c = rawClient(server);
     await eventually(async () => (await c.hget('actor:root', 'status')) === 'running', 15_000);
     launcher.stdin!.write('exit\n');
-    await eventually(async () => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000);
+    await eventually(async () => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10_000);
     expect(await c.hget('actor:channel/good1', 'status')).toBe('stopped');
     c.disconnect();
   });
@@ -177,7 +217,7 @@ models:
     c.disconnect();
   });
 
-  it('plan: prints each Modbus channel\'s coalesced reads', async () => {
+  it("plan: prints each Modbus channel's coalesced reads", async () => {
     const r = await voltage(['plan']).done;
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('channel 2001: 7 point(s) in 6 request(s) (max gap 10)');
@@ -228,7 +268,10 @@ channels:
         const m = /channel\/crashy\s+backoff.*restarts (\d+)\s+next start in ([\d.]+) (s|ms)/.exec(f);
         return m ? { restarts: Number(m[1]), leftMs: Number(m[2]) * (m[3] === 's' ? 1_000 : 1) } : undefined;
       });
-      const pairs = countdowns.slice(1).map((b, i) => [countdowns[i], b] as const).filter(([a, b]) => a && b && a.restarts === b.restarts);
+      const pairs = countdowns
+        .slice(1)
+        .map((b, i) => [countdowns[i], b] as const)
+        .filter(([a, b]) => a && b && a.restarts === b.restarts);
       expect(pairs.length).toBeGreaterThanOrEqual(1);
       for (const [a, b] of pairs) expect(b!.leftMs).toBeLessThan(a!.leftMs);
       expect(countdowns.find((x) => x)!.restarts).toBeGreaterThanOrEqual(1);

@@ -17,8 +17,12 @@ import { privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
 let broker: Mosquitto;
-beforeAll(async () => { broker = await spawnMosquitto(); });
-afterAll(async () => { await broker.stop(); });
+beforeAll(async () => {
+  broker = await spawnMosquitto();
+});
+afterAll(async () => {
+  await broker.stop();
+});
 
 const SITE = `channels:
   - id: v1
@@ -39,7 +43,10 @@ const link = (id: string, url: string, extra = '') => `    - id: ${id}
       reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 }
 ${extra}`;
 
-interface Received { readonly topic: string; readonly body: Record<string, unknown> }
+interface Received {
+  readonly topic: string;
+  readonly body: Record<string, unknown>;
+}
 
 /** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart. */
 async function watch(url: string, topic: string, clientId = `watch-${Math.random().toString(36).slice(2)}`): Promise<{ client: MqttClient; got: Received[] }> {
@@ -48,7 +55,11 @@ async function watch(url: string, topic: string, clientId = `watch-${Math.random
   client.on('error', () => undefined);
   client.on('message', (tp, payload) => {
     let body: Record<string, unknown>;
-    try { body = JSON.parse(payload.toString()) as Record<string, unknown>; } catch { body = { raw: payload.toString() }; }
+    try {
+      body = JSON.parse(payload.toString()) as Record<string, unknown>;
+    } catch {
+      body = { raw: payload.toString() };
+    }
     got.push({ topic: tp, body });
   });
   await new Promise<void>((r) => client.once('connect', () => r()));
@@ -64,7 +75,10 @@ function checkOrder(seqs: number[]): { unique: number; duplicates: number } {
   let max = 0;
   let duplicates = 0;
   for (const s of seqs) {
-    if (s <= max) { duplicates += 1; continue; }
+    if (s <= max) {
+      duplicates += 1;
+      continue;
+    }
     expect(s).toBe(max + 1);
     max = s;
   }
@@ -74,7 +88,10 @@ function checkOrder(seqs: number[]): { unique: number; duplicates: number } {
 describe('cloud link over MQTT', () => {
   it('publishes one message per model per poll, in order, seq from 1 without gaps, with a retained online status', async () => {
     const w = await watch(broker.url, 'voltage/site/#');
-    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), {
+      redisUrl: t.server.url,
+      log: quietLog,
+    });
     await eventually(() => dataSeqs(w.got).length >= 20);
     const data = w.got.filter((m) => m.topic === 'voltage/site/data/inv');
     expect(data[0]!.body).toMatchObject({ seq: 1, model: 'inv', values: { P: expect.any(Number) } });
@@ -92,7 +109,10 @@ describe('cloud link over MQTT', () => {
     const b = await spawnMosquitto();
     t.cleanups.push(() => b.stop());
     const w = await watch(b.url, 'voltage/site/data/#', 'durable-watcher');
-    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', b.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', b.url)}` })), {
+      redisUrl: t.server.url,
+      log: quietLog,
+    });
     await eventually(() => dataSeqs(w.got).length >= 10);
     await sleep(1_500); // the watcher's session is saved (autosave every second)
     await b.kill();
@@ -146,7 +166,10 @@ describe('cloud link over MQTT', () => {
   it('a command from the cloud is confirmed end to end; one out of limits is rejected; a malformed one gets an error; neither writes a command', async () => {
     const w = await watch(broker.url, 'voltage/site/+/+/result');
     const r = await watch(broker.url, 'voltage/site/read/result');
-    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('ops', broker.url, '      downlink: { commands: true }\n')}` })), { redisUrl: t.server.url, log: quietLog });
+    t.running = await startRuntime(
+      loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('ops', broker.url, '      downlink: { commands: true }\n')}` })),
+      { redisUrl: t.server.url, log: quietLog },
+    );
     await eventually(async () => (await t.raw.hget('actor:cloud/ops', 'state'))?.includes('online'));
     await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c1', model: 'inv', name: 'limit', value: 42, timeoutMs: 5_000 }), { qos: 1 });
     const ok = await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c1/result'));
@@ -159,8 +182,14 @@ describe('cloud link over MQTT', () => {
     await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c3', model: 'inv', name: 'limit' }), { qos: 1 });
     const rejected = await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c2/result'));
     expect(rejected.body).toMatchObject({ status: 'rejected', message: expect.stringContaining('above the maximum 100') });
-    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/invalid/result'))).body).toMatchObject({ status: 'error', message: 'the message is not JSON' });
-    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c3/result'))).body).toMatchObject({ status: 'error', message: 'value must be a finite number' });
+    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/invalid/result'))).body).toMatchObject({
+      status: 'error',
+      message: 'the message is not JSON',
+    });
+    expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c3/result'))).body).toMatchObject({
+      status: 'error',
+      message: 'value must be a finite number',
+    });
     expect((await t.raw.keys('command:*')).length).toBe(commandsBefore);
     // A read: a snapshot of the named models.
     await w.client.publishAsync('voltage/site/read', JSON.stringify({ id: 'r1', models: ['inv'] }), { qos: 1 });
@@ -170,7 +199,10 @@ describe('cloud link over MQTT', () => {
 
   it('commands are refused unless downlink.commands is true', async () => {
     const w = await watch(broker.url, 'voltage/site/cmd/#');
-    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), { redisUrl: t.server.url, log: quietLog });
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), {
+      redisUrl: t.server.url,
+      log: quietLog,
+    });
     await eventually(async () => (await t.raw.hget('actor:cloud/main', 'state'))?.includes('online'));
     await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'x1', model: 'inv', name: 'limit', value: 1 }), { qos: 1 });
     await sleep(500);

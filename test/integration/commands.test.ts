@@ -56,7 +56,9 @@ describe('commands on a virtual device', () => {
   });
 
   it('rejects a value out of the point limits, an unknown control, and a value that is not a number, writing nothing', async () => {
-    await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog }).then((r) => { t.running = r; });
+    await startRuntime(loadConfig(writeSite({ 'site.yaml': VIRTUAL })), { redisUrl: t.server.url, log: quietLog }).then((r) => {
+      t.running = r;
+    });
     const keysBefore = (await t.raw.keys('command:*')).length;
     await expect(t.bus.commands.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
     await expect(t.bus.commands.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
@@ -95,8 +97,9 @@ describe('commands on a virtual device', () => {
 describe('commands on a Modbus device', () => {
   it('confirmed, failed with the device exception, timeout when the device does not answer', async () => {
     const port = await freePort();
-    const site = loadConfig(writeSite({
-      'site.yaml': `channels:
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `channels:
   - id: mb
     protocol: modbus-tcp
     port: ${port}
@@ -113,7 +116,8 @@ models:
     controls: { setpoint: {}, target: {}, run: {} }
     mapping: { setpoint: "mb:a:1", target: "mb:a:2", run: "mb:c:1" }
 `,
-    }));
+      }),
+    );
     t.sim = await startSim(site);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     const dev = t.sim.channels[0]!.devices.get(1)!;
@@ -137,17 +141,24 @@ describe('the Lua side and the command machine agree', () => {
   it('property: cmd_result accepts a change exactly when commandMachine has that transition', async () => {
     await t.raw.call('FUNCTION', 'LOAD', 'REPLACE', (await import('../../runtime/redis/library.js')).LIBRARY_SOURCE);
     await t.raw.xgroup('CREATE', 'cmd:x', 'channel', '0', 'MKSTREAM');
-    await fc.assert(fc.asyncProperty(fc.constantFrom(...statuses), fc.constantFrom(...statuses.filter((s) => s !== 'pending')), async (from, to) => {
-      await t.raw.hset('command:p', 'id', 'p', 'status', from);
-      const snapshot = commandMachine.resolveState({ value: from, context: undefined as never });
-      const next = getNextSnapshot(commandMachine, snapshot, { type: `command.${to}` } as never);
-      const xstateAccepts = next.value === to && from !== to;
-      const entry = (await t.raw.xadd('cmd:x', '*', 'id', 'p')) as string;
-      const lua = await t.raw.fcall('cmd_result', 2, 'command:p', 'cmd:x', 'p', to, '', Date.now(), 'channel', entry, '').then(() => true, () => false);
-      const stored = await t.raw.hget('command:p', 'status');
-      if (from === to) expect(lua).toBe(true); // a retry of the same result only acknowledges
-      else expect(lua).toBe(xstateAccepts);
-      expect(stored).toBe(lua ? to : from);
-    }), { numRuns: 60 });
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...statuses), fc.constantFrom(...statuses.filter((s) => s !== 'pending')), async (from, to) => {
+        await t.raw.hset('command:p', 'id', 'p', 'status', from);
+        const snapshot = commandMachine.resolveState({ value: from, context: undefined as never });
+        const next = getNextSnapshot(commandMachine, snapshot, { type: `command.${to}` } as never);
+        const xstateAccepts = next.value === to && from !== to;
+        const entry = (await t.raw.xadd('cmd:x', '*', 'id', 'p')) as string;
+        const lua = await t.raw.fcall('cmd_result', 2, 'command:p', 'cmd:x', 'p', to, '', Date.now(), 'channel', entry, '').then(
+          () => true,
+          () => false,
+        );
+        const stored = await t.raw.hget('command:p', 'status');
+        if (from === to)
+          expect(lua).toBe(true); // a retry of the same result only acknowledges
+        else expect(lua).toBe(xstateAccepts);
+        expect(stored).toBe(lua ? to : from);
+      }),
+      { numRuns: 60 },
+    );
   });
 });

@@ -71,7 +71,13 @@ describe('visualizer API', () => {
 
   it('GET /api/v1/actors/{id}/transitions: newest first, with the error that failed it, kept across a restart of the runtime', async () => {
     const failed = await eventually(async () => {
-      const t = (await get('/api/v1/actors/channel/flaky/transitions?count=200')).body.transitions as Array<{ event: string; error?: string; ts: number; from: string; to: string }>;
+      const t = (await get('/api/v1/actors/channel/flaky/transitions?count=200')).body.transitions as Array<{
+        event: string;
+        error?: string;
+        ts: number;
+        from: string;
+        to: string;
+      }>;
       return t.filter((x) => x.event === 'failed').length >= 2 ? t : undefined;
     });
     expect(failed.find((x) => x.event === 'failed')).toMatchObject({ from: '"polling"', to: '', error: expect.stringContaining('crashed after 3 polls') });

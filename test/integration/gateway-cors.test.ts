@@ -19,14 +19,17 @@ async function serve(origins: string[]): Promise<{ http: Http; base: string }> {
   return { http, base: `http://127.0.0.1:${port}` };
 }
 
-const preflight = (base: string, origin: string) => fetch(`${base}/api/v1/me`, {
-  method: 'OPTIONS',
-  headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
-});
+const preflight = (base: string, origin: string) =>
+  fetch(`${base}/api/v1/me`, {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+  });
 
 describe('CORS with configured origins', () => {
   let s: { http: Http; base: string };
-  beforeAll(async () => { s = await serve([PANEL]); });
+  beforeAll(async () => {
+    s = await serve([PANEL]);
+  });
   afterAll(() => s.http.close());
 
   it('answers the preflight of a configured origin', async () => {
@@ -58,7 +61,9 @@ describe('CORS with configured origins', () => {
 
 describe('CORS with no origins configured', () => {
   let s: { http: Http; base: string };
-  beforeAll(async () => { s = await serve([]); });
+  beforeAll(async () => {
+    s = await serve([]);
+  });
   afterAll(() => s.http.close());
 
   it('allows none', async () => {

@@ -19,8 +19,9 @@ describe('the gateway process', () => {
     const port = await freePort();
     const blocker = createServer();
     await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', () => r()));
-    const site = loadConfig(writeSite({
-      'site.yaml': `gateway: { port: ${port}, tokens: [] }
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `gateway: { port: ${port}, tokens: [] }
 channels:
   - id: v1
     protocol: virtual
@@ -29,7 +30,8 @@ channels:
 models:
   - { id: m1, measurements: { P: {} }, mapping: { P: "v1:m:1" } }
 `,
-    }));
+      }),
+    );
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     const failed = await eventually(async () => {
       const a = await t.raw.hgetall('actor:gateway');
@@ -39,16 +41,27 @@ models:
     // The site runs on meanwhile.
     await eventually(async () => (await t.raw.hget('modsrv:m1:measurement', 'P')) === '3.000000');
     await new Promise<void>((r) => blocker.close(() => r()));
-    const health = await eventually(async () => {
-      const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
-      return r?.ok ? (await r.json()) as { status: string } : undefined;
-    }, 20_000, 200);
+    const health = await eventually(
+      async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined);
+        return r?.ok ? ((await r.json()) as { status: string }) : undefined;
+      },
+      20_000,
+      200,
+    );
     expect(health.status).toBe('ok');
     const pid = JSON.parse((await t.raw.hget('actor:gateway', 'context')) ?? '{}').pid as number;
     expect(pid).toBeGreaterThan(0);
     await t.running.stop();
     t.running = undefined;
-    const alive = () => { try { process.kill(pid, 0); return true; } catch { return false; } };
+    const alive = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
     expect(alive()).toBe(false);
   });
 });

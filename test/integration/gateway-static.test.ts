@@ -13,7 +13,13 @@ let base = '';
 const script = `console.log(${JSON.stringify('x'.repeat(2000))});\n`;
 
 beforeAll(async () => {
-  const dir = writeSite({ 'index.html': '<!doctype html><title>d</title>', 'actors.html': '<!doctype html><title>a</title>', 'dashboard.js': script, 'style.css': 'body{}', 'notes.txt': 'not served' });
+  const dir = writeSite({
+    'index.html': '<!doctype html><title>d</title>',
+    'actors.html': '<!doctype html><title>a</title>',
+    'dashboard.js': script,
+    'style.css': 'body{}',
+    'notes.txt': 'not served',
+  });
   http = new Http(gatewaySchema.parse({ port: 0 }));
   staticRoutes(http.app, dir);
   http.notFound();

@@ -18,8 +18,9 @@ const tokens = { viewer: 'v-token', operator: 'o-token', admin: 'a-token', spamm
 
 beforeAll(async () => {
   server = await spawnRedis();
-  const site = loadConfig(writeSite({
-    'site.yaml': `gateway:
+  const site = loadConfig(
+    writeSite({
+      'site.yaml': `gateway:
   port: 0
   rateLimit: { perSecond: 2, burst: 40 }
   maxBodyBytes: 256
@@ -53,8 +54,9 @@ templates:
   wide:
     measurements: { ${Array.from({ length: 2000 }, (_, i) => `${wide(i)}: {}`).join(', ')} }
 `,
-    'big.csv': `type,id,name,sim.kind,sim.start,sim.step\n${Array.from({ length: 2000 }, (_, i) => `m,${i},${wide(i)},counter,0,1`).join('\n')}\n`,
-  }));
+      'big.csv': `type,id,name,sim.kind,sim.start,sim.step\n${Array.from({ length: 2000 }, (_, i) => `m,${i},${wide(i)},counter,0,1`).join('\n')}\n`,
+    }),
+  );
   rt = await startRuntime(site, { redisUrl: server.url, log: quietLog });
   const port = await eventually(() => rt.gatewayPort());
   base = `http://127.0.0.1:${port}`;
@@ -72,7 +74,11 @@ async function call(method: string, path: string, who?: keyof typeof tokens, bod
   const r = await fetch(base + path, { method, headers, body });
   const text = await r.text();
   let parsed: any;
-  try { parsed = JSON.parse(text); } catch { parsed = text; }
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
   return { status: r.status, body: parsed };
 }
 const get = (path: string, who?: keyof typeof tokens) => call('GET', path, who);
@@ -88,7 +94,9 @@ describe('REST API', () => {
 
   it('channels and models, with values, timestamps and quality', async () => {
     const list = await get('/api/v1/channels', 'viewer');
-    expect(list.body.channels[0]).toEqual(expect.objectContaining({ id: 'v1', protocol: 'virtual', points: 2, actor: expect.objectContaining({ status: 'running' }) }));
+    expect(list.body.channels[0]).toEqual(
+      expect.objectContaining({ id: 'v1', protocol: 'virtual', points: 2, actor: expect.objectContaining({ status: 'running' }) }),
+    );
     const ch = await get('/api/v1/channels/v1', 'viewer');
     expect(ch.body.points[0]).toMatchObject({ type: 'm', id: 1, name: 'P', unit: 'kW', value: 12, quality: 'good' });
     expect(ch.body.points[0].ts).toBeGreaterThan(Date.now() - 10_000);
@@ -163,10 +171,16 @@ describe('REST API', () => {
     expect(r.status).toBe(200);
     expect(r.body.openapi).toBe('3.0.3');
     const post = r.body.paths['/api/v1/models/{id}/controls/{name}'].post;
-    expect(post.requestBody.content['application/json'].schema).toMatchObject({ type: 'object', properties: { value: { type: 'number' } }, required: ['value'], additionalProperties: false });
+    expect(post.requestBody.content['application/json'].schema).toMatchObject({
+      type: 'object',
+      properties: { value: { type: 'number' } },
+      required: ['value'],
+      additionalProperties: false,
+    });
     expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '403', '404', '413', '429']);
     // The gateway started, so every route it registered is in the document; the visualizer's among them.
-    for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions']) expect(r.body.paths[p]?.get, p).toBeDefined();
+    for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions'])
+      expect(r.body.paths[p]?.get, p).toBeDefined();
   });
 
   it('rate limits per token (429), and other tokens are not affected', async () => {
@@ -192,7 +206,17 @@ describe('REST API', () => {
 });
 
 describe('WebSocket feed', () => {
-  type Msg = { topic?: string; ts?: number; snapshot?: boolean; values?: Record<string, number | null>; quality?: Record<string, string | null>; times?: Record<string, number | null>; op?: string; topics?: string[]; error?: { code: string; message?: string } };
+  type Msg = {
+    topic?: string;
+    ts?: number;
+    snapshot?: boolean;
+    values?: Record<string, number | null>;
+    quality?: Record<string, string | null>;
+    times?: Record<string, number | null>;
+    op?: string;
+    topics?: string[];
+    error?: { code: string; message?: string };
+  };
 
   async function connect(who: keyof typeof tokens | 'none') {
     const { default: WebSocket } = await import('ws');
@@ -200,7 +224,10 @@ describe('WebSocket feed', () => {
     const ws = new WebSocket(url);
     const messages: Msg[] = [];
     ws.on('message', (d) => messages.push(JSON.parse(d.toString()) as Msg));
-    await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej); });
+    await new Promise<void>((res, rej) => {
+      ws.once('open', () => res());
+      ws.once('error', rej);
+    });
     return { ws, messages };
   }
 
@@ -260,7 +287,9 @@ describe('WebSocket feed', () => {
     const snap = messages.filter((m) => m.topic === 'model/big' && m.snapshot)[1]!;
     const received = messages.filter((m) => m.topic === 'model/big' && !m.snapshot).length;
     expect(received).toBeLessThan(produced);
-    const latest = await (await fetch(`${base}/api/v1/models/big`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).json() as { values: Array<{ name: string; value: number }> };
+    const latest = (await (await fetch(`${base}/api/v1/models/big`, { headers: { authorization: `Bearer ${tokens.viewer}` } })).json()) as {
+      values: Array<{ name: string; value: number }>;
+    };
     const x0 = latest.values.find((v) => v.name === wide(0))!.value;
     expect(x0 - snap.values![wide(0)]!).toBeLessThan(10);
     await eventually(async () => (await counters()).behind === 0, 10_000, 600);
@@ -269,9 +298,21 @@ describe('WebSocket feed', () => {
 });
 
 describe('the gateway process', () => {
-  const gatewayActor = async () => (await get('/api/v1/actors', 'admin')).body.actors.find((x: { id: string }) => x.id === 'gateway') as
-    { status: string; state: string; restarts: number; context: { port: number; pid: number } };
-  const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  const gatewayActor = async () =>
+    (await get('/api/v1/actors', 'admin')).body.actors.find((x: { id: string }) => x.id === 'gateway') as {
+      status: string;
+      state: string;
+      restarts: number;
+      context: { port: number; pid: number };
+    };
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   it('serves from its own process; killed, it is restarted by its supervisor and serves again', { timeout: 30_000 }, async () => {
     const before = await gatewayActor();
@@ -281,12 +322,16 @@ describe('the gateway process', () => {
     expect(metrics).toMatch(/^voltage_gateway_process_resident_memory_bytes \d+/m);
     process.kill(before.context.pid, 'SIGKILL');
     // The old port may come back or not (port 0: any free one); the runtime says which.
-    const after = await eventually(async () => {
-      const port = rt.gatewayPort();
-      base = `http://127.0.0.1:${port}`;
-      const a = await gatewayActor().catch(() => undefined);
-      return a && a.status === 'running' && a.context.pid !== before.context.pid ? a : undefined;
-    }, 20_000, 200);
+    const after = await eventually(
+      async () => {
+        const port = rt.gatewayPort();
+        base = `http://127.0.0.1:${port}`;
+        const a = await gatewayActor().catch(() => undefined);
+        return a && a.status === 'running' && a.context.pid !== before.context.pid ? a : undefined;
+      },
+      20_000,
+      200,
+    );
     expect(after.restarts).toBe(before.restarts + 1);
     expect(alive(before.context.pid)).toBe(false);
     // It serves what the runtime knows again: actor counts and live values.
@@ -298,7 +343,9 @@ describe('the gateway process', () => {
 
 // Last: it stops this file's Redis.
 describe('Redis unreachable', () => {
-  it('every request answers within its deadline: /health degraded, values from memory marked stale, a control 503 REDIS_UNAVAILABLE', { timeout: 30_000 }, async () => {
+  it('every request answers within its deadline: /health degraded, values from memory marked stale, a control 503 REDIS_UNAVAILABLE', {
+    timeout: 30_000,
+  }, async () => {
     await server.stop();
     const timed = async (f: () => Promise<{ status: number; body: any }>) => {
       const started = Date.now();

@@ -16,7 +16,9 @@ import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victo
 let redis: RedisServer;
 let vm: VictoriaServer | undefined;
 
-beforeAll(async () => { redis = await spawnRedis(); });
+beforeAll(async () => {
+  redis = await spawnRedis();
+});
 afterAll(async () => {
   await vm?.stop();
   if (vm) rmSync(vm.dataDir, { recursive: true, force: true });
@@ -31,7 +33,9 @@ describe('history faults', () => {
     const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
     const raw = new Redis(redis.url, { maxRetriesPerRequest: null });
     const writer = new HistoryWriter(conn, { backend: 'down', url, batchMaxMs: 50, timeoutMs: 500 }, quietLog);
-    const actor = createActor(provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 300, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog), { input: { backend: 'down' } });
+    const actor = createActor(provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 300, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog), {
+      input: { backend: 'down' },
+    });
     actor.subscribe({ error: () => undefined });
     try {
       actor.start();
@@ -45,13 +49,23 @@ describe('history faults', () => {
       expect(await raw.xlen(HISTORY_KEYS.stream)).toBe(50);
 
       vm = await spawnVictoria({ port });
-      const values = await eventually(async () => {
-        await forceFlush(vm!.url);
-        const sel = encodeURIComponent('voltage_point_value{channel="6001",type="m",point="1"}');
-        const text = await (await fetch(`${vm!.url}/api/v1/export?match[]=${sel}`)).text();
-        const got = text.trim() === '' ? [] : text.trim().split('\n').flatMap((l) => (JSON.parse(l) as { values: number[] }).values);
-        return got.length >= 50 ? got : undefined;
-      }, 20_000, 200);
+      const values = await eventually(
+        async () => {
+          await forceFlush(vm!.url);
+          const sel = encodeURIComponent('voltage_point_value{channel="6001",type="m",point="1"}');
+          const text = await (await fetch(`${vm!.url}/api/v1/export?match[]=${sel}`)).text();
+          const got =
+            text.trim() === ''
+              ? []
+              : text
+                  .trim()
+                  .split('\n')
+                  .flatMap((l) => (JSON.parse(l) as { values: number[] }).values);
+          return got.length >= 50 ? got : undefined;
+        },
+        20_000,
+        200,
+      );
       expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
       expect(actor.getSnapshot().value).not.toBe('backoff');
     } finally {

@@ -24,8 +24,9 @@ const tokens = { viewer: 'hv-token', nobody: 'unknown-token' };
 
 beforeAll(async () => {
   [redis, vm] = await Promise.all([spawnRedis(), spawnVictoria()]);
-  const site = loadConfig(writeSite({
-    'site.yaml': `gateway:
+  const site = loadConfig(
+    writeSite({
+      'site.yaml': `gateway:
   port: 0
   tokens: [ { name: vera, role: viewer, sha256: ${sha256(tokens.viewer)} } ]
 channels:
@@ -46,7 +47,8 @@ history:
   batchMaxMs: 50
   maxPoints: 5000
 `,
-  }));
+    }),
+  );
   rt = await startRuntime(site, { redisUrl: redis.url, log: quietLog });
   base = `http://127.0.0.1:${await eventually(() => rt.gatewayPort())}`;
 }, 30_000);
@@ -62,42 +64,55 @@ async function get(path: string, opts: { token?: string; accept?: string } = {})
   const r = await fetch(base + path, { headers });
   return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
 }
-const json = async (path: string) => JSON.parse((await get(path)).text) as { series: Array<{ id: string; values: Array<number | null> }>; timestamps: number[] };
+const json = async (path: string) =>
+  JSON.parse((await get(path)).text) as { series: Array<{ id: string; values: Array<number | null> }>; timestamps: number[] };
 
 describe('history through the gateway', () => {
   it('lists the series the writer stored: the channel point, the model value mapped from it, the calculated one', async () => {
-    const list = await eventually(async () => {
-      await forceFlush(vm.url);
-      const r = await get('/api/v1/history/series');
-      const ids = (JSON.parse(r.text) as { series?: string[] }).series ?? [];
-      return ['channel/h1/m/1', 'model/pv/P', 'model/pv/twice'].every((id) => ids.includes(id)) ? ids : undefined;
-    }, 20_000, 200);
+    const list = await eventually(
+      async () => {
+        await forceFlush(vm.url);
+        const r = await get('/api/v1/history/series');
+        const ids = (JSON.parse(r.text) as { series?: string[] }).series ?? [];
+        return ['channel/h1/m/1', 'model/pv/P', 'model/pv/twice'].every((id) => ids.includes(id)) ? ids : undefined;
+      },
+      20_000,
+      200,
+    );
     expect(list).toEqual(expect.arrayContaining(['channel/h1/m/1', 'model/pv/P', 'model/pv/twice']));
     const actor = await get('/api/v1/actors/history/vm');
     expect(JSON.parse(actor.text)).toMatchObject({ status: 'running' });
   });
 
   it('every counter value from the first poll on, once: count = max + 1, min = 0', async () => {
-    await eventually(async () => {
-      await forceFlush(vm.url);
-      // Steps of a minute tile (t − 1m, t] without gap or overlap, from before the start to past now.
-      const q = `series=channel/h1/m/1&from=-5m&to=${Date.now() + 120_000}&step=1m`;
-      const [count, max, min] = await Promise.all(['count', 'max', 'min'].map((agg) => json(`/api/v1/history?${q}&agg=${agg}`)));
-      const sum = (a: Array<number | null>) => a.reduce<number>((s, v) => s + (v ?? 0), 0);
-      const top = Math.max(...max!.series[0]!.values.map((v) => v ?? -1));
-      const bottom = Math.min(...min!.series[0]!.values.map((v) => v ?? Infinity));
-      return top >= 20 && bottom === 0 && sum(count!.series[0]!.values) === top + 1;
-    }, 20_000, 300);
+    await eventually(
+      async () => {
+        await forceFlush(vm.url);
+        // Steps of a minute tile (t − 1m, t] without gap or overlap, from before the start to past now.
+        const q = `series=channel/h1/m/1&from=-5m&to=${Date.now() + 120_000}&step=1m`;
+        const [count, max, min] = await Promise.all(['count', 'max', 'min'].map((agg) => json(`/api/v1/history?${q}&agg=${agg}`)));
+        const sum = (a: Array<number | null>) => a.reduce<number>((s, v) => s + (v ?? 0), 0);
+        const top = Math.max(...max!.series[0]!.values.map((v) => v ?? -1));
+        const bottom = Math.min(...min!.series[0]!.values.map((v) => v ?? Infinity));
+        return top >= 20 && bottom === 0 && sum(count!.series[0]!.values) === top + 1;
+      },
+      20_000,
+      300,
+    );
   });
 
   it('an alarm raised by the counter is in history too, through the same outbox: 1 while active', async () => {
-    const max = await eventually(async () => {
-      await forceFlush(vm.url);
-      const r = await get('/api/v1/history?series=alarm/pv.high&from=-5m&step=10s&agg=max');
-      if (r.status !== 200) return undefined;
-      const values = (JSON.parse(r.text) as { series: Array<{ values: Array<number | null> }> }).series[0]!.values;
-      return values.some((v) => v === 1) ? values : undefined;
-    }, 20_000, 300);
+    const max = await eventually(
+      async () => {
+        await forceFlush(vm.url);
+        const r = await get('/api/v1/history?series=alarm/pv.high&from=-5m&step=10s&agg=max');
+        if (r.status !== 200) return undefined;
+        const values = (JSON.parse(r.text) as { series: Array<{ values: Array<number | null> }> }).series[0]!.values;
+        return values.some((v) => v === 1) ? values : undefined;
+      },
+      20_000,
+      300,
+    );
     expect(max.every((v) => v === null || v === 0 || v === 1)).toBe(true);
     const state = JSON.parse((await get('/api/v1/alarms/pv.high')).text) as { state?: string; alarm?: { state?: string } };
     expect(JSON.stringify(state)).toMatch(/unacknowledged/);
@@ -105,9 +120,22 @@ describe('history through the gateway', () => {
 
   it('Accept: text/csv answers CSV: a time column and one column a series, the calculation twice a value of the measurement', async () => {
     const csv = () => get('/api/v1/history?series=model/pv/P,model/pv/twice&from=-20s&step=1s&agg=last', { accept: 'text/csv' });
-    const fullRows = (text: string) => text.trimEnd().split('\r\n').slice(1).map((l) => l.split(',')).filter(([, p, t]) => p !== '' && t !== '');
+    const fullRows = (text: string) =>
+      text
+        .trimEnd()
+        .split('\r\n')
+        .slice(1)
+        .map((l) => l.split(','))
+        .filter(([, p, t]) => p !== '' && t !== '');
     // The site has run for a few seconds by now; wait for a few full seconds of history.
-    const r = await eventually(async () => { const x = await csv(); return fullRows(x.text).length >= 4 ? x : undefined; }, 15_000, 250);
+    const r = await eventually(
+      async () => {
+        const x = await csv();
+        return fullRows(x.text).length >= 4 ? x : undefined;
+      },
+      15_000,
+      250,
+    );
     expect(r.status).toBe(200);
     expect(r.type).toBe('text/csv; charset=utf-8');
     const [head, ...rows] = r.text.trimEnd().split('\r\n');

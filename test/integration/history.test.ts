@@ -47,7 +47,11 @@ afterAll(async () => {
 /** A writer on its own connection, run by its machine as the supervisor would. */
 function startWriter(backend: string): { actor: AnyActorRef; writer: HistoryWriter } {
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const writer = new HistoryWriter(conn, { backend, url: vm.url, batchMaxMs: 50, batchMaxEntries: 200, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 }, quietLog);
+  const writer = new HistoryWriter(
+    conn,
+    { backend, url: vm.url, batchMaxMs: 50, batchMaxEntries: 200, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 },
+    quietLog,
+  );
   const machine = provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 400, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog);
   const actor = createActor(machine, { input: { backend } });
   actor.subscribe({ error: () => undefined });
@@ -62,13 +66,18 @@ function startWriter(backend: string): { actor: AnyActorRef; writer: HistoryWrit
 
 /** Until the writer's group has no entry left to read or acknowledge. */
 async function caughtUp(backend: string): Promise<void> {
-  await eventually(async () => {
-    const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[][];
-    const g = groups.map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
-      .find((x) => x.name === HISTORY_KEYS.group(backend));
-    const last = (await raw.xrevrange(HISTORY_KEYS.stream, '+', '-', 'COUNT', 1))[0]?.[0];
-    return g !== undefined && g.pending === 0 && g['last-delivered-id'] === last;
-  }, 20_000, 50);
+  await eventually(
+    async () => {
+      const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[][];
+      const g = groups
+        .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
+        .find((x) => x.name === HISTORY_KEYS.group(backend));
+      const last = (await raw.xrevrange(HISTORY_KEYS.stream, '+', '-', 'COUNT', 1))[0]?.[0];
+      return g !== undefined && g.pending === 0 && g['last-delivered-id'] === last;
+    },
+    20_000,
+    50,
+  );
   await forceFlush(vm.url);
 }
 
@@ -81,7 +90,10 @@ describe('history', () => {
     for (let i = 0; i < 100 && (await raw.exists(HISTORY_KEYS.stream)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
     const base = Math.floor(Date.now() / 1_000) * 1_000 - 30_000;
     for (let i = 0; i < 20; i++) {
-      await bus.telemetry.c2m('2001', base + i * 1_000, [{ type: 'm', id: 7, value: i * 1.5, quality: null }, { type: 's', id: 1, value: i % 2, quality: null }]);
+      await bus.telemetry.c2m('2001', base + i * 1_000, [
+        { type: 'm', id: 7, value: i * 1.5, quality: null },
+        { type: 's', id: 1, value: i % 2, quality: null },
+      ]);
     }
     await bus.telemetry.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
     await bus.telemetry.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
@@ -93,7 +105,9 @@ describe('history', () => {
     expect(a.series[1]!.values.filter((v) => v !== null)).toEqual([42.25]);
     expect(a.series[1]!.values[5]).toBe(42.25);
     // The quality mark is a sample of the quality series only (3 = comm-failure).
-    const q = await (await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent('voltage_point_quality{channel="2001",point="7"}')}&time=${(base + 20_000) / 1_000}`)).json() as { data: { result: Array<{ value: [number, string] }> } };
+    const q = (await (
+      await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent('voltage_point_quality{channel="2001",point="7"}')}&time=${(base + 20_000) / 1_000}`)
+    ).json()) as { data: { result: Array<{ value: [number, string] }> } };
     expect(q.data.result[0]!.value[1]).toBe('3');
     // A channel point mapped onto a model value is kept under both names.
     const mapped = await queries.query({ series: 'model/pv1/P,channel/1001/m/1', from: iso(base + 3_000), to: iso(base + 3_000), step: '1s', agg: 'last' });
@@ -131,7 +145,11 @@ describe('history', () => {
   });
 
   it('refuses bad queries with typed errors: unknown series, reversed range, too many points, bad input', async () => {
-    const codeOf = (p: Parameters<HistoryQueries['query']>[0]) => queries.query(p).then(() => 'ok', (e: unknown) => (e instanceof HistoryQueryError ? `${e.status} ${e.code}` : String(e)));
+    const codeOf = (p: Parameters<HistoryQueries['query']>[0]) =>
+      queries.query(p).then(
+        () => 'ok',
+        (e: unknown) => (e instanceof HistoryQueryError ? `${e.status} ${e.code}` : String(e)),
+      );
     expect(await codeOf({ series: 'model/nope/P', from: '-1h' })).toBe('404 UNKNOWN_SERIES');
     expect(await codeOf({ series: 'channel/2001/m/7', from: '-1h', to: '-2h' })).toBe('400 REVERSED_RANGE');
     expect(await codeOf({ series: 'channel/2001/m/7', from: '-24h', step: '1s' })).toBe('400 TOO_MANY_POINTS');
@@ -200,7 +218,9 @@ describe('history', () => {
     // ~0.5 s although /api/v1/export held every value (its rollup-result cache; resetting it
     // after the rewrite did not help). The test asks what is stored.
     const at = async (q: string) => {
-      const r = await (await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent(q)}&time=${last / 1_000}&nocache=1`)).json() as { data: { result: Array<{ value: [number, string] }> } };
+      const r = (await (await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent(q)}&time=${last / 1_000}&nocache=1`)).json()) as {
+        data: { result: Array<{ value: [number, string] }> };
+      };
       return Number(r.data.result[0]?.value[1]);
     };
     const window = `${last - first + 1_000}ms`;
@@ -209,7 +229,12 @@ describe('history', () => {
     const missing = async () => {
       await forceFlush(vm.url);
       const exp = await (await fetch(`${vm.url}/api/v1/export?match[]=${encodeURIComponent(sel)}`)).text();
-      const got = new Set(exp.trim().split('\n').flatMap((l) => (JSON.parse(l) as { values: number[] }).values));
+      const got = new Set(
+        exp
+          .trim()
+          .split('\n')
+          .flatMap((l) => (JSON.parse(l) as { values: number[] }).values),
+      );
       return Array.from({ length: counter }, (_, i) => i + 1).filter((v) => !got.has(v));
     };
     await eventually(async () => (await missing()).length === 0, 5_000, 200).catch(() => undefined);

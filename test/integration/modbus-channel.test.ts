@@ -148,8 +148,9 @@ describe('Modbus TCP channel', () => {
   });
 
   it('a serial port that does not exist: the channel says so and keeps retrying, nothing crashes', async () => {
-    const site = loadConfig(writeSite({
-      'site.yaml': `channels:
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `channels:
   - id: rtu
     protocol: modbus-rtu
     serial: { path: /dev/voltage-no-such-port }
@@ -157,7 +158,8 @@ describe('Modbus TCP channel', () => {
     points:
       - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 } }
 `,
-    }));
+      }),
+    );
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     const ctx = await eventually(async () => {
       const c = JSON.parse((await t.raw.hget('actor:channel/rtu', 'context')) ?? '{}') as { linkErrors?: number; lastError?: string };

@@ -42,7 +42,11 @@ async function readsAndWrites() {
 describe('Modbus transports', () => {
   it('RTU over a pseudo-terminal pair (socat)', async () => {
     const path = join(mkdtempSync(join(tmpdir(), 'voltage-pty-')), 'ttyV0');
-    const site = loadConfig(writeSite({ 'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu\n    serial: { path: ${path}, baudRate: 38400 }\n    pollMs: 100\n    timeoutMs: 300\n${points}` }));
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu\n    serial: { path: ${path}, baudRate: 38400 }\n    pollMs: 100\n    timeoutMs: 300\n${points}`,
+      }),
+    );
     t.sim = await startSim(site);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await readsAndWrites();
@@ -51,7 +55,9 @@ describe('Modbus transports', () => {
 
   it('RTU over TCP', async () => {
     const port = await freePort();
-    const site = loadConfig(writeSite({ 'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu-tcp\n    port: ${port}\n    pollMs: 100\n    timeoutMs: 300\n${points}` }));
+    const site = loadConfig(
+      writeSite({ 'site.yaml': `channels:\n  - id: ch\n    protocol: modbus-rtu-tcp\n    port: ${port}\n    pollMs: 100\n    timeoutMs: 300\n${points}` }),
+    );
     t.sim = await startSim(site);
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await readsAndWrites();
@@ -65,8 +71,9 @@ describe('Modbus transports', () => {
       python.stdout.once('data', () => res());
       python.once('exit', (code) => rej(new Error(`pymodbus server exited with ${code} (is python3-pymodbus installed?)`)));
     });
-    const site = loadConfig(writeSite({
-      'site.yaml': `channels:
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `channels:
   - id: py
     protocol: modbus-tcp
     port: ${port}
@@ -83,7 +90,8 @@ models:
     controls: { sp: {} }
     mapping: { sp: "py:a:1" }
 `,
-    }));
+      }),
+    );
     t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
     await eventually(async () => {
       await new Promise((r) => setTimeout(r, 50));

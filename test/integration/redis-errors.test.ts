@@ -23,7 +23,10 @@ beforeEach(async () => {
 
 /** The RedisError a promise rejects with (fails the test when it resolves or rejects with something else). */
 async function redisErrorOf(p: Promise<unknown>): Promise<RedisError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(RedisError);
   return e as RedisError;
 }
@@ -36,7 +39,10 @@ function expectCode(e: RedisError, code: RedisErrorCode): void {
 describe('a missing Function', () => {
   it('is REDIS_FUNCTION_MISSING when the library is not loaded', async () => {
     expectCode(await redisErrorOf(t.bus.site.libraryVersion()), REDIS_ERROR_CODES.functionMissing);
-    const rawReply = await t.raw.fcall('c2m', 0).then(() => undefined, (e: unknown) => e);
+    const rawReply = await t.raw.fcall('c2m', 0).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expectCode(toRedisError(rawReply, 'c2m', true), REDIS_ERROR_CODES.functionMissing);
   });
 
@@ -53,7 +59,10 @@ describe('BUSYGROUP', () => {
     await t.bus.commands.ensureCommandGroup('v1', 'channel');
     await t.bus.commands.ensureCommandGroup('v1', 'channel');
     expect(await t.raw.xinfo('GROUPS', KEYS.commandStream('v1'))).toHaveLength(1);
-    const again = await t.raw.xgroup('CREATE', 's1', 'g', '0').then(() => undefined, (e: unknown) => e);
+    const again = await t.raw.xgroup('CREATE', 's1', 'g', '0').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expectCode(toRedisError(again, 'XGROUP CREATE'), REDIS_ERROR_CODES.busyGroup);
   });
 });

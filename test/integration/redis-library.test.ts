@@ -35,12 +35,13 @@ describe('the voltage library', () => {
     expect(LIBRARY_SOURCE).toContain(`local LIB_VERSION = '${LIBRARY_VERSION}'`);
     for (const m of LUA_MODULES) {
       const text = readFileSync(new URL(`../../lua/${m}.lua`, import.meta.url), 'utf8');
-      for (const part of text.split(/^local (?:LIB_VERSION|COMMAND_TRANSITIONS|ALARM_TRANSITIONS|ALARM_ACTIVE|ALARM_INITIAL) = .*$/m)) expect(LIBRARY_SOURCE, m).toContain(part);
+      for (const part of text.split(/^local (?:LIB_VERSION|COMMAND_TRANSITIONS|ALARM_TRANSITIONS|ALARM_ACTIVE|ALARM_INITIAL) = .*$/m))
+        expect(LIBRARY_SOURCE, m).toContain(part);
       for (const fn of LUA_FUNCTIONS[m]) expect(text, `${m} registers ${fn}`).toMatch(new RegExp(`register_function(\\('|\\{ function_name = ')${fn}'`));
     }
   });
 
-  it('loads as one library with the expected version and every module\'s Functions', async () => {
+  it("loads as one library with the expected version and every module's Functions", async () => {
     await t.bus.core.loadLibrary();
     expect(await t.bus.site.libraryVersion()).toBe(LIBRARY_VERSION);
     expect(LIBRARY_VERSION).toBe('8');

@@ -87,7 +87,12 @@ describe('rules on a running site', () => {
     expect(actions).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 45 })]);
     expect((await t.bus.commands.command(actions[0]!.commandId))?.source).toBe('rule:zero-export');
     const execution = (await t.bus.rules.journal('zero-export')).find((e) => e.kind === 'execution')!;
-    expect(execution.data).toMatchObject({ trigger: expect.any(String), condition: true, branch: 'then', inputs: { 'grid.P': { value: -5, quality: 'good' } } });
+    expect(execution.data).toMatchObject({
+      trigger: expect.any(String),
+      condition: true,
+      branch: 'then',
+      inputs: { 'grid.P': { value: -5, quality: 'good' } },
+    });
     // The condition stops holding: the else action runs.
     await gridP(1);
     await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '80.000000', 5_000);
@@ -184,7 +189,9 @@ describe('rule routes', () => {
       return { status: r.status, body: (await r.json()) as Record<string, unknown> };
     };
     await eventually(async () => (await ruleState('zero-export')) === 'idle');
-    expect((await call('GET', '/api/v1/rules', 'v-token')).body.rules).toEqual([expect.objectContaining({ id: 'zero-export', state: 'idle', priority: 10, when: 'grid.P < -2' })]);
+    expect((await call('GET', '/api/v1/rules', 'v-token')).body.rules).toEqual([
+      expect.objectContaining({ id: 'zero-export', state: 'idle', priority: 10, when: 'grid.P < -2' }),
+    ]);
     expect((await call('GET', '/api/v1/rules', undefined)).status).toBe(401);
     expect((await call('GET', '/api/v1/rules/nope', 'v-token')).status).toBe(404);
 
@@ -200,13 +207,21 @@ describe('rule routes', () => {
       return { status: r.status, body: (await r.json()) as Record<string, unknown> };
     };
     const dump = async () => {
-      const keys = (await t.raw.keys('*')).filter((k) => !k.startsWith('actor:') && k !== 'actors' && !k.startsWith('comsrv:') && !k.startsWith('modsrv:gw')).sort();
+      const keys = (await t.raw.keys('*'))
+        .filter((k) => !k.startsWith('actor:') && k !== 'actors' && !k.startsWith('comsrv:') && !k.startsWith('modsrv:gw'))
+        .sort();
       return Promise.all(keys.map(async (k) => [k, await t.raw.dump(k)]));
     };
     const before = await dump();
     const dry = await call2('POST', '/api/v1/rules/zero-export/evaluate', 'v-token');
     expect(dry.status).toBe(200);
-    expect(dry.body).toMatchObject({ inputs: { 'grid.P': { value: -5, quality: 'good' } }, blocked: null, condition: true, wouldRun: 'then', then: [{ kind: 'control', model: 'gw', name: 'export_limit', value: 45 }] });
+    expect(dry.body).toMatchObject({
+      inputs: { 'grid.P': { value: -5, quality: 'good' } },
+      blocked: null,
+      condition: true,
+      wouldRun: 'then',
+      then: [{ kind: 'control', model: 'gw', name: 'export_limit', value: 45 }],
+    });
     expect(await dump()).toEqual(before);
     expect((await call2('POST', '/api/v1/rules/nope/evaluate', 'v-token')).status).toBe(404);
 

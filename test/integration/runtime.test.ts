@@ -82,10 +82,13 @@ describe('kernel: supervised actors from config to Redis', () => {
   });
 
   it('escalates when intensity is exceeded: the root gives up and names the child', async () => {
-    running = await startRuntime(site((s) => ({
-      ...s,
-      runtime: { ...s.runtime, supervisor: { ...s.runtime.supervisor, intensity: 0 }, channels: { ...s.runtime.channels, intensity: 1 } },
-    })), { redisUrl: server.url, log: quietLog });
+    running = await startRuntime(
+      site((s) => ({
+        ...s,
+        runtime: { ...s.runtime, supervisor: { ...s.runtime.supervisor, intensity: 0 }, channels: { ...s.runtime.channels, intensity: 1 } },
+      })),
+      { redisUrl: server.url, log: quietLog },
+    );
     const reason = await Promise.race([running.exited, sleep(10_000).then(() => undefined)]);
     expect(reason?.kind).toBe('error');
     const message = reason?.kind === 'error' ? (reason.error as Error).message : '';
@@ -121,7 +124,9 @@ describe('kernel: supervised actors from config to Redis', () => {
     const lines: string[] = [];
     const log = quietLog.child({});
     const spy = Object.assign(Object.create(log) as typeof log, {
-      warn: (...args: unknown[]) => { lines.push(String(args[1] ?? args[0])); },
+      warn: (...args: unknown[]) => {
+        lines.push(String(args[1] ?? args[0]));
+      },
       child: () => spy,
     });
     const starting = startRuntime(site(), { redisUrl: `redis://127.0.0.1:${port}`, log: spy });

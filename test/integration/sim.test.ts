@@ -23,8 +23,9 @@ afterEach(async () => {
 describe('voltage sim', () => {
   it('computes a point when it is read, at most once per update interval; points not read are not computed', async () => {
     const port = await freePort();
-    const site = loadConfig(writeSite({
-      'site.yaml': `channels:
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `channels:
   - id: sim
     protocol: modbus-tcp
     port: ${port}
@@ -34,7 +35,8 @@ describe('voltage sim', () => {
       - { type: m, id: 3, modbus: { unit: 2, fn: 4, address: 7 }, sim: { kind: constant, value: 99 } }
       - { type: s, id: 1, modbus: { unit: 2, fn: 2, address: 3 }, sim: { kind: constant, value: 1 } }
 `,
-    }));
+      }),
+    );
     sim = await startSim(site, { updateMs: 300 });
     const unit2 = sim.channels[0]!.devices.get(2)!;
     const Client = ModbusSerial as unknown as new () => ModbusRTU;

@@ -53,11 +53,22 @@ describe('the tree from the kinds table', () => {
   it('leaves out a kind without actors and without a supervisor (no gateway section: no gateway)', () => {
     const plan = planTree(KINDS, loadConfig(writeSite({ 'site.yaml': SITE.replace('gateway: { port: 0 }\n', '') })), deps);
     expect(plan.nodes.map((n) => n.id)).not.toContain('gateway');
-    expect(plan.root(() => undefined).info().map((c) => c.id)).toEqual(['models', 'channels']);
+    expect(
+      plan
+        .root(() => undefined)
+        .info()
+        .map((c) => c.id),
+    ).toEqual(['models', 'channels']);
   });
 
   it('takes a new kind from one table entry, at its place in the start order, with its own policy', () => {
-    const spec = (id: string): ChildSpec => ({ id, restart: 'transient', shutdown: 1_000, type: 'worker', start: () => Promise.reject(new Error('not started here')) });
+    const spec = (id: string): ChildSpec => ({
+      id,
+      restart: 'transient',
+      shutdown: 1_000,
+      type: 'worker',
+      start: () => Promise.reject(new Error('not started here')),
+    });
     const alarms: ActorKind = {
       kind: 'alarm',
       section: 'models',
@@ -66,7 +77,12 @@ describe('the tree from the kinds table', () => {
     };
     const kinds = [KINDS[0]!, alarms, ...KINDS.slice(1)];
     const plan = planTree(kinds, loadConfig(writeSite({ 'site.yaml': SITE })), deps);
-    expect(plan.nodes.filter((n) => n.parent === 'root').map((n) => [n.id, n.order])).toEqual([['models', 0], ['alarms', 1], ['channels', 2], ['gateway', 3]]);
+    expect(plan.nodes.filter((n) => n.parent === 'root').map((n) => [n.id, n.order])).toEqual([
+      ['models', 0],
+      ['alarms', 1],
+      ['channels', 2],
+      ['gateway', 3],
+    ]);
     expect(plan.nodes.filter((n) => n.parent === 'alarms').map((n) => n.id)).toEqual(['alarm/pv', 'alarm/grid']);
     expect(plan.nodes.find((n) => n.id === 'alarms')?.strategy).toBe('one_for_all');
   });

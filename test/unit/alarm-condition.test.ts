@@ -6,8 +6,18 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  INITIAL_DELAY_STATE, inFlood, isChattering, rawCondition, recordActivation, recordNewAlarm, stepDelay, tickDelay,
-  type ConditionChange, type ConditionSpec, type DelayState, type Sample,
+  INITIAL_DELAY_STATE,
+  inFlood,
+  isChattering,
+  rawCondition,
+  recordActivation,
+  recordNewAlarm,
+  stepDelay,
+  tickDelay,
+  type ConditionChange,
+  type ConditionSpec,
+  type DelayState,
+  type Sample,
 } from '../../machines/alarmCondition.js';
 
 const good = (value: number, ts = 0): Sample => ({ value, quality: 'good', ts });
@@ -56,23 +66,25 @@ describe('raw conditions', () => {
   });
 
   it('law: a value moving only inside the deadband never toggles the condition', () => {
-    fc.assert(fc.property(
-      fc.double({ min: -1e6, max: 1e6, noNaN: true }),
-      fc.double({ min: 0.001, max: 1e3, noNaN: true }),
-      fc.boolean(),
-      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 50 }),
-      fc.constantFrom('above', 'below'),
-      (limit, deadband, start, fractions, kind) => {
-        const spec: ConditionSpec = { kind, limit, deadband };
-        // Inside the band: (limit - deadband, limit] for above, [limit, limit + deadband) for below.
-        let active = start;
-        for (const f of fractions) {
-          const v = kind === 'above' ? limit - deadband * f * 0.999 : limit + deadband * f * 0.999;
-          active = rawCondition(spec, active, good(v), 0);
-          expect(active).toBe(start);
-        }
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.double({ min: -1e6, max: 1e6, noNaN: true }),
+        fc.double({ min: 0.001, max: 1e3, noNaN: true }),
+        fc.boolean(),
+        fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 1, maxLength: 50 }),
+        fc.constantFrom('above', 'below'),
+        (limit, deadband, start, fractions, kind) => {
+          const spec: ConditionSpec = { kind, limit, deadband };
+          // Inside the band: (limit - deadband, limit] for above, [limit, limit + deadband) for below.
+          let active = start;
+          for (const f of fractions) {
+            const v = kind === 'above' ? limit - deadband * f * 0.999 : limit + deadband * f * 0.999;
+            active = rawCondition(spec, active, good(v), 0);
+            expect(active).toBe(start);
+          }
+        },
+      ),
+    );
   });
 });
 
@@ -110,29 +122,32 @@ describe('on- and off-delays', () => {
   });
 
   it('laws: changes alternate ON/OFF, each one only after its raw condition held for its full delay', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 0, max: 2_000 }), fc.integer({ min: 0, max: 2_000 }),
-      fc.array(fc.record({ dt: fc.integer({ min: 0, max: 1_500 }), raw: fc.boolean(), tick: fc.boolean() }), { maxLength: 80 }),
-      (onDelayMs, offDelayMs, steps) => {
-        const d = { onDelayMs, offDelayMs };
-        let state = INITIAL_DELAY_STATE;
-        let now = 0;
-        let last: ConditionChange = 'CONDITION_OFF';
-        let rawSince = 0; // when the raw condition last changed
-        for (const st of steps) {
-          now += st.dt;
-          const r = st.tick ? tickDelay(state, now, d) : stepDelay(state, st.raw, now, d);
-          if (!st.tick && st.raw !== state.raw) rawSince = now;
-          if (r.change) {
-            expect(r.change).not.toBe(last);
-            last = r.change;
-            expect(now - rawSince).toBeGreaterThanOrEqual(r.change === 'CONDITION_ON' ? onDelayMs : offDelayMs);
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 2_000 }),
+        fc.integer({ min: 0, max: 2_000 }),
+        fc.array(fc.record({ dt: fc.integer({ min: 0, max: 1_500 }), raw: fc.boolean(), tick: fc.boolean() }), { maxLength: 80 }),
+        (onDelayMs, offDelayMs, steps) => {
+          const d = { onDelayMs, offDelayMs };
+          let state = INITIAL_DELAY_STATE;
+          let now = 0;
+          let last: ConditionChange = 'CONDITION_OFF';
+          let rawSince = 0; // when the raw condition last changed
+          for (const st of steps) {
+            now += st.dt;
+            const r = st.tick ? tickDelay(state, now, d) : stepDelay(state, st.raw, now, d);
+            if (!st.tick && st.raw !== state.raw) rawSince = now;
+            if (r.change) {
+              expect(r.change).not.toBe(last);
+              last = r.change;
+              expect(now - rawSince).toBeGreaterThanOrEqual(r.change === 'CONDITION_ON' ? onDelayMs : offDelayMs);
+            }
+            expect(r.state.active).toBe(last === 'CONDITION_ON');
+            state = r.state;
           }
-          expect(r.state.active).toBe(last === 'CONDITION_ON');
-          state = r.state;
-        }
-      },
-    ));
+        },
+      ),
+    );
   });
 });
 
@@ -157,27 +172,30 @@ describe('chattering and flood', () => {
   });
 
   it('law: the bounded memory answers as a count over every occurrence would, and never grows past its bound', () => {
-    fc.assert(fc.property(
-      fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 10_000 }),
-      fc.array(fc.integer({ min: 0, max: 3_000 }), { maxLength: 100 }),
-      (count, windowMs, gaps) => {
-        const cfg = { count, windowMs };
-        let chat: number[] = [];
-        let flood: number[] = [];
-        const all: number[] = [];
-        let now = 0;
-        for (const g of gaps) {
-          now += g;
-          all.push(now);
-          chat = recordActivation(chat, now, cfg);
-          flood = recordNewAlarm(flood, now, cfg);
-          const within = all.filter((x) => x > now - windowMs).length;
-          expect(isChattering(chat, now, cfg)).toBe(within >= count);
-          expect(inFlood(flood, now, cfg)).toBe(within > count);
-          expect(chat.length).toBeLessThanOrEqual(count);
-          expect(flood.length).toBeLessThanOrEqual(count + 1);
-        }
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.array(fc.integer({ min: 0, max: 3_000 }), { maxLength: 100 }),
+        (count, windowMs, gaps) => {
+          const cfg = { count, windowMs };
+          let chat: number[] = [];
+          let flood: number[] = [];
+          const all: number[] = [];
+          let now = 0;
+          for (const g of gaps) {
+            now += g;
+            all.push(now);
+            chat = recordActivation(chat, now, cfg);
+            flood = recordNewAlarm(flood, now, cfg);
+            const within = all.filter((x) => x > now - windowMs).length;
+            expect(isChattering(chat, now, cfg)).toBe(within >= count);
+            expect(inFlood(flood, now, cfg)).toBe(within > count);
+            expect(chat.length).toBeLessThanOrEqual(count);
+            expect(flood.length).toBeLessThanOrEqual(count + 1);
+          }
+        },
+      ),
+    );
   });
 });

@@ -5,9 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { z } from 'zod';
-import {
-  alarmPolicySchema, alarmsSchema, conditionSpec, instantiateTemplateAlarms, templateAlarmsSchema, whenSchema,
-} from '../../runtime/config/alarms.js';
+import { alarmPolicySchema, alarmsSchema, conditionSpec, instantiateTemplateAlarms, templateAlarmsSchema, whenSchema } from '../../runtime/config/alarms.js';
 
 /** Each problem as `path: message`. */
 function problems(schema: z.ZodType, value: unknown): string[] {
@@ -35,7 +33,14 @@ alarms:
     severity: warning
 `) as { alarms: unknown };
     const alarms = alarmsSchema.parse(raw.alarms);
-    expect(alarms[0]).toMatchObject({ id: 'bess1.overtemp', model: 'bess1', severity: 'major', latch: false, enabled: true, when: { onDelayMs: 5000, offDelayMs: 10000 } });
+    expect(alarms[0]).toMatchObject({
+      id: 'bess1.overtemp',
+      model: 'bess1',
+      severity: 'major',
+      latch: false,
+      enabled: true,
+      when: { onDelayMs: 5000, offDelayMs: 10000 },
+    });
     expect(alarms[1]).toMatchObject({ severity: 'minor', when: { onDelayMs: 0, offDelayMs: 0 } });
     expect(alarms[2]!.model).toBe('1004');
     expect(alarms.map((a) => conditionSpec(a.when))).toEqual([
@@ -53,8 +58,12 @@ alarms:
   });
 
   it('a condition with no test or two tests says which tests there are', () => {
-    expect(problems(whenSchema, { point: 'T' })).toEqual([': a condition needs one test: above, below, equals, expr, quality, staleMs (high and low limits on one point are separate alarms)']);
-    expect(problems(whenSchema, { point: 'T', above: 5, below: 1 })).toEqual([': a condition has exactly one test, found above and below (high and low limits on one point are separate alarms)']);
+    expect(problems(whenSchema, { point: 'T' })).toEqual([
+      ': a condition needs one test: above, below, equals, expr, quality, staleMs (high and low limits on one point are separate alarms)',
+    ]);
+    expect(problems(whenSchema, { point: 'T', above: 5, below: 1 })).toEqual([
+      ': a condition has exactly one test, found above and below (high and low limits on one point are separate alarms)',
+    ]);
   });
 
   it('point: required by a point test, refused beside expr; deadband only on thresholds', () => {
@@ -75,12 +84,14 @@ alarms:
 
   it('a template block: local ids, no model; each instance gets them under its own id', () => {
     const tpl = templateAlarmsSchema.parse([{ id: 'overtemp', when: { point: 'temp', above: 45 }, severity: 'major', latch: true }]);
-    expect(instantiateTemplateAlarms('bess2', tpl)).toEqual([expect.objectContaining({ id: 'bess2.overtemp', model: 'bess2', latch: true, severity: 'major' })]);
+    expect(instantiateTemplateAlarms('bess2', tpl)).toEqual([
+      expect.objectContaining({ id: 'bess2.overtemp', model: 'bess2', latch: true, severity: 'major' }),
+    ]);
     expect(problems(templateAlarmsSchema, [{ id: 'x', model: 'm', when: { point: 'T', above: 1 } }])[0]).toMatch(/^0: .*model/);
     expect(problems(templateAlarmsSchema, [{ id: 'a.b', when: { point: 'T', above: 1 } }])[0]).toMatch(/^0\.id: .*\{model\}\.\{id\}/);
   });
 
-  it('the policy defaults to ISA-18.2\'s usual figures: chattering 3 in 60 s, flood more than 10 in 10 min', () => {
+  it("the policy defaults to ISA-18.2's usual figures: chattering 3 in 60 s, flood more than 10 in 10 min", () => {
     expect(alarmPolicySchema.parse({})).toEqual({ chattering: { count: 3, windowMs: 60_000 }, flood: { count: 10, windowMs: 600_000 }, groupWindowMs: 10_000 });
   });
 

@@ -5,8 +5,17 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
-  activeAlarmStates, ALARM_EVENT_TYPES, ALARM_STATES, alarmTransitions, initialAlarm, stepAlarm, stepReason,
-  type AlarmEvent, type AlarmInput, type AlarmSnapshotData, type AlarmState,
+  activeAlarmStates,
+  ALARM_EVENT_TYPES,
+  ALARM_STATES,
+  alarmTransitions,
+  initialAlarm,
+  stepAlarm,
+  stepReason,
+  type AlarmEvent,
+  type AlarmInput,
+  type AlarmSnapshotData,
+  type AlarmState,
 } from '../../machines/alarmMachine.js';
 
 /** Applies events in order; an event the machine does not take leaves the alarm as it was. */
@@ -44,7 +53,10 @@ describe('alarm machine: the ISA-18.2 cycle', () => {
   });
 
   it('suppressed by design and out of service track the condition and re-check it when they end', () => {
-    for (const [enter, leave, state] of [['SUPPRESS', 'UNSUPPRESS', 'suppressed'], ['OUT_OF_SERVICE', 'IN_SERVICE', 'outOfService']] as const) {
+    for (const [enter, leave, state] of [
+      ['SUPPRESS', 'UNSUPPRESS', 'suppressed'],
+      ['OUT_OF_SERVICE', 'IN_SERVICE', 'outOfService'],
+    ] as const) {
       expect(run([op(enter)]).state).toBe(state);
       expect(run([op(enter), on(4)]).state).toBe(state);
       expect(run([op(enter), on(4), op(leave, 5)]).state).toBe('unacknowledged');
@@ -160,31 +172,46 @@ describe('alarm machine: the table Lua checks', () => {
   });
 
   const anyEvent: fc.Arbitrary<AlarmEvent> = fc.oneof(
-    fc.record({ type: fc.constantFrom(...ALARM_EVENT_TYPES.filter((t) => t !== 'SHELVE')), now: fc.integer({ min: 0, max: 10_000 }) }) as fc.Arbitrary<AlarmEvent>,
+    fc.record({
+      type: fc.constantFrom(...ALARM_EVENT_TYPES.filter((t) => t !== 'SHELVE')),
+      now: fc.integer({ min: 0, max: 10_000 }),
+    }) as fc.Arbitrary<AlarmEvent>,
     fc.record({ type: fc.constant('SHELVE' as const), now: fc.integer({ min: 0, max: 10_000 }), durationMs: fc.integer({ min: 1, max: 5_000 }) }),
     fc.record({ type: fc.constant('SHELVE' as const), now: fc.integer({ min: 0, max: 10_000 }), oneShot: fc.constant(true as const) }),
   );
 
   it('law: every step the machine takes is in the table, and every operator action it refuses is absent from it', () => {
-    fc.assert(fc.property(
-      fc.record({ latch: fc.boolean(), escalateAfterMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }), reAlarmMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }) }),
-      fc.array(anyEvent, { maxLength: 60 }),
-      (cfg, events) => {
-        let a = initialAlarm({ severity: 'minor', ...cfg });
-        let now = 0;
-        for (const raw of events) {
-          now += raw.now % 500;
-          const e = { ...raw, now } as AlarmEvent;
-          const next = stepAlarm(a, e);
-          const targets = table[a.state]?.[e.type] ?? [];
-          if (next) expect(targets).toContain(next.state);
-          else if (!['TICK', 'CONDITION_ON', 'CONDITION_OFF'].includes(e.type)) expect(targets).toEqual([]);
-          a = next ?? a;
-          // The condition flag agrees with what the state says about it.
-          const implied: Partial<Record<AlarmState, boolean>> = { normal: false, unacknowledged: true, acknowledged: true, returnedUnack: false, latched: false };
-          if (implied[a.state] !== undefined) expect(a.context.conditionActive).toBe(implied[a.state]);
-        }
-      },
-    ));
+    fc.assert(
+      fc.property(
+        fc.record({
+          latch: fc.boolean(),
+          escalateAfterMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }),
+          reAlarmMs: fc.option(fc.integer({ min: 1, max: 3_000 }), { nil: null }),
+        }),
+        fc.array(anyEvent, { maxLength: 60 }),
+        (cfg, events) => {
+          let a = initialAlarm({ severity: 'minor', ...cfg });
+          let now = 0;
+          for (const raw of events) {
+            now += raw.now % 500;
+            const e = { ...raw, now } as AlarmEvent;
+            const next = stepAlarm(a, e);
+            const targets = table[a.state]?.[e.type] ?? [];
+            if (next) expect(targets).toContain(next.state);
+            else if (!['TICK', 'CONDITION_ON', 'CONDITION_OFF'].includes(e.type)) expect(targets).toEqual([]);
+            a = next ?? a;
+            // The condition flag agrees with what the state says about it.
+            const implied: Partial<Record<AlarmState, boolean>> = {
+              normal: false,
+              unacknowledged: true,
+              acknowledged: true,
+              returnedUnack: false,
+              latched: false,
+            };
+            if (implied[a.state] !== undefined) expect(a.context.conditionActive).toBe(implied[a.state]);
+          }
+        },
+      ),
+    );
   });
 });

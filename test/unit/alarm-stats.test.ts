@@ -20,13 +20,19 @@ describe('time in flood', () => {
   });
 
   it('law: equals the definition counted millisecond by millisecond', () => {
-    fc.assert(fc.property(
-      fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 25 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 60 }),
-      fc.integer({ min: 0, max: 150 }), fc.integer({ min: 150, max: 400 }),
-      (times, count, windowMs, from, to) => {
-        const raises = [...times].sort((a, b) => a - b);
-        expect(floodMs(raises, count, windowMs, from, to)).toBe(bruteForce(raises, count, windowMs, from, to));
-      },
-    ), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 25 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 60 }),
+        fc.integer({ min: 0, max: 150 }),
+        fc.integer({ min: 150, max: 400 }),
+        (times, count, windowMs, from, to) => {
+          const raises = [...times].sort((a, b) => a - b);
+          expect(floodMs(raises, count, windowMs, from, to)).toBe(bruteForce(raises, count, windowMs, from, to));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });

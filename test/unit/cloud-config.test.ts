@@ -13,8 +13,15 @@ describe('cloud.links', () => {
   it('fills the defaults: prefix, data topic, QoS 1, no downlink commands', () => {
     const site = loadConfig(writeSite({ 'site.yaml': MODELS, 'cloud.yaml': 'cloud:\n  links:\n    - { id: main, url: "mqtt://127.0.0.1:1883" }\n' }));
     expect(site.cloud?.links[0]).toMatchObject({
-      id: 'main', type: 'mqtt', prefix: 'voltage/{site}', dataTopic: '{prefix}/data/{model}', qos: 1, protocolVersion: 4,
-      include: { quality: true, timestamps: true }, downlink: { commands: false }, inflight: 100,
+      id: 'main',
+      type: 'mqtt',
+      prefix: 'voltage/{site}',
+      dataTopic: '{prefix}/data/{model}',
+      qos: 1,
+      protocolVersion: 4,
+      include: { quality: true, timestamps: true },
+      downlink: { commands: false },
+      inflight: 100,
     });
   });
 
@@ -33,7 +40,11 @@ describe('cloud.links', () => {
         '',
       ].join('\n'),
     });
-    const at = (line: number) => issues.filter((i) => i.file === 'cloud.yaml' && i.line === line).map((i) => i.message).join(' | ');
+    const at = (line: number) =>
+      issues
+        .filter((i) => i.file === 'cloud.yaml' && i.line === line)
+        .map((i) => i.message)
+        .join(' | ');
     expect(at(4)).toContain('must be an mqtt://');
     expect(at(5)).toContain('NAME of an environment variable');
     expect(at(6)).toContain('unknown placeholder {point}');

@@ -24,10 +24,21 @@ describe('cloudMachine', () => {
     let lose: ((e: UplinkEvent) => void) | undefined;
     const machine = cloudMachine.provide({
       actors: {
-        connect: fromPromise(async () => { tries += 1; if (tries <= 2) throw transient(`refused ${tries}`); }),
-        uplink: fromCallback<UplinkEvent, { link: string }>(({ sendBack }) => { lose = sendBack; return () => undefined; }),
+        connect: fromPromise(async () => {
+          tries += 1;
+          if (tries <= 2) throw transient(`refused ${tries}`);
+        }),
+        uplink: fromCallback<UplinkEvent, { link: string }>(({ sendBack }) => {
+          lose = sendBack;
+          return () => undefined;
+        }),
       },
-      delays: { retryDelay: ({ context }) => { delays.push(context.attempts); return context.attempts === 0 ? 0 : 1; } },
+      delays: {
+        retryDelay: ({ context }) => {
+          delays.push(context.attempts);
+          return context.attempts === 0 ? 0 : 1;
+        },
+      },
     });
     const actor = createActor(machine, { input: { link: 'a' } }).start();
     const online = await waitFor(actor, (s) => s.matches('online'), { timeout: 1_000 });
@@ -44,7 +55,11 @@ describe('cloudMachine', () => {
 
   it('fails (for its supervisor) on an error that is not transient', async () => {
     const machine = cloudMachine.provide({
-      actors: { connect: fromPromise<void, { link: string }>(async () => { throw new Error('a bug'); }) },
+      actors: {
+        connect: fromPromise<void, { link: string }>(async () => {
+          throw new Error('a bug');
+        }),
+      },
       delays: { retryDelay: 0 },
     });
     const actor = createActor(machine, { input: { link: 'a' } });
@@ -55,14 +70,26 @@ describe('cloudMachine', () => {
   });
 });
 
-const point = (channel: string, p: number, value: number | null, quality: HistorySample['quality'] = 'good'): HistorySample =>
-  ({ series: { kind: 'point', channel, type: 'm', point: p }, ts: 1000, value, quality });
+const point = (channel: string, p: number, value: number | null, quality: HistorySample['quality'] = 'good'): HistorySample => ({
+  series: { kind: 'point', channel, type: 'm', point: p },
+  ts: 1000,
+  value,
+  quality,
+});
 
 describe('messages', () => {
-  const mapping = new Map([['c1:m:1', { model: 'pv', name: 'P' }], ['c1:m:2', { model: 'pv', name: 'Q' }], ['c1:m:3', { model: 'meter', name: 'E' }]]);
+  const mapping = new Map([
+    ['c1:m:1', { model: 'pv', name: 'P' }],
+    ['c1:m:2', { model: 'pv', name: 'Q' }],
+    ['c1:m:3', { model: 'meter', name: 'E' }],
+  ]);
 
   it('one message per model per entry, in the order the models first appear; unmapped points left out; quality only where not good', () => {
-    const msgs = buildMessages([point('c1', 3, 7), point('c1', 1, 1.5), point('c1', 9, 1), point('c1', 2, null, 'comm-failure')], { mapping, quality: true, timestamps: true });
+    const msgs = buildMessages([point('c1', 3, 7), point('c1', 1, 1.5), point('c1', 9, 1), point('c1', 2, null, 'comm-failure')], {
+      mapping,
+      quality: true,
+      timestamps: true,
+    });
     expect(msgs.map((m) => m.model)).toEqual(['meter', 'pv']);
     expect(JSON.parse(messagePayload(41, msgs[1]!, true))).toEqual({ seq: 41, ts: 1000, model: 'pv', values: { P: 1.5 }, quality: { Q: 'comm-failure' } });
     expect(JSON.parse(messagePayload(42, msgs[0]!, false))).toEqual({ seq: 42, model: 'meter', values: { E: 7 } });
@@ -70,7 +97,9 @@ describe('messages', () => {
 
   it('keeps only the models asked for; calculated values go to their own model', () => {
     const calc: HistorySample = { series: { kind: 'model', model: 'site', name: 'net' }, ts: 5, value: 3, quality: 'good' };
-    expect(buildMessages([point('c1', 1, 1), calc], { mapping, models: new Set(['site']), quality: true, timestamps: true }).map((m) => m.model)).toEqual(['site']);
+    expect(buildMessages([point('c1', 1, 1), calc], { mapping, models: new Set(['site']), quality: true, timestamps: true }).map((m) => m.model)).toEqual([
+      'site',
+    ]);
   });
 
   it('fills topic templates', () => {
@@ -81,23 +110,37 @@ describe('messages', () => {
     expect(parseCommand('{"id":"a","model":"m","name":"n","value":1}', 60_000)).toEqual({ id: 'a', model: 'm', name: 'n', value: 1, timeoutMs: 10_000 });
     expect(parseCommand('[]', 60_000)).toMatchObject({ id: 'invalid' });
     expect(parseCommand('{"id":"a/b","model":"m","name":"n","value":1}', 60_000)).toMatchObject({ id: 'invalid' });
-    expect(parseCommand('{"id":"a","model":"m","name":"n","value":1,"timeoutMs":999999}', 60_000)).toMatchObject({ id: 'a', error: expect.stringContaining('timeoutMs') });
+    expect(parseCommand('{"id":"a","model":"m","name":"n","value":1,"timeoutMs":999999}', 60_000)).toMatchObject({
+      id: 'a',
+      error: expect.stringContaining('timeoutMs'),
+    });
   });
 });
 
 describe('downlink commands', () => {
-  it('are limited like an operator\'s: past a burst of 20, a command gets an error and is not sent', async () => {
+  it("are limited like an operator's: past a burst of 20, a command gets an error and is not sent", async () => {
     let sent = 0;
     const bus = {
       commands: {
-        m2c: async () => { sent += 1; return `c${sent}`; },
+        m2c: async () => {
+          sent += 1;
+          return `c${sent}`;
+        },
         command: async (id: string) => ({ id, status: 'confirmed', message: '', readback: 1 }),
         auditRejected: async () => undefined,
       },
     } as unknown as VoltageRedis;
     const results: Array<{ topic: string; body: { status: string } }> = [];
     const topics = linkTopics('voltage/{site}', 's');
-    const d = new CloudDownlink(bus, { link: 'a', commands: true, read: true, maxTimeoutMs: 60_000 }, topics, async (topic, p) => { results.push({ topic, body: JSON.parse(p) }); }, quietLog);
+    const d = new CloudDownlink(
+      bus,
+      { link: 'a', commands: true, read: true, maxTimeoutMs: 60_000 },
+      topics,
+      async (topic, p) => {
+        results.push({ topic, body: JSON.parse(p) });
+      },
+      quietLog,
+    );
     for (let i = 0; i < 25; i++) await d.handle(topics.cmd, JSON.stringify({ id: `k${i}`, model: 'm', name: 'n', value: 1 }));
     expect(sent).toBe(20);
     expect(results.filter((r) => r.body.status === 'confirmed')).toHaveLength(20);
@@ -107,55 +150,64 @@ describe('downlink commands', () => {
 
 describe('the seq law', () => {
   it('whatever the losses, dropping seen seqs leaves 1, 2, 3, … once each, in entry order', () => {
-    fc.assert(fc.property(
-      fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 40 }), // messages per entry
-      fc.array(fc.nat(), { maxLength: 8 }), // where connections are lost (a count of PUBACKs before the loss)
-      fc.integer({ min: 1, max: 6 }), // batch size
-      (counts, losses, batch) => {
-        // Redis: the group's unacknowledged entries and the inflight records; the link's last seq.
-        const acked = new Set<number>();
-        const inflight = new Map<number, string>();
-        let lastSeq = 0;
-        let cursor = 0; // next entry never delivered
-        const received: number[] = [];
-        const lossPlan = [...losses];
-        let budget = lossPlan.shift();
-        let pendingFirst = true;
-        for (let rounds = 0; rounds < 1_000 && (cursor < counts.length || acked.size < counts.length); rounds++) {
-          // Pending first (in id order), then new.
-          let ids = pendingFirst ? [...Array(cursor).keys()].filter((i) => !acked.has(i)).slice(0, batch) : [];
-          const resend = ids.length > 0;
-          if (!resend) {
-            pendingFirst = false;
-            ids = [...Array(Math.min(batch, counts.length - cursor)).keys()].map((k) => cursor + k);
-            cursor += ids.length;
-          }
-          const plan = planSeqs(ids.map((i) => counts[i]!), resend ? ids.map((i) => inflight.get(i)) : [], lastSeq);
-          for (const [k, v] of plan.record) inflight.set(ids[k]!, v);
-          lastSeq = plan.lastSeq;
-          let lost = false;
-          for (const s of plan.seqs) {
-            for (let j = 0; j < s.count && !lost; j++) {
-              received.push(s.first + j); // the broker got it (and the subscriber)…
-              if (budget !== undefined && budget-- <= 0) lost = true; // …but its PUBACK was lost with the connection
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 40 }), // messages per entry
+        fc.array(fc.nat(), { maxLength: 8 }), // where connections are lost (a count of PUBACKs before the loss)
+        fc.integer({ min: 1, max: 6 }), // batch size
+        (counts, losses, batch) => {
+          // Redis: the group's unacknowledged entries and the inflight records; the link's last seq.
+          const acked = new Set<number>();
+          const inflight = new Map<number, string>();
+          let lastSeq = 0;
+          let cursor = 0; // next entry never delivered
+          const received: number[] = [];
+          const lossPlan = [...losses];
+          let budget = lossPlan.shift();
+          let pendingFirst = true;
+          for (let rounds = 0; rounds < 1_000 && (cursor < counts.length || acked.size < counts.length); rounds++) {
+            // Pending first (in id order), then new.
+            let ids = pendingFirst ? [...Array(cursor).keys()].filter((i) => !acked.has(i)).slice(0, batch) : [];
+            const resend = ids.length > 0;
+            if (!resend) {
+              pendingFirst = false;
+              ids = [...Array(Math.min(batch, counts.length - cursor)).keys()].map((k) => cursor + k);
+              cursor += ids.length;
+            }
+            const plan = planSeqs(
+              ids.map((i) => counts[i]!),
+              resend ? ids.map((i) => inflight.get(i)) : [],
+              lastSeq,
+            );
+            for (const [k, v] of plan.record) inflight.set(ids[k]!, v);
+            lastSeq = plan.lastSeq;
+            let lost = false;
+            for (const s of plan.seqs) {
+              for (let j = 0; j < s.count && !lost; j++) {
+                received.push(s.first + j); // the broker got it (and the subscriber)…
+                if (budget !== undefined && budget-- <= 0) lost = true; // …but its PUBACK was lost with the connection
+              }
+            }
+            if (lost) {
+              budget = lossPlan.shift();
+              pendingFirst = true;
+              continue;
+            }
+            for (const i of ids) {
+              acked.add(i);
+              inflight.delete(i);
             }
           }
-          if (lost) {
-            budget = lossPlan.shift();
-            pendingFirst = true;
-            continue;
+          let max = 0;
+          for (const s of received) {
+            if (s <= max) continue;
+            expect(s).toBe(max + 1);
+            max = s;
           }
-          for (const i of ids) { acked.add(i); inflight.delete(i); }
-        }
-        let max = 0;
-        for (const s of received) {
-          if (s <= max) continue;
-          expect(s).toBe(max + 1);
-          max = s;
-        }
-        expect(max).toBe(counts.reduce((a, b) => a + b, 0));
-        expect(acked.size).toBe(counts.length);
-      },
-    ));
+          expect(max).toBe(counts.reduce((a, b) => a + b, 0));
+          expect(acked.size).toBe(counts.length);
+        },
+      ),
+    );
   });
 });

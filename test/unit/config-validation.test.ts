@@ -141,9 +141,18 @@ describe('config validation: every mistake with file, line and column', () => {
     const named = CHANNEL.replace('{ type: m, id: 1,', '{ type: m, id: 1, name: P,').replace('{ type: m, id: 2,', '{ type: m, id: 2, name: Q,');
     const dir = writeSite({ 'channels.yaml': named, 'models.yaml': 'models:\n  - id: pv1\n    measurements: { P: {}, Q: {} }\n    channel: 1001\n' });
     const site = loadConfig(dir);
-    expect([...site.models[0]!.mapping]).toEqual([['P', { channel: '1001', type: 'm', point: 1 }], ['Q', { channel: '1001', type: 'm', point: 2 }]]);
+    expect([...site.models[0]!.mapping]).toEqual([
+      ['P', { channel: '1001', type: 'm', point: 1 }],
+      ['Q', { channel: '1001', type: 'm', point: 2 }],
+    ]);
     const [i] = issuesOf({ 'channels.yaml': named, 'models.yaml': 'models:\n  - id: pv1\n    measurements: { P: {}, R: {} }\n    channel: 1001\n' });
-    expect(i).toMatchObject({ file: 'models.yaml', line: 4, column: 14, code: 'UNKNOWN_REF', message: "model 'pv1': channel '1001' has no point named 'R' (give it in 'mapping' or name a point so)" });
+    expect(i).toMatchObject({
+      file: 'models.yaml',
+      line: 4,
+      column: 14,
+      code: 'UNKNOWN_REF',
+      message: "model 'pv1': channel '1001' has no point named 'R' (give it in 'mapping' or name a point so)",
+    });
   });
 
   describe('alarms', () => {
@@ -157,26 +166,43 @@ describe('config validation: every mistake with file, line and column', () => {
     when: { expr: "S > 3" }
     suppressWhen: "pv1.Q == 0"
 `;
-    it('resolves the alarms section and a template\'s alarms, once per instance', () => {
+    it("resolves the alarms section and a template's alarms, once per instance", () => {
       const tpl = `templates:\n  inv:\n    measurements: { P: {}, Q: {} }\n    alarms:\n      - { id: low, when: { point: P, below: 1 }, severity: warning }\n`;
       const models = MODEL.replace('  - id: pv1\n', '  - id: pv1\n    template: inv\n').replace('    measurements: { P: {}, Q: {} }\n', '');
       const dir = writeSite({ 'channels.yaml': CHANNEL, 'models.yaml': `${tpl}${models}`, 'alarms.yaml': ALARMS });
       const site = loadConfig(dir);
       expect(site.alarms.map((a) => a.id)).toEqual(['pv1.high', 'pv1.calc', 'pv1.low']);
-      expect(site.alarms[0]).toMatchObject({ model: 'pv1', severity: 'major', onDelayMs: 1000, limit: 5, test: { kind: 'point', point: 'P', spec: { kind: 'above', limit: 5, deadband: 1 } } });
+      expect(site.alarms[0]).toMatchObject({
+        model: 'pv1',
+        severity: 'major',
+        onDelayMs: 1000,
+        limit: 5,
+        test: { kind: 'point', point: 'P', spec: { kind: 'above', limit: 5, deadband: 1 } },
+      });
       expect(site.alarms[1]!.suppressWhen?.refs).toEqual(['pv1.Q']);
       expect(site.alarmPolicy).toEqual({ chattering: { count: 3, windowMs: 60_000 }, flood: { count: 10, windowMs: 600_000 }, groupWindowMs: 10_000 });
     });
 
     it('an alarm on an unknown model, with the nearest id', () => {
-      const [i] = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('model: pv1\n    when: { point: P', 'model: pv2\n    when: { point: P') });
+      const [i] = issuesOf({
+        'channels.yaml': CHANNEL,
+        'models.yaml': MODEL,
+        'alarms.yaml': ALARMS.replace('model: pv1\n    when: { point: P', 'model: pv2\n    when: { point: P'),
+      });
       expect(i).toMatchObject({ file: 'alarms.yaml', line: 3, column: 12, code: 'UNKNOWN_REF' });
       expect(i!.message).toBe("alarm 'pv1.high' is on model 'pv2', which does not exist; did you mean 'pv1'?");
     });
 
     it('an alarm on an unknown point, and an expression reading an unknown value', () => {
-      const issues = issuesOf({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL, 'alarms.yaml': ALARMS.replace('point: P,', 'point: Pp,').replace('"pv1.Q == 0"', '"pv1.Qx == 0"') });
-      expect(issues.map((i) => [i.line, i.column, i.code])).toEqual([[4, 20, 'UNKNOWN_REF'], [9, 19, 'UNKNOWN_REF']]);
+      const issues = issuesOf({
+        'channels.yaml': CHANNEL,
+        'models.yaml': MODEL,
+        'alarms.yaml': ALARMS.replace('point: P,', 'point: Pp,').replace('"pv1.Q == 0"', '"pv1.Qx == 0"'),
+      });
+      expect(issues.map((i) => [i.line, i.column, i.code])).toEqual([
+        [4, 20, 'UNKNOWN_REF'],
+        [9, 19, 'UNKNOWN_REF'],
+      ]);
       expect(issues[0]!.message).toBe("alarm 'pv1.high' reads 'Pp', which model 'pv1' does not have; did you mean 'P'?");
       expect(issues[1]!.message).toContain("suppressWhen reads 'pv1.Qx', which model 'pv1' does not have; did you mean 'Q'?");
     });
@@ -204,23 +230,28 @@ describe('config validation: every mistake with file, line and column', () => {
   it('property: generated sites load with their counts, and an unknown key anywhere is reported at its line', () => {
     const point = fc.record({ type: fc.constantFrom('m', 's'), value: fc.integer({ min: -1000, max: 1000 }) });
     const site = fc.array(fc.array(point, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 5 });
-    fc.assert(fc.property(site, fc.nat(), fc.nat(), (channels, whichCh, whichPt) => {
-      const doc = {
-        channels: channels.map((pts, ci) => ({
-          id: 100 + ci, protocol: 'virtual', pollMs: 100,
-          points: pts.map((p, pi) => ({ type: p.type, id: pi, sim: { kind: 'constant', value: p.value } })),
-        })),
-      };
-      const good = loadConfig(writeSite({ 'channels.yaml': stringify(doc) }));
-      expect(good.channels.map((c) => c.points.length)).toEqual(channels.map((c) => c.length));
-      const ci = whichCh % channels.length;
-      const pi = whichPt % channels[ci]!.length;
-      (doc.channels[ci]!.points[pi] as Record<string, unknown>).bogusKey = 1;
-      const text = stringify(doc);
-      const line = text.split('\n').findIndex((l) => l.includes('bogusKey')) + 1;
-      const issues = issuesOf({ 'channels.yaml': text });
-      expect(issues).toHaveLength(1);
-      expect(issues[0]).toMatchObject({ code: 'UNKNOWN_KEY', line });
-    }), { numRuns: 40 });
+    fc.assert(
+      fc.property(site, fc.nat(), fc.nat(), (channels, whichCh, whichPt) => {
+        const doc = {
+          channels: channels.map((pts, ci) => ({
+            id: 100 + ci,
+            protocol: 'virtual',
+            pollMs: 100,
+            points: pts.map((p, pi) => ({ type: p.type, id: pi, sim: { kind: 'constant', value: p.value } })),
+          })),
+        };
+        const good = loadConfig(writeSite({ 'channels.yaml': stringify(doc) }));
+        expect(good.channels.map((c) => c.points.length)).toEqual(channels.map((c) => c.length));
+        const ci = whichCh % channels.length;
+        const pi = whichPt % channels[ci]!.length;
+        (doc.channels[ci]!.points[pi] as Record<string, unknown>).bogusKey = 1;
+        const text = stringify(doc);
+        const line = text.split('\n').findIndex((l) => l.includes('bogusKey')) + 1;
+        const issues = issuesOf({ 'channels.yaml': text });
+        expect(issues).toHaveLength(1);
+        expect(issues[0]).toMatchObject({ code: 'UNKNOWN_KEY', line });
+      }),
+      { numRuns: 40 },
+    );
   });
 });

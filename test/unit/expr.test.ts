@@ -33,10 +33,13 @@ function reference(t: Tree, env: { x: number; y: number }): number {
 
 describe('calculation expressions', () => {
   it('property: compiled expressions agree with a reference evaluator', () => {
-    fc.assert(fc.property(tree, fc.integer({ min: -20, max: 20 }), fc.integer({ min: -20, max: 20 }), (t, x, y) => {
-      const e = compileExpr(text(t));
-      expect(e.evaluate((r) => ({ x, y } as Record<string, number>)[r])).toBe(reference(t, { x, y }));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(tree, fc.integer({ min: -20, max: 20 }), fc.integer({ min: -20, max: 20 }), (t, x, y) => {
+        const e = compileExpr(text(t));
+        expect(e.evaluate((r) => (({ x, y }) as Record<string, number>)[r])).toBe(reference(t, { x, y }));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('knows its references, same-model and cross-model', () => {

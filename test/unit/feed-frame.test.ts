@@ -7,10 +7,19 @@ type Rec = { value: number | null; ts: number | null; quality: string | null };
 
 /** What a client reads back from a message: every value with its quality and timestamp. */
 function read(text: string): { ts: number; values: Record<string, Rec> } {
-  const m = JSON.parse(text) as { ts: number; values: Record<string, number | null>; quality?: Record<string, string | null>; times?: Record<string, number | null> };
+  const m = JSON.parse(text) as {
+    ts: number;
+    values: Record<string, number | null>;
+    quality?: Record<string, string | null>;
+    times?: Record<string, number | null>;
+  };
   const values: Record<string, Rec> = {};
   for (const [k, v] of Object.entries(m.values)) {
-    values[k] = { value: v, ts: m.times && Object.hasOwn(m.times, k) ? m.times[k]! : m.ts, quality: m.quality && Object.hasOwn(m.quality, k) ? m.quality[k]! : "good" };
+    values[k] = {
+      value: v,
+      ts: m.times && Object.hasOwn(m.times, k) ? m.times[k]! : m.ts,
+      quality: m.quality && Object.hasOwn(m.quality, k) ? m.quality[k]! : 'good',
+    };
   }
   return { ts: m.ts, values };
 }
@@ -27,12 +36,23 @@ describe('feed frame', () => {
       ts: fc.option(fc.integer({ min: 1, max: 2 ** 45 })),
       quality: fc.option(fc.constantFrom('good', 'stale', 'bad', 'comm-failure')),
     });
-    fc.assert(fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== '__proto__'), rec, { minKeys: 1 }), fc.boolean(), (values, snapshot) => {
-      const back = read(frame('model/x', values, snapshot));
-      const newest = Math.max(0, ...Object.values(values).map((v) => v.ts ?? 0));
-      if (newest > 0) expect(back.ts).toBe(newest);
-      expect(back.values).toEqual(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { ...v, value: Object.is(v.value, -0) ? 0 : v.value }])));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 8 }).filter((k) => k !== '__proto__'),
+          rec,
+          { minKeys: 1 },
+        ),
+        fc.boolean(),
+        (values, snapshot) => {
+          const back = read(frame('model/x', values, snapshot));
+          const newest = Math.max(0, ...Object.values(values).map((v) => v.ts ?? 0));
+          if (newest > 0) expect(back.ts).toBe(newest);
+          expect(back.values).toEqual(Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { ...v, value: Object.is(v.value, -0) ? 0 : v.value }])));
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('matches topics by pattern', () => {

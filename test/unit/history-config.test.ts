@@ -8,7 +8,6 @@ import { loadConfig } from '../../runtime/config/load.js';
 import { queryBackend } from '../../runtime/config/history.js';
 import { writeSite } from '../helpers/servers.js';
 
-
 const INFLUX = `history:
   backends:
     - id: vm
@@ -25,8 +24,15 @@ describe('config: the history section', () => {
     expect(loadConfig(writeSite({ 'site.yaml': 'runtime: { site: a }\n' })).history).toBeUndefined();
     const h = loadConfig(writeSite({ 'history.yaml': 'history: {}\n' })).history!;
     expect(h).toMatchObject({
-      backends: [{ id: 'victoria', kind: 'victoria' }], batchMaxEntries: 500, batchMaxMs: 200, windowMs: 15_000,
-      drainEntriesPerSecond: 5_000, channels: true, models: true, retention: '1y', maxPoints: 100_000,
+      backends: [{ id: 'victoria', kind: 'victoria' }],
+      batchMaxEntries: 500,
+      batchMaxMs: 200,
+      windowMs: 15_000,
+      drainEntriesPerSecond: 5_000,
+      channels: true,
+      models: true,
+      retention: '1y',
+      maxPoints: 100_000,
     });
     expect(h.backends[0]!.url).toBeUndefined();
     expect(queryBackend(h)?.id).toBe('victoria');
@@ -53,9 +59,14 @@ describe('config: the history section', () => {
   });
 
   it('a bad retention, a window under 10 s, a wrong kind, an unknown key', () => {
-    const issues = configIssues({ 'history.yaml': 'history:\n  retention: forever\n  windowMs: 5000\n  backends: [ { id: a, kind: prometheus } ]\n  batchSize: 3\n' });
+    const issues = configIssues({
+      'history.yaml': 'history:\n  retention: forever\n  windowMs: 5000\n  backends: [ { id: a, kind: prometheus } ]\n  batchSize: 3\n',
+    });
     expect(issues.map((i) => [i.line, i.column, i.code])).toEqual([
-      [2, 14, 'INVALID_VALUE'], [3, 13, 'OUT_OF_RANGE'], [4, 30, 'INVALID_VALUE'], [5, 3, 'UNKNOWN_KEY'],
+      [2, 14, 'INVALID_VALUE'],
+      [3, 13, 'OUT_OF_RANGE'],
+      [4, 30, 'INVALID_VALUE'],
+      [5, 3, 'UNKNOWN_KEY'],
     ]);
     expect(issues[0]!.message).toContain('-retentionPeriod');
     expect(issues[2]!.message).toContain('must be one of "victoria", "influxdb"');
@@ -64,7 +75,10 @@ describe('config: the history section', () => {
 
   it('two backends with one id, or two embedded ones', () => {
     const issues = configIssues({ 'history.yaml': 'history:\n  backends:\n    - id: a\n    - id: a\n      url: http://h:8428\n    - id: b\n' });
-    expect(issues.map((i) => [i.line, i.column])).toEqual([[4, 11], [6, 11]]);
+    expect(issues.map((i) => [i.line, i.column])).toEqual([
+      [4, 11],
+      [6, 11],
+    ]);
     expect(issues[0]!.message).toContain("backend id 'a' is used twice");
     expect(issues[1]!.message).toContain('only one backend may be the embedded VictoriaMetrics');
   });

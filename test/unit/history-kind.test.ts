@@ -27,8 +27,16 @@ describe('the history kind', () => {
   it('runs one writer per backend under its own supervisor, after the channels and before the gateway', () => {
     const plan = planTree(KINDS, loadConfig(writeSite({ 'site.yaml': SITE })), deps);
     expect(plan.nodes.filter((n) => n.parent === 'root').map((n) => n.id)).toEqual(['models', 'channels', 'history', 'gateway']);
-    expect(plan.nodes.filter((n) => n.parent === 'history').map((n) => [n.id, n.kind])).toEqual([['history/vm', 'history'], ['history/influx', 'history']]);
-    expect(plan.root(() => undefined).info().map((c) => c.id)).toEqual(['models', 'channels', 'history', 'gateway']);
+    expect(plan.nodes.filter((n) => n.parent === 'history').map((n) => [n.id, n.kind])).toEqual([
+      ['history/vm', 'history'],
+      ['history/influx', 'history'],
+    ]);
+    expect(
+      plan
+        .root(() => undefined)
+        .info()
+        .map((c) => c.id),
+    ).toEqual(['models', 'channels', 'history', 'gateway']);
   });
 
   it('is not in the tree without a history section', () => {
@@ -39,7 +47,15 @@ describe('the history kind', () => {
   it("takes the writer's options from the config and the token from the variable it names", () => {
     const h = loadConfig(writeSite({ 'site.yaml': SITE })).history!;
     expect(writerOptions(h, h.backends[1]!, { VOLTAGE_TEST_INFLUX_TOKEN: 't0k' })).toMatchObject({
-      backend: 'influx', url: 'http://127.0.0.1:8086', org: 'o', bucket: 'b', token: 't0k', batchMaxEntries: 500, windowMs: 15_000, channels: true, models: true,
+      backend: 'influx',
+      url: 'http://127.0.0.1:8086',
+      org: 'o',
+      bucket: 'b',
+      token: 't0k',
+      batchMaxEntries: 500,
+      windowMs: 15_000,
+      channels: true,
+      models: true,
     });
     expect(writerOptions(h, h.backends[0]!, {}).token).toBeUndefined();
     expect(historyKind.supervisor?.strategy).toBe('one_for_one');

@@ -8,8 +8,16 @@ import fc from 'fast-check';
 import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import { formatValue, QUALITIES } from '../../runtime/domain/telemetry.js';
 import {
-  decodeEntry, OutboxFormatError, parseLine, parseSeriesId, promSelector, seriesId, seriesOfLabels, toLine,
-  type HistorySample, type SeriesRef,
+  decodeEntry,
+  OutboxFormatError,
+  parseLine,
+  parseSeriesId,
+  promSelector,
+  seriesId,
+  seriesOfLabels,
+  toLine,
+  type HistorySample,
+  type SeriesRef,
 } from '../../actors/history/outbox.js';
 
 const pointType = fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const);
@@ -32,20 +40,29 @@ const sample: fc.Arbitrary<HistorySample> = fc.record({
 
 describe('history outbox: decoding entries', () => {
   it('property: a c2m entry gives one sample per point; no value = a quality mark, no quality = good', () => {
-    const point = fc.record({
-      type: pointType, id: fc.nat(100_000),
-      value: fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })),
-      quality: fc.option(fc.constantFrom(...QUALITIES)),
-    }).filter((p) => p.value !== null || p.quality !== null);
-    fc.assert(fc.property(channelId, fc.integer({ min: 1, max: 2 ** 45 }), fc.array(point, { minLength: 1, maxLength: 50 }), (ch, ts, points) => {
-      const text = C2mBatch.of(points).bytes().toString('latin1');
-      const samples = decodeEntry(['src', 'c', 'id', ch, 'ts', String(ts), 'p', text]);
-      expect(samples).toEqual(points.map((p) => ({
-        series: { kind: 'point', channel: ch, type: p.type, point: p.id }, ts,
-        value: p.value === null ? null : Number(formatValue(p.value)),
-        quality: p.quality ?? 'good',
-      })));
-    }), { numRuns: 200 });
+    const point = fc
+      .record({
+        type: pointType,
+        id: fc.nat(100_000),
+        value: fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })),
+        quality: fc.option(fc.constantFrom(...QUALITIES)),
+      })
+      .filter((p) => p.value !== null || p.quality !== null);
+    fc.assert(
+      fc.property(channelId, fc.integer({ min: 1, max: 2 ** 45 }), fc.array(point, { minLength: 1, maxLength: 50 }), (ch, ts, points) => {
+        const text = C2mBatch.of(points).bytes().toString('latin1');
+        const samples = decodeEntry(['src', 'c', 'id', ch, 'ts', String(ts), 'p', text]);
+        expect(samples).toEqual(
+          points.map((p) => ({
+            series: { kind: 'point', channel: ch, type: p.type, point: p.id },
+            ts,
+            value: p.value === null ? null : Number(formatValue(p.value)),
+            quality: p.quality ?? 'good',
+          })),
+        );
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('reads model_set entries as cjson writes them ([name, value-text, quality], empty value = a mark)', () => {
@@ -74,16 +91,21 @@ describe('history outbox: decoding entries', () => {
 
 describe('history outbox: line protocol', () => {
   it('writes the documented lines', () => {
-    expect(toLine({ series: { kind: 'point', channel: '1001', type: 'm', point: 3 }, ts: 1700000000000, value: -12.5, quality: 'good' }))
-      .toBe('voltage_point,channel=1001,type=m,point=3 value=-12.5,quality=0i 1700000000000');
-    expect(toLine({ series: { kind: 'model', model: 'pv 1', name: 'P,x=y' }, ts: 5, value: null, quality: 'comm-failure' }))
-      .toBe('voltage_model,model=pv\\ 1,name=P\\,x\\=y quality=3i 5');
+    expect(toLine({ series: { kind: 'point', channel: '1001', type: 'm', point: 3 }, ts: 1700000000000, value: -12.5, quality: 'good' })).toBe(
+      'voltage_point,channel=1001,type=m,point=3 value=-12.5,quality=0i 1700000000000',
+    );
+    expect(toLine({ series: { kind: 'model', model: 'pv 1', name: 'P,x=y' }, ts: 5, value: null, quality: 'comm-failure' })).toBe(
+      'voltage_model,model=pv\\ 1,name=P\\,x\\=y quality=3i 5',
+    );
   });
 
   it('property: every sample survives line protocol and back (encode ∘ decode = id)', () => {
-    fc.assert(fc.property(sample, (s) => {
-      expect(parseLine(toLine(s))).toEqual(s);
-    }), { numRuns: 1_000 });
+    fc.assert(
+      fc.property(sample, (s) => {
+        expect(parseLine(toLine(s))).toEqual(s);
+      }),
+      { numRuns: 1_000 },
+    );
   });
 
   it('refuses a name that line protocol cannot carry', () => {
@@ -93,7 +115,16 @@ describe('history outbox: line protocol', () => {
 
 describe('history outbox: alarm events', () => {
   it('an alarm transition (src a) is kept as 1 while the alarm is active and 0 when not', () => {
-    const entry = (active: boolean) => ['src', 'a', 'id', 'bess1.overtemp', 'ts', '1700000000000', 'p', JSON.stringify({ id: 'bess1.overtemp', event: 'ACK', from: 'unacknowledged', to: 'acknowledged', active })];
+    const entry = (active: boolean) => [
+      'src',
+      'a',
+      'id',
+      'bess1.overtemp',
+      'ts',
+      '1700000000000',
+      'p',
+      JSON.stringify({ id: 'bess1.overtemp', event: 'ACK', from: 'unacknowledged', to: 'acknowledged', active }),
+    ];
     expect(decodeEntry(entry(true))).toEqual([{ series: { kind: 'alarm', alarm: 'bess1.overtemp' }, ts: 1_700_000_000_000, value: 1, quality: 'good' }]);
     expect(decodeEntry(entry(false))[0]!.value).toBe(0);
     expect(toLine(decodeEntry(entry(true))[0]!)).toBe('voltage_alarm,alarm=bess1.overtemp value=1,quality=0i 1700000000000');
@@ -103,16 +134,20 @@ describe('history outbox: alarm events', () => {
 
 describe('history outbox: series ids', () => {
   it('property: series id → ref → id is the identity, and a selector names the same labels', () => {
-    fc.assert(fc.property(seriesRef, (r) => {
-      expect(parseSeriesId(seriesId(r))).toEqual(r);
-      const labels: Record<string, string> = r.kind === 'point'
-        ? { __name__: 'voltage_point_value', channel: r.channel, type: r.type, point: String(r.point) }
-        : r.kind === 'model'
-          ? { __name__: 'voltage_model_value', model: r.model, name: r.name }
-          : { __name__: 'voltage_alarm_value', alarm: r.alarm };
-      expect(seriesOfLabels(labels)).toEqual(r);
-      expect(promSelector(r)).toMatch(/^voltage_(point|model|alarm)_value\{/);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(seriesRef, (r) => {
+        expect(parseSeriesId(seriesId(r))).toEqual(r);
+        const labels: Record<string, string> =
+          r.kind === 'point'
+            ? { __name__: 'voltage_point_value', channel: r.channel, type: r.type, point: String(r.point) }
+            : r.kind === 'model'
+              ? { __name__: 'voltage_model_value', model: r.model, name: r.name }
+              : { __name__: 'voltage_alarm_value', alarm: r.alarm };
+        expect(seriesOfLabels(labels)).toEqual(r);
+        expect(promSelector(r)).toMatch(/^voltage_(point|model|alarm)_value\{/);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('refuses ids that name nothing', () => {

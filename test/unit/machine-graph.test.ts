@@ -19,13 +19,22 @@ describe('machineGraph', () => {
       ['reconnecting', '', false, []],
       ['polling', '', false, ['polls']],
     ]);
-    expect(g.transitions).toEqual(expect.arrayContaining([
-      expect.objectContaining({ source: 'connecting', target: 'polling', kind: 'done', event: 'done: connect', guard: null }),
-      expect.objectContaining({ source: 'connecting', target: 'reconnecting', kind: 'error', event: 'error: connect', guard: 'isTransient', actions: ['countLinkError'] }),
-      expect.objectContaining({ source: 'reconnecting', target: 'connecting', kind: 'after', event: 'after reconnectDelay' }),
-      expect.objectContaining({ source: 'polling', target: 'reconnecting', kind: 'error', event: 'error: polls', guard: 'isTransient' }),
-      expect.objectContaining({ source: 'polling', target: null, kind: 'event', event: 'channel.polled', actions: ['countPolls'] }),
-    ]));
+    expect(g.transitions).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ source: 'connecting', target: 'polling', kind: 'done', event: 'done: connect', guard: null }),
+        expect.objectContaining({
+          source: 'connecting',
+          target: 'reconnecting',
+          kind: 'error',
+          event: 'error: connect',
+          guard: 'isTransient',
+          actions: ['countLinkError'],
+        }),
+        expect.objectContaining({ source: 'reconnecting', target: 'connecting', kind: 'after', event: 'after reconnectDelay' }),
+        expect.objectContaining({ source: 'polling', target: 'reconnecting', kind: 'error', event: 'error: polls', guard: 'isTransient' }),
+        expect.objectContaining({ source: 'polling', target: null, kind: 'event', event: 'channel.polled', actions: ['countPolls'] }),
+      ]),
+    );
     expect(g.transitions).toHaveLength(5);
   });
 
@@ -38,9 +47,25 @@ describe('machineGraph', () => {
 
   it('inline guards and parallel states', () => {
     const m = createMachine({
-      id: 'p', type: 'parallel',
+      id: 'p',
+      type: 'parallel',
       states: {
-        a: { initial: 'x', states: { x: { on: { GO: { target: 'y', guard: function isReady() { return true; } } } }, y: {} } },
+        a: {
+          initial: 'x',
+          states: {
+            x: {
+              on: {
+                GO: {
+                  target: 'y',
+                  guard: function isReady() {
+                    return true;
+                  },
+                },
+              },
+            },
+            y: {},
+          },
+        },
         b: { initial: 'z', states: { z: {} } },
       },
     });

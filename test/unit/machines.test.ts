@@ -9,8 +9,12 @@ import fc from 'fast-check';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
 import { DeviceError } from '../../actors/channel/device.js';
 
-beforeEach(() => { vi.useFakeTimers(); });
-afterEach(() => { vi.useRealTimers(); });
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('channelMachine', () => {
   it('counts what its poll loop reports, reconnects after a transient error, and fails on a fatal one', async () => {
@@ -19,7 +23,9 @@ describe('channelMachine', () => {
     const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
     const machine = channelMachine.provide({
       actors: {
-        connect: fromPromise(async () => { connects += 1; }),
+        connect: fromPromise(async () => {
+          connects += 1;
+        }),
         polls: fromPromise(async ({ input }) => {
           await wait(100);
           input.parent.send({ type: 'channel.polled', polls: 2, missed: 1, bad: 3, commands: 1, lastPollAt: 5 });
@@ -64,11 +70,17 @@ describe('modelMachine', () => {
         load: fromPromise(async (): Promise<void> => undefined),
         calculate: fromPromise(async () => {
           calcs += 1;
-          await new Promise<void>((r) => { release = r; });
+          await new Promise<void>((r) => {
+            release = r;
+          });
           return 1;
         }),
       },
-      actions: { applyUpdate: (_, p) => { applied.push(p.update); } },
+      actions: {
+        applyUpdate: (_, p) => {
+          applied.push(p.update);
+        },
+      },
     });
     const actor = createActor(machine, { input: { modelId: 'm' } });
     actor.subscribe({ error: () => undefined });
@@ -125,7 +137,12 @@ describe('decoding and notifications', () => {
 
   it('parses update notifications and rejects malformed ones', () => {
     expect(parseUpdate('pv1', '{"ts":5,"src":"c2m","v":{"P":1},"q":{"Q":"bad"}}')).toEqual({
-      type: 'model.update', source: 'pv1', ts: 5, values: { P: 1 }, quality: { Q: 'bad' }, origin: 'c2m',
+      type: 'model.update',
+      source: 'pv1',
+      ts: 5,
+      values: { P: 1 },
+      quality: { Q: 'bad' },
+      origin: 'c2m',
     });
     expect(parseUpdate('pv1', 'not json')).toBeUndefined();
     expect(parseUpdate('pv1', '{"ts":"x","src":"c2m"}')).toBeUndefined();
@@ -141,23 +158,26 @@ describe('decoding and notifications', () => {
   });
 
   it('property: polls keep to their grid; a late poll does not shift later ones; whole missed slots are counted', () => {
-    fc.assert(fc.property(fc.integer({ min: 10, max: 2000 }), fc.array(fc.integer({ min: 0, max: 5000 }), { maxLength: 40 }), (pollMs, delays) => {
-      const grid = newGrid('ch', pollMs, 0);
-      const first = grid.nextDueAt;
-      let now = 0;
-      let polls = 0;
-      for (const extra of delays) {
-        now += delayToSlot(grid, now) + extra; // the poll starts `extra` ms late
-        const before = grid.nextDueAt;
-        const skipped = claimSlot(grid, now);
-        polls += 1;
-        expect(skipped).toBe(now - before >= pollMs ? Math.floor((now - before) / pollMs) : 0);
-        expect((grid.nextDueAt - first) % pollMs).toBe(0);
-        expect(grid.nextDueAt).toBeGreaterThan(now);
-        expect(grid.nextDueAt - now).toBeLessThanOrEqual(pollMs);
-      }
-      expect(grid.nextDueAt).toBe(first + (polls + grid.missed) * pollMs);
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.integer({ min: 10, max: 2000 }), fc.array(fc.integer({ min: 0, max: 5000 }), { maxLength: 40 }), (pollMs, delays) => {
+        const grid = newGrid('ch', pollMs, 0);
+        const first = grid.nextDueAt;
+        let now = 0;
+        let polls = 0;
+        for (const extra of delays) {
+          now += delayToSlot(grid, now) + extra; // the poll starts `extra` ms late
+          const before = grid.nextDueAt;
+          const skipped = claimSlot(grid, now);
+          polls += 1;
+          expect(skipped).toBe(now - before >= pollMs ? Math.floor((now - before) / pollMs) : 0);
+          expect((grid.nextDueAt - first) % pollMs).toBe(0);
+          expect(grid.nextDueAt).toBeGreaterThan(now);
+          expect(grid.nextDueAt - now).toBeLessThanOrEqual(pollMs);
+        }
+        expect(grid.nextDueAt).toBe(first + (polls + grid.missed) * pollMs);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   it('the quality of a result is the worst of its inputs', () => {

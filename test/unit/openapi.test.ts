@@ -8,7 +8,7 @@ import { openApiDocument, undocumentedRoutes } from '../../runtime/gateway/opena
 describe('the OpenAPI document', () => {
   const doc = openApiDocument();
 
-  it('describes the visualizer\'s routes and /me, with the actor id as one parameter', () => {
+  it("describes the visualizer's routes and /me, with the actor id as one parameter", () => {
     const paths = doc.paths as Record<string, Record<string, { parameters?: Array<{ name: string; in: string }> }>>;
     for (const p of ['/api/v1/me', '/api/v1/actors/{id}', '/api/v1/actors/{id}/machine', '/api/v1/actors/{id}/transitions']) {
       expect(paths[p]?.get, p).toBeDefined();
@@ -23,22 +23,32 @@ describe('the OpenAPI document', () => {
   });
 
   it('undocumentedRoutes: names what is missing; consecutive parameters are one id with a slash', () => {
-    expect(undocumentedRoutes([
-      { method: 'get', pattern: '/api/v1/models/:id' },
-      { method: 'post', pattern: '/api/v1/models/:id/controls/:name' },
-      { method: 'get', pattern: '/api/v1/actors/:kind/:id' },
-      { method: 'get', pattern: '/api/v1/actors/:kind/:id/machine' },
-      { method: 'get', pattern: '/api/v1/actors/:id/transitions' },
-      { method: 'get', pattern: '/api/v1/alarms' },
-      { method: 'get', pattern: '/api/v1/alarms/:id' },
-      { method: 'post', pattern: '/api/v1/alarms/:id/shelve' },
-      { method: 'get', pattern: '/api/v1/alarms/events' },
-      { method: 'get', pattern: '/api/v1/alarms/stats' },
-    ], doc)).toEqual([]);
-    expect(undocumentedRoutes([
-      { method: 'get', pattern: '/api/v1/nothing' },
-      { method: 'post', pattern: '/api/v1/actors/:id' },
-      { method: 'get', pattern: '/api/v1/me' },
-    ], doc)).toEqual(['get /api/v1/nothing', 'post /api/v1/actors/:id']);
+    expect(
+      undocumentedRoutes(
+        [
+          { method: 'get', pattern: '/api/v1/models/:id' },
+          { method: 'post', pattern: '/api/v1/models/:id/controls/:name' },
+          { method: 'get', pattern: '/api/v1/actors/:kind/:id' },
+          { method: 'get', pattern: '/api/v1/actors/:kind/:id/machine' },
+          { method: 'get', pattern: '/api/v1/actors/:id/transitions' },
+          { method: 'get', pattern: '/api/v1/alarms' },
+          { method: 'get', pattern: '/api/v1/alarms/:id' },
+          { method: 'post', pattern: '/api/v1/alarms/:id/shelve' },
+          { method: 'get', pattern: '/api/v1/alarms/events' },
+          { method: 'get', pattern: '/api/v1/alarms/stats' },
+        ],
+        doc,
+      ),
+    ).toEqual([]);
+    expect(
+      undocumentedRoutes(
+        [
+          { method: 'get', pattern: '/api/v1/nothing' },
+          { method: 'post', pattern: '/api/v1/actors/:id' },
+          { method: 'get', pattern: '/api/v1/me' },
+        ],
+        doc,
+      ),
+    ).toEqual(['get /api/v1/nothing', 'post /api/v1/actors/:id']);
   });
 });

@@ -10,7 +10,11 @@ import fc from 'fast-check';
 import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
 import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleInput, type RuleSnapshotData } from '../../machines/ruleMachine.js';
 
-interface Fire { readonly at: number; readonly index: number; readonly effect: 'then' | 'else' }
+interface Fire {
+  readonly at: number;
+  readonly index: number;
+  readonly effect: 'then' | 'else';
+}
 
 function run(events: readonly RuleEvent[], input: RuleInput): { rule: RuleSnapshotData; fires: Fire[] } {
   let rule = initialRule(input);
@@ -96,60 +100,78 @@ describe('rule machine: the cycle', () => {
 });
 
 /** Events at increasing times: conditions, ticks and blocks. */
-const eventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: 0, max: 9 })), { maxLength: 60 })
-  .map((steps) => {
-    let now = 0;
-    return steps.map(([dt, kind]): RuleEvent => {
-      now += dt;
-      if (kind < 4) return cond(true, now);
-      if (kind < 7) return tick(now);
-      if (kind < 9) return cond(false, now);
-      return { type: 'BLOCK', reason: 'bad', now };
-    });
+const eventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: 0, max: 9 })), { maxLength: 60 }).map((steps) => {
+  let now = 0;
+  return steps.map(([dt, kind]): RuleEvent => {
+    now += dt;
+    if (kind < 4) return cond(true, now);
+    if (kind < 7) return tick(now);
+    if (kind < 9) return cond(false, now);
+    return { type: 'BLOCK', reason: 'bad', now };
   });
+});
 const inputArb = fc.record({ forMs: fc.integer({ min: 0, max: 5_000 }), cooldownMs: fc.integer({ min: 0, max: 10_000 }) });
 
 describe('rule machine: laws', () => {
   it('fires only if the condition held for `for` without interruption', () => {
-    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
-      const { fires } = run(events, input);
-      for (const f of fires.filter((x) => x.effect === 'then')) {
-        const before = events.slice(0, f.index + 1);
-        let lastBreak = -1;
-        before.forEach((e, i) => { if (e.type === 'BLOCK' || (e.type === 'CONDITION' && !e.value)) lastBreak = i; });
-        const trueSince = before.slice(lastBreak + 1).find((e) => e.type === 'CONDITION' && e.value);
-        expect(trueSince).toBeDefined();
-        expect(f.at - trueSince!.now).toBeGreaterThanOrEqual(input.forMs);
-      }
-    }), { numRuns: 400 });
+    fc.assert(
+      fc.property(eventsArb, inputArb, (events, input) => {
+        const { fires } = run(events, input);
+        for (const f of fires.filter((x) => x.effect === 'then')) {
+          const before = events.slice(0, f.index + 1);
+          let lastBreak = -1;
+          before.forEach((e, i) => {
+            if (e.type === 'BLOCK' || (e.type === 'CONDITION' && !e.value)) lastBreak = i;
+          });
+          const trueSince = before.slice(lastBreak + 1).find((e) => e.type === 'CONDITION' && e.value);
+          expect(trueSince).toBeDefined();
+          expect(f.at - trueSince!.now).toBeGreaterThanOrEqual(input.forMs);
+        }
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('never fires twice within the cooldown', () => {
-    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
-      const thens = run(events, input).fires.filter((x) => x.effect === 'then').map((x) => x.at);
-      for (let i = 1; i < thens.length; i++) expect(thens[i]! - thens[i - 1]!).toBeGreaterThanOrEqual(input.cooldownMs);
-    }), { numRuns: 400 });
+    fc.assert(
+      fc.property(eventsArb, inputArb, (events, input) => {
+        const thens = run(events, input)
+          .fires.filter((x) => x.effect === 'then')
+          .map((x) => x.at);
+        for (let i = 1; i < thens.length; i++) expect(thens[i]! - thens[i - 1]!).toBeGreaterThanOrEqual(input.cooldownMs);
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('each else follows a then, and a then is not repeated before its else', () => {
-    fc.assert(fc.property(eventsArb, inputArb, (events, input) => {
-      const effects = run(events, input).fires.map((f) => f.effect);
-      effects.forEach((e, i) => {
-        expect(e).toBe(i % 2 === 0 ? 'then' : 'else');
-      });
-    }), { numRuns: 200 });
+    fc.assert(
+      fc.property(eventsArb, inputArb, (events, input) => {
+        const effects = run(events, input).fires.map((f) => f.effect);
+        effects.forEach((e, i) => {
+          expect(e).toBe(i % 2 === 0 ? 'then' : 'else');
+        });
+      }),
+      { numRuns: 200 },
+    );
   });
 });
 
 describe('arbitration', () => {
-  const claimsArb = fc.uniqueArray(fc.record({ rule: fc.stringMatching(/^[a-z]{1,4}$/), priority: fc.integer({ min: -5, max: 5 }) }), { selector: (c) => c.rule, minLength: 1, maxLength: 8 });
+  const claimsArb = fc.uniqueArray(fc.record({ rule: fc.stringMatching(/^[a-z]{1,4}$/), priority: fc.integer({ min: -5, max: 5 }) }), {
+    selector: (c) => c.rule,
+    minLength: 1,
+    maxLength: 8,
+  });
 
   it('always picks the highest-priority claim, whatever the order the claims come in', () => {
-    fc.assert(fc.property(claimsArb, (claims) => {
-      const w = pickWinner(claims)!;
-      expect(claims.every((c) => c.priority <= w.priority)).toBe(true);
-      expect(pickWinner([...claims].reverse())).toEqual(w);
-    }));
+    fc.assert(
+      fc.property(claimsArb, (claims) => {
+        const w = pickWinner(claims)!;
+        expect(claims.every((c) => c.priority <= w.priority)).toBe(true);
+        expect(pickWinner([...claims].reverse())).toEqual(w);
+      }),
+    );
   });
 
   it('an active higher-priority rule overrides; a control is commanded at most once per minIntervalMs', () => {

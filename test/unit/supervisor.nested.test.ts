@@ -13,7 +13,11 @@ import { TestChildren } from '../helpers/testChild.js';
 
 const policy: BackoffPolicy = { minBackoffMs: 100, maxBackoffMs: 1_000, randomFactor: 0, resetBackoffAfterMs: 60_000 };
 
-interface Channel { readonly stopMs: number; readonly shutdown?: Shutdown; readonly killable: boolean }
+interface Channel {
+  readonly stopMs: number;
+  readonly shutdown?: Shutdown;
+  readonly killable: boolean;
+}
 
 /** Channels that each own a port while they run: the port is released when the stop completes, the kill returns or the channel exits. */
 class Ports {
@@ -26,7 +30,10 @@ class Ports {
   spec(id: string, c: Channel): ChildSpec {
     const port = `/dev/ttyS-${id}`;
     return {
-      id, restart: 'permanent', type: 'worker', shutdown: c.shutdown,
+      id,
+      restart: 'permanent',
+      type: 'worker',
+      shutdown: c.shutdown,
       start: async () => {
         if (this.owned.has(port)) this.overlaps.push(`${id} started at ${this.clock.now()} while the previous copy still owned ${port}`);
         this.owned.add(port);
@@ -40,11 +47,22 @@ class Ports {
           this.log.push({ op: 'release', id, at: this.clock.now() });
         };
         let listener: ((r: ExitReason) => void) | undefined;
-        this.exits.set(id, (r) => { release(); listener?.(r); });
+        this.exits.set(id, (r) => {
+          release();
+          listener?.(r);
+        });
         return {
-          stop: () => new Promise<void>((resolve) => { this.clock.setTimeout(() => { release(); resolve(); }, c.stopMs); }),
+          stop: () =>
+            new Promise<void>((resolve) => {
+              this.clock.setTimeout(() => {
+                release();
+                resolve();
+              }, c.stopMs);
+            }),
           ...(c.killable ? { kill: release } : {}),
-          onExit: (l) => { listener = l; },
+          onExit: (l) => {
+            listener = l;
+          },
         };
       },
     };
@@ -57,15 +75,24 @@ class Ports {
   }
 }
 
-function tree(clock: ManualClock, ports: Ports, channels: readonly Channel[], opts: { rootStrategy: Strategy; innerStrategy: Strategy; nestedShutdown?: Shutdown; events?: SupervisorEvent[] }) {
+function tree(
+  clock: ManualClock,
+  ports: Ports,
+  channels: readonly Channel[],
+  opts: { rootStrategy: Strategy; innerStrategy: Strategy; nestedShutdown?: Shutdown; events?: SupervisorEvent[] },
+) {
   const kids = new TestChildren(() => clock.now());
   const onEvent = (e: SupervisorEvent) => opts.events?.push(e);
-  const inner = () => new Supervisor(
-    { id: 'channels', strategy: opts.innerStrategy, intensity: 1_000, periodMs: 1_000, backoff: policy, clock, onEvent },
-    channels.map((c, i) => ports.spec(`ch${i + 1}`, c)),
-  );
+  const inner = () =>
+    new Supervisor(
+      { id: 'channels', strategy: opts.innerStrategy, intensity: 1_000, periodMs: 1_000, backoff: policy, clock, onEvent },
+      channels.map((c, i) => ports.spec(`ch${i + 1}`, c)),
+    );
   const nested = Supervisor.asChild('channels', inner, 'permanent', opts.nestedShutdown);
-  const root = new Supervisor({ id: 'root', strategy: opts.rootStrategy, intensity: 1_000, periodMs: 1_000, backoff: policy, clock, onEvent }, [kids.spec('models'), nested]);
+  const root = new Supervisor({ id: 'root', strategy: opts.rootStrategy, intensity: 1_000, periodMs: 1_000, backoff: policy, clock, onEvent }, [
+    kids.spec('models'),
+    nested,
+  ]);
   return { root, kids };
 }
 
@@ -76,7 +103,11 @@ describe('a nested supervisor with slow children', () => {
     const clock = new ManualClock();
     const ports = new Ports(clock);
     const events: SupervisorEvent[] = [];
-    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: false }), { rootStrategy: 'one_for_all', innerStrategy: 'one_for_one', events });
+    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: false }), {
+      rootStrategy: 'one_for_all',
+      innerStrategy: 'one_for_one',
+      events,
+    });
     await root.start();
     expect(ports.owned.size).toBe(7);
     kids.exit('models', { kind: 'error', error: new Error('models failed') });
@@ -98,7 +129,12 @@ describe('a nested supervisor with slow children', () => {
     const clock = new ManualClock();
     const ports = new Ports(clock);
     const events: SupervisorEvent[] = [];
-    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: true }), { rootStrategy: 'one_for_all', innerStrategy: 'one_for_one', nestedShutdown: 30_000, events });
+    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: true }), {
+      rootStrategy: 'one_for_all',
+      innerStrategy: 'one_for_one',
+      nestedShutdown: 30_000,
+      events,
+    });
     await root.start();
     kids.exit('models', { kind: 'error', error: new Error('models failed') });
     await clock.advance(30_000);
@@ -116,7 +152,11 @@ describe('a nested supervisor with slow children', () => {
   it('with a finite shutdown and children that cannot be killed, the restart still waits for their stops', async () => {
     const clock = new ManualClock();
     const ports = new Ports(clock);
-    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: false }), { rootStrategy: 'one_for_all', innerStrategy: 'one_for_one', nestedShutdown: 30_000 });
+    const { root, kids } = tree(clock, ports, seven({ stopMs: 20_000, shutdown: 60_000, killable: false }), {
+      rootStrategy: 'one_for_all',
+      innerStrategy: 'one_for_one',
+      nestedShutdown: 30_000,
+    });
     await root.start();
     kids.exit('models', { kind: 'error', error: new Error('models failed') });
     await clock.advance(100_000);
@@ -129,30 +169,37 @@ describe('a nested supervisor with slow children', () => {
   it('never runs two copies of a channel, whatever the shutdowns, stop times and failures', async () => {
     const shutdown = fc.oneof(fc.constantFrom<Shutdown>('infinity', 'brutal_kill'), fc.integer({ min: 1, max: 30_000 }));
     const strategy = fc.constantFrom<Strategy>('one_for_one', 'one_for_all', 'rest_for_one');
-    await fc.assert(fc.asyncProperty(
-      fc.array(fc.record({ stopMs: fc.integer({ min: 0, max: 40_000 }), shutdown: fc.option(shutdown, { nil: undefined }), killable: fc.boolean() }), { minLength: 1, maxLength: 4 }),
-      fc.option(shutdown, { nil: undefined }),
-      strategy, strategy,
-      fc.array(fc.record({ dt: fc.integer({ min: 0, max: 50_000 }), target: fc.nat() }), { maxLength: 8 }),
-      async (channels, nestedShutdown, rootStrategy, innerStrategy, failures) => {
-        const clock = new ManualClock();
-        const ports = new Ports(clock);
-        const { root, kids } = tree(clock, ports, channels, { rootStrategy, innerStrategy, nestedShutdown });
-        await root.start();
-        for (const f of failures) {
-          await clock.advance(f.dt);
-          const i = f.target % (channels.length + 1);
-          if (i === channels.length) kids.exit('models', { kind: 'error', error: new Error('models failed') });
-          else ports.fail(`ch${i + 1}`);
-        }
-        await clock.advance(1_000_000);
-        expect(ports.overlaps).toEqual([]);
-        expect(ports.owned.size).toBe(channels.length);
-        const stopping = root.stop();
-        await clock.advance(1_000_000);
-        await stopping;
-        expect(ports.owned.size).toBe(0);
-      },
-    ), { numRuns: 120 });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ stopMs: fc.integer({ min: 0, max: 40_000 }), shutdown: fc.option(shutdown, { nil: undefined }), killable: fc.boolean() }), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.option(shutdown, { nil: undefined }),
+        strategy,
+        strategy,
+        fc.array(fc.record({ dt: fc.integer({ min: 0, max: 50_000 }), target: fc.nat() }), { maxLength: 8 }),
+        async (channels, nestedShutdown, rootStrategy, innerStrategy, failures) => {
+          const clock = new ManualClock();
+          const ports = new Ports(clock);
+          const { root, kids } = tree(clock, ports, channels, { rootStrategy, innerStrategy, nestedShutdown });
+          await root.start();
+          for (const f of failures) {
+            await clock.advance(f.dt);
+            const i = f.target % (channels.length + 1);
+            if (i === channels.length) kids.exit('models', { kind: 'error', error: new Error('models failed') });
+            else ports.fail(`ch${i + 1}`);
+          }
+          await clock.advance(1_000_000);
+          expect(ports.overlaps).toEqual([]);
+          expect(ports.owned.size).toBe(channels.length);
+          const stopping = root.stop();
+          await clock.advance(1_000_000);
+          await stopping;
+          expect(ports.owned.size).toBe(0);
+        },
+      ),
+      { numRuns: 120 },
+    );
   });
 });

@@ -11,8 +11,14 @@ import { ManualClock } from '../helpers/manualClock.js';
 
 let starts = 0;
 const spec = (id: string, shutdown?: Shutdown, type: ChildSpec['type'] = 'worker'): ChildSpec => ({
-  id, restart: 'permanent', type, shutdown,
-  start: async () => { starts += 1; return { stop: async () => undefined, onExit: () => undefined }; },
+  id,
+  restart: 'permanent',
+  type,
+  shutdown,
+  start: async () => {
+    starts += 1;
+    return { stop: async () => undefined, onExit: () => undefined };
+  },
 });
 const make = (specs: readonly ChildSpec[]) => new Supervisor({ id: 'channels', strategy: 'one_for_one', intensity: 1, periodMs: 1_000 }, specs);
 
@@ -38,9 +44,11 @@ describe('child spec validation', () => {
   });
 
   it('accepts a positive whole number of ms, brutal_kill and infinity', () => {
-    fc.assert(fc.property(fc.oneof(fc.integer({ min: 1, max: 2 ** 40 }), fc.constantFrom<Shutdown>('brutal_kill', 'infinity')), (shutdown) => {
-      expect(childSpecProblems([spec('a', shutdown)])).toEqual([]);
-    }));
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: 1, max: 2 ** 40 }), fc.constantFrom<Shutdown>('brutal_kill', 'infinity')), (shutdown) => {
+        expect(childSpecProblems([spec('a', shutdown)])).toEqual([]);
+      }),
+    );
     expect(() => make([spec('a'), spec('b', 1), spec('c', 'infinity', 'supervisor'), spec('d', 'brutal_kill')])).not.toThrow();
   });
 
@@ -50,11 +58,13 @@ describe('child spec validation', () => {
       fc.double({ noDefaultInfinity: false }).filter((n) => !Number.isSafeInteger(n)),
       fc.string().filter((x) => x !== 'brutal_kill' && x !== 'infinity'),
     );
-    fc.assert(fc.property(bad, (shutdown) => {
-      const e = rejection([spec('ch7', shutdown as Shutdown)]);
-      expect(e.problems).toHaveLength(1);
-      expect(e.problems[0]).toMatch(/^child 'ch7': shutdown .* is not a positive whole number of milliseconds, 'brutal_kill' or 'infinity'$/);
-    }));
+    fc.assert(
+      fc.property(bad, (shutdown) => {
+        const e = rejection([spec('ch7', shutdown as Shutdown)]);
+        expect(e.problems).toHaveLength(1);
+        expect(e.problems[0]).toMatch(/^child 'ch7': shutdown .* is not a positive whole number of milliseconds, 'brutal_kill' or 'infinity'$/);
+      }),
+    );
   });
 
   it('lists every problem at once: empty id, unknown restart and type, bad shutdown, duplicates', () => {
@@ -85,8 +95,19 @@ describe('child spec validation', () => {
     const clock = new ManualClock();
     const calls: string[] = [];
     const child: ChildSpec = {
-      id: 'k', restart: 'permanent', type: 'worker', shutdown: 'brutal_kill',
-      start: async () => ({ stop: async () => { calls.push('stop'); }, kill: () => { calls.push('kill'); }, onExit: () => undefined }),
+      id: 'k',
+      restart: 'permanent',
+      type: 'worker',
+      shutdown: 'brutal_kill',
+      start: async () => ({
+        stop: async () => {
+          calls.push('stop');
+        },
+        kill: () => {
+          calls.push('kill');
+        },
+        onExit: () => undefined,
+      }),
     };
     const sup = new Supervisor({ id: 's', strategy: 'one_for_one', intensity: 1, periodMs: 1_000, clock }, [child]);
     await sup.start();

@@ -21,15 +21,28 @@ import { gatewayMachine } from '../../../machines/gatewayMachine.js';
 import { modelMachine } from '../../../machines/modelMachine.js';
 
 /** The machine each actor kind runs (supervisors run none). */
-const MACHINES: Readonly<Record<string, AnyStateMachine>> = { channel: channelMachine, model: modelMachine, alarm: alarmEvaluatorMachine, gateway: gatewayMachine };
+const MACHINES: Readonly<Record<string, AnyStateMachine>> = {
+  channel: channelMachine,
+  model: modelMachine,
+  alarm: alarmEvaluatorMachine,
+  gateway: gatewayMachine,
+};
 
 /** A change reaches subscribers within this window (the page's budget is 1 s). */
 const ACTOR_FEED_MS = 50;
 
 export interface ActorView {
-  readonly id: string; readonly kind: string | null; readonly parent: string | null; readonly status: string | null;
-  readonly state: unknown; readonly context: unknown; readonly restarts: number; readonly nextBackoffMs: number;
-  readonly backoffUntil: number; readonly lastError: string | null; readonly order: number;
+  readonly id: string;
+  readonly kind: string | null;
+  readonly parent: string | null;
+  readonly status: string | null;
+  readonly state: unknown;
+  readonly context: unknown;
+  readonly restarts: number;
+  readonly nextBackoffMs: number;
+  readonly backoffUntil: number;
+  readonly lastError: string | null;
+  readonly order: number;
   /** The ids of the machine's states it is in ('' the root), as the machine graph names them. */
   readonly active: readonly string[];
 }
@@ -37,11 +50,18 @@ export interface ActorView {
 export function actorView(a: Readonly<Record<string, string>>): ActorView {
   const state = a.state ? (JSON.parse(a.state) as unknown) : null;
   return {
-    id: a.id!, kind: a.kind ?? null, parent: a.parent || null, status: a.status ?? null,
-    state, active: state === null || state === '' ? [] : activeStates(state),
+    id: a.id!,
+    kind: a.kind ?? null,
+    parent: a.parent || null,
+    status: a.status ?? null,
+    state,
+    active: state === null || state === '' ? [] : activeStates(state),
     context: a.context ? (JSON.parse(a.context) as unknown) : null,
-    restarts: Number(a.restarts ?? 0), nextBackoffMs: Number(a.nextBackoffMs ?? 0), backoffUntil: Number(a.backoffUntil ?? 0),
-    lastError: a.lastError || null, order: Number(a.order ?? 0),
+    restarts: Number(a.restarts ?? 0),
+    nextBackoffMs: Number(a.nextBackoffMs ?? 0),
+    backoffUntil: Number(a.backoffUntil ?? 0),
+    lastError: a.lastError || null,
+    order: Number(a.order ?? 0),
   };
 }
 
@@ -97,13 +117,15 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
       if (http.app.numSubscribers(`actor/${a.id}`) > 0) http.app.publish(`actor/${a.id}`, message(actorView(a)));
     }
   };
-  return subs.onPattern(KEYS.actorUpdate, (id) => {
-    ids.add(id);
-    dirty.add(id);
-    timer ??= setTimeout(() => reportRejection(flush(), { source: 'actor feed' }), ACTOR_FEED_MS);
-  }).then((unsubscribe) => async () => {
-    if (timer) clearTimeout(timer);
-    ids = new Set();
-    await unsubscribe();
-  });
+  return subs
+    .onPattern(KEYS.actorUpdate, (id) => {
+      ids.add(id);
+      dirty.add(id);
+      timer ??= setTimeout(() => reportRejection(flush(), { source: 'actor feed' }), ACTOR_FEED_MS);
+    })
+    .then((unsubscribe) => async () => {
+      if (timer) clearTimeout(timer);
+      ids = new Set();
+      await unsubscribe();
+    });
 }

@@ -26,7 +26,13 @@ const AUDIT_MAXLEN = '100000';
 
 export const alarmActionBody = z.strictObject({
   comment: z.string().max(500).optional().describe('why; required to shelve, suppress or take out of service'),
-  durationMs: z.number().int().positive().max(30 * DAY_MS).optional().describe('shelve only: automatic unshelve after this long (none: until the next return to normal)'),
+  durationMs: z
+    .number()
+    .int()
+    .positive()
+    .max(30 * DAY_MS)
+    .optional()
+    .describe('shelve only: automatic unshelve after this long (none: until the next return to normal)'),
 });
 
 /** The path's action → the machine's event, and whether a comment is required. */
@@ -43,9 +49,20 @@ const ACTIONS: Readonly<Record<string, { readonly event: AlarmEvent['type']; rea
 export const ALARM_ACTIONS = Object.keys(ACTIONS);
 
 export interface AlarmView {
-  readonly id: string; readonly model: string; readonly state: string; readonly severity: string; readonly active: boolean;
-  readonly message: string; readonly value: number | null; readonly since: number; readonly updatedAt: number;
-  readonly who: string; readonly why: string; readonly group: string | null; readonly chattering: boolean; readonly version: number;
+  readonly id: string;
+  readonly model: string;
+  readonly state: string;
+  readonly severity: string;
+  readonly active: boolean;
+  readonly message: string;
+  readonly value: number | null;
+  readonly since: number;
+  readonly updatedAt: number;
+  readonly who: string;
+  readonly why: string;
+  readonly group: string | null;
+  readonly chattering: boolean;
+  readonly version: number;
   readonly shelvedUntil: number | null;
 }
 
@@ -53,15 +70,32 @@ const ACTIVE_STATES = new Set(['unacknowledged', 'acknowledged', 'returnedUnack'
 
 export function alarmView(r: AlarmRecord): AlarmView {
   let def: { model?: string; message?: string; when?: { above?: number; below?: number } } = {};
-  try { def = JSON.parse(r.definition) as typeof def; } catch { /* an alarm initialised without a definition */ }
+  try {
+    def = JSON.parse(r.definition) as typeof def;
+  } catch {
+    /* an alarm initialised without a definition */
+  }
   const limit = def.when?.above ?? def.when?.below;
   const message = (def.message ?? r.id)
     .replaceAll('{value}', r.value === null ? '-' : String(Math.round(r.value * 100) / 100))
     .replaceAll('{limit}', limit === undefined ? '-' : String(limit))
-    .replaceAll('{model}', def.model ?? '').replaceAll('{id}', r.id);
+    .replaceAll('{model}', def.model ?? '')
+    .replaceAll('{id}', r.id);
   return {
-    id: r.id, model: def.model ?? '', state: r.state, severity: r.severity, active: ACTIVE_STATES.has(r.state), message, value: r.value,
-    since: r.since, updatedAt: r.updatedAt, who: r.who, why: r.why, group: r.group || null, chattering: r.chattering, version: r.version,
+    id: r.id,
+    model: def.model ?? '',
+    state: r.state,
+    severity: r.severity,
+    active: ACTIVE_STATES.has(r.state),
+    message,
+    value: r.value,
+    since: r.since,
+    updatedAt: r.updatedAt,
+    who: r.who,
+    why: r.why,
+    group: r.group || null,
+    chattering: r.chattering,
+    version: r.version,
     shelvedUntil: r.context.shelvedUntil,
   };
 }
@@ -120,7 +154,10 @@ export async function alarmStats(redis: VoltageRedis, now: number = Date.now()) 
     flood: { active: lastWindow > floodCount, newInWindow: lastWindow, count: floodCount, windowMs: floodWindowMs },
     timeInFloodMs24h: inFloodMs,
     percentTimeInFlood24h: Math.round((inFloodMs / DAY_MS) * 1_000_000) / 10_000,
-    top10: [...byAlarm].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 10).map(([id, count]) => ({ id, count })),
+    top10: [...byAlarm]
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .slice(0, 10)
+      .map(([id, count]) => ({ id, count })),
     chattering: views.filter((v) => v.chattering && v.active).map((v) => v.id),
     standingOver24h: active.filter((v) => v.since < now - DAY_MS).map((v) => v.id),
     bySeverity: Object.fromEntries(SEVERITIES.map((s) => [s, active.filter((v) => v.severity === s).length])),
@@ -169,13 +206,18 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
   http.route('get', '/api/v1/alarms', 'viewer', async ({ query }) => {
     const states = query.get('state')?.split(',').filter(Boolean);
     const severity = query.get('severity')?.split(',').filter(Boolean);
-    if (severity?.some((s) => !(SEVERITIES as readonly string[]).includes(s))) throw new ApiError(400, 'BAD_QUERY', `severity must be among ${SEVERITIES.join(', ')}`);
+    if (severity?.some((s) => !(SEVERITIES as readonly string[]).includes(s)))
+      throw new ApiError(400, 'BAD_QUERY', `severity must be among ${SEVERITIES.join(', ')}`);
     const model = query.get('model');
     const activeOnly = query.get('active') === 'true';
     const limit = intParam(query, 'limit', 100, 1000) || 100;
     const offset = intParam(query, 'offset', 0, 1_000_000);
-    const all = (await redis.alarms.list()).map(alarmView).filter((v) =>
-      (!states || states.includes(v.state)) && (!severity || severity.includes(v.severity)) && (!model || v.model === model) && (!activeOnly || v.active));
+    const all = (await redis.alarms.list())
+      .map(alarmView)
+      .filter(
+        (v) =>
+          (!states || states.includes(v.state)) && (!severity || severity.includes(v.severity)) && (!model || v.model === model) && (!activeOnly || v.active),
+      );
     return { status: 200, body: { total: all.length, offset, limit, alarms: all.slice(offset, offset + limit) } };
   });
 
@@ -183,42 +225,74 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
     const r = await redis.alarms.get(params[0]!);
     if (!r) throw new ApiError(404, 'NOT_FOUND', `no alarm '${params[0]}'`);
     let definition: unknown = null;
-    try { definition = JSON.parse(r.definition); } catch { /* none stored */ }
+    try {
+      definition = JSON.parse(r.definition);
+    } catch {
+      /* none stored */
+    }
     return { status: 200, body: { ...alarmView(r), definition, context: r.context, history: await redis.alarms.events(100, undefined, r.id) } };
   });
 
   // One route per action (the router takes consecutive parameters for one id with a slash, as for actors).
-  for (const [action, spec] of Object.entries(ACTIONS)) http.route('post', `/api/v1/alarms/:id/${action}`, 'operator', async ({ params, body, caller }) => {
-    const id = params[0]!;
-    const who = caller?.name ?? 'unknown';
-    const audit = (outcome: string, message: string) => redisCall('XADD', () => redis.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*',
-      'event', `alarm.${action}`, 'id', id, 'who', who, 'at', String(Date.now()), 'outcome', outcome, 'message', message)).catch((e: unknown) => report(e, { source: 'alarm audit', alarm: id }));
-    const parsed = alarmActionBody.safeParse(body ?? {});
-    const problem = !parsed.success
-      ? parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')
-      : spec.comment && !parsed.data.comment ? `${action} needs a comment (why)`
-        : parsed.data.durationMs !== undefined && action !== 'shelve' ? 'durationMs applies to shelve only' : undefined;
-    if (problem || !parsed.success) {
-      await audit('rejected', problem ?? 'bad body');
-      throw new ApiError(400, 'BAD_REQUEST', problem ?? 'bad body');
-    }
-    const now = Date.now();
-    const event: AlarmEvent = spec.event === 'SHELVE'
-      ? (parsed.data.durationMs !== undefined ? { type: 'SHELVE', now, durationMs: parsed.data.durationMs } : { type: 'SHELVE', now, oneShot: true })
-      : { type: spec.event, now } as AlarmEvent;
-    try {
-      const r = await redis.alarms.act(id, event, who, parsed.data.comment ?? '');
-      await audit('accepted', parsed.data.comment ?? '');
-      return { status: 200, body: alarmView(r) };
-    } catch (e) {
-      if (!(e instanceof AlarmRefusedError)) throw e;
-      await audit('rejected', e.message);
-      if (e.refusal === 'NO_ALARM') throw new ApiError(404, 'NOT_FOUND', `no alarm '${id}'`);
-      if (e.refusal === 'NOT_ALLOWED') throw new ApiError(409, 'NOT_ALLOWED', `alarm '${id}' is ${e.state}: ${action} is not allowed in state ${e.state}`);
-      if (e.refusal === 'VERSION_CONFLICT') throw new ApiError(409, 'CONFLICT', `alarm '${id}' was changed meanwhile; it is now ${e.state} (version ${e.version})`);
-      throw new ApiError(400, 'BAD_REQUEST', e.message);
-    }
-  });
+  for (const [action, spec] of Object.entries(ACTIONS))
+    http.route('post', `/api/v1/alarms/:id/${action}`, 'operator', async ({ params, body, caller }) => {
+      const id = params[0]!;
+      const who = caller?.name ?? 'unknown';
+      const audit = (outcome: string, message: string) =>
+        redisCall('XADD', () =>
+          redis.core.client.xadd(
+            KEYS.audit,
+            'MAXLEN',
+            '~',
+            AUDIT_MAXLEN,
+            '*',
+            'event',
+            `alarm.${action}`,
+            'id',
+            id,
+            'who',
+            who,
+            'at',
+            String(Date.now()),
+            'outcome',
+            outcome,
+            'message',
+            message,
+          ),
+        ).catch((e: unknown) => report(e, { source: 'alarm audit', alarm: id }));
+      const parsed = alarmActionBody.safeParse(body ?? {});
+      const problem = !parsed.success
+        ? parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')
+        : spec.comment && !parsed.data.comment
+          ? `${action} needs a comment (why)`
+          : parsed.data.durationMs !== undefined && action !== 'shelve'
+            ? 'durationMs applies to shelve only'
+            : undefined;
+      if (problem || !parsed.success) {
+        await audit('rejected', problem ?? 'bad body');
+        throw new ApiError(400, 'BAD_REQUEST', problem ?? 'bad body');
+      }
+      const now = Date.now();
+      const event: AlarmEvent =
+        spec.event === 'SHELVE'
+          ? parsed.data.durationMs !== undefined
+            ? { type: 'SHELVE', now, durationMs: parsed.data.durationMs }
+            : { type: 'SHELVE', now, oneShot: true }
+          : ({ type: spec.event, now } as AlarmEvent);
+      try {
+        const r = await redis.alarms.act(id, event, who, parsed.data.comment ?? '');
+        await audit('accepted', parsed.data.comment ?? '');
+        return { status: 200, body: alarmView(r) };
+      } catch (e) {
+        if (!(e instanceof AlarmRefusedError)) throw e;
+        await audit('rejected', e.message);
+        if (e.refusal === 'NO_ALARM') throw new ApiError(404, 'NOT_FOUND', `no alarm '${id}'`);
+        if (e.refusal === 'NOT_ALLOWED') throw new ApiError(409, 'NOT_ALLOWED', `alarm '${id}' is ${e.state}: ${action} is not allowed in state ${e.state}`);
+        if (e.refusal === 'VERSION_CONFLICT')
+          throw new ApiError(409, 'CONFLICT', `alarm '${id}' was changed meanwhile; it is now ${e.state} (version ${e.version})`);
+        throw new ApiError(400, 'BAD_REQUEST', e.message);
+      }
+    });
 
   // The feed: one topic; the active alarms as its snapshot, then every committed change, in commit order.
   const snapshot = async () => {
@@ -229,13 +303,19 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
   let chain: Promise<void> = Promise.resolve();
   const unsubscribe = await subs.on(KEYS.alarmUpdate, (message) => {
     let m: { id?: unknown; event?: unknown; from?: unknown };
-    try { m = JSON.parse(message) as typeof m; } catch { return; }
+    try {
+      m = JSON.parse(message) as typeof m;
+    } catch {
+      return;
+    }
     if (typeof m.id !== 'string' || http.app.numSubscribers(ALARM_TOPIC) === 0) return;
     const id = m.id;
-    chain = chain.then(async () => {
-      const r = await redis.alarms.get(id);
-      if (r) http.app.publish(ALARM_TOPIC, JSON.stringify({ topic: ALARM_TOPIC, ts: Date.now(), event: m.event, from: m.from, alarm: alarmView(r) }));
-    }).catch((e: unknown) => report(e, { source: 'alarm feed', alarm: id }));
+    chain = chain
+      .then(async () => {
+        const r = await redis.alarms.get(id);
+        if (r) http.app.publish(ALARM_TOPIC, JSON.stringify({ topic: ALARM_TOPIC, ts: Date.now(), event: m.event, from: m.from, alarm: alarmView(r) }));
+      })
+      .catch((e: unknown) => report(e, { source: 'alarm feed', alarm: id }));
   });
   return unsubscribe;
 }

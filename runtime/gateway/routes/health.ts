@@ -14,9 +14,18 @@ export const HEALTH_PING_TIMEOUT_MS = 1_000;
 
 export function healthRoutes(http: Http, redis: VoltageRedis, host: Pick<GatewayHost, 'statusCounts'>): void {
   let check: Promise<boolean> | undefined;
-  const redisUp = () => (check ??= within(redis.ping().then(() => true, () => false), HEALTH_PING_TIMEOUT_MS)
-    .then((up) => up === true)
-    .finally(() => { check = undefined; }));
+  const redisUp = () =>
+    (check ??= within(
+      redis.ping().then(
+        () => true,
+        () => false,
+      ),
+      HEALTH_PING_TIMEOUT_MS,
+    )
+      .then((up) => up === true)
+      .finally(() => {
+        check = undefined;
+      }));
   http.route('get', '/health', 'public', async () => {
     const up = await redisUp();
     const actors = host.statusCounts();

@@ -14,7 +14,8 @@ function asApiError(e: unknown): unknown {
   return e instanceof HistoryQueryError ? new ApiError(e.status, e.code, e.message) : e;
 }
 
-const NO_HISTORY = 'this site keeps no history that can be queried: its config has no history section, or no VictoriaMetrics backend (InfluxDB has no Prometheus query API)';
+const NO_HISTORY =
+  'this site keeps no history that can be queried: its config has no history section, or no VictoriaMetrics backend (InfluxDB has no Prometheus query API)';
 
 export function historyRoutes(http: Http, history: HistoryQueries | undefined): void {
   http.route('get', '/api/v1/history', 'viewer', async (req: Request) => {

@@ -9,7 +9,12 @@ import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
 import { alarmMetricLines, alarmStats } from './alarms.js';
 
-export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number }, host: Pick<GatewayHost, 'metrics'>): void {
+export function metricsRoutes(
+  http: Http,
+  redis: VoltageRedis,
+  feed: { readonly clientCount: number; readonly clientsBehind: number; readonly fellBehind: number },
+  host: Pick<GatewayHost, 'metrics'>,
+): void {
   http.route('get', '/metrics', 'viewer', async () => {
     const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors.list(), redis.telemetry.outboxStats()]);
     const cpu = process.cpuUsage();
@@ -59,14 +64,21 @@ export function metricsRoutes(http: Http, redis: VoltageRedis, feed: { readonly 
 
 /** Each cloud link's counters, from its actor's recorded context (actors/cloud/CloudActor.ts summarize). */
 function cloudLinkLines(actors: ReadonlyArray<Record<string, string>>): string[] {
-  const links = actors.filter((a) => a.id?.startsWith('cloud/')).map((a) => {
-    let c: Record<string, unknown> = {};
-    try { c = JSON.parse(a.context ?? '{}') as Record<string, unknown>; } catch { /* shown as zeros */ }
-    return { link: a.id!.slice('cloud/'.length), c };
-  });
+  const links = actors
+    .filter((a) => a.id?.startsWith('cloud/'))
+    .map((a) => {
+      let c: Record<string, unknown> = {};
+      try {
+        c = JSON.parse(a.context ?? '{}') as Record<string, unknown>;
+      } catch {
+        /* shown as zeros */
+      }
+      return { link: a.id!.slice('cloud/'.length), c };
+    });
   if (links.length === 0) return [];
   const metric = (name: string, type: string, help: string, key: string) => [
-    `# HELP ${name} ${help}`, `# TYPE ${name} ${type}`,
+    `# HELP ${name} ${help}`,
+    `# TYPE ${name} ${type}`,
     ...links.map(({ link, c }) => `${name}{link="${link}"} ${Number(c[key] ?? 0)}`),
   ];
   return [

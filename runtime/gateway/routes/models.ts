@@ -13,7 +13,16 @@ import type { ValueCache } from '../valueCache.js';
 
 export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, commandTimeoutMs: number, cache: ValueCache): void {
   const byId = new Map(site.models.map((m) => [m.id, m]));
-  const list = { models: site.models.map((m) => ({ id: m.id, name: m.name, nature: m.nature, measurements: m.measurements.length, calculations: m.calculations.length, controls: m.controls.map((c) => c.name) })) };
+  const list = {
+    models: site.models.map((m) => ({
+      id: m.id,
+      name: m.name,
+      nature: m.nature,
+      measurements: m.measurements.length,
+      calculations: m.calculations.length,
+      controls: m.controls.map((c) => c.name),
+    })),
+  };
   http.route('get', '/api/v1/models', 'viewer', async () => {
     return { status: 200, body: list };
   });
@@ -36,7 +45,9 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
       return { name, unit, calculated, value: v?.value ?? null, ts: v?.ts ?? null, quality: downForMs !== undefined && quality === 'good' ? 'stale' : quality };
     };
     const text = JSON.stringify({
-      id: m.id, name: m.name, nature: m.nature,
+      id: m.id,
+      name: m.name,
+      nature: m.nature,
       values: [...m.measurements.map((x) => value(x.name, x.unit, false)), ...m.calculations.map((x) => value(x.name, x.unit, true))],
       controls: m.controls,
       ...(downForMs !== undefined ? { source: 'memory', redisDownForMs: downForMs } : {}),

@@ -16,17 +16,35 @@ import { RuleConflictError, type RuleRecord } from '../../redis/rules.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { ApiError, type Http } from '../http.js';
 
-interface StoredAction { kind: 'control' | 'set'; model: string; name: string; value: string; minIntervalMs: number }
+interface StoredAction {
+  kind: 'control' | 'set';
+  model: string;
+  name: string;
+  value: string;
+  minIntervalMs: number;
+}
 interface StoredDefinition {
-  id: string; enabled: boolean; priority: number; onChange: string[]; everyMs: number | null; when: string;
-  forMs: number; cooldownMs: number; then: StoredAction[]; else: StoredAction[]; inputs: string[];
+  id: string;
+  enabled: boolean;
+  priority: number;
+  onChange: string[];
+  everyMs: number | null;
+  when: string;
+  forMs: number;
+  cooldownMs: number;
+  then: StoredAction[];
+  else: StoredAction[];
+  inputs: string[];
 }
 
 /** The rule as its actor stored it, compiled again (its texts were validated when the site was loaded). */
 function compiledDefinition(d: StoredDefinition): RuleDef {
   const act = (a: StoredAction): RuleAction => ({ ...a, value: compileExpr(a.value) });
   return {
-    ...d, when: compileExpr(d.when), then: d.then.map(act), else: d.else.map(act),
+    ...d,
+    when: compileExpr(d.when),
+    then: d.then.map(act),
+    else: d.else.map(act),
     models: [...new Set(d.inputs.map((r) => r.split('.')[0]!))],
   };
 }
@@ -34,8 +52,16 @@ function compiledDefinition(d: StoredDefinition): RuleDef {
 function summary(r: RuleRecord): Record<string, unknown> {
   const d = r.definition as Partial<StoredDefinition> | null;
   return {
-    id: r.id, state: r.state, version: r.version, since: r.since, priority: d?.priority ?? null, when: d?.when ?? null,
-    blocked: r.context.blocked, holdUntil: r.context.holdUntil, cooldownUntil: r.context.cooldownUntil, stats: r.stats,
+    id: r.id,
+    state: r.state,
+    version: r.version,
+    since: r.since,
+    priority: d?.priority ?? null,
+    when: d?.when ?? null,
+    blocked: r.context.blocked,
+    holdUntil: r.context.holdUntil,
+    cooldownUntil: r.context.cooldownUntil,
+    stats: r.stats,
   };
 }
 
@@ -91,9 +117,15 @@ export function ruleRoutes(http: Http, redis: VoltageRedis): void {
     return {
       status: 200,
       body: {
-        id: r.id, state: r.state, inputs: e.inputs, blocked: e.blocked, condition: e.condition,
+        id: r.id,
+        state: r.state,
+        inputs: e.inputs,
+        blocked: e.blocked,
+        condition: e.condition,
         // What the branches would send with these values; `wouldRun` says which the machine would take (after its `for`).
-        then: planActions(def.then, e), else: planActions(def.else, e), wouldRun,
+        then: planActions(def.then, e),
+        else: planActions(def.else, e),
+        wouldRun,
       },
     };
   });
