@@ -10,18 +10,9 @@
  * (`alarm:filters`, absolute deadlines, so a restart resumes an on- or
  * off-delay) and the indicators of `alarm:stats` (flood, chattering, KPIs).
  */
-import {
-  ALARM_STATES,
-  stepAlarm,
-  stepReason,
-  type AlarmContext,
-  type AlarmEvent,
-  type AlarmEventType,
-  type AlarmState,
-  type Severity,
-} from '../../machines/alarmMachine.js';
+import { ALARM_STATES, stepAlarm, stepReason, type AlarmContext, type AlarmEvent, type AlarmState, type Severity } from '../../machines/alarmMachine.js';
 import { RedisFunctionError, VoltageError } from '../errors.js';
-import { redisCall, type RedisCore } from './core.js';
+import { redisCall, type FunctionInputs, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
 import type { OutboxLimits } from './telemetry.js';
@@ -66,24 +57,12 @@ export interface StoredAlarm {
   readonly context: AlarmContext;
 }
 
-export interface AlarmCommitArgs {
-  readonly id: string;
-  /** The version the transition was computed from (compare-and-set). */
-  readonly expectedVersion: number;
-  readonly event: AlarmEventType;
-  readonly to: AlarmState;
-  readonly severity: Severity;
-  readonly context: AlarmContext;
-  /** The operator's name, or `alarm/{id}` for the alarm's own actor. */
-  readonly who: string;
-  /** An operator's comment, or what made the actor move (stepReason). */
-  readonly why: string;
-  readonly value: number | null;
-  readonly ts: number;
+/** One transition to commit (the inputs of alarm_commit, runtime/redis/core.ts); group and chattering default to none. */
+export type AlarmCommitArgs = Omit<FunctionInputs['alarm_commit'], 'group' | 'chattering' | 'outboxMaxBytes'> & {
   /** First-out: the id of the first alarm of the group this one joins ('' none). */
   readonly group?: string;
   readonly chattering?: boolean;
-}
+};
 
 export interface AlarmRecord {
   readonly id: string;

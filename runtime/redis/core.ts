@@ -43,12 +43,15 @@ export interface FunctionInputs {
   alarm_init: { readonly id: string; readonly ts: number; readonly severity: Severity; readonly context: AlarmContext; readonly definition: string };
   alarm_commit: {
     readonly id: string;
+    /** The version the transition was computed from (compare-and-set). */
     readonly expectedVersion: number;
     readonly event: AlarmEventType;
     readonly to: AlarmState;
     readonly severity: Severity;
     readonly context: AlarmContext;
+    /** The operator's name, or `alarm/{id}` for the alarm's own actor. */
     readonly who: string;
+    /** An operator's comment, or what made the actor move (stepReason). */
     readonly why: string;
     readonly value: number | null;
     readonly ts: number;
