@@ -44,6 +44,9 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
       'allow_anonymous true',
       'persistence true',
       `persistence_location ${dir}/`,
+      // Saved after every change (queued and in-flight messages included): a broker killed with SIGKILL
+      // loses what it accepted and had not saved, which the link cannot know (it had the PUBACK).
+      'autosave_on_changes true',
       'autosave_interval 1',
       'max_queued_messages 100000',
       'log_dest none',
