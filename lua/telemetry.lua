@@ -37,28 +37,23 @@ would have to escape.
 -- the full check. Nothing that would break the JSON notifications built from them passes.
 local POINT_LINE = '^([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n'
 local POINT_LINE_ANY = '([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n' -- the same, unanchored (for gmatch)
-local function c2m(keys, args)
-  local channel, ts, text = args[1], args[2], args[4]
-  if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
-  if #args ~= 4 then return fail('c2m needs 4 arguments (channel, ts, outbox bound, points), got ' .. #args) end
-  if not string.find(channel, '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
-  if not positive_int(ts) then return fail('c2m: ts must be a positive integer (ms), got ' .. tostring(ts)) end
-  if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
-  if text == '' then return fail('c2m: no points') end
-
-  -- Parse and validate every line before anything is written, building the
-  -- channel's writes as it goes (one pass; nothing is written until all is valid).
-  -- gmatch finds the lines; that they cover the whole text proves there is nothing
-  -- else in it (a malformed line is then found again, with its number, by find).
-  local mapped = redis.call('SISMEMBER', keys[2], channel) == 1
+-- Parses and checks one channel's batch; nothing is written. Returns the parsed batch,
+-- or nil and the reason. `mapped`: the channel feeds a model (its points are looked up).
+local function c2m_parse(channel, ts, text, mapped)
+  if not string.find(channel, '^[%w_-]+$') then return nil, 'c2m: channel must hold only letters, digits, _ and -' end
+  if not positive_int(ts) then return nil, 'c2m: ts must be a positive integer (ms), got ' .. tostring(ts) end
+  if text == nil or text == '' then return nil, 'c2m: no points' end
+  -- Parse and validate every line, building the channel's writes as it goes (one
+  -- pass). gmatch finds the lines; that they cover the whole text proves there is
+  -- nothing else in it (a malformed line is then found again, with its number, by find).
   local byType = {}
   local fields, V, Q = {}, {}, {}
   local prefix = channel .. ':'
   local np, covered = 0, 0
   for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
-    if #v < 3 and v ~= '' and not is_decimal(v) then return fail('c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v) end
-    if q ~= '' and not QUALITY[q] then return fail('c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q) end
-    if v == '' and q == '' then return fail('c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality') end
+    if #v < 3 and v ~= '' and not is_decimal(v) then return nil, 'c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v end
+    if q ~= '' and not QUALITY[q] then return nil, 'c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q end
+    if v == '' and q == '' then return nil, 'c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality' end
     np = np + 1
     covered = covered + #id + #v + #q + 5
     local w = byType[t]
@@ -80,20 +75,26 @@ local function c2m(keys, args)
       n, pos = n + 1, e + 1
     end
     local line = string.match(text, '^[^\n]*', pos)
-    return fail('c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60))
+    return nil, 'c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60)
   end
+  return { channel = channel, ts = ts, text = text, np = np, byType = byType, mapped = mapped, fields = fields, V = V, Q = Q }
+end
 
+-- Writes one parsed batch: the channel's hashes, its models' hashes and notifications,
+-- the outbox. hkeys: the channel's 12 hashes from index `base` on. Returns points, models, dropped.
+local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
+  local ts = b.ts
   -- Channel hashes, one HSET per hash.
-  local slot = { m = 6, s = 9, c = 12, a = 15 }
-  for t, w in pairs(byType) do
-    local k = slot[t]
-    flush_writes(w, keys[k], keys[k + 1], keys[k + 2])
+  local slot = { m = 0, s = 3, c = 6, a = 9 }
+  for t, w in pairs(b.byType) do
+    local k = base + slot[t]
+    flush_writes(w, hkeys[k], hkeys[k + 1], hkeys[k + 2])
   end
 
   -- Model hashes and one notification per touched model.
-  local targets = mapped and redis.call('HMGET', keys[1], unpack(fields)) or {}
+  local targets = b.mapped and redis.call('HMGET', mappingKey, unpack(b.fields)) or {}
   local models, order = {}, {}
-  for i = 1, np do
+  for i = 1, b.np do
     local target = targets[i]
     if target then
       local sep = string.find(target, ':', 1, true)
@@ -106,7 +107,7 @@ local function c2m(keys, args)
         models[model] = m
         order[#order + 1] = model
       end
-      local v, q = V[i], Q[i]
+      local v, q = b.V[i], b.Q[i]
       add_write(m, name, v, q, ts)
       if v ~= '' then
         m.njv = m.njv + 1
@@ -120,17 +121,60 @@ local function c2m(keys, args)
   end
   for _, model in ipairs(order) do
     local m = models[model]
-    local base = 'modsrv:' .. model .. ':measurement'
-    flush_writes(m, base, base .. ':ts', base .. ':q')
+    local mbase = 'modsrv:' .. model .. ':measurement'
+    flush_writes(m, mbase, mbase .. ':ts', mbase .. ':q')
     local msg = '{"ts":' .. ts .. ',"src":"c2m","v":{' .. table.concat(m.jv, ',') .. '}'
     if m.njq > 0 then msg = msg .. ',"q":{' .. table.concat(m.jq, ',') .. '}' end
     redis.call('PUBLISH', 'modsrv:' .. model .. ':update', msg .. '}')
   end
   -- The channel's notification carries what was written: its subscribers need no read-back.
+  local channel, text = b.channel, b.text
   redis.call('PUBLISH', 'comsrv:' .. channel .. ':update', ts .. '\n' .. text)
 
-  local dropped = outbox_add(keys[3], keys[4], tonumber(args[3]), { 'src', 'c', 'id', channel, 'ts', ts, 'p', text }, #text + #channel + 32)
-  return { np, #order, dropped, redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
+  local dropped = outbox_add(outboxKey, statsKey, bound, { 'src', 'c', 'id', channel, 'ts', ts, 'p', text }, #text + #channel + 32)
+  return b.np, #order, dropped
+end
+
+local function c2m(keys, args)
+  if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
+  if #args ~= 4 then return fail('c2m needs 4 arguments (channel, ts, outbox bound, points), got ' .. #args) end
+  if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
+  local b, err = c2m_parse(args[1], args[2], args[4], redis.call('SISMEMBER', keys[2], args[1]) == 1)
+  if not b then return fail(err) end
+  local np, nm, dropped = c2m_apply(b, keys[1], keys[3], keys[4], tonumber(args[3]), keys, 6)
+  return { np, nm, dropped, redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
+end
+
+--[[
+c2m_group: the batches of several channels whose polls ended together, in one
+call (group commit: one round trip and one wake-up of Redis instead of one per
+channel). Each batch is checked and written exactly as c2m does it, in order; a
+batch that fails its check is not written and does not stop the others.
+KEYS: 1 mapping:c2m, 2 mapping:c2m:channels, 3 outbox, 4 stats:outbox, 5 site:config,
+      then 12 per channel, in the order of c2m's keys 6..17
+ARGV: 1 the outbox's bound in bytes, then per channel: channel, ts, points
+Returns {site_missing, then per channel: points, models, outbox_dropped, error}
+(error '' when the batch was written; then points is 0 and error the reason).
+]]
+local function c2m_group(keys, args)
+  local n = (#args - 1) / 3
+  if n < 1 or n ~= math.floor(n) then return fail('c2m_group: arguments are the outbox bound, then channel, ts, points per channel') end
+  if #keys ~= 5 + 12 * n then return fail('c2m_group needs 5 + 12 keys per channel, got ' .. #keys) end
+  if not positive_int(args[1]) then return fail('c2m_group: the outbox bound must be a positive integer (bytes)') end
+  local bound = tonumber(args[1])
+  local out = { redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
+  for i = 0, n - 1 do
+    local channel = args[2 + 3 * i]
+    local b, err = c2m_parse(channel, args[3 + 3 * i], args[4 + 3 * i], redis.call('SISMEMBER', keys[2], channel) == 1)
+    local r = #out
+    if b then
+      local np, nm, dropped = c2m_apply(b, keys[1], keys[3], keys[4], bound, keys, 6 + 12 * i)
+      out[r + 1], out[r + 2], out[r + 3], out[r + 4] = np, nm, dropped, ''
+    else
+      out[r + 1], out[r + 2], out[r + 3], out[r + 4] = 0, 0, 0, err
+    end
+  end
+  return out
 end
 
 --[[
@@ -179,4 +223,5 @@ local function model_set(keys, args)
 end
 
 redis.register_function('c2m', c2m)
+redis.register_function('c2m_group', c2m_group)
 redis.register_function('model_set', model_set)

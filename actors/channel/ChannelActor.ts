@@ -29,7 +29,7 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { isDeviceError, type Device, type RawReading } from './device.js';
-import { claimSlot, delayToSlot, newGrid } from './pollGrid.js';
+import { claimSlot, delayToSlot, newGrid, pollPhases } from './pollGrid.js';
 import { createDevice } from './protocols.js';
 
 export interface ChannelActorDeps {
@@ -77,7 +77,8 @@ export function channelActorId(channel: ChannelConfig): string {
   return `channel/${channel.id}`;
 }
 
-export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): ChildSpec {
+/** `phaseMs`: when in its period the channel polls (pollPhases); by default an offset from its id. */
+export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, phaseMs?: number): ChildSpec {
   const id = channelActorId(channel);
   const now = deps.now ?? Date.now;
   return machineChild({
@@ -102,7 +103,7 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps): Ch
       const sentValue = new Float64Array(points.length).fill(Number.NaN);
       const sentQuality: (Quality | undefined)[] = new Array<Quality | undefined>(points.length);
       const sentAt = new Float64Array(points.length);
-      const grid = newGrid(channel.id, channel.pollMs, now());
+      const grid = newGrid(channel.id, channel.pollMs, now(), phaseMs);
       let redisEpoch = deps.redis.site.restorations;
 
       // One poll's batch and what it changes, reused poll after poll (one c2m in flight at a time).
@@ -352,5 +353,9 @@ export const channelKind: ActorKind = {
   kind: 'channel',
   section: 'channels',
   supervisor: { id: 'channels', strategy: 'one_for_one', policy: (rt) => rt.channels },
-  children: (site, deps) => site.channels.filter((c) => c.enabled).map((c) => channelChild(c, deps)),
+  children: (site, deps) => {
+    const channels = site.channels.filter((c) => c.enabled);
+    const phases = pollPhases(channels, site.runtime.pollGroupPoints);
+    return channels.map((c) => channelChild(c, deps, phases.get(c.id)));
+  },
 };

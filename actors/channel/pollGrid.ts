@@ -19,8 +19,49 @@ export function staggerMs(channelId: string, pollMs: number): number {
   return (h >>> 0) % pollMs;
 }
 
-export function newGrid(channelId: string, pollMs: number, now: number): PollGrid {
-  return { pollMs, nextDueAt: now + staggerMs(channelId, pollMs), missed: 0 };
+/**
+ * `phaseMs`: the channel's offset in its period (see pollPhases); by default one
+ * from its id. The grid is anchored on the clock (slots at phaseMs + k·pollMs), not
+ * on when the channel started, so channels of one phase poll together whenever
+ * each of them (re)started.
+ */
+export function newGrid(channelId: string, pollMs: number, now: number, phaseMs = staggerMs(channelId, pollMs)): PollGrid {
+  const slot = now - ((((now - phaseMs) % pollMs) + pollMs) % pollMs);
+  return { pollMs, nextDueAt: slot >= now ? slot : slot + pollMs, missed: 0 };
+}
+
+/**
+ * Poll phases for a site: channels with the same period poll together, in as few
+ * phases as keep each phase under `groupPoints` points, spread evenly over the
+ * period. Polls that end together share one c2m call (group commit: one round trip
+ * and one wake-up of Redis and of every subscriber for many channels), while a
+ * large site still spreads its load over the period. groupPoints 0: every channel
+ * its own phase from its id (spread as before).
+ */
+export function pollPhases(
+  channels: readonly { readonly id: string; readonly pollMs: number; readonly points: readonly unknown[] }[],
+  groupPoints: number,
+): Map<string, number> {
+  const phases = new Map<string, number>();
+  const byPeriod = new Map<number, (typeof channels)[number][]>();
+  for (const c of channels) {
+    if (groupPoints <= 0) phases.set(c.id, staggerMs(c.id, c.pollMs));
+    else byPeriod.set(c.pollMs, [...(byPeriod.get(c.pollMs) ?? []), c]);
+  }
+  for (const [pollMs, list] of byPeriod) {
+    const total = list.reduce((n, c) => n + Math.max(1, c.points.length), 0);
+    const slots = Math.min(list.length, Math.max(1, Math.ceil(total / groupPoints)));
+    // Largest first, each to the lightest phase: phases even in points, stable for a given site.
+    const sorted = [...list].sort((a, b) => b.points.length - a.points.length || (a.id < b.id ? -1 : 1));
+    const load = new Array<number>(slots).fill(0);
+    for (const c of sorted) {
+      let k = 0;
+      for (let j = 1; j < slots; j++) if (load[j]! < load[k]!) k = j;
+      load[k]! += Math.max(1, c.points.length);
+      phases.set(c.id, Math.floor((k * pollMs) / slots));
+    }
+  }
+  return phases;
 }
 
 /** How long to wait for the next slot. */

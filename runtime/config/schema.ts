@@ -47,8 +47,23 @@ export const runtimeSchema = z.strictObject({
         .max(65_536)
         .default(256)
         .describe('bound of the outbox stream in MB; past it the oldest unread entries are dropped and counted'),
+      commitLingerMs: z
+        .number()
+        .int()
+        .min(0)
+        .max(20)
+        .default(0)
+        .describe('group commit: how long a poll batch waits for others to share its c2m call (0: those that end in the same event-loop turn)'),
     })
     .prefault({}),
+  pollGroupPoints: z
+    .number()
+    .int()
+    .min(0)
+    .default(1_000)
+    .describe(
+      'channels with one poll period poll together in phases of up to this many points, so that their batches share a c2m call (0: each channel its own phase)',
+    ),
   supervisor: supervisorSchema.prefault({}),
   channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),
   models: supervisorSchema.prefault({}).describe('restart policy of the model supervisor'),

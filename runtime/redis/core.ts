@@ -25,6 +25,7 @@ export type FcallArg = string | number | Buffer;
 /** What each Function takes, by name; FUNCTIONS turns it into KEYS and ARGV. */
 export interface FunctionInputs {
   c2m: { readonly channel: string; readonly ts: number; readonly outboxMaxBytes: number; readonly points: Buffer };
+  c2m_group: { readonly outboxMaxBytes: number; readonly batches: readonly { readonly channel: string; readonly ts: number; readonly points: Buffer }[] };
   model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
   actor_report: { readonly id: string; readonly fields: ActorFields };
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
@@ -76,6 +77,8 @@ export interface FunctionInputs {
 /** What each Function returns (see its comment in lua/). */
 export interface FunctionOutputs {
   c2m: [points: number, models: number, outboxDropped: number, siteMissing: 0 | 1];
+  /** siteMissing, then per batch: points, models, outboxDropped, error ('' when written). */
+  c2m_group: (number | string)[];
   model_set: [values: number, outboxDropped: number];
   actor_report: number;
   site_stage: number;
@@ -96,17 +99,19 @@ interface Wire {
   readonly args: readonly FcallArg[];
 }
 
-/** c2m's 17 keys of a channel, made once per channel (the hot path). */
-const c2mKeys = new Map<string, readonly string[]>();
-function channelKeys(channel: string): readonly string[] {
+/** The keys every c2m call holds before the channel's own. */
+const C2M_SHARED_KEYS = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig] as const;
+/** A channel's 12 value hashes (value, timestamp, quality per point type) and c2m's 17 keys, made once per channel (the hot path). */
+const c2mKeys = new Map<string, { readonly hashes: readonly string[]; readonly all: readonly string[] }>();
+function channelKeys(channel: string): { readonly hashes: readonly string[]; readonly all: readonly string[] } {
   let keys = c2mKeys.get(channel);
   if (!keys) {
-    const k: string[] = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig];
+    const hashes: string[] = [];
     for (const t of POINT_TYPES) {
       const base = KEYS.channel(channel, t);
-      k.push(base, KEYS.timestamps(base), KEYS.qualities(base));
+      hashes.push(base, KEYS.timestamps(base), KEYS.qualities(base));
     }
-    keys = k;
+    keys = { hashes, all: [...C2M_SHARED_KEYS, ...hashes] };
     c2mKeys.set(channel, keys);
   }
   return keys;
@@ -114,7 +119,16 @@ function channelKeys(channel: string): readonly string[] {
 
 /** The Lua argument order of every Function: change it together with lua/. */
 const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire } = {
-  c2m: (i) => ({ keys: channelKeys(i.channel), args: [i.channel, i.ts, i.outboxMaxBytes, i.points] }),
+  c2m: (i) => ({ keys: channelKeys(i.channel).all, args: [i.channel, i.ts, i.outboxMaxBytes, i.points] }),
+  c2m_group: (i) => {
+    const keys: string[] = [...C2M_SHARED_KEYS];
+    const args: FcallArg[] = [i.outboxMaxBytes];
+    for (const b of i.batches) {
+      keys.push(...channelKeys(b.channel).hashes);
+      args.push(b.channel, b.ts, b.points);
+    }
+    return { keys, args };
+  },
   model_set: (i) => {
     const base = KEYS.model(i.model);
     const args: FcallArg[] = [i.model, i.ts, i.outboxMaxBytes];

@@ -13,7 +13,7 @@ import { commandTransitions } from '../../machines/commandMachine.js';
 import { VoltageError } from '../errors.js';
 
 /** Bumped whenever a Function's keys, arguments or behaviour change. */
-export const LIBRARY_VERSION = '8';
+export const LIBRARY_VERSION = '9';
 export const LIBRARY_NAME = 'voltage';
 
 /** In load order: core first (its helpers are locals every later module uses). */
@@ -22,7 +22,7 @@ export const LUA_MODULES = ['core', 'telemetry', 'actors', 'site', 'commands', '
 /** Every Function the library registers, by module (checked by test/integration/redis-library.test.ts). */
 export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readonly string[]>> = {
   core: ['voltage_version'],
-  telemetry: ['c2m', 'model_set'],
+  telemetry: ['c2m', 'c2m_group', 'model_set'],
   actors: ['actor_report'],
   site: ['site_stage', 'site_load'],
   commands: ['m2c', 'cmd_result'],

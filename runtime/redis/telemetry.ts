@@ -7,12 +7,29 @@ import type { PointType } from '../config/site.js';
 import { C2mBatch } from '../domain/c2mBatch.js';
 import type { C2mResult, ModelValue, OutboxStats, PointSample, ValueRecord } from '../domain/telemetry.js';
 import type { Logger } from '../logger.js';
+import { RedisFunctionError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf, valueRecords } from './encoding.js';
 import { KEYS } from './keys.js';
 
 export interface OutboxLimits {
   readonly outboxMaxMB: number;
+  /**
+   * Group commit: how long a poll's batch may wait for others to share its c2m call
+   * (0: only those that end in the same turn of the event loop; undefined: no grouping).
+   */
+  readonly commitLingerMs?: number;
+}
+
+/** A group's calls stop taking batches at this many points (one Redis call stays short). */
+const GROUP_MAX_POINTS = 5_000;
+
+interface PendingBatch {
+  readonly channel: string;
+  readonly ts: number;
+  readonly points: Buffer;
+  readonly resolve: (r: C2mResult) => void;
+  readonly reject: (e: unknown) => void;
 }
 
 /** Drops are logged at most this often, with the count since the last line. */
@@ -22,6 +39,11 @@ export class TelemetryRedis {
   private readonly outboxMaxBytes: number;
   private droppedSinceLog = 0;
   private lastDropLog = 0;
+  private readonly lingerMs: number | undefined;
+  /** Batches waiting for their group's call, and their points. */
+  private pending: PendingBatch[] = [];
+  private pendingPoints = 0;
+  private flushScheduled = false;
 
   constructor(
     private readonly core: RedisCore,
@@ -29,15 +51,63 @@ export class TelemetryRedis {
     private readonly log?: Logger,
   ) {
     this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
+    this.lingerMs = limits.commitLingerMs;
   }
 
-  /** One poll's points of one channel, atomically (see c2m in lua/telemetry.lua). */
+  /**
+   * One poll's points of one channel, atomically (see c2m in lua/telemetry.lua).
+   * With group commit on, batches that end together share one call (c2m_group):
+   * each is still checked and written on its own, and settles on its own.
+   * The batch's bytes must stay as they are until the promise settles.
+   */
   async c2m(channel: string, ts: number, points: C2mBatch | readonly PointSample[]): Promise<C2mResult> {
     const batch = points instanceof C2mBatch ? points : C2mBatch.of(points);
-    const [n, models, dropped, siteMissing] = await this.core.fcall('c2m', { channel, ts, outboxMaxBytes: this.outboxMaxBytes, points: batch.bytes() });
+    if (this.lingerMs === undefined) return this.c2mOne(channel, ts, batch.bytes());
+    return new Promise<C2mResult>((resolve, reject) => {
+      this.pending.push({ channel, ts, points: batch.bytes(), resolve, reject });
+      this.pendingPoints += batch.count;
+      if (this.pendingPoints >= GROUP_MAX_POINTS) this.flush();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        if (this.lingerMs === 0) setImmediate(() => this.flush());
+        else setTimeout(() => this.flush(), this.lingerMs);
+      }
+    });
+  }
+
+  private async c2mOne(channel: string, ts: number, points: Buffer): Promise<C2mResult> {
+    const [n, models, dropped, siteMissing] = await this.core.fcall('c2m', { channel, ts, outboxMaxBytes: this.outboxMaxBytes, points });
     if (siteMissing === 1) this.restoreSite();
     this.noteDropped(dropped);
     return { points: n, models, outboxDropped: dropped };
+  }
+
+  /** Sends what waits: one batch as c2m, several as one c2m_group. */
+  private flush(): void {
+    const group = this.pending;
+    this.pending = [];
+    this.pendingPoints = 0;
+    this.flushScheduled = false;
+    if (group.length === 0) return;
+    if (group.length === 1) {
+      const b = group[0]!;
+      this.c2mOne(b.channel, b.ts, b.points).then(b.resolve, b.reject);
+      return;
+    }
+    this.core.fcall('c2m_group', { outboxMaxBytes: this.outboxMaxBytes, batches: group }).then(
+      (r) => {
+        if (r[0] === 1) this.restoreSite();
+        group.forEach((b, i) => {
+          const [n, models, dropped, error] = r.slice(1 + 4 * i, 5 + 4 * i) as [number, number, number, string];
+          this.noteDropped(dropped);
+          if (error === '') b.resolve({ points: n, models, outboxDropped: dropped });
+          else b.reject(new RedisFunctionError('c2m', `EVOLTAGE ${error}`));
+        });
+      },
+      (e: unknown) => {
+        for (const b of group) b.reject(e);
+      },
+    );
   }
 
   /** Calculated values of one model; returns how many. */

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
 import { spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
+import type { OutboxLimits } from '../../runtime/redis/telemetry.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
 export { spawnRedis, type RedisServer };
@@ -22,14 +23,14 @@ export function rawClient(server: RedisServer): Redis {
   return c;
 }
 
-export function wrapper(server: RedisServer, limits = { outboxMaxMB: 16 }): VoltageRedis {
+export function wrapper(server: RedisServer, limits: OutboxLimits = { outboxMaxMB: 16 }): VoltageRedis {
   const c = new Redis(server.url, { maxRetriesPerRequest: null });
   c.on('error', () => undefined);
   return new VoltageRedis(c, limits);
 }
 
 /** A private redis-server for one test file, started before its tests and stopped after them, with a raw client and the wrapper on it. */
-export function usePrivateRedis(limits?: { outboxMaxMB: number }): { readonly server: RedisServer; readonly raw: Redis; readonly bus: VoltageRedis } {
+export function usePrivateRedis(limits?: OutboxLimits): { readonly server: RedisServer; readonly raw: Redis; readonly bus: VoltageRedis } {
   const t = {} as { server: RedisServer; raw: Redis; bus: VoltageRedis };
   beforeAll(async () => {
     t.server = await spawnRedis();

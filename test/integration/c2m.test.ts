@@ -5,7 +5,8 @@
  * and after Redis lost everything.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import { usePrivateRedis } from '../helpers/servers.js';
+import fc from 'fast-check';
+import { usePrivateRedis, wrapper } from '../helpers/servers.js';
 import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
@@ -223,6 +224,74 @@ describe('c2m', () => {
     await t.bus.telemetry.c2m('1002', 1_700_000_000_000, [{ type: 's', id: 5, value: 1, quality: 'good' }]);
     expect(await t.raw.hget('mapping:c2m', '1002:s:5')).toBe('bess:on');
     expect(await t.raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
+  });
+
+  it('property: batches committed as one group (c2m_group) leave Redis as the same batches one call each, notifications and outbox included; a malformed one fails alone', async () => {
+    const grouped = wrapper(t.server, { outboxMaxMB: 0.005, commitLingerMs: 0 });
+    const sub = t.raw.duplicate();
+    let heard: string[] = [];
+    sub.on('pmessage', (_p: string, ch: string, msg: string) => heard.push(`${ch} ${msg}`));
+    await sub.psubscribe('comsrv:*', 'modsrv:*');
+    const point = fc.record({
+      type: fc.constantFrom('m' as const, 's' as const),
+      id: fc.constantFrom(1, 2, 3, 5),
+      value: fc.option(
+        fc.integer({ min: -1000, max: 1000 }).map((v) => v / 8),
+        { nil: null },
+      ),
+      quality: fc.constantFrom('good' as const, 'bad' as const, 'comm-failure' as const),
+    });
+    const batch = fc.record({ channel: fc.constantFrom('1001', '1002', '1003'), points: fc.array(point, { minLength: 1, maxLength: 6 }), bad: fc.boolean() });
+    /** Redis as the test sees it: every key but the outbox's stream ids, and what was published. */
+    const state = async () => {
+      const keys = (await t.raw.keys('*')).filter((k) => k !== KEYS.outbox).sort();
+      const out: Record<string, unknown> = {};
+      for (const k of keys) {
+        const type = await t.raw.type(k);
+        out[k] = type === 'hash' ? await t.raw.hgetall(k) : type === 'set' ? (await t.raw.smembers(k)).sort() : type === 'string' ? await t.raw.get(k) : type;
+      }
+      out.outbox = (await t.raw.xrange(KEYS.outbox, '-', '+')).map(([, f]) => f);
+      for (let i = 0; i < 100 && heard.length < 1; i++) await new Promise((r) => setTimeout(r, 5));
+      await new Promise((r) => setTimeout(r, 20));
+      out.heard = heard.sort();
+      heard = [];
+      return out;
+    };
+    const reset = async () => {
+      await t.raw.flushall();
+      await t.bus.site.load(site);
+      await t.raw.xgroup('CREATE', KEYS.outbox, 'test', '0', 'MKSTREAM');
+      heard = [];
+    };
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.array(batch, { minLength: 2, maxLength: 5 }), async (batches) => {
+          // A malformed batch (no points: Lua refuses it); the others must not mind it.
+          const send = (bus: VoltageRedis, b: (typeof batches)[number], i: number) =>
+            bus.telemetry.c2m(b.channel, 1_700_000_000_000 + i, b.bad ? [] : b.points).then(
+              (r) => JSON.stringify(r),
+              (e: unknown) => (e instanceof RedisFunctionError ? `rejected: ${e.message}` : String(e)),
+            );
+          await reset();
+          const one: string[] = [];
+          for (const [i, b] of batches.entries()) one.push(await send(t.bus, b, i));
+          const alone = await state();
+          await reset();
+          // Issued in one turn of the event loop: one call for all (the FCALL count says so).
+          const fcalls = async () => Number(/cmdstat_fcall:calls=(\d+)/.exec(await t.raw.info('commandstats'))?.[1] ?? 0);
+          const before = await fcalls();
+          const together = await Promise.all(batches.map((b, i) => send(grouped, b, i)));
+          expect(await fcalls()).toBe(before + 1);
+          expect(together).toEqual(one);
+          expect(one.filter((r) => r.startsWith('rejected')).length).toBe(batches.filter((b) => b.bad).length);
+          expect(await state()).toEqual(alone);
+        }),
+        { numRuns: 25 },
+      );
+    } finally {
+      sub.disconnect();
+      await grouped.close();
+    }
   });
 
   it('model_set writes calculated values and rejects bad ones without writing', async () => {

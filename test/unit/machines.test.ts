@@ -4,7 +4,7 @@ import { createActor, fromPromise } from 'xstate';
 import { channelMachine } from '../../machines/channelMachine.js';
 import { modelMachine, type ModelUpdate } from '../../machines/modelMachine.js';
 import { decode } from '../../actors/channel/ChannelActor.js';
-import { claimSlot, delayToSlot, newGrid, staggerMs } from '../../actors/channel/pollGrid.js';
+import { claimSlot, delayToSlot, newGrid, pollPhases, staggerMs } from '../../actors/channel/pollGrid.js';
 import fc from 'fast-check';
 import { parseUpdate, worstQuality } from '../../actors/model/ModelActor.js';
 import { DeviceError } from '../../actors/channel/device.js';
@@ -155,6 +155,59 @@ describe('decoding and notifications', () => {
     expect(staggerMs('ch1', 1000)).toBe(offsets[1]);
     // spread: every tenth of the interval holds some channel
     expect(new Set(offsets.map((o) => Math.floor(o / 100))).size).toBe(10);
+  });
+
+  it('property: a grid is anchored on the clock, so channels of one phase poll together whenever each started', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 10, max: 2000 }), fc.nat({ max: 1e9 }), fc.nat({ max: 1e9 }), fc.nat({ max: 5000 }), (pollMs, t1, t2, phase0) => {
+        const phase = phase0 % pollMs;
+        const a = newGrid('a', pollMs, t1, phase);
+        const b = newGrid('b', pollMs, t2, phase);
+        expect(a.nextDueAt).toBeGreaterThanOrEqual(t1);
+        expect(a.nextDueAt - t1).toBeLessThan(pollMs);
+        expect((((a.nextDueAt - phase) % pollMs) + pollMs) % pollMs).toBe(0);
+        expect((((a.nextDueAt - b.nextDueAt) % pollMs) + pollMs) % pollMs).toBe(0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('property: poll phases hold every channel, group a period into phases of at most the bound (or one channel), evenly spread', () => {
+    const channel = fc.record({ pollMs: fc.constantFrom(100, 250, 1000), n: fc.integer({ min: 1, max: 3000 }) });
+    fc.assert(
+      fc.property(fc.array(channel, { minLength: 1, maxLength: 60 }), fc.integer({ min: 100, max: 10_000 }), (specs, bound) => {
+        const channels = specs.map((s, i) => ({ id: `ch${i}`, pollMs: s.pollMs, points: new Array<number>(s.n).fill(0) }));
+        const phases = pollPhases(channels, bound);
+        expect(phases.size).toBe(channels.length);
+        for (const pollMs of new Set(channels.map((c) => c.pollMs))) {
+          const list = channels.filter((c) => c.pollMs === pollMs);
+          const total = list.reduce((n, c) => n + c.points.length, 0);
+          const perPhase = new Map<number, number[]>();
+          for (const c of list) perPhase.set(phases.get(c.id)!, [...(perPhase.get(phases.get(c.id)!) ?? []), c.points.length]);
+          for (const [phase, sizes] of perPhase) {
+            expect(phase).toBeGreaterThanOrEqual(0);
+            expect(phase).toBeLessThan(pollMs);
+            // greedy balance: a phase is over the bound only by its last channel, or by one large channel
+            const sum = sizes.reduce((a, b) => a + b, 0);
+            if (sizes.length > 1) expect(sum - Math.min(...sizes)).toBeLessThanOrEqual(Math.max(bound, Math.ceil(total / perPhase.size)) + Math.max(...sizes));
+          }
+          // as few phases as the bound allows
+          expect(perPhase.size).toBeLessThanOrEqual(Math.min(list.length, Math.max(1, Math.ceil(total / bound))));
+        }
+      }),
+      { numRuns: 200 },
+    );
+    // a small site polls in one phase; groupPoints 0 keeps the spread by id
+    const small = Array.from({ length: 10 }, (_, i) => ({ id: `d${i}`, pollMs: 100, points: new Array<number>(100).fill(0) }));
+    expect(new Set(pollPhases(small, 2_000).values())).toEqual(new Set([0]));
+    expect([...pollPhases(small, 0)].every(([id, p]) => p === staggerMs(id, 100))).toBe(true);
+    // 100 channels of 1,000 points under a 2,000-point bound: 50 phases of 2 channels, 20 ms apart in a 1 s period
+    const big = Array.from({ length: 100 }, (_, i) => ({ id: `c${i}`, pollMs: 1000, points: new Array<number>(1000).fill(0) }));
+    const counts = new Map<number, number>();
+    for (const p of pollPhases(big, 2_000).values()) counts.set(p, (counts.get(p) ?? 0) + 1);
+    expect(counts.size).toBe(50);
+    expect([...counts.values()].every((n) => n === 2)).toBe(true);
+    expect([...counts.keys()].sort((a, b) => a - b).slice(0, 3)).toEqual([0, 20, 40]);
   });
 
   it('property: polls keep to their grid; a late poll does not shift later ones; whole missed slots are counted', () => {
