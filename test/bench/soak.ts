@@ -38,6 +38,8 @@ import { siteFiles } from './kernel.js';
 import { percentile, rssMb } from './procstat.js';
 
 const TOKEN = 'soak-token';
+/** A command's ends: once the API said one, it stands (a record FLUSHALL erased reads `lost` only from the gateway process that accepted it). */
+const ENDS = new Set(['confirmed', 'failed', 'timeout', 'lost']);
 const SEQ_POLL_MS = 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -260,7 +262,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
             unanswered += 1;
           }
           for (const c of controls) {
-            if (c.status === 'confirmed' || Date.now() - c.at < 3_000) continue;
+            if (ENDS.has(c.status ?? '') || Date.now() - c.at < 3_000) continue;
             try {
               const r = await api('GET', `/api/v1/commands/${c.id}`);
               if (r.status === 200) c.status = (JSON.parse(r.text) as { status: string }).status;
@@ -327,15 +329,21 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
     // `lost` when FLUSHALL erased its record); lost: no end (pending, or its record gone without a word).
     const ends = new Map<string, number>();
     let lostControls = 0;
+    const notEnded: string[] = [];
     for (const c of controls) {
-      if (c.status !== 'confirmed') {
+      let status = c.status ?? '';
+      if (!ENDS.has(status)) {
         const r = await api('GET', `/api/v1/commands/${c.id}`);
-        c.status = r.status === 200 ? (JSON.parse(r.text) as { status: string }).status : `HTTP ${r.status}`;
+        status = r.status === 200 ? (JSON.parse(r.text) as { status: string }).status : `HTTP ${r.status}`;
       }
       const erased = flushes.some((t) => t > c.at);
-      const ended = c.status === 'confirmed' || c.status === 'timeout' || c.status === 'failed' || (c.status === 'lost' && erased);
-      if (ended) ends.set(c.status, (ends.get(c.status) ?? 0) + 1);
-      else lostControls += 1;
+      const ended = status === 'confirmed' || status === 'timeout' || status === 'failed' || (status === 'lost' && erased);
+      if (ended) ends.set(status, (ends.get(status) ?? 0) + 1);
+      else {
+        lostControls += 1;
+        const w = windows.filter((x) => x.from <= c.at).pop();
+        notEnded.push(`${c.id} ${status} (accepted at ${f((c.at - t0) / 1000, 1)} s${w ? `, ${f((c.at - w.from) / 1000, 1)} s after ${w.fault}` : ''})`);
+      }
     }
     const unwritten = await unwrittenPolls(probe);
 
@@ -368,6 +376,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         ([name, s]) =>
           `| ${name} | ${s.times} | ${s.recoveryMs.length ? `${f(Math.max(...s.recoveryMs))} ms` : '—'} | ${s.times ? `${f(s.longestAnswerMs)} ms` : '—'} | ${s.lostPolls} |`,
       ),
+      ...(notEnded.length ? ['', `controls that did not end: ${notEnded.join('; ')}`] : []),
     ];
   } finally {
     running = false;
