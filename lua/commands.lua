@@ -27,6 +27,9 @@ local function m2c(keys, args)
   if lo ~= '' and v < tonumber(lo) then return fail('m2c: ' .. value .. ' is below the minimum ' .. lo .. ' of ' .. model .. '.' .. name) end
   if hi ~= '' and v > tonumber(hi) then return fail('m2c: ' .. value .. ' is above the maximum ' .. hi .. ' of ' .. model .. '.' .. name) end
   local channel, ptype, pid = string.match(point, '^([^:]+):(%a):(%d+)$')
+  -- A counter gone with Redis's data (FLUSHALL, a restart without persistence) starts again from the
+  -- clock, not from 1: an id handed out before is never handed out again for another command.
+  if redis.call('EXISTS', keys[2]) == 0 then redis.call('SET', keys[2], ts) end
   local id = 'cmd-' .. redis.call('INCR', keys[2])
   local deadline = tonumber(ts) + tonumber(timeout)
   redis.call('HSET', 'command:' .. id, 'id', id, 'model', model, 'name', name, 'channel', channel, 'type', ptype, 'point', pid,

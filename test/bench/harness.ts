@@ -46,7 +46,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const HEAD = /^\{"ts":(\d+),"src":"(\w+)"/;
 
 /** The number of values in a notification's "v" object (names and numbers hold no comma). */
-function countValues(msg: string): number {
+export function countValues(msg: string): number {
   const start = msg.indexOf('"v":{');
   if (start < 0 || msg.charCodeAt(start + 5) === 0x7d) return 0;
   let n = 1;

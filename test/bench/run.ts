@@ -2,7 +2,9 @@
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages runs only those sections; BENCH_BASELINE=<dir of
- * another checkout, built> adds that build's feed rows beside this one's.
+ * another checkout, built> adds that build's feed rows beside this one's. The soak (30 minutes
+ * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
+ * every BENCH_SOAK_FAULT_S seconds (120; 20 with BENCH_QUICK=1).
  * `npm run bench` runs this process (the load generator, the subscribers and
  * the WebSocket clients) with a 64 MB young generation: its own garbage
  * collection otherwise shows in the latencies it measures (a third of the
@@ -13,6 +15,7 @@ import { machine } from './procstat.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
 import { FEED_HEADER, feedRow } from './feed.js';
 import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
+import { soak } from './soak.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -81,4 +84,15 @@ if (only.has('pages')) {
   console.log(PAGES_HEADER);
   for (const row of await pagesRows()) console.log(row);
   console.log("\ntargets: under 300 kB per page; the dashboard's first values under 1 s");
+}
+
+if (only.has('soak')) {
+  const minutes = Number(process.env.BENCH_SOAK_MIN ?? (quick ? 3 : 30));
+  const faultEveryMs = Number(process.env.BENCH_SOAK_FAULT_S ?? (quick ? 20 : 120)) * 1000;
+  const outageMs = quick ? 8_000 : 20_000;
+  console.log(
+    `\n## Soak: ${minutes} min at 50,000 points/s (50 virtual channels × 1,000 points @ 1 s, Redis with AOF), a fault every ${faultEveryMs / 1000} s (Redis unreachable for ${outageMs / 1000} s)\n`,
+  );
+  for (const line of await soak({ minutes, faultEveryMs, outageMs, warmupMs: quick ? 5_000 : 20_000 })) console.log(line);
+  console.log('\ntargets: 0 writes lost; the longest API answer during a fault under 2.5 s; memory flat');
 }

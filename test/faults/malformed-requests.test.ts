@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { eventually } from '../helpers/servers.js';
+import { malformedRequest } from './malformed.js';
 import { TOKEN, useFaultRuntime } from './site.js';
 
 const f = useFaultRuntime();
@@ -16,20 +17,6 @@ const t = f.t;
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 const auth = { authorization: `Bearer ${TOKEN}` };
-const KINDS: ReadonlyArray<(i: number) => [string, string, Record<string, string>, string | undefined]> = [
-  (i) => ['POST', '/api/v1/models/inv/controls/limit', { ...auth, 'content-type': 'application/json' }, `{"value": ${i}`],
-  () => ['POST', '/api/v1/models/inv/controls/limit', { ...auth, 'content-type': 'application/json' }, '{"value":"high"}'],
-  () => ['POST', '/api/v1/models/inv/controls/limit', { ...auth, 'content-type': 'application/json' }, '{"value":1,"extra":true}'],
-  () => ['POST', '/api/v1/models/inv/controls/limit', { ...auth, 'content-type': 'application/json' }, JSON.stringify({ value: 1, pad: 'x'.repeat(70_000) })],
-  () => ['POST', '/api/v1/models/inv/controls/limit', { ...auth, 'content-type': 'application/json' }, '{"value":1e400}'],
-  (i) => ['POST', `/api/v1/models/nope${i}/controls/limit`, { ...auth, 'content-type': 'application/json' }, '{"value":1}'],
-  () => ['DELETE', '/api/v1/models/inv', auth, undefined],
-  (i) => ['GET', `/api/v1/${'x/'.repeat(i % 50)}%00%ff`, auth, undefined],
-  () => ['GET', '/api/v1/models/inv', {}, undefined],
-  (i) => ['GET', '/api/v1/channels', { authorization: `Bearer wrong-${i}` }, undefined],
-  (i) => ['GET', `/api/v1/commands/${'9'.repeat(i % 300)}`, auth, undefined],
-  () => ['PUT', '/health', {}, 'garbage'],
-];
 
 describe('fault: 1,000 malformed API requests', () => {
   it('all 4xx with a JSON error, the gateway RSS flat, a good request works after', { timeout: 30_000 }, async () => {
@@ -39,7 +26,7 @@ describe('fault: 1,000 malformed API requests', () => {
       for (let i = 0; i < n; i += 50) {
         await Promise.all(
           Array.from({ length: 50 }, async (_, j) => {
-            const [method, path, headers, body] = KINDS[(i + j) % KINDS.length]!(i + j);
+            const [method, path, headers, body] = malformedRequest(i + j, TOKEN);
             const r = await fetch(f.base + path, { method, headers, body, signal: AbortSignal.timeout(5_000) });
             const text = await r.text();
             statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);

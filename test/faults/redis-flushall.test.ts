@@ -42,7 +42,10 @@ describe('fault: FLUSHALL', () => {
     // Controls work again: the consumer group was recreated.
     const again = await api(base, 'POST', '/api/v1/models/inv/controls/limit', { value: 9 });
     expect(again.status).toBe(202);
+    // A new id (the counter went with the data too): the one from before still reads lost.
+    expect(again.body.commandId).not.toBe(sent.body.commandId);
     await eventually(async () => (await api(base, 'GET', `/api/v1/commands/${again.body.commandId}`)).body.status === 'confirmed', 3_000);
+    expect((await api(base, 'GET', `/api/v1/commands/${sent.body.commandId}`)).body.status).toBe('lost');
     // The truth meanwhile: the runtime is up, /health is ok.
     expect((await statusReport(t.bus)).runtimeUp).toBe(true);
     expect((await api(base, 'GET', '/health')).body.status).toBe('ok');

@@ -1,0 +1,403 @@
+/**
+ * Soak: the real `voltage start` against a private redis-server (AOF,
+ * appendfsync always) at 50,000 points/s (50 virtual channels × 1,000 points
+ * every second, as the kernel section builds them) for BENCH_SOAK_MIN minutes
+ * (30), with a fault injected every 2 minutes (20 s with BENCH_QUICK=1),
+ * cycling through the faults that can be injected from outside: Redis
+ * restarted on its AOF (kill -9), FLUSHALL, FUNCTION FLUSH, Redis unreachable
+ * for 20 s (SIGSTOP … SIGCONT), the gateway process killed, 1,000 malformed
+ * API requests.
+ *
+ * Beside the load, a small channel `sq` (a counter every 100 ms) mapped to a
+ * model `seq` with a control, and three kinds of measurement from outside:
+ * - pollers that call four REST endpoints back to back all the time: the
+ *   longest answer while a fault is on (from its injection to its recovery);
+ * - a control every second: each one accepted (202) must end, `confirmed` unless a fault stopped it;
+ * - the model's timestamp: the newest write `c2m` acknowledged before a fault
+ *   (its notification, published by the same Function call after the write,
+ *   and after the AOF's fsync) must still be in Redis after it.
+ * "Writes lost" counts accepted controls that never ended (still pending, or
+ * their record gone without a word; an end reported to the caller counts as
+ * ended: `confirmed`, `timeout` when the deadline passed while Redis was
+ * stopped, `lost` for a record FLUSHALL erased) plus, for each fault that does
+ * not erase Redis on purpose,
+ * the `seq` polls acknowledged before it and missing after it. Polls that
+ * could not be written while Redis was unreachable were never acknowledged:
+ * they are counted apart (`unwrittenPolls`, as `voltage status` shows them).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { sha256 } from '../../runtime/gateway/http.js';
+import { freePort, spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
+import { malformedRequest } from '../faults/malformed.js';
+import { countValues, f } from './harness.js';
+import { siteFiles } from './kernel.js';
+import { percentile, rssMb } from './procstat.js';
+
+const TOKEN = 'soak-token';
+/** A command's ends: once the API said one, it stands (a record FLUSHALL erased reads `lost` only from the gateway process that accepted it). */
+const ENDS = new Set(['confirmed', 'failed', 'timeout', 'lost']);
+const SEQ_POLL_MS = 100;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `p`, or undefined after `ms` (a stopped Redis never answers). */
+async function within<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((r) => {
+    timer = setTimeout(() => r(undefined), ms);
+  });
+  try {
+    return await Promise.race([p.catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface SoakOptions {
+  readonly minutes: number;
+  readonly faultEveryMs: number;
+  readonly outageMs: number;
+  readonly warmupMs: number;
+}
+
+interface Ctx {
+  redis: RedisServer;
+  readonly aofDir: string;
+  readonly probe: Redis;
+  readonly base: string;
+  readonly outageMs: number;
+  /** 5xx answers other than 503 to the malformed requests. */
+  bad5xx: number;
+}
+
+interface Fault {
+  readonly name: string;
+  /** It erases what Redis holds on purpose: the writes it erased are its effect, not losses. */
+  readonly erases: boolean;
+  inject(ctx: Ctx): Promise<void>;
+}
+
+const FAULTS: readonly Fault[] = [
+  {
+    name: 'Redis restarted on its AOF (kill -9)',
+    erases: false,
+    async inject(ctx) {
+      const exited = new Promise((r) => ctx.redis.process.once('exit', r));
+      ctx.redis.process.kill('SIGKILL');
+      await exited;
+      ctx.redis = await spawnRedis({ aofDir: ctx.aofDir, port: ctx.redis.port });
+    },
+  },
+  {
+    name: 'FLUSHALL',
+    erases: true,
+    async inject(ctx) {
+      await ctx.probe.flushall();
+    },
+  },
+  {
+    name: 'FUNCTION FLUSH',
+    erases: false,
+    async inject(ctx) {
+      await ctx.probe.call('FUNCTION', 'FLUSH');
+    },
+  },
+  {
+    name: 'Redis unreachable (SIGSTOP … SIGCONT)',
+    erases: false,
+    async inject(ctx) {
+      ctx.redis.process.kill('SIGSTOP');
+      await sleep(ctx.outageMs);
+      ctx.redis.process.kill('SIGCONT');
+    },
+  },
+  {
+    name: 'the gateway process killed (kill -9)',
+    erases: false,
+    async inject(ctx) {
+      const pid = (JSON.parse((await ctx.probe.hget('actor:gateway', 'context')) ?? '{}') as { pid?: number }).pid;
+      if (pid) process.kill(pid, 'SIGKILL');
+    },
+  },
+  {
+    name: '1,000 malformed API requests',
+    erases: false,
+    async inject(ctx) {
+      for (let i = 0; i < 1_000; i += 50) {
+        await Promise.all(
+          Array.from({ length: 50 }, async (_, j) => {
+            const [method, path, headers, body] = malformedRequest(i + j, TOKEN, 'seq', 'limit');
+            try {
+              const r = await fetch(ctx.base + path, { method, headers, body, signal: AbortSignal.timeout(10_000) });
+              await r.arrayBuffer();
+              if (r.status >= 500 && r.status !== 503) ctx.bad5xx += 1;
+            } catch {
+              ctx.bad5xx += 1;
+            }
+          }),
+        );
+      }
+    },
+  },
+];
+
+interface FaultStats {
+  times: number;
+  recoveryMs: number[];
+  longestAnswerMs: number;
+  lostPolls: number;
+}
+
+interface Memory {
+  runtimeRss: number;
+  gatewayRss: number;
+  heapUsed: number;
+  redisRss: number;
+}
+
+const metric = (text: string, name: string) => Number(new RegExp(`^${name} ([\\d.e+]+)`, 'm').exec(text)?.[1]) / 2 ** 20;
+
+export async function soak(opts: SoakOptions): Promise<string[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-soak-'));
+  const aofDir = mkdtempSync(join(tmpdir(), 'voltage-soak-aof-'));
+  const port = await freePort();
+  const files = siteFiles({ channels: 50, points: 1000, pollMs: 1000 });
+  files['channels.yaml'] +=
+    `  - { id: sq, protocol: virtual, pollMs: ${SEQ_POLL_MS}, points: [{ type: m, id: 1, sim: { kind: counter, start: 0, step: 1 } }, { type: a, id: 1, min: 0, max: 1000000000 }] }\n`;
+  files['models.yaml'] += '  - { id: seq, measurements: { n: {} }, controls: { limit: {} }, mapping: { n: "sq:m:1", limit: "sq:a:1" } }\n';
+  files['gateway.yaml'] =
+    `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: soak, role: admin, sha256: ${sha256(TOKEN)} }\n`;
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+
+  const redis = await spawnRedis({ aofDir });
+  const quick = { retryStrategy: () => 100, maxRetriesPerRequest: 1 };
+  const probe = new Redis(redis.url, quick);
+  const sub = new Redis(redis.url, { retryStrategy: () => 100 });
+  for (const c of [probe, sub]) c.on('error', () => undefined);
+  const base = `http://127.0.0.1:${port}`;
+  const ctx: Ctx = { redis, aofDir, probe, base, outageMs: opts.outageMs, bad5xx: 0 };
+  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  let running = true;
+  const tasks: Array<Promise<void>> = [];
+  try {
+    // The newest `seq` write acknowledged (its notification's ts), and the points delivered.
+    let lastAck = 0;
+    let points = 0;
+    sub.on('pmessage', (_p: string, ch: string, msg: string) => {
+      if (ch === 'modsrv:seq:update') {
+        const ts = Number(/^\{"ts":(\d+)/.exec(msg)?.[1]);
+        if (ts > lastAck) lastAck = ts;
+      } else if (msg.includes('"src":"c2m"')) points += countValues(msg);
+    });
+    await sub.psubscribe('modsrv:*:update');
+    const started = Date.now();
+    while ((await within(1_000, probe.hget('actor:root', 'status'))) !== 'running') {
+      if (Date.now() - started > 60_000) throw new Error('runtime did not start within 60 s');
+      if (runtime.exitCode !== null) throw new Error(`runtime exited with ${runtime.exitCode}`);
+      await sleep(200);
+    }
+    await sleep(opts.warmupMs);
+
+    const api = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(base + path, {
+        method,
+        headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(30_000),
+      });
+      return { status: r.status, text: await r.text() };
+    };
+    const memory = async (): Promise<Memory> => {
+      const m = await api('GET', '/metrics');
+      return {
+        runtimeRss: rssMb(runtime.pid!),
+        gatewayRss: metric(m.text, 'voltage_gateway_process_resident_memory_bytes'),
+        heapUsed: metric(m.text, 'voltage_nodejs_heap_size_used_bytes'),
+        redisRss: rssMb(ctx.redis.process.pid!),
+      };
+    };
+    const mem0 = await memory();
+    const t0 = Date.now();
+    const points0 = points;
+
+    // Outage windows (injection → recovery), and the answers of the pollers.
+    const windows: Array<{ fault: string; from: number; to: number }> = [];
+    const answers: Array<{ at: number; ms: number; ok: boolean }> = [];
+    for (const path of ['/health', '/api/v1/models/seq', '/api/v1/channels', '/api/v1/actors']) {
+      tasks.push(
+        (async () => {
+          while (running) {
+            const at = Date.now();
+            let ok = false;
+            try {
+              ok = (await api('GET', path)).status < 600;
+            } catch {
+              // no answer: refused while the gateway restarts, or a timeout (30 s)
+            }
+            answers.push({ at, ms: Date.now() - at, ok });
+            await sleep(ok ? 100 : 250);
+          }
+        })(),
+      );
+    }
+
+    // A control every second; its status read 3 s later (and again at the end).
+    const controls: Array<{ id: string; at: number; status?: string }> = [];
+    let refused = 0;
+    let unanswered = 0;
+    tasks.push(
+      (async () => {
+        for (let k = 0; running; k++) {
+          try {
+            const r = await api('POST', '/api/v1/models/seq/controls/limit', { value: k });
+            if (r.status === 202) controls.push({ id: (JSON.parse(r.text) as { commandId: string }).commandId, at: Date.now() });
+            else refused += 1;
+          } catch {
+            unanswered += 1;
+          }
+          for (const c of controls) {
+            if (ENDS.has(c.status ?? '') || Date.now() - c.at < 3_000) continue;
+            try {
+              const r = await api('GET', `/api/v1/commands/${c.id}`);
+              if (r.status === 200) c.status = (JSON.parse(r.text) as { status: string }).status;
+            } catch {
+              // read again next round
+            }
+          }
+          await sleep(1_000);
+        }
+      })(),
+    );
+
+    const byFault = new Map<string, FaultStats>(FAULTS.map((x) => [x.name, { times: 0, recoveryMs: [], longestAnswerMs: 0, lostPolls: 0 }]));
+    const flushes: number[] = [];
+    const seqTs = async () => Number(await within(2_000, probe.hget('modsrv:seq:measurement:ts', 'n')));
+    const endAt = t0 + opts.minutes * 60_000;
+    for (let i = 0; Date.now() + opts.faultEveryMs <= endAt; i++) {
+      await sleep(opts.faultEveryMs - ((Date.now() - t0) % opts.faultEveryMs));
+      const fault = FAULTS[i % FAULTS.length]!;
+      const stats = byFault.get(fault.name)!;
+      stats.times += 1;
+      const ackBefore = lastAck;
+      const from = Date.now();
+      if (fault.erases) flushes.push(from);
+      await fault.inject(ctx);
+      const injected = Date.now();
+      // Acknowledged before, still there after (read as soon as Redis answers again).
+      if (!fault.erases) {
+        let after = Number.NaN;
+        for (let k = 0; k < 100 && !Number.isFinite(after); k++) after = await seqTs();
+        if (after < ackBefore) stats.lostPolls += Math.round((ackBefore - after) / SEQ_POLL_MS);
+      }
+      // Recovered: the site and mapping in Redis, a new `seq` write, and /health ok.
+      for (;;) {
+        const site = await within(1_000, probe.exists('site:config'));
+        const mapping = await within(1_000, probe.hlen('mapping:c2m'));
+        const ts = await seqTs();
+        let health = 0;
+        try {
+          health = (await api('GET', '/health')).status;
+        } catch {
+          // the gateway restarting
+        }
+        if (site === 1 && (mapping ?? 0) > 0 && ts > injected && health === 200) break;
+        if (Date.now() - injected > 120_000) throw new Error(`${fault.name}: not recovered within 120 s`);
+        await sleep(50);
+      }
+      const to = Date.now();
+      stats.recoveryMs.push(to - injected);
+      windows.push({ fault: fault.name, from, to });
+      console.error(`soak ${f((to - t0) / 60_000, 1)} min: ${fault.name}, recovered ${to - injected} ms after`);
+    }
+    await sleep(Math.max(0, endAt - Date.now()));
+    const seconds = (Date.now() - t0) / 1000;
+    const delivered = (points - points0) / seconds;
+    const mem1 = await memory();
+    running = false;
+    await Promise.all(tasks);
+    tasks.length = 0;
+
+    // Every accepted control's end (the command deadline is 10 s).
+    await sleep(12_000);
+    // Ended: confirmed, or an end reported to the caller (`timeout` when its deadline passed during an outage,
+    // `lost` when FLUSHALL erased its record); lost: no end (pending, or its record gone without a word).
+    const ends = new Map<string, number>();
+    let lostControls = 0;
+    const notEnded: string[] = [];
+    for (const c of controls) {
+      let status = c.status ?? '';
+      if (!ENDS.has(status)) {
+        const r = await api('GET', `/api/v1/commands/${c.id}`);
+        status = r.status === 200 ? (JSON.parse(r.text) as { status: string }).status : `HTTP ${r.status}`;
+      }
+      const erased = flushes.some((t) => t > c.at);
+      const ended = status === 'confirmed' || status === 'timeout' || status === 'failed' || (status === 'lost' && erased);
+      if (ended) ends.set(status, (ends.get(status) ?? 0) + 1);
+      else {
+        lostControls += 1;
+        const w = windows.filter((x) => x.from <= c.at).pop();
+        notEnded.push(`${c.id} ${status} (accepted at ${f((c.at - t0) / 1000, 1)} s${w ? `, ${f((c.at - w.from) / 1000, 1)} s after ${w.fault}` : ''})`);
+      }
+    }
+    const unwritten = await unwrittenPolls(probe);
+
+    for (const a of answers) {
+      const w = windows.find((x) => a.at >= x.from && a.at <= x.to);
+      if (w) {
+        const s = byFault.get(w.fault)!;
+        s.longestAnswerMs = Math.max(s.longestAnswerMs, a.ms);
+      }
+    }
+    const inOutage = answers.filter((a) => windows.some((x) => a.at >= x.from && a.at <= x.to));
+    const longest = Math.max(0, ...inOutage.map((a) => a.ms));
+    const sorted = answers.map((a) => a.ms).sort((a, b) => a - b);
+    const lostPolls = [...byFault.values()].reduce((s, x) => s + x.lostPolls, 0);
+    return [
+      '| duration | faults injected | writes lost | controls accepted (their ends) / refused (503) / unanswered | polls not written during outages (not acknowledged) | longest API answer during a fault | API answers p50 / p99 / max (all) | 5xx other than 503 to malformed requests | delivered points/s |',
+      '|---|---|---|---|---|---|---|---|---|',
+      `| ${f(seconds / 60, 1)} min | ${windows.length} | **${lostControls + lostPolls}** (${lostControls} controls, ${lostPolls} polls) | ${controls.length} (${[...ends].map(([k, n]) => `${n} ${k}`).join(', ')}) / ${refused} / ${unanswered} | ${unwritten} | **${f(longest)} ms** | ${f(percentile(sorted, 50))} / ${f(percentile(sorted, 99))} / ${f(sorted[sorted.length - 1] ?? Number.NaN)} ms | ${ctx.bad5xx} | ${f(delivered)} |`,
+      '',
+      '| memory | at the start | at the end |',
+      '|---|---|---|',
+      `| runtime RSS (with its gateway process) | ${f(mem0.runtimeRss)} MB | ${f(mem1.runtimeRss)} MB |`,
+      `| runtime V8 heap used (/metrics) | ${f(mem0.heapUsed, 1)} MB | ${f(mem1.heapUsed, 1)} MB |`,
+      `| gateway process RSS (/metrics) | ${f(mem0.gatewayRss)} MB | ${f(mem1.gatewayRss)} MB |`,
+      `| Redis RSS | ${f(mem0.redisRss)} MB | ${f(mem1.redisRss)} MB |`,
+      '',
+      '| fault | times | recovered after (max) | longest API answer during it | seq polls lost |',
+      '|---|---|---|---|---|',
+      ...[...byFault].map(
+        ([name, s]) =>
+          `| ${name} | ${s.times} | ${s.recoveryMs.length ? `${f(Math.max(...s.recoveryMs))} ms` : '—'} | ${s.times ? `${f(s.longestAnswerMs)} ms` : '—'} | ${s.lostPolls} |`,
+      ),
+      ...(notEnded.length ? ['', `controls that did not end: ${notEnded.join('; ')}`] : []),
+    ];
+  } finally {
+    running = false;
+    await Promise.all(tasks);
+    runtime.kill('SIGTERM');
+    if (runtime.exitCode === null) await new Promise((r) => runtime.once('exit', r));
+    sub.disconnect();
+    probe.disconnect();
+    await ctx.redis.stop();
+    rmSync(aofDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The channels' polls that could not be written while Redis was away, as their actors last reported. */
+async function unwrittenPolls(redis: Redis): Promise<number> {
+  let n = 0;
+  for (const id of await redis.smembers('actors')) {
+    if (!id.startsWith('channel/')) continue;
+    const c = JSON.parse((await redis.hget(`actor:${id}`, 'context')) ?? '{}') as { unwrittenPolls?: number };
+    n += c.unwrittenPolls ?? 0;
+  }
+  return n;
+}
