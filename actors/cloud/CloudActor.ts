@@ -77,6 +77,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       resent: c.resent,
       lag: c.lag,
       dropped: c.dropped,
+      notTaken: c.notTaken,
       refused: c.refused,
       connects: c.connects,
       lastError: c.lastError,

@@ -163,6 +163,51 @@ describe('cloud link over MQTT', () => {
     expect(checkOrder(dataSeqs(w.got)).unique).toBe(lastSeq);
   }, 30_000);
 
+  it('alarm transitions go to {prefix}/alarm in the same sequence as the data: one seq, in order, without gaps', async () => {
+    const w = await watch(broker.url, 'voltage/site/#');
+    const site = `channels:
+  - id: v1
+    protocol: virtual
+    pollMs: 40
+    points:
+      - { type: m, id: 1, sim: { kind: square, low: 0, high: 10, periodMs: 600 } }
+models:
+  - id: inv
+    measurements: { P: {} }
+    mapping: { P: "v1:m:1" }
+alarms:
+  - id: inv.high
+    model: inv
+    when: { point: P, above: 5 }
+    severity: minor
+`;
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': site, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), {
+      redisUrl: t.server.url,
+      log: quietLog,
+    });
+    await eventually(() => w.got.filter((m) => m.topic === 'voltage/site/alarm').length >= 3, 8_000);
+    const alarms = w.got.filter((m) => m.topic === 'voltage/site/alarm');
+    expect(alarms[0]!.body).toMatchObject({
+      seq: expect.any(Number),
+      ts: expect.any(Number),
+      alarm: 'inv.high',
+      severity: 'minor',
+      active: true,
+      event: expect.any(String),
+    });
+    // Raised, returned, raised again: each transition once, in the order of the alarm's versions.
+    const versions = alarms.map((m) => m.body.version as number);
+    expect(versions).toEqual(versions.map((_, i) => versions[0]! + i));
+    expect(alarms[0]!.body.to).toBe('unacknowledged');
+    // One sequence over data and alarms: in order, no gap, no duplicate.
+    const seqs = w.got.filter((m) => m.topic.includes('/data/') || m.topic.endsWith('/alarm')).map((m) => m.body.seq as number);
+    expect(checkOrder(seqs)).toMatchObject({ duplicates: 0 });
+    // Each alarm comes right after the data message of the poll that crossed the limit.
+    const i = w.got.indexOf(alarms[0]!);
+    const before = w.got.slice(0, i).filter((m) => m.topic.includes('/data/'));
+    expect((before[before.length - 1]!.body.values as { P: number }).P).toBe(10);
+  });
+
   it('a command from the cloud is confirmed end to end; one out of limits is rejected; a malformed one gets an error; neither writes a command', async () => {
     const w = await watch(broker.url, 'voltage/site/+/+/result');
     const r = await watch(broker.url, 'voltage/site/read/result');
