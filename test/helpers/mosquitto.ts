@@ -3,7 +3,8 @@
  * restart on the same port), with its own config file and persistence
  * directory, never the machine's broker. `kill` is SIGKILL, as a crash.
  * Persistence is saved every second, so that a persistent subscriber's session
- * survives a kill.
+ * survives a kill. With `tls`, the listener speaks TLS only (mqtts://), with
+ * the certificate given (test/helpers/testCerts.ts makes one).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,9 @@ const canConnect = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-export async function spawnMosquitto(opts: { port?: number; dir?: string } = {}): Promise<Mosquitto> {
+export async function spawnMosquitto(
+  opts: { port?: number; dir?: string; tls?: { cafile: string; certfile: string; keyfile: string } } = {},
+): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
   // Started as root, mosquitto drops to its own user, which must be able to save its database here.
@@ -41,6 +44,7 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
     conf,
     [
       `listener ${port} 127.0.0.1`,
+      ...(opts.tls ? [`cafile ${opts.tls.cafile}`, `certfile ${opts.tls.certfile}`, `keyfile ${opts.tls.keyfile}`, 'require_certificate false'] : []),
       'allow_anonymous true',
       'persistence true',
       `persistence_location ${dir}/`,
@@ -64,5 +68,5 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
     if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     await exited;
   };
-  return { port, url: `mqtt://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+  return { port, url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
 }
