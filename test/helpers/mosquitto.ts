@@ -32,9 +32,17 @@ const canConnect = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-export async function spawnMosquitto(
-  opts: { port?: number; dir?: string; tls?: { cafile: string; certfile: string; keyfile: string } } = {},
-): Promise<Mosquitto> {
+export interface MosquittoOptions {
+  readonly port?: number;
+  readonly dir?: string;
+  readonly tls?: { readonly cafile: string; readonly certfile: string; readonly keyfile: string };
+  /** false: nothing saved (the benchmark's broker, whose disk would be what it measures). */
+  readonly persistence?: boolean;
+  /** QoS 1 messages in flight to each subscriber (mosquitto's default 20 holds a fast subscriber to round trips). */
+  readonly maxInflight?: number;
+}
+
+export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
   // Started as root, mosquitto drops to its own user, which must be able to save its database here.
@@ -46,12 +54,17 @@ export async function spawnMosquitto(
       `listener ${port} 127.0.0.1`,
       ...(opts.tls ? [`cafile ${opts.tls.cafile}`, `certfile ${opts.tls.certfile}`, `keyfile ${opts.tls.keyfile}`, 'require_certificate false'] : []),
       'allow_anonymous true',
-      'persistence true',
-      `persistence_location ${dir}/`,
-      // Saved after every change (queued and in-flight messages included): a broker killed with SIGKILL
-      // loses what it accepted and had not saved, which the link cannot know (it had the PUBACK).
-      'autosave_on_changes true',
-      'autosave_interval 1',
+      ...(opts.persistence === false
+        ? ['persistence false']
+        : [
+            'persistence true',
+            `persistence_location ${dir}/`,
+            // Saved after every change (queued and in-flight messages included): a broker killed with SIGKILL
+            // loses what it accepted and had not saved, which the link cannot know (it had the PUBACK).
+            'autosave_on_changes true',
+            'autosave_interval 1',
+          ]),
+      ...(opts.maxInflight ? [`max_inflight_messages ${opts.maxInflight}`] : []),
       'max_queued_messages 100000',
       'log_dest none',
       '',
