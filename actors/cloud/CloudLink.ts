@@ -87,17 +87,23 @@ export class CloudLink {
   private readonly stats: Mutable<UplinkStats> = { ...EMPTY_STATS };
   private readonly models: ReadonlySet<string> | undefined;
 
+  private readonly redis: Redis;
+  /** The connection the XACKs of delivered batches go on (the reading one blocks in XREADGROUP). */
+  private readonly ackRedis: Redis;
+
   constructor(
-    private readonly redis: Redis,
+    connections: { readonly read: Redis; readonly ack: Redis },
     private readonly bus: VoltageRedis,
     readonly cfg: CloudLinkConfig,
     site: CloudSite,
     private readonly log: Logger,
     transport?: UplinkTransport,
   ) {
+    this.redis = connections.read;
+    this.ackRedis = connections.ack;
     this.group = KEYS.cloudGroup(cfg.id);
-    this.outbox = new OutboxConsumer(redis, KEYS.outbox, this.group, 'link');
-    this.trimmer = new OutboxConsumer(redis, KEYS.outbox, this.group, 'bound');
+    this.outbox = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'link');
+    this.trimmer = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'bound');
     this.models = cfg.models ? new Set(cfg.models) : undefined;
     this.transport = transport ?? transportOf(cfg, site, bus, log);
   }
@@ -131,7 +137,7 @@ export class CloudLink {
     if (this.transport.provenByDelivery) {
       const resend = this.outbox.pendingMayExist;
       const entries = await this.outbox.next(this.cfg.batchEntries);
-      if (entries.length > 0) await this.send(entries, () => false, resend);
+      if (entries.length > 0) await (await this.dispatch(entries, () => false, resend)).done;
     }
     this.log.info({ url: this.cfg.url, seq: this.lastSeq }, 'cloud link online');
   }
@@ -183,17 +189,37 @@ export class CloudLink {
     this.mappingReadAt = Date.now();
   }
 
-  /** Reads, delivers and acknowledges batch after batch, pending ones first; paced while draining. */
+  /**
+   * Reads, delivers and acknowledges batch after batch, pending ones first;
+   * paced while draining. New entries are pipelined: the next batch is read
+   * and published while the previous one awaits its acknowledgements (at most
+   * two batches outstanding; the wire order is the stream's, and a batch is
+   * XACKed only after the one before it). Pending entries are not: their
+   * reads start from the pending list's head, so each waits for its XACK.
+   */
   private async pump(stopped: () => boolean): Promise<void> {
     let drainStartedAt = 0;
     let drained = 0;
+    let previous: Promise<void> | undefined;
     while (!stopped()) {
       if (Date.now() - this.mappingReadAt > MAPPING_REFRESH_MS) await this.readMapping();
       const resend = this.outbox.pendingMayExist;
       const entries = await this.outbox.next(this.cfg.batchEntries, READ_BLOCK_MS);
       if (stopped()) return; // what was read stays pending: sent again, first, after the reconnect
-      if (entries.length === 0) continue;
-      await this.send(entries, stopped, resend);
+      if (entries.length === 0) {
+        // Nothing new: the batch still out must not hide a refusal.
+        if (previous) await previous;
+        previous = undefined;
+        continue;
+      }
+      const { done } = await this.dispatch(entries, stopped, resend);
+      done.catch(() => undefined); // awaited below or at the next batch
+      if (previous) await previous;
+      previous = done;
+      if (resend) {
+        await done;
+        previous = undefined;
+      }
       if (entries.length < this.cfg.batchEntries) {
         drainStartedAt = 0;
         continue;
@@ -210,7 +236,8 @@ export class CloudLink {
     }
   }
 
-  private async send(entries: StreamEntries, stopped: () => boolean, resend: boolean): Promise<void> {
+  /** Builds a batch and hands it to the transport; resolves once it is on its way, with `done`: acknowledged by the cloud, then XACKed. */
+  private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean): Promise<{ readonly done: Promise<void> }> {
     const opts = {
       mapping: this.mapping,
       models: this.models,
@@ -249,15 +276,27 @@ export class CloudLink {
         if (again) resent += 1;
       }
     }
-    try {
-      await this.transport.deliver(out, stopped);
-    } catch (e) {
+    const refused = async (e: unknown): Promise<never> => {
       if (e instanceof CloudRefusedError)
         await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
-    }
+    };
+    const { acked } = await this.transport.deliver(out, stopped).catch(refused);
+    const done = acked.then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent), refused);
+    return { done };
+  }
+
+  /** XACKs a delivered batch (and forgets its seqs, and the refused ranges it passed). */
+  private async acknowledge(
+    entries: StreamEntries,
+    built: ReadonlyArray<{ id: string }>,
+    empty: readonly string[],
+    seqs: readonly EntrySeqs[],
+    published: number,
+    resent: number,
+  ): Promise<void> {
     const ids = [...built.map((b) => b.id), ...empty];
-    const tx = this.redis.multi().xack(KEYS.outbox, this.group, ...ids);
+    const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...ids);
     if (built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...built.map((b) => b.id));
     const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, entries[entries.length - 1]![0]) <= 0);
     if (passed.length > 0) {
@@ -266,7 +305,7 @@ export class CloudLink {
     }
     await tx.exec();
     const last = seqs[seqs.length - 1];
-    this.stats.published += out.length;
+    this.stats.published += published;
     this.stats.resent += resent;
     this.stats.entries += ids.length;
     if (last) this.stats.seq = Math.max(this.stats.seq, last.first + last.count - 1);

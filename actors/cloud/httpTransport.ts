@@ -44,8 +44,8 @@ export class HttpTransport implements UplinkTransport {
     return () => undefined;
   }
 
-  async deliver(batch: readonly Outgoing[]): Promise<void> {
-    if (batch.length === 0) return;
+  async deliver(batch: readonly Outgoing[]): Promise<{ readonly acked: Promise<void> }> {
+    if (batch.length === 0) return { acked: Promise.resolve() };
     let res: Response;
     try {
       res = await fetch(this.cfg.url, {
@@ -60,6 +60,7 @@ export class HttpTransport implements UplinkTransport {
       throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
     }
     if (res.status < 200 || res.status > 299) throw new CloudRefusedError(`${this.cfg.url} answered ${res.status} ${res.statusText}`);
+    return { acked: Promise.resolve() };
   }
 
   async close(): Promise<void> {}

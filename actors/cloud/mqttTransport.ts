@@ -92,7 +92,7 @@ export class MqttTransport implements UplinkTransport {
     return () => client.removeAllListeners('message');
   }
 
-  async deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<void> {
+  async deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<{ readonly acked: Promise<void> }> {
     const client = this.client;
     if (!client) throw new CloudOutageError('not connected');
     const window = this.window;
@@ -120,7 +120,9 @@ export class MqttTransport implements UplinkTransport {
         }),
       );
     }
-    await Promise.all(acks);
+    const acked = Promise.all(acks).then(() => undefined);
+    acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
+    return { acked };
   }
 
   async close(): Promise<void> {

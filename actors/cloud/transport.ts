@@ -37,8 +37,13 @@ export interface UplinkTransport {
   connect(): Promise<void>;
   /** Watches the open connection: `lost` is called once when it goes; returns its stop. */
   watch(lost: (why: string) => void): () => void;
-  /** Sends the messages in order; resolves once all are acknowledged; throws CloudOutageError (CloudRefusedError). */
-  deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<void>;
+  /**
+   * Sends the messages in order. Resolves once all are on their way (MQTT:
+   * handed to the connection within the in-flight window; HTTP: answered),
+   * with `acked`, which resolves once the cloud acknowledged all of them.
+   * Both reject with CloudOutageError (CloudRefusedError when refused).
+   */
+  deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<{ readonly acked: Promise<void> }>;
   /** Says goodbye when it can and closes. */
   close(): Promise<void>;
 }

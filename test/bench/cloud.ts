@@ -94,6 +94,8 @@ interface Window {
   msgs: number;
   points: number;
   lat: number[];
+  /** When the first message of the window arrived (performance.now()). */
+  first: number;
 }
 
 export async function cloudRows(w: CloudWorkload): Promise<string[]> {
@@ -116,6 +118,7 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
     seen[m.seq] = 1;
     if (m.seq > maxSeq) maxSeq = m.seq;
     if (win) {
+      if (win.msgs === 0) win.first = performance.now();
       win.msgs += 1;
       for (const _ in m.values) win.points += 1;
       win.lat.push(now - m.ts);
@@ -129,9 +132,9 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!)] as const;
-  const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], tail: string) => {
+  const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], rss: number, tail: string) => {
     wd.lat.sort((x, y) => x - y);
-    return `| ${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rssMb(runtime.pid!))} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${tail} |`;
+    return `| ${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${tail} |`;
   };
   const lag = async () => {
     const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];
@@ -149,30 +152,35 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
     }
     await sleep(w.warmupMs);
     // Online.
-    win = { msgs: 0, points: 0, lat: [] };
+    win = { msgs: 0, points: 0, lat: [], first: 0 };
     let a = samples();
-    let t = performance.now();
+    const t = performance.now();
     await sleep(w.measureMs);
     let b = samples();
-    const online = row('online', win, (performance.now() - t) / 1000, a, b, '— | —');
+    const online = row('online', win, (performance.now() - t) / 1000, a, b, rssMb(runtime.pid!), '— | —');
     win = undefined;
     // Outage: the relay cut; the backlog grows in Redis.
     await r.cut();
     await sleep(w.outageMs);
     const backlog = await lag();
     await r.restore();
-    win = { msgs: 0, points: 0, lat: [] };
-    a = samples();
-    t = performance.now();
+    // The drain is timed from its first message (the link's reconnect backoff is not the uplink's speed).
+    win = { msgs: 0, points: 0, lat: [], first: 0 };
     const drainStart = Date.now();
+    while (win.msgs === 0) {
+      if (Date.now() - drainStart > 30_000) throw new Error('the link did not come back');
+      await sleep(1);
+    }
+    a = samples();
     while ((await lag()) > w.channels * 2) {
       if (Date.now() - drainStart > 10 * w.outageMs + 30_000) throw new Error('the backlog did not drain');
       await sleep(50);
     }
     b = samples();
-    const drainS = (performance.now() - t) / 1000;
+    const drainS = (performance.now() - win.first) / 1000;
     const drained = win;
     win = undefined;
+    const rss = rssMb(runtime.pid!);
     await sleep(2_000);
     runtime.kill('SIGTERM');
     await new Promise((res) => runtime.once('exit', res));
@@ -186,6 +194,7 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
       drainS,
       a,
       b,
+      rss,
       `${lost} of ${lastSeq} | ${duplicates}`,
     );
     return [online, drain];
