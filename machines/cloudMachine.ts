@@ -33,17 +33,19 @@ export interface UplinkStats {
   readonly entries: number;
   /** Messages sent again after a reconnect (the subscriber may see them twice). */
   readonly resent: number;
-  /** Publishes the broker refused (an MQTT 5 reason code ≥ 0x80). */
+  /** Deliveries the cloud refused (an MQTT 5 reason code ≥ 0x80, an HTTP status that is not 2xx). */
   readonly refused: number;
   /** Entries this link dropped unsent because its backlog passed maxBacklogMB. */
   readonly dropped: number;
+  /** Entries a refuse-new link did not take because its backlog was past maxBacklogMB. */
+  readonly notTaken: number;
   /** Outbox entries this link has not acknowledged yet (unread + in flight). */
   readonly lag: number;
   /** The last seq PUBACKed. */
   readonly seq: number;
 }
 
-export const EMPTY_STATS: UplinkStats = { published: 0, entries: 0, resent: 0, refused: 0, dropped: 0, lag: 0, seq: 0 };
+export const EMPTY_STATS: UplinkStats = { published: 0, entries: 0, resent: 0, refused: 0, dropped: 0, notTaken: 0, lag: 0, seq: 0 };
 
 export type UplinkEvent = { readonly type: 'PROGRESS'; readonly stats: UplinkStats } | { readonly type: 'LOST'; readonly error: string };
 

@@ -77,6 +77,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       resent: c.resent,
       lag: c.lag,
       dropped: c.dropped,
+      notTaken: c.notTaken,
       refused: c.refused,
       connects: c.connects,
       lastError: c.lastError,
@@ -84,7 +85,9 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
     async build() {
       const log = deps.log.child({ actor: id });
       const redis = openRedis(deps.redisUrl, log, id);
-      const link = new CloudLink(redis, deps.redis, cfg, site, log);
+      // XACKs on a connection of their own: on the reading one they would wait behind XREADGROUP BLOCK.
+      const acks = openRedis(deps.redisUrl, log, `${id}/ack`);
+      const link = new CloudLink({ read: redis, ack: acks }, deps.redis, cfg, site, log);
       // The group first: c2m writes the outbox only once a consumer group exists.
       await link.ensureGroup();
       return {
@@ -97,6 +100,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
           stopMonitor();
           await link.close();
           redis.disconnect();
+          acks.disconnect();
         },
       };
     },

@@ -1,8 +1,9 @@
 /**
- * Binds one cloud link to Redis and an MQTT broker (mqtt.js): the outbox read
- * through the link's own consumer group, messages built per model
- * (messages.ts), published at QoS 1 within a bounded in-flight window, and an
- * entry XACKed only once every message built from it was PUBACKed.
+ * Binds one cloud link to Redis and its cloud (an UplinkTransport: MQTT or
+ * HTTP): the outbox read through the link's own consumer group, messages
+ * built per model and per alarm transition (messages.ts), delivered in order,
+ * and an entry XACKed only once the cloud acknowledged every message built
+ * from it (MQTT: each PUBACK; HTTP: a 2xx answer to the batch).
  *
  * Order and seq: entries are published in stream order; after a reconnect the
  * entries this consumer holds unacknowledged (its PEL) are sent again first,
@@ -14,18 +15,25 @@
  * The link is the only writer of its two keys.
  *
  * Backlog: what the link could not send stays in the outbox, bounded per link
- * by maxBacklogMB (estimated from the outbox's mean entry size); past it, the
- * oldest unsent entries are acknowledged unsent by a second consumer of the
- * group and counted (`cloud:{link}:stats` dropped, a warning log). The outbox's
- * own bound drops and counts too (c2m).
+ * by maxBacklogMB (estimated from the outbox's mean entry size). Past it:
+ * - `overflow: drop-oldest`: the oldest unsent entries are acknowledged unsent
+ *   by a second consumer of the group and counted (`cloud:{link}:stats`
+ *   dropped, a warning log);
+ * - `overflow: refuse-new`: the link keeps what it holds and takes no new
+ *   entry until its kept backlog is below the bound again. The outbox is one
+ *   stream shared with the other consumers, so c2m still appends: the link
+ *   records the range of stream ids it refused (`cloud:{link}:refusing`,
+ *   opened at the stream's last id when the bound is passed, closed when the
+ *   kept backlog is under it, checked every second), counts the entries
+ *   appended in it (`notTaken`, exact, from the stream's entries-added), and
+ *   acknowledges them unsent when its cursor reaches them. Their memory is
+ *   freed only then: while a link refuses, the outbox's own bound
+ *   (runtime.redis.outboxMaxMB) is what bounds memory.
+ * The outbox's own bound drops and counts too (c2m).
  *
- * It never publishes an entry out of order and never acknowledges one that
- * the broker has not PUBACKed.
+ * It never delivers an entry out of order and never acknowledges one that
+ * the cloud has not acknowledged.
  */
-import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
-import { isAbsolute, join } from 'node:path';
-import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Redis } from 'ioredis';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
@@ -33,76 +41,91 @@ import type { Logger } from '../../runtime/logger.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/cloudMachine.js';
-import { decodeEntry, OutboxFormatError } from '../history/outbox.js';
-import { OutboxConsumer, OutboxOutageError, type ModelValueTarget, type StreamEntries } from '../outbox/consumer.js';
-import { CloudDownlink } from './downlink.js';
-import { buildMessages, fillTopic, linkTopics, messagePayload, planSeqs, type EntrySeqs, type ModelMessage } from './messages.js';
-import { InflightWindow } from './window.js';
+import { OutboxFormatError } from '../history/outbox.js';
+import { compareIds, OutboxConsumer, type ModelValueTarget, type StreamEntries } from '../outbox/consumer.js';
+import { HttpTransport } from './httpTransport.js';
+import { alarmPayload, entryMessages, messagePayload, planSeqs, type EntrySeqs, type UplinkMessage } from './messages.js';
+import { MqttTransport, type LinkSite } from './mqttTransport.js';
+import { CloudOutageError, CloudRefusedError, type Outgoing, type UplinkTransport } from './transport.js';
 import { settled } from '../../runtime/reporter.js';
 
-/** Transient to the machine: the broker or Redis is unreachable; retried with backoff. */
-export class CloudOutageError extends OutboxOutageError {}
+export { CloudOutageError } from './transport.js';
 
 const READ_BLOCK_MS = 500;
-const CONNECT_TIMEOUT_MS = 5_000;
 const MAPPING_REFRESH_MS = 60_000;
 /** The most entries the backlog bound drops at once. */
 const TRIM_MAX = 10_000;
 
-export interface CloudSite {
-  readonly id: string;
-  readonly dir: string;
-}
+export type CloudSite = LinkSite;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-function withTimeout<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+/** Stream ids a refuse-new link does not take: after `from`, up to `to` (open while undefined); `added` is the stream's entries-added at `from`. */
+export interface RefusedRange {
+  from: string;
+  to?: string;
+  added: number;
+}
+
+export function refusedBy(ranges: readonly RefusedRange[], id: string): boolean {
+  return ranges.some((r) => compareIds(id, r.from) > 0 && (r.to === undefined || compareIds(id, r.to) <= 0));
+}
+
+export function transportOf(cfg: CloudLinkConfig, site: CloudSite, bus: VoltageRedis, log: Logger): UplinkTransport {
+  return cfg.type === 'http' ? new HttpTransport(cfg, site.id, log) : new MqttTransport(cfg, site, bus, log);
 }
 
 export class CloudLink {
-  readonly topics: ReturnType<typeof linkTopics>;
   readonly group: string;
   private readonly outbox: OutboxConsumer;
   private readonly trimmer: OutboxConsumer;
-  private readonly downlink: CloudDownlink;
-  private client: MqttClient | undefined;
+  private readonly transport: UplinkTransport;
   private mapping = new Map<string, ModelValueTarget>();
   private mappingReadAt = 0;
   private lastSeq = 0;
+  private ranges: RefusedRange[] = [];
   private readonly stats: Mutable<UplinkStats> = { ...EMPTY_STATS };
   private readonly models: ReadonlySet<string> | undefined;
 
+  private readonly redis: Redis;
+  /** The connection the XACKs of delivered batches go on (the reading one blocks in XREADGROUP). */
+  private readonly ackRedis: Redis;
+
   constructor(
-    private readonly redis: Redis,
+    connections: { readonly read: Redis; readonly ack: Redis },
     private readonly bus: VoltageRedis,
     readonly cfg: CloudLinkConfig,
-    private readonly site: CloudSite,
+    site: CloudSite,
     private readonly log: Logger,
+    transport?: UplinkTransport,
   ) {
-    this.topics = linkTopics(cfg.prefix, site.id);
+    this.redis = connections.read;
+    this.ackRedis = connections.ack;
     this.group = KEYS.cloudGroup(cfg.id);
-    this.outbox = new OutboxConsumer(redis, KEYS.outbox, this.group, 'link');
-    this.trimmer = new OutboxConsumer(redis, KEYS.outbox, this.group, 'bound');
+    this.outbox = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'link');
+    this.trimmer = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'bound');
     this.models = cfg.models ? new Set(cfg.models) : undefined;
-    this.downlink = new CloudDownlink(bus, { link: cfg.id, ...cfg.downlink }, this.topics, (t, p) => this.publishResult(t, p), log);
+    this.transport = transport ?? transportOf(cfg, site, bus, log);
   }
 
   /**
    * The consumer group exists, so that c2m writes the outbox from now on, even
-   * while the broker is unreachable (the backlog is what store-and-forward keeps).
+   * while the cloud is unreachable (the backlog is what store-and-forward
+   * keeps); the ranges a refuse-new link refused are read back.
    */
   async ensureGroup(): Promise<void> {
     await this.outbox.ensureGroup();
+    const saved = await this.redis.get(KEYS.cloudRefusing(this.cfg.id));
+    this.ranges = saved ? (JSON.parse(saved) as RefusedRange[]) : [];
   }
 
-  /** Connects to the broker, publishes the birth message, subscribes to the downlink topics. */
+  /**
+   * Connects (MQTT: birth message, subscriptions). A transport without a
+   * session (HTTP) proves itself by delivering: pending entries first, so the
+   * link is online only once the cloud took a batch (and the backoff grows
+   * while it refuses).
+   */
   async connect(): Promise<void> {
-    this.dropClient();
     await this.outbox.ensureGroup();
     await this.readMapping();
     try {
@@ -110,57 +133,28 @@ export class CloudLink {
     } catch (e) {
       throw new CloudOutageError(`Redis: ${errorMessage(e)}`);
     }
-    const client = mqttConnect(this.cfg.url, this.clientOptions());
-    this.client = client;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        client.once('connect', () => resolve());
-        client.once('error', (e) => reject(e));
-        client.once('close', () => reject(new Error('the connection closed before the broker accepted it')));
-      });
-      // DESIGN.md §8: with Nagle's algorithm small publishes wait 20–65 ms.
-      (client.stream as Partial<Socket>).setNoDelay?.(true);
-      // A broker that accepted the connection and then went silent must not hold the link in connecting.
-      await withTimeout(
-        CONNECT_TIMEOUT_MS,
-        'the broker did not acknowledge the birth message',
-        (async () => {
-          await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
-          const subs = this.downlink.subscriptions();
-          if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
-        })(),
-      );
-    } catch (e) {
-      this.dropClient();
-      throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
+    await this.transport.connect();
+    if (this.transport.provenByDelivery) {
+      const resend = this.outbox.pendingMayExist;
+      const entries = await this.outbox.next(this.cfg.batchEntries);
+      if (entries.length > 0) await (await this.dispatch(entries, () => false, resend)).done;
     }
     this.log.info({ url: this.cfg.url, seq: this.lastSeq }, 'cloud link online');
   }
 
-  /** Runs the uplink on the connected client until the connection is lost (reported once with LOST); returns its stop. */
+  /** Runs the uplink on the open connection until it is lost (reported once with LOST); returns its stop. */
   uplink(sendBack: (e: UplinkEvent) => void): () => void {
-    const client = this.client;
     let stopped = false;
     const lost = (why: string) => {
       if (stopped) return;
       stopped = true;
       sendBack({ type: 'LOST', error: why });
     };
-    if (!client) {
-      queueMicrotask(() => lost('not connected'));
-      return () => {
-        stopped = true;
-      };
-    }
-    client.on('close', () => lost('the connection to the broker closed'));
-    client.on('error', (e) => lost(errorMessage(e)));
-    client.on('message', (topic, payload) => {
-      void this.downlink.handle(topic, payload.toString());
-    });
-    this.pump(client, () => stopped).catch((e: unknown) => lost(errorMessage(e)));
+    const unwatch = this.transport.watch(lost);
+    this.pump(() => stopped).catch((e: unknown) => lost(errorMessage(e)));
     return () => {
       stopped = true;
-      client.removeAllListeners('message');
+      unwatch();
     };
   }
 
@@ -171,60 +165,23 @@ export class CloudLink {
     if (!g) return { ...this.stats };
     const backlog = (g.lag ?? 0) + g.pending;
     const meanBytes = q.length > 0 ? q.bytes / q.length : 0;
-    const excess = Math.ceil((backlog * meanBytes - this.cfg.maxBacklogMB * 2 ** 20) / Math.max(1, meanBytes));
-    if (meanBytes > 0 && excess > 0 && g.lag) await this.trim(Math.min(excess, g.lag, TRIM_MAX));
+    const bound = this.cfg.maxBacklogMB * 2 ** 20;
+    let refusing = 0;
+    if (this.cfg.overflow === 'refuse-new') refusing = await this.refuseNew(backlog, meanBytes, bound);
+    else {
+      const excess = Math.ceil((backlog * meanBytes - bound) / Math.max(1, meanBytes));
+      if (meanBytes > 0 && excess > 0 && g.lag) await this.trim(Math.min(excess, g.lag, TRIM_MAX));
+    }
     const stats = await this.redis.hgetall(KEYS.cloudStats(this.cfg.id));
     this.stats.dropped = Number(stats.dropped ?? 0);
     this.stats.refused = Number(stats.refused ?? 0);
+    this.stats.notTaken = Number(stats.notTaken ?? 0) + refusing;
     this.stats.lag = backlog;
     return { ...this.stats };
   }
 
-  /** Says goodbye (retained offline) when it can, and closes the connection. */
   async close(): Promise<void> {
-    const client = this.client;
-    if (client?.connected) {
-      const bye = client.publishAsync(this.topics.status, JSON.stringify({ status: 'offline', ts: Date.now() }), { qos: 1, retain: true });
-      await Promise.race([settled(bye, { source: 'cloud offline status', link: this.cfg.id }), new Promise((r) => setTimeout(r, 1_000))]);
-    }
-    this.dropClient();
-  }
-
-  private dropClient(): void {
-    const c = this.client;
-    this.client = undefined;
-    if (!c) return;
-    c.removeAllListeners('message');
-    c.on('error', () => undefined);
-    // Forced: the in-flight publishes fail at once; their entries stay pending and are sent again.
-    c.end(true);
-  }
-
-  private clientOptions(): IClientOptions {
-    const c = this.cfg;
-    const file = (p: string) => readFileSync(isAbsolute(p) ? p : join(this.site.dir, p));
-    const password = c.passwordEnv ? process.env[c.passwordEnv] : undefined;
-    if (c.passwordEnv && password === undefined) this.log.warn({ env: c.passwordEnv }, 'cloud link: the password variable is not set');
-    return {
-      clientId: c.clientId ?? `voltage-${this.site.id}-${c.id}`,
-      username: c.username,
-      password,
-      protocolVersion: c.protocolVersion,
-      keepalive: c.keepaliveS,
-      // The outbox is the session: the link resends from its consumer group, not from the broker's.
-      clean: true,
-      reconnectPeriod: 0,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      will: { topic: this.topics.status, payload: Buffer.from(JSON.stringify({ status: 'offline' })), qos: 1, retain: true },
-      ...(c.tls
-        ? {
-            ca: c.tls.ca ? file(c.tls.ca) : undefined,
-            cert: c.tls.cert ? file(c.tls.cert) : undefined,
-            key: c.tls.key ? file(c.tls.key) : undefined,
-            rejectUnauthorized: c.tls.rejectUnauthorized,
-          }
-        : {}),
-    };
+    await this.transport.close();
   }
 
   private async readMapping(): Promise<void> {
@@ -232,18 +189,37 @@ export class CloudLink {
     this.mappingReadAt = Date.now();
   }
 
-  /** Reads, publishes and acknowledges batch after batch, pending ones first; paced while draining. */
-  private async pump(client: MqttClient, stopped: () => boolean): Promise<void> {
-    const window = new InflightWindow(this.cfg.inflight);
+  /**
+   * Reads, delivers and acknowledges batch after batch, pending ones first;
+   * paced while draining. New entries are pipelined: the next batch is read
+   * and published while the previous one awaits its acknowledgements (at most
+   * two batches outstanding; the wire order is the stream's, and a batch is
+   * XACKed only after the one before it). Pending entries are not: their
+   * reads start from the pending list's head, so each waits for its XACK.
+   */
+  private async pump(stopped: () => boolean): Promise<void> {
     let drainStartedAt = 0;
     let drained = 0;
+    let previous: Promise<void> | undefined;
     while (!stopped()) {
       if (Date.now() - this.mappingReadAt > MAPPING_REFRESH_MS) await this.readMapping();
       const resend = this.outbox.pendingMayExist;
       const entries = await this.outbox.next(this.cfg.batchEntries, READ_BLOCK_MS);
       if (stopped()) return; // what was read stays pending: sent again, first, after the reconnect
-      if (entries.length === 0) continue;
-      await this.send(client, entries, window, stopped, resend);
+      if (entries.length === 0) {
+        // Nothing new: the batch still out must not hide a refusal.
+        if (previous) await previous;
+        previous = undefined;
+        continue;
+      }
+      const { done } = await this.dispatch(entries, stopped, resend);
+      done.catch(() => undefined); // awaited below or at the next batch
+      if (previous) await previous;
+      previous = done;
+      if (resend) {
+        await done;
+        previous = undefined;
+      }
       if (entries.length < this.cfg.batchEntries) {
         drainStartedAt = 0;
         continue;
@@ -260,18 +236,26 @@ export class CloudLink {
     }
   }
 
-  private async send(client: MqttClient, entries: StreamEntries, window: InflightWindow, stopped: () => boolean, resend: boolean): Promise<void> {
-    const opts = { mapping: this.mapping, models: this.models, quality: this.cfg.include.quality, timestamps: this.cfg.include.timestamps };
-    const built: Array<{ id: string; msgs: ModelMessage[] }> = [];
+  /** Builds a batch and hands it to the transport; resolves once it is on its way, with `done`: acknowledged by the cloud, then XACKed. */
+  private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean): Promise<{ readonly done: Promise<void> }> {
+    const opts = {
+      mapping: this.mapping,
+      models: this.models,
+      quality: this.cfg.include.quality,
+      timestamps: this.cfg.include.timestamps,
+      alarms: this.cfg.alarms,
+    };
+    const built: Array<{ id: string; msgs: UplinkMessage[] }> = [];
     const empty: string[] = [];
     for (const [id, fields] of entries) {
-      // An entry the outbox's bound trimmed comes back from the pending list with no fields (c2m counted it).
-      if (!fields || fields.length === 0) {
+      // An entry the outbox's bound trimmed comes back from the pending list with no fields (c2m counted it);
+      // one a refuse-new link refused was counted when it was refused.
+      if (!fields || fields.length === 0 || (this.ranges.length > 0 && refusedBy(this.ranges, id))) {
         empty.push(id);
         continue;
       }
       try {
-        const msgs = buildMessages(decodeEntry(fields), opts);
+        const msgs = entryMessages(fields, opts);
         if (msgs.length > 0) built.push({ id, msgs });
         else empty.push(id);
       } catch (e) {
@@ -281,59 +265,61 @@ export class CloudLink {
       }
     }
     const seqs = await this.seqsOf(built, resend);
-    const acks: Array<Promise<void>> = [];
+    const out: Outgoing[] = [];
     let resent = 0;
     for (let i = 0; i < built.length; i++) {
       const { msgs } = built[i]!;
       const { first, count, again } = seqs[i]!;
       // A resend after the mapping changed: the seqs it had are kept, a message more has none and is left out.
       for (let k = 0; k < Math.min(count, msgs.length); k++) {
-        await window.acquire();
-        if (stopped()) {
-          window.release();
-          void Promise.allSettled(acks);
-          throw new CloudOutageError('the connection was lost while publishing');
-        }
-        const m = msgs[k]!;
-        const topic = fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
+        out.push(this.outgoing(first + k, msgs[k]!));
         if (again) resent += 1;
-        acks.push(
-          new Promise<void>((resolve, reject) => {
-            client.publish(topic, messagePayload(first + k, m, this.cfg.include.timestamps), { qos: 1 }, (err, packet) => {
-              window.release();
-              const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-              if (err || code >= 0x80)
-                reject(
-                  Object.assign(new CloudOutageError(err ? errorMessage(err) : `the broker refused a publish (reason code ${code})`), {
-                    refused: !err || code >= 0x80,
-                  }),
-                );
-              else resolve();
-            });
-          }),
-        );
       }
     }
-    try {
-      await Promise.all(acks);
-    } catch (e) {
-      if ((e as { refused?: boolean }).refused)
+    const refused = async (e: unknown): Promise<never> => {
+      if (e instanceof CloudRefusedError)
         await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
-    }
+    };
+    const { acked } = await this.transport.deliver(out, stopped).catch(refused);
+    const done = acked.then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent), refused);
+    return { done };
+  }
+
+  /** XACKs a delivered batch (and forgets its seqs, and the refused ranges it passed). */
+  private async acknowledge(
+    entries: StreamEntries,
+    built: ReadonlyArray<{ id: string }>,
+    empty: readonly string[],
+    seqs: readonly EntrySeqs[],
+    published: number,
+    resent: number,
+  ): Promise<void> {
     const ids = [...built.map((b) => b.id), ...empty];
-    const tx = this.redis.multi().xack(KEYS.outbox, this.group, ...ids);
+    const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...ids);
     if (built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...built.map((b) => b.id));
+    const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, entries[entries.length - 1]![0]) <= 0);
+    if (passed.length > 0) {
+      this.ranges = this.ranges.filter((r) => !passed.includes(r));
+      tx.set(KEYS.cloudRefusing(this.cfg.id), JSON.stringify(this.ranges));
+    }
     await tx.exec();
     const last = seqs[seqs.length - 1];
-    this.stats.published += acks.length;
+    this.stats.published += published;
     this.stats.resent += resent;
     this.stats.entries += ids.length;
     if (last) this.stats.seq = Math.max(this.stats.seq, last.first + last.count - 1);
   }
 
+  private outgoing(seq: number, u: UplinkMessage): Outgoing {
+    const ts = this.cfg.include.timestamps;
+    return u.kind === 'alarm'
+      ? { kind: 'alarm', model: '', channel: '', payload: alarmPayload(seq, u.a, ts) }
+      : { kind: 'data', model: u.m.model, channel: u.m.channel, payload: messagePayload(seq, u.m, ts) };
+  }
+
   /** The seqs of each entry's messages: those it was given before (a resend), or new ones, recorded before the first publish. */
-  private async seqsOf(built: ReadonlyArray<{ id: string; msgs: ModelMessage[] }>, resend: boolean): Promise<EntrySeqs[]> {
+  private async seqsOf(built: ReadonlyArray<{ id: string; msgs: readonly unknown[] }>, resend: boolean): Promise<EntrySeqs[]> {
     if (built.length === 0) return [];
     const key = KEYS.cloudInflight(this.cfg.id);
     const known = resend ? await this.redis.hmget(key, ...built.map((b) => b.id)) : [];
@@ -368,9 +354,32 @@ export class CloudLink {
     );
   }
 
-  private async publishResult(topic: string, payload: string): Promise<void> {
-    const c = this.client;
-    if (!c) throw new CloudOutageError('not connected');
-    await c.publishAsync(topic, payload, { qos: 1 });
+  /**
+   * refuse-new: opens a refused range when the kept backlog passes the bound,
+   * closes it (counting its entries) once the kept backlog is under it again.
+   * Returns the entries the open range holds so far.
+   */
+  private async refuseNew(backlog: number, meanBytes: number, bound: number): Promise<number> {
+    const info = (await this.redis.xinfo('STREAM', KEYS.outbox)) as unknown[];
+    const at = (name: string) => info[info.indexOf(name) + 1];
+    const lastId = String(at('last-generated-id'));
+    const added = Number(at('entries-added'));
+    const open = this.ranges.find((r) => r.to === undefined);
+    const inOpen = open ? added - open.added : 0;
+    const kept = (backlog - inOpen) * meanBytes;
+    const key = KEYS.cloudRefusing(this.cfg.id);
+    if (!open && meanBytes > 0 && kept > bound) {
+      this.ranges.push({ from: lastId, added });
+      await this.redis.set(key, JSON.stringify(this.ranges));
+      this.log.warn({ maxBacklogMB: this.cfg.maxBacklogMB }, 'cloud link: its backlog passed maxBacklogMB; new entries are refused (overflow: refuse-new)');
+      return 0;
+    }
+    if (open && kept <= bound) {
+      open.to = lastId;
+      await this.redis.multi().set(key, JSON.stringify(this.ranges)).hincrby(KEYS.cloudStats(this.cfg.id), 'notTaken', inOpen).exec();
+      this.log.warn({ notTaken: inOpen }, 'cloud link: its backlog is under maxBacklogMB again; new entries are taken again');
+      return 0;
+    }
+    return inOpen;
   }
 }

@@ -17,8 +17,14 @@
  *
  * Channel points reach a model through mapping:c2m, as the history writer
  * maps them; points that feed no model are not uplinked.
+ *
+ * An alarm transition (an outbox entry `src a`, as alarm_commit wrote it) is
+ * one message of its own, in the same sequence (same seq counter, same order):
+ *
+ *   {"seq": 42, "ts": 1718000000000, "alarm": "bess1.overtemp", "event": "raise", "from": "normal",
+ *    "to": "active", "severity": "major", "active": true, "version": 3, "who": "system", "why": "", …}
  */
-import type { HistorySample } from '../history/outbox.js';
+import { decodeEntry, type HistorySample } from '../history/outbox.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 
 export interface ModelValueRef {
@@ -54,7 +60,7 @@ export function buildMessages(samples: readonly HistorySample[], opts: BuildOpti
   for (const s of samples) {
     let ref: ModelValueRef | undefined;
     let channel = '';
-    if (s.series.kind === 'alarm') continue; // alarm events are not model values (their topic: not yet)
+    if (s.series.kind === 'alarm') continue; // alarm events are not model values: entryMessages makes them AlarmMessages
     if (s.series.kind === 'model') ref = s.series;
     else {
       channel = s.series.channel;
@@ -78,6 +84,44 @@ export function buildMessages(samples: readonly HistorySample[], opts: BuildOpti
   const out: ModelMessage[] = [];
   for (const [model, m] of byModel) if (m.any) out.push({ model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
   return out;
+}
+
+/** An alarm transition: the event JSON alarm_commit appended to the outbox. */
+export interface AlarmMessage {
+  readonly alarm: string;
+  readonly ts: number;
+  readonly event: Readonly<Record<string, unknown>>;
+}
+
+/** What one outbox entry becomes: model messages, or one alarm message. */
+export type UplinkMessage = { readonly kind: 'data'; readonly m: ModelMessage } | { readonly kind: 'alarm'; readonly a: AlarmMessage };
+
+/** The value of a field in an XREADGROUP field/value list. */
+function field(fields: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+/**
+ * The messages of one outbox entry (its field/value list): an alarm entry is
+ * one alarm message (none with `alarms` false), any other the model messages
+ * of its samples. Throws OutboxFormatError for an entry not in the outbox format.
+ */
+export function entryMessages(fields: readonly string[], opts: BuildOptions & { readonly alarms: boolean }): UplinkMessage[] {
+  const samples = decodeEntry(fields);
+  if (field(fields, 'src') === 'a') {
+    if (!opts.alarms) return [];
+    const s = samples[0]!;
+    const event = JSON.parse(field(fields, 'p')!) as Record<string, unknown>;
+    return [{ kind: 'alarm', a: { alarm: s.series.kind === 'alarm' ? s.series.alarm : '', ts: s.ts, event } }];
+  }
+  return buildMessages(samples, opts).map((m) => ({ kind: 'data', m }));
+}
+
+/** The JSON an alarm message is published as: seq, ts, the alarm's id, then the event's fields. */
+export function alarmPayload(seq: number, a: AlarmMessage, timestamps: boolean): string {
+  const { id: _id, ...event } = a.event;
+  return JSON.stringify(timestamps ? { seq, ts: a.ts, alarm: a.alarm, ...event } : { seq, alarm: a.alarm, ...event });
 }
 
 /** The JSON a message is published as. */
@@ -104,6 +148,7 @@ export function linkTopics(prefixTemplate: string, site: string) {
     cmd: `${prefix}/cmd`,
     cmdResult: (id: string) => `${prefix}/cmd/${id}/result`,
     read: `${prefix}/read`,
+    alarm: `${prefix}/alarm`,
     readResult: `${prefix}/read/result`,
   } as const;
 }

@@ -1,7 +1,9 @@
 /**
  * The `cloud` section of a site config: the links that uplink the outbox to a
- * cloud (MQTT today). A password is never written in the YAML: the config
- * names the environment variable that holds it, read when the link connects.
+ * cloud, over MQTT (`type: mqtt`, the default) or as JSON batches over HTTP(S)
+ * (`type: http`). A secret is never written in the YAML: the config names the
+ * environment variable that holds it (`passwordEnv`, `headersEnv`), read when
+ * the link connects.
  * Model names are checked against the site where it is resolved (load.ts).
  * It imports nothing from schema.ts, which imports it (a cycle would leave one
  * of the two undefined at load).
@@ -28,8 +30,38 @@ function topicTemplate(allowed: readonly string[]) {
     });
 }
 
-export const mqttLinkSchema = z.strictObject({
+/** What every link type has: its cursor on the outbox, what it uplinks, its backlog bound and backoff. */
+const commonLinkFields = {
   id: z.string().regex(WORD, 'must hold only letters, digits, _ and -').describe('names the link: its consumer group, actor and command source cloud:{id}'),
+  models: z
+    .array(z.union([z.string(), z.number().int().nonnegative()]).transform(String))
+    .optional()
+    .describe('the models to uplink (default: all)'),
+  alarms: z.boolean().default(true).describe('uplink alarm transitions too (MQTT: on {prefix}/alarm), in the same order and seq'),
+  include: z
+    .strictObject({
+      quality: z.boolean().default(true).describe('a quality map beside the values, for values that are not good'),
+      timestamps: z.boolean().default(true).describe('the poll time of each message (ts)'),
+    })
+    .prefault({}),
+  maxBacklogMB: z.number().positive().max(65_536).default(64).describe('what this link may leave unsent; past it, see overflow'),
+  overflow: z
+    .enum(['drop-oldest', 'refuse-new'])
+    .default('drop-oldest')
+    .describe('past maxBacklogMB: drop the oldest unsent entries, or keep them and refuse the new ones until the backlog is below the bound (both counted)'),
+  drainRatePerS: z.number().int().positive().default(2_000).describe('outbox entries a second while draining a backlog'),
+  batchEntries: z.number().int().min(1).max(10_000).default(200).describe('outbox entries read at once (HTTP: at most one request body)'),
+  reconnect: z
+    .strictObject({
+      minBackoffMs: positiveMs.default(500),
+      maxBackoffMs: positiveMs.default(30_000),
+    })
+    .prefault({})
+    .describe('backoff between connection attempts (doubling, 20 % jitter)'),
+};
+
+export const mqttLinkSchema = z.strictObject({
+  ...commonLinkFields,
   type: z.literal('mqtt').default('mqtt'),
   url: z
     .string()
@@ -55,30 +87,10 @@ export const mqttLinkSchema = z.strictObject({
     .default(4)
     .describe('4 = MQTT 3.1.1, 5 = MQTT 5'),
   keepaliveS: z.number().int().min(0).max(65_535).default(30),
-  prefix: topicTemplate(['site']).default('voltage/{site}').describe('status, cmd, read topics live under it'),
+  prefix: topicTemplate(['site']).default('voltage/{site}').describe('status, cmd, read and alarm topics live under it'),
   dataTopic: topicTemplate(TOPIC_PLACEHOLDERS).default('{prefix}/data/{model}'),
   qos: z.literal(1).default(1).describe('at least once: the only QoS that store-and-forward can keep'),
-  models: z
-    .array(z.union([z.string(), z.number().int().nonnegative()]).transform(String))
-    .optional()
-    .describe('the models to uplink (default: all)'),
-  include: z
-    .strictObject({
-      quality: z.boolean().default(true).describe('a quality map beside the values, for values that are not good'),
-      timestamps: z.boolean().default(true).describe('the poll time of each message (ts)'),
-    })
-    .prefault({}),
-  maxBacklogMB: z.number().positive().max(65_536).default(64).describe('what this link may leave unsent; past it its oldest entries are dropped and counted'),
-  drainRatePerS: z.number().int().positive().default(2_000).describe('outbox entries a second while draining a backlog'),
   inflight: z.number().int().min(1).max(1_000).default(100).describe("QoS 1 messages awaiting PUBACK at once (below the broker's per-client queue)"),
-  batchEntries: z.number().int().min(1).max(10_000).default(200).describe('outbox entries read at once'),
-  reconnect: z
-    .strictObject({
-      minBackoffMs: positiveMs.default(500),
-      maxBackoffMs: positiveMs.default(30_000),
-    })
-    .prefault({})
-    .describe('backoff between connection attempts (doubling, 20 % jitter)'),
   downlink: z
     .strictObject({
       commands: z.boolean().default(false).describe('accept control commands on {prefix}/cmd: a security decision, off by default'),
@@ -88,9 +100,25 @@ export const mqttLinkSchema = z.strictObject({
     .prefault({}),
 });
 
-export const cloudSchema = z.strictObject({
-  links: z.array(mqttLinkSchema).default([]),
+/** A cloud that takes JSON batches over HTTP(S): one request per batch, acknowledged by a 2xx answer. */
+export const httpLinkSchema = z.strictObject({
+  ...commonLinkFields,
+  type: z.literal('http'),
+  url: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL, e.g. https://cloud.example.com/ingest' }).describe('where the batches go'),
+  method: z.enum(['POST', 'PUT']).default('POST'),
+  headers: z.record(z.string().min(1), z.string()).default({}).describe('headers sent as written (no secrets here)'),
+  headersEnv: z
+    .record(z.string().min(1), z.string().regex(ENV_NAME, 'must be the NAME of an environment variable (never the secret)'))
+    .default({})
+    .describe('headers whose value is read from an environment variable, e.g. {Authorization: CLOUD_TOKEN}'),
+  timeoutMs: positiveMs.default(10_000).describe('a request not answered within it is a failure (sent again, in order)'),
 });
 
-export type CloudLinkConfig = z.output<typeof mqttLinkSchema>;
+export const cloudSchema = z.strictObject({
+  links: z.array(z.discriminatedUnion('type', [httpLinkSchema, mqttLinkSchema])).default([]),
+});
+
+export type MqttLinkConfig = z.output<typeof mqttLinkSchema>;
+export type HttpLinkConfig = z.output<typeof httpLinkSchema>;
+export type CloudLinkConfig = MqttLinkConfig | HttpLinkConfig;
 export type CloudConfig = z.output<typeof cloudSchema>;

@@ -68,8 +68,10 @@ export const KEYS = {
   cloudSeq: (link: string) => `cloud:${link}:seq`,
   /** Outbox entry id → "firstSeq count" of the messages built from it, until they are PUBACKed (a resend keeps its seqs). */
   cloudInflight: (link: string) => `cloud:${link}:inflight`,
-  /** A cloud link's counters: dropped (its backlog bound), refused (by the broker). */
+  /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud). */
   cloudStats: (link: string) => `cloud:${link}:stats`,
+  /** The stream id ranges a refuse-new link refused (JSON, written by its monitor; see CloudLink). */
+  cloudRefusing: (link: string) => `cloud:${link}:refusing`,
   // rules
   rule: (id: string) => `rule:${id}`,
   ruleStats: (id: string) => `rule:stats:${id}`,

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
- * BENCH_ONLY=kernel,modbus,gateway,feed,pages runs only those sections; BENCH_BASELINE=<dir of
+ * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud runs only those sections; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
  * every BENCH_SOAK_FAULT_S seconds (120; 20 with BENCH_QUICK=1).
@@ -17,9 +17,10 @@ import { FEED_HEADER, feedRow } from './feed.js';
 import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
 import { soak } from './soak.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
+import { CLOUD_HEADER, cloudRows, cloudWorkload, type CloudWorkload } from './cloud.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages').split(',').map((x) => x.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages,cloud').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -84,6 +85,16 @@ if (only.has('pages')) {
   console.log(PAGES_HEADER);
   for (const row of await pagesRows()) console.log(row);
   console.log("\ntargets: under 300 kB per page; the dashboard's first values under 1 s");
+}
+
+if (only.has('cloud')) {
+  const w: CloudWorkload = { channels: 100, points: 10, pollMs: 100, ...windows, outageMs: quick ? 10_000 : 60_000 };
+  console.log(
+    `\n## Cloud link: MQTT uplink at QoS 1 to mosquitto (warm-up ${w.warmupMs / 1000} s, online ${w.measureMs / 1000} s, outage ${w.outageMs / 1000} s)\n`,
+  );
+  console.log(`workload: ${cloudWorkload(w)}\n`);
+  console.log(CLOUD_HEADER);
+  for (const row of await cloudRows(w)) console.log(row);
 }
 
 if (only.has('soak')) {

@@ -3,7 +3,8 @@
  * restart on the same port), with its own config file and persistence
  * directory, never the machine's broker. `kill` is SIGKILL, as a crash.
  * Persistence is saved every second, so that a persistent subscriber's session
- * survives a kill.
+ * survives a kill. With `tls`, the listener speaks TLS only (mqtts://), with
+ * the certificate given (test/helpers/testCerts.ts makes one).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -31,7 +32,17 @@ const canConnect = (port: number) =>
     s.once('error', () => resolve(false));
   });
 
-export async function spawnMosquitto(opts: { port?: number; dir?: string } = {}): Promise<Mosquitto> {
+export interface MosquittoOptions {
+  readonly port?: number;
+  readonly dir?: string;
+  readonly tls?: { readonly cafile: string; readonly certfile: string; readonly keyfile: string };
+  /** false: nothing saved (the benchmark's broker, whose disk would be what it measures). */
+  readonly persistence?: boolean;
+  /** QoS 1 messages in flight to each subscriber (mosquitto's default 20 holds a fast subscriber to round trips). */
+  readonly maxInflight?: number;
+}
+
+export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
   // Started as root, mosquitto drops to its own user, which must be able to save its database here.
@@ -41,13 +52,19 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
     conf,
     [
       `listener ${port} 127.0.0.1`,
+      ...(opts.tls ? [`cafile ${opts.tls.cafile}`, `certfile ${opts.tls.certfile}`, `keyfile ${opts.tls.keyfile}`, 'require_certificate false'] : []),
       'allow_anonymous true',
-      'persistence true',
-      `persistence_location ${dir}/`,
-      // Saved after every change (queued and in-flight messages included): a broker killed with SIGKILL
-      // loses what it accepted and had not saved, which the link cannot know (it had the PUBACK).
-      'autosave_on_changes true',
-      'autosave_interval 1',
+      ...(opts.persistence === false
+        ? ['persistence false']
+        : [
+            'persistence true',
+            `persistence_location ${dir}/`,
+            // Saved after every change (queued and in-flight messages included): a broker killed with SIGKILL
+            // loses what it accepted and had not saved, which the link cannot know (it had the PUBACK).
+            'autosave_on_changes true',
+            'autosave_interval 1',
+          ]),
+      ...(opts.maxInflight ? [`max_inflight_messages ${opts.maxInflight}`] : []),
       'max_queued_messages 100000',
       'log_dest none',
       '',
@@ -64,5 +81,5 @@ export async function spawnMosquitto(opts: { port?: number; dir?: string } = {})
     if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     await exited;
   };
-  return { port, url: `mqtt://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+  return { port, url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
 }

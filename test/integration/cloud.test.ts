@@ -3,15 +3,18 @@
  * Redis: what it publishes and in which order; a broker killed with SIGKILL
  * and restarted on the same port loses nothing and reorders nothing (seq
  * without gaps, duplicates counted); commands from the cloud confirmed,
- * rejected and malformed; two links at once, one of them down.
+ * rejected and malformed; two links at once, one of them down; alarm
+ * transitions in the same sequence; TLS with a test CA made by openssl.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { connect, type MqttClient } from 'mqtt';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { statusReport } from '../../runtime/status.js';
 import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { makeTestCerts } from '../helpers/testCerts.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
@@ -49,9 +52,14 @@ interface Received {
 }
 
 /** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart. */
-async function watch(url: string, topic: string, clientId = `watch-${Math.random().toString(36).slice(2)}`): Promise<{ client: MqttClient; got: Received[] }> {
+async function watch(
+  url: string,
+  topic: string,
+  clientId = `watch-${Math.random().toString(36).slice(2)}`,
+  tls: { ca?: Buffer } = {},
+): Promise<{ client: MqttClient; got: Received[] }> {
   const got: Received[] = [];
-  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4 });
+  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4, ...tls });
   client.on('error', () => undefined);
   client.on('message', (tp, payload) => {
     let body: Record<string, unknown>;
@@ -162,6 +170,70 @@ describe('cloud link over MQTT', () => {
     expect(backlog).toBeDefined();
     expect(checkOrder(dataSeqs(w.got)).unique).toBe(lastSeq);
   }, 30_000);
+
+  it('alarm transitions go to {prefix}/alarm in the same sequence as the data: one seq, in order, without gaps', async () => {
+    const w = await watch(broker.url, 'voltage/site/#');
+    const site = `channels:
+  - id: v1
+    protocol: virtual
+    pollMs: 40
+    points:
+      - { type: m, id: 1, sim: { kind: square, low: 0, high: 10, periodMs: 600 } }
+models:
+  - id: inv
+    measurements: { P: {} }
+    mapping: { P: "v1:m:1" }
+alarms:
+  - id: inv.high
+    model: inv
+    when: { point: P, above: 5 }
+    severity: minor
+`;
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': site, 'cloud.yaml': `cloud:\n  links:\n${link('main', broker.url)}` })), {
+      redisUrl: t.server.url,
+      log: quietLog,
+    });
+    await eventually(() => w.got.filter((m) => m.topic === 'voltage/site/alarm').length >= 3, 8_000);
+    const alarms = w.got.filter((m) => m.topic === 'voltage/site/alarm');
+    expect(alarms[0]!.body).toMatchObject({
+      seq: expect.any(Number),
+      ts: expect.any(Number),
+      alarm: 'inv.high',
+      severity: 'minor',
+      active: true,
+      event: expect.any(String),
+    });
+    // Raised, returned, raised again: each transition once, in the order of the alarm's versions.
+    const versions = alarms.map((m) => m.body.version as number);
+    expect(versions).toEqual(versions.map((_, i) => versions[0]! + i));
+    expect(alarms[0]!.body.to).toBe('unacknowledged');
+    // One sequence over data and alarms: in order, no gap, no duplicate.
+    const seqs = w.got.filter((m) => m.topic.includes('/data/') || m.topic.endsWith('/alarm')).map((m) => m.body.seq as number);
+    expect(checkOrder(seqs)).toMatchObject({ duplicates: 0 });
+    // Each alarm comes right after the data message of the poll that crossed the limit.
+    const i = w.got.indexOf(alarms[0]!);
+    const before = w.got.slice(0, i).filter((m) => m.topic.includes('/data/'));
+    expect((before[before.length - 1]!.body.values as { P: number }).P).toBe(10);
+  });
+
+  it('TLS: an mqtts:// link with the test CA configured uplinks; one without it is refused by certificate and keeps its backlog', async () => {
+    const certs = makeTestCerts();
+    const b = await spawnMosquitto({ tls: { cafile: certs.ca, certfile: certs.cert, keyfile: certs.key } });
+    t.cleanups.push(() => b.stop());
+    expect(b.url).toMatch(/^mqtts:/);
+    const w = await watch(b.url, 'sec/#', undefined, { ca: readFileSync(certs.ca) });
+    const cloud = `cloud:\n  links:\n${link('sec', b.url, `      prefix: "sec/{site}"\n      tls: { ca: "${certs.ca}" }\n`)}${link('nocert', b.url, '      prefix: "nocert/{site}"\n')}`;
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': cloud })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => dataSeqs(w.got).length >= 10);
+    expect(checkOrder(dataSeqs(w.got)).duplicates).toBe(0);
+    const refused = await eventually(async () => {
+      const ctx = JSON.parse((await t.raw.hget('actor:cloud/nocert', 'context')) ?? '{}') as { lastError?: string | null };
+      return ctx.lastError ?? undefined;
+    });
+    expect(refused).toMatch(/certificate/i);
+    const g = (await t.bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:nocert');
+    expect((g?.lag ?? 0) + (g?.pending ?? 0)).toBeGreaterThan(0);
+  });
 
   it('a command from the cloud is confirmed end to end; one out of limits is rejected; a malformed one gets an error; neither writes a command', async () => {
     const w = await watch(broker.url, 'voltage/site/+/+/result');

@@ -62,4 +62,28 @@ describe('cloud.links', () => {
       "4: cloud link 'b' is defined twice",
     ]);
   });
+
+  it('an HTTP link: POST by default, drop-oldest, headers as written and from the environment; a secret written in headersEnv is refused', () => {
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': MODELS,
+        'cloud.yaml': 'cloud:\n  links:\n    - { id: web, type: http, url: "https://c.example/ingest", headersEnv: { Authorization: CLOUD_TOKEN } }\n',
+      }),
+    );
+    expect(site.cloud?.links[0]).toMatchObject({
+      type: 'http',
+      method: 'POST',
+      overflow: 'drop-oldest',
+      alarms: true,
+      headersEnv: { Authorization: 'CLOUD_TOKEN' },
+    });
+    const issues = configIssues({
+      'site.yaml': MODELS,
+      'cloud.yaml': 'cloud:\n  links:\n    - { id: web, type: http, url: "ftp://x", headersEnv: { Authorization: "Bearer abc" }, overflow: keep }\n',
+    });
+    const text = issues.map((i) => i.message).join(' | ');
+    expect(text).toContain('must be an http:// or https:// URL');
+    expect(text).toContain('NAME of an environment variable');
+    expect(issues.length).toBeGreaterThanOrEqual(3);
+  });
 });

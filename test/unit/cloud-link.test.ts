@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { cloudMachine, type UplinkEvent } from '../../machines/cloudMachine.js';
-import { buildMessages, fillTopic, messagePayload, planSeqs } from '../../actors/cloud/messages.js';
+import { alarmPayload, buildMessages, entryMessages, fillTopic, messagePayload, planSeqs } from '../../actors/cloud/messages.js';
+import { batchBody } from '../../actors/cloud/httpTransport.js';
+import { refusedBy } from '../../actors/cloud/CloudLink.js';
 import type { HistorySample } from '../../actors/history/outbox.js';
 import { CloudDownlink, parseCommand } from '../../actors/cloud/downlink.js';
 import { linkTopics } from '../../actors/cloud/messages.js';
@@ -48,7 +50,7 @@ describe('cloudMachine', () => {
     expect(actor.getSnapshot().value).toBe('disconnected');
     expect(actor.getSnapshot().context).toMatchObject({ attempts: 1, failures: 3, lastError: 'broker gone' });
     await waitFor(actor, (s) => s.matches('online'), { timeout: 1_000 });
-    actor.send({ type: 'PROGRESS', stats: { published: 5, entries: 5, resent: 1, refused: 0, dropped: 2, lag: 7, seq: 5 } });
+    actor.send({ type: 'PROGRESS', stats: { published: 5, entries: 5, resent: 1, refused: 0, dropped: 2, notTaken: 0, lag: 7, seq: 5 } });
     expect(actor.getSnapshot().context).toMatchObject({ published: 5, dropped: 2, lag: 7, seq: 5 });
     actor.stop();
   });
@@ -100,6 +102,42 @@ describe('messages', () => {
     expect(buildMessages([point('c1', 1, 1), calc], { mapping, models: new Set(['site']), quality: true, timestamps: true }).map((m) => m.model)).toEqual([
       'site',
     ]);
+  });
+
+  it('an alarm entry is one alarm message in the same sequence; a link without alarms leaves it out', () => {
+    const event = { id: 'pv.hot', event: 'raise', from: 'normal', to: 'unacknowledged', severity: 'major', active: true, version: 2 };
+    const fields = ['src', 'a', 'id', 'pv.hot', 'ts', '1234', 'p', JSON.stringify(event)];
+    const [m] = entryMessages(fields, { mapping, quality: true, timestamps: true, alarms: true });
+    expect(m?.kind).toBe('alarm');
+    if (m?.kind !== 'alarm') return;
+    const { id: _, ...rest } = event;
+    expect(JSON.parse(alarmPayload(7, m.a, true))).toEqual({ seq: 7, ts: 1234, alarm: 'pv.hot', ...rest });
+    expect(entryMessages(fields, { mapping, quality: true, timestamps: true, alarms: false })).toEqual([]);
+    const data = entryMessages(['src', 'c', 'id', 'c1', 'ts', '5', 'p', 'm 1 2.5 '], { mapping, quality: true, timestamps: true, alarms: true });
+    expect(data).toMatchObject([{ kind: 'data', m: { model: 'pv', values: { P: 2.5 } } }]);
+  });
+
+  it('an HTTP batch body carries the messages in order, each with its kind', () => {
+    const body = batchBody('s1', 'web', [
+      { kind: 'data', model: 'pv', channel: 'c1', payload: '{"seq":1,"model":"pv","values":{"P":1}}' },
+      { kind: 'alarm', model: '', channel: '', payload: '{"seq":2,"alarm":"pv.hot"}' },
+    ]);
+    expect(JSON.parse(body)).toEqual({
+      site: 's1',
+      link: 'web',
+      messages: [
+        { kind: 'data', seq: 1, model: 'pv', values: { P: 1 } },
+        { kind: 'alarm', seq: 2, alarm: 'pv.hot' },
+      ],
+    });
+  });
+
+  it('refuse-new ranges: after from, up to to (open while to is absent)', () => {
+    const ranges = [
+      { from: '10-0', to: '20-0', added: 0 },
+      { from: '30-5', added: 0 },
+    ];
+    expect(['10-0', '10-1', '20-0', '20-1', '30-5', '30-6', '99-0'].map((id) => refusedBy(ranges, id))).toEqual([false, true, true, false, false, true, true]);
   });
 
   it('fills topic templates', () => {

@@ -1,0 +1,178 @@
+/**
+ * A cloud link's MQTT side (mqtt.js): connect with a Last Will, a retained
+ * `online` birth message and the downlink subscriptions; publish at QoS 1
+ * within a bounded in-flight window (below the broker's per-client queue,
+ * beyond which mosquitto drops silently); a forced end on loss, so that the
+ * publishes in flight fail at once and their entries stay pending.
+ */
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { isAbsolute, join } from 'node:path';
+import { connect as mqttConnect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { MqttLinkConfig } from '../../runtime/config/cloud.js';
+import { errorMessage } from '../../runtime/errors.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import { settled } from '../../runtime/reporter.js';
+import { CloudDownlink } from './downlink.js';
+import { fillTopic, linkTopics } from './messages.js';
+import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
+import { InflightWindow } from './window.js';
+
+const CONNECT_TIMEOUT_MS = 5_000;
+
+export interface LinkSite {
+  readonly id: string;
+  readonly dir: string;
+}
+
+/** A config file path: relative to the config folder unless absolute. */
+export function siteFile(site: LinkSite, p: string): Buffer {
+  return readFileSync(isAbsolute(p) ? p : join(site.dir, p));
+}
+
+export class MqttTransport implements UplinkTransport {
+  readonly provenByDelivery = false;
+  readonly topics: ReturnType<typeof linkTopics>;
+  private readonly downlink: CloudDownlink;
+  private client: MqttClient | undefined;
+  private window: InflightWindow;
+
+  constructor(
+    private readonly cfg: MqttLinkConfig,
+    private readonly site: LinkSite,
+    bus: VoltageRedis,
+    private readonly log: Logger,
+  ) {
+    this.topics = linkTopics(cfg.prefix, site.id);
+    this.downlink = new CloudDownlink(bus, { link: cfg.id, ...cfg.downlink }, this.topics, (t, p) => this.publishResult(t, p), log);
+    this.window = new InflightWindow(cfg.inflight);
+  }
+
+  async connect(): Promise<void> {
+    this.dropClient();
+    const client = mqttConnect(this.cfg.url, this.clientOptions());
+    this.client = client;
+    this.window = new InflightWindow(this.cfg.inflight);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        client.once('connect', () => resolve());
+        client.once('error', (e) => reject(e));
+        client.once('close', () => reject(new Error('the connection closed before the broker accepted it')));
+      });
+      // DESIGN.md §8: with Nagle's algorithm small publishes wait 20–65 ms.
+      (client.stream as Partial<Socket>).setNoDelay?.(true);
+      // A broker that accepted the connection and then went silent must not hold the link in connecting.
+      await withTimeout(
+        CONNECT_TIMEOUT_MS,
+        'the broker did not acknowledge the birth message',
+        (async () => {
+          await client.publishAsync(this.topics.status, JSON.stringify({ status: 'online', ts: Date.now() }), { qos: 1, retain: true });
+          const subs = this.downlink.subscriptions();
+          if (subs.length > 0) await client.subscribeAsync(subs, { qos: 1 });
+        })(),
+      );
+    } catch (e) {
+      this.dropClient();
+      throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
+    }
+  }
+
+  watch(lost: (why: string) => void): () => void {
+    const client = this.client;
+    if (!client) {
+      queueMicrotask(() => lost('not connected'));
+      return () => undefined;
+    }
+    client.on('close', () => lost('the connection to the broker closed'));
+    client.on('error', (e) => lost(errorMessage(e)));
+    client.on('message', (topic, payload) => {
+      void this.downlink.handle(topic, payload.toString());
+    });
+    return () => client.removeAllListeners('message');
+  }
+
+  async deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<{ readonly acked: Promise<void> }> {
+    const client = this.client;
+    if (!client) throw new CloudOutageError('not connected');
+    const window = this.window;
+    const acks: Array<Promise<void>> = [];
+    for (const m of batch) {
+      await window.acquire();
+      if (stopped()) {
+        window.release();
+        void Promise.allSettled(acks);
+        throw new CloudOutageError('the connection was lost while publishing');
+      }
+      const topic =
+        m.kind === 'alarm'
+          ? this.topics.alarm
+          : fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
+      acks.push(
+        new Promise<void>((resolve, reject) => {
+          client.publish(topic, m.payload, { qos: 1 }, (err, packet) => {
+            window.release();
+            const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+            if (err) reject(new CloudOutageError(errorMessage(err)));
+            else if (code >= 0x80) reject(new CloudRefusedError(`the broker refused a publish (reason code ${code})`));
+            else resolve();
+          });
+        }),
+      );
+    }
+    const acked = Promise.all(acks).then(() => undefined);
+    acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
+    return { acked };
+  }
+
+  async close(): Promise<void> {
+    const client = this.client;
+    if (client?.connected) {
+      const bye = client.publishAsync(this.topics.status, JSON.stringify({ status: 'offline', ts: Date.now() }), { qos: 1, retain: true });
+      await Promise.race([settled(bye, { source: 'cloud offline status', link: this.cfg.id }), new Promise((r) => setTimeout(r, 1_000))]);
+    }
+    this.dropClient();
+  }
+
+  private dropClient(): void {
+    const c = this.client;
+    this.client = undefined;
+    if (!c) return;
+    c.removeAllListeners('message');
+    c.on('error', () => undefined);
+    // Forced: the in-flight publishes fail at once; their entries stay pending and are sent again.
+    c.end(true);
+  }
+
+  private clientOptions(): IClientOptions {
+    const c = this.cfg;
+    const password = c.passwordEnv ? process.env[c.passwordEnv] : undefined;
+    if (c.passwordEnv && password === undefined) this.log.warn({ env: c.passwordEnv }, 'cloud link: the password variable is not set');
+    return {
+      clientId: c.clientId ?? `voltage-${this.site.id}-${c.id}`,
+      username: c.username,
+      password,
+      protocolVersion: c.protocolVersion,
+      keepalive: c.keepaliveS,
+      // The outbox is the session: the link resends from its consumer group, not from the broker's.
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      will: { topic: this.topics.status, payload: Buffer.from(JSON.stringify({ status: 'offline' })), qos: 1, retain: true },
+      ...(c.tls
+        ? {
+            ca: c.tls.ca ? siteFile(this.site, c.tls.ca) : undefined,
+            cert: c.tls.cert ? siteFile(this.site, c.tls.cert) : undefined,
+            key: c.tls.key ? siteFile(this.site, c.tls.key) : undefined,
+            rejectUnauthorized: c.tls.rejectUnauthorized,
+          }
+        : {}),
+    };
+  }
+
+  private async publishResult(topic: string, payload: string): Promise<void> {
+    const c = this.client;
+    if (!c) throw new CloudOutageError('not connected');
+    await c.publishAsync(topic, payload, { qos: 1 });
+  }
+}

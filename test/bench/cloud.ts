@@ -1,0 +1,217 @@
+/**
+ * Cloud benchmark: the real `voltage start` (its own process, a private
+ * redis-server) uplinking over MQTT at QoS 1 to a private mosquitto (no
+ * persistence: its disk is not what is measured). A subscriber in this process
+ * reads every message at QoS 1 straight from the broker; the link reaches the
+ * broker through a TCP relay in this process, which the outage cuts (the
+ * broker and the subscriber stay up, so what the subscriber misses is what
+ * the link lost).
+ *
+ * Workload: C virtual channels × P points, every point changing every poll,
+ * one model per channel (one message per poll). Rows:
+ * - online: messages/s and points/s delivered, poll (the message's ts) →
+ *   subscriber p50/p99, CPU and RSS;
+ * - drain: the relay cut for the outage, then back: the backlog plus what
+ *   keeps coming, at the link's full speed (drainRatePerS high): the uplink's
+ *   throughput; lost (seqs never seen) and duplicates counted over the whole run.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { connect as mqttConnect } from 'mqtt';
+import { freePort, spawnRedis } from '../../runtime/redisServer.js';
+import { spawnMosquitto } from '../helpers/mosquitto.js';
+import { f } from './harness.js';
+import { cpuPercent, cpuSample, percentile, rssMb, type CpuSample } from './procstat.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface CloudWorkload {
+  readonly channels: number;
+  readonly points: number;
+  readonly pollMs: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+  readonly outageMs: number;
+}
+
+export const CLOUD_HEADER =
+  '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|';
+
+function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> {
+  const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
+  const rows = Array.from({ length: w.points }, (_, i) => `m,${i + 1},p${i + 1},sine,100,0,60000,${(((i + 1) / w.points) * 6.28).toFixed(4)}`);
+  const channels = Array.from({ length: w.channels }, (_, c) => `  - { id: ch${c}, protocol: virtual, pollMs: ${w.pollMs}, pointsFile: points.csv }`);
+  const models = Array.from({ length: w.channels }, (_, c) => `  - { id: m${c}, template: device, channel: ch${c} }`);
+  const measurements = Array.from({ length: w.points }, (_, i) => `      p${i + 1}: {}`).join('\n');
+  return {
+    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { outboxMaxMB: 64 }\n  log: { level: warn }\n',
+    'channels.yaml': `channels:\n${channels.join('\n')}\n`,
+    'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\nmodels:\n${models.join('\n')}\n`,
+    'points.csv': `${header + rows.join('\n')}\n`,
+    'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000, batchEntries: 1000, inflight: 500, reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
+  };
+}
+
+/** A TCP relay to the broker that can be cut (every connection closed, new ones refused) and restored on the same port. */
+async function relay(targetPort: number): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let server: Server | undefined;
+  const listen = () =>
+    new Promise<void>((resolve) => {
+      server = createServer((down) => {
+        const up = netConnect(targetPort, '127.0.0.1');
+        down.setNoDelay(true);
+        up.setNoDelay(true);
+        for (const s of [down, up]) {
+          sockets.add(s);
+          s.on('error', () => undefined);
+          s.on('close', () => {
+            sockets.delete(s);
+            down.destroy();
+            up.destroy();
+          });
+        }
+        down.pipe(up).pipe(down);
+      });
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+  const cut = async () => {
+    const s = server;
+    server = undefined;
+    for (const sock of sockets) sock.destroy();
+    if (s) await new Promise<void>((r) => s.close(() => r()));
+  };
+  await listen();
+  return { url: `mqtt://127.0.0.1:${port}`, cut, restore: listen, close: cut };
+}
+
+interface Window {
+  msgs: number;
+  points: number;
+  lat: number[];
+  /** When the first message of the window arrived (performance.now()). */
+  first: number;
+}
+
+export async function cloudRows(w: CloudWorkload): Promise<string[]> {
+  const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000 });
+  const redis = await spawnRedis();
+  const probe = new Redis(redis.url);
+  const r = await relay(broker.port);
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-cloud-'));
+  for (const [name, text] of Object.entries(siteFiles(w, r.url))) writeFileSync(join(dir, name), text);
+
+  const seen = new Uint8Array(10_000_000);
+  let duplicates = 0;
+  let maxSeq = 0;
+  let win: Window | undefined;
+  const sub = mqttConnect(broker.url, { clientId: 'bench-watch', clean: true, protocolVersion: 4, reconnectPeriod: 0 });
+  sub.on('message', (_topic, payload) => {
+    const now = Date.now();
+    const m = JSON.parse(payload.toString()) as { seq: number; ts: number; values: Record<string, number> };
+    if (seen[m.seq]) duplicates += 1;
+    seen[m.seq] = 1;
+    if (m.seq > maxSeq) maxSeq = m.seq;
+    if (win) {
+      if (win.msgs === 0) win.first = performance.now();
+      win.msgs += 1;
+      for (const _ in m.values) win.points += 1;
+      win.lat.push(now - m.ts);
+    }
+  });
+  await new Promise<void>((res) => sub.once('connect', () => res()));
+  await sub.subscribeAsync('voltage/bench/data/#', { qos: 1 });
+
+  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!)] as const;
+  const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], rss: number, tail: string) => {
+    wd.lat.sort((x, y) => x - y);
+    return `| ${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${tail} |`;
+  };
+  const lag = async () => {
+    const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];
+    for (const g of groups) {
+      const info = new Map<string, unknown>();
+      for (let i = 0; i + 1 < g.length; i += 2) info.set(String(g[i]), g[i + 1]);
+      if (info.get('name') === 'cloud:bench') return Number(info.get('lag') ?? 0) + Number(info.get('pending') ?? 0);
+    }
+    return Number.POSITIVE_INFINITY;
+  };
+  try {
+    for (let t0 = Date.now(); (await probe.hget('actor:root', 'status')) !== 'running'; ) {
+      if (Date.now() - t0 > 60_000 || runtime.exitCode !== null) throw new Error('the runtime did not start');
+      await sleep(200);
+    }
+    await sleep(w.warmupMs);
+    // Online.
+    win = { msgs: 0, points: 0, lat: [], first: 0 };
+    let a = samples();
+    const t = performance.now();
+    await sleep(w.measureMs);
+    let b = samples();
+    const online = row('online', win, (performance.now() - t) / 1000, a, b, rssMb(runtime.pid!), '— | —');
+    win = undefined;
+    // Outage: the relay cut; the backlog grows in Redis.
+    await r.cut();
+    await sleep(w.outageMs);
+    const backlog = await lag();
+    await r.restore();
+    // The drain is timed from its first message (the link's reconnect backoff is not the uplink's speed).
+    win = { msgs: 0, points: 0, lat: [], first: 0 };
+    const drainStart = Date.now();
+    while (win.msgs === 0) {
+      if (Date.now() - drainStart > 30_000) throw new Error('the link did not come back');
+      await sleep(1);
+    }
+    a = samples();
+    while ((await lag()) > w.channels * 2) {
+      if (Date.now() - drainStart > 10 * w.outageMs + 30_000) throw new Error('the backlog did not drain');
+      await sleep(50);
+    }
+    b = samples();
+    const drainS = (performance.now() - win.first) / 1000;
+    const drained = win;
+    win = undefined;
+    const rss = rssMb(runtime.pid!);
+    await sleep(2_000);
+    runtime.kill('SIGTERM');
+    await new Promise((res) => runtime.once('exit', res));
+    await sleep(500);
+    const lastSeq = Number(await probe.get('cloud:bench:seq'));
+    let lost = 0;
+    for (let s = 1; s <= lastSeq; s++) if (!seen[s]) lost += 1;
+    const drain = row(
+      `drain after a ${w.outageMs / 1000} s outage (backlog ${f(backlog)} messages, caught up in ${f(drainS, 1)} s)`,
+      drained,
+      drainS,
+      a,
+      b,
+      rss,
+      `${lost} of ${lastSeq} | ${duplicates}`,
+    );
+    return [online, drain];
+  } finally {
+    if (runtime.exitCode === null) {
+      runtime.kill('SIGTERM');
+      await new Promise((res) => runtime.once('exit', res));
+    }
+    await sub.endAsync(true);
+    await r.close();
+    probe.disconnect();
+    await redis.stop();
+    await broker.stop();
+  }
+}
+
+export function cloudWorkload(w: CloudWorkload): string {
+  const rate = (w.channels * 1000) / w.pollMs;
+  return `${w.channels} virtual channels × ${w.points} points @ ${w.pollMs} ms (${f(rate)} messages/s, ${f(rate * w.points)} points/s offered), QoS 1, mosquitto without persistence, one QoS 1 subscriber; the link's inflight 500, batchEntries 1000, drainRatePerS unbounded`;
+}
