@@ -54,7 +54,7 @@ export function buildMessages(samples: readonly HistorySample[], opts: BuildOpti
   for (const s of samples) {
     let ref: ModelValueRef | undefined;
     let channel = '';
-    if (s.series.kind === 'alarm') continue; // alarm events are not model values (their topic: not yet)
+    if (s.series.kind === 'alarm' || s.series.kind === 'command') continue; // events, not model values (their topic: not yet)
     if (s.series.kind === 'model') ref = s.series;
     else {
       channel = s.series.channel;
