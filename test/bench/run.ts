@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
- * BENCH_ONLY=kernel,modbus,gateway,feed,pages runs only those sections; BENCH_BASELINE=<dir of
+ * BENCH_ONLY=kernel,modbus,gateway,feed,pages,history runs only those sections; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's.
  * `npm run bench` runs this process (the load generator, the subscribers and
  * the WebSocket clients) with a 64 MB young generation: its own garbage
@@ -14,9 +14,10 @@ import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
 import { FEED_HEADER, feedRow } from './feed.js';
 import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
+import { HISTORY_HEADER, historyRow, QUERY_HEADER, queryRows } from './history.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages').split(',').map((x) => x.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages,history').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -81,4 +82,23 @@ if (only.has('pages')) {
   console.log(PAGES_HEADER);
   for (const row of await pagesRows()) console.log(row);
   console.log("\ntargets: under 300 kB per page; the dashboard's first values under 1 s");
+}
+
+if (only.has('history')) {
+  const outageMs = quick ? 10_000 : 60_000;
+  console.log(
+    `\n## History: a site with every point historized → VictoriaMetrics (measured ${windows.measureMs / 1000} s; then the database stopped for ${outageMs / 1000} s and the backlog drained)\n`,
+  );
+  console.log(HISTORY_HEADER);
+  const sites: Step[] = quick
+    ? [{ channels: 10, points: 1000, pollMs: 1000 }]
+    : [
+        { channels: 10, points: 1000, pollMs: 1000 },
+        { channels: 100, points: 1000, pollMs: 1000 },
+      ];
+  for (const step of sites) console.log(await historyRow({ step, measureMs: windows.measureMs, outageMs }));
+  console.log('\n## History queries: 10 series, a year of 1 h tier data and a day of 1 m tier data backfilled\n');
+  console.log(QUERY_HEADER);
+  for (const row of await queryRows(quick ? 20 : 100)) console.log(row);
+  console.log('\ntargets: history lag p99 < 2 s; drain ≥ 3× real time; query p99 < 200 ms');
 }
