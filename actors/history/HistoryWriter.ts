@@ -36,7 +36,7 @@ import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
 import { healthy } from '../../runtime/victoriaServer.js';
 import { KeepFilter, type KeepPolicies } from './keep.js';
-import { dueBuckets, initialMarks, TIER_DELAY_MS, tierLines, TIERS, type Tier, type TierMarks } from './tiers.js';
+import { dueBuckets, initialMarks, TIER_DELAY_MS, TIERS, type Tier, type TierMarks, writeTierBucket } from './tiers.js';
 import { decodeEntry, OutboxFormatError, seriesId, toLine, type HistorySample } from './outbox.js';
 
 /** The Redis names this writer uses (from the key table). */
@@ -67,6 +67,13 @@ export interface HistoryWriterOptions {
   readonly batchMaxEntries?: number;
   /** The longest a live batch waits to fill. */
   readonly batchMaxMs?: number;
+  /**
+   * Lines a write at most (default 50,000): a poll of a 1,000-point channel is
+   * one entry and 1,000 to 2,000 lines, so a batch is sized in entries from the
+   * lines an entry has made lately. Bounds the writer's memory (the runtime's
+   * heap is capped) whatever the size of an entry.
+   */
+  readonly batchMaxLines?: number;
   /** How long accepted batches are kept (as id ranges) to write again after a failure; at least 10 s. */
   readonly windowMs?: number;
   /** Entries a second while draining a backlog (new entries keep arriving meanwhile). */
@@ -111,7 +118,10 @@ export class HistoryWriter {
   readonly stream: string;
   readonly group: string;
   private readonly outbox: OutboxConsumer;
-  private readonly max: number;
+  private readonly maxEntries: number;
+  private readonly maxLines: number;
+  /** Lines an entry made, on average over the last batches (a cautious guess before the first: 16 entries a batch). */
+  private linesPerEntry: number;
   private readonly batchMaxMs: number;
   private readonly windowMs: number;
   private readonly drainRate: number;
@@ -144,7 +154,9 @@ export class HistoryWriter {
     this.stream = opts.stream ?? HISTORY_KEYS.stream;
     this.group = HISTORY_KEYS.group(opts.backend);
     this.outbox = new OutboxConsumer(redis, this.stream, this.group, opts.consumer ?? 'writer');
-    this.max = opts.batchMaxEntries ?? 500;
+    this.maxEntries = opts.batchMaxEntries ?? 500;
+    this.maxLines = opts.batchMaxLines ?? 50_000;
+    this.linesPerEntry = this.maxLines / 16;
     this.batchMaxMs = opts.batchMaxMs ?? 200;
     this.windowMs = Math.max(10_000, opts.windowMs ?? 15_000);
     this.drainRate = opts.drainEntriesPerSecond ?? 5_000;
@@ -187,11 +199,12 @@ export class HistoryWriter {
       if (compareIds(w.last, last) > 0) last = w.last;
     }
     for (let from = first; ranges.length > 0; ) {
-      const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', this.max)) as StreamEntries;
+      const max = this.max;
+      const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', max)) as StreamEntries;
       if (entries.length === 0) break;
       await this.write(entries, undefined);
       n += entries.length;
-      if (entries.length < this.max) break;
+      if (entries.length < max) break;
       from = `(${entries[entries.length - 1]![0]}`;
     }
     const now = Date.now();
@@ -203,8 +216,9 @@ export class HistoryWriter {
   /** Reads one batch (pending ones first), writes it, acknowledges it. */
   async writeBatch(mode: BatchMode): Promise<BatchResult> {
     const readStart = Date.now();
-    const entries = await this.read(mode);
-    const full = entries.length >= this.max;
+    const max = this.max;
+    const entries = await this.read(mode, max);
+    const full = entries.length >= max;
     if (entries.length === 0 && this.keepTrivial && (!this.opts.tiers || Date.now() < this.tierCheckAt))
       return { entries: 0, samples: 0, skipped: 0, full: false };
     // Up to when intervals close and heartbeats are due: live and caught up, the clock; behind, the batch's newest poll.
@@ -251,19 +265,24 @@ export class HistoryWriter {
     // Nothing is buffered between batches: a batch's WriteApi is disposed after its flush.
   }
 
-  private async read(mode: BatchMode): Promise<StreamEntries> {
-    if (mode === 'drain') return this.outbox.next(this.max);
+  /** Entries a batch: batchMaxEntries, fewer when entries are big (batchMaxLines). */
+  private get max(): number {
+    return Math.max(1, Math.min(this.maxEntries, Math.floor(this.maxLines / this.linesPerEntry)));
+  }
+
+  private async read(mode: BatchMode, max: number): Promise<StreamEntries> {
+    if (mode === 'drain') return this.outbox.next(max);
     if (this.outbox.pendingMayExist) {
-      const pending = await this.outbox.next(this.max);
+      const pending = await this.outbox.next(max);
       if (pending.length > 0) return pending;
     }
     // Live: wait for the first entry up to batchMaxMs, then fill until full or the time is up.
     const deadline = Date.now() + this.batchMaxMs;
     const out: StreamEntries = [];
-    while (out.length < this.max) {
+    while (out.length < max) {
       const left = deadline - Date.now();
       if (left < 1) break;
-      const got = await this.outbox.read(this.max - out.length, left, '>');
+      const got = await this.outbox.read(max - out.length, left, '>');
       if (got.length === 0) break;
       out.push(...got);
     }
@@ -322,6 +341,7 @@ export class HistoryWriter {
       derived.push(...due);
     }
     if (clock !== undefined) this.derived = derived.map(toLine);
+    if (entries.length > 0) this.linesPerEntry = 0.5 * this.linesPerEntry + 0.5 * Math.max(1, lines.length / entries.length);
     await this.send(lines);
     return { samples: lines.length, skipped };
   }
@@ -370,13 +390,12 @@ export class HistoryWriter {
     if (through > 0) this.throughLog.unshift({ at: now - SEARCHABLE_MS, through });
     const due = dueBuckets(this.marks, Math.min(through, now) - (this.opts.tierDelayMs ?? TIER_DELAY_MS), this.opts.tierBucketsPerCheck ?? 30);
     for (const b of due) {
-      let lines: string[];
       try {
-        lines = await tierLines(this.opts.url, b.tier, b.end, this.opts.timeoutMs ?? 5_000);
+        await writeTierBucket(this.opts.url, b.tier, b.end, (lines) => this.send(lines), this.opts.timeoutMs ?? 5_000);
       } catch (e) {
+        if (e instanceof HistoryOutageError) throw e;
         throw new HistoryOutageError(`the history database at ${this.opts.url} did not answer a tier query: ${errorMessage(e)}`);
       }
-      await this.send(lines);
       this.marks[b.tier.name] = b.end;
       this.recentTiers.push({ tier: b.tier, end: b.end, at: now });
       await this.redis.hset(key, b.tier.name, b.end);

@@ -11,7 +11,8 @@
  * saw. Once the writer has written everything up to a bucket's end (plus
  * TIER_DELAY_MS, for late polls and the database's own flush), it asks the
  * database for the bucket's rollups (1 m from the raw values with one
- * aggr_over_time, 1 h from the 1 m tier) and writes them back. So a crash of
+ * aggr_over_time, 1 h from the 1 m tier), a channel or a model at a time so
+ * that no answer outgrows the runtime's heap, and writes them back. So a crash of
  * the writer, a backlog drained late, or a window written again after a
  * database failure cannot leave a tier wrong: a bucket is computed from the
  * stored values, and computing it twice writes the same line (deduplicated).
@@ -20,7 +21,6 @@
  * Alarm and command events have no tiers (they are events, not signals).
  * Tiers need the Prometheus query API: VictoriaMetrics backends only.
  */
-import { errorMessage } from '../../runtime/errors.js';
 import { lineHead, METRIC, MEASUREMENT, seriesOfLabels, type SeriesRef } from './outbox.js';
 
 export interface Tier {
@@ -85,39 +85,59 @@ const ROLLUP_FIELD: Readonly<Record<string, TierField>> = {
   sum_over_time: 'sum',
 };
 
+/** The values of a label (`channel`, `model`) among a metric's series with samples in (from, to]. */
+async function labelValues(url: string, label: string, metric: string, from: number, to: number, timeoutMs: number): Promise<string[]> {
+  const qs = new URLSearchParams({ 'match[]': metric, start: String(from / 1_000), end: String(to / 1_000) });
+  const r = await fetch(`${url}/api/v1/label/${label}/values?${qs}`, { signal: AbortSignal.timeout(timeoutMs) });
+  const body = (await r.json()) as { status?: string; data?: string[]; error?: string };
+  if (body.status !== 'success' || !body.data) throw new Error(`the database refused a label query: ${body.error ?? `HTTP ${r.status}`}`);
+  return body.data;
+}
+
 /**
  * The lines of one bucket (end − tier.ms, end] of `tier`, for every series the
- * database holds values of in it. Rejects when the database does not answer.
+ * database holds values of in it, handed to `write` a channel or a model at a
+ * time: a site of 100k points has 200k series, and one answer for all of them
+ * (600k rows of JSON) would not fit the runtime's heap. Rejects when the
+ * database does not answer.
  */
-export async function tierLines(url: string, tier: Tier, end: number, timeoutMs = 30_000): Promise<string[]> {
-  const rollups: Rollups = new Map();
+export async function writeTierBucket(url: string, tier: Tier, end: number, write: (lines: string[]) => Promise<void>, timeoutMs = 30_000): Promise<number> {
   const index = TIERS.indexOf(tier);
+  let n = 0;
   for (const k of KINDS) {
-    if (index === 0) {
-      const q = `aggr_over_time(("min_over_time","max_over_time","avg_over_time","last_over_time","count_over_time","sum_over_time"), ${k.metric}[${tier.ms}ms])`;
-      collect(rollups, await instant(url, q, end, timeoutMs), k.metric, (l) => ROLLUP_FIELD[l.rollup ?? '']);
-      continue;
+    const label = k.metric === METRIC.pointValue ? 'channel' : 'model';
+    const source = index === 0 ? k.metric : `${k.measurement}_${TIERS[index - 1]!.name}_count`;
+    for (const value of await labelValues(url, label, source, end - tier.ms, end, timeoutMs)) {
+      const rollups: Rollups = new Map();
+      const sel = `{${label}=${JSON.stringify(value)}}`;
+      if (index === 0) {
+        const q = `aggr_over_time(("min_over_time","max_over_time","avg_over_time","last_over_time","count_over_time","sum_over_time"), ${k.metric}${sel}[${tier.ms}ms])`;
+        collect(rollups, await instant(url, q, end, timeoutMs), k.metric, (l) => ROLLUP_FIELD[l.rollup ?? '']);
+      } else {
+        const from = `${k.measurement}_${TIERS[index - 1]!.name}`;
+        const queries: ReadonlyArray<readonly [TierField, string]> = [
+          ['min', `min_over_time(${from}_min${sel}[${tier.ms}ms])`],
+          ['max', `max_over_time(${from}_max${sel}[${tier.ms}ms])`],
+          ['last', `last_over_time(${from}_last${sel}[${tier.ms}ms])`],
+          ['count', `sum_over_time(${from}_count${sel}[${tier.ms}ms])`],
+          ['sum', `sum_over_time(${from}_sum${sel}[${tier.ms}ms])`],
+        ];
+        const answers = await Promise.all(queries.map(([, q]) => instant(url, q, end, timeoutMs)));
+        for (const [i, [f]] of queries.entries()) collect(rollups, answers[i]!, k.metric, () => f);
+      }
+      const lines: string[] = [];
+      for (const [head, { v }] of rollups) {
+        if (v.count === undefined || v.count <= 0 || v.sum === undefined) continue;
+        if (v.mean === undefined) v.mean = v.sum / v.count;
+        const fields = TIER_FIELDS.filter((f) => v[f] !== undefined).map((f) => `${f}=${String(v[f])}`);
+        const i = head.indexOf(',');
+        lines.push(`${head.slice(0, i)}_${tier.name}${head.slice(i)} ${fields.join(',')} ${end}`);
+      }
+      if (lines.length > 0) await write(lines);
+      n += lines.length;
     }
-    const from = `${k.measurement}_${TIERS[index - 1]!.name}`;
-    const queries: ReadonlyArray<readonly [TierField, string]> = [
-      ['min', `min_over_time(${from}_min[${tier.ms}ms])`],
-      ['max', `max_over_time(${from}_max[${tier.ms}ms])`],
-      ['last', `last_over_time(${from}_last[${tier.ms}ms])`],
-      ['count', `sum_over_time(${from}_count[${tier.ms}ms])`],
-      ['sum', `sum_over_time(${from}_sum[${tier.ms}ms])`],
-    ];
-    const answers = await Promise.all(queries.map(([, q]) => instant(url, q, end, timeoutMs)));
-    for (const [i, [f]] of queries.entries()) collect(rollups, answers[i]!, k.metric, () => f);
   }
-  const lines: string[] = [];
-  for (const [head, { v }] of rollups) {
-    if (v.count === undefined || v.count <= 0 || v.sum === undefined) continue;
-    if (v.mean === undefined) v.mean = v.sum / v.count;
-    const fields = TIER_FIELDS.filter((f) => v[f] !== undefined).map((f) => `${f}=${String(v[f])}`);
-    const i = head.indexOf(',');
-    lines.push(`${head.slice(0, i)}_${tier.name}${head.slice(i)} ${fields.join(',')} ${end}`);
-  }
-  return lines;
+  return n;
 }
 
 /** Where each tier stands: the end of the last bucket written (epoch ms). */
@@ -127,13 +147,15 @@ export type TierMarks = Record<Tier['name'], number>;
  * The buckets due, finest tier first, at most `max` of them: a tier's next
  * bucket is due once its end is at or before `through` (what the writer has
  * written, less the delay) and, for a coarser tier, at or before the finer
- * tier's mark.
+ * tier's mark as it was before this check (the writer checks every 5 s, so
+ * those buckets are searchable by then).
  */
 export function dueBuckets(marks: TierMarks, through: number, max: number): Array<{ tier: Tier; end: number }> {
   const out: Array<{ tier: Tier; end: number }> = [];
   const next = { ...marks };
   for (const [i, tier] of TIERS.entries()) {
-    const limit = i === 0 ? through : next[TIERS[i - 1]!.name];
+    // A coarser tier waits for the finer tier's buckets of an earlier check: what was written just now may not be searchable yet.
+    const limit = i === 0 ? through : marks[TIERS[i - 1]!.name];
     for (let end = next[tier.name] + tier.ms; end <= limit && out.length < max; end += tier.ms) {
       out.push({ tier, end });
       next[tier.name] = end;
@@ -147,10 +169,4 @@ export function initialMarks(from: number): TierMarks {
   const marks = {} as TierMarks;
   for (const t of TIERS) marks[t.name] = Math.floor(from / t.ms) * t.ms;
   return marks;
-}
-
-export class TierError extends Error {
-  constructor(e: unknown) {
-    super(`tiers: ${errorMessage(e)}`);
-  }
 }

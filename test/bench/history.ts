@@ -62,7 +62,17 @@ async function newestTs(url: string): Promise<number> {
   }
 }
 
+/** A row, or the row's failure (a runtime that ran out of heap, say) in its place. */
 export async function historyRow(o: Opts): Promise<string> {
+  try {
+    return await measureHistory(o);
+  } catch (e) {
+    const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
+    return `| ${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms | ${f(offered)} | failed: ${e instanceof Error ? e.message : String(e)} | | | | | | |`;
+  }
+}
+
+async function measureHistory(o: Opts): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-history-'));
   const vmDir = mkdtempSync(join(tmpdir(), 'voltage-bench-vm-'));
   const redis = await spawnRedis();
@@ -119,6 +129,8 @@ export async function historyRow(o: Opts): Promise<string> {
     // The outage: the database stopped, the backlog kept in the outbox, then drained.
     await vm.stop();
     await sleep(o.outageMs);
+    if (runtime.exitCode !== null || runtime.signalCode !== null)
+      throw new Error(`the runtime exited (${runtime.exitCode ?? runtime.signalCode}) during the outage`);
     const before = await backlog(probe);
     const down = Date.now() - o.outageMs;
     vm = await spawnVictoria({ dataDir: vmDir, port: vm.port, retentionPeriod: '2y' });
@@ -126,6 +138,8 @@ export async function historyRow(o: Opts): Promise<string> {
     // The writer notices at its next retry (its backoff, at most 5 s); the drain runs from its first write.
     let first = 0;
     while (Date.now() - back < 10 * o.outageMs) {
+      if (runtime.exitCode !== null || runtime.signalCode !== null)
+        throw new Error(`the runtime exited (${runtime.exitCode ?? runtime.signalCode}) during the drain`);
       const n = await backlog(probe);
       if (first === 0 && n < before) first = Date.now();
       if (n <= o.step.channels * 2) break;
@@ -152,8 +166,10 @@ export async function historyRow(o: Opts): Promise<string> {
       .replace(/^/, '| ')
       .concat(' |');
   } finally {
-    runtime.kill('SIGTERM');
-    await new Promise((r) => runtime.once('exit', r));
+    if (runtime.exitCode === null && runtime.signalCode === null) {
+      runtime.kill('SIGTERM');
+      await new Promise((r) => runtime.once('exit', r));
+    }
     probe.disconnect();
     await vm.stop();
     await redis.stop();
