@@ -90,12 +90,9 @@ if (only.has('history')) {
     `\n## History: a site with every point historized → VictoriaMetrics (measured ${windows.measureMs / 1000} s; then the database stopped for ${outageMs / 1000} s and the backlog drained)\n`,
   );
   console.log(HISTORY_HEADER);
-  const sites: Step[] = quick
-    ? [{ channels: 10, points: 1000, pollMs: 1000 }]
-    : [
-        { channels: 10, points: 1000, pollMs: 1000 },
-        { channels: 100, points: 1000, pollMs: 1000 },
-      ];
+  // BENCH_HISTORY_CHANNELS=100 runs only the 100k points/s site.
+  const channels = (process.env.BENCH_HISTORY_CHANNELS ?? (quick ? '10' : '10,100')).split(',').map(Number);
+  const sites: Step[] = channels.map((c) => ({ channels: c, points: 1000, pollMs: 1000 }));
   for (const step of sites) console.log(await historyRow({ step, measureMs: windows.measureMs, outageMs }));
   console.log('\n## History queries: 10 series, a year of 1 h tier data and a day of 1 m tier data backfilled\n');
   console.log(QUERY_HEADER);
