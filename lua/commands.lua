@@ -43,19 +43,24 @@ end
 
 --[[
 cmd_result: the end of a command, committed by its channel actor.
-KEYS: 1 command:{id}, 2 cmd:{channel}
-ARGV: 1 id, 2 status, 3 message, 4 ts, 5 consumer group, 6 stream entry id, 7 read-back value ('' none)
+KEYS: 1 command:{id}, 2 cmd:{channel}, 3 outbox, 4 stats:outbox
+ARGV: 1 id, 2 status, 3 message, 4 ts, 5 consumer group, 6 stream entry id, 7 read-back value ('' none),
+      8 the outbox's bound in bytes
 Checks the transition against COMMAND_TRANSITIONS, writes the status, acknowledges
-and removes the stream entry, publishes cmd:result. Committing the same final
-status again only acknowledges (a retry after a crash).
+and removes the stream entry, publishes cmd:result, and appends the result to the
+outbox ({src k, id, ts, p}: p is JSON {model, name, value, status, readback,
+source, message}) for the history writer (outbox_add in core.lua: only once a
+consumer made the outbox). Committing the same final status again only
+acknowledges (a retry after a crash): the result is in the outbox once.
 ]]
 local function cmd_result(keys, args)
-  if #keys ~= 2 then return fail('cmd_result needs 2 keys') end
+  if #keys ~= 4 then return fail('cmd_result needs 4 keys') end
   local id, status, message, ts, group, entry, readback = args[1], args[2], args[3], args[4], args[5], args[6], args[7]
   local current = redis.call('HGET', keys[1], 'status')
   if not current then return fail('cmd_result: no command ' .. tostring(id)) end
   if not positive_int(ts) then return fail('cmd_result: ts must be a positive integer (ms)') end
   if readback ~= nil and readback ~= '' and not is_decimal(readback) then return fail('cmd_result: read-back value is not a number') end
+  if not positive_int(args[8]) then return fail('cmd_result: the outbox bound must be a positive integer (bytes)') end
   if current == status then
     redis.call('XACK', keys[2], group, entry)
     redis.call('XDEL', keys[2], entry)
@@ -71,6 +76,9 @@ local function cmd_result(keys, args)
   local cmd = redis.call('HMGET', keys[1], 'source', 'model', 'name', 'value')
   redis.call('XADD', 'audit:commands', 'MAXLEN', '~', 100000, '*', 'event', status, 'id', id, 'who', cmd[1] or '',
     'model', cmd[2] or '', 'name', cmd[3] or '', 'value', cmd[4] or '', 'at', ts, 'message', message or '')
+  local result = cjson.encode({ model = cmd[2] or '', name = cmd[3] or '', value = cmd[4] or '', status = status,
+    readback = readback or '', source = cmd[1] or '', message = message or '' })
+  outbox_add(keys[3], keys[4], tonumber(args[8]), { 'src', 'k', 'id', id, 'ts', ts, 'p', result }, #result + #id + 32)
   return 1
 end
 

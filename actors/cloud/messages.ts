@@ -60,7 +60,8 @@ export function buildMessages(samples: readonly HistorySample[], opts: BuildOpti
   for (const s of samples) {
     let ref: ModelValueRef | undefined;
     let channel = '';
-    if (s.series.kind === 'alarm') continue; // alarm events are not model values: entryMessages makes them AlarmMessages
+    // Alarm events are not model values (entryMessages makes them AlarmMessages); command results are events with no cloud topic yet.
+    if (s.series.kind === 'alarm' || s.series.kind === 'command') continue;
     if (s.series.kind === 'model') ref = s.series;
     else {
       channel = s.series.channel;

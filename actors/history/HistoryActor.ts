@@ -14,7 +14,10 @@ import { openRedis } from '../../runtime/redis/connect.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
-import type { HistoryBackendConfig, HistoryConfig } from '../../runtime/config/history.js';
+import type { HistoryBackendConfig, HistoryConfig, HistoryKeep } from '../../runtime/config/history.js';
+import type { SiteConfig } from '../../runtime/config/site.js';
+import type { KeepPolicies } from './keep.js';
+import { seriesId } from './outbox.js';
 import { VoltageError } from '../../runtime/errors.js';
 import { HISTORY_KEYS } from './HistoryWriter.js';
 import { HistoryWriter, type HistoryWriterOptions } from './HistoryWriter.js';
@@ -83,8 +86,29 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
   });
 }
 
+/**
+ * What is kept of each series that is not plain on-change, by series id: a
+ * point's own policy, else its channel's; a model value's as load.ts resolved it.
+ */
+export function keepPolicies(site: Pick<SiteConfig, 'channels' | 'models'>): KeepPolicies {
+  const out = new Map<string, HistoryKeep>();
+  const special = (k: HistoryKeep | undefined): k is HistoryKeep => k !== undefined && (k.mode !== 'on-change' || k.maxGapMs !== undefined);
+  for (const ch of site.channels)
+    for (const p of ch.points) {
+      const k = p.history ?? ch.history;
+      if (special(k)) out.set(seriesId({ kind: 'point', channel: ch.id, type: p.type, point: p.id }), k);
+    }
+  for (const m of site.models) for (const [name, k] of m.keep) if (special(k)) out.set(seriesId({ kind: 'model', model: m.id, name }), k);
+  return out;
+}
+
 /** The writer's options for one configured backend; its url must be known by now (the embedded one's too). */
-export function writerOptions(h: HistoryConfig, b: HistoryBackendConfig, env: NodeJS.ProcessEnv = process.env): HistoryWriterOptions {
+export function writerOptions(
+  h: HistoryConfig,
+  b: HistoryBackendConfig,
+  env: NodeJS.ProcessEnv = process.env,
+  keep: KeepPolicies = new Map(),
+): HistoryWriterOptions {
   if (b.url === undefined) {
     throw new VoltageError(
       'config',
@@ -105,6 +129,8 @@ export function writerOptions(h: HistoryConfig, b: HistoryBackendConfig, env: No
     drainEntriesPerSecond: h.drainEntriesPerSecond,
     channels: h.channels,
     models: h.models,
+    keep,
+    tiers: b.kind === 'victoria',
   };
 }
 
@@ -120,6 +146,7 @@ export const historyKind: ActorKind = {
   children: (site, deps) => {
     const h = site.history;
     if (!h) return [];
-    return h.backends.map((b) => historyChild(writerOptions(h, b), { redisUrl: deps.redisUrl, registry: deps.registry, log: deps.log }));
+    const keep = keepPolicies(site);
+    return h.backends.map((b) => historyChild(writerOptions(h, b, process.env, keep), { redisUrl: deps.redisUrl, registry: deps.registry, log: deps.log }));
   },
 };

@@ -33,7 +33,9 @@ export type SeriesRef =
   | { readonly kind: 'point'; readonly channel: string; readonly type: PointType; readonly point: number }
   | { readonly kind: 'model'; readonly model: string; readonly name: string }
   /** An alarm's transitions (outbox entries `src a` from alarm_commit): 1 while it is active, 0 when not. */
-  | { readonly kind: 'alarm'; readonly alarm: string };
+  | { readonly kind: 'alarm'; readonly alarm: string }
+  /** The results of a model control's commands (outbox entries `src k` from cmd_result): the commanded value, with its status. */
+  | { readonly kind: 'command'; readonly model: string; readonly name: string };
 
 export interface HistorySample {
   readonly series: SeriesRef;
@@ -41,12 +43,16 @@ export interface HistorySample {
   /** null: a quality mark only. */
   readonly value: number | null;
   readonly quality: Quality;
+  /** Fields beside value and quality (a command result's status and read-back), written as floats. */
+  readonly fields?: Readonly<Record<string, number>>;
 }
 
 export const QUALITY_CODE: Readonly<Record<Quality, number>> = { good: 0, stale: 1, bad: 2, 'comm-failure': 3 };
 const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
 
-export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model', alarm: 'voltage_alarm' } as const;
+export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model', alarm: 'voltage_alarm', command: 'voltage_command' } as const;
+/** A command result's status as a number (the `status` field of voltage_command). */
+export const COMMAND_STATUS_CODE: Readonly<Record<string, number>> = { confirmed: 0, failed: 1, timeout: 2 };
 /** VictoriaMetrics names a line-protocol field `<measurement>_<field>`. */
 export const METRIC = {
   pointValue: 'voltage_point_value',
@@ -55,6 +61,8 @@ export const METRIC = {
   modelQuality: 'voltage_model_quality',
   alarmValue: 'voltage_alarm_value',
   alarmQuality: 'voltage_alarm_quality',
+  commandValue: 'voltage_command_value',
+  commandStatus: 'voltage_command_status',
 } as const;
 
 /** An outbox entry (or a series id, or a line) that does not have the documented shape. */
@@ -97,6 +105,7 @@ export function decodeEntry(fields: readonly string[]): HistorySample[] {
   if (src === 'c') return decodeChannelText(id, ts, p);
   if (src === 'm') return decodeModelJson(id, ts, p);
   if (src === 'a') return [decodeAlarmEvent(id, ts, p)];
+  if (src === 'k') return [decodeCommandResult(id, ts, p)];
   throw new OutboxFormatError(`outbox entry of ${id}: unknown src '${String(src)}'`);
 }
 
@@ -110,6 +119,24 @@ function decodeAlarmEvent(id: string, ts: number, text: string): HistorySample {
   }
   if (typeof e.active !== 'boolean') throw new OutboxFormatError(`alarm ${id}: the event has no 'active'`);
   return { series: { kind: 'alarm', alarm: id }, ts, value: e.active ? 1 : 0, quality: 'good' };
+}
+
+/** A command's end as cmd_result wrote it: JSON {model, name, value, status, readback, source, message}. */
+function decodeCommandResult(id: string, ts: number, text: string): HistorySample {
+  let e: Record<string, unknown>;
+  try {
+    e = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    throw new OutboxFormatError(`command ${id}: the result is not JSON`);
+  }
+  const { model, name, value, status, readback } = e;
+  if (typeof model !== 'string' || model === '' || typeof name !== 'string' || name === '')
+    throw new OutboxFormatError(`command ${id}: the result names no model and control`);
+  if (typeof status !== 'string' || !(status in COMMAND_STATUS_CODE)) throw new OutboxFormatError(`command ${id}: unknown status '${String(status)}'`);
+  const where = `command ${id}`;
+  const fields: Record<string, number> = { status: COMMAND_STATUS_CODE[status]! };
+  if (typeof readback === 'string' && readback !== '') fields.readback = numberOf(readback, where);
+  return { series: { kind: 'command', model, name }, ts, value: numberOf(String(value), where), quality: 'good', fields };
 }
 
 function decodeChannelText(channel: string, ts: number, text: string): HistorySample[] {
@@ -162,16 +189,22 @@ function escapeTag(s: string): string {
   return s.replace(/[\\, =]/g, (c) => `\\${c}`);
 }
 
+/** The measurement and tags of a series' lines; `suffix` names a tier's measurement (`_1m`: voltage_point_1m). */
+export function lineHead(r: SeriesRef, suffix = ''): string {
+  return r.kind === 'point'
+    ? `${MEASUREMENT.point}${suffix},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
+    : r.kind === 'model'
+      ? `${MEASUREMENT.model}${suffix},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`
+      : r.kind === 'alarm'
+        ? `${MEASUREMENT.alarm}${suffix},alarm=${escapeTag(r.alarm)}`
+        : `${MEASUREMENT.command}${suffix},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`;
+}
+
 /** One sample as one line of InfluxDB line protocol, timestamp in ms (write with precision=ms). */
 export function toLine(s: HistorySample): string {
-  const r = s.series;
-  const head =
-    r.kind === 'point'
-      ? `${MEASUREMENT.point},channel=${escapeTag(r.channel)},type=${r.type},point=${r.point}`
-      : r.kind === 'model'
-        ? `${MEASUREMENT.model},model=${escapeTag(r.model)},name=${escapeTag(r.name)}`
-        : `${MEASUREMENT.alarm},alarm=${escapeTag(r.alarm)}`;
-  const fields = s.value === null ? `quality=${QUALITY_CODE[s.quality]}i` : `value=${String(s.value)},quality=${QUALITY_CODE[s.quality]}i`;
+  const head = lineHead(s.series);
+  let fields = s.value === null ? `quality=${QUALITY_CODE[s.quality]}i` : `value=${String(s.value)},quality=${QUALITY_CODE[s.quality]}i`;
+  if (s.fields) for (const k in s.fields) fields += `,${k}=${String(s.fields[k])}`;
   return `${head} ${fields} ${s.ts}`;
 }
 
@@ -215,20 +248,24 @@ export function parseLine(line: string): HistorySample {
   if (quality === undefined) throw new OutboxFormatError(`line '${line.slice(0, 60)}': bad quality field`);
   const v = fields.get('value');
   const ts = Number(rest[1]);
+  const extra: Record<string, number> = {};
+  for (const [k, x] of fields) if (k !== 'value' && k !== 'quality') extra[k] = Number(x);
   const series: SeriesRef =
     measurement === MEASUREMENT.point
       ? { kind: 'point', channel: tags.get('channel') ?? '', type: (tags.get('type') ?? 'm') as PointType, point: Number(tags.get('point')) }
       : measurement === MEASUREMENT.alarm
         ? { kind: 'alarm', alarm: tags.get('alarm') ?? '' }
-        : { kind: 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
-  return { series, ts, value: v === undefined ? null : Number(v), quality };
+        : { kind: measurement === MEASUREMENT.command ? 'command' : 'model', model: tags.get('model') ?? '', name: tags.get('name') ?? '' };
+  const sample: HistorySample = { series, ts, value: v === undefined ? null : Number(v), quality };
+  return Object.keys(extra).length > 0 ? { ...sample, fields: extra } : sample;
 }
 
 // ---- series ids ----
 
-/** `channel/1001/m/3`, `model/pv1/P` (the name is everything after the model: it may hold '/') or `alarm/bess1.overtemp`. */
+/** `channel/1001/m/3`, `model/pv1/P` (the name is everything after the model: it may hold '/'), `alarm/bess1.overtemp` or `command/bess1/Pset`. */
 export function seriesId(r: SeriesRef): string {
   if (r.kind === 'alarm') return `alarm/${r.alarm}`;
+  if (r.kind === 'command') return `command/${r.model}/${r.name}`;
   return r.kind === 'point' ? `channel/${r.channel}/${r.type}/${r.point}` : `model/${r.model}/${r.name}`;
 }
 
@@ -239,13 +276,27 @@ export function parseSeriesId(id: string): SeriesRef {
   if (m) return { kind: 'model', model: m[1]!, name: m[2]! };
   const a = /^alarm\/(.+)$/.exec(id);
   if (a) return { kind: 'alarm', alarm: a[1]! };
-  throw new OutboxFormatError(`'${id}' is not a series id: use channel/<channel>/<m|s|c|a>/<point>, model/<model>/<name> or alarm/<id>`, { series: id });
+  const k = /^command\/([^/]+)\/(.+)$/.exec(id);
+  if (k) return { kind: 'command', model: k[1]!, name: k[2]! };
+  throw new OutboxFormatError(
+    `'${id}' is not a series id: use channel/<channel>/<m|s|c|a>/<point>, model/<model>/<name>, alarm/<id> or command/<model>/<control>`,
+    { series: id },
+  );
+}
+
+/** The PromQL label matchers of a series, `{model="pv1",name="P"}`: beside a metric name (a tier's, say) they select it. */
+export function promLabels(r: SeriesRef): string {
+  const q = (s: string) => JSON.stringify(s);
+  if (r.kind === 'point') return `{channel=${q(r.channel)},type=${q(r.type)},point=${q(String(r.point))}}`;
+  if (r.kind === 'alarm') return `{alarm=${q(r.alarm)}}`;
+  return `{model=${q(r.model)},name=${q(r.name)}}`;
 }
 
 /** The PromQL selector of a series' value or quality. */
 export function promSelector(r: SeriesRef, field: 'value' | 'quality' = 'value'): string {
   const q = (s: string) => JSON.stringify(s);
   if (r.kind === 'alarm') return `${field === 'value' ? METRIC.alarmValue : METRIC.alarmQuality}{alarm=${q(r.alarm)}}`;
+  if (r.kind === 'command') return `${field === 'value' ? METRIC.commandValue : METRIC.commandStatus}{model=${q(r.model)},name=${q(r.name)}}`;
   return r.kind === 'point'
     ? `${field === 'value' ? METRIC.pointValue : METRIC.pointQuality}{channel=${q(r.channel)},type=${q(r.type)},point=${q(String(r.point))}}`
     : `${field === 'value' ? METRIC.modelValue : METRIC.modelQuality}{model=${q(r.model)},name=${q(r.name)}}`;
@@ -260,6 +311,8 @@ export function seriesOfLabels(labels: Readonly<Record<string, string>>): Series
       return { kind: 'point', channel, type: type as PointType, point: Number(point) };
   }
   if ((name === METRIC.alarmValue || name === METRIC.alarmQuality) && labels.alarm) return { kind: 'alarm', alarm: labels.alarm };
+  if ((name === METRIC.commandValue || name === METRIC.commandStatus) && labels.model && labels.name)
+    return { kind: 'command', model: labels.model, name: labels.name };
   if (name === METRIC.modelValue || name === METRIC.modelQuality) {
     const { model, name: n } = labels;
     if (model && n) return { kind: 'model', model, name: n };

@@ -15,11 +15,19 @@
  *   null where there is none (count: 0). One timestamp array, one value array a series.
  * - At most `maxPoints` values an answer (series × timestamps): beyond it a
  *   TOO_MANY_POINTS error (400) that says which step would fit.
+ * - Tiers (tiers.ts): a step that is a multiple of 1 h is answered from the
+ *   1 h tier, else a multiple of 1 m from the 1 m tier, else from the raw
+ *   values; the answer's `tier` says which. A bucket of the tier holds exactly
+ *   the raw values of (end − size, end], so the answer is the same, only
+ *   cheaper. The last steps, whose buckets the writer has not aggregated yet
+ *   (ending within TIER_DELAY_MS + 60 s of now), come from the raw values.
+ *   Channel points and model values have tiers; alarm and command events do not.
  *
  * It never writes and never caches values: the database answers every query.
  */
 import { VoltageError } from '../../runtime/errors.js';
-import { parseSeriesId, promSelector, seriesId, seriesOfLabels, METRIC, OutboxFormatError, type SeriesRef } from './outbox.js';
+import { parseSeriesId, promLabels, promSelector, seriesId, seriesOfLabels, METRIC, OutboxFormatError, type SeriesRef } from './outbox.js';
+import { TIER_DELAY_MS, tierMetric, TIERS, type Tier } from './tiers.js';
 
 export type Agg = 'mean' | 'min' | 'max' | 'last' | 'count';
 export const AGGS: readonly Agg[] = ['mean', 'min', 'max', 'last', 'count'];
@@ -64,6 +72,8 @@ export interface HistoryAnswer {
   readonly to: number;
   readonly stepMs: number;
   readonly agg: Agg;
+  /** Where the channel points and model values came from: the raw values or a tier. */
+  readonly tier: 'raw' | Tier['name'];
   /** Epoch ms, shared by every series. */
   readonly timestamps: readonly number[];
   readonly series: ReadonlyArray<{ readonly id: string; readonly values: ReadonlyArray<number | null> }>;
@@ -76,6 +86,26 @@ export interface HistoryQueryOptions {
   readonly maxPoints?: number;
   readonly timeoutMs?: number;
   readonly now?: () => number;
+  /** Answer coarse steps from the tiers (default true: the writer of a VictoriaMetrics backend writes them). */
+  readonly tiers?: boolean;
+}
+
+/** The coarsest tier whose buckets tile a step exactly. */
+export function tierFor(stepMs: number): Tier | undefined {
+  return [...TIERS].reverse().find((t) => stepMs % t.ms === 0);
+}
+
+/** The PromQL of one aggregate over a step, from a tier's fields. */
+function tierQuery(ref: SeriesRef, tier: Tier, agg: Agg, stepMs: number): string {
+  const sel = (f: Parameters<typeof tierMetric>[2]) => `${tierMetric(ref, tier.name, f)}${promLabels(ref)}[${stepMs}ms]`;
+  switch (agg) {
+    case 'mean':
+      return `sum_over_time(${sel('sum')}) / sum_over_time(${sel('count')})`;
+    case 'count':
+      return `sum_over_time(${sel('count')})`;
+    default:
+      return `${ROLLUP[agg]}(${sel(agg)})`;
+  }
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -118,7 +148,9 @@ export class HistoryQueries {
     this.maxPoints = opts.maxPoints ?? 100_000;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.now = opts.now ?? Date.now;
+    this.tiers = opts.tiers ?? true;
   }
+  private readonly tiers: boolean;
 
   /** Checks the parameters, then asks the database for every series at once. */
   async query(p: HistoryParams): Promise<HistoryAnswer> {
@@ -154,11 +186,13 @@ export class HistoryQueries {
     }
     await this.checkKnown(refs);
     const timestamps = Array.from({ length: count }, (_, i) => first + i * stepMs);
+    const tier = this.tiers ? tierFor(stepMs) : undefined;
+    // Steps ending after this are not aggregated yet: raw.
+    const tiered = Math.min(last, Math.floor((now - TIER_DELAY_MS - 60_000) / stepMs) * stepMs);
     const series = await Promise.all(
       refs.map(async (ref, i) => {
         const values: Array<number | null> = new Array<number | null>(count).fill(agg === 'count' ? 0 : null);
-        if (count > 0) {
-          const result = await this.range(`${ROLLUP[agg]}(${promSelector(ref)}[${stepMs}ms])`, first, last, stepMs);
+        const put = (result: readonly PromMatrix[]) => {
           for (const r of result) {
             for (const [t, v] of r.values) {
               const k = Math.round((t * 1_000 - first) / stepMs);
@@ -166,17 +200,24 @@ export class HistoryQueries {
               if (k >= 0 && k < count && Number.isFinite(n)) values[k] = n;
             }
           }
-        }
+        };
+        if (count === 0) return { id: ids[i]!, values };
+        const useTier = tier !== undefined && (ref.kind === 'point' || ref.kind === 'model') && tiered >= first;
+        const rawFrom = useTier ? tiered + stepMs : first;
+        const parts: Array<Promise<void>> = [];
+        if (useTier) parts.push(this.range(tierQuery(ref, tier, agg, stepMs), first, tiered, stepMs).then(put));
+        if (rawFrom <= last) parts.push(this.range(`${ROLLUP[agg]}(${promSelector(ref)}[${stepMs}ms])`, rawFrom, last, stepMs).then(put));
+        await Promise.all(parts);
         return { id: ids[i]!, values };
       }),
     );
-    return { from, to, stepMs, agg, timestamps, series };
+    return { from, to, stepMs, agg, tier: tier && tiered >= first ? tier.name : 'raw', timestamps, series };
   }
 
   /** Every series the database holds, as sorted ids. */
   async list(): Promise<string[]> {
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', [
-      ['match[]', `{__name__=~"${METRIC.pointValue}|${METRIC.modelValue}"}`],
+      ['match[]', `{__name__=~"${METRIC.pointValue}|${METRIC.modelValue}|${METRIC.alarmValue}|${METRIC.commandValue}"}`],
       ['start', '0'],
       ['end', String(this.now() / 1_000)],
     ]);
@@ -190,11 +231,13 @@ export class HistoryQueries {
 
   private async checkKnown(refs: readonly SeriesRef[]): Promise<void> {
     const params: Array<[string, string]> = refs.map((r) => ['match[]', promSelector(r)]);
+    // A series whose raw values are gone (retention, a backfill of tiers only) is still known by its tiers.
+    for (const r of refs) if (r.kind === 'point' || r.kind === 'model') params.push(['match[]', `${tierMetric(r, '1h', 'count')}${promLabels(r)}`]);
     params.push(['start', '0'], ['end', String(this.now() / 1_000)]);
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', params);
     const known = new Set(
       data
-        .map((l) => seriesOfLabels(l))
+        .map((l) => seriesOfLabels({ ...l, __name__: (l.__name__ ?? '').replace(/_1h_count$/, '_value') }))
         .filter((r): r is SeriesRef => r !== undefined)
         .map(seriesId),
     );

@@ -13,6 +13,66 @@
 import { z } from 'zod';
 
 const ID = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * What history keeps of one value (a channel point, a model value): set on a
+ * point, a channel, a model value, a model or a template, the nearest wins.
+ * - `off`: nothing;
+ * - `on-change` (default): every value the channel accepted (its deadband applies);
+ * - `interval`: the last value of each interval of `intervalMs`, stamped at the
+ *   interval's end (a multiple of `intervalMs`): even samples for reports.
+ * `maxGapMs` is a heartbeat: an unchanged value is written again at least that
+ * often (for interval, at the next interval end), so a flat signal's chart is not empty.
+ * Written `history: off`, `history: on-change` or `history: { mode: interval, intervalMs: 60000, maxGapMs: 900000 }`.
+ */
+export type HistoryKeep =
+  | { readonly mode: 'off' }
+  | { readonly mode: 'on-change'; readonly maxGapMs?: number }
+  | { readonly mode: 'interval'; readonly intervalMs: number; readonly maxGapMs?: number };
+
+export const DEFAULT_KEEP: HistoryKeep = Object.freeze({ mode: 'on-change' });
+const KEEP_MODES = ['off', 'on-change', 'interval'] as const;
+
+const keepObject = z.strictObject({
+  mode: z.string().default('on-change'),
+  intervalMs: z.number().int().min(100).optional().describe('interval: the length of an interval (its last value is kept)'),
+  maxGapMs: z.number().int().min(1_000).optional().describe('heartbeat: an unchanged value is written again at least this often'),
+});
+
+export const historyKeepSchema = z
+  .union([z.string(), keepObject], { error: 'must be off, on-change or a mapping { mode, intervalMs, maxGapMs }' })
+  .superRefine((v, ctx) => {
+    if (typeof v === 'string') {
+      if (v === 'interval') ctx.addIssue({ code: 'custom', message: 'interval needs intervalMs: write history: { mode: interval, intervalMs: 60000 }' });
+      else if (!(KEEP_MODES as readonly string[]).includes(v))
+        ctx.addIssue({ code: 'custom', message: `must be off, on-change or { mode: interval, intervalMs: … }, not '${v}'` });
+      return;
+    }
+    if (!(KEEP_MODES as readonly string[]).includes(v.mode)) {
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: `must be one of ${KEEP_MODES.join(', ')}, not '${v.mode}'` });
+      return;
+    }
+    if (v.mode === 'interval' && v.intervalMs === undefined)
+      ctx.addIssue({ code: 'custom', path: ['mode'], message: 'interval needs intervalMs (the length of an interval, e.g. 60000)' });
+    if (v.mode !== 'interval' && v.intervalMs !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['intervalMs'], message: `intervalMs applies to mode interval only, not to ${v.mode}` });
+    if (v.mode === 'off' && v.maxGapMs !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['maxGapMs'], message: 'maxGapMs (a heartbeat) means nothing when history is off' });
+    if (v.mode === 'interval' && v.intervalMs !== undefined && v.maxGapMs !== undefined && v.maxGapMs < v.intervalMs)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxGapMs'],
+        message: `maxGapMs (${v.maxGapMs}) must be at least intervalMs (${v.intervalMs}): one value an interval is kept anyway`,
+      });
+  })
+  .transform((v): HistoryKeep => {
+    if (typeof v === 'string') return v === 'off' ? { mode: 'off' } : DEFAULT_KEEP;
+    if (v.mode === 'off') return { mode: 'off' };
+    const gap = v.maxGapMs !== undefined ? { maxGapMs: v.maxGapMs } : {};
+    return v.mode === 'interval' ? { mode: 'interval', intervalMs: v.intervalMs!, ...gap } : { mode: 'on-change', ...gap };
+  })
+  .describe('what history keeps: off, on-change (default) or { mode: interval, intervalMs }, with an optional heartbeat maxGapMs');
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** VictoriaMetrics' -retentionPeriod: months when bare, else hours, days, weeks or years. */
 export const RETENTION_PATTERN = /^\d+[hdwy]?$/;

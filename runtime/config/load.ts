@@ -12,6 +12,7 @@ import { compileExpr, ExprError, type CompiledExpr } from '../expr.js';
 import '../protocols.js';
 import { conditionSpec, instantiateTemplateAlarms, type AlarmConfig } from './alarms.js';
 import { resolveRules } from './rules.js';
+import { DEFAULT_KEEP, type HistoryKeep } from './history.js';
 import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
 import type { AlarmDef, Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
@@ -373,6 +374,11 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
         if (dm !== s.m.id) dependsOn.add(dm);
       }
     const tpl = s.m.template ? cfg.templates[s.m.template] : undefined;
+    // What history keeps of each value: the value's own spec (the model's, else the template's), the model's, the template's, on-change.
+    const keep = new Map<string, HistoryKeep>();
+    const modelKeep = s.m.history ?? tpl?.history ?? DEFAULT_KEEP;
+    for (const name of s.measurements.keys()) keep.set(name, (s.m.measurements[name] ?? tpl?.measurements[name])?.history ?? modelKeep);
+    for (const c of calculations) keep.set(c.name, s.calcSpecs[c.name]?.history ?? modelKeep);
     return {
       id: s.m.id,
       name: s.m.name ?? s.m.id,
@@ -382,6 +388,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       mapping: s.mapping,
       controls: s.controls,
       dependsOn: [...dependsOn],
+      keep,
     };
   });
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.

@@ -5,7 +5,7 @@
  * Every object is strict: an unknown key is an error, never ignored.
  */
 import { z } from 'zod';
-import { historySchema } from './history.js';
+import { historyKeepSchema, historySchema } from './history.js';
 import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
 import { cloudSchema } from './cloud.js';
 import { ruleSchema } from './rules.js';
@@ -109,6 +109,8 @@ export const pointFields = {
   deadband: z.number().nonnegative().default(0),
   min: z.number().optional(),
   max: z.number().optional(),
+  /** What history keeps of this point (default: the channel's). */
+  history: historyKeepSchema.optional(),
 };
 
 /** A point of a protocol that adds nothing of its own (a protocol registered outside this file may use it). */
@@ -136,6 +138,7 @@ export const virtualPointSchema = z.strictObject({ ...pointFields, sim: simSchem
       deadband: p.deadband,
       min: p.min,
       max: p.max,
+      history: p.history,
       sim: p.sim,
     }) satisfies Complete<typeof p>,
 );
@@ -160,6 +163,7 @@ export const modbusPointSchema = z
         deadband: p.deadband,
         min: p.min,
         max: p.max,
+        history: p.history,
         sim: p.sim,
         modbus: p.modbus,
       }) satisfies Complete<typeof p>,
@@ -183,6 +187,8 @@ export const channelFields = {
   timeoutMs: positiveMs.default(1000),
   /** Report by exception: a point within its deadband is still re-sent this often. */
   integrityMs: positiveMs.default(60_000),
+  /** What history keeps of this channel's points (each point may say otherwise; default on-change). */
+  history: historyKeepSchema.optional(),
   reconnect: backoffSchema.prefault({}),
   /** CSV point tables, relative to the config folder; header cells name point fields, dotted for nesting (`sim.kind`). */
   pointsFile: z.union([z.string(), z.array(z.string())]).optional(),
@@ -234,8 +240,13 @@ export const modbusChannelSchemas = [
 export const builtinChannelSchemas = [virtualChannelSchema, ...modbusChannelSchemas] as const;
 export const channelSchema = z.discriminatedUnion('protocol', builtinChannelSchemas);
 
-const valueSpec = z.strictObject({ unit: z.string().optional(), description: z.string().optional() });
-const calcSpec = z.strictObject({ expr: z.string().min(1), unit: z.string().optional(), description: z.string().optional() });
+const valueSpec = z.strictObject({ unit: z.string().optional(), description: z.string().optional(), history: historyKeepSchema.optional() });
+const calcSpec = z.strictObject({
+  expr: z.string().min(1),
+  unit: z.string().optional(),
+  description: z.string().optional(),
+  history: historyKeepSchema.optional(),
+});
 
 export const templateSchema = z.strictObject({
   nature: z.enum(['generic', 'pv_inverter', 'battery', 'meter', 'site', 'charger']).default('generic'),
@@ -244,6 +255,8 @@ export const templateSchema = z.strictObject({
   calculations: z.record(name, calcSpec).default({}),
   /** Every instance of the template gets these alarms, as `{model}.{id}`. */
   alarms: templateAlarmsSchema,
+  /** What history keeps of every value of every instance (a value or a model may say otherwise). */
+  history: historyKeepSchema.optional(),
 });
 
 export const modelSchema = z.strictObject({
@@ -259,6 +272,8 @@ export const modelSchema = z.strictObject({
   channel: id.optional(),
   /** measurement or control name → `channel:type:point` */
   mapping: z.record(name, z.string().regex(POINT_REF_PATTERN, 'must be channel:type:point, e.g. 1001:m:1')).default({}),
+  /** What history keeps of this model's values (a value may say otherwise; default: the template's, else on-change). */
+  history: historyKeepSchema.optional(),
 });
 
 export const roleSchema = z.enum(['viewer', 'operator', 'admin']);

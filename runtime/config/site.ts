@@ -10,10 +10,10 @@ import type { AlarmPolicy } from './alarms.js';
 import type { CloudConfig } from './cloud.js';
 import type { RuleDef } from './rules.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
-import type { HistoryConfig } from './history.js';
+import type { HistoryConfig, HistoryKeep } from './history.js';
 
 export type { RuleAction, RuleDef } from './rules.js';
-export type { AlarmPolicy, ChannelConfig, GatewayConfig, HistoryConfig, PointConfig, PointType, RuntimeConfig, SimSpec };
+export type { AlarmPolicy, ChannelConfig, GatewayConfig, HistoryConfig, HistoryKeep, PointConfig, PointType, RuntimeConfig, SimSpec };
 
 export interface PointRef {
   readonly channel: string;
@@ -40,6 +40,8 @@ export interface ModelDef {
   readonly controls: ReadonlyMap<string, PointRef & { readonly min: number | undefined; readonly max: number | undefined }>;
   /** Other models whose values this model's calculations read. */
   readonly dependsOn: readonly string[];
+  /** What history keeps of each value (measurements and calculations), resolved: value, model, template, on-change. */
+  readonly keep: ReadonlyMap<string, HistoryKeep>;
 }
 
 /** What an alarm's condition tests: a point of its model (threshold, equality, quality, staleness) or an expression. */

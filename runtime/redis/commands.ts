@@ -4,6 +4,7 @@ import type { CommandEntry, CommandOutcome, CommandRecord, CommandStatus } from 
 import { RedisFunctionError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
+import type { OutboxLimits } from './telemetry.js';
 import { KEYS } from './keys.js';
 
 /** The audit stream keeps about this many entries. */
@@ -24,7 +25,14 @@ interface Accepted {
 export class CommandsRedis {
   private readonly accepted = new Map<string, Accepted>();
 
-  constructor(private readonly core: RedisCore) {}
+  private readonly outboxMaxBytes: number;
+
+  constructor(
+    private readonly core: RedisCore,
+    limits: OutboxLimits,
+  ) {
+    this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
+  }
 
   /** Sends a control command; rejects with a RedisFunctionError saying why when it is not valid. */
   async m2c(model: string, name: string, value: number, source: string, timeoutMs: number): Promise<string> {
@@ -45,7 +53,7 @@ export class CommandsRedis {
     entryId: string,
     readback: number | null,
   ): Promise<void> {
-    await this.core.fcall('cmd_result', { channel, id, status, message, ts: Date.now(), group, entryId, readback });
+    await this.core.fcall('cmd_result', { channel, id, status, message, ts: Date.now(), group, entryId, readback, outboxMaxBytes: this.outboxMaxBytes });
   }
 
   async command(id: string): Promise<CommandRecord | undefined> {

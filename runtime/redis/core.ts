@@ -40,6 +40,7 @@ export interface FunctionInputs {
     readonly group: string;
     readonly entryId: string;
     readonly readback: number | null;
+    readonly outboxMaxBytes: number;
   };
   alarm_init: { readonly id: string; readonly ts: number; readonly severity: Severity; readonly context: AlarmContext; readonly definition: string };
   alarm_commit: {
@@ -147,8 +148,8 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
   cmd_result: (i) => ({
-    keys: [KEYS.command(i.id), KEYS.commandStream(i.channel)],
-    args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback)],
+    keys: [KEYS.command(i.id), KEYS.commandStream(i.channel), KEYS.outbox, KEYS.outboxStats],
+    args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback), i.outboxMaxBytes],
   }),
   alarm_init: (i) => ({ keys: [KEYS.alarm(i.id), KEYS.alarmIndex], args: [i.id, i.ts, i.severity, JSON.stringify(i.context), i.definition] }),
   alarm_commit: (i) => ({

@@ -42,7 +42,7 @@ export class VoltageRedis {
   constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
     this.core = new RedisCore(client);
     this.telemetry = new TelemetryRedis(this.core, limits, options.log);
-    this.commands = new CommandsRedis(this.core);
+    this.commands = new CommandsRedis(this.core, limits);
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
     this.alarms = new AlarmsRedis(this.core, limits);

@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
- * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud runs only those sections; BENCH_BASELINE=<dir of
+ * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history runs only those sections; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
  * every BENCH_SOAK_FAULT_S seconds (120; 20 with BENCH_QUICK=1).
@@ -17,10 +17,11 @@ import { FEED_HEADER, feedRow } from './feed.js';
 import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
 import { soak } from './soak.js';
 import { FANOUT_HEADER, REST_HEADER, fanoutRow, restFloorRow, restRow } from './gateway.js';
+import { HISTORY_HEADER, historyRow, QUERY_HEADER, queryRows } from './history.js';
 import { CLOUD_HEADER, cloudRows, cloudWorkload, type CloudWorkload } from './cloud.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages,cloud').split(',').map((x) => x.trim()));
+const only = new Set((process.env.BENCH_ONLY ?? 'kernel,modbus,gateway,feed,pages,cloud,history').split(',').map((x) => x.trim()));
 const windows = quick ? { warmupMs: 2_000, measureMs: 4_000 } : { warmupMs: 4_000, measureMs: 10_000 };
 
 const steps: Step[] = [
@@ -106,4 +107,20 @@ if (only.has('soak')) {
   );
   for (const line of await soak({ minutes, faultEveryMs, outageMs, warmupMs: quick ? 5_000 : 20_000 })) console.log(line);
   console.log('\ntargets: 0 writes lost; the longest API answer during a fault under 2.5 s; memory flat');
+}
+
+if (only.has('history')) {
+  const outageMs = quick ? 10_000 : 60_000;
+  console.log(
+    `\n## History: a site with every point historized → VictoriaMetrics (measured ${windows.measureMs / 1000} s; then the database stopped for ${outageMs / 1000} s and the backlog drained)\n`,
+  );
+  console.log(HISTORY_HEADER);
+  // BENCH_HISTORY_CHANNELS=100 runs only the 100k points/s site.
+  const channels = (process.env.BENCH_HISTORY_CHANNELS ?? (quick ? '10' : '10,100')).split(',').map(Number);
+  const sites: Step[] = channels.map((c) => ({ channels: c, points: 1000, pollMs: 1000 }));
+  for (const step of sites) console.log(await historyRow({ step, measureMs: windows.measureMs, outageMs }));
+  console.log('\n## History queries: 10 series, a year of 1 h tier data and a day of 1 m tier data backfilled\n');
+  console.log(QUERY_HEADER);
+  for (const row of await queryRows(quick ? 20 : 100)) console.log(row);
+  console.log('\ntargets: history lag p99 < 2 s; drain ≥ 3× real time; query p99 < 200 ms');
 }

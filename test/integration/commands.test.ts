@@ -148,10 +148,12 @@ describe('the Lua side and the command machine agree', () => {
         const next = getNextSnapshot(commandMachine, snapshot, { type: `command.${to}` } as never);
         const xstateAccepts = next.value === to && from !== to;
         const entry = (await t.raw.xadd('cmd:x', '*', 'id', 'p')) as string;
-        const lua = await t.raw.fcall('cmd_result', 2, 'command:p', 'cmd:x', 'p', to, '', Date.now(), 'channel', entry, '').then(
-          () => true,
-          () => false,
-        );
+        const lua = await t.raw
+          .fcall('cmd_result', 4, 'command:p', 'cmd:x', 'outbox', 'stats:outbox', 'p', to, '', Date.now(), 'channel', entry, '', 1_000_000)
+          .then(
+            () => true,
+            () => false,
+          );
         const stored = await t.raw.hget('command:p', 'status');
         if (from === to)
           expect(lua).toBe(true); // a retry of the same result only acknowledges

@@ -6,6 +6,7 @@ import { configIssues } from '../helpers/configIssues.js';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { queryBackend } from '../../runtime/config/history.js';
+import { keepPolicies } from '../../actors/history/HistoryActor.js';
 import { writeSite } from '../helpers/servers.js';
 
 const INFLUX = `history:
@@ -86,5 +87,82 @@ describe('config: the history section', () => {
   it('the demo site keeps history in the embedded VictoriaMetrics', () => {
     const h = loadConfig('config').history;
     expect(h?.backends).toEqual([{ id: 'victoria', kind: 'victoria' }]);
+  });
+});
+
+const KEEP_SITE = `channels:
+  - id: "1001"
+    protocol: virtual
+    history: { mode: interval, intervalMs: 60000 }
+    points:
+      - { type: m, id: 1, sim: { kind: constant, value: 1 } }
+      - { type: m, id: 2, sim: { kind: constant, value: 1 }, history: off }
+      - { type: m, id: 3, sim: { kind: constant, value: 1 }, history: { maxGapMs: 300000 } }
+  - id: "1002"
+    protocol: virtual
+    points:
+      - { type: m, id: 1, sim: { kind: constant, value: 1 } }
+      - { type: m, id: 2, sim: { kind: constant, value: 1 } }
+      - { type: m, id: 3, sim: { kind: constant, value: 1 } }
+      - { type: m, id: 4, sim: { kind: constant, value: 1 } }
+templates:
+  meter:
+    history: { mode: interval, intervalMs: 900000, maxGapMs: 3600000 }
+    measurements: { P: {}, E: { history: on-change } }
+    calculations: { Pk: { expr: "P / 1000" } }
+models:
+  - { id: m1, template: meter, mapping: { P: "1002:m:1", E: "1002:m:2" } }
+  - { id: m2, template: meter, history: off, mapping: { P: "1002:m:3", E: "1002:m:4" }, calculations: { Q: { expr: "P * 2", history: on-change } } }
+`;
+
+describe('config: what history keeps (history on a point, channel, model value, model or template)', () => {
+  it('the nearest wins: point over channel; value over model over template; on-change by default', () => {
+    const site = loadConfig(writeSite({ 'site.yaml': KEEP_SITE }));
+    const points = site.channels[0]!.points.map((p) => p.history);
+    expect(site.channels[0]!.history).toEqual({ mode: 'interval', intervalMs: 60_000 });
+    expect(points).toEqual([undefined, { mode: 'off' }, { mode: 'on-change', maxGapMs: 300_000 }]);
+    const keep = Object.fromEntries(site.models.map((m) => [m.id, Object.fromEntries(m.keep)]));
+    expect(keep.m1).toEqual({
+      P: { mode: 'interval', intervalMs: 900_000, maxGapMs: 3_600_000 },
+      E: { mode: 'on-change' },
+      Pk: { mode: 'interval', intervalMs: 900_000, maxGapMs: 3_600_000 },
+    });
+    expect(keep.m2).toEqual({ P: { mode: 'off' }, E: { mode: 'on-change' }, Pk: { mode: 'off' }, Q: { mode: 'on-change' } });
+    // The writer's table holds the series that are not plain on-change, by series id.
+    expect(Object.fromEntries(keepPolicies(site))).toEqual({
+      'channel/1001/m/1': { mode: 'interval', intervalMs: 60_000 },
+      'channel/1001/m/2': { mode: 'off' },
+      'channel/1001/m/3': { mode: 'on-change', maxGapMs: 300_000 },
+      'model/m1/P': keep.m1!.P,
+      'model/m1/Pk': keep.m1!.Pk,
+      'model/m2/P': { mode: 'off' },
+      'model/m2/Pk': { mode: 'off' },
+    });
+  });
+
+  it('each mistake at its file, line and column', () => {
+    const bad = (history: string) => {
+      const yaml = `channels:\n  - id: "1001"\n    protocol: virtual\n    points:\n      - { type: m, id: 1, sim: { kind: constant, value: 1 }, history: ${history} }\n`;
+      return configIssues({ 'site.yaml': yaml });
+    };
+    const one = (history: string) => {
+      const [i, ...rest] = bad(history);
+      expect(rest).toEqual([]);
+      return i!;
+    };
+    expect(one('sometimes')).toMatchObject({ file: 'site.yaml', line: 5, column: 71, code: 'INVALID_VALUE' });
+    expect(one('sometimes').message).toContain("must be off, on-change or { mode: interval, intervalMs: … }, not 'sometimes'");
+    expect(one('interval').message).toContain('interval needs intervalMs');
+    expect(one('{ mode: interval }')).toMatchObject({ line: 5, column: 79 });
+    expect(one('5')).toMatchObject({ code: 'WRONG_TYPE', message: expect.stringContaining('must be off, on-change or a mapping') });
+    expect(one('{ mode: interval }').message).toContain('interval needs intervalMs');
+    expect(one('{ mode: on-change, intervalMs: 1000 }').message).toContain('intervalMs applies to mode interval only');
+    expect(one('{ mode: off, maxGapMs: 60000 }').message).toContain('maxGapMs (a heartbeat) means nothing when history is off');
+    expect(one('{ mode: interval, intervalMs: 60000, maxGapMs: 30000 }').message).toContain('must be at least intervalMs');
+    expect(one('{ mode: interval, intervalMs: 10 }')).toMatchObject({ code: 'OUT_OF_RANGE' });
+    expect(one('{ mode: interval, intervalMs: 1000, every: 3 }')).toMatchObject({ code: 'UNKNOWN_KEY' });
+    const [t] = configIssues({ 'site.yaml': 'templates:\n  meter:\n    history: { mode: sometimes }\n' });
+    expect(t).toMatchObject({ line: 3, column: 22, code: 'INVALID_VALUE' });
+    expect(t!.message).toContain("must be one of off, on-change, interval, not 'sometimes'");
   });
 });

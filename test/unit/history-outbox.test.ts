@@ -30,6 +30,7 @@ const seriesRef: fc.Arbitrary<SeriesRef> = fc.oneof(
   fc.record({ kind: fc.constant('point' as const), channel: channelId, type: pointType, point: fc.nat(1_000_000) }),
   fc.record({ kind: fc.constant('model' as const), model: modelId, name }),
   fc.record({ kind: fc.constant('alarm' as const), alarm: name }),
+  fc.record({ kind: fc.constant('command' as const), model: modelId, name }),
 );
 const sample: fc.Arbitrary<HistorySample> = fc.record({
   series: seriesRef,
@@ -132,6 +133,26 @@ describe('history outbox: alarm events', () => {
   });
 });
 
+describe('history outbox: command results', () => {
+  it('a command result (src k) is kept as the commanded value, with its status and read-back as fields', () => {
+    const p = { model: 'bess1', name: 'Pset', value: '50', status: 'confirmed', readback: '49.5', source: 'op', message: '' };
+    const entry = (q: object) => ['src', 'k', 'id', 'cmd-7', 'ts', '1700000000000', 'p', JSON.stringify({ ...p, ...q })];
+    const [s] = decodeEntry(entry({}));
+    expect(s).toEqual({
+      series: { kind: 'command', model: 'bess1', name: 'Pset' },
+      ts: 1_700_000_000_000,
+      value: 50,
+      quality: 'good',
+      fields: { status: 0, readback: 49.5 },
+    });
+    expect(toLine(s!)).toBe('voltage_command,model=bess1,name=Pset value=50,quality=0i,status=0,readback=49.5 1700000000000');
+    expect(parseLine(toLine(s!))).toEqual(s);
+    expect(decodeEntry(entry({ status: 'timeout', readback: '' }))[0]!.fields).toEqual({ status: 2 });
+    expect(() => decodeEntry(entry({ status: 'pending' }))).toThrow(OutboxFormatError);
+    expect(() => decodeEntry(entry({ model: '' }))).toThrow(OutboxFormatError);
+  });
+});
+
 describe('history outbox: series ids', () => {
   it('property: series id → ref → id is the identity, and a selector names the same labels', () => {
     fc.assert(
@@ -142,9 +163,11 @@ describe('history outbox: series ids', () => {
             ? { __name__: 'voltage_point_value', channel: r.channel, type: r.type, point: String(r.point) }
             : r.kind === 'model'
               ? { __name__: 'voltage_model_value', model: r.model, name: r.name }
-              : { __name__: 'voltage_alarm_value', alarm: r.alarm };
+              : r.kind === 'alarm'
+                ? { __name__: 'voltage_alarm_value', alarm: r.alarm }
+                : { __name__: 'voltage_command_value', model: r.model, name: r.name };
         expect(seriesOfLabels(labels)).toEqual(r);
-        expect(promSelector(r)).toMatch(/^voltage_(point|model|alarm)_value\{/);
+        expect(promSelector(r)).toMatch(/^voltage_(point|model|alarm|command)_value\{/);
       }),
       { numRuns: 500 },
     );

@@ -1,0 +1,232 @@
+/**
+ * History benchmark: a site of virtual channels with every point historized
+ * (the kernel workload: every point changes every poll, each mapped onto a
+ * model value, so each is written twice) against a private VictoriaMetrics.
+ * Measures the writer's throughput, the lag from a poll to its value being
+ * queryable (p50/p99), the runtime's and VictoriaMetrics' CPU and RSS, the
+ * drain after an outage of the database, and the query latency over the
+ * tiers (a year of 1 h tier data and a day of 1 m tier data backfilled
+ * directly for 10 series). Also the outbox's bytes per entry, which the
+ * README's backlog hours are computed from.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { HistoryQueries } from '../../actors/history/query.js';
+import { spawnRedis } from '../../runtime/redisServer.js';
+import { spawnVictoria, type VictoriaServer } from '../../runtime/victoriaServer.js';
+import { f } from './harness.js';
+import { siteFiles, type Step } from './kernel.js';
+import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const HISTORY_HEADER =
+  '| site (channels × points @ poll) | offered points/s | written samples/s | poll→queryable p50 / p99 (ms) | runtime CPU / RSS | VictoriaMetrics CPU / RSS | outage | drain (× real time) | bytes / outbox entry (points) |\n|---|---|---|---|---|---|---|---|---|';
+export const QUERY_HEADER = '| query (from the tiers) | tier | values | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|';
+
+interface Opts {
+  readonly step: Step;
+  readonly measureMs: number;
+  readonly outageMs: number;
+}
+
+async function writerContext(redis: Redis): Promise<{ samples: number; entries: number }> {
+  const c = JSON.parse((await redis.hget('actor:history/bench', 'context')) ?? '{}') as { samples?: number; entries?: number };
+  return { samples: c.samples ?? 0, entries: c.entries ?? 0 };
+}
+
+/** Entries the writer's group has not read or not acknowledged. */
+async function backlog(redis: Redis): Promise<number> {
+  const groups = (await redis.call('XINFO', 'GROUPS', 'outbox')) as unknown[][];
+  const g = groups
+    .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
+    .find((x) => x.name === 'history:bench');
+  if (!g) return Number.NaN;
+  const lag = Number(g.lag ?? Number.NaN);
+  if (Number.isFinite(lag)) return lag + Number(g.pending);
+  const last = (await redis.xrevrange('outbox', '+', '-', 'COUNT', 1))[0]?.[0];
+  return g['last-delivered-id'] === last ? Number(g.pending) : Number.POSITIVE_INFINITY;
+}
+
+/** The newest stored timestamp of one point, or 0. */
+async function newestTs(url: string): Promise<number> {
+  const qs = new URLSearchParams({ query: 'timestamp(voltage_point_value{channel="ch0",type="m",point="1"})', nocache: '1' });
+  try {
+    const r = (await (await fetch(`${url}/api/v1/query?${qs}`)).json()) as { data?: { result?: Array<{ value: [number, string] }> } };
+    return Math.round(Number(r.data?.result?.[0]?.value[1] ?? 0) * 1_000);
+  } catch {
+    return 0;
+  }
+}
+
+/** A row, or the row's failure (a runtime that ran out of heap, say) in its place. */
+export async function historyRow(o: Opts): Promise<string> {
+  try {
+    return await measureHistory(o);
+  } catch (e) {
+    const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
+    return `| ${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms | ${f(offered)} | failed: ${e instanceof Error ? e.message : String(e)} | | | | | | |`;
+  }
+}
+
+async function measureHistory(o: Opts): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-history-'));
+  const vmDir = mkdtempSync(join(tmpdir(), 'voltage-bench-vm-'));
+  const redis = await spawnRedis();
+  let vm: VictoriaServer = await spawnVictoria({ dataDir: vmDir, retentionPeriod: '2y' });
+  const files = {
+    ...siteFiles(o.step),
+    'history.yaml': `history:\n  backends: [ { id: bench, url: "${vm.url}" } ]\n  drainEntriesPerSecond: 5000\n`,
+  };
+  for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+  const probe = new Redis(redis.url);
+  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  try {
+    const started = Date.now();
+    while ((await probe.hget('actor:root', 'status')) !== 'running') {
+      if (Date.now() - started > 60_000 || runtime.exitCode !== null) throw new Error('runtime did not start');
+      await sleep(200);
+    }
+    await sleep(3_000);
+    // Throughput, lag and CPU over the window.
+    const w0 = await writerContext(probe);
+    const rt0 = cpuSample(runtime.pid!);
+    const vm0 = cpuSample(vm.process.pid!);
+    const t0 = Date.now();
+    const lags: number[] = [];
+    let seen = 0;
+    while (Date.now() - t0 < o.measureMs) {
+      const ts = await newestTs(vm.url);
+      if (ts > seen) {
+        if (seen > 0) lags.push(Date.now() - ts);
+        seen = ts;
+      }
+      await sleep(50);
+    }
+    const seconds = (Date.now() - t0) / 1_000;
+    const w1 = await writerContext(probe);
+    const rtCpu = cpuPercent(rt0, cpuSample(runtime.pid!));
+    const vmCpu = cpuPercent(vm0, cpuSample(vm.process.pid!));
+    const rtRss = rssMb(runtime.pid!);
+    const vmRss = rssMb(vm.process.pid!);
+    // Bytes an outbox entry, as c2m counts them (points text + channel id + 32).
+    const recent = (await probe.xrevrange('outbox', '+', '-', 'COUNT', 100)) as Array<[string, string[]]>;
+    let bytes = 0;
+    let points = 0;
+    for (const [, fields] of recent) {
+      const m = new Map<string, string>();
+      for (let i = 0; i + 1 < fields.length; i += 2) m.set(fields[i]!, fields[i + 1]!);
+      const p = m.get('p') ?? '';
+      bytes += Buffer.byteLength(p) + Buffer.byteLength(m.get('id') ?? '') + 32;
+      points += p.split('\n').filter(Boolean).length;
+    }
+    // The outage: the database stopped, the backlog kept in the outbox, then drained.
+    await vm.stop();
+    await sleep(o.outageMs);
+    if (runtime.exitCode !== null || runtime.signalCode !== null)
+      throw new Error(`the runtime exited (${runtime.exitCode ?? runtime.signalCode}) during the outage`);
+    const before = await backlog(probe);
+    const down = Date.now() - o.outageMs;
+    vm = await spawnVictoria({ dataDir: vmDir, port: vm.port, retentionPeriod: '2y' });
+    const back = Date.now();
+    // The writer notices at its next retry (its backoff, at most 5 s); the drain runs from its first write.
+    let first = 0;
+    while (Date.now() - back < 10 * o.outageMs) {
+      if (runtime.exitCode !== null || runtime.signalCode !== null)
+        throw new Error(`the runtime exited (${runtime.exitCode ?? runtime.signalCode}) during the drain`);
+      const n = await backlog(probe);
+      if (first === 0 && n < before) first = Date.now();
+      if (n <= o.step.channels * 2) break;
+      await sleep(100);
+    }
+    const done = Date.now();
+    const drainS = (done - first) / 1_000;
+    // Real time drained: the outage and the wait for the retry, in drainS.
+    const drain = (first - down) / 1_000 / drainS;
+    const lag = lags.sort((a, b) => a - b);
+    const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
+    return [
+      `${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms`,
+      f(offered),
+      f((w1.samples - w0.samples) / seconds),
+      `${f(percentile(lag, 50))} / ${f(percentile(lag, 99))}`,
+      `${f(rtCpu)} % / ${f(rtRss)} MB`,
+      `${f(vmCpu)} % / ${f(vmRss)} MB`,
+      `${o.outageMs / 1_000} s (${f(before)} entries)`,
+      `${f(drainS, 1)} s (${f(drain, 1)}×), retry after ${f((first - back) / 1_000, 1)} s`,
+      `${f(bytes / Math.max(1, recent.length))} (${f(points / Math.max(1, recent.length))})`,
+    ]
+      .join(' | ')
+      .replace(/^/, '| ')
+      .concat(' |');
+  } finally {
+    if (runtime.exitCode === null && runtime.signalCode === null) {
+      runtime.kill('SIGTERM');
+      await new Promise((r) => runtime.once('exit', r));
+    }
+    probe.disconnect();
+    await vm.stop();
+    await redis.stop();
+    rmSync(vmDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** 10 series: a year of 1 h tier buckets and a day of 1 m tier buckets, written directly; then the two queries, `runs` times each. */
+export async function queryRows(runs: number): Promise<string[]> {
+  const vm = await spawnVictoria({ retentionPeriod: '2y' });
+  try {
+    const now = Date.now();
+    const write = async (lines: string[]) => {
+      for (let i = 0; i < lines.length; i += 50_000) {
+        const r = await fetch(`${vm.url}/api/v2/write?precision=ms`, { method: 'POST', body: lines.slice(i, i + 50_000).join('\n') });
+        await r.arrayBuffer();
+      }
+    };
+    for (const [tier, size, count] of [
+      ['1h', 3_600_000, 366 * 24],
+      ['1m', 60_000, 25 * 60],
+    ] as const) {
+      const lines: string[] = [];
+      const last = Math.floor(now / size) * size;
+      for (let s = 1; s <= 10; s++)
+        for (let k = 0; k < count; k++) {
+          const v = Math.sin(k / 24) * 100;
+          lines.push(
+            `voltage_point_${tier},channel=bq,type=m,point=${s} min=${v - 1},max=${v + 1},mean=${v},last=${v},count=60,sum=${v * 60} ${last - k * size}`,
+          );
+        }
+      await write(lines);
+    }
+    await fetch(`${vm.url}/internal/force_flush`).then((r) => r.arrayBuffer());
+    const q = new HistoryQueries({ url: vm.url, maxPoints: 100_000 });
+    const series = Array.from({ length: 10 }, (_, i) => `channel/bq/m/${i + 1}`).join(',');
+    const rows: string[] = [];
+    for (const [what, params] of [
+      ['10 series × 24 h at 1-minute steps', { series, from: '-24h', step: '60s', agg: 'mean' }],
+      ['10 series × 365 days at 1-day steps', { series, from: '-365d', step: '1d', agg: 'mean' }],
+    ] as const) {
+      const times: number[] = [];
+      let tier = '';
+      let values = 0;
+      for (let i = 0; i < runs; i++) {
+        const t = performance.now();
+        const a = await q.query(params);
+        times.push(performance.now() - t);
+        tier = a.tier;
+        values = a.series.reduce((s, x) => s + x.values.filter((v) => v !== null).length, 0);
+      }
+      times.sort((a, b) => a - b);
+      rows.push(`| ${what} | ${tier} | ${values} | ${f(percentile(times, 50), 1)} | ${f(percentile(times, 99), 1)} |`);
+    }
+    return rows;
+  } finally {
+    await vm.stop();
+  }
+}
