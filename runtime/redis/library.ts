@@ -13,7 +13,7 @@ import { commandTransitions } from '../../machines/commandMachine.js';
 import { VoltageError } from '../errors.js';
 
 /** Bumped whenever a Function's keys, arguments or behaviour change. */
-export const LIBRARY_VERSION = '8';
+export const LIBRARY_VERSION = '9';
 export const LIBRARY_NAME = 'voltage';
 
 /** In load order: core first (its helpers are locals every later module uses). */
@@ -27,7 +27,7 @@ export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readon
   site: ['site_stage', 'site_load'],
   commands: ['m2c', 'cmd_result'],
   alarms: ['alarm_init', 'alarm_commit'],
-  rules: ['rule_init', 'rule_commit', 'rule_record'],
+  rules: ['rule_init', 'rule_commit', 'rule_record', 'rule_notify'],
 };
 
 /** lua/, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */
