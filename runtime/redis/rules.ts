@@ -127,6 +127,27 @@ export class RulesRedis {
     return this.core.fcall('rule_record', { id, ts, of, results: JSON.stringify(results), counters });
   }
 
+  /** One entry of rule:executions (an execution or a result), or undefined when trimmed. */
+  async entry(entryId: string): Promise<RuleJournalEntry | undefined> {
+    const [e] = await redisCall('XRANGE', () => this.core.client.xrange(KEYS.ruleExecutions, entryId, entryId));
+    if (!e) return undefined;
+    const f = fieldsOf(e[1]);
+    return {
+      entryId,
+      id: f.id ?? '',
+      kind: f.kind === 'result' ? 'result' : 'execution',
+      time: Number(f.time),
+      data: f.data ? (JSON.parse(f.data) as unknown) : null,
+      fields: f,
+    };
+  }
+
+  /** One notify event of rule:events, or undefined when trimmed. */
+  async event(entryId: string): Promise<RuleNotification | undefined> {
+    const [e] = await redisCall('XRANGE', () => this.core.client.xrange(KEYS.ruleEvents, entryId, entryId));
+    return e ? (JSON.parse(fieldsOf(e[1]).event ?? '{}') as RuleNotification) : undefined;
+  }
+
   /** The ids of every rule initialised since the site was loaded. */
   async ids(): Promise<string[]> {
     return (await redisCall('SMEMBERS', () => this.core.client.smembers(KEYS.rules))).sort();

@@ -69,7 +69,8 @@ function compiledDefinition(d: StoredDefinition): RuleDef {
   };
 }
 
-function summary(r: RuleRecord): Record<string, unknown> {
+/** A rule as the list, the detail and the `rule/{id}` topic show it. */
+export function summary(r: RuleRecord): Record<string, unknown> {
   const d = r.definition as Partial<StoredDefinition> | null;
   return {
     id: r.id,
