@@ -406,7 +406,45 @@ export function resolveRules(rules: readonly RuleConfig[], models: readonly Mode
       alarms: [...alarmDefs].map(([id, d]) => ({ id, rule: r.id, severity: d.severity ?? 'minor', message: d.message ?? id })),
     });
   });
+  checkCycles(out, rules, add);
   return out;
+}
+
+/**
+ * A cycle of rules that set each other's inputs (A sets a value B reads, B one
+ * that A reads…) would make them drive each other without end: an error at the
+ * first `set` action of the cycle. Control actions are not followed: what a
+ * device reads back is not known here.
+ */
+function checkCycles(defs: readonly RuleDef[], rules: readonly RuleConfig[], add: AddIssue): void {
+  const readers = new Map<string, string[]>();
+  for (const d of defs) for (const ref of d.inputs) readers.set(ref, [...(readers.get(ref) ?? []), d.id]);
+  const sets = (d: RuleDef) => [...d.then, ...d.else].flatMap((a) => (a.kind === 'set' ? [`${a.model}.${a.name}`] : []));
+  const next = new Map(defs.map((d) => [d.id, [...new Set(sets(d).flatMap((ref) => readers.get(ref) ?? []))].filter((x) => x !== d.id)]));
+  const state = new Map<string, 'open' | 'done'>();
+  const reported = new Set<string>();
+  const visit = (id: string, path: string[]): void => {
+    if (state.get(id) === 'done') return;
+    if (state.get(id) === 'open') {
+      const cycle = path.slice(path.indexOf(id));
+      const key = [...cycle].sort().join(',');
+      if (reported.has(key)) return;
+      reported.add(key);
+      const ri = rules.findIndex((r) => r.id === cycle[0]);
+      const branch = rules[ri]!.then.some((a) => 'set' in a) ? 'then' : 'else';
+      const ai = rules[ri]![branch].findIndex((a) => 'set' in a);
+      add(
+        ['rules', ri, branch, ai, 'set'],
+        'RULE_CYCLE',
+        `rules ${[...cycle, id].map((x) => `'${x}'`).join(' → ')} set each other's inputs: they would drive each other without end`,
+      );
+      return;
+    }
+    state.set(id, 'open');
+    for (const n of next.get(id) ?? []) visit(n, [...path, id]);
+    state.set(id, 'done');
+  };
+  for (const d of defs) visit(d.id, []);
 }
 
 function uniqueWindows(ws: readonly WindowRef[]): WindowRef[] {

@@ -224,4 +224,29 @@ describe('rules config', () => {
     expect(issues.some((i) => i.line === 3 && i.message.includes('a sequence needs within'))).toBe(true);
     expect(issues.some((i) => i.line === 5 && i.message.includes('either on values'))).toBe(true);
   });
+
+  it("a cycle of rules that set each other's inputs is reported once, at a set action", () => {
+    const issues = configIssues({
+      'site.yaml': SITE.replace('measurements: { mode: {} }', 'measurements: { mode: {}, stage: {}, solo: {} }'),
+      'rules.yaml': `rules:
+  - id: a
+    trigger: { onChange: [gw.mode] }
+    when: "gw.mode > 0"
+    then:
+      - set: { model: gw, name: stage, value: 1 }
+  - id: b
+    trigger: { onChange: [gw.stage] }
+    when: "gw.stage > 0"
+    then:
+      - set: { model: gw, name: mode, value: 0 }
+  - id: self
+    trigger: { onChange: [gw.solo] }
+    when: "gw.solo > 5"
+    then:
+      - set: { model: gw, name: solo, value: 5 }
+`,
+    });
+    expect(issues.map((i) => `${i.line}:${i.column} ${i.code}`)).toEqual(['6:14 RULE_CYCLE']);
+    expect(issues[0]!.message).toContain("rules 'a' → 'b' → 'a' set each other's inputs");
+  });
 });
