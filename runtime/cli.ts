@@ -360,7 +360,9 @@ async function cmdRules(): Promise<number> {
     for (const id of ids) {
       const r = await redis.rules.read(id);
       if (!r) continue;
-      const d = r.definition as { priority?: number; when?: string } | null;
+      const d = r.definition as { priority?: number; when?: string; event?: { kind: string; cron?: string; glob?: string; steps?: string[] } | null } | null;
+      const ev = d?.event;
+      const on = ev ? ` on ${ev.kind} ${ev.cron ?? ev.glob ?? (ev.steps ?? []).join(' then ')}` : '';
       const due =
         r.state === 'holding'
           ? ` fires in ${Math.max(0, (r.context.holdUntil ?? now) - now)} ms`
@@ -371,7 +373,7 @@ async function cmdRules(): Promise<number> {
         .map(([k, v]) => `${k}=${v}`)
         .join(' ');
       process.stdout.write(
-        `${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`,
+        `${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0}${on} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`,
       );
     }
     return 0;

@@ -150,8 +150,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       const evaluate = (trigger: string) => {
         queue = queue.then(() => step(trigger)).catch(fail);
       };
-      const fireEvent = (trigger: string) => {
-        queue = queue.then(() => pulse(trigger)).catch(fail);
+      const fireEvent = (trigger: string, e?: Evaluation, now?: number) => {
+        queue = queue.then(() => pulse(trigger, e, now)).catch(fail);
       };
 
       async function commit(
@@ -199,11 +199,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         const now = Date.now();
         const e = evaluation(now);
         if (def.event !== null) {
-          // An event rule: values only feed a sequence; the deadlines (a cooldown ending) are TICKs.
-          if (sequence && trigger === 'change') {
-            if (e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
-            if (sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now)) return pulse('sequence', e, now);
-          }
+          // An event rule: a blocked sequence records why; the deadlines (a cooldown ending) are TICKs.
+          if (sequence && e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
           await commit({ type: 'TICK', now }, trigger, e);
           report(trigger);
           schedule();
@@ -363,7 +360,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
             const u = parseUpdate(model, message);
             if (!u) return;
-            if (apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) evaluate('change');
+            if (!apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) return;
+            if (!sequence) return evaluate('change');
+            // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
+            const now = Date.now();
+            const e = evaluation(now);
+            if (sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now)) fireEvent('sequence', e, now);
+            else if (e.blocked !== null) evaluate('change');
           }),
         );
       }
