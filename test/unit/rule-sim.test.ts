@@ -6,8 +6,10 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
+import { SequenceTracker } from '../../runtime/domain/ruleEvaluation.js';
 import { runRuleTest, simulateRules } from '../../runtime/domain/ruleSim.js';
 
 const run = async (dir: string): Promise<{ code: number; out: string }> => {
@@ -83,5 +85,33 @@ describe('rule simulation', () => {
     expect(wrong.passed).toBe(false);
     expect(wrong.missing).toEqual(['20s * control bess1.limit = 11']);
     expect(wrong.unexpected).toEqual(['20s trip-then-surge control bess1.limit = 10']);
+  });
+});
+
+describe('sequence tracker', () => {
+  it('fires only on a rise of the last step, after a rise of the first within the window; never on values that hold', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.boolean(), fc.boolean()), { maxLength: 80 }),
+        fc.integer({ min: 1, max: 5_000 }),
+        (steps, within) => {
+          const tr = new SequenceTracker(2, within);
+          let now = 0;
+          let prev: [boolean, boolean] = [false, false];
+          const rises0: Array<[number, number]> = [];
+          for (const [i, [dt, a, b]] of steps.entries()) {
+            now += dt;
+            const fired = tr.step([a, b], now);
+            if (fired) {
+              expect(b && !prev[1]).toBe(true);
+              // The first step rose in an earlier evaluation, within the window.
+              expect(rises0.some(([j, t]) => j < i && now - t <= within)).toBe(true);
+            }
+            if (a && !prev[0]) rises0.push([i, now]);
+            prev = [a, b];
+          }
+        },
+      ),
+    );
   });
 });
