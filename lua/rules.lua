@@ -73,7 +73,7 @@ local function rule_commit(keys, args)
       'from', from, 'to', state, 'version', next_version, 'time', ts, 'who', who, 'data', execution)
     redis.call('HINCRBY', keys[3], 'executions', 1)
   end
-  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, from = from, to = state, version = next_version, time = tonumber(ts) }))
+  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'step', from = from, to = state, version = next_version, time = tonumber(ts), entry = entry }))
   return { next_version, entry }
 end
 
@@ -93,10 +93,35 @@ local function rule_record(keys, args)
     if not tonumber(args[i + 1]) then return fail('rule_record: increment of ' .. tostring(args[i]) .. ' is not a number') end
   end
   for i = 5, #args, 2 do redis.call('HINCRBY', keys[2], args[i], tonumber(args[i + 1])) end
-  return redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'result',
+  local entry = redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'result',
     'of', of or '', 'time', ts, 'data', results)
+  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'result', of = of or '', time = tonumber(ts), entry = entry }))
+  return entry
+end
+
+--[[
+rule_notify: a rule's `notify` action: one event to the bounded stream
+rule:events and the same JSON to the outbox ({src r, id rule, ts, p}) so that
+the cloud links carry it (outbox_add in core.lua: bounded, drops counted).
+KEYS: 1 rule:events, 2 outbox, 3 stats:outbox
+ARGV: 1 rule id, 2 ts (ms), 3 event (JSON), 4 the outbox's bound in bytes
+Returns the rule:events entry id.
+]]
+local RULE_EVENTS_MAXLEN = 10000
+local function rule_notify(keys, args)
+  if #keys ~= 3 then return fail('rule_notify needs 3 keys') end
+  local id, ts, event = args[1], args[2], args[3]
+  if id == nil or id == '' then return fail('rule_notify: id is required') end
+  if not positive_int(ts) then return fail('rule_notify: ts must be a positive integer (ms)') end
+  if event == nil or event == '' then return fail('rule_notify: the event is required') end
+  if not positive_int(args[4]) then return fail('rule_notify: the outbox bound must be a positive integer (bytes)') end
+  local entry = redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EVENTS_MAXLEN, '*', 'id', id, 'time', ts, 'event', event)
+  outbox_add(keys[2], keys[3], tonumber(args[4]), { 'src', 'r', 'id', id, 'ts', ts, 'p', event }, #event + #id + 32)
+  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'notify', time = tonumber(ts), entry = entry }))
+  return entry
 end
 
 redis.register_function('rule_init', rule_init)
 redis.register_function('rule_commit', rule_commit)
 redis.register_function('rule_record', rule_record)
+redis.register_function('rule_notify', rule_notify)

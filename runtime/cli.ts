@@ -5,6 +5,7 @@
 import type { CloudLinkConfig } from './config/cloud.js';
 import { startEmbeddedBroker } from './embeddedBroker.js';
 import { parseArgs } from 'node:util';
+import { runRuleTest } from './domain/ruleSim.js';
 import { join, resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +57,8 @@ commands:
              send a control command and wait for its result (exit 0 confirmed,
              1 failed, timed out or still pending, 2 rejected)
   rules      print each rule: state, priority, counters, why it is blocked, its deadlines
+  rules test run the rule test cases of --config (ruleTests) on a simulated clock, with no
+             Redis and no device; each case passed or failed with the difference; exit 1 if any fails
   schema     print the config JSON Schema (for editors)
   help       this text
 
@@ -321,6 +324,29 @@ function cmdPlan(dir: string): number {
   return 0;
 }
 
+/** `voltage rules test`: the ruleTests of the config on a simulated clock; exit 1 when a case fails, 2 when the config does not load. */
+function cmdRulesTest(dir: string): number {
+  const site = load(dir);
+  if (!site) return 2;
+  if (site.ruleTests.length === 0) {
+    process.stdout.write(`${dir}: no rule tests (ruleTests:)\n`);
+    return 0;
+  }
+  let failed = 0;
+  for (const tc of site.ruleTests) {
+    const unknown = (tc.rules ?? []).filter((id) => !site.rules.some((r) => r.id === id));
+    const r = unknown.length
+      ? { name: tc.name, passed: false, missing: [`no rule ${unknown.map((u) => `'${u}'`).join(', ')} in this site`], unexpected: [] }
+      : runRuleTest(site.rules, tc);
+    if (!r.passed) failed++;
+    process.stdout.write(`${r.passed ? 'passed' : 'FAILED'}  ${r.name}\n`);
+    for (const m of r.missing) process.stdout.write(`    expected, not taken: ${m}\n`);
+    for (const u of r.unexpected) process.stdout.write(`    taken, not expected: ${u}\n`);
+  }
+  process.stdout.write(`\n${site.ruleTests.length - failed} passed, ${failed} failed\n`);
+  return failed > 0 ? 1 : 0;
+}
+
 /** `voltage rules`: each rule as its actor committed it to Redis (also while the runtime is down). */
 async function cmdRules(): Promise<number> {
   const url = process.env.REDIS_URL ?? DEFAULT_REDIS;
@@ -334,7 +360,9 @@ async function cmdRules(): Promise<number> {
     for (const id of ids) {
       const r = await redis.rules.read(id);
       if (!r) continue;
-      const d = r.definition as { priority?: number; when?: string } | null;
+      const d = r.definition as { priority?: number; when?: string; event?: { kind: string; cron?: string; glob?: string; steps?: string[] } | null } | null;
+      const ev = d?.event;
+      const on = ev ? ` on ${ev.kind} ${ev.cron ?? ev.glob ?? (ev.steps ?? []).join(' then ')}` : '';
       const due =
         r.state === 'holding'
           ? ` fires in ${Math.max(0, (r.context.holdUntil ?? now) - now)} ms`
@@ -345,7 +373,7 @@ async function cmdRules(): Promise<number> {
         .map(([k, v]) => `${k}=${v}`)
         .join(' ');
       process.stdout.write(
-        `${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`,
+        `${id.padEnd(24)} ${r.state.padEnd(9)} p=${d?.priority ?? 0}${on} when ${d?.when ?? '?'}${due}${r.context.blocked ? ` BLOCKED: ${r.context.blocked}` : ''}${stats ? `  [${stats}]` : ''}\n`,
       );
     }
     return 0;
@@ -455,7 +483,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     case 'plan':
       return cmdPlan(dir);
     case 'rules':
-      return cmdRules();
+      return parsed.positionals[1] === 'test' ? cmdRulesTest(dir) : cmdRules();
     case 'control':
       return cmdControl(parsed.positionals.slice(1), Number(unshieldNegative(parsed.values.timeout ?? '10000')));
     case 'validate': {

@@ -106,6 +106,8 @@ export function decodeEntry(fields: readonly string[]): HistorySample[] {
   if (src === 'm') return decodeModelJson(id, ts, p);
   if (src === 'a') return [decodeAlarmEvent(id, ts, p)];
   if (src === 'k') return [decodeCommandResult(id, ts, p)];
+  // A rule's notify event (rule_notify): for the cloud links, not a sample of any series.
+  if (src === 'r') return [];
   throw new OutboxFormatError(`outbox entry of ${id}: unknown src '${String(src)}'`);
 }
 

@@ -11,8 +11,20 @@
  *
  * Evaluations run one at a time (a queue); a refused commit re-reads the rule
  * (an operator enabled or disabled it) and evaluates again once.
+ *
+ * Window functions read a bounded ring of recent values per point, kept here
+ * (in memory: a restart starts the windows empty). An event trigger (cron, a
+ * matching alarm's change, a sequence completing) is a pulse: CONDITION{when}
+ * then CONDITION{false} at the same instant, so the rule fires once per event
+ * (cooldown permitting) and is idle again; the second step is not journaled.
+ * Rule alarms are alarm:{id} records of their own (initialised here), raised
+ * and cleared by alarm_commit like any other alarm.
  */
+import { Cron } from 'croner';
+import { initialAlarm, stepAlarm, stepReason } from '../../machines/alarmMachine.js';
 import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+import { alarmGlob } from '../../runtime/config/rules.js';
+import { AlarmRefusedError } from '../../runtime/redis/alarms.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
 import type { RunningChild, ChildSpec, ExitReason } from '../../runtime/childSpec.js';
 import type { RuleDef } from '../../runtime/config/site.js';
@@ -26,7 +38,16 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
-import { evaluateRule, eventOf, planActions, type Evaluation, type InputValue, type PlannedAction } from '../../runtime/domain/ruleEvaluation.js';
+import {
+  evaluateRule,
+  eventOf,
+  planActions,
+  RuleInputs,
+  SequenceTracker,
+  sequenceValues,
+  type Evaluation,
+  type PlannedAction,
+} from '../../runtime/domain/ruleEvaluation.js';
 import { settled } from '../../runtime/reporter.js';
 
 export interface RuleActorDeps {
@@ -43,13 +64,17 @@ export const ruleActorId = (id: string): string => `rule/${id}`;
 
 /** What the definition looks like in `rule:{id}` (for the API): the texts, not the compiled expressions. */
 export function ruleDefinition(def: RuleDef): Record<string, unknown> {
-  const act = (a: RuleDef['then'][number]) => ({ kind: a.kind, model: a.model, name: a.name, value: a.value.source, minIntervalMs: a.minIntervalMs });
+  const act = (a: RuleDef['then'][number]) =>
+    a.kind === 'control' || a.kind === 'set' ? { kind: a.kind, model: a.model, name: a.name, value: a.value.source, minIntervalMs: a.minIntervalMs } : a;
+  const ev = def.event;
   return {
     id: def.id,
     enabled: def.enabled,
     priority: def.priority,
     onChange: def.onChange,
     everyMs: def.everyMs,
+    event: ev?.kind === 'sequence' ? { kind: 'sequence', steps: ev.steps.map((x) => x.source), withinMs: ev.withinMs } : ev,
+    alarms: def.alarms,
     when: def.when.source,
     forMs: def.forMs,
     cooldownMs: def.cooldownMs,
@@ -59,13 +84,14 @@ export function ruleDefinition(def: RuleDef): Record<string, unknown> {
   };
 }
 
-interface ActionOutcome extends PlannedAction {
-  readonly outcome: 'sent' | 'set' | 'overridden' | 'rate-limited' | 'skipped' | 'rejected';
+type ActionOutcome = PlannedAction & {
+  readonly outcome: 'sent' | 'set' | 'overridden' | 'rate-limited' | 'skipped' | 'rejected' | 'raised' | 'cleared' | 'unchanged' | 'notified';
   readonly commandId?: string;
   readonly status?: string;
   readonly by?: string;
   readonly message?: string;
-}
+  readonly eventId?: string;
+};
 
 const TERMINAL_WAIT_MS = 15_000;
 
@@ -78,7 +104,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
     type: 'worker',
     async start(): Promise<RunningChild> {
       const log = deps.log.child({ actor: id });
-      const latest = new Map<string, InputValue>();
+      const inputs = new RuleInputs(def);
+      const sequence = def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs) : undefined;
       const models = new Set(def.models);
       const needed = new Set([...def.inputs, ...def.onChange]);
       let stopped = false;
@@ -86,7 +113,18 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       let exited: ExitReason | undefined;
       const timers = new Set<NodeJS.Timeout>();
       const unsubscribe: Array<() => Promise<void>> = [];
-      const controls = [...def.then, ...def.else].filter((a) => a.kind === 'control').map((a) => `${a.model}.${a.name}`);
+      const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
+
+      for (const a of def.alarms) {
+        const init = initialAlarm({ severity: a.severity });
+        await deps.redis.alarms.init({
+          id: a.id,
+          ts: Date.now(),
+          severity: a.severity,
+          context: init.context,
+          definition: JSON.stringify({ id: a.id, rule: a.rule, severity: a.severity, message: a.message, source: 'rule' }),
+        });
+      }
 
       let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
       if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
@@ -112,15 +150,25 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       const evaluate = (trigger: string) => {
         queue = queue.then(() => step(trigger)).catch(fail);
       };
+      const fireEvent = (trigger: string, e?: Evaluation, now?: number) => {
+        queue = queue.then(() => pulse(trigger, e, now)).catch(fail);
+      };
 
-      async function commit(event: RuleEvent, trigger: string, e: Evaluation | undefined): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
+      async function commit(
+        event: RuleEvent,
+        trigger: string,
+        e: Evaluation | undefined,
+        journal = true,
+      ): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
         for (let attempt = 0; attempt < 2; attempt++) {
           const to = stepRule(stored, event);
           if (!to) return undefined;
-          const planned = to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e) : undefined;
-          const execution = to.context.effect
-            ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
-            : undefined;
+          const planned =
+            to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
+          const execution =
+            to.context.effect && journal
+              ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
+              : undefined;
           const counter =
             to.context.effect === 'then' ? 'fires' : to.context.effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
           try {
@@ -144,10 +192,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         return undefined;
       }
 
+      const evaluation = (now: number): Evaluation => evaluateRule(def, (ref) => inputs.get(ref), inputs.windowScope(now));
+
       async function step(trigger: string): Promise<void> {
         if (stopped) return;
         const now = Date.now();
-        const e = evaluateRule(def, (ref) => latest.get(ref));
+        const e = evaluation(now);
+        if (def.event !== null) {
+          // An event rule: a blocked sequence records why; the deadlines (a cooldown ending) are TICKs.
+          if (sequence && e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
+          await commit({ type: 'TICK', now }, trigger, e);
+          report(trigger);
+          schedule();
+          return;
+        }
         let done = await commit(eventOf(e, now), trigger, e);
         // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
         if (!done?.to.context.effect) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
@@ -157,11 +215,75 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         if (done?.to.context.effect) await act(done.to.context.effect, e, done.entryId, now);
       }
 
+      /** An event: `when` now, fired as a pulse (true then false at once); the release is not journaled. */
+      async function pulse(trigger: string, given?: Evaluation, at?: number): Promise<void> {
+        if (stopped) return;
+        const now = at ?? Date.now();
+        const e = given ?? evaluation(now);
+        const done = await commit(eventOf(e, now), trigger, e);
+        if (e.blocked === null) await commit({ type: 'CONDITION', value: false, now }, trigger, e, false);
+        await commit({ type: 'TICK', now }, trigger, e);
+        claimControls();
+        report(trigger);
+        schedule();
+        if (done?.to.context.effect === 'then') await act('then', e, done.entryId, now);
+      }
+
+      /** Raises or clears a rule alarm: one alarm_commit from what is stored (compare-and-set; once more on a conflict). */
+      async function ruleAlarm(id: string, raise: boolean, now: number): Promise<'raised' | 'cleared' | 'unchanged'> {
+        for (let attempt = 0; ; attempt++) {
+          const a = await deps.redis.alarms.get(id);
+          if (!a) throw new Error(`rule alarm '${id}' is not initialised`);
+          const from = { state: a.state, context: a.context };
+          const event = { type: raise ? ('CONDITION_ON' as const) : ('CONDITION_OFF' as const), now };
+          const next = stepAlarm(from, event);
+          if (!next) return 'unchanged';
+          try {
+            await deps.redis.alarms.commit({
+              id,
+              expectedVersion: a.version,
+              event: event.type,
+              to: next.state,
+              severity: next.context.severity,
+              context: next.context,
+              who,
+              why: `${stepReason(from, next, event)} by rule ${def.id}`,
+              value: null,
+              ts: now,
+              group: a.group,
+              chattering: a.chattering,
+            });
+            return raise ? 'raised' : 'cleared';
+          } catch (err) {
+            if (!(err instanceof AlarmRefusedError) || err.refusal !== 'VERSION_CONFLICT' || attempt > 0) throw err;
+          }
+        }
+      }
+
       async function act(branch: 'then' | 'else', e: Evaluation, entryId: string, now: number): Promise<void> {
         const outcomes: ActionOutcome[] = [];
-        const planned = planActions(branch === 'then' ? def.then : def.else, e);
+        const list = branch === 'then' ? def.then : def.else;
+        const planned = planActions(list, e, inputs.windowScope(now));
         for (const [i, p] of planned.entries()) {
-          const a = (branch === 'then' ? def.then : def.else)[i]!;
+          if (p.kind === 'alarm') {
+            try {
+              outcomes.push({ ...p, outcome: await ruleAlarm(p.alarm, p.raise, now) });
+            } catch (err) {
+              outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+            }
+            continue;
+          }
+          if (p.kind === 'notify') {
+            try {
+              const eventId = await deps.redis.rules.notify({ rule: def.id, severity: p.severity, message: p.message, time: now, execution: entryId });
+              outcomes.push({ ...p, outcome: 'notified', eventId });
+            } catch (err) {
+              outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+            }
+            continue;
+          }
+          const a = list[i]!;
+          if (a.kind !== 'control' && a.kind !== 'set') continue;
           if (p.value === null) {
             outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' });
             continue;
@@ -218,16 +340,17 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         timers.add(deadlineTimer);
       }
 
-      const apply = (model: string, values: Record<string, number>, qualities: Record<string, string> | undefined): boolean => {
+      const triggers = new Set(def.event?.kind === 'sequence' ? def.inputs : def.onChange);
+      const apply = (model: string, values: Record<string, number>, qualities: Record<string, string> | undefined, t: number): boolean => {
         let triggered = false;
         for (const name of new Set([...Object.keys(values), ...Object.keys(qualities ?? {})])) {
           const ref = `${model}.${name}`;
           if (!needed.has(ref)) continue;
-          const prev = latest.get(ref);
+          const prev = inputs.get(ref);
           const value = values[name] ?? prev?.value ?? null;
           const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
-          latest.set(ref, { value, quality });
-          if (def.onChange.includes(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+          inputs.set(ref, { value, quality }, t);
+          if (triggers.has(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
         }
         return triggered;
       };
@@ -237,19 +360,62 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
             const u = parseUpdate(model, message);
             if (!u) return;
-            if (apply(model, u.values, u.quality)) evaluate('change');
+            if (!apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) return;
+            if (!sequence) return evaluate('change');
+            // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
+            const now = Date.now();
+            const e = evaluation(now);
+            if (sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now)) fireEvent('sequence', e, now);
+            else if (e.blocked !== null) evaluate('change');
           }),
         );
       }
       for (const model of models) {
         for (const [name, r] of await deps.redis.telemetry.modelValues(model)) {
           const ref = `${model}.${name}`;
-          if (needed.has(ref) && !latest.has(ref)) latest.set(ref, { value: r.value, quality: r.quality ?? 'good' });
+          if (needed.has(ref) && !inputs.has(ref)) inputs.set(ref, { value: r.value, quality: r.quality ?? 'good' }, Date.now());
         }
       }
       if (def.everyMs !== null) {
         const every = setInterval(() => evaluate('every'), def.everyMs);
         timers.add(every);
+      }
+      const ev = def.event;
+      if (ev?.kind === 'cron') {
+        const cron = new Cron(ev.cron, { paused: true, ...(ev.timezone ? { timezone: ev.timezone } : {}) });
+        let cronTimer: NodeJS.Timeout | undefined;
+        const next = () => {
+          if (cronTimer) timers.delete(cronTimer);
+          const at = cron.nextRun();
+          if (!at || stopped) return;
+          // setTimeout takes at most ~24.8 days: a later run is re-armed on the way.
+          const wait = Math.min(at.getTime() - Date.now(), 2 ** 31 - 1);
+          cronTimer = setTimeout(
+            () => {
+              if (Date.now() >= at.getTime() - 5) fireEvent(`cron ${ev.cron}`);
+              next();
+            },
+            Math.max(0, wait),
+          );
+          timers.add(cronTimer);
+        };
+        next();
+      }
+      if (ev?.kind === 'alarm') {
+        const matches = alarmGlob(ev.glob);
+        const own = new Set(def.alarms.map((a) => a.id));
+        unsubscribe.push(
+          await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
+            let m: { id?: unknown; from?: unknown; to?: unknown };
+            try {
+              m = JSON.parse(message) as typeof m;
+            } catch {
+              return;
+            }
+            if (typeof m.id !== 'string' || own.has(m.id) || !matches(m.id) || m.from === m.to) return;
+            fireEvent(`alarm ${m.id} ${String(m.from)}→${String(m.to)}`);
+          }),
+        );
       }
       evaluate('start');
 

@@ -394,7 +394,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   // Points come out of the schema compacted (schema.ts), one object shape per protocol.
   const channels = cfg.channels;
   const alarms = resolveAlarms(cfg, models, add);
-  const rules = resolveRules(cfg.rules, models, add);
+  const rules = resolveRules(cfg.rules, models, add, new Set(alarms.map((a) => a.id)));
   checkCloud(cfg, new Set(models.map((m) => m.id)), add);
   return Object.freeze({
     dir: src.dir,
@@ -402,6 +402,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
     channels,
     models,
     rules,
+    ruleTests: cfg.ruleTests,
     gateway: cfg.gateway,
     history: cfg.history,
     alarms,

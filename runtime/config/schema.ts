@@ -9,6 +9,7 @@ import { historyKeepSchema, historySchema } from './history.js';
 import { alarmPolicySchema, alarmsSchema, templateAlarmsSchema } from './alarms.js';
 import { cloudSchema } from './cloud.js';
 import { ruleSchema } from './rules.js';
+import { ruleTestSchema } from './ruleTests.js';
 
 export const NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ID_PATTERN = /^[A-Za-z0-9_-]+$/;
@@ -329,6 +330,7 @@ function configSchemaOf<C extends z.ZodType>(channel: C) {
     alarmPolicy: alarmPolicySchema.prefault({}),
     cloud: cloudSchema.optional(),
     rules: z.array(ruleSchema).default([]),
+    ruleTests: z.array(ruleTestSchema).default([]).describe('test cases of the rules, run by `voltage rules test`'),
   });
 }
 

@@ -9,6 +9,7 @@ import type { CompiledExpr } from '../expr.js';
 import type { AlarmPolicy } from './alarms.js';
 import type { CloudConfig } from './cloud.js';
 import type { RuleDef } from './rules.js';
+import type { RuleTestConfig } from './ruleTests.js';
 import type { ChannelConfig, GatewayConfig, PointConfig, PointType, RuntimeConfig, SimSpec } from './schema.js';
 import type { HistoryConfig, HistoryKeep } from './history.js';
 
@@ -76,6 +77,8 @@ export interface SiteConfig {
   readonly channels: readonly ChannelConfig[];
   readonly models: readonly ModelDef[];
   readonly rules: readonly RuleDef[];
+  /** Test cases of the rules (`voltage rules test`); the runtime ignores them. */
+  readonly ruleTests: readonly RuleTestConfig[];
   /** Absent: no HTTP server. */
   readonly gateway: GatewayConfig | undefined;
   /** Absent: nothing is kept beyond Redis. */

@@ -5,22 +5,27 @@
  * condition, and the values its actions would send. Pure: the rule actor runs
  * it on a trigger, and the dry run of the API returns it as it is.
  */
-import type { RuleAction, RuleDef } from '../config/site.js';
+import { renderMessage, type NotifySeverity, type RuleAction, type RuleDef } from '../config/rules.js';
+import type { WindowScope } from '../expr.js';
 import type { Quality } from './telemetry.js';
 import type { RuleEvent } from '../../machines/ruleMachine.js';
+import { WindowRing } from './window.js';
 
 export interface InputValue {
   readonly value: number | null;
   readonly quality: Quality | null;
 }
 
-export interface PlannedAction {
-  readonly kind: RuleAction['kind'];
-  readonly model: string;
-  readonly name: string;
-  /** null: the value could not be computed (not a finite number); the action is skipped. */
-  readonly value: number | null;
-}
+export type PlannedAction =
+  | {
+      readonly kind: 'control' | 'set';
+      readonly model: string;
+      readonly name: string;
+      /** null: the value could not be computed (not a finite number); the action is skipped. */
+      readonly value: number | null;
+    }
+  | { readonly kind: 'alarm'; readonly alarm: string; readonly raise: boolean }
+  | { readonly kind: 'notify'; readonly message: string; readonly severity: NotifySeverity };
 
 export interface Evaluation {
   readonly inputs: Readonly<Record<string, { value: number | null; quality: Quality | 'missing' }>>;
@@ -29,7 +34,11 @@ export interface Evaluation {
   readonly condition: boolean | null;
 }
 
-export function evaluateRule(def: RuleDef, latest: (ref: string) => InputValue | undefined): Evaluation {
+/**
+ * `windows`: the window functions' values now (RuleInputs.windowScope); none given,
+ * a window function reads as missing and the condition is not a number.
+ */
+export function evaluateRule(def: RuleDef, latest: (ref: string) => InputValue | undefined, windows?: WindowScope): Evaluation {
   const inputs: Record<string, { value: number | null; quality: Quality | 'missing' }> = {};
   const problems: string[] = [];
   for (const ref of def.inputs) {
@@ -40,7 +49,7 @@ export function evaluateRule(def: RuleDef, latest: (ref: string) => InputValue |
     if (quality !== 'good') problems.push(`${ref} is ${quality}`);
   }
   if (problems.length > 0) return { inputs, blocked: problems.join(', '), condition: null };
-  const c = def.when.evaluate((ref) => inputs[ref]?.value ?? undefined);
+  const c = def.when.evaluate((ref) => inputs[ref]?.value ?? undefined, windows);
   if (!Number.isFinite(c)) return { inputs, blocked: `the condition is not a number (${c})`, condition: null };
   return { inputs, blocked: null, condition: c !== 0 };
 }
@@ -51,9 +60,111 @@ export function eventOf(e: Evaluation, now: number): RuleEvent {
 }
 
 /** The values the actions of one branch would send, computed from the same inputs. */
-export function planActions(actions: readonly RuleAction[], e: Evaluation): PlannedAction[] {
-  return actions.map((a) => {
-    const v = a.value.evaluate((ref) => e.inputs[ref]?.value ?? undefined);
+export function planActions(actions: readonly RuleAction[], e: Evaluation, windows?: WindowScope): PlannedAction[] {
+  return actions.map((a): PlannedAction => {
+    if (a.kind === 'alarm') return { kind: 'alarm', alarm: a.alarm, raise: a.raise };
+    if (a.kind === 'notify') return { kind: 'notify', severity: a.severity, message: renderMessage(a.message, (ref) => e.inputs[ref]?.value) };
+    const v = a.value.evaluate((ref) => e.inputs[ref]?.value ?? undefined, windows);
     return { kind: a.kind, model: a.model, name: a.name, value: Number.isFinite(v) ? v : null };
   });
+}
+
+/**
+ * The inputs of one rule as its actor (or `voltage rules test`) sees them: the
+ * latest value and quality of each, and a bounded ring of recent good values
+ * for each point that a window function reads.
+ */
+export class RuleInputs {
+  private readonly latest = new Map<string, InputValue>();
+  private readonly rings = new Map<string, WindowRing>();
+
+  constructor(def: Pick<RuleDef, 'windows'>) {
+    for (const w of def.windows) {
+      const r = this.rings.get(w.ref);
+      if (!r || r.spanMs < w.ms) this.rings.set(w.ref, new WindowRing(w.ms));
+    }
+  }
+
+  get(ref: string): InputValue | undefined {
+    return this.latest.get(ref);
+  }
+
+  has(ref: string): boolean {
+    return this.latest.has(ref);
+  }
+
+  /** A value or quality seen at `t`; a value that is not good does not enter the windows. */
+  set(ref: string, v: InputValue, t: number): void {
+    this.latest.set(ref, v);
+    if (v.value !== null && (v.quality === null || v.quality === 'good')) this.rings.get(ref)?.push(t, v.value);
+  }
+
+  /** The window functions over the rings at `now`. */
+  windowScope(now: number): WindowScope {
+    return (fn, ref, ms) => this.rings.get(ref)?.compute(fn, ms, now);
+  }
+
+  ringSizes(): Record<string, number> {
+    return Object.fromEntries([...this.rings].map(([ref, r]) => [ref, r.size]));
+  }
+}
+
+/**
+ * A sequence trigger: conditions that must become true (a rising edge: false
+ * or unknown before, true now) in their order, all within `withinMs` of the
+ * first. At most one step advances per evaluation (two edges seen at once have
+ * no order). The first step rising again restarts the window. In memory only:
+ * a restart forgets a sequence under way.
+ */
+export class SequenceTracker {
+  private prev: boolean[];
+  private stage = 0;
+  private startedAt = 0;
+
+  constructor(
+    private readonly steps: number,
+    private readonly withinMs: number,
+  ) {
+    this.prev = new Array<boolean>(steps).fill(false);
+  }
+
+  /** The steps' values now (null: an input is not good; nothing advances, the edges are forgotten); true when the sequence completes. */
+  step(values: readonly boolean[] | null, now: number): boolean {
+    if (this.stage > 0 && now - this.startedAt > this.withinMs) this.stage = 0;
+    if (values === null) {
+      this.prev.fill(false);
+      return false;
+    }
+    const rose = values.map((v, i) => v && !this.prev[i]);
+    this.prev = [...values];
+    if (this.stage > 0 && rose[this.stage]) {
+      this.stage++;
+      if (this.stage === this.steps) {
+        this.stage = 0;
+        return true;
+      }
+      return false;
+    }
+    if (rose[0]) {
+      this.stage = 1;
+      this.startedAt = now;
+    }
+    return false;
+  }
+
+  get progress(): number {
+    return this.stage;
+  }
+}
+
+/** A sequence rule's steps evaluated now: null when blocked or a step is not a number. */
+export function sequenceValues(def: RuleDef, e: Evaluation, windows?: WindowScope): boolean[] | null {
+  if (def.event?.kind !== 'sequence' || e.blocked !== null) return null;
+  const out: boolean[] = [];
+  for (const s of def.event.steps) {
+    const v = s.evaluate((ref) => e.inputs[ref]?.value ?? undefined, windows);
+    if (!Number.isFinite(v)) return null;
+    out.push(v !== 0);
+  }
+  return out;
 }

@@ -67,7 +67,7 @@ export function openApiDocument(): Record<string, unknown> {
     info: {
       title: 'VoltageEMS API',
       version: '1',
-      description: `Roles: viewer reads, operator also sends controls, admin everything. WebSocket feed at /ws (token in ?token=), topics \`channel/*\`, \`model/*\` and \`actor/*\`. ${CORS}`,
+      description: `Roles: viewer reads, operator also sends controls, admin everything. WebSocket feed at /ws (token in ?token=), topics \`channel/*\`, \`model/*\`, \`actor/*\`, \`alarm/*\` and \`rule/*\` (each rule: its state changes, executions, their results and notify events). ${CORS}`,
     },
     components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     paths: {

@@ -25,6 +25,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { modelRoutes } from './routes/models.js';
 import { historyRoutes } from './routes/history.js';
 import { HistoryQueries, type HistoryQueryOptions } from '../../actors/history/query.js';
+import { ruleFeed } from './routes/ruleFeed.js';
 import { ruleRoutes } from './routes/rules.js';
 
 export interface GatewayHost {
@@ -62,6 +63,7 @@ export async function startGatewayServer(
   meRoutes(http);
   const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
   const stopAlarmFeed = await alarmRoutes(http, redis, subscriptions, feed);
+  const stopRuleFeed = await ruleFeed(http, redis, subscriptions, feed);
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   historyRoutes(http, history ? new HistoryQueries(history) : undefined);
@@ -74,6 +76,7 @@ export async function startGatewayServer(
   if (undocumented.length) {
     await stopActorFeed();
     await stopAlarmFeed();
+    await stopRuleFeed();
     await feed.stop();
     http.close();
     throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
@@ -84,6 +87,7 @@ export async function startGatewayServer(
   } catch (e) {
     await stopActorFeed();
     await stopAlarmFeed();
+    await stopRuleFeed();
     await feed.stop();
     throw e;
   }
@@ -92,6 +96,7 @@ export async function startGatewayServer(
     async stop() {
       await stopActorFeed();
       await stopAlarmFeed();
+      await stopRuleFeed();
       await feed.stop();
       http.close();
     },

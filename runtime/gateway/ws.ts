@@ -292,7 +292,7 @@ export class TelemetryFeed {
       reply({
         error: {
           code: 'NO_SUCH_TOPIC',
-          message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id} and actor/{id} of this site`,
+          message: `no topic matches ${unmatched.map((p) => `'${p}'`).join(', ')}; topics are model/{id}, channel/{id}, actor/{id}, alarm/all and rule/{id} of this site`,
         },
       });
       if (matching.length === 0) return;

@@ -73,6 +73,7 @@ export interface FunctionInputs {
     readonly counter: string;
   };
   rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
+  rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
 }
 
 /** What each Function returns (see its comment in lua/). */
@@ -91,6 +92,7 @@ export interface FunctionOutputs {
   rule_init: [created: 0 | 1, state: string, version: number, context: string];
   rule_commit: [version: number, entryId: string];
   rule_record: string;
+  rule_notify: string;
 }
 
 export type FunctionName = keyof FunctionInputs;
@@ -179,6 +181,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
     args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],
   }),
+  rule_notify: (i) => ({ keys: [KEYS.ruleEvents, KEYS.outbox, KEYS.outboxStats], args: [i.id, i.ts, i.event, i.outboxMaxBytes] }),
 };
 
 /** What Redis or ioredis said, as a code: each kind of answer is recognised here and nowhere else. */

@@ -79,6 +79,8 @@ export const KEYS = {
   ruleExecutions: 'rule:executions',
   /** pub/sub: one JSON message per committed step. */
   ruleUpdate: 'rule:update',
+  /** The rules' `notify` events (bounded). */
+  ruleEvents: 'rule:events',
   /** The rules of the loaded site. */
   rules: 'rules',
   /** Operator actions on rules (enable, disable), who and when. */

@@ -27,7 +27,7 @@ export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readon
   site: ['site_stage', 'site_load'],
   commands: ['m2c', 'cmd_result'],
   alarms: ['alarm_init', 'alarm_commit'],
-  rules: ['rule_init', 'rule_commit', 'rule_record'],
+  rules: ['rule_init', 'rule_commit', 'rule_record', 'rule_notify'],
 };
 
 /** lua/, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */

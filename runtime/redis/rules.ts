@@ -11,6 +11,7 @@ import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
+import type { OutboxLimits } from './telemetry.js';
 
 /** rule_commit refused: nothing was written; `version` is what Redis holds now. */
 export class RuleConflictError extends VoltageError {
@@ -57,8 +58,36 @@ export interface RuleCommit {
   readonly counter?: string;
 }
 
+/** A rule's `notify` event as rule:events and the outbox carry it. */
+export interface RuleNotification {
+  readonly rule: string;
+  readonly severity: string;
+  readonly message: string;
+  readonly time: number;
+  /** The execution it belongs to (rule:executions entry id). */
+  readonly execution: string;
+}
+
 export class RulesRedis {
-  constructor(private readonly core: RedisCore) {}
+  private readonly outboxMaxBytes: number;
+
+  constructor(
+    private readonly core: RedisCore,
+    limits: OutboxLimits,
+  ) {
+    this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
+  }
+
+  /** A `notify` action: to rule:events and the outbox (the cloud links); resolves to the rule:events entry id. */
+  async notify(n: RuleNotification): Promise<string> {
+    return this.core.fcall('rule_notify', { id: n.rule, ts: n.time, event: JSON.stringify(n), outboxMaxBytes: this.outboxMaxBytes });
+  }
+
+  /** The newest notify events, newest first. */
+  async events(count = 100): Promise<Array<RuleNotification & { entryId: string }>> {
+    const entries = await redisCall('XREVRANGE', () => this.core.client.xrevrange(KEYS.ruleEvents, '+', '-', 'COUNT', count));
+    return entries.map(([entryId, raw]) => ({ entryId, ...(JSON.parse(fieldsOf(raw).event ?? '{}') as RuleNotification) }));
+  }
 
   /** Creates the rule in its initial state, or returns what is stored (a restart resumes from it). */
   async init(id: string, initial: RuleSnapshotData, definition: unknown, ts = Date.now()): Promise<StoredRule & { created: boolean }> {
@@ -96,6 +125,27 @@ export class RulesRedis {
   /** Journals what came of an execution's actions and adds to the rule's counters. */
   async record(id: string, of: string, results: unknown, counters: Readonly<Record<string, number>> = {}, ts = Date.now()): Promise<string> {
     return this.core.fcall('rule_record', { id, ts, of, results: JSON.stringify(results), counters });
+  }
+
+  /** One entry of rule:executions (an execution or a result), or undefined when trimmed. */
+  async entry(entryId: string): Promise<RuleJournalEntry | undefined> {
+    const [e] = await redisCall('XRANGE', () => this.core.client.xrange(KEYS.ruleExecutions, entryId, entryId));
+    if (!e) return undefined;
+    const f = fieldsOf(e[1]);
+    return {
+      entryId,
+      id: f.id ?? '',
+      kind: f.kind === 'result' ? 'result' : 'execution',
+      time: Number(f.time),
+      data: f.data ? (JSON.parse(f.data) as unknown) : null,
+      fields: f,
+    };
+  }
+
+  /** One notify event of rule:events, or undefined when trimmed. */
+  async event(entryId: string): Promise<RuleNotification | undefined> {
+    const [e] = await redisCall('XRANGE', () => this.core.client.xrange(KEYS.ruleEvents, entryId, entryId));
+    return e ? (JSON.parse(fieldsOf(e[1]).event ?? '{}') as RuleNotification) : undefined;
   }
 
   /** The ids of every rule initialised since the site was loaded. */

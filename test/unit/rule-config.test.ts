@@ -53,12 +53,14 @@ describe('rules config', () => {
     expect(r).toMatchObject({ id: 'zero-export', priority: 10, enabled: true, onChange: ['grid.P'], everyMs: 5_000, forMs: 10_000, cooldownMs: 30_000 });
     expect(r.inputs).toEqual(['grid.P']);
     expect(r.models).toEqual(['grid']);
-    expect(r.then.map((a) => [a.kind, a.model, a.name, a.minIntervalMs])).toEqual([
+    const targets = r.then.flatMap((a) => (a.kind === 'control' || a.kind === 'set' ? [a] : []));
+    const elseTargets = r.else.flatMap((a) => (a.kind === 'control' || a.kind === 'set' ? [a] : []));
+    expect(targets.map((a) => [a.kind, a.model, a.name, a.minIntervalMs])).toEqual([
       ['control', 'gw', 'export_limit', 1_000],
       ['set', 'gw', 'mode', 0],
     ]);
-    expect(r.then[0]!.value.evaluate((ref) => (ref === 'grid.P' ? -5 : undefined))).toBe(75);
-    expect(r.else[0]!.minIntervalMs).toBe(0);
+    expect(targets[0]!.value.evaluate((ref) => (ref === 'grid.P' ? -5 : undefined))).toBe(75);
+    expect(elseTargets[0]!.minIntervalMs).toBe(0);
   });
 
   it('an unknown model or point in `when` is reported at its line and column', () => {
@@ -98,12 +100,12 @@ describe('rules config', () => {
     trigger: { every: 1s }
     when: "grid.P > 'x'"
     then:
-      - control: { model: gw, name: export_limit, value: "avg(grid.P)" }
+      - control: { model: gw, name: export_limit, value: "mean(grid.P)" }
 `),
     );
     expect(issues.map((i) => `${i.line}:${i.column} ${i.code}`)).toEqual(['4:11 EXPR_SYNTAX', '6:58 EXPR_SYNTAX']);
     expect(issues[0]!.message).toContain('only numbers are allowed');
-    expect(issues[1]!.message).toContain("unknown function 'avg'");
+    expect(issues[1]!.message).toContain("unknown function 'mean'");
   });
 
   it('a trigger without onChange or every, a bad duration, a duplicate id', () => {
@@ -119,7 +121,7 @@ describe('rules config', () => {
 `),
     );
     expect(issues.map((i) => `${i.line}:${i.column} ${i.code}`)).toEqual(['3:14 INVALID_VALUE', '5:10 INVALID_VALUE']);
-    expect(issues[0]!.message).toContain('a trigger needs onChange or every');
+    expect(issues[0]!.message).toContain('a trigger needs onChange, every, cron, alarm or sequence');
     const dup = configIssues(
       rule(`
   - id: a
@@ -131,5 +133,120 @@ describe('rules config', () => {
 `),
     );
     expect(dup.map((i) => `${i.line}:${i.column} ${i.code}`)).toEqual(['5:9 DUPLICATE_ID']);
+  });
+
+  it('window functions, cron, alarm and sequence triggers, alarm and notify actions resolve', () => {
+    const site = loadConfig(
+      writeSite(
+        rule(`
+  - id: avg-export
+    trigger: { onChange: [grid.P] }
+    when: "avg(grid.P, 60s) < -2 && delta(grid.P, 5m) < 0"
+    then:
+      - alarm: { id: site.export_high, severity: major, message: "Export high" }
+      - notify: { message: "export at {grid.P} kW" }
+    else:
+      - alarm: { id: site.export_high, clear: true }
+  - id: morning
+    trigger: { cron: "0 7 * * 1-5", timezone: UTC }
+    then:
+      - set: { model: gw, name: mode, value: 2 }
+  - id: on-alarm
+    trigger: { alarm: "site.*" }
+    when: "grid.P < 0"
+    then:
+      - notify: { message: "an alarm of the site", severity: minor }
+  - id: seq
+    trigger: { sequence: ["grid.P < -1", "grid.P > 1"], within: 30s }
+    then:
+      - set: { model: gw, name: mode, value: 3 }
+`),
+      ),
+    );
+    const [w, cron, alarm, seq] = site.rules;
+    expect(w!.windows).toEqual([
+      { fn: 'avg', ref: 'grid.P', ms: 60_000 },
+      { fn: 'delta', ref: 'grid.P', ms: 300_000 },
+    ]);
+    expect(w!.alarms).toEqual([{ id: 'site.export_high', rule: 'avg-export', severity: 'major', message: 'Export high' }]);
+    expect(w!.then.map((a) => a.kind)).toEqual(['alarm', 'notify']);
+    expect(w!.else[0]).toEqual({ kind: 'alarm', alarm: 'site.export_high', raise: false });
+    expect(cron!.event).toEqual({ kind: 'cron', cron: '0 7 * * 1-5', timezone: 'UTC' });
+    expect(cron!.when.source).toBe('1');
+    expect(alarm!.event).toEqual({ kind: 'alarm', glob: 'site.*' });
+    expect(seq!.event?.kind).toBe('sequence');
+    expect(seq!.inputs).toEqual(['grid.P']);
+  });
+
+  it('a bad window, a bad cron, an event rule with for or else, a rule alarm given two severities: each at its line', () => {
+    const issues = configIssues(
+      rule(`
+  - id: a
+    trigger: { onChange: [grid.P] }
+    when: "avg(grid.P, 0s) < -2"
+  - id: b
+    trigger: { cron: "61 * * * *" }
+    then: []
+  - id: c
+    trigger: { cron: "0 7 * * *" }
+    for: 5s
+    else:
+      - set: { model: gw, name: mode, value: 1 }
+  - id: e
+    trigger: { onChange: [grid.P] }
+    when: "grid.P > 1"
+    then:
+      - alarm: { id: x.y, severity: major }
+    else:
+      - alarm: { id: x.y, clear: true, severity: minor }
+`),
+    );
+    const got = issues.map((i) => `${i.line}:${i.column} ${i.code}`);
+    expect(got).toContain('4:11 EXPR_SYNTAX');
+    expect(issues.find((i) => i.line === 4)!.message).toContain('window must be longer than 0');
+    expect(got).toContain('6:22 BAD_CRON');
+    expect(got).toContain('10:10 EVENT_FOR');
+    expect(got).toContain('12:7 EVENT_ELSE');
+    expect(got).toContain('19:50 ALARM_CONFLICT');
+    expect(got).toHaveLength(5);
+  });
+
+  it('a sequence without within, a trigger both on values and on an event', () => {
+    const issues = configIssues(
+      rule(`
+  - id: d
+    trigger: { sequence: ["grid.P > 1", "grid.P < 1"] }
+  - id: f
+    trigger: { onChange: [grid.P], alarm: "x.*" }
+    when: "grid.P > 1"
+`),
+    );
+    expect(issues.some((i) => i.line === 3 && i.message.includes('a sequence needs within'))).toBe(true);
+    expect(issues.some((i) => i.line === 5 && i.message.includes('either on values'))).toBe(true);
+  });
+
+  it("a cycle of rules that set each other's inputs is reported once, at a set action", () => {
+    const issues = configIssues({
+      'site.yaml': SITE.replace('measurements: { mode: {} }', 'measurements: { mode: {}, stage: {}, solo: {} }'),
+      'rules.yaml': `rules:
+  - id: a
+    trigger: { onChange: [gw.mode] }
+    when: "gw.mode > 0"
+    then:
+      - set: { model: gw, name: stage, value: 1 }
+  - id: b
+    trigger: { onChange: [gw.stage] }
+    when: "gw.stage > 0"
+    then:
+      - set: { model: gw, name: mode, value: 0 }
+  - id: self
+    trigger: { onChange: [gw.solo] }
+    when: "gw.solo > 5"
+    then:
+      - set: { model: gw, name: solo, value: 5 }
+`,
+    });
+    expect(issues.map((i) => `${i.line}:${i.column} ${i.code}`)).toEqual(['6:14 RULE_CYCLE']);
+    expect(issues[0]!.message).toContain("rules 'a' → 'b' → 'a' set each other's inputs");
   });
 });

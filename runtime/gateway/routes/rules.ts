@@ -9,20 +9,21 @@
  * `rule:{id}`, where its actor wrote it, and its expressions compiled here.
  */
 import { stepRule } from '../../../machines/ruleMachine.js';
-import type { RuleAction, RuleDef } from '../../config/site.js';
-import { evaluateRule, planActions, type InputValue } from '../../domain/ruleEvaluation.js';
+import type { NotifySeverity, RuleAction, RuleAlarmDef, RuleDef, RuleEventTrigger } from '../../config/rules.js';
+import { evaluateRule, planActions, RuleInputs } from '../../domain/ruleEvaluation.js';
 import { compileExpr } from '../../expr.js';
 import { RuleConflictError, type RuleRecord } from '../../redis/rules.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { ApiError, type Http } from '../http.js';
 
-interface StoredAction {
-  kind: 'control' | 'set';
-  model: string;
-  name: string;
-  value: string;
-  minIntervalMs: number;
-}
+type StoredAction =
+  | { kind: 'control' | 'set'; model: string; name: string; value: string; minIntervalMs: number }
+  | { kind: 'alarm'; alarm: string; raise: boolean }
+  | { kind: 'notify'; message: string; severity: NotifySeverity };
+type StoredEvent =
+  | { kind: 'cron'; cron: string; timezone: string | null }
+  | { kind: 'alarm'; glob: string }
+  | { kind: 'sequence'; steps: string[]; withinMs: number };
 interface StoredDefinition {
   id: string;
   enabled: boolean;
@@ -35,21 +36,41 @@ interface StoredDefinition {
   then: StoredAction[];
   else: StoredAction[];
   inputs: string[];
+  event?: StoredEvent | null;
+  alarms?: RuleAlarmDef[];
 }
 
 /** The rule as its actor stored it, compiled again (its texts were validated when the site was loaded). */
 function compiledDefinition(d: StoredDefinition): RuleDef {
-  const act = (a: StoredAction): RuleAction => ({ ...a, value: compileExpr(a.value) });
+  const w = { windows: true };
+  const act = (a: StoredAction): RuleAction => {
+    if (a.kind === 'alarm' || a.kind === 'notify') return a;
+    return { ...a, value: compileExpr(a.value, w) };
+  };
+  const when = compileExpr(d.when, w);
+  const then = d.then.map(act);
+  const otherwise = d.else.map(act);
+  const ev = d.event ?? null;
+  const event: RuleEventTrigger | null = ev?.kind === 'sequence' ? { ...ev, steps: ev.steps.map((x) => compileExpr(x, w)) } : ev;
+  const exprs = [
+    when,
+    ...[...then, ...otherwise].flatMap((a) => (a.kind === 'control' || a.kind === 'set' ? [a.value] : [])),
+    ...(event?.kind === 'sequence' ? event.steps : []),
+  ];
   return {
     ...d,
-    when: compileExpr(d.when),
-    then: d.then.map(act),
-    else: d.else.map(act),
+    when,
+    then,
+    else: otherwise,
+    event,
+    alarms: d.alarms ?? [],
+    windows: exprs.flatMap((x) => x.windows),
     models: [...new Set(d.inputs.map((r) => r.split('.')[0]!))],
   };
 }
 
-function summary(r: RuleRecord): Record<string, unknown> {
+/** A rule as the list, the detail and the `rule/{id}` topic show it. */
+export function summary(r: RuleRecord): Record<string, unknown> {
   const d = r.definition as Partial<StoredDefinition> | null;
   return {
     id: r.id,
@@ -108,11 +129,15 @@ export function ruleRoutes(http: Http, redis: VoltageRedis): void {
     const r = await find(params[0]!);
     if (!r.definition) throw new ApiError(409, 'NO_DEFINITION', `rule '${r.id}' has no stored definition (its actor has not started)`);
     const def = compiledDefinition(r.definition as StoredDefinition);
-    const latest = new Map<string, InputValue>();
+    // The windows' rings are the actor's: here a window function sees the value now only.
+    const now = Date.now();
+    const inputs = new RuleInputs(def);
     for (const model of def.models) {
-      for (const [name, v] of await redis.telemetry.modelValues(model)) latest.set(`${model}.${name}`, { value: v.value, quality: v.quality ?? 'good' });
+      for (const [name, v] of await redis.telemetry.modelValues(model))
+        inputs.set(`${model}.${name}`, { value: v.value, quality: v.quality ?? 'good' }, Math.min(now, v.ts ?? now));
     }
-    const e = evaluateRule(def, (ref) => latest.get(ref));
+    const windows = inputs.windowScope(now);
+    const e = evaluateRule(def, (ref) => inputs.get(ref), windows);
     const wouldRun = e.blocked !== null ? 'none (blocked)' : e.condition ? 'then' : r.state === 'active' ? 'else' : 'none';
     return {
       status: 200,
@@ -123,9 +148,10 @@ export function ruleRoutes(http: Http, redis: VoltageRedis): void {
         blocked: e.blocked,
         condition: e.condition,
         // What the branches would send with these values; `wouldRun` says which the machine would take (after its `for`).
-        then: planActions(def.then, e),
-        else: planActions(def.else, e),
+        then: planActions(def.then, e, windows),
+        else: planActions(def.else, e, windows),
         wouldRun,
+        ...(def.windows.length > 0 ? { windows: 'computed over the value now only (the recent values are kept by the rule actor)' } : {}),
       },
     };
   });
