@@ -93,7 +93,7 @@ if (only.has('alarms')) {
   );
   console.log(ALARM_HEADER);
   const site = { channels: 100, points: 1000, pollMs: 1000, periodMs: 60_000 };
-  for (const alarmsPerModel of process.env.BENCH_ALARMS_ONLY_WITH ? [100] : [0, 100]) {
+  for (const alarmsPerModel of [0, 100]) {
     const step: AlarmStep = { ...site, alarmsPerModel };
     console.log(alarmFormat(step, await alarmRow(step, alarmWindows)));
   }
@@ -108,7 +108,7 @@ if (only.has('rules')) {
   console.log(RULE_HEADER);
   const site = { channels: 100, points: 100, pollMs: 100, periodMs: 20_000 };
   let baseline: RuleResult | undefined;
-  for (const rulesPerModel of process.env.BENCH_RULES_ONLY_WITH ? [10] : [0, 10]) {
+  for (const rulesPerModel of [0, 10]) {
     const r = await ruleRow({ ...site, rulesPerModel }, ruleWindows);
     console.log(ruleFormat({ ...site, rulesPerModel }, r, baseline));
     baseline ??= r;
