@@ -12,7 +12,7 @@
  * Evaluations run one at a time (a queue); a refused commit re-reads the rule
  * (an operator enabled or disabled it) and evaluates again once.
  */
-import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+import { initialRule, nextDeadline, ruleMachine, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
 import type { RunningChild, ChildSpec, ExitReason } from '../../runtime/childSpec.js';
 import type { RuleDef } from '../../runtime/config/site.js';
@@ -40,6 +40,13 @@ export interface RuleActorDeps {
 }
 
 export const ruleActorId = (id: string): string => `rule/${id}`;
+
+/** The states whose machine takes a TICK (in the others it changes nothing), read off the machine. */
+const TICKING = new Set(
+  Object.entries(ruleMachine.states)
+    .filter(([, node]) => node.ownEvents.includes('TICK'))
+    .map(([name]) => name),
+);
 
 /** What the definition looks like in `rule:{id}` (for the API): the texts, not the compiled expressions. */
 export function ruleDefinition(def: RuleDef): Record<string, unknown> {
@@ -113,10 +120,18 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         queue = queue.then(() => step(trigger)).catch(fail);
       };
 
+      // The last event that changed nothing. While the rule has no deadline its machine reads no clock,
+      // so the same event again changes nothing either: not stepped again (most evaluations, measured).
+      let unchanged: { stored: StoredRule; key: string } | undefined;
       async function commit(event: RuleEvent, trigger: string, e: Evaluation | undefined): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
+        const key = `${event.type}:${'value' in event ? event.value : ''}:${'reason' in event ? event.reason : ''}`;
+        if (unchanged?.stored === stored && unchanged.key === key && nextDeadline(stored) === null) return undefined;
         for (let attempt = 0; attempt < 2; attempt++) {
           const to = stepRule(stored, event);
-          if (!to) return undefined;
+          if (!to) {
+            unchanged = { stored, key };
+            return undefined;
+          }
           const planned = to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e) : undefined;
           const execution = to.context.effect
             ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
@@ -150,7 +165,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         const e = evaluateRule(def, (ref) => latest.get(ref));
         let done = await commit(eventOf(e, now), trigger, e);
         // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
-        if (!done?.to.context.effect) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
+        if (!done?.to.context.effect && TICKING.has(stored.state)) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
         claimControls();
         report(trigger);
         schedule();
@@ -218,16 +233,23 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         timers.add(deadlineTimer);
       }
 
-      const apply = (model: string, values: Record<string, number>, qualities: Record<string, string> | undefined): boolean => {
+      // The rule's inputs per model: an update of 100 values is looked up for the rule's few, not walked whole.
+      const neededOf = new Map<string, Array<{ name: string; ref: string; onChange: boolean }>>();
+      for (const ref of needed) {
+        const dot = ref.indexOf('.');
+        const list = neededOf.get(ref.slice(0, dot)) ?? [];
+        list.push({ name: ref.slice(dot + 1), ref, onChange: def.onChange.includes(ref) });
+        neededOf.set(ref.slice(0, dot), list);
+      }
+      const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined): boolean => {
         let triggered = false;
-        for (const name of new Set([...Object.keys(values), ...Object.keys(qualities ?? {})])) {
-          const ref = `${model}.${name}`;
-          if (!needed.has(ref)) continue;
+        for (const { name, ref, onChange } of neededOf.get(model) ?? []) {
+          if (!(name in values) && !(qualities && name in qualities)) continue;
           const prev = latest.get(ref);
           const value = values[name] ?? prev?.value ?? null;
           const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
           latest.set(ref, { value, quality });
-          if (def.onChange.includes(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+          if (onChange && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
         }
         return triggered;
       };
