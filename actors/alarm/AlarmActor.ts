@@ -174,7 +174,11 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             chattering = isChattering(l.filter.acts, event.now, l.def.chattering);
           }
           if (raised) {
-            const current = leader && event.now - leader.at <= policy.groupWindowMs && live.get(leader.id)?.stored.group === leader.id ? leader : undefined;
+            // A leader raised in this same evaluation is still committing (its stored group comes after the await).
+            const current =
+              leader && event.now - leader.at <= policy.groupWindowMs && (leader.at === event.now || live.get(leader.id)?.stored.group === leader.id)
+                ? leader
+                : undefined;
             group = current ? current.id : l.def.id;
             if (!current) leader = { id: l.def.id, at: event.now };
           }
@@ -208,7 +212,13 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         let commits = 0;
         let due = Number.POSITIVE_INFINITY;
         const changedFilters = new Map<string, string>();
-        for (const l of live.values()) {
+        // Added after the await (`commits += await …` would read `commits` before it, and lose the others' counts).
+        const counted = (n: number) => {
+          commits += n;
+        };
+        // Alarms are independent of each other: their commits go out together (one pipeline on the
+        // connection, in this order), not one round trip after another; one alarm's steps stay in order.
+        const one = async (l: Live): Promise<void> => {
           const d = l.def;
           let value: number | null = null;
           let raw: boolean;
@@ -228,18 +238,17 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           if (d.suppressWhen) {
             const v = d.suppressWhen.evaluate((r) => samples.get(scopeKey(model, r))?.value ?? undefined);
             const on = Number.isFinite(v) && v !== 0;
-            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') commits += await commit(l, { type: 'SUPPRESS', now }, value);
+            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') counted(await commit(l, { type: 'SUPPRESS', now }, value));
             // Only a suppression this actor made ends with the condition; an operator's stays.
-            if (!on && l.stored.state === 'suppressed' && l.suppressed) commits += await commit(l, { type: 'UNSUPPRESS', now }, value);
+            if (!on && l.stored.state === 'suppressed' && l.suppressed) counted(await commit(l, { type: 'UNSUPPRESS', now }, value));
             l.suppressed = on;
           }
           const step = stepDelay(l.filter, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
           l.filter = { ...step.state, acts: l.filter.acts };
-          if (step.change) commits += await commit(l, { type: step.change, now }, value);
+          if (step.change) counted(await commit(l, { type: step.change, now }, value));
           // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
           const due0 = l.stored.context;
-          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now))
-            commits += await commit(l, { type: 'TICK', now }, value);
+          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) counted(await commit(l, { type: 'TICK', now }, value));
           const c = l.stored.context;
           for (const t of [l.filter.pendingUntil, c.escalateAt, c.reAlarmAt, c.shelvedUntil]) if (t !== null) due = Math.min(due, t);
           const f = JSON.stringify(l.filter);
@@ -247,7 +256,10 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             changedFilters.set(d.id, f);
             l.savedFilter = f;
           }
-        }
+        };
+        const pending: Promise<void>[] = [];
+        for (const l of live.values()) pending.push(one(l));
+        await Promise.all(pending);
         await deps.redis.alarms.saveFilters(changedFilters);
         nextDue = due;
         return commits;
