@@ -8,11 +8,11 @@
  * normal; the shelve expires and announces the condition again. Doubled:
  * nothing (one raise per alarm, one ack each).
  */
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import type { AlarmEventEntry } from '../../runtime/redis/alarms.js';
 import { eventually, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
+import { spawnRuntime } from './site.js';
 
 const t = privateRedisSuite();
 const dir = writeSite({
@@ -26,16 +26,7 @@ alarms:
 `,
 });
 
-function start() {
-  const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' },
-    stdio: 'ignore',
-  });
-  t.cleanups.push(() => {
-    proc.kill('SIGKILL');
-  });
-  return proc;
-}
+const start = () => spawnRuntime(t, dir);
 
 const set = (name: string, value: number) => t.bus.telemetry.modelSet('bess', Date.now(), [{ name, value, quality: 'good' }]);
 const state = async (id: string) => (await t.bus.alarms.get(id))?.state;

@@ -6,25 +6,15 @@
  * setpoint is never applied) — never pending forever; a command sent while the
  * runtime was down is executed after the restart. Lost: nothing accepted.
  */
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { eventually, writeSite } from '../helpers/servers.js';
 import { commandResult, privateRedisSuite } from '../helpers/suite.js';
-import { SITE_YAML } from './site.js';
+import { SITE_YAML, spawnRuntime } from './site.js';
 
 const t = privateRedisSuite();
 const dir = writeSite({ 'site.yaml': SITE_YAML.replace(/^gateway:\n {2}port: 0\n/, '') });
 
-function start() {
-  const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' },
-    stdio: 'ignore',
-  });
-  t.cleanups.push(() => {
-    proc.kill('SIGKILL');
-  });
-  return proc;
-}
+const start = () => spawnRuntime(t, dir);
 const groupReady = () =>
   eventually(async () => {
     try {
