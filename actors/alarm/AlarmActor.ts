@@ -49,6 +49,9 @@ const TICK_MS = 100;
 /** Alarms initialised concurrently at load. */
 const LOAD_CHUNK = 500;
 
+/** The `id` of an alarm:update message (cjson: no fixed key order, a backslash for an escape). */
+const ALARM_ID = /"id":"([^"]*)"/;
+
 /** What the actor keeps of each alarm between evaluations. */
 interface Live {
   readonly def: AlarmDef;
@@ -89,14 +92,24 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       /** First-out: the alarm that opened the current group of this model, and when. */
       let leader: { id: string; at: number } | undefined;
 
+      // The samples the definitions read (scope keys): an update of a model with 1,000 values
+      // and 100 alarms keeps 100 of them, not 1,000 new objects a poll.
+      const read = new Set<string>();
+      for (const d of defs) {
+        if (d.test.kind === 'point') read.add(d.test.point);
+        else for (const r of d.test.expr.refs) read.add(scopeKey(model, r));
+        for (const r of d.suppressWhen?.refs ?? []) read.add(scopeKey(model, r));
+      }
+
       const applySample = (source: string, ts: number, values: Readonly<Record<string, number>>, quality: Readonly<Record<string, string>> | undefined) => {
         const key = (name: string) => (source === model ? name : `${source}.${name}`);
         for (const name in values) {
-          samples.set(key(name), { value: values[name]!, quality: (quality?.[name] as PointQuality | undefined) ?? 'good', ts });
+          const k = key(name);
+          if (read.has(k)) samples.set(k, { value: values[name]!, quality: (quality?.[name] as PointQuality | undefined) ?? 'good', ts });
         }
         if (quality) {
           for (const name in quality) {
-            if (name in values) continue;
+            if (name in values || !read.has(key(name))) continue;
             const prev = samples.get(key(name));
             samples.set(key(name), { value: prev?.value ?? null, quality: quality[name] as PointQuality, ts: prev?.ts ?? ts });
           }
@@ -161,7 +174,11 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             chattering = isChattering(l.filter.acts, event.now, l.def.chattering);
           }
           if (raised) {
-            const current = leader && event.now - leader.at <= policy.groupWindowMs && live.get(leader.id)?.stored.group === leader.id ? leader : undefined;
+            // A leader raised in this same evaluation is still committing (its stored group comes after the await).
+            const current =
+              leader && event.now - leader.at <= policy.groupWindowMs && (leader.at === event.now || live.get(leader.id)?.stored.group === leader.id)
+                ? leader
+                : undefined;
             group = current ? current.id : l.def.id;
             if (!current) leader = { id: l.def.id, at: event.now };
           }
@@ -195,7 +212,13 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         let commits = 0;
         let due = Number.POSITIVE_INFINITY;
         const changedFilters = new Map<string, string>();
-        for (const l of live.values()) {
+        // Added after the await (`commits += await …` would read `commits` before it, and lose the others' counts).
+        const counted = (n: number) => {
+          commits += n;
+        };
+        // Alarms are independent of each other: their commits go out together (one pipeline on the
+        // connection, in this order), not one round trip after another; one alarm's steps stay in order.
+        const one = async (l: Live): Promise<void> => {
           const d = l.def;
           let value: number | null = null;
           let raw: boolean;
@@ -215,18 +238,17 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           if (d.suppressWhen) {
             const v = d.suppressWhen.evaluate((r) => samples.get(scopeKey(model, r))?.value ?? undefined);
             const on = Number.isFinite(v) && v !== 0;
-            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') commits += await commit(l, { type: 'SUPPRESS', now }, value);
+            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') counted(await commit(l, { type: 'SUPPRESS', now }, value));
             // Only a suppression this actor made ends with the condition; an operator's stays.
-            if (!on && l.stored.state === 'suppressed' && l.suppressed) commits += await commit(l, { type: 'UNSUPPRESS', now }, value);
+            if (!on && l.stored.state === 'suppressed' && l.suppressed) counted(await commit(l, { type: 'UNSUPPRESS', now }, value));
             l.suppressed = on;
           }
           const step = stepDelay(l.filter, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
           l.filter = { ...step.state, acts: l.filter.acts };
-          if (step.change) commits += await commit(l, { type: step.change, now }, value);
+          if (step.change) counted(await commit(l, { type: step.change, now }, value));
           // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
           const due0 = l.stored.context;
-          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now))
-            commits += await commit(l, { type: 'TICK', now }, value);
+          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) counted(await commit(l, { type: 'TICK', now }, value));
           const c = l.stored.context;
           for (const t of [l.filter.pendingUntil, c.escalateAt, c.reAlarmAt, c.shelvedUntil]) if (t !== null) due = Math.min(due, t);
           const f = JSON.stringify(l.filter);
@@ -234,7 +256,10 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             changedFilters.set(d.id, f);
             l.savedFilter = f;
           }
-        }
+        };
+        const pending: Promise<void>[] = [];
+        for (const l of live.values()) pending.push(one(l));
+        await Promise.all(pending);
         await deps.redis.alarms.saveFilters(changedFilters);
         nextDue = due;
         return commits;
@@ -273,6 +298,9 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       // An operator's commit (or another writer's) moves the stored version: read it again, then evaluate.
       unsubscribe.push(
         await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
+          // Every commit of the site comes here, to every alarm actor: parse only those of this model's alarms.
+          const id = ALARM_ID.exec(message)?.[1];
+          if (id !== undefined && !id.includes('\\') && !live.has(id)) return;
           let m: { id?: unknown; version?: unknown; who?: unknown };
           try {
             m = JSON.parse(message) as typeof m;

@@ -35,7 +35,22 @@ export function worstQuality(qs: Iterable<Quality>): Quality {
   return worst;
 }
 
+/**
+ * The last notification parsed, per source: every subscriber of one model's
+ * updates (its model actor, its alarm actor, each rule reading it) gets the same
+ * message in a row, and parses it once between them. The result is read-only.
+ */
+const lastParsed = new Map<string, { message: string; update: ModelUpdate | undefined }>();
+
 export function parseUpdate(source: string, message: string): ModelUpdate | undefined {
+  const last = lastParsed.get(source);
+  if (last && last.message === message) return last.update;
+  const update = parseUpdateOnce(source, message);
+  lastParsed.set(source, { message, update });
+  return update;
+}
+
+function parseUpdateOnce(source: string, message: string): ModelUpdate | undefined {
   let m: unknown;
   try {
     m = JSON.parse(message);

@@ -22,7 +22,7 @@
  */
 import { Cron } from 'croner';
 import { initialAlarm, stepAlarm, stepReason } from '../../machines/alarmMachine.js';
-import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+import { initialRule, nextDeadline, ruleMachine, stepRule, type RuleEvent, type RuleSnapshotData } from '../../machines/ruleMachine.js';
 import { alarmGlob } from '../../runtime/config/rules.js';
 import { AlarmRefusedError } from '../../runtime/redis/alarms.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
@@ -61,6 +61,13 @@ export interface RuleActorDeps {
 }
 
 export const ruleActorId = (id: string): string => `rule/${id}`;
+
+/** The states whose machine takes a TICK (in the others it changes nothing), read off the machine. */
+const TICKING = new Set(
+  Object.entries(ruleMachine.states)
+    .filter(([, node]) => node.ownEvents.includes('TICK'))
+    .map(([name]) => name),
+);
 
 /** What the definition looks like in `rule:{id}` (for the API): the texts, not the compiled expressions. */
 export function ruleDefinition(def: RuleDef): Record<string, unknown> {
@@ -208,7 +215,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         }
         let done = await commit(eventOf(e, now), trigger, e);
         // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
-        if (!done?.to.context.effect) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
+        if (!done?.to.context.effect && TICKING.has(stored.state)) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
         claimControls();
         report(trigger);
         schedule();
@@ -341,16 +348,23 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       }
 
       const triggers = new Set(def.event?.kind === 'sequence' ? def.inputs : def.onChange);
-      const apply = (model: string, values: Record<string, number>, qualities: Record<string, string> | undefined, t: number): boolean => {
+      // The rule's inputs per model: an update of 100 values is looked up for the rule's few, not walked whole.
+      const neededOf = new Map<string, Array<{ name: string; ref: string; trigger: boolean }>>();
+      for (const ref of needed) {
+        const dot = ref.indexOf('.');
+        const list = neededOf.get(ref.slice(0, dot)) ?? [];
+        list.push({ name: ref.slice(dot + 1), ref, trigger: triggers.has(ref) });
+        neededOf.set(ref.slice(0, dot), list);
+      }
+      const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
         let triggered = false;
-        for (const name of new Set([...Object.keys(values), ...Object.keys(qualities ?? {})])) {
-          const ref = `${model}.${name}`;
-          if (!needed.has(ref)) continue;
+        for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
+          if (!(name in values) && !(qualities && name in qualities)) continue;
           const prev = inputs.get(ref);
           const value = values[name] ?? prev?.value ?? null;
           const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
           inputs.set(ref, { value, quality }, t);
-          if (triggers.has(ref) && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+          if (trigger && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
         }
         return triggered;
       };

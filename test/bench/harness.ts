@@ -41,7 +41,7 @@ export interface SiteResult {
   readonly steal: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const HEAD = /^\{"ts":(\d+),"src":"(\w+)"/;
 
@@ -69,11 +69,27 @@ async function channelCounters(redis: Redis): Promise<{ missed: number }> {
   return { missed };
 }
 
-export async function measureSite(
+/** A running site: its private Redis, the runtime process, two clients (one free to subscribe), the helper processes. */
+export interface SiteRun {
+  readonly redis: Awaited<ReturnType<typeof spawnRedis>>;
+  readonly runtime: ChildProcess;
+  readonly helpers: readonly ChildProcess[];
+  /** A connection for subscriptions. */
+  readonly sub: Redis;
+  /** A connection for commands. */
+  readonly probe: Redis;
+}
+
+/**
+ * Writes the site's files, starts a private redis-server, the helpers and the
+ * real `voltage start` in its own process, waits for its root supervisor to
+ * run, runs `body`, and stops everything again whatever happens.
+ */
+export async function withSite<T>(
   files: Readonly<Record<string, string>>,
-  windows: Windows,
+  body: (run: SiteRun) => Promise<T>,
   helpers: (dir: string) => ChildProcess[] = () => [],
-): Promise<SiteResult> {
+): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const redis = await spawnRedis();
@@ -81,30 +97,20 @@ export async function measureSite(
   const probe = new Redis(redis.url);
   const extra = helpers(dir);
   await sleep(extra.length ? 1_500 : 0);
-  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  // BENCH_CPU_PROF=<dir>: the runtime (with its command's heap flags) writes a CPU profile there when it stops.
+  const prof = process.env.BENCH_CPU_PROF;
+  const args = ['start', '--config', dir];
+  const runtime = prof
+    ? spawn(
+        process.execPath,
+        ['--max-old-space-size=168', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', ...args],
+        {
+          env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+          stdio: ['ignore', 'ignore', 'inherit'],
+        },
+      )
+    : spawn('./runtime/bin/voltage.js', args, { env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'inherit'] });
   try {
-    const lat: number[] = [];
-    const calcLat: number[] = [];
-    let points = 0;
-    let measuring = false;
-    sub.on('pmessage', (_p: string, _ch: string, msg: string) => {
-      if (!measuring) return;
-      const now = Date.now();
-      // {"ts":…,"src":"c2m","v":{…}}: read the head and count the values' separators rather
-      // than parse 1,000 values (the measuring process's own work shows in the tail it measures).
-      // (c2m concatenates its JSON in that order; model_set's cjson has no fixed key order.)
-      const m = HEAD.exec(msg);
-      if (m && m[2] === 'c2m') {
-        lat.push(now - Number(m[1]));
-        points += countValues(msg);
-      } else {
-        calcLat.push(now - (JSON.parse(msg) as { ts: number }).ts);
-      }
-    });
-    await sub.psubscribe('modsrv:*:update');
     const started = Date.now();
     for (;;) {
       if (Date.now() - started > 60_000) throw new Error('runtime did not start within 60 s');
@@ -112,46 +118,12 @@ export async function measureSite(
       if ((await probe.hget('actor:root', 'status')) === 'running') break;
       await sleep(200);
     }
-    await sleep(windows.warmupMs);
-    const before = await channelCounters(probe);
-    const rt0 = cpuSample(runtime.pid!);
-    const rd0 = cpuSample(redis.process.pid!);
-    const hp0 = extra.map((p) => cpuSample(p.pid!));
-    const host0 = hostSample();
-    const t0 = performance.now();
-    measuring = true;
-    await sleep(windows.measureMs);
-    measuring = false;
-    const seconds = (performance.now() - t0) / 1000;
-    const rt1 = cpuSample(runtime.pid!);
-    const rd1 = cpuSample(redis.process.pid!);
-    const hp1 = extra.map((p) => cpuSample(p.pid!));
-    const steal = stealPercent(host0, hostSample());
-    await sleep(1_200); // let the registry's throttled reports catch up
-    const after = await channelCounters(probe);
-    const [lp99, lmax, pp50, pp99] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs', 'pollToRedisP50Ms', 'pollToRedisP99Ms');
-    lat.sort((a, b) => a - b);
-    calcLat.sort((a, b) => a - b);
-    return {
-      delivered: points / seconds,
-      p50: percentile(lat, 50),
-      p99: percentile(lat, 99),
-      calcP50: percentile(calcLat, 50),
-      calcP99: percentile(calcLat, 99),
-      missedPolls: after.missed - before.missed,
-      pollsPerSecond: lat.length / seconds,
-      runtimeCpu: cpuPercent(rt0, rt1),
-      redisCpu: cpuPercent(rd0, rd1),
-      helperCpu: hp0.reduce((s, a, i) => s + cpuPercent(a, hp1[i]!), 0),
-      runtimeRss: rssMb(runtime.pid!),
-      redisRss: rssMb(redis.process.pid!),
-      loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
-      pollToRedis: `${pp50 ?? '?'} / ${pp99 ?? '?'}`,
-      steal,
-    };
+    return await body({ redis, runtime, helpers: extra, sub, probe });
   } finally {
-    runtime.kill('SIGTERM');
-    await new Promise((r) => runtime.once('exit', r));
+    if (runtime.exitCode === null && runtime.signalCode === null) {
+      runtime.kill('SIGTERM');
+      await new Promise((r) => runtime.once('exit', r));
+    }
     for (const p of extra) {
       p.kill('SIGTERM');
       if (p.exitCode === null) await new Promise((r) => p.once('exit', r));
@@ -160,6 +132,75 @@ export async function measureSite(
     probe.disconnect();
     await redis.stop();
   }
+}
+
+export async function measureSite(
+  files: Readonly<Record<string, string>>,
+  windows: Windows,
+  helpers: (dir: string) => ChildProcess[] = () => [],
+): Promise<SiteResult> {
+  return withSite(
+    files,
+    async ({ redis, runtime, helpers: extra, sub, probe }) => {
+      const lat: number[] = [];
+      const calcLat: number[] = [];
+      let points = 0;
+      let measuring = false;
+      sub.on('pmessage', (_p: string, _ch: string, msg: string) => {
+        if (!measuring) return;
+        const now = Date.now();
+        // {"ts":…,"src":"c2m","v":{…}}: read the head and count the values' separators rather
+        // than parse 1,000 values (the measuring process's own work shows in the tail it measures).
+        // (c2m concatenates its JSON in that order; model_set's cjson has no fixed key order.)
+        const m = HEAD.exec(msg);
+        if (m && m[2] === 'c2m') {
+          lat.push(now - Number(m[1]));
+          points += countValues(msg);
+        } else {
+          calcLat.push(now - (JSON.parse(msg) as { ts: number }).ts);
+        }
+      });
+      await sub.psubscribe('modsrv:*:update');
+      await sleep(windows.warmupMs);
+      const before = await channelCounters(probe);
+      const rt0 = cpuSample(runtime.pid!);
+      const rd0 = cpuSample(redis.process.pid!);
+      const hp0 = extra.map((p) => cpuSample(p.pid!));
+      const host0 = hostSample();
+      const t0 = performance.now();
+      measuring = true;
+      await sleep(windows.measureMs);
+      measuring = false;
+      const seconds = (performance.now() - t0) / 1000;
+      const rt1 = cpuSample(runtime.pid!);
+      const rd1 = cpuSample(redis.process.pid!);
+      const hp1 = extra.map((p) => cpuSample(p.pid!));
+      const steal = stealPercent(host0, hostSample());
+      await sleep(1_200); // let the registry's throttled reports catch up
+      const after = await channelCounters(probe);
+      const [lp99, lmax, pp50, pp99] = await probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs', 'pollToRedisP50Ms', 'pollToRedisP99Ms');
+      lat.sort((a, b) => a - b);
+      calcLat.sort((a, b) => a - b);
+      return {
+        delivered: points / seconds,
+        p50: percentile(lat, 50),
+        p99: percentile(lat, 99),
+        calcP50: percentile(calcLat, 50),
+        calcP99: percentile(calcLat, 99),
+        missedPolls: after.missed - before.missed,
+        pollsPerSecond: lat.length / seconds,
+        runtimeCpu: cpuPercent(rt0, rt1),
+        redisCpu: cpuPercent(rd0, rd1),
+        helperCpu: hp0.reduce((s, a, i) => s + cpuPercent(a, hp1[i]!), 0),
+        runtimeRss: rssMb(runtime.pid!),
+        redisRss: rssMb(redis.process.pid!),
+        loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
+        pollToRedis: `${pp50 ?? '?'} / ${pp99 ?? '?'}`,
+        steal,
+      };
+    },
+    helpers,
+  );
 }
 
 export const f = (n: number, d = 0): string => (Number.isFinite(n) ? n.toFixed(d) : '—');

@@ -62,11 +62,32 @@ export function cpuPercent(a: CpuSample, b: CpuSample): number {
 export interface HostSample {
   readonly total: number;
   readonly steal: number;
+  /** Ticks not idle and not waiting for I/O. */
+  readonly busy: number;
+  /** This process's own CPU time (µs), for `othersPercent`. */
+  readonly ownUs: number;
 }
 
 export function hostSample(): HostSample {
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  return { total: f.reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  const total = f.reduce((a, b) => a + b, 0);
+  const own = process.cpuUsage();
+  return { total, steal: f[7] ?? 0, busy: total - (f[3] ?? 0) - (f[4] ?? 0), ownUs: own.user + own.system };
+}
+
+/**
+ * The CPU that processes other than the measured ones and this one took between
+ * two samples, in % of one core (what else ran on the machine: a row measured
+ * while other work runs on its cores says more about that work).
+ */
+export function othersPercent(a: HostSample, b: HostSample, measured: readonly number[]): number {
+  const total = b.total - a.total;
+  if (total <= 0) return 0;
+  const cores = cpus().length;
+  const busy = ((b.busy - a.busy) / total) * cores * 100;
+  const seconds = total / cores / TICKS;
+  const own = (b.ownUs - a.ownUs) / 1e4 / seconds;
+  return Math.max(0, busy - own - measured.reduce((s, x) => s + x, 0));
 }
 
 /**

@@ -4,6 +4,7 @@
  * onto it, the gateway on a free port), and `inventory`, what the runtime owns
  * in Redis at a moment — the things each test says are kept or lost.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { loadConfig } from '../../runtime/config/load.js';
 import type { SiteConfig } from '../../runtime/config/site.js';
@@ -12,6 +13,7 @@ import type { Logger } from '../../runtime/logger.js';
 import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
 import { afterAll, beforeAll } from 'vitest';
 import { eventually, quietLog, usePrivateRedis, writeSite } from '../helpers/servers.js';
+import type { SuiteContext } from '../helpers/suite.js';
 
 export const TOKEN = 'fault-admin-token';
 
@@ -155,4 +157,16 @@ export function useFaultRuntime(): { readonly t: ReturnType<typeof usePrivateRed
     await f.rt.stop();
   });
   return f;
+}
+
+/** `voltage start` on the site in `dir` as a child process of the test (to be killed with SIGKILL); killed after the test in any case. */
+export function spawnRuntime(t: SuiteContext, dir: string): ChildProcess {
+  const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' },
+    stdio: 'ignore',
+  });
+  t.cleanups.push(() => {
+    proc.kill('SIGKILL');
+  });
+  return proc;
 }

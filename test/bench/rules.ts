@@ -1,0 +1,85 @@
+/**
+ * Rule benchmark: reaction latency on a busy site. Workload: C virtual
+ * channels × P points @ poll, every point a sine (amplitude 100, period T)
+ * changing every poll, and 10 control points per channel; one model per
+ * channel (no calculations); R rules per model, rule k triggered by a change
+ * of point p(k·P/R) of its model, `when: "p > 90"`, then its own control to 1,
+ * else to 0 (no `for`, no cooldown). Each rule is evaluated on every poll of
+ * its model: evaluations/s = rules × polls/s of a model, the triggering
+ * changes counted as the notifications arrive. Latency is from the generation
+ * timestamp of the poll whose value crossed 90 to the time Redis accepted the
+ * rule's command in m2c (the `accepted` entry of `audit:commands`). A row
+ * without rules gives the site's own CPU: the difference is the rules' CPU.
+ */
+import { Crossings, entriesBetween, measureWindow, sineSiteFiles, THRESHOLD, watchedPoints, type SineSite, type WindowResult } from './crossings.js';
+import { f, withSite, type Windows } from './harness.js';
+import { percentile } from './procstat.js';
+
+export interface RuleStep extends SineSite {
+  readonly rulesPerModel: number;
+}
+
+export interface RuleResult extends WindowResult {
+  readonly delivered: number;
+  readonly evaluationsPerSecond: number;
+  readonly commandsPerSecond: number;
+  readonly measured: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+function rulesFile(step: RuleStep): string {
+  const every = step.points / step.rulesPerModel;
+  const lines: string[] = [];
+  for (let c = 0; c < step.channels; c++) {
+    for (let k = 1; k <= step.rulesPerModel; k++) {
+      const p = `m${c}.p${k * every}`;
+      lines.push(
+        `  - { id: r${c}-${k}, trigger: { onChange: [${p}] }, when: "${p} > ${THRESHOLD}", then: [{ control: { model: m${c}, name: c${k}, value: 1 } }], else: [{ control: { model: m${c}, name: c${k}, value: 0 } }] }`,
+      );
+    }
+  }
+  return `rules:\n${lines.join('\n')}\n`;
+}
+
+export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleResult> {
+  const { watched, pointOf } = watchedPoints(step, step.rulesPerModel, (c, k) => `rule:r${c}-${k}`);
+  const files = sineSiteFiles({ ...step, controls: Math.max(1, step.rulesPerModel) });
+  if (step.rulesPerModel > 0) files['rules.yaml'] = rulesFile(step);
+  return withSite(files, async (run) => {
+    const crossings = new Crossings(watched);
+    await crossings.subscribe(run.sub);
+    const w = await measureWindow(run, crossings, windows);
+    const lat: number[] = [];
+    let commands = 0;
+    for (const e of await entriesBetween(run.probe, 'audit:commands', w.t0, w.t1)) {
+      if (e.fields.get('event') !== 'accepted') continue;
+      commands++;
+      const key = pointOf.get(e.fields.get('who') ?? '');
+      const l = key ? crossings.latency(key, e.at, w.t0) : undefined;
+      if (l !== undefined) lat.push(l);
+    }
+    lat.sort((a, b) => a - b);
+    return {
+      ...w,
+      delivered: crossings.points / w.seconds,
+      // Every c2m update of a model changes every point: one evaluation of each of its rules.
+      evaluationsPerSecond: (crossings.updates * step.rulesPerModel) / w.seconds,
+      commandsPerSecond: commands / w.seconds,
+      measured: lat.length,
+      p50: percentile(lat, 50),
+      p99: percentile(lat, 99),
+      max: lat.length ? lat[lat.length - 1]! : Number.NaN,
+    };
+  });
+}
+
+export const RULE_HEADER =
+  '| workload (channels × points @ poll) | rules | delivered points/s | evaluations/s | commands/s | gen→command accepted p50 / p99 / max (ms) | commands measured | runtime CPU | of which the rules | Redis CPU | runtime RSS | CPU of other processes | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+
+export function ruleFormat(step: RuleStep, r: RuleResult, baseline: RuleResult | undefined): string {
+  const none = step.rulesPerModel === 0;
+  const share = baseline && !none ? `${f(r.runtimeCpu - baseline.runtimeCpu)} %` : '—';
+  return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${step.channels * step.rulesPerModel} | ${f(r.delivered)} | ${none ? '—' : f(r.evaluationsPerSecond)} | ${none ? '—' : f(r.commandsPerSecond)} | ${none ? '—' : `${f(r.p50)} / ${f(r.p99)} / ${f(r.max)}`} | ${none ? '—' : r.measured} | ${f(r.runtimeCpu)} % | ${share} | ${f(r.redisCpu)} % | ${f(r.rssEnd)} MB | ${f(r.others)} % | ${f(r.steal, 1)} % |`;
+}
