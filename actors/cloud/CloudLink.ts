@@ -44,7 +44,7 @@ import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/
 import { OutboxFormatError } from '../history/outbox.js';
 import { compareIds, OutboxConsumer, type ModelValueTarget, type StreamEntries } from '../outbox/consumer.js';
 import { HttpTransport } from './httpTransport.js';
-import { alarmPayload, entryMessages, messagePayload, planSeqs, type EntrySeqs, type UplinkMessage } from './messages.js';
+import { alarmPayload, entryMessages, messagePayload, notifyPayload, planSeqs, type EntrySeqs, type UplinkMessage } from './messages.js';
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
 import { CloudOutageError, CloudRefusedError, type Outgoing, type UplinkTransport } from './transport.js';
 import { settled } from '../../runtime/reporter.js';
@@ -313,9 +313,9 @@ export class CloudLink {
 
   private outgoing(seq: number, u: UplinkMessage): Outgoing {
     const ts = this.cfg.include.timestamps;
-    return u.kind === 'alarm'
-      ? { kind: 'alarm', model: '', channel: '', payload: alarmPayload(seq, u.a, ts) }
-      : { kind: 'data', model: u.m.model, channel: u.m.channel, payload: messagePayload(seq, u.m, ts) };
+    if (u.kind === 'alarm') return { kind: 'alarm', model: '', channel: '', payload: alarmPayload(seq, u.a, ts) };
+    if (u.kind === 'notify') return { kind: 'notify', model: '', channel: '', payload: notifyPayload(seq, u.n, ts) };
+    return { kind: 'data', model: u.m.model, channel: u.m.channel, payload: messagePayload(seq, u.m, ts) };
   }
 
   /** The seqs of each entry's messages: those it was given before (a resend), or new ones, recorded before the first publish. */

@@ -94,8 +94,18 @@ export interface AlarmMessage {
   readonly event: Readonly<Record<string, unknown>>;
 }
 
-/** What one outbox entry becomes: model messages, or one alarm message. */
-export type UplinkMessage = { readonly kind: 'data'; readonly m: ModelMessage } | { readonly kind: 'alarm'; readonly a: AlarmMessage };
+/** A rule's notify event: the JSON rule_notify appended to the outbox. */
+export interface NotifyMessage {
+  readonly rule: string;
+  readonly ts: number;
+  readonly event: Readonly<Record<string, unknown>>;
+}
+
+/** What one outbox entry becomes: model messages, one alarm message or one notify message. */
+export type UplinkMessage =
+  | { readonly kind: 'data'; readonly m: ModelMessage }
+  | { readonly kind: 'alarm'; readonly a: AlarmMessage }
+  | { readonly kind: 'notify'; readonly n: NotifyMessage };
 
 /** The value of a field in an XREADGROUP field/value list. */
 function field(fields: readonly string[], name: string): string | undefined {
@@ -110,6 +120,10 @@ function field(fields: readonly string[], name: string): string | undefined {
  */
 export function entryMessages(fields: readonly string[], opts: BuildOptions & { readonly alarms: boolean }): UplinkMessage[] {
   const samples = decodeEntry(fields);
+  if (field(fields, 'src') === 'r') {
+    const event = JSON.parse(field(fields, 'p')!) as Record<string, unknown>;
+    return [{ kind: 'notify', n: { rule: field(fields, 'id') ?? '', ts: Number(field(fields, 'ts')), event } }];
+  }
   if (field(fields, 'src') === 'a') {
     if (!opts.alarms) return [];
     const s = samples[0]!;
@@ -123,6 +137,12 @@ export function entryMessages(fields: readonly string[], opts: BuildOptions & { 
 export function alarmPayload(seq: number, a: AlarmMessage, timestamps: boolean): string {
   const { id: _id, ...event } = a.event;
   return JSON.stringify(timestamps ? { seq, ts: a.ts, alarm: a.alarm, ...event } : { seq, alarm: a.alarm, ...event });
+}
+
+/** The JSON a rule's notify event is published as: seq, ts, the rule's id, then the event's fields. */
+export function notifyPayload(seq: number, n: NotifyMessage, timestamps: boolean): string {
+  const { rule: _rule, ...event } = n.event;
+  return JSON.stringify(timestamps ? { seq, ts: n.ts, rule: n.rule, ...event } : { seq, rule: n.rule, ...event });
 }
 
 /** The JSON a message is published as. */
@@ -150,6 +170,7 @@ export function linkTopics(prefixTemplate: string, site: string) {
     cmdResult: (id: string) => `${prefix}/cmd/${id}/result`,
     read: `${prefix}/read`,
     alarm: `${prefix}/alarm`,
+    notify: `${prefix}/notify`,
     readResult: `${prefix}/read/result`,
   } as const;
 }

@@ -107,7 +107,9 @@ export class MqttTransport implements UplinkTransport {
       const topic =
         m.kind === 'alarm'
           ? this.topics.alarm
-          : fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
+          : m.kind === 'notify'
+            ? this.topics.notify
+            : fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
       acks.push(
         new Promise<void>((resolve, reject) => {
           client.publish(topic, m.payload, { qos: 1 }, (err, packet) => {

@@ -18,8 +18,8 @@ export class CloudRefusedError extends CloudOutageError {
 
 /** One message, its seq given, ready to go. */
 export interface Outgoing {
-  readonly kind: 'data' | 'alarm';
-  /** The model of a data message ('' for an alarm). */
+  readonly kind: 'data' | 'alarm' | 'notify';
+  /** The model of a data message ('' otherwise). */
   readonly model: string;
   /** The channel of a poll's message ('' otherwise). */
   readonly channel: string;

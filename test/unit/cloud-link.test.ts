@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createActor, fromCallback, fromPromise, waitFor } from 'xstate';
 import { cloudMachine, type UplinkEvent } from '../../machines/cloudMachine.js';
-import { alarmPayload, buildMessages, entryMessages, fillTopic, messagePayload, planSeqs } from '../../actors/cloud/messages.js';
+import { alarmPayload, buildMessages, entryMessages, fillTopic, messagePayload, notifyPayload, planSeqs } from '../../actors/cloud/messages.js';
 import { batchBody } from '../../actors/cloud/httpTransport.js';
 import { refusedBy } from '../../actors/cloud/CloudLink.js';
 import type { HistorySample } from '../../actors/history/outbox.js';
@@ -115,6 +115,18 @@ describe('messages', () => {
     expect(entryMessages(fields, { mapping, quality: true, timestamps: true, alarms: false })).toEqual([]);
     const data = entryMessages(['src', 'c', 'id', 'c1', 'ts', '5', 'p', 'm 1 2.5 '], { mapping, quality: true, timestamps: true, alarms: true });
     expect(data).toMatchObject([{ kind: 'data', m: { model: 'pv', values: { P: 2.5 } } }]);
+  });
+
+  it("a rule's notify entry is one notify message on {prefix}/notify, in the same sequence", () => {
+    const event = { rule: 'peak', severity: 'warning', message: 'importing 41 kW', time: 1234, execution: '1-0' };
+    const fields = ['src', 'r', 'id', 'peak', 'ts', '1234', 'p', JSON.stringify(event)];
+    const [m] = entryMessages(fields, { mapping, quality: true, timestamps: true, alarms: false });
+    expect(m?.kind).toBe('notify');
+    if (m?.kind !== 'notify') return;
+    const { rule: _, ...rest } = event;
+    expect(JSON.parse(notifyPayload(8, m.n, true))).toEqual({ seq: 8, ts: 1234, rule: 'peak', ...rest });
+    expect(JSON.parse(notifyPayload(8, m.n, false))).toEqual({ seq: 8, rule: 'peak', ...rest });
+    expect(linkTopics('voltage/{site}', 's1').notify).toBe('voltage/s1/notify');
   });
 
   it('an HTTP batch body carries the messages in order, each with its kind', () => {
