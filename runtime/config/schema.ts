@@ -61,7 +61,7 @@ export const runtimeSchema = z.strictObject({
     .number()
     .int()
     .min(0)
-    .default(1_000)
+    .default(300)
     .describe(
       'channels with one poll period poll together in phases of up to this many points, so that their batches share a c2m call (0: each channel its own phase)',
     ),
