@@ -12,21 +12,10 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { COUNTER_SITE as SITE } from '../helpers/mqttWatch.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
-
-const SITE = `channels:
-  - id: v1
-    protocol: virtual
-    pollMs: 40
-    points:
-      - { type: m, id: 1, sim: { kind: counter, start: 1, step: 1 } }
-models:
-  - id: inv
-    measurements: { P: {} }
-    mapping: { P: "v1:m:1" }
-`;
 
 interface Batch {
   readonly headers: IncomingHttpHeaders;

@@ -8,13 +8,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
-import { connect, type MqttClient } from 'mqtt';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { statusReport } from '../../runtime/status.js';
 import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { makeTestCerts } from '../helpers/testCerts.js';
+import { checkOrder, dataSeqs, watchBroker } from '../helpers/mqttWatch.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
@@ -41,57 +41,12 @@ models:
     mapping: { P: "v1:m:1", limit: "v1:a:1" }
 `;
 
+const watch = (url: string, topic: string, clientId?: string, tls: { ca?: Buffer } = {}) => watchBroker(t.cleanups, url, topic, clientId, tls);
+
 const link = (id: string, url: string, extra = '') => `    - id: ${id}
       url: "${url}"
       reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 }
 ${extra}`;
-
-interface Received {
-  readonly topic: string;
-  readonly body: Record<string, unknown>;
-}
-
-/** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart. */
-async function watch(
-  url: string,
-  topic: string,
-  clientId = `watch-${Math.random().toString(36).slice(2)}`,
-  tls: { ca?: Buffer } = {},
-): Promise<{ client: MqttClient; got: Received[] }> {
-  const got: Received[] = [];
-  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4, ...tls });
-  client.on('error', () => undefined);
-  client.on('message', (tp, payload) => {
-    let body: Record<string, unknown>;
-    try {
-      body = JSON.parse(payload.toString()) as Record<string, unknown>;
-    } catch {
-      body = { raw: payload.toString() };
-    }
-    got.push({ topic: tp, body });
-  });
-  await new Promise<void>((r) => client.once('connect', () => r()));
-  await client.subscribeAsync(topic, { qos: 1 });
-  t.cleanups.push(() => client.endAsync(true));
-  return { client, got };
-}
-
-const dataSeqs = (got: Received[]) => got.filter((m) => m.topic.includes('/data/')).map((m) => m.body.seq as number);
-
-/** Drops each seq already seen; what remains must be 1, 2, 3, … with no gap. */
-function checkOrder(seqs: number[]): { unique: number; duplicates: number } {
-  let max = 0;
-  let duplicates = 0;
-  for (const s of seqs) {
-    if (s <= max) {
-      duplicates += 1;
-      continue;
-    }
-    expect(s).toBe(max + 1);
-    max = s;
-  }
-  return { unique: max, duplicates };
-}
 
 describe('cloud link over MQTT', () => {
   it('publishes one message per model per poll, in order, seq from 1 without gaps, with a retained online status', async () => {
