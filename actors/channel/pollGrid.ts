@@ -46,7 +46,11 @@ export function pollPhases(
   const byPeriod = new Map<number, (typeof channels)[number][]>();
   for (const c of channels) {
     if (groupPoints <= 0) phases.set(c.id, staggerMs(c.id, c.pollMs));
-    else byPeriod.set(c.pollMs, [...(byPeriod.get(c.pollMs) ?? []), c]);
+    else {
+      const list = byPeriod.get(c.pollMs);
+      if (list) list.push(c);
+      else byPeriod.set(c.pollMs, [c]);
+    }
   }
   for (const [pollMs, list] of byPeriod) {
     const total = list.reduce((n, c) => n + Math.max(1, c.points.length), 0);
