@@ -8,6 +8,9 @@ included as absolute ms) lives in `rule:{id}` with a version. Every step is one
 rule_commit: compare-and-set on the version, then the state and, when the step
 is an execution, one entry in the bounded stream `rule:executions`. A rejected
 call writes nothing. A restarted actor resumes from what rule_init returns.
+A sequence rule's progress (which steps were seen, since when; JSON, owned by
+runtime/domain/ruleEvaluation.ts) is the field `sequence` of the same hash,
+written by the same rule_commit under the same version check.
 ]]
 
 local RULE_STATES = { idle = true, holding = true, active = true, cooldown = true, disabled = true }
@@ -18,7 +21,7 @@ rule_init: makes sure rule:{id} exists and is listed in `rules`.
 KEYS: 1 rule:{id}, 2 rules (set)
 ARGV: 1 id, 2 ts (ms), 3 initial state, 4 initial context (JSON), 5 definition (JSON)
 Creates the rule at version 1 when missing, otherwise refreshes its definition only.
-Returns { created 0|1, state, version, context }.
+Returns { created 0|1, state, version, context, sequence progress ('' none) }.
 ]]
 local function rule_init(keys, args)
   if #keys ~= 2 then return fail('rule_init needs 2 keys') end
@@ -28,28 +31,29 @@ local function rule_init(keys, args)
   if not RULE_STATES[state] then return fail('rule_init: unknown state ' .. tostring(state)) end
   if context == nil or context == '' then return fail('rule_init: context is required') end
   redis.call('SADD', keys[2], id)
-  local stored = redis.call('HMGET', keys[1], 'state', 'version', 'context')
+  local stored = redis.call('HMGET', keys[1], 'state', 'version', 'context', 'sequence')
   if stored[1] then
     redis.call('HSET', keys[1], 'definition', definition or '')
-    return { 0, stored[1], tonumber(stored[2]), stored[3] }
+    return { 0, stored[1], tonumber(stored[2]), stored[3], stored[4] or '' }
   end
   redis.call('HSET', keys[1], 'id', id, 'state', state, 'version', 1, 'context', context,
     'definition', definition or '', 'since', ts, 'updatedAt', ts, 'who', '')
-  return { 1, state, 1, context }
+  return { 1, state, 1, context, '' }
 end
 
 --[[
 rule_commit: one step of one rule.
 KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}
 ARGV: 1 id, 2 expected version, 3 state, 4 context (JSON), 5 ts (ms), 6 who,
-      7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none)
+      7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none),
+      9 sequence progress (JSON; '' removes it; absent leaves it as it is)
 Refusals (nothing written): NO_RULE, VERSION_CONFLICT, BAD_ARGUMENT, each with
 the stored state and version. Returns { new version, execution entry id or '' }.
 ]]
 local function rule_commit(keys, args)
   if #keys ~= 3 then return fail('rule_commit needs 3 keys') end
-  local id, expected, state, context, ts, who, execution, counter =
-    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8]
+  local id, expected, state, context, ts, who, execution, counter, sequence =
+    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9]
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
   local from, version = stored[1], tonumber(stored[2])
   local function refuse(code, msg)
@@ -66,6 +70,8 @@ local function rule_commit(keys, args)
   local next_version = version + 1
   redis.call('HSET', keys[1], 'state', state, 'version', next_version, 'context', context, 'updatedAt', ts, 'who', who)
   if from ~= state then redis.call('HSET', keys[1], 'since', ts) end
+  if sequence == '' then redis.call('HDEL', keys[1], 'sequence')
+  elseif sequence ~= nil then redis.call('HSET', keys[1], 'sequence', sequence) end
   if counter ~= nil and counter ~= '' then redis.call('HINCRBY', keys[3], counter, 1) end
   local entry = ''
   if execution ~= nil and execution ~= '' then

@@ -17,6 +17,7 @@
  * CONDITION. A blocked rule never fires.
  */
 import { assign, initialTransition, setup, transition } from 'xstate';
+import { quietStepOf } from './quietStep.js';
 
 export type RuleState = 'idle' | 'holding' | 'active' | 'cooldown' | 'disabled';
 export const RULE_STATES: readonly RuleState[] = ['idle', 'holding', 'active', 'cooldown', 'disabled'];
@@ -170,11 +171,23 @@ export function initialRule(input: RuleInput): RuleSnapshotData {
   return { state: snap.value as RuleState, context: snap.context };
 }
 
+/** Whether an event changes nothing, read off the machine's transitions, guards and assigners (no snapshot built). */
+const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
+
 /**
  * The pure step the actor commits: the next state and context, or undefined
  * when nothing changed (a TICK with nothing due, the same condition again).
+ * The common case, the condition seen again, is answered by `quiet` (the
+ * machine's own guards and assigners) without XState's transition(); every
+ * other event goes through transition(). `transitionRule` is the latter alone.
  */
 export function stepRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
+  if (quiet(from.state, from.context.effect === null ? from.context : { ...from.context, effect: null }, event)) return undefined;
+  return transitionRule(from, event);
+}
+
+/** stepRule through XState's transition() only (the reference the quiet path is tested against). */
+export function transitionRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
   const snap = ruleMachine.resolveState({ value: from.state, context: { ...from.context, effect: null } });
   const [next] = transition(ruleMachine, snap, event);
   const to = { state: next.value as RuleState, context: next.context };

@@ -13,7 +13,11 @@
  * (an operator enabled or disabled it) and evaluates again once.
  *
  * Window functions read a bounded ring of recent values per point, kept here
- * (in memory: a restart starts the windows empty). An event trigger (cron, a
+ * (in memory: a restart starts the windows empty). A sequence's progress (the
+ * steps seen, since when, the steps' last values) is committed with the rule
+ * (`rule:{id}` field `sequence`, same rule_commit, same version check) each
+ * time it changes, in the same commit as the fire when it completes; a
+ * restart resumes it, or drops it when its window passed meanwhile. An event trigger (cron, a
  * matching alarm's change, a sequence completing) is a pulse: CONDITION{when}
  * then CONDITION{false} at the same instant, so the rule fires once per event
  * (cooldown permitting) and is idle again; the second step is not journaled.
@@ -42,8 +46,10 @@ import {
   evaluateRule,
   eventOf,
   planActions,
+  parseSequenceProgress,
   RuleInputs,
   SequenceTracker,
+  sequenceText,
   sequenceValues,
   type Evaluation,
   type PlannedAction,
@@ -112,7 +118,6 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
     async start(): Promise<RunningChild> {
       const log = deps.log.child({ actor: id });
       const inputs = new RuleInputs(def);
-      const sequence = def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs) : undefined;
       const models = new Set(def.models);
       const needed = new Set([...def.inputs, ...def.onChange]);
       let stopped = false;
@@ -134,9 +139,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       }
 
       let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+      // A sequence under way resumes from what was committed, unless its window passed while the rule was not running.
+      const sequence =
+        def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs, parseSequenceProgress(stored.sequence)) : undefined;
+      sequence?.expire(Date.now());
+      /** The progress last handed to the queue for committing ('' none under way). */
+      let queuedSequence = sequence ? sequenceText(sequence.snapshot()) : '';
       if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
-      const report = (event: string) =>
+      // Only what was committed is reported: an evaluation that changed nothing has nothing new to say.
+      let reported = -1;
+      const report = (event: string) => {
+        if (stored.version === reported) return;
+        reported = stored.version;
         deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
+      };
       const claimControls = () => {
         for (const c of controls) {
           if (stored.state === 'active') deps.arbiter.claim(c, { rule: def.id, priority: def.priority });
@@ -154,22 +170,46 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       // One evaluation at a time.
       let queue: Promise<void> = Promise.resolve();
-      const evaluate = (trigger: string) => {
-        queue = queue.then(() => step(trigger)).catch(fail);
+      /** Evaluations queued and not finished: while any is, `stored` may be about to change. */
+      let queued = 0;
+      const done = () => {
+        queued--;
       };
-      const fireEvent = (trigger: string, e?: Evaluation, now?: number) => {
-        queue = queue.then(() => pulse(trigger, e, now)).catch(fail);
+      const evaluate = (trigger: string, progress?: string) => {
+        // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
+        // (A deadline always goes through step(), which arms the next one.)
+        if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(Date.now())) return;
+        queued++;
+        queue = queue
+          .then(() => step(trigger, progress))
+          .catch(fail)
+          .finally(done);
+      };
+      const fireEvent = (trigger: string, e?: Evaluation, now?: number, progress?: string) => {
+        queued++;
+        queue = queue
+          .then(() => pulse(trigger, e, now, progress))
+          .catch(fail)
+          .finally(done);
       };
 
+      /**
+       * Commits one step of the machine, with the sequence's progress when given; a step that changes
+       * nothing is not committed, unless the progress differs from what is stored (then the state stays).
+       */
       async function commit(
         event: RuleEvent,
         trigger: string,
         e: Evaluation | undefined,
         journal = true,
+        progress?: string,
       ): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
         for (let attempt = 0; attempt < 2; attempt++) {
-          const to = stepRule(stored, event);
-          if (!to) return undefined;
+          let to = stepRule(stored, event);
+          if (!to) {
+            if (progress === undefined || progress === stored.sequence) return undefined;
+            to = { state: stored.state, context: { ...stored.context, effect: null } };
+          }
           const planned =
             to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
           const execution =
@@ -187,8 +227,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               who: trigger === 'config' ? 'config' : who,
               execution,
               counter,
+              ...(progress === undefined ? {} : { sequence: progress }),
             });
-            stored = { ...to, version: r.version };
+            stored = { ...to, version: r.version, sequence: progress ?? stored.sequence };
             return { to, entryId: r.entryId };
           } catch (err) {
             if (!(err instanceof RuleConflictError)) throw err;
@@ -201,14 +242,25 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       const evaluation = (now: number): Evaluation => evaluateRule(def, (ref) => inputs.get(ref), inputs.windowScope(now));
 
-      async function step(trigger: string): Promise<void> {
+      /**
+       * Whether an evaluation of a value rule now would commit nothing (the condition as already seen,
+       * no deadline due): then step() would only evaluate, so it need not be queued. Event rules always queue.
+       */
+      function quietNow(now: number): boolean {
+        if (def.event !== null) return false;
+        const e = evaluation(now);
+        if (stepRule(stored, eventOf(e, now))) return false;
+        return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
+      }
+
+      async function step(trigger: string, progress?: string): Promise<void> {
         if (stopped) return;
         const now = Date.now();
         const e = evaluation(now);
         if (def.event !== null) {
           // An event rule: a blocked sequence records why; the deadlines (a cooldown ending) are TICKs.
           if (sequence && e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
-          await commit({ type: 'TICK', now }, trigger, e);
+          await commit({ type: 'TICK', now }, trigger, e, true, progress);
           report(trigger);
           schedule();
           return;
@@ -223,11 +275,12 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       }
 
       /** An event: `when` now, fired as a pulse (true then false at once); the release is not journaled. */
-      async function pulse(trigger: string, given?: Evaluation, at?: number): Promise<void> {
+      async function pulse(trigger: string, given?: Evaluation, at?: number, progress?: string): Promise<void> {
         if (stopped) return;
         const now = at ?? Date.now();
         const e = given ?? evaluation(now);
-        const done = await commit(eventOf(e, now), trigger, e);
+        // A completed sequence's progress (none under way) is committed with the fire: a restart cannot fire it twice.
+        const done = await commit(eventOf(e, now), trigger, e, true, progress);
         if (e.blocked === null) await commit({ type: 'CONDITION', value: false, now }, trigger, e, false);
         await commit({ type: 'TICK', now }, trigger, e);
         claimControls();
@@ -379,8 +432,12 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
             const now = Date.now();
             const e = evaluation(now);
-            if (sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now)) fireEvent('sequence', e, now);
-            else if (e.blocked !== null) evaluate('change');
+            const completed = sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now);
+            const progress = sequenceText(sequence.snapshot());
+            const changed = progress !== queuedSequence;
+            queuedSequence = progress;
+            if (completed) fireEvent('sequence', e, now, progress);
+            else if (changed || e.blocked !== null) evaluate('change', changed ? progress : undefined);
           }),
         );
       }
@@ -431,7 +488,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           }),
         );
       }
-      evaluate('start');
+      evaluate('start', sequence ? queuedSequence : undefined);
 
       async function dispose(): Promise<void> {
         stopped = true;

@@ -109,12 +109,24 @@ export class RuleInputs {
   }
 }
 
+/** A sequence's progress as `rule:{id}` keeps it (field `sequence`, JSON): a restart resumes from it. */
+export interface SequenceProgress {
+  /** How many steps were seen (0: none under way). */
+  readonly stage: number;
+  /** When the first step was seen (ms; 0 when stage is 0). */
+  readonly startedAt: number;
+  /** Each step's value at the last evaluation (a rising edge is false here, true now). */
+  readonly prev: readonly boolean[];
+}
+
 /**
  * A sequence trigger: conditions that must become true (a rising edge: false
  * or unknown before, true now) in their order, all within `withinMs` of the
  * first. At most one step advances per evaluation (two edges seen at once have
- * no order). The first step rising again restarts the window. In memory only:
- * a restart forgets a sequence under way.
+ * no order). The first step rising again restarts the window. Its progress is
+ * `progress()`, which the rule actor commits with the rule (so a restart
+ * resumes a sequence under way) and passes back to the constructor; a
+ * progress whose window has passed is dropped (`expire`).
  */
 export class SequenceTracker {
   private prev: boolean[];
@@ -124,13 +136,27 @@ export class SequenceTracker {
   constructor(
     private readonly steps: number,
     private readonly withinMs: number,
+    from?: SequenceProgress,
   ) {
     this.prev = new Array<boolean>(steps).fill(false);
+    if (from && from.prev.length === steps && from.stage >= 0 && from.stage < steps) {
+      this.prev = [...from.prev];
+      this.stage = from.stage;
+      this.startedAt = from.stage > 0 ? from.startedAt : 0;
+    }
+  }
+
+  /** Forgets a sequence under way whose window has passed by `now`; true when it did. */
+  expire(now: number): boolean {
+    if (this.stage === 0 || now - this.startedAt <= this.withinMs) return false;
+    this.stage = 0;
+    this.startedAt = 0;
+    return true;
   }
 
   /** The steps' values now (null: an input is not good; nothing advances, the edges are forgotten); true when the sequence completes. */
   step(values: readonly boolean[] | null, now: number): boolean {
-    if (this.stage > 0 && now - this.startedAt > this.withinMs) this.stage = 0;
+    this.expire(now);
     if (values === null) {
       this.prev.fill(false);
       return false;
@@ -141,6 +167,7 @@ export class SequenceTracker {
       this.stage++;
       if (this.stage === this.steps) {
         this.stage = 0;
+        this.startedAt = 0;
         return true;
       }
       return false;
@@ -154,6 +181,29 @@ export class SequenceTracker {
 
   get progress(): number {
     return this.stage;
+  }
+
+  /** What to persist: stage, start and the last values (a copy). */
+  snapshot(): SequenceProgress {
+    return { stage: this.stage, startedAt: this.startedAt, prev: [...this.prev] };
+  }
+}
+
+/** A progress as stored: '' when nothing is under way and no step was true (the field is then removed). */
+export function sequenceText(p: SequenceProgress): string {
+  return p.stage === 0 && !p.prev.includes(true) ? '' : JSON.stringify(p);
+}
+
+/** A stored progress (`rule:{id}` field `sequence`), or undefined when absent or not one. */
+export function parseSequenceProgress(text: string | undefined): SequenceProgress | undefined {
+  if (!text) return undefined;
+  try {
+    const p = JSON.parse(text) as Partial<SequenceProgress>;
+    if (typeof p.stage !== 'number' || typeof p.startedAt !== 'number' || !Array.isArray(p.prev) || !p.prev.every((x) => typeof x === 'boolean'))
+      return undefined;
+    return { stage: p.stage, startedAt: p.startedAt, prev: p.prev };
+  } catch {
+    return undefined;
   }
 }
 

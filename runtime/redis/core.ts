@@ -71,6 +71,8 @@ export interface FunctionInputs {
     readonly who: string;
     readonly execution: string;
     readonly counter: string;
+    /** A sequence rule's progress (JSON; '' removes it); undefined leaves it as stored. */
+    readonly sequence?: string;
   };
   rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
   rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
@@ -89,7 +91,7 @@ export interface FunctionOutputs {
   cmd_result: 0 | 1;
   alarm_init: [created: 0 | 1, state: string, version: number, context: string];
   alarm_commit: number;
-  rule_init: [created: 0 | 1, state: string, version: number, context: string];
+  rule_init: [created: 0 | 1, state: string, version: number, context: string, sequence: string];
   rule_commit: [version: number, entryId: string];
   rule_record: string;
   rule_notify: string;
@@ -175,7 +177,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
   rule_commit: (i) => ({
     keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
-    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter],
+    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, ...(i.sequence === undefined ? [] : [i.sequence])],
   }),
   rule_record: (i) => ({
     keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],

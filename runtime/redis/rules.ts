@@ -25,6 +25,8 @@ export class RuleConflictError extends VoltageError {
 
 export interface StoredRule extends RuleSnapshotData {
   readonly version: number;
+  /** A sequence rule's progress as committed (JSON, field `sequence`), '' when none. */
+  readonly sequence: string;
 }
 
 export interface RuleRecord extends StoredRule {
@@ -56,6 +58,8 @@ export interface RuleCommit {
   readonly execution?: unknown;
   /** A counter of rule:stats:{id} to increment with the step (`fires`, `blocked`), or ''. */
   readonly counter?: string;
+  /** A sequence rule's progress to store with the step (JSON; '' removes it); undefined leaves it as stored. */
+  readonly sequence?: string;
 }
 
 /** A rule's `notify` event as rule:events and the outbox carry it. */
@@ -91,14 +95,20 @@ export class RulesRedis {
 
   /** Creates the rule in its initial state, or returns what is stored (a restart resumes from it). */
   async init(id: string, initial: RuleSnapshotData, definition: unknown, ts = Date.now()): Promise<StoredRule & { created: boolean }> {
-    const [created, state, version, context] = await this.core.fcall('rule_init', {
+    const [created, state, version, context, sequence] = await this.core.fcall('rule_init', {
       id,
       ts,
       state: initial.state,
       context: JSON.stringify(initial.context),
       definition: JSON.stringify(definition),
     });
-    return { created: created === 1, state: state as RuleState, version: Number(version), context: JSON.parse(context) as RuleContext };
+    return {
+      created: created === 1,
+      state: state as RuleState,
+      version: Number(version),
+      context: JSON.parse(context) as RuleContext,
+      sequence: sequence ?? '',
+    };
   }
 
   /** Commits one step; resolves to the new version and the journal entry's id ('' none), rejects with RuleConflictError. */
@@ -113,6 +123,7 @@ export class RulesRedis {
         who: c.who,
         execution: c.execution === undefined ? '' : JSON.stringify(c.execution),
         counter: c.counter ?? '',
+        ...(c.sequence === undefined ? {} : { sequence: c.sequence }),
       });
       return { version: Number(version), entryId };
     } catch (e) {
@@ -165,6 +176,7 @@ export class RulesRedis {
       state: h.state as RuleState,
       version: Number(h.version),
       context: JSON.parse(h.context) as RuleContext,
+      sequence: h.sequence ?? '',
       since: Number(h.since),
       updatedAt: Number(h.updatedAt),
       who: h.who ?? '',

@@ -10,6 +10,11 @@
  * timestamp of the poll whose value crossed 90 to the time Redis accepted the
  * rule's command in m2c (the `accepted` entry of `audit:commands`). A row
  * without rules gives the site's own CPU: the difference is the rules' CPU.
+ * Where the time goes, per measured command (the rule's execution entry in
+ * `rule:executions` carries the evaluation's time and, as its id, the time
+ * Redis committed it): generated → evaluated (poll, c2m, the update reaching
+ * the rule actor), evaluated → step committed (rule_commit), committed →
+ * command accepted (m2c).
  */
 import { Crossings, entriesBetween, measureWindow, sineSiteFiles, THRESHOLD, watchedPoints, type SineSite, type WindowResult } from './crossings.js';
 import { f, withSite, type Windows } from './harness.js';
@@ -27,7 +32,19 @@ export interface RuleResult extends WindowResult {
   readonly p50: number;
   readonly p99: number;
   readonly max: number;
+  /** p50 / p99 of each part of the latency (ms): generated → evaluated → committed → accepted. */
+  readonly parts: { readonly evaluated: Split; readonly committed: Split; readonly accepted: Split };
 }
+
+export interface Split {
+  readonly p50: number;
+  readonly p99: number;
+}
+
+const split = (xs: number[]): Split => {
+  xs.sort((a, b) => a - b);
+  return { p50: percentile(xs, 50), p99: percentile(xs, 99) };
+};
 
 function rulesFile(step: RuleStep): string {
   const every = step.points / step.rulesPerModel;
@@ -52,13 +69,32 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
     await crossings.subscribe(run.sub);
     const w = await measureWindow(run, crossings, windows);
     const lat: number[] = [];
+    const parts = { evaluated: [] as number[], committed: [] as number[], accepted: [] as number[] };
+    // Each rule's executions (evaluation time, commit time), oldest first, to split a command's latency.
+    const executions = new Map<string, Array<{ evaluated: number; committed: number }>>();
+    for (const e of await entriesBetween(run.probe, 'rule:executions', w.t0 - 1_000, w.t1)) {
+      if (e.fields.get('kind') !== 'execution') continue;
+      const list = executions.get(`rule:${e.fields.get('id')}`) ?? [];
+      list.push({ evaluated: Number(e.fields.get('time')), committed: e.at });
+      executions.set(`rule:${e.fields.get('id')}`, list);
+    }
     let commands = 0;
     for (const e of await entriesBetween(run.probe, 'audit:commands', w.t0, w.t1)) {
       if (e.fields.get('event') !== 'accepted') continue;
       commands++;
-      const key = pointOf.get(e.fields.get('who') ?? '');
+      const who = e.fields.get('who') ?? '';
+      const key = pointOf.get(who);
       const l = key ? crossings.latency(key, e.at, w.t0) : undefined;
-      if (l !== undefined) lat.push(l);
+      if (l === undefined) continue;
+      lat.push(l);
+      const list = executions.get(who) ?? [];
+      let x: { evaluated: number; committed: number } | undefined;
+      for (let i = list.length - 1; i >= 0 && !x; i--) if (list[i]!.committed <= e.at) x = list[i];
+      if (!x) continue;
+      const generated = e.at - l;
+      parts.evaluated.push(x.evaluated - generated);
+      parts.committed.push(x.committed - x.evaluated);
+      parts.accepted.push(e.at - x.committed);
     }
     lat.sort((a, b) => a - b);
     return {
@@ -71,6 +107,7 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       p50: percentile(lat, 50),
       p99: percentile(lat, 99),
       max: lat.length ? lat[lat.length - 1]! : Number.NaN,
+      parts: { evaluated: split(parts.evaluated), committed: split(parts.committed), accepted: split(parts.accepted) },
     };
   });
 }
@@ -82,4 +119,11 @@ export function ruleFormat(step: RuleStep, r: RuleResult, baseline: RuleResult |
   const none = step.rulesPerModel === 0;
   const share = baseline && !none ? `${f(r.runtimeCpu - baseline.runtimeCpu)} %` : '—';
   return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${step.channels * step.rulesPerModel} | ${f(r.delivered)} | ${none ? '—' : f(r.evaluationsPerSecond)} | ${none ? '—' : f(r.commandsPerSecond)} | ${none ? '—' : `${f(r.p50)} / ${f(r.p99)} / ${f(r.max)}`} | ${none ? '—' : r.measured} | ${f(r.runtimeCpu)} % | ${share} | ${f(r.redisCpu)} % | ${f(r.rssEnd)} MB | ${f(r.others)} % | ${f(r.steal, 1)} % |`;
+}
+
+/** Where the latency goes (a line under the table). */
+export function ruleParts(step: RuleStep, r: RuleResult): string | undefined {
+  if (step.rulesPerModel === 0) return undefined;
+  const p = (x: Split) => `${f(x.p50)} / ${f(x.p99)}`;
+  return `${step.channels * step.rulesPerModel} rules, p50 / p99 (ms) of each part: generated → evaluated ${p(r.parts.evaluated)}; evaluated → step committed ${p(r.parts.committed)}; committed → command accepted ${p(r.parts.accepted)}`;
 }

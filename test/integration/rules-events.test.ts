@@ -11,26 +11,13 @@ import WebSocket from 'ws';
 import { loadConfig } from '../../runtime/config/load.js';
 import { sha256 } from '../../runtime/gateway/http.js';
 import { eventually, quietLog, writeSite } from '../helpers/servers.js';
+import { ruleSite } from '../helpers/ruleSite.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 import { startRuntime } from '../../runtime/runtime.js';
 
 const t = privateRedisSuite();
 
-const SITE = `channels:
-  - id: v1
-    protocol: virtual
-    pollMs: 50
-    points:
-      - { type: m, id: 1, sim: { kind: constant, value: 1 } }
-      - { type: a, id: 1, min: 0, max: 80 }
-models:
-  - id: grid
-    measurements: { P: {}, Q: {} }
-  - id: gw
-    measurements: { U: {} }
-    controls: { export_limit: {} }
-    mapping: { U: "v1:m:1", export_limit: "v1:a:1" }
-gateway:
+const SITE = `${ruleSite(['P', 'Q'])}gateway:
   port: 0
   tokens:
     - { name: vera, role: viewer, sha256: ${sha256('v-token')} }

@@ -4,8 +4,9 @@
  * confirmed; a `for` holds across a restart of the runtime (and an active rule
  * does not fire again); a bad-quality input blocks the rule; of two rules on
  * one control the higher priority wins and the other is journaled overridden;
- * rule_commit refuses a stale version and writes nothing; the routes, their
- * errors, and a dry run that writes nothing (keys compared before and after).
+ * rule_commit refuses a stale version and writes nothing (a sequence's progress
+ * included); the routes, their errors, and a dry run that writes nothing (keys
+ * compared before and after).
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -17,25 +18,12 @@ import { RuleConflictError } from '../../runtime/redis/rules.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { initialRule } from '../../machines/ruleMachine.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
+import { ruleSite } from '../helpers/ruleSite.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
 
-const SITE = `channels:
-  - id: v1
-    protocol: virtual
-    pollMs: 50
-    points:
-      - { type: m, id: 1, sim: { kind: constant, value: 1 } }
-      - { type: a, id: 1, min: 0, max: 80 }
-models:
-  - id: grid
-    measurements: { P: {} }
-  - id: gw
-    measurements: { U: {} }
-    controls: { export_limit: {} }
-    mapping: { U: "v1:m:1", export_limit: "v1:a:1" }
-`;
+const SITE = ruleSite(['P']);
 
 const ZERO_EXPORT = `rules:
   - id: zero-export
@@ -172,11 +160,22 @@ describe('rules on a running site', () => {
     expect(r).toMatchObject({ created: true, state: 'idle', version: 1 });
     const to = { state: 'disabled' as const, context: initial.context };
     expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 1, to, ts: 1_000, who: 'op' })).toEqual({ version: 2, entryId: '' });
+    // A sequence's progress goes with a step, under the same version check; '' removes it.
+    const progress = JSON.stringify({ stage: 1, startedAt: 1_500, prev: [true, false] });
+    expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 2, to, ts: 1_500, who: 'op', sequence: progress })).toMatchObject({ version: 3 });
     const before = await t.raw.hgetall('rule:x');
-    await expect(t.bus.rules.commit({ id: 'x', expectedVersion: 1, to: initial, ts: 2_000, who: 'op' })).rejects.toBeInstanceOf(RuleConflictError);
+    expect(before.sequence).toBe(progress);
+    await expect(t.bus.rules.commit({ id: 'x', expectedVersion: 1, to: initial, ts: 2_000, who: 'op', sequence: '' })).rejects.toBeInstanceOf(
+      RuleConflictError,
+    );
     expect(await t.raw.hgetall('rule:x')).toEqual(before);
     expect(await t.raw.exists('rule:executions')).toBe(0);
-    expect((await t.bus.rules.init('x', initial, {})).state).toBe('disabled');
+    expect(await t.bus.rules.init('x', initial, {})).toMatchObject({ state: 'disabled', sequence: progress });
+    // A step without a progress leaves it; an empty one removes it.
+    await t.bus.rules.commit({ id: 'x', expectedVersion: 3, to, ts: 2_500, who: 'op' });
+    expect((await t.bus.rules.read('x'))!.sequence).toBe(progress);
+    await t.bus.rules.commit({ id: 'x', expectedVersion: 4, to, ts: 3_000, who: 'op', sequence: '' });
+    expect(await t.raw.hexists('rule:x', 'sequence')).toBe(0);
   });
 });
 

@@ -8,7 +8,18 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
-import { initialRule, nextDeadline, stepRule, type RuleEvent, type RuleInput, type RuleSnapshotData } from '../../machines/ruleMachine.js';
+import { quietStepOf } from '../../machines/quietStep.js';
+import {
+  initialRule,
+  nextDeadline,
+  ruleMachine,
+  stepRule,
+  transitionRule,
+  type RuleContext,
+  type RuleEvent,
+  type RuleInput,
+  type RuleSnapshotData,
+} from '../../machines/ruleMachine.js';
 
 interface Fire {
   readonly at: number;
@@ -154,6 +165,55 @@ describe('rule machine: laws', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+/** Every kind of event, conditions often repeated (the case the quiet path answers), at increasing times. */
+const anyEventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.integer({ min: 0, max: 13 })), { maxLength: 80 }).map((steps) => {
+  let now = 0;
+  return steps.map(([dt, kind]): RuleEvent => {
+    now += dt;
+    if (kind < 4) return cond(true, now);
+    if (kind < 8) return cond(false, now);
+    if (kind < 10) return tick(now);
+    if (kind < 11) return { type: 'BLOCK', reason: 'bad', now };
+    if (kind < 12) return { type: 'DISABLE', now };
+    return { type: 'ENABLE', now };
+  });
+});
+
+describe('rule machine: the quiet path agrees with XState', () => {
+  it('stepRule equals transition() on every step of random sequences, and the quiet path is taken', () => {
+    const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
+    let quietSteps = 0;
+    let steps = 0;
+    fc.assert(
+      fc.property(anyEventsArb, inputArb, (events, input) => {
+        let rule = initialRule(input);
+        for (const e of events) {
+          const reference = transitionRule(rule, e);
+          expect(stepRule(rule, e)).toEqual(reference);
+          steps++;
+          if (quiet(rule.state, { ...rule.context, effect: null }, e)) {
+            quietSteps++;
+            expect(reference).toBeUndefined();
+          }
+          // As the actor holds it: what Redis returned (JSON), effect and all.
+          if (reference) rule = JSON.parse(JSON.stringify(reference)) as RuleSnapshotData;
+        }
+      }),
+      { numRuns: 500 },
+    );
+    // The law is only worth something if the fast path ran often.
+    expect(quietSteps).toBeGreaterThan(steps / 5);
+  });
+
+  it('answers "not known" (XState decides) for a transition that moves', () => {
+    const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
+    const idle = initialRule({ forMs: 0, cooldownMs: 0 });
+    expect(quiet(idle.state, idle.context, cond(true, 1))).toBeUndefined();
+    expect(quiet(idle.state, { ...idle.context, condition: false }, cond(false, 1))).toBe(true);
+    expect(quiet('no-such-state', idle.context, cond(false, 1))).toBeUndefined();
   });
 });
 
