@@ -16,7 +16,7 @@
  * state × event table that Lua checks rejects exactly what this machine ignores
  * (TICK excepted: a TICK with nothing due is no change and is never committed).
  */
-import { assign, initialTransition, setup, transition } from 'xstate';
+import { assign, createActor, initialTransition, setup, transition, type AnyActorScope } from 'xstate';
 
 export const SEVERITIES = ['warning', 'minor', 'major', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -290,13 +290,61 @@ export function initialAlarm(input: AlarmInput): AlarmSnapshotData {
  * The pure step the actor commits: the next state and context, or undefined when
  * the machine does not take the event (nothing to commit). A TICK with nothing due
  * and a self-transition that changes nothing are both undefined.
+ *
+ * Two shortcuts keep XState off the common no-op, both read off the machine, never
+ * a second copy of it: an event that the state has no transition for (the table
+ * Lua checks), and a TICK before every deadline in context (every TICK transition
+ * is guarded by one of them being due). Everything else is XState's own pure
+ * `transition()`, on one inert actor scope made once: XState's helper makes a new
+ * actor per call, and computes (and here fails) an initial snapshot each time.
+ * `stepAlarmReference` is the plain XState step, for the law that the two agree.
  */
 export function stepAlarm(from: AlarmSnapshotData, event: AlarmEvent): AlarmSnapshotData | undefined {
-  const snap = alarmMachine.resolveState({ value: from.state, context: from.context });
-  const [next] = transition(alarmMachine, snap, event);
-  const state = next.value as AlarmState;
-  if (state === from.state && sameContext(next.context, from.context)) return undefined;
-  return { state, context: next.context };
+  if (TRANSITIONS[from.state]?.[event.type] === undefined) return undefined;
+  if (event.type === 'TICK' && !deadlineDue(from.context, event.now)) return undefined;
+  const next = alarmMachine.transition(alarmMachine.resolveState({ value: from.state, context: from.context }), event, inertScope());
+  return changed(from, next.value as AlarmState, next.context);
+}
+
+/** The same step through XState's `transition()` alone: what `stepAlarm` must always agree with. */
+export function stepAlarmReference(from: AlarmSnapshotData, event: AlarmEvent): AlarmSnapshotData | undefined {
+  const [next] = transition(alarmMachine, alarmMachine.resolveState({ value: from.state, context: from.context }), event);
+  return changed(from, next.value as AlarmState, next.context);
+}
+
+function changed(from: AlarmSnapshotData, state: AlarmState, context: AlarmContext): AlarmSnapshotData | undefined {
+  return state === from.state && sameContext(context, from.context) ? undefined : { state, context };
+}
+
+const TRANSITIONS = alarmTransitions();
+
+/** Whether a TICK at `now` can fire anything: one of the context's deadlines has come. */
+function deadlineDue(c: AlarmContext, now: number): boolean {
+  return (c.escalateAt !== null && c.escalateAt <= now) || (c.reAlarmAt !== null && c.reAlarmAt <= now) || (c.shelvedUntil !== null && c.shelvedUntil <= now);
+}
+
+let scope: AnyActorScope | undefined;
+
+/**
+ * What XState's `transition()` passes to the machine, made once. The alarm machine
+ * has only `assign` actions (no spawn, no invoke, no emit): nothing is executed or
+ * registered through the scope, so sharing it between steps changes nothing.
+ */
+function inertScope(): AnyActorScope {
+  if (scope) return scope;
+  const self = createActor(alarmMachine, { input: { severity: 'minor' } });
+  scope = {
+    self,
+    id: '',
+    sessionId: '',
+    system: self.system,
+    logger: () => undefined,
+    defer: () => undefined,
+    emit: () => undefined,
+    stopChild: () => undefined,
+    actionExecutor: () => undefined,
+  } as AnyActorScope;
+  return scope;
 }
 
 function sameContext(a: AlarmContext, b: AlarmContext): boolean {

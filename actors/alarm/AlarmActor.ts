@@ -24,16 +24,7 @@
  * delay, and the machine drops the repeated change.
  */
 import { fromPromise, type AnyActorRef } from 'xstate';
-import {
-  INITIAL_DELAY_STATE,
-  isChattering,
-  rawCondition,
-  recordActivation,
-  stepDelay,
-  type DelayState,
-  type PointQuality,
-  type Sample,
-} from '../../machines/alarmCondition.js';
+import { INITIAL_DELAY_STATE, isChattering, rawCondition, recordActivation, stepDelay, type DelayState } from '../../machines/alarmCondition.js';
 import { alarmEvaluatorMachine, type AlarmEvaluatorEvent } from '../../machines/alarmEvaluatorMachine.js';
 import { initialAlarm, stepAlarm, stepReason, type AlarmEvent, type AlarmSnapshotData } from '../../machines/alarmMachine.js';
 import { machineChild } from '../../runtime/actorHost.js';
@@ -43,14 +34,39 @@ import { AlarmRefusedError } from '../../runtime/redis/alarms.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { parseUpdate } from '../model/ModelActor.js';
+import { AlarmInputs, exprRef, type PointRef } from './alarmInputs.js';
 
 /** How often the actor looks whether a deadline is due (it evaluates only when one is). */
 const TICK_MS = 100;
 /** Alarms initialised concurrently at load. */
 const LOAD_CHUNK = 500;
 
-/** The `id` of an alarm:update message (cjson: no fixed key order, a backslash for an escape). */
-const ALARM_ID = /"id":"([^"]*)"/;
+/** What an alarm actor reads of an `alarm:update` message. */
+interface AlarmNote {
+  readonly id: string;
+  readonly version: number;
+  readonly who: unknown;
+}
+
+/**
+ * The last `alarm:update` message parsed: every commit of the site reaches every
+ * alarm actor of the process in a row (100 of them on a site of 100 models), and
+ * they parse it once between them. The result is read-only.
+ */
+let lastNote: { message: string; note: AlarmNote | undefined } | undefined;
+
+function parseNote(message: string): AlarmNote | undefined {
+  if (lastNote?.message === message) return lastNote.note;
+  let note: AlarmNote | undefined;
+  try {
+    const m = JSON.parse(message) as { id?: unknown; version?: unknown; who?: unknown };
+    if (typeof m.id === 'string' && typeof m.version === 'number') note = { id: m.id, version: m.version, who: m.who };
+  } catch {
+    note = undefined;
+  }
+  lastNote = { message, note };
+  return note;
+}
 
 /** What the actor keeps of each alarm between evaluations. */
 interface Live {
@@ -60,15 +76,29 @@ interface Live {
   /** The filter as last saved, to save only what changed. */
   savedFilter: string;
   suppressed: boolean;
+  /** When this alarm must be evaluated even if none of its points changed (a delay, a deadline, staleness). */
+  due: number;
 }
 
 export function alarmActorId(model: string): string {
   return `alarm/${model}`;
 }
 
-/** The refs of an expression as scope keys: `name` of the alarm's model, `model.name` of others. */
-function scopeKey(model: string, ref: string): string {
-  return ref.startsWith(`${model}.`) ? ref.slice(model.length + 1) : ref;
+/** The points a definition reads: its point or its expression's refs, and its suppression condition's. */
+function readsOf(model: string, d: AlarmDef): PointRef[] {
+  const refs = d.test.kind === 'point' ? [{ source: model, name: d.test.point }] : d.test.expr.refs.map((r) => exprRef(model, r));
+  for (const r of d.suppressWhen?.refs ?? []) refs.push(exprRef(model, r));
+  return refs;
+}
+
+/** The earlier of two optional times. */
+function earliest(a: number | null, b: number | null): number | null {
+  return a === null ? b : b === null || a <= b ? a : b;
+}
+
+/** Whether a TICK would find one of the machine's deadlines due. */
+function machineDue(c: AlarmSnapshotData['context'], now: number): boolean {
+  return (c.escalateAt !== null && c.escalateAt <= now) || (c.reAlarmAt !== null && c.reAlarmAt <= now) || (c.shelvedUntil !== null && c.shelvedUntil <= now);
 }
 
 export function alarmChild(model: string, defs: readonly AlarmDef[], policy: AlarmPolicy, deps: KindDeps): ChildSpec {
@@ -80,47 +110,36 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
     summarize: (c) => ({ alarms: c.alarms, updates: c.updates, evaluations: c.evaluations, commits: c.commits }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const samples = new Map<string, Sample>();
       const live = new Map<string, Live>();
-      // The models whose values the alarms read: this one and those named in expressions.
-      const sources = new Set<string>([model]);
-      for (const d of defs) {
-        const exprs = [d.test.kind === 'expr' ? d.test.expr : null, d.suppressWhen].filter((e) => e !== null);
-        for (const e of exprs) for (const r of e.refs) if (r.includes('.')) sources.add(r.split('.')[0]!);
-      }
+      // Each definition is keyed by its id in the index: an update marks only the definitions that read its points.
+      const inputs = new AlarmInputs<string>(
+        model,
+        defs.map((d) => ({ reader: d.id, refs: readsOf(model, d) })),
+      );
+      /** A load (or resync) evaluates every definition once. */
+      let full = true;
       let nextDue = Number.POSITIVE_INFINITY;
       /** First-out: the alarm that opened the current group of this model, and when. */
       let leader: { id: string; at: number } | undefined;
-
-      // The samples the definitions read (scope keys): an update of a model with 1,000 values
-      // and 100 alarms keeps 100 of them, not 1,000 new objects a poll.
-      const read = new Set<string>();
+      /** An expression's scope over the samples: refs as written (`name` or `model.name`), one closure for all. */
+      const refKeys = new Map<string, string>();
       for (const d of defs) {
-        if (d.test.kind === 'point') read.add(d.test.point);
-        else for (const r of d.test.expr.refs) read.add(scopeKey(model, r));
-        for (const r of d.suppressWhen?.refs ?? []) read.add(scopeKey(model, r));
-      }
-
-      const applySample = (source: string, ts: number, values: Readonly<Record<string, number>>, quality: Readonly<Record<string, string>> | undefined) => {
-        const key = (name: string) => (source === model ? name : `${source}.${name}`);
-        for (const name in values) {
-          const k = key(name);
-          if (read.has(k)) samples.set(k, { value: values[name]!, quality: (quality?.[name] as PointQuality | undefined) ?? 'good', ts });
-        }
-        if (quality) {
-          for (const name in quality) {
-            if (name in values || !read.has(key(name))) continue;
-            const prev = samples.get(key(name));
-            samples.set(key(name), { value: prev?.value ?? null, quality: quality[name] as PointQuality, ts: prev?.ts ?? ts });
+        const exprs = [d.test.kind === 'expr' ? d.test.expr : null, d.suppressWhen].filter((e) => e !== null);
+        for (const e of exprs)
+          for (const r of e.refs) {
+            const p = exprRef(model, r);
+            refKeys.set(r, inputs.key(p.source, p.name));
           }
-        }
-      };
+      }
+      const sampleOf = (ref: string) => inputs.get(refKeys.get(ref) ?? ref);
+      const scope = (ref: string) => sampleOf(ref)?.value ?? undefined;
 
       const load = async () => {
-        samples.clear();
-        for (const source of sources) {
+        inputs.clear();
+        full = true;
+        for (const source of inputs.sources()) {
           for (const [name, r] of await deps.redis.telemetry.modelValues(source)) {
-            samples.set(source === model ? name : `${source}.${name}`, { value: r.value, quality: r.quality ?? 'good', ts: r.ts ?? 0 });
+            inputs.set(source, name, { value: r.value, quality: r.quality ?? 'good', ts: r.ts ?? 0 });
           }
         }
         const now = Date.now();
@@ -143,6 +162,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             filter,
             savedFilter: JSON.stringify(filter),
             suppressed: false,
+            due: Number.NEGATIVE_INFINITY,
           });
           if (rec?.group === d.id && (!leader || rec.since > leader.at)) leader = { id: d.id, at: rec.since };
         };
@@ -207,60 +227,98 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         return 0;
       };
 
+      /** When an alarm must next be evaluated with no new value: a pending delay, a machine deadline, staleness to come. */
+      const dueOf = (l: Live, now: number): number => {
+        const c = l.stored.context;
+        let due = earliest(earliest(l.filter.pendingUntil, c.escalateAt), earliest(c.reAlarmAt, c.shelvedUntil)) ?? Number.POSITIVE_INFINITY;
+        const test = l.def.test;
+        if (test.kind === 'point' && test.spec.kind === 'stale') {
+          // Not yet stale: evaluated when it would become so. Already stale: only a new value changes that.
+          const sample = inputs.get(test.point);
+          const at = sample ? sample.ts + test.spec.staleMs + 1 : Number.POSITIVE_INFINITY;
+          if (at > now && at < due) due = at;
+        }
+        return due;
+      };
+
+      /**
+       * The commits one evaluation of an alarm needs, in order: its suppression, the
+       * filtered condition's change, then a TICK if one of the machine's deadlines is due.
+       */
+      const settle = async (l: Live, now: number, value: number | null, suppression: AlarmEvent['type'] | null, change: AlarmEvent['type'] | null) => {
+        let n = 0;
+        if (suppression) n += await commit(l, { type: suppression, now } as AlarmEvent, value);
+        if (change) n += await commit(l, { type: change, now } as AlarmEvent, value);
+        if (machineDue(l.stored.context, now)) n += await commit(l, { type: 'TICK', now }, value);
+        l.due = dueOf(l, now);
+        return n;
+      };
+
       const evaluate = async (): Promise<number> => {
         const now = Date.now();
-        let commits = 0;
-        let due = Number.POSITIVE_INFINITY;
-        const changedFilters = new Map<string, string>();
-        // Added after the await (`commits += await …` would read `commits` before it, and lose the others' counts).
-        const counted = (n: number) => {
-          commits += n;
-        };
+        const all = full;
+        full = false;
+        const marked = inputs.takeDirty();
         // Alarms are independent of each other: their commits go out together (one pipeline on the
         // connection, in this order), not one round trip after another; one alarm's steps stay in order.
-        const one = async (l: Live): Promise<void> => {
+        const pending: Promise<number>[] = [];
+        const stepped: Live[] = [];
+        // Only the alarms whose points changed, and those with something due: a condition that did not
+        // change gives the same raw condition (deadbands included) and the same delay state again.
+        for (const l of live.values()) {
+          if (!all && l.due > now && !marked.has(l.def.id)) continue;
           const d = l.def;
           let value: number | null = null;
           let raw: boolean;
           if (d.test.kind === 'point') {
-            const sample = samples.get(d.test.point);
+            const sample = inputs.get(d.test.point);
             value = sample?.value ?? null;
             raw = rawCondition(d.test.spec, l.filter.raw, sample, now);
-            if (d.test.spec.kind === 'stale' && sample) due = Math.min(due, sample.ts + d.test.spec.staleMs + 1);
           } else {
-            const refs = d.test.expr.refs.map((r) => scopeKey(model, r));
-            const bad = refs.some((r) => samples.get(r)?.quality !== 'good');
-            const v = d.test.expr.evaluate((r) => samples.get(scopeKey(model, r))?.value ?? undefined);
+            const bad = d.test.expr.refs.some((r) => sampleOf(r)?.quality !== 'good');
+            const v = d.test.expr.evaluate(scope);
             raw = bad || !Number.isFinite(v) ? l.filter.raw : v !== 0;
             value = Number.isFinite(v) ? v : null;
           }
           // Suppression first: a condition that arrives with its reason is never announced.
+          let suppression: AlarmEvent['type'] | null = null;
           if (d.suppressWhen) {
-            const v = d.suppressWhen.evaluate((r) => samples.get(scopeKey(model, r))?.value ?? undefined);
+            const v = d.suppressWhen.evaluate(scope);
             const on = Number.isFinite(v) && v !== 0;
-            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') counted(await commit(l, { type: 'SUPPRESS', now }, value));
+            if (on && l.stored.state !== 'suppressed' && l.stored.state !== 'outOfService') suppression = 'SUPPRESS';
             // Only a suppression this actor made ends with the condition; an operator's stays.
-            if (!on && l.stored.state === 'suppressed' && l.suppressed) counted(await commit(l, { type: 'UNSUPPRESS', now }, value));
+            if (!on && l.stored.state === 'suppressed' && l.suppressed) suppression = 'UNSUPPRESS';
             l.suppressed = on;
           }
-          const step = stepDelay(l.filter, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
-          l.filter = { ...step.state, acts: l.filter.acts };
-          if (step.change) counted(await commit(l, { type: step.change, now }, value));
-          // A TICK only when one of the machine's deadlines is due: stepping the machine costs more than this test.
-          const due0 = l.stored.context;
-          if ([due0.escalateAt, due0.reAlarmAt, due0.shelvedUntil].some((t) => t !== null && t <= now)) counted(await commit(l, { type: 'TICK', now }, value));
-          const c = l.stored.context;
-          for (const t of [l.filter.pendingUntil, c.escalateAt, c.reAlarmAt, c.shelvedUntil]) if (t !== null) due = Math.min(due, t);
+          let change: AlarmEvent['type'] | null = null;
+          let touched = false;
+          const f = l.filter;
+          // The usual case, nothing pending and nothing new, allocates nothing.
+          if (raw !== f.active || raw !== f.raw || f.pendingUntil !== null) {
+            const step = stepDelay(f, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
+            l.filter = { ...step.state, acts: f.acts };
+            change = step.change;
+            touched = true;
+          }
+          if (suppression || change || machineDue(l.stored.context, now)) {
+            touched = true; // a commit may record an activation in the filter
+            pending.push(settle(l, now, value, suppression, change));
+          } else l.due = dueOf(l, now);
+          if (touched) stepped.push(l);
+        }
+        let commits = 0;
+        for (const n of await Promise.all(pending)) commits += n;
+        const changedFilters = new Map<string, string>();
+        for (const l of stepped) {
           const f = JSON.stringify(l.filter);
           if (f !== l.savedFilter) {
-            changedFilters.set(d.id, f);
+            changedFilters.set(l.def.id, f);
             l.savedFilter = f;
           }
-        };
-        const pending: Promise<void>[] = [];
-        for (const l of live.values()) pending.push(one(l));
-        await Promise.all(pending);
-        await deps.redis.alarms.saveFilters(changedFilters);
+        }
+        if (changedFilters.size) await deps.redis.alarms.saveFilters(changedFilters);
+        let due = Number.POSITIVE_INFINITY;
+        for (const l of live.values()) if (l.due < due) due = l.due;
         nextDue = due;
         return commits;
       };
@@ -270,7 +328,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         actions: {
           applyUpdate: (_, params) => {
             const u = params.update;
-            if (u.type === 'alarms.update') applySample(u.source, u.ts, u.values, u.quality);
+            if (u.type === 'alarms.update') inputs.apply(u.source, u.ts, u.values, u.quality);
           },
         },
       });
@@ -283,9 +341,15 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         else early.push(e);
       };
       const unsubscribe: Array<() => Promise<void>> = [];
-      for (const source of sources) {
+      for (const source of inputs.sources()) {
         unsubscribe.push(
           await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
+            // Only the points read, when the message is plain; in full otherwise.
+            const picked = inputs.pick(source, message);
+            if (picked) {
+              send({ type: 'alarms.update', source, ts: picked.ts, values: picked.values, quality: picked.quality });
+              return;
+            }
             const u = parseUpdate(source, message);
             if (!u) {
               log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
@@ -298,19 +362,14 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       // An operator's commit (or another writer's) moves the stored version: read it again, then evaluate.
       unsubscribe.push(
         await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
-          // Every commit of the site comes here, to every alarm actor: parse only those of this model's alarms.
-          const id = ALARM_ID.exec(message)?.[1];
-          if (id !== undefined && !id.includes('\\') && !live.has(id)) return;
-          let m: { id?: unknown; version?: unknown; who?: unknown };
-          try {
-            m = JSON.parse(message) as typeof m;
-          } catch {
-            return;
-          }
-          const l = typeof m.id === 'string' ? live.get(m.id) : undefined;
-          if (!l || m.who === who || typeof m.version !== 'number' || m.version <= l.stored.version) return;
+          const m = parseNote(message);
+          const l = m && live.get(m.id);
+          if (!m || !l || m.who === who || m.version <= l.stored.version) return;
           void refresh(l).then(
-            () => send({ type: 'alarms.tick' }),
+            () => {
+              inputs.mark(l.def.id);
+              send({ type: 'alarms.tick' });
+            },
             (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'),
           );
         }),

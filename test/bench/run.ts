@@ -2,7 +2,8 @@
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history,alarms,rules runs only those sections;
- * BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000); BENCH_BASELINE=<dir of
+ * BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
+ * (alarms per model, default 0,100); BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
  * every BENCH_SOAK_FAULT_S seconds (120; 20 with BENCH_QUICK=1).
@@ -135,7 +136,8 @@ if (only.has('alarms')) {
   );
   console.log(ALARM_HEADER);
   const site = { channels: 100, points: 1000, pollMs: 1000, periodMs: 60_000 };
-  for (const alarmsPerModel of [0, 100]) {
+  // BENCH_ALARMS_ROWS=100: only the row with alarms (the 10-minute run does not need the site's own row again).
+  for (const alarmsPerModel of (process.env.BENCH_ALARMS_ROWS ?? '0,100').split(',').map(Number)) {
     const step: AlarmStep = { ...site, alarmsPerModel };
     console.log(alarmFormat(step, await alarmRow(step, alarmWindows)));
   }
