@@ -12,8 +12,6 @@ import { VoltageError } from './errors.js';
 
 export interface RedisServer {
   readonly url: string;
-  /** Its Unix socket (a path ioredis takes as the URL), when started with `unixSocket`. */
-  readonly socket?: string;
   readonly port: number;
   readonly process: ChildProcess;
   /** Stops the server (SIGTERM, then SIGKILL after 3 s). */
@@ -74,7 +72,7 @@ export function killOnExit(child: ChildProcess): void {
  * rather than the server dying under a site still writing to it. Tests leave
  * it in theirs, so that whatever kills their group kills it too.
  */
-export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean; aofDir?: string; unixSocket?: boolean } = {}): Promise<RedisServer> {
+export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean; aofDir?: string } = {}): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
   const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
@@ -100,7 +98,6 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
       '--loglevel',
       'warning',
       ...REDIS_TUNING,
-      ...(opts.unixSocket ? ['--unixsocket', join(dir, 'redis.sock'), '--unixsocketperm', '700'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
   );
@@ -135,7 +132,6 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
   });
   return {
     url: `redis://127.0.0.1:${port}`,
-    ...(opts.unixSocket ? { socket: join(dir, 'redis.sock') } : {}),
     port,
     process: child,
     async stop() {

@@ -53,11 +53,9 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-feed-bench-'));
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
-  // BENCH_FEED_UNIX=1: the runtime and its gateway reach Redis on its Unix socket (the probe stays on TCP).
-  const unix = process.env.BENCH_FEED_UNIX === '1';
-  const redis = await spawnRedis({ unixSocket: unix });
+  const redis = await spawnRedis();
   const probe = new Redis(redis.url);
-  const env = { ...process.env, REDIS_URL: (unix ? redis.socket : undefined) ?? redis.url, LOG_FORMAT: 'json' };
+  const env = { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' };
   const sim = spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(1_500);
   const prof = process.env.BENCH_CPU_PROF;
