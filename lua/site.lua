@@ -49,6 +49,7 @@ local function site_load(keys, args)
   local staged_c = redis.call('HLEN', keys[6])
   if staged_c ~= nc then return fail('site_load: ' .. staged_c .. ' controls are staged, expected ' .. nc) end
   redis.call('DEL', keys[1], keys[2], keys[7])
+  c2m_targets_clear()
   if n > 0 then
     redis.call('RENAME', keys[5], keys[1])
     local channels, list = {}, {}

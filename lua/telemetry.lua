@@ -37,18 +37,42 @@ would have to escape.
 -- the full check. Nothing that would break the JSON notifications built from them passes.
 local POINT_LINE = '^([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n'
 local POINT_LINE_ANY = '([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n' -- the same, unanchored (for gmatch)
+--[[
+Where each channel point goes, kept in the library's Lua state between calls: looking
+up every point of every poll in mapping:c2m (an HMGET, then splitting each answer) was
+a sixth of c2m. Per channel: whether it feeds a model at all, and per type and point id
+the target {model, name, JSON key} or false. mapping:c2m and mapping:c2m:channels are
+written only by site_load, which empties this; so does a c2m that finds the site gone
+(FLUSHALL), and FUNCTION LOAD starts it empty.
+]]
+local c2m_targets = {}
+local function c2m_targets_clear()
+  c2m_targets = {}
+end
+
+-- The channel's cached targets: { mapped = bool, [t] = { [id] = target or false } }.
+local function channel_targets(channelsKey, channel)
+  local ct = c2m_targets[channel]
+  if not ct then
+    ct = { mapped = redis.call('SISMEMBER', channelsKey, channel) == 1, m = {}, s = {}, c = {}, a = {} }
+    c2m_targets[channel] = ct
+  end
+  return ct
+end
+
 -- Parses and checks one channel's batch; nothing is written. Returns the parsed batch,
--- or nil and the reason. `mapped`: the channel feeds a model (its points are looked up).
-local function c2m_parse(channel, ts, text, mapped)
-  if not string.find(channel, '^[%w_-]+$') then return nil, 'c2m: channel must hold only letters, digits, _ and -' end
+-- or nil and the reason. `ct`: the channel's cached targets (channel_targets); its
+-- points not known there yet are collected to be looked up.
+local function c2m_parse(channel, ts, text, ct)
+  local mapped = ct.mapped
   if not positive_int(ts) then return nil, 'c2m: ts must be a positive integer (ms), got ' .. tostring(ts) end
   if text == nil or text == '' then return nil, 'c2m: no points' end
   -- Parse and validate every line, building the channel's writes as it goes (one
   -- pass). gmatch finds the lines; that they cover the whole text proves there is
   -- nothing else in it (a malformed line is then found again, with its number, by find).
   local byType = {}
-  local fields, V, Q = {}, {}, {}
-  local prefix = channel .. ':'
+  local targets, V, Q = {}, {}, {}
+  local misses, nmiss = {}, 0
   local np, covered = 0, 0
   for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
     if #v < 3 and v ~= '' and not is_decimal(v) then return nil, 'c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v end
@@ -63,7 +87,13 @@ local function c2m_parse(channel, ts, text, mapped)
     end
     add_write(w, id, v, q, ts)
     if mapped then
-      fields[np] = prefix .. t .. ':' .. id
+      local target = ct[t][id]
+      if target == nil then
+        nmiss = nmiss + 1
+        misses[nmiss] = np
+        target = false
+      end
+      targets[np] = target
       V[np], Q[np] = v, q
     end
   end
@@ -77,7 +107,41 @@ local function c2m_parse(channel, ts, text, mapped)
     local line = string.match(text, '^[^\n]*', pos)
     return nil, 'c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60)
   end
-  return { channel = channel, ts = ts, text = text, np = np, byType = byType, mapped = mapped, fields = fields, V = V, Q = Q }
+  return { channel = channel, ts = ts, text = text, np = np, byType = byType, mapped = mapped, targets = targets, V = V, Q = Q, misses = misses, nmiss = nmiss, ct = ct }
+end
+
+-- Looks up the points of a parsed batch that the cache does not know yet (once per point
+-- of a channel), and remembers them. The point of each miss is found again in the text:
+-- misses are rare (the first polls after a start), so the parse does not keep them all.
+local function c2m_resolve(b, mappingKey)
+  if b.nmiss == 0 then return end
+  local order, k = {}, 0
+  for t, id in string.gmatch(b.text, POINT_LINE_ANY) do
+    k = k + 1
+    order[k] = { t, id }
+  end
+  local fields = {}
+  for i = 1, b.nmiss do
+    local tid = order[b.misses[i]]
+    fields[i] = b.channel .. ':' .. tid[1] .. ':' .. tid[2]
+  end
+  local got = {}
+  for i = 1, b.nmiss, 1000 do
+    local part = redis.call('HMGET', mappingKey, unpack(fields, i, math.min(i + 999, b.nmiss)))
+    for j = 1, #part do got[i + j - 1] = part[j] end
+  end
+  for i = 1, b.nmiss do
+    local tid = order[b.misses[i]]
+    local target = got[i]
+    local entry = false
+    if target then
+      local sep = string.find(target, ':', 1, true)
+      local name = string.sub(target, sep + 1)
+      entry = { model = string.sub(target, 1, sep - 1), name = name, jkey = '"' .. name .. '":' }
+    end
+    b.ct[tid[1]][tid[2]] = entry
+    b.targets[b.misses[i]] = entry
+  end
 end
 
 -- Writes one parsed batch: the channel's hashes, its models' hashes and notifications,
@@ -92,14 +156,13 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
   end
 
   -- Model hashes and one notification per touched model.
-  local targets = b.mapped and redis.call('HMGET', mappingKey, unpack(b.fields)) or {}
+  if b.mapped then c2m_resolve(b, mappingKey) end
+  local targets = b.targets
   local models, order = {}, {}
-  for i = 1, b.np do
+  for i = 1, b.mapped and b.np or 0 do
     local target = targets[i]
     if target then
-      local sep = string.find(target, ':', 1, true)
-      local model = string.sub(target, 1, sep - 1)
-      local name = string.sub(target, sep + 1)
+      local model, name = target.model, target.name
       local m = models[model]
       if not m then
         m = new_writes()
@@ -111,11 +174,11 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
       add_write(m, name, v, q, ts)
       if v ~= '' then
         m.njv = m.njv + 1
-        m.jv[m.njv] = '"' .. name .. '":' .. v
+        m.jv[m.njv] = target.jkey .. v
       end
       if q ~= '' and q ~= 'good' then
         m.njq = m.njq + 1
-        m.jq[m.njq] = '"' .. name .. '":"' .. q .. '"'
+        m.jq[m.njq] = target.jkey .. '"' .. q .. '"'
       end
     end
   end
@@ -139,10 +202,13 @@ local function c2m(keys, args)
   if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
   if #args ~= 4 then return fail('c2m needs 4 arguments (channel, ts, outbox bound, points), got ' .. #args) end
   if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
-  local b, err = c2m_parse(args[1], args[2], args[4], redis.call('SISMEMBER', keys[2], args[1]) == 1)
+  local missing = redis.call('EXISTS', keys[5]) == 0
+  if missing then c2m_targets_clear() end
+  if not string.find(args[1], '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
+  local b, err = c2m_parse(args[1], args[2], args[4], channel_targets(keys[2], args[1]))
   if not b then return fail(err) end
   local np, nm, dropped = c2m_apply(b, keys[1], keys[3], keys[4], tonumber(args[3]), keys, 6)
-  return { np, nm, dropped, redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
+  return { np, nm, dropped, missing and 1 or 0 }
 end
 
 --[[
@@ -162,10 +228,17 @@ local function c2m_group(keys, args)
   if #keys ~= 5 + 12 * n then return fail('c2m_group needs 5 + 12 keys per channel, got ' .. #keys) end
   if not positive_int(args[1]) then return fail('c2m_group: the outbox bound must be a positive integer (bytes)') end
   local bound = tonumber(args[1])
-  local out = { redis.call('EXISTS', keys[5]) == 0 and 1 or 0 }
+  local missing = redis.call('EXISTS', keys[5]) == 0
+  if missing then c2m_targets_clear() end
+  local out = { missing and 1 or 0 }
   for i = 0, n - 1 do
     local channel = args[2 + 3 * i]
-    local b, err = c2m_parse(channel, args[3 + 3 * i], args[4 + 3 * i], redis.call('SISMEMBER', keys[2], channel) == 1)
+    local b, err
+    if string.find(channel, '^[%w_-]+$') then
+      b, err = c2m_parse(channel, args[3 + 3 * i], args[4 + 3 * i], channel_targets(keys[2], channel))
+    else
+      err = 'c2m: channel must hold only letters, digits, _ and -'
+    end
     local r = #out
     if b then
       local np, nm, dropped = c2m_apply(b, keys[1], keys[3], keys[4], bound, keys, 6 + 12 * i)

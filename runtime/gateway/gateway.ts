@@ -53,7 +53,10 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
       // Its own process group: a Ctrl-C in the terminal reaches the runtime, which stops the
       // gateway in its turn; the gateway ends by itself if the runtime is gone (IPC closed).
       const proc: ChildProcess = fork(VOLTAGE_BIN, ['gateway-child'], {
-        execArgv: GATEWAY_NODE_FLAGS,
+        // VOLTAGE_GATEWAY_CPU_PROF=<dir>: the gateway process writes a CPU profile there when it stops (benchmarks).
+        execArgv: process.env.VOLTAGE_GATEWAY_CPU_PROF
+          ? [...GATEWAY_NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${process.env.VOLTAGE_GATEWAY_CPU_PROF}`]
+          : GATEWAY_NODE_FLAGS,
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         detached: true,
       });

@@ -23,7 +23,7 @@ import type { Subscriptions } from '../redis/subscriptions.js';
 import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
 import { TopicCoalescer } from './coalescer.js';
-import { channelChanges, modelChanges, type ModelUpdateMessage, ValueCache } from './valueCache.js';
+import { type ModelUpdateMessage, ValueCache, type ValueEntry } from './valueCache.js';
 import { reportRejection } from '../reporter.js';
 
 export interface FeedOptions {
@@ -82,6 +82,33 @@ export function frame(topic: string, values: Values, snapshot: boolean): string 
   });
 }
 
+/**
+ * A delta: what `frame` writes for the values of `entry` at the indices `changed`,
+ * concatenated straight from the entry's arrays (no object per value, no second pass
+ * of JSON.stringify: the feed's hot path).
+ */
+export function deltaFrame(topic: string, entry: ValueEntry, changed: readonly number[]): string {
+  const { keys, value, ts: times, quality } = entry;
+  let ts = 0;
+  for (const i of changed) {
+    const t = times[i]!;
+    if (t > ts) ts = t;
+  }
+  let values = '';
+  let qs = '';
+  let ds = '';
+  for (const i of changed) {
+    const key = keys[i]!;
+    const v = value[i]!;
+    values += `${values === '' ? '' : ','}${key}${Number.isNaN(v) ? 'null' : v}`;
+    const q = quality[i]!;
+    if (q !== 'good') qs += `${qs === '' ? '' : ','}${key}${q === null ? 'null' : JSON.stringify(q)}`;
+    const t = times[i]!;
+    if (t !== ts) ds += `${ds === '' ? '' : ','}${key}${Number.isNaN(t) ? 'null' : t}`;
+  }
+  return `{"topic":${JSON.stringify(topic)},"ts":${ts || Date.now()},"values":{${values}}${qs === '' ? '' : `,"quality":{${qs}}`}${ds === '' ? '' : `,"times":{${ds}}`}}`;
+}
+
 /** `model/*`, `model/pv1`, `model/pv1/*`, `*` → a test for topic names. */
 export function topicMatcher(pattern: string): (topic: string) => boolean {
   const base = pattern.endsWith('/*') ? pattern.slice(0, -2) : undefined;
@@ -117,7 +144,8 @@ export class TelemetryFeed {
   readonly cache: ValueCache;
   /** Every channel's values, named `type:id`. */
   private readonly channels: ValueCache;
-  private readonly coalescer: TopicCoalescer<Values>;
+  /** What waits for a topic's token is its entry: the changes it keeps since the topic was last sent. */
+  private readonly coalescer: TopicCoalescer<ValueEntry>;
   private readonly sources: TopicSource[] = [];
 
   constructor(
@@ -137,12 +165,14 @@ export class TelemetryFeed {
       site.channels.map((c) => c.id),
     );
     // A quiet topic is sent at once; a busy one at most twice back to back, then once per interval (the latest of each value wins).
-    this.coalescer = new TopicCoalescer<Values>(
+    this.coalescer = new TopicCoalescer<ValueEntry>(
       { intervalMs: opts.intervalMs, burst: 2 },
-      (into, next) => Object.assign(into, next),
-      (topic, values) => {
+      // The entry keeps every change since the topic was last sent (the latest value of each).
+      (into) => into,
+      (topic, entry) => {
+        const changed = entry.takeChanged();
         // A client that subscribes later gets a snapshot first.
-        if (this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, frame(topic, values, false));
+        if (changed.length > 0 && this.http.app.numSubscribers(topic) > 0) this.http.app.publish(topic, deltaFrame(topic, entry, changed));
       },
     );
   }
@@ -165,10 +195,15 @@ export class TelemetryFeed {
     return Object.fromEntries(rec);
   }
 
-  /** A change goes to the coalescer only for topics someone listens to (the caches follow every change). */
-  private offer(topic: string, changed: Values | undefined): void {
-    // `changed` is new at each notification (ValueCache.apply): the coalescer may merge into it.
-    if (changed && this.http.app.numSubscribers(topic) > 0) this.coalescer.offer(topic, changed);
+  /**
+   * Applies a notification to its entry; the change goes to the coalescer only for topics
+   * someone listens to (the entry keeps what changed only then; the caches follow every change).
+   */
+  private offer(topic: string, entry: ValueEntry | undefined, apply: (e: ValueEntry) => void): void {
+    if (!entry) return;
+    entry.tracking = this.http.app.numSubscribers(topic) > 0;
+    apply(entry);
+    if (entry.tracking) this.coalescer.offer(topic, entry);
   }
 
   /** Clients behind on their buffer skip deltas until they drain, then get a snapshot. */
@@ -236,15 +271,14 @@ export class TelemetryFeed {
         } catch {
           return;
         }
-        this.offer(`model/${model}`, this.cache.apply(model, m.ts ?? null, modelChanges(m)));
+        this.offer(`model/${model}`, this.cache.change(model), (e) => e.applyModel(m));
       }),
     );
     // Channel notifications carry the poll's time and its points: no read-back.
     this.unsubscribe.push(
       await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
         const ch = channelOfUpdate(channel);
-        const { ts, changes } = channelChanges(msg);
-        this.offer(`channel/${ch}`, this.channels.apply(ch, ts, changes));
+        this.offer(`channel/${ch}`, this.channels.change(ch), (e) => e.applyChannel(msg));
       }),
     );
     await this.cache.load();

@@ -9,6 +9,8 @@
  * RSS, Redis used_memory at the start and the end, and Redis time per c2m point
  * (FCALL microseconds over points written).
  *
+ * BENCH_CPU_PROF=<dir>: the runtime and its gateway process write CPU profiles there when they stop.
+ *
  * `root` runs another checkout's bin (BENCH_BASELINE=/path/to/old/checkout), so
  * that the figures before a change come from the same run on the same machine.
  */
@@ -20,9 +22,9 @@ import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { sha256 } from '../../runtime/gateway/http.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
-import { f, type Windows } from './harness.js';
+import { channelCounters, f, type Windows } from './harness.js';
 import { modbusFiles } from './modbus.js';
-import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } from './procstat.js';
+import { cpuPercent, cpuSample, hostSample, ownCpuSample, percentile, rssMb, stealPercent } from './procstat.js';
 
 const TOKEN = 'bench-token';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -56,7 +58,14 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
   const env = { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' };
   const sim = spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(1_500);
-  const rt = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const prof = process.env.BENCH_CPU_PROF;
+  const rt = prof
+    ? spawn(
+        process.execPath,
+        ['--max-old-space-size=168', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', 'start', '--config', dir],
+        { cwd: root, env: { ...env, VOLTAGE_GATEWAY_CPU_PROF: prof }, stdio: ['ignore', 'ignore', 'inherit'] },
+      )
+    : spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   const base = `127.0.0.1:${port}`;
   let ws: WebSocket | undefined;
   try {
@@ -94,6 +103,8 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     const mem0 = await usedMemoryMb(probe);
     const us0 = await fcallUsec(probe);
     const pts0 = await pointsWritten(base);
+    const missed0 = (await channelCounters(probe)).missed;
+    const own0 = ownCpuSample(rt.pid!);
     const c0 = [cpuSample(rt.pid!), cpuSample(redis.process.pid!), cpuSample(sim.pid!)];
     const h0 = hostSample();
     const t0 = performance.now();
@@ -102,16 +113,19 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     measuring = false;
     const seconds = (performance.now() - t0) / 1000;
     const c1 = [cpuSample(rt.pid!), cpuSample(redis.process.pid!), cpuSample(sim.pid!)];
+    const ownCpu = cpuPercent(own0, ownCpuSample(rt.pid!));
     const steal = stealPercent(h0, hostSample());
     const us1 = await fcallUsec(probe);
     const pts1 = await pointsWritten(base);
     const mem1 = await usedMemoryMb(probe);
+    await sleep(1_100); // the channels report their counters once a second
+    const missed = (await channelCounters(probe)).missed - missed0;
     const [rtCpu, redisCpu, simCpu] = c0.map((a, i) => cpuPercent(a, c1[i]!)) as [number, number, number];
     const rss = rssMb(rt.pid!) + rssMb(redis.process.pid!);
     lat.sort((a, b) => a - b);
     const offered = devices * 100 * 10;
     const nsPerPoint = ((us1 - us0) * 1000) / Math.max(1, pts1 - pts0);
-    return `| ${devices} × 100 @ 100 ms | ${label} | ${f(offered)} | ${f(values / seconds)} | ${f(percentile(lat, 50), 1)} / ${f(percentile(lat, 99), 1)} | ${f(rtCpu)} % | ${f(redisCpu)} % | ${f(rtCpu + redisCpu)} % | ${f(simCpu)} % | ${f(rss)} MB | ${f(mem0, 1)} → ${f(mem1, 1)} MB | ${f(nsPerPoint)} ns | ${f(steal, 1)} % |`;
+    return `| ${devices} × 100 @ 100 ms | ${label} | ${f(offered)} | ${f(values / seconds)} | ${f(percentile(lat, 50), 1)} / ${f(percentile(lat, 99), 1)} | ${f(ownCpu)} + ${f(rtCpu - ownCpu)} = ${f(rtCpu)} % | ${f(redisCpu)} % | ${f(rtCpu + redisCpu)} % | ${f(simCpu)} % | ${f(rss)} MB | ${f(mem0, 1)} → ${f(mem1, 1)} MB | ${f(nsPerPoint)} ns | ${missed} | ${f(steal, 1)} % |`;
   } finally {
     ws?.terminate();
     rt.kill('SIGTERM');
@@ -124,4 +138,4 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
 }
 
 export const FEED_HEADER =
-  '| devices × registers @ poll | build | offered values/s | values/s received by the client | device reply → client p50 / p99 (ms) | runtime + gateway CPU | Redis CPU | tree CPU (without the simulator) | simulator CPU | tree RSS (runtime, gateway, Redis) | Redis used_memory start → end | Redis time per c2m point | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+  '| devices × registers @ poll | build | offered values/s | values/s received by the client | device reply → client p50 / p99 (ms) | runtime + gateway CPU = both | Redis CPU | tree CPU (without the simulator) | simulator CPU | tree RSS (runtime, gateway, Redis) | Redis used_memory start → end | Redis time per c2m point | missed polls | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';

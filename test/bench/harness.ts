@@ -59,7 +59,7 @@ export function countValues(msg: string): number {
 }
 
 /** Missed polls of all channels, as their actors last reported (at most 1 s old). */
-async function channelCounters(redis: Redis): Promise<{ missed: number }> {
+export async function channelCounters(redis: Redis): Promise<{ missed: number }> {
   const ids = (await redis.smembers('actors')).filter((id) => id.startsWith('channel/'));
   let missed = 0;
   for (const id of ids) {

@@ -53,6 +53,13 @@ export function cpuSample(pid: number): CpuSample {
   return { at: performance.now(), cpuMs: (ticks * 1000) / TICKS };
 }
 
+/** CPU of the process alone (not its descendants). */
+export function ownCpuSample(pid: number): CpuSample {
+  const fields = statFields(pid);
+  const ticks = fields ? Number(fields[11]) + Number(fields[12]) : 0;
+  return { at: performance.now(), cpuMs: (ticks * 1000) / TICKS };
+}
+
 /** CPU use between two samples, in % of one core. */
 export function cpuPercent(a: CpuSample, b: CpuSample): number {
   return ((b.cpuMs - a.cpuMs) / (b.at - a.at)) * 100;

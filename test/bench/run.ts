@@ -3,7 +3,7 @@
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history,alarms,rules runs only those sections;
  * BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
- * (alarms per model, default 0,100); BENCH_BASELINE=<dir of
+ * (alarms per model, default 0,100); BENCH_FEED_DEVICES=10,50 picks the feed's sizes; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
  * every BENCH_SOAK_FAULT_S seconds (120; 20 with BENCH_QUICK=1).
@@ -79,7 +79,8 @@ if (only.has('feed')) {
   );
   console.log(FEED_HEADER);
   const baseline = process.env.BENCH_BASELINE;
-  for (const devices of [10, 50, 100]) {
+  const sizes = (process.env.BENCH_FEED_DEVICES ?? '10,50,100').split(',').map(Number);
+  for (const devices of sizes) {
     if (baseline) console.log(await feedRow(devices, windows, baseline, 'before'));
     console.log(await feedRow(devices, windows, '.', baseline ? 'after' : 'this checkout'));
   }
