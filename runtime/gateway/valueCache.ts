@@ -220,7 +220,7 @@ export class ValueCache {
 
   constructor(
     private readonly loadOne: (id: string) => Promise<Map<string, ValueRecord>>,
-    private readonly ids: readonly string[],
+    readonly ids: readonly string[],
   ) {
     for (const id of ids) this.entries.set(id, new ValueEntry());
   }

@@ -18,7 +18,7 @@
 import type uWS from 'uWebSockets.js';
 import type { SiteJson } from '../domain/site.js';
 import type { ValueRecord } from '../domain/telemetry.js';
-import { KEYS, channelOfUpdate } from '../redis/keys.js';
+import { KEYS } from '../redis/keys.js';
 import type { Subscriptions } from '../redis/subscriptions.js';
 import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
@@ -313,11 +313,11 @@ export class TelemetryFeed {
       );
     }
     // Channel notifications carry the poll's time and its points: no read-back.
-    this.unsubscribe.push(
-      await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
-        this.onChannelUpdate(channelOfUpdate(channel), msg);
-      }),
-    );
+    // One subscription per channel rather than a pattern: with no pattern subscriber, c2m
+    // builds no model notification that nobody receives (lua/telemetry.lua `listened`).
+    for (const ch of this.channels.ids) {
+      this.unsubscribe.push(await this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
+    }
     await this.linkModels();
     await this.cache.load();
     await this.channels.load();
