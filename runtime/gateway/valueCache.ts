@@ -12,6 +12,8 @@
  * points/s the records and change lists made per point were most of the
  * gateway's garbage. What changed since the feed last sent a topic is kept as
  * a list of indices (`takeChanged`), from which the feed writes its message.
+ * A channel entry linked to its models (mapping:c2m) writes the model values it
+ * feeds as c2m does in Redis, so the models' c2m notifications need not be parsed.
  */
 import type { Quality, ValueRecord } from '../domain/telemetry.js';
 
@@ -41,6 +43,16 @@ export class ValueEntry {
   private isChanged: Uint8Array = new Uint8Array(16);
   /** Whether changes are kept for the feed (someone listens to this entry's topic). */
   tracking = false;
+  /** Per index, the model value a channel point feeds (mapping:c2m), written with it. */
+  private forward: ({ readonly entry: ValueEntry; readonly index: number } | undefined)[] = [];
+  /** The models this channel feeds, each once. */
+  readonly feeds: { readonly id: string; readonly entry: ValueEntry }[] = [];
+
+  /** Point `name` of this channel feeds value `target` of model `id`: what c2m writes to the model hash, the entry follows. */
+  link(name: string, id: string, model: ValueEntry, target: string): void {
+    this.forward[this.slot(name)] = { entry: model, index: model.slot(target) };
+    if (!this.feeds.some((f) => f.entry === model)) this.feeds.push({ id, entry: model });
+  }
 
   /** The index of a name, made on first sight (a value the load did not see). */
   slot(name: string): number {
@@ -82,6 +94,8 @@ export class ValueEntry {
       this.isChanged[i] = 1;
       this.changed.push(i);
     }
+    const f = this.forward[i];
+    if (f) f.entry.set(f.index, value, ts, quality);
   }
 
   /** The indices changed since the last call (in the order first changed), and forgets them. */
@@ -98,10 +112,12 @@ export class ValueEntry {
     return { value: Number.isNaN(v) ? null : v, ts: Number.isNaN(t) ? null : t, quality: this.quality[i]! };
   }
 
-  /** Every value as a record by name (a GET, a snapshot). */
+  /** Every value as a record by name (a GET, a snapshot); names never written are left out, as Redis has none. */
   records(): Map<string, ValueRecord> {
     const out = new Map<string, ValueRecord>();
-    for (let i = 0; i < this.names.length; i++) out.set(this.names[i]!, this.record(i));
+    for (let i = 0; i < this.names.length; i++) {
+      if (this.quality[i] !== null || !Number.isNaN(this.value[i]!) || !Number.isNaN(this.ts[i]!)) out.set(this.names[i]!, this.record(i));
+    }
     return out;
   }
 
@@ -204,7 +220,7 @@ export class ValueCache {
 
   constructor(
     private readonly loadOne: (id: string) => Promise<Map<string, ValueRecord>>,
-    private readonly ids: readonly string[],
+    readonly ids: readonly string[],
   ) {
     for (const id of ids) this.entries.set(id, new ValueEntry());
   }
@@ -216,6 +232,11 @@ export class ValueCache {
       this.bump(id);
     }
     this.ready = true;
+  }
+
+  /** The entry of `id` without changing it (to link it), or undefined. */
+  entry(id: string): ValueEntry | undefined {
+    return this.entries.get(id);
   }
 
   /** The entry that a notification for `id` changes (its version bumped), or undefined for an id it does not hold. */

@@ -18,7 +18,7 @@
 import type uWS from 'uWebSockets.js';
 import type { SiteJson } from '../domain/site.js';
 import type { ValueRecord } from '../domain/telemetry.js';
-import { KEYS, channelOfUpdate, modelOfUpdate } from '../redis/keys.js';
+import { KEYS } from '../redis/keys.js';
 import type { Subscriptions } from '../redis/subscriptions.js';
 import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
@@ -50,6 +50,9 @@ export interface TopicSource {
 }
 
 type Values = Record<string, { value: number | null; ts: number | null; quality: string | null }>;
+
+/** How c2m's model notifications begin after their time (lua/telemetry.lua): `{"ts":…,"src":"c2m",…`. */
+const C2M_SOURCE = '"src":"c2m"';
 
 /**
  * One feed message. `ts` is the newest timestamp of its values; `quality` names the
@@ -140,6 +143,8 @@ export class TelemetryFeed {
   }
 
   private readonly allTopics: readonly string[];
+  /** The models with calculations: their values that no channel feeds come in their own notifications. */
+  private readonly calculated: readonly string[];
   /** Every model's values (also what GET /api/v1/models/{id} answers from). */
   readonly cache: ValueCache;
   /** Every channel's values, named `type:id`. */
@@ -156,6 +161,7 @@ export class TelemetryFeed {
     site: SiteJson,
   ) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
+    this.calculated = site.models.filter((m) => m.calculations.length > 0).map((m) => m.id);
     this.cache = new ValueCache(
       (id) => redis.telemetry.modelValues(id),
       site.models.map((m) => m.id),
@@ -204,6 +210,33 @@ export class TelemetryFeed {
     entry.tracking = this.http.app.numSubscribers(topic) > 0;
     apply(entry);
     if (entry.tracking) this.coalescer.offer(topic, entry);
+  }
+
+  /** A channel notification: the channel's values and the model values they feed (as c2m wrote both). */
+  private onChannelUpdate(ch: string, msg: string): void {
+    const entry = this.channels.change(ch);
+    if (!entry) return;
+    const topic = `channel/${ch}`;
+    entry.tracking = this.http.app.numSubscribers(topic) > 0;
+    const { feeds } = entry;
+    for (const f of feeds) {
+      this.cache.change(f.id);
+      f.entry.tracking = this.http.app.numSubscribers(`model/${f.id}`) > 0;
+    }
+    entry.applyChannel(msg);
+    if (entry.tracking) this.coalescer.offer(topic, entry);
+    for (const f of feeds) if (f.entry.tracking) this.coalescer.offer(`model/${f.id}`, f.entry);
+  }
+
+  /** Links each channel point to the model value it feeds (mapping:c2m). */
+  private async linkModels(): Promise<void> {
+    for (const [point, target] of await this.redis.site.c2mMapping()) {
+      const a = point.lastIndexOf(':', point.lastIndexOf(':') - 1);
+      const sep = target.indexOf(':');
+      const channel = this.channels.entry(point.slice(0, a));
+      const model = this.cache.entry(target.slice(0, sep));
+      if (channel && model && a > 0 && sep > 0) channel.link(point.slice(a + 1), target.slice(0, sep), model, target.slice(sep + 1));
+    }
   }
 
   /** Clients behind on their buffer skip deltas until they drain, then get a snapshot. */
@@ -262,25 +295,30 @@ export class TelemetryFeed {
         reportRejection(this.onMessage(ws, Buffer.from(data).toString('utf8')), { source: 'ws message' });
       },
     });
-    this.unsubscribe.push(
-      await this.subs.onPattern(KEYS.modelUpdates, (msg, channel) => {
-        const model = modelOfUpdate(channel);
-        let m: ModelUpdateMessage;
-        try {
-          m = JSON.parse(msg) as ModelUpdateMessage;
-        } catch {
-          return;
-        }
-        this.offer(`model/${model}`, this.cache.change(model), (e) => e.applyModel(m));
-      }),
-    );
+    // What c2m writes to a model its channel's notification carries too (linkModels): model
+    // notifications are read only for calculated values, so only models that have calculations
+    // are subscribed (Redis then sends this process one notification per poll, not two).
+    for (const id of this.calculated) {
+      this.unsubscribe.push(
+        await this.subs.on(KEYS.modelUpdate(id), (msg) => {
+          if (msg.startsWith(C2M_SOURCE, msg.indexOf(',') + 1)) return;
+          let m: ModelUpdateMessage;
+          try {
+            m = JSON.parse(msg) as ModelUpdateMessage;
+          } catch {
+            return;
+          }
+          this.offer(`model/${id}`, this.cache.change(id), (e) => e.applyModel(m));
+        }),
+      );
+    }
     // Channel notifications carry the poll's time and its points: no read-back.
-    this.unsubscribe.push(
-      await this.subs.onPattern(KEYS.channelUpdates, (msg, channel) => {
-        const ch = channelOfUpdate(channel);
-        this.offer(`channel/${ch}`, this.channels.change(ch), (e) => e.applyChannel(msg));
-      }),
-    );
+    // One subscription per channel rather than a pattern: with no pattern subscriber, c2m
+    // builds no model notification that nobody receives (lua/telemetry.lua `listened`).
+    for (const ch of this.channels.ids) {
+      this.unsubscribe.push(await this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
+    }
+    await this.linkModels();
     await this.cache.load();
     await this.channels.load();
     this.subs.onReconnect(() => {

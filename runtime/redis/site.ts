@@ -95,6 +95,12 @@ export class SiteRedis {
     return text ? (JSON.parse(text) as SiteJson) : undefined;
   }
 
+  /** The measurement mapping as loaded: channel:type:point → model:name. */
+  async c2mMapping(): Promise<Map<string, string>> {
+    const all = await redisCall('HGETALL', () => this.core.client.hgetall(KEYS.mappingC2m));
+    return new Map(Object.entries(all));
+  }
+
   /** The version of the Functions library Redis has loaded. */
   libraryVersion(): Promise<string> {
     return this.core.libraryVersion();

@@ -75,6 +75,40 @@ describe('c2m', () => {
     expect(await t.raw.xlen(KEYS.outbox)).toBe(1);
   });
 
+  it('builds a model notification only when someone listens: a subscriber of its channel or any pattern', async () => {
+    const count = async () => Number(/cmdstat_publish:calls=(\d+)/.exec(await t.raw.info('commandstats'))?.[1] ?? 0);
+    const write = (ts: number) => t.bus.telemetry.c2m('1001', ts, [{ type: 'm', id: 1, value: ts / 1e12, quality: 'good' }]);
+    // Subscribers of earlier tests are gone (a disconnect takes a moment to reach Redis).
+    const quiet = async () => {
+      for (let i = 0; i < 100; i++) {
+        const numsub = (await t.raw.call('PUBSUB', 'NUMSUB', 'modsrv:pv1:update')) as [string, number];
+        if (Number(await t.raw.call('PUBSUB', 'NUMPAT')) === 0 && numsub[1] === 0) return;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    await quiet();
+    await t.raw.config('RESETSTAT');
+    await write(1_700_000_000_000);
+    expect(await count()).toBe(1); // the channel's only
+    expect(await t.raw.hget('modsrv:pv1:measurement', 'P')).toBe('1.700000'); // the model is written all the same
+    for (const [how, channel] of [
+      ['subscribe', 'modsrv:pv1:update'],
+      ['psubscribe', 'nothing:*'],
+    ] as const) {
+      const sub = t.raw.duplicate();
+      const got: string[] = [];
+      sub.on('message', (_ch: string, msg: string) => got.push(msg));
+      await (how === 'subscribe' ? sub.subscribe(channel) : sub.psubscribe(channel));
+      await t.raw.config('RESETSTAT');
+      await write(1_700_000_000_100);
+      expect(await count()).toBe(2);
+      for (let i = 0; i < 50 && how === 'subscribe' && got.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+      if (how === 'subscribe') expect(JSON.parse(got[0]!)).toEqual({ ts: 1_700_000_000_100, src: 'c2m', v: { P: 1.7 } });
+      sub.disconnect();
+      await quiet();
+    }
+  });
+
   it('writes nothing to the outbox while no consumer has made it, and skips the mapping for a channel that feeds no model', async () => {
     await t.raw.del(KEYS.outbox);
     await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);

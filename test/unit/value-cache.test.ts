@@ -53,6 +53,28 @@ describe('ValueCache', () => {
     expect(cache.get('pv1')!.get('m:1')).toEqual({ value: 7.5, ts: 40, quality: 'good' });
   });
 
+  it('a channel linked to its model writes the model values it feeds, as c2m does', async () => {
+    const channels = new ValueCache(async () => new Map(), ['ch']);
+    const models = new ValueCache(async () => new Map([['P', { value: 1, ts: 10, quality: 'good' as const }]]), ['pv1']);
+    await channels.load();
+    await models.load();
+    const ch = channels.entry('ch')!;
+    const pv = models.entry('pv1')!;
+    ch.link('m:1', 'pv1', pv, 'P');
+    ch.link('m:2', 'pv1', pv, 'Q');
+    expect(ch.feeds.map((f) => f.id)).toEqual(['pv1']);
+    pv.tracking = true;
+    ch.applyChannel('20\nm 1 2.500000 \nm 2 3.000000 stale\nm 3 4.000000 \n');
+    expect(changedRecords(pv)).toEqual({ P: { value: 2.5, ts: 20, quality: 'good' }, Q: { value: 3, ts: 20, quality: 'stale' } });
+    ch.applyChannel('30\nm 1  comm-failure\n');
+    expect(models.get('pv1')!.get('P')).toEqual({ value: 2.5, ts: 30, quality: 'comm-failure' });
+    // Names linked but never written are not values yet.
+    const fresh = new ValueCache(async () => new Map(), ['x']);
+    await fresh.load();
+    fresh.entry('x')!.slot('never');
+    expect(fresh.get('x')!.size).toBe(0);
+  });
+
   it('property: a channel notification applied gives the points C2mBatch wrote, and its delta reads back as frame() of them', async () => {
     const point = fc.record({
       type: fc.constantFrom('m', 's', 'c', 'a' as const),

@@ -118,7 +118,7 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
     }
   };
   return subs
-    .onPattern(KEYS.actorUpdate, (id) => {
+    .on(KEYS.actorUpdate, (id) => {
       ids.add(id);
       dirty.add(id);
       timer ??= setTimeout(() => reportRejection(flush(), { source: 'actor feed' }), ACTOR_FEED_MS);
