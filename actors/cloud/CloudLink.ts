@@ -44,9 +44,20 @@ import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/
 import { OutboxFormatError } from '../history/outbox.js';
 import { compareIds, OutboxConsumer, type ModelValueTarget, type StreamEntries } from '../outbox/consumer.js';
 import { HttpTransport } from './httpTransport.js';
-import { alarmPayload, entryMessages, messagePayload, notifyPayload, planSeqs, type EntrySeqs, type UplinkMessage } from './messages.js';
+import { LinkState } from './linkState.js';
+import {
+  alarmPayload,
+  entryMessages,
+  messagePayload,
+  notifyPayload,
+  planSeqs,
+  snapshotMessages,
+  type BuildOptions,
+  type EntrySeqs,
+  type UplinkMessage,
+} from './messages.js';
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
-import { CloudOutageError, CloudRefusedError, type Outgoing, type UplinkTransport } from './transport.js';
+import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
 import { settled } from '../../runtime/reporter.js';
 
 export { CloudOutageError } from './transport.js';
@@ -55,6 +66,12 @@ const READ_BLOCK_MS = 500;
 const MAPPING_REFRESH_MS = 60_000;
 /** The most entries the backlog bound drops at once. */
 const TRIM_MAX = 10_000;
+/** publish: interval, nothing new in the outbox: the interval closes by the clock this long after its end (a poll's entry lags its time). */
+const INTERVAL_GRACE_MS = 100;
+/** How long a reconnect waits for the last batch's acknowledgement to settle (it fails at once when its connection is ended). */
+const SETTLE_WAIT_MS = 2_000;
+/** The inflight field of an interval snapshot closed by the clock (no entry to carry it): its messages, recorded before they are sent. */
+const SNAPSHOT_FIELD = '@snapshot';
 
 export type CloudSite = LinkSite;
 
@@ -86,6 +103,13 @@ export class CloudLink {
   private ranges: RefusedRange[] = [];
   private readonly stats: Mutable<UplinkStats> = { ...EMPTY_STATS };
   private readonly models: ReadonlySet<string> | undefined;
+  private readonly channels: ReadonlySet<string> | undefined;
+  /** The deadband's references (on-change) or the latest values and interval (interval); cloud:{link}:last. */
+  private readonly state = new LinkState();
+  /** on-change with a deadband, or interval: the state is kept (else cloud:{link}:last is dropped). */
+  private readonly keepsState: boolean;
+  /** The acknowledgement of the last batch out: a reconnect waits for it before it reads the state back. */
+  private outstanding: Promise<void> | undefined;
 
   private readonly redis: Redis;
   /** The connection the XACKs of delivered batches go on (the reading one blocks in XREADGROUP). */
@@ -105,6 +129,8 @@ export class CloudLink {
     this.outbox = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'link');
     this.trimmer = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'bound');
     this.models = cfg.models ? new Set(cfg.models) : undefined;
+    this.channels = cfg.channels ? new Set(cfg.channels) : undefined;
+    this.keepsState = cfg.publish === 'interval' || cfg.deadband !== undefined;
     this.transport = transport ?? transportOf(cfg, site, bus, log);
   }
 
@@ -133,7 +159,10 @@ export class CloudLink {
     } catch (e) {
       throw new CloudOutageError(`Redis: ${errorMessage(e)}`);
     }
+    // After the transport's connect: it ended the old connection, so the last batch's acknowledgement has settled or fails now.
     await this.transport.connect();
+    await this.loadState();
+    await this.sendRecordedSnapshot();
     if (this.transport.provenByDelivery) {
       const resend = this.outbox.pendingMayExist;
       const entries = await this.outbox.next(this.cfg.batchEntries);
@@ -184,6 +213,70 @@ export class CloudLink {
     await this.transport.close();
   }
 
+  /**
+   * The state as of the last acknowledged entry (what the pending entries are
+   * built again from), once the last batch's acknowledgement has settled. A
+   * state kept for another publish mode, or by a link that keeps none, is
+   * dropped (a stale reference would hold back a value the cloud never had).
+   */
+  private async loadState(): Promise<void> {
+    if (this.outstanding) await withTimeout(SETTLE_WAIT_MS, 'the last acknowledgement', this.outstanding).catch(() => undefined);
+    this.outstanding = undefined;
+    const key = KEYS.cloudLast(this.cfg.id);
+    try {
+      const hash = this.keepsState ? await this.redis.hgetall(key) : {};
+      if (hash['@publish'] !== this.cfg.publish) {
+        const tx = this.redis.multi().del(key);
+        if (this.keepsState) tx.hset(key, '@publish', this.cfg.publish);
+        await tx.exec();
+        this.state.load({});
+      } else this.state.load(hash);
+    } catch (e) {
+      throw new CloudOutageError(`Redis: ${errorMessage(e)}`);
+    }
+  }
+
+  /** publish: interval: a snapshot closed by the clock and not yet acknowledged is sent again first, with its seqs. */
+  private async sendRecordedSnapshot(): Promise<void> {
+    if (this.cfg.publish !== 'interval') return;
+    const key = KEYS.cloudInflight(this.cfg.id);
+    try {
+      const rec = await this.redis.hget(key, SNAPSHOT_FIELD);
+      if (!rec) return;
+      const out = JSON.parse(rec) as Outgoing[];
+      await (await this.transport.deliver(out, () => false)).acked;
+      await this.ackRedis.hdel(key, SNAPSHOT_FIELD);
+      this.stats.resent += out.length;
+    } catch (e) {
+      throw e instanceof CloudOutageError ? e : new CloudOutageError(`Redis: ${errorMessage(e)}`);
+    }
+  }
+
+  /**
+   * publish: interval, the outbox read to its end: the interval closes by the
+   * clock. Its snapshot is recorded (messages, seqs, the next interval) in
+   * one MULTI before it is sent, and forgotten once acknowledged.
+   */
+  private async snapshotByClock(stopped: () => boolean): Promise<void> {
+    const ms = this.cfg.intervalMs!;
+    const end = this.state.bucketEnd;
+    const msgs = snapshotMessages(this.state, end, this.cfg.include.quality);
+    this.state.bucketEnd = (Math.floor(Date.now() / ms) + 1) * ms;
+    const out = msgs.map((m, i) => this.outgoing(this.lastSeq + 1 + i, { kind: 'data', m }));
+    const tx = this.ackRedis.multi();
+    const changes = this.state.takeChanges();
+    if (changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...changes);
+    if (out.length > 0)
+      tx.set(KEYS.cloudSeq(this.cfg.id), String(this.lastSeq + out.length)).hset(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD, JSON.stringify(out));
+    await tx.exec();
+    if (out.length === 0) return;
+    this.lastSeq += out.length;
+    await (await this.transport.deliver(out, stopped)).acked;
+    await this.ackRedis.hdel(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD);
+    this.stats.published += out.length;
+    this.stats.seq = Math.max(this.stats.seq, this.lastSeq);
+  }
+
   private async readMapping(): Promise<void> {
     this.mapping = await this.outbox.readMapping();
     this.mappingReadAt = Date.now();
@@ -204,15 +297,19 @@ export class CloudLink {
     while (!stopped()) {
       if (Date.now() - this.mappingReadAt > MAPPING_REFRESH_MS) await this.readMapping();
       const resend = this.outbox.pendingMayExist;
-      const entries = await this.outbox.next(this.cfg.batchEntries, READ_BLOCK_MS);
+      const end = this.cfg.publish === 'interval' ? this.state.bucketEnd : 0;
+      const blockMs = end > 0 ? Math.min(READ_BLOCK_MS, Math.max(1, end + INTERVAL_GRACE_MS - Date.now())) : READ_BLOCK_MS;
+      const entries = await this.outbox.next(this.cfg.batchEntries, blockMs);
       if (stopped()) return; // what was read stays pending: sent again, first, after the reconnect
       if (entries.length === 0) {
         // Nothing new: the batch still out must not hide a refusal.
         if (previous) await previous;
         previous = undefined;
+        if (end > 0 && Date.now() >= end + INTERVAL_GRACE_MS && !stopped()) await this.snapshotByClock(stopped);
         continue;
       }
       const { done } = await this.dispatch(entries, stopped, resend);
+      this.outstanding = done;
       done.catch(() => undefined); // awaited below or at the next batch
       if (previous) await previous;
       previous = done;
@@ -238,12 +335,16 @@ export class CloudLink {
 
   /** Builds a batch and hands it to the transport; resolves once it is on its way, with `done`: acknowledged by the cloud, then XACKed. */
   private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean): Promise<{ readonly done: Promise<void> }> {
-    const opts = {
+    const cfg = this.cfg;
+    const opts: BuildOptions & Parameters<typeof entryMessages>[1] = {
       mapping: this.mapping,
       models: this.models,
-      quality: this.cfg.include.quality,
-      timestamps: this.cfg.include.timestamps,
-      alarms: this.cfg.alarms,
+      channels: this.channels,
+      quality: cfg.include.quality,
+      timestamps: cfg.include.timestamps,
+      alarms: cfg.alarms,
+      deadband: cfg.publish === 'on-change' && cfg.deadband ? { state: this.state, config: cfg.deadband } : undefined,
+      interval: cfg.publish === 'interval' ? { ms: cfg.intervalMs!, state: this.state } : undefined,
     };
     const built: Array<{ id: string; msgs: UplinkMessage[] }> = [];
     const empty: string[] = [];
@@ -264,6 +365,7 @@ export class CloudLink {
         this.log.warn({ entry: id, err: e.message }, 'cloud: skipped an outbox entry that is not in the outbox format');
       }
     }
+    const changes = this.state.takeChanges();
     const seqs = await this.seqsOf(built, resend);
     const out: Outgoing[] = [];
     let resent = 0;
@@ -282,7 +384,7 @@ export class CloudLink {
       throw e;
     };
     const { acked } = await this.transport.deliver(out, stopped).catch(refused);
-    const done = acked.then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent), refused);
+    const done = acked.then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent, changes), refused);
     return { done };
   }
 
@@ -294,9 +396,12 @@ export class CloudLink {
     seqs: readonly EntrySeqs[],
     published: number,
     resent: number,
+    changes: readonly string[],
   ): Promise<void> {
     const ids = [...built.map((b) => b.id), ...empty];
     const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...ids);
+    // The deadband's references (or the interval's values) move with the entries they came from, atomically.
+    if (changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...changes);
     if (built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...built.map((b) => b.id));
     const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, entries[entries.length - 1]![0]) <= 0);
     if (passed.length > 0) {
@@ -315,7 +420,7 @@ export class CloudLink {
     const ts = this.cfg.include.timestamps;
     if (u.kind === 'alarm') return { kind: 'alarm', model: '', channel: '', payload: alarmPayload(seq, u.a, ts) };
     if (u.kind === 'notify') return { kind: 'notify', model: '', channel: '', payload: notifyPayload(seq, u.n, ts) };
-    return { kind: 'data', model: u.m.model, channel: u.m.channel, payload: messagePayload(seq, u.m, ts) };
+    return { kind: u.m.of === 'channel' ? 'channel' : 'data', model: u.m.model, channel: u.m.channel, payload: messagePayload(seq, u.m, ts) };
   }
 
   /** The seqs of each entry's messages: those it was given before (a resend), or new ones, recorded before the first publish. */

@@ -16,7 +16,14 @@
  *   the values that are not good.
  *
  * Channel points reach a model through mapping:c2m, as the history writer
- * maps them; points that feed no model are not uplinked.
+ * maps them. The raw points of a selected channel (`channels`) are one more
+ * message of the entry, after its models': `{"seq", "ts", "channel": "1001",
+ * "values": {"m:3": 230.1}, "quality"?}`, each point named `type:id`.
+ *
+ * on-change with a deadband: a value within its band of the last value the
+ * link published for the point is left out (linkState.ts). interval: data
+ * entries only feed the latest values; the entry that passes the end of the
+ * interval carries its snapshot (intervalMessages).
  *
  * An alarm transition (an outbox entry `src a`, as alarm_commit wrote it) is
  * one message of its own, in the same sequence (same seq counter, same order):
@@ -26,6 +33,7 @@
  */
 import { decodeEntry, type HistorySample } from '../history/outbox.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
+import { bandOf, passesDeadband, type DeadbandConfig, type LinkState } from './linkState.js';
 
 export interface ModelValueRef {
   readonly model: string;
@@ -36,13 +44,19 @@ export interface BuildOptions {
   /** `channel:type:point` → the model value it feeds. */
   readonly mapping: ReadonlyMap<string, ModelValueRef>;
   /** Absent: every model. */
-  readonly models?: ReadonlySet<string>;
+  readonly models?: ReadonlySet<string> | undefined;
+  /** The channels whose raw points are uplinked too; absent: none. */
+  readonly channels?: ReadonlySet<string> | undefined;
   readonly quality: boolean;
   readonly timestamps: boolean;
+  /** on-change with a deadband: a value the band holds back is left out; what goes is recorded in the state. */
+  readonly deadband?: { readonly state: LinkState; readonly config: DeadbandConfig } | undefined;
 }
 
-/** One message before its seq is known. */
+/** One message before its seq is known: a model's values, or a channel's raw points (`of: 'channel'`, named `type:id`). */
 export interface ModelMessage {
+  readonly of: 'model' | 'channel';
+  /** The model ('' for a channel's message). */
   readonly model: string;
   /** The channel of a poll's entry, '' for a calculation's. */
   readonly channel: string;
@@ -51,39 +65,95 @@ export interface ModelMessage {
   readonly quality: Record<string, Quality> | undefined;
 }
 
-/** The messages of one entry's samples, in the order their models first appear. */
+type Building = { channel: string; ts: number; values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean };
+
+/** Calls `fn` for each selected place a sample goes: its model value (through mapping:c2m for a channel point) and its raw channel point. */
+function eachTarget(s: HistorySample, opts: BuildOptions, fn: (kind: 'm' | 'c', owner: string, name: string, channel: string) => void): void {
+  // Alarm events are not model values (entryMessages makes them AlarmMessages); command results are events with no cloud topic yet.
+  if (s.series.kind === 'alarm' || s.series.kind === 'command') return;
+  if (s.series.kind === 'model') {
+    if (!opts.models || opts.models.has(s.series.model)) fn('m', s.series.model, s.series.name, '');
+    return;
+  }
+  const { channel, type, point } = s.series;
+  const ref = opts.mapping.get(`${channel}:${type}:${point}`);
+  if (ref && (!opts.models || opts.models.has(ref.model))) fn('m', ref.model, ref.name, channel);
+  if (opts.channels?.has(channel)) fn('c', channel, `${type}:${point}`, channel);
+}
+
+/** The messages of one entry's samples: its models' (in the order they first appear), then its channel's. */
 export function buildMessages(samples: readonly HistorySample[], opts: BuildOptions): ModelMessage[] {
-  const byModel = new Map<
-    string,
-    { channel: string; ts: number; values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean }
-  >();
-  for (const s of samples) {
-    let ref: ModelValueRef | undefined;
-    let channel = '';
-    // Alarm events are not model values (entryMessages makes them AlarmMessages); command results are events with no cloud topic yet.
-    if (s.series.kind === 'alarm' || s.series.kind === 'command') continue;
-    if (s.series.kind === 'model') ref = s.series;
+  const byModel = new Map<string, Building>();
+  let byChannel: [string, Building] | undefined;
+  const db = opts.deadband;
+  let s: HistorySample;
+  // One function for every sample (not a closure each): where the sample `s` goes.
+  const take = (kind: 'm' | 'c', owner: string, name: string, channel: string) => {
+    if (db) {
+      const band = bandOf(db.config, kind, owner, name);
+      if (band !== undefined) {
+        const next = { value: s.value, quality: s.quality };
+        if (!passesDeadband(db.state.get(kind, owner, name), next, band)) return;
+        db.state.set(kind, owner, name, next);
+      }
+    }
+    let m: Building | undefined;
+    if (kind === 'c') m = byChannel?.[1] ?? (byChannel = [owner, { channel, ts: s.ts, values: {}, quality: undefined, any: false }])[1];
     else {
-      channel = s.series.channel;
-      ref = opts.mapping.get(`${s.series.channel}:${s.series.type}:${s.series.point}`);
+      m = byModel.get(owner);
+      if (!m) byModel.set(owner, (m = { channel, ts: s.ts, values: {}, quality: undefined, any: false }));
     }
-    if (!ref || (opts.models && !opts.models.has(ref.model))) continue;
-    let m = byModel.get(ref.model);
-    if (!m) {
-      m = { channel, ts: s.ts, values: {}, quality: undefined, any: false };
-      byModel.set(ref.model, m);
-    }
-    if (s.value !== null) {
-      m.values[ref.name] = s.value;
-      m.any = true;
-    }
-    if (opts.quality && s.quality !== 'good') {
-      (m.quality ??= {})[ref.name] = s.quality;
-      m.any = true;
-    }
+    addValue(m, name, s.value, s.quality, opts.quality);
+  };
+  for (s of samples) {
+    // A quality mark that is not published (include.quality false) is no message and no reference.
+    if (s.value === null && !(opts.quality && s.quality !== 'good')) continue;
+    eachTarget(s, opts, take);
   }
   const out: ModelMessage[] = [];
-  for (const [model, m] of byModel) if (m.any) out.push({ model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
+  for (const [model, m] of byModel) if (m.any) out.push({ of: 'model', model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
+  if (byChannel?.[1].any) {
+    const [channel, m] = byChannel;
+    out.push({ of: 'channel', model: '', channel, ts: m.ts, values: m.values, quality: m.quality });
+  }
+  return out;
+}
+
+function addValue(
+  m: { values: Record<string, number>; quality: Record<string, Quality> | undefined; any: boolean },
+  name: string,
+  value: number | null,
+  q: Quality,
+  quality: boolean,
+): void {
+  if (value !== null) {
+    m.values[name] = value;
+    m.any = true;
+  }
+  if (quality && q !== 'good') {
+    (m.quality ??= {})[name] = q;
+    m.any = true;
+  }
+}
+
+/** publish: interval: an entry's selected samples become the latest value of their points (no message). */
+export function absorbSamples(samples: readonly HistorySample[], opts: BuildOptions, state: LinkState): void {
+  for (const s of samples) eachTarget(s, opts, (kind, owner, name) => state.set(kind, owner, name, { value: s.value, quality: s.quality }));
+}
+
+/** publish: interval: one message per model and channel the state holds (its latest values), at `ts`, in target order. */
+export function snapshotMessages(state: LinkState, ts: number, quality: boolean): ModelMessage[] {
+  const out: ModelMessage[] = [];
+  for (const [kind, owner, points] of state.sortedTargets()) {
+    const m = { values: {} as Record<string, number>, quality: undefined as Record<string, Quality> | undefined, any: false };
+    for (const [name, p] of points) addValue(m, name, p.value, p.quality, quality);
+    if (!m.any) continue;
+    out.push(
+      kind === 'm'
+        ? { of: 'model', model: owner, channel: '', ts, values: m.values, quality: m.quality }
+        : { of: 'channel', model: '', channel: owner, ts, values: m.values, quality: m.quality },
+    );
+  }
   return out;
 }
 
@@ -118,8 +188,12 @@ function field(fields: readonly string[], name: string): string | undefined {
  * one alarm message (none with `alarms` false), any other the model messages
  * of its samples. Throws OutboxFormatError for an entry not in the outbox format.
  */
-export function entryMessages(fields: readonly string[], opts: BuildOptions & { readonly alarms: boolean }): UplinkMessage[] {
+export function entryMessages(
+  fields: readonly string[],
+  opts: BuildOptions & { readonly alarms: boolean; readonly interval?: { readonly ms: number; readonly state: LinkState } | undefined },
+): UplinkMessage[] {
   const samples = decodeEntry(fields);
+  if (opts.interval) return intervalMessages(fields, samples, opts, opts.interval);
   if (field(fields, 'src') === 'r') {
     const event = JSON.parse(field(fields, 'p')!) as Record<string, unknown>;
     return [{ kind: 'notify', n: { rule: field(fields, 'id') ?? '', ts: Number(field(fields, 'ts')), event } }];
@@ -131,6 +205,31 @@ export function entryMessages(fields: readonly string[], opts: BuildOptions & { 
     return [{ kind: 'alarm', a: { alarm: s.series.kind === 'alarm' ? s.series.alarm : '', ts: s.ts, event } }];
   }
   return buildMessages(samples, opts).map((m) => ({ kind: 'data', m }));
+}
+
+/**
+ * publish: interval: an entry whose time is past the interval being gathered
+ * closes it first (the snapshot of its last values, timed at the interval's
+ * end, goes before what the entry itself carries); its samples then join the
+ * next interval (the one its time falls in: intervals with no entry at all
+ * are skipped while a backlog is replayed). Alarm and notify entries are sent
+ * as they come.
+ */
+function intervalMessages(
+  fields: readonly string[],
+  samples: readonly HistorySample[],
+  opts: BuildOptions & { readonly alarms: boolean },
+  iv: { readonly ms: number; readonly state: LinkState },
+): UplinkMessage[] {
+  const ts = Number(field(fields, 'ts'));
+  const out: UplinkMessage[] = [];
+  const st = iv.state;
+  if (st.bucketEnd > 0 && ts >= st.bucketEnd) for (const m of snapshotMessages(st, st.bucketEnd, opts.quality)) out.push({ kind: 'data', m });
+  if (st.bucketEnd === 0 || ts >= st.bucketEnd) st.bucketEnd = (Math.floor(ts / iv.ms) + 1) * iv.ms;
+  const src = field(fields, 'src');
+  if (src === 'a' || src === 'r') out.push(...entryMessages(fields, { ...opts, interval: undefined }));
+  else absorbSamples(samples, opts, st);
+  return out;
 }
 
 /** The JSON an alarm message is published as: seq, ts, the alarm's id, then the event's fields. */
@@ -145,14 +244,32 @@ export function notifyPayload(seq: number, n: NotifyMessage, timestamps: boolean
   return JSON.stringify(timestamps ? { seq, ts: n.ts, rule: n.rule, ...event } : { seq, rule: n.rule, ...event });
 }
 
-/** The JSON a message is published as. */
+/** Names as JSON strings, kept: the same few hundred names come in every message (bounded, in case they do not). */
+const jsonNames = new Map<string, string>();
+function jsonName(s: string): string {
+  let j = jsonNames.get(s);
+  if (j === undefined) {
+    j = JSON.stringify(s);
+    if (jsonNames.size < 100_000) jsonNames.set(s, j);
+  }
+  return j;
+}
+
+/**
+ * The JSON a message is published as, written directly (it is built for
+ * every message of the uplink): the same text as JSON.stringify of
+ * {seq, ts?, model | channel, values, quality?}. The values are finite (the
+ * outbox decode refuses others), so a number's text is its JSON.
+ */
 export function messagePayload(seq: number, m: ModelMessage, timestamps: boolean): string {
-  const body: Record<string, unknown> = { seq };
-  if (timestamps) body.ts = m.ts;
-  body.model = m.model;
-  body.values = m.values;
-  if (m.quality) body.quality = m.quality;
-  return JSON.stringify(body);
+  let out = timestamps ? `{"seq":${seq},"ts":${m.ts},` : `{"seq":${seq},`;
+  out += m.of === 'channel' ? `"channel":${jsonName(m.channel)},"values":{` : `"model":${jsonName(m.model)},"values":{`;
+  let sep = '';
+  for (const name in m.values) {
+    out += `${sep}${jsonName(name)}:${m.values[name]}`;
+    sep = ',';
+  }
+  return m.quality ? `${out}},"quality":${JSON.stringify(m.quality)}}` : `${out}}}`;
 }
 
 /** Fills a topic template: `{site}`, `{prefix}`, `{model}`, `{channel}`. */

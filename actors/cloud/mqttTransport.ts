@@ -20,6 +20,7 @@ import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type U
 import { InflightWindow } from './window.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
+const QOS1 = { qos: 1 } as const;
 
 export interface LinkSite {
   readonly id: string;
@@ -37,6 +38,9 @@ export class MqttTransport implements UplinkTransport {
   private readonly downlink: CloudDownlink;
   private client: MqttClient | undefined;
   private window: InflightWindow;
+  private readonly topicCache = new Map<string, string>();
+  /** The data topic names the channel: a model's topic depends on the channel of its message. */
+  private readonly dataByChannel: boolean;
 
   constructor(
     private readonly cfg: MqttLinkConfig,
@@ -47,6 +51,7 @@ export class MqttTransport implements UplinkTransport {
     this.topics = linkTopics(cfg.prefix, site.id);
     this.downlink = new CloudDownlink(bus, { link: cfg.id, ...cfg.downlink }, this.topics, (t, p) => this.publishResult(t, p), log);
     this.window = new InflightWindow(cfg.inflight);
+    this.dataByChannel = cfg.dataTopic.includes('{channel}');
   }
 
   async connect(): Promise<void> {
@@ -96,35 +101,46 @@ export class MqttTransport implements UplinkTransport {
     const client = this.client;
     if (!client) throw new CloudOutageError('not connected');
     const window = this.window;
-    const acks: Array<Promise<void>> = [];
+    // One promise for the batch (not one per message): resolved by the last PUBACK, rejected by the first failure.
+    let left = batch.length;
+    let failed = false;
+    let settle!: (e?: Error) => void;
+    const acked = new Promise<void>((resolve, reject) => {
+      settle = (e) => (e ? reject(e) : resolve());
+    });
+    acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
+    if (left === 0) settle();
+    const onAck = (err: Error | undefined, packet: unknown) => {
+      window.release();
+      if (failed) return;
+      const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+      if (err || code >= 0x80) {
+        failed = true;
+        settle(err ? new CloudOutageError(errorMessage(err)) : new CloudRefusedError(`the broker refused a publish (reason code ${code})`));
+      } else if (--left === 0) settle();
+    };
     for (const m of batch) {
-      await window.acquire();
+      if (!window.tryAcquire()) await window.acquire();
       if (stopped()) {
         window.release();
-        void Promise.allSettled(acks);
         throw new CloudOutageError('the connection was lost while publishing');
       }
-      const topic =
-        m.kind === 'alarm'
-          ? this.topics.alarm
-          : m.kind === 'notify'
-            ? this.topics.notify
-            : fillTopic(this.cfg.dataTopic, { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel });
-      acks.push(
-        new Promise<void>((resolve, reject) => {
-          client.publish(topic, m.payload, { qos: 1 }, (err, packet) => {
-            window.release();
-            const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-            if (err) reject(new CloudOutageError(errorMessage(err)));
-            else if (code >= 0x80) reject(new CloudRefusedError(`the broker refused a publish (reason code ${code})`));
-            else resolve();
-          });
-        }),
-      );
+      const topic = m.kind === 'alarm' ? this.topics.alarm : m.kind === 'notify' ? this.topics.notify : this.dataTopic(m);
+      client.publish(topic, m.payload, QOS1, onAck);
     }
-    const acked = Promise.all(acks).then(() => undefined);
-    acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
     return { acked };
+  }
+
+  /** The topic of a data or channel message, filled once per model (and channel, when the template names it). */
+  private dataTopic(m: Outgoing): string {
+    const key = m.kind === 'channel' ? `\nc${m.channel}` : this.dataByChannel ? `${m.model}\n${m.channel}` : m.model;
+    let topic = this.topicCache.get(key);
+    if (topic === undefined) {
+      const vars = { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel };
+      topic = fillTopic(m.kind === 'channel' ? this.cfg.channelTopic : this.cfg.dataTopic, vars);
+      if (this.topicCache.size < 100_000) this.topicCache.set(key, topic);
+    }
+    return topic;
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,7 @@ export class CloudRefusedError extends CloudOutageError {
 
 /** One message, its seq given, ready to go. */
 export interface Outgoing {
-  readonly kind: 'data' | 'alarm' | 'notify';
+  readonly kind: 'data' | 'channel' | 'alarm' | 'notify';
   /** The model of a data message ('' otherwise). */
   readonly model: string;
   /** The channel of a poll's message ('' otherwise). */

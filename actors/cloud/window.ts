@@ -5,6 +5,13 @@ export class InflightWindow {
 
   constructor(private readonly size: number) {}
 
+  /** Takes a slot if one is free at once (no promise on the hot path). */
+  tryAcquire(): boolean {
+    if (this.used >= this.size) return false;
+    this.used += 1;
+    return true;
+  }
+
   /** Resolves once a slot is free (at once while fewer than `size` are in flight). */
   acquire(): Promise<void> {
     if (this.used < this.size) {

@@ -30,13 +30,43 @@ function topicTemplate(allowed: readonly string[]) {
     });
 }
 
+const band = z.number().nonnegative().finite();
+
+/**
+ * A link's deadband (publish: on-change): one number for every point, or per
+ * point, `{default, models: {model: {name: n}}, channels: {channel: {"m:1": n}}}`.
+ * A point with no band (none given for it and no default) is sent whenever the
+ * outbox carries it (today's on-change). Kept in the object form.
+ */
+const deadbandSchema = z
+  .union([
+    band,
+    z.strictObject({
+      default: band.optional().describe('the band of every point not named below'),
+      models: z.record(z.string(), z.record(z.string(), band)).default({}).describe('per model value: {model: {name: band}}'),
+      channels: z.record(z.string(), z.record(z.string(), band)).default({}).describe('per raw channel point: {channel: {"m:1": band}}'),
+    }),
+  ])
+  .transform((d) => (typeof d === 'number' ? { default: d, models: {}, channels: {} } : d))
+  .describe('publish: on-change: a value within this distance of the last value this link published for the point is not sent (a change of quality always is)');
+
 /** What every link type has: its cursor on the outbox, what it uplinks, its backlog bound and backoff. */
 const commonLinkFields = {
   id: z.string().regex(WORD, 'must hold only letters, digits, _ and -').describe('names the link: its consumer group, actor and command source cloud:{id}'),
   models: z
     .array(z.union([z.string(), z.number().int().nonnegative()]).transform(String))
     .optional()
-    .describe('the models to uplink (default: all)'),
+    .describe('the models to uplink (default: all; [] for none)'),
+  channels: z
+    .array(z.union([z.string(), z.number().int().nonnegative()]).transform(String))
+    .optional()
+    .describe('the channels whose raw points to uplink too (default: none)'),
+  publish: z
+    .enum(['on-change', 'interval'])
+    .default('on-change')
+    .describe('on-change: what the outbox carries, less what the deadband holds back; interval: a snapshot of each model and channel every intervalMs'),
+  deadband: deadbandSchema.optional(),
+  intervalMs: z.number().int().min(100).max(86_400_000).optional().describe('publish: interval: the snapshot period'),
   alarms: z.boolean().default(true).describe('uplink alarm transitions too (MQTT: on {prefix}/alarm), in the same order and seq'),
   include: z
     .strictObject({
@@ -89,6 +119,7 @@ export const mqttLinkSchema = z.strictObject({
   keepaliveS: z.number().int().min(0).max(65_535).default(30),
   prefix: topicTemplate(['site']).default('voltage/{site}').describe('status, cmd, read and alarm topics live under it'),
   dataTopic: topicTemplate(TOPIC_PLACEHOLDERS).default('{prefix}/data/{model}'),
+  channelTopic: topicTemplate(['site', 'prefix', 'channel']).default('{prefix}/channel/{channel}').describe("a channel's raw points (channels)"),
   qos: z.literal(1).default(1).describe('at least once: the only QoS that store-and-forward can keep'),
   inflight: z.number().int().min(1).max(1_000).default(100).describe("QoS 1 messages awaiting PUBACK at once (below the broker's per-client queue)"),
   downlink: z
@@ -114,8 +145,22 @@ export const httpLinkSchema = z.strictObject({
   timeoutMs: positiveMs.default(10_000).describe('a request not answered within it is a failure (sent again, in order)'),
 });
 
+/** publish and its options agree: interval needs intervalMs, a deadband is for on-change. */
+function checkPublish(l: { publish: string; intervalMs?: number; deadband?: unknown }, ctx: z.RefinementCtx): void {
+  if (l.publish === 'interval' && l.intervalMs === undefined)
+    ctx.addIssue({ code: 'custom', path: ['publish'], message: 'publish: interval needs intervalMs (the snapshot period)' });
+  if (l.publish !== 'interval' && l.intervalMs !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['intervalMs'], message: 'intervalMs is for publish: interval' });
+  if (l.publish === 'interval' && l.deadband !== undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['deadband'],
+      message: 'a deadband is for publish: on-change (an interval snapshot carries the last value of each point)',
+    });
+}
+
 export const cloudSchema = z.strictObject({
-  links: z.array(z.discriminatedUnion('type', [httpLinkSchema, mqttLinkSchema])).default([]),
+  links: z.array(z.discriminatedUnion('type', [httpLinkSchema, mqttLinkSchema]).superRefine(checkPublish)).default([]),
 });
 
 export type MqttLinkConfig = z.output<typeof mqttLinkSchema>;

@@ -395,7 +395,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
   const channels = cfg.channels;
   const alarms = resolveAlarms(cfg, models, add);
   const rules = resolveRules(cfg.rules, models, add, new Set(alarms.map((a) => a.id)));
-  checkCloud(cfg, new Set(models.map((m) => m.id)), add);
+  checkCloud(cfg, models, channelPoints, add);
   return Object.freeze({
     dir: src.dir,
     runtime: cfg.runtime,
@@ -521,20 +521,68 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
   return out;
 }
 
-/** Cloud links: ids unique, the models they name exist. */
-function checkCloud(cfg: LoadedConfig, modelIds: ReadonlySet<string>, add: (path: Path, code: string, message: string) => void): void {
+/** Cloud links: ids unique; the models, channels and points they name (models, channels, deadband) exist. */
+function checkCloud(
+  cfg: LoadedConfig,
+  models: readonly ModelDef[],
+  channelPoints: ReadonlyMap<string, ReadonlyMap<string, number>>,
+  add: (path: Path, code: string, message: string, key?: boolean) => void,
+): void {
   const seen = new Set<string>();
+  const names = new Map(models.map((m) => [m.id, [...m.measurements.keys(), ...m.calculations.map((c) => c.name)]]));
+  const mean = (x: string, known: readonly string[]) => (known.length ? `; did you mean '${closest(x, known)}'?` : '');
   cfg.cloud?.links.forEach((l, li) => {
-    if (seen.has(l.id)) add(['cloud', 'links', li, 'id'], 'DUPLICATE_ID', `cloud link '${l.id}' is defined twice`);
+    const at = (...p: Path) => ['cloud', 'links', li, ...p] as Path;
+    if (seen.has(l.id)) add(at('id'), 'DUPLICATE_ID', `cloud link '${l.id}' is defined twice`);
     seen.add(l.id);
     l.models?.forEach((m, mi) => {
-      if (!modelIds.has(m))
-        add(
-          ['cloud', 'links', li, 'models', mi],
-          'UNKNOWN_REF',
-          `cloud link '${l.id}' uplinks model '${m}', which does not exist${modelIds.size ? `; did you mean '${closest(m, [...modelIds])}'?` : ''}`,
-        );
+      if (!names.has(m)) add(at('models', mi), 'UNKNOWN_REF', `cloud link '${l.id}' uplinks model '${m}', which does not exist${mean(m, [...names.keys()])}`);
     });
+    l.channels?.forEach((c, ci) => {
+      if (!channelPoints.has(c))
+        add(at('channels', ci), 'UNKNOWN_REF', `cloud link '${l.id}' uplinks channel '${c}', which does not exist${mean(c, [...channelPoints.keys()])}`);
+    });
+    const db = l.deadband;
+    if (!db) return;
+    for (const [model, byName] of Object.entries(db.models)) {
+      const known = names.get(model);
+      if (!known) {
+        add(at('deadband', 'models', model), 'UNKNOWN_REF', `deadband of model '${model}', which does not exist${mean(model, [...names.keys()])}`, true);
+        continue;
+      }
+      if (l.models && !l.models.includes(model))
+        add(at('deadband', 'models', model), 'UNKNOWN_REF', `deadband of model '${model}', which cloud link '${l.id}' does not uplink (models)`, true);
+      for (const name of Object.keys(byName))
+        if (!known.includes(name))
+          add(at('deadband', 'models', model, name), 'UNKNOWN_REF', `model '${model}' has no value '${name}'${mean(name, known)}`, true);
+    }
+    for (const [channel, byPoint] of Object.entries(db.channels)) {
+      const points = channelPoints.get(channel);
+      if (!points) {
+        add(
+          at('deadband', 'channels', channel),
+          'UNKNOWN_REF',
+          `deadband of channel '${channel}', which does not exist${mean(channel, [...channelPoints.keys()])}`,
+          true,
+        );
+        continue;
+      }
+      if (!l.channels?.includes(channel))
+        add(
+          at('deadband', 'channels', channel),
+          'UNKNOWN_REF',
+          `deadband of channel '${channel}', which cloud link '${l.id}' does not uplink (channels)`,
+          true,
+        );
+      for (const point of Object.keys(byPoint))
+        if (!points.has(point))
+          add(
+            at('deadband', 'channels', channel, point),
+            'UNKNOWN_REF',
+            `channel '${channel}' has no point '${point}' (points are named type:id, e.g. m:1)${mean(point, [...points.keys()])}`,
+            true,
+          );
+    }
   });
 }
 

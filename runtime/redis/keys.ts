@@ -70,6 +70,8 @@ export const KEYS = {
   cloudInflight: (link: string) => `cloud:${link}:inflight`,
   /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud). */
   cloudStats: (link: string) => `cloud:${link}:stats`,
+  /** A cloud link's per-point state (on-change: the last value published, the deadband's reference; interval: the latest values), written with the XACK of the entries it came from. */
+  cloudLast: (link: string) => `cloud:${link}:last`,
   /** The stream id ranges a refuse-new link refused (JSON, written by its monitor; see CloudLink). */
   cloudRefusing: (link: string) => `cloud:${link}:refusing`,
   // rules

@@ -128,7 +128,8 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
   await sub.subscribeAsync('voltage/bench/data/#', { qos: 1 });
 
   const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    // BENCH_RUNTIME_NODE_OPTIONS: Node options for the runtime alone (--cpu-prof --cpu-prof-dir=…, say).
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json', NODE_OPTIONS: process.env.BENCH_RUNTIME_NODE_OPTIONS ?? '' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!)] as const;
