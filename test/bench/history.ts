@@ -156,7 +156,8 @@ async function measureHistory(o: Opts): Promise<string> {
       await sleep(100);
     }
     const done = Date.now();
-    const drainS = (done - first) / 1_000;
+    // A backlog that never shrank: the drain time is the whole wait.
+    const drainS = (done - (first || back)) / 1_000;
     const caughtUp = left <= o.step.channels * 2;
     // Real time drained: the outage and the wait for the retry, in drainS.
     const drain = (first - down) / 1_000 / drainS;
@@ -172,7 +173,9 @@ async function measureHistory(o: Opts): Promise<string> {
       `${o.outageMs / 1_000} s (${f(before)} entries)`,
       caughtUp
         ? `${f(drainS, 1)} s (${f(drain, 1)}×), retry after ${f((first - back) / 1_000, 1)} s`
-        : `not caught up after ${f(drainS, 1)} s of drain: ${f(left)} of ${f(before)} entries left, retry after ${f((first - back) / 1_000, 1)} s`,
+        : first === 0
+          ? `not caught up: the backlog grew from ${f(before)} to ${f(left)} entries in ${f(drainS, 1)} s`
+          : `not caught up after ${f(drainS, 1)} s of drain: ${f(left)} of ${f(before)} entries left, retry after ${f((first - back) / 1_000, 1)} s`,
       `${f(bytes / Math.max(1, recent.length))} (${f(points / Math.max(1, recent.length))})`,
     ]
       .join(' | ')
