@@ -77,7 +77,7 @@ const CHANNEL_ID = /^[\w-]+$/;
 const POINT_LINE = /^([msca]) (\d+) (\S*) (\S*)$/;
 
 function qualityOf(text: string, where: string): Quality {
-  if (!(text in QUALITY_CODE)) throw new OutboxFormatError(`${where}: unknown quality '${text}'`);
+  if (!Object.hasOwn(QUALITY_CODE, text)) throw new OutboxFormatError(`${where}: unknown quality '${text}'`);
   return text as Quality;
 }
 

@@ -32,7 +32,8 @@ describe('history faults', () => {
     const bus = wrapper(redis, { outboxMaxMB: 16 });
     const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
     const raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-    const writer = new HistoryWriter(conn, { backend: 'down', url, batchMaxMs: 50, timeoutMs: 500 }, quietLog);
+    // Batches of 4 entries: the backlog is drained in full batches, 3 in flight at a time, acknowledged in order.
+    const writer = new HistoryWriter(conn, { backend: 'down', url, batchMaxMs: 50, batchMaxEntries: 4, writesInFlight: 3, timeoutMs: 500 }, quietLog);
     const actor = createActor(provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 300, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog), {
       input: { backend: 'down' },
     });
@@ -68,6 +69,9 @@ describe('history faults', () => {
       );
       expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
       expect(actor.getSnapshot().value).not.toBe('backoff');
+      // Every entry acknowledged, once it was written.
+      await eventually(async () => Number(((await raw.xpending(HISTORY_KEYS.stream, HISTORY_KEYS.group('down'))) as [number])[0]) === 0, 5_000);
+      await eventually(() => actor.getSnapshot().context.entries === 50, 5_000);
     } finally {
       actor.stop();
       conn.disconnect();

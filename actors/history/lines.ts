@@ -1,0 +1,306 @@
+/**
+ * Line protocol straight from a channel entry's points text (c2m's
+ * "type id value quality\n" a point) into the bytes of a request, without a
+ * string or an object a point: at 100k points/s, each also written as its
+ * model value, the writer makes 200k lines a second. Decoding into objects,
+ * looking the mapping up by a string made a sample, escaping tags, formatting
+ * numbers again, then joining and encoding the strings cost ~5 µs a line (most
+ * of a core) and megabytes of garbage a batch, which the runtime's capped
+ * heap did not hold at that rate.
+ *
+ * Here the measurement and tags of a channel's points are made once per
+ * channel and point type; those of the model values a point feeds once per
+ * mapping, packed in one buffer per channel (what the c2m mapping costs in
+ * memory already, not an object a series); the id and a value that is a plain
+ * decimal (what formatValue writes) are copied as they are.
+ *
+ * The lines are the same samples decodeEntry + toLine make (a property test
+ * in test/unit/history-lines.test.ts): the same values and qualities, the
+ * same errors for a line that is not in the outbox format. A line that is not
+ * plain (leading zeros, an exponent, anything odd) goes through decodeEntry's
+ * checks and toLine. Series with a keep policy other than plain on-change
+ * come back as samples, for the KeepFilter.
+ */
+import type { PointType } from '../../runtime/config/site.js';
+import type { ModelValueTarget } from '../outbox/consumer.js';
+import { decodeEntry, type HistorySample, lineHead, OutboxFormatError, parseSeriesId, QUALITY_CODE, seriesId, toLine } from './outbox.js';
+
+/** A request body being built: lines of line protocol, each ending in '\n', in a buffer that grows. */
+export class LineBuffer {
+  private buf: Buffer;
+  length = 0;
+  /** Lines so far. */
+  lines = 0;
+
+  constructor(capacity = 1 << 16) {
+    this.buf = Buffer.allocUnsafe(Math.max(1024, capacity));
+  }
+
+  /** Room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.length + n, this.buf.length * 2));
+    this.buf.copy(grown, 0, 0, this.length);
+    this.buf = grown;
+  }
+
+  /** Bytes (after reserve). */
+  put(b: Uint8Array): void {
+    this.buf.set(b, this.length);
+    this.length += b.length;
+  }
+
+  /** Characters of `s` in [from, to) that are ASCII (checked by the caller), after reserve. */
+  ascii(s: string, from: number, to: number): void {
+    const buf = this.buf;
+    let o = this.length;
+    for (let i = from; i < to; i++) buf[o++] = s.charCodeAt(i);
+    this.length = o;
+  }
+
+  /** A whole line (without its '\n'), any text. */
+  line(s: string): void {
+    this.reserve(s.length * 3 + 1);
+    this.length += this.buf.write(s, this.length, 'utf8');
+    this.buf[this.length++] = 0x0a;
+    this.lines += 1;
+  }
+
+  /** Drops what came after `length`/`lines` (an entry that turned out bad). */
+  rewind(length: number, lines: number): void {
+    this.length = length;
+    this.lines = lines;
+  }
+
+  /** The body (a view of the buffer: build nothing more into it). */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+const TYPES: readonly PointType[] = ['m', 's', 'c', 'a'];
+const TYPE_INDEX: Readonly<Record<string, number>> = { m: 0, s: 1, c: 2, a: 3 };
+const CHANNEL_ID = /^[\w-]+$/;
+const QUALITY_OF = ['good', 'stale', 'bad', 'comm-failure'] as const;
+const QUALITY_INDEX: ReadonlyMap<string, number> = new Map(QUALITY_OF.map((q) => [q, QUALITY_CODE[q]]));
+const SP_VALUE = Buffer.from(' value=');
+const VALUE = Buffer.from('value=');
+/** Room for a line beside its prefix, id and value: the tail is under 40 bytes. */
+const TAIL_ROOM = 48;
+
+/** What a channel's points need, made once per channel (and per mapping, for the model values). */
+interface ChannelHeads {
+  /** "voltage_point,channel=X,type=T,point=" per point type. */
+  readonly point: readonly Buffer[];
+  /** Point keys (id × 4 + type) whose channel series has a keep policy. */
+  readonly pointPolicy: ReadonlySet<number> | undefined;
+  /** The model value prefixes ("voltage_model,model=M,name=N "), packed: key → offset × 1024 + length. */
+  readonly model: ReadonlyMap<number, number>;
+  readonly modelBytes: Buffer;
+  /** Point keys whose model value has a keep policy, or a prefix too long to pack: the sample way. */
+  readonly modelSlow: ReadonlyMap<number, ModelValueTarget>;
+}
+
+/** A value text that line protocol takes as it is: -?digits[.digits], as formatValue writes it, and not -0. */
+function plainDecimal(v: string): boolean {
+  let i = v.charCodeAt(0) === 45 ? 1 : 0; // '-'
+  const start = i;
+  let dot = -1;
+  let nonZero = false;
+  for (; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 46 && dot < 0) dot = i;
+    else if (c < 48 || c > 57) return false;
+    else if (c !== 48) nonZero = true;
+  }
+  // A digit before and after the dot (Number('1.') and Number('.5') parse; they take the slow way), and no -0 (toLine writes 0).
+  return i > start && dot !== start && dot !== v.length - 1 && (start === 0 || nonZero);
+}
+
+export class LineEncoder {
+  private channels = new Map<string, ChannelHeads>();
+  private mapping: ReadonlyMap<string, ModelValueTarget> = new Map();
+  /** Series ids with a keep policy: channel points by channel and key, model values by id. */
+  private readonly pointPolicies = new Map<string, Set<number>>();
+  private readonly modelPolicies = new Set<string>();
+
+  constructor(
+    private readonly opts: {
+      readonly channels: boolean;
+      readonly models: boolean;
+      /** Series ids with a keep policy other than plain on-change (the KeepFilter's); their samples come back as objects. */
+      readonly policies?: Iterable<string>;
+    },
+  ) {
+    for (const id of opts.policies ?? []) {
+      const r = parseSeriesId(id);
+      if (r.kind === 'point') {
+        let s = this.pointPolicies.get(r.channel);
+        if (!s) this.pointPolicies.set(r.channel, (s = new Set()));
+        s.add(r.point * 4 + TYPE_INDEX[r.type]!);
+      } else if (r.kind === 'model') this.modelPolicies.add(id);
+    }
+  }
+
+  /** A new c2m mapping (a site reload changes it): every channel's heads are made again, from one pass over it. */
+  setMapping(mapping: ReadonlyMap<string, ModelValueTarget>): void {
+    this.mapping = mapping;
+    this.channels.clear();
+    const byChannel = new Map<string, Array<readonly [number, ModelValueTarget]>>();
+    if (this.opts.models)
+      for (const [key, target] of mapping) {
+        const m = /^([\w-]+):([msca]):(\d+)$/.exec(key);
+        if (!m) continue;
+        let list = byChannel.get(m[1]!);
+        if (!list) byChannel.set(m[1]!, (list = []));
+        list.push([Number(m[3]) * 4 + TYPE_INDEX[m[2]!]!, target]);
+      }
+    for (const [channel, list] of byChannel) this.channels.set(channel, this.makeHeads(channel, list));
+  }
+
+  private headsOf(channel: string): ChannelHeads {
+    let h = this.channels.get(channel);
+    if (!h) this.channels.set(channel, (h = this.makeHeads(channel, [])));
+    return h;
+  }
+
+  private makeHeads(channel: string, targets: ReadonlyArray<readonly [number, ModelValueTarget]>): ChannelHeads {
+    const point = TYPES.map((type) => Buffer.from(lineHead({ kind: 'point', channel, type, point: 0 }).slice(0, -1)));
+    const model = new Map<number, number>();
+    const modelSlow = new Map<number, ModelValueTarget>();
+    const prefixes: Buffer[] = [];
+    let size = 0;
+    for (const [k, target] of targets) {
+      const ref = { kind: 'model', model: target.model, name: target.name } as const;
+      let prefix: Buffer | undefined;
+      try {
+        prefix = Buffer.from(`${lineHead(ref)} `);
+      } catch {
+        // A name line protocol cannot carry: toLine refuses it on the sample way, and the entry is skipped as before.
+      }
+      if (!prefix || prefix.length >= 1024 || this.modelPolicies.has(seriesId(ref))) modelSlow.set(k, target);
+      else {
+        model.set(k, size * 1024 + prefix.length);
+        prefixes.push(prefix);
+        size += prefix.length;
+      }
+    }
+    return { point, pointPolicy: this.pointPolicies.get(channel), model, modelBytes: Buffer.concat(prefixes, size), modelSlow };
+  }
+
+  /**
+   * Appends the lines of one channel entry (poll time `ts`, its points text)
+   * to `out`, and returns the samples of series with a keep policy. Throws
+   * OutboxFormatError, having appended nothing, when any point line is not in
+   * the outbox format (the writer skips and counts the entry).
+   */
+  channelEntry(channel: string, ts: number, text: string, out: LineBuffer): HistorySample[] {
+    if (!CHANNEL_ID.test(channel)) throw new OutboxFormatError(`outbox entry: bad channel id '${channel}'`);
+    const h = this.headsOf(channel);
+    const startLength = out.length;
+    const startLines = out.lines;
+    // The end of a line, per quality code: after a value, and alone (a quality mark).
+    const afterValue = [0, 1, 2, 3].map((q) => Buffer.from(`,quality=${q}i ${ts}\n`));
+    const alone = [0, 1, 2, 3].map((q) => Buffer.from(`quality=${q}i ${ts}\n`));
+    const samples: HistorySample[] = [];
+    const channels = this.opts.channels;
+    try {
+      let pos = 0;
+      while (pos < text.length) {
+        let end = text.indexOf('\n', pos);
+        if (end < 0) end = text.length;
+        if (end === pos) {
+          pos += 1;
+          continue;
+        }
+        const a = pos + 1;
+        const b = text.indexOf(' ', a + 1);
+        const c = b < 0 || b > end ? -1 : text.indexOf(' ', b + 1);
+        const t = TYPE_INDEX[text[pos]!];
+        let id = 0;
+        // The id: 1 to 15 digits, no leading zero (toLine writes the number).
+        let plain =
+          t !== undefined && text.charCodeAt(a) === 32 && c > b && c < end && b > a + 1 && b - a - 1 <= 15 && (b === a + 2 || text.charCodeAt(a + 1) !== 48);
+        for (let i = a + 1; plain && i < b; i++) {
+          const d = text.charCodeAt(i) - 48;
+          if (d < 0 || d > 9) plain = false;
+          else id = id * 10 + d;
+        }
+        const v = plain ? text.slice(b + 1, c) : '';
+        const qText = plain ? text.slice(c + 1, end) : '';
+        const q = qText === '' ? 0 : QUALITY_INDEX.get(qText);
+        let value: number | null = null;
+        if (plain && v !== '') {
+          value = Number(v);
+          plain = plainDecimal(v) && Number.isFinite(value);
+        }
+        if (!plain || q === undefined || (v === '' && qText === '')) {
+          this.slowLine(channel, ts, text.slice(pos, end), h, out, samples);
+          pos = end + 1;
+          continue;
+        }
+        const key = id * 4 + t!;
+        if (channels) {
+          if (h.pointPolicy?.has(key)) samples.push({ series: { kind: 'point', channel, type: TYPES[t!]!, point: id }, ts, value, quality: QUALITY_OF[q]! });
+          else {
+            const base = h.point[t!]!;
+            out.reserve(base.length + (b - a) + v.length + TAIL_ROOM);
+            out.put(base);
+            out.ascii(text, a + 1, b);
+            if (v === '') {
+              out.ascii(' ', 0, 1);
+              out.put(alone[q]!);
+            } else {
+              out.put(SP_VALUE);
+              out.ascii(text, b + 1, c);
+              out.put(afterValue[q]!);
+            }
+            out.lines += 1;
+          }
+        }
+        const packed = h.model.get(key);
+        if (packed !== undefined) {
+          const off = Math.floor(packed / 1024);
+          const len = packed % 1024;
+          out.reserve(len + v.length + TAIL_ROOM);
+          out.put(h.modelBytes.subarray(off, off + len));
+          if (v === '') out.put(alone[q]!);
+          else {
+            out.put(VALUE);
+            out.ascii(text, b + 1, c);
+            out.put(afterValue[q]!);
+          }
+          out.lines += 1;
+        } else {
+          const target = h.modelSlow.get(key);
+          if (target) this.slowSample({ series: { kind: 'model', model: target.model, name: target.name }, ts, value, quality: QUALITY_OF[q]! }, out, samples);
+        }
+        pos = end + 1;
+      }
+    } catch (e) {
+      out.rewind(startLength, startLines);
+      throw e;
+    }
+    return samples;
+  }
+
+  /** A line that is not plain: decodeEntry's checks (and errors), then the sample way for the point and the value it feeds. */
+  private slowLine(channel: string, ts: number, line: string, h: ChannelHeads, out: LineBuffer, samples: HistorySample[]): void {
+    const [s] = decodeEntry(['src', 'c', 'id', channel, 'ts', String(ts), 'p', line]) as [HistorySample];
+    if (s.series.kind !== 'point') return;
+    const key = s.series.point * 4 + TYPE_INDEX[s.series.type]!;
+    if (this.opts.channels) this.slowSample(s, out, samples, h.pointPolicy?.has(key) === true);
+    const target = this.opts.models ? this.mapping.get(`${channel}:${s.series.type}:${s.series.point}`) : undefined;
+    if (target) this.slowSample({ ...s, series: { kind: 'model', model: target.model, name: target.name } }, out, samples);
+  }
+
+  private slowSample(
+    s: HistorySample,
+    out: LineBuffer,
+    samples: HistorySample[],
+    policy = s.series.kind === 'model' && this.modelPolicies.has(seriesId(s.series)),
+  ): void {
+    if (policy) samples.push(s);
+    else out.line(toLine(s));
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * The writer's fast way from a channel entry to line protocol (lines.ts) makes
+ * the same samples as the reference way (decodeEntry, the c2m mapping, toLine):
+ * for entries as c2m writes them and for lines that are not plain or not in
+ * the outbox format at all, which it must refuse the same way.
+ */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import { QUALITIES } from '../../runtime/domain/telemetry.js';
+import { LineBuffer, LineEncoder } from '../../actors/history/lines.js';
+import { decodeEntry, OutboxFormatError, parseLine, seriesId, toLine, type HistorySample } from '../../actors/history/outbox.js';
+
+const pointType = fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const);
+const mapping = new Map([
+  ['c1:m:1', { model: 'pv 1', name: 'P,x=y' }],
+  ['c1:s:2', { model: 'bess', name: 'soc' }],
+  ['c1:m:7', { model: 'site', name: 'load' }],
+]);
+
+/** decodeEntry, the mapping and toLine, as the writer did it a sample at a time. */
+function reference(channel: string, ts: number, text: string, opts: { channels: boolean; models: boolean }): HistorySample[] {
+  const out: HistorySample[] = [];
+  for (const s of decodeEntry(['src', 'c', 'id', channel, 'ts', String(ts), 'p', text])) {
+    if (s.series.kind !== 'point') throw new Error('not a point');
+    if (opts.channels) out.push(s);
+    const t = opts.models ? mapping.get(`${channel}:${s.series.type}:${s.series.point}`) : undefined;
+    if (t) out.push({ ...s, series: { kind: 'model', model: t.model, name: t.name } });
+  }
+  return out.map((s) => parseLine(toLine(s)));
+}
+
+function encoded(enc: LineEncoder, channel: string, ts: number, text: string): { lines: HistorySample[]; policy: readonly HistorySample[] } {
+  const out = new LineBuffer(16); // small: it grows
+  out.line('before');
+  const policy = enc.channelEntry(channel, ts, text, out);
+  const lines = out.bytes().toString('utf8').split('\n');
+  expect(lines.shift()).toBe('before');
+  expect(lines.pop()).toBe('');
+  expect(lines.length).toBe(out.lines - 1);
+  return { lines: lines.map(parseLine), policy };
+}
+
+function textOf(enc: LineEncoder, channel: string, ts: number, text: string): string {
+  const out = new LineBuffer();
+  enc.channelEntry(channel, ts, text, out);
+  return out.bytes().toString('utf8');
+}
+
+/** A point line: mostly as c2m writes it, sometimes odd (leading zeros, exponents, signs, bad qualities, stray spaces). */
+const oddValue = fc.constantFrom('1e5', '+3', '007.5', '.5', '5.', '-0', '0x10', 'abc', 'Infinity', '1.5.2', '', '-', ' 1');
+const pointLine = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      type: pointType,
+      id: fc.nat(20),
+      value: fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })),
+      quality: fc.option(fc.constantFrom(...QUALITIES)),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom('m', 's', 'x', ''),
+        fc.constantFrom('1', '07', '2', '', 'a'),
+        oddValue,
+        fc.constantFrom('', 'good', 'stale', 'fine', 'constructor'),
+      )
+      .map(([t, id, v, q]) => `${t} ${id} ${v} ${q}\n`),
+  },
+);
+
+function text(
+  lines: ReadonlyArray<string | { type: 'm' | 's' | 'c' | 'a'; id: number; value: number | null; quality: (typeof QUALITIES)[number] | null }>,
+): string {
+  return lines
+    .map((l) => {
+      if (typeof l === 'string') return l;
+      if (l.value === null && l.quality === null) return '';
+      return C2mBatch.of([l]).bytes().toString('latin1');
+    })
+    .join('');
+}
+
+describe('history lines: a channel entry straight to line protocol', () => {
+  it('property: the same samples as decodeEntry + mapping + toLine, and the same refusals', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('c1', 'c2'),
+        fc.integer({ min: 1, max: 2 ** 45 }),
+        fc.array(pointLine, { minLength: 0, maxLength: 30 }),
+        fc.boolean(),
+        fc.boolean(),
+        (channel, ts, lines, channels, models) => {
+          const enc = new LineEncoder({ channels, models });
+          enc.setMapping(mapping);
+          const t = text(lines);
+          let want: HistorySample[] | OutboxFormatError;
+          try {
+            want = reference(channel, ts, t, { channels, models });
+          } catch (e) {
+            if (!(e instanceof OutboxFormatError)) throw e;
+            want = e;
+          }
+          if (want instanceof OutboxFormatError) {
+            // Refused, and nothing of the entry is left in the body.
+            const out = new LineBuffer();
+            expect(() => enc.channelEntry(channel, ts, t, out)).toThrow(OutboxFormatError);
+            expect(out.length).toBe(0);
+            expect(out.lines).toBe(0);
+          } else {
+            // Twice: the second time from the cached heads.
+            expect(encoded(enc, channel, ts, t).lines).toEqual(want);
+            expect(encoded(enc, channel, ts, t).lines).toEqual(want);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('series with a keep policy come back as samples, the others as lines', () => {
+    const enc = new LineEncoder({ channels: true, models: true, policies: ['channel/c1/m/1', 'model/site/load'] });
+    enc.setMapping(mapping);
+    const { lines, policy: samples } = encoded(enc, 'c1', 1000, 'm 1 1.500000 good\nm 7 2.000000 \ns 9 3.000000 bad\n');
+    expect(samples.map((s) => [seriesId(s.series), s.value, s.quality])).toEqual([
+      ['channel/c1/m/1', 1.5, 'good'],
+      ['model/site/load', 2, 'good'],
+    ]);
+    expect(lines.map((s) => [seriesId(s.series), s.value, s.quality])).toEqual([
+      ['model/pv 1/P,x=y', 1.5, 'good'],
+      ['channel/c1/m/7', 2, 'good'],
+      ['channel/c1/s/9', 3, 'bad'],
+    ]);
+  });
+
+  it('a new mapping is used at once (the cached heads are dropped)', () => {
+    const enc = new LineEncoder({ channels: false, models: true });
+    enc.setMapping(mapping);
+    expect(textOf(enc, 'c1', 5, 'm 1 1.000000 good\n')).toBe('voltage_model,model=pv\\ 1,name=P\\,x\\=y value=1.000000,quality=0i 5\n');
+    enc.setMapping(new Map([['c1:m:1', { model: 'm2', name: 'x' }]]));
+    expect(textOf(enc, 'c1', 5, 'm 1 1.000000 good\n')).toBe('voltage_model,model=m2,name=x value=1.000000,quality=0i 5\n');
+  });
+
+  it('refuses a bad channel id and a model name with a line break, like decodeEntry and toLine', () => {
+    const enc = new LineEncoder({ channels: true, models: true });
+    expect(() => enc.channelEntry('c 1', 5, 'm 1 1 good\n', new LineBuffer())).toThrow(OutboxFormatError);
+    enc.setMapping(new Map([['c1:m:1', { model: 'm', name: 'a\nb' }]]));
+    expect(() => enc.channelEntry('c1', 5, 'm 1 1 good\n', new LineBuffer())).toThrow(OutboxFormatError);
+  });
+});
