@@ -127,9 +127,14 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
   await new Promise<void>((res) => sub.once('connect', () => res()));
   await sub.subscribeAsync('voltage/bench/data/#', { qos: 1 });
 
-  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
-    // BENCH_RUNTIME_NODE_OPTIONS: Node options for the runtime alone (--cpu-prof --cpu-prof-dir=…, say).
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json', NODE_OPTIONS: process.env.BENCH_RUNTIME_NODE_OPTIONS ?? '' },
+  // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (Node 20 refuses
+  // --cpu-prof in NODE_OPTIONS); the runtime then runs under this node with the heap caps of runtime/bin/voltage.js.
+  const nodeArgs = process.env.BENCH_RUNTIME_NODE_ARGS?.split(' ').filter(Boolean);
+  const [cmd, args] = nodeArgs?.length
+    ? [process.execPath, ['--max-old-space-size=168', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
+    : ['./runtime/bin/voltage.js', ['start', '--config', dir]];
+  const runtime = spawn(cmd, args, {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!)] as const;

@@ -130,7 +130,9 @@ models:
     await t.running.stop();
     t.running = undefined;
     const lastSeq = Number(await t.raw.get('cloud:main:seq'));
-    await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq, 5_000);
+    // Seqs given to entries the stop left pending (recorded before their publish) are theirs at the next start.
+    const held = (await t.raw.hvals('cloud:main:inflight')).reduce((n, v) => n + Number(v.split(' ')[1]), 0);
+    await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq - held, 5_000);
     const { unique } = checkOrder(dataSeqs(w.got));
     const dropped = Number(await t.raw.hget('cloud:main:stats', 'dropped'));
     const produced = await added();
@@ -138,7 +140,8 @@ models:
     const left = await backlog();
     const kept = left!.lag + left!.pending;
     console.log(`bound: produced ${produced}, delivered ${unique}, dropped ${dropped}, kept for the next start ${kept}`);
-    expect(unique).toBe(lastSeq);
+    expect(unique).toBe(lastSeq - held);
+    expect(held).toBeLessThanOrEqual(kept);
     expect(dropped).toBeGreaterThan(0);
     // One message per entry here (one model, its point changes every poll).
     expect(kept).toBeLessThanOrEqual(2);
