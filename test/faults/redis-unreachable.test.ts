@@ -69,7 +69,14 @@ describe('fault: Redis unreachable', () => {
     const before = Number(await back.hget('comsrv:v1:m', '1'));
     await eventually(async () => Number(await back.hget('comsrv:v1:m', '1')) > before + 3, 3_000);
     expect((await statusReport(bus)).text).toMatch(/channel\/v1 .*last Redis outage [\d.]+ s, \d+ poll\(s\) not written/);
-    expect((await api(base, 'GET', '/health')).body.status).toBe('ok');
+    // Healthy again once every actor is back: one that failed on a Redis error during the outage may still be
+    // waiting out its restart backoff when the values resume (seen under a busy machine), and /health says so meanwhile.
+    let health: { status?: string } = {};
+    await eventually(async () => {
+      health = (await api(base, 'GET', '/health')).body;
+      return health.status === 'ok' || undefined;
+    }, 8_000).catch(() => undefined);
+    expect(health.status, JSON.stringify(health)).toBe('ok');
     back.disconnect();
     await bus.close();
   });
