@@ -144,7 +144,7 @@ export class TelemetryFeed {
 
   private readonly allTopics: readonly string[];
   /** The models with calculations: their values that no channel feeds come in their own notifications. */
-  private readonly calculated: readonly string[];
+  private readonly site: SiteJson;
   /** Every model's values (also what GET /api/v1/models/{id} answers from). */
   readonly cache: ValueCache;
   /** Every channel's values, named `type:id`. */
@@ -161,7 +161,7 @@ export class TelemetryFeed {
     site: SiteJson,
   ) {
     this.allTopics = [...site.models.map((m) => `model/${m.id}`), ...site.channels.map((c) => `channel/${c.id}`)];
-    this.calculated = site.models.filter((m) => m.calculations.length > 0).map((m) => m.id);
+    this.site = site;
     this.cache = new ValueCache(
       (id) => redis.telemetry.modelValues(id),
       site.models.map((m) => m.id),
@@ -228,15 +228,22 @@ export class TelemetryFeed {
     for (const f of feeds) if (f.entry.tracking) this.coalescer.offer(`model/${f.id}`, f.entry);
   }
 
-  /** Links each channel point to the model value it feeds (mapping:c2m). */
-  private async linkModels(): Promise<void> {
+  /**
+   * Links each channel point to the model value it feeds (mapping:c2m), and returns the models whose
+   * notifications must be read: those with calculations, and those with a measurement no channel
+   * feeds (a rule's `set`, or a value written by `model_set`), which no channel notification carries.
+   */
+  private async linkModels(): Promise<string[]> {
+    const fed = new Set<string>();
     for (const [point, target] of await this.redis.site.c2mMapping()) {
+      fed.add(target);
       const a = point.lastIndexOf(':', point.lastIndexOf(':') - 1);
       const sep = target.indexOf(':');
       const channel = this.channels.entry(point.slice(0, a));
       const model = this.cache.entry(target.slice(0, sep));
       if (channel && model && a > 0 && sep > 0) channel.link(point.slice(a + 1), target.slice(0, sep), model, target.slice(sep + 1));
     }
+    return this.site.models.filter((m) => m.calculations.length > 0 || m.measurements.some((v) => !fed.has(`${m.id}:${v.name}`))).map((m) => m.id);
   }
 
   /** Clients behind on their buffer skip deltas until they drain, then get a snapshot. */
@@ -296,9 +303,11 @@ export class TelemetryFeed {
       },
     });
     // What c2m writes to a model its channel's notification carries too (linkModels): model
-    // notifications are read only for calculated values, so only models that have calculations
-    // are subscribed (Redis then sends this process one notification per poll, not two).
-    for (const id of this.calculated) {
+    // notifications are read only for what no channel carries (calculated values, values set by
+    // rules), so only those models are subscribed (Redis then sends this process one notification
+    // per poll, not two).
+    const modelsRead = await this.linkModels();
+    for (const id of modelsRead) {
       this.unsubscribe.push(
         await this.subs.on(KEYS.modelUpdate(id), (msg) => {
           if (msg.startsWith(C2M_SOURCE, msg.indexOf(',') + 1)) return;
@@ -318,7 +327,6 @@ export class TelemetryFeed {
     for (const ch of this.channels.ids) {
       this.unsubscribe.push(await this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
     }
-    await this.linkModels();
     await this.cache.load();
     await this.channels.load();
     this.subs.onReconnect(() => {

@@ -63,8 +63,7 @@ describe('alarm inputs', () => {
         );
         const picked = inputs.pick('m1', message);
         const full = JSON.parse(message) as typeof u;
-        const only = <V>(o: Record<string, V> | undefined) =>
-          Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => ['p10', 'temp', 'x-y'].includes(k)));
+        const only = <V>(o: Record<string, V> | undefined) => Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => ['p10', 'temp', 'x-y'].includes(k)));
         expect(picked).toBeDefined();
         expect(picked!.ts).toBe(full.ts);
         expect(picked!.values).toEqual(only(full.v));
