@@ -308,7 +308,7 @@ export class CloudLink {
         if (end > 0 && Date.now() >= end + INTERVAL_GRACE_MS && !stopped()) await this.snapshotByClock(stopped);
         continue;
       }
-      const { done } = await this.dispatch(entries, stopped, resend);
+      const { done } = await this.dispatch(entries, stopped, resend, previous);
       this.outstanding = done;
       done.catch(() => undefined); // awaited below or at the next batch
       if (previous) await previous;
@@ -333,8 +333,12 @@ export class CloudLink {
     }
   }
 
-  /** Builds a batch and hands it to the transport; resolves once it is on its way, with `done`: acknowledged by the cloud, then XACKed. */
-  private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean): Promise<{ readonly done: Promise<void> }> {
+  /**
+   * Builds a batch and hands it to the transport; resolves once it is on its way, with `done`:
+   * acknowledged by the cloud, then XACKed, never before the batch out before it (`previous`): a
+   * refused batch leaves the ones after it pending too, with the deadband references they were built on.
+   */
+  private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean, previous?: Promise<void>): Promise<{ readonly done: Promise<void> }> {
     const cfg = this.cfg;
     const opts: BuildOptions & Parameters<typeof entryMessages>[1] = {
       mapping: this.mapping,
@@ -384,7 +388,7 @@ export class CloudLink {
       throw e;
     };
     const { acked } = await this.transport.deliver(out, stopped).catch(refused);
-    const done = acked.then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent, changes), refused);
+    const done = acked.then(() => previous, refused).then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent, changes));
     return { done };
   }
 
