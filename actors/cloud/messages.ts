@@ -136,9 +136,18 @@ function addValue(
   }
 }
 
-/** publish: interval: an entry's selected samples become the latest value of their points (no message). */
+/**
+ * publish: interval: an entry's selected samples become the latest value of their points (no message).
+ * A quality mark (no value) keeps the point's last value, as c2m does, and is skipped like in
+ * on-change when quality is not published.
+ */
 export function absorbSamples(samples: readonly HistorySample[], opts: BuildOptions, state: LinkState): void {
-  for (const s of samples) eachTarget(s, opts, (kind, owner, name) => state.set(kind, owner, name, { value: s.value, quality: s.quality }));
+  for (const s of samples) {
+    if (s.value === null && !(opts.quality && s.quality !== 'good')) continue;
+    eachTarget(s, opts, (kind, owner, name) =>
+      state.set(kind, owner, name, { value: s.value ?? state.get(kind, owner, name)?.value ?? null, quality: s.quality }),
+    );
+  }
 }
 
 /** publish: interval: one message per model and channel the state holds (its latest values), at `ts`, in target order. */

@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LinkState, passesDeadband, type PointState } from '../../actors/cloud/linkState.js';
-import { buildMessages, entryMessages, messagePayload, type ModelMessage } from '../../actors/cloud/messages.js';
+import { absorbSamples, buildMessages, entryMessages, messagePayload, snapshotMessages, type ModelMessage } from '../../actors/cloud/messages.js';
 import type { HistorySample } from '../../actors/history/outbox.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 
@@ -134,6 +134,27 @@ describe('interval snapshots (publish: interval)', () => {
     // Intervals with no entry are skipped (a backlog replayed); the next closes at the end of its own.
     expect(data(entry(14_200, 5)).map((m) => m.values)).toEqual([{ 'm:1': 4 }, { P: 4 }]);
     expect(state.bucketEnd).toBe(15_000);
+  });
+
+  it('a quality mark keeps the last value in the snapshot (with its quality when published, skipped when not)', () => {
+    for (const quality of [true, false]) {
+      const state = new LinkState();
+      const opts = { ...base, quality, channels: new Set(['c1']) };
+      absorbSamples([sample(5)], opts, state);
+      absorbSamples([sample(null, 'comm-failure', 1_100)], opts, state);
+      const snap = snapshotMessages(state, 2_000, quality);
+      expect(snap.map((m) => [m.of, m.values, m.quality])).toEqual(
+        quality
+          ? [
+              ['channel', { 'm:1': 5 }, { 'm:1': 'comm-failure' }],
+              ['model', { P: 5 }, { P: 'comm-failure' }],
+            ]
+          : [
+              ['channel', { 'm:1': 5 }, undefined],
+              ['model', { P: 5 }, undefined],
+            ],
+      );
+    }
   });
 
   it('law: every closed interval carries the last value whose time fell in it', () => {
