@@ -121,8 +121,14 @@ export class KeepFilter {
     return out;
   }
 
-  /** The state kept in Redis (takeDirty's output), after a restart. */
+  /**
+   * The state kept in Redis (takeDirty's output, written when a batch is acknowledged), after a
+   * restart or a reconnect: what the memory held beyond it came from batches not acknowledged,
+   * whose entries are read again, so it is dropped first.
+   */
   restore(entries: Readonly<Record<string, string>>): void {
+    this.states.clear();
+    this.dirty.clear();
     for (const [key, json] of Object.entries(entries)) {
       if (!this.policies.has(key)) continue;
       try {

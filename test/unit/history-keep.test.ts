@@ -94,6 +94,23 @@ describe('history: what is kept of a series', () => {
     expect(run(keep, [at(1_300)], 2_000, b).written).toEqual([[2_000, 1_300]]);
   });
 
+  it('restore drops what the memory held beyond the acknowledged state: batches abandoned are read again and written again', () => {
+    const keep: HistoryKeep = { mode: 'interval', intervalMs: 1_000 };
+    const f = new KeepFilter(new Map([[KEY, keep]]));
+    const settled = {}; // nothing of this series acknowledged yet: Redis holds no state for it
+    // The batches fail: (0, 1000] and (1000, 2000] were written into them, then they were abandoned.
+    expect(run(keep, [at(900), at(1_900)], 2_000, f).written).toEqual([
+      [1_000, 900],
+      [2_000, 1_900],
+    ]);
+    f.restore(settled);
+    // Their entries are read again: both intervals are written again, not skipped as written already.
+    expect(run(keep, [at(900), at(1_900)], 2_000, f).written).toEqual([
+      [1_000, 900],
+      [2_000, 1_900],
+    ]);
+  });
+
   it('law: interval writes, for every interval with a sample, exactly the last of them; nothing else', () => {
     fc.assert(
       fc.property(fc.integer({ min: 100, max: 5_000 }), fc.array(fc.integer({ min: 1, max: 3_000 }), { maxLength: 60 }), (intervalMs, steps) => {
