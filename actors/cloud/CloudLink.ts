@@ -220,7 +220,17 @@ export class CloudLink {
    * dropped (a stale reference would hold back a value the cloud never had).
    */
   private async loadState(): Promise<void> {
-    if (this.outstanding) await withTimeout(SETTLE_WAIT_MS, 'the last acknowledgement', this.outstanding).catch(() => undefined);
+    if (this.outstanding) {
+      // A failed acknowledgement is settled too (its entries stay pending); one still running after the
+      // wait would write references newer than those loaded here: the connect is tried again later.
+      const settled = this.outstanding.then(
+        () => undefined,
+        () => undefined,
+      );
+      await withTimeout(SETTLE_WAIT_MS, "the last batch's acknowledgement did not settle", settled).catch((e: unknown) => {
+        throw new CloudOutageError(errorMessage(e));
+      });
+    }
     this.outstanding = undefined;
     const key = KEYS.cloudLast(this.cfg.id);
     try {
