@@ -127,7 +127,9 @@ models:
       const g = await backlog();
       return g !== undefined && g.lag + g.pending <= 5 && dataSeqs(w.got).length > 100;
     }, 15_000);
+    const stopStarted = Date.now();
     await t.running.stop();
+    const stopMs = Date.now() - stopStarted;
     t.running = undefined;
     const lastSeq = Number(await t.raw.get('cloud:main:seq'));
     // Seqs given to entries the stop left pending (recorded before their publish) are theirs at the next start.
@@ -139,12 +141,14 @@ models:
     // A poll between the link's stop and the channel's stays in the outbox for the next incarnation.
     const left = await backlog();
     const kept = left!.lag + left!.pending;
-    console.log(`bound: produced ${produced}, delivered ${unique}, dropped ${dropped}, kept for the next start ${kept}`);
+    console.log(`bound: produced ${produced}, delivered ${unique}, dropped ${dropped}, kept for the next start ${kept} (the stop took ${stopMs} ms)`);
     expect(unique).toBe(lastSeq - held);
     expect(held).toBeLessThanOrEqual(kept);
     expect(dropped).toBeGreaterThan(0);
-    // One message per entry here (one model, its point changes every poll).
-    expect(kept).toBeLessThanOrEqual(2);
+    // One message per entry here (one model, its point changes every poll). Kept: the entry in flight at the stop, and
+    // the polls (one per 20 ms) between the link's stop (first, the cloud kind is started last) and the channel's: a
+    // bound in polls would depend on how long the stop takes on a loaded machine (3 were kept in 3 runs of 5).
+    expect(kept).toBeLessThanOrEqual(2 + Math.ceil(stopMs / 20));
     expect(unique + dropped + kept).toBe(produced);
     expect(Number((await t.raw.hget('stats:outbox', 'dropped')) ?? 0)).toBe(0); // the outbox's own bound dropped nothing
   }, 45_000);
