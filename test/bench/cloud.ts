@@ -52,7 +52,7 @@ function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> 
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\nmodels:\n${models.join('\n')}\n`,
     'points.csv': `${header + rows.join('\n')}\n`,
-    'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000, batchEntries: 1000, inflight: 500, reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
+    'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000, batchEntries: 1000, inflight: 1000, reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
   };
 }
 
@@ -242,5 +242,5 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
 
 export function cloudWorkload(w: CloudWorkload): string {
   const rate = (w.channels * 1000) / w.pollMs;
-  return `${w.channels} virtual channels × ${w.points} points @ ${w.pollMs} ms (${f(rate)} messages/s, ${f(rate * w.points)} points/s offered), QoS 1, mosquitto without persistence, one QoS 1 subscriber; the link's inflight 500, batchEntries 1000, drainRatePerS unbounded`;
+  return `${w.channels} virtual channels × ${w.points} points @ ${w.pollMs} ms (${f(rate)} messages/s, ${f(rate * w.points)} points/s offered), QoS 1, mosquitto without persistence, one QoS 1 subscriber; the link's inflight 1000, batchEntries 1000, drainRatePerS unbounded`;
 }
