@@ -177,7 +177,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
             if (!current) leader = { id: l.def.id, at: event.now };
           }
           try {
-            const version = await deps.redis.alarms.commitEvaluated({
+            const version = await deps.redis.alarms.commit({
               id: l.def.id,
               expectedVersion: l.stored.version,
               event: event.type,

@@ -61,7 +61,6 @@ export class VoltageRedis {
   }
 
   async close(): Promise<void> {
-    await this.alarms.close();
     await closeRedis(this.core.client);
   }
 }
