@@ -14,7 +14,7 @@ const AUDIT_MAXLEN = '100000';
 /** Commands this process accepted are remembered, the newest this many, to tell a lost one from one that never was. */
 const ACCEPTED_MAX = 10_000;
 
-interface Accepted {
+export interface Accepted {
   readonly model: string;
   readonly name: string;
   readonly value: number;
@@ -45,9 +45,14 @@ export class CommandsRedis {
     } catch (e) {
       throw (await this.unknownModel(model, e)) ?? e;
     }
-    this.accepted.set(id, { model, name, value, source, createdAt, deadline: createdAt + timeoutMs });
-    if (this.accepted.size > ACCEPTED_MAX) this.accepted.delete(this.accepted.keys().next().value!);
+    this.remember(id, { model, name, value, source, createdAt, deadline: createdAt + timeoutMs });
     return id;
+  }
+
+  /** A command accepted by m2c (here, or inside another Function: rule_commit), so that one gone from Redis reads `lost`. */
+  remember(id: string, a: Accepted): void {
+    this.accepted.set(id, a);
+    if (this.accepted.size > ACCEPTED_MAX) this.accepted.delete(this.accepted.keys().next().value!);
   }
 
   /** A control refused for a model the loaded site does not have says so ("no model X"), not "model X has no control Y". */

@@ -73,6 +73,10 @@ export interface FunctionInputs {
     readonly counter: string;
     /** A sequence rule's progress (JSON; '' removes it); undefined leaves it as stored. */
     readonly sequence?: string;
+    /** Control commands sent by m2c in the same call, once the step is written (source `rule:{id}`). */
+    readonly commands: readonly { readonly model: string; readonly name: string; readonly value: number }[];
+    readonly source: string;
+    readonly timeoutMs: number;
   };
   rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
   rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
@@ -92,7 +96,8 @@ export interface FunctionOutputs {
   alarm_init: [created: 0 | 1, state: string, version: number, context: string];
   alarm_commit: number;
   rule_init: [created: 0 | 1, state: string, version: number, context: string, sequence: string];
-  rule_commit: [version: number, entryId: string];
+  /** Then per command: its id and '', or '' and m2c's refusal. */
+  rule_commit: [version: number, entryId: string, ...commands: string[]];
   rule_record: string;
   rule_notify: string;
 }
@@ -175,10 +180,12 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     ],
   }),
   rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
-  rule_commit: (i) => ({
-    keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
-    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, ...(i.sequence === undefined ? [] : [i.sequence])],
-  }),
+  rule_commit: (i) => {
+    const args: FcallArg[] = [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, i.sequence ?? '-', i.source, i.timeoutMs];
+    args.push(i.commands.length);
+    for (const c of i.commands) args.push(c.model, c.name, formatValue(c.value));
+    return { keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq], args };
+  },
   rule_record: (i) => ({
     keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
     args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],

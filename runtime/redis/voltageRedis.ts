@@ -46,7 +46,7 @@ export class VoltageRedis {
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
     this.alarms = new AlarmsRedis(this.core, limits);
-    this.rules = new RulesRedis(this.core, limits);
+    this.rules = new RulesRedis(this.core, limits, this.commands);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 
