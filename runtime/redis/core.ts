@@ -111,7 +111,7 @@ interface Wire {
 
 /** The keys every c2m call holds before the channel's own. */
 const C2M_SHARED_KEYS = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig] as const;
-/** A channel's 12 value hashes (value, timestamp, quality per point type) and c2m's 17 keys, made once per channel (the hot path). */
+/** A channel's 12 value hashes (value, timestamp, quality per point type) and c2m's 18 keys (the mapping's generation last), made once per channel (the hot path). */
 const c2mKeys = new Map<string, { readonly hashes: readonly string[]; readonly all: readonly string[] }>();
 function channelKeys(channel: string): { readonly hashes: readonly string[]; readonly all: readonly string[] } {
   let keys = c2mKeys.get(channel);
@@ -121,7 +121,7 @@ function channelKeys(channel: string): { readonly hashes: readonly string[]; rea
       const base = KEYS.channel(channel, t);
       hashes.push(base, KEYS.timestamps(base), KEYS.qualities(base));
     }
-    keys = { hashes, all: [...C2M_SHARED_KEYS, ...hashes] };
+    keys = { hashes, all: [...C2M_SHARED_KEYS, ...hashes, KEYS.mappingC2mGeneration] };
     c2mKeys.set(channel, keys);
   }
   return keys;
@@ -137,6 +137,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
       keys.push(...channelKeys(b.channel).hashes);
       args.push(b.channel, b.ts, b.points);
     }
+    keys.push(KEYS.mappingC2mGeneration);
     return { keys, args };
   },
   model_set: (i) => {
@@ -152,7 +153,16 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   },
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({
-    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, KEYS.mappingC2mChannels],
+    keys: [
+      KEYS.mappingC2m,
+      KEYS.mappingM2c,
+      KEYS.siteConfig,
+      KEYS.actors,
+      KEYS.mappingC2mNext,
+      KEYS.mappingM2cNext,
+      KEYS.mappingC2mChannels,
+      KEYS.mappingC2mGeneration,
+    ],
     args: [i.json, i.mappingCount, i.controlCount],
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
