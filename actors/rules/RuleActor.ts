@@ -42,7 +42,6 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
-import { RuleConnection } from './ruleConnection.js';
 import {
   evaluateRule,
   eventOf,
@@ -65,8 +64,6 @@ export interface RuleActorDeps {
   readonly arbiter: Arbiter;
   /** How long a command may take before it ends as timeout (m2c). */
   readonly commandTimeoutMs?: number;
-  /** The rule actors' own connection (their commits and commands); without one, `redis`. */
-  readonly connection?: RuleConnection;
 }
 
 export const ruleActorId = (id: string): string => `rule/${id}`;
@@ -141,449 +138,432 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
     restart: 'permanent',
     type: 'worker',
     async start(): Promise<RunningChild> {
-      const redis = deps.connection?.acquire() ?? deps.redis;
-      let released = false;
-      // Once, whether the actor stops or fails (dispose may run for both).
-      const release = async () => {
-        if (released) return;
-        released = true;
-        await deps.connection?.release();
+      const log = deps.log.child({ actor: id });
+      const inputs = new RuleInputs(def);
+      const models = new Set(def.models);
+      const needed = new Set([...def.inputs, ...def.onChange]);
+      let stopped = false;
+      let listener: ((r: ExitReason) => void) | undefined;
+      let exited: ExitReason | undefined;
+      const timers = new Set<NodeJS.Timeout>();
+      const unsubscribe: Array<() => Promise<void>> = [];
+      const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
+
+      for (const a of def.alarms) {
+        const init = initialAlarm({ severity: a.severity });
+        await deps.redis.alarms.init({
+          id: a.id,
+          ts: Date.now(),
+          severity: a.severity,
+          context: init.context,
+          definition: JSON.stringify({ id: a.id, rule: a.rule, severity: a.severity, message: a.message, source: 'rule' }),
+        });
+      }
+
+      let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+      // A sequence under way resumes from what was committed, unless its window passed while the rule was not running.
+      const sequence =
+        def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs, parseSequenceProgress(stored.sequence)) : undefined;
+      sequence?.expire(Date.now());
+      /** The progress last handed to the queue for committing ('' none under way). */
+      let queuedSequence = sequence ? sequenceText(sequence.snapshot()) : '';
+      if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
+      // Only what was committed is reported: an evaluation that changed nothing has nothing new to say.
+      let reported = -1;
+      const report = (event: string) => {
+        if (stored.version === reported) return;
+        reported = stored.version;
+        deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
       };
-      try {
-        return await run(redis, release);
-      } catch (err) {
-        await release();
-        throw err;
-      }
-    },
-  };
-
-  async function run(redis: VoltageRedis, release: () => Promise<void>): Promise<RunningChild> {
-    const log = deps.log.child({ actor: id });
-    const inputs = new RuleInputs(def);
-    const models = new Set(def.models);
-    const needed = new Set([...def.inputs, ...def.onChange]);
-    let stopped = false;
-    let listener: ((r: ExitReason) => void) | undefined;
-    let exited: ExitReason | undefined;
-    const timers = new Set<NodeJS.Timeout>();
-    const unsubscribe: Array<() => Promise<void>> = [];
-    const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
-
-    for (const a of def.alarms) {
-      const init = initialAlarm({ severity: a.severity });
-      await redis.alarms.init({
-        id: a.id,
-        ts: Date.now(),
-        severity: a.severity,
-        context: init.context,
-        definition: JSON.stringify({ id: a.id, rule: a.rule, severity: a.severity, message: a.message, source: 'rule' }),
-      });
-    }
-
-    let stored: StoredRule = await redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
-    // A sequence under way resumes from what was committed, unless its window passed while the rule was not running.
-    const sequence =
-      def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs, parseSequenceProgress(stored.sequence)) : undefined;
-    sequence?.expire(Date.now());
-    /** The progress last handed to the queue for committing ('' none under way). */
-    let queuedSequence = sequence ? sequenceText(sequence.snapshot()) : '';
-    if (!def.enabled && stored.version === 1 && stored.state === 'idle') await commit({ type: 'DISABLE', now: Date.now() }, 'config', undefined);
-    // Only what was committed is reported: an evaluation that changed nothing has nothing new to say.
-    let reported = -1;
-    const report = (event: string) => {
-      if (stored.version === reported) return;
-      reported = stored.version;
-      deps.registry.snapshot(id, stored.state, () => ({ version: stored.version, fires: stored.context.fires, blocked: stored.context.blocked }), event);
-    };
-    const claimControls = () => {
-      for (const c of controls) {
-        if (stored.state === 'active') deps.arbiter.claim(c, { rule: def.id, priority: def.priority });
-        else deps.arbiter.release(c, def.id);
-      }
-    };
-    claimControls();
-    report('init');
-
-    const fail = (error: unknown) => {
-      if (exited || stopped) return;
-      exited = { kind: 'error', error };
-      void dispose().then(() => listener?.(exited!));
-    };
-
-    // One evaluation at a time.
-    let queue: Promise<void> = Promise.resolve();
-    /** Evaluations queued and not finished: while any is, `stored` may be about to change. */
-    let queued = 0;
-    const done = () => {
-      queued--;
-    };
-    const evaluate = (trigger: string, progress?: string) => {
-      // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
-      // (A deadline always goes through step(), which arms the next one.)
-      if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(Date.now())) return;
-      queued++;
-      queue = queue
-        .then(() => step(trigger, progress))
-        .catch(fail)
-        .finally(done);
-    };
-    const fireEvent = (trigger: string, e?: Evaluation, now?: number, progress?: string) => {
-      queued++;
-      queue = queue
-        .then(() => pulse(trigger, e, now, progress))
-        .catch(fail)
-        .finally(done);
-    };
-
-    /**
-     * The control actions of an execution about to be committed, decided by the arbiter now: those it lets
-     * through go to rule_commit with the step; the others are answered here (overridden, rate-limited, skipped).
-     */
-    function arbitrate(branch: 'then' | 'else', planned: readonly PlannedAction[], now: number): Sending {
-      const list = branch === 'then' ? def.then : def.else;
-      const outcomes = new Map<number, ActionOutcome>();
-      const commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }> = [];
-      for (const [i, p] of planned.entries()) {
-        const a = list[i]!;
-        if (a.kind !== 'control' || p.kind !== 'control') continue;
-        if (p.value === null) {
-          outcomes.set(i, { ...p, outcome: 'skipped', message: 'the value is not a number' });
-          continue;
+      const claimControls = () => {
+        for (const c of controls) {
+          if (stored.state === 'active') deps.arbiter.claim(c, { rule: def.id, priority: def.priority });
+          else deps.arbiter.release(c, def.id);
         }
-        const control = `${a.model}.${a.name}`;
-        const before = deps.arbiter.lastSentAt(control);
-        const verdict = deps.arbiter.decide(control, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
-        if (verdict.send) commands.push({ index: i, control, before, model: a.model, name: a.name, value: p.value });
-        else outcomes.set(i, { ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
-      }
-      return { outcomes, commands };
-    }
+      };
+      claimControls();
+      report('init');
 
-    /**
-     * Commits one step of the machine, with the sequence's progress when given; a step that changes
-     * nothing is not committed, unless the progress differs from what is stored (then the state stays).
-     * `send`: whether the execution the step starts (if any) is acted on; its control commands are then
-     * sent by the same rule_commit, so that they are accepted with the step (one round trip).
-     */
-    async function commit(
-      event: RuleEvent,
-      trigger: string,
-      e: Evaluation | undefined,
-      journal = true,
-      progress?: string,
-      send?: (effect: 'then' | 'else') => boolean,
-    ): Promise<Committed | undefined> {
-      for (let attempt = 0; attempt < 2; attempt++) {
-        let to = stepRule(stored, event);
-        if (!to) {
-          if (progress === undefined || progress === stored.sequence) return undefined;
-          to = { state: stored.state, context: { ...stored.context, effect: null } };
-        }
-        const effect = to.context.effect;
-        const planned = effect && e ? planActions(effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
-        const execution =
-          effect && journal ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: effect, actions: planned ?? [] } : undefined;
-        const counter = effect === 'then' ? 'fires' : effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
-        const sending = effect && planned && execution && send?.(effect) ? arbitrate(effect, planned, event.now) : undefined;
-        try {
-          const r = await redis.rules.commit({
-            id: def.id,
-            expectedVersion: stored.version,
-            to,
-            ts: event.now,
-            who: trigger === 'config' ? 'config' : who,
-            execution,
-            counter,
-            ...(progress === undefined ? {} : { sequence: progress }),
-            ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
-          });
-          stored = { ...to, version: r.version, sequence: progress ?? stored.sequence };
-          const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
-          for (const [k, c] of (sending?.commands ?? []).entries()) {
-            const p = planned![c.index]!;
-            const sent = r.commands[k];
-            controls.set(
-              c.index,
-              sent && 'commandId' in sent
-                ? { ...p, outcome: 'sent', commandId: sent.commandId }
-                : { ...p, outcome: 'rejected', message: sent?.refused ?? 'not sent' },
-            );
+      const fail = (error: unknown) => {
+        if (exited || stopped) return;
+        exited = { kind: 'error', error };
+        void dispose().then(() => listener?.(exited!));
+      };
+
+      // One evaluation at a time.
+      let queue: Promise<void> = Promise.resolve();
+      /** Evaluations queued and not finished: while any is, `stored` may be about to change. */
+      let queued = 0;
+      const done = () => {
+        queued--;
+      };
+      const evaluate = (trigger: string, progress?: string) => {
+        // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
+        // (A deadline always goes through step(), which arms the next one.)
+        if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(Date.now())) return;
+        queued++;
+        queue = queue
+          .then(() => step(trigger, progress))
+          .catch(fail)
+          .finally(done);
+      };
+      const fireEvent = (trigger: string, e?: Evaluation, now?: number, progress?: string) => {
+        queued++;
+        queue = queue
+          .then(() => pulse(trigger, e, now, progress))
+          .catch(fail)
+          .finally(done);
+      };
+
+      /**
+       * The control actions of an execution about to be committed, decided by the arbiter now: those it lets
+       * through go to rule_commit with the step; the others are answered here (overridden, rate-limited, skipped).
+       */
+      function arbitrate(branch: 'then' | 'else', planned: readonly PlannedAction[], now: number): Sending {
+        const list = branch === 'then' ? def.then : def.else;
+        const outcomes = new Map<number, ActionOutcome>();
+        const commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }> = [];
+        for (const [i, p] of planned.entries()) {
+          const a = list[i]!;
+          if (a.kind !== 'control' || p.kind !== 'control') continue;
+          if (p.value === null) {
+            outcomes.set(i, { ...p, outcome: 'skipped', message: 'the value is not a number' });
+            continue;
           }
-          return { to, entryId: r.entryId, planned: planned ?? [], controls, sent: sending !== undefined };
-        } catch (err) {
-          // Nothing was sent: the rate limit is given back (in reverse, for a control named twice).
-          for (const c of (sending?.commands ?? []).reverse()) deps.arbiter.withdraw(c.control, c.before);
-          if (!(err instanceof RuleConflictError)) throw err;
-          // Someone committed first (an operator's enable or disable): take what is stored and try again.
-          stored = await redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+          const control = `${a.model}.${a.name}`;
+          const before = deps.arbiter.lastSentAt(control);
+          const verdict = deps.arbiter.decide(control, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
+          if (verdict.send) commands.push({ index: i, control, before, model: a.model, name: a.name, value: p.value });
+          else outcomes.set(i, { ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
         }
+        return { outcomes, commands };
       }
-      return undefined;
-    }
 
-    const evaluation = (now: number): Evaluation => evaluateRule(def, (ref) => inputs.get(ref), inputs.windowScope(now));
+      /**
+       * Commits one step of the machine, with the sequence's progress when given; a step that changes
+       * nothing is not committed, unless the progress differs from what is stored (then the state stays).
+       * `send`: whether the execution the step starts (if any) is acted on; its control commands are then
+       * sent by the same rule_commit, so that they are accepted with the step (one round trip).
+       */
+      async function commit(
+        event: RuleEvent,
+        trigger: string,
+        e: Evaluation | undefined,
+        journal = true,
+        progress?: string,
+        send?: (effect: 'then' | 'else') => boolean,
+      ): Promise<Committed | undefined> {
+        for (let attempt = 0; attempt < 2; attempt++) {
+          let to = stepRule(stored, event);
+          if (!to) {
+            if (progress === undefined || progress === stored.sequence) return undefined;
+            to = { state: stored.state, context: { ...stored.context, effect: null } };
+          }
+          const effect = to.context.effect;
+          const planned = effect && e ? planActions(effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
+          const execution =
+            effect && journal ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: effect, actions: planned ?? [] } : undefined;
+          const counter = effect === 'then' ? 'fires' : effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
+          const sending = effect && planned && execution && send?.(effect) ? arbitrate(effect, planned, event.now) : undefined;
+          try {
+            const r = await deps.redis.rules.commit({
+              id: def.id,
+              expectedVersion: stored.version,
+              to,
+              ts: event.now,
+              who: trigger === 'config' ? 'config' : who,
+              execution,
+              counter,
+              ...(progress === undefined ? {} : { sequence: progress }),
+              ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
+            });
+            stored = { ...to, version: r.version, sequence: progress ?? stored.sequence };
+            const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
+            for (const [k, c] of (sending?.commands ?? []).entries()) {
+              const p = planned![c.index]!;
+              const sent = r.commands[k];
+              controls.set(
+                c.index,
+                sent && 'commandId' in sent
+                  ? { ...p, outcome: 'sent', commandId: sent.commandId }
+                  : { ...p, outcome: 'rejected', message: sent?.refused ?? 'not sent' },
+              );
+            }
+            return { to, entryId: r.entryId, planned: planned ?? [], controls, sent: sending !== undefined };
+          } catch (err) {
+            // Nothing was sent: the rate limit is given back (in reverse, for a control named twice).
+            for (const c of (sending?.commands ?? []).reverse()) deps.arbiter.withdraw(c.control, c.before);
+            if (!(err instanceof RuleConflictError)) throw err;
+            // Someone committed first (an operator's enable or disable): take what is stored and try again.
+            stored = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+          }
+        }
+        return undefined;
+      }
 
-    /**
-     * Whether an evaluation of a value rule now would commit nothing (the condition as already seen,
-     * no deadline due): then step() would only evaluate, so it need not be queued. Event rules always queue.
-     */
-    function quietNow(now: number): boolean {
-      if (def.event !== null) return false;
-      const e = evaluation(now);
-      if (stepRule(stored, eventOf(e, now))) return false;
-      return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
-    }
+      const evaluation = (now: number): Evaluation => evaluateRule(def, (ref) => inputs.get(ref), inputs.windowScope(now));
 
-    async function step(trigger: string, progress?: string): Promise<void> {
-      if (stopped) return;
-      const now = Date.now();
-      const e = evaluation(now);
-      if (def.event !== null) {
-        // An event rule: a blocked sequence records why; the deadlines (a cooldown ending) are TICKs.
-        if (sequence && e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
-        await commit({ type: 'TICK', now }, trigger, e, true, progress);
+      /**
+       * Whether an evaluation of a value rule now would commit nothing (the condition as already seen,
+       * no deadline due): then step() would only evaluate, so it need not be queued. Event rules always queue.
+       */
+      function quietNow(now: number): boolean {
+        if (def.event !== null) return false;
+        const e = evaluation(now);
+        if (stepRule(stored, eventOf(e, now))) return false;
+        return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
+      }
+
+      async function step(trigger: string, progress?: string): Promise<void> {
+        if (stopped) return;
+        const now = Date.now();
+        const e = evaluation(now);
+        if (def.event !== null) {
+          // An event rule: a blocked sequence records why; the deadlines (a cooldown ending) are TICKs.
+          if (sequence && e.blocked !== null) await commit({ type: 'BLOCK', reason: e.blocked, now }, trigger, e);
+          await commit({ type: 'TICK', now }, trigger, e, true, progress);
+          report(trigger);
+          schedule();
+          return;
+        }
+        let done = await commit(eventOf(e, now), trigger, e, true, undefined, ACT_ALWAYS);
+        // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
+        if (!done?.to.context.effect && TICKING.has(stored.state))
+          done = (await commit({ type: 'TICK', now }, trigger, e, true, undefined, ACT_ALWAYS)) ?? done;
+        claimControls();
         report(trigger);
         schedule();
-        return;
+        if (done?.sent) await act(done, now);
       }
-      let done = await commit(eventOf(e, now), trigger, e, true, undefined, ACT_ALWAYS);
-      // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
-      if (!done?.to.context.effect && TICKING.has(stored.state)) done = (await commit({ type: 'TICK', now }, trigger, e, true, undefined, ACT_ALWAYS)) ?? done;
-      claimControls();
-      report(trigger);
-      schedule();
-      if (done?.sent) await act(done, now);
-    }
 
-    /** An event: `when` now, fired as a pulse (true then false at once); the release is not journaled. */
-    async function pulse(trigger: string, given?: Evaluation, at?: number, progress?: string): Promise<void> {
-      if (stopped) return;
-      const now = at ?? Date.now();
-      const e = given ?? evaluation(now);
-      // A completed sequence's progress (none under way) is committed with the fire: a restart cannot fire it twice.
-      const done = await commit(eventOf(e, now), trigger, e, true, progress, ACT_ON_FIRE);
-      if (e.blocked === null) await commit({ type: 'CONDITION', value: false, now }, trigger, e, false);
-      await commit({ type: 'TICK', now }, trigger, e);
-      claimControls();
-      report(trigger);
-      schedule();
-      if (done?.sent) await act(done, now);
-    }
-
-    /** Raises or clears a rule alarm: one alarm_commit from what is stored (compare-and-set; once more on a conflict). */
-    async function ruleAlarm(id: string, raise: boolean, now: number): Promise<'raised' | 'cleared' | 'unchanged'> {
-      for (let attempt = 0; ; attempt++) {
-        const a = await redis.alarms.get(id);
-        if (!a) throw new Error(`rule alarm '${id}' is not initialised`);
-        const from = { state: a.state, context: a.context };
-        const event = { type: raise ? ('CONDITION_ON' as const) : ('CONDITION_OFF' as const), now };
-        const next = stepAlarm(from, event);
-        if (!next) return 'unchanged';
-        try {
-          await redis.alarms.commit({
-            id,
-            expectedVersion: a.version,
-            event: event.type,
-            to: next.state,
-            severity: next.context.severity,
-            context: next.context,
-            who,
-            why: `${stepReason(from, next, event)} by rule ${def.id}`,
-            value: null,
-            ts: now,
-            group: a.group,
-            chattering: a.chattering,
-          });
-          return raise ? 'raised' : 'cleared';
-        } catch (err) {
-          if (!(err instanceof AlarmRefusedError) || err.refusal !== 'VERSION_CONFLICT' || attempt > 0) throw err;
-        }
+      /** An event: `when` now, fired as a pulse (true then false at once); the release is not journaled. */
+      async function pulse(trigger: string, given?: Evaluation, at?: number, progress?: string): Promise<void> {
+        if (stopped) return;
+        const now = at ?? Date.now();
+        const e = given ?? evaluation(now);
+        // A completed sequence's progress (none under way) is committed with the fire: a restart cannot fire it twice.
+        const done = await commit(eventOf(e, now), trigger, e, true, progress, ACT_ON_FIRE);
+        if (e.blocked === null) await commit({ type: 'CONDITION', value: false, now }, trigger, e, false);
+        await commit({ type: 'TICK', now }, trigger, e);
+        claimControls();
+        report(trigger);
+        schedule();
+        if (done?.sent) await act(done, now);
       }
-    }
 
-    /** Runs an execution's actions in order; its control commands went with the step (their outcomes are in `done`). */
-    async function act(done: Committed, now: number): Promise<void> {
-      const { entryId, planned } = done;
-      const branch = done.to.context.effect === 'else' ? 'else' : 'then';
-      const outcomes: ActionOutcome[] = [];
-      const list = branch === 'then' ? def.then : def.else;
-      for (const [i, p] of planned.entries()) {
-        if (p.kind === 'alarm') {
+      /** Raises or clears a rule alarm: one alarm_commit from what is stored (compare-and-set; once more on a conflict). */
+      async function ruleAlarm(id: string, raise: boolean, now: number): Promise<'raised' | 'cleared' | 'unchanged'> {
+        for (let attempt = 0; ; attempt++) {
+          const a = await deps.redis.alarms.get(id);
+          if (!a) throw new Error(`rule alarm '${id}' is not initialised`);
+          const from = { state: a.state, context: a.context };
+          const event = { type: raise ? ('CONDITION_ON' as const) : ('CONDITION_OFF' as const), now };
+          const next = stepAlarm(from, event);
+          if (!next) return 'unchanged';
           try {
-            outcomes.push({ ...p, outcome: await ruleAlarm(p.alarm, p.raise, now) });
+            await deps.redis.alarms.commit({
+              id,
+              expectedVersion: a.version,
+              event: event.type,
+              to: next.state,
+              severity: next.context.severity,
+              context: next.context,
+              who,
+              why: `${stepReason(from, next, event)} by rule ${def.id}`,
+              value: null,
+              ts: now,
+              group: a.group,
+              chattering: a.chattering,
+            });
+            return raise ? 'raised' : 'cleared';
           } catch (err) {
-            outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+            if (!(err instanceof AlarmRefusedError) || err.refusal !== 'VERSION_CONFLICT' || attempt > 0) throw err;
           }
-          continue;
         }
-        if (p.kind === 'notify') {
-          try {
-            const eventId = await redis.rules.notify({ rule: def.id, severity: p.severity, message: p.message, time: now, execution: entryId });
-            outcomes.push({ ...p, outcome: 'notified', eventId });
-          } catch (err) {
-            outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+      }
+
+      /** Runs an execution's actions in order; its control commands went with the step (their outcomes are in `done`). */
+      async function act(done: Committed, now: number): Promise<void> {
+        const { entryId, planned } = done;
+        const branch = done.to.context.effect === 'else' ? 'else' : 'then';
+        const outcomes: ActionOutcome[] = [];
+        const list = branch === 'then' ? def.then : def.else;
+        for (const [i, p] of planned.entries()) {
+          if (p.kind === 'alarm') {
+            try {
+              outcomes.push({ ...p, outcome: await ruleAlarm(p.alarm, p.raise, now) });
+            } catch (err) {
+              outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+            }
+            continue;
           }
-          continue;
+          if (p.kind === 'notify') {
+            try {
+              const eventId = await deps.redis.rules.notify({ rule: def.id, severity: p.severity, message: p.message, time: now, execution: entryId });
+              outcomes.push({ ...p, outcome: 'notified', eventId });
+            } catch (err) {
+              outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
+            }
+            continue;
+          }
+          const a = list[i]!;
+          if (a.kind === 'control') {
+            outcomes.push(done.controls.get(i) ?? { ...p, outcome: 'skipped', message: 'not sent' });
+            continue;
+          }
+          if (a.kind !== 'set') continue;
+          if (p.value === null) {
+            outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' });
+            continue;
+          }
+          await deps.redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
+          outcomes.push({ ...p, outcome: 'set' });
         }
-        const a = list[i]!;
-        if (a.kind === 'control') {
-          outcomes.push(done.controls.get(i) ?? { ...p, outcome: 'skipped', message: 'not sent' });
-          continue;
+        const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
+        // The commands are tracked to their end in the background; the journal gets their results.
+        void (async () => {
+          const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
+          await deps.redis.rules.record(
+            def.id,
+            entryId,
+            { branch, actions: results },
+            { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
+          );
+        })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
+      }
+
+      async function commandEnd(commandId: string): Promise<string> {
+        const until = Date.now() + TERMINAL_WAIT_MS;
+        while (!stopped && Date.now() < until) {
+          const c = await deps.redis.commands.command(commandId);
+          if (c && c.status !== 'pending') return c.status;
+          await new Promise((r) => setTimeout(r, 50));
         }
-        if (a.kind !== 'set') continue;
-        if (p.value === null) {
-          outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' });
-          continue;
+        return 'pending';
+      }
+
+      let deadlineTimer: NodeJS.Timeout | undefined;
+      function schedule(): void {
+        if (deadlineTimer) {
+          clearTimeout(deadlineTimer);
+          timers.delete(deadlineTimer);
         }
-        await redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
-        outcomes.push({ ...p, outcome: 'set' });
+        const at = nextDeadline(stored);
+        if (at === null || stopped) return;
+        deadlineTimer = setTimeout(() => evaluate('deadline'), Math.max(0, at - Date.now()));
+        timers.add(deadlineTimer);
       }
-      const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
-      // The commands are tracked to their end in the background; the journal gets their results.
-      void (async () => {
-        const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
-        await redis.rules.record(
-          def.id,
-          entryId,
-          { branch, actions: results },
-          { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
-        );
-      })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
-    }
 
-    async function commandEnd(commandId: string): Promise<string> {
-      const until = Date.now() + TERMINAL_WAIT_MS;
-      while (!stopped && Date.now() < until) {
-        const c = await redis.commands.command(commandId);
-        if (c && c.status !== 'pending') return c.status;
-        await new Promise((r) => setTimeout(r, 50));
+      const triggers = new Set(def.event?.kind === 'sequence' ? def.inputs : def.onChange);
+      // The rule's inputs per model: an update of 100 values is looked up for the rule's few, not walked whole.
+      const neededOf = new Map<string, Array<{ name: string; ref: string; trigger: boolean }>>();
+      for (const ref of needed) {
+        const dot = ref.indexOf('.');
+        const list = neededOf.get(ref.slice(0, dot)) ?? [];
+        list.push({ name: ref.slice(dot + 1), ref, trigger: triggers.has(ref) });
+        neededOf.set(ref.slice(0, dot), list);
       }
-      return 'pending';
-    }
-
-    let deadlineTimer: NodeJS.Timeout | undefined;
-    function schedule(): void {
-      if (deadlineTimer) {
-        clearTimeout(deadlineTimer);
-        timers.delete(deadlineTimer);
-      }
-      const at = nextDeadline(stored);
-      if (at === null || stopped) return;
-      deadlineTimer = setTimeout(() => evaluate('deadline'), Math.max(0, at - Date.now()));
-      timers.add(deadlineTimer);
-    }
-
-    const triggers = new Set(def.event?.kind === 'sequence' ? def.inputs : def.onChange);
-    // The rule's inputs per model: an update of 100 values is looked up for the rule's few, not walked whole.
-    const neededOf = new Map<string, Array<{ name: string; ref: string; trigger: boolean }>>();
-    for (const ref of needed) {
-      const dot = ref.indexOf('.');
-      const list = neededOf.get(ref.slice(0, dot)) ?? [];
-      list.push({ name: ref.slice(dot + 1), ref, trigger: triggers.has(ref) });
-      neededOf.set(ref.slice(0, dot), list);
-    }
-    const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
-      let triggered = false;
-      for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
-        if (!(name in values) && !(qualities && name in qualities)) continue;
-        const prev = inputs.get(ref);
-        const value = values[name] ?? prev?.value ?? null;
-        const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
-        inputs.set(ref, { value, quality }, t);
-        if (trigger && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
-      }
-      return triggered;
-    };
-
-    for (const model of models) {
-      unsubscribe.push(
-        await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
-          const u = parseUpdate(model, message);
-          if (!u) return;
-          if (!apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) return;
-          if (!sequence) return evaluate('change');
-          // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
-          const now = Date.now();
-          const e = evaluation(now);
-          const completed = sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now);
-          const progress = sequenceText(sequence.snapshot());
-          const changed = progress !== queuedSequence;
-          queuedSequence = progress;
-          if (completed) fireEvent('sequence', e, now, progress);
-          else if (changed || e.blocked !== null) evaluate('change', changed ? progress : undefined);
-        }),
-      );
-    }
-    for (const model of models) {
-      for (const [name, r] of await redis.telemetry.modelValues(model)) {
-        const ref = `${model}.${name}`;
-        if (needed.has(ref) && !inputs.has(ref)) inputs.set(ref, { value: r.value, quality: r.quality ?? 'good' }, Date.now());
-      }
-    }
-    if (def.everyMs !== null) {
-      const every = setInterval(() => evaluate('every'), def.everyMs);
-      timers.add(every);
-    }
-    const ev = def.event;
-    if (ev?.kind === 'cron') {
-      const cron = new Cron(ev.cron, { paused: true, ...(ev.timezone ? { timezone: ev.timezone } : {}) });
-      let cronTimer: NodeJS.Timeout | undefined;
-      const next = () => {
-        if (cronTimer) timers.delete(cronTimer);
-        const at = cron.nextRun();
-        if (!at || stopped) return;
-        // setTimeout takes at most ~24.8 days: a later run is re-armed on the way.
-        const wait = Math.min(at.getTime() - Date.now(), 2 ** 31 - 1);
-        cronTimer = setTimeout(
-          () => {
-            if (Date.now() >= at.getTime() - 5) fireEvent(`cron ${ev.cron}`);
-            next();
-          },
-          Math.max(0, wait),
-        );
-        timers.add(cronTimer);
+      const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
+        let triggered = false;
+        for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
+          if (!(name in values) && !(qualities && name in qualities)) continue;
+          const prev = inputs.get(ref);
+          const value = values[name] ?? prev?.value ?? null;
+          const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
+          inputs.set(ref, { value, quality }, t);
+          if (trigger && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+        }
+        return triggered;
       };
-      next();
-    }
-    if (ev?.kind === 'alarm') {
-      const matches = alarmGlob(ev.glob);
-      const own = new Set(def.alarms.map((a) => a.id));
-      unsubscribe.push(
-        await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
-          let m: { id?: unknown; from?: unknown; to?: unknown };
-          try {
-            m = JSON.parse(message) as typeof m;
-          } catch {
-            return;
-          }
-          if (typeof m.id !== 'string' || own.has(m.id) || !matches(m.id) || m.from === m.to) return;
-          fireEvent(`alarm ${m.id} ${String(m.from)}→${String(m.to)}`);
-        }),
-      );
-    }
-    evaluate('start', sequence ? queuedSequence : undefined);
 
-    async function dispose(): Promise<void> {
-      stopped = true;
-      for (const t of timers) {
-        clearTimeout(t);
-        clearInterval(t);
+      for (const model of models) {
+        unsubscribe.push(
+          await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
+            const u = parseUpdate(model, message);
+            if (!u) return;
+            if (!apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) return;
+            if (!sequence) return evaluate('change');
+            // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
+            const now = Date.now();
+            const e = evaluation(now);
+            const completed = sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now);
+            const progress = sequenceText(sequence.snapshot());
+            const changed = progress !== queuedSequence;
+            queuedSequence = progress;
+            if (completed) fireEvent('sequence', e, now, progress);
+            else if (changed || e.blocked !== null) evaluate('change', changed ? progress : undefined);
+          }),
+        );
       }
-      await Promise.all(unsubscribe.splice(0).map((u) => u()));
-      await settled(queue, { source: 'rule dispose', rule: def.id });
-      await release();
-    }
-    return {
-      async stop() {
-        await dispose();
-      },
-      onExit(l) {
-        listener = l;
-        if (exited) l(exited);
-      },
-    };
-  }
+      for (const model of models) {
+        for (const [name, r] of await deps.redis.telemetry.modelValues(model)) {
+          const ref = `${model}.${name}`;
+          if (needed.has(ref) && !inputs.has(ref)) inputs.set(ref, { value: r.value, quality: r.quality ?? 'good' }, Date.now());
+        }
+      }
+      if (def.everyMs !== null) {
+        const every = setInterval(() => evaluate('every'), def.everyMs);
+        timers.add(every);
+      }
+      const ev = def.event;
+      if (ev?.kind === 'cron') {
+        const cron = new Cron(ev.cron, { paused: true, ...(ev.timezone ? { timezone: ev.timezone } : {}) });
+        let cronTimer: NodeJS.Timeout | undefined;
+        const next = () => {
+          if (cronTimer) timers.delete(cronTimer);
+          const at = cron.nextRun();
+          if (!at || stopped) return;
+          // setTimeout takes at most ~24.8 days: a later run is re-armed on the way.
+          const wait = Math.min(at.getTime() - Date.now(), 2 ** 31 - 1);
+          cronTimer = setTimeout(
+            () => {
+              if (Date.now() >= at.getTime() - 5) fireEvent(`cron ${ev.cron}`);
+              next();
+            },
+            Math.max(0, wait),
+          );
+          timers.add(cronTimer);
+        };
+        next();
+      }
+      if (ev?.kind === 'alarm') {
+        const matches = alarmGlob(ev.glob);
+        const own = new Set(def.alarms.map((a) => a.id));
+        unsubscribe.push(
+          await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
+            let m: { id?: unknown; from?: unknown; to?: unknown };
+            try {
+              m = JSON.parse(message) as typeof m;
+            } catch {
+              return;
+            }
+            if (typeof m.id !== 'string' || own.has(m.id) || !matches(m.id) || m.from === m.to) return;
+            fireEvent(`alarm ${m.id} ${String(m.from)}→${String(m.to)}`);
+          }),
+        );
+      }
+      evaluate('start', sequence ? queuedSequence : undefined);
+
+      async function dispose(): Promise<void> {
+        stopped = true;
+        for (const t of timers) {
+          clearTimeout(t);
+          clearInterval(t);
+        }
+        await Promise.all(unsubscribe.splice(0).map((u) => u()));
+        await settled(queue, { source: 'rule dispose', rule: def.id });
+      }
+      return {
+        async stop() {
+          await dispose();
+        },
+        onExit(l) {
+          listener = l;
+          if (exited) l(exited);
+        },
+      };
+    },
+  };
 }
 
 /** Rules: one actor per rule, under their own supervisor (absent from the tree when the site has none). */
@@ -594,7 +574,6 @@ export const ruleKind: ActorKind = {
   optional: true,
   children: (site, deps) => {
     const arbiter = new Arbiter();
-    const connection = RuleConnection.of(deps.redisUrl, site.runtime.redis, deps.log);
-    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, connection, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
+    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
   },
 };
