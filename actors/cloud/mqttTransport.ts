@@ -61,7 +61,12 @@ export class MqttTransport implements UplinkTransport {
     this.window = new InflightWindow(this.cfg.inflight);
     try {
       await new Promise<void>((resolve, reject) => {
-        client.once('connect', () => resolve());
+        client.once('connect', (connack) => {
+          // MQTT 5: the broker's Receive Maximum bounds the QoS 1 publishes awaiting PUBACK (§3.3.4), below `inflight` if lower.
+          const receiveMaximum = connack.properties?.receiveMaximum;
+          if (receiveMaximum !== undefined && receiveMaximum < this.cfg.inflight) this.window = new InflightWindow(receiveMaximum);
+          resolve();
+        });
         client.once('error', (e) => reject(e));
         client.once('close', () => reject(new Error('the connection closed before the broker accepted it')));
       });

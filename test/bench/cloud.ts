@@ -56,6 +56,23 @@ function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> 
   };
 }
 
+/**
+ * Copies `from` to `to`, the chunks read in one turn of the event loop written at once: mosquitto writes a
+ * PUBACK per message, and a write per chunk made the relay cost more than the subscriber.
+ */
+function forward(from: Socket, to: Socket): void {
+  let chunks: Buffer[] = [];
+  from.on('data', (chunk: Buffer) => {
+    if (chunks.length === 0)
+      setImmediate(() => {
+        const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        chunks = [];
+        if (!to.destroyed) to.write(out);
+      });
+    chunks.push(chunk);
+  });
+}
+
 /** A TCP relay to the broker that can be cut (every connection closed, new ones refused) and restored on the same port. */
 async function relay(targetPort: number): Promise<{ url: string; cut(): Promise<void>; restore(): Promise<void>; close(): Promise<void> }> {
   const port = await freePort();
@@ -76,7 +93,8 @@ async function relay(targetPort: number): Promise<{ url: string; cut(): Promise<
             up.destroy();
           });
         }
-        down.pipe(up).pipe(down);
+        forward(down, up);
+        forward(up, down);
       });
       server.listen(port, '127.0.0.1', () => resolve());
     });
@@ -98,7 +116,8 @@ interface Window {
   first: number;
 }
 
-export async function cloudRows(w: CloudWorkload): Promise<string[]> {
+/** `root` runs another checkout's bin (BENCH_BASELINE=/path/to/old/checkout, built), `label` names it in the rows. */
+export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promise<string[]> {
   const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000 });
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
@@ -137,13 +156,14 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
     ? [process.execPath, ['--max-old-space-size=168', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
     : ['./runtime/bin/voltage.js', ['start', '--config', dir]];
   const runtime = spawn(cmd, args, {
+    cwd: root,
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!), ownCpuSample(process.pid)] as const;
   const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], rss: number, tail: string) => {
     wd.lat.sort((x, y) => x - y);
-    return `| ${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
+    return `| ${label}${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
   };
   const lag = async () => {
     const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];

@@ -4,13 +4,18 @@
  * in order, byte for byte; every callback is called once, by mqtt.js's own
  * PUBACK handling, which frees the packet ids (more messages than there are
  * ids go through); a connection ended mid-run fails the callbacks still out.
+ * And an MQTT 5 link keeps within the broker's Receive Maximum.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type MqttClient } from 'mqtt';
 import { batchClient, publishRun, type Publish } from '../../actors/cloud/mqttBatch.js';
 import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { watchBroker } from '../helpers/mqttWatch.js';
-import { eventually } from '../helpers/servers.js';
+import { eventually, quietLog } from '../helpers/servers.js';
+import { mqttLinkSchema } from '../../runtime/config/cloud.js';
+import { MqttTransport } from '../../actors/cloud/mqttTransport.js';
+import type { InflightWindow } from '../../actors/cloud/window.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
 let broker: Mosquitto;
 const cleanups: Array<() => unknown> = [];
@@ -80,5 +85,23 @@ describe('publishRun', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(calls).toBe(2000);
     expect(errors).toBeGreaterThan(0);
+  });
+});
+
+describe('MqttTransport', () => {
+  it("MQTT 5: the window is the broker's Receive Maximum when it is below inflight, and a batch larger than it is delivered whole", async () => {
+    const small = await spawnMosquitto({ persistence: false, maxInflight: 20 });
+    cleanups.push(() => small.stop());
+    const { got } = await watchBroker(cleanups, small.url, 'voltage/rm/#');
+    const cfg = mqttLinkSchema.parse({ id: 'rm', url: small.url, protocolVersion: 5, inflight: 100 });
+    const t = new MqttTransport(cfg, { id: 'rm', dir: '.' }, {} as VoltageRedis, quietLog);
+    cleanups.push(() => t.close());
+    await t.connect();
+    expect((t as unknown as { window: InflightWindow }).window.size).toBe(20);
+    const batch = Array.from({ length: 150 }, (_, i) => ({ kind: 'data' as const, model: `m${i % 3}`, channel: '', payload: `{"seq":${i + 1}}` }));
+    const { acked } = await t.deliver(batch, () => false);
+    await acked;
+    await eventually(() => got.filter((g) => g.topic.includes('/data/')).length === 150, 5_000);
+    expect(got.filter((g) => g.topic.includes('/data/')).map((g) => g.body.seq)).toEqual(batch.map((_, i) => i + 1));
   });
 });
