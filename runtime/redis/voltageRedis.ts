@@ -57,7 +57,8 @@ export class VoltageRedis {
   /** A pub/sub hub on its own connection (a subscribed connection can do nothing else). */
   subscriber(): Subscriptions {
     // Subscriptions wait for the connection (they are made again after a reconnect) even where commands fail fast.
-    return new Subscriptions(this.core.client.duplicate({ connectionName: 'voltage:sub', enableOfflineQueue: true }), this.log);
+    const client = this.core.client;
+    return new Subscriptions(client.duplicate({ connectionName: 'voltage:sub', enableOfflineQueue: true }), this.log, client);
   }
 
   async close(): Promise<void> {
