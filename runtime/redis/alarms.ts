@@ -12,7 +12,8 @@
  */
 import { ALARM_STATES, stepAlarm, stepReason, type AlarmContext, type AlarmEvent, type AlarmState, type Severity } from '../../machines/alarmMachine.js';
 import { RedisFunctionError, VoltageError } from '../errors.js';
-import { redisCall, type FunctionInputs, type RedisCore } from './core.js';
+import { closeRedis } from './connect.js';
+import { RedisCore, redisCall, type FunctionInputs } from './core.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
 import type { OutboxLimits } from './telemetry.js';
@@ -135,6 +136,8 @@ function eventOf(entryId: string, flat: readonly string[]): AlarmEventEntry {
 
 export class AlarmsRedis {
   private readonly outboxMaxBytes: number;
+  /** The connection the alarm actors commit on (commitEvaluated), made at their first commit. */
+  private ownCore: RedisCore | undefined;
 
   constructor(
     private readonly core: RedisCore,
@@ -151,8 +154,37 @@ export class AlarmsRedis {
 
   /** Commits one transition; resolves to the new version, rejects with AlarmRefusedError when refused. */
   async commit(a: AlarmCommitArgs): Promise<number> {
+    return this.commitOn(this.core, a);
+  }
+
+  /**
+   * The same, for the alarm actors' own transitions, on a connection of their own:
+   * on the shared one a commit queues behind the channels' c2m calls (each some ms of
+   * Redis's time at 1,000 points, a backlog of them when Redis falls behind), because
+   * Redis runs what one connection sent before it turns to the next. Made at the
+   * first such commit, waiting for its connection like the runtime's writers do;
+   * operators' actions (the gateway, which fails fast) stay on the shared one.
+   */
+  async commitEvaluated(a: AlarmCommitArgs): Promise<number> {
+    if (!this.ownCore) {
+      const client = this.core.client.duplicate({ connectionName: 'voltage:alarms', enableOfflineQueue: true });
+      // Its failures reach the callers; the shared connection logs an outage.
+      client.on('error', () => undefined);
+      this.ownCore = new RedisCore(client);
+    }
+    return this.commitOn(this.ownCore, a);
+  }
+
+  /** Closes the actors' commit connection, if one was made. */
+  async close(): Promise<void> {
+    const own = this.ownCore;
+    this.ownCore = undefined;
+    if (own) await closeRedis(own.client);
+  }
+
+  private async commitOn(core: RedisCore, a: AlarmCommitArgs): Promise<number> {
     try {
-      return await this.core.fcall('alarm_commit', { ...a, group: a.group ?? '', chattering: a.chattering ?? false, outboxMaxBytes: this.outboxMaxBytes });
+      return await core.fcall('alarm_commit', { ...a, group: a.group ?? '', chattering: a.chattering ?? false, outboxMaxBytes: this.outboxMaxBytes });
     } catch (e) {
       const refusal = e instanceof RedisFunctionError ? parseAlarmRefusal(e.message, e) : undefined;
       throw refusal ?? e;

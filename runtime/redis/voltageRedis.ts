@@ -62,6 +62,7 @@ export class VoltageRedis {
   }
 
   async close(): Promise<void> {
+    await this.alarms.close();
     await closeRedis(this.core.client);
   }
 }
