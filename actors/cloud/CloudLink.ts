@@ -77,6 +77,19 @@ export type CloudSite = LinkSite;
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
+/** What a batch's XACK needs once the cloud acknowledged it. */
+interface BatchAck {
+  /** Every entry of the batch (built and empty). */
+  readonly ids: readonly string[];
+  readonly lastId: string;
+  /** The entries with messages (their seqs in cloud:{link}:inflight). */
+  readonly built: readonly string[];
+  readonly seqs: readonly EntrySeqs[];
+  readonly published: number;
+  readonly resent: number;
+  readonly changes: readonly string[];
+}
+
 /** Stream ids a refuse-new link does not take: after `from`, up to `to` (open while undefined); `added` is the stream's entries-added at `from`. */
 export interface RefusedRange {
   from: string;
@@ -398,35 +411,42 @@ export class CloudLink {
       throw e;
     };
     const { acked } = await this.transport.deliver(out, stopped).catch(refused);
-    const done = acked.then(() => previous, refused).then(() => this.acknowledge(entries, built, empty, seqs, out.length, resent, changes));
-    return { done };
+    // What the acknowledgement needs, and nothing more: the batch's entries and messages are garbage once
+    // handed out, instead of surviving (and being promoted) until the PUBACKs.
+    const ack: BatchAck = {
+      ids: [...built.map((b) => b.id), ...empty],
+      lastId: entries[entries.length - 1]![0],
+      built: built.map((b) => b.id),
+      seqs,
+      published: out.length,
+      resent,
+      changes,
+    };
+    return { done: this.settleBatch(acked, previous, refused, ack) };
+  }
+
+  private async settleBatch(acked: Promise<void>, previous: Promise<void> | undefined, refused: (e: unknown) => Promise<never>, ack: BatchAck): Promise<void> {
+    await acked.catch(refused);
+    await previous;
+    await this.acknowledge(ack);
   }
 
   /** XACKs a delivered batch (and forgets its seqs, and the refused ranges it passed). */
-  private async acknowledge(
-    entries: StreamEntries,
-    built: ReadonlyArray<{ id: string }>,
-    empty: readonly string[],
-    seqs: readonly EntrySeqs[],
-    published: number,
-    resent: number,
-    changes: readonly string[],
-  ): Promise<void> {
-    const ids = [...built.map((b) => b.id), ...empty];
-    const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...ids);
+  private async acknowledge(b: BatchAck): Promise<void> {
+    const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...b.ids);
     // The deadband's references (or the interval's values) move with the entries they came from, atomically.
-    if (changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...changes);
-    if (built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...built.map((b) => b.id));
-    const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, entries[entries.length - 1]![0]) <= 0);
+    if (b.changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...b.changes);
+    if (b.built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...b.built);
+    const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, b.lastId) <= 0);
     if (passed.length > 0) {
       this.ranges = this.ranges.filter((r) => !passed.includes(r));
       tx.set(KEYS.cloudRefusing(this.cfg.id), JSON.stringify(this.ranges));
     }
     await tx.exec();
-    const last = seqs[seqs.length - 1];
-    this.stats.published += published;
-    this.stats.resent += resent;
-    this.stats.entries += ids.length;
+    const last = b.seqs[b.seqs.length - 1];
+    this.stats.published += b.published;
+    this.stats.resent += b.resent;
+    this.stats.entries += b.ids.length;
     if (last) this.stats.seq = Math.max(this.stats.seq, last.first + last.count - 1);
   }
 

@@ -18,9 +18,9 @@ import { CloudDownlink } from './downlink.js';
 import { fillTopic, linkTopics } from './messages.js';
 import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
 import { InflightWindow } from './window.js';
+import { publishRun, type Publish } from './mqttBatch.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
-const QOS1 = { qos: 1 } as const;
 
 export interface LinkSite {
   readonly id: string;
@@ -38,7 +38,7 @@ export class MqttTransport implements UplinkTransport {
   private readonly downlink: CloudDownlink;
   private client: MqttClient | undefined;
   private window: InflightWindow;
-  private readonly topicCache = new Map<string, string>();
+  private readonly topicCache = new Map<string, { readonly topic: string; readonly topicBytes: Buffer }>();
   /** The data topic names the channel: a model's topic depends on the channel of its message. */
   private readonly dataByChannel: boolean;
 
@@ -61,7 +61,12 @@ export class MqttTransport implements UplinkTransport {
     this.window = new InflightWindow(this.cfg.inflight);
     try {
       await new Promise<void>((resolve, reject) => {
-        client.once('connect', () => resolve());
+        client.once('connect', (connack) => {
+          // MQTT 5: the broker's Receive Maximum bounds the QoS 1 publishes awaiting PUBACK (§3.3.4), below `inflight` if lower.
+          const receiveMaximum = connack.properties?.receiveMaximum;
+          if (receiveMaximum !== undefined && receiveMaximum < this.cfg.inflight) this.window = new InflightWindow(receiveMaximum);
+          resolve();
+        });
         client.once('error', (e) => reject(e));
         client.once('close', () => reject(new Error('the connection closed before the broker accepted it')));
       });
@@ -119,28 +124,52 @@ export class MqttTransport implements UplinkTransport {
         settle(err ? new CloudOutageError(errorMessage(err)) : new CloudRefusedError(`the broker refused a publish (reason code ${code})`));
       } else if (--left === 0) settle();
     };
-    for (const m of batch) {
-      if (!window.tryAcquire()) await window.acquire();
-      if (stopped()) {
-        window.release();
+    // Runs of free slots, each published in one write (a run after a full window waits for a quantum, so
+    // that PUBACKs arriving one by one do not make one write each).
+    const quantum = Math.max(1, Math.floor(window.size / 8));
+    for (let i = 0; i < batch.length; ) {
+      let n = window.take(batch.length - i);
+      if (n === 0) {
+        await window.whenFree(Math.min(batch.length - i, quantum));
+        n = window.take(batch.length - i);
+      }
+      if (stopped() || this.client !== client) {
+        window.release(n);
         throw new CloudOutageError('the connection was lost while publishing');
       }
-      const topic = m.kind === 'alarm' ? this.topics.alarm : m.kind === 'notify' ? this.topics.notify : this.dataTopic(m);
-      client.publish(topic, m.payload, QOS1, onAck);
+      const run: Publish[] = new Array(n);
+      for (let k = 0; k < n; k++) run[k] = this.publishOf(batch[i + k]!);
+      publishRun(client, run, onAck);
+      i += n;
     }
     return { acked };
   }
 
-  /** The topic of a data or channel message, filled once per model (and channel, when the template names it). */
-  private dataTopic(m: Outgoing): string {
-    const key = m.kind === 'channel' ? `\nc${m.channel}` : this.dataByChannel ? `${m.model}\n${m.channel}` : m.model;
-    let topic = this.topicCache.get(key);
-    if (topic === undefined) {
+  /** A message with its topic (and the topic's bytes), filled once per model (and channel, when the template names it). */
+  private publishOf(m: Outgoing): Publish {
+    const key =
+      m.kind === 'alarm'
+        ? '\na'
+        : m.kind === 'notify'
+          ? '\nn'
+          : m.kind === 'channel'
+            ? `\nc${m.channel}`
+            : this.dataByChannel
+              ? `${m.model}\n${m.channel}`
+              : m.model;
+    let t = this.topicCache.get(key);
+    if (t === undefined) {
       const vars = { site: this.site.id, prefix: this.topics.prefix, model: m.model, channel: m.channel };
-      topic = fillTopic(m.kind === 'channel' ? this.cfg.channelTopic : this.cfg.dataTopic, vars);
-      if (this.topicCache.size < 100_000) this.topicCache.set(key, topic);
+      const topic =
+        m.kind === 'alarm'
+          ? this.topics.alarm
+          : m.kind === 'notify'
+            ? this.topics.notify
+            : fillTopic(m.kind === 'channel' ? this.cfg.channelTopic : this.cfg.dataTopic, vars);
+      t = { topic, topicBytes: Buffer.from(topic) };
+      if (this.topicCache.size < 100_000) this.topicCache.set(key, t);
     }
-    return topic;
+    return { topic: t.topic, topicBytes: t.topicBytes, payload: m.payload };
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,7 @@
  * Cloud benchmark: the real `voltage start` (its own process, a private
  * redis-server) uplinking over MQTT at QoS 1 to a private mosquitto (no
  * persistence: its disk is not what is measured). A subscriber in this process
- * reads every message at QoS 1 straight from the broker; the link reaches the
+ * (rawSubscriber.ts: a plain socket, no JSON.parse) reads every message at QoS 1 straight from the broker; the link reaches the
  * broker through a TCP relay in this process, which the outage cuts (the
  * broker and the subscriber stay up, so what the subscriber misses is what
  * the link lost).
@@ -21,11 +21,11 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { connect as mqttConnect } from 'mqtt';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { f } from './harness.js';
-import { cpuPercent, cpuSample, percentile, rssMb, type CpuSample } from './procstat.js';
+import { intField, rawSubscriber, valueCount } from './rawSubscriber.js';
+import { cpuPercent, cpuSample, ownCpuSample, percentile, rssMb, type CpuSample } from './procstat.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -39,7 +39,7 @@ export interface CloudWorkload {
 }
 
 export const CLOUD_HEADER =
-  '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|';
+  '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | bench CPU (relay + subscriber) | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|---|';
 
 function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> {
   const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
@@ -54,6 +54,23 @@ function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> 
     'points.csv': `${header + rows.join('\n')}\n`,
     'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000, batchEntries: 1000, inflight: 500, reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
   };
+}
+
+/**
+ * Copies `from` to `to`, the chunks read in one turn of the event loop written at once: mosquitto writes a
+ * PUBACK per message, and a write per chunk made the relay cost more than the subscriber.
+ */
+function forward(from: Socket, to: Socket): void {
+  let chunks: Buffer[] = [];
+  from.on('data', (chunk: Buffer) => {
+    if (chunks.length === 0)
+      setImmediate(() => {
+        const out = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+        chunks = [];
+        if (!to.destroyed) to.write(out);
+      });
+    chunks.push(chunk);
+  });
 }
 
 /** A TCP relay to the broker that can be cut (every connection closed, new ones refused) and restored on the same port. */
@@ -76,7 +93,8 @@ async function relay(targetPort: number): Promise<{ url: string; cut(): Promise<
             up.destroy();
           });
         }
-        down.pipe(up).pipe(down);
+        forward(down, up);
+        forward(up, down);
       });
       server.listen(port, '127.0.0.1', () => resolve());
     });
@@ -98,7 +116,8 @@ interface Window {
   first: number;
 }
 
-export async function cloudRows(w: CloudWorkload): Promise<string[]> {
+/** `root` runs another checkout's bin (BENCH_BASELINE=/path/to/old/checkout, built), `label` names it in the rows. */
+export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promise<string[]> {
   const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000 });
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
@@ -110,22 +129,25 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
   let duplicates = 0;
   let maxSeq = 0;
   let win: Window | undefined;
-  const sub = mqttConnect(broker.url, { clientId: 'bench-watch', clean: true, protocolVersion: 4, reconnectPeriod: 0 });
-  sub.on('message', (_topic, payload) => {
+  // The measuring subscriber reads seq, ts and the values' count from the payload's bytes (rawSubscriber.ts): with mqtt.js
+  // and JSON.parse per message it took a share of the two cores comparable to the link's.
+  const SEQ = Buffer.from('"seq":');
+  const TS = Buffer.from('"ts":');
+  const VALUES = Buffer.from('"values":{');
+  const sub = await rawSubscriber(broker.port, 'bench-watch', 'voltage/bench/data/#', (buf, start, end) => {
     const now = Date.now();
-    const m = JSON.parse(payload.toString()) as { seq: number; ts: number; values: Record<string, number> };
-    if (seen[m.seq]) duplicates += 1;
-    seen[m.seq] = 1;
-    if (m.seq > maxSeq) maxSeq = m.seq;
+    const seq = intField(buf, start, end, SEQ);
+    if (!(seq > 0)) throw new Error(`a message without a seq: ${buf.toString('utf8', start, end)}`);
+    if (seen[seq]) duplicates += 1;
+    seen[seq] = 1;
+    if (seq > maxSeq) maxSeq = seq;
     if (win) {
       if (win.msgs === 0) win.first = performance.now();
       win.msgs += 1;
-      for (const _ in m.values) win.points += 1;
-      win.lat.push(now - m.ts);
+      win.points += valueCount(buf, start, end, VALUES);
+      win.lat.push(now - intField(buf, start, end, TS));
     }
   });
-  await new Promise<void>((res) => sub.once('connect', () => res()));
-  await sub.subscribeAsync('voltage/bench/data/#', { qos: 1 });
 
   // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (Node 20 refuses
   // --cpu-prof in NODE_OPTIONS); the runtime then runs under this node with the heap caps of runtime/bin/voltage.js.
@@ -134,13 +156,14 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
     ? [process.execPath, ['--max-old-space-size=168', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
     : ['./runtime/bin/voltage.js', ['start', '--config', dir]];
   const runtime = spawn(cmd, args, {
+    cwd: root,
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!)] as const;
+  const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!), ownCpuSample(process.pid)] as const;
   const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], rss: number, tail: string) => {
     wd.lat.sort((x, y) => x - y);
-    return `| ${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${tail} |`;
+    return `| ${label}${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
   };
   const lag = async () => {
     const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];
@@ -209,7 +232,7 @@ export async function cloudRows(w: CloudWorkload): Promise<string[]> {
       runtime.kill('SIGTERM');
       await new Promise((res) => runtime.once('exit', res));
     }
-    await sub.endAsync(true);
+    sub.close();
     await r.close();
     probe.disconnect();
     await redis.stop();

@@ -1,0 +1,82 @@
+/**
+ * Publishes a run of QoS 1 messages through mqtt.js in one socket write.
+ *
+ * mqtt.js's `publish` writes each packet in six small pieces; this builds
+ * the run's packets into one Buffer (publishPackets.ts) and writes it to the
+ * client's stream, after registering each packet exactly as `publish` does
+ * (mqtt.js 5, `MqttClient.publish` → `_sendPacket` → `_storeAndSend`): a
+ * packet id from the client's allocator, the callback in `outgoing`, the
+ * packet in `outgoingStore`. So PUBACK handling is mqtt.js's own (the
+ * callback, a reason code, the id freed), and so is a lost connection (every
+ * callback in `outgoing` fails with "Connection closed").
+ *
+ * It relies on those internals of mqtt.js 5 (checked by `batchClient`, and
+ * by the unit test against the installed mqtt.js). Whenever the client is not
+ * in the plain connected state (stored packets being resent, disconnecting)
+ * or an internal is missing, it falls back to `publish`, one call a message.
+ */
+import type { MqttClient, PacketCallback } from 'mqtt';
+import { encodePublishes, type PublishItem } from './publishPackets.js';
+
+/** What this module uses of mqtt.js's client beyond its public API. */
+interface ClientInternals {
+  connected: boolean;
+  disconnecting: boolean;
+  stream: { write(chunk: Buffer): boolean };
+  outgoing: Record<number, { volatile: boolean; cmd: string; cb: PacketCallback }>;
+  outgoingStore: { put(packet: object, cb?: (err?: Error) => void): unknown };
+  _nextId(): number | null;
+  _storeProcessing: boolean;
+  _storeProcessingQueue: unknown[];
+  options: { protocolVersion?: number };
+}
+
+/** The client's internals when they are those of mqtt.js 5 as this module knows them, else undefined. */
+export function batchClient(client: MqttClient): ClientInternals | undefined {
+  const c = client as unknown as Partial<ClientInternals>;
+  const ok =
+    typeof c._nextId === 'function' &&
+    typeof c.outgoing === 'object' &&
+    c.outgoing !== null &&
+    typeof c.outgoingStore?.put === 'function' &&
+    typeof c.stream?.write === 'function' &&
+    Array.isArray(c._storeProcessingQueue) &&
+    typeof c._storeProcessing === 'boolean';
+  return ok ? (c as ClientInternals) : undefined;
+}
+
+export interface Publish {
+  readonly topic: string;
+  readonly topicBytes: Buffer;
+  readonly payload: string;
+}
+
+/**
+ * Publishes `msgs` at QoS 1, in their order; `onAck` is called once per
+ * message, as mqtt.js calls a publish's callback. Returns true when they
+ * went in one write, false when it fell back to `publish` per message.
+ */
+export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: PacketCallback): boolean {
+  const c = batchClient(client);
+  const v = c?.options.protocolVersion === 5 ? 5 : 4;
+  if (!c?.connected || c.disconnecting || c._storeProcessing || c._storeProcessingQueue.length > 0) {
+    for (const m of msgs) client.publish(m.topic, m.payload, { qos: 1 }, onAck);
+    return false;
+  }
+  const items: PublishItem[] = [];
+  for (let i = 0; i < msgs.length; i++) {
+    const m = msgs[i]!;
+    const messageId = c._nextId();
+    if (messageId === null) {
+      // No packet id left (65,535 in flight): mqtt.js queues the rest itself.
+      if (items.length > 0) c.stream.write(encodePublishes(items, v));
+      for (let k = i; k < msgs.length; k++) client.publish(msgs[k]!.topic, msgs[k]!.payload, { qos: 1 }, onAck);
+      return false;
+    }
+    c.outgoing[messageId] = { volatile: false, cmd: 'publish', cb: onAck };
+    c.outgoingStore.put({ cmd: 'publish', topic: m.topic, payload: m.payload, qos: 1, retain: false, dup: false, messageId });
+    items.push({ topic: m.topicBytes, payload: m.payload, messageId });
+  }
+  c.stream.write(encodePublishes(items, v));
+  return true;
+}
