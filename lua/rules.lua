@@ -42,18 +42,24 @@ local function rule_init(keys, args)
 end
 
 --[[
-rule_commit: one step of one rule.
-KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}
+rule_commit: one step of one rule, and the control commands of the execution it
+starts, sent by m2c (commands.lua) in the same call once the step is written: the
+command is accepted with the step, without a second round trip behind the
+channels' calls. A command m2c refuses (a value beyond the point's limits, an
+unknown control) does not undo the step: its refusal is returned in its place.
+KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}, 4 mapping:m2c, 5 cmd:seq
 ARGV: 1 id, 2 expected version, 3 state, 4 context (JSON), 5 ts (ms), 6 who,
       7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none),
-      9 sequence progress (JSON; '' removes it; absent leaves it as it is)
+      9 sequence progress (JSON; '' removes it; '-' leaves it as it is),
+      10 the commands' source, 11 their timeout (ms), 12 N commands, then N × (model, control, value)
 Refusals (nothing written): NO_RULE, VERSION_CONFLICT, BAD_ARGUMENT, each with
-the stored state and version. Returns { new version, execution entry id or '' }.
+the stored state and version. Returns { new version, execution entry id or '',
+then per command its id and '' when accepted, or '' and m2c's refusal }.
 ]]
 local function rule_commit(keys, args)
-  if #keys ~= 3 then return fail('rule_commit needs 3 keys') end
-  local id, expected, state, context, ts, who, execution, counter, sequence =
-    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9]
+  if #keys ~= 5 then return fail('rule_commit needs 5 keys') end
+  local id, expected, state, context, ts, who, execution, counter, sequence, source, timeout, n =
+    args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], tonumber(args[12])
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
   local from, version = stored[1], tonumber(stored[2])
   local function refuse(code, msg)
@@ -64,6 +70,8 @@ local function rule_commit(keys, args)
   if not positive_int(ts) then return refuse('BAD_ARGUMENT', 'ts must be a positive integer (ms)') end
   if context == nil or context == '' then return refuse('BAD_ARGUMENT', 'context is required') end
   if who == nil or who == '' then return refuse('BAD_ARGUMENT', 'who is required') end
+  if sequence == nil then return refuse('BAD_ARGUMENT', 'the sequence progress is required (- leaves it)') end
+  if n == nil or n < 0 or math.floor(n) ~= n or #args ~= 12 + 3 * n then return refuse('BAD_ARGUMENT', 'the commands do not match their count') end
   if tonumber(expected) ~= version then
     return refuse('VERSION_CONFLICT', 'rule ' .. id .. ' is at version ' .. version .. ', not ' .. tostring(expected))
   end
@@ -71,7 +79,7 @@ local function rule_commit(keys, args)
   redis.call('HSET', keys[1], 'state', state, 'version', next_version, 'context', context, 'updatedAt', ts, 'who', who)
   if from ~= state then redis.call('HSET', keys[1], 'since', ts) end
   if sequence == '' then redis.call('HDEL', keys[1], 'sequence')
-  elseif sequence ~= nil then redis.call('HSET', keys[1], 'sequence', sequence) end
+  elseif sequence ~= '-' then redis.call('HSET', keys[1], 'sequence', sequence) end
   if counter ~= nil and counter ~= '' then redis.call('HINCRBY', keys[3], counter, 1) end
   local entry = ''
   if execution ~= nil and execution ~= '' then
@@ -80,7 +88,19 @@ local function rule_commit(keys, args)
     redis.call('HINCRBY', keys[3], 'executions', 1)
   end
   redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'step', from = from, to = state, version = next_version, time = tonumber(ts), entry = entry }))
-  return { next_version, entry }
+  local out = { next_version, entry }
+  local m2c_keys = { keys[4], keys[5] }
+  for i = 0, n - 1 do
+    local sent = m2c(m2c_keys, { args[13 + 3 * i], args[14 + 3 * i], args[15 + 3 * i], source, ts, timeout })
+    if type(sent) == 'table' then
+      out[#out + 1] = ''
+      out[#out + 1] = sent.err or 'refused'
+    else
+      out[#out + 1] = sent
+      out[#out + 1] = ''
+    end
+  end
+  return out
 end
 
 --[[

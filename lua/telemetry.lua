@@ -4,7 +4,8 @@
 c2m: one poll's batch of points from one channel.
 KEYS: 1 mapping:c2m, 2 mapping:c2m:channels (the channels that feed a model), 3 outbox,
       4 stats:outbox, 5 site:config,
-      6.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q
+      6.. the channel's hashes in the order m, m:ts, m:q, s, s:ts, s:q, c, c:ts, c:q, a, a:ts, a:q,
+      18 mapping:c2m:gen (the mapping's generation, see c2m_targets_check)
 ARGV: 1 channel, 2 ts (ms), 3 the outbox's bound in bytes,
       4 the points, one line each: "type id value quality\n"
         value: a decimal number such as -12.500000, or empty = no new value (a quality mark);
@@ -45,10 +46,26 @@ a sixth of c2m. Per channel: whether it feeds a model at all, and per type and p
 the target {model, name, JSON key} or false. mapping:c2m and mapping:c2m:channels are
 written only by site_load, which empties this; so does a c2m that finds the site gone
 (FLUSHALL), and FUNCTION LOAD starts it empty.
+A site_load that ran elsewhere leaves this Lua state as it was: on a replica, which
+gets site_load's writes but never runs it (a failover, then a failback, promotes a
+Redis whose cache was built from an older mapping). So site_load also moves the
+mapping's generation (mapping:c2m:gen, replicated like any key), and every c2m call
+compares it (one GET) with the generation its cache was built from.
 ]]
 local c2m_targets = {}
+local c2m_targets_gen = nil
 local function c2m_targets_clear()
   c2m_targets = {}
+  c2m_targets_gen = nil
+end
+
+-- Empties the cache when the mapping's generation is not the one it was built from.
+local function c2m_targets_check(genKey)
+  local gen = redis.call('GET', genKey)
+  if gen ~= c2m_targets_gen then
+    c2m_targets = {}
+    c2m_targets_gen = gen
+  end
 end
 
 -- The channel's cached targets: { mapped = bool, [t] = { [id] = target or false } }.
@@ -214,11 +231,12 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
 end
 
 local function c2m(keys, args)
-  if #keys ~= 17 then return fail('c2m needs 17 keys, got ' .. #keys) end
+  if #keys ~= 18 then return fail('c2m needs 18 keys, got ' .. #keys) end
   if #args ~= 4 then return fail('c2m needs 4 arguments (channel, ts, outbox bound, points), got ' .. #args) end
   if not positive_int(args[3]) then return fail('c2m: the outbox bound must be a positive integer (bytes)') end
   local missing = redis.call('EXISTS', keys[5]) == 0
   if missing then c2m_targets_clear() end
+  c2m_targets_check(keys[18])
   if not string.find(args[1], '^[%w_-]+$') then return fail('c2m: channel must hold only letters, digits, _ and -') end
   local b, err = c2m_parse(args[1], args[2], args[4], channel_targets(keys[2], args[1]))
   if not b then return fail(err) end
@@ -232,7 +250,7 @@ call (group commit: one round trip and one wake-up of Redis instead of one per
 channel). Each batch is checked and written exactly as c2m does it, in order; a
 batch that fails its check is not written and does not stop the others.
 KEYS: 1 mapping:c2m, 2 mapping:c2m:channels, 3 outbox, 4 stats:outbox, 5 site:config,
-      then 12 per channel, in the order of c2m's keys 6..17
+      then 12 per channel, in the order of c2m's keys 6..17, and last mapping:c2m:gen
 ARGV: 1 the outbox's bound in bytes, then per channel: channel, ts, points
 Returns {site_missing, then per channel: points, models, outbox_dropped, error}
 (error '' when the batch was written; then points is 0 and error the reason).
@@ -240,11 +258,12 @@ Returns {site_missing, then per channel: points, models, outbox_dropped, error}
 local function c2m_group(keys, args)
   local n = (#args - 1) / 3
   if n < 1 or n ~= math.floor(n) then return fail('c2m_group: arguments are the outbox bound, then channel, ts, points per channel') end
-  if #keys ~= 5 + 12 * n then return fail('c2m_group needs 5 + 12 keys per channel, got ' .. #keys) end
+  if #keys ~= 6 + 12 * n then return fail('c2m_group needs 6 + 12 keys per channel, got ' .. #keys) end
   if not positive_int(args[1]) then return fail('c2m_group: the outbox bound must be a positive integer (bytes)') end
   local bound = tonumber(args[1])
   local missing = redis.call('EXISTS', keys[5]) == 0
   if missing then c2m_targets_clear() end
+  c2m_targets_check(keys[#keys])
   local out = { missing and 1 or 0 }
   for i = 0, n - 1 do
     local channel = args[2 + 3 * i]

@@ -16,7 +16,8 @@
  * state × event table that Lua checks rejects exactly what this machine ignores
  * (TICK excepted: a TICK with nothing due is no change and is never committed).
  */
-import { assign, createActor, initialTransition, setup, transition, type AnyActorScope } from 'xstate';
+import { assign, initialTransition, setup, transition } from 'xstate';
+import { inertStepOf } from './quietStep.js';
 
 export const SEVERITIES = ['warning', 'minor', 'major', 'critical'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -302,7 +303,7 @@ export function initialAlarm(input: AlarmInput): AlarmSnapshotData {
 export function stepAlarm(from: AlarmSnapshotData, event: AlarmEvent): AlarmSnapshotData | undefined {
   if (TRANSITIONS[from.state]?.[event.type] === undefined) return undefined;
   if (event.type === 'TICK' && !deadlineDue(from.context, event.now)) return undefined;
-  const next = alarmMachine.transition(alarmMachine.resolveState({ value: from.state, context: from.context }), event, inertScope());
+  const next = inertStep(alarmMachine.resolveState({ value: from.state, context: from.context }), event);
   return changed(from, next.value as AlarmState, next.context);
 }
 
@@ -323,29 +324,8 @@ function deadlineDue(c: AlarmContext, now: number): boolean {
   return (c.escalateAt !== null && c.escalateAt <= now) || (c.reAlarmAt !== null && c.reAlarmAt <= now) || (c.shelvedUntil !== null && c.shelvedUntil <= now);
 }
 
-let scope: AnyActorScope | undefined;
-
-/**
- * What XState's `transition()` passes to the machine, made once. The alarm machine
- * has only `assign` actions (no spawn, no invoke, no emit): nothing is executed or
- * registered through the scope, so sharing it between steps changes nothing.
- */
-function inertScope(): AnyActorScope {
-  if (scope) return scope;
-  const self = createActor(alarmMachine, { input: { severity: 'minor' } });
-  scope = {
-    self,
-    id: '',
-    sessionId: '',
-    system: self.system,
-    logger: () => undefined,
-    defer: () => undefined,
-    emit: () => undefined,
-    stopChild: () => undefined,
-    actionExecutor: () => undefined,
-  } as AnyActorScope;
-  return scope;
-}
+/** XState's own step on one inert scope (machines/quietStep.ts; the alarm machine only assigns). */
+const inertStep = inertStepOf(alarmMachine, { severity: 'minor' });
 
 function sameContext(a: AlarmContext, b: AlarmContext): boolean {
   return (Object.keys(a) as (keyof AlarmContext)[]).every((k) => a[k] === b[k]);

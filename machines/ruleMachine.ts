@@ -17,7 +17,7 @@
  * CONDITION. A blocked rule never fires.
  */
 import { assign, initialTransition, setup, transition } from 'xstate';
-import { quietStepOf } from './quietStep.js';
+import { inertStepOf, quietStepOf } from './quietStep.js';
 
 export type RuleState = 'idle' | 'holding' | 'active' | 'cooldown' | 'disabled';
 export const RULE_STATES: readonly RuleState[] = ['idle', 'holding', 'active', 'cooldown', 'disabled'];
@@ -173,6 +173,8 @@ export function initialRule(input: RuleInput): RuleSnapshotData {
 
 /** Whether an event changes nothing, read off the machine's transitions, guards and assigners (no snapshot built). */
 const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
+/** Every other step: XState's own transition on one inert scope (the rule machine only assigns). */
+const inertStep = inertStepOf(ruleMachine, { forMs: 0, cooldownMs: 0 });
 
 /**
  * The pure step the actor commits: the next state and context, or undefined
@@ -182,17 +184,21 @@ const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
  * other event goes through transition(). `transitionRule` is the latter alone.
  */
 export function stepRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
-  if (quiet(from.state, from.context.effect === null ? from.context : { ...from.context, effect: null }, event)) return undefined;
-  return transitionRule(from, event);
+  const context = from.context.effect === null ? from.context : { ...from.context, effect: null };
+  if (quiet(from.state, context, event)) return undefined;
+  return changed(from.state, context, inertStep(ruleMachine.resolveState({ value: from.state, context }), event));
 }
 
-/** stepRule through XState's transition() only (the reference the quiet path is tested against). */
+/** stepRule through XState's transition() only (the reference the quiet and inert paths are tested against). */
 export function transitionRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
-  const snap = ruleMachine.resolveState({ value: from.state, context: { ...from.context, effect: null } });
-  const [next] = transition(ruleMachine, snap, event);
+  const context = { ...from.context, effect: null };
+  const [next] = transition(ruleMachine, ruleMachine.resolveState({ value: from.state, context }), event);
+  return changed(from.state, context, next);
+}
+
+function changed(state: RuleState, context: RuleContext, next: { readonly value: unknown; readonly context: RuleContext }): RuleSnapshotData | undefined {
   const to = { state: next.value as RuleState, context: next.context };
-  if (to.state === from.state && sameContext(to.context, { ...from.context, effect: null })) return undefined;
-  return to;
+  return to.state === state && sameContext(to.context, context) ? undefined : to;
 }
 
 function sameContext(a: RuleContext, b: RuleContext): boolean {

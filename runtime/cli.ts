@@ -409,7 +409,7 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     try {
       id = await redis.commands.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
     } catch (e) {
-      process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '')}\n`);
+      process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: ((EVOLTAGE )?m2c: )?/, '')}\n`);
       return 2;
     }
     process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);

@@ -72,7 +72,10 @@ export function killOnExit(child: ChildProcess): void {
  * rather than the server dying under a site still writing to it. Tests leave
  * it in theirs, so that whatever kills their group kills it too.
  */
-export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?: boolean; aofDir?: string } = {}): Promise<RedisServer> {
+export async function spawnRedis(
+  /** `args`: more redis-server options (a fault test slows the loading of an AOF with `--key-load-delay`). */
+  opts: { port?: number; bin?: string; ownGroup?: boolean; aofDir?: string; args?: readonly string[] } = {},
+): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
   const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
@@ -98,6 +101,7 @@ export async function spawnRedis(opts: { port?: number; bin?: string; ownGroup?:
       '--loglevel',
       'warning',
       ...REDIS_TUNING,
+      ...(opts.args ?? []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
   );

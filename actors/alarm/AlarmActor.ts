@@ -35,38 +35,12 @@ import { KEYS } from '../../runtime/redis/keys.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { AlarmInputs, exprRef, type PointRef } from './alarmInputs.js';
+import { onAlarmNotes } from './alarmNotes.js';
 
 /** How often the actor looks whether a deadline is due (it evaluates only when one is). */
 const TICK_MS = 100;
 /** Alarms initialised concurrently at load. */
 const LOAD_CHUNK = 500;
-
-/** What an alarm actor reads of an `alarm:update` message. */
-interface AlarmNote {
-  readonly id: string;
-  readonly version: number;
-  readonly who: unknown;
-}
-
-/**
- * The last `alarm:update` message parsed: every commit of the site reaches every
- * alarm actor of the process in a row (100 of them on a site of 100 models), and
- * they parse it once between them. The result is read-only.
- */
-let lastNote: { message: string; note: AlarmNote | undefined } | undefined;
-
-function parseNote(message: string): AlarmNote | undefined {
-  if (lastNote?.message === message) return lastNote.note;
-  let note: AlarmNote | undefined;
-  try {
-    const m = JSON.parse(message) as { id?: unknown; version?: unknown; who?: unknown };
-    if (typeof m.id === 'string' && typeof m.version === 'number') note = { id: m.id, version: m.version, who: m.who };
-  } catch {
-    note = undefined;
-  }
-  lastNote = { message, note };
-  return note;
-}
 
 /** What the actor keeps of each alarm between evaluations. */
 interface Live {
@@ -361,18 +335,21 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       }
       // An operator's commit (or another writer's) moves the stored version: read it again, then evaluate.
       unsubscribe.push(
-        await deps.subscriptions.on(KEYS.alarmUpdate, (message) => {
-          const m = parseNote(message);
-          const l = m && live.get(m.id);
-          if (!m || !l || m.who === who || m.version <= l.stored.version) return;
-          void refresh(l).then(
-            () => {
-              inputs.mark(l.def.id);
-              send({ type: 'alarms.tick' });
-            },
-            (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'),
-          );
-        }),
+        await onAlarmNotes(
+          deps.subscriptions,
+          defs.map((d) => d.id),
+          (m) => {
+            const l = live.get(m.id);
+            if (!l || m.who === who || m.version <= l.stored.version) return;
+            void refresh(l).then(
+              () => {
+                inputs.mark(l.def.id);
+                send({ type: 'alarms.tick' });
+              },
+              (e: unknown) => log.warn({ err: e }, 'could not re-read an alarm'),
+            );
+          },
+        ),
       );
       // Notifications may have been missed while the subscriber was away: read everything again.
       const offReconnect = deps.subscriptions.onReconnect(() => send({ type: 'alarms.resync' }));

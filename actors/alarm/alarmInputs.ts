@@ -10,7 +10,7 @@
  * allocates nothing here. Never reads a clock and never touches Redis.
  */
 import type { PointQuality, Sample } from '../../machines/alarmCondition.js';
-import { scanUpdate, type ScanTarget } from './scanUpdate.js';
+import { NameSet, scanUpdate, type ScanTarget } from './scanUpdate.js';
 
 /** The part of a model update that the alarms read. */
 export interface PickedUpdate {
@@ -51,7 +51,7 @@ export class AlarmInputs<T> {
   private readonly bySource = new Map<string, Input<T>[]>();
   private readonly read = new Set<string>();
   /** Per source model: the names of its points that are read. */
-  private readonly names = new Map<string, Set<string>>();
+  private readonly names = new Map<string, NameSet>();
   /** The readers whose inputs changed since `takeDirty` last ran. */
   private dirty = new Set<T>();
 
@@ -86,14 +86,13 @@ export class AlarmInputs<T> {
     if (!inputs) return undefined;
     let names = this.names.get(source);
     if (!names) {
-      names = new Set(inputs.map((i) => i.name));
+      names = new NameSet(inputs.map((i) => i.name));
       this.names.set(source, names);
     }
     const values: Record<string, number> = {};
     let quality: Record<string, string> | undefined;
-    const wanted = names;
     const target: ScanTarget = {
-      wants: (name) => wanted.has(name),
+      names,
       onValue: (name, v) => {
         values[name] = v;
       },

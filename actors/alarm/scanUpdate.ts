@@ -17,10 +17,43 @@ export interface ScannedUpdate {
 }
 
 export interface ScanTarget {
-  /** Whether a point's value or quality is wanted. */
-  wants(name: string): boolean;
+  /** The point names whose values and qualities are wanted. */
+  readonly names: NameSet;
   onValue(name: string, value: number): void;
   onQuality(name: string, quality: string): void;
+}
+
+/**
+ * A set of names that a key of the text is looked up in without cutting it out:
+ * an update of 1,000 values with 100 wanted makes 100 strings, not 1,000. The
+ * lookup hashes the key's characters in place and compares the few candidates.
+ */
+export class NameSet {
+  private readonly byHash = new Map<number, string[]>();
+
+  constructor(names: Iterable<string>) {
+    for (const n of names) {
+      const h = hashRange(n, 0, n.length);
+      const list = this.byHash.get(h);
+      if (!list) this.byHash.set(h, [n]);
+      else if (!list.includes(n)) list.push(n);
+    }
+  }
+
+  /** The name equal to `s` from `from` to `to` (exclusive), or undefined when it is not in the set. */
+  find(s: string, from: number, to: number): string | undefined {
+    const list = this.byHash.get(hashRange(s, from, to));
+    if (!list) return undefined;
+    for (const n of list) if (n.length === to - from && s.startsWith(n, from)) return n;
+    return undefined;
+  }
+}
+
+/** FNV-1a over the UTF-16 code units of `s` from `from` to `to`. */
+function hashRange(s: string, from: number, to: number): number {
+  let h = 2166136261;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
 }
 
 const QUOTE = 0x22;
@@ -63,8 +96,8 @@ function scanObject(s: string, at: number, target: ScanTarget, quality: boolean)
     const valueAt = keyEnd + 2;
     const valueEnd = scalarEnd(s, valueAt);
     if (valueEnd < 0) return -1;
-    const name = s.slice(i + 1, keyEnd);
-    if (target.wants(name)) {
+    const name = target.names.find(s, i + 1, keyEnd);
+    if (name !== undefined) {
       if (quality) {
         if (s.charCodeAt(valueAt) !== QUOTE) return -1;
         target.onQuality(name, s.slice(valueAt + 1, valueEnd - 1));

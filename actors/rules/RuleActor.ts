@@ -108,6 +108,28 @@ type ActionOutcome = PlannedAction & {
 
 const TERMINAL_WAIT_MS = 15_000;
 
+/** A step committed by a rule actor, with the execution it started. */
+interface Committed {
+  readonly to: RuleSnapshotData;
+  readonly entryId: string;
+  /** The execution's actions as planned (its branch's list; empty when the step started none). */
+  readonly planned: readonly PlannedAction[];
+  /** What became of its control actions, by index in `planned`: sent with the step, refused, overridden, rate-limited, skipped. */
+  readonly controls: ReadonlyMap<number, ActionOutcome>;
+  /** Whether the execution is acted on (its commands went with the step). */
+  readonly sent: boolean;
+}
+
+/** The control actions of an execution, as the arbiter decided them before the step is committed. */
+interface Sending {
+  readonly outcomes: Map<number, ActionOutcome>;
+  readonly commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }>;
+}
+
+/** A value rule acts on every execution; an event rule's pulse on its fire only. */
+const ACT_ALWAYS = (): boolean => true;
+const ACT_ON_FIRE = (effect: 'then' | 'else'): boolean => effect === 'then';
+
 export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
   const id = ruleActorId(def.id);
   const who = id;
@@ -194,8 +216,34 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       };
 
       /**
+       * The control actions of an execution about to be committed, decided by the arbiter now: those it lets
+       * through go to rule_commit with the step; the others are answered here (overridden, rate-limited, skipped).
+       */
+      function arbitrate(branch: 'then' | 'else', planned: readonly PlannedAction[], now: number): Sending {
+        const list = branch === 'then' ? def.then : def.else;
+        const outcomes = new Map<number, ActionOutcome>();
+        const commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }> = [];
+        for (const [i, p] of planned.entries()) {
+          const a = list[i]!;
+          if (a.kind !== 'control' || p.kind !== 'control') continue;
+          if (p.value === null) {
+            outcomes.set(i, { ...p, outcome: 'skipped', message: 'the value is not a number' });
+            continue;
+          }
+          const control = `${a.model}.${a.name}`;
+          const before = deps.arbiter.lastSentAt(control);
+          const verdict = deps.arbiter.decide(control, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
+          if (verdict.send) commands.push({ index: i, control, before, model: a.model, name: a.name, value: p.value });
+          else outcomes.set(i, { ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
+        }
+        return { outcomes, commands };
+      }
+
+      /**
        * Commits one step of the machine, with the sequence's progress when given; a step that changes
        * nothing is not committed, unless the progress differs from what is stored (then the state stays).
+       * `send`: whether the execution the step starts (if any) is acted on; its control commands are then
+       * sent by the same rule_commit, so that they are accepted with the step (one round trip).
        */
       async function commit(
         event: RuleEvent,
@@ -203,21 +251,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         e: Evaluation | undefined,
         journal = true,
         progress?: string,
-      ): Promise<{ to: RuleSnapshotData; entryId: string } | undefined> {
+        send?: (effect: 'then' | 'else') => boolean,
+      ): Promise<Committed | undefined> {
         for (let attempt = 0; attempt < 2; attempt++) {
           let to = stepRule(stored, event);
           if (!to) {
             if (progress === undefined || progress === stored.sequence) return undefined;
             to = { state: stored.state, context: { ...stored.context, effect: null } };
           }
-          const planned =
-            to.context.effect && e ? planActions(to.context.effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
+          const effect = to.context.effect;
+          const planned = effect && e ? planActions(effect === 'then' ? def.then : def.else, e, inputs.windowScope(event.now)) : undefined;
           const execution =
-            to.context.effect && journal
-              ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: to.context.effect, actions: planned ?? [] }
-              : undefined;
-          const counter =
-            to.context.effect === 'then' ? 'fires' : to.context.effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
+            effect && journal ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: effect, actions: planned ?? [] } : undefined;
+          const counter = effect === 'then' ? 'fires' : effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
+          const sending = effect && planned && execution && send?.(effect) ? arbitrate(effect, planned, event.now) : undefined;
           try {
             const r = await deps.redis.rules.commit({
               id: def.id,
@@ -228,10 +275,24 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               execution,
               counter,
               ...(progress === undefined ? {} : { sequence: progress }),
+              ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
             });
             stored = { ...to, version: r.version, sequence: progress ?? stored.sequence };
-            return { to, entryId: r.entryId };
+            const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
+            for (const [k, c] of (sending?.commands ?? []).entries()) {
+              const p = planned![c.index]!;
+              const sent = r.commands[k];
+              controls.set(
+                c.index,
+                sent && 'commandId' in sent
+                  ? { ...p, outcome: 'sent', commandId: sent.commandId }
+                  : { ...p, outcome: 'rejected', message: sent?.refused ?? 'not sent' },
+              );
+            }
+            return { to, entryId: r.entryId, planned: planned ?? [], controls, sent: sending !== undefined };
           } catch (err) {
+            // Nothing was sent: the rate limit is given back (in reverse, for a control named twice).
+            for (const c of (sending?.commands ?? []).reverse()) deps.arbiter.withdraw(c.control, c.before);
             if (!(err instanceof RuleConflictError)) throw err;
             // Someone committed first (an operator's enable or disable): take what is stored and try again.
             stored = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
@@ -265,13 +326,14 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           schedule();
           return;
         }
-        let done = await commit(eventOf(e, now), trigger, e);
+        let done = await commit(eventOf(e, now), trigger, e, true, undefined, ACT_ALWAYS);
         // A deadline due at the same time (a `for` completing, a cooldown ending) is a TICK after it.
-        if (!done?.to.context.effect && TICKING.has(stored.state)) done = (await commit({ type: 'TICK', now }, trigger, e)) ?? done;
+        if (!done?.to.context.effect && TICKING.has(stored.state))
+          done = (await commit({ type: 'TICK', now }, trigger, e, true, undefined, ACT_ALWAYS)) ?? done;
         claimControls();
         report(trigger);
         schedule();
-        if (done?.to.context.effect) await act(done.to.context.effect, e, done.entryId, now);
+        if (done?.sent) await act(done, now);
       }
 
       /** An event: `when` now, fired as a pulse (true then false at once); the release is not journaled. */
@@ -280,13 +342,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         const now = at ?? Date.now();
         const e = given ?? evaluation(now);
         // A completed sequence's progress (none under way) is committed with the fire: a restart cannot fire it twice.
-        const done = await commit(eventOf(e, now), trigger, e, true, progress);
+        const done = await commit(eventOf(e, now), trigger, e, true, progress, ACT_ON_FIRE);
         if (e.blocked === null) await commit({ type: 'CONDITION', value: false, now }, trigger, e, false);
         await commit({ type: 'TICK', now }, trigger, e);
         claimControls();
         report(trigger);
         schedule();
-        if (done?.to.context.effect === 'then') await act('then', e, done.entryId, now);
+        if (done?.sent) await act(done, now);
       }
 
       /** Raises or clears a rule alarm: one alarm_commit from what is stored (compare-and-set; once more on a conflict). */
@@ -320,10 +382,12 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         }
       }
 
-      async function act(branch: 'then' | 'else', e: Evaluation, entryId: string, now: number): Promise<void> {
+      /** Runs an execution's actions in order; its control commands went with the step (their outcomes are in `done`). */
+      async function act(done: Committed, now: number): Promise<void> {
+        const { entryId, planned } = done;
+        const branch = done.to.context.effect === 'else' ? 'else' : 'then';
         const outcomes: ActionOutcome[] = [];
         const list = branch === 'then' ? def.then : def.else;
-        const planned = planActions(list, e, inputs.windowScope(now));
         for (const [i, p] of planned.entries()) {
           if (p.kind === 'alarm') {
             try {
@@ -343,27 +407,17 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             continue;
           }
           const a = list[i]!;
-          if (a.kind !== 'control' && a.kind !== 'set') continue;
+          if (a.kind === 'control') {
+            outcomes.push(done.controls.get(i) ?? { ...p, outcome: 'skipped', message: 'not sent' });
+            continue;
+          }
+          if (a.kind !== 'set') continue;
           if (p.value === null) {
             outcomes.push({ ...p, outcome: 'skipped', message: 'the value is not a number' });
             continue;
           }
-          if (a.kind === 'set') {
-            await deps.redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
-            outcomes.push({ ...p, outcome: 'set' });
-            continue;
-          }
-          const verdict = deps.arbiter.decide(`${a.model}.${a.name}`, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
-          if (!verdict.send) {
-            outcomes.push({ ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
-            continue;
-          }
-          try {
-            const commandId = await deps.redis.commands.m2c(a.model, a.name, p.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
-            outcomes.push({ ...p, outcome: 'sent', commandId });
-          } catch (err) {
-            outcomes.push({ ...p, outcome: 'rejected', message: errorMessage(err) });
-          }
+          await deps.redis.telemetry.modelSet(a.model, now, [{ name: a.name, value: p.value, quality: 'good' }]);
+          outcomes.push({ ...p, outcome: 'set' });
         }
         const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
         // The commands are tracked to their end in the background; the journal gets their results.
@@ -380,10 +434,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       async function commandEnd(commandId: string): Promise<string> {
         const until = Date.now() + TERMINAL_WAIT_MS;
+        // Read after a first wait, not at once: a command just accepted has not reached its device yet, and the read
+        // would only add a call to the burst of the firing (100 in the same 100 ms in the benchmark).
         while (!stopped && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 50));
+          if (stopped) break;
           const c = await deps.redis.commands.command(commandId);
           if (c && c.status !== 'pending') return c.status;
-          await new Promise((r) => setTimeout(r, 50));
         }
         return 'pending';
       }

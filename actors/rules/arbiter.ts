@@ -48,4 +48,15 @@ export class Arbiter {
     this.lastSent.set(control, now);
     return { send: true };
   }
+
+  /** When `control` was last commanded (undefined: never), to hand to `withdraw`. */
+  lastSentAt(control: string): number | undefined {
+    return this.lastSent.get(control);
+  }
+
+  /** Takes back a send that `decide` allowed and that did not happen (its step was not committed): `before` is lastSentAt before it. */
+  withdraw(control: string, before: number | undefined): void {
+    if (before === undefined) this.lastSent.delete(control);
+    else this.lastSent.set(control, before);
+  }
 }

@@ -108,6 +108,8 @@ export async function runGatewayChild(): Promise<number> {
   reportRejection(
     started.then(async (init) => {
       if (stopping) return;
+      // How long a start took, and where (a restarted gateway is measured from the fault matrix and the soak).
+      const startedAtMs = Math.round(process.uptime() * 1000);
       const log = createLogger(init.logLevel).child(GATEWAY_BINDINGS);
       useReporterLogger(log);
       // Fail fast: a request that needs Redis while it is unreachable gets a 503 at once, not a hang.
@@ -115,6 +117,7 @@ export async function runGatewayChild(): Promise<number> {
       const redis = new VoltageRedis(client, init.limits, { log });
       const subscriptions = redis.subscriber();
       let server: GatewayServer | undefined;
+      let redisAtMs = 0;
       close = async () => {
         await server?.stop();
         await subscriptions.close();
@@ -122,6 +125,7 @@ export async function runGatewayChild(): Promise<number> {
       };
       try {
         await whenReady(client);
+        redisAtMs = Math.round(process.uptime() * 1000);
         server = await startGatewayServer(
           init.cfg,
           redis,
@@ -151,6 +155,11 @@ export async function runGatewayChild(): Promise<number> {
         stop(1);
         return;
       }
+      const uptimeMs = Math.round(process.uptime() * 1000);
+      log.info(
+        { port: server.port, startMessageAtMs: startedAtMs, redisReadyAtMs: redisAtMs, listeningAtMs: uptimeMs },
+        `the gateway serves on port ${server.port}, ${uptimeMs} ms after its process started (start message at ${startedAtMs} ms, Redis ready at ${redisAtMs} ms)`,
+      );
       tell({ type: 'listening', port: server.port });
     }),
     { source: 'gateway start' },

@@ -73,6 +73,10 @@ export interface FunctionInputs {
     readonly counter: string;
     /** A sequence rule's progress (JSON; '' removes it); undefined leaves it as stored. */
     readonly sequence?: string;
+    /** Control commands sent by m2c in the same call, once the step is written (source `rule:{id}`). */
+    readonly commands: readonly { readonly model: string; readonly name: string; readonly value: number }[];
+    readonly source: string;
+    readonly timeoutMs: number;
   };
   rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
   rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
@@ -92,7 +96,8 @@ export interface FunctionOutputs {
   alarm_init: [created: 0 | 1, state: string, version: number, context: string];
   alarm_commit: number;
   rule_init: [created: 0 | 1, state: string, version: number, context: string, sequence: string];
-  rule_commit: [version: number, entryId: string];
+  /** Then per command: its id and '', or '' and m2c's refusal. */
+  rule_commit: [version: number, entryId: string, ...commands: string[]];
   rule_record: string;
   rule_notify: string;
 }
@@ -106,7 +111,7 @@ interface Wire {
 
 /** The keys every c2m call holds before the channel's own. */
 const C2M_SHARED_KEYS = [KEYS.mappingC2m, KEYS.mappingC2mChannels, KEYS.outbox, KEYS.outboxStats, KEYS.siteConfig] as const;
-/** A channel's 12 value hashes (value, timestamp, quality per point type) and c2m's 17 keys, made once per channel (the hot path). */
+/** A channel's 12 value hashes (value, timestamp, quality per point type) and c2m's 18 keys (the mapping's generation last), made once per channel (the hot path). */
 const c2mKeys = new Map<string, { readonly hashes: readonly string[]; readonly all: readonly string[] }>();
 function channelKeys(channel: string): { readonly hashes: readonly string[]; readonly all: readonly string[] } {
   let keys = c2mKeys.get(channel);
@@ -116,7 +121,7 @@ function channelKeys(channel: string): { readonly hashes: readonly string[]; rea
       const base = KEYS.channel(channel, t);
       hashes.push(base, KEYS.timestamps(base), KEYS.qualities(base));
     }
-    keys = { hashes, all: [...C2M_SHARED_KEYS, ...hashes] };
+    keys = { hashes, all: [...C2M_SHARED_KEYS, ...hashes, KEYS.mappingC2mGeneration] };
     c2mKeys.set(channel, keys);
   }
   return keys;
@@ -132,6 +137,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
       keys.push(...channelKeys(b.channel).hashes);
       args.push(b.channel, b.ts, b.points);
     }
+    keys.push(KEYS.mappingC2mGeneration);
     return { keys, args };
   },
   model_set: (i) => {
@@ -147,7 +153,16 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
   },
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({
-    keys: [KEYS.mappingC2m, KEYS.mappingM2c, KEYS.siteConfig, KEYS.actors, KEYS.mappingC2mNext, KEYS.mappingM2cNext, KEYS.mappingC2mChannels],
+    keys: [
+      KEYS.mappingC2m,
+      KEYS.mappingM2c,
+      KEYS.siteConfig,
+      KEYS.actors,
+      KEYS.mappingC2mNext,
+      KEYS.mappingM2cNext,
+      KEYS.mappingC2mChannels,
+      KEYS.mappingC2mGeneration,
+    ],
     args: [i.json, i.mappingCount, i.controlCount],
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
@@ -175,10 +190,12 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     ],
   }),
   rule_init: (i) => ({ keys: [KEYS.rule(i.id), KEYS.rules], args: [i.id, i.ts, i.state, i.context, i.definition] }),
-  rule_commit: (i) => ({
-    keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
-    args: [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, ...(i.sequence === undefined ? [] : [i.sequence])],
-  }),
+  rule_commit: (i) => {
+    const args: FcallArg[] = [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, i.sequence ?? '-', i.source, i.timeoutMs];
+    args.push(i.commands.length);
+    for (const c of i.commands) args.push(c.model, c.name, formatValue(c.value));
+    return { keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq], args };
+  },
   rule_record: (i) => ({
     keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
     args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],

@@ -17,6 +17,8 @@ export const KEYS = {
   mappingC2m: 'mapping:c2m',
   /** The channels that feed some model (c2m skips the mapping lookup for the others). */
   mappingC2mChannels: 'mapping:c2m:channels',
+  /** The mapping's generation: site_load moves it on, c2m drops the targets it cached from an older one. */
+  mappingC2mGeneration: 'mapping:c2m:gen',
   mappingM2c: 'mapping:m2c',
   mappingC2mNext: 'mapping:c2m:next',
   mappingM2cNext: 'mapping:m2c:next',

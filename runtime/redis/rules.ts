@@ -11,6 +11,7 @@ import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
+import type { CommandsRedis } from './commands.js';
 import type { OutboxLimits } from './telemetry.js';
 
 /** rule_commit refused: nothing was written; `version` is what Redis holds now. */
@@ -60,7 +61,23 @@ export interface RuleCommit {
   readonly counter?: string;
   /** A sequence rule's progress to store with the step (JSON; '' removes it); undefined leaves it as stored. */
   readonly sequence?: string;
+  /**
+   * Control commands of the execution, sent by m2c in the same call once the step is written (one round trip,
+   * not queued again behind other calls), with source `rule:{id}`; a command m2c refuses does not undo the step.
+   */
+  readonly commands?: readonly RuleCommand[];
+  /** How long the commands may take before they end as timeout (ms; default 10 s). */
+  readonly commandTimeoutMs?: number;
 }
+
+export interface RuleCommand {
+  readonly model: string;
+  readonly name: string;
+  readonly value: number;
+}
+
+/** What became of a command sent with a step: its id, or m2c's refusal (`m2c: …`, as m2c itself rejects). */
+export type RuleCommandResult = { readonly commandId: string } | { readonly refused: string };
 
 /** A rule's `notify` event as rule:events and the outbox carry it. */
 export interface RuleNotification {
@@ -78,6 +95,7 @@ export class RulesRedis {
   constructor(
     private readonly core: RedisCore,
     limits: OutboxLimits,
+    private readonly commands: CommandsRedis,
   ) {
     this.outboxMaxBytes = Math.round(limits.outboxMaxMB * 2 ** 20);
   }
@@ -111,10 +129,17 @@ export class RulesRedis {
     };
   }
 
-  /** Commits one step; resolves to the new version and the journal entry's id ('' none), rejects with RuleConflictError. */
-  async commit(c: RuleCommit): Promise<{ version: number; entryId: string }> {
+  /**
+   * Commits one step and sends its commands; resolves to the new version, the journal entry's id ('' none) and
+   * each command's id or refusal; rejects with RuleConflictError (nothing written, nothing sent).
+   */
+  async commit(c: RuleCommit): Promise<{ version: number; entryId: string; commands: RuleCommandResult[] }> {
+    const commands = c.commands ?? [];
+    const timeoutMs = c.commandTimeoutMs ?? 10_000;
+    const source = `rule:${c.id}`;
+    for (const x of commands) if (!Number.isFinite(x.value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${x.value}`);
     try {
-      const [version, entryId] = await this.core.fcall('rule_commit', {
+      const [version, entryId, ...sent] = await this.core.fcall('rule_commit', {
         id: c.id,
         expectedVersion: c.expectedVersion,
         state: c.to.state,
@@ -124,8 +149,20 @@ export class RulesRedis {
         execution: c.execution === undefined ? '' : JSON.stringify(c.execution),
         counter: c.counter ?? '',
         ...(c.sequence === undefined ? {} : { sequence: c.sequence }),
+        commands,
+        source,
+        timeoutMs,
       });
-      return { version: Number(version), entryId };
+      return {
+        version: Number(version),
+        entryId,
+        commands: commands.map((x, i): RuleCommandResult => {
+          const commandId = sent[2 * i] ?? '';
+          if (!commandId) return { refused: `m2c: ${sent[2 * i + 1] || 'refused'}` };
+          this.commands.remember(commandId, { ...x, source, createdAt: c.ts, deadline: c.ts + timeoutMs });
+          return { commandId };
+        }),
+      };
     } catch (e) {
       const m = e instanceof RedisFunctionError ? /rule_commit: (VERSION_CONFLICT|NO_RULE) (.*) \[state=[\w-]+ version=(\d+)\]/.exec(e.message) : null;
       if (m) throw new RuleConflictError(`rule_commit: ${m[1]} ${m[2]}`, Number(m[3]), { cause: e });

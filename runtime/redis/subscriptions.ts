@@ -13,12 +13,15 @@ export type MessageHandler = (message: string, channel: string) => void;
 export class Subscriptions {
   private readonly conn: Redis;
   private readonly log: Logger;
+  /** The connection the reconnect listeners read with (the process's commands connection). */
+  private readonly commands: Redis | undefined;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
   private readonly patternHandlers = new Map<string, Set<MessageHandler>>();
 
-  constructor(conn: Redis, log: Logger) {
+  constructor(conn: Redis, log: Logger, commands?: Redis) {
     this.conn = conn;
     this.log = log;
+    this.commands = commands;
     // Connection errors are retried by ioredis (and subscriptions renewed); logged at debug like the main connection's.
     this.conn.on('error', (err: Error) => this.log.debug({ err }, 'redis subscriber connection error'));
     this.conn.on('message', (channel: string, message: string) => {
@@ -37,16 +40,28 @@ export class Subscriptions {
 
   /**
    * Called each time the connection is ready again after a loss (ioredis renews the
-   * subscriptions itself). Returns what removes the listener: an actor that stops
-   * must not leave one behind (one connection serves every actor of the process).
+   * subscriptions itself), and the commands connection is ready too: a listener reads
+   * what it missed with that one, which may reconnect later than this one and fail
+   * fast until then (the gateway's). Returns what removes the listener: an actor that
+   * stops must not leave one behind (one connection serves every actor of the process).
    */
   onReconnect(listener: () => void): () => void {
     if (!this.watchingReady) {
       this.watchingReady = true;
       this.readyBefore = this.conn.status === 'ready';
+      let waiting = false;
       this.conn.on('ready', () => {
-        if (this.readyBefore) for (const l of this.reconnectListeners) l();
+        const before = this.readyBefore;
         this.readyBefore = true;
+        if (!before || waiting) return;
+        const tell = () => {
+          waiting = false;
+          for (const l of this.reconnectListeners) l();
+        };
+        const commands = this.commands;
+        if (!commands || commands.status === 'ready') return tell();
+        waiting = true;
+        commands.once('ready', tell);
       });
     }
     this.reconnectListeners.add(listener);

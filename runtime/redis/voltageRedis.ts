@@ -46,7 +46,7 @@ export class VoltageRedis {
     this.actors = new ActorsRedis(this.core);
     this.site = new SiteRedis(this.core, options.log);
     this.alarms = new AlarmsRedis(this.core, limits);
-    this.rules = new RulesRedis(this.core, limits);
+    this.rules = new RulesRedis(this.core, limits, this.commands);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 
@@ -57,7 +57,8 @@ export class VoltageRedis {
   /** A pub/sub hub on its own connection (a subscribed connection can do nothing else). */
   subscriber(): Subscriptions {
     // Subscriptions wait for the connection (they are made again after a reconnect) even where commands fail fast.
-    return new Subscriptions(this.core.client.duplicate({ connectionName: 'voltage:sub', enableOfflineQueue: true }), this.log);
+    const client = this.core.client;
+    return new Subscriptions(client.duplicate({ connectionName: 'voltage:sub', enableOfflineQueue: true }), this.log, client);
   }
 
   async close(): Promise<void> {

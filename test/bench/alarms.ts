@@ -5,8 +5,12 @@
  * the model template (`above: 90` on every (P/A)-th point, so that their
  * crossings are spread over the period). Latency is from the generation
  * timestamp of the poll whose value crossed 90 to the time Redis appended the
- * alarm's raise (or its return to normal) to `alarm:events`. A row without
- * alarms gives the site's own CPU, for the alarms' share.
+ * alarm's raise (or its return to normal) to `alarm:events`, split at the
+ * moment a subscriber of the model updates (this process) received the
+ * notification that carried the crossing: before it is the kernel's part (poll,
+ * c2m, publish), after it the alarms' own (the alarm actor's receipt,
+ * evaluation, commit). A row without alarms gives the site's own CPU, for the
+ * alarms' share, and its kernel latency.
  */
 import { Crossings, entriesBetween, measureWindow, sineSiteFiles, THRESHOLD, watchedPoints, type SineSite, type WindowResult } from './crossings.js';
 import { f, sleep, withSite, type Windows } from './harness.js';
@@ -25,6 +29,12 @@ export interface AlarmResult extends WindowResult {
   readonly max: number;
   readonly commitP50: number;
   readonly commitP99: number;
+  /** Generation → a subscriber of the model updates, over every poll: the kernel's part, which the alarms cannot beat. */
+  readonly notifiedP50: number;
+  readonly notifiedP99: number;
+  /** That notification → the alarm event, per event: the alarms' own part. */
+  readonly alarmP50: number;
+  readonly alarmP99: number;
   /** The runtime's event-loop delay, p99 / max over its last heartbeat interval. */
   readonly loopDelay: string;
   readonly redisRss: number;
@@ -50,6 +60,8 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
     const w = await measureWindow(run, crossings, windows);
     await sleep(500);
     const lat: number[] = [];
+    // From the notification that carried the crossing (as this process received it) to the append.
+    const alarmLat: number[] = [];
     // The part of it from the evaluation that saw the crossing (its clock reading, the event's time) to the append.
     const commitLat: number[] = [];
     let events = 0;
@@ -58,12 +70,14 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
       if (event !== 'CONDITION_ON' && event !== 'CONDITION_OFF') continue;
       events++;
       const key = pointOf.get(e.fields.get('id') ?? '');
-      const l = key ? crossings.latency(key, e.at, w.t0, event === 'CONDITION_ON') : undefined;
-      if (l !== undefined) lat.push(l);
+      const c = key ? crossings.crossing(key, e.at, w.t0, event === 'CONDITION_ON') : undefined;
+      if (c) {
+        lat.push(e.at - c.ts);
+        alarmLat.push(e.at - c.at);
+      }
       commitLat.push(e.at - Number(e.fields.get('time')));
     }
-    commitLat.sort((a, b) => a - b);
-    lat.sort((a, b) => a - b);
+    for (const a of [commitLat, lat, alarmLat, crossings.notified]) a.sort((x, y) => x - y);
     const [lp99, lmax] = await run.probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
     return {
       ...w,
@@ -75,6 +89,10 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
       max: lat.length ? lat[lat.length - 1]! : Number.NaN,
       commitP50: percentile(commitLat, 50),
       commitP99: percentile(commitLat, 99),
+      notifiedP50: percentile(crossings.notified, 50),
+      notifiedP99: percentile(crossings.notified, 99),
+      alarmP50: percentile(alarmLat, 50),
+      alarmP99: percentile(alarmLat, 99),
       loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
       redisRss: rssMb(run.redis.process.pid!),
     };
@@ -82,9 +100,9 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
 }
 
 export const ALARM_HEADER =
-  '| workload (channels × points @ poll) | alarm definitions | delivered points/s | raises + returns /s | gen→alarm event p50 / p99 / max (ms) | of which evaluation → event p50 / p99 (ms) | events measured | runtime event-loop delay p99 / max | runtime CPU | Redis CPU | runtime RSS start → end | Redis RSS | CPU of other processes | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+  '| workload (channels × points @ poll) | alarm definitions | delivered points/s | raises + returns /s | gen→alarm event p50 / p99 / max (ms) | gen→model update, every poll (the kernel) p50 / p99 | model update → alarm event p50 / p99 | of which evaluation → event p50 / p99 (ms) | events measured | runtime event-loop delay p99 / max | runtime CPU | Redis CPU | runtime RSS start → end | Redis RSS | CPU of other processes | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
 
 export function alarmFormat(step: AlarmStep, r: AlarmResult): string {
   const none = step.alarmsPerModel === 0;
-  return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${step.channels * step.alarmsPerModel} | ${f(r.delivered)} | ${none ? '—' : f(r.eventsPerSecond)} | ${none ? '—' : `${f(r.p50)} / ${f(r.p99)} / ${f(r.max)}`} | ${none ? '—' : `${f(r.commitP50)} / ${f(r.commitP99)}`} | ${none ? '—' : r.measured} | ${r.loopDelay} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.rssStart)} → ${f(r.rssEnd)} MB | ${f(r.redisRss)} MB | ${f(r.others)} % | ${f(r.steal, 1)} % |`;
+  return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${step.channels * step.alarmsPerModel} | ${f(r.delivered)} | ${none ? '—' : f(r.eventsPerSecond)} | ${none ? '—' : `${f(r.p50)} / ${f(r.p99)} / ${f(r.max)}`} | ${f(r.notifiedP50)} / ${f(r.notifiedP99)} | ${none ? '—' : `${f(r.alarmP50)} / ${f(r.alarmP99)}`} | ${none ? '—' : `${f(r.commitP50)} / ${f(r.commitP99)}`} | ${none ? '—' : r.measured} | ${r.loopDelay} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.rssStart)} → ${f(r.rssEnd)} MB | ${f(r.redisRss)} MB | ${f(r.others)} % | ${f(r.steal, 1)} % |`;
 }

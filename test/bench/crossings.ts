@@ -43,8 +43,11 @@ export function sineSiteFiles(site: SineSite, templateExtra = ''): Record<string
   };
 }
 
-interface Crossing {
+export interface Crossing {
+  /** The generation timestamp of the poll that carried it. */
   readonly ts: number;
+  /** When this process received the notification that carried it (the kernel's share ends there). */
+  readonly at: number;
   readonly up: boolean;
 }
 
@@ -57,6 +60,8 @@ export class Crossings {
   points = 0;
   updates = 0;
   measuring = false;
+  /** Generation → this subscriber, of every c2m notification seen while `measuring` (ms): the kernel's own latency. */
+  readonly notified: number[] = [];
 
   constructor(points: ReadonlyArray<{ model: string; name: string; threshold: number }>) {
     for (const p of points) {
@@ -72,9 +77,11 @@ export class Crossings {
   }
 
   private onUpdate(model: string, msg: string): void {
+    const at = Date.now();
     const u = JSON.parse(msg) as { ts: number; src?: string; v?: Record<string, number> };
     if (u.src !== 'c2m' || !u.v) return;
     if (this.measuring) {
+      this.notified.push(at - u.ts);
       this.updates++;
       for (const _ in u.v) this.points++;
     }
@@ -85,7 +92,7 @@ export class Crossings {
       this.last.set(w.key, value);
       if (before === undefined || before > w.threshold === value > w.threshold) continue;
       const list = this.seen.get(w.key) ?? [];
-      list.push({ ts: u.ts, up: value > w.threshold });
+      list.push({ ts: u.ts, at, up: value > w.threshold });
       if (list.length > 64) list.splice(0, list.length - 64);
       this.seen.set(w.key, list);
     }
@@ -96,11 +103,17 @@ export class Crossings {
    * generated at or before `atMs` and not before `sinceMs`, to `atMs`; undefined when none.
    */
   latency(key: string, atMs: number, sinceMs: number, up?: boolean): number | undefined {
+    const c = this.crossing(key, atMs, sinceMs, up);
+    return c && atMs - c.ts;
+  }
+
+  /** The crossing that `latency` measures from, or undefined. */
+  crossing(key: string, atMs: number, sinceMs: number, up?: boolean): Crossing | undefined {
     const list = this.seen.get(key) ?? [];
     for (let i = list.length - 1; i >= 0; i--) {
       const c = list[i]!;
       if (c.ts > atMs || (up !== undefined && c.up !== up)) continue;
-      return c.ts >= sinceMs ? atMs - c.ts : undefined;
+      return c.ts >= sinceMs ? c : undefined;
     }
     return undefined;
   }

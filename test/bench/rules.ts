@@ -34,12 +34,19 @@ export interface RuleResult extends WindowResult {
   readonly max: number;
   /** p50 / p99 of each part of the latency (ms): generated → evaluated → committed → accepted. */
   readonly parts: { readonly evaluated: Split; readonly committed: Split; readonly accepted: Split };
+  /** Generated → a c2m update seen by the bench's own subscriber (every update of the window): the site's path without the rules. */
+  readonly seen: Split;
+  /** The runtime's event-loop delay p99 / max (ms) over its last heartbeat interval. */
+  readonly loopDelay: string;
 }
 
 export interface Split {
   readonly p50: number;
   readonly p99: number;
 }
+
+/** The head of a c2m notification: its generation timestamp. */
+const HEAD = /^\{"ts":(\d+),"src":"c2m"/;
 
 const split = (xs: number[]): Split => {
   xs.sort((a, b) => a - b);
@@ -67,7 +74,14 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
   return withSite(files, async (run) => {
     const crossings = new Crossings(watched);
     await crossings.subscribe(run.sub);
+    const seen: number[] = [];
+    run.sub.on('pmessage', (_p: string, _c: string, msg: string) => {
+      if (!crossings.measuring) return;
+      const m = HEAD.exec(msg);
+      if (m) seen.push(Date.now() - Number(m[1]));
+    });
     const w = await measureWindow(run, crossings, windows);
+    const [lp99, lmax] = await run.probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
     const lat: number[] = [];
     const parts = { evaluated: [] as number[], committed: [] as number[], accepted: [] as number[] };
     // Each rule's executions (evaluation time, commit time), oldest first, to split a command's latency.
@@ -108,6 +122,8 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       p99: percentile(lat, 99),
       max: lat.length ? lat[lat.length - 1]! : Number.NaN,
       parts: { evaluated: split(parts.evaluated), committed: split(parts.committed), accepted: split(parts.accepted) },
+      seen: split(seen),
+      loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'}`,
     };
   });
 }
@@ -122,8 +138,9 @@ export function ruleFormat(step: RuleStep, r: RuleResult, baseline: RuleResult |
 }
 
 /** Where the latency goes (a line under the table). */
-export function ruleParts(step: RuleStep, r: RuleResult): string | undefined {
-  if (step.rulesPerModel === 0) return undefined;
+export function ruleParts(step: RuleStep, r: RuleResult): string {
   const p = (x: Split) => `${f(x.p50)} / ${f(x.p99)}`;
-  return `${step.channels * step.rulesPerModel} rules, p50 / p99 (ms) of each part: generated → evaluated ${p(r.parts.evaluated)}; evaluated → step committed ${p(r.parts.committed)}; committed → command accepted ${p(r.parts.accepted)}`;
+  const site = `generated → update seen by the bench's subscriber ${p(r.seen)}; runtime event-loop delay p99 / max ${r.loopDelay}`;
+  if (step.rulesPerModel === 0) return `no rules, p50 / p99 (ms): ${site}`;
+  return `${step.channels * step.rulesPerModel} rules, p50 / p99 (ms) of each part: generated → evaluated ${p(r.parts.evaluated)}; evaluated → step committed ${p(r.parts.committed)}; committed → command accepted ${p(r.parts.accepted)}; ${site}`;
 }

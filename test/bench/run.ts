@@ -2,7 +2,7 @@
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history,alarms,rules runs only those sections;
- * BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
+ * BENCH_RULES_ROWS the rule section's rows (rules per model, default 0,10); BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
  * (alarms per model, default 0,100); BENCH_FEED_DEVICES=10,50 picks the feed's sizes; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed and cloud rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
@@ -156,11 +156,11 @@ if (only.has('rules')) {
   const site = { channels: 100, points: 100, pollMs: 100, periodMs: 20_000 };
   let baseline: RuleResult | undefined;
   const parts: string[] = [];
-  for (const rulesPerModel of [0, 10]) {
+  // BENCH_RULES_ROWS=10: only the row with rules (rules per model; the share of the CPU then needs the row with 0).
+  for (const rulesPerModel of (process.env.BENCH_RULES_ROWS ?? '0,10').split(',').map(Number)) {
     const r = await ruleRow({ ...site, rulesPerModel }, ruleWindows);
     console.log(ruleFormat({ ...site, rulesPerModel }, r, baseline));
-    const line = ruleParts({ ...site, rulesPerModel }, r);
-    if (line) parts.push(line);
+    parts.push(ruleParts({ ...site, rulesPerModel }, r));
     baseline ??= r;
   }
   for (const line of parts) console.log(`\n${line}`);

@@ -24,9 +24,15 @@
  * the `seq` polls acknowledged before it and missing after it. Polls that
  * could not be written while Redis was unreachable were never acknowledged:
  * they are counted apart (`unwrittenPolls`, as `voltage status` shows them).
+ *
+ * Each recovery is printed (stderr) with when each of its conditions was first
+ * met (Redis answering, the site, the mapping, a new write, /health ok), which
+ * says what held it back. To look into one fault: BENCH_SOAK_FAULTS=<words>
+ * keeps only the faults whose name holds one of them (`gateway`, `AOF`), and
+ * BENCH_SOAK_LOG=<file> keeps the runtime's log there, at level info.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -170,18 +176,23 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
   files['models.yaml'] += '  - { id: seq, measurements: { n: {} }, controls: { limit: {} }, mapping: { n: "sq:m:1", limit: "sq:a:1" } }\n';
   files['gateway.yaml'] =
     `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: soak, role: admin, sha256: ${sha256(TOKEN)} }\n`;
+  // With its log kept (BENCH_SOAK_LOG), the runtime logs at info: restarts and their backoff are told there.
+  if (process.env.BENCH_SOAK_LOG) files['runtime.yaml'] = files['runtime.yaml']!.replace('level: warn', 'level: info');
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
 
   const redis = await spawnRedis({ aofDir });
-  const quick = { retryStrategy: () => 100, maxRetriesPerRequest: 1 };
+  // The probe asks a Redis that is loading its AOF every 100 ms whether it is done (ioredis waits Redis's estimate, up to 10 s).
+  const quick = { retryStrategy: () => 100, maxRetriesPerRequest: 1, maxLoadingRetryTime: 100 };
   const probe = new Redis(redis.url, quick);
   const sub = new Redis(redis.url, { retryStrategy: () => 100 });
   for (const c of [probe, sub]) c.on('error', () => undefined);
   const base = `http://127.0.0.1:${port}`;
   const ctx: Ctx = { redis, aofDir, probe, base, outageMs: opts.outageMs, bad5xx: 0 };
+  // BENCH_SOAK_LOG=<file>: the runtime's log (JSON lines, its gateway process's included) goes there.
+  const logFd = process.env.BENCH_SOAK_LOG ? openSync(process.env.BENCH_SOAK_LOG, 'w') : 'ignore';
   const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', logFd, 'inherit'],
   });
   let running = true;
   const tasks: Array<Promise<void>> = [];
@@ -275,13 +286,17 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
       })(),
     );
 
-    const byFault = new Map<string, FaultStats>(FAULTS.map((x) => [x.name, { times: 0, recoveryMs: [], longestAnswerMs: 0, lostPolls: 0 }]));
+    // BENCH_SOAK_FAULTS=<words>: only the faults whose name contains one of them (to reproduce one).
+    const only = process.env.BENCH_SOAK_FAULTS?.split(',').filter(Boolean);
+    const faults = only ? FAULTS.filter((x) => only.some((w) => x.name.includes(w))) : FAULTS;
+    if (faults.length === 0) throw new Error(`BENCH_SOAK_FAULTS=${process.env.BENCH_SOAK_FAULTS} names no fault`);
+    const byFault = new Map<string, FaultStats>(faults.map((x) => [x.name, { times: 0, recoveryMs: [], longestAnswerMs: 0, lostPolls: 0 }]));
     const flushes: number[] = [];
     const seqTs = async () => Number(await within(2_000, probe.hget('modsrv:seq:measurement:ts', 'n')));
     const endAt = t0 + opts.minutes * 60_000;
     for (let i = 0; Date.now() + opts.faultEveryMs <= endAt; i++) {
       await sleep(opts.faultEveryMs - ((Date.now() - t0) % opts.faultEveryMs));
-      const fault = FAULTS[i % FAULTS.length]!;
+      const fault = faults[i % faults.length]!;
       const stats = byFault.get(fault.name)!;
       stats.times += 1;
       const ackBefore = lastAck;
@@ -295,8 +310,10 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         for (let k = 0; k < 100 && !Number.isFinite(after); k++) after = await seqTs();
         if (after < ackBefore) stats.lostPolls += Math.round((ackBefore - after) / SEQ_POLL_MS);
       }
-      // Recovered: the site and mapping in Redis, a new `seq` write, and /health ok.
+      // Recovered: the site and mapping in Redis, a new `seq` write, and /health ok (each one's first time noted).
+      const firstMet = new Map<string, number>();
       for (;;) {
+        const pong = await within(1_000, probe.ping());
         const site = await within(1_000, probe.exists('site:config'));
         const mapping = await within(1_000, probe.hlen('mapping:c2m'));
         const ts = await seqTs();
@@ -306,14 +323,19 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         } catch {
           // the gateway restarting
         }
-        if (site === 1 && (mapping ?? 0) > 0 && ts > injected && health === 200) break;
+        const met = { redis: pong === 'PONG', site: site === 1, mapping: (mapping ?? 0) > 0, write: ts > injected, health: health === 200 };
+        for (const [k, ok] of Object.entries(met)) if (ok && !firstMet.has(k)) firstMet.set(k, Date.now() - injected);
+        if (met.site && met.mapping && met.write && met.health) break;
         if (Date.now() - injected > 120_000) throw new Error(`${fault.name}: not recovered within 120 s`);
         await sleep(50);
       }
       const to = Date.now();
       stats.recoveryMs.push(to - injected);
       windows.push({ fault: fault.name, from, to });
-      console.error(`soak ${f((to - t0) / 60_000, 1)} min: ${fault.name}, recovered ${to - injected} ms after`);
+      const order = [...firstMet].map(([k, ms]) => `${k} ${ms}`).join(', ');
+      console.error(
+        `soak ${f((to - t0) / 60_000, 1)} min: ${fault.name} (injected in ${injected - from} ms), recovered ${to - injected} ms after (${order} ms)`,
+      );
     }
     await sleep(Math.max(0, endAt - Date.now()));
     const seconds = (Date.now() - t0) / 1000;

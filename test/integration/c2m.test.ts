@@ -8,7 +8,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { usePrivateRedis, wrapper } from '../helpers/servers.js';
 import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
-import { KEYS } from '../../runtime/redis/keys.js';
+import { KEYS, POINT_TYPES } from '../../runtime/redis/keys.js';
 import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { RedisFunctionError } from '../../runtime/errors.js';
@@ -160,14 +160,22 @@ describe('c2m', () => {
     expect(entries[1]![1][7]).toBe('m 2 5.000000 \n');
   });
 
-  const KEYS17 = ['mapping:c2m', 'mapping:c2m:channels', 'outbox', 'stats:outbox', 'site:config', ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`)];
+  const KEYS18 = [
+    'mapping:c2m',
+    'mapping:c2m:channels',
+    'outbox',
+    'stats:outbox',
+    'site:config',
+    ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`),
+    'mapping:c2m:gen',
+  ];
 
   it('rejects what would not be a plain decimal (hex, spaces, inf) from a t.raw client', async () => {
     for (const v of ['0x10', 'inf', '1,5', '--1', '1e', '1e+21']) {
-      await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('a decimal value');
+      await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('a decimal value');
     }
-    for (const v of ['-', '.', '-.']) await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, 'bad"id', 1, 5000, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
+    for (const v of ['-', '.', '-.']) await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, `m 1 ${v} good\n`)).rejects.toThrow('is not a number');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, 'bad"id', 1, 5000, 'm 1 1 good\n')).rejects.toThrow('channel must hold only');
   });
 
   it.each([
@@ -179,18 +187,18 @@ describe('c2m', () => {
     ['an empty line', '\nm 1 1 good\n'],
   ])('rejects %s in the points text from a t.raw client, writing nothing', async (_, text) => {
     const before = await dump();
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, `m 2 2 good\n${text}`)).rejects.toThrow('point 2 is not "type id value quality"');
     expect(await dump()).toEqual(before);
   });
 
   it('rejects a bad timestamp, key or argument count, or a point with neither value nor quality, writing nothing', async () => {
     const before = await dump();
-    await expect(t.raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('c2m needs 17 keys');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 4 arguments');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 0, 'm 1 1 good\n')).rejects.toThrow('outbox bound must be a positive integer');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, '')).rejects.toThrow('no points');
-    await expect(t.raw.fcall('c2m', 17, ...KEYS17, '9', 1, 5000, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
+    await expect(t.raw.fcall('c2m', 1, 'mapping:c2m', '1001', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('c2m needs 18 keys');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 'yesterday', 5000, 'm 1 1 good\n')).rejects.toThrow('ts must be a positive integer');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, 'm', 1, '1', 'good')).rejects.toThrow('c2m needs 4 arguments');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 0, 'm 1 1 good\n')).rejects.toThrow('outbox bound must be a positive integer');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, '')).rejects.toThrow('no points');
+    await expect(t.raw.fcall('c2m', 18, ...KEYS18, '9', 1, 5000, 'm 1 1 good\nm 2  \n')).rejects.toThrow('neither a value nor a quality');
     expect(await dump()).toEqual(before);
   });
 
@@ -260,6 +268,61 @@ describe('c2m', () => {
     expect(await t.raw.hget('modsrv:bess:measurement', 'on')).toBe('1.000000');
   });
 
+  it('a mapping changed by a site_load that ran in another Lua state (effects replicated to a replica, later promoted) is picked up: the generation moved on', async () => {
+    const P = (model: string) => t.raw.hget(`modsrv:${model}:measurement`, 'P');
+    // site_load started the generation from the clock (FLUSHALL in beforeEach): never back to a small number.
+    const gen0 = Number(await t.raw.get(KEYS.mappingC2mGeneration));
+    expect(gen0).toBeGreaterThan(1_700_000_000_000);
+    await t.bus.site.load(site);
+    expect(Number(await t.raw.get(KEYS.mappingC2mGeneration))).toBe(gen0 + 1);
+
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
+    expect(await P('pv1')).toBe('1.000000');
+    // What a replica receives of a site_load run on its master: the writes, not the call (this
+    // Lua state keeps its cache). The mapping alone is not looked at again: the targets are cached.
+    await t.raw.hset(KEYS.mappingC2m, '1001:m:1', 'pv2:P');
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_001, [{ type: 'm', id: 1, value: 2, quality: 'good' }]);
+    expect(await P('pv2')).toBeNull();
+    // With the generation moved on as site_load moves it, c2m builds its targets again.
+    await t.raw.incr(KEYS.mappingC2mGeneration);
+    await t.bus.telemetry.c2m('1001', 1_700_000_000_002, [{ type: 'm', id: 1, value: 3, quality: 'good' }]);
+    expect(await P('pv2')).toBe('3.000000');
+    expect(await P('pv1')).toBe('2.000000');
+
+    // The same for c2m_group (the generation's key is its last).
+    const hashes = POINT_TYPES.flatMap((ty) => {
+      const base = KEYS.channel('1001', ty);
+      return [base, KEYS.timestamps(base), KEYS.qualities(base)];
+    });
+    const group = (v: number) =>
+      t.raw.fcall(
+        'c2m_group',
+        18,
+        KEYS.mappingC2m,
+        KEYS.mappingC2mChannels,
+        KEYS.outbox,
+        KEYS.outboxStats,
+        KEYS.siteConfig,
+        ...hashes,
+        KEYS.mappingC2mGeneration,
+        5000,
+        '1001',
+        1_700_000_000_010 + v,
+        `m 1 ${v} good\n`,
+      );
+    await t.raw.hset(KEYS.mappingC2m, '1001:m:1', 'pv3:P');
+    await group(4);
+    expect(await P('pv3')).toBeNull();
+    await t.raw.incr(KEYS.mappingC2mGeneration);
+    await group(5);
+    expect(await P('pv3')).toBe('5');
+    // A generation gone (FLUSHALL on the master, replicated) counts as moved on too.
+    await t.raw.hset(KEYS.mappingC2m, '1001:m:1', 'pv4:P');
+    await t.raw.del(KEYS.mappingC2mGeneration);
+    await group(6);
+    expect(await P('pv4')).toBe('6');
+  });
+
   it('property: batches committed as one group (c2m_group) leave Redis as the same batches one call each, notifications and outbox included; a malformed one fails alone', async () => {
     const grouped = wrapper(t.server, { outboxMaxMB: 0.005, commitLingerMs: 0 });
     const sub = t.raw.duplicate();
@@ -276,9 +339,9 @@ describe('c2m', () => {
       quality: fc.constantFrom('good' as const, 'bad' as const, 'comm-failure' as const),
     });
     const batch = fc.record({ channel: fc.constantFrom('1001', '1002', '1003'), points: fc.array(point, { minLength: 1, maxLength: 6 }), bad: fc.boolean() });
-    /** Redis as the test sees it: every key but the outbox's stream ids, and what was published. */
+    /** Redis as the test sees it: every key but the outbox's stream ids and the mapping's generation (from the clock), and what was published. */
     const state = async () => {
-      const keys = (await t.raw.keys('*')).filter((k) => k !== KEYS.outbox).sort();
+      const keys = (await t.raw.keys('*')).filter((k) => k !== KEYS.outbox && k !== KEYS.mappingC2mGeneration).sort();
       const out: Record<string, unknown> = {};
       for (const k of keys) {
         const type = await t.raw.type(k);
@@ -350,7 +413,7 @@ describe('c2m', () => {
     await expect(
       t.raw.fcall(
         'site_load',
-        7,
+        8,
         'mapping:c2m',
         'mapping:m2c',
         'site:config',
@@ -358,6 +421,7 @@ describe('c2m', () => {
         'mapping:c2m:next',
         'mapping:m2c:next',
         'mapping:c2m:channels',
+        'mapping:c2m:gen',
         '{}',
         5,
         0,

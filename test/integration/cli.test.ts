@@ -209,6 +209,11 @@ models:
     const rejected = await voltage(['control', 'm', 'sp', '70'], env).done;
     expect(rejected.code).toBe(2);
     expect(rejected.stderr).toContain('rejected: 70.000000 is above the maximum 10 of m.sp');
+    const noModel = await voltage(['control', 'nope', 'sp', '1'], env).done;
+    expect(noModel.code).toBe(2);
+    expect(noModel.stderr).toContain('rejected: no model nope\n');
+    const noControl = await voltage(['control', 'm', 'nope', '1'], env).done;
+    expect(noControl.stderr).toContain('rejected: model m has no control nope\n');
     run.proc.kill('SIGTERM');
     expect((await run.done).code).toBe(0);
     const unattended = await voltage(['control', 'm', 'sp', '1', '--timeout', '300'], env).done;

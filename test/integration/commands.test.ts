@@ -63,7 +63,7 @@ describe('commands on a virtual device', () => {
     await expect(t.bus.commands.m2c('inv', 'limit', 150, 'test', 5_000)).rejects.toThrow('150.000000 is above the maximum 100 of inv.limit');
     await expect(t.bus.commands.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
     await expect(t.bus.commands.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
-    await expect(t.bus.commands.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('model nope has no control limit');
+    await expect(t.bus.commands.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('m2c: no model nope');
     await expect(t.raw.fcall('m2c', 2, 'mapping:m2c', 'cmd:seq', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow('value must be a number');
     expect((await t.raw.keys('command:*')).length).toBe(keysBefore);
     expect(await t.raw.xlen('cmd:v1')).toBe(0);

@@ -159,7 +159,7 @@ describe('rules on a running site', () => {
     const r = await t.bus.rules.init('x', initial, {});
     expect(r).toMatchObject({ created: true, state: 'idle', version: 1 });
     const to = { state: 'disabled' as const, context: initial.context };
-    expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 1, to, ts: 1_000, who: 'op' })).toEqual({ version: 2, entryId: '' });
+    expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 1, to, ts: 1_000, who: 'op' })).toEqual({ version: 2, entryId: '', commands: [] });
     // A sequence's progress goes with a step, under the same version check; '' removes it.
     const progress = JSON.stringify({ stage: 1, startedAt: 1_500, prev: [true, false] });
     expect(await t.bus.rules.commit({ id: 'x', expectedVersion: 2, to, ts: 1_500, who: 'op', sequence: progress })).toMatchObject({ version: 3 });

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { AlarmInputs, exprRef } from '../../actors/alarm/alarmInputs.js';
+import { NameSet } from '../../actors/alarm/scanUpdate.js';
 
 const NAMES = ['p1', 'p2', 'p10', 'temp', 'soc', 'P', 'a_b', 'x-y'];
 
@@ -87,5 +88,26 @@ describe('alarm inputs', () => {
       values: { temp: 3 },
       quality: { temp: 'bad' },
     });
+  });
+
+  it('law: a name set finds a key of the text exactly when the key is one of its names', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.string({ maxLength: 6 }), { maxLength: 20 }),
+        fc.string({ maxLength: 6 }),
+        fc.string({ maxLength: 4 }),
+        (names, key, around) => {
+          const set = new NameSet(names);
+          const text = `${around}${key}${around}`;
+          expect(set.find(text, around.length, around.length + key.length)).toBe(names.includes(key) ? key : undefined);
+        },
+      ),
+      { numRuns: 500 },
+    );
+    // A prefix or an extension of a name is not the name.
+    const set = new NameSet(['p10', 'p100']);
+    expect(set.find('"p1":1', 1, 3)).toBeUndefined();
+    expect(set.find('"p1000":1', 1, 6)).toBeUndefined();
+    expect(set.find('"p100":1', 1, 5)).toBe('p100');
   });
 });

@@ -182,7 +182,7 @@ const anyEventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.in
   });
 });
 
-describe('rule machine: the quiet path agrees with XState', () => {
+describe('rule machine: the quiet path and the inert scope agree with XState', () => {
   it('stepRule equals transition() on every step of random sequences, and the quiet path is taken', () => {
     const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
     let quietSteps = 0;
