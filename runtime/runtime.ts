@@ -11,7 +11,7 @@
  * reason and the CLI exits non-zero with it.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { takePollToRedis } from './metrics.js';
+import { collectProcessMetrics, takePollToRedis } from './metrics.js';
 import type { Device } from '../actors/channel/device.js';
 import './protocols.js';
 import { planTree, type KindDeps } from './actorKind.js';
@@ -137,6 +137,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   });
 
   const startedAt = Date.now();
+  collectProcessMetrics();
   // Event-loop delay since the last heartbeat: the first thing to look at when latency is off.
   // The histogram holds whole timer intervals (an idle loop shows ~10 ms): the delay is what exceeds the resolution.
   const LOOP_RESOLUTION_MS = 10;

@@ -7,7 +7,8 @@
  * device's response (the values' timestamp, taken when the reply arrives) to the
  * client receiving them, CPU of each process and of the whole tree, the tree's
  * RSS, Redis used_memory at the start and the end, and Redis time per c2m point
- * (FCALL microseconds over points written).
+ * (FCALL microseconds over points written), and how often each process's main thread was woken
+ * (context switches: at these rates the CPU goes per wake-up more than per point).
  *
  * BENCH_CPU_PROF=<dir>: the runtime and its gateway process write CPU profiles there when they stop.
  *
@@ -24,7 +25,7 @@ import { sha256 } from '../../runtime/gateway/http.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { channelCounters, f, type Windows } from './harness.js';
 import { modbusFiles } from './modbus.js';
-import { cpuPercent, cpuSample, hostSample, ownCpuSample, percentile, rssMb, stealPercent } from './procstat.js';
+import { cpuPercent, cpuSample, hostSample, ownCpuSample, percentile, rssMb, stealPercent, wakeups } from './procstat.js';
 
 const TOKEN = 'bench-token';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -104,6 +105,10 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     const us0 = await fcallUsec(probe);
     const pts0 = await pointsWritten(base);
     const missed0 = (await channelCounters(probe)).missed;
+    // The gateway's process, as its actor records it (0: unknown, its column then reads 0).
+    const gwPid = Number((JSON.parse((await probe.hget('actor:gateway', 'context')) ?? '{}') as { pid?: number }).pid ?? 0);
+    const woken = () => [wakeups(rt.pid!), gwPid ? wakeups(gwPid) : 0, wakeups(redis.process.pid!)];
+    const w0 = woken();
     const own0 = ownCpuSample(rt.pid!);
     const c0 = [cpuSample(rt.pid!), cpuSample(redis.process.pid!), cpuSample(sim.pid!)];
     const h0 = hostSample();
@@ -114,6 +119,7 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     const seconds = (performance.now() - t0) / 1000;
     const c1 = [cpuSample(rt.pid!), cpuSample(redis.process.pid!), cpuSample(sim.pid!)];
     const ownCpu = cpuPercent(own0, ownCpuSample(rt.pid!));
+    const wakes = woken().map((w, i) => f((w - w0[i]!) / seconds));
     const steal = stealPercent(h0, hostSample());
     const us1 = await fcallUsec(probe);
     const pts1 = await pointsWritten(base);
@@ -125,7 +131,7 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     lat.sort((a, b) => a - b);
     const offered = devices * 100 * 10;
     const nsPerPoint = ((us1 - us0) * 1000) / Math.max(1, pts1 - pts0);
-    return `| ${devices} × 100 @ 100 ms | ${label} | ${f(offered)} | ${f(values / seconds)} | ${f(percentile(lat, 50), 1)} / ${f(percentile(lat, 99), 1)} | ${f(ownCpu)} + ${f(rtCpu - ownCpu)} = ${f(rtCpu)} % | ${f(redisCpu)} % | ${f(rtCpu + redisCpu)} % | ${f(simCpu)} % | ${f(rss)} MB | ${f(mem0, 1)} → ${f(mem1, 1)} MB | ${f(nsPerPoint)} ns | ${missed} | ${f(steal, 1)} % |`;
+    return `| ${devices} × 100 @ 100 ms | ${label} | ${f(offered)} | ${f(values / seconds)} | ${f(percentile(lat, 50), 1)} / ${f(percentile(lat, 99), 1)} | ${f(ownCpu)} + ${f(rtCpu - ownCpu)} = ${f(rtCpu)} % | ${f(redisCpu)} % | ${f(rtCpu + redisCpu)} % | ${f(simCpu)} % | ${f(rss)} MB | ${f(mem0, 1)} → ${f(mem1, 1)} MB | ${f(nsPerPoint)} ns | ${wakes.join(' / ')} | ${missed} | ${f(steal, 1)} % |`;
   } finally {
     ws?.terminate();
     rt.kill('SIGTERM');
@@ -138,4 +144,4 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
 }
 
 export const FEED_HEADER =
-  '| devices × registers @ poll | build | offered values/s | values/s received by the client | device reply → client p50 / p99 (ms) | runtime + gateway CPU = both | Redis CPU | tree CPU (without the simulator) | simulator CPU | tree RSS (runtime, gateway, Redis) | Redis used_memory start → end | Redis time per c2m point | missed polls | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
+  '| devices × registers @ poll | build | offered values/s | values/s received by the client | device reply → client p50 / p99 (ms) | runtime + gateway CPU = both | Redis CPU | tree CPU (without the simulator) | simulator CPU | tree RSS (runtime, gateway, Redis) | Redis used_memory start → end | Redis time per c2m point | wake-ups/s runtime / gateway / Redis (main threads) | missed polls | host steal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';

@@ -60,6 +60,21 @@ export function ownCpuSample(pid: number): CpuSample {
   return { at: performance.now(), cpuMs: (ticks * 1000) / TICKS };
 }
 
+/**
+ * Context switches of a process's main thread so far (voluntary and not): about how often its
+ * event loop was woken. On this VM a wake-up costs far more than most per-point work.
+ */
+export function wakeups(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8');
+    let n = 0;
+    for (const m of status.matchAll(/ctxt_switches:\s+(\d+)/g)) n += Number(m[1]);
+    return n;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU use between two samples, in % of one core. */
 export function cpuPercent(a: CpuSample, b: CpuSample): number {
   return ((b.cpuMs - a.cpuMs) / (b.at - a.at)) * 100;
