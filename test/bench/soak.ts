@@ -233,6 +233,15 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         redisRss: rssMb(ctx.redis.process.pid!),
       };
     };
+    // The gateway serving first (a gateway process that failed at its start is being restarted: the run goes on).
+    for (const until = Date.now() + 60_000; ; await sleep(200)) {
+      const ok = await api('GET', '/health').then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > until) throw new Error('the gateway did not answer /health within 60 s');
+    }
     const mem0 = await memory();
     const t0 = Date.now();
     const points0 = points;
