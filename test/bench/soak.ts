@@ -233,6 +233,15 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         redisRss: rssMb(ctx.redis.process.pid!),
       };
     };
+    // The gateway serving first (a gateway process that failed at its start is being restarted: the run goes on).
+    for (const until = Date.now() + 60_000; ; await sleep(200)) {
+      const ok = await api('GET', '/health').then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ok) break;
+      if (Date.now() > until) throw new Error('the gateway did not answer /health within 60 s');
+    }
     const mem0 = await memory();
     const t0 = Date.now();
     const points0 = points;
@@ -313,16 +322,19 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
       // Recovered: the site and mapping in Redis, a new `seq` write, and /health ok (each one's first time noted).
       const firstMet = new Map<string, number>();
       for (;;) {
-        const pong = await within(1_000, probe.ping());
-        const site = await within(1_000, probe.exists('site:config'));
-        const mapping = await within(1_000, probe.hlen('mapping:c2m'));
-        const ts = await seqTs();
-        let health = 0;
-        try {
-          health = (await api('GET', '/health')).status;
-        } catch {
-          // the gateway restarting
-        }
+        // All at once, each with a short limit: a round of checks one after the other, each waiting out
+        // a Redis still loading, took seconds, and a recovery was seen that much later than it happened.
+        const [pong, site, mapping, ts, health] = await Promise.all([
+          within(250, probe.ping()),
+          within(250, probe.exists('site:config')),
+          within(250, probe.hlen('mapping:c2m')),
+          within(250, probe.hget('modsrv:seq:measurement:ts', 'n')).then(Number),
+          // 0: refused while the gateway restarts
+          api('GET', '/health').then(
+            (r) => r.status,
+            () => 0,
+          ),
+        ]);
         const met = { redis: pong === 'PONG', site: site === 1, mapping: (mapping ?? 0) > 0, write: ts > injected, health: health === 200 };
         for (const [k, ok] of Object.entries(met)) if (ok && !firstMet.has(k)) firstMet.set(k, Date.now() - injected);
         if (met.site && met.mapping && met.write && met.health) break;
