@@ -105,5 +105,5 @@ models:
     const id = await t.bus.commands.m2c('py', 'sp', 4321, 'test', 5_000);
     const done = await commandResult(t.bus, id);
     expect(done).toMatchObject({ status: 'confirmed', readback: 4321 });
-  });
+  }, 30_000); // python3 and pymodbus start slowly on a loaded machine (one run took over 10 s)
 });
