@@ -154,6 +154,29 @@ describe('rules on a running site', () => {
     await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '20.000000', 5_000);
   });
 
+  it('a command m2c refuses (beyond the point limits) is journaled rejected; the step sent with it stays committed', async () => {
+    await start(`rules:
+  - id: too-high
+    trigger: { onChange: [grid.P] }
+    when: "grid.P < 0"
+    then: [ { control: { model: gw, name: export_limit, value: 95 } } ]
+`);
+    await eventually(async () => (await ruleState('too-high')) === 'idle');
+    await gridP(-1);
+    const result = await eventually(async () => (await t.bus.rules.journal('too-high')).find((e) => e.kind === 'result'), 5_000);
+    expect((result.data as { actions: unknown[] }).actions).toEqual([
+      expect.objectContaining({
+        outcome: 'rejected',
+        value: 95,
+        message: expect.stringMatching(/^m2c: EVOLTAGE m2c: 95(\.0+)? is above the maximum 80 of gw.export_limit$/),
+      }),
+    ]);
+    const r = (await t.bus.rules.read('too-high'))!;
+    expect(r.state).toBe('active');
+    expect(r.stats).toMatchObject({ fires: 1, commands: 0 });
+    expect(await t.raw.keys('command:*')).toEqual([]);
+  });
+
   it('rule_commit refuses a stale version and writes nothing', async () => {
     const initial = initialRule({ forMs: 0, cooldownMs: 0 });
     const r = await t.bus.rules.init('x', initial, {});

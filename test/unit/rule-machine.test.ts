@@ -244,4 +244,19 @@ describe('arbitration', () => {
     a.release('gw.limit', 'high');
     expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 2_000)).toEqual({ send: true });
   });
+
+  it('a send withdrawn (its commit was refused) gives the rate limit back as it was', () => {
+    const a = new Arbiter();
+    const claim = { rule: 'r', priority: 1 };
+    expect(a.lastSentAt('gw.limit')).toBeUndefined();
+    expect(a.decide('gw.limit', claim, 1_000, 0)).toEqual({ send: true });
+    a.withdraw('gw.limit', undefined);
+    expect(a.decide('gw.limit', claim, 1_000, 10)).toEqual({ send: true });
+    const before = a.lastSentAt('gw.limit');
+    expect(a.decide('gw.limit', claim, 1_000, 1_500)).toEqual({ send: true });
+    a.withdraw('gw.limit', before);
+    // Limited from the send that happened (at 10), not from the withdrawn one (at 1,500).
+    expect(a.decide('gw.limit', claim, 1_000, 1_100)).toEqual({ send: true });
+    expect(a.decide('gw.limit', claim, 1_000, 1_200)).toEqual({ send: false, why: 'rate-limited' });
+  });
 });
