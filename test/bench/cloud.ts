@@ -153,7 +153,7 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
   // --cpu-prof in NODE_OPTIONS); the runtime then runs under this node with the heap caps of runtime/bin/voltage.js.
   const nodeArgs = process.env.BENCH_RUNTIME_NODE_ARGS?.split(' ').filter(Boolean);
   const [cmd, args] = nodeArgs?.length
-    ? [process.execPath, ['--max-old-space-size=168', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
+    ? [process.execPath, ['--max-old-space-size=256', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
     : ['./runtime/bin/voltage.js', ['start', '--config', dir]];
   const runtime = spawn(cmd, args, {
     cwd: root,

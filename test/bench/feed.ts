@@ -63,7 +63,7 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
   const rt = prof
     ? spawn(
         process.execPath,
-        ['--max-old-space-size=168', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', 'start', '--config', dir],
+        ['--max-old-space-size=256', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', 'start', '--config', dir],
         { cwd: root, env: { ...env, VOLTAGE_GATEWAY_CPU_PROF: prof }, stdio: ['ignore', 'ignore', 'inherit'] },
       )
     : spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });

@@ -103,7 +103,7 @@ export async function withSite<T>(
   const runtime = prof
     ? spawn(
         process.execPath,
-        ['--max-old-space-size=168', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', ...args],
+        ['--max-old-space-size=256', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', ...args],
         {
           env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
           stdio: ['ignore', 'ignore', 'inherit'],

@@ -88,7 +88,7 @@ async function measureHistory(o: Opts): Promise<string> {
   const [cmd, args] =
     nodeArgs.length === 0
       ? ['./runtime/bin/voltage.js', ['start', '--config', dir]]
-      : [process.execPath, ['--max-old-space-size=168', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]];
+      : [process.execPath, ['--max-old-space-size=256', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]];
   const runtime = spawn(cmd, args, {
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
