@@ -137,6 +137,12 @@ interface PromMatrix {
   readonly values: ReadonlyArray<readonly [number, string]>;
 }
 
+/**
+ * The start of every series search: 1 s after the epoch. VictoriaMetrics reads `start=0` as no start and
+ * searches the last day only, so after midnight UTC a series written only the day before was unknown.
+ */
+const SERIES_SEARCH_START = '1';
+
 export class HistoryQueries {
   readonly maxPoints: number;
   private readonly url: string;
@@ -218,7 +224,7 @@ export class HistoryQueries {
   async list(): Promise<string[]> {
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', [
       ['match[]', `{__name__=~"${METRIC.pointValue}|${METRIC.modelValue}|${METRIC.alarmValue}|${METRIC.commandValue}"}`],
-      ['start', '0'],
+      ['start', SERIES_SEARCH_START],
       ['end', String(this.now() / 1_000)],
     ]);
     const ids = new Set<string>();
@@ -233,7 +239,7 @@ export class HistoryQueries {
     const params: Array<[string, string]> = refs.map((r) => ['match[]', promSelector(r)]);
     // A series whose raw values are gone (retention, a backfill of tiers only) is still known by its tiers.
     for (const r of refs) if (r.kind === 'point' || r.kind === 'model') params.push(['match[]', `${tierMetric(r, '1h', 'count')}${promLabels(r)}`]);
-    params.push(['start', '0'], ['end', String(this.now() / 1_000)]);
+    params.push(['start', SERIES_SEARCH_START], ['end', String(this.now() / 1_000)]);
     const data = await this.get<Array<Record<string, string>>>('/api/v1/series', params);
     const known = new Set(
       data
