@@ -4,7 +4,8 @@
  * Models start before the channels that write to them, alarms after the models
  * they watch (and before the channels, so the first values are seen); history
  * after the channels: a failure of its supervisor restarts only itself and the
- * gateway (its consumer groups exist before anything starts: historyKind.prepare);
+ * gateway (its consumer groups, and the cloud links', exist before anything starts: each
+ * kind's prepare);
  * rules after the channels whose values they read; the gateway last, once there
  * is something to serve. A new kind is one entry here.
  */

@@ -16,6 +16,7 @@ import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { CloudLink, type CloudSite } from './CloudLink.js';
 
@@ -112,5 +113,10 @@ export const cloudKind: ActorKind = {
   section: 'cloud',
   supervisor: { id: 'cloud', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
   optional: true,
+  async prepare(site, deps) {
+    // c2m appends to the outbox only once a group exists: made here, before any channel polls, so that
+    // a fresh site's first values and alarm transitions wait for the link even if it starts late.
+    for (const l of site.cloud?.links ?? []) await deps.redis.core.ensureGroup(KEYS.outbox, KEYS.cloudGroup(l.id));
+  },
   children: (site, deps) => (site.cloud?.links ?? []).map((l) => cloudChild(l, { id: site.runtime.site, dir: site.dir }, deps)),
 };
