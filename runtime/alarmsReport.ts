@@ -37,7 +37,7 @@ export async function alarmsCommand(url: string, activeOnly: boolean): Promise<n
   const client = openRedis(url, log, 'alarms');
   try {
     await readyWithin(client, url, 5_000);
-    const views = (await new AlarmsRedis(new RedisCore(client), { outboxMaxMB: 1 }).list()).map(alarmView); // reads only: the bound is not used
+    const views = (await new AlarmsRedis(RedisCore.of(client), { outboxMaxMB: 1 }).list()).map(alarmView); // reads only: the bound is not used
     process.stdout.write(alarmsText(activeOnly ? views.filter((v) => v.active) : views));
     return 0;
   } catch (e) {

@@ -48,7 +48,7 @@ export class OutboxConsumer {
   /** Makes the group (from the stream's start) if it is missing; pending entries are read first next. */
   async ensureGroup(): Promise<void> {
     try {
-      await new RedisCore(this.redis).ensureGroup(this.stream, this.group);
+      await RedisCore.of(this.redis).ensureGroup(this.stream, this.group);
     } catch (e) {
       throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
     }

@@ -249,6 +249,18 @@ export class RedisCore {
   /** Called when the connection is lost (see orUnreachable). */
   private readonly lostListeners = new Set<() => void>();
 
+  private static readonly byClient = new WeakMap<Redis, RedisCore>();
+
+  /** The one RedisCore of a connection: each one listens to its client, so a core per call would pile listeners up. */
+  static of(client: Redis): RedisCore {
+    let core = RedisCore.byClient.get(client);
+    if (!core) {
+      core = new RedisCore(client);
+      RedisCore.byClient.set(client, core);
+    }
+    return core;
+  }
+
   constructor(client: Redis) {
     this.client = client;
     const lost = () => {

@@ -40,7 +40,7 @@ export class VoltageRedis {
   private readonly log: Logger;
 
   constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
-    this.core = new RedisCore(client);
+    this.core = RedisCore.of(client);
     this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core, limits);
     this.actors = new ActorsRedis(this.core);

@@ -6,6 +6,7 @@
  * then said about every 10 s rather than at each attempt.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { OutboxConsumer } from '../../actors/outbox/consumer.js';
 import { logsAttempt, openRedis, whenReady } from '../../runtime/redis/connect.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, sleep, spawnRedis, type RedisServer } from '../helpers/servers.js';
@@ -41,6 +42,19 @@ describe('reconnecting', () => {
     expect(reads).toEqual([null]);
     await subs.close();
     await redis.close();
+  });
+
+  it("an outbox consumer making its group again and again (each reconnect does) adds no listener to its connection", async () => {
+    const client = openRedis(server.url, quietLog, 'test');
+    await whenReady(client);
+    const consumer = new OutboxConsumer(client, 'outbox-test', 'g', 'c');
+    await consumer.ensureGroup();
+    const counts = () => ['close', 'end', 'ready'].map((e) => client.listenerCount(e));
+    const after1 = counts();
+    for (let i = 0; i < 20; i++) await consumer.ensureGroup();
+    expect(counts()).toEqual(after1);
+    expect(await client.xinfo('GROUPS', 'outbox-test')).toHaveLength(1);
+    client.disconnect();
   });
 
   it('logs every attempt while the delay grows, then one attempt in 10', () => {
