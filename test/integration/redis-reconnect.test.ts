@@ -44,7 +44,7 @@ describe('reconnecting', () => {
     await redis.close();
   });
 
-  it("an outbox consumer making its group again and again (each reconnect does) adds no listener to its connection", async () => {
+  it('an outbox consumer making its group again and again (each reconnect does) adds no listener to its connection', async () => {
     const client = openRedis(server.url, quietLog, 'test');
     await whenReady(client);
     const consumer = new OutboxConsumer(client, 'outbox-test', 'g', 'c');
