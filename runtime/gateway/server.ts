@@ -61,9 +61,12 @@ export async function startGatewayServer(
   ruleRoutes(http, redis);
   actorRoutes(http, redis);
   meRoutes(http);
-  const stopActorFeed = await actorDetailRoutes(http, redis, subscriptions, feed);
-  const stopAlarmFeed = await alarmRoutes(http, redis, subscriptions, feed);
-  const stopRuleFeed = await ruleFeed(http, redis, subscriptions, feed);
+  // Their reads and subscriptions in flight together: each is a round trip behind the site's writes.
+  const [stopActorFeed, stopAlarmFeed, stopRuleFeed] = await Promise.all([
+    actorDetailRoutes(http, redis, subscriptions, feed),
+    alarmRoutes(http, redis, subscriptions, feed),
+    ruleFeed(http, redis, subscriptions, feed),
+  ]);
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   historyRoutes(http, history ? new HistoryQueries(history) : undefined);

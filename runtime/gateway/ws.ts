@@ -306,10 +306,13 @@ export class TelemetryFeed {
     // notifications are read only for what no channel carries (calculated values, values set by
     // rules), so only those models are subscribed (Redis then sends this process one notification
     // per poll, not two).
+    // The subscriptions leave together (one round trip, not one per topic: on a busy site each
+    // one waited its turn behind the polls' writes, and a restarted gateway served seconds later).
+    const subscribing: Array<Promise<() => Promise<void>>> = [];
     const modelsRead = await this.linkModels();
     for (const id of modelsRead) {
-      this.unsubscribe.push(
-        await this.subs.on(KEYS.modelUpdate(id), (msg) => {
+      subscribing.push(
+        this.subs.on(KEYS.modelUpdate(id), (msg) => {
           if (msg.startsWith(C2M_SOURCE, msg.indexOf(',') + 1)) return;
           let m: ModelUpdateMessage;
           try {
@@ -324,9 +327,8 @@ export class TelemetryFeed {
     // Channel notifications carry the poll's time and its points: no read-back.
     // One subscription per channel rather than a pattern: with no pattern subscriber, c2m
     // builds no model notification that nobody receives (lua/telemetry.lua `listened`).
-    for (const ch of this.channels.ids) {
-      this.unsubscribe.push(await this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
-    }
+    for (const ch of this.channels.ids) subscribing.push(this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
+    this.unsubscribe.push(...(await Promise.all(subscribing)));
     await this.cache.load();
     await this.channels.load();
     this.subs.onReconnect(() => {
