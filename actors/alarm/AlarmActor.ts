@@ -196,7 +196,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
               group,
               chattering,
             });
-            l.stored = { ...next, version, group: next.state === 'normal' ? '' : group, chattering };
+            l.stored = { state: next.state, context: next.context, version, group: next.state === 'normal' ? '' : group, chattering };
             return 1;
           } catch (e) {
             if (!(e instanceof AlarmRefusedError) || e.refusal !== 'VERSION_CONFLICT') throw e;
