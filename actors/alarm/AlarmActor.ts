@@ -54,6 +54,11 @@ interface Live {
   due: number;
 }
 
+/** A filter in one object shape (one literal, its fields in-object), whatever it was made from. */
+function filterOf(state: DelayState, acts: number[]): Live['filter'] {
+  return { active: state.active, raw: state.raw, pendingUntil: state.pendingUntil, acts };
+}
+
 export function alarmActorId(model: string): string {
   return `alarm/${model}`;
 }
@@ -126,10 +131,10 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           const init = initialAlarm({ severity: d.severity, latch: d.latch, escalateAfterMs: d.escalateAfterMs, reAlarmMs: d.reAlarmMs });
           const s = await deps.redis.alarms.init({ id: d.id, ts: now, severity: d.severity, context: init.context, definition: JSON.stringify(d.source) });
           const rec = s.created ? undefined : await deps.redis.alarms.get(d.id);
-          const stored = saved ? (JSON.parse(saved) as Live['filter']) : { ...INITIAL_DELAY_STATE, acts: [] };
+          const stored = saved ? (JSON.parse(saved) as Live['filter']) : filterOf(INITIAL_DELAY_STATE, []);
           // What was committed is the truth: a filter saved ahead of (or behind) its commit is brought in line.
           const active = s.context.conditionActive;
-          const filter = stored.active === active ? stored : { active, raw: active, pendingUntil: null, acts: stored.acts ?? [] };
+          const filter = stored.active === active ? filterOf(stored, stored.acts) : filterOf({ active, raw: active, pendingUntil: null }, stored.acts ?? []);
           live.set(d.id, {
             def: d,
             stored: { state: s.state, context: s.context, version: s.version, group: rec?.group ?? '', chattering: rec?.chattering ?? false },
@@ -191,7 +196,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
               group,
               chattering,
             });
-            l.stored = { ...next, version, group: next.state === 'normal' ? '' : group, chattering };
+            l.stored = { state: next.state, context: next.context, version, group: next.state === 'normal' ? '' : group, chattering };
             return 1;
           } catch (e) {
             if (!(e instanceof AlarmRefusedError) || e.refusal !== 'VERSION_CONFLICT') throw e;
@@ -270,7 +275,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           // The usual case, nothing pending and nothing new, allocates nothing.
           if (raw !== f.active || raw !== f.raw || f.pendingUntil !== null) {
             const step = stepDelay(f, raw, now, { onDelayMs: d.onDelayMs, offDelayMs: d.offDelayMs });
-            l.filter = { ...step.state, acts: f.acts };
+            l.filter = filterOf(step.state, f.acts);
             change = step.change;
             touched = true;
           }

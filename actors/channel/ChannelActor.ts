@@ -204,11 +204,13 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, pha
       // Commands: consumed from the channel's stream (consumer group `channel`, consumer = this channel).
       // After a restart the entries delivered before and never acknowledged are executed first.
       let groupReady = false;
-      const byKey = new Map(points.map((p) => [`${p.type}:${p.id}`, p]));
+      // Made at the first command: most channels never get one, and it is a string and an entry per point.
+      let byKey: Map<string, PointConfig> | undefined;
       const execute = async (e: CommandEntry): Promise<void> => {
         const commit = (status: 'confirmed' | 'failed' | 'timeout', message: string, readback: number | null = null) =>
           deps.redis.commands.commandResult(channel.id, e.id, status, message, COMMAND_GROUP, e.entryId, readback);
         if (now() > e.deadline) return commit('timeout', 'expired before it could be written (a late setpoint is not applied)');
+        byKey ??= new Map(points.map((p) => [`${p.type}:${p.id}`, p]));
         const p = byKey.get(`${e.type}:${e.point}`);
         if (!p) return commit('failed', `channel ${channel.id} has no point ${e.type}:${e.point}`);
         try {

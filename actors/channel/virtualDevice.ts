@@ -5,13 +5,16 @@
  * fatal error, so the supervisor restarts the channel), drop the link (a
  * transient error, so the channel reconnects), return garbage readings.
  */
-import type { PointConfig, VirtualChannelConfig, VirtualPointConfig } from '../../runtime/config/schema.js';
+import type { PointConfig, VirtualChannelConfig } from '../../runtime/config/schema.js';
 import { DeviceError, type Device, type RawReading } from './device.js';
 import { initialState, sample } from './waveform.js';
 
 export class VirtualDevice implements Device {
-  /** The channel's points (as the channel passes them) → their index and their waveform. */
-  private readonly index = new Map<PointConfig, { readonly i: number; readonly point: VirtualPointConfig }>();
+  /**
+   * A point (as the channel passes it) → its index, made when first needed: a poll of the
+   * channel's own points reads them by position (no entry per point kept for it).
+   */
+  private index: Map<PointConfig, number> | undefined;
   /** Per point: the waveform's state, or the value held by a control/adjustment point. */
   private readonly state: Float64Array;
   private polls = 0;
@@ -23,7 +26,6 @@ export class VirtualDevice implements Device {
   ) {
     this.state = new Float64Array(channel.points.length);
     channel.points.forEach((p, i) => {
-      this.index.set(p, { i, point: p });
       this.state[i] = initialState(p.sim, p);
     });
   }
@@ -49,13 +51,19 @@ export class VirtualDevice implements Device {
 
   /** The current readings of `points`, `garbageRate` of them garbled. Not a poll: counts nothing. */
   private sampleAll(points: readonly PointConfig[], now: number, garbageRate: number): RawReading[] {
-    return points.map((p) => {
-      const at = this.index.get(p);
-      if (!at) return Number.NaN;
-      const sim = at.point.sim;
-      const v = sim ? sample(sim, this.state, at.i, now, this.random) : this.state[at.i]!;
+    const own = points === this.channel.points;
+    return points.map((p, k) => {
+      const i = own ? k : this.indexOf(p);
+      if (i === undefined) return Number.NaN;
+      const sim = this.channel.points[i]!.sim;
+      const v = sim ? sample(sim, this.state, i, now, this.random) : this.state[i]!;
       return garbageRate > 0 && this.random() < garbageRate ? 'ERR' : v;
     });
+  }
+
+  private indexOf(point: PointConfig): number | undefined {
+    this.index ??= new Map(this.channel.points.map((p, i) => [p, i]));
+    return this.index.get(point);
   }
 
   async close(): Promise<void> {
@@ -63,10 +71,11 @@ export class VirtualDevice implements Device {
   }
 
   async write(point: PointConfig, value: number): Promise<void> {
-    const at = this.index.get(point);
-    if (!at || at.point.sim) throw new DeviceError('NOT_WRITABLE', `point ${point.type}:${point.id} of virtual channel ${this.channel.id} is not writable`);
+    const i = this.indexOf(point);
+    if (i === undefined || this.channel.points[i]!.sim)
+      throw new DeviceError('NOT_WRITABLE', `point ${point.type}:${point.id} of virtual channel ${this.channel.id} is not writable`);
     if (this.linkDropped) throw new DeviceError('LINK_DOWN', `virtual device ${this.channel.id}: link dropped`);
-    this.state[at.i] = value;
+    this.state[i] = value;
   }
 
   async readBack(point: PointConfig, now: number): Promise<RawReading> {

@@ -16,6 +16,8 @@ import { DEFAULT_KEEP, type HistoryKeep } from './history.js';
 import { configSchemaWith, POINT_REF_PATTERN, type LoadedConfig, type PointType } from './schema.js';
 import type { AlarmDef, Calculation, ModelDef, PointRef, SiteConfig } from './site.js';
 import { pointKey } from './site.js';
+import { PointMapping } from './pointMapping.js';
+import { flatString, ValueSharer } from './share.js';
 import { formatPos, readConfigFolder, type ConfigSource } from './source.js';
 
 type Path = readonly (string | number)[];
@@ -209,6 +211,8 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
     else modelIndex.set(m.id, mi);
   });
   const templateNames = Object.keys(cfg.templates);
+  // The per-point tables live as long as the runtime: equal values are kept once (share.ts).
+  const sharer = new ValueSharer();
   const mappedBy = new Map<string, Path>();
   const shapes = cfg.models.map((m, mi) => {
     const tpl = m.template ? cfg.templates[m.template] : undefined;
@@ -220,7 +224,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
         `model '${m.id}' uses template '${m.template}', which is not defined${near ? `; did you mean '${near}'?` : ''}`,
       );
     }
-    const measurements = new Map(Object.entries({ ...tpl?.measurements, ...m.measurements }).map(([k, v]) => [k, { unit: v.unit }]));
+    const measurements = new Map(Object.entries({ ...tpl?.measurements, ...m.measurements }).map(([k, v]) => [k, sharer.share({ unit: v.unit })]));
     const calcSpecs = { ...tpl?.calculations, ...m.calculations };
     for (const name of Object.keys(calcSpecs)) {
       if (measurements.has(name))
@@ -233,7 +237,7 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       if (m.mapping[name] === undefined && !(m.template && !tpl))
         add(['models', mi], 'UNKNOWN_REF', `model '${m.id}': control '${name}' is not mapped to a control or adjustment point (add it to 'mapping')`);
     }
-    const mapping = new Map<string, PointRef>();
+    const mapping = new PointMapping();
     const controls = new Map<string, PointRef & { min: number | undefined; max: number | undefined }>();
     for (const [name, refText] of Object.entries(m.mapping)) {
       const path = ['models', mi, 'mapping', name];
@@ -391,9 +395,10 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       keep,
     };
   });
-  // Points come out of the schema compacted (schema.ts), one object shape per protocol.
-  const channels = cfg.channels;
-  const alarms = resolveAlarms(cfg, models, add);
+  // Points come out of the schema compacted (schema.ts), one object shape per protocol; channels that
+  // read one point table share its point objects.
+  const channels = cfg.channels.map((ch) => ({ ...ch, points: ch.points.map((p) => sharer.share(p)) }));
+  const alarms = resolveAlarms(cfg, models, add, sharer);
   const rules = resolveRules(cfg.rules, models, add, new Set(alarms.map((a) => a.id)));
   checkCloud(cfg, models, channelPoints, add);
   return Object.freeze({
@@ -419,7 +424,12 @@ const RESERVED_ALARM_IDS = new Set(['active', 'events', 'update', 'filters', 'st
  * model must exist, its point must be one of the model's values, and its
  * expressions must compile and read values that exist.
  */
-function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (path: Path, code: string, message: string, key?: boolean) => void): AlarmDef[] {
+function resolveAlarms(
+  cfg: LoadedConfig,
+  models: readonly ModelDef[],
+  add: (path: Path, code: string, message: string, key?: boolean) => void,
+  sharer: ValueSharer,
+): AlarmDef[] {
   const byId = new Map(models.map((m) => [m.id, m]));
   const valuesOf = (m: ModelDef) => [...m.measurements.keys(), ...m.calculations.map((c) => c.name)];
   const entries: Array<{ readonly a: AlarmConfig; readonly path: Path }> = [];
@@ -497,25 +507,28 @@ function resolveAlarms(cfg: LoadedConfig, models: readonly ModelDef[], add: (pat
           'UNKNOWN_REF',
           `alarm '${a.id}' reads '${point}', which model '${a.model}' does not have${known.length ? `; did you mean '${closest(point, known)}'?` : ''}`,
         );
-      else test = { kind: 'point', point, spec };
+      // A template's test is the same for every instance: one object for all of them.
+      else test = sharer.share({ kind: 'point', point, spec });
     }
     const suppressWhen = a.suppressWhen !== undefined ? compile(a, a.suppressWhen, [...path, 'suppressWhen'], 'suppressWhen') : null;
     if (!test || suppressWhen === undefined || !a.enabled) continue;
+    // A template's alarm id and message are made per instance: kept as one flat string each.
+    const id = flatString(a.id);
     out.push({
-      id: a.id,
+      id,
       model: a.model,
       test,
       onDelayMs: a.when.onDelayMs,
       offDelayMs: a.when.offDelayMs,
       severity: a.severity,
-      message: a.message ?? `${a.id}: {value}`,
+      message: a.message ?? flatString(`${id}: {value}`),
       latch: a.latch,
       reAlarmMs: a.reAlarmMs ?? null,
       escalateAfterMs: a.escalateAfterMs ?? null,
       suppressWhen,
-      chattering: a.chattering ?? cfg.alarmPolicy.chattering,
+      chattering: sharer.share(a.chattering ?? cfg.alarmPolicy.chattering),
       limit: spec.kind === 'above' || spec.kind === 'below' ? spec.limit : null,
-      source: a as unknown as Record<string, unknown>,
+      source: sharer.share({ ...a, id }) as unknown as Record<string, unknown>,
     });
   }
   return out;
