@@ -92,18 +92,41 @@ local function c2m_parse(channel, ts, text, ct)
   local targets, V, Q = {}, {}, {}
   local misses, nmiss = {}, 0
   local np, covered = 0, 0
+  -- The current type's value and timestamp lists and their lengths, kept in locals
+  -- (points come grouped by type; written back to its writes when the type changes).
+  local lt, w, wv, wt, nv, nt
   for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
-    if #v < 3 and v ~= '' and not is_decimal(v) then return nil, 'c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v end
-    if q ~= '' and not QUALITY[q] then return nil, 'c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q end
-    if v == '' and q == '' then return nil, 'c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality' end
-    np = np + 1
-    covered = covered + #id + #v + #q + 5
-    local w = byType[t]
-    if not w then
-      w = new_writes()
-      byType[t] = w
+    if t ~= lt then
+      if lt then w.nv, w.nt = nv, nt end
+      w = byType[t]
+      if not w then
+        w = new_writes()
+        byType[t] = w
+      end
+      lt, wv, wt, nv, nt = t, w.v, w.t, w.nv, w.nt
     end
-    add_write(w, id, v, q, ts)
+    if q == '' then
+      -- The common point: a value, quality unchanged.
+      if v == '' then return nil, 'c2m: point ' .. t .. ':' .. id .. ' has neither a value nor a quality' end
+      if #v < 3 and not is_decimal(v) then return nil, 'c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v end
+      wv[nv + 1], wv[nv + 2] = id, v
+      nv = nv + 2
+      covered = covered + #id + #v + 5
+    else
+      if not QUALITY[q] then return nil, 'c2m: quality of ' .. t .. ':' .. id .. ' must be good, stale, bad or comm-failure, got ' .. q end
+      if v ~= '' then
+        if #v < 3 and not is_decimal(v) then return nil, 'c2m: value of ' .. t .. ':' .. id .. ' is not a number: ' .. v end
+        wv[nv + 1], wv[nv + 2] = id, v
+        nv = nv + 2
+      end
+      local nq = w.nq
+      w.q[nq + 1], w.q[nq + 2] = id, q
+      w.nq = nq + 2
+      covered = covered + #id + #v + #q + 5
+    end
+    wt[nt + 1], wt[nt + 2] = id, ts
+    nt = nt + 2
+    np = np + 1
     if mapped then
       local target = ct[t][id]
       if target == nil then
@@ -115,6 +138,7 @@ local function c2m_parse(channel, ts, text, ct)
       V[np], Q[np] = v, q
     end
   end
+  if lt then w.nv, w.nt = nv, nt end
   if covered ~= #text then
     local pos, n = 1, 0
     while true do

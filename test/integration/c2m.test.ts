@@ -8,6 +8,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { usePrivateRedis, wrapper } from '../helpers/servers.js';
 import { parseChannelUpdate } from '../../runtime/domain/c2mBatch.js';
+import { formatValue } from '../../runtime/domain/telemetry.js';
 import { KEYS, POINT_TYPES } from '../../runtime/redis/keys.js';
 import { LIBRARY_VERSION } from '../../runtime/redis/library.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
@@ -169,6 +170,44 @@ describe('c2m', () => {
     ...Array.from({ length: 12 }, (_, i) => `comsrv:9:${i}`),
     'mapping:c2m:gen',
   ];
+
+  it('property: points of every type in any order, with or without a value or quality, land in their own hashes (the last write of a point wins)', async () => {
+    const point = fc
+      .record({
+        type: fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const),
+        id: fc.integer({ min: 0, max: 12 }),
+        value: fc.option(
+          fc.integer({ min: -100_000, max: 100_000 }).map((v) => v / 16),
+          { nil: null },
+        ),
+        quality: fc.option(fc.constantFrom('good' as const, 'stale' as const, 'bad' as const, 'comm-failure' as const), { nil: null }),
+      })
+      .filter((p) => p.value !== null || p.quality !== null);
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(point, { minLength: 1, maxLength: 30 }), { minLength: 1, maxLength: 3 }), async (polls) => {
+        await t.raw.flushall();
+        await t.bus.site.load(site);
+        const want: Record<string, Record<string, string>> = {};
+        const put = (key: string, field: number, v: string) => {
+          want[key] ??= {};
+          want[key][field] = v;
+        };
+        for (const [i, points] of polls.entries()) {
+          const ts = 1_700_000_000_000 + i;
+          await t.bus.telemetry.c2m('9', ts, points);
+          for (const p of points) {
+            if (p.value !== null) put(`comsrv:9:${p.type}`, p.id, formatValue(p.value));
+            put(`comsrv:9:${p.type}:ts`, p.id, String(ts));
+            if (p.quality !== null) put(`comsrv:9:${p.type}:q`, p.id, p.quality);
+          }
+        }
+        const got: Record<string, Record<string, string>> = {};
+        for (const k of await t.raw.keys('comsrv:9:*')) got[k] = await t.raw.hgetall(k);
+        expect(got).toEqual(want);
+      }),
+      { numRuns: 40 },
+    );
+  });
 
   it('rejects what would not be a plain decimal (hex, spaces, inf) from a t.raw client', async () => {
     for (const v of ['0x10', 'inf', '1,5', '--1', '1e', '1e+21']) {
