@@ -31,7 +31,8 @@
  *   {"seq": 42, "ts": 1718000000000, "alarm": "bess1.overtemp", "event": "raise", "from": "normal",
  *    "to": "active", "severity": "major", "active": true, "version": 3, "who": "system", "why": "", …}
  */
-import { decodeEntry, type HistorySample } from '../history/outbox.js';
+import { decodeEntry, entryHead, scanChannelText, type HistorySample } from '../history/outbox.js';
+import type { PointType } from '../../runtime/config/site.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 import { bandOf, passesDeadband, type DeadbandConfig, type LinkState } from './linkState.js';
 
@@ -81,42 +82,107 @@ function eachTarget(s: HistorySample, opts: BuildOptions, fn: (kind: 'm' | 'c', 
   if (opts.channels?.has(channel)) fn('c', channel, `${type}:${point}`, channel);
 }
 
-/** The messages of one entry's samples: its models' (in the order they first appear), then its channel's. */
-export function buildMessages(samples: readonly HistorySample[], opts: BuildOptions): ModelMessage[] {
-  const byModel = new Map<string, Building>();
-  let byChannel: [string, Building] | undefined;
-  const db = opts.deadband;
-  let s: HistorySample;
-  // One function for every sample (not a closure each): where the sample `s` goes.
-  const take = (kind: 'm' | 'c', owner: string, name: string, channel: string) => {
+/** A quality mark that is not published (include.quality false) is no message and no reference. */
+const skipped = (value: number | null, quality: Quality, opts: BuildOptions) => value === null && !(opts.quality && quality !== 'good');
+
+/** One entry's messages being gathered: its models' (in the order they first appear), then its channel's; the deadband applied. */
+class Gathering {
+  private readonly byModel = new Map<string, Building>();
+  private byChannel: [string, Building] | undefined;
+
+  constructor(private readonly opts: BuildOptions) {}
+
+  add(kind: 'm' | 'c', owner: string, name: string, channel: string, ts: number, value: number | null, quality: Quality): void {
+    const db = this.opts.deadband;
     if (db) {
       const band = bandOf(db.config, kind, owner, name);
       if (band !== undefined) {
-        const next = { value: s.value, quality: s.quality };
+        const next = { value, quality };
         if (!passesDeadband(db.state.get(kind, owner, name), next, band)) return;
         db.state.set(kind, owner, name, next);
       }
     }
     let m: Building | undefined;
-    if (kind === 'c') m = byChannel?.[1] ?? (byChannel = [owner, { channel, ts: s.ts, values: {}, quality: undefined, any: false }])[1];
+    if (kind === 'c') m = this.byChannel?.[1] ?? (this.byChannel = [owner, { channel, ts, values: {}, quality: undefined, any: false }])[1];
     else {
-      m = byModel.get(owner);
-      if (!m) byModel.set(owner, (m = { channel, ts: s.ts, values: {}, quality: undefined, any: false }));
+      m = this.byModel.get(owner);
+      if (!m) this.byModel.set(owner, (m = { channel, ts, values: {}, quality: undefined, any: false }));
     }
-    addValue(m, name, s.value, s.quality, opts.quality);
-  };
-  for (s of samples) {
-    // A quality mark that is not published (include.quality false) is no message and no reference.
-    if (s.value === null && !(opts.quality && s.quality !== 'good')) continue;
-    eachTarget(s, opts, take);
+    addValue(m, name, value, quality, this.opts.quality);
   }
-  const out: ModelMessage[] = [];
-  for (const [model, m] of byModel) if (m.any) out.push({ of: 'model', model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
-  if (byChannel?.[1].any) {
-    const [channel, m] = byChannel;
-    out.push({ of: 'channel', model: '', channel, ts: m.ts, values: m.values, quality: m.quality });
+
+  messages(): ModelMessage[] {
+    const out: ModelMessage[] = [];
+    for (const [model, m] of this.byModel) if (m.any) out.push({ of: 'model', model, channel: m.channel, ts: m.ts, values: m.values, quality: m.quality });
+    if (this.byChannel?.[1].any) {
+      const [channel, m] = this.byChannel;
+      out.push({ of: 'channel', model: '', channel, ts: m.ts, values: m.values, quality: m.quality });
+    }
+    return out;
   }
-  return out;
+}
+
+/** The messages of one entry's samples: its models' (in the order they first appear), then its channel's. */
+export function buildMessages(samples: readonly HistorySample[], opts: BuildOptions): ModelMessage[] {
+  const g = new Gathering(opts);
+  let s: HistorySample;
+  // One function for every sample (not a closure each): where the sample `s` goes.
+  const take = (kind: 'm' | 'c', owner: string, name: string, channel: string) => g.add(kind, owner, name, channel, s.ts, s.value, s.quality);
+  for (s of samples) if (!skipped(s.value, s.quality, opts)) eachTarget(s, opts, take);
+  return g.messages();
+}
+
+const TYPE_INDEX: Readonly<Record<PointType, number>> = { m: 0, s: 1, c: 2, a: 3 };
+/** mapping:c2m by channel, then by point (id × 4 + type index): made once per mapping, not a key string a point. */
+const targetIndexes = new WeakMap<ReadonlyMap<string, ModelValueRef>, Map<string, Map<number, ModelValueRef>>>();
+
+function channelTargets(mapping: ReadonlyMap<string, ModelValueRef>, channel: string): Map<number, ModelValueRef> | undefined {
+  let index = targetIndexes.get(mapping);
+  if (!index) {
+    index = new Map();
+    for (const [key, ref] of mapping) {
+      const k = /^([\w-]+):([msca]):(\d+)$/.exec(key);
+      if (!k) continue;
+      let byPoint = index.get(k[1]!);
+      if (!byPoint) index.set(k[1]!, (byPoint = new Map()));
+      byPoint.set(Number(k[3]) * 4 + TYPE_INDEX[k[2] as PointType], ref);
+    }
+    targetIndexes.set(mapping, index);
+  }
+  return index.get(channel);
+}
+
+/** A channel entry's point lines, gathered before any is used (a bad line drops the whole entry, deadband references untouched). Reused. */
+const rows = { n: 0, type: [] as PointType[], point: [] as number[], value: [] as Array<number | null>, quality: [] as Quality[] };
+function gatherRow(type: PointType, point: number, value: number | null, quality: Quality): void {
+  const i = rows.n++;
+  rows.type[i] = type;
+  rows.point[i] = point;
+  rows.value[i] = value;
+  rows.quality[i] = quality;
+}
+
+/**
+ * The messages of a channel entry (a poll), read from its points text with
+ * no sample object and no mapping key string a point: what buildMessages
+ * makes of decodeEntry's samples (a property test holds them equal).
+ */
+export function channelMessages(channel: string, ts: number, text: string, opts: BuildOptions): ModelMessage[] {
+  rows.n = 0;
+  scanChannelText(channel, text, gatherRow);
+  const targets = channelTargets(opts.mapping, channel);
+  const raw = opts.channels?.has(channel) === true;
+  const g = new Gathering(opts);
+  for (let i = 0; i < rows.n; i++) {
+    const type = rows.type[i]!;
+    const value = rows.value[i]!;
+    const quality = rows.quality[i]!;
+    if (skipped(value, quality, opts)) continue;
+    const ref = targets?.get(rows.point[i]! * 4 + TYPE_INDEX[type]);
+    if (ref && (!opts.models || opts.models.has(ref.model))) g.add('m', ref.model, ref.name, channel, ts, value, quality);
+    if (raw) g.add('c', channel, `${type}:${rows.point[i]!}`, channel, ts, value, quality);
+  }
+  return g.messages();
 }
 
 function addValue(
@@ -201,6 +267,10 @@ export function entryMessages(
   fields: readonly string[],
   opts: BuildOptions & { readonly alarms: boolean; readonly interval?: { readonly ms: number; readonly state: LinkState } | undefined },
 ): UplinkMessage[] {
+  if (!opts.interval) {
+    const head = entryHead(fields);
+    if (head.src === 'c') return channelMessages(head.id, head.ts, head.p, opts).map((m) => ({ kind: 'data', m }));
+  }
   const samples = decodeEntry(fields);
   if (opts.interval) return intervalMessages(fields, samples, opts, opts.interval);
   if (field(fields, 'src') === 'r') {

@@ -7,8 +7,9 @@
  * (mqtt.js 5, `MqttClient.publish` → `_sendPacket` → `_storeAndSend`): a
  * packet id from the client's allocator, the callback in `outgoing`, the
  * packet in `outgoingStore`. So PUBACK handling is mqtt.js's own (the
- * callback, a reason code, the id freed), and so is a lost connection (every
- * callback in `outgoing` fails with "Connection closed").
+ * callback, a reason code, the id freed; a plain PUBACK through
+ * pubackTap.ts, which calls the same method mqtt.js does), and so is a lost
+ * connection (every callback in `outgoing` fails with "Connection closed").
  *
  * It relies on those internals of mqtt.js 5 (checked by `batchClient`, and
  * by the unit test against the installed mqtt.js). Whenever the client is not

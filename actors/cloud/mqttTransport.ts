@@ -19,6 +19,7 @@ import { fillTopic, linkTopics } from './messages.js';
 import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
 import { InflightWindow } from './window.js';
 import { publishRun, type Publish } from './mqttBatch.js';
+import { tapPubacks } from './pubackTap.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
@@ -57,6 +58,8 @@ export class MqttTransport implements UplinkTransport {
   async connect(): Promise<void> {
     this.dropClient();
     const client = mqttConnect(this.cfg.url, this.clientOptions());
+    // Before the connection delivers a byte: plain PUBACKs are answered without mqtt.js's per-packet path.
+    tapPubacks(client);
     this.client = client;
     this.window = new InflightWindow(this.cfg.inflight);
     try {

@@ -93,15 +93,7 @@ function numberOf(text: string, where: string): number {
  * the writer counts and acknowledges such an entry rather than blocking on it.
  */
 export function decodeEntry(fields: readonly string[]): HistorySample[] {
-  const f = new Map<string, string>();
-  for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i]!, fields[i + 1]!);
-  const src = f.get('src');
-  const id = f.get('id');
-  const tsText = f.get('ts');
-  const p = f.get('p');
-  if (id === undefined || tsText === undefined || p === undefined) throw new OutboxFormatError('outbox entry lacks id, ts or p');
-  const ts = Number(tsText);
-  if (!Number.isSafeInteger(ts) || ts <= 0) throw new OutboxFormatError(`outbox entry of ${id}: ts '${tsText}' is not a positive integer`);
+  const { src, id, ts, p } = entryHead(fields);
   if (src === 'c') return decodeChannelText(id, ts, p);
   if (src === 'm') return decodeModelJson(id, ts, p);
   if (src === 'a') return [decodeAlarmEvent(id, ts, p)];
@@ -109,6 +101,25 @@ export function decodeEntry(fields: readonly string[]): HistorySample[] {
   // A rule's notify event (rule_notify): for the cloud links, not a sample of any series.
   if (src === 'r') return [];
   throw new OutboxFormatError(`outbox entry of ${id}: unknown src '${String(src)}'`);
+}
+
+/** An outbox entry's fields ({src, id, ts, p}; the last of a repeated name), or OutboxFormatError when id, ts or p is missing or ts is not a positive integer. */
+export function entryHead(fields: readonly string[]): { readonly src: string | undefined; readonly id: string; readonly ts: number; readonly p: string } {
+  let src: string | undefined;
+  let id: string | undefined;
+  let tsText: string | undefined;
+  let p: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const k = fields[i];
+    if (k === 'src') src = fields[i + 1];
+    else if (k === 'id') id = fields[i + 1];
+    else if (k === 'ts') tsText = fields[i + 1];
+    else if (k === 'p') p = fields[i + 1];
+  }
+  if (id === undefined || tsText === undefined || p === undefined) throw new OutboxFormatError('outbox entry lacks id, ts or p');
+  const ts = Number(tsText);
+  if (!Number.isSafeInteger(ts) || ts <= 0) throw new OutboxFormatError(`outbox entry of ${id}: ts '${tsText}' is not a positive integer`);
+  return { src, id, ts, p };
 }
 
 /** An alarm transition as alarm_commit wrote it: JSON {id, event, from, to, severity, active, …}; kept as 1 while active, 0 when not. */
@@ -142,23 +153,77 @@ function decodeCommandResult(id: string, ts: number, text: string): HistorySampl
 }
 
 function decodeChannelText(channel: string, ts: number, text: string): HistorySample[] {
-  if (!CHANNEL_ID.test(channel)) throw new OutboxFormatError(`outbox entry: bad channel id '${channel}'`);
   const out: HistorySample[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    const m = POINT_LINE.exec(line);
-    if (!m) throw new OutboxFormatError(`channel ${channel}: point line '${line.slice(0, 60)}' is not "type id value quality"`);
-    const [, type, point, v, q] = m as unknown as [string, PointType, string, string, string];
-    const where = `channel ${channel} ${type}:${point}`;
-    if (v === '' && q === '') throw new OutboxFormatError(`${where}: neither a value nor a quality`);
-    out.push({
-      series: { kind: 'point', channel, type, point: Number(point) },
-      ts,
-      value: v === '' ? null : numberOf(v, where),
-      quality: q === '' ? 'good' : qualityOf(q, where),
-    });
-  }
+  scanChannelText(channel, text, (type, point, value, quality) => {
+    out.push({ series: { kind: 'point', channel, type, point }, ts, value, quality });
+  });
   return out;
+}
+
+/** A channel entry's point line, as scanChannelText reports it (value null: a quality mark only). */
+export type PointVisitor = (type: PointType, point: number, value: number | null, quality: Quality) => void;
+
+const TYPE_OF: Readonly<Record<string, PointType>> = { m: 'm', s: 's', c: 'c', a: 'a' };
+
+/** A character the plain way takes in a value: digits, '.', '-', '+', 'e', 'E' (Number's decimal and exponent text, no space). */
+function plainValueChar(c: number): boolean {
+  return (c >= 48 && c <= 57) || c === 46 || c === 45 || c === 43 || c === 101 || c === 69;
+}
+
+/**
+ * The point lines of a channel entry's text ("type id value quality", one a
+ * line), in order, each given to `visit` without an object or a match a
+ * line (the decode of every entry of every outbox consumer). A line of the
+ * common shape (a type, 1–15 digits, a value of number characters, a known
+ * quality or none) is read in place; any other goes through the pattern,
+ * with its errors. Throws OutboxFormatError at the first line not in the
+ * format, after visiting the lines before it: a caller that must not act on
+ * half an entry gathers first.
+ */
+export function scanChannelText(channel: string, text: string, visit: PointVisitor): void {
+  if (!CHANNEL_ID.test(channel)) throw new OutboxFormatError(`outbox entry: bad channel id '${channel}'`);
+  let pos = 0;
+  while (pos < text.length) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    if (end === pos) {
+      pos += 1;
+      continue;
+    }
+    const type = TYPE_OF[text[pos]!];
+    // The spaces after the id and after the value.
+    const b = text.indexOf(' ', pos + 2);
+    const c = b < 0 || b >= end ? -1 : text.indexOf(' ', b + 1);
+    let plain = type !== undefined && text.charCodeAt(pos + 1) === 32 && b > pos + 2 && b - pos - 2 <= 15 && c > b && c < end;
+    let point = 0;
+    for (let i = pos + 2; plain && i < b; i++) {
+      const d = text.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) plain = false;
+      else point = point * 10 + d;
+    }
+    for (let i = b + 1; plain && i < c; i++) plain = plainValueChar(text.charCodeAt(i));
+    const qText = plain ? text.slice(c + 1, end) : '';
+    plain = plain && (c + 1 < end || b + 1 < c) && (qText === '' || Object.hasOwn(QUALITY_CODE, qText));
+    if (!plain) {
+      visitLine(channel, text.slice(pos, end), visit);
+      pos = end + 1;
+      continue;
+    }
+    const value = b + 1 === c ? null : Number(text.slice(b + 1, c));
+    if (value !== null && !Number.isFinite(value)) visitLine(channel, text.slice(pos, end), visit);
+    else visit(type!, point, value, qText === '' ? 'good' : (qText as Quality));
+    pos = end + 1;
+  }
+}
+
+/** One point line by the pattern: anything the plain way does not take, with the format's errors. */
+function visitLine(channel: string, line: string, visit: PointVisitor): void {
+  const m = POINT_LINE.exec(line);
+  if (!m) throw new OutboxFormatError(`channel ${channel}: point line '${line.slice(0, 60)}' is not "type id value quality"`);
+  const [, type, point, v, q] = m as unknown as [string, PointType, string, string, string];
+  const where = `channel ${channel} ${type}:${point}`;
+  if (v === '' && q === '') throw new OutboxFormatError(`${where}: neither a value nor a quality`);
+  visit(type, Number(point), v === '' ? null : numberOf(v, where), q === '' ? 'good' : qualityOf(q, where));
 }
 
 function decodeModelJson(model: string, ts: number, json: string): HistorySample[] {

@@ -15,7 +15,8 @@ export interface RawSubscriber {
   close(): void;
 }
 
-function remainingLength(n: number): number[] {
+/** MQTT's variable byte integer (a remaining length). */
+export function remainingLength(n: number): number[] {
   const out: number[] = [];
   do {
     let b = n % 128;

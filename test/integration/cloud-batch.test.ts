@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type MqttClient } from 'mqtt';
 import { batchClient, publishRun, type Publish } from '../../actors/cloud/mqttBatch.js';
+import { tapPubacks } from '../../actors/cloud/pubackTap.js';
 import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { watchBroker } from '../helpers/mqttWatch.js';
 import { eventually, quietLog } from '../helpers/servers.js';
@@ -29,8 +30,10 @@ afterAll(async () => {
   await broker.stop();
 });
 
-async function publisher(protocolVersion: 4 | 5): Promise<MqttClient> {
+/** A client as a link makes it: with the PUBACK tap (pubackTap.ts) unless `tap` is false. */
+async function publisher(protocolVersion: 4 | 5, tap = true): Promise<MqttClient> {
   const client = connect(broker.url, { protocolVersion, clean: true, reconnectPeriod: 0 });
+  if (tap) expect(tapPubacks(client)).toBe(true);
   client.on('error', () => undefined);
   await new Promise<void>((r) => client.once('connect', () => r()));
   cleanups.push(() => client.endAsync(true));
@@ -40,11 +43,16 @@ async function publisher(protocolVersion: 4 | 5): Promise<MqttClient> {
 const msg = (topic: string, payload: string): Publish => ({ topic, topicBytes: Buffer.from(topic), payload });
 
 describe('publishRun', () => {
-  for (const v of [4, 5] as const) {
-    it(`MQTT ${v === 4 ? '3.1.1' : '5'}: a run arrives whole and in order, each callback once without error, mqtt.js's state left empty`, async () => {
-      const root = `batch${v}`;
+  for (const [v, tap] of [
+    [4, false],
+    [5, false],
+    [4, true],
+    [5, true],
+  ] as const) {
+    it(`MQTT ${v === 4 ? '3.1.1' : '5'}${tap ? ', PUBACKs through the tap' : ''}: a run arrives whole and in order, each callback once without error, mqtt.js's state left empty`, async () => {
+      const root = `batch${v}${tap ? 't' : ''}`;
       const { got } = await watchBroker(cleanups, broker.url, `${root}/#`);
-      const client = await publisher(v);
+      const client = await publisher(v, tap);
       expect(batchClient(client)).toBeDefined();
       const run = Array.from({ length: 300 }, (_, i) => msg(`${root}/m${i % 7}/é`, JSON.stringify({ seq: i + 1, v: 'ü'.repeat(i % 50) })));
       const acks: Array<Error | null | undefined> = [];
@@ -57,7 +65,7 @@ describe('publishRun', () => {
     });
   }
 
-  it("more messages than packet ids: mqtt.js's PUBACK handling frees each id, so every run goes in one write", async () => {
+  it("more messages than packet ids: each PUBACK (through the tap, as mqtt.js's own handling) frees its id, so every run goes in one write", async () => {
     const client = await publisher(4);
     let acked = 0;
     let failed = 0;
@@ -71,7 +79,7 @@ describe('publishRun', () => {
     expect(failed).toBe(0);
   });
 
-  it('the connection ended mid-run: every callback is still called once, those not acknowledged with an error', async () => {
+  it('the connection ended mid-run (PUBACKs through the tap): every callback is still called once, those not acknowledged with an error', async () => {
     const client = await publisher(4);
     let calls = 0;
     let errors = 0;

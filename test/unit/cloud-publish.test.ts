@@ -9,8 +9,18 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LinkState, passesDeadband, type PointState } from '../../actors/cloud/linkState.js';
-import { absorbSamples, buildMessages, entryMessages, messagePayload, snapshotMessages, type ModelMessage } from '../../actors/cloud/messages.js';
-import type { HistorySample } from '../../actors/history/outbox.js';
+import {
+  absorbSamples,
+  buildMessages,
+  channelMessages,
+  entryMessages,
+  messagePayload,
+  snapshotMessages,
+  type ModelMessage,
+} from '../../actors/cloud/messages.js';
+import { decodeEntry, type HistorySample } from '../../actors/history/outbox.js';
+import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
+import { QUALITIES } from '../../runtime/domain/telemetry.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 
 const mapping = new Map([['c1:m:1', { model: 'pv', name: 'P' }]]);
@@ -44,6 +54,63 @@ describe('channels', () => {
       models: new Set(),
     });
     expect(JSON.parse(messagePayload(1, m!, false))).toEqual({ seq: 1, channel: 'c1', values: { 'm:1': 1 } });
+  });
+});
+
+describe('a channel entry read in place', () => {
+  it('property: channelMessages makes what buildMessages makes of decodeEntry (models, raw points, quality, deadband state)', () => {
+    const point = fc
+      .record({
+        type: fc.constantFrom('m' as const, 's' as const),
+        id: fc.integer({ min: 1, max: 6 }),
+        value: fc.option(fc.integer({ min: -20, max: 20 }).map((v) => v / 4)),
+        quality: fc.option(fc.constantFrom(...QUALITIES)),
+      })
+      .filter((p) => p.value !== null || p.quality !== null);
+    const mapped = fc.array(
+      fc.tuple(fc.constantFrom('m', 's'), fc.integer({ min: 1, max: 6 }), fc.constantFrom('pv', 'bess', 'meter'), fc.constantFrom('P', 'Q', 'U')),
+      {
+        maxLength: 10,
+      },
+    );
+    fc.assert(
+      fc.property(
+        mapped,
+        fc.array(fc.array(point, { minLength: 1, maxLength: 12 }), { minLength: 1, maxLength: 4 }),
+        fc.boolean(),
+        fc.option(fc.constantFrom(['pv'], ['bess', 'meter'], [])),
+        fc.boolean(),
+        fc.option(fc.constantFrom(0, 1, 2.5)),
+        (targets, entries, quality, models, raw, band) => {
+          const mapping = new Map(targets.map(([t, id, model, name]) => [`c1:${t}:${id}`, { model, name }]));
+          const opts = (state: LinkState) => ({
+            mapping,
+            quality,
+            timestamps: true,
+            models: models ? new Set(models) : undefined,
+            channels: raw ? new Set(['c1']) : undefined,
+            deadband: band === null ? undefined : { state, config: { default: band, models: {}, channels: {} } },
+          });
+          const [a, b] = [new LinkState(), new LinkState()];
+          for (const points of entries) {
+            const text = C2mBatch.of(points).bytes().toString('latin1');
+            const viaSamples = buildMessages(decodeEntry(['src', 'c', 'id', 'c1', 'ts', '1000', 'p', text]), opts(a));
+            expect(channelMessages('c1', 1000, text, opts(b))).toEqual(viaSamples);
+            expect(b.takeChanges()).toEqual(a.takeChanges());
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('an entry with a bad line makes no message and moves no deadband reference', () => {
+    const state = new LinkState();
+    const opts = { ...base, channels: new Set(['c1']), deadband: { state, config: { default: 1, models: {}, channels: {} } } };
+    expect(() => entryMessages(['src', 'c', 'id', 'c1', 'ts', '1000', 'p', 'm 1 5.000000 \nm 2 x \n'], { ...opts, alarms: true })).toThrow(
+      'is not a finite number',
+    );
+    expect(state.takeChanges()).toEqual([]);
   });
 });
 

@@ -11,6 +11,7 @@ import {
   decodeEntry,
   OutboxFormatError,
   parseLine,
+  scanChannelText,
   parseSeriesId,
   promSelector,
   seriesId,
@@ -63,6 +64,88 @@ describe('history outbox: decoding entries', () => {
         );
       }),
       { numRuns: 200 },
+    );
+  });
+
+  it('property: the scan reads any points text as the line pattern does (same points, same errors), odd lines included', () => {
+    // The pattern alone, as every line was read before the scan's plain way.
+    const byPattern = (ch: string, text: string) => {
+      const out: Array<[string, number, number | null, string]> = [];
+      for (const line of text.split('\n')) {
+        if (line === '') continue;
+        const m = /^([msca]) (\d+) (\S*) (\S*)$/.exec(line);
+        if (!m) throw new OutboxFormatError(`channel ${ch}: point line '${line.slice(0, 60)}' is not "type id value quality"`);
+        const [, type, point, v, q] = m as unknown as [string, string, string, string, string];
+        const where = `channel ${ch} ${type}:${point}`;
+        if (v === '' && q === '') throw new OutboxFormatError(`${where}: neither a value nor a quality`);
+        const n = Number(v);
+        if (v !== '' && (v.trim() === '' || !Number.isFinite(n))) throw new OutboxFormatError(`${where}: value '${v}' is not a finite number`);
+        if (q !== '' && !(QUALITIES as readonly string[]).includes(q)) throw new OutboxFormatError(`${where}: unknown quality '${q}'`);
+        out.push([type, Number(point), v === '' ? null : n, q === '' ? 'good' : q]);
+      }
+      return out;
+    };
+    const piece = fc.constantFrom(
+      'm',
+      's',
+      'c',
+      'a',
+      'x',
+      ' ',
+      '  ',
+      '0',
+      '07',
+      '1',
+      '42',
+      '1234567890123456',
+      '12.500000',
+      '-3.5',
+      '1e999',
+      '-',
+      '.',
+      'e5',
+      '+1',
+      'good',
+      'bad',
+      'stale',
+      'comm-failure',
+      'fine',
+      '\t',
+      '\r',
+      '\n',
+      '\n\n',
+    );
+    const plainLine = fc
+      .tuple(pointType, fc.nat(100_000), fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })), fc.option(fc.constantFrom(...QUALITIES)))
+      .map(([t, id, v, q]) => `${t} ${id} ${v === null ? '' : formatValue(v)} ${q ?? (v === null ? 'bad' : '')}\n`);
+    const text = fc
+      .array(
+        fc.oneof(
+          plainLine,
+          fc.array(piece, { maxLength: 8 }).map((p) => p.join('')),
+        ),
+        { maxLength: 12 },
+      )
+      .map((l) => l.join(''));
+    fc.assert(
+      fc.property(channelId, text, (ch, t) => {
+        let expected: unknown;
+        try {
+          expected = byPattern(ch, t);
+        } catch (e) {
+          expected = (e as Error).message;
+        }
+        const got: Array<[string, number, number | null, string]> = [];
+        let result: unknown = got;
+        try {
+          scanChannelText(ch, t, (type, point, value, quality) => got.push([type, point, value, quality]));
+        } catch (e) {
+          expect(e).toBeInstanceOf(OutboxFormatError);
+          result = (e as Error).message;
+        }
+        expect(result).toEqual(expected);
+      }),
+      { numRuns: 2000 },
     );
   });
 
