@@ -42,6 +42,7 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
+import { commandEnds } from './commandEnds.js';
 import {
   evaluateRule,
   eventOf,
@@ -432,17 +433,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
       }
 
-      async function commandEnd(commandId: string): Promise<string> {
-        const until = Date.now() + TERMINAL_WAIT_MS;
-        // Read after a first wait, not at once: a command just accepted has not reached its device yet, and the read
-        // would only add a call to the burst of the firing (100 in the same 100 ms in the benchmark).
-        while (!stopped && Date.now() < until) {
-          await new Promise((r) => setTimeout(r, 50));
-          if (stopped) break;
-          const c = await deps.redis.commands.command(commandId);
-          if (c && c.status !== 'pending') return c.status;
-        }
-        return 'pending';
+      function commandEnd(commandId: string): Promise<string> {
+        return ends.wait(commandId, TERMINAL_WAIT_MS, stopping.signal);
       }
 
       let deadlineTimer: NodeJS.Timeout | undefined;
@@ -479,6 +471,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         return triggered;
       };
 
+      // The ends of the commands it sends, told by cmd:result (subscribed before the first can be sent).
+      const ends = commandEnds(deps.subscriptions, deps.redis.commands);
+      const stopping = new AbortController();
+      await ends.ready;
       for (const model of models) {
         unsubscribe.push(
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
@@ -549,6 +545,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       async function dispose(): Promise<void> {
         stopped = true;
+        stopping.abort();
         for (const t of timers) {
           clearTimeout(t);
           clearInterval(t);

@@ -1,0 +1,91 @@
+/**
+ * The ends of the commands that rules sent, for their executions' journal.
+ * One `cmd:result` subscription per subscriber connection tells each waiting
+ * rule its command's end: the command is read at most twice (once shortly
+ * after it was sent, in case its end was told before the rule waited for
+ * it, and once at its deadline), where it was read every 50 ms until it
+ * ended. A note missed while the connection was down is made up for by a read
+ * of every waiting command when it is back.
+ */
+import type { CommandsRedis } from '../../runtime/redis/commands.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
+
+/** The first read: a command just accepted has not reached its device yet (a read at once never found an end). */
+const FIRST_READ_MS = 50;
+
+type Settle = (status: string) => void;
+
+export class CommandEnds {
+  private readonly waiting = new Map<string, Set<Settle>>();
+  /** Resolves once Redis confirmed the subscription. */
+  readonly ready: Promise<unknown>;
+
+  constructor(
+    subs: Subscriptions,
+    private readonly commands: Pick<CommandsRedis, 'command'>,
+  ) {
+    // A note is `<id> <status>` (cmd_result in lua/commands.lua).
+    this.ready = subs.on(KEYS.commandResult, (message) => {
+      const sp = message.indexOf(' ');
+      if (sp > 0) this.settle(message.slice(0, sp), message.slice(sp + 1));
+    });
+    subs.onReconnect(() => {
+      for (const id of this.waiting.keys()) void this.read(id);
+    });
+  }
+
+  /** The command's end, or 'pending' when it has none within `ms` or `signal` aborts first. */
+  wait(id: string, ms: number, signal: AbortSignal): Promise<string> {
+    return new Promise((resolve) => {
+      const timers: NodeJS.Timeout[] = [];
+      const settle: Settle = (status) => {
+        for (const t of timers) clearTimeout(t);
+        signal.removeEventListener('abort', onAbort);
+        const set = this.waiting.get(id);
+        set?.delete(settle);
+        if (set?.size === 0) this.waiting.delete(id);
+        resolve(status);
+      };
+      const onAbort = () => settle('pending');
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort);
+      const set = this.waiting.get(id) ?? new Set<Settle>();
+      set.add(settle);
+      this.waiting.set(id, set);
+      timers.push(
+        setTimeout(() => void this.read(id), Math.min(FIRST_READ_MS, ms)),
+        setTimeout(() => void this.read(id).then(() => settle('pending')), ms),
+      );
+    });
+  }
+
+  /** Reads the command and settles its waiters if it has ended; a failed read leaves them waiting. */
+  private async read(id: string): Promise<void> {
+    if (!this.waiting.has(id)) return;
+    try {
+      const c = await this.commands.command(id);
+      if (c && c.status !== 'pending') this.settle(id, c.status);
+    } catch {
+      // Redis unreachable: the note, the reconnect's read or the deadline's settles it.
+    }
+  }
+
+  private settle(id: string, status: string): void {
+    const set = this.waiting.get(id);
+    if (!set) return;
+    for (const s of [...set]) s(status);
+  }
+}
+
+const bySubscriptions = new WeakMap<Subscriptions, CommandEnds>();
+
+/** The one CommandEnds of a subscriber connection (every rule actor of the process shares it). */
+export function commandEnds(subs: Subscriptions, commands: Pick<CommandsRedis, 'command'>): CommandEnds {
+  let ends = bySubscriptions.get(subs);
+  if (!ends) {
+    ends = new CommandEnds(subs, commands);
+    bySubscriptions.set(subs, ends);
+  }
+  return ends;
+}
