@@ -387,12 +387,12 @@ function resolveSite(src: ConfigSource, cfg: LoadedConfig, issues: ConfigIssue[]
       id: s.m.id,
       name: s.m.name ?? s.m.id,
       nature: s.m.nature ?? tpl?.nature ?? 'generic',
-      measurements: s.measurements,
+      measurements: sharer.shareMap(s.measurements),
       calculations,
       mapping: s.mapping,
       controls: s.controls,
       dependsOn: [...dependsOn],
-      keep,
+      keep: sharer.shareMap(keep),
     };
   });
   // Points come out of the schema compacted (schema.ts), one object shape per protocol; channels that

@@ -35,6 +35,25 @@ export class ValueSharer {
     return copy as T;
   }
 
+  /**
+   * The shared copy of a map of names to plain values: the instances of one template
+   * have equal maps of their measurements (1,000 entries each, say), kept once.
+   * The map must not be changed afterwards (it is handed out as a ReadonlyMap).
+   */
+  shareMap<V>(map: Map<string, V>): ReadonlyMap<string, V> {
+    const parts: string[] = [];
+    for (const [k, v] of map) {
+      const value = isPlainObject(v) ? identity(v) : typeof v === 'string' ? JSON.stringify(v) : undefined;
+      if (value === undefined) return map;
+      parts.push(JSON.stringify(k), value);
+    }
+    const key = `map\u0000${parts.join('\u0000')}`;
+    const known = this.objects.get(key);
+    if (known) return known as ReadonlyMap<string, V>;
+    this.objects.set(key, map);
+    return map;
+  }
+
   private string(s: string): string {
     const known = this.strings.get(s);
     if (known !== undefined) return known;

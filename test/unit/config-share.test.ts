@@ -54,6 +54,45 @@ describe('shared config values', () => {
     expect(s.share({ list: [1, 2], fn })).not.toBe(withArray);
   });
 
+  it('equal maps of names are one map; a map that differs in a name, a value or the order is its own', () => {
+    const s = new ValueSharer();
+    const unit = (u: string | undefined) => s.share({ unit: u });
+    const a = s.shareMap(
+      new Map([
+        ['P', unit('kW')],
+        ['Q', unit(undefined)],
+      ]),
+    );
+    expect(
+      s.shareMap(
+        new Map([
+          ['P', unit('kW')],
+          ['Q', unit(undefined)],
+        ]),
+      ),
+    ).toBe(a);
+    expect(
+      s.shareMap(
+        new Map([
+          ['P', unit('kW')],
+          ['Q', unit('kvar')],
+        ]),
+      ),
+    ).not.toBe(a);
+    expect(
+      s.shareMap(
+        new Map([
+          ['Q', unit(undefined)],
+          ['P', unit('kW')],
+        ]),
+      ),
+    ).not.toBe(a);
+    expect(s.shareMap(new Map([['P', unit('kW')]]))).not.toBe(a);
+    const withArray = new Map([['P', { tiers: [1] }]]);
+    expect(s.shareMap(withArray)).toBe(withArray);
+    expect(s.shareMap(new Map([['P', { tiers: [1] }]]))).not.toBe(withArray);
+  });
+
   it('a concatenated string comes out equal', () => {
     expect(flatString(`${'m'.repeat(20)}.${'a1'}`)).toBe(`${'m'.repeat(20)}.a1`);
   });
