@@ -103,26 +103,10 @@ local function hset_chunked(key, args)
 end
 
 -- Field/value lists for one triple of hashes (values, timestamps, qualities): a value
--- and a quality only when given, a timestamp for every field.
+-- and a quality only when given, a timestamp for every field. Filled inline by c2m's
+-- loops (the hot path: the lists and their lengths held in locals, not a call per point).
 local function new_writes()
   return { v = {}, t = {}, q = {}, nv = 0, nt = 0, nq = 0 }
-end
-
-local function add_write(w, field, v, q, ts)
-  local k
-  if v ~= '' then
-    k = w.nv
-    w.v[k + 1] = field; w.v[k + 2] = v
-    w.nv = k + 2
-  end
-  k = w.nt
-  w.t[k + 1] = field; w.t[k + 2] = ts
-  w.nt = k + 2
-  if q ~= '' then
-    k = w.nq
-    w.q[k + 1] = field; w.q[k + 2] = q
-    w.nq = k + 2
-  end
 end
 
 local function flush_writes(w, vkey, tkey, qkey)

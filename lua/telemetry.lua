@@ -205,25 +205,42 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
 
   -- Model hashes and one notification per touched model.
   if b.mapped then c2m_resolve(b, mappingKey) end
-  local targets = b.targets
+  local targets, V, Q = b.targets, b.V, b.Q
   local models, order = {}, {}
+  -- The current model's writes and their value and timestamp lists in locals, as in
+  -- c2m_parse (a channel's points mostly feed one model; written back on a switch).
+  local lm, m, mv, mt, nv, nt
   for i = 1, b.mapped and b.np or 0 do
     local target = targets[i]
     if target then
       local model, name = target.model, target.name
-      local m = models[model]
-      if not m then
-        m = new_writes()
-        m.jv, m.jq, m.njv, m.njq = {}, {}, 0, 0
-        -- A notification nobody would receive is not built: PUBLISH to no subscriber is
-        -- unobservable, and building it was a tenth of c2m. Any pattern subscriber counts
-        -- as a listener (which channels it matches is not asked).
-        m.listened = listened(model)
-        models[model] = m
-        order[#order + 1] = model
+      if model ~= lm then
+        if lm then m.nv, m.nt = nv, nt end
+        m = models[model]
+        if not m then
+          m = new_writes()
+          m.jv, m.jq, m.njv, m.njq = {}, {}, 0, 0
+          -- A notification nobody would receive is not built: PUBLISH to no subscriber is
+          -- unobservable, and building it was a tenth of c2m. Any pattern subscriber counts
+          -- as a listener (which channels it matches is not asked).
+          m.listened = listened(model)
+          models[model] = m
+          order[#order + 1] = model
+        end
+        lm, mv, mt, nv, nt = model, m.v, m.t, m.nv, m.nt
       end
-      local v, q = b.V[i], b.Q[i]
-      add_write(m, name, v, q, ts)
+      local v, q = V[i], Q[i]
+      if v ~= '' then
+        mv[nv + 1], mv[nv + 2] = name, v
+        nv = nv + 2
+      end
+      mt[nt + 1], mt[nt + 2] = name, ts
+      nt = nt + 2
+      if q ~= '' then
+        local nq = m.nq
+        m.q[nq + 1], m.q[nq + 2] = name, q
+        m.nq = nq + 2
+      end
       if m.listened then
         if v ~= '' then
           m.njv = m.njv + 1
@@ -236,6 +253,7 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
       end
     end
   end
+  if lm then m.nv, m.nt = nv, nt end
   for _, model in ipairs(order) do
     local m = models[model]
     local mbase = 'modsrv:' .. model .. ':measurement'

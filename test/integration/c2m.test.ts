@@ -171,7 +171,7 @@ describe('c2m', () => {
     'mapping:c2m:gen',
   ];
 
-  it('property: points of every type in any order, with or without a value or quality, land in their own hashes (the last write of a point wins)', async () => {
+  it('property: points of every type in any order, with or without a value or quality, land in their own hashes and in the models they feed (the last write of a point wins)', async () => {
     const point = fc
       .record({
         type: fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const),
@@ -188,21 +188,26 @@ describe('c2m', () => {
         await t.raw.flushall();
         await t.bus.site.load(site);
         const want: Record<string, Record<string, string>> = {};
-        const put = (key: string, field: number, v: string) => {
+        const put = (key: string, field: string | number, v: string) => {
           want[key] ??= {};
           want[key][field] = v;
         };
+        const write = (base: string, field: string | number, p: (typeof polls)[number][number], ts: number) => {
+          if (p.value !== null) put(base, field, formatValue(p.value));
+          put(`${base}:ts`, field, String(ts));
+          if (p.quality !== null) put(`${base}:q`, field, p.quality);
+        };
         for (const [i, points] of polls.entries()) {
           const ts = 1_700_000_000_000 + i;
-          await t.bus.telemetry.c2m('9', ts, points);
+          await t.bus.telemetry.c2m('1001', ts, points);
           for (const p of points) {
-            if (p.value !== null) put(`comsrv:9:${p.type}`, p.id, formatValue(p.value));
-            put(`comsrv:9:${p.type}:ts`, p.id, String(ts));
-            if (p.quality !== null) put(`comsrv:9:${p.type}:q`, p.id, p.quality);
+            write(`comsrv:1001:${p.type}`, p.id, p, ts);
+            const target = site.mapping.get(`1001:${p.type}:${p.id}`); // 1001:m:1 → pv1:P, 1001:m:2 → pv1:Q
+            if (target) write(`modsrv:${target.split(':')[0]}:measurement`, target.split(':')[1]!, p, ts);
           }
         }
         const got: Record<string, Record<string, string>> = {};
-        for (const k of await t.raw.keys('comsrv:9:*')) got[k] = await t.raw.hgetall(k);
+        for (const k of [...(await t.raw.keys('comsrv:1001:*')), ...(await t.raw.keys('modsrv:*:measurement*'))]) got[k] = await t.raw.hgetall(k);
         expect(got).toEqual(want);
       }),
       { numRuns: 40 },
