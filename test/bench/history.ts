@@ -1,7 +1,10 @@
 /**
  * History benchmark: a site of virtual channels with every point historized
  * (the kernel workload: every point changes every poll, each mapped onto a
- * model value, so each is written twice) against a private VictoriaMetrics.
+ * model value) against a private VictoriaMetrics. A row writes each point
+ * twice (its raw channel series and its model value: the history section's
+ * defaults) or, `once`, as its model value only (`channels: false` in the
+ * history section: no raw channel series).
  * Measures the writer's throughput, the lag from a poll to its value being
  * queryable (p50/p99), the runtime's and VictoriaMetrics' CPU and RSS, the
  * drain after an outage of the database, and the query latency over the
@@ -24,13 +27,20 @@ import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export const HISTORY_HEADER =
-  '| site (channels × points @ poll) | offered points/s | written samples/s | poll→queryable p50 / p99 (ms) | runtime CPU / RSS | VictoriaMetrics CPU / RSS | outage | drain (× real time) | bytes / outbox entry (points) |\n|---|---|---|---|---|---|---|---|---|';
+  '| site (channels × points @ poll, each point kept) | offered points/s | written samples/s | poll→queryable p50 / p99 (ms) | runtime CPU / RSS | VictoriaMetrics CPU / RSS | outage | drain (× real time) | bytes / outbox entry (points) |\n|---|---|---|---|---|---|---|---|---|';
 export const QUERY_HEADER = '| query (from the tiers) | tier | values | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|';
 
 interface Opts {
   readonly step: Step;
+  /** Each point kept once, as its model value (history `channels: false`); else twice (channel and model series). */
+  readonly once: boolean;
   readonly measureMs: number;
   readonly outageMs: number;
+}
+
+/** How a row names its site: `100 × 1000 @ 1000 ms`, with `, once (model values)` for a once row. */
+function siteLabel(o: Opts): string {
+  return `${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms, ${o.once ? 'once (model values only)' : 'twice (channel + model)'}`;
 }
 
 async function writerContext(redis: Redis): Promise<{ samples: number; entries: number }> {
@@ -51,9 +61,10 @@ async function backlog(redis: Redis): Promise<number> {
   return g['last-delivered-id'] === last ? Number(g.pending) : Number.POSITIVE_INFINITY;
 }
 
-/** The newest stored timestamp of one point, or 0. */
-async function newestTs(url: string): Promise<number> {
-  const qs = new URLSearchParams({ query: 'timestamp(voltage_point_value{channel="ch0",type="m",point="1"})', nocache: '1' });
+/** The newest stored timestamp of one point (its channel series, or its model value in a once row), or 0. */
+async function newestTs(url: string, once: boolean): Promise<number> {
+  const series = once ? 'voltage_model_value{model="m0",name="p1"}' : 'voltage_point_value{channel="ch0",type="m",point="1"}';
+  const qs = new URLSearchParams({ query: `timestamp(${series})`, nocache: '1' });
   try {
     const r = (await (await fetch(`${url}/api/v1/query?${qs}`)).json()) as { data?: { result?: Array<{ value: [number, string] }> } };
     return Math.round(Number(r.data?.result?.[0]?.value[1] ?? 0) * 1_000);
@@ -68,7 +79,7 @@ export async function historyRow(o: Opts): Promise<string> {
     return await measureHistory(o);
   } catch (e) {
     const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
-    return `| ${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms | ${f(offered)} | failed: ${e instanceof Error ? e.message : String(e)} | | | | | | |`;
+    return `| ${siteLabel(o)} | ${f(offered)} | failed: ${e instanceof Error ? e.message : String(e)} | | | | | | |`;
   }
 }
 
@@ -79,7 +90,7 @@ async function measureHistory(o: Opts): Promise<string> {
   let vm: VictoriaServer = await spawnVictoria({ dataDir: vmDir, retentionPeriod: '2y' });
   const files = {
     ...siteFiles(o.step),
-    'history.yaml': `history:\n  backends: [ { id: bench, url: "${vm.url}" } ]\n  drainEntriesPerSecond: 5000\n`,
+    'history.yaml': `history:\n  backends: [ { id: bench, url: "${vm.url}" } ]\n  drainEntriesPerSecond: 5000\n${o.once ? '  channels: false\n' : ''}`,
   };
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const probe = new Redis(redis.url);
@@ -108,7 +119,7 @@ async function measureHistory(o: Opts): Promise<string> {
     const lags: number[] = [];
     let seen = 0;
     while (Date.now() - t0 < o.measureMs) {
-      const ts = await newestTs(vm.url);
+      const ts = await newestTs(vm.url, o.once);
       if (ts > seen) {
         if (seen > 0) lags.push(Date.now() - ts);
         seen = ts;
@@ -164,7 +175,7 @@ async function measureHistory(o: Opts): Promise<string> {
     const lag = lags.sort((a, b) => a - b);
     const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
     return [
-      `${o.step.channels} × ${o.step.points} @ ${o.step.pollMs} ms`,
+      siteLabel(o),
       f(offered),
       f((w1.samples - w0.samples) / seconds),
       `${f(percentile(lag, 50))} / ${f(percentile(lag, 99))}`,

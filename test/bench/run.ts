@@ -117,15 +117,18 @@ if (only.has('soak')) {
 }
 
 if (only.has('history')) {
-  const outageMs = quick ? 10_000 : 60_000;
+  const outageMs = Number(process.env.BENCH_HISTORY_OUTAGE_S ?? (quick ? 10 : 60)) * 1_000;
   console.log(
     `\n## History: a site with every point historized → VictoriaMetrics (measured ${windows.measureMs / 1000} s; then the database stopped for ${outageMs / 1000} s and the backlog drained)\n`,
   );
   console.log(HISTORY_HEADER);
-  // BENCH_HISTORY_CHANNELS=100 runs only the 100k points/s site.
-  const channels = (process.env.BENCH_HISTORY_CHANNELS ?? (quick ? '10' : '10,100')).split(',').map(Number);
-  const sites: Step[] = channels.map((c) => ({ channels: c, points: 1000, pollMs: 1000 }));
-  for (const step of sites) console.log(await historyRow({ step, measureMs: windows.measureMs, outageMs }));
+  // BENCH_HISTORY_CHANNELS=100,100once runs only the 100k points/s site, each point kept twice (channel + model) then once
+  // (its model value: history channels: false); BENCH_HISTORY_OUTAGE_S the outage (60 s; 10 with BENCH_QUICK=1).
+  const rows = (process.env.BENCH_HISTORY_CHANNELS ?? (quick ? '10' : '10,100,100once')).split(',').map((x) => x.trim());
+  for (const row of rows) {
+    const step: Step = { channels: Number.parseInt(row, 10), points: 1000, pollMs: 1000 };
+    console.log(await historyRow({ step, once: row.endsWith('once'), measureMs: windows.measureMs, outageMs }));
+  }
   console.log('\n## History queries: 10 series, a year of 1 h tier data and a day of 1 m tier data backfilled\n');
   console.log(QUERY_HEADER);
   for (const row of await queryRows(quick ? 20 : 100)) console.log(row);
