@@ -1,11 +1,13 @@
 #!/usr/bin/env -S node --max-old-space-size=256 --max-semi-space-size=8
 // The heap cap keeps the runtime within an edge box's budget: V8 otherwise lets garbage
 // promoted under a high allocation rate grow the old space to gigabytes before it collects.
-// It is 256 MB, not closer to the live heap: at 100k points/s the site's configuration keeps
+// It is 256 MB, not closer to the live heap: at 100k points/s the site's configuration kept
 // ~100-125 MB live, and under a 168 MB cap (its limit ~40 MB above that) V8 ran mark-compacts
-// of 40-70 ms several times a minute; with 256 MB they stayed under ~20 ms, for ~3 MB more RSS on the
-// kernel's row and 20-36 MB more with 10,000 alarms, still growing after 60 s (measured,
-// docs/benchmarks.md round 12, "GC stalls").
+// of 40-70 ms several times a minute; with 256 MB they stayed under ~20 ms (docs/benchmarks.md
+// round 12, "GC stalls"). Since round 13 ("heap") that site keeps ~60 MB live (~76 MB with
+// 10,000 alarms) and the heap stays far below the cap: over 60 s with the alarms a 160 MB cap
+// gave the same RSS (164 -> 180 MB against 163 -> 178) and no better a tail (p99 46 against
+// 33 ms in that pair), so the cap did not come down (measured).
 // The young generation is capped at 8 MB a semi-space (V8 grows it to 16): 13-16 MB less
 // RSS at 100k points/s, and no change in latency (measured).
 //
