@@ -209,11 +209,45 @@ export function scanChannelText(channel: string, text: string, visit: PointVisit
       pos = end + 1;
       continue;
     }
-    const value = b + 1 === c ? null : Number(text.slice(b + 1, c));
+    let value: number | null = null;
+    if (b + 1 < c) {
+      value = decimalValue(text, b + 1, c);
+      if (Number.isNaN(value)) value = Number(text.slice(b + 1, c));
+    }
     if (value !== null && !Number.isFinite(value)) visitLine(channel, text.slice(pos, end), visit);
     else visit(type!, point, value, qText === '' ? 'good' : (qText as Quality));
     pos = end + 1;
   }
+}
+
+const POW10 = Array.from({ length: 16 }, (_, k) => 10 ** k);
+
+/**
+ * The value of text[from, to) when it is a decimal `-?digits[.digits]` of at
+ * most 15 digits (formatValue's text), NaN otherwise (Number() reads it).
+ * Exactly Number()'s value: the digits are an exact integer and the power of
+ * ten an exact double, so the one division rounds the decimal correctly, as
+ * Number() does; it only spares the substring and the runtime's parse.
+ */
+function decimalValue(text: string, from: number, to: number): number {
+  let i = from;
+  const negative = text.charCodeAt(i) === 45;
+  if (negative) i += 1;
+  let digits = 0;
+  let fraction = -1;
+  let m = 0;
+  for (; i < to; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 && fraction < 0 && digits > 0) fraction = 0;
+    else if (c >= 48 && c <= 57) {
+      m = m * 10 + (c - 48);
+      digits += 1;
+      if (fraction >= 0) fraction += 1;
+    } else return Number.NaN;
+  }
+  if (digits === 0 || digits > 15 || fraction === 0) return Number.NaN;
+  const v = fraction > 0 ? m / POW10[fraction]! : m;
+  return negative ? -v : v;
 }
 
 /** One point line by the pattern: anything the plain way does not take, with the format's errors. */

@@ -115,9 +115,14 @@ describe('history outbox: decoding entries', () => {
       '\n',
       '\n\n',
     );
+    // Values as formatValue writes them, and decimals of up to 18 digits (the scan reads up to 15 itself, Number() the rest), -0 and leading zeros included.
+    const decimal = fc
+      .tuple(fc.constantFrom('', '-'), fc.stringMatching(/^\d{1,10}$/), fc.option(fc.stringMatching(/^\d{0,8}$/)))
+      .map(([sign, int, frac]) => `${sign}${int}${frac === null ? '' : `.${frac}`}`);
+    const value = fc.oneof(fc.double({ min: -1e12, max: 1e12, noNaN: true }).map(formatValue), decimal);
     const plainLine = fc
-      .tuple(pointType, fc.nat(100_000), fc.option(fc.double({ min: -1e9, max: 1e9, noNaN: true })), fc.option(fc.constantFrom(...QUALITIES)))
-      .map(([t, id, v, q]) => `${t} ${id} ${v === null ? '' : formatValue(v)} ${q ?? (v === null ? 'bad' : '')}\n`);
+      .tuple(pointType, fc.nat(100_000), fc.option(value), fc.option(fc.constantFrom(...QUALITIES)))
+      .map(([t, id, v, q]) => `${t} ${id} ${v ?? ''} ${q ?? (v === null ? 'bad' : '')}\n`);
     const text = fc
       .array(
         fc.oneof(
