@@ -110,7 +110,17 @@ async function measureHistory(o: Opts): Promise<string> {
       if (Date.now() - started > 60_000 || runtime.exitCode !== null) throw new Error('runtime did not start');
       await sleep(200);
     }
-    await sleep(3_000);
+    // Warm-up: at 100k points/s the writer starts seconds behind (the polls of the start-up, and VictoriaMetrics
+    // registering 100k to 200k new series), so the window starts once it has caught up and the probe's series is
+    // queryable (at most BENCH_HISTORY_WARMUP_MAX_S, default 60 s), and 2 s later.
+    const warmMaxMs = Number(process.env.BENCH_HISTORY_WARMUP_MAX_S ?? 60) * 1_000;
+    const warm0 = Date.now();
+    while (Date.now() - warm0 < warmMaxMs) {
+      if ((await backlog(probe)) <= o.step.channels * 2 && (await newestTs(vm.url, o.once)) > Date.now() - 5_000) break;
+      await sleep(500);
+    }
+    console.error(`history: warm-up ${((Date.now() - warm0) / 1_000).toFixed(1)} s (writer caught up, the probe's series queryable)`);
+    await sleep(2_000);
     // Throughput, lag and CPU over the window.
     const w0 = await writerContext(probe);
     const rt0 = cpuSample(runtime.pid!);
@@ -118,11 +128,23 @@ async function measureHistory(o: Opts): Promise<string> {
     const t0 = Date.now();
     const lags: number[] = [];
     let seen = 0;
+    // BENCH_HISTORY_TRACE=1: the writer's samples, its backlog and the probe's lag once a second, on stderr.
+    const trace = process.env.BENCH_HISTORY_TRACE === '1';
+    let traced = t0;
+    let tracedSamples = w0.samples;
     while (Date.now() - t0 < o.measureMs) {
       const ts = await newestTs(vm.url, o.once);
       if (ts > seen) {
         if (seen > 0) lags.push(Date.now() - ts);
         seen = ts;
+      }
+      if (trace && Date.now() - traced >= 1_000) {
+        const w = await writerContext(probe);
+        console.error(
+          `history trace +${((Date.now() - t0) / 1_000).toFixed(1)} s: ${f(((w.samples - tracedSamples) * 1_000) / (Date.now() - traced))} samples/s, backlog ${await backlog(probe)} entries, newest ${seen > 0 ? Date.now() - seen : '—'} ms old`,
+        );
+        traced = Date.now();
+        tracedSamples = w.samples;
       }
       await sleep(50);
     }
@@ -155,6 +177,7 @@ async function measureHistory(o: Opts): Promise<string> {
     // The writer notices at its next retry (its backoff, at most 5 s); the drain runs from its first write.
     let first = 0;
     let left = before;
+    const d0 = (await writerContext(probe)).samples;
     // At 1× real time a drain never ends: the wait is bounded (BENCH_HISTORY_DRAIN_MAX_S, default 3 × the outage).
     const drainMaxMs = Number(process.env.BENCH_HISTORY_DRAIN_MAX_S ?? (3 * o.outageMs) / 1_000) * 1_000;
     while (Date.now() - back < drainMaxMs) {
@@ -167,6 +190,7 @@ async function measureHistory(o: Opts): Promise<string> {
       await sleep(100);
     }
     const done = Date.now();
+    const drainRate = ((await writerContext(probe)).samples - d0) / Math.max(0.001, (done - back) / 1_000);
     // A backlog that never shrank: the drain time is the whole wait.
     const drainS = (done - (first || back)) / 1_000;
     const caughtUp = left <= o.step.channels * 2;
@@ -182,11 +206,13 @@ async function measureHistory(o: Opts): Promise<string> {
       `${f(rtCpu)} % / ${f(rtRss)} MB`,
       `${f(vmCpu)} % / ${f(vmRss)} MB`,
       `${o.outageMs / 1_000} s (${f(before)} entries)`,
-      caughtUp
-        ? `${f(drainS, 1)} s (${f(drain, 1)}×), retry after ${f((first - back) / 1_000, 1)} s`
-        : first === 0
-          ? `not caught up: the backlog grew from ${f(before)} to ${f(left)} entries in ${f(drainS, 1)} s`
-          : `not caught up after ${f(drainS, 1)} s of drain: ${f(left)} of ${f(before)} entries left, retry after ${f((first - back) / 1_000, 1)} s`,
+      `${
+        caughtUp
+          ? `${f(drainS, 1)} s (${f(drain, 1)}×), retry after ${f((first - back) / 1_000, 1)} s`
+          : first === 0
+            ? `not caught up: the backlog grew from ${f(before)} to ${f(left)} entries in ${f(drainS, 1)} s`
+            : `not caught up after ${f(drainS, 1)} s of drain: ${f(left)} of ${f(before)} entries left, retry after ${f((first - back) / 1_000, 1)} s`
+      }; ${f(drainRate)} samples/s`,
       `${f(bytes / Math.max(1, recent.length))} (${f(points / Math.max(1, recent.length))})`,
     ]
       .join(' | ')
