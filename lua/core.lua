@@ -91,9 +91,10 @@ local function outbox_add(stream, stats, maxbytes, fields, size)
   return dropped
 end
 
-local function hset_chunked(key, args)
+local function hset_chunked(key, args, n)
   -- unpack() is bounded by Lua's C stack; keep each HSET well below it.
-  local n = #args
+  -- n: how many of args to write (a reused list holds older entries past it); all by default.
+  n = n or #args
   local i = 1
   while i <= n do
     local j = math.min(i + 3999, n)
@@ -105,14 +106,23 @@ end
 -- Field/value lists for one triple of hashes (values, timestamps, qualities): a value
 -- and a quality only when given, a timestamp for every field. Filled inline by c2m's
 -- loops (the hot path: the lists and their lengths held in locals, not a call per point).
-local function new_writes()
-  return { v = {}, t = {}, q = {}, nv = 0, nt = 0, nq = 0 }
+-- The lists are reused from call to call (`reuse_writes`): grown once to a poll's size,
+-- they are not rebuilt, rehashed as they grow and collected at every call; only the
+-- first nv, nt, nq entries count.
+local function reuse_writes(pool, k)
+  local w = pool[k]
+  if not w then
+    w = { v = {}, t = {}, q = {} }
+    pool[k] = w
+  end
+  w.nv, w.nt, w.nq = 0, 0, 0
+  return w
 end
 
 local function flush_writes(w, vkey, tkey, qkey)
-  if w.nv > 0 then hset_chunked(vkey, w.v) end
-  hset_chunked(tkey, w.t)
-  if w.nq > 0 then hset_chunked(qkey, w.q) end
+  if w.nv > 0 then hset_chunked(vkey, w.v, w.nv) end
+  hset_chunked(tkey, w.t, w.nt)
+  if w.nq > 0 then hset_chunked(qkey, w.q, w.nq) end
 end
 
 

@@ -78,6 +78,13 @@ local function channel_targets(channelsKey, channel)
   return ct
 end
 
+-- Lists reused by every c2m call (see reuse_writes in core.lua): a batch is parsed and
+-- written before the next one is parsed, so one set serves them all. Per point type
+-- the channel's writes; per model of a batch (in order of first touch) its writes; per
+-- point of a mapped channel its target, value and quality (the first np count).
+local CHANNEL_WRITES, MODEL_WRITES = {}, {}
+local TARGETS, VALUES, QUALITIES = {}, {}, {}
+
 -- Parses and checks one channel's batch; nothing is written. Returns the parsed batch,
 -- or nil and the reason. `ct`: the channel's cached targets (channel_targets); its
 -- points not known there yet are collected to be looked up.
@@ -89,7 +96,7 @@ local function c2m_parse(channel, ts, text, ct)
   -- pass). gmatch finds the lines; that they cover the whole text proves there is
   -- nothing else in it (a malformed line is then found again, with its number, by find).
   local byType = {}
-  local targets, V, Q = {}, {}, {}
+  local targets, V, Q = TARGETS, VALUES, QUALITIES
   local misses, nmiss = {}, 0
   local np, covered = 0, 0
   -- The current type's value and timestamp lists and their lengths, kept in locals
@@ -100,7 +107,7 @@ local function c2m_parse(channel, ts, text, ct)
       if lt then w.nv, w.nt = nv, nt end
       w = byType[t]
       if not w then
-        w = new_writes()
+        w = reuse_writes(CHANNEL_WRITES, t)
         byType[t] = w
       end
       lt, wv, wt, nv, nt = t, w.v, w.t, w.nv, w.nt
@@ -218,12 +225,13 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
         if lm then m.nv, m.nt = nv, nt end
         m = models[model]
         if not m then
-          m = new_writes()
-          m.jv, m.jq, m.njv, m.njq = {}, {}, 0, 0
+          m = reuse_writes(MODEL_WRITES, #order + 1)
+          m.jv, m.jq, m.njv, m.njq = nil, nil, 0, 0
           -- A notification nobody would receive is not built: PUBLISH to no subscriber is
           -- unobservable, and building it was a tenth of c2m. Any pattern subscriber counts
           -- as a listener (which channels it matches is not asked).
           m.listened = listened(model)
+          if m.listened then m.jv, m.jq = {}, {} end
           models[model] = m
           order[#order + 1] = model
         end
