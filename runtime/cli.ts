@@ -26,7 +26,6 @@ import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport, watchStatus } from './status.js';
 import { alarmsCommand } from './alarmsReport.js';
 import { startSim } from './sim.js';
-import { runGatewayChild } from './gateway/child.js';
 import { failCurrentActor } from './actorHost.js';
 import { installFaultHandlers, useReporterLogger } from './reporter.js';
 import { ModbusLink } from '../actors/modbus/ModbusLink.js';
@@ -464,8 +463,6 @@ export async function main(argv: readonly string[]): Promise<number> {
   switch (parsed.values.help ? 'help' : command) {
     case 'start':
       return cmdStart(dir);
-    case 'gateway-child':
-      return runGatewayChild(); // the gateway's own process, started by the runtime
     case 'demo':
       return cmdDemo(dir);
     case 'status': {
