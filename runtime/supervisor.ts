@@ -205,21 +205,8 @@ export class Supervisor implements RunningChild {
   async kill(): Promise<void> {
     this.stopping = true;
     for (const c of [...this.children].reverse()) {
-      if (c.timer) this.clock.clearTimeout(c.timer);
-      c.timer = undefined;
-      c.nextRestartAt = undefined;
-      c.generation += 1;
       const context = { source: 'kill', supervisor: this.id, child: c.spec.id };
-      // A start in flight is this killer's to end; its failure is its starter's to handle.
-      const fresh =
-        c.running ??
-        (c.starting
-          ? await c.starting.then(
-              (r) => r,
-              () => undefined,
-            )
-          : undefined);
-      c.running = undefined;
+      const fresh = await this.takeRunning(c);
       const victims = [fresh, c.stopping].filter((v): v is RunningChild => v !== undefined);
       if (victims.length === 0 && !c.gone) continue;
       if (c.status !== 'exited') c.status = 'stopped';
@@ -424,12 +411,16 @@ export class Supervisor implements RunningChild {
     for (const c of [...list].reverse()) await this.stopChild(c);
   }
 
-  private async stopChild(c: ChildState): Promise<void> {
+  /**
+   * Cancels a pending restart and any later one (a new generation), and takes the
+   * running incarnation from the child: the one running, or the one a start in
+   * flight brings (this stopper's to end; a failed start is its starter's to handle).
+   */
+  private async takeRunning(c: ChildState): Promise<RunningChild | undefined> {
     if (c.timer) this.clock.clearTimeout(c.timer);
     c.timer = undefined;
     c.nextRestartAt = undefined;
     c.generation += 1;
-    // A start in flight is this stopper's to end; its failure is its starter's to handle.
     const running =
       c.running ??
       (c.starting
@@ -439,6 +430,11 @@ export class Supervisor implements RunningChild {
           )
         : undefined);
     c.running = undefined;
+    return running;
+  }
+
+  private async stopChild(c: ChildState): Promise<void> {
+    const running = await this.takeRunning(c);
     if (!running) {
       if (c.status === 'backoff' || c.status === 'starting') {
         c.status = 'stopped';
