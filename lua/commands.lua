@@ -7,21 +7,24 @@ local COMMAND_TRANSITIONS = {} --@@COMMAND_TRANSITIONS@@
 
 --[[
 m2c: a control command from an operator or a rule.
-KEYS: 1 mapping:m2c, 2 cmd:seq
+KEYS: 1 mapping:m2c, 2 cmd:seq, 3 site:models
 ARGV: 1 model, 2 control name, 3 value (decimal), 4 source (who), 5 ts (ms), 6 timeout (ms)
 Validates the control and the value against the point's limits, records command:{id}
 (status pending), appends the command to the stream cmd:{channel} and publishes a hint.
 Returns the command id.
 ]]
 local function m2c(keys, args)
-  if #keys ~= 2 then return fail('m2c needs 2 keys') end
+  if #keys ~= 3 then return fail('m2c needs 3 keys') end
   local model, name, value, source, ts, timeout = args[1], args[2], args[3], args[4], args[5], args[6]
   if model == nil or name == nil then return fail('m2c: model and control name are required') end
   if value == nil or not is_decimal(value) then return fail('m2c: value must be a number, got ' .. tostring(value)) end
   if source == nil or source == '' then return fail('m2c: source (who sends it) is required') end
   if not positive_int(ts) or not positive_int(timeout) then return fail('m2c: ts and timeout must be positive integers (ms)') end
   local target = redis.call('HGET', keys[1], model .. ':' .. name)
-  if not target then return fail('m2c: model ' .. model .. ' has no control ' .. name) end
+  if not target then
+    if redis.call('SISMEMBER', keys[3], model) == 0 then return fail('m2c: no model ' .. model) end
+    return fail('m2c: model ' .. model .. ' has no control ' .. name)
+  end
   local point, lo, hi = string.match(target, '^([^|]+)|([^|]*)|([^|]*)$')
   local v = tonumber(value)
   if lo ~= '' and v < tonumber(lo) then return fail('m2c: ' .. value .. ' is below the minimum ' .. lo .. ' of ' .. model .. '.' .. name) end

@@ -47,7 +47,7 @@ starts, sent by m2c (commands.lua) in the same call once the step is written: th
 command is accepted with the step, without a second round trip behind the
 channels' calls. A command m2c refuses (a value beyond the point's limits, an
 unknown control) does not undo the step: its refusal is returned in its place.
-KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}, 4 mapping:m2c, 5 cmd:seq
+KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}, 4 mapping:m2c, 5 cmd:seq, 6 site:models
 ARGV: 1 id, 2 expected version, 3 state, 4 context (JSON), 5 ts (ms), 6 who,
       7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none),
       9 sequence progress (JSON; '' removes it; '-' leaves it as it is),
@@ -57,7 +57,7 @@ the stored state and version. Returns { new version, execution entry id or '',
 then per command its id and '' when accepted, or '' and m2c's refusal }.
 ]]
 local function rule_commit(keys, args)
-  if #keys ~= 5 then return fail('rule_commit needs 5 keys') end
+  if #keys ~= 6 then return fail('rule_commit needs 6 keys') end
   local id, expected, state, context, ts, who, execution, counter, sequence, source, timeout, n =
     args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], tonumber(args[12])
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
@@ -89,7 +89,7 @@ local function rule_commit(keys, args)
   end
   redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'step', from = from, to = state, version = next_version, time = tonumber(ts), entry = entry }))
   local out = { next_version, entry }
-  local m2c_keys = { keys[4], keys[5] }
+  local m2c_keys = { keys[4], keys[5], keys[6] }
   for i = 0, n - 1 do
     local sent = m2c(m2c_keys, { args[13 + 3 * i], args[14 + 3 * i], args[15 + 3 * i], source, ts, timeout })
     if type(sent) == 'table' then

@@ -30,19 +30,25 @@ end
 --[[
 site_load: makes the staged mapping live and records the site, atomically.
 KEYS: 1 mapping:c2m, 2 mapping:m2c, 3 site:config, 4 actors, 5 mapping:c2m:next, 6 mapping:m2c:next,
-      7 mapping:c2m:channels, 8 mapping:c2m:gen
+      7 mapping:c2m:channels, 8 mapping:c2m:gen, 9 site:models
 ARGV: 1 site config (JSON), 2 number of mapping pairs staged, 3 number of controls staged
 Actors of an earlier config are forgotten (their state hashes too). The channels
 that feed a model are listed in mapping:c2m:channels, so that c2m skips the
 mapping lookup for the others. The mapping's generation moves on, so that a c2m
 in another Lua state (a replica promoted later) drops the targets it cached. A
 missing generation (FLUSHALL) starts again from the clock (ms), not from 1, so
-that it never comes back to a value such a cache was built from.
+that it never comes back to a value such a cache was built from. The site's
+model ids are kept in site:models, so that m2c can tell an unknown model from
+a model without that control.
 ]]
 local function site_load(keys, args)
-  if #keys ~= 8 then return fail('site_load needs 8 keys') end
-  local ok = pcall(cjson.decode, args[1] or '')
-  if not ok then return fail('site_load: site config is not JSON') end
+  if #keys ~= 9 then return fail('site_load needs 9 keys') end
+  local ok, site = pcall(cjson.decode, args[1] or '')
+  if not ok or type(site) ~= 'table' then return fail('site_load: site config is not JSON') end
+  local models = {}
+  for _, m in ipairs(type(site.models) == 'table' and site.models or {}) do
+    if type(m) == 'table' and type(m.id) == 'string' then models[#models + 1] = m.id end
+  end
   local n = tonumber(args[2])
   if n == nil or n < 0 then return fail('site_load: the number of mapping pairs is missing') end
   local nc = tonumber(args[3])
@@ -51,13 +57,15 @@ local function site_load(keys, args)
   if staged ~= n then return fail('site_load: ' .. staged .. ' mapping pairs are staged, expected ' .. n) end
   local staged_c = redis.call('HLEN', keys[6])
   if staged_c ~= nc then return fail('site_load: ' .. staged_c .. ' controls are staged, expected ' .. nc) end
-  redis.call('DEL', keys[1], keys[2], keys[7])
+  redis.call('DEL', keys[1], keys[2], keys[7], keys[9])
+  for i = 1, #models, 1000 do redis.call('SADD', keys[9], unpack(models, i, math.min(i + 999, #models))) end
   c2m_targets_clear()
   if redis.call('EXISTS', keys[8]) == 1 then
     redis.call('INCR', keys[8])
   else
     local now = redis.call('TIME')
-    redis.call('SET', keys[8], string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)))
+    -- Built as text: string.format('%d') casts to a C long, 32 bits on an armv7 Redis.
+    redis.call('SET', keys[8], now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)))
   end
   if n > 0 then
     redis.call('RENAME', keys[5], keys[1])

@@ -62,6 +62,20 @@ export function settled<T>(promise: PromiseLike<T>, context: ReportContext): Pro
   });
 }
 
+/**
+ * Starts run together, each giving back its stop. If one fails, the ones that started are
+ * stopped (a failing stop reported) before the first failure is thrown: none is left running
+ * with its stop lost.
+ */
+export async function startAll(starts: ReadonlyArray<Promise<() => Promise<void>>>, context: ReportContext): Promise<Array<() => Promise<void>>> {
+  const results = await Promise.allSettled(starts);
+  const stops = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (!failed) return stops;
+  for (const stop of stops) await settled(stop(), context);
+  throw failed.reason;
+}
+
 export interface FaultHandlerOptions {
   readonly log: Logger;
   /** Fails the actor that was running when the fault arose; returns its id, or undefined outside any actor. */

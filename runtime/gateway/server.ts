@@ -27,6 +27,7 @@ import { historyRoutes } from './routes/history.js';
 import { HistoryQueries, type HistoryQueryOptions } from '../../actors/history/query.js';
 import { ruleFeed } from './routes/ruleFeed.js';
 import { ruleRoutes } from './routes/rules.js';
+import { startAll } from '../reporter.js';
 
 export interface GatewayHost {
   /** The runtime's actors counted by status. */
@@ -62,11 +63,14 @@ export async function startGatewayServer(
   actorRoutes(http, redis);
   meRoutes(http);
   // Their reads and subscriptions in flight together: each is a round trip behind the site's writes.
-  const [stopActorFeed, stopAlarmFeed, stopRuleFeed] = await Promise.all([
-    actorDetailRoutes(http, redis, subscriptions, feed),
-    alarmRoutes(http, redis, subscriptions, feed),
-    ruleFeed(http, redis, subscriptions, feed),
-  ]);
+  const feeds = await startAll(
+    [actorDetailRoutes(http, redis, subscriptions, feed), alarmRoutes(http, redis, subscriptions, feed), ruleFeed(http, redis, subscriptions, feed)],
+    { source: 'gateway stop' },
+  );
+  const stopFeeds = async () => {
+    for (const stop of feeds) await stop();
+    await feed.stop();
+  };
   staticRoutes(http.app);
   metricsRoutes(http, redis, feed, host);
   historyRoutes(http, history ? new HistoryQueries(history) : undefined);
@@ -77,10 +81,7 @@ export async function startGatewayServer(
   // A route missing from the document is a bug found by the first test that starts a gateway.
   const undocumented = undocumentedRoutes(http.routes, doc);
   if (undocumented.length) {
-    await stopActorFeed();
-    await stopAlarmFeed();
-    await stopRuleFeed();
-    await feed.stop();
+    await stopFeeds();
     http.close();
     throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
   }
@@ -88,19 +89,13 @@ export async function startGatewayServer(
   try {
     port = await http.listen();
   } catch (e) {
-    await stopActorFeed();
-    await stopAlarmFeed();
-    await stopRuleFeed();
-    await feed.stop();
+    await stopFeeds();
     throw e;
   }
   return {
     port,
     async stop() {
-      await stopActorFeed();
-      await stopAlarmFeed();
-      await stopRuleFeed();
-      await feed.stop();
+      await stopFeeds();
       http.close();
     },
   };

@@ -24,7 +24,7 @@ import type { VoltageRedis } from '../redis/voltageRedis.js';
 import type { Http } from './http.js';
 import { TopicCoalescer } from './coalescer.js';
 import { type ModelUpdateMessage, ValueCache, type ValueEntry } from './valueCache.js';
-import { reportRejection } from '../reporter.js';
+import { reportRejection, startAll } from '../reporter.js';
 
 export interface FeedOptions {
   readonly intervalMs: number;
@@ -328,7 +328,7 @@ export class TelemetryFeed {
     // One subscription per channel rather than a pattern: with no pattern subscriber, c2m
     // builds no model notification that nobody receives (lua/telemetry.lua `listened`).
     for (const ch of this.channels.ids) subscribing.push(this.subs.on(KEYS.channelUpdate(ch), (msg) => this.onChannelUpdate(ch, msg)));
-    this.unsubscribe.push(...(await Promise.all(subscribing)));
+    this.unsubscribe.push(...(await startAll(subscribing, { source: 'unsubscribe' })));
     await this.cache.load();
     await this.channels.load();
     this.subs.onReconnect(() => {

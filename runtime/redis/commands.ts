@@ -1,6 +1,5 @@
 /** Control commands in Redis: sending one (m2c), a channel consuming its stream and committing the end (cmd_result), the audit. */
 import type { PointType } from '../config/site.js';
-import type { SiteJson } from '../domain/site.js';
 import type { CommandEntry, CommandOutcome, CommandRecord, CommandStatus } from '../domain/commands.js';
 import { RedisFunctionError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
@@ -39,12 +38,7 @@ export class CommandsRedis {
   async m2c(model: string, name: string, value: number, source: string, timeoutMs: number): Promise<string> {
     if (!Number.isFinite(value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${value}`);
     const createdAt = Date.now();
-    let id: string;
-    try {
-      id = await this.core.fcall('m2c', { model, name, value, source, ts: createdAt, timeoutMs });
-    } catch (e) {
-      throw (await this.unknownModel(model, e)) ?? e;
-    }
+    const id = await this.core.fcall('m2c', { model, name, value, source, ts: createdAt, timeoutMs });
     this.remember(id, { model, name, value, source, createdAt, deadline: createdAt + timeoutMs });
     return id;
   }
@@ -53,15 +47,6 @@ export class CommandsRedis {
   remember(id: string, a: Accepted): void {
     this.accepted.set(id, a);
     if (this.accepted.size > ACCEPTED_MAX) this.accepted.delete(this.accepted.keys().next().value!);
-  }
-
-  /** A control refused for a model the loaded site does not have says so ("no model X"), not "model X has no control Y". */
-  private async unknownModel(model: string, e: unknown): Promise<RedisFunctionError | undefined> {
-    if (!(e instanceof RedisFunctionError) || !e.message.includes(' has no control ')) return undefined;
-    const text = await redisCall('GET', () => this.core.client.get(KEYS.siteConfig));
-    if (!text) return undefined;
-    const site = JSON.parse(text) as SiteJson;
-    return site.models.some((m) => m.id === model) ? undefined : new RedisFunctionError('m2c', `no model ${model}`);
   }
 
   async commandResult(

@@ -162,10 +162,11 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
       KEYS.mappingM2cNext,
       KEYS.mappingC2mChannels,
       KEYS.mappingC2mGeneration,
+      KEYS.siteModels,
     ],
     args: [i.json, i.mappingCount, i.controlCount],
   }),
-  m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
+  m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq, KEYS.siteModels], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
   cmd_result: (i) => ({
     keys: [KEYS.command(i.id), KEYS.commandStream(i.channel), KEYS.outbox, KEYS.outboxStats],
     args: [i.id, i.status, i.message, i.ts, i.group, i.entryId, formatOptional(i.readback), i.outboxMaxBytes],
@@ -194,7 +195,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     const args: FcallArg[] = [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, i.sequence ?? '-', i.source, i.timeoutMs];
     args.push(i.commands.length);
     for (const c of i.commands) args.push(c.model, c.name, formatValue(c.value));
-    return { keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq], args };
+    return { keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq, KEYS.siteModels], args };
   },
   rule_record: (i) => ({
     keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
@@ -261,7 +262,7 @@ export class RedisCore {
     return core;
   }
 
-  constructor(client: Redis) {
+  private constructor(client: Redis) {
     this.client = client;
     const lost = () => {
       this.lostAt ??= performance.now();

@@ -23,6 +23,8 @@ export const KEYS = {
   mappingC2mNext: 'mapping:c2m:next',
   mappingM2cNext: 'mapping:m2c:next',
   siteConfig: 'site:config',
+  /** The loaded site's model ids (site_load), so that m2c tells an unknown model from a missing control. */
+  siteModels: 'site:models',
   // telemetry
   /** The one outbox stream (history, cloud links: a consumer group each) and its size and drop counts. */
   outbox: 'outbox',

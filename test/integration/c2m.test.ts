@@ -457,7 +457,7 @@ describe('c2m', () => {
     await expect(
       t.raw.fcall(
         'site_load',
-        8,
+        9,
         'mapping:c2m',
         'mapping:m2c',
         'site:config',
@@ -466,6 +466,7 @@ describe('c2m', () => {
         'mapping:m2c:next',
         'mapping:c2m:channels',
         'mapping:c2m:gen',
+        'site:models',
         '{}',
         5,
         0,

@@ -64,7 +64,9 @@ describe('commands on a virtual device', () => {
     await expect(t.bus.commands.m2c('inv', 'limit', -1, 'test', 5_000)).rejects.toThrow('below the minimum 0');
     await expect(t.bus.commands.m2c('inv', 'P', 1, 'test', 5_000)).rejects.toThrow('model inv has no control P');
     await expect(t.bus.commands.m2c('nope', 'limit', 1, 'test', 5_000)).rejects.toThrow('m2c: no model nope');
-    await expect(t.raw.fcall('m2c', 2, 'mapping:m2c', 'cmd:seq', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow('value must be a number');
+    await expect(t.raw.fcall('m2c', 3, 'mapping:m2c', 'cmd:seq', 'site:models', 'inv', 'limit', 'abc', 'me', Date.now(), 1000)).rejects.toThrow(
+      'value must be a number',
+    );
     expect((await t.raw.keys('command:*')).length).toBe(keysBefore);
     expect(await t.raw.xlen('cmd:v1')).toBe(0);
   });

@@ -78,7 +78,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
       return { status: 202, body: { commandId } };
     } catch (e) {
       const msg = errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '');
-      if (/has no control/.test(msg)) return refuse(new ApiError(404, 'NOT_FOUND', msg));
+      if (/has no control|^no model /.test(msg)) return refuse(new ApiError(404, 'NOT_FOUND', msg));
       if (/below the minimum|above the maximum/.test(msg)) return refuse(new ApiError(400, 'OUT_OF_RANGE', msg));
       throw e;
     }
