@@ -56,6 +56,26 @@ export function readingQuality(raw: RawReading, value: number): Quality {
   return Number.isNaN(value) ? 'bad' : 'good';
 }
 
+/**
+ * Report by exception: what the channel sends of a point after a reading. The quality only
+ * when `refresh` (it changed, or the integrity refresh is due): it rarely does. A value only
+ * while the reading is good, and past the point's deadband from `last`, the value last sent
+ * (NaN: none yet). Returns whether anything went into the batch.
+ */
+export function reportReading(
+  batch: C2mBatch,
+  p: Pick<PointConfig, 'type' | 'id' | 'deadband'>,
+  value: number,
+  quality: Quality,
+  refresh: boolean,
+  last: number,
+): boolean {
+  const good = quality === 'good';
+  if (!refresh && !(good && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband))) return false;
+  batch.add(p.type, p.id, good ? value : null, refresh ? quality : null);
+  return true;
+}
+
 export function decode(raw: RawReading, p: PointConfig): { value: number | null; quality: Quality } {
   const value = scaled(raw, p);
   return { value: Number.isNaN(value) ? null : value, quality: readingQuality(raw, value) };
@@ -158,12 +178,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, pha
           const value = scaled(raw, p);
           const quality = readingQuality(raw, value);
           if (quality !== 'good') bad += 1;
-          const last = sentValue[i]!;
           const refresh = sentQuality[i] !== quality || ts - sentAt[i]! >= channel.integrityMs;
-          if (refresh || (quality === 'good' && (p.deadband === 0 || Number.isNaN(last) || Math.abs(value - last) > p.deadband))) {
-            // The quality only when it changed (or on the integrity refresh): it rarely does.
-            const k = batch.count;
-            batch.add(p.type, p.id, quality === 'good' ? value : null, refresh ? quality : null);
+          const k = batch.count;
+          if (reportReading(batch, p, value, quality, refresh, sentValue[i]!)) {
             sentIdx[k] = i;
             batchValue[k] = value;
             batchQuality[k] = quality;

@@ -2,15 +2,17 @@
  * History: a value with no quality beside it in a c2m outbox entry is stored
  * as `good`. Is that what Redis holds? c2m writes no quality for it: the
  * point's quality stays what the channel last sent. A channel sends a value
- * only while its reading is good, and a quality whenever it changes (the poll
- * in actors/channel/ChannelActor.ts), so the quality left beside a value is
- * always `good`. Checked against c2m on a private redis-server, over random
- * sequences of readings sent as the channel sends them: after every poll, the
+ * only while its reading is good, and a quality whenever it changes
+ * (`reportReading` in actors/channel/ChannelActor.ts, which this test calls),
+ * so the quality left beside a value is always `good`. Checked against c2m on
+ * a private redis-server, over random sequences of readings sent as the
+ * channel sends them: after every poll, the
  * quality the history decoder gives each point is the one in the channel's
  * and the model's quality hashes.
  */
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { reportReading } from '../../actors/channel/ChannelActor.js';
 import { decodeEntry } from '../../actors/history/outbox.js';
 import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
@@ -46,9 +48,8 @@ describe('history: the quality of a value sent without one', () => {
           const batch = new C2mBatch();
           readings.forEach((r, i) => {
             const quality: Quality = typeof r === 'number' ? 'good' : r;
-            const changed = sent[i] !== quality;
-            // As the channel sends (deadband 0): a value only when good, the quality only when it changed.
-            if (changed || quality === 'good') batch.add('m', POINTS[i]!, typeof r === 'number' ? r : null, changed ? quality : null);
+            // The channel's own rule, the quality refreshed when it changed (no integrity refresh here).
+            reportReading(batch, { type: 'm', id: POINTS[i]!, deadband: 0 }, typeof r === 'number' ? r : Number.NaN, quality, sent[i] !== quality, Number.NaN);
             sent[i] = quality;
           });
           if (batch.count === 0) continue;
