@@ -112,6 +112,9 @@ export interface HistoryWriterOptions {
 /** VictoriaMetrics makes what it accepted searchable within about a second; tiers are computed from what was written at least this long ago. */
 const SEARCHABLE_MS = 3_000;
 
+/** Tier checks run every 5 s; while the writer is behind, at most once this often (so a writer never caught up still gets its tiers). */
+const TIER_CHECK_BEHIND_MS = 60_000;
+
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
 export class HistoryOutageError extends OutboxOutageError {}
 
@@ -243,14 +246,26 @@ export class HistoryWriter {
       if (compareIds(w.first, first) < 0) first = w.first;
       if (compareIds(w.last, last) > 0) last = w.last;
     }
-    for (let from = first; ranges.length > 0; ) {
-      const max = this.max;
-      const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', max)) as StreamEntries;
-      if (entries.length === 0) break;
-      await this.write(entries, undefined);
-      n += entries.length;
-      if (entries.length < max) break;
-      from = `(${entries[entries.length - 1]![0]}`;
+    // Pipelined as a backlog's batches are (up to writesInFlight out): nothing is acknowledged here, so order does not matter.
+    const out: Array<Promise<void>> = [];
+    try {
+      for (let from = first; ranges.length > 0; ) {
+        const max = this.max;
+        const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', max)) as StreamEntries;
+        if (entries.length === 0) break;
+        const e = await this.encode(entries, undefined);
+        const sent = this.send(e.body, e.lines);
+        sent.catch(() => undefined); // awaited below
+        out.push(sent);
+        if (out.length >= this.writesInFlight) await out.shift();
+        n += entries.length;
+        if (entries.length < max) break;
+        from = `(${entries[entries.length - 1]![0]}`;
+      }
+      while (out.length > 0) await out.shift();
+    } finally {
+      // A failure leaves none out behind it.
+      await Promise.allSettled(out);
     }
     const now = Date.now();
     for (const w of this.window) w.at = now;
@@ -323,7 +338,10 @@ export class HistoryWriter {
     });
     const result = await this.settle(full && !fromPending ? this.writesInFlight - 1 : 0);
     const now = Date.now();
-    if (this.opts.tiers && now >= this.tierCheckAt && this.tierTask === undefined) {
+    // Behind (draining a backlog), tier checks wait longer: their queries and the buckets they write back take the database's
+    // CPU that the drain needs (a 1 m bucket at 100k series reads 6M samples and writes 600k); the buckets are computed later, none lost.
+    const behind = mode === 'drain' || full;
+    if (this.opts.tiers && now >= this.tierCheckAt + (behind ? TIER_CHECK_BEHIND_MS : 0) && this.tierTask === undefined) {
       // Beside the writes, not before the next batch: at 100k points/s a 1 m bucket is ~200 queries, seconds of the database's time.
       this.tierTask = this.writeTiers(now)
         .catch((e: unknown) => {
@@ -403,16 +421,10 @@ export class HistoryWriter {
   }
 
   /**
-   * Line protocol for the entries, written in one gzipped request. `clock`:
-   * interval ends and heartbeats due by then are written too (undefined: the
-   * window written again, whose derived lines are written apart).
+   * Line protocol for the entries, with the derived lines of the KeepFilter when `clock` is given:
+   * interval ends and heartbeats due by then (undefined: the window written again, whose derived
+   * lines are written apart).
    */
-  private async write(entries: StreamEntries, clock: number | undefined): Promise<void> {
-    const e = await this.encode(entries, clock);
-    await this.send(e.body, e.lines);
-  }
-
-  /** Line protocol for the entries, with the derived lines of the KeepFilter when `clock` is given. */
   private async encode(entries: StreamEntries, clock: number | undefined): Promise<Encoded> {
     if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) await this.readMapping();
     // The body's bytes, sized from the last batch's.

@@ -46,8 +46,15 @@ export class LineBuffer {
 
   /** Bytes (after reserve). */
   put(b: Uint8Array): void {
-    this.buf.set(b, this.length);
-    this.length += b.length;
+    this.copy(b, 0, b.length);
+  }
+
+  /** Bytes [from, to) of `b` (after reserve): a loop, not TypedArray.set or a subarray, for the few dozen bytes of a line's part. */
+  copy(b: Uint8Array, from: number, to: number): void {
+    const buf = this.buf;
+    let o = this.length;
+    for (let i = from; i < to; i++) buf[o++] = b[i]!;
+    this.length = o;
   }
 
   /** Characters of `s` in [from, to) that are ASCII (checked by the caller), after reserve. */
@@ -101,20 +108,25 @@ interface ChannelHeads {
   readonly modelSlow: ReadonlyMap<number, ModelValueTarget>;
 }
 
-/** A value text that line protocol takes as it is: -?digits[.digits], as formatValue writes it, and not -0. */
-function plainDecimal(v: string): boolean {
-  let i = v.charCodeAt(0) === 45 ? 1 : 0; // '-'
+/**
+ * Whether text[from, to) is a value text that line protocol takes as it is: -?digits[.digits], as
+ * formatValue writes it, not -0, and finite (only hundreds of digits make Infinity; those are read
+ * to tell). Read in place: no substring a point.
+ */
+function plainDecimal(text: string, from: number, to: number): boolean {
+  let i = text.charCodeAt(from) === 45 ? from + 1 : from; // '-'
   const start = i;
   let dot = -1;
   let nonZero = false;
-  for (; i < v.length; i++) {
-    const c = v.charCodeAt(i);
+  for (; i < to; i++) {
+    const c = text.charCodeAt(i);
     if (c === 46 && dot < 0) dot = i;
     else if (c < 48 || c > 57) return false;
     else if (c !== 48) nonZero = true;
   }
   // A digit before and after the dot (Number('1.') and Number('.5') parse; they take the slow way), and no -0 (toLine writes 0).
-  return i > start && dot !== start && dot !== v.length - 1 && (start === 0 || nonZero);
+  const plain = to > start && dot !== start && dot !== to - 1 && (start === from || nonZero);
+  return plain && (to - from < 300 || Number.isFinite(Number(text.slice(from, to))));
 }
 
 export class LineEncoder {
@@ -226,28 +238,30 @@ export class LineEncoder {
           if (d < 0 || d > 9) plain = false;
           else id = id * 10 + d;
         }
-        const v = plain ? text.slice(b + 1, c) : '';
-        const qText = plain ? text.slice(c + 1, end) : '';
-        const q = qText === '' ? 0 : QUALITY_INDEX.get(qText);
-        let value: number | null = null;
-        if (plain && v !== '') {
-          value = Number(v);
-          plain = plainDecimal(v) && Number.isFinite(value);
-        }
-        if (!plain || q === undefined || (v === '' && qText === '')) {
+        // The value and the quality read in place (no substring a point): an empty quality is good, any other is looked up.
+        const noValue = b + 1 === c;
+        const q = !plain ? undefined : c + 1 === end ? 0 : QUALITY_INDEX.get(text.slice(c + 1, end));
+        if (plain && !noValue) plain = plainDecimal(text, b + 1, c);
+        if (!plain || q === undefined || (noValue && c + 1 === end)) {
           this.slowLine(channel, ts, text.slice(pos, end), h, out, samples);
           pos = end + 1;
           continue;
         }
         const key = id * 4 + t!;
         if (channels) {
-          if (h.pointPolicy?.has(key)) samples.push({ series: { kind: 'point', channel, type: TYPES[t!]!, point: id }, ts, value, quality: QUALITY_OF[q]! });
+          if (h.pointPolicy?.has(key))
+            samples.push({
+              series: { kind: 'point', channel, type: TYPES[t!]!, point: id },
+              ts,
+              value: noValue ? null : Number(text.slice(b + 1, c)),
+              quality: QUALITY_OF[q]!,
+            });
           else {
             const base = h.point[t!]!;
-            out.reserve(base.length + (b - a) + v.length + TAIL_ROOM);
+            out.reserve(base.length + (c - a) + TAIL_ROOM);
             out.put(base);
             out.ascii(text, a + 1, b);
-            if (v === '') {
+            if (noValue) {
               out.ascii(' ', 0, 1);
               out.put(alone[q]!);
             } else {
@@ -262,9 +276,9 @@ export class LineEncoder {
         if (packed !== undefined) {
           const off = Math.floor(packed / 1024);
           const len = packed % 1024;
-          out.reserve(len + v.length + TAIL_ROOM);
-          out.put(h.modelBytes.subarray(off, off + len));
-          if (v === '') out.put(alone[q]!);
+          out.reserve(len + (c - b) + TAIL_ROOM);
+          out.copy(h.modelBytes, off, off + len);
+          if (noValue) out.put(alone[q]!);
           else {
             out.put(VALUE);
             out.ascii(text, b + 1, c);
@@ -273,7 +287,17 @@ export class LineEncoder {
           out.lines += 1;
         } else {
           const target = h.modelSlow.get(key);
-          if (target) this.slowSample({ series: { kind: 'model', model: target.model, name: target.name }, ts, value, quality: QUALITY_OF[q]! }, out, samples);
+          if (target)
+            this.slowSample(
+              {
+                series: { kind: 'model', model: target.model, name: target.name },
+                ts,
+                value: noValue ? null : Number(text.slice(b + 1, c)),
+                quality: QUALITY_OF[q]!,
+              },
+              out,
+              samples,
+            );
         }
         pos = end + 1;
       }

@@ -48,12 +48,35 @@ async function writerContext(redis: Redis): Promise<{ samples: number; entries: 
   return { samples: c.samples ?? 0, entries: c.entries ?? 0 };
 }
 
-/** Entries the writer's group has not read or not acknowledged. */
-async function backlog(redis: Redis): Promise<number> {
+/** The writer's consumer group as XINFO GROUPS gives it (name, pending, lag, last-delivered-id, …). */
+async function groupInfo(redis: Redis): Promise<Record<string, unknown> | undefined> {
   const groups = (await redis.call('XINFO', 'GROUPS', 'outbox')) as unknown[][];
-  const g = groups
+  return groups
     .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
     .find((x) => x.name === 'history:bench');
+}
+
+/**
+ * How far the writer is behind, in poll time: from the oldest entry it has not acknowledged
+ * (pending, else the first it has not read) to the newest, by their stream ids (c2m's XADD at
+ * the poll). Not XINFO GROUPS' lag: Redis 7.0 kept reporting ~5,200 entries of lag for a group
+ * that had read the whole stream (XLEN 65) once a drain had read through entries trimmed behind
+ * it, which made the round 13 drain look stuck at 100k samples/s.
+ */
+async function behindMs(redis: Redis): Promise<number> {
+  const g = await groupInfo(redis);
+  if (!g) return Number.NaN;
+  const last = (await redis.xrevrange('outbox', '+', '-', 'COUNT', 1))[0]?.[0];
+  if (!last) return 0;
+  let oldest: string | undefined;
+  if (Number(g.pending) > 0) oldest = ((await redis.xpending('outbox', 'history:bench')) as [number, string | null])[1] ?? undefined;
+  else if (g['last-delivered-id'] !== last) oldest = (await redis.xrange('outbox', `(${String(g['last-delivered-id'])}`, '+', 'COUNT', 1))[0]?.[0];
+  return oldest ? Number(last.split('-')[0]) - Number(oldest.split('-')[0]) : 0;
+}
+
+/** Entries the writer's group has not read or not acknowledged (from XINFO GROUPS' lag: right while the writer is caught up or stopped, not after a drain; see behindMs). */
+async function backlog(redis: Redis): Promise<number> {
+  const g = await groupInfo(redis);
   if (!g) return Number.NaN;
   const lag = Number(g.lag ?? Number.NaN);
   if (Number.isFinite(lag)) return lag + Number(g.pending);
@@ -72,6 +95,9 @@ async function newestTs(url: string, once: boolean): Promise<number> {
     return 0;
   }
 }
+
+/** The writer has caught up after an outage when it is at most this far behind (behindMs). */
+const CAUGHT_UP_MS = 1_000;
 
 /** A row, or the row's failure (a runtime that ran out of heap, say) in its place. */
 export async function historyRow(o: Opts): Promise<string> {
@@ -176,25 +202,52 @@ async function measureHistory(o: Opts): Promise<string> {
     const back = Date.now();
     // The writer notices at its next retry (its backoff, at most 5 s); the drain runs from its first write.
     let first = 0;
-    let left = before;
+    let left = Number.POSITIVE_INFINITY;
     const d0 = (await writerContext(probe)).samples;
+    let dFirst = d0;
+    // CPU while draining: the runtime, VictoriaMetrics and Redis, from the database's return to the catch-up.
+    const cpus = () => [cpuSample(runtime.pid!), cpuSample(vm.process.pid!), cpuSample(redis.process.pid!)] as const;
+    const dc0 = cpus();
+    let tc = dc0;
+    let tracedAt = Date.now();
+    let tracedDrained = d0;
     // At 1× real time a drain never ends: the wait is bounded (BENCH_HISTORY_DRAIN_MAX_S, default 3 × the outage).
     const drainMaxMs = Number(process.env.BENCH_HISTORY_DRAIN_MAX_S ?? (3 * o.outageMs) / 1_000) * 1_000;
     while (Date.now() - back < drainMaxMs) {
       if (runtime.exitCode !== null || runtime.signalCode !== null)
         throw new Error(`the runtime exited (${runtime.exitCode ?? runtime.signalCode}) during the drain`);
-      const n = await backlog(probe);
+      const n = await behindMs(probe);
       left = n;
-      if (first === 0 && n < before) first = Date.now();
-      if (n <= o.step.channels * 2) break;
+      // The drain starts when the writer is back (it reconnected: rewriting its recent window, then draining), not at its
+      // first acknowledged batch, so that the window's rewrite counts as drain time.
+      if (first === 0 && /^"(rewriting|draining|writing)"$/.test((await probe.hget('actor:history/bench', 'state')) ?? '')) {
+        first = Date.now();
+        dFirst = (await writerContext(probe)).samples;
+      }
+      // Caught up: at most a second's polls not yet acknowledged (a live batch waits up to 200 ms; three batches of a drain span ~1.5 s).
+      if (first > 0 && n <= CAUGHT_UP_MS) break;
+      if (trace && Date.now() - tracedAt >= 1_000) {
+        const w = await writerContext(probe);
+        const c = cpus();
+        const g = await groupInfo(probe);
+        console.error(
+          `history drain trace +${((Date.now() - back) / 1_000).toFixed(1)} s: ${f(((w.samples - tracedDrained) * 1_000) / (Date.now() - tracedAt))} samples/s, ${f(n / 1_000, 1)} s of polls behind (pending ${g?.pending}, XINFO lag ${g?.lag}, XLEN ${await probe.xlen('outbox')}), writer ${await probe.hget('actor:history/bench', 'state')}, CPU runtime / VictoriaMetrics / Redis ${c.map((x, i) => f(cpuPercent(tc[i]!, x))).join(' / ')} %`,
+        );
+        tracedAt = Date.now();
+        tracedDrained = w.samples;
+        tc = c;
+      }
       await sleep(100);
     }
     const done = Date.now();
-    const drainRate = ((await writerContext(probe)).samples - d0) / Math.max(0.001, (done - back) / 1_000);
-    // A backlog that never shrank: the drain time is the whole wait.
+    const dc1 = cpus();
+    const drainCpu = dc0.map((x, i) => f(cpuPercent(x, dc1[i]!))).join(' / ');
+    // Samples a second written from the writer's return (its window's rewrite not counted) to the catch-up.
+    const drainRate = ((await writerContext(probe)).samples - dFirst) / Math.max(0.001, (done - (first || back)) / 1_000);
+    // A writer that never came back: the drain time is the whole wait.
     const drainS = (done - (first || back)) / 1_000;
-    const caughtUp = left <= o.step.channels * 2;
-    // Real time drained: the outage and the wait for the retry, in drainS.
+    const caughtUp = left <= CAUGHT_UP_MS;
+    // Real time drained: the outage and the wait for the writer's retry (the backlog it found), in drainS.
     const drain = (first - down) / 1_000 / drainS;
     const lag = lags.sort((a, b) => a - b);
     const offered = (o.step.channels * o.step.points * 1_000) / o.step.pollMs;
@@ -210,9 +263,9 @@ async function measureHistory(o: Opts): Promise<string> {
         caughtUp
           ? `${f(drainS, 1)} s (${f(drain, 1)}×), retry after ${f((first - back) / 1_000, 1)} s`
           : first === 0
-            ? `not caught up: the backlog grew from ${f(before)} to ${f(left)} entries in ${f(drainS, 1)} s`
-            : `not caught up after ${f(drainS, 1)} s of drain: ${f(left)} of ${f(before)} entries left, retry after ${f((first - back) / 1_000, 1)} s`
-      }; ${f(drainRate)} samples/s`,
+            ? `the writer did not come back in ${f(drainS, 1)} s: ${f(left / 1_000, 1)} s of polls behind`
+            : `not caught up after ${f(drainS, 1)} s of drain: still ${f(left / 1_000, 1)} s of polls behind, retry after ${f((first - back) / 1_000, 1)} s`
+      }; ${f(drainRate)} samples/s; CPU runtime / VictoriaMetrics / Redis ${drainCpu} %`,
       `${f(bytes / Math.max(1, recent.length))} (${f(points / Math.max(1, recent.length))})`,
     ]
       .join(' | ')

@@ -48,7 +48,24 @@ function textOf(enc: LineEncoder, channel: string, ts: number, text: string): st
 }
 
 /** A point line: mostly as c2m writes it, sometimes odd (leading zeros, exponents, signs, bad qualities, stray spaces). */
-const oddValue = fc.constantFrom('1e5', '+3', '007.5', '.5', '5.', '-0', '0x10', 'abc', 'Infinity', '1.5.2', '', '-', ' 1');
+/** Plain decimals of hundreds of digits: 400 nines are Infinity (refused), 1 and 307 zeros is finite (a plain decimal, 1e307). */
+const oddValue = fc.constantFrom(
+  '1e5',
+  '+3',
+  '007.5',
+  '.5',
+  '5.',
+  '-0',
+  '0x10',
+  'abc',
+  'Infinity',
+  '1.5.2',
+  '',
+  '-',
+  ' 1',
+  '9'.repeat(400),
+  `1${'0'.repeat(307)}`,
+);
 const pointLine = fc.oneof(
   {
     weight: 4,
