@@ -16,11 +16,10 @@ export interface AlarmEvaluatorInput {
 
 export type AlarmEvaluatorEvent =
   | {
+      /** A model update notification as published (the actor reads only the points its alarms read). */
       readonly type: 'alarms.update';
       readonly source: string;
-      readonly ts: number;
-      readonly values: Readonly<Record<string, number>>;
-      readonly quality: Readonly<Record<string, string>> | undefined;
+      readonly message: string;
     }
   | { readonly type: 'alarms.tick' }
   | { readonly type: 'alarms.resync' };

@@ -26,6 +26,12 @@ interface Candidate {
   /** The transition leaves the state or re-enters it: not a quiet step. */
   readonly moves: boolean;
   readonly actions: readonly string[] | null;
+  /**
+   * For a direct step: the plain state it goes to (null: it stays, no target), or
+   * undefined when it is not read here (an inline guard, a re-entry, a target with
+   * entry or exit actions, an invocation, eventless transitions or children).
+   */
+  readonly target: string | null | undefined;
 }
 
 type Args<C, E> = { readonly context: C; readonly event: E };
@@ -41,6 +47,9 @@ function candidatesOf(machine: AnyStateMachine): Map<string, Map<string, Candida
   // Wildcards and eventless transitions are not read here: such a machine has no quiet steps (everything goes to XState).
   const plain = (node: AnyStateMachine['root']) => node.always === undefined && [...node.transitions.keys()].every((k) => !k.includes('*'));
   if (!plain(machine.root)) return out;
+  // A state that can be left or entered without anything but the move: no entry, exit, invocation or eventless transition.
+  const bare = (node: AnyStateMachine['root']) =>
+    node.type === 'atomic' && node.parent === machine.root && node.entry.length === 0 && node.exit.length === 0 && node.invoke.length === 0 && plain(node);
   for (const [name, node] of Object.entries(machine.root.states)) {
     if (node.type !== 'atomic' || !plain(node)) continue;
     const perEvent = new Map<string, Candidate[]>();
@@ -51,7 +60,9 @@ function candidatesOf(machine: AnyStateMachine): Map<string, Map<string, Candida
         for (const t of list) {
           const named = t.guard === undefined || typeof t.guard === 'string';
           const actions = t.actions.every((a) => typeof a === 'string') ? (t.actions as readonly string[]) : null;
-          into.push({ guard: typeof t.guard === 'string' ? t.guard : null, moves: t.target !== undefined || t.reenter || !named, actions });
+          const to = t.target?.length === 1 ? t.target[0]! : undefined;
+          const target = !named || t.reenter ? undefined : t.target === undefined ? null : to && bare(to) && bare(node) ? to.key : undefined;
+          into.push({ guard: typeof t.guard === 'string' ? t.guard : null, moves: t.target !== undefined || t.reenter || !named, actions, target });
         }
         perEvent.set(type, into);
       }
@@ -59,6 +70,21 @@ function candidatesOf(machine: AnyStateMachine): Map<string, Map<string, Candida
     out.set(name, perEvent);
   }
   return out;
+}
+
+/** The first candidate whose named guard holds, in XState's order; null: none is enabled; undefined: a guard not known here. */
+function firstEnabled<C, E>(
+  list: readonly Candidate[],
+  guards: Readonly<Record<string, Guard<C, E> | undefined>>,
+  args: Args<C, E>,
+): Candidate | null | undefined {
+  for (const t of list) {
+    if (t.guard === null) return t;
+    const g = guards[t.guard];
+    if (!g) return undefined;
+    if (g(args, undefined)) return t;
+  }
+  return null;
 }
 
 /** Builds the quiet-step check of a flat machine (read once; the check itself allocates only the assigners' results). */
@@ -87,17 +113,67 @@ export function quietStepOf<C extends object, E extends EventObject>(machine: An
     const list = table.get(state)?.get(event.type);
     if (!list) return table.has(state) ? true : undefined;
     const args = { context, event };
-    for (const t of list) {
-      if (t.guard !== null) {
-        const g = guards[t.guard];
-        if (!g) return undefined;
-        if (!g(args, undefined)) continue;
-      }
-      if (t.moves || t.actions === null) return undefined;
-      for (const name of t.actions) if (!assignsNothingNew(name, args)) return undefined;
-      return true;
-    }
+    const t = firstEnabled(list, guards, args);
+    if (t === null) return true;
+    if (t === undefined || t.moves || t.actions === null) return undefined;
+    for (const name of t.actions) if (!assignsNothingNew(name, args)) return undefined;
     return true;
+  };
+}
+
+/** A direct step: the state and context after the event; undefined when it is not known here (ask XState). */
+export type DirectStep<C extends object, E extends EventObject> = (
+  state: string,
+  context: C,
+  event: E,
+) => { readonly state: string; readonly context: C } | undefined;
+
+/**
+ * Builds the direct step of a flat machine: the first enabled transition (the
+ * machine's named guards, in XState's order), its target when it is a plain
+ * state (no entry, exit, invocation or eventless transition on either side, so
+ * moving runs nothing but the transition's own actions), and its named `assign`
+ * actions applied in order, each to the context the previous one left (as
+ * XState's assign does: a shallow merge of what it returns, property assigners
+ * called one by one). No transition enabled: the state and context as they are.
+ * Anything else answers undefined. XState's transition() builds a snapshot,
+ * its state-node sets and an actor scope per call (~10–15 kB of garbage); this
+ * builds the new context only. Checked against transition() by the machines'
+ * laws (test/unit/alarm-machine.test.ts, test/unit/rule-machine.test.ts).
+ */
+export function directStepOf<C extends object, E extends EventObject>(machine: AnyStateMachine): DirectStep<C, E> {
+  const table = candidatesOf(machine);
+  const guards = machine.implementations.guards as Readonly<Record<string, Guard<C, E> | undefined>>;
+  const actions = machine.implementations.actions as Readonly<Record<string, AssignAction | undefined>>;
+
+  /** An assign action applied to `context`; undefined when the action is not an assign. */
+  const assigned = (name: string, context: C, event: E): C | undefined => {
+    const a = actions[name];
+    if (a?.type !== 'xstate.assign') return undefined;
+    const args = { context, event };
+    const assignment = a.assignment;
+    if (typeof assignment === 'function') return { ...context, ...(assignment as Assigner<C, E>)(args, undefined) };
+    const next = { ...context } as Record<string, unknown>;
+    for (const [key, v] of Object.entries(assignment as Record<string, unknown>))
+      next[key] = typeof v === 'function' ? (v as (a: Args<C, E>, p: undefined) => unknown)(args, undefined) : v;
+    return next as C;
+  };
+
+  return (state, context, event) => {
+    const perEvent = table.get(state);
+    if (!perEvent) return undefined;
+    const list = perEvent.get(event.type);
+    if (!list) return { state, context };
+    const t = firstEnabled(list, guards, { context, event });
+    if (t === null) return { state, context };
+    if (t === undefined || t.target === undefined || t.actions === null) return undefined;
+    let next = context;
+    for (const name of t.actions) {
+      const c = assigned(name, next, event);
+      if (!c) return undefined;
+      next = c;
+    }
+    return { state: t.target ?? state, context: next };
   };
 }
 

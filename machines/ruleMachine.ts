@@ -17,7 +17,7 @@
  * CONDITION. A blocked rule never fires.
  */
 import { assign, initialTransition, setup, transition } from 'xstate';
-import { inertStepOf, quietStepOf } from './quietStep.js';
+import { directStepOf, inertStepOf, quietStepOf } from './quietStep.js';
 
 export type RuleState = 'idle' | 'holding' | 'active' | 'cooldown' | 'disabled';
 export const RULE_STATES: readonly RuleState[] = ['idle', 'holding', 'active', 'cooldown', 'disabled'];
@@ -173,7 +173,9 @@ export function initialRule(input: RuleInput): RuleSnapshotData {
 
 /** Whether an event changes nothing, read off the machine's transitions, guards and assigners (no snapshot built). */
 const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
-/** Every other step: XState's own transition on one inert scope (the rule machine only assigns). */
+/** Every other step, read off the machine's definition (its guards, targets and assigners, no snapshot built)... */
+const directStep = directStepOf<RuleContext, RuleEvent>(ruleMachine);
+/** ...or, where that cannot answer, XState's own transition on one inert scope (the rule machine only assigns). */
 const inertStep = inertStepOf(ruleMachine, { forMs: 0, cooldownMs: 0 });
 
 /**
@@ -181,11 +183,14 @@ const inertStep = inertStepOf(ruleMachine, { forMs: 0, cooldownMs: 0 });
  * when nothing changed (a TICK with nothing due, the same condition again).
  * The common case, the condition seen again, is answered by `quiet` (the
  * machine's own guards and assigners) without XState's transition(); every
- * other event goes through transition(). `transitionRule` is the latter alone.
+ * other event by `directStep` (the same, with targets), and what that cannot
+ * answer goes through transition(). `transitionRule` is the latter alone.
  */
 export function stepRule(from: RuleSnapshotData, event: RuleEvent): RuleSnapshotData | undefined {
   const context = from.context.effect === null ? from.context : { ...from.context, effect: null };
   if (quiet(from.state, context, event)) return undefined;
+  const direct = directStep(from.state, context, event);
+  if (direct) return changed(from.state, context, { value: direct.state, context: direct.context });
   return changed(from.state, context, inertStep(ruleMachine.resolveState({ value: from.state, context }), event));
 }
 

@@ -306,8 +306,13 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
         actors: { load: fromPromise(load), evaluate: fromPromise(evaluate) },
         actions: {
           applyUpdate: (_, params) => {
-            const u = params.update;
-            if (u.type === 'alarms.update') inputs.apply(u.source, u.ts, u.values, u.quality);
+            const e = params.update;
+            if (e.type !== 'alarms.update') return;
+            // Only the points read, when the message is plain; in full otherwise.
+            if (inputs.applyMessage(e.source, e.message)) return;
+            const u = parseUpdate(e.source, e.message);
+            if (u) inputs.apply(e.source, u.ts, u.values, u.quality);
+            else log.warn({ channel: KEYS.modelUpdate(e.source) }, 'ignored a notification that is not a model update');
           },
         },
       });
@@ -321,22 +326,7 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
       };
       const unsubscribe: Array<() => Promise<void>> = [];
       for (const source of inputs.sources()) {
-        unsubscribe.push(
-          await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => {
-            // Only the points read, when the message is plain; in full otherwise.
-            const picked = inputs.pick(source, message);
-            if (picked) {
-              send({ type: 'alarms.update', source, ts: picked.ts, values: picked.values, quality: picked.quality });
-              return;
-            }
-            const u = parseUpdate(source, message);
-            if (!u) {
-              log.warn({ channel: KEYS.modelUpdate(source) }, 'ignored a notification that is not a model update');
-              return;
-            }
-            send({ type: 'alarms.update', source, ts: u.ts, values: u.values, quality: u.quality });
-          }),
-        );
+        unsubscribe.push(await deps.subscriptions.on(KEYS.modelUpdate(source), (message) => send({ type: 'alarms.update', source, message })));
       }
       // An operator's commit (or another writer's) moves the stored version: read it again, then evaluate.
       unsubscribe.push(

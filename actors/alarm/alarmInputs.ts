@@ -10,7 +10,7 @@
  * allocates nothing here. Never reads a clock and never touches Redis.
  */
 import type { PointQuality, Sample } from '../../machines/alarmCondition.js';
-import { NameSet, scanUpdate, type ScanTarget } from './scanUpdate.js';
+import { NameSet, scanUpdate, type ScannedUpdate, type ScanTarget } from './scanUpdate.js';
 
 /** The part of a model update that the alarms read. */
 export interface PickedUpdate {
@@ -50,8 +50,12 @@ export class AlarmInputs<T> {
   /** Per source model: the points of it that are read. */
   private readonly bySource = new Map<string, Input<T>[]>();
   private readonly read = new Set<string>();
-  /** Per source model: the names of its points that are read. */
-  private readonly names = new Map<string, NameSet>();
+  /** Per source model: its points that are read, by name. */
+  private readonly byName = new Map<string, Map<string, Input<T>>>();
+  /** Per source model: the scan's target (the names read, where the pairs found go). */
+  private readonly targets = new Map<string, ScanTarget>();
+  /** What the last scan found, in arrays reused from one notification to the next. */
+  private readonly scanned = { names: [] as string[], values: [] as number[], qualityNames: [] as string[], qualities: [] as string[] };
   /** The readers whose inputs changed since `takeDirty` last ran. */
   private dirty = new Set<T>();
 
@@ -70,6 +74,9 @@ export class AlarmInputs<T> {
           const list = this.bySource.get(source) ?? [];
           list.push(input);
           this.bySource.set(source, list);
+          const named = this.byName.get(source) ?? new Map<string, Input<T>>();
+          named.set(name, input);
+          this.byName.set(source, named);
         }
         if (!input.readers.includes(reader)) input.readers.push(reader);
       }
@@ -77,32 +84,62 @@ export class AlarmInputs<T> {
   }
 
   /**
-   * The values and qualities of the points read, out of a model update as published,
-   * without parsing the rest; undefined when the message is not of the plain shape
-   * that a scan reads (the caller parses it in full then).
+   * Scans a model update as published for the points read into the reused `scanned`
+   * arrays (names and values, names and qualities, in the message's order); the
+   * update's head, or undefined when the message is not of the plain shape that a
+   * scan reads (the caller parses it in full then).
    */
-  pick(source: string, message: string): PickedUpdate | undefined {
+  private scan(source: string, message: string): ScannedUpdate | undefined {
     const inputs = this.bySource.get(source);
     if (!inputs) return undefined;
-    let names = this.names.get(source);
-    if (!names) {
-      names = new NameSet(inputs.map((i) => i.name));
-      this.names.set(source, names);
+    let target = this.targets.get(source);
+    if (!target) {
+      const found = this.scanned;
+      target = {
+        names: new NameSet(inputs.map((i) => i.name)),
+        onValue: (name, v) => {
+          found.names.push(name);
+          found.values.push(v);
+        },
+        onQuality: (name, q) => {
+          found.qualityNames.push(name);
+          found.qualities.push(q);
+        },
+      };
+      this.targets.set(source, target);
     }
-    const values: Record<string, number> = {};
+    const found = this.scanned;
+    found.names.length = found.values.length = found.qualityNames.length = found.qualities.length = 0;
+    return scanUpdate(message, target);
+  }
+
+  /** The values and qualities of the points read, out of a model update as published; undefined when it is not plain. */
+  pick(source: string, message: string): PickedUpdate | undefined {
+    const head = this.scan(source, message);
+    if (!head) return undefined;
+    const { names, values, qualityNames, qualities } = this.scanned;
+    const v: Record<string, number> = {};
+    for (let i = 0; i < names.length; i++) v[names[i]!] = values[i]!;
     let quality: Record<string, string> | undefined;
-    const target: ScanTarget = {
-      names,
-      onValue: (name, v) => {
-        values[name] = v;
-      },
-      onQuality: (name, q) => {
-        quality ??= {};
-        quality[name] = q;
-      },
-    };
-    const head = scanUpdate(message, target);
-    return head && { ts: head.ts, values, quality };
+    for (let i = 0; i < qualityNames.length; i++) (quality ??= {})[qualityNames[i]!] = qualities[i]!;
+    return { ts: head.ts, values: v, quality };
+  }
+
+  /**
+   * A model update as published, applied as `apply` would apply it parsed, without
+   * building its values: false when it is not plain (nothing applied; the caller
+   * parses it in full and calls `apply`). A notification of 1,000 values with 100
+   * points read allocates 100 numbers here, not an object of 100 entries.
+   */
+  applyMessage(source: string, message: string): boolean {
+    const head = this.scan(source, message);
+    if (!head) return false;
+    const byName = this.byName.get(source)!;
+    const { names, values, qualityNames, qualities } = this.scanned;
+    // Values first (quality good), then the qualities: what `apply` gives a value with or without its quality.
+    for (let i = 0; i < names.length; i++) this.setValue(byName.get(names[i]!)!, values[i]!, 'good', head.ts);
+    for (let i = 0; i < qualityNames.length; i++) this.setQuality(byName.get(qualityNames[i]!)!, qualities[i] as PointQuality, head.ts);
+    return true;
   }
 
   /** The scope key of a point: `name` in the actor's own model, `model.name` in another. */
@@ -122,18 +159,28 @@ export class AlarmInputs<T> {
     for (const input of inputs) {
       const v = values[input.name];
       const q = quality?.[input.name] as PointQuality | undefined;
-      if (v === undefined && q === undefined) continue;
-      let s = this.samples.get(input.key);
-      if (v !== undefined) {
-        if (s) {
-          s.value = v;
-          s.quality = q ?? 'good';
-          s.ts = ts;
-        } else this.samples.set(input.key, { value: v, quality: q ?? 'good', ts });
-      } else if (s) s.quality = q!;
-      else this.samples.set(input.key, (s = { value: null, quality: q!, ts }));
-      for (const r of input.readers) this.dirty.add(r);
+      if (v !== undefined) this.setValue(input, v, q ?? 'good', ts);
+      else if (q !== undefined) this.setQuality(input, q, ts);
     }
+  }
+
+  /** A new value of a point (updated in place), its readers marked. */
+  private setValue(input: Input<T>, v: number, q: PointQuality, ts: number): void {
+    const s = this.samples.get(input.key);
+    if (s) {
+      s.value = v;
+      s.quality = q;
+      s.ts = ts;
+    } else this.samples.set(input.key, { value: v, quality: q, ts });
+    for (const r of input.readers) this.dirty.add(r);
+  }
+
+  /** A new quality of a point (a point not seen yet has no value), its readers marked. */
+  private setQuality(input: Input<T>, q: PointQuality, ts: number): void {
+    const s = this.samples.get(input.key);
+    if (s) s.quality = q;
+    else this.samples.set(input.key, { value: null, quality: q, ts });
+    for (const r of input.readers) this.dirty.add(r);
   }
 
   /** A value read from Redis (at load): kept if some definition reads it; no reader is marked (a load evaluates them all). */

@@ -2,7 +2,7 @@
  * `npm run bench`: prints the machine, each workload and its figures as a
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history,alarms,rules runs only those sections;
- * BENCH_RULES_ROWS the rule section's rows (rules per model, default 0,10); BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
+ * BENCH_RULES_ROWS the rule section's rows (rules per model, default 0,10), BENCH_RULES_MS its measured window; BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
  * (alarms per model, default 0,100); BENCH_FEED_DEVICES=10,50 picks the feed's sizes; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed and cloud rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
@@ -151,7 +151,8 @@ if (only.has('alarms')) {
 }
 
 if (only.has('rules')) {
-  const ruleWindows = { warmupMs: quick ? 4_000 : 8_000, measureMs: quick ? 6_000 : 60_000 };
+  // BENCH_RULES_MS sets the rule section's measured window (6 s quick, 60 s otherwise).
+  const ruleWindows = { warmupMs: quick ? 4_000 : 8_000, measureMs: Number(process.env.BENCH_RULES_MS ?? (quick ? 6_000 : 60_000)) };
   console.log(
     `\n## Rules: reaction latency, value generated → command accepted by m2c (sine period 20 s, \`when: p > 90\`, then/else a control; warm-up ${ruleWindows.warmupMs / 1000} s, measured ${ruleWindows.measureMs / 1000} s per row)\n`,
   );

@@ -74,6 +74,29 @@ describe('alarm inputs', () => {
     );
   });
 
+  it('law: applying a notification as published gives the samples and marks that applying it parsed in full gives', () => {
+    const reads = ['p10', 'temp', 'x-y'].map((n) => ({ reader: n, refs: [{ source: 'm1', name: n }] }));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(update, fc.boolean()), { minLength: 1, maxLength: 4 }), (updates) => {
+        const scanned = new AlarmInputs<string>('m1', reads);
+        const parsed = new AlarmInputs<string>('m1', reads);
+        for (const [u, reversed] of updates) {
+          const entries = Object.entries(u).filter(([, x]) => x !== undefined);
+          const message = JSON.stringify(Object.fromEntries(reversed ? entries.reverse() : entries));
+          expect(scanned.applyMessage('m1', message)).toBe(true);
+          const full = JSON.parse(message) as typeof u;
+          parsed.apply('m1', full.ts, full.v, full.q);
+          for (const n of ['p10', 'temp', 'x-y']) expect(scanned.get(n)).toEqual(parsed.get(n));
+          expect([...scanned.takeDirty()].sort()).toEqual([...parsed.takeDirty()].sort());
+        }
+      }),
+      { numRuns: 300 },
+    );
+    const inputs = new AlarmInputs<string>('m1', reads);
+    expect(inputs.applyMessage('m1', '{ "ts":1,"src":"c2m","v":{"temp":3}}')).toBe(false);
+    expect(inputs.get('temp')).toBeUndefined();
+  });
+
   it('a notification that is not plain (an escape, whitespace, a nested value, no ts) is left to the full parse', () => {
     const inputs = new AlarmInputs<string>('m1', [{ reader: 'a', refs: [{ source: 'm1', name: 'temp' }] }]);
     expect(inputs.pick('m1', '{"ts":1,"src":"c2m","v":{"te\\u006dp":3}}')).toBeUndefined();

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
-import { quietStepOf } from '../../machines/quietStep.js';
+import { directStepOf, quietStepOf } from '../../machines/quietStep.js';
 import {
   initialRule,
   nextDeadline,
@@ -185,6 +185,7 @@ const anyEventsArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), fc.in
 describe('rule machine: the quiet path and the inert scope agree with XState', () => {
   it('stepRule equals transition() on every step of random sequences, and the quiet path is taken', () => {
     const quiet = quietStepOf<RuleContext, RuleEvent>(ruleMachine);
+    const direct = directStepOf<RuleContext, RuleEvent>(ruleMachine);
     let quietSteps = 0;
     let steps = 0;
     fc.assert(
@@ -193,6 +194,8 @@ describe('rule machine: the quiet path and the inert scope agree with XState', (
         for (const e of events) {
           const reference = transitionRule(rule, e);
           expect(stepRule(rule, e)).toEqual(reference);
+          // The direct step answers every step of this machine: the law checks it, not XState's fallback.
+          expect(direct(rule.state, { ...rule.context, effect: null }, e)).toBeDefined();
           steps++;
           if (quiet(rule.state, { ...rule.context, effect: null }, e)) {
             quietSteps++;
