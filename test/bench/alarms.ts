@@ -38,6 +38,8 @@ export interface AlarmResult extends WindowResult {
   /** The runtime's event-loop delay, p99 / max over its last heartbeat interval. */
   readonly loopDelay: string;
   readonly redisRss: number;
+  /** The runtime's memory through the window, every 1/20 of it (at least 5 s apart): seconds in, RSS and V8 heap (MB). */
+  readonly memory: ReadonlyArray<{ readonly s: number; readonly rss: number; readonly heapUsed: number; readonly heapTotal: number }>;
 }
 
 function alarmTemplate(step: AlarmStep): string {
@@ -57,7 +59,20 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
   return withSite(files, async (run) => {
     const crossings = new Crossings(watched);
     await crossings.subscribe(run.sub);
-    const w = await measureWindow(run, crossings, windows);
+    // The heap figures are the runtime's own heartbeat (every 5 s), RSS is read here.
+    const memory: Array<{ s: number; rss: number; heapUsed: number; heapTotal: number }> = [];
+    const start = Date.now() + windows.warmupMs;
+    const sample = async () => {
+      const [used, total] = await run.probe.hmget('actor:root', 'heapUsedMb', 'heapTotalMb');
+      memory.push({ s: Math.round((Date.now() - start) / 1000), rss: rssMb(run.runtime.pid!), heapUsed: Number(used), heapTotal: Number(total) });
+    };
+    const sampler = setInterval(
+      () => {
+        if (Date.now() >= start) void sample().catch(() => undefined);
+      },
+      Math.max(5_000, windows.measureMs / 20),
+    );
+    const w = await measureWindow(run, crossings, windows).finally(() => clearInterval(sampler));
     await sleep(500);
     const lat: number[] = [];
     // From the notification that carried the crossing (as this process received it) to the append.
@@ -95,6 +110,7 @@ export async function alarmRow(step: AlarmStep, windows: Windows): Promise<Alarm
       alarmP99: percentile(alarmLat, 99),
       loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'} ms`,
       redisRss: rssMb(run.redis.process.pid!),
+      memory,
     };
   });
 }
@@ -105,4 +121,10 @@ export const ALARM_HEADER =
 export function alarmFormat(step: AlarmStep, r: AlarmResult): string {
   const none = step.alarmsPerModel === 0;
   return `| ${step.channels} × ${step.points} @ ${step.pollMs} ms | ${step.channels * step.alarmsPerModel} | ${f(r.delivered)} | ${none ? '—' : f(r.eventsPerSecond)} | ${none ? '—' : `${f(r.p50)} / ${f(r.p99)} / ${f(r.max)}`} | ${f(r.notifiedP50)} / ${f(r.notifiedP99)} | ${none ? '—' : `${f(r.alarmP50)} / ${f(r.alarmP99)}`} | ${none ? '—' : `${f(r.commitP50)} / ${f(r.commitP99)}`} | ${none ? '—' : r.measured} | ${r.loopDelay} | ${f(r.runtimeCpu)} % | ${f(r.redisCpu)} % | ${f(r.rssStart)} → ${f(r.rssEnd)} MB | ${f(r.redisRss)} MB | ${f(r.others)} % | ${f(r.steal, 1)} % |`;
+}
+
+/** The runtime's memory through a long window (a line under the table): is RSS flat, and is the heap? */
+export function alarmMemory(r: AlarmResult): string {
+  const cells = r.memory.map((m) => `${m.s} s ${f(m.rss)} / ${f(m.heapUsed)} / ${f(m.heapTotal)}`);
+  return `runtime memory through the window (RSS / V8 heap used / heap total, MB): ${cells.join('; ')}`;
 }

@@ -15,7 +15,7 @@
 import { formatRow, HEADER, runStep, type Step } from './kernel.js';
 import { machine } from './procstat.js';
 import { RULE_HEADER, ruleFormat, ruleParts, ruleRow, type RuleResult } from './rules.js';
-import { ALARM_HEADER, alarmFormat, alarmRow, type AlarmStep } from './alarms.js';
+import { ALARM_HEADER, alarmFormat, alarmMemory, alarmRow, type AlarmStep } from './alarms.js';
 import { MODBUS_HEADER, modbusRow, simulatorCapacity } from './modbus.js';
 import { FEED_HEADER, feedRow } from './feed.js';
 import { PAGES_HEADER, PAGES_WORKLOAD, pagesRows } from './pages.js';
@@ -145,7 +145,10 @@ if (only.has('alarms')) {
   // BENCH_ALARMS_ROWS=100: only the row with alarms (the 10-minute run does not need the site's own row again).
   for (const alarmsPerModel of (process.env.BENCH_ALARMS_ROWS ?? '0,100').split(',').map(Number)) {
     const step: AlarmStep = { ...site, alarmsPerModel };
-    console.log(alarmFormat(step, await alarmRow(step, alarmWindows)));
+    const r = await alarmRow(step, alarmWindows);
+    console.log(alarmFormat(step, r));
+    // A window of a minute or more (the issue's 10-minute run): the memory through it, to see whether it is flat.
+    if (alarmWindows.measureMs >= 60_000) console.log(`\n${alarmMemory(r)}\n`);
   }
   console.log('\ntargets: p99 under 20 ms with 10,000 alarms, 100,000 points/s delivered; RSS flat over the run');
 }
