@@ -15,8 +15,8 @@
  *   keeps coming, at the link's full speed (drainRatePerS high): the uplink's
  *   throughput; lost (seqs never seen) and duplicates counted over the whole run.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { execSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,8 +25,20 @@ import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { f } from './harness.js';
 import { intField, rawSubscriber, valueCount } from './rawSubscriber.js';
-import { cpuPercent, cpuSample, ownCpuSample, percentile, rssMb, type CpuSample } from './procstat.js';
+import { cpuPercent, cpuSample, hostSample, othersPercent, ownCpuSample, percentile, rssMb, stealPercent, type CpuSample } from './procstat.js';
 
+/** CPU of a process's main thread alone (the runtime's event loop: GC helpers and libuv's pool are other threads). */
+function mainThreadCpuSample(pid: number): CpuSample {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { at: performance.now(), cpuMs: ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS };
+  } catch {
+    return { at: performance.now(), cpuMs: 0 };
+  }
+}
+
+const TICKS = Number(execSync('getconf CLK_TCK').toString().trim()) || 100;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface CloudWorkload {
@@ -38,10 +50,23 @@ export interface CloudWorkload {
   readonly outageMs: number;
 }
 
+/**
+ * The link's settings under test: its defaults unless BENCH_CLOUD_INFLIGHT or BENCH_CLOUD_BATCH set them (both
+ * builds of a BENCH_BASELINE run get the same YAML, so a before/after pair without them compares the two builds'
+ * defaults); BENCH_CLOUD_OUTAGE_MS sets the outage's length.
+ */
+export function cloudLinkKnobs(): { readonly inflight?: number; readonly batchEntries?: number } {
+  const n = (v: string | undefined) => (v ? Number(v) : undefined);
+  return { inflight: n(process.env.BENCH_CLOUD_INFLIGHT), batchEntries: n(process.env.BENCH_CLOUD_BATCH) };
+}
+
+const outageMsOf = (w: CloudWorkload) => Number(process.env.BENCH_CLOUD_OUTAGE_MS ?? w.outageMs);
+
 export const CLOUD_HEADER =
   '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | bench CPU (relay + subscriber) | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|---|';
 
 function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> {
+  const k = cloudLinkKnobs();
   const header = 'type,id,name,sim.kind,sim.amplitude,sim.offset,sim.periodMs,sim.phase\n';
   const rows = Array.from({ length: w.points }, (_, i) => `m,${i + 1},p${i + 1},sine,100,0,60000,${(((i + 1) / w.points) * 6.28).toFixed(4)}`);
   const channels = Array.from({ length: w.channels }, (_, c) => `  - { id: ch${c}, protocol: virtual, pollMs: ${w.pollMs}, pointsFile: points.csv }`);
@@ -52,7 +77,7 @@ function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> 
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\nmodels:\n${models.join('\n')}\n`,
     'points.csv': `${header + rows.join('\n')}\n`,
-    'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000, batchEntries: 1000, inflight: 1000, reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
+    'cloud.yaml': `cloud:\n  links:\n    - { id: bench, url: "${brokerUrl}", drainRatePerS: 1000000,${k.batchEntries ? ` batchEntries: ${k.batchEntries},` : ''}${k.inflight ? ` inflight: ${k.inflight},` : ''} reconnect: { minBackoffMs: 200, maxBackoffMs: 1000 } }\n`,
   };
 }
 
@@ -118,7 +143,7 @@ interface Window {
 
 /** `root` runs another checkout's bin (BENCH_BASELINE=/path/to/old/checkout, built), `label` names it in the rows. */
 export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promise<string[]> {
-  const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000 });
+  const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000, tcpNoDelay: process.env.BENCH_CLOUD_BROKER_NODELAY === '1' });
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
   const r = await relay(broker.port);
@@ -160,10 +185,17 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
-  const samples = () => [cpuSample(runtime.pid!), cpuSample(redis.process.pid!), cpuSample(broker.process.pid!), ownCpuSample(process.pid)] as const;
+  const samples = () =>
+    [
+      cpuSample(runtime.pid!),
+      cpuSample(redis.process.pid!),
+      cpuSample(broker.process.pid!),
+      ownCpuSample(process.pid),
+      mainThreadCpuSample(runtime.pid!),
+    ] as const;
   const row = (phase: string, wd: Window, seconds: number, a: readonly CpuSample[], b: readonly CpuSample[], rss: number, tail: string) => {
     wd.lat.sort((x, y) => x - y);
-    return `| ${label}${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
+    return `| ${label}${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % (main thread ${f(cpuPercent(a[4]!, b[4]!))} %) | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
   };
   const lag = async () => {
     const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];
@@ -190,7 +222,7 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     win = undefined;
     // Outage: the relay cut; the backlog grows in Redis.
     await r.cut();
-    await sleep(w.outageMs);
+    await sleep(outageMsOf(w));
     const backlog = await lag();
     await r.restore();
     // The drain is timed from its first message (the link's reconnect backoff is not the uplink's speed).
@@ -201,11 +233,16 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
       await sleep(1);
     }
     a = samples();
+    const host0 = hostSample();
     while ((await lag()) > w.channels * 2) {
-      if (Date.now() - drainStart > 10 * w.outageMs + 30_000) throw new Error('the backlog did not drain');
+      if (Date.now() - drainStart > 10 * outageMsOf(w) + 30_000) throw new Error('the backlog did not drain');
       await sleep(50);
     }
     b = samples();
+    const host1 = hostSample();
+    // What else ran on the two cores meanwhile: a drain slowed by other work shows it here.
+    const measured = [0, 1, 2].map((i) => cpuPercent(a[i]!, b[i]!));
+    const others = `others ${f(othersPercent(host0, host1, measured))} %, steal ${f(stealPercent(host0, host1))} % of the machine`;
     const drainS = (performance.now() - win.first) / 1000;
     const drained = win;
     win = undefined;
@@ -215,16 +252,24 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     await new Promise((res) => runtime.once('exit', res));
     await sleep(500);
     const lastSeq = Number(await probe.get('cloud:bench:seq'));
+    // The seqs of entries still pending at the stop (recorded in cloud:bench:inflight, "first count") are the next
+    // start's to send first, with those seqs: kept, not lost.
+    const kept = new Uint8Array(lastSeq + 1);
+    for (const rec of Object.values(await probe.hgetall('cloud:bench:inflight'))) {
+      const [first, count] = rec.split(' ').map(Number) as [number, number];
+      for (let s = first; s < first + count && s <= lastSeq; s++) kept[s] = 1;
+    }
     let lost = 0;
-    for (let s = 1; s <= lastSeq; s++) if (!seen[s]) lost += 1;
+    let keptUnseen = 0;
+    for (let s = 1; s <= lastSeq; s++) if (!seen[s]) kept[s] ? (keptUnseen += 1) : (lost += 1);
     const drain = row(
-      `drain after a ${w.outageMs / 1000} s outage (backlog ${f(backlog)} messages, caught up in ${f(drainS, 1)} s)`,
+      `drain after a ${outageMsOf(w) / 1000} s outage (backlog ${f(backlog)} messages, caught up in ${f(drainS, 1)} s; ${others})`,
       drained,
       drainS,
       a,
       b,
       rss,
-      `${lost} of ${lastSeq} | ${duplicates}`,
+      `${lost} of ${lastSeq}${keptUnseen > 0 ? ` (${keptUnseen} more pending at the stop, kept for the next start)` : ''} | ${duplicates}`,
     );
     return [online, drain];
   } finally {
@@ -242,5 +287,6 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
 
 export function cloudWorkload(w: CloudWorkload): string {
   const rate = (w.channels * 1000) / w.pollMs;
-  return `${w.channels} virtual channels × ${w.points} points @ ${w.pollMs} ms (${f(rate)} messages/s, ${f(rate * w.points)} points/s offered), QoS 1, mosquitto without persistence, one QoS 1 subscriber; the link's inflight 1000, batchEntries 1000, drainRatePerS unbounded`;
+  const k = cloudLinkKnobs();
+  return `${w.channels} virtual channels × ${w.points} points @ ${w.pollMs} ms (${f(rate)} messages/s, ${f(rate * w.points)} points/s offered), QoS 1, mosquitto without persistence, one QoS 1 subscriber; the link's inflight ${k.inflight ?? 'its default'}, batchEntries ${k.batchEntries ?? 'its default'}, drainRatePerS unbounded, outage ${outageMsOf(w) / 1000} s`;
 }

@@ -40,6 +40,11 @@ export interface MosquittoOptions {
   readonly persistence?: boolean;
   /** QoS 1 messages in flight to each subscriber (mosquitto's default 20 holds a fast subscriber to round trips). */
   readonly maxInflight?: number;
+  /**
+   * `set_tcp_nodelay true`: mosquitto writes each PUBACK and each forwarded PUBLISH as it makes it, instead of
+   * leaving Nagle's algorithm on (its default), which holds small writes until the previous one is acknowledged.
+   */
+  readonly tcpNoDelay?: boolean;
 }
 
 export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -65,6 +70,7 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
             'autosave_interval 1',
           ]),
       ...(opts.maxInflight ? [`max_inflight_messages ${opts.maxInflight}`] : []),
+      ...(opts.tcpNoDelay ? ['set_tcp_nodelay true'] : []),
       'max_queued_messages 100000',
       'log_dest none',
       '',
