@@ -33,6 +33,15 @@ function topicTemplate(allowed: readonly string[]) {
 const band = z.number().nonnegative().finite();
 
 /**
+ * Outbox entries read at once. MQTT: only the read's size (each message is its own PUBLISH), 1,000 by default:
+ * with 200 the link spends more per message on Redis round trips and MULTIs (docs/benchmarks.md, round 14).
+ * HTTP: one request body, 200 by default (a body of 1,000 hundred-point entries would exceed a common 1 MB limit).
+ */
+function batchEntries(dflt: number, what: string) {
+  return z.number().int().min(1).max(10_000).default(dflt).describe(what);
+}
+
+/**
  * A link's deadband (publish: on-change): one number for every point, or per
  * point, `{default, models: {model: {name: n}}, channels: {channel: {"m:1": n}}}`.
  * A point with no band (none given for it and no default) is sent whenever the
@@ -80,7 +89,7 @@ const commonLinkFields = {
     .default('drop-oldest')
     .describe('past maxBacklogMB: drop the oldest unsent entries, or keep them and refuse the new ones until the backlog is below the bound (both counted)'),
   drainRatePerS: z.number().int().positive().default(2_000).describe('outbox entries a second while draining a backlog'),
-  batchEntries: z.number().int().min(1).max(10_000).default(200).describe('outbox entries read at once (HTTP: at most one request body)'),
+  batchEntries: batchEntries(200, 'outbox entries read at once: at most one request body'),
   reconnect: z
     .strictObject({
       minBackoffMs: positiveMs.default(500),
@@ -93,6 +102,7 @@ const commonLinkFields = {
 export const mqttLinkSchema = z.strictObject({
   ...commonLinkFields,
   type: z.literal('mqtt').default('mqtt'),
+  batchEntries: batchEntries(1_000, 'outbox entries read at once (each message is still its own PUBLISH)'),
   url: z
     .string()
     .regex(/^(mqtts?|wss?):\/\/[^\s/]+/, 'must be an mqtt://, mqtts://, ws:// or wss:// URL, e.g. mqtt://broker.example.com:1883')
@@ -121,7 +131,10 @@ export const mqttLinkSchema = z.strictObject({
   dataTopic: topicTemplate(TOPIC_PLACEHOLDERS).default('{prefix}/data/{model}'),
   channelTopic: topicTemplate(['site', 'prefix', 'channel']).default('{prefix}/channel/{channel}').describe("a channel's raw points (channels)"),
   qos: z.literal(1).default(1).describe('at least once: the only QoS that store-and-forward can keep'),
-  inflight: z.number().int().min(1).max(1_000).default(100).describe("QoS 1 messages awaiting PUBACK at once (below the broker's per-client queue)"),
+  // 1,000 by default (the maximum): the bench's drain needs it (100 held it to ~22k messages/s), and it costs
+  // ~0.5 MB (mqtt.js keeps each publish until its PUBACK) and at most that many duplicates after a cut.
+  // MQTT 5: the broker's Receive Maximum, when lower, is the window (mosquitto announces max_inflight_messages).
+  inflight: z.number().int().min(1).max(1_000).default(1_000).describe("QoS 1 messages awaiting PUBACK at once (MQTT 5: at most the broker's Receive Maximum)"),
   downlink: z
     .strictObject({
       commands: z.boolean().default(false).describe('accept control commands on {prefix}/cmd: a security decision, off by default'),

@@ -31,7 +31,8 @@ describe('cloud.links', () => {
       protocolVersion: 4,
       include: { quality: true, timestamps: true },
       downlink: { commands: false },
-      inflight: 100,
+      inflight: 1000,
+      batchEntries: 1000,
     });
   });
 
@@ -82,6 +83,8 @@ describe('cloud.links', () => {
       overflow: 'drop-oldest',
       alarms: true,
       headersEnv: { Authorization: 'CLOUD_TOKEN' },
+      // One request body: the smaller default (an MQTT link reads 1,000 at once).
+      batchEntries: 200,
     });
     const issues = configIssues({
       'site.yaml': MODELS,
