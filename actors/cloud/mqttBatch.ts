@@ -65,19 +65,29 @@ export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: 
     return false;
   }
   const items: PublishItem[] = [];
+  // Built first, registered after: an encode that throws (a topic over 64 KiB) leaves no callback waiting.
+  const send = () => {
+    if (items.length === 0) return;
+    const bytes = encodePublishes(items, v);
+    for (let k = 0; k < items.length; k++) {
+      const m = msgs[k]!;
+      const messageId = items[k]!.messageId;
+      c.outgoing[messageId] = { volatile: false, cmd: 'publish', cb: onAck };
+      c.outgoingStore.put({ cmd: 'publish', topic: m.topic, payload: m.payload, qos: 1, retain: false, dup: false, messageId });
+    }
+    c.stream.write(bytes);
+  };
   for (let i = 0; i < msgs.length; i++) {
     const m = msgs[i]!;
     const messageId = c._nextId();
     if (messageId === null) {
       // No packet id left (65,535 in flight): mqtt.js queues the rest itself.
-      if (items.length > 0) c.stream.write(encodePublishes(items, v));
+      send();
       for (let k = i; k < msgs.length; k++) client.publish(msgs[k]!.topic, msgs[k]!.payload, { qos: 1 }, onAck);
       return false;
     }
-    c.outgoing[messageId] = { volatile: false, cmd: 'publish', cb: onAck };
-    c.outgoingStore.put({ cmd: 'publish', topic: m.topic, payload: m.payload, qos: 1, retain: false, dup: false, messageId });
     items.push({ topic: m.topicBytes, payload: m.payload, messageId });
   }
-  c.stream.write(encodePublishes(items, v));
+  send();
   return true;
 }

@@ -67,6 +67,8 @@ export class MqttTransport implements UplinkTransport {
         client.once('connect', (connack) => {
           // MQTT 5: the broker's Receive Maximum bounds the QoS 1 publishes awaiting PUBACK (§3.3.4), below `inflight` if lower.
           const receiveMaximum = connack.properties?.receiveMaximum;
+          // 0 is a protocol error (§3.2.2.3.3): a window of no slot would never let a publish out.
+          if (receiveMaximum !== undefined && receiveMaximum < 1) return reject(new Error(`the broker sent Receive Maximum ${receiveMaximum}`));
           if (receiveMaximum !== undefined && receiveMaximum < this.cfg.inflight) this.window = new InflightWindow(receiveMaximum);
           resolve();
         });
@@ -121,10 +123,14 @@ export class MqttTransport implements UplinkTransport {
     const onAck = (err: Error | undefined, packet: unknown) => {
       window.release();
       if (failed) return;
+      // mqtt.js passes a refusing PUBACK (MQTT 5 reason code >= 0x80) as an error *and* the packet: the code decides.
       const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
-      if (err || code >= 0x80) {
+      if (code >= 0x80) {
         failed = true;
-        settle(err ? new CloudOutageError(errorMessage(err)) : new CloudRefusedError(`the broker refused a publish (reason code ${code})`));
+        settle(new CloudRefusedError(`the broker refused a publish (reason code 0x${code.toString(16)})`));
+      } else if (err) {
+        failed = true;
+        settle(new CloudOutageError(errorMessage(err)));
       } else if (--left === 0) settle();
     };
     // Runs of free slots, each published in one write (a run after a full window waits for a quantum, so

@@ -7,7 +7,9 @@ export class InflightWindow {
   private used = 0;
   private readonly waiting: Array<{ readonly n: number; readonly wake: () => void }> = [];
 
-  constructor(readonly size: number) {}
+  constructor(readonly size: number) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`an in-flight window needs at least one slot, got ${size}`);
+  }
 
   /** Takes up to `want` slots free now (no promise on the hot path); returns how many. */
   take(want: number): number {

@@ -45,6 +45,15 @@ export interface MosquittoOptions {
    * leaving Nagle's algorithm on (its default), which holds small writes until the previous one is acknowledged.
    */
   readonly tcpNoDelay?: boolean;
+  /** Topics no client may publish to (an ACL file: everything else allowed; MQTT 5 publishers get PUBACK 0x87). */
+  readonly denyPublish?: readonly string[];
+}
+
+function aclFile(dir: string, deny: readonly string[]): string {
+  const file = join(dir, 'acl');
+  writeFileSync(file, ['topic readwrite #', ...deny.map((t) => `topic deny ${t}`), ''].join('\n'));
+  chmodSync(file, 0o644);
+  return file;
 }
 
 export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
@@ -71,6 +80,7 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
           ]),
       ...(opts.maxInflight ? [`max_inflight_messages ${opts.maxInflight}`] : []),
       ...(opts.tcpNoDelay ? ['set_tcp_nodelay true'] : []),
+      ...(opts.denyPublish ? [`acl_file ${aclFile(dir, opts.denyPublish)}`] : []),
       'max_queued_messages 100000',
       'log_dest none',
       '',

@@ -244,6 +244,22 @@ alarms:
     expect(w.got.filter((m) => m.topic.endsWith('/result'))).toEqual([]);
   });
 
+  it('MQTT 5: a publish the broker refuses (ACL, PUBACK 0x87) is counted as refused and kept, not taken for an outage', async () => {
+    const b = await spawnMosquitto({ denyPublish: ['voltage/site/data/#'] });
+    t.cleanups.push(() => b.stop());
+    t.running = await startRuntime(
+      loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link('main', b.url, '      protocolVersion: 5\n')}` })),
+      {
+        redisUrl: t.server.url,
+        log: quietLog,
+      },
+    );
+    await eventually(async () => Number(await t.raw.hget('cloud:main:stats', 'refused')) > 0, 8_000);
+    // Nothing refused was acknowledged: the entries stay pending or unread in the link's group.
+    const g = (await t.bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:main')!;
+    expect((g.lag ?? 0) + g.pending).toBeGreaterThan(0);
+  });
+
   it('two links at once, one down: the other delivers, the down one keeps its backlog in its own group', async () => {
     const w = await watch(broker.url, 'up/#');
     const nowhere = `mqtt://127.0.0.1:${await freePort()}`;
