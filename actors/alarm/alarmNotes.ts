@@ -35,11 +35,23 @@ class NoteRouter {
   /** Routes the notes of these alarms to `handler` (a restarted actor takes them over); resolves once subscribed. */
   async add(ids: readonly string[], handler: NoteHandler): Promise<() => Promise<void>> {
     for (const id of ids) this.byId.set(id, handler);
-    this.subscribed ??= this.subs.on(KEYS.alarmUpdate, (message) => {
-      const note = parseNote(message);
-      if (note) this.byId.get(note.id)?.(note);
-    });
-    await this.subscribed;
+    if (!this.subscribed) {
+      const subscribing = this.subs.on(KEYS.alarmUpdate, (message) => {
+        const note = parseNote(message);
+        if (note) this.byId.get(note.id)?.(note);
+      });
+      this.subscribed = subscribing;
+      // A subscription that failed is not kept: the next actor subscribes again.
+      subscribing.catch(() => {
+        if (this.subscribed === subscribing) this.subscribed = undefined;
+      });
+    }
+    try {
+      await this.subscribed;
+    } catch (e) {
+      for (const id of ids) if (this.byId.get(id) === handler) this.byId.delete(id);
+      throw e;
+    }
     return async () => {
       for (const id of ids) if (this.byId.get(id) === handler) this.byId.delete(id);
       const subscribed = this.subscribed;

@@ -84,8 +84,13 @@ const bySubscriptions = new WeakMap<Subscriptions, CommandEnds>();
 export function commandEnds(subs: Subscriptions, commands: Pick<CommandsRedis, 'command'>): CommandEnds {
   let ends = bySubscriptions.get(subs);
   if (!ends) {
-    ends = new CommandEnds(subs, commands);
-    bySubscriptions.set(subs, ends);
+    const made = new CommandEnds(subs, commands);
+    bySubscriptions.set(subs, made);
+    // One whose subscription failed is not kept: the next rule actor makes another.
+    made.ready.catch(() => {
+      if (bySubscriptions.get(subs) === made) bySubscriptions.delete(subs);
+    });
+    ends = made;
   }
   return ends;
 }

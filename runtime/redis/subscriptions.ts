@@ -17,6 +17,8 @@ export class Subscriptions {
   private readonly commands: Redis | undefined;
   private readonly handlers = new Map<string, Set<MessageHandler>>();
   private readonly patternHandlers = new Map<string, Set<MessageHandler>>();
+  /** The SUBSCRIBE or PSUBSCRIBE in flight for a handler set: a second handler is added once it is confirmed. */
+  private readonly confirming = new WeakMap<Set<MessageHandler>, Promise<unknown>>();
 
   constructor(conn: Redis, log: Logger, commands?: Redis) {
     this.conn = conn;
@@ -102,10 +104,21 @@ export class Subscriptions {
   ): Promise<() => Promise<void>> {
     let hs = map.get(key);
     if (!hs) {
-      hs = new Set();
-      map.set(key, hs);
-      await subscribe(key);
-    }
+      const fresh = new Set<MessageHandler>();
+      hs = fresh;
+      map.set(key, fresh);
+      const confirmed = subscribe(key);
+      this.confirming.set(fresh, confirmed);
+      try {
+        await confirmed;
+      } catch (e) {
+        // Refused or cut off: forgotten, so that the next handler for this key subscribes again.
+        if (map.get(key) === fresh && fresh.size === 0) map.delete(key);
+        throw e;
+      } finally {
+        this.confirming.delete(fresh);
+      }
+    } else await this.confirming.get(hs);
     hs.add(handler);
     return async () => {
       const set = map.get(key);
