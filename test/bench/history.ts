@@ -59,9 +59,10 @@ async function groupInfo(redis: Redis): Promise<Record<string, unknown> | undefi
 /**
  * How far the writer is behind, in poll time: from the oldest entry it has not acknowledged
  * (pending, else the first it has not read) to the newest, by their stream ids (c2m's XADD at
- * the poll). Not XINFO GROUPS' lag: Redis 7.0 kept reporting ~5,200 entries of lag for a group
- * that had read the whole stream (XLEN 65) once a drain had read through entries trimmed behind
- * it, which made the round 13 drain look stuck at 100k samples/s.
+ * the poll). Not XINFO GROUPS' lag: it counts entries added since the group's last read, those
+ * the outbox's bound dropped unread too, and keeps counting them after the drain (~5,200 for a
+ * group that had read the whole stream, XLEN 65, with the kernel bench's 64 MB bound), which made
+ * the round 13 drain look stuck at 118k samples/s.
  */
 async function behindMs(redis: Redis): Promise<number> {
   // The group, its pending list and the newest entry at one instant (a MULTI): read apart, a batch acknowledged in between
