@@ -134,7 +134,8 @@ export function alarmChild(model: string, defs: readonly AlarmDef[], policy: Ala
           const stored = saved ? (JSON.parse(saved) as Live['filter']) : filterOf(INITIAL_DELAY_STATE, []);
           // What was committed is the truth: a filter saved ahead of (or behind) its commit is brought in line.
           const active = s.context.conditionActive;
-          const filter = stored.active === active ? filterOf(stored, stored.acts) : filterOf({ active, raw: active, pendingUntil: null }, stored.acts ?? []);
+          const acts = stored.acts ?? []; // a filter saved before activations were kept has none
+          const filter = stored.active === active ? filterOf(stored, acts) : filterOf({ active, raw: active, pendingUntil: null }, acts);
           live.set(d.id, {
             def: d,
             stored: { state: s.state, context: s.context, version: s.version, group: rec?.group ?? '', chattering: rec?.chattering ?? false },
