@@ -28,11 +28,7 @@ export interface ModelValueTarget {
   readonly name: string;
 }
 
-export function compareIds(a: string, b: string): number {
-  const [am, as] = a.split('-').map(Number) as [number, number];
-  const [bm, bs] = b.split('-').map(Number) as [number, number];
-  return am - bm || as - bs;
-}
+export { compareIds } from '../../runtime/redis/encoding.js';
 
 export class OutboxConsumer {
   /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */

@@ -29,3 +29,10 @@ export function valueRecords(vals: Record<string, string>, tss: Record<string, s
   }
   return out;
 }
+
+/** Orders two stream entry ids (`ms-seq`): negative when `a` is older, 0 when equal, positive when newer. */
+export function compareIds(a: string, b: string): number {
+  const [am, as] = a.split('-').map(Number) as [number, number];
+  const [bm, bs] = b.split('-').map(Number) as [number, number];
+  return am - bm || as - bs;
+}

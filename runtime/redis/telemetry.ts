@@ -9,7 +9,7 @@ import type { C2mResult, ModelValue, OutboxStats, PointSample, ValueRecord } fro
 import type { Logger } from '../logger.js';
 import { RedisFunctionError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
-import { fieldsOf, valueRecords } from './encoding.js';
+import { compareIds, fieldsOf, valueRecords } from './encoding.js';
 import { KEYS } from './keys.js';
 
 export interface OutboxLimits {
@@ -155,16 +155,25 @@ export class TelemetryRedis {
   /** The outbox's length, size and drops, and each consumer group's backlog. */
   async outboxStats(): Promise<OutboxStats> {
     const client = this.core.client;
-    const [len, stats] = (await redisCall('XLEN', () => client.multi().xlen(KEYS.outbox).hgetall(KEYS.outboxStats).exec())) ?? [];
+    const [len, stats, newest] =
+      (await redisCall('XLEN', () => client.multi().xlen(KEYS.outbox).hgetall(KEYS.outboxStats).xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1).exec())) ?? [];
     const s = (stats?.[1] ?? {}) as Record<string, string>;
+    const length = Number(len?.[1] ?? 0);
+    const newestId = (newest?.[1] as Array<[string, string[]]> | undefined)?.[0]?.[0];
     let groups: OutboxStats['groups'] = [];
-    if (Number(len?.[1] ?? 0) > 0 || (await client.exists(KEYS.outbox)) === 1) {
+    if (length > 0 || (await client.exists(KEYS.outbox)) === 1) {
       const raw = (await redisCall('XINFO GROUPS', () => client.xinfo('GROUPS', KEYS.outbox))) as string[][];
       groups = raw.map((g) => {
         const f = fieldsOf(g.map(String));
-        return { name: f.name ?? '', pending: Number(f.pending ?? 0), lag: f.lag === undefined || f.lag === '' ? null : Number(f.lag) };
+        // XINFO's lag counts the entries added since the group's last read, the ones the bound dropped unread
+        // included, and goes on counting them once the group has read everything there is (Redis 7.0): a group
+        // that has read the newest entry has none unread, and none has more unread than the stream holds.
+        const read = f['last-delivered-id'];
+        const lag = f.lag === undefined || f.lag === '' ? null : Number(f.lag);
+        const caughtUp = newestId === undefined || (read !== undefined && compareIds(read, newestId) >= 0);
+        return { name: f.name ?? '', pending: Number(f.pending ?? 0), lag: lag === null ? null : caughtUp ? 0 : Math.min(lag, length) };
       });
     }
-    return { length: Number(len?.[1] ?? 0), bytes: Number(s.bytes ?? 0), dropped: Number(s.dropped ?? 0), groups };
+    return { length, bytes: Number(s.bytes ?? 0), dropped: Number(s.dropped ?? 0), groups };
   }
 }
