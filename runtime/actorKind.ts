@@ -15,6 +15,8 @@ import type { BackoffPolicy } from './backoff.js';
 import type { ChannelConfig, RuntimeConfig, SiteConfig } from './config/site.js';
 import type { Role } from './config/schema.js';
 import type { Logger } from './logger.js';
+import { redisCall } from './redis/core.js';
+import { KEYS } from './redis/keys.js';
 import type { Subscriptions } from './redis/subscriptions.js';
 import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { ActorRegistry } from './registry.js';
@@ -61,8 +63,14 @@ export interface ActorKind {
   readonly optional?: boolean;
   /** The children it contributes for a site, in start order (none: the kind is absent from the tree). */
   children(site: SiteConfig, deps: KindDeps): readonly ChildSpec[];
-  /** Runs once before the tree starts (history makes its consumer groups, so that the first poll is kept). */
-  prepare?(site: SiteConfig, deps: KindDeps): Promise<void>;
+  /**
+   * The outbox consumer groups the kind reads (a history backend's, a cloud link's), all named with
+   * `prefix`. Made before the tree starts: c2m appends to the outbox only once a group exists, so a
+   * fresh site's first values wait for a reader that starts late. A group of the prefix that the site
+   * no longer names (a link renamed or removed) is destroyed then: nobody would read it, and its
+   * unread entries would hold the outbox at its bound, counted as dropped, for ever.
+   */
+  readonly outbox?: { readonly prefix: string; groups(site: SiteConfig): readonly string[] };
 }
 
 /** One node of the planned tree, as the registry declares it. */
@@ -127,4 +135,25 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
         makers.flatMap((m) => m(onEvent)),
       ),
   };
+}
+
+/**
+ * Makes the outbox consumer groups the site's kinds read, and destroys the groups of their
+ * prefixes that the site no longer names (logged: the entries only they had not read are no
+ * longer kept for them). Groups of other names (a consumer outside the runtime) are left alone.
+ */
+export async function syncOutboxGroups(kinds: readonly ActorKind[], site: SiteConfig, redis: VoltageRedis, log: Logger): Promise<void> {
+  const wanted = new Set<string>();
+  const prefixes: string[] = [];
+  for (const k of kinds) {
+    if (!k.outbox) continue;
+    prefixes.push(k.outbox.prefix);
+    if (site[k.section] !== undefined) for (const g of k.outbox.groups(site)) wanted.add(g);
+  }
+  for (const g of wanted) await redis.core.ensureGroup(KEYS.outbox, g);
+  for (const g of (await redis.telemetry.outboxStats()).groups) {
+    if (wanted.has(g.name) || !prefixes.some((p) => g.name.startsWith(p))) continue;
+    await redisCall('XGROUP DESTROY', () => redis.core.client.xgroup('DESTROY', KEYS.outbox, g.name));
+    log.warn({ group: g.name, pending: g.pending, unread: g.lag }, `outbox group ${g.name} is read by nothing in this site: removed`);
+  }
 }

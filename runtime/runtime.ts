@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectProcessMetrics, takePollToRedis } from './metrics.js';
 import type { Device } from '../actors/channel/device.js';
 import './protocols.js';
-import { planTree, type KindDeps } from './actorKind.js';
+import { planTree, syncOutboxGroups, type KindDeps } from './actorKind.js';
 import { KINDS } from './kinds.js';
 import type { ChannelConfig, SiteConfig } from './config/site.js';
 import { pointKey } from './config/site.js';
@@ -123,7 +123,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     ...(opts.device ? { device: opts.device } : {}),
   };
   const plan = planTree(KINDS, site, deps);
-  for (const k of KINDS) if (site[k.section] !== undefined) await k.prepare?.(site, deps);
+  await syncOutboxGroups(KINDS, site, redis, log);
   for (const n of plan.nodes) registry.declare(n.id, n.kind, n.parent, { order: n.order, ...(n.strategy ? { strategy: n.strategy } : {}) });
   const root = plan.root((e) => registry.onSupervisorEvent(e));
 

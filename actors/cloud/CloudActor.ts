@@ -113,10 +113,6 @@ export const cloudKind: ActorKind = {
   section: 'cloud',
   supervisor: { id: 'cloud', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
   optional: true,
-  async prepare(site, deps) {
-    // c2m appends to the outbox only once a group exists: made here, before any channel polls, so that
-    // a fresh site's first values and alarm transitions wait for the link even if it starts late.
-    for (const l of site.cloud?.links ?? []) await deps.redis.core.ensureGroup(KEYS.outbox, KEYS.cloudGroup(l.id));
-  },
+  outbox: { prefix: KEYS.cloudGroup(''), groups: (site) => (site.cloud?.links ?? []).map((l) => KEYS.cloudGroup(l.id)) },
   children: (site, deps) => (site.cloud?.links ?? []).map((l) => cloudChild(l, { id: site.runtime.site, dir: site.dir }, deps)),
 };

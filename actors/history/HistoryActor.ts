@@ -139,10 +139,7 @@ export const historyKind: ActorKind = {
   kind: 'history',
   section: 'history',
   supervisor: { id: 'history', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
-  async prepare(site, deps) {
-    // c2m appends to the outbox only once a group exists: made here, before any channel polls.
-    for (const b of site.history?.backends ?? []) await deps.redis.core.ensureGroup(HISTORY_KEYS.stream, HISTORY_KEYS.group(b.id));
-  },
+  outbox: { prefix: HISTORY_KEYS.group(''), groups: (site) => (site.history?.backends ?? []).map((b) => HISTORY_KEYS.group(b.id)) },
   children: (site, deps) => {
     const h = site.history;
     if (!h) return [];

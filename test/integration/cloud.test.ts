@@ -244,6 +244,18 @@ alarms:
     expect(w.got.filter((m) => m.topic.endsWith('/result'))).toEqual([]);
   });
 
+  it('a link renamed: the outbox group of the old name is removed at the next start, the new one made, a foreign group kept', async () => {
+    const site = (id: string) => loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': `cloud:\n  links:\n${link(id, broker.url)}` }));
+    t.running = await startRuntime(site('old'), { redisUrl: t.server.url, log: quietLog });
+    await t.raw.xgroup('CREATE', 'outbox', 'external', '$');
+    await t.running.stop();
+    t.running = undefined;
+    const names = async () => (await t.bus.telemetry.outboxStats()).groups.map((g) => g.name).sort();
+    expect(await names()).toEqual(['cloud:old', 'external']);
+    t.running = await startRuntime(site('new'), { redisUrl: t.server.url, log: quietLog });
+    expect(await names()).toEqual(['cloud:new', 'external']);
+  });
+
   it('MQTT 5: a publish the broker refuses (ACL, PUBACK 0x87) is counted as refused and kept, not taken for an outage', async () => {
     const b = await spawnMosquitto({ denyPublish: ['voltage/site/data/#'] });
     t.cleanups.push(() => b.stop());
