@@ -110,7 +110,7 @@ describe('cloud link over HTTP', () => {
       // Every poll is either delivered or counted: the counter's values delivered plus the count lost, without overlap.
       const lost = Number(stats[counter] ?? 0);
       expect(lost).toBeGreaterThan(0);
-      // (The counter starts at 1, and the link's group exists before the first poll: cloudKind.prepare.)
+      // (The counter starts at 1, and the link's group exists before the first poll: cloudKind.outbox, synced at load.)
       expect(values[values.length - 1]! - values.length - lost).toBe(0);
       // refuse-new kept the oldest: what was delivered starts at the first polls, and has a hole where it refused.
       if (overflow === 'refuse-new') expect(values[0]).toBeLessThanOrEqual(2);

@@ -162,7 +162,7 @@ alarms:
     const versions = alarms.map((m) => m.body.version as number);
     expect(versions).toEqual(versions.map((_, i) => versions[0]! + i));
     // Raise and return alternate, from the first raise: the link's consumer group is made at the site's load
-    // (cloudKind.prepare), before any channel polls, so nothing raised before the link started is missing.
+    // (cloudKind.outbox, synced at load), before any channel polls, so nothing raised before the link started is missing.
     const tos = alarms.map((m) => m.body.to as string);
     expect(tos[0]).toBe('unacknowledged');
     for (const [i, to] of tos.entries()) {
