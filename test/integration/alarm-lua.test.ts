@@ -238,6 +238,17 @@ describe('alarm Functions against the machine', () => {
               { kind: 'advance', ms: 10 },
             ],
           ],
+          // And one that surely returns to normal unacknowledged (a random run did not, once in CI).
+          [
+            { latch: false, escalateAfterMs: null, reAlarmMs: null, onDelayMs: 0, offDelayMs: 0, severity: 'minor' },
+            [
+              { kind: 'value', value: 12 },
+              { kind: 'advance', ms: 10 },
+              { kind: 'value', value: 5 },
+              { kind: 'advance', ms: 10 },
+              { kind: 'operator', event: 'ACK', durationMs: 1, oneShot: false },
+            ],
+          ],
         ],
       },
     );
