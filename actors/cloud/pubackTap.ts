@@ -73,13 +73,26 @@ export function tapPubacks(client: MqttClient): boolean {
   const tc = c as TapClient;
   let held: Buffer | undefined;
   let raw = false;
+  // What `pipe` did: a parser that is behind (a burst of downlink publishes) pauses the connection until it drains.
+  let waiting = false;
+  const resume = (): void => {
+    waiting = false;
+    stream.resume();
+  };
+  const toParser = (bytes: Buffer): void => {
+    if (!parser.write(bytes) && !waiting) {
+      waiting = true;
+      stream.pause();
+      parser.once('drain', resume);
+    }
+  };
   stream.unpipe(parser);
   stream.on('data', (chunk: Buffer) => {
     if (raw || !Buffer.isBuffer(chunk)) {
       raw = true;
-      if (held) parser.write(held);
+      if (held) toParser(held);
       held = undefined;
-      parser.write(chunk);
+      toParser(chunk);
       return;
     }
     const buf = held ? Buffer.concat([held, chunk]) : chunk;
@@ -100,7 +113,7 @@ export function tapPubacks(client: MqttClient): boolean {
         const id = (buf[at + 2]! << 8) | buf[at + 3]!;
         const pending = tc.outgoing[id];
         if (pending?.cmd === 'publish') {
-          if (at > from) parser.write(buf.subarray(from, at));
+          if (at > from) toParser(buf.subarray(from, at));
           from = end;
           tc._removeOutgoingAndStoreMessage(id, pending.cb);
           if (tc.disconnecting && Object.keys(tc.outgoing).length === 0) tc.emit('outgoingEmpty');
@@ -109,10 +122,10 @@ export function tapPubacks(client: MqttClient): boolean {
       at = end;
     }
     if (raw) {
-      if (from < buf.length) parser.write(buf.subarray(from));
+      if (from < buf.length) toParser(buf.subarray(from));
       return;
     }
-    if (at > from) parser.write(buf.subarray(from, at));
+    if (at > from) toParser(buf.subarray(from, at));
     if (at < buf.length) held = buf.subarray(at);
   });
   stream.resume();

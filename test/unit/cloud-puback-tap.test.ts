@@ -103,6 +103,33 @@ describe('PUBACK tap', () => {
     expect([...Buffer.concat(f.parsed)]).toEqual([0x30, 0xff, 0xff, 0xff, 0xff, 0x01, 0x40, 2, 0, 9]);
   });
 
+  it('a parser that is behind pauses the connection until it drains, and gets every byte in order', async () => {
+    const f = fakeClient([]);
+    // A parser that takes one chunk at a time, each finished only when the test says so.
+    const parsed: Buffer[] = [];
+    const pending: (() => void)[] = [];
+    const slow = new Writable({
+      highWaterMark: 8,
+      write(chunk: Buffer, _enc, done) {
+        parsed.push(chunk);
+        pending.push(done);
+      },
+    });
+    f.stream.unpipe();
+    f.stream.pipe(slow);
+    expect(tapPubacks(f.client)).toBe(true);
+    const publish = (i: number) => Buffer.from([0x30, 5, 0, 1, 0x61, i, i]);
+    for (let i = 0; i < 10; i++) f.stream.write(publish(i));
+    await flush();
+    expect(f.stream.isPaused()).toBe(true);
+    for (let k = 0; k < 100 && (pending.length > 0 || f.stream.readableLength > 0); k++) {
+      for (const done of pending.splice(0)) done();
+      await flush();
+    }
+    expect(f.stream.isPaused()).toBe(false);
+    expect([...Buffer.concat(parsed)]).toEqual([...Buffer.concat(Array.from({ length: 10 }, (_, i) => publish(i)))]);
+  });
+
   it('not installed when the client is not as mqtt.js 5 makes it', () => {
     const f = fakeClient([]);
     expect(tapPubacks({ ...(f.client as unknown as object), _removeOutgoingAndStoreMessage: undefined } as unknown as MqttClient)).toBe(false);
