@@ -68,9 +68,16 @@ export interface ActorKind {
    * `prefix`. Made before the tree starts: c2m appends to the outbox only once a group exists, so a
    * fresh site's first values wait for a reader that starts late. A group of the prefix that the site
    * no longer names (a link renamed or removed) is destroyed then: nobody would read it, and its
-   * unread entries would hold the outbox at its bound, counted as dropped, for ever.
+   * unread entries would hold the outbox at its bound, counted as dropped, for ever. `stateKeys`
+   * names what the consumer of a group keeps beside it (a link's in-flight seqs, a backend's tier
+   * marks), deleted with the group so that a consumer added again under that name starts afresh;
+   * counters that must never go back (a link's seq) are not among them.
    */
-  readonly outbox?: { readonly prefix: string; groups(site: SiteConfig): readonly string[] };
+  readonly outbox?: {
+    readonly prefix: string;
+    groups(site: SiteConfig): readonly string[];
+    stateKeys(group: string): readonly string[];
+  };
 }
 
 /** One node of the planned tree, as the registry declares it. */
@@ -139,21 +146,36 @@ export function planTree(kinds: readonly ActorKind[], site: SiteConfig, deps: Ki
 
 /**
  * Makes the outbox consumer groups the site's kinds read, and destroys the groups of their
- * prefixes that the site no longer names (logged: the entries only they had not read are no
- * longer kept for them). Groups of other names (a consumer outside the runtime) are left alone.
+ * prefixes that the site no longer names, with their consumers' state (logged: the entries only
+ * they had not read are no longer kept for them). Groups of other names (a consumer outside the
+ * runtime) are left alone. An outbox that no group reads any more is deleted: nothing would read
+ * or trim what c2m appended to it (it is made again by the next consumer).
  */
 export async function syncOutboxGroups(kinds: readonly ActorKind[], site: SiteConfig, redis: VoltageRedis, log: Logger): Promise<void> {
   const wanted = new Set<string>();
-  const prefixes: string[] = [];
+  const owners: Array<NonNullable<ActorKind['outbox']>> = [];
   for (const k of kinds) {
     if (!k.outbox) continue;
-    prefixes.push(k.outbox.prefix);
+    owners.push(k.outbox);
     if (site[k.section] !== undefined) for (const g of k.outbox.groups(site)) wanted.add(g);
   }
   for (const g of wanted) await redis.core.ensureGroup(KEYS.outbox, g);
-  for (const g of (await redis.telemetry.outboxStats()).groups) {
-    if (wanted.has(g.name) || !prefixes.some((p) => g.name.startsWith(p))) continue;
-    await redisCall('XGROUP DESTROY', () => redis.core.client.xgroup('DESTROY', KEYS.outbox, g.name));
+  const { groups } = await redis.telemetry.outboxStats();
+  let left = groups.length;
+  for (const g of groups) {
+    const owner = owners.find((o) => g.name.startsWith(o.prefix));
+    if (wanted.has(g.name) || !owner) continue;
+    const stale = owner.stateKeys(g.name);
+    await redisCall('XGROUP DESTROY', () => {
+      const m = redis.core.client.multi().xgroup('DESTROY', KEYS.outbox, g.name);
+      return (stale.length ? m.del(...stale) : m).exec();
+    });
+    left--;
     log.warn({ group: g.name, pending: g.pending, unread: g.lag }, `outbox group ${g.name} is read by nothing in this site: removed`);
+  }
+  if (left === 0) {
+    // The stats' size goes with the stream; its drop count stays (a counter).
+    const r = await redisCall('DEL outbox', () => redis.core.client.multi().del(KEYS.outbox).hdel(KEYS.outboxStats, 'bytes', 'adds').exec());
+    if (r?.[0]?.[1] === 1) log.warn('the outbox has no reader left: deleted');
   }
 }

@@ -113,6 +113,11 @@ export const cloudKind: ActorKind = {
   section: 'cloud',
   supervisor: { id: 'cloud', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
   optional: true,
-  outbox: { prefix: KEYS.cloudGroup(''), groups: (site) => (site.cloud?.links ?? []).map((l) => KEYS.cloudGroup(l.id)) },
+  outbox: {
+    prefix: KEYS.cloudGroup(''),
+    groups: (site) => (site.cloud?.links ?? []).map((l) => KEYS.cloudGroup(l.id)),
+    // Not its seq: a link added again under the name numbers on from where it stopped, as its subscribers expect.
+    stateKeys: (group) => [KEYS.cloudInflight, KEYS.cloudRefusing, KEYS.cloudLast].map((key) => key(group.slice(KEYS.cloudGroup('').length))),
+  },
   children: (site, deps) => (site.cloud?.links ?? []).map((l) => cloudChild(l, { id: site.runtime.site, dir: site.dir }, deps)),
 };

@@ -139,7 +139,11 @@ export const historyKind: ActorKind = {
   kind: 'history',
   section: 'history',
   supervisor: { id: 'history', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
-  outbox: { prefix: HISTORY_KEYS.group(''), groups: (site) => (site.history?.backends ?? []).map((b) => HISTORY_KEYS.group(b.id)) },
+  outbox: {
+    prefix: HISTORY_KEYS.group(''),
+    groups: (site) => (site.history?.backends ?? []).map((b) => HISTORY_KEYS.group(b.id)),
+    stateKeys: (group) => [HISTORY_KEYS.keep, HISTORY_KEYS.tiers].map((key) => key(group.slice(HISTORY_KEYS.group('').length))),
+  },
   children: (site, deps) => {
     const h = site.history;
     if (!h) return [];

@@ -152,28 +152,42 @@ export class TelemetryRedis {
     return this.values(KEYS.channel(channel, type));
   }
 
-  /** The outbox's length, size and drops, and each consumer group's backlog. */
+  /** The outbox's length, size and drops, and each consumer group's backlog, read at one instant (one MULTI). */
   async outboxStats(): Promise<OutboxStats> {
     const client = this.core.client;
-    const [len, stats, newest] =
-      (await redisCall('XLEN', () => client.multi().xlen(KEYS.outbox).hgetall(KEYS.outboxStats).xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1).exec())) ?? [];
+    const [len, stats, oldest, newest, info] =
+      (await redisCall('XLEN', () =>
+        client
+          .multi()
+          .xlen(KEYS.outbox)
+          .hgetall(KEYS.outboxStats)
+          .xrange(KEYS.outbox, '-', '+', 'COUNT', 1)
+          .xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1)
+          .xinfo('GROUPS', KEYS.outbox)
+          .exec(),
+      )) ?? [];
     const s = (stats?.[1] ?? {}) as Record<string, string>;
     const length = Number(len?.[1] ?? 0);
+    const firstId = (oldest?.[1] as Array<[string, string[]]> | undefined)?.[0]?.[0];
     const newestId = (newest?.[1] as Array<[string, string[]]> | undefined)?.[0]?.[0];
-    let groups: OutboxStats['groups'] = [];
-    if (length > 0 || (await client.exists(KEYS.outbox)) === 1) {
-      const raw = (await redisCall('XINFO GROUPS', () => client.xinfo('GROUPS', KEYS.outbox))) as string[][];
-      groups = raw.map((g) => {
-        const f = fieldsOf(g.map(String));
-        // XINFO's lag counts the entries added since the group's last read, the ones the bound dropped unread
-        // included, and goes on counting them once the group has read everything there is (Redis 7.0): a group
-        // that has read the newest entry has none unread, and none has more unread than the stream holds.
-        const read = f['last-delivered-id'];
-        const lag = f.lag === undefined || f.lag === '' ? null : Number(f.lag);
-        const caughtUp = newestId === undefined || (read !== undefined && compareIds(read, newestId) >= 0);
-        return { name: f.name ?? '', pending: Number(f.pending ?? 0), lag: lag === null ? null : caughtUp ? 0 : Math.min(lag, length) };
-      });
-    }
+    // XINFO GROUPS fails (inside the MULTI) when there is no outbox: no groups then.
+    const raw = info && !info[0] ? (info[1] as unknown[][]) : [];
+    const groups: OutboxStats['groups'] = raw.map((g) => {
+      const f = fieldsOf(g.map(String));
+      const read = f['last-delivered-id'];
+      const pending = Number(f.pending ?? 0);
+      const lag = f.lag === undefined || f.lag === '' ? null : Number(f.lag);
+      // XINFO's lag counts the entries added since the group's last read, the ones the bound dropped unread
+      // included, and goes on counting them once the group has read everything there is (Redis 7.0). So: a
+      // group that has read the newest entry has none unread; one whose last read is older than the oldest
+      // entry has all of them unread; otherwise at most what the stream holds beside its pending entries
+      // (those it read and has not acknowledged: they are not unread).
+      let unread: number | null;
+      if (newestId === undefined || (read !== undefined && compareIds(read, newestId) >= 0)) unread = 0;
+      else if (read !== undefined && firstId !== undefined && compareIds(read, firstId) < 0) unread = length;
+      else unread = lag === null ? null : Math.min(lag, Math.max(0, length - pending));
+      return { name: f.name ?? '', pending, lag: unread };
+    });
     return { length, bytes: Number(s.bytes ?? 0), dropped: Number(s.dropped ?? 0), groups };
   }
 }
