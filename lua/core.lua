@@ -42,6 +42,9 @@ The outbox: ONE stream that every consumer reads through its own consumer group
   Above an eighth of the bound, every 32nd add trims what every group has read
   and acknowledged (the lowest pending id, or the last delivered one, over all
   groups): that loses nothing.
+- A consumer may hold entries it has acknowledged from that trim: the stats
+  hash's `hold:{group}` field, the lowest id it may read again (a history
+  writer's recent window, written again after the database comes back).
 - Only when unread entries alone exceed the bound are the oldest dropped, and
   counted exactly in the stats hash (`dropped`): what the slowest consumer lost.
 Sizes after a trim are estimated from the average entry size.
@@ -53,8 +56,9 @@ local function stream_id_less(a, b)
   return am < bm or (am == bm and as < bs)
 end
 
--- The lowest id some group still needs: its oldest pending entry, or after its last delivered one.
-local function outbox_needed_from(stream)
+-- The lowest id some group still needs: its oldest pending entry, or after its last delivered one,
+-- or what it holds (`hold:{group}` in the stats hash) when that is lower.
+local function outbox_needed_from(stream, stats)
   local lowest
   for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
     local info = {}
@@ -63,6 +67,8 @@ local function outbox_needed_from(stream)
     if tonumber(info['pending']) > 0 then
       id = redis.call('XPENDING', stream, info['name'])[2]
     end
+    local hold = redis.call('HGET', stats, 'hold:' .. info['name'])
+    if hold and string.find(hold, '^%d+%-%d+$') and stream_id_less(hold, id) then id = hold end
     if lowest == nil or stream_id_less(id, lowest) then lowest = id end
   end
   return lowest
@@ -76,7 +82,7 @@ local function outbox_add(stream, stats, maxbytes, fields, size)
   local adds = redis.call('HINCRBY', stats, 'adds', 1)
   if bytes <= maxbytes and adds % 32 ~= 0 then return 0 end
   local len = redis.call('XLEN', stream)
-  local from = outbox_needed_from(stream)
+  local from = outbox_needed_from(stream, stats)
   if from then redis.call('XTRIM', stream, 'MINID', from) end
   local kept = redis.call('XLEN', stream)
   if kept < len then bytes = math.floor(bytes * kept / len) end

@@ -167,7 +167,7 @@ export async function syncOutboxGroups(kinds: readonly ActorKind[], site: SiteCo
     if (wanted.has(g.name) || !owner) continue;
     const stale = owner.stateKeys(g.name);
     await redisCall('XGROUP DESTROY', () => {
-      const m = redis.core.client.multi().xgroup('DESTROY', KEYS.outbox, g.name);
+      const m = redis.core.client.multi().xgroup('DESTROY', KEYS.outbox, g.name).hdel(KEYS.outboxStats, `hold:${g.name}`);
       return (stale.length ? m.del(...stale) : m).exec();
     });
     left--;

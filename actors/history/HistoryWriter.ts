@@ -13,9 +13,11 @@
  * ranges again from the stream (XRANGE) and writes them once more before
  * anything else. Deduplication (-dedup.minScrapeInterval=1ms) makes the repeat
  * harmless. The window is pruned only on success, so a long outage does not
- * age it away. Limits: a database that restarts between two batches, without
- * any write failing, is not noticed; entries the stream's bound trimmed are
- * gone from the window too (they are counted as dropped by c2m).
+ * age it away, and its entries, acknowledged, are held from the outbox's trim
+ * of what every group has read (`hold:{group}` in the outbox's stats hash).
+ * Limits: a database that restarts between two batches, without any write
+ * failing, is not noticed; entries the outbox's byte bound dropped are gone
+ * from the window too (counted as dropped by c2m).
  *
  * The cost a sample (200k lines/s at a 100k points/s site, each point also
  * as its model value): channel entries go straight from the outbox text to
@@ -369,17 +371,31 @@ export class HistoryWriter {
       }
       this.inFlight.shift();
       if (b.dirty.length > 0) await this.redis.hset(HISTORY_KEYS.keep(this.opts.backend), ...b.dirty.flat());
-      if (b.ids.length > 0) await this.redis.xack(this.stream, this.group, ...b.ids);
       const now = Date.now();
-      this.writtenThrough = Math.max(this.writtenThrough, b.through);
-      if (this.opts.tiers) this.throughLog.push({ at: now, through: this.writtenThrough });
       if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
       while (this.window.length > 0 && this.window[0]!.at < now - this.windowMs) this.window.shift();
+      if (b.ids.length > 0) await this.acknowledge(b.ids);
+      this.writtenThrough = Math.max(this.writtenThrough, b.through);
+      if (this.opts.tiers) this.throughLog.push({ at: now, through: this.writtenThrough });
       done.entries += b.ids.length;
       done.samples += b.samples;
       done.skipped += b.skipped;
     }
     return done;
+  }
+
+  /**
+   * XACKs a batch's entries, and holds the window's from the outbox's trim in the same round trip
+   * (`hold:{group}` in its stats hash, the oldest id the window may read again): acknowledged, they
+   * would otherwise be trimmed, and the window written again after a failure would find them gone.
+   */
+  private async acknowledge(ids: readonly string[]): Promise<void> {
+    const first = this.window.find((w) => w.first !== '')?.first;
+    const hold = `hold:${this.group}`;
+    const m = this.redis.multi().xack(this.stream, this.group, ...ids);
+    const r = await (first ? m.hset(KEYS.outboxStats, hold, first) : m.hdel(KEYS.outboxStats, hold)).exec();
+    const failed = r?.find(([e]) => e)?.[0];
+    if (failed) throw failed;
   }
 
   /** After a failure: every batch out settles and none is acknowledged; their entries stay pending and are read again. */

@@ -316,6 +316,39 @@ describe('c2m', () => {
     expect(stats.length).toBeLessThan(100);
   });
 
+  it("a group's hold keeps what it acknowledged from the trim, from the held id on; without it, all of it is trimmed", async () => {
+    const ids: string[] = [];
+    const readAndAck = async () => {
+      const got = (await t.raw.xreadgroup('GROUP', 'test', 'c', 'COUNT', 1000, 'STREAMS', KEYS.outbox, '>')) as Array<
+        [string, Array<[string, string[]]>]
+      > | null;
+      const read = got?.[0]?.[1].map(([id]) => id) ?? [];
+      ids.push(...read);
+      if (read.length) await t.raw.xack(KEYS.outbox, 'test', ...read);
+    };
+    // 40 entries read and acknowledged, the 31st held (a history writer's window); then enough adds, each
+    // read and acknowledged, for several trims.
+    for (let i = 0; i < 40; i++) await t.bus.telemetry.c2m('1001', 1_700_000_000_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+    await readAndAck();
+    const held = ids[30]!;
+    await t.raw.hset(KEYS.outboxStats, 'hold:test', held);
+    for (let i = 0; i < 60; i++) {
+      await t.bus.telemetry.c2m('1001', 1_700_000_001_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+      await readAndAck();
+    }
+    const [first] = await t.raw.xrange(KEYS.outbox, '-', '+', 'COUNT', 1);
+    expect(first![0]).toBe(held);
+    expect((await t.bus.telemetry.outboxStats()).dropped).toBe(0);
+    // The hold released: the next trims take everything acknowledged.
+    await t.raw.hdel(KEYS.outboxStats, 'hold:test');
+    for (let i = 0; i < 40; i++) {
+      await t.bus.telemetry.c2m('1001', 1_700_000_002_000 + i, [{ type: 'm', id: 1, value: i, quality: 'good' }]);
+      await readAndAck();
+    }
+    expect(await t.raw.xlen(KEYS.outbox)).toBeLessThan(40);
+    expect((await t.bus.telemetry.outboxStats()).dropped).toBe(0);
+  });
+
   it('reloads the library after FUNCTION FLUSH and the call goes through', async () => {
     await t.raw.call('FUNCTION', 'FLUSH');
     await expect(t.raw.fcall('c2m', 0)).rejects.toThrow('Function not found');

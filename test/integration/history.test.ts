@@ -16,6 +16,7 @@ import { historyCsv, HistoryQueries, HistoryQueryError, type HistoryAnswer } fro
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { Http } from '../../runtime/gateway/http.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import { historyRoutes } from '../../runtime/gateway/routes/history.js';
 import { gatewaySchema } from '../../runtime/config/schema.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
@@ -205,6 +206,13 @@ describe('history', () => {
     await sleep(3_000);
     await vm.kill();
     await eventually(() => actor.getSnapshot().value === 'backoff', 5_000, 20);
+    // Other channels' polls under a small outbox bound (10 kB) meanwhile: past an eighth of it, the
+    // outbox is trimmed of what every group acknowledged, which is the window the writer will write
+    // again, unless it holds it (hold:{group}); the bound itself is not reached (nothing dropped).
+    const small = wrapper(redis, { outboxMaxMB: 0.01 });
+    stops.push(() => small.close());
+    for (let i = 0; i < 64; i++) await small.telemetry.c2m('4002', Date.now(), [{ type: 'm', id: 1, value: i, quality: null }]);
+    expect(await raw.hget(KEYS.outboxStats, 'hold:history:t3')).toMatch(/^\d+-\d+$/);
     await sleep(2_000);
     vm = await spawnVictoria({ port: vm.port, dataDir: vm.dataDir });
     await sleep(2_000);
