@@ -72,7 +72,7 @@ export function describeSite(site: SiteConfig): SiteDescription {
       calculations: m.calculations.map((c) => ({ name: c.name, expr: c.expr.source, unit: c.unit ?? null })),
     })),
   });
-  return { site: site.runtime.site, json, mapping, controls };
+  return { site: site.runtime.site, json, mapping, controls, models: site.models.map((m) => m.id) };
 }
 
 /** Says so when the Redis runs with a setting that makes c2m slower than it needs to be (see REDIS_TUNING). */

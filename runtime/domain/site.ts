@@ -8,6 +8,8 @@ export interface SiteDescription {
   readonly mapping: ReadonlyMap<string, string>;
   /** model:name → channel:type:point|min|max (controls and the point they write) */
   readonly controls: ReadonlyMap<string, string>;
+  /** The site's model ids (m2c tells an unknown model from a model without that control). */
+  readonly models: readonly string[];
 }
 
 /** What `site:config` holds. */

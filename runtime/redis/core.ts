@@ -29,7 +29,7 @@ export interface FunctionInputs {
   model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
   actor_report: { readonly id: string; readonly fields: ActorFields };
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
-  site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number };
+  site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number; readonly models: readonly string[] };
   m2c: { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly ts: number; readonly timeoutMs: number };
   cmd_result: {
     readonly channel: string;
@@ -164,7 +164,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
       KEYS.mappingC2mGeneration,
       KEYS.siteModels,
     ],
-    args: [i.json, i.mappingCount, i.controlCount],
+    args: [i.json, i.mappingCount, i.controlCount, ...i.models],
   }),
   m2c: (i) => ({ keys: [KEYS.mappingM2c, KEYS.commandSeq, KEYS.siteModels], args: [i.model, i.name, formatValue(i.value), i.source, i.ts, i.timeoutMs] }),
   cmd_result: (i) => ({

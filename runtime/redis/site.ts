@@ -19,6 +19,7 @@ interface StagedSite {
   readonly size: number;
   readonly controls: string;
   readonly controlCount: number;
+  readonly models: readonly string[];
 }
 
 function asText(map: ReadonlyMap<string, string>): string {
@@ -47,6 +48,7 @@ export class SiteRedis {
       size: site.mapping.size,
       controls: asText(site.controls),
       controlCount: site.controls.size,
+      models: site.models,
     };
     await this.core.loadLibrary();
     await this.stageAndLoad(this.loaded);
@@ -86,7 +88,7 @@ export class SiteRedis {
       }
       await flush();
     }
-    await this.core.fcall('site_load', { json: site.json, mappingCount: site.size, controlCount: site.controlCount });
+    await this.core.fcall('site_load', { json: site.json, mappingCount: site.size, controlCount: site.controlCount, models: site.models });
   }
 
   /** The site as loaded (the JSON that describeSite made), or undefined before any load. */

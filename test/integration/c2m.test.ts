@@ -23,6 +23,7 @@ const site = {
     ['1002:s:5', 'bess:on'],
   ]),
   controls: new Map([['pv1:limit', '1001:a:1|0|100']]),
+  models: ['pv1', 'bess'],
 };
 
 const t = usePrivateRedis({ outboxMaxMB: 0.005 }); // ~5 kB of outbox: a few dozen entries
@@ -525,13 +526,29 @@ describe('c2m', () => {
         0,
       ),
     ).rejects.toThrow('0 mapping pairs are staged, expected 5');
+    const LOAD_KEYS = [
+      'mapping:c2m',
+      'mapping:m2c',
+      'site:config',
+      'actors',
+      'mapping:c2m:next',
+      'mapping:m2c:next',
+      'mapping:c2m:channels',
+      'mapping:c2m:gen',
+      'site:models',
+    ];
+    await expect(t.raw.fcall('site_load', 9, ...LOAD_KEYS, '{}', 0, 0, 'pv1', 'no spaces')).rejects.toThrow('bad model id no spaces');
+    await expect(t.raw.fcall('site_load', 9, ...LOAD_KEYS, '[1]', 0, 0)).rejects.toThrow('not a JSON object');
     expect(await dump()).toEqual(before);
+    // The model ids given are the site's models, whatever the JSON holds.
+    await t.raw.fcall('site_load', 9, ...LOAD_KEYS, '{"models":[{"id":"x"}]}', 0, 0, 'pv1', 'bess');
+    expect((await t.raw.smembers('site:models')).sort()).toEqual(['bess', 'pv1']);
   });
 
   it('loads a large site (100k mapped points) in stages', async () => {
     const mapping = new Map<string, string>();
     for (let c = 0; c < 100; c++) for (let p = 1; p <= 1000; p++) mapping.set(`ch${c}:m:${p}`, `m${c}:p${p}`);
-    await t.bus.site.load({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map() });
+    await t.bus.site.load({ site: 'big', json: '{"site":"big"}', mapping, controls: new Map(), models: Array.from({ length: 100 }, (_, c) => `m${c}`) });
     expect(await t.raw.hlen('mapping:c2m')).toBe(100_000);
     expect(await t.raw.hget('mapping:c2m', 'ch99:m:1000')).toBe('m99:p1000');
     expect(await t.raw.exists('mapping:c2m:next')).toBe(0);

@@ -28,6 +28,7 @@ beforeEach(async () => {
     site: 't',
     json: '{"site":"t"}',
     mapping: new Map(POINTS.map((id) => [`ch:m:${id}`, `mdl:p${id}`])),
+    models: ['mdl'],
     controls: new Map(),
   });
   // The outbox is written once a consumer has made its group.

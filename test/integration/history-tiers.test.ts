@@ -28,7 +28,7 @@ beforeAll(async () => {
   [redis, vm] = await Promise.all([spawnRedis(), spawnVictoria({ retentionPeriod: '100y' })]);
   bus = wrapper(redis, { outboxMaxMB: 64 });
   raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map(), controls: new Map([['bess1:Pset', '4001:a:1|0|100']]) });
+  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map(), controls: new Map([['bess1:Pset', '4001:a:1|0|100']]), models: ['bess1'] });
   queries = new HistoryQueries({ url: vm.url, maxPoints: 10_000 });
 });
 afterEach(async () => {

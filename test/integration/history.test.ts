@@ -32,7 +32,7 @@ beforeAll(async () => {
   [redis, vm] = await Promise.all([spawnRedis(), spawnVictoria()]);
   bus = wrapper(redis, { outboxMaxMB: 64 });
   raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map() });
+  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map(), models: ['pv1'] });
   queries = new HistoryQueries({ url: vm.url, maxPoints: 2_000 });
 });
 afterEach(async () => {
