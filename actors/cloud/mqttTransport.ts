@@ -146,9 +146,20 @@ export class MqttTransport implements UplinkTransport {
         window.release(n);
         throw new CloudOutageError('the connection was lost while publishing');
       }
-      const run: Publish[] = new Array(n);
-      for (let k = 0; k < n; k++) run[k] = this.publishOf(batch[i + k]!);
-      publishRun(client, run, onAck);
+      try {
+        const run: Publish[] = new Array(n);
+        for (let k = 0; k < n; k++) run[k] = this.publishOf(batch[i + k]!);
+        publishRun(client, run, onAck);
+      } catch (e) {
+        // Nothing of the run is out (publishRun registers a run only once it is encoded; mqtt.js's publish, its
+        // fallback, reports through the callbacks): its slots are free again, or the window would stay that much
+        // smaller for as long as the connection lasts. The runs before it are the batch's, which fails.
+        window.release(n);
+        failed = true;
+        const err = e instanceof Error ? e : new Error(String(e));
+        settle(err);
+        throw err;
+      }
       i += n;
     }
     return { acked };
