@@ -5,7 +5,6 @@
  * while the answers are garbage, and good again once they are (the link is
  * reconnected to restore its framing). Lost: the readings that were garbage.
  */
-import { createServer, connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../runtime/redisServer.js';
@@ -13,6 +12,7 @@ import { startRuntime } from '../../runtime/runtime.js';
 import { startSim } from '../../runtime/sim.js';
 import { eventually, quietLog, sleep } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
+import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { modbusFaultSite } from './site.js';
 
 const t = privateRedisSuite();
@@ -20,31 +20,10 @@ const t = privateRedisSuite();
 describe('fault: a device that answers garbage', () => {
   it('never good while garbage, good again once the answers are; no crash, no restart', async () => {
     const simPort = await freePort();
-    const proxyPort = await freePort();
     t.sim = await startSim(modbusFaultSite(simPort), { updateMs: 20 });
     let garbage = false;
-    const sockets = new Set<Socket>();
-    const proxy = createServer((client) => {
-      const up = connect(simPort, '127.0.0.1');
-      sockets.add(client).add(up);
-      up.on('data', (d: Buffer) => {
-        client.write(garbage ? randomBytes(d.length) : d);
-      });
-      client.on('data', (d: Buffer) => {
-        up.write(d);
-      });
-      for (const s of [client, up])
-        s.on('error', () => undefined).on('close', () => {
-          client.destroy();
-          up.destroy();
-        });
-    });
-    await new Promise<void>((r) => proxy.listen(proxyPort, '127.0.0.1', r));
-    t.cleanups.push(() => {
-      for (const s of sockets) s.destroy();
-      return new Promise((r) => proxy.close(r));
-    });
-    t.running = await startRuntime(modbusFaultSite(proxyPort), { redisUrl: t.server.url, log: quietLog });
+    const proxy = await startTcpProxy(simPort, t.cleanups, (d) => (garbage ? randomBytes(d.length) : d));
+    t.running = await startRuntime(modbusFaultSite(proxy.port), { redisUrl: t.server.url, log: quietLog });
     await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '1')) === 'good');
     garbage = true;
     await eventually(async () => (await t.raw.hget('comsrv:mb:m:q', '1')) !== 'good', 3_000);

@@ -160,7 +160,7 @@ export function useFaultRuntime(): { readonly t: ReturnType<typeof usePrivateRed
 }
 
 /** `voltage start` on the site in `dir` as a child process of the test (to be killed with SIGKILL); killed after the test in any case. */
-export function spawnRuntime(t: SuiteContext, dir: string): ChildProcess {
+export function spawnRuntime(t: Pick<SuiteContext, 'server' | 'cleanups'>, dir: string): ChildProcess {
   const proc = spawn(process.execPath, ['runtime/bin/voltage.js', 'start', '--config', dir], {
     env: { ...process.env, REDIS_URL: t.server.url, LOG_FORMAT: 'json' },
     stdio: 'ignore',

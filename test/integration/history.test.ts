@@ -3,102 +3,44 @@
  * takes @influxdata/influxdb-client writes at /api/v2/write unchanged) and a
  * private redis-server: what c2m appends to the outbox comes back from the
  * query API with its timestamps; downsampling over a known waveform; the CSV
- * answer; bad queries; and VictoriaMetrics killed with SIGKILL while a counter
- * increments loses nothing and counts nothing twice.
+ * answer; bad queries. Its faults (VictoriaMetrics down at start, killed with
+ * SIGKILL; the runtime killed with kill -9) are in test/faults/.
  */
-import { rmSync } from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
-import { createActor, type AnyActorRef } from 'xstate';
-import { HistoryWriter, HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
-import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
 import { historyCsv, HistoryQueries, HistoryQueryError, type HistoryAnswer } from '../../actors/history/query.js';
-import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
-import { eventually, quietLog, sleep, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { Http } from '../../runtime/gateway/http.js';
-import { KEYS } from '../../runtime/redis/keys.js';
 import { historyRoutes } from '../../runtime/gateway/routes/history.js';
 import { gatewaySchema } from '../../runtime/config/schema.js';
-import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
+import { caughtUp as caughtUpIn, startWriter, useHistoryRig } from '../helpers/historyRig.js';
 
-let redis: RedisServer;
-let vm: VictoriaServer;
-let bus: VoltageRedis;
-let raw: Redis;
+const rig = useHistoryRig();
 let queries: HistoryQueries;
-const stops: Array<() => Promise<void>> = [];
 
 beforeAll(async () => {
-  [redis, vm] = await Promise.all([spawnRedis(), spawnVictoria()]);
-  bus = wrapper(redis, { outboxMaxMB: 64 });
-  raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-  await bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map(), models: ['pv1'] });
-  queries = new HistoryQueries({ url: vm.url, maxPoints: 2_000 });
-});
-afterEach(async () => {
-  for (const stop of stops.splice(0)) await stop();
-});
-afterAll(async () => {
-  raw.disconnect();
-  await bus.close();
-  await Promise.all([vm.stop(), redis.stop()]);
-  rmSync(vm.dataDir, { recursive: true, force: true }); // a restarted server keeps the directory it was given
+  await rig.bus.site.load({ site: 't', json: '{"site":"t"}', mapping: new Map([['1001:m:1', 'pv1:P']]), controls: new Map(), models: ['pv1'] });
+  queries = new HistoryQueries({ url: rig.vm.url, maxPoints: 2_000 });
 });
 
-/** A writer on its own connection, run by its machine as the supervisor would. */
-function startWriter(backend: string, batchMaxEntries = 200): { actor: AnyActorRef; writer: HistoryWriter } {
-  const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
-  const writer = new HistoryWriter(
-    conn,
-    { backend, url: vm.url, batchMaxMs: 50, batchMaxEntries, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 },
-    quietLog,
-  );
-  const machine = provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 400, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog);
-  const actor = createActor(machine, { input: { backend } });
-  actor.subscribe({ error: () => undefined });
-  actor.start();
-  stops.push(async () => {
-    actor.stop();
-    await writer.close();
-    conn.disconnect();
-  });
-  return { actor, writer };
-}
-
-/** Until the writer's group has no entry left to read or acknowledge. */
-async function caughtUp(backend: string): Promise<void> {
-  await eventually(
-    async () => {
-      const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[][];
-      const g = groups
-        .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
-        .find((x) => x.name === HISTORY_KEYS.group(backend));
-      const last = (await raw.xrevrange(HISTORY_KEYS.stream, '+', '-', 'COUNT', 1))[0]?.[0];
-      return g !== undefined && g.pending === 0 && g['last-delivered-id'] === last;
-    },
-    20_000,
-    50,
-  );
-  await forceFlush(vm.url);
-}
+const caughtUp = (backend: string) => caughtUpIn(rig.raw, rig.vm.url, backend);
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
 describe('history', () => {
   it('values that c2m appended come back from the query API with their timestamps and qualities', async () => {
-    startWriter('t1');
+    startWriter(rig, 't1');
     // The outbox is written once a consumer made it: the writer's group, made as it connects.
-    for (let i = 0; i < 100 && (await raw.exists(HISTORY_KEYS.stream)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && (await rig.raw.exists(HISTORY_KEYS.stream)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
     const base = Math.floor(Date.now() / 1_000) * 1_000 - 30_000;
     for (let i = 0; i < 20; i++) {
-      await bus.telemetry.c2m('2001', base + i * 1_000, [
+      await rig.bus.telemetry.c2m('2001', base + i * 1_000, [
         { type: 'm', id: 7, value: i * 1.5, quality: null },
         { type: 's', id: 1, value: i % 2, quality: null },
       ]);
     }
-    await bus.telemetry.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
-    await bus.telemetry.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
-    await bus.telemetry.modelSet('pv9', base + 5_000, [{ name: 'S', value: 42.25, quality: 'good' }]);
+    await rig.bus.telemetry.c2m('2001', base + 20_000, [{ type: 'm', id: 7, value: null, quality: 'comm-failure' }]);
+    await rig.bus.telemetry.c2m('1001', base + 3_000, [{ type: 'm', id: 1, value: 17.5, quality: null }]); // mapped to pv1:P
+    await rig.bus.telemetry.modelSet('pv9', base + 5_000, [{ name: 'S', value: 42.25, quality: 'good' }]);
     await caughtUp('t1');
     const a = await queries.query({ series: 'channel/2001/m/7,model/pv9/S', from: iso(base), to: iso(base + 19_000), step: '1s', agg: 'last' });
     expect(a.timestamps).toEqual(Array.from({ length: 20 }, (_, i) => base + i * 1_000));
@@ -107,7 +49,7 @@ describe('history', () => {
     expect(a.series[1]!.values[5]).toBe(42.25);
     // The quality mark is a sample of the quality series only (3 = comm-failure).
     const q = (await (
-      await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent('voltage_point_quality{channel="2001",point="7"}')}&time=${(base + 20_000) / 1_000}`)
+      await fetch(`${rig.vm.url}/api/v1/query?query=${encodeURIComponent('voltage_point_quality{channel="2001",point="7"}')}&time=${(base + 20_000) / 1_000}`)
     ).json()) as { data: { result: Array<{ value: [number, string] }> } };
     expect(q.data.result[0]!.value[1]).toBe('3');
     // A channel point mapped onto a model value is kept under both names.
@@ -117,13 +59,13 @@ describe('history', () => {
   });
 
   it('downsamples a known waveform: mean, min, max, last and count per step, nulls in a gap; CSV the same', async () => {
-    startWriter('t2');
+    startWriter(rig, 't2');
     const base = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
     // A sawtooth 0..9 every 100 ms for 5 s, then nothing for 2 s, then 1 s of 100.
     const samples: Array<[number, number]> = [];
     for (let i = 1; i <= 50; i++) samples.push([base + i * 100, i % 10]);
     for (let i = 71; i <= 80; i++) samples.push([base + i * 100, 100]);
-    for (const [ts, v] of samples) await bus.telemetry.c2m('3001', ts, [{ type: 'm', id: 1, value: v, quality: null }]);
+    for (const [ts, v] of samples) await rig.bus.telemetry.c2m('3001', ts, [{ type: 'm', id: 1, value: v, quality: null }]);
     await caughtUp('t2');
     const range = { series: 'channel/3001/m/1', from: iso(base + 1_000), to: iso(base + 8_000), step: '1s' };
     const buckets = Array.from({ length: 8 }, (_, k) => samples.filter(([ts]) => ts > base + k * 1_000 && ts <= base + (k + 1) * 1_000).map(([, v]) => v));
@@ -160,15 +102,15 @@ describe('history', () => {
   });
 
   it('the routes: JSON, CSV with format=csv, 404 for an unknown series, 400 beyond the points limit, viewer token needed', async () => {
-    startWriter('t4');
+    startWriter(rig, 't4');
     const base = Math.floor(Date.now() / 1_000) * 1_000 - 10_000;
-    await bus.telemetry.c2m('5001', base, [{ type: 'm', id: 2, value: 3.25, quality: null }]);
+    await rig.bus.telemetry.c2m('5001', base, [{ type: 'm', id: 2, value: 3.25, quality: null }]);
     await caughtUp('t4');
     const http = new Http(gatewaySchema.parse({ port: 0 }), [{ name: 'v', role: 'viewer', token: 'view' }]);
     historyRoutes(http, queries);
     http.notFound();
     const port = await http.listen();
-    stops.push(async () => http.close());
+    rig.stops.push(async () => http.close());
     const get = async (path: string, token = 'view') => {
       const r = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${token}` } });
       return { status: r.status, type: r.headers.get('content-type'), text: await r.text() };
@@ -185,70 +127,4 @@ describe('history', () => {
     expect((await get(`/api/v1/history?${q}`, 'wrong')).status).toBe(401);
     expect(JSON.parse((await get('/api/v1/history/series')).text).series).toContain('channel/5001/m/2');
   });
-
-  it('VictoriaMetrics killed with SIGKILL while a counter increments every 100 ms: every value is stored exactly once', async () => {
-    // Batches of 4 entries: the window's ~50 entries are written again in a dozen batches, several out at once (writesInFlight).
-    const { actor } = startWriter('t3', 4);
-    let counter = 0;
-    let running = true;
-    const first = Date.now();
-    const ticker = (async () => {
-      for (let next = Date.now(); running; next += 100) {
-        counter += 1;
-        await bus.telemetry.c2m('4001', Date.now(), [{ type: 'm', id: 1, value: counter, quality: null }]);
-        await sleep(Math.max(0, next + 100 - Date.now()));
-      }
-    })();
-    stops.push(async () => {
-      running = false;
-      await ticker.catch(() => undefined);
-    });
-    await sleep(3_000);
-    await vm.kill();
-    await eventually(() => actor.getSnapshot().value === 'backoff', 5_000, 20);
-    // Other channels' polls under a small outbox bound (10 kB) meanwhile: past an eighth of it, the
-    // outbox is trimmed of what every group acknowledged, which is the window the writer will write
-    // again, unless it holds it (hold:{group}); the bound itself is not reached (nothing dropped).
-    const small = wrapper(redis, { outboxMaxMB: 0.01 });
-    stops.push(() => small.close());
-    for (let i = 0; i < 64; i++) await small.telemetry.c2m('4002', Date.now(), [{ type: 'm', id: 1, value: i, quality: null }]);
-    expect(await raw.hget(KEYS.outboxStats, 'hold:history:t3')).toMatch(/^\d+-\d+$/);
-    await sleep(2_000);
-    vm = await spawnVictoria({ port: vm.port, dataDir: vm.dataDir });
-    await sleep(2_000);
-    running = false;
-    await ticker;
-    await caughtUp('t3');
-    // VictoriaMetrics evaluates an instant query at whole seconds: ask at one after the last value.
-    const last = Math.ceil(Date.now() / 1_000) * 1_000 + 1_000;
-    expect(actor.getSnapshot().context.rewrites).toBeGreaterThanOrEqual(1);
-    const sel = 'voltage_point_value{channel="4001",type="m",point="1"}';
-    // nocache=1: without it VictoriaMetrics 1.79 answered this instant query short by the last
-    // ~0.5 s although /api/v1/export held every value (its rollup-result cache; resetting it
-    // after the rewrite did not help). The test asks what is stored.
-    const at = async (q: string) => {
-      const r = (await (await fetch(`${vm.url}/api/v1/query?query=${encodeURIComponent(q)}&time=${last / 1_000}&nocache=1`)).json()) as {
-        data: { result: Array<{ value: [number, string] }> };
-      };
-      return Number(r.data.result[0]?.value[1]);
-    };
-    const window = `${last - first + 1_000}ms`;
-    // What VictoriaMetrics accepted is queryable within about a second (force_flush does not
-    // cover rows still in its ingestion buffers after a restart): wait for it, bounded.
-    const missing = async () => {
-      await forceFlush(vm.url);
-      const exp = await (await fetch(`${vm.url}/api/v1/export?match[]=${encodeURIComponent(sel)}`)).text();
-      const got = new Set(
-        exp
-          .trim()
-          .split('\n')
-          .flatMap((l) => (JSON.parse(l) as { values: number[] }).values),
-      );
-      return Array.from({ length: counter }, (_, i) => i + 1).filter((v) => !got.has(v));
-    };
-    await eventually(async () => (await missing()).length === 0, 5_000, 200).catch(() => undefined);
-    expect(await missing(), JSON.stringify(actor.getSnapshot().context)).toEqual([]);
-    expect(await at(`count_over_time(${sel}[${window}])`)).toBe(counter);
-    expect(await at(`sum_over_time(${sel}[${window}])`)).toBe((counter * (counter + 1)) / 2);
-  }, 40_000);
 });

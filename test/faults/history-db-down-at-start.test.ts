@@ -1,7 +1,9 @@
 /**
- * The history database down when the writer starts: the writer retries with
- * backoff (it does not fail or restart), the outbox keeps the backlog, and
- * once a VictoriaMetrics answers on that port every value is written, once.
+ * Fault: the history database down when the writer starts (nothing answers
+ * on its port). Kept: the backlog, in the outbox (50 entries); the writer
+ * retries with backoff (it does not fail or restart), and once a
+ * VictoriaMetrics answers on that port every value is written, once, and
+ * every entry acknowledged. Lost: nothing.
  */
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,7 +27,7 @@ afterAll(async () => {
   await redis.stop();
 });
 
-describe('history faults', () => {
+describe('fault: the history database down at start', () => {
   it('the database down at start: retried with backoff, the backlog kept in the outbox, all of it written once it answers', async () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}`;

@@ -1,87 +1,27 @@
 /**
- * The cloud link's two long faults, kept short: the runtime process killed
- * with kill -9 in the middle of a drain (after the restart nothing is missing,
- * in order, seq without gaps, duplicates counted), and a backlog bound reached
- * while the broker is down (drops counted exactly: delivered + dropped =
- * produced; Redis' memory flat once the bound is reached).
+ * Fault: the broker down long enough for the cloud link's backlog to reach
+ * its bound (maxBacklogMB 0.1 against ~50 kB a second into the outbox).
+ * Kept: the newest maxBacklogMB of the link's entries, delivered in order,
+ * seq without gaps once the broker is back; delivered + dropped + kept for
+ * the next start = produced, exactly; Redis' memory flat once the bound is
+ * reached (the outbox's acknowledged tail trimmed past outboxMaxMB / 8).
+ * Lost: the oldest entries past the bound, counted (cloud:main:stats
+ * `dropped`); nothing dropped by the outbox's own bound.
  */
-import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
-import { spawnRuntime } from '../faults/site.js';
-import { spawnMosquitto } from '../helpers/mosquitto.js';
-import { COUNTER_SITE, checkOrder, dataSeqs, watchBroker } from '../helpers/mqttWatch.js';
+import { checkOrder, dataSeqs } from '../helpers/mqttWatch.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
+import { cloudYaml, heldSeqs, killedBroker, linkBacklog } from './cloud.js';
 
 const t = privateRedisSuite();
+const backlog = () => linkBacklog(t);
 
-const cloudYaml = (url: string, extra: string) => `cloud:
-  links:
-    - id: main
-      url: "${url}"
-      reconnect: { minBackoffMs: 200, maxBackoffMs: 500 }
-${extra}`;
-
-/** The link's group in the outbox: unread (lag) and pending entries. */
-async function backlog(): Promise<{ lag: number; pending: number } | undefined> {
-  const g = (await t.bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:main');
-  return g && { lag: g.lag ?? 0, pending: g.pending };
-}
-
-/** A broker the watcher has a persistent session on, then killed: the link's broker is unreachable. */
-async function downBroker(clientId: string) {
-  const b = await spawnMosquitto();
-  t.cleanups.push(() => b.stop());
-  const w = await watchBroker(t.cleanups, b.url, 'voltage/site/data/#', clientId);
-  await sleep(1_200); // the session is saved (autosave every second)
-  await b.kill();
-  return {
-    w,
-    url: b.url,
-    back: async () => {
-      const b2 = await spawnMosquitto({ port: b.port, dir: b.dir });
-      t.cleanups.push(() => b2.stop());
-    },
-  };
-}
-
-describe('cloud link: the long faults', () => {
-  it('the runtime killed with kill -9 in the middle of a drain: after the restart every message arrives, in order, seq without gaps', async () => {
-    const { w, url, back } = await downBroker('kill9-watcher');
-    const site = COUNTER_SITE;
-    // The drain is paced at 50 entries/s against 25 new ones a second.
-    const dir = writeSite({ 'site.yaml': site, 'cloud.yaml': cloudYaml(url, '      drainRatePerS: 50\n      batchEntries: 10\n') });
-    const first = spawnRuntime(t, dir);
-    await eventually(async () => ((await backlog())?.lag ?? 0) >= 60, 15_000);
-    await back();
-    // Draining: some messages arrived, most of the backlog is still to send.
-    await eventually(() => dataSeqs(w.got).length >= 15, 10_000);
-    const mid = await backlog();
-    first.kill('SIGKILL');
-    await once(first, 'exit');
-    const atKill = dataSeqs(w.got).length;
-    expect(mid!.lag + mid!.pending).toBeGreaterThan(20);
-    const second = spawnRuntime(t, dir);
-    await eventually(async () => {
-      const g = await backlog();
-      return g !== undefined && g.lag === 0 && g.pending === 0 && dataSeqs(w.got).length > atKill + 40;
-    }, 15_000);
-    second.kill('SIGTERM');
-    await once(second, 'exit');
-    const lastSeq = Number(await t.raw.get('cloud:main:seq'));
-    await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq, 5_000);
-    const { unique, duplicates } = checkOrder(dataSeqs(w.got));
-    expect(unique).toBe(lastSeq);
-    // Duplicates (what was published and not XACKed when the process died) are allowed, and counted.
-    console.log(`kill -9 mid-drain: ${unique} messages, ${duplicates} duplicates, backlog at the kill ${mid!.lag + mid!.pending}`);
-    expect(duplicates).toBeLessThanOrEqual(lastSeq);
-    expect(await t.raw.hlen('cloud:main:inflight')).toBe(0);
-  }, 45_000);
-
+describe("fault: the cloud link's backlog bound reached while the broker is down", () => {
   it('the backlog bound reached while the broker is down: drops counted exactly (delivered + dropped = produced), Redis memory flat', async () => {
-    const { w, url, back } = await downBroker('bound-watcher');
+    const { w, url, back } = await killedBroker(t, 'bound-watcher');
     // 60 points a poll, 50 polls a second: about 50 kB a second into the outbox; the link may keep 100 kB. The
     // outbox trims what every group acknowledged (the link's drops too) once it holds outboxMaxMB / 8: 128 kB here.
     const points = Array.from({ length: 60 }, (_, i) => `      - { type: m, id: ${i + 1}, sim: { kind: counter, start: ${i}, step: 1 } }`).join('\n');
@@ -136,7 +76,7 @@ models:
     t.running = undefined;
     const lastSeq = Number(await t.raw.get('cloud:main:seq'));
     // Seqs given to entries the stop left pending (recorded before their publish) are theirs at the next start.
-    const held = (await t.raw.hvals('cloud:main:inflight')).reduce((n, v) => n + Number(v.split(' ')[1]), 0);
+    const held = await heldSeqs(t.raw);
     await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq - held, 5_000);
     const { unique } = checkOrder(dataSeqs(w.got));
     const dropped = Number(await t.raw.hget('cloud:main:stats', 'dropped'));
