@@ -88,13 +88,13 @@ describe('history', () => {
   });
 
   it('the newest steps aggregate their own samples: not a copy of the step before (VictoriaMetrics does that within 1 s of now unless told not to)', async () => {
-    startWriter('t5');
+    startWriter(rig, 't5');
     // Two steps of 500 ms ending at `end`, 2–2.5 s ahead: 10s in the first, 20s in the second.
     const end = Math.ceil(Date.now() / 500) * 500 + 2_000;
-    for (let i = 9; i >= 0; i--) await bus.telemetry.c2m('6001', end - i * 100, [{ type: 'm', id: 1, value: i >= 5 ? 10 : 20, quality: null }]);
+    for (let i = 9; i >= 0; i--) await rig.bus.telemetry.c2m('6001', end - i * 100, [{ type: 'm', id: 1, value: i >= 5 ? 10 : 20, quality: null }]);
     await caughtUp('t5');
     // Asked as a trend asks right after a step ended: the query's time within the adjustment's 1 s.
-    while (Date.now() < end - 100) await sleep(20);
+    while (Date.now() < end - 100) await new Promise((r) => setTimeout(r, 20));
     const a = await queries.query({ series: 'channel/6001/m/1', from: iso(end - 1_000), to: iso(end), step: '500ms', agg: 'mean' });
     expect(Date.now()).toBeLessThan(end + 900);
     expect(a.timestamps).toEqual([end - 1_000, end - 500, end]);
