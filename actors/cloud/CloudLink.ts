@@ -40,6 +40,7 @@ import type { Redis } from 'ioredis';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import { groupBacklog } from '../../runtime/domain/telemetry.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/cloudMachine.js';
@@ -219,7 +220,7 @@ export class CloudLink {
     const q = await this.bus.telemetry.outboxStats();
     const g = q.groups.find((x) => x.name === this.group);
     if (!g) return { ...this.stats };
-    const backlog = (g.lag ?? 0) + g.pending;
+    const backlog = groupBacklog(g);
     const meanBytes = q.length > 0 ? q.bytes / q.length : 0;
     const bound = this.cfg.maxBacklogMB * 2 ** 20;
     let refusing = 0;
