@@ -52,6 +52,7 @@ describe('fault: the history database killed with SIGKILL in the middle of a bat
     await ticker;
     await caughtUp(rig.raw, rig.vm.url, 't3');
     expect(actor.getSnapshot().context.rewrites).toBeGreaterThanOrEqual(1);
+    console.log(`database killed: ${counter} values, ${actor.getSnapshot().context.rewrites} rewrites of the window`);
     await expectCounterStoredOnce(
       rig.vm.url,
       'voltage_point_value{channel="4001",type="m",point="1"}',
