@@ -33,8 +33,10 @@ export interface UplinkStats {
   readonly entries: number;
   /** Messages sent again after a reconnect (the subscriber may see them twice). */
   readonly resent: number;
-  /** Deliveries the cloud refused (an MQTT 5 reason code ≥ 0x80, an HTTP status that is not 2xx). */
+  /** Messages the broker refused (MQTT 5 reason code ≥ 0x80: parked, not retried) and batches an HTTP cloud refused (a status that is not 2xx: retried). */
   readonly refused: number;
+  /** The last message the broker refused: its reason code and topic. */
+  readonly lastRefusal: string | null;
   /** Entries this link dropped unsent because its backlog passed maxBacklogMB. */
   readonly dropped: number;
   /** Entries a refuse-new link did not take because its backlog was past maxBacklogMB. */
@@ -45,7 +47,7 @@ export interface UplinkStats {
   readonly seq: number;
 }
 
-export const EMPTY_STATS: UplinkStats = { published: 0, entries: 0, resent: 0, refused: 0, dropped: 0, notTaken: 0, lag: 0, seq: 0 };
+export const EMPTY_STATS: UplinkStats = { published: 0, entries: 0, resent: 0, refused: 0, lastRefusal: null, dropped: 0, notTaken: 0, lag: 0, seq: 0 };
 
 export type UplinkEvent = { readonly type: 'PROGRESS'; readonly stats: UplinkStats } | { readonly type: 'LOST'; readonly error: string };
 

@@ -8,6 +8,10 @@
  *   that the history writer may write a window again after a crash (at-least-once)
  *   without counting a value twice.
  * - `-search.latencyOffset=0s`: otherwise queries hide the last 30 s.
+ * - `-search.maxStepForPointsAdjustment=1ms`: otherwise a range query whose last
+ *   steps end within 1 s of now (the latency offset, never less than 1 s) gets
+ *   those steps' values replaced by the step before's (or nothing): the newest
+ *   point of a live trend was a copy of the one before it.
  * - `-retentionPeriod`: one retention for everything (single-node VictoriaMetrics
  *   has no per-series retention); samples older than it are also refused on write.
  *
@@ -44,7 +48,12 @@ export interface VictoriaServer {
   kill(): Promise<void>;
 }
 
-export const VICTORIA_FLAGS: readonly string[] = ['-dedup.minScrapeInterval=1ms', '-search.latencyOffset=0s', '-loggerLevel=ERROR'];
+export const VICTORIA_FLAGS: readonly string[] = [
+  '-dedup.minScrapeInterval=1ms',
+  '-search.latencyOffset=0s',
+  '-search.maxStepForPointsAdjustment=1ms',
+  '-loggerLevel=ERROR',
+];
 
 export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<VictoriaServer> {
   const port = opts.port ?? (await freePort());

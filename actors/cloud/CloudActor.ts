@@ -80,6 +80,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       dropped: c.dropped,
       notTaken: c.notTaken,
       refused: c.refused,
+      lastRefusal: c.lastRefusal,
       connects: c.connects,
       lastError: c.lastError,
     }),

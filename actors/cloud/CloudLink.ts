@@ -32,7 +32,9 @@
  * The outbox's own bound drops and counts too (c2m).
  *
  * It never delivers an entry out of order and never acknowledges one that
- * the cloud has not acknowledged.
+ * the cloud has not answered. A message the broker refuses on its own (MQTT 5
+ * reason code ≥ 0x80) does not hold back the rest: it is parked and counted
+ * with its entry's XACK (refusals.ts).
  */
 import type { Redis } from 'ioredis';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
@@ -57,7 +59,8 @@ import {
   type UplinkMessage,
 } from './messages.js';
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
-import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
+import { parkRefusals, RefusalLog } from './refusals.js';
+import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
 import { settled } from '../../runtime/reporter.js';
 
 export { CloudOutageError } from './transport.js';
@@ -121,6 +124,7 @@ export class CloudLink {
   private readonly state = new LinkState();
   /** on-change with a deadband, or interval: the state is kept (else cloud:{link}:last is dropped). */
   private readonly keepsState: boolean;
+  private readonly refusalLog: RefusalLog;
   /** The acknowledgement of the last batch out: a reconnect waits for it before it reads the state back. */
   private outstanding: Promise<void> | undefined;
 
@@ -145,6 +149,7 @@ export class CloudLink {
     this.channels = cfg.channels ? new Set(cfg.channels) : undefined;
     this.keepsState = cfg.publish === 'interval' || cfg.deadband !== undefined;
     this.transport = transport ?? transportOf(cfg, site, bus, log);
+    this.refusalLog = new RefusalLog(log);
   }
 
   /**
@@ -217,6 +222,7 @@ export class CloudLink {
     const stats = await this.redis.hgetall(KEYS.cloudStats(this.cfg.id));
     this.stats.dropped = Number(stats.dropped ?? 0);
     this.stats.refused = Number(stats.refused ?? 0);
+    this.stats.lastRefusal = stats.lastRefusal ?? null;
     this.stats.notTaken = Number(stats.notTaken ?? 0) + refusing;
     this.stats.lag = backlog;
     return { ...this.stats };
@@ -267,8 +273,7 @@ export class CloudLink {
       const rec = await this.redis.hget(key, SNAPSHOT_FIELD);
       if (!rec) return;
       const out = JSON.parse(rec) as Outgoing[];
-      await (await this.transport.deliver(out, () => false)).acked;
-      await this.ackRedis.hdel(key, SNAPSHOT_FIELD);
+      await this.snapshotAcked(await (await this.transport.deliver(out, () => false)).acked);
       this.stats.resent += out.length;
     } catch (e) {
       throw e instanceof CloudOutageError ? e : new CloudOutageError(`Redis: ${errorMessage(e)}`);
@@ -294,10 +299,17 @@ export class CloudLink {
     await tx.exec();
     if (out.length === 0) return;
     this.lastSeq += out.length;
-    await (await this.transport.deliver(out, stopped)).acked;
-    await this.ackRedis.hdel(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD);
-    this.stats.published += out.length;
+    this.stats.published += out.length - (await this.snapshotAcked(await (await this.transport.deliver(out, stopped)).acked));
     this.stats.seq = Math.max(this.stats.seq, this.lastSeq);
+  }
+
+  /** A recorded snapshot answered: forgotten, with what the broker refused of it parked; returns how many were. */
+  private async snapshotAcked(refusals: readonly Refusal[]): Promise<number> {
+    const tx = this.ackRedis.multi().hdel(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD);
+    parkRefusals(tx, this.cfg.id, refusals);
+    await tx.exec();
+    this.refusalLog.note(refusals);
+    return refusals.length;
   }
 
   private async readMapping(): Promise<void> {
@@ -425,15 +437,24 @@ export class CloudLink {
     return { done: this.settleBatch(acked, previous, refused, ack) };
   }
 
-  private async settleBatch(acked: Promise<void>, previous: Promise<void> | undefined, refused: (e: unknown) => Promise<never>, ack: BatchAck): Promise<void> {
-    await acked.catch(refused);
+  private async settleBatch(
+    acked: Promise<readonly Refusal[]>,
+    previous: Promise<void> | undefined,
+    refused: (e: unknown) => Promise<never>,
+    ack: BatchAck,
+  ): Promise<void> {
+    const refusals = await acked.catch(refused);
     await previous;
-    await this.acknowledge(ack);
+    await this.acknowledge(ack, refusals);
   }
 
-  /** XACKs a delivered batch (and forgets its seqs, and the refused ranges it passed). */
-  private async acknowledge(b: BatchAck): Promise<void> {
+  /**
+   * XACKs a delivered batch (and forgets its seqs, and the refused ranges it passed); the messages the broker
+   * refused one by one are parked and counted in the same MULTI (refusals.ts).
+   */
+  private async acknowledge(b: BatchAck, refusals: readonly Refusal[]): Promise<void> {
     const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...b.ids);
+    parkRefusals(tx, this.cfg.id, refusals);
     // The deadband's references (or the interval's values) move with the entries they came from, atomically.
     if (b.changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...b.changes);
     if (b.built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...b.built);
@@ -443,8 +464,9 @@ export class CloudLink {
       tx.set(KEYS.cloudRefusing(this.cfg.id), JSON.stringify(this.ranges));
     }
     await tx.exec();
+    this.refusalLog.note(refusals);
     const last = b.seqs[b.seqs.length - 1];
-    this.stats.published += b.published;
+    this.stats.published += b.published - refusals.length;
     this.stats.resent += b.resent;
     this.stats.entries += b.ids.length;
     if (last) this.stats.seq = Math.max(this.stats.seq, last.first + last.count - 1);

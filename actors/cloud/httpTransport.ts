@@ -12,7 +12,7 @@
 import type { HttpLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { CloudOutageError, CloudRefusedError, type Outgoing, type UplinkTransport } from './transport.js';
+import { CloudOutageError, CloudRefusedError, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
 
 /** The body of one batch (the payloads are JSON objects already: `kind` goes first). */
 export function batchBody(site: string, link: string, batch: readonly Outgoing[]): string {
@@ -44,8 +44,8 @@ export class HttpTransport implements UplinkTransport {
     return () => undefined;
   }
 
-  async deliver(batch: readonly Outgoing[]): Promise<{ readonly acked: Promise<void> }> {
-    if (batch.length === 0) return { acked: Promise.resolve() };
+  async deliver(batch: readonly Outgoing[]): Promise<{ readonly acked: Promise<readonly Refusal[]> }> {
+    if (batch.length === 0) return { acked: Promise.resolve([]) };
     let res: Response;
     try {
       res = await fetch(this.cfg.url, {
@@ -60,7 +60,7 @@ export class HttpTransport implements UplinkTransport {
       throw new CloudOutageError(`${this.cfg.url}: ${errorMessage(e)}`);
     }
     if (res.status < 200 || res.status > 299) throw new CloudRefusedError(`${this.cfg.url} answered ${res.status} ${res.statusText}`);
-    return { acked: Promise.resolve() };
+    return { acked: Promise.resolve([]) };
   }
 
   async close(): Promise<void> {}

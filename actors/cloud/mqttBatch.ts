@@ -53,15 +53,24 @@ export interface Publish {
 }
 
 /**
+ * Called once per message, as mqtt.js calls a publish's callback; `index` (the
+ * message's place in the run, plus `at`) when the run fell back to mqtt.js's
+ * `publish`, else undefined: the packet id in `ids` names the message.
+ */
+export type RunAck = (err: Error | undefined, packet: unknown, index?: number) => void;
+
+/**
  * Publishes `msgs` at QoS 1, in their order; `onAck` is called once per
- * message, as mqtt.js calls a publish's callback. Returns true when they
+ * message. Each message's packet id goes to `ids[at + k]` when the run goes in
+ * one write (no closure per message on that path). Returns true when they
  * went in one write, false when it fell back to `publish` per message.
  */
-export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: PacketCallback): boolean {
+export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: RunAck, ids?: number[], at = 0): boolean {
   const c = batchClient(client);
   const v = c?.options.protocolVersion === 5 ? 5 : 4;
+  const one = (k: number) => client.publish(msgs[k]!.topic, msgs[k]!.payload, { qos: 1 }, (err, packet) => onAck(err, packet, at + k));
   if (!c?.connected || c.disconnecting || c._storeProcessing || c._storeProcessingQueue.length > 0) {
-    for (const m of msgs) client.publish(m.topic, m.payload, { qos: 1 }, onAck);
+    for (let k = 0; k < msgs.length; k++) one(k);
     return false;
   }
   const items: PublishItem[] = [];
@@ -72,6 +81,7 @@ export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: 
     for (let k = 0; k < items.length; k++) {
       const m = msgs[k]!;
       const messageId = items[k]!.messageId;
+      if (ids) ids[at + k] = messageId;
       c.outgoing[messageId] = { volatile: false, cmd: 'publish', cb: onAck };
       c.outgoingStore.put({ cmd: 'publish', topic: m.topic, payload: m.payload, qos: 1, retain: false, dup: false, messageId });
     }
@@ -83,7 +93,7 @@ export function publishRun(client: MqttClient, msgs: readonly Publish[], onAck: 
     if (messageId === null) {
       // No packet id left (65,535 in flight): mqtt.js queues the rest itself.
       send();
-      for (let k = i; k < msgs.length; k++) client.publish(msgs[k]!.topic, msgs[k]!.payload, { qos: 1 }, onAck);
+      for (let k = i; k < msgs.length; k++) one(k);
       return false;
     }
     items.push({ topic: m.topicBytes, payload: m.payload, messageId });

@@ -16,9 +16,9 @@ import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { settled } from '../../runtime/reporter.js';
 import { CloudDownlink } from './downlink.js';
 import { fillTopic, linkTopics } from './messages.js';
-import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type UplinkTransport } from './transport.js';
+import { CloudOutageError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
 import { InflightWindow } from './window.js';
-import { publishRun, type Publish } from './mqttBatch.js';
+import { publishRun, type Publish, type RunAck } from './mqttBatch.js';
 import { tapPubacks } from './pubackTap.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -107,31 +107,39 @@ export class MqttTransport implements UplinkTransport {
     return () => client.removeAllListeners('message');
   }
 
-  async deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<{ readonly acked: Promise<void> }> {
+  async deliver(batch: readonly Outgoing[], lost: () => boolean): Promise<{ readonly acked: Promise<readonly Refusal[]> }> {
     const client = this.client;
     if (!client) throw new CloudOutageError('not connected');
     const window = this.window;
-    // One promise for the batch (not one per message): resolved by the last PUBACK, rejected by the first failure.
+    // One promise for the batch (not one per message): resolved by the last answer, rejected by the first failure.
     let left = batch.length;
     let failed = false;
+    const refusals: Refusal[] = [];
     let settle!: (e?: Error) => void;
-    const acked = new Promise<void>((resolve, reject) => {
-      settle = (e) => (e ? reject(e) : resolve());
+    const acked = new Promise<readonly Refusal[]>((resolve, reject) => {
+      settle = (e) => (e ? reject(e) : resolve(refusals.sort((a, b) => a.index - b.index)));
     });
     acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
     if (left === 0) settle();
-    const onAck = (err: Error | undefined, packet: unknown) => {
+    // Each message's packet id (a run in one write): a refusing PUBACK names its message by it.
+    const ids: number[] = new Array(batch.length);
+    let handedOut = 0;
+    const onAck: RunAck = (err, packet, index) => {
       window.release();
       if (failed) return;
       // mqtt.js passes a refusing PUBACK (MQTT 5 reason code >= 0x80) as an error *and* the packet: the code decides.
-      const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
+      const p = packet as { reasonCode?: number; messageId?: number } | undefined;
+      const code = p?.reasonCode ?? 0;
       if (code >= 0x80) {
-        failed = true;
-        settle(new CloudRefusedError(`the broker refused a publish (reason code 0x${code.toString(16)})`));
+        // The broker's answer about this message alone: the batch goes on (CloudLink parks and counts it).
+        const at = index ?? ids.lastIndexOf(p?.messageId ?? -1, handedOut - 1);
+        const m = batch[at];
+        refusals.push({ index: at, topic: m ? this.publishOf(m).topic : '', payload: m?.payload ?? '', reasonCode: code });
       } else if (err) {
         failed = true;
-        settle(new CloudOutageError(errorMessage(err)));
-      } else if (--left === 0) settle();
+        return settle(new CloudOutageError(errorMessage(err)));
+      }
+      if (--left === 0) settle();
     };
     // Runs of free slots, each published in one write (a run after a full window waits for a quantum, so
     // that PUBACKs arriving one by one do not make one write each).
@@ -142,13 +150,25 @@ export class MqttTransport implements UplinkTransport {
         await window.whenFree(Math.min(batch.length - i, quantum));
         n = window.take(batch.length - i);
       }
-      if (stopped() || this.client !== client) {
+      if (lost() || this.client !== client) {
         window.release(n);
         throw new CloudOutageError('the connection was lost while publishing');
       }
-      const run: Publish[] = new Array(n);
-      for (let k = 0; k < n; k++) run[k] = this.publishOf(batch[i + k]!);
-      publishRun(client, run, onAck);
+      try {
+        const run: Publish[] = new Array(n);
+        for (let k = 0; k < n; k++) run[k] = this.publishOf(batch[i + k]!);
+        handedOut = i + n;
+        publishRun(client, run, onAck, ids, i);
+      } catch (e) {
+        // Nothing of the run is out (publishRun registers a run only once it is encoded; mqtt.js's publish, its
+        // fallback, reports through the callbacks): its slots are free again, or the window would stay that much
+        // smaller for as long as the connection lasts. The runs before it are the batch's, which fails.
+        window.release(n);
+        failed = true;
+        const err = e instanceof Error ? e : new Error(String(e));
+        settle(err);
+        throw err;
+      }
       i += n;
     }
     return { acked };

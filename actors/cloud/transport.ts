@@ -11,9 +11,22 @@ import { OutboxOutageError } from '../outbox/consumer.js';
 /** Transient to the machine: the cloud or Redis is unreachable; retried with backoff. */
 export class CloudOutageError extends OutboxOutageError {}
 
-/** The cloud answered and refused (an MQTT 5 reason code ≥ 0x80, an HTTP status that is not 2xx): counted, retried. */
+/** The cloud answered and refused a batch (an HTTP status that is not 2xx): counted, retried. */
 export class CloudRefusedError extends CloudOutageError {
   readonly refused = true;
+}
+
+/**
+ * One message the broker refused (MQTT 5: a PUBACK with a reason code ≥ 0x80,
+ * e.g. 0x87 not authorized by its ACL): its answer about that message alone;
+ * the others of the batch are delivered.
+ */
+export interface Refusal {
+  /** The message's place in the batch given to `deliver`. */
+  readonly index: number;
+  readonly topic: string;
+  readonly payload: string;
+  readonly reasonCode: number;
 }
 
 /** One message, its seq given, ready to go. */
@@ -40,10 +53,12 @@ export interface UplinkTransport {
   /**
    * Sends the messages in order. Resolves once all are on their way (MQTT:
    * handed to the connection within the in-flight window; HTTP: answered),
-   * with `acked`, which resolves once the cloud acknowledged all of them.
-   * Both reject with CloudOutageError (CloudRefusedError when refused).
+   * with `acked`, which resolves once the cloud answered each of them, with
+   * the messages it refused one by one (MQTT 5), in batch order. Both reject
+   * with CloudOutageError (CloudRefusedError when the whole batch is refused).
+   * `lost` says the connection went: a batch half handed out stops there.
    */
-  deliver(batch: readonly Outgoing[], stopped: () => boolean): Promise<{ readonly acked: Promise<void> }>;
+  deliver(batch: readonly Outgoing[], lost: () => boolean): Promise<{ readonly acked: Promise<readonly Refusal[]> }>;
   /** Says goodbye when it can and closes. */
   close(): Promise<void>;
 }

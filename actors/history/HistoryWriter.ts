@@ -104,6 +104,8 @@ export interface HistoryWriterOptions {
   readonly tierDelayMs?: number;
   /** Buckets computed at most per check (a check every 5 s), so that catching up does not hold up the live writes. */
   readonly tierBucketsPerCheck?: number;
+  /** While the writer is behind, a tier check at most this often (default TIER_CHECK_BEHIND_MS). */
+  readonly tierCheckBehindMs?: number;
   /** How often the c2m mapping is read again (a site reload changes it); it is also read at every connect. */
   readonly mappingRefreshMs?: number;
   readonly gzipThreshold?: number;
@@ -114,7 +116,12 @@ export interface HistoryWriterOptions {
 /** VictoriaMetrics makes what it accepted searchable within about a second; tiers are computed from what was written at least this long ago. */
 const SEARCHABLE_MS = 3_000;
 
-/** Tier checks run every 5 s; while the writer is behind, at most once this often (so a writer never caught up still gets its tiers). */
+/** Tier checks run every 5 s while the writer is caught up. */
+const TIER_CHECK_MS = 5_000;
+/**
+ * While the writer is behind (draining a backlog, or its batch came back full: more is waiting), a tier check
+ * runs at most once this often (so a writer never caught up still gets its tiers).
+ */
 const TIER_CHECK_BEHIND_MS = 60_000;
 
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
@@ -182,7 +189,8 @@ export class HistoryWriter {
   private marks: TierMarks | undefined;
   /** Every poll stamped at or before this has been written (while caught up: when the last read began). */
   private writtenThrough = 0;
-  private tierCheckAt = 0;
+  /** When the last tier check started (0: none yet). */
+  private tierCheckedAt = 0;
   /** The tier check running beside the writes (one at a time); its failure is thrown by the next batch. */
   private tierTask: Promise<void> | undefined;
   private tierError: unknown;
@@ -304,7 +312,8 @@ export class HistoryWriter {
       throw e;
     }
     const full = entries.length >= max;
-    if (entries.length === 0 && this.keepTrivial && (!this.opts.tiers || Date.now() < this.tierCheckAt)) return { ...(await this.settle(0)), full: false };
+    if (entries.length === 0 && this.keepTrivial && (!this.opts.tiers || Date.now() < this.tierCheckedAt + TIER_CHECK_MS))
+      return { ...(await this.settle(0)), full: false };
     // Up to when intervals close and heartbeats are due: live and caught up, the clock; behind, the batch's newest poll.
     let clock = Date.now();
     if (mode === 'drain' || full) {
@@ -340,10 +349,12 @@ export class HistoryWriter {
     });
     const result = await this.settle(full && !fromPending ? this.writesInFlight - 1 : 0);
     const now = Date.now();
-    // Behind (draining a backlog), tier checks wait longer: their queries and the buckets they write back take the database's
-    // CPU that the drain needs (a 1 m bucket at 100k series reads 6M samples and writes 600k); the buckets are computed later, none lost.
+    // Behind (draining a backlog, or this batch came back full: a backlog again), tier checks run less often: their queries and the
+    // buckets they write back take the database's CPU that the drain needs (a 1 m bucket at 100k series reads 6M samples and writes
+    // 600k); the buckets are computed later, none lost.
     const behind = mode === 'drain' || full;
-    if (this.opts.tiers && now >= this.tierCheckAt + (behind ? TIER_CHECK_BEHIND_MS : 0) && this.tierTask === undefined) {
+    const checkEveryMs = behind ? (this.opts.tierCheckBehindMs ?? TIER_CHECK_BEHIND_MS) : TIER_CHECK_MS;
+    if (this.opts.tiers && now >= this.tierCheckedAt + checkEveryMs && this.tierTask === undefined) {
       // Beside the writes, not before the next batch: at 100k points/s a 1 m bucket is ~200 queries, seconds of the database's time.
       this.tierTask = this.writeTiers(now)
         .catch((e: unknown) => {
@@ -521,7 +532,7 @@ export class HistoryWriter {
 
   /** The tier buckets that are due (tiers.ts), computed by the database and written back; the marks kept in Redis. */
   private async writeTiers(now: number): Promise<void> {
-    this.tierCheckAt = now + 5_000;
+    this.tierCheckedAt = now;
     const key = HISTORY_KEYS.tiers(this.opts.backend);
     if (!this.marks) {
       const kept = await this.redis.hgetall(key);

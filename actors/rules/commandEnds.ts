@@ -30,9 +30,12 @@ export class CommandEnds {
       const sp = message.indexOf(' ');
       if (sp > 0) this.settle(message.slice(0, sp), message.slice(sp + 1));
     });
-    subs.onReconnect(() => {
+    const removeReconnect = subs.onReconnect(() => {
       for (const id of this.waiting.keys()) void this.read(id);
     });
+    // One whose subscription failed is dropped (commandEnds below makes another): its listener must go with it,
+    // or the shared connection keeps one per failed start.
+    this.ready.catch(removeReconnect);
   }
 
   /** The command's end, or 'pending' when it has none within `ms` or `signal` aborts first. */

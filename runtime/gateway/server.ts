@@ -27,7 +27,7 @@ import { historyRoutes } from './routes/history.js';
 import { HistoryQueries, type HistoryQueryOptions } from '../../actors/history/query.js';
 import { ruleFeed } from './routes/ruleFeed.js';
 import { ruleRoutes } from './routes/rules.js';
-import { startAll } from '../reporter.js';
+import { settled, startAll } from '../reporter.js';
 
 export interface GatewayHost {
   /** The runtime's actors counted by status. */
@@ -71,25 +71,27 @@ export async function startGatewayServer(
     for (const stop of feeds) await stop();
     await feed.stop();
   };
-  staticRoutes(http.app);
-  metricsRoutes(http, redis, feed, host);
-  historyRoutes(http, history ? new HistoryQueries(history) : undefined);
-  await feed.start();
-  const doc = openApiDocument();
-  http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: doc }));
-  http.notFound();
-  // A route missing from the document is a bug found by the first test that starts a gateway.
-  const undocumented = undocumentedRoutes(http.routes, doc);
-  if (undocumented.length) {
-    await stopFeeds();
-    http.close();
-    throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
-  }
   let port: number;
   try {
+    staticRoutes(http.app);
+    metricsRoutes(http, redis, feed, host);
+    historyRoutes(http, history ? new HistoryQueries(history) : undefined);
+    await feed.start();
+    const doc = openApiDocument();
+    http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: doc }));
+    http.notFound();
+    // A route missing from the document is a bug found by the first test that starts a gateway.
+    const undocumented = undocumentedRoutes(http.routes, doc);
+    if (undocumented.length) {
+      throw new VoltageError('api', 'UNDOCUMENTED_ROUTE', `route(s) not in the OpenAPI document (runtime/gateway/openapi.ts): ${undocumented.join(', ')}`);
+    }
     port = await http.listen();
   } catch (e) {
-    await stopFeeds();
+    // Whatever failed after the feeds started (the telemetry feed's start included): they stop, or their
+    // subscriptions and timers outlive a gateway that never served. A failing stop is reported, not thrown
+    // over the start's own error.
+    await settled(stopFeeds(), { source: 'gateway stop after a failed start' });
+    http.close();
     throw e;
   }
   return {

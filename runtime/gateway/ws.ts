@@ -128,6 +128,8 @@ export class TelemetryFeed {
   private readonly clients = new Set<uWS.WebSocket<Client>>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: Array<() => Promise<void>> = [];
+  /** The subscriber connection is shared and outlives the feed: its reconnect listener goes when the feed stops. */
+  private removeReconnect: (() => void) | undefined;
   /** How often a client fell behind (it skipped deltas, then got a snapshot). */
   fellBehind = 0;
 
@@ -331,7 +333,7 @@ export class TelemetryFeed {
     this.unsubscribe.push(...(await startAll(subscribing, { source: 'unsubscribe' })));
     await this.cache.load();
     await this.channels.load();
-    this.subs.onReconnect(() => {
+    this.removeReconnect = this.subs.onReconnect(() => {
       reportRejection(
         this.cache.load().then(() => this.channels.load()),
         { source: 'ws reload after reconnect' },
@@ -394,6 +396,7 @@ export class TelemetryFeed {
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.removeReconnect?.();
     this.coalescer.stop();
     for (const ws of this.clients) ws.end(1001, 'server going away');
     await Promise.all(this.unsubscribe.map((u) => u()));

@@ -72,8 +72,10 @@ export const KEYS = {
   cloudSeq: (link: string) => `cloud:${link}:seq`,
   /** Outbox entry id → "firstSeq count" of the messages built from it, until they are PUBACKed (a resend keeps its seqs). */
   cloudInflight: (link: string) => `cloud:${link}:inflight`,
-  /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud). */
+  /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud), and lastRefusal. */
   cloudStats: (link: string) => `cloud:${link}:stats`,
+  /** stream: the newest messages the broker refused one by one (seq, topic, reason, payload), parked (actors/cloud/refusals.ts). */
+  cloudRefused: (link: string) => `cloud:${link}:refused`,
   /** A cloud link's per-point state (on-change: the last value published, the deadband's reference; interval: the latest values), written with the XACK of the entries it came from. */
   cloudLast: (link: string) => `cloud:${link}:last`,
   /** The stream id ranges a refuse-new link refused (JSON, written by its monitor; see CloudLink). */

@@ -94,13 +94,18 @@ export class Subscriptions {
     );
   }
 
-  /** Redis subscribes once per channel or pattern, however many handlers share it. */
+  /**
+   * Redis subscribes once per channel or pattern, however many handlers share it. A handler that
+   * joined a SUBSCRIBE in flight which then failed tries once itself (`retried`): that failure was
+   * the other's attempt, made before this one came (a refusal since lifted, a connection since back).
+   */
   private async add(
     map: Map<string, Set<MessageHandler>>,
     key: string,
     handler: MessageHandler,
     subscribe: (key: string) => Promise<unknown>,
     unsubscribe: (key: string) => Promise<unknown>,
+    retried = false,
   ): Promise<() => Promise<void>> {
     let hs = map.get(key);
     if (!hs) {
@@ -118,7 +123,15 @@ export class Subscriptions {
       } finally {
         this.confirming.delete(fresh);
       }
-    } else await this.confirming.get(hs);
+    } else {
+      try {
+        await this.confirming.get(hs);
+      } catch (e) {
+        if (retried) throw e;
+        if (map.get(key) === hs && hs.size === 0) map.delete(key);
+        return this.add(map, key, handler, subscribe, unsubscribe, true);
+      }
+    }
     hs.add(handler);
     return async () => {
       const set = map.get(key);

@@ -20,7 +20,7 @@ const rig = useHistoryRig();
 describe('fault: the history database killed with SIGKILL in the middle of a batch', () => {
   it('VictoriaMetrics killed while a counter increments every 100 ms: every value is stored exactly once', async () => {
     // Batches of 4 entries: the window's ~50 entries are written again in a dozen batches, several out at once (writesInFlight).
-    const { actor } = startWriter(rig, 't3', 4);
+    const { actor } = await startWriter(rig, 't3', 4);
     const counter = feedCounter(rig, '4001', 100);
     await sleep(3_000);
     await rig.vm.kill();

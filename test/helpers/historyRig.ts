@@ -45,8 +45,12 @@ export function useHistoryRig(outboxMaxMB = 64, redisOpts: { aofDir?: string } =
   return rig;
 }
 
-/** A writer on its own connection, run by its machine as the supervisor would; stopped after the test. */
-export function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 200): { actor: AnyActorRef; writer: HistoryWriter } {
+/**
+ * A writer on its own connection, run by its machine as the supervisor would; stopped after the test.
+ * Resolves once its consumer group exists: c2m appends to the outbox only for a group there is, and
+ * the group starts at the stream's end, so a value written before would never be the writer's.
+ */
+export async function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 200): Promise<{ actor: AnyActorRef; writer: HistoryWriter }> {
   const conn = new Redis(rig.redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
     conn,
@@ -62,12 +66,14 @@ export function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 
     await writer.close();
     conn.disconnect();
   });
+  await eventually(async () => (await historyGroup(rig.raw, backend)) !== undefined, 5_000, 20);
   return { actor, writer };
 }
 
 /** A backend's group in the outbox: entries read and not acknowledged, and whether it has read the newest entry. */
 export async function historyGroup(raw: Redis, backend: string): Promise<{ pending: number; readAll: boolean } | undefined> {
-  const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[][];
+  // No outbox yet (no group made it): no group.
+  const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream).catch(() => [])) as unknown[][];
   const g = groups
     .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
     .find((x) => x.name === HISTORY_KEYS.group(backend));

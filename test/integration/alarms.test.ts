@@ -234,6 +234,15 @@ describe('alarms through the runtime', () => {
     expect((await call('GET', '/api/v1/alarms/events?before=x', 'viewer')).status).toBe(400);
   });
 
+  it('the list refuses a filter it cannot apply rather than answering nothing or everything', async () => {
+    const bad = await call('GET', '/api/v1/alarms?state=bogus', 'viewer');
+    expect([bad.status, bad.body.error.code]).toEqual([400, 'BAD_QUERY']);
+    expect(bad.body.error.message).toContain('returnedUnack');
+    const maybe = await call('GET', '/api/v1/alarms?active=maybe', 'viewer');
+    expect([maybe.status, maybe.body.error.code]).toEqual([400, 'BAD_QUERY']);
+    expect((await call('GET', '/api/v1/alarms?state=normal,unacknowledged&active=true', 'viewer')).status).toBe(200);
+  });
+
   it('chattering: raised 3 times within a minute; flood: more than 5 new alarms in 10 minutes', async () => {
     for (let i = 0; i < 3; i++) {
       await set('bess1', 'fan', 0);

@@ -112,4 +112,20 @@ describe('MqttTransport', () => {
     await eventually(() => got.filter((g) => g.topic.includes('/data/')).length === 150, 5_000);
     expect(got.filter((g) => g.topic.includes('/data/')).map((g) => g.body.seq)).toEqual(batch.map((_, i) => i + 1));
   });
+
+  it('a run that cannot be published (a topic over 65,535 bytes) fails its batch and gives its window slots back: the next batch goes', async () => {
+    const { got } = await watchBroker(cleanups, broker.url, 'voltage/slots/#');
+    const cfg = mqttLinkSchema.parse({ id: 'slots', url: broker.url, inflight: 4 });
+    const t = new MqttTransport(cfg, { id: 'slots', dir: '.' }, {} as VoltageRedis, quietLog);
+    cleanups.push(() => t.close());
+    await t.connect();
+    const window = () => (t as unknown as { window: InflightWindow }).window;
+    const bad = [{ kind: 'data' as const, model: 'x'.repeat(70_000), channel: '', payload: '{"seq":1}' }];
+    await expect(t.deliver(bad, () => false)).rejects.toThrow(/65535 bytes/);
+    expect(window().inFlight).toBe(0);
+    const batch = Array.from({ length: 12 }, (_, i) => ({ kind: 'data' as const, model: 'm', channel: '', payload: `{"seq":${i + 2}}` }));
+    const sent = await Promise.race([t.deliver(batch, () => false).then(({ acked }) => acked), new Promise((r) => setTimeout(() => r('stuck'), 3_000))]);
+    expect(sent).not.toBe('stuck');
+    await eventually(() => got.filter((g) => g.topic === 'voltage/slots/data/m').length === 12, 5_000);
+  });
 });

@@ -4,11 +4,12 @@
  * through the writer; a command's end through cmd_result and the outbox; the
  * 1 m and 1 h tiers computed over a known waveform, equal to the raw
  * aggregates, and a coarse query answered from the coarsest tier (still
- * answered with the raw values deleted).
+ * answered with the raw values deleted); tier checks still run while the
+ * writer is behind (draining a backlog), at most once per tierCheckBehindMs.
  */
 import { rmSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { HISTORY_KEYS, HistoryWriter, type HistoryWriterOptions } from '../../actors/history/HistoryWriter.js';
@@ -41,7 +42,7 @@ afterAll(async () => {
   rmSync(vm.dataDir, { recursive: true, force: true });
 });
 
-async function startWriter(backend: string, extra: Partial<HistoryWriterOptions> = {}): Promise<void> {
+async function startWriter(backend: string, extra: Partial<HistoryWriterOptions> = {}): Promise<{ state: () => unknown }> {
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
     conn,
@@ -58,6 +59,7 @@ async function startWriter(backend: string, extra: Partial<HistoryWriterOptions>
     conn.disconnect();
   });
   await eventually(async () => (await raw.exists(HISTORY_KEYS.stream)) === 1, 5_000, 20);
+  return { state: () => actor.getSnapshot().value };
 }
 
 /** Until the group has read and acknowledged everything, then what VictoriaMetrics took is queryable. */
@@ -212,4 +214,41 @@ describe('history: what is kept, command results, tiers', () => {
     const noRaw = await queries.query({ ...range, series: 'channel/6001/m/2', step: '1h', agg: 'max' });
     expect(noRaw.series[0]!.values).toEqual([null, 5, 5]);
   }, 60_000);
+
+  it('behind (a backlog drained, as after VictoriaMetrics came back): tier checks still run, at most once per tierCheckBehindMs', async () => {
+    // Ten minutes of polls, one a second, from half an hour ago; the marks at their start, so every 1 m bucket of them is due.
+    const from = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000;
+    await raw.hset(HISTORY_KEYS.tiers('behind'), { '1m': from, '1h': from });
+    await bus.core.ensureGroup(HISTORY_KEYS.stream, HISTORY_KEYS.group('behind'));
+    for (let t = from + 1_000; t <= from + 600_000; t += 1_000) await bus.telemetry.c2m('6002', t, [{ type: 'm', id: 1, value: t % 7, quality: null }]);
+    // Each check: when it started, whether the writer was draining then, and the 1 m mark once it was done.
+    const checks: Array<{ at: number; draining: boolean; mark: number }> = [];
+    let state: () => unknown = () => undefined;
+    const proto = HistoryWriter.prototype as unknown as { writeTiers(now: number): Promise<void> };
+    const writeTiers = proto.writeTiers;
+    const spy = vi.spyOn(proto, 'writeTiers').mockImplementation(async function (this: HistoryWriter, now: number) {
+      const draining = state() === 'draining';
+      await writeTiers.call(this, now);
+      checks.push({ at: now, draining, mark: Number(await raw.hget(HISTORY_KEYS.tiers('behind'), '1m')) });
+    });
+    try {
+      // 600 entries in full batches of 50 at 80 a second: ~7.5 s behind.
+      ({ state } = await startWriter('behind', {
+        tiers: true,
+        tierDelayMs: 1_000,
+        tierBucketsPerCheck: 2,
+        tierCheckBehindMs: 1_500,
+        batchMaxEntries: 50,
+        drainEntriesPerSecond: 80,
+      }));
+      await caughtUp('behind');
+    } finally {
+      spy.mockRestore();
+    }
+    const behind = checks.filter((c) => c.draining);
+    expect(behind.length, JSON.stringify(checks)).toBeGreaterThanOrEqual(3);
+    for (let i = 1; i < behind.length; i++) expect(behind[i]!.at - behind[i - 1]!.at).toBeGreaterThanOrEqual(1_500);
+    // Not only run: they computed buckets while the backlog was still being drained.
+    expect(behind.at(-1)!.mark).toBeGreaterThan(from);
+  }, 30_000);
 });

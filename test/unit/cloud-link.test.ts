@@ -16,6 +16,8 @@ import { CloudDownlink, parseCommand } from '../../actors/cloud/downlink.js';
 import { linkTopics } from '../../actors/cloud/messages.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { quietLog } from '../helpers/servers.js';
+import { RefusalLog } from '../../actors/cloud/refusals.js';
+import type { Logger } from '../../runtime/logger.js';
 
 const transient = (m: string) => Object.assign(new Error(m), { transient: true });
 
@@ -50,7 +52,7 @@ describe('cloudMachine', () => {
     expect(actor.getSnapshot().value).toBe('disconnected');
     expect(actor.getSnapshot().context).toMatchObject({ attempts: 1, failures: 3, lastError: 'broker gone' });
     await waitFor(actor, (s) => s.matches('online'), { timeout: 1_000 });
-    actor.send({ type: 'PROGRESS', stats: { published: 5, entries: 5, resent: 1, refused: 0, dropped: 2, notTaken: 0, lag: 7, seq: 5 } });
+    actor.send({ type: 'PROGRESS', stats: { published: 5, entries: 5, resent: 1, refused: 0, lastRefusal: null, dropped: 2, notTaken: 0, lag: 7, seq: 5 } });
     expect(actor.getSnapshot().context).toMatchObject({ published: 5, dropped: 2, lag: 7, seq: 5 });
     actor.stop();
   });
@@ -259,5 +261,25 @@ describe('the seq law', () => {
         },
       ),
     );
+  });
+});
+
+describe('refusals', () => {
+  it('the log of refused messages: one line per topic and reason code a minute, with the count since the last line', () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = new RefusalLog({ warn: (o: Record<string, unknown>) => lines.push(o) } as unknown as Logger);
+    const r = (topic: string, reasonCode = 0x87) => ({ index: 0, topic, payload: '{"seq":1}', reasonCode });
+    log.note(
+      Array.from({ length: 100 }, () => r('a')),
+      0,
+    );
+    log.note([r('a')], 59_999);
+    expect(lines).toEqual([expect.objectContaining({ topic: 'a', reason: '0x87 not authorized', refused: 1 })]);
+    log.note([r('a'), r('b'), r('a', 0x97)], 60_000);
+    expect(lines.slice(1)).toEqual([
+      expect.objectContaining({ topic: 'a', refused: 101, sinceMs: 60_000 }),
+      expect.objectContaining({ topic: 'b', refused: 1 }),
+      expect.objectContaining({ topic: 'a', reason: '0x97 quota exceeded', refused: 1 }),
+    ]);
   });
 });

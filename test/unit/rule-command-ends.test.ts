@@ -3,10 +3,11 @@
  * connection (pure logic; the rules' integration tests run it against Redis):
  * the note settles, a note told before the rule waited is found by the first
  * read, a reconnect reads again, the deadline reads once and gives 'pending',
- * a stop gives 'pending' at once; the command is read at most twice.
+ * a stop gives 'pending' at once; the command is read at most twice; one
+ * whose subscription failed leaves no reconnect listener behind.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CommandEnds } from '../../actors/rules/commandEnds.js';
+import { CommandEnds, commandEnds } from '../../actors/rules/commandEnds.js';
 import type { CommandRecord } from '../../runtime/domain/commands.js';
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 
@@ -84,5 +85,29 @@ describe('CommandEnds', () => {
     const stopped = f.ends.wait('cmd-5', 15_000, stop.signal);
     stop.abort();
     await expect(stopped).resolves.toBe('pending');
+  });
+
+  it('rule actors restarted against a Redis that refuses the subscription: no reconnect listener is left per failed start', async () => {
+    const listeners = new Set<() => void>();
+    let subscribes = 0;
+    const subs = {
+      on: () => {
+        subscribes++;
+        return Promise.reject(new Error('ERR refused'));
+      },
+      onReconnect: (l: () => void) => {
+        listeners.add(l);
+        return () => {
+          listeners.delete(l);
+        };
+      },
+    } as unknown as Subscriptions;
+    const commands = { command: () => Promise.resolve(undefined) };
+    for (let i = 0; i < 20; i++) {
+      // What a rule actor's start does: each failed one is dropped and the next start makes another.
+      await expect(commandEnds(subs, commands).ready).rejects.toThrow('refused');
+      expect(listeners.size).toBe(0);
+    }
+    expect(subscribes).toBe(20);
   });
 });

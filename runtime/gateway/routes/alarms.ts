@@ -10,7 +10,7 @@
  */
 import { z } from 'zod';
 import type { AlarmEvent } from '../../../machines/alarmMachine.js';
-import { SEVERITIES } from '../../../machines/alarmMachine.js';
+import { ALARM_STATES, SEVERITIES } from '../../../machines/alarmMachine.js';
 import { AlarmRefusedError, type AlarmEventEntry, type AlarmRecord } from '../../redis/alarms.js';
 import { KEYS } from '../../redis/keys.js';
 import { redisCall } from '../../redis/core.js';
@@ -205,11 +205,16 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
 
   http.route('get', '/api/v1/alarms', 'viewer', async ({ query }) => {
     const states = query.get('state')?.split(',').filter(Boolean);
+    if (states?.some((s) => !(ALARM_STATES as readonly string[]).includes(s)))
+      throw new ApiError(400, 'BAD_QUERY', `state must be among ${ALARM_STATES.join(', ')}`);
     const severity = query.get('severity')?.split(',').filter(Boolean);
     if (severity?.some((s) => !(SEVERITIES as readonly string[]).includes(s)))
       throw new ApiError(400, 'BAD_QUERY', `severity must be among ${SEVERITIES.join(', ')}`);
     const model = query.get('model');
-    const activeOnly = query.get('active') === 'true';
+    const active = query.get('active');
+    if (active !== null && active !== 'true')
+      throw new ApiError(400, 'BAD_QUERY', `active takes only true (the active alarms), not '${active}'; leave it out for all of them`);
+    const activeOnly = active === 'true';
     const limit = intParam(query, 'limit', 100, 1000) || 100;
     const offset = intParam(query, 'offset', 0, 1_000_000);
     const all = (await redis.alarms.list())

@@ -86,7 +86,12 @@ function cloudLinkLines(actors: ReadonlyArray<Record<string, string>>): string[]
     ...metric('voltage_cloud_resent_total', 'counter', 'Messages sent again after a reconnect (a subscriber may see them twice; same seq)', 'resent'),
     ...metric('voltage_cloud_dropped_total', 'counter', 'Outbox entries a cloud link dropped unsent: its backlog passed maxBacklogMB', 'dropped'),
     ...metric('voltage_cloud_not_taken_total', 'counter', 'Outbox entries a refuse-new cloud link did not take: its backlog was past maxBacklogMB', 'notTaken'),
-    ...metric('voltage_cloud_refused_total', 'counter', 'Deliveries the cloud refused (MQTT reason code, HTTP status)', 'refused'),
+    ...metric(
+      'voltage_cloud_refused_total',
+      'counter',
+      'Messages the broker refused (MQTT 5 reason code >= 0x80; parked in cloud:<link>:refused) and batches an HTTP cloud refused (retried)',
+      'refused',
+    ),
     ...metric('voltage_cloud_lag_entries', 'gauge', 'Outbox entries a cloud link has not acknowledged (unsent or awaiting PUBACK)', 'lag'),
     ...metric('voltage_cloud_seq', 'gauge', 'The last seq a cloud link had PUBACKed', 'seq'),
   ];
