@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { KEYS } from '../../runtime/redis/keys.js';
-import { caughtUp, expectCounterStoredOnce, startWriter, useHistoryRig } from '../helpers/historyRig.js';
+import { caughtUp, expectCounterStoredOnce, feedCounter, startWriter, useHistoryRig } from '../helpers/historyRig.js';
 import { eventually, sleep, wrapper } from '../helpers/servers.js';
 import { spawnVictoria } from '../helpers/victoria.js';
 
@@ -21,20 +21,7 @@ describe('fault: the history database killed with SIGKILL in the middle of a bat
   it('VictoriaMetrics killed while a counter increments every 100 ms: every value is stored exactly once', async () => {
     // Batches of 4 entries: the window's ~50 entries are written again in a dozen batches, several out at once (writesInFlight).
     const { actor } = await startWriter(rig, 't3', 4);
-    let counter = 0;
-    let running = true;
-    const first = Date.now();
-    const ticker = (async () => {
-      for (let next = Date.now(); running; next += 100) {
-        counter += 1;
-        await rig.bus.telemetry.c2m('4001', Date.now(), [{ type: 'm', id: 1, value: counter, quality: null }]);
-        await sleep(Math.max(0, next + 100 - Date.now()));
-      }
-    })();
-    rig.stops.push(async () => {
-      running = false;
-      await ticker.catch(() => undefined);
-    });
+    const counter = feedCounter(rig, '4001', 100);
     await sleep(3_000);
     await rig.vm.kill();
     await eventually(() => actor.getSnapshot().value === 'backoff', 5_000, 20);
@@ -48,15 +35,15 @@ describe('fault: the history database killed with SIGKILL in the middle of a bat
     await sleep(2_000);
     rig.vm = await spawnVictoria({ port: rig.vm.port, dataDir: rig.vm.dataDir });
     await sleep(2_000);
-    running = false;
-    await ticker;
+    await counter.stop();
     await caughtUp(rig.raw, rig.vm.url, 't3');
     expect(actor.getSnapshot().context.rewrites).toBeGreaterThanOrEqual(1);
+    console.log(`database killed: ${counter.value} values, ${actor.getSnapshot().context.rewrites} rewrites of the window`);
     await expectCounterStoredOnce(
       rig.vm.url,
       'voltage_point_value{channel="4001",type="m",point="1"}',
-      counter,
-      first,
+      counter.value,
+      counter.started,
       JSON.stringify(actor.getSnapshot().context),
     );
   }, 40_000);

@@ -12,52 +12,24 @@
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
-import { caughtUp, expectCounterStoredOnce, historyGroup, useHistoryRig } from '../helpers/historyRig.js';
-import { eventually, sleep, writeSite } from '../helpers/servers.js';
+import { caughtUp, expectCounterStoredOnce, feedCounter, historyGroup, historySite, useHistoryRig } from '../helpers/historyRig.js';
+import { eventually, sleep } from '../helpers/servers.js';
 import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { spawnRuntime } from './site.js';
 
 const rig = useHistoryRig();
 
-/** What the runtime polls is not needed: the test appends a counter to the outbox as a channel's polls would. */
-const site = (url: string) =>
-  writeSite({
-    'site.yaml': `models:
-  - id: m
-    measurements: { x: {} }
-history:
-  backends:
-    - { id: vm, url: "${url}" }
-  batchMaxEntries: 4
-  batchMaxMs: 20
-`,
-  });
-
 describe('fault: the runtime killed with kill -9 while a history write is in flight', () => {
   it('the batch in flight and the polls while it was down are written after the restart: every counter value stored exactly once', async () => {
     const t = { server: rig.redis, cleanups: rig.stops };
     const proxy = await startTcpProxy(rig.vm.port, rig.stops);
-    const dir = site(`http://127.0.0.1:${proxy.port}`);
+    const dir = historySite(`http://127.0.0.1:${proxy.port}`);
     const first = spawnRuntime(t, dir);
     // The group is made at load, before anything polls; from then on the outbox keeps every entry.
     await eventually(async () => (await rig.raw.exists(HISTORY_KEYS.stream)) === 1 && (await historyGroup(rig.raw, 'vm')) !== undefined, 20_000);
-    let counter = 0;
-    let running = true;
-    const started = Date.now();
     // 20 points a poll, a poll every 20 ms (the counter is point 1).
-    const filler = Array.from({ length: 19 }, (_, i) => ({ type: 'm' as const, id: i + 2, value: i, quality: null }));
-    const ticker = (async () => {
-      for (let next = Date.now(); running; next += 20) {
-        counter += 1;
-        await rig.bus.telemetry.c2m('9001', Date.now(), [{ type: 'm', id: 1, value: counter, quality: null }, ...filler]);
-        await sleep(Math.max(0, next + 20 - Date.now()));
-      }
-    })();
-    rig.stops.unshift(async () => {
-      running = false;
-      await ticker.catch(() => undefined);
-    });
-    await eventually(async () => (await historyGroup(rig.raw, 'vm'))?.readAll === true && counter >= 50, 10_000);
+    const counter = feedCounter(rig, '9001', 20, 19);
+    await eventually(async () => (await historyGroup(rig.raw, 'vm'))?.readAll === true && counter.value >= 50, 10_000);
     proxy.hold();
     // Read and sent, not acknowledged: the write is in flight.
     await eventually(async () => ((await historyGroup(rig.raw, 'vm'))?.pending ?? 0) > 0, 5_000, 10);
@@ -66,15 +38,16 @@ describe('fault: the runtime killed with kill -9 while a history write is in fli
     await once(first, 'exit');
     proxy.release();
     const pendingAtKill = (await historyGroup(rig.raw, 'vm'))!.pending;
-    const atKill = counter;
+    const atKill = counter.value;
     expect(pendingAtKill).toBeGreaterThan(0);
     await sleep(1_000); // down: the polls go on into the outbox
     spawnRuntime(t, dir);
     await sleep(1_000);
-    running = false;
-    await ticker;
+    await counter.stop();
     await caughtUp(rig.raw, rig.vm.url, 'vm');
-    console.log(`runtime kill -9 mid-write: ${pendingAtKill} entries pending at the kill, ${counter - atKill} polls since, ${counter} values in all`);
-    await expectCounterStoredOnce(rig.vm.url, 'voltage_point_value{channel="9001",type="m",point="1"}', counter, started);
+    console.log(
+      `runtime kill -9 mid-write: ${pendingAtKill} entries pending at the kill, ${counter.value - atKill} polls since, ${counter.value} values in all`,
+    );
+    await expectCounterStoredOnce(rig.vm.url, 'voltage_point_value{channel="9001",type="m",point="1"}', counter.value, counter.started);
   }, 45_000);
 });

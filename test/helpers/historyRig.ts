@@ -13,7 +13,7 @@ import { createActor, type AnyActorRef } from 'xstate';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { HISTORY_KEYS, HistoryWriter } from '../../actors/history/HistoryWriter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
-import { eventually, quietLog, spawnRedis, wrapper, type RedisServer } from './servers.js';
+import { eventually, quietLog, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from './servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from './victoria.js';
 
 export interface HistoryRig {
@@ -25,12 +25,13 @@ export interface HistoryRig {
   readonly stops: Array<() => unknown>;
 }
 
-export function useHistoryRig(outboxMaxMB = 64): HistoryRig {
+/** `aofDir`: Redis with appendonly yes there (appendfsync always), for a test that kills and restarts it (and replaces `redis`). */
+export function useHistoryRig(outboxMaxMB = 64, redisOpts: { aofDir?: string } = {}): HistoryRig {
   const rig = { stops: [] as Array<() => unknown> } as HistoryRig;
   beforeAll(async () => {
-    [rig.redis, rig.vm] = await Promise.all([spawnRedis(), spawnVictoria()]);
+    [rig.redis, rig.vm] = await Promise.all([spawnRedis(redisOpts), spawnVictoria()]);
     rig.bus = wrapper(rig.redis, { outboxMaxMB });
-    rig.raw = new Redis(rig.redis.url, { maxRetriesPerRequest: null });
+    rig.raw = new Redis(rig.redis.url, { maxRetriesPerRequest: null }).on('error', () => undefined); // a test may restart Redis
   });
   afterEach(async () => {
     for (const stop of rig.stops.splice(0)) await stop();
@@ -129,4 +130,83 @@ export async function expectCounterStoredOnce(vmUrl: string, sel: string, count:
   expect(await missing(), context).toEqual([]);
   expect(await at(`count_over_time(${sel}[${window}])`)).toBe(count);
   expect(await at(`sum_over_time(${sel}[${window}])`)).toBe((count * (count + 1)) / 2);
+}
+
+/** A counter appended to the outbox as a channel's polls would be: 1, 2, 3, … (a value counts once c2m accepted it). */
+export interface CounterFeed {
+  /** The values accepted so far: 1…value. */
+  readonly value: number;
+  /** When the first was sent. */
+  readonly started: number;
+  /** Until resume: no call is in flight once this resolves (so a fault cannot leave one half-accepted). */
+  pause(): Promise<void>;
+  resume(): void;
+  /** No more values; resolves once the last call ended. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Feeds channel `channel` point m:1 with the counter every `everyMs`, with
+ * `filler` more points a poll; stopped after the test. A call that fails is
+ * not counted (its value is sent again).
+ */
+export function feedCounter(rig: HistoryRig, channel: string, everyMs: number, filler = 0): CounterFeed {
+  const more = Array.from({ length: filler }, (_, i) => ({ type: 'm' as const, id: i + 2, value: i, quality: null }));
+  let value = 0;
+  let running = true;
+  let paused = false;
+  let inFlight: Promise<unknown> = Promise.resolve();
+  const started = Date.now();
+  const loop = (async () => {
+    for (let next = Date.now(); running; next += everyMs) {
+      if (!paused) {
+        inFlight = rig.bus.telemetry.c2m(channel, Date.now(), [{ type: 'm', id: 1, value: value + 1, quality: null }, ...more]).then(
+          () => {
+            value += 1;
+          },
+          () => undefined,
+        );
+        await inFlight;
+      }
+      await sleep(Math.max(0, next + everyMs - Date.now()));
+    }
+  })();
+  const stop = async () => {
+    running = false;
+    await loop;
+  };
+  rig.stops.unshift(stop);
+  return {
+    get value() {
+      return value;
+    },
+    started,
+    pause: async () => {
+      paused = true;
+      await inFlight;
+    },
+    resume: () => {
+      paused = false;
+    },
+    stop,
+  };
+}
+
+/**
+ * A site for `voltage start` with one history backend at `url` (batches of up
+ * to 4 entries, 20 ms at most) and nothing polled: the test feeds the outbox
+ * (feedCounter) as a channel's polls would. Returns its folder.
+ */
+export function historySite(url: string): string {
+  return writeSite({
+    'site.yaml': `models:
+  - id: m
+    measurements: { x: {} }
+history:
+  backends:
+    - { id: vm, url: "${url}" }
+  batchMaxEntries: 4
+  batchMaxMs: 20
+`,
+  });
 }

@@ -1,17 +1,14 @@
 /**
  * What a cloud link publishes, against a real mosquitto (private, free port)
  * and a private Redis: raw channel points on channelTopic; on-change with a
- * deadband (values inside the band not sent, outside sent), its state kept
- * across a runtime killed with kill -9 (no value the band held back sent, no
- * change lost, a resent message the same as the first time); interval
+ * deadband (values inside the band not sent, outside sent; its state across
+ * a runtime killed with kill -9 is in test/faults/runtime-kill9-cloud.test.ts); interval
  * snapshots (one per interval for the time run, each with the last value of
  * its interval, also when nothing changes).
  */
-import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
-import { spawnRuntime } from '../faults/site.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { COUNTER_SITE, checkOrder, watchBroker, type Received } from '../helpers/mqttWatch.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
@@ -77,39 +74,6 @@ describe('cloud link: what it publishes', () => {
     expect(last['@publish']).toBe('on-change');
     expect(last['m/inv/P']).toMatch(/^\d+ good$/);
   });
-
-  it('the deadband state across the runtime killed with kill -9: no value inside the band sent, no change lost, a resent message the same as the first time', async () => {
-    const b = await broker();
-    const w = await watchBroker(t.cleanups, b.url, 'voltage/site/data/#', 'deadband-watcher');
-    // A sine: it keeps its phase across the restart (time-based), so the last value published before the kill is the reference after it.
-    const site = COUNTER_SITE.replace('{ kind: counter, start: 1, step: 1 }', '{ kind: sine, amplitude: 100, periodMs: 4000 }');
-    const dir = writeSite({ 'site.yaml': site, 'cloud.yaml': cloudYaml(b.url, '      deadband: 20\n      batchEntries: 5\n') });
-    const first = spawnRuntime(t, dir);
-    await eventually(() => w.got.length >= 12, 20_000);
-    first.kill('SIGKILL');
-    await once(first, 'exit');
-    const atKill = w.got.length;
-    const refAtKill = (await t.raw.hgetall('cloud:main:last'))['m/inv/P'];
-    const second = spawnRuntime(t, dir);
-    await eventually(() => w.got.length >= atKill + 12, 20_000);
-    second.kill('SIGTERM');
-    await once(second, 'exit');
-    const lastSeq = Number(await t.raw.get('cloud:main:seq'));
-    await eventually(() => Math.max(...seqsOf(w.got)) >= lastSeq, 5_000);
-    const bySeq = new Map<number, Received>();
-    for (const m of w.got) {
-      const seen = bySeq.get(m.body.seq as number);
-      // A message sent again after the kill is built from the same state: the same message.
-      if (seen) expect(m.body).toEqual(seen.body);
-      else bySeq.set(m.body.seq as number, m);
-    }
-    expect(checkOrder(seqsOf(w.got)).unique).toBe(lastSeq);
-    const values = [...bySeq.keys()].sort((x, y) => x - y).map((s) => (bySeq.get(s)!.body.values as { P: number }).P);
-    // Across the kill too, each value sent moved more than the band from the one before it.
-    for (let i = 1; i < values.length; i++) expect(Math.abs(values[i]! - values[i - 1]!)).toBeGreaterThan(20);
-    expect(refAtKill).toMatch(/ good$/);
-    expect(await t.raw.hlen('cloud:main:inflight')).toBe(0);
-  }, 60_000);
 
   it('interval: one snapshot per interval for the time run, each with the last value of its interval, timed at its end; in seq order', async () => {
     const b = await broker();
