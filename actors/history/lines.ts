@@ -23,7 +23,19 @@
  */
 import type { PointType } from '../../runtime/config/site.js';
 import type { ModelValueTarget } from '../outbox/consumer.js';
-import { decodeEntry, type HistorySample, lineHead, OutboxFormatError, parseSeriesId, QUALITY_CODE, seriesId, toLine } from './outbox.js';
+import {
+  decodeEntry,
+  type HistorySample,
+  lineHead,
+  OutboxFormatError,
+  parseSeriesId,
+  POINT_TYPE_INDEX,
+  POINT_TYPES,
+  PointLineReader,
+  QUALITY_OF,
+  seriesId,
+  toLine,
+} from './outbox.js';
 
 /** A request body being built: lines of line protocol, each ending in '\n', in a buffer that grows. */
 export class LineBuffer {
@@ -85,11 +97,7 @@ export class LineBuffer {
   }
 }
 
-const TYPES: readonly PointType[] = ['m', 's', 'c', 'a'];
-const TYPE_INDEX: Readonly<Record<string, number>> = { m: 0, s: 1, c: 2, a: 3 };
 const CHANNEL_ID = /^[\w-]+$/;
-const QUALITY_OF = ['good', 'stale', 'bad', 'comm-failure'] as const;
-const QUALITY_INDEX: ReadonlyMap<string, number> = new Map(QUALITY_OF.map((q) => [q, QUALITY_CODE[q]]));
 const SP_VALUE = Buffer.from(' value=');
 const VALUE = Buffer.from('value=');
 /** Room for a line beside its prefix, id and value: the tail is under 40 bytes. */
@@ -149,7 +157,7 @@ export class LineEncoder {
       if (r.kind === 'point') {
         let s = this.pointPolicies.get(r.channel);
         if (!s) this.pointPolicies.set(r.channel, (s = new Set()));
-        s.add(r.point * 4 + TYPE_INDEX[r.type]!);
+        s.add(r.point * 4 + POINT_TYPE_INDEX[r.type]);
       } else if (r.kind === 'model') this.modelPolicies.add(id);
     }
   }
@@ -165,7 +173,7 @@ export class LineEncoder {
         if (!m) continue;
         let list = byChannel.get(m[1]!);
         if (!list) byChannel.set(m[1]!, (list = []));
-        list.push([Number(m[3]) * 4 + TYPE_INDEX[m[2]!]!, target]);
+        list.push([Number(m[3]) * 4 + POINT_TYPE_INDEX[m[2] as PointType], target]);
       }
     for (const [channel, list] of byChannel) this.channels.set(channel, this.makeHeads(channel, list));
   }
@@ -177,7 +185,7 @@ export class LineEncoder {
   }
 
   private makeHeads(channel: string, targets: ReadonlyArray<readonly [number, ModelValueTarget]>): ChannelHeads {
-    const point = TYPES.map((type) => Buffer.from(lineHead({ kind: 'point', channel, type, point: 0 }).slice(0, -1)));
+    const point = POINT_TYPES.map((type) => Buffer.from(lineHead({ kind: 'point', channel, type, point: 0 }).slice(0, -1)));
     const model = new Map<number, number>();
     const modelSlow = new Map<number, ModelValueTarget>();
     const prefixes: Buffer[] = [];
@@ -217,47 +225,31 @@ export class LineEncoder {
     const samples: HistorySample[] = [];
     const channels = this.opts.channels;
     try {
-      let pos = 0;
-      while (pos < text.length) {
-        let end = text.indexOf('\n', pos);
-        if (end < 0) end = text.length;
-        if (end === pos) {
-          pos += 1;
-          continue;
-        }
-        const a = pos + 1;
-        const b = text.indexOf(' ', a + 1);
-        const c = b < 0 || b > end ? -1 : text.indexOf(' ', b + 1);
-        const t = TYPE_INDEX[text[pos]!];
-        let id = 0;
-        // The id: 1 to 15 digits, no leading zero (toLine writes the number).
-        let plain =
-          t !== undefined && text.charCodeAt(a) === 32 && c > b && c < end && b > a + 1 && b - a - 1 <= 15 && (b === a + 2 || text.charCodeAt(a + 1) !== 48);
-        for (let i = a + 1; plain && i < b; i++) {
-          const d = text.charCodeAt(i) - 48;
-          if (d < 0 || d > 9) plain = false;
-          else id = id * 10 + d;
-        }
-        // The value and the quality read in place (no substring a point): an empty quality is good, any other is looked up.
+      const r = new PointLineReader(text);
+      while (r.next()) {
+        const b = r.valueFrom - 1;
+        const c = r.valueTo;
+        // The value is copied as it is: only a plain decimal (formatValue's text) is.
         const noValue = b + 1 === c;
-        const q = !plain ? undefined : c + 1 === end ? 0 : QUALITY_INDEX.get(text.slice(c + 1, end));
-        if (plain && !noValue) plain = plainDecimal(text, b + 1, c);
-        if (!plain || q === undefined || (noValue && c + 1 === end)) {
-          this.slowLine(channel, ts, text.slice(pos, end), h, out, samples);
-          pos = end + 1;
+        if (!r.plain || (!noValue && !plainDecimal(text, b + 1, c))) {
+          this.slowLine(channel, ts, text.slice(r.from, r.to), h, out, samples);
           continue;
         }
-        const key = id * 4 + t!;
+        const t = r.type;
+        const id = r.id;
+        const q = r.quality;
+        const a = r.from + 1;
+        const key = id * 4 + t;
         if (channels) {
           if (h.pointPolicy?.has(key))
             samples.push({
-              series: { kind: 'point', channel, type: TYPES[t!]!, point: id },
+              series: { kind: 'point', channel, type: POINT_TYPES[t]!, point: id },
               ts,
               value: noValue ? null : Number(text.slice(b + 1, c)),
               quality: QUALITY_OF[q]!,
             });
           else {
-            const base = h.point[t!]!;
+            const base = h.point[t]!;
             out.reserve(base.length + (c - a) + TAIL_ROOM);
             out.put(base);
             out.ascii(text, a + 1, b);
@@ -299,7 +291,6 @@ export class LineEncoder {
               samples,
             );
         }
-        pos = end + 1;
       }
     } catch (e) {
       out.rewind(startLength, startLines);
@@ -312,7 +303,7 @@ export class LineEncoder {
   private slowLine(channel: string, ts: number, line: string, h: ChannelHeads, out: LineBuffer, samples: HistorySample[]): void {
     const [s] = decodeEntry(['src', 'c', 'id', channel, 'ts', String(ts), 'p', line]) as [HistorySample];
     if (s.series.kind !== 'point') return;
-    const key = s.series.point * 4 + TYPE_INDEX[s.series.type]!;
+    const key = s.series.point * 4 + POINT_TYPE_INDEX[s.series.type];
     if (this.opts.channels) this.slowSample(s, out, samples, h.pointPolicy?.has(key) === true);
     const target = this.opts.models ? this.mapping.get(`${channel}:${s.series.type}:${s.series.point}`) : undefined;
     if (target) this.slowSample({ ...s, series: { kind: 'model', model: target.model, name: target.name } }, out, samples);

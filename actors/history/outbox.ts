@@ -48,7 +48,12 @@ export interface HistorySample {
 }
 
 export const QUALITY_CODE: Readonly<Record<Quality, number>> = { good: 0, stale: 1, bad: 2, 'comm-failure': 3 };
-const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
+/** The quality of each code (QUALITY_CODE backwards). */
+export const QUALITY_OF: readonly Quality[] = ['good', 'stale', 'bad', 'comm-failure'];
+const QUALITY_INDEX: ReadonlyMap<string, number> = new Map(QUALITY_OF.map((q) => [q, QUALITY_CODE[q]]));
+/** The point types by index (PointLineReader's `type`). */
+export const POINT_TYPES: readonly PointType[] = ['m', 's', 'c', 'a'];
+export const POINT_TYPE_INDEX: Readonly<Record<PointType, number>> = { m: 0, s: 1, c: 2, a: 3 };
 
 export const MEASUREMENT = { point: 'voltage_point', model: 'voltage_model', alarm: 'voltage_alarm', command: 'voltage_command' } as const;
 /** A command result's status as a number (the `status` field of voltage_command). */
@@ -163,7 +168,81 @@ function decodeChannelText(channel: string, ts: number, text: string): HistorySa
 /** A channel entry's point line, as scanChannelText reports it (value null: a quality mark only). */
 export type PointVisitor = (type: PointType, point: number, value: number | null, quality: Quality) => void;
 
-const TYPE_OF: Readonly<Record<string, PointType>> = { m: 'm', s: 's', c: 'c', a: 'a' };
+/** The index in POINT_TYPES of a type's character code ('m', 's', 'c', 'a'), -1 for any other. */
+function typeIndex(code: number): number {
+  return code === 109 ? 0 : code === 115 ? 1 : code === 99 ? 2 : code === 97 ? 3 : -1;
+}
+
+/**
+ * A channel entry's point lines ("type id value quality", one a line: c2m's
+ * text), read one after another in place, without a substring or an object a
+ * line: the one reader of that text for every outbox consumer (the samples of
+ * scanChannelText, the history writer's line protocol in lines.ts). A line of
+ * the common shape is `plain`: a type, an id of 1–15 digits without a leading
+ * zero, a value (maybe empty; whether its text is a number is the caller's to
+ * check), a known quality or none, not both empty. Any other line is the
+ * caller's to read by the pattern, with the format's errors.
+ */
+export class PointLineReader {
+  private pos = 0;
+  /** The line is text[from, to). */
+  from = 0;
+  to = 0;
+  plain = false;
+  /** Of a plain line: the type (an index in POINT_TYPES), the id, the value's text [valueFrom, valueTo), the quality code. */
+  type = 0;
+  id = 0;
+  valueFrom = 0;
+  valueTo = 0;
+  quality = 0;
+
+  constructor(private readonly text: string) {}
+
+  /** Moves to the next line that is not empty; false when there is none. */
+  next(): boolean {
+    const text = this.text;
+    let pos = this.pos;
+    while (pos < text.length && text.charCodeAt(pos) === 10) pos += 1;
+    if (pos >= text.length) {
+      this.pos = pos;
+      return false;
+    }
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = text.length;
+    this.from = pos;
+    this.to = end;
+    this.pos = end + 1;
+    this.read(pos, end);
+    return true;
+  }
+
+  /** The line text[pos, end): plain or not, and a plain line's parts. */
+  private read(pos: number, end: number): void {
+    const text = this.text;
+    const t = typeIndex(text.charCodeAt(pos));
+    // The spaces after the id and after the value.
+    const b = text.indexOf(' ', pos + 2);
+    const c = b < 0 || b >= end ? -1 : text.indexOf(' ', b + 1);
+    let plain =
+      t >= 0 && text.charCodeAt(pos + 1) === 32 && b > pos + 2 && b - pos - 2 <= 15 && c > b && c < end && (b === pos + 3 || text.charCodeAt(pos + 2) !== 48);
+    let id = 0;
+    for (let i = pos + 2; plain && i < b; i++) {
+      const d = text.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) plain = false;
+      else id = id * 10 + d;
+    }
+    let q: number | undefined = 0;
+    // An empty quality beside a value is good; a line with neither is not plain.
+    if (plain && c + 1 < end) q = QUALITY_INDEX.get(text.slice(c + 1, end));
+    else if (plain && b + 1 === c) plain = false;
+    this.plain = plain && q !== undefined;
+    this.type = t;
+    this.id = id;
+    this.valueFrom = b + 1;
+    this.valueTo = c;
+    this.quality = q ?? 0;
+  }
+}
 
 /** A character the plain way takes in a value: digits, '.', '-', '+', 'e', 'E' (Number's decimal and exponent text, no space). */
 function plainValueChar(c: number): boolean {
@@ -171,52 +250,29 @@ function plainValueChar(c: number): boolean {
 }
 
 /**
- * The point lines of a channel entry's text ("type id value quality", one a
- * line), in order, each given to `visit` without an object or a match a
- * line (the decode of every entry of every outbox consumer). A line of the
- * common shape (a type, 1–15 digits, a value of number characters, a known
- * quality or none) is read in place; any other goes through the pattern,
- * with its errors. Throws OutboxFormatError at the first line not in the
- * format, after visiting the lines before it: a caller that must not act on
- * half an entry gathers first.
+ * The point lines of a channel entry's text, in order, each given to `visit`
+ * without an object or a match a line (the decode of every entry of every
+ * outbox consumer). A plain line (PointLineReader) whose value is of number
+ * characters is read in place; any other goes through the pattern, with its
+ * errors. Throws OutboxFormatError at the first line not in the format, after
+ * visiting the lines before it: a caller that must not act on half an entry
+ * gathers first.
  */
 export function scanChannelText(channel: string, text: string, visit: PointVisitor): void {
   if (!CHANNEL_ID.test(channel)) throw new OutboxFormatError(`outbox entry: bad channel id '${channel}'`);
-  let pos = 0;
-  while (pos < text.length) {
-    let end = text.indexOf('\n', pos);
-    if (end < 0) end = text.length;
-    if (end === pos) {
-      pos += 1;
-      continue;
-    }
-    const type = TYPE_OF[text[pos]!];
-    // The spaces after the id and after the value.
-    const b = text.indexOf(' ', pos + 2);
-    const c = b < 0 || b >= end ? -1 : text.indexOf(' ', b + 1);
-    let plain = type !== undefined && text.charCodeAt(pos + 1) === 32 && b > pos + 2 && b - pos - 2 <= 15 && c > b && c < end;
-    let point = 0;
-    for (let i = pos + 2; plain && i < b; i++) {
-      const d = text.charCodeAt(i) - 48;
-      if (d < 0 || d > 9) plain = false;
-      else point = point * 10 + d;
-    }
-    for (let i = b + 1; plain && i < c; i++) plain = plainValueChar(text.charCodeAt(i));
-    const qText = plain ? text.slice(c + 1, end) : '';
-    plain = plain && (c + 1 < end || b + 1 < c) && (qText === '' || Object.hasOwn(QUALITY_CODE, qText));
-    if (!plain) {
-      visitLine(channel, text.slice(pos, end), visit);
-      pos = end + 1;
-      continue;
-    }
+  const r = new PointLineReader(text);
+  while (r.next()) {
+    const from = r.valueFrom;
+    const to = r.valueTo;
+    let plain = r.plain;
+    for (let i = from; plain && i < to; i++) plain = plainValueChar(text.charCodeAt(i));
     let value: number | null = null;
-    if (b + 1 < c) {
-      value = decimalValue(text, b + 1, c);
-      if (Number.isNaN(value)) value = Number(text.slice(b + 1, c));
+    if (plain && from < to) {
+      value = decimalValue(text, from, to);
+      if (Number.isNaN(value)) value = Number(text.slice(from, to));
     }
-    if (value !== null && !Number.isFinite(value)) visitLine(channel, text.slice(pos, end), visit);
-    else visit(type!, point, value, qText === '' ? 'good' : (qText as Quality));
-    pos = end + 1;
+    if (!plain || (value !== null && !Number.isFinite(value))) visitLine(channel, text.slice(r.from, r.to), visit);
+    else visit(POINT_TYPES[r.type]!, r.id, value, QUALITY_OF[r.quality]!);
   }
 }
 
