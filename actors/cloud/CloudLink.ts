@@ -40,6 +40,7 @@ import type { Redis } from 'ioredis';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import { groupBacklog } from '../../runtime/domain/telemetry.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/cloudMachine.js';
@@ -125,6 +126,8 @@ export class CloudLink {
   /** on-change with a deadband, or interval: the state is kept (else cloud:{link}:last is dropped). */
   private readonly keepsState: boolean;
   private readonly refusalLog: RefusalLog;
+  /** The uplink's loop on the current connection (`close` waits for it). */
+  private pumping: Promise<void> | undefined;
   /** The acknowledgement of the last batch out: a reconnect waits for it before it reads the state back. */
   private outstanding: Promise<void> | undefined;
 
@@ -189,18 +192,25 @@ export class CloudLink {
     this.log.info({ url: this.cfg.url, seq: this.lastSeq }, 'cloud link online');
   }
 
-  /** Runs the uplink on the open connection until it is lost (reported once with LOST); returns its stop. */
+  /**
+   * Runs the uplink on the open connection until it is lost (reported once with LOST); returns its stop, after
+   * which it reads nothing more but finishes handing out what it read (`close` waits for that, bounded).
+   */
   uplink(sendBack: (e: UplinkEvent) => void): () => void {
-    let stopped = false;
+    let gone = false;
+    let stopping = false;
     const lost = (why: string) => {
-      if (stopped) return;
-      stopped = true;
-      sendBack({ type: 'LOST', error: why });
+      if (gone) return;
+      gone = true;
+      if (!stopping) sendBack({ type: 'LOST', error: why });
     };
     const unwatch = this.transport.watch(lost);
-    this.pump(() => stopped).catch((e: unknown) => lost(errorMessage(e)));
+    this.pumping = this.pump(
+      () => gone || stopping,
+      () => gone,
+    ).catch((e: unknown) => lost(errorMessage(e)));
     return () => {
-      stopped = true;
+      stopping = true;
       unwatch();
     };
   }
@@ -210,7 +220,7 @@ export class CloudLink {
     const q = await this.bus.telemetry.outboxStats();
     const g = q.groups.find((x) => x.name === this.group);
     if (!g) return { ...this.stats };
-    const backlog = (g.lag ?? 0) + g.pending;
+    const backlog = groupBacklog(g);
     const meanBytes = q.length > 0 ? q.bytes / q.length : 0;
     const bound = this.cfg.maxBacklogMB * 2 ** 20;
     let refusing = 0;
@@ -228,7 +238,23 @@ export class CloudLink {
     return { ...this.stats };
   }
 
+  /**
+   * A graceful stop: the batches out are answered by the cloud and acknowledged before the goodbye (bounded by
+   * SETTLE_WAIT_MS; a cloud that is gone fails them at once), so that nothing the cloud took is left pending
+   * and sent again after the restart. Then the transport says goodbye (MQTT: the retained offline status).
+   */
   async close(): Promise<void> {
+    const deadline = Date.now() + SETTLE_WAIT_MS;
+    const within = (what: string, p: Promise<unknown> | undefined) =>
+      p
+        ? withTimeout(
+            Math.max(1, deadline - Date.now()),
+            what,
+            p.then(() => undefined),
+          ).catch(() => undefined)
+        : undefined;
+    await within('the uplink did not stop', this.pumping);
+    await within('the last batch was not acknowledged', this.outstanding);
     await this.transport.close();
   }
 
@@ -285,7 +311,7 @@ export class CloudLink {
    * clock. Its snapshot is recorded (messages, seqs, the next interval) in
    * one MULTI before it is sent, and forgotten once acknowledged.
    */
-  private async snapshotByClock(stopped: () => boolean): Promise<void> {
+  private async snapshotByClock(lost: () => boolean): Promise<void> {
     const ms = this.cfg.intervalMs!;
     const end = this.state.bucketEnd;
     const msgs = snapshotMessages(this.state, end, this.cfg.include.quality);
@@ -299,7 +325,7 @@ export class CloudLink {
     await tx.exec();
     if (out.length === 0) return;
     this.lastSeq += out.length;
-    this.stats.published += out.length - (await this.snapshotAcked(await (await this.transport.deliver(out, stopped)).acked));
+    this.stats.published += out.length - (await this.snapshotAcked(await (await this.transport.deliver(out, lost)).acked));
     this.stats.seq = Math.max(this.stats.seq, this.lastSeq);
   }
 
@@ -325,7 +351,7 @@ export class CloudLink {
    * XACKed only after the one before it). Pending entries are not: their
    * reads start from the pending list's head, so each waits for its XACK.
    */
-  private async pump(stopped: () => boolean): Promise<void> {
+  private async pump(stopped: () => boolean, lost: () => boolean): Promise<void> {
     let drainStartedAt = 0;
     let drained = 0;
     let previous: Promise<void> | undefined;
@@ -335,15 +361,16 @@ export class CloudLink {
       const end = this.cfg.publish === 'interval' ? this.state.bucketEnd : 0;
       const blockMs = end > 0 ? Math.min(READ_BLOCK_MS, Math.max(1, end + INTERVAL_GRACE_MS - Date.now())) : READ_BLOCK_MS;
       const entries = await this.outbox.next(this.cfg.batchEntries, blockMs);
-      if (stopped()) return; // what was read stays pending: sent again, first, after the reconnect
+      // What was read stays pending, sent again first after the reconnect; a graceful stop hands it out first.
+      if (lost()) return;
       if (entries.length === 0) {
         // Nothing new: the batch still out must not hide a refusal.
         if (previous) await previous;
         previous = undefined;
-        if (end > 0 && Date.now() >= end + INTERVAL_GRACE_MS && !stopped()) await this.snapshotByClock(stopped);
+        if (end > 0 && Date.now() >= end + INTERVAL_GRACE_MS && !stopped()) await this.snapshotByClock(lost);
         continue;
       }
-      const { done } = await this.dispatch(entries, stopped, resend, previous);
+      const { done } = await this.dispatch(entries, lost, resend, previous);
       this.outstanding = done;
       done.catch(() => undefined); // awaited below or at the next batch
       if (previous) await previous;
@@ -352,7 +379,7 @@ export class CloudLink {
         await done;
         previous = undefined;
       }
-      if (entries.length < this.cfg.batchEntries) {
+      if (entries.length < this.cfg.batchEntries || stopped()) {
         drainStartedAt = 0;
         continue;
       }
@@ -373,7 +400,7 @@ export class CloudLink {
    * acknowledged by the cloud, then XACKed, never before the batch out before it (`previous`): a
    * refused batch leaves the ones after it pending too, with the deadband references they were built on.
    */
-  private async dispatch(entries: StreamEntries, stopped: () => boolean, resend: boolean, previous?: Promise<void>): Promise<{ readonly done: Promise<void> }> {
+  private async dispatch(entries: StreamEntries, lost: () => boolean, resend: boolean, previous?: Promise<void>): Promise<{ readonly done: Promise<void> }> {
     const cfg = this.cfg;
     const opts: BuildOptions & Parameters<typeof entryMessages>[1] = {
       mapping: this.mapping,
@@ -422,7 +449,7 @@ export class CloudLink {
         await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
     };
-    const { acked } = await this.transport.deliver(out, stopped).catch(refused);
+    const { acked } = await this.transport.deliver(out, lost).catch(refused);
     // What the acknowledgement needs, and nothing more: the batch's entries and messages are garbage once
     // handed out, instead of surviving (and being promoted) until the PUBACKs.
     const ack: BatchAck = {

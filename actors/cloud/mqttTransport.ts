@@ -3,7 +3,8 @@
  * `online` birth message and the downlink subscriptions; publish at QoS 1
  * within a bounded in-flight window (below the broker's per-client queue,
  * beyond which mosquitto drops silently); a forced end on loss, so that the
- * publishes in flight fail at once and their entries stay pending.
+ * publishes in flight fail at once and their entries stay pending (a graceful
+ * stop waits for their PUBACKs first: CloudLink.close).
  */
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';

@@ -47,10 +47,10 @@ if (bundleIsFresh()) {
   register();
   mod = await import(gatewayChild ? '../gateway/child.ts' : '../cli.ts');
 }
-(gatewayChild ? mod.runGatewayChild() : mod.main(process.argv.slice(2))).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`voltage: ${err?.stack ?? err}\n`);
-    process.exit(1);
-  },
-);
+// Writes to a pipe are asynchronous: exit once stdout and stderr have taken what was written, or
+// process.exit() cuts it (`voltage schema | jq` got the first 64 kB).
+const exit = (code) => process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+(gatewayChild ? mod.runGatewayChild() : mod.main(process.argv.slice(2))).then(exit, (err) => {
+  process.stderr.write(`voltage: ${err?.stack ?? err}\n`);
+  exit(1);
+});

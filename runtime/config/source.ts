@@ -9,7 +9,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import type { ConfigIssue, SourcePosition } from '../errors.js';
 
 type Path = readonly (string | number)[];
@@ -87,7 +87,7 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     const { doc, lines } = parsedYaml(source);
     for (const err of doc.errors) {
       const pos = lines.linePos(err.pos[0]);
-      issues.push({ file, line: pos.line, column: pos.col, code: 'YAML_SYNTAX', message: firstLine(err.message) });
+      issues.push({ file, line: pos.line, column: pos.col, code: 'YAML_SYNTAX', message: yamlErrorMessage(err, text) });
     }
     if (doc.errors.length > 0) continue;
     const content: unknown = doc.toJS();
@@ -276,6 +276,26 @@ function yamlPosition(m: YamlMount, path: Path, wantKey: boolean): SourcePositio
   }
   const pos = lines.linePos(offset);
   return { file: m.source.file, line: pos.line, column: pos.col };
+}
+
+/**
+ * The yaml library's message, in the terms of the mistake where it is a common one: its own
+ * ("Map keys must be unique", "Sequence item without - indicator") names neither the key nor the cause.
+ */
+function yamlErrorMessage(err: YAMLError, text: string): string {
+  const message = firstLine(err.message);
+  switch (err.code) {
+    case 'DUPLICATE_KEY': {
+      const key = /^["']?([^"':\n]*?)["']?\s*:/.exec(text.slice(err.pos[0]))?.[1];
+      return key ? `key '${key}' is given twice in this mapping (each key once)` : message;
+    }
+    case 'MULTILINE_IMPLICIT_KEY':
+      return `${message}: is the ':' after a key missing on this line, or is the next line indented deeper than its siblings?`;
+    case 'MISSING_CHAR':
+      return message.startsWith('Sequence item without') ? `this line is indented differently from the lines of its list item above (${message})` : message;
+    default:
+      return message;
+  }
 }
 
 function firstLine(s: string): string {

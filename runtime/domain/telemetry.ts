@@ -47,6 +47,14 @@ export interface OutboxStats {
   readonly groups: ReadonlyArray<{ readonly name: string; readonly pending: number; readonly lag: number | null }>;
 }
 
+/**
+ * A consumer group's backlog, as the product reports it (a cloud link's `lag`, its backlog bound): the
+ * entries it has not acknowledged, unread (0 when Redis cannot tell) and pending.
+ */
+export function groupBacklog(g: OutboxStats['groups'][number]): number {
+  return (g.lag ?? 0) + g.pending;
+}
+
 /** Numbers are written with fixed precision (DESIGN.md §4). */
 export function formatValue(v: number): string {
   return v.toFixed(6);

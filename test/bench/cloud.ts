@@ -21,6 +21,8 @@ import { createServer, connect as netConnect, type Server, type Socket } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { groupBacklog } from '../../runtime/domain/telemetry.js';
+import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { f } from './harness.js';
@@ -62,6 +64,8 @@ export function cloudLinkKnobs(): { readonly inflight?: number; readonly batchEn
 
 const outageMsOf = (w: CloudWorkload) => Number(process.env.BENCH_CLOUD_OUTAGE_MS ?? w.outageMs);
 
+const OUTBOX_MAX_MB = 64;
+
 export const CLOUD_HEADER =
   '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | bench CPU (relay + subscriber) | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|---|';
 
@@ -73,7 +77,7 @@ function siteFiles(w: CloudWorkload, brokerUrl: string): Record<string, string> 
   const models = Array.from({ length: w.channels }, (_, c) => `  - { id: m${c}, template: device, channel: ch${c} }`);
   const measurements = Array.from({ length: w.points }, (_, i) => `      p${i + 1}: {}`).join('\n');
   return {
-    'runtime.yaml': 'runtime:\n  site: bench\n  redis: { outboxMaxMB: 64 }\n  log: { level: warn }\n',
+    'runtime.yaml': `runtime:\n  site: bench\n  redis: { outboxMaxMB: ${OUTBOX_MAX_MB} }\n  log: { level: warn }\n`,
     'channels.yaml': `channels:\n${channels.join('\n')}\n`,
     'models.yaml': `templates:\n  device:\n    measurements:\n${measurements}\nmodels:\n${models.join('\n')}\n`,
     'points.csv': `${header + rows.join('\n')}\n`,
@@ -146,6 +150,7 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
   const broker = await spawnMosquitto({ persistence: false, maxInflight: 1000, tcpNoDelay: process.env.BENCH_CLOUD_BROKER_NODELAY === '1' });
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
+  const bus = new VoltageRedis(probe, { outboxMaxMB: OUTBOX_MAX_MB });
   const r = await relay(broker.port);
   const dir = mkdtempSync(join(tmpdir(), 'voltage-bench-cloud-'));
   for (const [name, text] of Object.entries(siteFiles(w, r.url))) writeFileSync(join(dir, name), text);
@@ -197,14 +202,10 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     wd.lat.sort((x, y) => x - y);
     return `| ${label}${phase} | ${f(wd.msgs / seconds)} | ${f(wd.points / seconds)} | ${f(percentile(wd.lat, 50))} / ${f(percentile(wd.lat, 99))} | ${f(cpuPercent(a[0]!, b[0]!))} % (main thread ${f(cpuPercent(a[4]!, b[4]!))} %) | ${f(rss)} MB | ${f(cpuPercent(a[1]!, b[1]!))} % | ${f(cpuPercent(a[2]!, b[2]!))} % | ${f(cpuPercent(a[3]!, b[3]!))} % | ${tail} |`;
   };
+  // The link's backlog as the product reports it (voltage status, /metrics, the link's lag and bound).
   const lag = async () => {
-    const groups = (await probe.xinfo('GROUPS', 'outbox')) as unknown[][];
-    for (const g of groups) {
-      const info = new Map<string, unknown>();
-      for (let i = 0; i + 1 < g.length; i += 2) info.set(String(g[i]), g[i + 1]);
-      if (info.get('name') === 'cloud:bench') return Number(info.get('lag') ?? 0) + Number(info.get('pending') ?? 0);
-    }
-    return Number.POSITIVE_INFINITY;
+    const g = (await bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:bench');
+    return g ? groupBacklog(g) : Number.POSITIVE_INFINITY;
   };
   try {
     for (let t0 = Date.now(); (await probe.hget('actor:root', 'status')) !== 'running'; ) {

@@ -5,6 +5,7 @@
  * and folder), and the seqs a stop left to the next incarnation.
  */
 import type { Redis } from 'ioredis';
+import { expect } from 'vitest';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { watchBroker } from '../helpers/mqttWatch.js';
 import { sleep } from '../helpers/servers.js';
@@ -26,6 +27,15 @@ export async function linkBacklog(t: Pick<SuiteContext, 'bus'>): Promise<{ lag: 
 
 /** The seqs held by entries a stop left pending (`cloud:main:inflight`: first seq and count each), sent with them at the next start. */
 export const heldSeqs = async (raw: Redis) => (await raw.hvals('cloud:main:inflight')).reduce((n, v) => n + Number(v.split(' ')[1]), 0);
+
+/**
+ * A graceful stop with the broker up leaves nothing pending: every batch out was PUBACKed and XACKed before the
+ * goodbye, no seq is held in `cloud:main:inflight` for the next start, and the link's group holds no entry.
+ */
+export async function expectNothingPending(t: Pick<SuiteContext, 'bus' | 'raw'>): Promise<void> {
+  expect(await t.raw.hgetall('cloud:main:inflight')).toEqual({});
+  expect((await linkBacklog(t))?.pending).toBe(0);
+}
 
 /** A broker with a watcher on `topic` (a persistent session, saved), then killed; `back` starts it again on its port and folder. */
 export async function killedBroker(t: Pick<SuiteContext, 'cleanups'>, clientId: string, topic = 'voltage/site/data/#') {

@@ -2,8 +2,9 @@
  * The `voltage` command as a user runs it: a real process, real signals, a
  * private redis-server.
  */
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
 import { freePort } from '../../runtime/redisServer.js';
@@ -220,6 +221,15 @@ models:
     expect(unattended.code).toBe(1);
     expect(unattended.stdout).toContain('still pending');
     c.disconnect();
+  });
+
+  it('schema: the whole JSON Schema through a shell pipe, more than the pipe holds (it used to stop at 64 kB)', async () => {
+    // A pipe as a shell makes it (`voltage schema | jq`), not the socket pair spawn's 'pipe' is.
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile('sh', ['-c', `"${process.execPath}" ${BIN} schema | cat`], { maxBuffer: 16 << 20 }, (e, stdout) => (e ? reject(e) : resolve(stdout))),
+    );
+    expect(out.length).toBeGreaterThan(65_536);
+    expect(JSON.parse(out)).toEqual(JSON.parse(readFileSync('config/schema.json', 'utf8')));
   });
 
   it("plan: prints each Modbus channel's coalesced reads", async () => {

@@ -23,6 +23,12 @@ gateway:
   port: 0
   tokens:
     - { name: vera, role: viewer, sha256: ${sha256(token)} }
+rules:
+  - id: huge
+    trigger: { onChange: [meter.n] }
+    when: "meter.n > 1000000000"
+    then:
+      - notify: { message: "n is {meter.n}" }
 `,
 });
 
@@ -64,6 +70,12 @@ describe('visualizer API', () => {
     expect(ids).toEqual(['', 'loading', 'ready', 'ready.idle', 'ready.calculating', 'ready.retrying']);
     expect(Object.keys(m.body.graph.boxes).sort()).toEqual([...ids].sort());
     expect(m.body.graph.transitions.filter((t: { target: string | null }) => t.target !== null)).toHaveLength(m.body.graph.edges.length);
+    // Every kind that runs a machine has its graph: a rule's too (cloud links and history writers likewise).
+    const rule = await eventually(async () => {
+      const r = await get('/api/v1/actors/rule/huge/machine');
+      return r.status === 200 ? r.body : undefined;
+    });
+    expect(rule.graph.states.map((s: { id: string }) => s.id)).toEqual(['', 'idle', 'holding', 'active', 'cooldown', 'disabled']);
     const sup = await get('/api/v1/actors/channels/machine');
     expect(sup.status).toBe(404);
     expect(sup.body.error.message).toContain('runs no machine');

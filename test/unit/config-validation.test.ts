@@ -56,6 +56,18 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(issues[0]!.message).toContain('must be sufficiently indented and end with a }');
   });
 
+  it('YAML mistakes an integrator makes, each named in a sentence: a key given twice, a line indented off its siblings, a missing colon', () => {
+    const [dup] = issuesOf({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'pollMs: 1000\n    pollMs: 2000') });
+    expect(dup).toMatchObject({ file: 'channels.yaml', line: 5, column: 5, code: 'YAML_SYNTAX' });
+    expect(dup!.message).toBe("key 'pollMs' is given twice in this mapping (each key once)");
+    const [indent] = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n   protocol: virtual\n' });
+    expect(indent).toMatchObject({ line: 3, column: 1, code: 'YAML_SYNTAX' });
+    expect(indent!.message).toContain('indented');
+    const [colon] = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n    protocol virtual\n    pollMs: 1000\n' });
+    expect(colon).toMatchObject({ line: 3, column: 5, code: 'YAML_SYNTAX' });
+    expect(colon!.message).toContain("':'");
+  });
+
   it('unknown key, with the nearest valid one', () => {
     const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000') });
     expect(i).toMatchObject({ file: 'channels.yaml', line: 4, column: 5, code: 'UNKNOWN_KEY' });

@@ -17,15 +17,21 @@ import { activeStates, layoutGraph, machineGraph, type LaidOutGraph } from '../.
 import type { TelemetryFeed } from '../ws.js';
 import { alarmEvaluatorMachine } from '../../../machines/alarmEvaluatorMachine.js';
 import { channelMachine } from '../../../machines/channelMachine.js';
+import { cloudMachine } from '../../../machines/cloudMachine.js';
 import { gatewayMachine } from '../../../machines/gatewayMachine.js';
+import { historyMachine } from '../../../machines/historyMachine.js';
 import { modelMachine } from '../../../machines/modelMachine.js';
+import { ruleMachine } from '../../../machines/ruleMachine.js';
 
-/** The machine each actor kind runs (supervisors run none). */
+/** The machine each actor kind runs (supervisors run none): every kind in runtime/kinds.ts. */
 const MACHINES: Readonly<Record<string, AnyStateMachine>> = {
   channel: channelMachine,
   model: modelMachine,
   alarm: alarmEvaluatorMachine,
+  rule: ruleMachine,
+  history: historyMachine,
   gateway: gatewayMachine,
+  cloud: cloudMachine,
 };
 
 /** A change reaches subscribers within this window (the page's budget is 1 s). */
