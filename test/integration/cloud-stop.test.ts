@@ -3,9 +3,12 @@
  * private Redis: a graceful stop with PUBACKs in flight waits for them,
  * acknowledges their entries and says `offline`, so the next start resends
  * nothing; a runtime killed with kill -9 is declared `offline` by the broker
- * (the Last Will) within its keepalive.
+ * (the Last Will) within its keepalive × 1.5 (mosquitto's bound for a client
+ * gone silent; a killed process's socket is closed by the kernel, so the will
+ * comes at once).
  */
 import { describe, expect, it } from 'vitest';
+import { once } from 'node:events';
 import { createServer, connect as tcpConnect, type Socket } from 'node:net';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
@@ -14,6 +17,7 @@ import { spawnMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { checkOrder, COUNTER_SITE, dataSeqs, watchBroker } from '../helpers/mqttWatch.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
+import { spawnRuntime } from '../faults/site.js';
 
 const t = privateRedisSuite();
 
@@ -94,4 +98,24 @@ describe('how a cloud link ends', () => {
     await eventually(() => Math.max(...dataSeqs(w.got)) >= lastSeq + 10, 10_000);
     expect(checkOrder(dataSeqs(w.got)).duplicates).toBe(0);
   }, 30_000);
+
+  it('the runtime killed with kill -9: the broker publishes the Last Will, the retained offline status, within keepalive × 1.5 (+ slack)', async () => {
+    const broker = await testBroker();
+    const keepaliveS = 2;
+    const w = await watchBroker(t.cleanups, broker.url, 'voltage/site/status');
+    const proc = spawnRuntime(t, writeSite({ 'site.yaml': COUNTER_SITE, 'cloud.yaml': cloud(broker.url, `      keepaliveS: ${keepaliveS}\n`) }));
+    const status = () => w.got.at(-1)?.body;
+    await eventually(() => status()?.status === 'online', 20_000);
+    const n = w.got.length;
+    const killedAt = Date.now();
+    proc.kill('SIGKILL');
+    await once(proc, 'exit');
+    await eventually(() => w.got.length > n, keepaliveS * 1_500 + 3_000);
+    const tookMs = Date.now() - killedAt;
+    // The will as configured: no timestamp (it was written at connect), retained for whoever subscribes later.
+    expect(w.got.slice(n)).toEqual([{ topic: 'voltage/site/status', body: { status: 'offline' } }]);
+    expect(tookMs).toBeLessThanOrEqual(keepaliveS * 1_500 + 3_000);
+    const late = await watchBroker(t.cleanups, broker.url, 'voltage/site/status');
+    expect((await eventually(() => late.got[0])).body).toEqual({ status: 'offline' });
+  }, 40_000);
 });

@@ -15,6 +15,7 @@ import { startRuntime } from '../../runtime/runtime.js';
 import { startSim } from '../../runtime/sim.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { commandResult, privateRedisSuite } from '../helpers/suite.js';
+import { modbusCommandChannel } from '../helpers/modbusSite.js';
 
 const t = privateRedisSuite();
 
@@ -101,19 +102,10 @@ describe('commands on a Modbus device', () => {
     const port = await freePort();
     const site = loadConfig(
       writeSite({
-        'site.yaml': `channels:
-  - id: mb
-    protocol: modbus-tcp
-    port: ${port}
-    pollMs: 100
-    timeoutMs: 200
-    retries: 0
-    points:
-      - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 }, sim: { kind: constant, value: 5 } }
-      - { type: a, id: 1, min: -100, max: 100, scale: 0.1, modbus: { unit: 1, fn: 3, address: 10, dataType: int16 } }
-      - { type: a, id: 2, modbus: { unit: 1, fn: 3, address: 20, dataType: float32, byteOrder: CDAB } }
-      - { type: c, id: 1, modbus: { unit: 1, fn: 1, address: 3 } }
-models:
+        'site.yaml': `${modbusCommandChannel(port, [
+          '- { type: a, id: 2, modbus: { unit: 1, fn: 3, address: 20, dataType: float32, byteOrder: CDAB } }',
+          '- { type: c, id: 1, modbus: { unit: 1, fn: 1, address: 3 } }',
+        ])}models:
   - id: dev
     controls: { setpoint: {}, target: {}, run: {} }
     mapping: { setpoint: "mb:a:1", target: "mb:a:2", run: "mb:c:1" }
