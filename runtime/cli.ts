@@ -15,6 +15,7 @@ import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
 import { createLogger, type Logger } from './logger.js';
 import { openRedis, readyWithin, redactUrl, within } from './redis/connect.js';
+import { m2cRefusal } from './redis/commands.js';
 import { KEYS } from './redis/keys.js';
 import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
@@ -408,7 +409,7 @@ async function cmdControl(args: readonly string[], timeoutMs: number): Promise<n
     try {
       id = await redis.commands.m2c(model, name, value, `cli:${userInfo().username}`, timeoutMs);
     } catch (e) {
-      process.stderr.write(`rejected: ${errorMessage(e).replace(/^m2c: ((EVOLTAGE )?m2c: )?/, '')}\n`);
+      process.stderr.write(`rejected: ${m2cRefusal(e)}\n`);
       return 2;
     }
     process.stdout.write(`${id}: sent ${model}.${name} = ${value}\n`);

@@ -52,6 +52,7 @@ export function el<K extends keyof HTMLElementTagNameMap>(
 
 /** The caller, after a sign-in form when there is no valid token yet. */
 export async function signIn(): Promise<Me> {
+  let refused = ''; // why the last token did not sign in: shown on the form, which otherwise came back without a word
   for (;;) {
     if (sessionStorage.getItem(KEY)) {
       try {
@@ -59,6 +60,7 @@ export async function signIn(): Promise<Me> {
       } catch (e) {
         if (!(e instanceof ApiFailure) || e.status !== 401) throw e;
         sessionStorage.removeItem(KEY);
+        refused = `Not signed in: ${e.message}.`;
       }
     }
     await new Promise<void>((resolve) => {
@@ -68,6 +70,7 @@ export async function signIn(): Promise<Me> {
         { class: 'signin' },
         el('h2', {}, 'Sign in'),
         el('p', {}, 'The token printed by voltage demo, or one from the site configuration.'),
+        ...(refused ? [el('p', { class: 'error', role: 'alert' }, refused)] : []),
         input,
         el('button', { type: 'submit' }, 'Sign in'),
       );

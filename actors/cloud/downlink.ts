@@ -15,6 +15,7 @@
  */
 import type { Logger } from '../../runtime/logger.js';
 import { errorMessage } from '../../runtime/errors.js';
+import { m2cRefusal } from '../../runtime/redis/commands.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { linkTopics } from './messages.js';
 
@@ -104,7 +105,7 @@ export class CloudDownlink {
     try {
       command = await this.bus.commands.m2c(req.model, req.name, req.value, source, req.timeoutMs);
     } catch (e) {
-      const message = errorMessage(e);
+      const message = m2cRefusal(e);
       await this.bus.commands.auditRejected(source, req.model, req.name, req.value, message);
       await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, status: 'rejected', message }));
       return;

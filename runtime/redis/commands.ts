@@ -1,7 +1,7 @@
 /** Control commands in Redis: sending one (m2c), a channel consuming its stream and committing the end (cmd_result), the audit. */
 import type { PointType } from '../config/site.js';
 import type { CommandEntry, CommandOutcome, CommandRecord, CommandStatus } from '../domain/commands.js';
-import { RedisFunctionError } from '../errors.js';
+import { errorMessage, RedisFunctionError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
 import { fieldsOf } from './encoding.js';
 import type { OutboxLimits } from './telemetry.js';
@@ -20,6 +20,11 @@ export interface Accepted {
   readonly source: string;
   readonly createdAt: number;
   readonly deadline: number;
+}
+
+/** Why m2c refused a command, as an operator reads it: without the Function's name and Redis' error code before it. */
+export function m2cRefusal(e: unknown): string {
+  return errorMessage(e).replace(/^m2c: ((EVOLTAGE )?m2c: )?/, '');
 }
 
 export class CommandsRedis {

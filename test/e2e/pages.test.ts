@@ -115,6 +115,17 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     }
   });
 
+  it('a token the gateway does not know: the sign-in form comes back saying so', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${base}/ui/`);
+    await page.fill('input[name=token]', 'not-a-token');
+    await page.click('form.signin button[type=submit]');
+    const said = await page.waitForSelector('form.signin .error', { timeout: 5_000 });
+    expect(await said.textContent()).toBe('Not signed in: unknown token.');
+    await context.close();
+  });
+
   it('a dashboard value changes within 1 s of the device changing', async () => {
     const { page } = await open('/ui/', 'viewer');
     await page.waitForSelector('.live[data-live="true"]');

@@ -191,6 +191,7 @@ alarms:
     await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c3', model: 'inv', name: 'limit' }), { qos: 1 });
     const rejected = await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/c2/result'));
     expect(rejected.body).toMatchObject({ status: 'rejected', message: expect.stringContaining('above the maximum 100') });
+    expect(rejected.body.message, 'the reason as an operator reads it, as the API and the CLI give it').not.toMatch(/m2c|EVOLTAGE/);
     expect((await eventually(() => w.got.find((m) => m.topic === 'voltage/site/cmd/invalid/result'))).body).toMatchObject({
       status: 'error',
       message: 'the message is not JSON',

@@ -4,9 +4,9 @@
  * through m2c, 202 with its id; refused ones are audited too.
  */
 import { ApiError, type Http } from '../http.js';
-import { errorMessage } from '../../errors.js';
 import { settled } from '../../reporter.js';
 import type { SiteJson } from '../../domain/site.js';
+import { m2cRefusal } from '../../redis/commands.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { controlBody } from '../openapi.js';
 import type { ValueCache } from '../valueCache.js';
@@ -77,7 +77,7 @@ export function modelRoutes(http: Http, redis: VoltageRedis, site: SiteJson, com
       const commandId = await redis.commands.m2c(model, name, parsed.data.value, who, commandTimeoutMs);
       return { status: 202, body: { commandId } };
     } catch (e) {
-      const msg = errorMessage(e).replace(/^m2c: (EVOLTAGE )?m2c: /, '');
+      const msg = m2cRefusal(e);
       if (/has no control|^no model /.test(msg)) return refuse(new ApiError(404, 'NOT_FOUND', msg));
       if (/below the minimum|above the maximum/.test(msg)) return refuse(new ApiError(400, 'OUT_OF_RANGE', msg));
       throw e;
