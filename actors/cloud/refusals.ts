@@ -1,5 +1,5 @@
 /**
- * Messages the broker refused one by one (MQTT 5 PUBACK reason code ≥ 0x80:
+ * Messages the cloud refused one by one (MQTT 5 PUBACK reason code ≥ 0x80:
  * its ACL, a topic or payload it will not take): parked, counted and logged,
  * so that one refused topic never holds back the rest of the link.
  *
@@ -38,9 +38,12 @@ export function reasonText(code: number): string {
   return `0x${code.toString(16).padStart(2, '0')} ${REASONS[code] ?? 'refused'}`;
 }
 
+/** The code as the parked entry keeps it: MQTT's in hex, or the transport's own name (`HTTP 422`). */
+const codeOf = (r: Refusal) => r.reason ?? `0x${r.reasonCode.toString(16)}`;
+
 /** What `voltage status` shows of the last refusal. */
 export function refusalSummary(r: Refusal): string {
-  return `${reasonText(r.reasonCode)}: ${r.topic}`;
+  return `${r.reason ?? reasonText(r.reasonCode)}: ${r.topic}`;
 }
 
 /** Adds the refusals to a MULTI: parked (bounded), counted, the last one named. */
@@ -48,7 +51,7 @@ export function parkRefusals(tx: ChainableCommander, link: string, refusals: rea
   if (refusals.length === 0) return;
   for (const r of refusals) {
     const seq = /^\{"seq":(\d+)/.exec(r.payload)?.[1] ?? '';
-    tx.xadd(KEYS.cloudRefused(link), 'MAXLEN', PARKED_MAX, '*', 'seq', seq, 'topic', r.topic, 'reason', `0x${r.reasonCode.toString(16)}`, 'payload', r.payload);
+    tx.xadd(KEYS.cloudRefused(link), 'MAXLEN', PARKED_MAX, '*', 'seq', seq, 'topic', r.topic, 'reason', codeOf(r), 'payload', r.payload);
   }
   tx.hincrby(KEYS.cloudStats(link), 'refused', refusals.length).hset(KEYS.cloudStats(link), 'lastRefusal', refusalSummary(refusals[refusals.length - 1]!));
 }
@@ -72,7 +75,7 @@ export class RefusalLog {
       }
       if (!s && this.seen.size >= LOG_KEYS_MAX) this.seen.clear();
       this.log.warn(
-        { topic: r.topic, reasonCode: r.reasonCode, reason: reasonText(r.reasonCode), refused: (s?.since ?? 0) + 1, sinceMs: s ? now - s.at : 0 },
+        { topic: r.topic, reasonCode: r.reasonCode, reason: r.reason ?? reasonText(r.reasonCode), refused: (s?.since ?? 0) + 1, sinceMs: s ? now - s.at : 0 },
         'cloud link: the broker refused a message; it is parked in the link’s refused stream and counted',
       );
       this.seen.set(key, { at: now, since: 0 });

@@ -17,9 +17,10 @@ export class CloudRefusedError extends CloudOutageError {
 }
 
 /**
- * One message the broker refused (MQTT 5: a PUBACK with a reason code ≥ 0x80,
- * e.g. 0x87 not authorized by its ACL): its answer about that message alone;
- * the others of the batch are delivered.
+ * One message the cloud refused (MQTT 5: a PUBACK with a reason code ≥ 0x80,
+ * e.g. 0x87 not authorized by its ACL; HTTP: the one message of a batch split
+ * down to it that still got 400, 413, 415 or 422 while others were taken):
+ * its answer about that message alone; the others of the batch are delivered.
  */
 export interface Refusal {
   /** The message's place in the batch given to `deliver`. */
@@ -27,6 +28,8 @@ export interface Refusal {
   readonly topic: string;
   readonly payload: string;
   readonly reasonCode: number;
+  /** What the refusal is named by, where the code alone is not MQTT's (HTTP: `HTTP 422`). */
+  readonly reason?: string;
 }
 
 /** One message, its seq given, ready to go. */

@@ -9,6 +9,9 @@
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { HttpTransport, WHOLE_REFUSALS_PARKED } from '../../actors/cloud/httpTransport.js';
+import type { CloudRefusedError } from '../../actors/cloud/transport.js';
+import { httpLinkSchema } from '../../runtime/config/cloud.js';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
@@ -22,19 +25,26 @@ interface Batch {
   readonly body: { site: string; link: string; messages: Array<{ kind: string; seq: number; values?: { P: number } }> };
 }
 
-/** An HTTP server that answers 503 while `refusing`, and 200 (keeping the batch) after. */
-async function ingest(): Promise<{ url: string; batches: Batch[]; refused: number; refusing: boolean }> {
-  const state = { url: '', batches: [] as Batch[], refused: 0, refusing: true };
+/**
+ * An HTTP server that answers `refuseStatus` (503) to everything while `refusing`; after, 200 (keeping the batch),
+ * or what `judge` answers about the batch's content (a status other than 2xx: not kept).
+ */
+async function ingest(
+  judge: (body: Batch['body']) => number = () => 200,
+): Promise<{ url: string; batches: Batch[]; refused: number; refusing: boolean; refuseStatus: number }> {
+  const state = { url: '', batches: [] as Batch[], refused: 0, refusing: true, refuseStatus: 503 };
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (state.refusing) {
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as Batch['body'];
+      const status = state.refusing ? state.refuseStatus : judge(body);
+      if (status !== 200) {
         state.refused += 1;
-        res.writeHead(503).end('busy');
+        res.writeHead(status).end('refused');
         return;
       }
-      state.batches.push({ headers: req.headers, body: JSON.parse(Buffer.concat(chunks).toString()) as Batch['body'] });
+      state.batches.push({ headers: req.headers, body });
       res.writeHead(200).end('{}');
     });
   });
@@ -92,6 +102,61 @@ describe('cloud link over HTTP', () => {
     expect(srv.batches[0]!.headers).toMatchObject({ authorization: 'Bearer s3cret', 'x-site': 'demo', 'content-type': 'application/json' });
     expect(Number(await t.raw.hget('cloud:web:stats', 'refused'))).toBeGreaterThanOrEqual(3);
   }, 20_000);
+
+  it('a message the receiver refuses for its content (422) holds back nothing: the batch is split down to it, which is parked and counted; a batch refused whole (400) waits', async () => {
+    // Every counter value ending in 5 is one the receiver will never take.
+    const poison = (m: { values?: { P: number } }) => (m.values?.P ?? 0) % 10 === 5;
+    const srv = await ingest((b) => (b.messages.some(poison) ? 422 : 200));
+    srv.refuseStatus = 400; // first, the receiver refuses everything for its content (a schema it no longer takes)
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': httpLink(srv.url) })), { redisUrl: t.server.url, log: quietLog });
+    await eventually(() => srv.refused >= 3, 5_000);
+    // Refused whole: nothing parked, the backlog waits.
+    expect(await t.raw.xlen('cloud:web:refused')).toBe(0);
+    srv.refusing = false;
+    await eventually(() => messages(srv.batches).length >= 60, 10_000);
+    await t.running.stop();
+    t.running = undefined;
+    const delivered = messages(srv.batches);
+    const seqs = delivered.map((m) => m.seq);
+    // In order, once each; none of the refused ones.
+    expect(seqs).toEqual([...new Set(seqs)].sort((x, y) => x - y));
+    expect(delivered.filter(poison)).toEqual([]);
+    const parked = (await t.raw.xrange('cloud:web:refused', '-', '+')).map(
+      ([, f]) => Object.fromEntries(f.flatMap((v, i) => (i % 2 === 0 ? [[v, f[i + 1]!]] : []))) as Record<string, string>,
+    );
+    expect(parked.length).toBeGreaterThanOrEqual(4);
+    for (const f of parked) {
+      expect(f).toMatchObject({ topic: srv.url, reason: 'HTTP 422' });
+      const m = JSON.parse(f.payload!) as { seq: number; values: { P: number } };
+      expect(poison(m)).toBe(true);
+      expect(m.seq).toBe(Number(f.seq));
+    }
+    expect(Number(await t.raw.hget('cloud:web:stats', 'refused'))).toBeGreaterThanOrEqual(parked.length);
+    expect(await t.raw.hget('cloud:web:stats', 'lastRefusal')).toBe(`HTTP 422: ${srv.url}`);
+    // Every seq given is delivered or parked, exactly once; the graceful stop left nothing pending.
+    expect(await t.raw.hgetall('cloud:web:inflight')).toEqual({});
+    const all = [...seqs, ...parked.map((f) => Number(f.seq))].sort((x, y) => x - y);
+    const lastSeq = Number(await t.raw.get('cloud:web:seq'));
+    expect(all).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
+  }, 25_000);
+
+  it(`one message alone in its batch, refused for its content every time: sent again with the backoff, parked at the ${WHOLE_REFUSALS_PARKED}th refusal`, async () => {
+    const srv = await ingest(() => 422);
+    srv.refusing = false;
+    const transport = new HttpTransport(httpLinkSchema.parse({ id: 'web', type: 'http', url: srv.url }), 'site', quietLog);
+    await transport.connect();
+    const batch = [{ kind: 'data' as const, model: 'inv', channel: '', payload: '{"seq":7,"values":{"P":5}}' }];
+    for (let i = 1; i < WHOLE_REFUSALS_PARKED; i++) {
+      const e = await transport.deliver(batch).then(
+        () => undefined,
+        (x: unknown) => x as CloudRefusedError,
+      );
+      expect(e?.refused, `try ${i}`).toBe(true);
+    }
+    const { acked } = await transport.deliver(batch);
+    expect(await acked).toEqual([{ index: 0, topic: srv.url, payload: batch[0]!.payload, reasonCode: 422, reason: 'HTTP 422' }]);
+    expect(srv.refused).toBe(WHOLE_REFUSALS_PARKED);
+  });
 
   for (const overflow of ['drop-oldest', 'refuse-new'] as const) {
     it(`past maxBacklogMB while refused, ${overflow}: ${overflow === 'drop-oldest' ? 'the oldest are dropped' : 'the oldest are kept, the new ones not taken'}, counted exactly`, async () => {
