@@ -50,7 +50,11 @@ export function readConfigFolder(dirArg: string): ConfigSource {
   const mounts = new Map<string, Mount>();
   const raw: Record<string, unknown> = {};
   const key = (p: Path) => JSON.stringify(p);
-  const rel = (f: string) => relative(process.cwd(), f) || f;
+  // Relative to the working directory when the file is under it; else as given (an absolute path, not ../../tmp/…).
+  const rel = (f: string) => {
+    const r = relative(process.cwd(), f);
+    return r === '' || r.startsWith('..') ? f : r;
+  };
 
   const locate = (path: Path, opts: { key?: boolean } = {}): SourcePosition => {
     for (let n = path.length; n >= 0; n--) {

@@ -3,6 +3,7 @@
  * message and the file:line:column it is reported at.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
@@ -66,6 +67,18 @@ describe('config validation: every mistake with file, line and column', () => {
     const [colon] = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n    protocol virtual\n    pollMs: 1000\n' });
     expect(colon).toMatchObject({ line: 3, column: 5, code: 'YAML_SYNTAX' });
     expect(colon!.message).toContain("':'");
+  });
+
+  it('a folder outside the working directory: its files named by their absolute path, not ../../tmp/…', () => {
+    const dir = writeSite({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000') });
+    const issue = (() => {
+      try {
+        loadConfig(dir);
+      } catch (e) {
+        if (e instanceof ConfigError) return e.issues[0];
+      }
+    })();
+    expect(issue?.file).toBe(join(dir, 'channels.yaml'));
   });
 
   it('unknown key, with the nearest valid one', () => {
