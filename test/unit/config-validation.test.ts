@@ -159,7 +159,15 @@ describe('config validation: every mistake with file, line and column', () => {
     const csv = 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,1,constant,2\n';
     const yaml = 'channels:\n  - id: 7\n    protocol: virtual\n    pointsFile: p.csv\n';
     expect(issuesOf({ 'channels.yaml': yaml, 'p.csv': csv })[0]).toMatchObject({ file: 'p.csv', line: 3, column: 3, code: 'DUPLICATE_ID' });
-    expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({ file: 'channels.yaml', line: 4, column: 17, code: 'CSV_MISSING' });
+    expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({
+      file: 'channels.yaml',
+      line: 4,
+      column: 17,
+      code: 'CSV_MISSING',
+      message: "there is no point table 'p.csv' (paths are relative to the config folder)",
+    });
+    const short = issuesOf({ 'channels.yaml': yaml, 'p.csv': 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,2\n' })[0];
+    expect(short).toMatchObject({ file: 'p.csv', line: 3, column: 1, code: 'CSV_SYNTAX', message: 'this row has 2 cells, the header 4' });
   });
 
   it('a model takes its points from a channel by name', () => {
