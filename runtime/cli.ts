@@ -115,6 +115,24 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
   return 1;
 }
 
+/**
+ * Until the tree runs (startRuntime waits for Redis as long as it takes), SIGINT and SIGTERM stop what
+ * was started for it (the embedded VictoriaMetrics, the demo's servers) and exit 0: Node's default
+ * ended the process at once and left them running. Returns the release, called once the tree runs.
+ */
+function stopOnSignalWhileStarting(cleanup: () => Promise<void>): () => void {
+  const onSignal = (signal: NodeJS.Signals) => {
+    process.stderr.write(`${signal} while starting: stopping what was started\n`);
+    void cleanup().finally(() => process.exit(0));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+
 async function startSite(
   site: SiteConfig,
   opts: { redisUrl?: string; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
@@ -147,7 +165,9 @@ async function cmdStart(dir: string): Promise<number> {
   if (!loaded) return 2;
   const history = await startHistory(loaded, 'start');
   if (!history) return 2;
+  const release = stopOnSignalWhileStarting(() => history.stop());
   const started = await startSite(history.site);
+  release();
   return runUntilSignal(started.rt, started.log, () => history.stop());
 }
 
@@ -203,7 +223,15 @@ async function cmdDemo(dir: string): Promise<number> {
   // Cloud links to port 0 of this machine uplink to an embedded broker on a free port.
   const broker = site.cloud?.links.some(isLocalLink) ? await startEmbeddedBroker() : undefined;
   if (broker && site.cloud) site = { ...site, cloud: { ...site.cloud, links: site.cloud.links.map((l) => (isLocalLink(l) ? { ...l, url: broker.url } : l)) } };
+  const cleanup = async () => {
+    await sim.stop();
+    await broker?.stop();
+    await server?.stop();
+    await history.stop();
+  };
+  const release = stopOnSignalWhileStarting(cleanup);
   const started = await startSite(site, { redisUrl: url, gatewayTokens: tokens });
+  release();
   const api = site.gateway ? `http://${site.gateway.host}:${site.gateway.port}` : undefined;
   const lines = [
     '',
@@ -232,12 +260,7 @@ async function cmdDemo(dir: string): Promise<number> {
     '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
-  return runUntilSignal(started.rt, started.log, async () => {
-    await sim.stop();
-    await broker?.stop();
-    await server?.stop();
-    await history.stop();
-  });
+  return runUntilSignal(started.rt, started.log, cleanup);
 }
 
 /** A cloud link to port 0 of this machine: the demo points it at its embedded broker (never a broker it did not start). */

@@ -7,7 +7,7 @@
  * site of thousands of points costs no page rebuild per message.
  */
 import { alarmsSection } from './alarmsPanel.js';
-import { api, el, feed, fmt, header, may, signIn, stateText, type FeedMessage, type Me } from './common.js';
+import { api, ApiFailure, el, feed, fmt, header, may, signIn, stateText, type FeedMessage, type Me } from './common.js';
 import { trendSection } from './trendChart.js';
 
 interface ActorInfo {
@@ -133,7 +133,7 @@ function modelsSection(models: readonly ModelDetail[]): { section: HTMLElement; 
   };
 }
 
-/** Sends a setpoint and follows its command: pending → confirmed, failed or timeout. */
+/** Sends a setpoint and follows its command: pending → confirmed, failed or timeout; rejected when the API refuses it. */
 function controlSection(models: readonly ModelDetail[]): HTMLElement {
   const targets = models.flatMap((m) => m.controls.map((c) => ({ model: m, control: c })));
   const select = el(
@@ -182,7 +182,8 @@ function controlSection(models: readonly ModelDetail[]): HTMLElement {
           await new Promise((r) => setTimeout(r, 200));
         }
       } catch (e) {
-        show('failed', e instanceof Error ? e.message : String(e));
+        // Refused by the API (out of limits, unknown control): nothing was written, as the CLI and the cloud say.
+        show(e instanceof ApiFailure && e.status < 500 ? 'rejected' : 'failed', e instanceof Error ? e.message : String(e));
       }
     })();
   });

@@ -50,7 +50,11 @@ export function readConfigFolder(dirArg: string): ConfigSource {
   const mounts = new Map<string, Mount>();
   const raw: Record<string, unknown> = {};
   const key = (p: Path) => JSON.stringify(p);
-  const rel = (f: string) => relative(process.cwd(), f) || f;
+  // Relative to the working directory when the file is under it; else as given (an absolute path, not ../../tmp/…).
+  const rel = (f: string) => {
+    const r = relative(process.cwd(), f);
+    return r === '' || r.startsWith('..') ? f : r;
+  };
 
   const locate = (path: Path, opts: { key?: boolean } = {}): SourcePosition => {
     for (let n = path.length; n >= 0; n--) {
@@ -172,7 +176,10 @@ function readPointTables(
         issues.push({
           ...locate(at),
           code: 'CSV_MISSING',
-          message: `cannot read point table '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          message:
+            (e as NodeJS.ErrnoException).code === 'ENOENT'
+              ? `there is no point table '${f}' (paths are relative to the config folder)`
+              : `cannot read point table '${f}': ${(e as Error).message}`,
         });
         return;
       }
@@ -181,8 +188,10 @@ function readPointTables(
       try {
         rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: '#' }) as unknown as typeof rows;
       } catch (e) {
-        const err = e as Error & { lines?: number; column?: number };
-        issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message: firstLine(err.message) });
+        const err = e as Error & { lines?: number };
+        const counts = /^Invalid Record Length: expect (\d+), got (\d+)/.exec(err.message);
+        const message = counts ? `this row has ${counts[2]} cells, the header ${counts[1]}` : firstLine(err.message);
+        issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message });
         return;
       }
       const [header, ...body] = rows;

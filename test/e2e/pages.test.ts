@@ -226,6 +226,11 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     await page.waitForSelector('[data-command-status="confirmed"]', { timeout: 10_000 });
     const id = /cmd-\S+/.exec((await page.textContent('ol.results li .detail')) ?? '')?.[0];
     expect((await api(`/api/v1/commands/${id}`, 'viewer')).body).toMatchObject({ status: 'confirmed', value: 42, source: 'demo-operator' });
+    // Out of the point's limits: refused before anything is written, so rejected (as the CLI and the cloud say), not failed.
+    await page.fill('form.control input[name=value]', '999');
+    await page.click('form.control button[type=submit]');
+    await page.waitForSelector('[data-command-status="rejected"]', { timeout: 10_000 });
+    expect(await page.textContent('ol.results li:first-child .detail')).toContain('above the maximum 80');
     await page.context().close();
   });
 

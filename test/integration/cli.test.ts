@@ -2,9 +2,11 @@
  * The `voltage` command as a user runs it: a real process, real signals, a
  * private redis-server.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from 'node:net';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
 import { freePort } from '../../runtime/redisServer.js';
@@ -72,6 +74,26 @@ describe('voltage CLI', () => {
     expect(down.stdout).toMatch(/^runtime: DOWN — last heartbeat/);
     expect(down.stdout).toMatch(/channel\/good1\s+stopped/);
     c.disconnect();
+  });
+
+  it('start: Ctrl-C while it waits for Redis stops its embedded VictoriaMetrics too, exit 0 (it was left running)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'voltage-cli-history-'));
+    const dir = writeSite({
+      'site.yaml': `${readFileSync('test/fixtures/flaky-site/site.yaml', 'utf8')}\nhistory:\n  backends: [{ id: vm }]\n  dataDir: ${dataDir}\n`,
+    });
+    const victoriaOf = () => {
+      try {
+        return execFileSync('pgrep', ['-f', `storageDataPath=${dataDir}`], { encoding: 'utf8' }).trim();
+      } catch {
+        return ''; // pgrep exits 1 when nothing matches
+      }
+    };
+    const run = voltage(['start', '--config', dir], { REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    await eventually(() => run.out().includes('unreachable') && victoriaOf() !== '', 20_000);
+    run.proc.kill('SIGINT');
+    expect((await run.done).code).toBe(0);
+    await eventually(() => victoriaOf() === '', 10_000);
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('start: exits 1 with a line naming the child when the root gives up', async () => {

@@ -3,6 +3,7 @@
  * message and the file:line:column it is reported at.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
@@ -66,6 +67,18 @@ describe('config validation: every mistake with file, line and column', () => {
     const [colon] = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n    protocol virtual\n    pollMs: 1000\n' });
     expect(colon).toMatchObject({ line: 3, column: 5, code: 'YAML_SYNTAX' });
     expect(colon!.message).toContain("':'");
+  });
+
+  it('a folder outside the working directory: its files named by their absolute path, not ../../tmp/…', () => {
+    const dir = writeSite({ 'channels.yaml': CHANNEL.replace('pollMs: 1000', 'polMs: 1000') });
+    const issue = (() => {
+      try {
+        loadConfig(dir);
+      } catch (e) {
+        if (e instanceof ConfigError) return e.issues[0];
+      }
+    })();
+    expect(issue?.file).toBe(join(dir, 'channels.yaml'));
   });
 
   it('unknown key, with the nearest valid one', () => {
@@ -146,7 +159,15 @@ describe('config validation: every mistake with file, line and column', () => {
     const csv = 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,1,constant,2\n';
     const yaml = 'channels:\n  - id: 7\n    protocol: virtual\n    pointsFile: p.csv\n';
     expect(issuesOf({ 'channels.yaml': yaml, 'p.csv': csv })[0]).toMatchObject({ file: 'p.csv', line: 3, column: 3, code: 'DUPLICATE_ID' });
-    expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({ file: 'channels.yaml', line: 4, column: 17, code: 'CSV_MISSING' });
+    expect(issuesOf({ 'channels.yaml': yaml })[0]).toMatchObject({
+      file: 'channels.yaml',
+      line: 4,
+      column: 17,
+      code: 'CSV_MISSING',
+      message: "there is no point table 'p.csv' (paths are relative to the config folder)",
+    });
+    const short = issuesOf({ 'channels.yaml': yaml, 'p.csv': 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,2\n' })[0];
+    expect(short).toMatchObject({ file: 'p.csv', line: 3, column: 1, code: 'CSV_SYNTAX', message: 'this row has 2 cells, the header 4' });
   });
 
   it('a model takes its points from a channel by name', () => {
