@@ -10,17 +10,26 @@
  * with status confirmed | failed | timeout | rejected | error. A message that is
  * not a command, or one past the link's rate (10 a second, bursts of 20),
  * gets `error`; one m2c refuses gets `rejected`; neither writes a command.
+ * A command id is remembered for 24 h (`cloud:{link}:cmd:{id}`): the same id
+ * again (a QoS 1 redelivery, a cloud that retries) runs nothing and is
+ * answered with the first one's result, followed to its end if it is still
+ * running (also after a restart of the runtime).
  * A read `{id?, models: [...]}` is answered on `{prefix}/read/result` with
  * `{id, ts, models: {model: {name: value}}, quality?: {model: {name: q}}}`.
  */
 import type { Logger } from '../../runtime/logger.js';
 import { errorMessage } from '../../runtime/errors.js';
 import { m2cRefusal } from '../../runtime/redis/commands.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { linkTopics } from './messages.js';
 
 const COMMAND_ID = /^[A-Za-z0-9_.-]{1,64}$/;
 const RESULT_POLL_MS = 50;
+/** A command id is remembered this long: a redelivery within it runs nothing again. */
+export const COMMAND_ID_TTL_MS = 24 * 3_600_000;
+/** What a command id holds while its command runs: this, then the command's id. */
+const PENDING = 'command ';
 /** Commands from one link: a token bucket, as the gateway limits an operator's token. */
 const RATE_PER_S = 10;
 const BURST = 20;
@@ -101,30 +110,54 @@ export class CloudDownlink {
       await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, status: 'error', message: req.error }));
       return;
     }
+    // An id seen before (a QoS 1 redelivery, a cloud that sends again) runs nothing twice: it gets the first one's answer.
+    const key = KEYS.cloudCommandId(this.opts.link, req.id);
+    const prior = await this.bus.commands.claimRequest(key, COMMAND_ID_TTL_MS);
+    if (prior !== undefined) {
+      await this.again(req.id, prior);
+      return;
+    }
+    const answer = async (result: Record<string, unknown>) => {
+      const json = JSON.stringify({ id: req.id, ...result });
+      await this.bus.commands.answerRequest(key, json);
+      await this.publish(this.topics.cmdResult(req.id), json);
+    };
     let command: string;
     try {
       command = await this.bus.commands.m2c(req.model, req.name, req.value, source, req.timeoutMs);
     } catch (e) {
       const message = m2cRefusal(e);
       await this.bus.commands.auditRejected(source, req.model, req.name, req.value, message);
-      await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, status: 'rejected', message }));
+      await answer({ status: 'rejected', message });
       return;
     }
+    await this.bus.commands.answerRequest(key, `${PENDING}${command}`);
     // The command's channel ends it by its deadline; the wait is bounded a little past it.
-    const deadline = Date.now() + req.timeoutMs + 2_000;
+    await answer(await this.outcome(command, Date.now() + req.timeoutMs + 2_000));
+  }
+
+  /** A command id received again: the first one's answer, once it has one (nothing while its m2c is in flight). */
+  private async again(id: string, prior: string): Promise<void> {
+    this.log.info({ id, link: this.opts.link }, 'cloud: a command id received again; answered with the first one’s result, not run again');
+    if (prior === '') return;
+    if (!prior.startsWith(PENDING)) {
+      await this.publish(this.topics.cmdResult(id), prior);
+      return;
+    }
+    // Accepted and not answered (still running, or the runtime was restarted meanwhile): followed to its end.
+    const command = prior.slice(PENDING.length);
+    const rec = await this.bus.commands.command(command);
+    const result = JSON.stringify({ id, ...(await this.outcome(command, (rec?.deadline ?? Date.now()) + 2_000)) });
+    await this.bus.commands.answerRequest(KEYS.cloudCommandId(this.opts.link, id), result);
+    await this.publish(this.topics.cmdResult(id), result);
+  }
+
+  /** Waits (bounded by `deadline`) for the command's end. */
+  private async outcome(command: string, deadline: number): Promise<Record<string, unknown>> {
     for (;;) {
       const rec = await this.bus.commands.command(command);
-      if (rec && rec.status !== 'pending') {
-        await this.publish(
-          this.topics.cmdResult(req.id),
-          JSON.stringify({ id: req.id, command, status: rec.status, message: rec.message, readback: rec.readback }),
-        );
-        return;
-      }
-      if (Date.now() > deadline) {
-        await this.publish(this.topics.cmdResult(req.id), JSON.stringify({ id: req.id, command, status: 'timeout', message: 'no result by its deadline' }));
-        return;
-      }
+      if (rec && rec.status !== 'pending') return { command, status: rec.status, message: rec.message, readback: rec.readback };
+      if (Date.now() > deadline) return { command, status: 'timeout', message: 'no result by its deadline' };
       await new Promise((r) => setTimeout(r, RESULT_POLL_MS));
     }
   }

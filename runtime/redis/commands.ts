@@ -103,6 +103,20 @@ export class CommandsRedis {
     };
   }
 
+  /**
+   * Claims a requester's own id for a command (a cloud link's `id`) for `ttlMs`: undefined when it is new
+   * (now claimed, ''), else what was recorded under it: '' while the first one is handled, then its answer.
+   */
+  async claimRequest(key: string, ttlMs: number): Promise<string | undefined> {
+    const claimed = await redisCall('SET', () => this.core.client.set(key, '', 'PX', ttlMs, 'NX', 'GET'));
+    return claimed ?? undefined;
+  }
+
+  /** Records the answer given to a claimed request id (kept as long as the claim). */
+  async answerRequest(key: string, answer: string): Promise<void> {
+    await redisCall('SET', () => this.core.client.set(key, answer, 'KEEPTTL'));
+  }
+
   /** The consumer group of a channel's command stream; making it again is fine. */
   async ensureCommandGroup(channel: string, group: string): Promise<void> {
     await this.core.ensureGroup(KEYS.commandStream(channel), group);

@@ -78,6 +78,8 @@ export const KEYS = {
   cloudRefused: (link: string) => `cloud:${link}:refused`,
   /** A cloud link's per-point state (on-change: the last value published, the deadband's reference; interval: the latest values), written with the XACK of the entries it came from. */
   cloudLast: (link: string) => `cloud:${link}:last`,
+  /** string, expiring: a command id a cloud link received ('' while it is handled, then its result's JSON), so that a redelivery runs nothing twice. */
+  cloudCommandId: (link: string, id: string) => `cloud:${link}:cmd:${id}`,
   /** The stream id ranges a refuse-new link refused (JSON, written by its monitor; see CloudLink). */
   cloudRefusing: (link: string) => `cloud:${link}:refusing`,
   // rules

@@ -185,6 +185,11 @@ alarms:
     expect(ok.body).toMatchObject({ id: 'c1', status: 'confirmed', readback: 42 });
     const record = await t.bus.commands.command(ok.body.command as string);
     expect(record).toMatchObject({ source: 'cloud:ops', status: 'confirmed' });
+    // The same id again (a redelivery, a cloud that retries), even with another value: nothing runs twice, the first answer comes again.
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c1', model: 'inv', name: 'limit', value: 43, timeoutMs: 5_000 }), { qos: 1 });
+    await eventually(() => w.got.filter((m) => m.topic === 'voltage/site/cmd/c1/result').length === 2);
+    expect(w.got.filter((m) => m.topic === 'voltage/site/cmd/c1/result').map((m) => m.body)).toEqual([ok.body, ok.body]);
+    expect(await t.raw.keys('command:*')).toEqual([`command:${ok.body.command as string}`]);
     const commandsBefore = (await t.raw.keys('command:*')).length;
     await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c2', model: 'inv', name: 'limit', value: 150 }), { qos: 1 });
     await w.client.publishAsync('voltage/site/cmd', 'not json', { qos: 1 });
@@ -200,6 +205,13 @@ alarms:
       status: 'error',
       message: 'value must be a finite number',
     });
+    expect((await t.raw.keys('command:*')).length).toBe(commandsBefore);
+    // A rejected id sent again is answered the same, without a second audit entry.
+    const audits = await t.raw.xlen('audit:commands');
+    await w.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'c2', model: 'inv', name: 'limit', value: 50 }), { qos: 1 });
+    await eventually(() => w.got.filter((m) => m.topic === 'voltage/site/cmd/c2/result').length === 2);
+    expect(w.got.filter((m) => m.topic === 'voltage/site/cmd/c2/result')[1]!.body).toEqual(rejected.body);
+    expect(await t.raw.xlen('audit:commands')).toBe(audits);
     expect((await t.raw.keys('command:*')).length).toBe(commandsBefore);
     // A read: a snapshot of the named models.
     await w.client.publishAsync('voltage/site/read', JSON.stringify({ id: 'r1', models: ['inv'] }), { qos: 1 });
