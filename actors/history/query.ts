@@ -183,6 +183,12 @@ export class HistoryQueries {
     const first = Math.ceil(from / stepMs) * stepMs;
     const last = Math.floor(to / stepMs) * stepMs;
     const count = last >= first ? (last - first) / stepMs + 1 : 0;
+    if (count === 0) {
+      throw new HistoryQueryError(
+        'BAD_QUERY',
+        `no step of ${stepMs} ms falls within the range (${new Date(from).toISOString()} to ${new Date(to).toISOString()}): use a shorter step or a longer range`,
+      );
+    }
     if (count * refs.length > this.maxPoints) {
       const fits = Math.ceil(((to - from) * refs.length) / this.maxPoints / 1_000);
       throw new HistoryQueryError(

@@ -105,6 +105,7 @@ describe('history', () => {
         (e: unknown) => (e instanceof HistoryQueryError ? `${e.status} ${e.code}` : String(e)),
       );
     expect(await codeOf({ series: 'model/nope/P', from: '-1h' })).toBe('404 UNKNOWN_SERIES');
+    expect(await codeOf({ series: 'channel/2001/m/7', from: '-1h', step: '2d' })).toBe('400 BAD_QUERY');
     expect(await codeOf({ series: 'channel/2001/m/7', from: '-1h', to: '-2h' })).toBe('400 REVERSED_RANGE');
     expect(await codeOf({ series: 'channel/2001/m/7', from: '-24h', step: '1s' })).toBe('400 TOO_MANY_POINTS');
     expect(await codeOf({ series: 'channel/2001/m/7', from: 'yesterday' })).toBe('400 BAD_QUERY');
