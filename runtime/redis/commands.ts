@@ -22,9 +22,14 @@ export interface Accepted {
   readonly deadline: number;
 }
 
-/** Why m2c refused a command, as an operator reads it: without the Function's name and Redis' error code before it. */
+/**
+ * Why m2c refused a command, as an operator reads it: without the Function's name and Redis' error code before it,
+ * and the value as it was sent (the library writes numbers with six decimals: 500.000000 → 500, 49.500000 → 49.5).
+ */
 export function m2cRefusal(e: unknown): string {
-  return errorMessage(e).replace(/^m2c: ((EVOLTAGE )?m2c: )?/, '');
+  return errorMessage(e)
+    .replace(/^m2c: ((EVOLTAGE )?m2c: )?/, '')
+    .replace(/(?<![\w.])-?\d+\.\d+(?![\w.])/g, (n) => String(Number(n)));
 }
 
 export class CommandsRedis {

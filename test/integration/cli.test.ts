@@ -231,7 +231,7 @@ models:
     expect(negative.stdout).toMatch(/confirmed — written and read back \(read back -2\.5\)/);
     const rejected = await voltage(['control', 'm', 'sp', '70'], env).done;
     expect(rejected.code).toBe(2);
-    expect(rejected.stderr).toContain('rejected: 70.000000 is above the maximum 10 of m.sp');
+    expect(rejected.stderr).toContain('rejected: 70 is above the maximum 10 of m.sp');
     const noModel = await voltage(['control', 'nope', 'sp', '1'], env).done;
     expect(noModel.code).toBe(2);
     expect(noModel.stderr).toContain('rejected: no model nope\n');
