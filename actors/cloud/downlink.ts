@@ -15,7 +15,8 @@
  * answered with the first one's result, followed to its end if it is still
  * running (also after a restart of the runtime).
  * A read `{id?, models: [...]}` is answered on `{prefix}/read/result` with
- * `{id, ts, models: {model: {name: value}}, quality?: {model: {name: q}}}`.
+ * `{id, ts, models: {model: {name: value}}, quality?: {model: {name: q}}, unknown?: [model]}`
+ * (the ids the site has no model of are listed in `unknown`, not answered empty).
  */
 import type { Logger } from '../../runtime/logger.js';
 import { errorMessage } from '../../runtime/errors.js';
@@ -185,7 +186,10 @@ export class CloudDownlink {
     }
     const models: Record<string, Record<string, number | null>> = {};
     const quality: Record<string, Record<string, string>> = {};
-    for (const m of (req.models as string[]).slice(0, 100)) {
+    const asked = (req.models as string[]).slice(0, 100);
+    const known = await this.bus.telemetry.knownModels(asked);
+    const unknown = asked.filter((m) => !known.has(m));
+    for (const m of asked.filter((x) => known.has(x))) {
       const values = await this.bus.telemetry.modelValues(m);
       models[m] = {};
       for (const [name, r] of values) {
@@ -193,6 +197,9 @@ export class CloudDownlink {
         if (r.quality && r.quality !== 'good') (quality[m] ??= {})[name] = r.quality;
       }
     }
-    await this.publish(this.topics.readResult, JSON.stringify({ id, ts: Date.now(), models, ...(Object.keys(quality).length ? { quality } : {}) }));
+    await this.publish(
+      this.topics.readResult,
+      JSON.stringify({ id, ts: Date.now(), models, ...(Object.keys(quality).length ? { quality } : {}), ...(unknown.length ? { unknown } : {}) }),
+    );
   }
 }

@@ -144,6 +144,13 @@ export class TelemetryRedis {
     return valueRecords((v?.[1] ?? {}) as Record<string, string>, (t?.[1] ?? {}) as Record<string, string>, (q?.[1] ?? {}) as Record<string, string>);
   }
 
+  /** Which of `models` the loaded site has (site:models). */
+  async knownModels(models: readonly string[]): Promise<Set<string>> {
+    if (models.length === 0) return new Set();
+    const is = await redisCall('SMISMEMBER', () => this.core.client.smismember(KEYS.siteModels, ...models));
+    return new Set(models.filter((_, i) => is[i] === 1));
+  }
+
   modelValues(model: string): Promise<Map<string, ValueRecord>> {
     return this.values(KEYS.model(model));
   }

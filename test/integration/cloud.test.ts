@@ -214,9 +214,10 @@ alarms:
     expect(await t.raw.xlen('audit:commands')).toBe(audits);
     expect((await t.raw.keys('command:*')).length).toBe(commandsBefore);
     // A read: a snapshot of the named models.
-    await w.client.publishAsync('voltage/site/read', JSON.stringify({ id: 'r1', models: ['inv'] }), { qos: 1 });
+    await w.client.publishAsync('voltage/site/read', JSON.stringify({ id: 'r1', models: ['inv', 'nope'] }), { qos: 1 });
     const snap = await eventually(() => r.got.find((m) => m.body.id === 'r1'));
-    expect(snap.body).toMatchObject({ models: { inv: { P: expect.any(Number) } } });
+    expect(snap.body).toMatchObject({ models: { inv: { P: expect.any(Number) } }, unknown: ['nope'] });
+    expect(Object.keys(snap.body.models as object)).toEqual(['inv']);
   });
 
   it('commands are refused unless downlink.commands is true', async () => {
