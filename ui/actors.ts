@@ -39,8 +39,9 @@ interface Graph {
 interface Transition {
   readonly ts: number;
   readonly event: string;
-  readonly from: string;
-  readonly to: string;
+  /** State values ("polling", {"ready": "idle"}); null when not known. */
+  readonly from: unknown;
+  readonly to: unknown;
   readonly error?: string;
 }
 
@@ -174,8 +175,8 @@ async function main(): Promise<void> {
             {},
             el('td', {}, new Date(t.ts).toLocaleTimeString()),
             el('td', { title: t.event }, eventText(t.event)),
-            el('td', {}, t.from ? stateText(JSON.parse(t.from)) : ''),
-            el('td', {}, t.to ? stateText(JSON.parse(t.to)) : ''),
+            el('td', {}, t.from === null ? '' : stateText(t.from)),
+            el('td', {}, t.to === null ? '' : stateText(t.to)),
             el('td', { class: 'error' }, t.error ?? ''),
           ),
         ),

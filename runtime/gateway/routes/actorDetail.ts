@@ -102,7 +102,9 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
     http.route('get', pattern, 'viewer', async ({ params, query }) => {
       const a = await one(idOf(params));
       const count = Math.min(TRANSITIONS_MAXLEN, Math.max(1, Number(query.get('count') ?? 50) || 50));
-      return { status: 200, body: { actor: a.id, transitions: await redis.actors.transitions(a.id, count) } };
+      // The journal keeps state values as JSON text; the API answers them as values ("polling", {"ready": "idle"}; null when not known).
+      const transitions = (await redis.actors.transitions(a.id, count)).map((t) => ({ ...t, from: stateValue(t.from), to: stateValue(t.to) }));
+      return { status: 200, body: { actor: a.id, transitions } };
     });
   }
 
@@ -134,4 +136,14 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
       ids = new Set();
       await unsubscribe();
     });
+}
+
+/** A journal's state value (JSON text) as a value; null when not known (text that is not JSON as it is). */
+function stateValue(json: string): unknown {
+  if (json === '') return null;
+  try {
+    return JSON.parse(json) as unknown;
+  } catch {
+    return json;
+  }
 }
