@@ -115,12 +115,17 @@ describe('visualizer API', () => {
 
   it('WebSocket actor/*: a snapshot first, then each change of status (backoff, running again)', async () => {
     const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=${token}`);
-    const seen: Array<{ topic: string; actor?: { id: string; status: string; backoffUntil: number } }> = [];
+    const seen: Array<{ topic: string; snapshot?: boolean; actor?: { id: string; status: string; backoffUntil: number } }> = [];
     ws.on('message', (m) => seen.push(JSON.parse(String(m))));
     await new Promise((r) => ws.once('open', r));
     ws.send(JSON.stringify({ op: 'subscribe', topics: ['actor/channel/*'] }));
     await eventually(() => seen.some((m) => m.topic === 'actor/channel/good2'));
     const flaky = () => seen.filter((m) => m.topic === 'actor/channel/flaky').map((m) => m.actor!);
+    // Each topic's first message is its snapshot, marked as every topic's is; the changes after are not.
+    await eventually(() => flaky().length >= 2);
+    const ofFlaky = seen.filter((m) => m.topic === 'actor/channel/flaky');
+    expect(ofFlaky[0]!.snapshot).toBe(true);
+    expect(ofFlaky.slice(1).every((m) => m.snapshot === undefined)).toBe(true);
     await eventually(() => {
       const f = flaky();
       const b = f.findIndex((a) => a.status === 'backoff' && a.backoffUntil > 0);

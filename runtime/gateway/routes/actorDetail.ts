@@ -109,11 +109,11 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
   }
 
   let ids = new Set<string>((await redis.actors.list()).map((a) => a.id));
-  const message = (a: ActorView) => JSON.stringify({ topic: `actor/${a.id}`, ts: Date.now(), actor: a });
+  const message = (a: ActorView, snapshot = false) => JSON.stringify({ topic: `actor/${a.id}`, ts: Date.now(), ...(snapshot ? { snapshot } : {}), actor: a });
   feed.addSource({
     topics: () => [...ids].map((id) => `actor/${id}`),
     owns: (topic) => topic.startsWith('actor/'),
-    snapshot: async (topic) => message(await one(topic.slice('actor/'.length))),
+    snapshot: async (topic) => message(await one(topic.slice('actor/'.length)), true),
   });
   const dirty = new Set<string>();
   let timer: NodeJS.Timeout | undefined;
