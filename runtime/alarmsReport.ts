@@ -19,7 +19,7 @@ export function alarmsText(views: readonly AlarmView[], now: number = Date.now()
     v.message,
     [v.group && v.group !== v.id ? `after ${v.group}` : '', v.chattering ? 'chattering' : ''].filter(Boolean).join(', '),
   ]);
-  const head = ['ALARM', 'STATE', 'SEVERITY', 'FOR', 'MESSAGE', ''];
+  const head = ['ALARM', 'STATE', 'SEVERITY', 'FOR', 'MESSAGE', 'NOTES'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return `${[head, ...rows]
     .map((r) =>

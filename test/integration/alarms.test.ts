@@ -290,7 +290,7 @@ describe('alarms through the runtime', () => {
       env: { ...process.env, REDIS_URL: server.url },
     });
     const lines = stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE/);
+    expect(lines[0]).toMatch(/^ALARM\s+STATE\s+SEVERITY\s+FOR\s+MESSAGE\s+NOTES$/);
     expect(lines.slice(1).map((l) => l.split(/\s+/).slice(0, 3))).toEqual([
       ['bess1.fan', 'returnedUnack', 'warning'],
       ['bess1.overtemp', 'returnedUnack', 'major'],
