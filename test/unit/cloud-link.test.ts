@@ -172,6 +172,7 @@ describe('messages', () => {
 describe('downlink commands', () => {
   it("are limited like an operator's: past a burst of 20, a command gets an error and is not sent", async () => {
     let sent = 0;
+    const ids = new Map<string, string>();
     const bus = {
       commands: {
         m2c: async () => {
@@ -180,6 +181,12 @@ describe('downlink commands', () => {
         },
         command: async (id: string) => ({ id, status: 'confirmed', message: '', readback: 1 }),
         auditRejected: async () => undefined,
+        claimRequest: async (key: string) => {
+          const prior = ids.get(key);
+          if (prior === undefined) ids.set(key, '');
+          return prior;
+        },
+        answerRequest: async (key: string, answer: string) => void ids.set(key, answer),
       },
     } as unknown as VoltageRedis;
     const results: Array<{ topic: string; body: { status: string } }> = [];
