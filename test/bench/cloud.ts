@@ -175,7 +175,7 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
   });
 
   // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone (runtimeArgs).
-  const runtime = spawn(process.execPath, [...runtimeArgs(), 'start', '--config', dir], {
+  const runtime = spawn(process.execPath, [...runtimeArgs([], root), 'start', '--config', dir], {
     cwd: root,
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -60,7 +60,7 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
   const sim = spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(1_500);
   const prof = process.env.BENCH_CPU_PROF;
-  const rt = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), 'start', '--config', dir], {
+  const rt = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [], root), 'start', '--config', dir], {
     cwd: root,
     env: prof ? { ...env, VOLTAGE_GATEWAY_CPU_PROF: prof } : env,
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { spawnRedis } from '../../runtime/redisServer.js';
@@ -42,22 +42,25 @@ export interface SiteResult {
   readonly steal: number;
 }
 
-const VOLTAGE_BIN = fileURLToPath(new URL('../../runtime/bin/voltage.js', import.meta.url));
+/** This checkout. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /**
  * Node's arguments for `voltage` run as `node <these> start …`: the command's own Node flags (read
  * off its first line, `#!/usr/bin/env -S node --flag …`, so that a bench runs the runtime as
  * `voltage start` does), then BENCH_RUNTIME_NODE_ARGS (space-separated Node or V8 flags for the
  * runtime alone, for A/B runs or `--cpu-prof --cpu-prof-dir=/tmp/prof`: Node 20 refuses --cpu-prof
- * in NODE_OPTIONS), then `extra`, then the script.
+ * in NODE_OPTIONS), then `extra`, then the script. `root`: the checkout whose bin runs (this one,
+ * or a BENCH_BASELINE), relative to the current directory.
  */
-export function runtimeArgs(extra: readonly string[] = []): string[] {
-  const first = readFileSync(VOLTAGE_BIN, 'utf8').split('\n', 1)[0] ?? '';
+export function runtimeArgs(extra: readonly string[] = [], root = ROOT): string[] {
+  const bin = resolve(root, 'runtime/bin/voltage.js');
+  const first = readFileSync(bin, 'utf8').split('\n', 1)[0] ?? '';
   return [
     ...first.split(' ').filter((w) => w.startsWith('--')),
     ...(process.env.BENCH_RUNTIME_NODE_ARGS ?? '').split(' ').filter(Boolean),
     ...extra,
-    VOLTAGE_BIN,
+    bin,
   ];
 }
 
