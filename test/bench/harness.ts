@@ -56,12 +56,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export function runtimeArgs(extra: readonly string[] = [], root = ROOT): string[] {
   const bin = resolve(root, 'runtime/bin/voltage.js');
   const first = readFileSync(bin, 'utf8').split('\n', 1)[0] ?? '';
-  return [
-    ...first.split(' ').filter((w) => w.startsWith('--')),
-    ...(process.env.BENCH_RUNTIME_NODE_ARGS ?? '').split(' ').filter(Boolean),
-    ...extra,
-    bin,
-  ];
+  return [...first.split(' ').filter((w) => w.startsWith('--')), ...(process.env.BENCH_RUNTIME_NODE_ARGS ?? '').split(' ').filter(Boolean), ...extra, bin];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
