@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-old-space-size=256 --max-semi-space-size=8
+#!/usr/bin/env -S node --max-old-space-size=256 --max-semi-space-size=8 --single-threaded-gc
 // The heap cap keeps the runtime within an edge box's budget: V8 otherwise lets garbage
 // promoted under a high allocation rate grow the old space to gigabytes before it collects.
 // It is 256 MB, not closer to the live heap: at 100k points/s the site's configuration kept
@@ -10,6 +10,13 @@
 // 33 ms in that pair), so the cap did not come down (measured).
 // The young generation is capped at 8 MB a semi-space (V8 grows it to 16): 13-16 MB less
 // RSS at 100k points/s, and no change in latency (measured).
+// The GC runs on the main thread only (--single-threaded-gc). V8's helper threads (concurrent
+// marking, parallel scavenge and compaction) otherwise take up to a second core in bursts around
+// each mark-compact, and on a small box that is the core Redis needs: at 100k points/s with 10,000
+// alarms on 2 cores, the polls whose c2m took 20 ms or more were those where the helpers took
+// 0.5-0.75 of a core while Redis waited for a CPU. Without them the kernel's p99 went from 18-31 to
+// 16-22 ms and the alarms' from 27-47 to 21-29 ms, at the same CPU (docs/benchmarks.md, round 16,
+// "latency tail"); the GC's pauses on the main thread are longer (a scavenge ~3.5 instead of ~2.7 ms).
 //
 // Entry of the `voltage` command. Runs the bundle built by `npm ci` (dist/voltage.mjs)
 // when it is newer than every source file; otherwise the TypeScript sources through tsx.

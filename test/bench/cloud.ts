@@ -25,7 +25,7 @@ import { groupBacklog } from '../../runtime/domain/telemetry.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
-import { f } from './harness.js';
+import { f, runtimeArgs } from './harness.js';
 import { intField, rawSubscriber, valueCount } from './rawSubscriber.js';
 import { cpuPercent, cpuSample, hostSample, othersPercent, ownCpuSample, percentile, rssMb, stealPercent, type CpuSample } from './procstat.js';
 
@@ -179,13 +179,8 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     }
   });
 
-  // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (Node 20 refuses
-  // --cpu-prof in NODE_OPTIONS); the runtime then runs under this node with the heap caps of runtime/bin/voltage.js.
-  const nodeArgs = process.env.BENCH_RUNTIME_NODE_ARGS?.split(' ').filter(Boolean);
-  const [cmd, args] = nodeArgs?.length
-    ? [process.execPath, ['--max-old-space-size=256', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]]
-    : ['./runtime/bin/voltage.js', ['start', '--config', dir]];
-  const runtime = spawn(cmd, args, {
+  // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone (runtimeArgs).
+  const runtime = spawn(process.execPath, [...runtimeArgs([], root), 'start', '--config', dir], {
     cwd: root,
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],

@@ -23,7 +23,7 @@ import { Redis } from 'ioredis';
 import WebSocket from 'ws';
 import { sha256 } from '../../runtime/gateway/http.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
-import { channelCounters, f, type Windows } from './harness.js';
+import { channelCounters, f, runtimeArgs, type Windows } from './harness.js';
 import { modbusFiles } from './modbus.js';
 import { cpuPercent, cpuSample, hostSample, ownCpuSample, percentile, rssMb, stealPercent, wakeups } from './procstat.js';
 
@@ -60,13 +60,11 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
   const sim = spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(1_500);
   const prof = process.env.BENCH_CPU_PROF;
-  const rt = prof
-    ? spawn(
-        process.execPath,
-        ['--max-old-space-size=256', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', 'start', '--config', dir],
-        { cwd: root, env: { ...env, VOLTAGE_GATEWAY_CPU_PROF: prof }, stdio: ['ignore', 'ignore', 'inherit'] },
-      )
-    : spawn('./runtime/bin/voltage.js', ['start', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const rt = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [], root), 'start', '--config', dir], {
+    cwd: root,
+    env: prof ? { ...env, VOLTAGE_GATEWAY_CPU_PROF: prof } : env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const base = `127.0.0.1:${port}`;
   let ws: WebSocket | undefined;
   try {

@@ -7,9 +7,10 @@
  * polls missed by the channels.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { spawnRedis } from '../../runtime/redisServer.js';
 import { cpuPercent, cpuSample, hostSample, percentile, rssMb, stealPercent } from './procstat.js';
@@ -39,6 +40,23 @@ export interface SiteResult {
   readonly pollToRedis: string;
   /** CPU time the host took from this VM during the window, in %. */
   readonly steal: number;
+}
+
+/** This checkout. */
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * Node's arguments for `voltage` run as `node <these> start …`: the command's own Node flags (read
+ * off its first line, `#!/usr/bin/env -S node --flag …`, so that a bench runs the runtime as
+ * `voltage start` does), then BENCH_RUNTIME_NODE_ARGS (space-separated Node or V8 flags for the
+ * runtime alone, for A/B runs or `--cpu-prof --cpu-prof-dir=/tmp/prof`: Node 20 refuses --cpu-prof
+ * in NODE_OPTIONS), then `extra`, then the script. `root`: the checkout whose bin runs (this one,
+ * or a BENCH_BASELINE), relative to the current directory.
+ */
+export function runtimeArgs(extra: readonly string[] = [], root = ROOT): string[] {
+  const bin = resolve(root, 'runtime/bin/voltage.js');
+  const first = readFileSync(bin, 'utf8').split('\n', 1)[0] ?? '';
+  return [...first.split(' ').filter((w) => w.startsWith('--')), ...(process.env.BENCH_RUNTIME_NODE_ARGS ?? '').split(' ').filter(Boolean), ...extra, bin];
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,19 +115,12 @@ export async function withSite<T>(
   const probe = new Redis(redis.url);
   const extra = helpers(dir);
   await sleep(extra.length ? 1_500 : 0);
-  // BENCH_CPU_PROF=<dir>: the runtime (with its command's heap flags) writes a CPU profile there when it stops.
+  // BENCH_CPU_PROF=<dir>: the runtime writes a CPU profile there when it stops.
   const prof = process.env.BENCH_CPU_PROF;
-  const args = ['start', '--config', dir];
-  const runtime = prof
-    ? spawn(
-        process.execPath,
-        ['--max-old-space-size=256', '--max-semi-space-size=8', '--cpu-prof', `--cpu-prof-dir=${prof}`, './runtime/bin/voltage.js', ...args],
-        {
-          env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
-          stdio: ['ignore', 'ignore', 'inherit'],
-        },
-      )
-    : spawn('./runtime/bin/voltage.js', args, { env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const runtime = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), 'start', '--config', dir], {
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   try {
     const started = Date.now();
     for (;;) {

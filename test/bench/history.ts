@@ -20,7 +20,7 @@ import { Redis } from 'ioredis';
 import { HistoryQueries } from '../../actors/history/query.js';
 import { spawnRedis } from '../../runtime/redisServer.js';
 import { spawnVictoria, type VictoriaServer } from '../../runtime/victoriaServer.js';
-import { f } from './harness.js';
+import { f, runtimeArgs } from './harness.js';
 import { siteFiles, type Step } from './kernel.js';
 import { cpuPercent, cpuSample, percentile, rssMb } from './procstat.js';
 
@@ -134,13 +134,8 @@ async function measureHistory(o: Opts): Promise<string> {
   };
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   const probe = new Redis(redis.url);
-  // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone (`--cpu-prof --cpu-prof-dir=/tmp/prof`, say; NODE_OPTIONS may not carry them).
-  const nodeArgs = (process.env.BENCH_RUNTIME_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const [cmd, args] =
-    nodeArgs.length === 0
-      ? ['./runtime/bin/voltage.js', ['start', '--config', dir]]
-      : [process.execPath, ['--max-old-space-size=256', '--max-semi-space-size=8', ...nodeArgs, './runtime/bin/voltage.js', 'start', '--config', dir]];
-  const runtime = spawn(cmd, args, {
+  // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone (runtimeArgs).
+  const runtime = spawn(process.execPath, [...runtimeArgs(), 'start', '--config', dir], {
     env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
