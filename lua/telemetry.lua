@@ -43,7 +43,7 @@ local POINT_LINE_ANY = '([msca]) (%d+) (%-?%d*%.?%d*) (%S*)\n' -- the same, unan
 Where each channel point goes, kept in the library's Lua state between calls: looking
 up every point of every poll in mapping:c2m (an HMGET, then splitting each answer) was
 a sixth of c2m. Per channel: whether it feeds a model at all, and per type and point id
-the target {model, name, JSON key} or false. mapping:c2m and mapping:c2m:channels are
+its model (or false), its value's name and JSON key. mapping:c2m and mapping:c2m:channels are
 written only by site_load, which empties this; so does a c2m that finds the site gone
 (FLUSHALL), and FUNCTION LOAD starts it empty.
 A site_load that ran elsewhere leaves this Lua state as it was: on a replica, which
@@ -68,11 +68,16 @@ local function c2m_targets_check(genKey)
   end
 end
 
--- The channel's cached targets: { mapped = bool, [t] = { [id] = target or false } }.
+-- The channel's cached targets: { mapped = bool, [t] = { model, name, jkey } }, three
+-- tables by point id: the model (false: the point feeds none), the value's name and its
+-- JSON key ('"name":'). Strings in flat tables, not a table per point: the cache is most
+-- of what the library keeps (100,000 points), and the Lua GC marks all of it every cycle
+-- (a table per point made every ~60th c2m of a 100k-point site 10-30 ms).
 local function channel_targets(channelsKey, channel)
   local ct = c2m_targets[channel]
   if not ct then
-    ct = { mapped = redis.call('SISMEMBER', channelsKey, channel) == 1, m = {}, s = {}, c = {}, a = {} }
+    ct = { mapped = redis.call('SISMEMBER', channelsKey, channel) == 1 }
+    for _, t in ipairs({ 'm', 's', 'c', 'a' }) do ct[t] = { {}, {}, {} } end
     c2m_targets[channel] = ct
   end
   return ct
@@ -83,7 +88,7 @@ end
 -- the channel's writes; per model of a batch (in order of first touch) its writes; per
 -- point of a mapped channel its target, value and quality (the first np count).
 local CHANNEL_WRITES, MODEL_WRITES = {}, {}
-local TARGETS, VALUES, QUALITIES = {}, {}, {}
+local TARGETS, NAMES, JKEYS, VALUES, QUALITIES = {}, {}, {}, {}, {}
 
 -- Parses and checks one channel's batch; nothing is written. Returns the parsed batch,
 -- or nil and the reason. `ct`: the channel's cached targets (channel_targets); its
@@ -96,12 +101,14 @@ local function c2m_parse(channel, ts, text, ct)
   -- pass). gmatch finds the lines; that they cover the whole text proves there is
   -- nothing else in it (a malformed line is then found again, with its number, by find).
   local byType = {}
-  local targets, V, Q = TARGETS, VALUES, QUALITIES
+  local targets, names, jkeys, V, Q = TARGETS, NAMES, JKEYS, VALUES, QUALITIES
   local misses, nmiss = {}, 0
   local np, covered = 0, 0
   -- The current type's value and timestamp lists and their lengths, kept in locals
   -- (points come grouped by type; written back to its writes when the type changes).
   local lt, w, wv, wt, nv, nt
+  -- The current type's cached models, names and JSON keys.
+  local cm, cn, cj
   for t, id, v, q in string.gmatch(text, POINT_LINE_ANY) do
     if t ~= lt then
       if lt then w.nv, w.nt = nv, nt end
@@ -111,6 +118,10 @@ local function c2m_parse(channel, ts, text, ct)
         byType[t] = w
       end
       lt, wv, wt, nv, nt = t, w.v, w.t, w.nv, w.nt
+      if mapped then
+        local c = ct[t]
+        cm, cn, cj = c[1], c[2], c[3]
+      end
     end
     if q == '' then
       -- The common point: a value, quality unchanged.
@@ -135,13 +146,15 @@ local function c2m_parse(channel, ts, text, ct)
     nt = nt + 2
     np = np + 1
     if mapped then
-      local target = ct[t][id]
-      if target == nil then
+      local model = cm[id]
+      if model == nil then
         nmiss = nmiss + 1
         misses[nmiss] = np
-        target = false
+        model = false
+      elseif model then
+        names[np], jkeys[np] = cn[id], cj[id]
       end
-      targets[np] = target
+      targets[np] = model
       V[np], Q[np] = v, q
     end
   end
@@ -156,7 +169,10 @@ local function c2m_parse(channel, ts, text, ct)
     local line = string.match(text, '^[^\n]*', pos)
     return nil, 'c2m: point ' .. (n + 1) .. ' is not "type id value quality" with type m, s, c or a, a numeric id and a decimal value: ' .. string.sub(line, 1, 60)
   end
-  return { channel = channel, ts = ts, text = text, np = np, byType = byType, mapped = mapped, targets = targets, V = V, Q = Q, misses = misses, nmiss = nmiss, ct = ct }
+  return {
+    channel = channel, ts = ts, text = text, np = np, byType = byType, mapped = mapped,
+    targets = targets, names = names, jkeys = jkeys, V = V, Q = Q, misses = misses, nmiss = nmiss, ct = ct,
+  }
 end
 
 -- Looks up the points of a parsed batch that the cache does not know yet (once per point
@@ -180,16 +196,20 @@ local function c2m_resolve(b, mappingKey)
     for j = 1, #part do got[i + j - 1] = part[j] end
   end
   for i = 1, b.nmiss do
-    local tid = order[b.misses[i]]
+    local tid, k = order[b.misses[i]], b.misses[i]
     local target = got[i]
-    local entry = false
+    local c = b.ct[tid[1]]
+    local id = tid[2]
     if target then
       local sep = string.find(target, ':', 1, true)
-      local name = string.sub(target, sep + 1)
-      entry = { model = string.sub(target, 1, sep - 1), name = name, jkey = '"' .. name .. '":' }
+      local model, name = string.sub(target, 1, sep - 1), string.sub(target, sep + 1)
+      local jkey = '"' .. name .. '":'
+      c[1][id], c[2][id], c[3][id] = model, name, jkey
+      b.targets[k], b.names[k], b.jkeys[k] = model, name, jkey
+    else
+      c[1][id] = false
+      b.targets[k] = false
     end
-    b.ct[tid[1]][tid[2]] = entry
-    b.targets[b.misses[i]] = entry
   end
 end
 
@@ -212,15 +232,15 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
 
   -- Model hashes and one notification per touched model.
   if b.mapped then c2m_resolve(b, mappingKey) end
-  local targets, V, Q = b.targets, b.V, b.Q
+  local targets, names, jkeys, V, Q = b.targets, b.names, b.jkeys, b.V, b.Q
   local models, order = {}, {}
   -- The current model's writes and their value and timestamp lists in locals, as in
   -- c2m_parse (a channel's points mostly feed one model; written back on a switch).
   local lm, m, mv, mt, nv, nt
   for i = 1, b.mapped and b.np or 0 do
-    local target = targets[i]
-    if target then
-      local model, name = target.model, target.name
+    local model = targets[i]
+    if model then
+      local name = names[i]
       if model ~= lm then
         if lm then m.nv, m.nt = nv, nt end
         m = models[model]
@@ -252,11 +272,11 @@ local function c2m_apply(b, mappingKey, outboxKey, statsKey, bound, hkeys, base)
       if m.listened then
         if v ~= '' then
           m.njv = m.njv + 1
-          m.jv[m.njv] = target.jkey .. v
+          m.jv[m.njv] = jkeys[i] .. v
         end
         if q ~= '' and q ~= 'good' then
           m.njq = m.njq + 1
-          m.jq[m.njq] = target.jkey .. '"' .. q .. '"'
+          m.jq[m.njq] = jkeys[i] .. '"' .. q .. '"'
         end
       end
     end
