@@ -142,7 +142,8 @@ export class Http {
   authenticate(authorization: string, queryToken: string | null): Caller {
     const m = /^Bearer\s+(\S+)$/i.exec(authorization);
     const token = m?.[1] ?? queryToken ?? undefined;
-    if (!token) throw new ApiError(401, 'UNAUTHORIZED', 'send a token: the header Authorization: Bearer <token> (a WebSocket from a browser: ?token=<token> on its URL)');
+    if (!token)
+      throw new ApiError(401, 'UNAUTHORIZED', 'send a token: the header Authorization: Bearer <token> (a WebSocket from a browser: ?token=<token> on its URL)');
     const known = this.knownTokens.get(token);
     if (known) return known;
     const caller = this.callers.get(sha256(token));
