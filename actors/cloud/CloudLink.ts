@@ -251,7 +251,10 @@ export class CloudLink {
             Math.max(1, deadline - Date.now()),
             what,
             p.then(() => undefined),
-          ).catch(() => undefined)
+          ).catch((e: unknown) =>
+            // Not a failure of the stop: what is left pending is sent again, first, at the next start.
+            this.log.warn({ err: errorMessage(e), waitedMs: SETTLE_WAIT_MS }, 'cloud link: stopping without waiting further; what is still out stays pending'),
+          )
         : undefined;
     await within('the uplink did not stop', this.pumping);
     await within('the last batch was not acknowledged', this.outstanding);
