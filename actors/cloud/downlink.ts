@@ -118,23 +118,18 @@ export class CloudDownlink {
       await this.again(req.id, prior);
       return;
     }
-    const answer = async (result: Record<string, unknown>) => {
-      const json = JSON.stringify({ id: req.id, ...result });
-      await this.bus.commands.answerRequest(key, json);
-      await this.publish(this.topics.cmdResult(req.id), json);
-    };
     let command: string;
     try {
       command = await this.bus.commands.m2c(req.model, req.name, req.value, source, req.timeoutMs);
     } catch (e) {
       const message = m2cRefusal(e);
       await this.bus.commands.auditRejected(source, req.model, req.name, req.value, message);
-      await answer({ status: 'rejected', message });
+      await this.answer(req.id, { status: 'rejected', message });
       return;
     }
     await this.bus.commands.answerRequest(key, `${PENDING}${command}`);
     // The command's channel ends it by its deadline; the wait is bounded a little past it.
-    await answer(await this.outcome(command, Date.now() + req.timeoutMs + 2_000));
+    await this.answer(req.id, await this.outcome(command, Date.now() + req.timeoutMs + 2_000));
   }
 
   /** A command id received again: the first one's answer, once it has one (nothing while its m2c is in flight). */
@@ -148,9 +143,14 @@ export class CloudDownlink {
     // Accepted and not answered (still running, or the runtime was restarted meanwhile): followed to its end.
     const command = prior.slice(PENDING.length);
     const rec = await this.bus.commands.command(command);
-    const result = JSON.stringify({ id, ...(await this.outcome(command, (rec?.deadline ?? Date.now()) + 2_000)) });
-    await this.bus.commands.answerRequest(KEYS.cloudCommandId(this.opts.link, id), result);
-    await this.publish(this.topics.cmdResult(id), result);
+    await this.answer(id, await this.outcome(command, (rec?.deadline ?? Date.now()) + 2_000));
+  }
+
+  /** A command's answer: recorded under its id (what a repeat of the id gets), then published. */
+  private async answer(id: string, result: Record<string, unknown>): Promise<void> {
+    const json = JSON.stringify({ id, ...result });
+    await this.bus.commands.answerRequest(KEYS.cloudCommandId(this.opts.link, id), json);
+    await this.publish(this.topics.cmdResult(id), json);
   }
 
   /** Waits (bounded by `deadline`) for the command's end. */
