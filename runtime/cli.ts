@@ -153,7 +153,7 @@ async function startHistory(site: SiteConfig, mode: 'start' | 'demo'): Promise<E
     return undefined;
   }
   try {
-    return await embeddedHistory(site, mode);
+    return await embeddedHistory(site, mode, createLogger(site.runtime.log.level));
   } catch (e) {
     process.stderr.write(`${errorMessage(e)}\nnothing was started.\n`);
     return undefined;

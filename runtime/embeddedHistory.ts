@@ -8,7 +8,8 @@
  * Data directory: `history.dataDir` (relative to the working directory);
  * without it `voltage start` keeps its data in ./voltage-history and the demo
  * in a temporary directory removed when it stops. Retention is the one
- * VictoriaMetrics setting, `history.retention`.
+ * VictoriaMetrics setting, `history.retention`. One that dies is started
+ * again, with backoff, on the same port and directory (runtime/ownedServers.ts).
  *
  * It also checks, before anything starts, that every InfluxDB token variable
  * is set: a writer without its token would retry a refused write forever.
@@ -18,8 +19,9 @@ import { delimiter, join, resolve } from 'node:path';
 import type { SiteConfig } from './config/site.js';
 import { queryBackend } from './config/history.js';
 import { VoltageError } from './errors.js';
+import type { Logger } from './logger.js';
+import { ownedVictoria } from './ownedServers.js';
 import { freePort, portFree } from './redisServer.js';
-import { spawnVictoria, type VictoriaServer } from './victoriaServer.js';
 
 export interface EmbeddedHistory {
   /** The site with the embedded backend's url filled in (the demo without victoria-metrics: without history). */
@@ -54,7 +56,7 @@ export function missingHistoryTokens(site: SiteConfig, env: NodeJS.ProcessEnv = 
     .map((b) => `history backend '${b.id}': the environment variable ${b.tokenEnv} (history.backends[].tokenEnv) that should hold its token is not set`);
 }
 
-export async function embeddedHistory(site: SiteConfig, mode: 'start' | 'demo'): Promise<EmbeddedHistory> {
+export async function embeddedHistory(site: SiteConfig, mode: 'start' | 'demo', log: Logger): Promise<EmbeddedHistory> {
   const h = site.history;
   const none = async () => undefined;
   if (!h) return { site, queryUrl: undefined, lines: [], stop: none };
@@ -71,14 +73,15 @@ export async function embeddedHistory(site: SiteConfig, mode: 'start' | 'demo'):
   const dataDir = h.dataDir !== undefined ? resolve(h.dataDir) : mode === 'start' ? resolve('voltage-history') : undefined;
   if (dataDir) mkdirSync(dataDir, { recursive: true });
   const port = (await portFree('127.0.0.1', DEFAULT_PORT)) ? DEFAULT_PORT : await freePort();
-  const vm: VictoriaServer = await spawnVictoria({ port, retentionPeriod: h.retention, ownGroup: true, ...(dataDir ? { dataDir } : {}) });
+  // Restarted on the same port and data directory if it dies (runtime/ownedServers.ts).
+  const vm = await ownedVictoria(log, { port, retentionPeriod: h.retention, ...(dataDir ? { dataDir } : {}) });
   const backends = h.backends.map((b) => (b === embedded ? { ...b, url: vm.url } : b));
   const history = { ...h, backends };
   return {
     site: { ...site, history },
     queryUrl: queryBackend(history)?.url,
     lines: [
-      `  history   ${vm.url} (private ${VICTORIA_BIN}, pid ${String(vm.process.pid)}, stops with the demo; retention ${h.retention}; data in ${vm.dataDir}${dataDir ? '' : ', removed when it stops'})`,
+      `  history   ${vm.url} (private ${VICTORIA_BIN}, pid ${String(vm.current().process.pid)}, restarted if it dies, stops with the demo; retention ${h.retention}; data in ${vm.current().dataDir}${dataDir ? '' : ', removed when it stops'})`,
       `  grafana   a Prometheus data source with URL ${vm.url}`,
     ],
     stop: () => vm.stop(),

@@ -153,11 +153,29 @@ channels:
     expect(endpoint(second.out())).not.toBe(endpoint(first.out()));
     // The demo owns its redis-server: killed, it is started again by its supervisor on the same port, and the site is restored in it.
     process.kill(first.redisPid, 'SIGKILL');
-    await eventually(() => /redis-server died/.test(first.out()) && /redis-server is running again/.test(first.out()), 10_000);
+    await eventually(
+      () => /redis-server this process started died/.test(first.out()) && /redis-server this process started is running again/.test(first.out()),
+      10_000,
+    );
     const again = new Redis(first.url, { maxRetriesPerRequest: 1 });
     again.on('error', () => undefined);
     await eventually(async () => (await again.get('site:config')) !== null && (await again.hget('modsrv:site:measurement', 'load')) !== null, 15_000);
     again.disconnect();
+    // Its embedded victoria-metrics too: killed, it is started again on the same port and data directory.
+    const vm = /history\s+(http:\/\/127\.0\.0\.1:\d+) \(private victoria-metrics, pid (\d+)/.exec(first.out());
+    expect(vm).not.toBeNull();
+    process.kill(Number(vm![2]), 'SIGKILL');
+    await eventually(
+      () => /victoria-metrics this process started died/.test(first.out()) && /victoria-metrics this process started is running again/.test(first.out()),
+      15_000,
+    );
+    await eventually(
+      async () =>
+        (await fetch(`${vm![1]}/health`)
+          .then((r) => r.ok)
+          .catch(() => false)) === true,
+      10_000,
+    );
     const portOpen = (url: string) =>
       new Promise<boolean>((res) => {
         const sock = connect(Number(new URL(url).port), '127.0.0.1');
