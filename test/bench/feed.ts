@@ -11,6 +11,10 @@
  * (context switches: at these rates the CPU goes per wake-up more than per point).
  *
  * BENCH_CPU_PROF=<dir>: the runtime and its gateway process write CPU profiles there when they stop.
+ * BENCH_FEED_IDLE_GROUP=1: an outbox consumer group that never reads (a history database or cloud
+ * broker down for the whole run), so that c2m writes the outbox and it runs into its bound
+ * (`BENCH_FEED_OUTBOX_MB`, default the runtime's 256); Redis used_memory is then printed every 30 s
+ * of the measured window, to show it flat at the bound (issue 18: a 10-minute run, BENCH_FEED_MS=600000).
  *
  * `root` runs another checkout's bin (BENCH_BASELINE=/path/to/old/checkout), so
  * that the figures before a change come from the same run on the same machine.
@@ -54,8 +58,13 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-feed-bench-'));
   for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
+  const idleGroup = process.env.BENCH_FEED_IDLE_GROUP === '1';
+  const outboxMb = process.env.BENCH_FEED_OUTBOX_MB;
+  if (outboxMb) files['runtime.yaml'] = `${files['runtime.yaml']}  redis:\n    outboxMaxMB: ${Number(outboxMb)}\n`;
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
+  // A group outside the site's names is left alone by the runtime (runtime/actorKind.ts syncOutboxGroups).
+  if (idleGroup) await probe.xgroup('CREATE', 'outbox', 'bench-idle', '$', 'MKSTREAM');
   const env = { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' };
   const sim = spawn('./runtime/bin/voltage.js', ['sim', '--config', dir], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
   await sleep(1_500);
@@ -112,7 +121,17 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
     const h0 = hostSample();
     const t0 = performance.now();
     measuring = true;
-    await sleep(windows.measureMs);
+    if (idleGroup) {
+      const samples: string[] = [];
+      for (let t = 0; t < windows.measureMs; t += 30_000) {
+        await sleep(Math.min(30_000, windows.measureMs - t));
+        const stats = await probe.hmget('stats:outbox', 'bytes', 'dropped');
+        samples.push(
+          `${f(Math.min(windows.measureMs, t + 30_000) / 1000)} s: ${f(await usedMemoryMb(probe), 1)} MB (outbox ${f(Number(stats[0] ?? 0) / 2 ** 20, 1)} MB, dropped ${stats[1] ?? 0})`,
+        );
+      }
+      console.log(`# ${devices} × 100 (${label}), idle outbox group, Redis used_memory: ${samples.join('; ')}`);
+    } else await sleep(windows.measureMs);
     measuring = false;
     const seconds = (performance.now() - t0) / 1000;
     const c1 = [cpuSample(rt.pid!), cpuSample(redis.process.pid!), cpuSample(sim.pid!)];

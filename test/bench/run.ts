@@ -75,14 +75,15 @@ if (only.has('gateway')) {
 
 if (only.has('feed')) {
   console.log(
-    `\n## Feed: Modbus devices → WebSocket client, every register changing every poll (warm-up ${windows.warmupMs / 1000} s, measured ${windows.measureMs / 1000} s per row)\n`,
+    `\n## Feed: Modbus devices → WebSocket client, every register changing every poll (warm-up ${windows.warmupMs / 1000} s, measured ${Number(process.env.BENCH_FEED_MS ?? windows.measureMs) / 1000} s per row)\n`,
   );
   console.log(FEED_HEADER);
   const baseline = process.env.BENCH_BASELINE;
   const sizes = (process.env.BENCH_FEED_DEVICES ?? '10,50,100').split(',').map(Number);
+  const feedWindows = process.env.BENCH_FEED_MS ? { ...windows, measureMs: Number(process.env.BENCH_FEED_MS) } : windows;
   for (const devices of sizes) {
-    if (baseline) console.log(await feedRow(devices, windows, baseline, 'before'));
-    console.log(await feedRow(devices, windows, '.', baseline ? 'after' : 'this checkout'));
+    if (baseline) console.log(await feedRow(devices, feedWindows, baseline, 'before'));
+    console.log(await feedRow(devices, feedWindows, '.', baseline ? 'after' : 'this checkout'));
   }
 }
 
