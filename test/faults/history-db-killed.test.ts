@@ -1,6 +1,9 @@
 /**
  * Fault: the history database (a private VictoriaMetrics) killed with SIGKILL
- * in the middle of a batch, for 2 s, while a counter increments every 100 ms.
+ * in the middle of a batch, for 13 s, while a counter increments every 100 ms:
+ * longer than every timeout involved (the writer's 1 s request timeout, its
+ * 100-400 ms backoff, and the 10 s window it writes again, which must not age
+ * away during the outage), by a few seconds.
  * Kept: every value, stored exactly once. The batch in flight is not
  * acknowledged and is read again; after the database is back the writer
  * writes its last windowMs again, since VictoriaMetrics 1.79 loses ~5 s it had
@@ -32,7 +35,8 @@ describe('fault: the history database killed with SIGKILL in the middle of a bat
     rig.stops.push(() => small.close());
     for (let i = 0; i < 64; i++) await small.telemetry.c2m('4002', Date.now(), [{ type: 'm', id: 1, value: i, quality: null }]);
     expect(await rig.raw.hget(KEYS.outboxStats, 'hold:history:t3')).toMatch(/^\d+-\d+$/);
-    await sleep(2_000);
+    // Down past the longest of them, windowMs (10 s): the window is pruned only on success.
+    await sleep(13_000);
     rig.vm = await spawnVictoria({ port: rig.vm.port, dataDir: rig.vm.dataDir });
     await sleep(2_000);
     await counter.stop();
@@ -46,5 +50,5 @@ describe('fault: the history database killed with SIGKILL in the middle of a bat
       counter.started,
       JSON.stringify(actor.getSnapshot().context),
     );
-  }, 40_000);
+  }, 60_000);
 });

@@ -1,7 +1,9 @@
 /**
  * Rules end to end against a private redis-server and the real runtime: the
  * zero-export rule commands a virtual device's export limit and the command is
- * confirmed (a `for` across a restart or a kill -9 of the runtime is in
+ * confirmed; on a simulated Modbus device over real TCP, a grid power read from
+ * a register drives it and the limit lands in the device's holding register
+ * (a `for` across a restart or a kill -9 of the runtime is in
  * test/faults/); a bad-quality input blocks the rule; of two rules on
  * one control the higher priority wins and the other is journaled overridden;
  * rule_commit refuses a stale version and writes nothing (a sequence's progress
@@ -14,10 +16,13 @@ import { sha256 } from '../../runtime/gateway/http.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 import { RuleConflictError } from '../../runtime/redis/rules.js';
 import { startRuntime } from '../../runtime/runtime.js';
+import { startSim, setPointValue } from '../../runtime/sim.js';
+import { freePort } from '../../runtime/redisServer.js';
 import { initialRule } from '../../machines/ruleMachine.js';
+import { modbusCommandChannel } from '../helpers/modbusSite.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { ruleSite, ZERO_EXPORT } from '../helpers/ruleSite.js';
-import { privateRedisSuite } from '../helpers/suite.js';
+import { commandResult, privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
 
@@ -68,6 +73,50 @@ describe('rules on a running site', () => {
     // No cooldown configured: the rule is back to idle at once.
     expect(await ruleState('zero-export')).toBe('idle');
     expect((await t.bus.rules.read('zero-export'))!.stats).toMatchObject({ fires: 1, releases: 1, executions: 2 });
+  });
+
+  it('zero export on a simulated Modbus device: grid.P read from a register fires the rule, the limit is written to the holding register and confirmed', async () => {
+    const port = await freePort();
+    // grid.P is m:2 (holding 2, int16, scale 0.1, no waveform: the test sets the register); export_limit is a:1 (holding 10).
+    const site = loadConfig(
+      writeSite({
+        'site.yaml': `${modbusCommandChannel(port, ['- { type: m, id: 2, scale: 0.1, modbus: { unit: 1, fn: 3, address: 2, dataType: int16 } }'])}models:
+  - id: grid
+    measurements: { P: {} }
+    mapping: { P: "mb:m:2" }
+  - id: gw
+    measurements: { U: {} }
+    controls: { export_limit: {} }
+    mapping: { U: "mb:m:1", export_limit: "mb:a:1" }
+`,
+        'rules.yaml': ZERO_EXPORT.replace('FOR', '200ms'),
+      }),
+    );
+    t.sim = await startSim(site);
+    const sim = t.sim.channels[0]!;
+    const dev = sim.devices.get(1)!;
+    const gridRegister = sim.channel.points.find((p) => p.type === 'm' && p.id === 2)!;
+    t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog });
+    await eventually(async () => (await t.raw.hget('modsrv:grid:measurement', 'P')) !== null && (await ruleState('zero-export')) === 'idle');
+    // Exporting 5 kW, as the meter's register says: the limit becomes max(0, 50 + grid.P) = 45, raw 450.
+    setPointValue(dev, gridRegister, -5);
+    await eventually(() => dev.holding[10] === 450, 5_000);
+    const result = async (value: number) => {
+      const r = await eventually(async () => {
+        const entries = await t.bus.rules.journal('zero-export');
+        return entries.find((e) => e.kind === 'result' && (e.data as { actions: Array<{ value: number }> }).actions[0]?.value === value);
+      }, 5_000);
+      return (r.data as { actions: Array<{ outcome: string; status: string; commandId: string; value: number }> }).actions;
+    };
+    const fired = await result(45);
+    expect(fired).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 45 })]);
+    expect(await commandResult(t.bus, fired[0]!.commandId)).toMatchObject({ source: 'rule:zero-export', channel: 'mb', status: 'confirmed', readback: 45 });
+    const execution = (await t.bus.rules.journal('zero-export')).find((e) => e.kind === 'execution' && (e.data as { branch: string }).branch === 'then')!;
+    expect(execution.data).toMatchObject({ condition: true, inputs: { 'grid.P': { value: -5, quality: 'good' } } });
+    // Importing again: the else action releases the limit to 80 (raw 800), confirmed too.
+    setPointValue(dev, gridRegister, 1);
+    await eventually(() => dev.holding[10] === 800, 5_000);
+    expect(await result(80)).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 80 })]);
   });
 
   it('a bad-quality input blocks the rule: it does not fire and records why', async () => {
