@@ -65,6 +65,9 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
     if (a.state && a.state !== '""') parts.push(`${a.status === 'backoff' ? 'last state' : 'state'} ${a.state}`);
     parts.push(`restarts ${a.restarts ?? 0}`);
     if (a.status === 'backoff') parts.push(`next start in ${ago(Math.max(0, Number(a.backoffUntil) - now))} (backoff ${a.nextBackoffMs} ms)`);
+    // Why a running actor is not where it should be (a cloud link refused by its broker, a channel's device), from its
+    // machine's context; the actor's own last failure, when it has one, comes first.
+    let why = a.lastError;
     if (a.context) {
       try {
         const c = JSON.parse(a.context) as Record<string, unknown>;
@@ -72,12 +75,13 @@ export async function statusReport(redis: VoltageRedis, now: number = Date.now()
           .filter(([k, v]) => v !== null && v !== 0 && k !== 'lastError' && k !== 'lastPollAt')
           .map(([k, v]) => `${k} ${String(v)}`);
         if (shown.length) parts.push(shown.join(', '));
+        if (!why && typeof c.lastError === 'string') why = c.lastError;
       } catch {
         /* a malformed context is shown as nothing */
       }
     }
     if (a.redisOutageMs) parts.push(`last Redis outage ${ago(Number(a.redisOutageMs))}, ${a.unwrittenPolls ?? 0} poll(s) not written in all`);
-    if (a.lastError) parts.push(`last error: ${a.lastError}`);
+    if (why) parts.push(`last error: ${why}`);
     return parts.join('  ');
   };
   const walk = (id: string, prefix: string, last: boolean, depth: number) => {

@@ -4,9 +4,11 @@
  * directory, never the machine's broker. `kill` is SIGKILL, as a crash.
  * Persistence is saved every second, so that a persistent subscriber's session
  * survives a kill. With `tls`, the listener speaks TLS only (mqtts://), with
- * the certificate given (test/helpers/testCerts.ts makes one).
+ * the certificate given (test/helpers/testCerts.ts makes one). With
+ * `websockets`, a second listener speaks MQTT over WebSocket (`wsUrl`); with
+ * `users`, every client must log in (a password_file made by mosquitto_passwd).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,6 +18,8 @@ import { freePort, killOnExit } from '../../runtime/redisServer.js';
 export interface Mosquitto {
   readonly port: number;
   readonly url: string;
+  /** `ws://127.0.0.1:port` with `websockets`, else undefined. */
+  readonly wsUrl: string | undefined;
   readonly dir: string;
   readonly process: ChildProcess;
   kill(): Promise<void>;
@@ -47,6 +51,23 @@ export interface MosquittoOptions {
   readonly tcpNoDelay?: boolean;
   /** Topics no client may publish to (an ACL file: everything else allowed; MQTT 5 publishers get PUBACK 0x87). */
   readonly denyPublish?: readonly string[];
+  /**
+   * A second listener, MQTT over WebSocket, on a free port. Debian's mosquitto 2.0.11 starts no websockets listener
+   * on its own ("Unable to start any listening sockets"), hence beside the plain one; and it binds every interface
+   * whatever address it is given.
+   */
+  readonly websockets?: boolean;
+  /** user → password: no anonymous client; the passwords hashed into a password_file by `mosquitto_passwd -b`. */
+  readonly users?: Readonly<Record<string, string>>;
+}
+
+function passwordFile(dir: string, users: Readonly<Record<string, string>>): string {
+  const file = join(dir, 'passwd');
+  writeFileSync(file, '');
+  for (const [user, password] of Object.entries(users)) execFileSync('/usr/bin/mosquitto_passwd', ['-b', file, user, password]);
+  // Read by mosquitto after it dropped to its own user.
+  chmodSync(file, 0o644);
+  return file;
 }
 
 function aclFile(dir: string, deny: readonly string[]): string {
@@ -58,6 +79,7 @@ function aclFile(dir: string, deny: readonly string[]): string {
 
 export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosquitto> {
   const port = opts.port ?? (await freePort());
+  const wsPort = opts.websockets ? await freePort() : undefined;
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'voltage-mosquitto-'));
   // Started as root, mosquitto drops to its own user, which must be able to save its database here.
   chmodSync(dir, 0o777);
@@ -67,7 +89,7 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     [
       `listener ${port} 127.0.0.1`,
       ...(opts.tls ? [`cafile ${opts.tls.cafile}`, `certfile ${opts.tls.certfile}`, `keyfile ${opts.tls.keyfile}`, 'require_certificate false'] : []),
-      'allow_anonymous true',
+      ...(opts.users ? ['allow_anonymous false', `password_file ${passwordFile(dir, opts.users)}`] : ['allow_anonymous true']),
       ...(opts.persistence === false
         ? ['persistence false']
         : [
@@ -83,6 +105,8 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
       ...(opts.denyPublish ? [`acl_file ${aclFile(dir, opts.denyPublish)}`] : []),
       'max_queued_messages 100000',
       'log_dest none',
+      // Last: the options above are global (per_listener_settings false), the listener's own are its protocol.
+      ...(wsPort ? [`listener ${wsPort} 127.0.0.1`, 'protocol websockets'] : []),
       '',
     ].join('\n'),
   );
@@ -97,5 +121,14 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     if (child.exitCode === null && child.signalCode === null) child.kill(sig);
     await exited;
   };
-  return { port, url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`, dir, process: child, kill: () => end('SIGKILL'), stop: () => end('SIGTERM') };
+  if (wsPort) for (let i = 0; i < 100 && !(await canConnect(wsPort)); i++) await new Promise((r) => setTimeout(r, 50));
+  return {
+    port,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
+    wsUrl: wsPort ? `ws://127.0.0.1:${wsPort}` : undefined,
+    dir,
+    process: child,
+    kill: () => end('SIGKILL'),
+    stop: () => end('SIGTERM'),
+  };
 }

@@ -4,7 +4,7 @@
  * and the check of the cloud link's seqs: in order, without gaps, duplicates counted.
  */
 import { expect } from 'vitest';
-import { connect, type MqttClient } from 'mqtt';
+import { connect, type IClientOptions, type MqttClient } from 'mqtt';
 
 /** A site whose one model follows a counter polled every 40 ms: one message a poll, its value the poll's number. */
 export const COUNTER_SITE = `channels:
@@ -22,18 +22,20 @@ models:
 export interface Received {
   readonly topic: string;
   readonly body: Record<string, unknown>;
+  /** When the watcher got it (Date.now()). */
+  readonly at: number;
 }
 
-/** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart. */
+/** A watcher on the broker: a persistent session (clean false), so that messages wait for it across a broker restart; `opts`: TLS CA, login. */
 export async function watchBroker(
   cleanups: Array<() => unknown>,
   url: string,
   topic: string,
   clientId = `watch-${Math.random().toString(36).slice(2)}`,
-  tls: { ca?: Buffer } = {},
+  opts: Pick<IClientOptions, 'ca' | 'username' | 'password'> = {},
 ): Promise<{ client: MqttClient; got: Received[] }> {
   const got: Received[] = [];
-  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4, ...tls });
+  const client = connect(url, { clientId, clean: false, reconnectPeriod: 100, protocolVersion: 4, ...opts });
   client.on('error', () => undefined);
   client.on('message', (tp, payload) => {
     let body: Record<string, unknown>;
@@ -42,7 +44,7 @@ export async function watchBroker(
     } catch {
       body = { raw: payload.toString() };
     }
-    got.push({ topic: tp, body });
+    got.push({ topic: tp, body, at: Date.now() });
   });
   await new Promise<void>((r) => client.once('connect', () => r()));
   await client.subscribeAsync(topic, { qos: 1 });

@@ -148,6 +148,15 @@ channels:
       );
       c.disconnect();
     }
+    // The line printed to watch the cloud link names the demo's own embedded broker (each demo its own port), and
+    // running it as printed receives the site's data.
+    const watchLine = (out: string) => /^ {2}cloud {5}(mosquitto_sub -h 127\.0\.0\.1 -p (\d+) -t 'voltage\/#' -v)/m.exec(out) ?? undefined;
+    const [line, brokerPort] = [watchLine(first.out())?.[1], watchLine(first.out())?.[2]];
+    expect(line).toBeDefined();
+    expect(watchLine(second.out())?.[2]).not.toBe(brokerPort);
+    const watched = await new Promise<string>((res, rej) => execFile('sh', ['-c', `${line} -C 3 -W 10`], (err, stdout) => (err ? rej(err) : res(stdout))));
+    expect(watched.trim().split('\n')).toHaveLength(3);
+    expect(watched).toMatch(/^voltage\/\S+ \{.*"seq":\d+/m);
     const endpoint = (out: string) => /simulated Modbus channel 2001 \(modbus-tcp\) at (\S+)/.exec(out)?.[1];
     expect(endpoint(second.out())).toBeDefined();
     expect(endpoint(second.out())).not.toBe(endpoint(first.out()));

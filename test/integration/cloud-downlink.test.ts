@@ -4,7 +4,8 @@
  * link sends it through m2c (source `cloud:{link}`), the channel writes the
  * device's register and reads it back, and the tracked result is published on
  * `{prefix}/cmd/{id}/result`; a write the device refuses comes back `failed`
- * with its exception.
+ * with its exception, and one to a device that never answers ends `timeout`,
+ * published the same way.
  */
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
@@ -20,7 +21,7 @@ import { modbusCommandChannel } from '../helpers/modbusSite.js';
 const t = privateRedisSuite();
 
 describe('commands from the cloud on a Modbus device', () => {
-  it('a setpoint from an MQTT client is written to the device register, read back, and its confirmed result published; a refused write comes back failed', async () => {
+  it('a setpoint from an MQTT client is written to the device register, read back, and its confirmed result published; a refused write comes back failed, an unanswered one timeout', async () => {
     const broker = await spawnMosquitto();
     t.cleanups.push(() => broker.stop());
     const port = await freePort();
@@ -63,5 +64,14 @@ describe('commands from the cloud on a Modbus device', () => {
     const failed = await eventually(() => cloud.got.find((m) => m.topic === 'voltage/site/cmd/sp2/result'));
     expect(failed.body).toMatchObject({ id: 'sp2', status: 'failed', message: expect.stringContaining('Illegal data address') });
     expect(dev.holding[10]).toBe(0x10000 - 123);
+
+    // The device stops answering: the command ends as timeout, and that end is published like the others.
+    dev.holes.length = 0;
+    dev.fault = { kind: 'no-answer' };
+    await cloud.client.publishAsync('voltage/site/cmd', JSON.stringify({ id: 'sp3', model: 'pcs', name: 'limit', value: 7, timeoutMs: 1_000 }), { qos: 1 });
+    const late = await eventually(() => cloud.got.find((m) => m.topic === 'voltage/site/cmd/sp3/result'), 5_000);
+    expect(late.body).toMatchObject({ id: 'sp3', status: 'timeout', command: expect.any(String) });
+    expect(await t.bus.commands.command(late.body.command as string)).toMatchObject({ source: 'cloud:ops', status: 'timeout' });
+    expect(cloud.got.filter((m) => m.topic === 'voltage/site/cmd/sp3/result')).toHaveLength(1);
   }, 30_000);
 });
