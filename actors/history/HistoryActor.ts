@@ -19,7 +19,7 @@ import type { SiteConfig } from '../../runtime/config/site.js';
 import type { KeepPolicies } from './keep.js';
 import { seriesId } from './outbox.js';
 import { VoltageError } from '../../runtime/errors.js';
-import { HISTORY_KEYS } from './HistoryWriter.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import { HistoryWriter, type HistoryWriterOptions } from './HistoryWriter.js';
 
 const defaultPolicy: BackoffPolicy = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
@@ -140,9 +140,9 @@ export const historyKind: ActorKind = {
   section: 'history',
   supervisor: { id: 'history', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
   outbox: {
-    prefix: HISTORY_KEYS.group(''),
-    groups: (site) => (site.history?.backends ?? []).map((b) => HISTORY_KEYS.group(b.id)),
-    stateKeys: (group) => [HISTORY_KEYS.keep, HISTORY_KEYS.tiers].map((key) => key(group.slice(HISTORY_KEYS.group('').length))),
+    prefix: KEYS.historyGroup(''),
+    groups: (site) => (site.history?.backends ?? []).map((b) => KEYS.historyGroup(b.id)),
+    stateKeys: (group) => [KEYS.historyKeep, KEYS.historyTiers].map((key) => key(group.slice(KEYS.historyGroup('').length))),
   },
   children: (site, deps) => {
     const h = site.history;

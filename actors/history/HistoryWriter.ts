@@ -49,20 +49,6 @@ import { decodeEntry, OutboxFormatError, seriesId, toLine, type HistorySample } 
 
 const gzip = promisify(gzipCb);
 
-/** The Redis names this writer uses (from the key table). */
-export const HISTORY_KEYS = {
-  /** The outbox stream (c2m and model_set append to it once a consumer group made it). */
-  stream: KEYS.outbox,
-  /** channel:type:point → model:name, as site_load writes it (to historize model measurements). */
-  mapping: KEYS.mappingC2m,
-  /** The consumer group of a backend. */
-  group: (backend: string) => `history:${backend}`,
-  /** The KeepFilter's state of a backend (open intervals, last written values for heartbeats): series id → JSON. */
-  keep: (backend: string) => `history:${backend}:keep`,
-  /** Where each tier of a backend stands (tiers.ts): tier name → the end of its last bucket written (epoch ms). */
-  tiers: (backend: string) => `history:${backend}:tiers`,
-} as const;
-
 export interface HistoryWriterOptions {
   /** Names the backend (its consumer group and actor id). */
   readonly backend: string;
@@ -204,8 +190,8 @@ export class HistoryWriter {
     private readonly opts: HistoryWriterOptions,
     private readonly log: Logger,
   ) {
-    this.stream = opts.stream ?? HISTORY_KEYS.stream;
-    this.group = HISTORY_KEYS.group(opts.backend);
+    this.stream = opts.stream ?? KEYS.outbox;
+    this.group = KEYS.historyGroup(opts.backend);
     this.outbox = new OutboxConsumer(redis, this.stream, this.group, opts.consumer ?? 'writer');
     this.maxEntries = opts.batchMaxEntries ?? 500;
     this.maxLines = opts.batchMaxLines ?? 50_000;
@@ -228,7 +214,7 @@ export class HistoryWriter {
   async connect(): Promise<void> {
     await this.outbox.ensureGroup();
     await this.readMapping();
-    if (!this.keepTrivial) this.keep.restore(await this.redis.hgetall(HISTORY_KEYS.keep(this.opts.backend)));
+    if (!this.keepTrivial) this.keep.restore(await this.redis.hgetall(KEYS.historyKeep(this.opts.backend)));
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
   }
 
@@ -381,7 +367,7 @@ export class HistoryWriter {
         throw e;
       }
       this.inFlight.shift();
-      if (b.dirty.length > 0) await this.redis.hset(HISTORY_KEYS.keep(this.opts.backend), ...b.dirty.flat());
+      if (b.dirty.length > 0) await this.redis.hset(KEYS.historyKeep(this.opts.backend), ...b.dirty.flat());
       const now = Date.now();
       if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
       while (this.window.length > 0 && this.window[0]!.at < now - this.windowMs) this.window.shift();
@@ -533,7 +519,7 @@ export class HistoryWriter {
   /** The tier buckets that are due (tiers.ts), computed by the database and written back; the marks kept in Redis. */
   private async writeTiers(now: number): Promise<void> {
     this.tierCheckedAt = now;
-    const key = HISTORY_KEYS.tiers(this.opts.backend);
+    const key = KEYS.historyTiers(this.opts.backend);
     if (!this.marks) {
       const kept = await this.redis.hgetall(key);
       if (TIERS.every((t) => Number.isFinite(Number(kept[t.name])) && kept[t.name] !== undefined)) {

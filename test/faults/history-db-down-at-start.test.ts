@@ -9,11 +9,12 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createActor } from 'xstate';
-import { HistoryWriter, HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
+import { HistoryWriter } from '../../actors/history/HistoryWriter.js';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { eventually, quietLog, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 let redis: RedisServer;
 let vm: VictoriaServer | undefined;
@@ -43,13 +44,13 @@ describe('fault: the history database down at start', () => {
     try {
       actor.start();
       // The group exists at once (Redis is up): c2m keeps what comes meanwhile.
-      await eventually(async () => ((await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[]).length === 1, 5_000);
+      await eventually(async () => ((await raw.call('XINFO', 'GROUPS', KEYS.outbox)) as unknown[]).length === 1, 5_000);
       const t0 = Date.now() - 60_000;
       for (let i = 0; i < 50; i++) await bus.telemetry.c2m('6001', t0 + i * 100, [{ type: 'm', id: 1, value: i, quality: null }]);
       await eventually(() => actor.getSnapshot().context.attempts >= 3, 10_000, 20);
       expect(actor.getSnapshot().status).toBe('active');
       expect(actor.getSnapshot().context.lastError).toContain(`${url} does not answer /health`);
-      expect(await raw.xlen(HISTORY_KEYS.stream)).toBe(50);
+      expect(await raw.xlen(KEYS.outbox)).toBe(50);
 
       vm = await spawnVictoria({ port });
       const values = await eventually(
@@ -72,7 +73,7 @@ describe('fault: the history database down at start', () => {
       expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
       expect(actor.getSnapshot().value).not.toBe('backoff');
       // Every entry acknowledged, once it was written.
-      await eventually(async () => Number(((await raw.xpending(HISTORY_KEYS.stream, HISTORY_KEYS.group('down'))) as [number])[0]) === 0, 5_000);
+      await eventually(async () => Number(((await raw.xpending(KEYS.outbox, KEYS.historyGroup('down'))) as [number])[0]) === 0, 5_000);
       await eventually(() => actor.getSnapshot().context.entries === 50, 5_000);
     } finally {
       actor.stop();
