@@ -146,8 +146,9 @@ export class CloudLink {
     this.redis = connections.read;
     this.ackRedis = connections.ack;
     this.group = KEYS.cloudGroup(cfg.id);
-    this.outbox = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'link');
-    this.trimmer = new OutboxConsumer(this.redis, KEYS.outbox, this.group, 'bound');
+    const reader = bus.onConnection(this.redis);
+    this.outbox = new OutboxConsumer(reader, KEYS.outbox, this.group, 'link');
+    this.trimmer = new OutboxConsumer(reader, KEYS.outbox, this.group, 'bound');
     this.models = cfg.models ? new Set(cfg.models) : undefined;
     this.channels = cfg.channels ? new Set(cfg.channels) : undefined;
     this.keepsState = cfg.publish === 'interval' || cfg.deadband !== undefined;

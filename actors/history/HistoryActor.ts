@@ -11,6 +11,7 @@ import { machineChild } from '../../runtime/actorHost.js';
 import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
@@ -45,6 +46,8 @@ export function provideHistoryMachine(writer: HistoryWriter, policy: BackoffPoli
 export interface HistoryActorDeps {
   /** The writer opens a connection of its own: XREADGROUP BLOCK holds a connection while it waits. */
   readonly redisUrl: string;
+  /** The process's wrapper, whose surface the writer's connection gets (VoltageRedis.onConnection). */
+  readonly redis: VoltageRedis;
   readonly registry: ActorRegistry;
   readonly log: Logger;
 }
@@ -71,15 +74,15 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
     }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const redis = openRedis(deps.redisUrl, log, id);
-      const writer = new HistoryWriter(redis, opts, log);
+      const client = openRedis(deps.redisUrl, log, id);
+      const writer = new HistoryWriter(deps.redis.onConnection(client), opts, log);
       const machine = provideHistoryMachine(writer, policy, log);
       return {
         machine,
         input: { backend: opts.backend },
         dispose: async () => {
           await writer.close();
-          redis.disconnect();
+          client.disconnect();
         },
       };
     },
@@ -148,6 +151,8 @@ export const historyKind: ActorKind = {
     const h = site.history;
     if (!h) return [];
     const keep = keepPolicies(site);
-    return h.backends.map((b) => historyChild(writerOptions(h, b, process.env, keep), { redisUrl: deps.redisUrl, registry: deps.registry, log: deps.log }));
+    return h.backends.map((b) =>
+      historyChild(writerOptions(h, b, process.env, keep), { redisUrl: deps.redisUrl, redis: deps.redis, registry: deps.registry, log: deps.log }),
+    );
   },
 };

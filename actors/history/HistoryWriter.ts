@@ -36,9 +36,9 @@ import { gzip as gzipCb } from 'node:zlib';
 import { InfluxDB } from '@influxdata/influxdb-client';
 import type { BatchMode, BatchResult } from '../../machines/historyMachine.js';
 import type { BackoffPolicy } from '../../runtime/backoff.js';
-import type { Redis } from 'ioredis';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
 import { healthy } from '../../runtime/victoriaServer.js';
@@ -186,7 +186,7 @@ export class HistoryWriter {
   private recentTiers: Array<{ readonly tier: Tier; readonly end: number; readonly at: number }> = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: VoltageRedis,
     private readonly opts: HistoryWriterOptions,
     private readonly log: Logger,
   ) {
@@ -214,7 +214,7 @@ export class HistoryWriter {
   async connect(): Promise<void> {
     await this.outbox.ensureGroup();
     await this.readMapping();
-    if (!this.keepTrivial) this.keep.restore(await this.redis.hgetall(KEYS.historyKeep(this.opts.backend)));
+    if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
   }
 
@@ -247,7 +247,7 @@ export class HistoryWriter {
     try {
       for (let from = first; ranges.length > 0; ) {
         const max = this.max;
-        const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', max)) as StreamEntries;
+        const entries = await this.redis.outbox.range(this.stream, from, last, max);
         if (entries.length === 0) break;
         const e = await this.encode(entries, undefined);
         const sent = this.send(e.body, e.lines);
@@ -367,7 +367,7 @@ export class HistoryWriter {
         throw e;
       }
       this.inFlight.shift();
-      if (b.dirty.length > 0) await this.redis.hset(KEYS.historyKeep(this.opts.backend), ...b.dirty.flat());
+      await this.redis.history.saveKeepState(this.opts.backend, b.dirty);
       const now = Date.now();
       if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
       while (this.window.length > 0 && this.window[0]!.at < now - this.windowMs) this.window.shift();
@@ -387,12 +387,7 @@ export class HistoryWriter {
    * would otherwise be trimmed, and the window written again after a failure would find them gone.
    */
   private async acknowledge(ids: readonly string[]): Promise<void> {
-    const first = this.window.find((w) => w.first !== '')?.first;
-    const hold = `hold:${this.group}`;
-    const m = this.redis.multi().xack(this.stream, this.group, ...ids);
-    const r = await (first ? m.hset(KEYS.outboxStats, hold, first) : m.hdel(KEYS.outboxStats, hold)).exec();
-    const failed = r?.find(([e]) => e)?.[0];
-    if (failed) throw failed;
+    await this.redis.outbox.ackHolding(this.stream, this.group, ids, this.window.find((w) => w.first !== '')?.first);
   }
 
   /** After a failure: every batch out settles and none is acknowledged; their entries stay pending and are read again. */
@@ -519,16 +514,16 @@ export class HistoryWriter {
   /** The tier buckets that are due (tiers.ts), computed by the database and written back; the marks kept in Redis. */
   private async writeTiers(now: number): Promise<void> {
     this.tierCheckedAt = now;
-    const key = KEYS.historyTiers(this.opts.backend);
+    const backend = this.opts.backend;
     if (!this.marks) {
-      const kept = await this.redis.hgetall(key);
+      const kept = await this.redis.history.tierMarks(backend);
       if (TIERS.every((t) => Number.isFinite(Number(kept[t.name])) && kept[t.name] !== undefined)) {
         this.marks = Object.fromEntries(TIERS.map((t) => [t.name, Number(kept[t.name])])) as TierMarks;
       } else {
         // From the oldest entry still in the outbox (a new backend writes all of it), else from now.
-        const oldest = (await this.redis.xrange(this.stream, '-', '+', 'COUNT', 1))[0]?.[0];
+        const oldest = await this.redis.outbox.oldestId(this.stream);
         this.marks = initialMarks(oldest ? Number(oldest.split('-')[0]) : now);
-        await this.redis.hset(key, this.marks);
+        await this.redis.history.saveTierMarks(backend, this.marks);
       }
     }
     let through = 0;
@@ -549,7 +544,7 @@ export class HistoryWriter {
     } finally {
       // Once a check, not a bucket: the connection is shared with the batches' XREADGROUP BLOCK, which each command would wait behind.
       // A crash before this computes the check's buckets again, which writes the same lines.
-      if (due.length > 0) await this.redis.hset(key, this.marks);
+      if (due.length > 0) await this.redis.history.saveTierMarks(backend, this.marks);
     }
     while (this.recentTiers.length > 0 && this.recentTiers[0]!.at < now - this.windowMs) this.recentTiers.shift();
     // Buckets older than VictoriaMetrics' response cache offset (5 min) are a backfill: answers cached before them are stale.

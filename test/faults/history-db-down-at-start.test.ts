@@ -36,7 +36,11 @@ describe('fault: the history database down at start', () => {
     const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
     const raw = new Redis(redis.url, { maxRetriesPerRequest: null });
     // Batches of 4 entries: the backlog is drained in full batches, 3 in flight at a time, acknowledged in order.
-    const writer = new HistoryWriter(conn, { backend: 'down', url, batchMaxMs: 50, batchMaxEntries: 4, writesInFlight: 3, timeoutMs: 500 }, quietLog);
+    const writer = new HistoryWriter(
+      bus.onConnection(conn),
+      { backend: 'down', url, batchMaxMs: 50, batchMaxEntries: 4, writesInFlight: 3, timeoutMs: 500 },
+      quietLog,
+    );
     const actor = createActor(provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 300, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog), {
       input: { backend: 'down' },
     });

@@ -54,7 +54,7 @@ export function useHistoryRig(outboxMaxMB = 64, redisOpts: { aofDir?: string } =
 export async function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 200): Promise<{ actor: AnyActorRef; writer: HistoryWriter }> {
   const conn = new Redis(rig.redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
-    conn,
+    rig.bus.onConnection(conn),
     { backend, url: rig.vm.url, batchMaxMs: 50, batchMaxEntries, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 },
     quietLog,
   );

@@ -46,7 +46,7 @@ afterAll(async () => {
 async function startWriter(backend: string, extra: Partial<HistoryWriterOptions> = {}): Promise<{ state: () => unknown }> {
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
-    conn,
+    bus.onConnection(conn),
     { backend, url: vm.url, batchMaxMs: 50, batchMaxEntries: 500, windowMs: 10_000, drainEntriesPerSecond: 100_000, timeoutMs: 5_000, ...extra },
     quietLog,
   );
