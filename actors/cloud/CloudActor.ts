@@ -89,7 +89,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       const redis = openRedis(deps.redisUrl, log, id);
       // XACKs on a connection of their own: on the reading one they would wait behind XREADGROUP BLOCK.
       const acks = openRedis(deps.redisUrl, log, `${id}/ack`);
-      const link = new CloudLink({ read: redis, ack: acks }, deps.redis, cfg, site, log);
+      const link = new CloudLink({ read: deps.redis.onConnection(redis), ack: deps.redis.onConnection(acks) }, deps.redis, cfg, site, log);
       // The group first: c2m writes the outbox only once a consumer group exists.
       await link.ensureGroup();
       return {

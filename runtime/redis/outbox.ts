@@ -58,6 +58,13 @@ export class OutboxRedis {
     return (await this.range(stream, '-', '+', 1))[0]?.[0];
   }
 
+  /** The stream's last id and how many entries were ever added to it (XINFO STREAM: last-generated-id, entries-added). */
+  async added(stream: string): Promise<{ readonly lastId: string; readonly added: number }> {
+    const info = (await redisCall('XINFO', () => this.core.client.xinfo('STREAM', stream))) as unknown[];
+    const at = (name: string) => info[info.indexOf(name) + 1];
+    return { lastId: String(at('last-generated-id')), added: Number(at('entries-added')) };
+  }
+
   /**
    * XACKs entries of a group and, in the same MULTI, holds the group's entries from `hold` on from the
    * outbox's trim (undefined: holds none): acknowledged, they would otherwise be trimmed.

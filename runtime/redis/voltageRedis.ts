@@ -9,6 +9,7 @@
  *   redis.rules      rule state (compare-and-set), counters, the executions journal
  *   redis.outbox     the outbox as its consumers read it: groups, XREADGROUP, ranges, XACK
  *   redis.history    a history writer's keep state and tier marks
+ *   redis.cloud      a cloud link's seqs, state, counters, refused ranges and parked refusals
  * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
  * client; only the core (core.ts) knows the Functions' argument order.
  * A new domain (alarms, rules, history, cloud) is one more module and one more field.
@@ -19,6 +20,7 @@ import type { Logger } from '../logger.js';
 import { ActorsRedis } from './actors.js';
 import { AlarmsRedis } from './alarms.js';
 import { CommandsRedis } from './commands.js';
+import { CloudRedis } from './cloud.js';
 import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
 import { HistoryRedis } from './history.js';
@@ -43,6 +45,7 @@ export class VoltageRedis {
   readonly rules: RulesRedis;
   readonly outbox: OutboxRedis;
   readonly history: HistoryRedis;
+  readonly cloud: CloudRedis;
   private readonly log: Logger;
 
   constructor(
@@ -59,6 +62,7 @@ export class VoltageRedis {
     this.rules = new RulesRedis(this.core, limits, this.commands);
     this.outbox = new OutboxRedis(this.core);
     this.history = new HistoryRedis(this.core);
+    this.cloud = new CloudRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
   }
 
