@@ -62,7 +62,7 @@ import {
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
 import { parked, RefusalLog } from './refusals.js';
 import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
-import { settled } from '../../runtime/reporter.js';
+import { awaitedLater, settled } from '../../runtime/reporter.js';
 
 export { CloudOutageError } from './transport.js';
 export type { RefusedRange } from '../../runtime/redis/cloud.js';
@@ -358,8 +358,7 @@ export class CloudLink {
         continue;
       }
       const { done } = await this.dispatch(entries, lost, resend, previous);
-      this.outstanding = done;
-      done.catch(() => undefined); // awaited below or at the next batch
+      this.outstanding = awaitedLater(done); // awaited below or at the next batch
       if (previous) await previous;
       previous = done;
       if (resend) {

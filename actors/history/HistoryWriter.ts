@@ -38,6 +38,7 @@ import type { BatchMode, BatchResult } from '../../machines/historyMachine.js';
 import type { BackoffPolicy } from '../../runtime/backoff.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import { awaitedLater } from '../../runtime/reporter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
@@ -250,8 +251,7 @@ export class HistoryWriter {
         const entries = await this.redis.outbox.range(this.stream, from, last, max);
         if (entries.length === 0) break;
         const e = await this.encode(entries, undefined);
-        const sent = this.send(e.body, e.lines);
-        sent.catch(() => undefined); // awaited below
+        const sent = awaitedLater(this.send(e.body, e.lines)); // awaited below
         out.push(sent);
         if (out.length >= this.writesInFlight) await out.shift();
         n += entries.length;
@@ -319,8 +319,7 @@ export class HistoryWriter {
       if (compareIds(id, first) < 0) first = id;
       if (compareIds(id, last) > 0) last = id;
     }
-    const sent = this.send(encoded.body, encoded.lines);
-    sent.catch(() => undefined); // awaited in settle
+    const sent = awaitedLater(this.send(encoded.body, encoded.lines)); // awaited in settle
     this.inFlight.push({
       sent,
       ids: entries.map(([id]) => id),
