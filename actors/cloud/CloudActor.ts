@@ -13,7 +13,6 @@ import type { ActorKind, KindDeps } from '../../runtime/actorKind.js';
 import { machineChild } from '../../runtime/actorHost.js';
 import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
-import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
 import { KEYS } from '../../runtime/redis/keys.js';
@@ -57,7 +56,7 @@ export function startMonitor(link: CloudLink, actor: AnyActorRef, log: Logger): 
     link
       .monitor()
       .then((stats) => actor.send({ type: 'PROGRESS', stats }))
-      .catch((e: unknown) => log.debug({ err: errorMessage(e) }, 'cloud link: could not measure its backlog'))
+      .catch((e: unknown) => log.debug({ err: e }, 'cloud link: could not measure its backlog'))
       .finally(() => {
         busy = false;
       });

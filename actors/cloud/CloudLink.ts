@@ -244,7 +244,7 @@ export class CloudLink {
             p.then(() => undefined),
           ).catch((e: unknown) =>
             // Not a failure of the stop: what is left pending is sent again, first, at the next start.
-            this.log.warn({ err: errorMessage(e), waitedMs: SETTLE_WAIT_MS }, 'cloud link: stopping without waiting further; what is still out stays pending'),
+            this.log.warn({ err: e, waitedMs: SETTLE_WAIT_MS }, 'cloud link: stopping without waiting further; what is still out stays pending'),
           )
         : undefined;
     await within('the uplink did not stop', this.pumping);
@@ -414,7 +414,7 @@ export class CloudLink {
       } catch (e) {
         if (!(e instanceof OutboxFormatError)) throw e;
         empty.push(id);
-        this.log.warn({ entry: id, err: e.message }, 'cloud: skipped an outbox entry that is not in the outbox format');
+        this.log.warn({ entry: id, err: e }, 'cloud: skipped an outbox entry that is not in the outbox format');
       }
     }
     const changes = this.state.takeChanges();

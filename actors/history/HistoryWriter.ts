@@ -470,7 +470,7 @@ export class HistoryWriter {
         if (!(e instanceof OutboxFormatError)) throw e;
         out.rewind(length, lines);
         skipped += 1;
-        this.log.warn({ entry: id, err: e.message }, 'skipped an outbox entry that is not in the outbox format');
+        this.log.warn({ entry: id, err: e }, 'skipped an outbox entry that is not in the outbox format');
       }
     }
     if (clock !== undefined && !this.keepTrivial) {

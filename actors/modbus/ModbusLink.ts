@@ -255,7 +255,7 @@ export class ModbusLink implements Device {
           k -= 1;
           continue;
         }
-        this.log.debug({ unit, address: r.address, err: errorMessage(e) }, 'read failed; points marked bad');
+        this.log.debug({ unit, address: r.address, err: e }, 'read failed; points marked bad');
         for (const m of r.points) readings[m.index] = BAD;
       }
     }
