@@ -2,8 +2,10 @@
  * The one place for errors that have no caller to return to: a throwing
  * observer, a failing disposer, a fire-and-forget promise, a stop that
  * rejected, an unhandled rejection. Nothing in the runtime swallows an error
- * with `.catch(() => undefined)`; it reports it here, and here it is logged
+ * with an empty catch handler; it reports it here, and here it is logged
  * with pino's `err` serializer, so that its code, context and cause survive.
+ * A promise whose rejection is handled later, where it is awaited, says so
+ * with `awaitedLater`.
  *
  * Until a process gives it a logger (`useReporterLogger`), reports go to
  * stderr. It never throws: a broken sink falls back to stderr.
@@ -52,6 +54,21 @@ export function report(error: unknown, context: ReportContext): void {
 /** Runs a promise whose outcome nobody awaits: its rejection is reported, never lost. */
 export function reportRejection(promise: PromiseLike<unknown>, context: ReportContext): void {
   Promise.resolve(promise).then(undefined, (e: unknown) => report(e, context));
+}
+
+/**
+ * Marks a promise that its owner awaits later (a batch sent now and settled in its turn): its rejection is
+ * handled there, and must not count as unhandled meanwhile. Returns the promise itself. Not for a promise
+ * that nobody awaits: that is reportRejection's.
+ */
+export function awaitedLater<T>(promise: Promise<T>): Promise<T> {
+  promise.then(undefined, handledWhereAwaited);
+  return promise;
+}
+
+/** A rejection that is handled where the promise is awaited (awaitedLater). */
+function handledWhereAwaited(): undefined {
+  return undefined;
 }
 
 /** `promise`, settled: a rejection is reported and becomes `undefined` (for a cleanup whose failure must not stop the next one). */

@@ -111,6 +111,11 @@ export interface WatchOptions {
 }
 
 const CURSOR_HOME = '\x1b[H';
+/** A tick's delay rejects only when the stop aborts it (AbortError): the loop then ends by the signal. */
+function endedByTheStop(): undefined {
+  return undefined;
+}
+
 const CLEAR_SCREEN = '\x1b[2J';
 const CLEAR_TO_EOL = '\x1b[K';
 const CLEAR_BELOW = '\x1b[J';
@@ -126,7 +131,7 @@ export async function watchStatus(redis: VoltageRedis, opts: WatchOptions): Prom
     ac.abort();
     return undefined;
   });
-  const tick = (ms: number) => delay(ms, undefined, { signal: ac.signal }).catch(() => undefined);
+  const tick = (ms: number) => delay(ms, undefined, { signal: ac.signal }).catch(endedByTheStop);
   const waitMs = Math.max(opts.intervalMs, 2_000);
   let pending: Promise<string> | undefined;
   let frames = 0;

@@ -13,7 +13,6 @@ import type { ActorKind, KindDeps } from '../../runtime/actorKind.js';
 import { machineChild } from '../../runtime/actorHost.js';
 import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
-import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
 import { KEYS } from '../../runtime/redis/keys.js';
@@ -57,7 +56,7 @@ export function startMonitor(link: CloudLink, actor: AnyActorRef, log: Logger): 
     link
       .monitor()
       .then((stats) => actor.send({ type: 'PROGRESS', stats }))
-      .catch((e: unknown) => log.debug({ err: errorMessage(e) }, 'cloud link: could not measure its backlog'))
+      .catch((e: unknown) => log.debug({ err: e }, 'cloud link: could not measure its backlog'))
       .finally(() => {
         busy = false;
       });
@@ -89,7 +88,7 @@ export function cloudChild(cfg: CloudLinkConfig, site: CloudSite, deps: KindDeps
       const redis = openRedis(deps.redisUrl, log, id);
       // XACKs on a connection of their own: on the reading one they would wait behind XREADGROUP BLOCK.
       const acks = openRedis(deps.redisUrl, log, `${id}/ack`);
-      const link = new CloudLink({ read: redis, ack: acks }, deps.redis, cfg, site, log);
+      const link = new CloudLink({ read: deps.redis.onConnection(redis), ack: deps.redis.onConnection(acks) }, deps.redis, cfg, site, log);
       // The group first: c2m writes the outbox only once a consumer group exists.
       await link.ensureGroup();
       return {

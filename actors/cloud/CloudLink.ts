@@ -36,11 +36,11 @@
  * reason code ≥ 0x80) does not hold back the rest: it is parked and counted
  * with its entry's XACK (refusals.ts).
  */
-import type { Redis } from 'ioredis';
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import { groupBacklog } from '../../runtime/domain/telemetry.js';
+import type { RefusedRange } from '../../runtime/redis/cloud.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { EMPTY_STATS, type UplinkEvent, type UplinkStats } from '../../machines/cloudMachine.js';
@@ -60,11 +60,12 @@ import {
   type UplinkMessage,
 } from './messages.js';
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
-import { parkRefusals, RefusalLog } from './refusals.js';
+import { parked, RefusalLog } from './refusals.js';
 import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
-import { settled } from '../../runtime/reporter.js';
+import { awaitedLater, settled } from '../../runtime/reporter.js';
 
 export { CloudOutageError } from './transport.js';
+export type { RefusedRange } from '../../runtime/redis/cloud.js';
 
 const READ_BLOCK_MS = 500;
 const MAPPING_REFRESH_MS = 60_000;
@@ -74,8 +75,6 @@ const TRIM_MAX = 10_000;
 const INTERVAL_GRACE_MS = 100;
 /** How long a reconnect waits for the last batch's acknowledgement to settle (it fails at once when its connection is ended). */
 const SETTLE_WAIT_MS = 2_000;
-/** The inflight field of an interval snapshot closed by the clock (no entry to carry it): its messages, recorded before they are sent. */
-const SNAPSHOT_FIELD = '@snapshot';
 
 export type CloudSite = LinkSite;
 
@@ -92,13 +91,6 @@ interface BatchAck {
   readonly published: number;
   readonly resent: number;
   readonly changes: readonly string[];
-}
-
-/** Stream ids a refuse-new link does not take: after `from`, up to `to` (open while undefined); `added` is the stream's entries-added at `from`. */
-export interface RefusedRange {
-  from: string;
-  to?: string;
-  added: number;
 }
 
 export function refusedBy(ranges: readonly RefusedRange[], id: string): boolean {
@@ -131,12 +123,12 @@ export class CloudLink {
   /** The acknowledgement of the last batch out: a reconnect waits for it before it reads the state back. */
   private outstanding: Promise<void> | undefined;
 
-  private readonly redis: Redis;
+  private readonly redis: VoltageRedis;
   /** The connection the XACKs of delivered batches go on (the reading one blocks in XREADGROUP). */
-  private readonly ackRedis: Redis;
+  private readonly ackRedis: VoltageRedis;
 
   constructor(
-    connections: { readonly read: Redis; readonly ack: Redis },
+    connections: { readonly read: VoltageRedis; readonly ack: VoltageRedis },
     private readonly bus: VoltageRedis,
     readonly cfg: CloudLinkConfig,
     site: CloudSite,
@@ -162,8 +154,7 @@ export class CloudLink {
    */
   async ensureGroup(): Promise<void> {
     await this.outbox.ensureGroup();
-    const saved = await this.redis.get(KEYS.cloudRefusing(this.cfg.id));
-    this.ranges = saved ? (JSON.parse(saved) as RefusedRange[]) : [];
+    this.ranges = await this.redis.cloud.refusedRanges(this.cfg.id);
   }
 
   /**
@@ -176,7 +167,7 @@ export class CloudLink {
     await this.outbox.ensureGroup();
     await this.readMapping();
     try {
-      this.lastSeq = Number((await this.redis.get(KEYS.cloudSeq(this.cfg.id))) ?? 0);
+      this.lastSeq = await this.redis.cloud.lastSeq(this.cfg.id);
     } catch (e) {
       throw new CloudOutageError(`Redis: ${errorMessage(e)}`);
     }
@@ -229,11 +220,11 @@ export class CloudLink {
       const excess = Math.ceil((backlog * meanBytes - bound) / Math.max(1, meanBytes));
       if (meanBytes > 0 && excess > 0 && g.lag) await this.trim(Math.min(excess, g.lag, TRIM_MAX));
     }
-    const stats = await this.redis.hgetall(KEYS.cloudStats(this.cfg.id));
-    this.stats.dropped = Number(stats.dropped ?? 0);
-    this.stats.refused = Number(stats.refused ?? 0);
-    this.stats.lastRefusal = stats.lastRefusal ?? null;
-    this.stats.notTaken = Number(stats.notTaken ?? 0) + refusing;
+    const stats = await this.redis.cloud.counters(this.cfg.id);
+    this.stats.dropped = stats.dropped;
+    this.stats.refused = stats.refused;
+    this.stats.lastRefusal = stats.lastRefusal;
+    this.stats.notTaken = stats.notTaken + refusing;
     this.stats.lag = backlog;
     return { ...this.stats };
   }
@@ -253,7 +244,7 @@ export class CloudLink {
             p.then(() => undefined),
           ).catch((e: unknown) =>
             // Not a failure of the stop: what is left pending is sent again, first, at the next start.
-            this.log.warn({ err: errorMessage(e), waitedMs: SETTLE_WAIT_MS }, 'cloud link: stopping without waiting further; what is still out stays pending'),
+            this.log.warn({ err: e, waitedMs: SETTLE_WAIT_MS }, 'cloud link: stopping without waiting further; what is still out stays pending'),
           )
         : undefined;
     await within('the uplink did not stop', this.pumping);
@@ -280,13 +271,10 @@ export class CloudLink {
       });
     }
     this.outstanding = undefined;
-    const key = KEYS.cloudLast(this.cfg.id);
     try {
-      const hash = this.keepsState ? await this.redis.hgetall(key) : {};
-      if (hash['@publish'] !== this.cfg.publish) {
-        const tx = this.redis.multi().del(key);
-        if (this.keepsState) tx.hset(key, '@publish', this.cfg.publish);
-        await tx.exec();
+      const hash = this.keepsState ? await this.redis.cloud.state(this.cfg.id, this.cfg.publish) : undefined;
+      if (!hash) {
+        await this.redis.cloud.resetState(this.cfg.id, this.keepsState ? this.cfg.publish : undefined);
         this.state.load({});
       } else this.state.load(hash);
     } catch (e) {
@@ -297,9 +285,8 @@ export class CloudLink {
   /** publish: interval: a snapshot closed by the clock and not yet acknowledged is sent again first, with its seqs. */
   private async sendRecordedSnapshot(): Promise<void> {
     if (this.cfg.publish !== 'interval') return;
-    const key = KEYS.cloudInflight(this.cfg.id);
     try {
-      const rec = await this.redis.hget(key, SNAPSHOT_FIELD);
+      const rec = await this.redis.cloud.recordedSnapshot(this.cfg.id);
       if (!rec) return;
       const out = JSON.parse(rec) as Outgoing[];
       await this.snapshotAcked(await (await this.transport.deliver(out, () => false)).acked);
@@ -320,12 +307,11 @@ export class CloudLink {
     const msgs = snapshotMessages(this.state, end, this.cfg.include.quality);
     this.state.bucketEnd = (Math.floor(Date.now() / ms) + 1) * ms;
     const out = msgs.map((m, i) => this.outgoing(this.lastSeq + 1 + i, { kind: 'data', m }));
-    const tx = this.ackRedis.multi();
-    const changes = this.state.takeChanges();
-    if (changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...changes);
-    if (out.length > 0)
-      tx.set(KEYS.cloudSeq(this.cfg.id), String(this.lastSeq + out.length)).hset(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD, JSON.stringify(out));
-    await tx.exec();
+    await this.ackRedis.cloud.recordSnapshot(
+      this.cfg.id,
+      this.state.takeChanges(),
+      out.length > 0 ? { lastSeq: this.lastSeq + out.length, messages: JSON.stringify(out) } : undefined,
+    );
     if (out.length === 0) return;
     this.lastSeq += out.length;
     this.stats.published += out.length - (await this.snapshotAcked(await (await this.transport.deliver(out, lost)).acked));
@@ -334,9 +320,7 @@ export class CloudLink {
 
   /** A recorded snapshot answered: forgotten, with what the broker refused of it parked; returns how many were. */
   private async snapshotAcked(refusals: readonly Refusal[]): Promise<number> {
-    const tx = this.ackRedis.multi().hdel(KEYS.cloudInflight(this.cfg.id), SNAPSHOT_FIELD);
-    parkRefusals(tx, this.cfg.id, refusals);
-    await tx.exec();
+    await this.ackRedis.cloud.snapshotAcked(this.cfg.id, parked(refusals));
     this.refusalLog.note(refusals);
     return refusals.length;
   }
@@ -374,8 +358,7 @@ export class CloudLink {
         continue;
       }
       const { done } = await this.dispatch(entries, lost, resend, previous);
-      this.outstanding = done;
-      done.catch(() => undefined); // awaited below or at the next batch
+      this.outstanding = awaitedLater(done); // awaited below or at the next batch
       if (previous) await previous;
       previous = done;
       if (resend) {
@@ -431,7 +414,7 @@ export class CloudLink {
       } catch (e) {
         if (!(e instanceof OutboxFormatError)) throw e;
         empty.push(id);
-        this.log.warn({ entry: id, err: e.message }, 'cloud: skipped an outbox entry that is not in the outbox format');
+        this.log.warn({ entry: id, err: e }, 'cloud: skipped an outbox entry that is not in the outbox format');
       }
     }
     const changes = this.state.takeChanges();
@@ -448,8 +431,7 @@ export class CloudLink {
       }
     }
     const refused = async (e: unknown): Promise<never> => {
-      if (e instanceof CloudRefusedError)
-        await settled(this.redis.hincrby(KEYS.cloudStats(this.cfg.id), 'refused', 1), { source: 'cloud refused count', link: this.cfg.id });
+      if (e instanceof CloudRefusedError) await settled(this.redis.cloud.countRefused(this.cfg.id), { source: 'cloud refused count', link: this.cfg.id });
       throw e;
     };
     const { acked } = await this.transport.deliver(out, lost).catch(refused);
@@ -483,17 +465,16 @@ export class CloudLink {
    * refused one by one are parked and counted in the same MULTI (refusals.ts).
    */
   private async acknowledge(b: BatchAck, refusals: readonly Refusal[]): Promise<void> {
-    const tx = this.ackRedis.multi().xack(KEYS.outbox, this.group, ...b.ids);
-    parkRefusals(tx, this.cfg.id, refusals);
-    // The deadband's references (or the interval's values) move with the entries they came from, atomically.
-    if (b.changes.length > 0) tx.hset(KEYS.cloudLast(this.cfg.id), ...b.changes);
-    if (b.built.length > 0) tx.hdel(KEYS.cloudInflight(this.cfg.id), ...b.built);
     const passed = this.ranges.filter((r) => r.to !== undefined && compareIds(r.to, b.lastId) <= 0);
-    if (passed.length > 0) {
-      this.ranges = this.ranges.filter((r) => !passed.includes(r));
-      tx.set(KEYS.cloudRefusing(this.cfg.id), JSON.stringify(this.ranges));
-    }
-    await tx.exec();
+    if (passed.length > 0) this.ranges = this.ranges.filter((r) => !passed.includes(r));
+    // The deadband's references (or the interval's values) move with the entries they came from, atomically.
+    await this.ackRedis.cloud.acknowledge(this.cfg.id, this.group, {
+      ids: b.ids,
+      built: b.built,
+      changes: b.changes,
+      refused: parked(refusals),
+      ranges: passed.length > 0 ? this.ranges : undefined,
+    });
     this.refusalLog.note(refusals);
     const last = b.seqs[b.seqs.length - 1];
     this.stats.published += b.published - refusals.length;
@@ -512,19 +493,23 @@ export class CloudLink {
   /** The seqs of each entry's messages: those it was given before (a resend), or new ones, recorded before the first publish. */
   private async seqsOf(built: ReadonlyArray<{ id: string; msgs: readonly unknown[] }>, resend: boolean): Promise<EntrySeqs[]> {
     if (built.length === 0) return [];
-    const key = KEYS.cloudInflight(this.cfg.id);
-    const known = resend ? await this.redis.hmget(key, ...built.map((b) => b.id)) : [];
+    const known = resend
+      ? await this.redis.cloud.entrySeqs(
+          this.cfg.id,
+          built.map((b) => b.id),
+        )
+      : [];
     const plan = planSeqs(
       built.map((b) => b.msgs.length),
       known,
       this.lastSeq,
     );
     if (plan.record.length > 0) {
-      await this.redis
-        .multi()
-        .set(KEYS.cloudSeq(this.cfg.id), String(plan.lastSeq))
-        .hset(key, ...plan.record.flatMap(([i, v]) => [built[i]!.id, v]))
-        .exec();
+      await this.redis.cloud.recordSeqs(
+        this.cfg.id,
+        plan.lastSeq,
+        plan.record.map(([i, v]) => [built[i]!.id, v] as const),
+      );
       this.lastSeq = plan.lastSeq;
     }
     return plan.seqs;
@@ -534,11 +519,11 @@ export class CloudLink {
   private async trim(n: number): Promise<void> {
     const entries = await this.trimmer.read(n, undefined, '>');
     if (entries.length === 0) return;
-    await this.redis
-      .multi()
-      .xack(KEYS.outbox, this.group, ...entries.map(([id]) => id))
-      .hincrby(KEYS.cloudStats(this.cfg.id), 'dropped', entries.length)
-      .exec();
+    await this.redis.cloud.dropUnsent(
+      this.cfg.id,
+      this.group,
+      entries.map(([id]) => id),
+    );
     this.log.warn(
       { dropped: entries.length, maxBacklogMB: this.cfg.maxBacklogMB },
       'cloud link: its backlog passed maxBacklogMB; the oldest unsent entries were dropped',
@@ -551,23 +536,19 @@ export class CloudLink {
    * Returns the entries the open range holds so far.
    */
   private async refuseNew(backlog: number, meanBytes: number, bound: number): Promise<number> {
-    const info = (await this.redis.xinfo('STREAM', KEYS.outbox)) as unknown[];
-    const at = (name: string) => info[info.indexOf(name) + 1];
-    const lastId = String(at('last-generated-id'));
-    const added = Number(at('entries-added'));
+    const { lastId, added } = await this.redis.outbox.added(KEYS.outbox);
     const open = this.ranges.find((r) => r.to === undefined);
     const inOpen = open ? added - open.added : 0;
     const kept = (backlog - inOpen) * meanBytes;
-    const key = KEYS.cloudRefusing(this.cfg.id);
     if (!open && meanBytes > 0 && kept > bound) {
       this.ranges.push({ from: lastId, added });
-      await this.redis.set(key, JSON.stringify(this.ranges));
+      await this.redis.cloud.saveRefusedRanges(this.cfg.id, this.ranges);
       this.log.warn({ maxBacklogMB: this.cfg.maxBacklogMB }, 'cloud link: its backlog passed maxBacklogMB; new entries are refused (overflow: refuse-new)');
       return 0;
     }
     if (open && kept <= bound) {
       open.to = lastId;
-      await this.redis.multi().set(key, JSON.stringify(this.ranges)).hincrby(KEYS.cloudStats(this.cfg.id), 'notTaken', inOpen).exec();
+      await this.redis.cloud.closeRefusedRange(this.cfg.id, this.ranges, inOpen);
       this.log.warn({ notTaken: inOpen }, 'cloud link: its backlog is under maxBacklogMB again; new entries are taken again');
       return 0;
     }

@@ -19,7 +19,6 @@
  * (the ids the site has no model of are listed in `unknown`, not answered empty).
  */
 import type { Logger } from '../../runtime/logger.js';
-import { errorMessage } from '../../runtime/errors.js';
 import { m2cRefusal } from '../../runtime/redis/commands.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
@@ -98,7 +97,7 @@ export class CloudDownlink {
       if (topic === this.topics.cmd && this.opts.commands) await this.command(payload);
       else if (topic === this.topics.read && this.opts.read) await this.read(payload);
     } catch (e) {
-      this.log.warn({ topic, err: errorMessage(e) }, 'cloud: a downlink message could not be answered');
+      this.log.warn({ topic, err: e }, 'cloud: a downlink message could not be answered');
     }
   }
 

@@ -14,7 +14,7 @@ import type { MqttLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
-import { settled } from '../../runtime/reporter.js';
+import { report, settled } from '../../runtime/reporter.js';
 import { CloudDownlink } from './downlink.js';
 import { fillTopic, linkTopics } from './messages.js';
 import { CloudOutageError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
@@ -120,7 +120,13 @@ export class MqttTransport implements UplinkTransport {
     const acked = new Promise<readonly Refusal[]>((resolve, reject) => {
       settle = (e) => (e ? reject(e) : resolve(refusals.sort((a, b) => a.index - b.index)));
     });
-    acked.catch(() => undefined); // the caller may not await it (a lost connection fails the link first)
+    // Handed out, it is the caller's; when deliver throws first (the connection lost while publishing, a run that
+    // could not be encoded), nobody awaits it: a failure of the runs already out, other than the one thrown, is reported.
+    let returned = false;
+    let thrown: unknown;
+    acked.catch((e: unknown) => {
+      if (!returned && e !== thrown) report(e, { source: 'cloud link: acknowledgement of a batch that failed to publish', link: this.cfg.id });
+    });
     if (left === 0) settle();
     // Each message's packet id (a run in one write): a refusing PUBACK names its message by it.
     const ids: number[] = new Array(batch.length);
@@ -167,11 +173,13 @@ export class MqttTransport implements UplinkTransport {
         window.release(n);
         failed = true;
         const err = e instanceof Error ? e : new Error(String(e));
+        thrown = err;
         settle(err);
         throw err;
       }
       i += n;
     }
+    returned = true;
     return { acked };
   }
 

@@ -7,17 +7,14 @@
  * place would either reorder the link (later messages are already out) or
  * stall it for every batch the refused topic has a message in; so the link
  * acknowledges the message's entry with the others and keeps the message in
- * `cloud:{link}:refused` (the newest PARKED_MAX, with its topic, reason code,
+ * `cloud:{link}:refused` (the newest PARKED_MAX, runtime/redis/cloud.ts, with its topic, reason code,
  * seq and payload, in the same MULTI as the XACK, so the count is exact), for
  * an operator to read and, once the broker takes it, send again.
  */
-import type { ChainableCommander } from 'ioredis';
 import type { Logger } from '../../runtime/logger.js';
-import { KEYS } from '../../runtime/redis/keys.js';
+import type { ParkedRefusals } from '../../runtime/redis/cloud.js';
 import type { Refusal } from './transport.js';
 
-/** The refused messages a link keeps (the oldest go first; `refused` counts them all). */
-export const PARKED_MAX = 10_000;
 /** A topic and reason code is logged at most once in this time, with the count since. */
 export const REFUSAL_LOG_MS = 60_000;
 /** Topics and codes the log remembers; past it, it forgets them all (and logs each once more). */
@@ -46,14 +43,13 @@ export function refusalSummary(r: Refusal): string {
   return `${r.reason ?? reasonText(r.reasonCode)}: ${r.topic}`;
 }
 
-/** Adds the refusals to a MULTI: parked (bounded), counted, the last one named. */
-export function parkRefusals(tx: ChainableCommander, link: string, refusals: readonly Refusal[]): void {
-  if (refusals.length === 0) return;
-  for (const r of refusals) {
-    const seq = /^\{"seq":(\d+)/.exec(r.payload)?.[1] ?? '';
-    tx.xadd(KEYS.cloudRefused(link), 'MAXLEN', PARKED_MAX, '*', 'seq', seq, 'topic', r.topic, 'reason', codeOf(r), 'payload', r.payload);
-  }
-  tx.hincrby(KEYS.cloudStats(link), 'refused', refusals.length).hset(KEYS.cloudStats(link), 'lastRefusal', refusalSummary(refusals[refusals.length - 1]!));
+/** The refusals as they are parked (bounded), counted and the last one named (runtime/redis/cloud.ts); undefined when there are none. */
+export function parked(refusals: readonly Refusal[]): ParkedRefusals | undefined {
+  if (refusals.length === 0) return undefined;
+  return {
+    messages: refusals.map((r) => ({ seq: /^\{"seq":(\d+)/.exec(r.payload)?.[1] ?? '', topic: r.topic, reason: codeOf(r), payload: r.payload })),
+    last: refusalSummary(refusals[refusals.length - 1]!),
+  };
 }
 
 /** The warning log of refusals, at most one line per topic and reason code per REFUSAL_LOG_MS. */

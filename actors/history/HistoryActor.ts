@@ -11,6 +11,7 @@ import { machineChild } from '../../runtime/actorHost.js';
 import { backoffDelay, type BackoffPolicy } from '../../runtime/backoff.js';
 import type { Logger } from '../../runtime/logger.js';
 import { openRedis } from '../../runtime/redis/connect.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import type { ActorKind } from '../../runtime/actorKind.js';
@@ -19,7 +20,7 @@ import type { SiteConfig } from '../../runtime/config/site.js';
 import type { KeepPolicies } from './keep.js';
 import { seriesId } from './outbox.js';
 import { VoltageError } from '../../runtime/errors.js';
-import { HISTORY_KEYS } from './HistoryWriter.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 import { HistoryWriter, type HistoryWriterOptions } from './HistoryWriter.js';
 
 const defaultPolicy: BackoffPolicy = { minBackoffMs: 200, maxBackoffMs: 5_000, randomFactor: 0.2, resetBackoffAfterMs: 0 };
@@ -45,6 +46,8 @@ export function provideHistoryMachine(writer: HistoryWriter, policy: BackoffPoli
 export interface HistoryActorDeps {
   /** The writer opens a connection of its own: XREADGROUP BLOCK holds a connection while it waits. */
   readonly redisUrl: string;
+  /** The process's wrapper, whose surface the writer's connection gets (VoltageRedis.onConnection). */
+  readonly redis: VoltageRedis;
   readonly registry: ActorRegistry;
   readonly log: Logger;
 }
@@ -71,15 +74,15 @@ export function historyChild(opts: HistoryWriterOptions, deps: HistoryActorDeps)
     }),
     async build() {
       const log = deps.log.child({ actor: id });
-      const redis = openRedis(deps.redisUrl, log, id);
-      const writer = new HistoryWriter(redis, opts, log);
+      const client = openRedis(deps.redisUrl, log, id);
+      const writer = new HistoryWriter(deps.redis.onConnection(client), opts, log);
       const machine = provideHistoryMachine(writer, policy, log);
       return {
         machine,
         input: { backend: opts.backend },
         dispose: async () => {
           await writer.close();
-          redis.disconnect();
+          client.disconnect();
         },
       };
     },
@@ -140,14 +143,16 @@ export const historyKind: ActorKind = {
   section: 'history',
   supervisor: { id: 'history', strategy: 'one_for_one', policy: (rt) => rt.supervisor },
   outbox: {
-    prefix: HISTORY_KEYS.group(''),
-    groups: (site) => (site.history?.backends ?? []).map((b) => HISTORY_KEYS.group(b.id)),
-    stateKeys: (group) => [HISTORY_KEYS.keep, HISTORY_KEYS.tiers].map((key) => key(group.slice(HISTORY_KEYS.group('').length))),
+    prefix: KEYS.historyGroup(''),
+    groups: (site) => (site.history?.backends ?? []).map((b) => KEYS.historyGroup(b.id)),
+    stateKeys: (group) => [KEYS.historyKeep, KEYS.historyTiers].map((key) => key(group.slice(KEYS.historyGroup('').length))),
   },
   children: (site, deps) => {
     const h = site.history;
     if (!h) return [];
     const keep = keepPolicies(site);
-    return h.backends.map((b) => historyChild(writerOptions(h, b, process.env, keep), { redisUrl: deps.redisUrl, registry: deps.registry, log: deps.log }));
+    return h.backends.map((b) =>
+      historyChild(writerOptions(h, b, process.env, keep), { redisUrl: deps.redisUrl, redis: deps.redis, registry: deps.registry, log: deps.log }),
+    );
   },
 };

@@ -36,9 +36,10 @@ import { gzip as gzipCb } from 'node:zlib';
 import { InfluxDB } from '@influxdata/influxdb-client';
 import type { BatchMode, BatchResult } from '../../machines/historyMachine.js';
 import type { BackoffPolicy } from '../../runtime/backoff.js';
-import type { Redis } from 'ioredis';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
+import { awaitedLater } from '../../runtime/reporter.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
 import { healthy } from '../../runtime/victoriaServer.js';
@@ -48,20 +49,6 @@ import { LineBuffer, LineEncoder } from './lines.js';
 import { decodeEntry, OutboxFormatError, seriesId, toLine, type HistorySample } from './outbox.js';
 
 const gzip = promisify(gzipCb);
-
-/** The Redis names this writer uses (from the key table). */
-export const HISTORY_KEYS = {
-  /** The outbox stream (c2m and model_set append to it once a consumer group made it). */
-  stream: KEYS.outbox,
-  /** channel:type:point → model:name, as site_load writes it (to historize model measurements). */
-  mapping: KEYS.mappingC2m,
-  /** The consumer group of a backend. */
-  group: (backend: string) => `history:${backend}`,
-  /** The KeepFilter's state of a backend (open intervals, last written values for heartbeats): series id → JSON. */
-  keep: (backend: string) => `history:${backend}:keep`,
-  /** Where each tier of a backend stands (tiers.ts): tier name → the end of its last bucket written (epoch ms). */
-  tiers: (backend: string) => `history:${backend}:tiers`,
-} as const;
 
 export interface HistoryWriterOptions {
   /** Names the backend (its consumer group and actor id). */
@@ -200,12 +187,12 @@ export class HistoryWriter {
   private recentTiers: Array<{ readonly tier: Tier; readonly end: number; readonly at: number }> = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: VoltageRedis,
     private readonly opts: HistoryWriterOptions,
     private readonly log: Logger,
   ) {
-    this.stream = opts.stream ?? HISTORY_KEYS.stream;
-    this.group = HISTORY_KEYS.group(opts.backend);
+    this.stream = opts.stream ?? KEYS.outbox;
+    this.group = KEYS.historyGroup(opts.backend);
     this.outbox = new OutboxConsumer(redis, this.stream, this.group, opts.consumer ?? 'writer');
     this.maxEntries = opts.batchMaxEntries ?? 500;
     this.maxLines = opts.batchMaxLines ?? 50_000;
@@ -228,7 +215,7 @@ export class HistoryWriter {
   async connect(): Promise<void> {
     await this.outbox.ensureGroup();
     await this.readMapping();
-    if (!this.keepTrivial) this.keep.restore(await this.redis.hgetall(HISTORY_KEYS.keep(this.opts.backend)));
+    if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
   }
 
@@ -261,11 +248,10 @@ export class HistoryWriter {
     try {
       for (let from = first; ranges.length > 0; ) {
         const max = this.max;
-        const entries = (await this.redis.xrange(this.stream, from, last, 'COUNT', max)) as StreamEntries;
+        const entries = await this.redis.outbox.range(this.stream, from, last, max);
         if (entries.length === 0) break;
         const e = await this.encode(entries, undefined);
-        const sent = this.send(e.body, e.lines);
-        sent.catch(() => undefined); // awaited below
+        const sent = awaitedLater(this.send(e.body, e.lines)); // awaited below
         out.push(sent);
         if (out.length >= this.writesInFlight) await out.shift();
         n += entries.length;
@@ -333,8 +319,7 @@ export class HistoryWriter {
       if (compareIds(id, first) < 0) first = id;
       if (compareIds(id, last) > 0) last = id;
     }
-    const sent = this.send(encoded.body, encoded.lines);
-    sent.catch(() => undefined); // awaited in settle
+    const sent = awaitedLater(this.send(encoded.body, encoded.lines)); // awaited in settle
     this.inFlight.push({
       sent,
       ids: entries.map(([id]) => id),
@@ -381,7 +366,7 @@ export class HistoryWriter {
         throw e;
       }
       this.inFlight.shift();
-      if (b.dirty.length > 0) await this.redis.hset(HISTORY_KEYS.keep(this.opts.backend), ...b.dirty.flat());
+      await this.redis.history.saveKeepState(this.opts.backend, b.dirty);
       const now = Date.now();
       if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
       while (this.window.length > 0 && this.window[0]!.at < now - this.windowMs) this.window.shift();
@@ -401,12 +386,7 @@ export class HistoryWriter {
    * would otherwise be trimmed, and the window written again after a failure would find them gone.
    */
   private async acknowledge(ids: readonly string[]): Promise<void> {
-    const first = this.window.find((w) => w.first !== '')?.first;
-    const hold = `hold:${this.group}`;
-    const m = this.redis.multi().xack(this.stream, this.group, ...ids);
-    const r = await (first ? m.hset(KEYS.outboxStats, hold, first) : m.hdel(KEYS.outboxStats, hold)).exec();
-    const failed = r?.find(([e]) => e)?.[0];
-    if (failed) throw failed;
+    await this.redis.outbox.ackHolding(this.stream, this.group, ids, this.window.find((w) => w.first !== '')?.first);
   }
 
   /** After a failure: every batch out settles and none is acknowledged; their entries stay pending and are read again. */
@@ -490,7 +470,7 @@ export class HistoryWriter {
         if (!(e instanceof OutboxFormatError)) throw e;
         out.rewind(length, lines);
         skipped += 1;
-        this.log.warn({ entry: id, err: e.message }, 'skipped an outbox entry that is not in the outbox format');
+        this.log.warn({ entry: id, err: e }, 'skipped an outbox entry that is not in the outbox format');
       }
     }
     if (clock !== undefined && !this.keepTrivial) {
@@ -533,16 +513,16 @@ export class HistoryWriter {
   /** The tier buckets that are due (tiers.ts), computed by the database and written back; the marks kept in Redis. */
   private async writeTiers(now: number): Promise<void> {
     this.tierCheckedAt = now;
-    const key = HISTORY_KEYS.tiers(this.opts.backend);
+    const backend = this.opts.backend;
     if (!this.marks) {
-      const kept = await this.redis.hgetall(key);
+      const kept = await this.redis.history.tierMarks(backend);
       if (TIERS.every((t) => Number.isFinite(Number(kept[t.name])) && kept[t.name] !== undefined)) {
         this.marks = Object.fromEntries(TIERS.map((t) => [t.name, Number(kept[t.name])])) as TierMarks;
       } else {
         // From the oldest entry still in the outbox (a new backend writes all of it), else from now.
-        const oldest = (await this.redis.xrange(this.stream, '-', '+', 'COUNT', 1))[0]?.[0];
+        const oldest = await this.redis.outbox.oldestId(this.stream);
         this.marks = initialMarks(oldest ? Number(oldest.split('-')[0]) : now);
-        await this.redis.hset(key, this.marks);
+        await this.redis.history.saveTierMarks(backend, this.marks);
       }
     }
     let through = 0;
@@ -563,7 +543,7 @@ export class HistoryWriter {
     } finally {
       // Once a check, not a bucket: the connection is shared with the batches' XREADGROUP BLOCK, which each command would wait behind.
       // A crash before this computes the check's buckets again, which writes the same lines.
-      if (due.length > 0) await this.redis.hset(key, this.marks);
+      if (due.length > 0) await this.redis.history.saveTierMarks(backend, this.marks);
     }
     while (this.recentTiers.length > 0 && this.recentTiers[0]!.at < now - this.windowMs) this.recentTiers.shift();
     // Buckets older than VictoriaMetrics' response cache offset (5 min) are a backfill: answers cached before them are stale.

@@ -18,14 +18,6 @@
  *    channel how the command ends.
  */
 import type { ModbusRTU } from 'modbus-serial/ModbusRTU.js';
-
-// Loaded when a Modbus channel first connects, so that a site without one does not carry
-// modbus-serial and serialport in memory. modbus-serial is CommonJS: its module is the class.
-let clientClass: (new () => ModbusRTU) | undefined;
-async function newClient(): Promise<ModbusRTU> {
-  clientClass ??= (await import('modbus-serial')).default as unknown as new () => ModbusRTU;
-  return new clientClass();
-}
 import { backoffDelay } from '../../runtime/backoff.js';
 import type { ModbusChannelConfig, ModbusPointConfig, PointConfig } from '../../runtime/config/schema.js';
 import { modbusDataType, modbusWriteFn } from '../../runtime/config/modbusRules.js';
@@ -35,6 +27,14 @@ import { DeviceError, type Device, type RawReading } from '../channel/device.js'
 import { isTimeout, modbusCode, toDeviceError } from './failures.js';
 import { coilValue, decodeRegisters, encodePoint, registerCount } from './codec.js';
 import { planReads, splitRequest, width, type PlanPoint, type ReadRequest } from './plan.js';
+
+// Loaded when a Modbus channel first connects, so that a site without one does not carry
+// modbus-serial and serialport in memory. modbus-serial is CommonJS: its module is the class.
+let clientClass: (new () => ModbusRTU) | undefined;
+async function newClient(): Promise<ModbusRTU> {
+  clientClass ??= (await import('modbus-serial')).default as unknown as new () => ModbusRTU;
+  return new clientClass();
+}
 
 interface DeviceState {
   attempt: number;
@@ -255,7 +255,7 @@ export class ModbusLink implements Device {
           k -= 1;
           continue;
         }
-        this.log.debug({ unit, address: r.address, err: errorMessage(e) }, 'read failed; points marked bad');
+        this.log.debug({ unit, address: r.address, err: e }, 'read failed; points marked bad');
         for (const m of r.points) readings[m.index] = BAD;
       }
     }

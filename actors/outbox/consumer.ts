@@ -10,13 +10,11 @@
  * Redis errors come back as OutboxOutageError (transient): the group may be
  * gone because Redis lost its data, and connecting again makes it again.
  */
-import type { Redis } from 'ioredis';
 import { errorMessage } from '../../runtime/errors.js';
-import { RedisCore } from '../../runtime/redis/core.js';
-import { KEYS } from '../../runtime/redis/keys.js';
+import type { StreamEntries } from '../../runtime/redis/outbox.js';
+import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 
-export type StreamEntries = Array<[string, string[]]>;
-type ReadReply = Array<[string, StreamEntries]> | null;
+export type { StreamEntries } from '../../runtime/redis/outbox.js';
 
 /** Transient to a machine: an outage, retried with backoff, not a restart. */
 export class OutboxOutageError extends Error {
@@ -30,12 +28,21 @@ export interface ModelValueTarget {
 
 export { compareIds } from '../../runtime/redis/encoding.js';
 
+/** What Redis did, as an outage of the consumer. */
+async function outage<T>(call: Promise<T>): Promise<T> {
+  try {
+    return await call;
+  } catch (e) {
+    throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
+  }
+}
+
 export class OutboxConsumer {
   /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */
   pendingMayExist = true;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: VoltageRedis,
     readonly stream: string,
     readonly group: string,
     readonly consumer: string,
@@ -43,24 +50,15 @@ export class OutboxConsumer {
 
   /** Makes the group (from the stream's start) if it is missing; pending entries are read first next. */
   async ensureGroup(): Promise<void> {
-    try {
-      await RedisCore.of(this.redis).ensureGroup(this.stream, this.group);
-    } catch (e) {
-      throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
-    }
+    await outage(this.redis.outbox.ensureGroup(this.stream, this.group));
     this.pendingMayExist = true;
   }
 
   /** mapping:c2m as `channel:type:point` → model value. */
   async readMapping(): Promise<Map<string, ModelValueTarget>> {
-    let flat: Record<string, string>;
-    try {
-      flat = await this.redis.hgetall(KEYS.mappingC2m);
-    } catch (e) {
-      throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
-    }
+    const mapping = await outage(this.redis.site.c2mMapping());
     const next = new Map<string, ModelValueTarget>();
-    for (const [point, target] of Object.entries(flat)) {
+    for (const [point, target] of mapping) {
       const sep = target.indexOf(':');
       if (sep > 0) next.set(point, { model: target.slice(0, sep), name: target.slice(sep + 1) });
     }
@@ -77,28 +75,7 @@ export class OutboxConsumer {
     return this.read(count, blockMs, '>');
   }
 
-  async read(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
-    let reply: ReadReply;
-    try {
-      reply = (
-        blockMs === undefined
-          ? await this.redis.xreadgroup('GROUP', this.group, this.consumer, 'COUNT', count, 'STREAMS', this.stream, from)
-          : await this.redis.xreadgroup(
-              'GROUP',
-              this.group,
-              this.consumer,
-              'COUNT',
-              count,
-              'BLOCK',
-              Math.max(1, Math.round(blockMs)),
-              'STREAMS',
-              this.stream,
-              from,
-            )
-      ) as ReadReply;
-    } catch (e) {
-      throw new OutboxOutageError(`Redis: ${errorMessage(e)}`);
-    }
-    return reply?.[0]?.[1] ?? [];
+  read(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
+    return outage(this.redis.outbox.readGroup(this.stream, this.group, this.consumer, { count, blockMs, from }));
   }
 }

@@ -17,6 +17,7 @@ import type { ActorKind } from '../actorKind.js';
 import type { GatewayConfig, Role } from '../config/schema.js';
 import { VoltageError } from '../errors.js';
 import { prometheus } from '../metrics.js';
+import { report } from '../reporter.js';
 import type { OutboxLimits } from '../redis/telemetry.js';
 import type { ActorRegistry } from '../registry.js';
 import type { ChildSpec } from '../supervisor.js';
@@ -84,7 +85,12 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
         });
         void exited.then((how) => reject(new VoltageError('api', 'GATEWAY_EXITED', failure ?? `the gateway process exited (${how}) before it listened`)));
       });
-      listening.catch(() => undefined); // the listen actor sees the rejection; stopped before it, nobody does
+      // While the actor runs, its listen state takes the rejection. Once it is stopping nobody does: a failure the
+      // process gave is reported then; an exit that the stop caused is no error.
+      let stopping = false;
+      listening.catch((e: unknown) => {
+        if (stopping && failure !== undefined) report(e, { source: 'gateway: the process failed while the actor stopped', actor: 'gateway' });
+      });
       const offStatus = deps.registry.onStatusChange((counts) => tell({ type: 'status', counts }));
       tell({
         type: 'start',
@@ -115,6 +121,7 @@ export function gatewayChild(cfg: GatewayConfig, deps: GatewayDeps): ChildSpec {
         machine,
         input: undefined as never,
         dispose: async () => {
+          stopping = true;
           offStatus();
           if (proc.exitCode !== null || proc.signalCode !== null) return;
           tell({ type: 'stop' });

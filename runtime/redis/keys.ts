@@ -65,6 +65,13 @@ export const KEYS = {
   alarmFilters: 'alarm:filters',
   /** hash: site-wide alarm indicators and counters (flood, chattering, first-out groups). */
   alarmStats: 'alarm:stats',
+  // history
+  /** The consumer group of a history backend on the outbox. */
+  historyGroup: (backend: string) => `history:${backend}`,
+  /** The KeepFilter's state of a backend (open intervals, last written values for heartbeats): series id → JSON. */
+  historyKeep: (backend: string) => `history:${backend}:keep`,
+  /** Where each tier of a backend stands (actors/history/tiers.ts): tier name → the end of its last bucket written (epoch ms). */
+  historyTiers: (backend: string) => `history:${backend}:tiers`,
   // cloud links
   /** The consumer group of a cloud link on the outbox. */
   cloudGroup: (link: string) => `cloud:${link}`,

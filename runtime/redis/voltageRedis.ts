@@ -7,6 +7,9 @@
  *   redis.site       the site's mapping and description, the library version
  *   redis.alarms     alarm_init, alarm_commit, the alarm list, events and indicators
  *   redis.rules      rule state (compare-and-set), counters, the executions journal
+ *   redis.outbox     the outbox as its consumers read it: groups, XREADGROUP, ranges, XACK
+ *   redis.history    a history writer's keep state and tier marks
+ *   redis.cloud      a cloud link's seqs, state, counters, refused ranges and parked refusals
  * plus pub/sub (subscriber) and the connection. Nothing else holds an ioredis
  * client; only the core (core.ts) knows the Functions' argument order.
  * A new domain (alarms, rules, history, cloud) is one more module and one more field.
@@ -17,8 +20,11 @@ import type { Logger } from '../logger.js';
 import { ActorsRedis } from './actors.js';
 import { AlarmsRedis } from './alarms.js';
 import { CommandsRedis } from './commands.js';
+import { CloudRedis } from './cloud.js';
 import { closeRedis } from './connect.js';
 import { RedisCore, redisCall } from './core.js';
+import { HistoryRedis } from './history.js';
+import { OutboxRedis } from './outbox.js';
 import { RulesRedis } from './rules.js';
 import { SiteRedis } from './site.js';
 import { Subscriptions } from './subscriptions.js';
@@ -37,9 +43,16 @@ export class VoltageRedis {
   readonly site: SiteRedis;
   readonly alarms: AlarmsRedis;
   readonly rules: RulesRedis;
+  readonly outbox: OutboxRedis;
+  readonly history: HistoryRedis;
+  readonly cloud: CloudRedis;
   private readonly log: Logger;
 
-  constructor(client: Redis, limits: OutboxLimits, options: VoltageRedisOptions = {}) {
+  constructor(
+    client: Redis,
+    private readonly limits: OutboxLimits,
+    private readonly options: VoltageRedisOptions = {},
+  ) {
     this.core = RedisCore.of(client);
     this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core, limits);
@@ -47,7 +60,18 @@ export class VoltageRedis {
     this.site = new SiteRedis(this.core, options.log);
     this.alarms = new AlarmsRedis(this.core, limits);
     this.rules = new RulesRedis(this.core, limits, this.commands);
+    this.outbox = new OutboxRedis(this.core);
+    this.history = new HistoryRedis(this.core);
+    this.cloud = new CloudRedis(this.core);
     this.log = options.log ?? pino({ level: 'silent' });
+  }
+
+  /**
+   * The same surface on another connection, opened by the caller (who ends it): for a consumer that blocks in
+   * XREADGROUP and so holds its connection while it waits (a history writer, a cloud link). The limits and the log are this one's.
+   */
+  onConnection(client: Redis): VoltageRedis {
+    return new VoltageRedis(client, this.limits, this.options);
   }
 
   async ping(): Promise<void> {

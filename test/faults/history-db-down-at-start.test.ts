@@ -9,11 +9,12 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createActor } from 'xstate';
-import { HistoryWriter, HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
+import { HistoryWriter } from '../../actors/history/HistoryWriter.js';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { eventually, quietLog, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 let redis: RedisServer;
 let vm: VictoriaServer | undefined;
@@ -35,7 +36,11 @@ describe('fault: the history database down at start', () => {
     const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
     const raw = new Redis(redis.url, { maxRetriesPerRequest: null });
     // Batches of 4 entries: the backlog is drained in full batches, 3 in flight at a time, acknowledged in order.
-    const writer = new HistoryWriter(conn, { backend: 'down', url, batchMaxMs: 50, batchMaxEntries: 4, writesInFlight: 3, timeoutMs: 500 }, quietLog);
+    const writer = new HistoryWriter(
+      bus.onConnection(conn),
+      { backend: 'down', url, batchMaxMs: 50, batchMaxEntries: 4, writesInFlight: 3, timeoutMs: 500 },
+      quietLog,
+    );
     const actor = createActor(provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 300, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog), {
       input: { backend: 'down' },
     });
@@ -43,13 +48,13 @@ describe('fault: the history database down at start', () => {
     try {
       actor.start();
       // The group exists at once (Redis is up): c2m keeps what comes meanwhile.
-      await eventually(async () => ((await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[]).length === 1, 5_000);
+      await eventually(async () => ((await raw.call('XINFO', 'GROUPS', KEYS.outbox)) as unknown[]).length === 1, 5_000);
       const t0 = Date.now() - 60_000;
       for (let i = 0; i < 50; i++) await bus.telemetry.c2m('6001', t0 + i * 100, [{ type: 'm', id: 1, value: i, quality: null }]);
       await eventually(() => actor.getSnapshot().context.attempts >= 3, 10_000, 20);
       expect(actor.getSnapshot().status).toBe('active');
       expect(actor.getSnapshot().context.lastError).toContain(`${url} does not answer /health`);
-      expect(await raw.xlen(HISTORY_KEYS.stream)).toBe(50);
+      expect(await raw.xlen(KEYS.outbox)).toBe(50);
 
       vm = await spawnVictoria({ port });
       const values = await eventually(
@@ -72,7 +77,7 @@ describe('fault: the history database down at start', () => {
       expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
       expect(actor.getSnapshot().value).not.toBe('backoff');
       // Every entry acknowledged, once it was written.
-      await eventually(async () => Number(((await raw.xpending(HISTORY_KEYS.stream, HISTORY_KEYS.group('down'))) as [number])[0]) === 0, 5_000);
+      await eventually(async () => Number(((await raw.xpending(KEYS.outbox, KEYS.historyGroup('down'))) as [number])[0]) === 0, 5_000);
       await eventually(() => actor.getSnapshot().context.entries === 50, 5_000);
     } finally {
       actor.stop();

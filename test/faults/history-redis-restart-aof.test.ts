@@ -15,11 +15,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
 import { caughtUp, expectCounterStoredOnce, feedCounter, historyGroup, historySite, useHistoryRig } from '../helpers/historyRig.js';
 import { eventually, sleep, spawnRedis } from '../helpers/servers.js';
 import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { spawnRuntime } from './site.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 const aofDir = mkdtempSync(join(tmpdir(), 'voltage-aof-'));
 const rig = useHistoryRig(64, { aofDir });
@@ -36,14 +36,14 @@ describe('fault: Redis restarted with AOF under the history writer', () => {
     await eventually(async () => ((await historyGroup(rig.raw, 'vm'))?.pending ?? 0) > 0, 5_000, 10);
     const pendingAtKill = (await historyGroup(rig.raw, 'vm'))!.pending;
     await counter.pause(); // no c2m left half-answered by the kill
-    const entries = await rig.raw.xlen(HISTORY_KEYS.stream);
+    const entries = await rig.raw.xlen(KEYS.outbox);
     rig.redis.process.kill('SIGKILL');
     await once(rig.redis.process, 'exit');
     proxy.release();
     await sleep(1_000);
     rig.redis = await spawnRedis({ aofDir, port: rig.redis.port });
     // Straight from the AOF: every entry, and the group (with what it had read and not acknowledged).
-    expect(await rig.raw.xlen(HISTORY_KEYS.stream)).toBe(entries);
+    expect(await rig.raw.xlen(KEYS.outbox)).toBe(entries);
     expect(await historyGroup(rig.raw, 'vm')).toBeDefined();
     counter.resume();
     await sleep(1_000);

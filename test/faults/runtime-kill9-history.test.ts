@@ -11,11 +11,11 @@
  */
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { HISTORY_KEYS } from '../../actors/history/HistoryWriter.js';
 import { caughtUp, expectCounterStoredOnce, feedCounter, historyGroup, historySite, useHistoryRig } from '../helpers/historyRig.js';
 import { eventually, sleep } from '../helpers/servers.js';
 import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { spawnRuntime } from './site.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 const rig = useHistoryRig();
 
@@ -26,7 +26,7 @@ describe('fault: the runtime killed with kill -9 while a history write is in fli
     const dir = historySite(`http://127.0.0.1:${proxy.port}`);
     const first = spawnRuntime(t, dir);
     // The group is made at load, before anything polls; from then on the outbox keeps every entry.
-    await eventually(async () => (await rig.raw.exists(HISTORY_KEYS.stream)) === 1 && (await historyGroup(rig.raw, 'vm')) !== undefined, 20_000);
+    await eventually(async () => (await rig.raw.exists(KEYS.outbox)) === 1 && (await historyGroup(rig.raw, 'vm')) !== undefined, 20_000);
     // 20 points a poll, a poll every 20 ms (the counter is point 1).
     const counter = feedCounter(rig, '9001', 20, 19);
     await eventually(async () => (await historyGroup(rig.raw, 'vm'))?.readAll === true && counter.value >= 50, 10_000);

@@ -11,10 +11,11 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { createActor, type AnyActorRef } from 'xstate';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
-import { HISTORY_KEYS, HistoryWriter } from '../../actors/history/HistoryWriter.js';
+import { HistoryWriter } from '../../actors/history/HistoryWriter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from './servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from './victoria.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 export interface HistoryRig {
   redis: RedisServer;
@@ -53,7 +54,7 @@ export function useHistoryRig(outboxMaxMB = 64, redisOpts: { aofDir?: string } =
 export async function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 200): Promise<{ actor: AnyActorRef; writer: HistoryWriter }> {
   const conn = new Redis(rig.redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
-    conn,
+    rig.bus.onConnection(conn),
     { backend, url: rig.vm.url, batchMaxMs: 50, batchMaxEntries, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 },
     quietLog,
   );
@@ -73,11 +74,11 @@ export async function startWriter(rig: HistoryRig, backend: string, batchMaxEntr
 /** A backend's group in the outbox: entries read and not acknowledged, and whether it has read the newest entry. */
 export async function historyGroup(raw: Redis, backend: string): Promise<{ pending: number; readAll: boolean } | undefined> {
   // No outbox yet (no group made it): no group.
-  const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream).catch(() => [])) as unknown[][];
+  const groups = (await raw.call('XINFO', 'GROUPS', KEYS.outbox).catch(() => [])) as unknown[][];
   const g = groups
     .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
-    .find((x) => x.name === HISTORY_KEYS.group(backend));
-  const last = (await raw.xrevrange(HISTORY_KEYS.stream, '+', '-', 'COUNT', 1))[0]?.[0];
+    .find((x) => x.name === KEYS.historyGroup(backend));
+  const last = (await raw.xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1))[0]?.[0];
   return g && { pending: Number(g.pending), readAll: g['last-delivered-id'] === last };
 }
 

@@ -12,11 +12,12 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createActor } from 'xstate';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
-import { HISTORY_KEYS, HistoryWriter, type HistoryWriterOptions } from '../../actors/history/HistoryWriter.js';
+import { HistoryWriter, type HistoryWriterOptions } from '../../actors/history/HistoryWriter.js';
 import { HistoryQueries } from '../../actors/history/query.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, spawnRedis, wrapper, type RedisServer } from '../helpers/servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from '../helpers/victoria.js';
+import { KEYS } from '../../runtime/redis/keys.js';
 
 let redis: RedisServer;
 let vm: VictoriaServer;
@@ -45,7 +46,7 @@ afterAll(async () => {
 async function startWriter(backend: string, extra: Partial<HistoryWriterOptions> = {}): Promise<{ state: () => unknown }> {
   const conn = new Redis(redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
-    conn,
+    bus.onConnection(conn),
     { backend, url: vm.url, batchMaxMs: 50, batchMaxEntries: 500, windowMs: 10_000, drainEntriesPerSecond: 100_000, timeoutMs: 5_000, ...extra },
     quietLog,
   );
@@ -58,7 +59,7 @@ async function startWriter(backend: string, extra: Partial<HistoryWriterOptions>
     actor.stop();
     conn.disconnect();
   });
-  await eventually(async () => (await raw.exists(HISTORY_KEYS.stream)) === 1, 5_000, 20);
+  await eventually(async () => (await raw.exists(KEYS.outbox)) === 1, 5_000, 20);
   return { state: () => actor.getSnapshot().value };
 }
 
@@ -66,8 +67,8 @@ async function startWriter(backend: string, extra: Partial<HistoryWriterOptions>
 async function caughtUp(backend: string): Promise<void> {
   await eventually(
     async () => {
-      const last = (await raw.xrevrange(HISTORY_KEYS.stream, '+', '-', 'COUNT', 1))[0]?.[0];
-      const groups = (await raw.call('XINFO', 'GROUPS', HISTORY_KEYS.stream)) as unknown[][];
+      const last = (await raw.xrevrange(KEYS.outbox, '+', '-', 'COUNT', 1))[0]?.[0];
+      const groups = (await raw.call('XINFO', 'GROUPS', KEYS.outbox)) as unknown[][];
       const g = groups
         .map((x) => Object.fromEntries(Array.from({ length: x.length / 2 }, (_, i) => [x[2 * i], x[2 * i + 1]])))
         .find((x) => x.name === `history:${backend}`);
@@ -124,7 +125,7 @@ describe('history: what is kept, command results, tiers', () => {
     expect(flat[0]).toEqual([base + 250, 42]);
     for (let i = 1; i < flat.length; i++) expect(flat[i]).toEqual([base + 250 + i * 1_000, 42]);
     // The state is kept beside the acknowledgement, for a restart.
-    expect(Object.keys(await raw.hgetall(HISTORY_KEYS.keep('keep'))).sort()).toEqual(['channel/5001/m/1', 'channel/5001/m/3']);
+    expect(Object.keys(await raw.hgetall(KEYS.historyKeep('keep'))).sort()).toEqual(['channel/5001/m/1', 'channel/5001/m/3']);
   });
 
   it('a command result is kept as an event: command/<model>/<control>, the value commanded, its status', async () => {
@@ -149,9 +150,9 @@ describe('history: what is kept, command results, tiers', () => {
     const ramp = (t: number) => ((t - from) / 10_000) % 97;
     const square = (t: number) => (Math.floor((t - from) / 450_000) % 2 === 0 ? -5 : 5);
     // The marks as a writer that has done everything before `from` would have kept them.
-    await raw.hset(HISTORY_KEYS.tiers('tier'), { '1m': from, '1h': from });
+    await raw.hset(KEYS.historyTiers('tier'), { '1m': from, '1h': from });
     // The backlog is in the outbox before the writer starts (it drains it in order, as after an outage).
-    await bus.core.ensureGroup(HISTORY_KEYS.stream, HISTORY_KEYS.group('tier'));
+    await bus.core.ensureGroup(KEYS.outbox, KEYS.historyGroup('tier'));
     const ts: number[] = [];
     for (let t = from + 10_000; t <= h0; t += 10_000) ts.push(t);
     for (const t of ts)
@@ -161,7 +162,7 @@ describe('history: what is kept, command results, tiers', () => {
       ]);
     await startWriter('tier', { tiers: true, tierDelayMs: 1_000, tierBucketsPerCheck: 200 });
     await caughtUp('tier');
-    await eventually(async () => Number(await raw.hget(HISTORY_KEYS.tiers('tier'), '1h')) >= h0, 20_000, 200);
+    await eventually(async () => Number(await raw.hget(KEYS.historyTiers('tier'), '1h')) >= h0, 20_000, 200);
     await forceFlush(vm.url);
     const expected = (f: (t: number) => number, size: number) =>
       Array.from({ length: (h0 - from) / size }, (_, k) => {
@@ -218,8 +219,8 @@ describe('history: what is kept, command results, tiers', () => {
   it('behind (a backlog drained, as after VictoriaMetrics came back): tier checks still run, at most once per tierCheckBehindMs', async () => {
     // Ten minutes of polls, one a second, from half an hour ago; the marks at their start, so every 1 m bucket of them is due.
     const from = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000;
-    await raw.hset(HISTORY_KEYS.tiers('behind'), { '1m': from, '1h': from });
-    await bus.core.ensureGroup(HISTORY_KEYS.stream, HISTORY_KEYS.group('behind'));
+    await raw.hset(KEYS.historyTiers('behind'), { '1m': from, '1h': from });
+    await bus.core.ensureGroup(KEYS.outbox, KEYS.historyGroup('behind'));
     for (let t = from + 1_000; t <= from + 600_000; t += 1_000) await bus.telemetry.c2m('6002', t, [{ type: 'm', id: 1, value: t % 7, quality: null }]);
     // Each check: when it started, whether the writer was draining then, and the 1 m mark once it was done.
     const checks: Array<{ at: number; draining: boolean; mark: number }> = [];
@@ -229,7 +230,7 @@ describe('history: what is kept, command results, tiers', () => {
     const spy = vi.spyOn(proto, 'writeTiers').mockImplementation(async function (this: HistoryWriter, now: number) {
       const draining = state() === 'draining';
       await writeTiers.call(this, now);
-      checks.push({ at: now, draining, mark: Number(await raw.hget(HISTORY_KEYS.tiers('behind'), '1m')) });
+      checks.push({ at: now, draining, mark: Number(await raw.hget(KEYS.historyTiers('behind'), '1m')) });
     });
     try {
       // 600 entries in full batches of 50 at 80 a second: ~7.5 s behind.

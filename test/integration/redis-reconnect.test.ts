@@ -47,7 +47,7 @@ describe('reconnecting', () => {
   it('an outbox consumer making its group again and again (each reconnect does) adds no listener to its connection', async () => {
     const client = openRedis(server.url, quietLog, 'test');
     await whenReady(client);
-    const consumer = new OutboxConsumer(client, 'outbox-test', 'g', 'c');
+    const consumer = new OutboxConsumer(new VoltageRedis(client, { outboxMaxMB: 1 }), 'outbox-test', 'g', 'c');
     await consumer.ensureGroup();
     const counts = () => ['close', 'end', 'ready'].map((e) => client.listenerCount(e));
     const after1 = counts();
