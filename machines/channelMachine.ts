@@ -9,8 +9,9 @@
  * of a core. The loop tells the machine what it did with `channel.polled`
  * (counters since its last report, about once a second). When the loop rejects
  * with an error marked transient (a link problem) the machine goes to
- * `reconnecting`; any other error is not handled, so the actor's status
- * becomes `error` and its supervisor restarts it.
+ * `reconnecting` (whose entry marks the channel's points `comm-failure`: a
+ * value nobody can read is not reported `good`); any other error is not
+ * handled, so the actor's status becomes `error` and its supervisor restarts it.
  */
 import { assign, fromPromise, setup, type AnyActorRef } from 'xstate';
 import { errorText, isTransientError } from './errors.js';
@@ -77,6 +78,8 @@ export const channelMachine = setup({
       reconnectAttempt: 0,
     })),
     countLinkError: assign({ linkErrors: ({ context }) => context.linkErrors + 1, lastError: ({ event }) => errorText(event) }),
+    /** The link is down: the channel's points are marked (provided by the channel actor: no value stays `good` while nothing reads it). */
+    linkDown: () => undefined,
   },
   guards: {
     isTransient: ({ event }) => isTransientError(event),
@@ -109,6 +112,7 @@ export const channelMachine = setup({
       },
     },
     reconnecting: {
+      entry: 'linkDown',
       after: {
         reconnectDelay: {
           target: 'connecting',

@@ -27,6 +27,7 @@ import { KEYS } from '../../runtime/redis/keys.js';
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
+import { settled } from '../../runtime/reporter.js';
 import type { ChildSpec } from '../../runtime/supervisor.js';
 import { isDeviceError, type Device, type RawReading } from './device.js';
 import { claimSlot, delayToSlot, newGrid, pollPhases } from './pollGrid.js';
@@ -335,7 +336,32 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, pha
         }
       };
 
+      /**
+       * The link is down (or never came up): every point not already marked is written as
+       * `comm-failure` without a value, so that no frozen value reads `good` while the channel
+       * reconnects; the first good reading after it refreshes the quality (it changed).
+       * Nothing is written while Redis is unreachable (the next poll written carries the state).
+       */
+      const markLinkDown = async (): Promise<void> => {
+        if (inflight || deps.redis.core.unreachableForMs() !== undefined) return;
+        const marks = new C2mBatch();
+        const marked: number[] = [];
+        for (let i = 0; i < points.length; i++) {
+          if (sentQuality[i] === 'comm-failure') continue;
+          marks.add(points[i]!.type, points[i]!.id, null, 'comm-failure');
+          marked.push(i);
+        }
+        if (marked.length === 0) return;
+        await deps.redis.telemetry.c2m(channel.id, now(), marks);
+        for (const i of marked) sentQuality[i] = 'comm-failure';
+      };
+
       const machine = channelMachine.provide({
+        actions: {
+          linkDown: () => {
+            void settled(markLinkDown(), { source: 'channel link down', channel: channel.id });
+          },
+        },
         actors: {
           connect: fromPromise(async () => device.connect()),
           polls: fromPromise(polls),
