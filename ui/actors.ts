@@ -5,7 +5,7 @@
  * current state highlighted, plus its last transitions. The layout comes
  * laid out from the API (elkjs runs in the gateway), so this page draws SVG.
  */
-import { api, el, feed, header, signIn, stateText, type FeedMessage } from './common.js';
+import { api, ApiFailure, el, feed, header, signIn, stateText, type FeedMessage } from './common.js';
 
 interface Actor {
   readonly id: string;
@@ -196,7 +196,19 @@ async function main(): Promise<void> {
       detail.replaceChildren(title, el('p', {}, 'A supervisor: it runs no machine of its own.'));
       return;
     }
-    const { graph } = await api<{ graph: Graph }>(`/api/v1/actors/${encodeURIComponent(id)}/machine`);
+    let graph: Graph;
+    try {
+      ({ graph } = await api<{ graph: Graph }>(`/api/v1/actors/${encodeURIComponent(id)}/machine`));
+    } catch (e) {
+      if (selected?.id !== id) return;
+      // Said, not swallowed; a failure that may pass (the gateway's first layout loads elkjs and can outlast the
+      // request's deadline, or Redis is away) is asked again while the actor stays selected.
+      const again = !(e instanceof ApiFailure) || e.status >= 500;
+      const why = e instanceof Error ? e.message : String(e);
+      detail.replaceChildren(title, el('p', { class: 'error' }, `Its machine could not be loaded: ${why}${again ? ' (trying again)' : ''}`));
+      if (again) setTimeout(() => selected?.id === id && void select(id).catch(() => undefined), 1_000);
+      return;
+    }
     if (selected?.id !== id) return;
     const chart = drawMachine(graph);
     chart.highlight(actors.get(id)?.active ?? [], actors.get(id)?.status === 'running');

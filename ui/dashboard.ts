@@ -45,13 +45,14 @@ function statusBadge(status: string | null): HTMLElement {
 }
 
 function channelsSection(channels: readonly ChannelRow[]): { section: HTMLElement; onMessage(m: FeedMessage): void } {
-  const rows = new Map<string, { status: HTMLElement; state: HTMLElement; quality: HTMLElement; qualities: Map<string, string> }>();
+  const rows = new Map<string, { badge: HTMLElement; state: HTMLElement; quality: HTMLElement; qualities: Map<string, string> }>();
   const tbody = el('tbody');
   for (const c of channels) {
-    const status = el('td', {}, statusBadge(c.actor.status));
+    const badge = statusBadge(c.actor.status);
+    const status = el('td', {}, badge);
     const state = el('td', {}, stateText(c.actor.state));
     const quality = el('td', { class: 'quality' }, '—');
-    rows.set(c.id, { status, state, quality, qualities: new Map() });
+    rows.set(c.id, { badge, state, quality, qualities: new Map() });
     tbody.append(
       el(
         'tr',
@@ -79,8 +80,15 @@ function channelsSection(channels: readonly ChannelRow[]): { section: HTMLElemen
         const r = rows.get(m.topic.slice('actor/channel/'.length));
         const a = m.actor as ActorInfo | undefined;
         if (!r || !a) return;
-        r.status.replaceChildren(statusBadge(a.status));
-        r.state.textContent = stateText(a.state);
+        // In place, and only what changed: a channel reports its state about once a second, its status seldom.
+        const status = a.status ?? 'unknown';
+        if (r.badge.getAttribute('data-status') !== status) {
+          r.badge.textContent = status;
+          r.badge.className = `badge s-${status}`;
+          r.badge.setAttribute('data-status', status);
+        }
+        const state = stateText(a.state);
+        if (r.state.textContent !== state) r.state.textContent = state;
         return;
       }
       const r = rows.get(m.topic.slice('channel/'.length));

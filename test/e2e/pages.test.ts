@@ -216,6 +216,87 @@ describe.skipIf(!haveChromium)('pages in Chromium', () => {
     await page.context().close();
   }, 45_000);
 
+  it('a state change reaches the visualizer within 1 s of its time in the journal', async () => {
+    const { page } = await open('/ui/actors#channel/1004', 'viewer');
+    await page.waitForSelector('svg.machine g.state');
+    // What the page shows of the crashing channel, noted at every DOM change: its row (status, state) and the state lit in its chart.
+    const from = await page.evaluate(() => {
+      const shown: Array<{ at: number; status: string; state: string; lit: string }> = [];
+      (window as unknown as { shown: typeof shown }).shown = shown;
+      const note = () => {
+        const row = document.querySelector('[data-actor-row="channel/1004"] > .row');
+        const s = {
+          at: Date.now(),
+          status: row?.querySelector('[data-status]')?.getAttribute('data-status') ?? '',
+          state: row?.querySelector('.state')?.textContent ?? '',
+          lit: [...document.querySelectorAll('svg.machine g.state.active')].map((g) => g.getAttribute('data-state')).join(','),
+        };
+        const last = shown.at(-1);
+        if (!last || last.status !== s.status || last.state !== s.state || last.lit !== s.lit) shown.push(s);
+      };
+      note();
+      new MutationObserver(note).observe(document.querySelector('main')!, { childList: true, characterData: true, subtree: true, attributes: true });
+      return shown[0]!.at;
+    });
+    interface Entry {
+      ts: number;
+      event: string;
+      to: unknown;
+    }
+    // The journal (the runtime's own clock, the same host's) until it has a failure and then polling again for a while.
+    const entries = await eventually(
+      async () => {
+        const all = ((await api('/api/v1/actors/channel/1004/transitions?count=50', 'viewer')).body.transitions as Entry[])
+          .filter((t) => t.ts >= from)
+          .reverse();
+        const failed = all.findIndex((t) => t.event === 'failed');
+        const polling = all.findIndex((t, i) => i > failed && t.to === 'polling');
+        return failed >= 0 && polling > failed && Date.now() - all[polling]!.ts > 1_500 ? all : undefined;
+      },
+      40_000,
+      250,
+    );
+    const shown = await page.evaluate(() => (window as unknown as { shown: Array<{ at: number; status: string; state: string; lit: string }> }).shown);
+    const now = Date.now();
+    // Each change whose state held for 1 s or more: when the page first showed it (0 when it already did at the change).
+    const late = entries.flatMap((t, i) => {
+      const until = entries[i + 1]?.ts ?? now;
+      if (until - t.ts < 1_000) return [];
+      const shows = (s: (typeof shown)[number]) =>
+        t.event === 'failed' ? s.status === 'failed' || s.status === 'backoff' : s.status === 'running' && s.state === t.to && s.lit === t.to;
+      const atChange = shown.filter((s) => s.at <= t.ts).at(-1);
+      const first = atChange && shows(atChange) ? t.ts : shown.find((s) => s.at > t.ts && shows(s))?.at;
+      return [{ event: t.event, to: t.to, ms: first === undefined ? Number.POSITIVE_INFINITY : first - t.ts }];
+    });
+    expect(late.map((l) => l.event === 'failed' || l.to)).toEqual(expect.arrayContaining([true, 'polling']));
+    for (const l of late) expect(l.ms, `${l.event} → ${JSON.stringify(l.to)} shown after ${l.ms} ms`).toBeLessThan(1_000);
+    await page.context().close();
+  }, 60_000);
+
+  it('values update in place: a few seconds of the feed change the values and add or remove no element of the models or channels', async () => {
+    const { page } = await open('/ui/', 'viewer');
+    await page.waitForSelector('.live[data-live="true"]');
+    await sleep(500);
+    await page.evaluate(() => {
+      const counts = { values: 0, elements: 0 };
+      (window as unknown as { counts: typeof counts }).counts = counts;
+      const isElement = (n: Node) => n.nodeType === Node.ELEMENT_NODE;
+      const observer = new MutationObserver((records) => {
+        for (const r of records) {
+          if (r.type === 'childList' && [...r.addedNodes, ...r.removedNodes].some(isElement)) counts.elements++;
+          else if ((r.type === 'characterData' ? r.target.parentElement : (r.target as Element))?.closest('[data-value]')) counts.values++;
+        }
+      });
+      // The models and the channels (the crashing one changes status meanwhile); the alarms' rows come and go by design.
+      for (const s of ['#models', '#channels']) observer.observe(document.querySelector(s)!, { childList: true, characterData: true, subtree: true });
+    });
+    await sleep(3_000);
+    const counts = await page.evaluate(() => (window as unknown as { counts: { values: number; elements: number } }).counts);
+    expect(counts.values).toBeGreaterThan(5);
+    expect(counts.elements).toBe(0);
+    await page.context().close();
+  });
+
   it('an operator sends a setpoint from the page and sees it confirmed', async () => {
     const { page } = await open('/ui/', 'operator');
     await page.waitForSelector('form.control');
