@@ -3,13 +3,20 @@
  * appendfsync always) at 50,000 points/s (50 virtual channels × 1,000 points
  * every second, as the kernel section builds them) for BENCH_SOAK_MIN minutes
  * (30), with a fault injected every 2 minutes (20 s with BENCH_QUICK=1),
- * cycling through the faults that can be injected from outside: Redis
- * restarted on its AOF (kill -9), FLUSHALL, FUNCTION FLUSH, Redis unreachable
- * for 20 s (SIGSTOP … SIGCONT), the gateway process killed, 1,000 malformed
- * API requests.
+ * cycling through the fault matrix of test/faults/ as it can be injected from
+ * outside (./soakFaults.ts): Redis restarted on its AOF (kill -9), FLUSHALL,
+ * FUNCTION FLUSH, Redis unreachable for 20 s (SIGSTOP … SIGCONT), the gateway
+ * process killed, 1,000 malformed API requests, a Modbus device that answers
+ * garbage, one that stops answering, its TCP link dropped on every request
+ * (10 s each, by a proxy in front of the simulator), a slow WebSocket client
+ * (it stops reading until it is marked behind, then reads again), Redis
+ * restarted without persistence (on an empty AOF folder), and the runtime
+ * killed with kill -9 just after a control was accepted, then started again.
  *
  * Beside the load, a small channel `sq` (a counter every 100 ms) mapped to a
- * model `seq` with a control, and three kinds of measurement from outside:
+ * model `seq` with a control, a Modbus TCP channel `mb` (one point every
+ * 100 ms from the simulator in this process, behind the proxy), and three
+ * kinds of measurement from outside:
  * - pollers that call four REST endpoints back to back all the time: the
  *   longest answer while a fault is on (from its injection to its recovery);
  * - a control every second: each one accepted (202) must end, `confirmed` unless a fault stopped it;
@@ -19,15 +26,24 @@
  * "Writes lost" counts accepted controls that never ended (still pending, or
  * their record gone without a word; an end reported to the caller counts as
  * ended: `confirmed`, `timeout` when the deadline passed while Redis was
- * stopped, `lost` for a record FLUSHALL erased) plus, for each fault that does
- * not erase Redis on purpose,
- * the `seq` polls acknowledged before it and missing after it. Polls that
- * could not be written while Redis was unreachable were never acknowledged:
- * they are counted apart (`unwrittenPolls`, as `voltage status` shows them).
+ * stopped, `lost` for a record that FLUSHALL or an empty Redis erased; the
+ * control the runtime was killed after counts like the others) plus, for each
+ * fault that does not erase Redis on purpose, the `seq` polls acknowledged
+ * before it and missing after it. Polls that could not be written while Redis
+ * was unreachable were never acknowledged: they are counted apart
+ * (`unwrittenPolls`, as `voltage status` shows them; a killed runtime's are
+ * read just before the kill). The Modbus device's polls lost during its
+ * faults are their effect, not writes lost; what its faults check instead
+ * (its point goes bad within 5 s and never reads `good` before the fault
+ * ends), and the slow client's (it is marked behind), are "checks failed".
+ * With the runtime killed, the memory before the kill is printed beside the
+ * end's (the end's runtime is younger than the run).
  *
  * Each recovery is printed (stderr) with when each of its conditions was first
- * met (Redis answering, the site, the mapping, a new write, /health ok), which
- * says what held it back. To look into one fault: BENCH_SOAK_FAULTS=<words>
+ * met (Redis answering, the site, the mapping, a new write, /health ok, and
+ * `own`: what the fault needs back too — the device's point good with a new
+ * reading, the slow client's snapshot, the killed command ended), which says
+ * what held it back. To look into one fault: BENCH_SOAK_FAULTS=<words>
  * keeps only the faults whose name holds one of them (`gateway`, `AOF`), and
  * BENCH_SOAK_LOG=<file> keeps the runtime's log there, at level info.
  */
