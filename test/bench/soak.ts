@@ -3,13 +3,20 @@
  * appendfsync always) at 50,000 points/s (50 virtual channels × 1,000 points
  * every second, as the kernel section builds them) for BENCH_SOAK_MIN minutes
  * (30), with a fault injected every 2 minutes (20 s with BENCH_QUICK=1),
- * cycling through the faults that can be injected from outside: Redis
- * restarted on its AOF (kill -9), FLUSHALL, FUNCTION FLUSH, Redis unreachable
- * for 20 s (SIGSTOP … SIGCONT), the gateway process killed, 1,000 malformed
- * API requests.
+ * cycling through the fault matrix of test/faults/ as it can be injected from
+ * outside (./soakFaults.ts): Redis restarted on its AOF (kill -9), FLUSHALL,
+ * FUNCTION FLUSH, Redis unreachable for 20 s (SIGSTOP … SIGCONT), the gateway
+ * process killed, 1,000 malformed API requests, a Modbus device that answers
+ * garbage, one that stops answering, its TCP link dropped on every request
+ * (10 s each, by a proxy in front of the simulator), a slow WebSocket client
+ * (it stops reading until it is marked behind, then reads again), Redis
+ * restarted without persistence (on an empty AOF folder), and the runtime
+ * killed with kill -9 just after a control was accepted, then started again.
  *
  * Beside the load, a small channel `sq` (a counter every 100 ms) mapped to a
- * model `seq` with a control, and three kinds of measurement from outside:
+ * model `seq` with a control, a Modbus TCP channel `mb` (one point every
+ * 100 ms from the simulator in this process, behind the proxy), and three
+ * kinds of measurement from outside:
  * - pollers that call four REST endpoints back to back all the time: the
  *   longest answer while a fault is on (from its injection to its recovery);
  * - a control every second: each one accepted (202) must end, `confirmed` unless a fault stopped it;
@@ -19,48 +26,44 @@
  * "Writes lost" counts accepted controls that never ended (still pending, or
  * their record gone without a word; an end reported to the caller counts as
  * ended: `confirmed`, `timeout` when the deadline passed while Redis was
- * stopped, `lost` for a record FLUSHALL erased) plus, for each fault that does
- * not erase Redis on purpose,
- * the `seq` polls acknowledged before it and missing after it. Polls that
- * could not be written while Redis was unreachable were never acknowledged:
- * they are counted apart (`unwrittenPolls`, as `voltage status` shows them).
+ * stopped, `lost` for a record that FLUSHALL or an empty Redis erased; the
+ * control the runtime was killed after counts like the others) plus, for each
+ * fault that does not erase Redis on purpose, the `seq` polls acknowledged
+ * before it and missing after it. Polls that could not be written while Redis
+ * was unreachable were never acknowledged: they are counted apart
+ * (`unwrittenPolls`, as `voltage status` shows them; a killed runtime's are
+ * read just before the kill). The Modbus device's polls lost during its
+ * faults are their effect, not writes lost; what its faults check instead
+ * (its point goes bad within 5 s and never reads `good` before the fault
+ * ends), and the slow client's (it is marked behind), are "checks failed".
+ * With the runtime killed, the memory before the kill is printed beside the
+ * end's (the end's runtime is younger than the run).
  *
  * Each recovery is printed (stderr) with when each of its conditions was first
- * met (Redis answering, the site, the mapping, a new write, /health ok), which
- * says what held it back. To look into one fault: BENCH_SOAK_FAULTS=<words>
+ * met (Redis answering, the site, the mapping, a new write, /health ok, and
+ * `own`: what the fault needs back too — the device's point good with a new
+ * reading, the slow client's snapshot, the killed command ended), which says
+ * what held it back. To look into one fault: BENCH_SOAK_FAULTS=<words>
  * keeps only the faults whose name holds one of them (`gateway`, `AOF`), and
  * BENCH_SOAK_LOG=<file> keeps the runtime's log there, at level info.
  */
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { sha256 } from '../../runtime/gateway/http.js';
-import { freePort, spawnRedis, type RedisServer } from '../../runtime/redisServer.js';
-import { malformedRequest } from '../faults/malformed.js';
+import { freePort, spawnRedis } from '../../runtime/redisServer.js';
+import { startSim } from '../../runtime/sim.js';
+import { modbusFaultChannel, modbusFaultSite } from '../faults/site.js';
+import { startTcpProxy } from '../helpers/tcpProxy.js';
 import { countValues, f } from './harness.js';
 import { siteFiles } from './kernel.js';
 import { percentile, rssMb } from './procstat.js';
+import { type Control, type Ctx, ENDS, FAULTS, sleep, TOKEN, within } from './soakFaults.js';
 
-const TOKEN = 'soak-token';
-/** A command's ends: once the API said one, it stands (a record FLUSHALL erased reads `lost` only from the gateway process that accepted it). */
-const ENDS = new Set(['confirmed', 'failed', 'timeout', 'lost']);
 const SEQ_POLL_MS = 100;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** `p`, or undefined after `ms` (a stopped Redis never answers). */
-async function within<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<undefined>((r) => {
-    timer = setTimeout(() => r(undefined), ms);
-  });
-  try {
-    return await Promise.race([p.catch(() => undefined), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 export interface SoakOptions {
   readonly minutes: number;
@@ -68,87 +71,6 @@ export interface SoakOptions {
   readonly outageMs: number;
   readonly warmupMs: number;
 }
-
-interface Ctx {
-  redis: RedisServer;
-  readonly aofDir: string;
-  readonly probe: Redis;
-  readonly base: string;
-  readonly outageMs: number;
-  /** 5xx answers other than 503 to the malformed requests. */
-  bad5xx: number;
-}
-
-interface Fault {
-  readonly name: string;
-  /** It erases what Redis holds on purpose: the writes it erased are its effect, not losses. */
-  readonly erases: boolean;
-  inject(ctx: Ctx): Promise<void>;
-}
-
-const FAULTS: readonly Fault[] = [
-  {
-    name: 'Redis restarted on its AOF (kill -9)',
-    erases: false,
-    async inject(ctx) {
-      const exited = new Promise((r) => ctx.redis.process.once('exit', r));
-      ctx.redis.process.kill('SIGKILL');
-      await exited;
-      ctx.redis = await spawnRedis({ aofDir: ctx.aofDir, port: ctx.redis.port });
-    },
-  },
-  {
-    name: 'FLUSHALL',
-    erases: true,
-    async inject(ctx) {
-      await ctx.probe.flushall();
-    },
-  },
-  {
-    name: 'FUNCTION FLUSH',
-    erases: false,
-    async inject(ctx) {
-      await ctx.probe.call('FUNCTION', 'FLUSH');
-    },
-  },
-  {
-    name: 'Redis unreachable (SIGSTOP … SIGCONT)',
-    erases: false,
-    async inject(ctx) {
-      ctx.redis.process.kill('SIGSTOP');
-      await sleep(ctx.outageMs);
-      ctx.redis.process.kill('SIGCONT');
-    },
-  },
-  {
-    name: 'the gateway process killed (kill -9)',
-    erases: false,
-    async inject(ctx) {
-      const pid = (JSON.parse((await ctx.probe.hget('actor:gateway', 'context')) ?? '{}') as { pid?: number }).pid;
-      if (pid) process.kill(pid, 'SIGKILL');
-    },
-  },
-  {
-    name: '1,000 malformed API requests',
-    erases: false,
-    async inject(ctx) {
-      for (let i = 0; i < 1_000; i += 50) {
-        await Promise.all(
-          Array.from({ length: 50 }, async (_, j) => {
-            const [method, path, headers, body] = malformedRequest(i + j, TOKEN, 'seq', 'limit');
-            try {
-              const r = await fetch(ctx.base + path, { method, headers, body, signal: AbortSignal.timeout(10_000) });
-              await r.arrayBuffer();
-              if (r.status >= 500 && r.status !== 503) ctx.bad5xx += 1;
-            } catch {
-              ctx.bad5xx += 1;
-            }
-          }),
-        );
-      }
-    },
-  },
-];
 
 interface FaultStats {
   times: number;
@@ -173,6 +95,17 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
   const files = siteFiles({ channels: 50, points: 1000, pollMs: 1000 });
   files['channels.yaml'] +=
     `  - { id: sq, protocol: virtual, pollMs: ${SEQ_POLL_MS}, points: [{ type: m, id: 1, sim: { kind: counter, start: 0, step: 1 } }, { type: a, id: 1, min: 0, max: 1000000000 }] }\n`;
+  // The Modbus device `mb` (the simulator, in this process) behind a proxy that the device faults act on.
+  const cleanups: Array<() => unknown> = [];
+  const simPort = await freePort();
+  const sim = await startSim(modbusFaultSite(simPort), { updateMs: 20 });
+  cleanups.push(() => sim.stop());
+  let deviceAnswers: () => Ctx['deviceAnswers'] = () => 'as they are';
+  const deviceProxy = await startTcpProxy(simPort, cleanups, (d) => {
+    const answers = deviceAnswers();
+    return answers === 'garbage' ? randomBytes(d.length) : answers === 'swallowed' ? Buffer.alloc(0) : d;
+  });
+  files['channels.yaml'] += modbusFaultChannel(deviceProxy.port);
   files['models.yaml'] += '  - { id: seq, measurements: { n: {} }, controls: { limit: {} }, mapping: { n: "sq:m:1", limit: "sq:a:1" } }\n';
   files['gateway.yaml'] =
     `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: soak, role: admin, sha256: ${sha256(TOKEN)} }\n`;
@@ -187,13 +120,55 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
   const sub = new Redis(redis.url, { retryStrategy: () => 100 });
   for (const c of [probe, sub]) c.on('error', () => undefined);
   const base = `http://127.0.0.1:${port}`;
-  const ctx: Ctx = { redis, aofDir, probe, base, outageMs: opts.outageMs, bad5xx: 0 };
   // BENCH_SOAK_LOG=<file>: the runtime's log (JSON lines, its gateway process's included) goes there.
   const logFd = process.env.BENCH_SOAK_LOG ? openSync(process.env.BENCH_SOAK_LOG, 'w') : 'ignore';
-  const runtime = spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
-    stdio: ['ignore', logFd, 'inherit'],
-  });
+  const startRuntime = () =>
+    spawn('./runtime/bin/voltage.js', ['start', '--config', dir], {
+      env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+      stdio: ['ignore', logFd, 'inherit'],
+    });
+  const api = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(base + path, {
+      method,
+      headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(30_000),
+    });
+    return { status: r.status, text: await r.text() };
+  };
+  const memory = async (): Promise<Memory> => {
+    const m = await api('GET', '/metrics');
+    return {
+      runtimeRss: rssMb(ctx.runtime.pid!),
+      gatewayRss: metric(m.text, 'voltage_gateway_process_resident_memory_bytes'),
+      heapUsed: metric(m.text, 'voltage_nodejs_heap_size_used_bytes'),
+      redisRss: rssMb(ctx.redis.process.pid!),
+    };
+  };
+  // What a runtime's process alone knows, read before the runtime is killed: its memory, and its channels' polls not written.
+  let beforeKill: Memory | undefined;
+  let unwrittenBeforeKills = 0;
+  const ctx: Ctx = {
+    redis,
+    aofDir,
+    probe,
+    base,
+    outageMs: opts.outageMs,
+    bad5xx: 0,
+    deviceProxy,
+    deviceAnswers: 'as they are',
+    runtime: startRuntime(),
+    startRuntime,
+    beforeRuntimeKill: async () => {
+      beforeKill = await memory();
+      unwrittenBeforeKills += await unwrittenPolls(probe);
+    },
+    api,
+    controls: [],
+    problems: [],
+    notes: [],
+  };
+  deviceAnswers = () => ctx.deviceAnswers;
   let running = true;
   const tasks: Array<Promise<void>> = [];
   try {
@@ -210,29 +185,11 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
     const started = Date.now();
     while ((await within(1_000, probe.hget('actor:root', 'status'))) !== 'running') {
       if (Date.now() - started > 60_000) throw new Error('runtime did not start within 60 s');
-      if (runtime.exitCode !== null) throw new Error(`runtime exited with ${runtime.exitCode}`);
+      if (ctx.runtime.exitCode !== null) throw new Error(`runtime exited with ${ctx.runtime.exitCode}`);
       await sleep(200);
     }
     await sleep(opts.warmupMs);
 
-    const api = async (method: string, path: string, body?: unknown) => {
-      const r = await fetch(base + path, {
-        method,
-        headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(30_000),
-      });
-      return { status: r.status, text: await r.text() };
-    };
-    const memory = async (): Promise<Memory> => {
-      const m = await api('GET', '/metrics');
-      return {
-        runtimeRss: rssMb(runtime.pid!),
-        gatewayRss: metric(m.text, 'voltage_gateway_process_resident_memory_bytes'),
-        heapUsed: metric(m.text, 'voltage_nodejs_heap_size_used_bytes'),
-        redisRss: rssMb(ctx.redis.process.pid!),
-      };
-    };
     // The gateway serving first (a gateway process that failed at its start is being restarted: the run goes on).
     for (const until = Date.now() + 60_000; ; await sleep(200)) {
       const ok = await api('GET', '/health').then(
@@ -268,7 +225,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
     }
 
     // A control every second; its status read 3 s later (and again at the end).
-    const controls: Array<{ id: string; at: number; status?: string }> = [];
+    const controls: Control[] = ctx.controls;
     let refused = 0;
     let unanswered = 0;
     tasks.push(
@@ -324,7 +281,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
       for (;;) {
         // All at once, each with a short limit: a round of checks one after the other, each waiting out
         // a Redis still loading, took seconds, and a recovery was seen that much later than it happened.
-        const [pong, site, mapping, ts, health] = await Promise.all([
+        const [pong, site, mapping, ts, health, own] = await Promise.all([
           within(250, probe.ping()),
           within(250, probe.exists('site:config')),
           within(250, probe.hlen('mapping:c2m')),
@@ -334,10 +291,12 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
             (r) => r.status,
             () => 0,
           ),
+          // what this fault needs back too (the device's point, the slow client's snapshot, the command killed mid-way)
+          fault.recovered ? within(1_000, fault.recovered(ctx, injected)) : true,
         ]);
-        const met = { redis: pong === 'PONG', site: site === 1, mapping: (mapping ?? 0) > 0, write: ts > injected, health: health === 200 };
+        const met = { redis: pong === 'PONG', site: site === 1, mapping: (mapping ?? 0) > 0, write: ts > injected, health: health === 200, own: own === true };
         for (const [k, ok] of Object.entries(met)) if (ok && !firstMet.has(k)) firstMet.set(k, Date.now() - injected);
-        if (met.site && met.mapping && met.write && met.health) break;
+        if (met.site && met.mapping && met.write && met.health && met.own) break;
         if (Date.now() - injected > 120_000) throw new Error(`${fault.name}: not recovered within 120 s`);
         await sleep(50);
       }
@@ -346,7 +305,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
       windows.push({ fault: fault.name, from, to });
       const order = [...firstMet].map(([k, ms]) => `${k} ${ms}`).join(', ');
       console.error(
-        `soak ${f((to - t0) / 60_000, 1)} min: ${fault.name} (injected in ${injected - from} ms), recovered ${to - injected} ms after (${order} ms)`,
+        `soak ${f((to - t0) / 60_000, 1)} min: ${fault.name} (injected in ${injected - from} ms), recovered ${to - injected} ms after (${order} ms)${ctx.notes.length ? `; ${ctx.notes.splice(0).join('; ')}` : ''}`,
       );
     }
     await sleep(Math.max(0, endAt - Date.now()));
@@ -379,7 +338,7 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
         notEnded.push(`${c.id} ${status} (accepted at ${f((c.at - t0) / 1000, 1)} s${w ? `, ${f((c.at - w.from) / 1000, 1)} s after ${w.fault}` : ''})`);
       }
     }
-    const unwritten = await unwrittenPolls(probe);
+    const unwritten = unwrittenBeforeKills + (await unwrittenPolls(probe));
 
     for (const a of answers) {
       const w = windows.find((x) => a.at >= x.from && a.at <= x.to);
@@ -397,30 +356,39 @@ export async function soak(opts: SoakOptions): Promise<string[]> {
       '|---|---|---|---|---|---|---|---|---|',
       `| ${f(seconds / 60, 1)} min | ${windows.length} | **${lostControls + lostPolls}** (${lostControls} controls, ${lostPolls} polls) | ${controls.length} (${[...ends].map(([k, n]) => `${n} ${k}`).join(', ')}) / ${refused} / ${unanswered} | ${unwritten} | **${f(longest)} ms** | ${f(percentile(sorted, 50))} / ${f(percentile(sorted, 99))} / ${f(sorted[sorted.length - 1] ?? Number.NaN)} ms | ${ctx.bad5xx} | ${f(delivered)} |`,
       '',
-      '| memory | at the start | at the end |',
-      '|---|---|---|',
-      `| runtime RSS (with its gateway process) | ${f(mem0.runtimeRss)} MB | ${f(mem1.runtimeRss)} MB |`,
-      `| runtime V8 heap used (/metrics) | ${f(mem0.heapUsed, 1)} MB | ${f(mem1.heapUsed, 1)} MB |`,
-      `| gateway process RSS (/metrics) | ${f(mem0.gatewayRss)} MB | ${f(mem1.gatewayRss)} MB |`,
-      `| Redis RSS | ${f(mem0.redisRss)} MB | ${f(mem1.redisRss)} MB |`,
+      // The runtime killed and started again: its memory before the last kill too (at the end it is that much younger).
+      `| memory | at the start | ${beforeKill ? 'before the runtime was last killed | ' : ''}at the end |`,
+      `|---|---|${beforeKill ? '---|' : ''}---|`,
+      ...(
+        [
+          ['runtime RSS (with its gateway process)', (m) => `${f(m.runtimeRss)} MB`],
+          ['runtime V8 heap used (/metrics)', (m) => `${f(m.heapUsed, 1)} MB`],
+          ['gateway process RSS (/metrics)', (m) => `${f(m.gatewayRss)} MB`],
+          ['Redis RSS', (m) => `${f(m.redisRss)} MB`],
+        ] as Array<[string, (m: Memory) => string]>
+      ).map(([name, show]) => `| ${name} | ${[mem0, beforeKill, mem1].flatMap((m) => (m ? [show(m)] : [])).join(' | ')} |`),
       '',
-      '| fault | times | recovered after (max) | longest API answer during it | seq polls lost |',
-      '|---|---|---|---|---|',
+      '| fault | times | recovered after (max) | longest API answer during it | seq polls lost | checks failed |',
+      '|---|---|---|---|---|---|',
       ...[...byFault].map(
         ([name, s]) =>
-          `| ${name} | ${s.times} | ${s.recoveryMs.length ? `${f(Math.max(...s.recoveryMs))} ms` : '—'} | ${s.times ? `${f(s.longestAnswerMs)} ms` : '—'} | ${s.lostPolls} |`,
+          `| ${name} | ${s.times} | ${s.recoveryMs.length ? `${f(Math.max(...s.recoveryMs))} ms` : '—'} | ${s.times ? `${f(s.longestAnswerMs)} ms` : '—'} | ${s.lostPolls} | ${ctx.problems.filter((p) => p.fault === name).length} |`,
       ),
       ...(notEnded.length ? ['', `controls that did not end: ${notEnded.join('; ')}`] : []),
+      ...(ctx.problems.length ? ['', `checks failed: ${ctx.problems.map((p) => `${p.fault}: ${p.what}`).join('; ')}`] : []),
     ];
   } finally {
     running = false;
     await Promise.all(tasks);
+    const runtime = ctx.runtime;
     runtime.kill('SIGTERM');
-    if (runtime.exitCode === null) await new Promise((r) => runtime.once('exit', r));
+    if (runtime.exitCode === null && runtime.signalCode === null) await new Promise((r) => runtime.once('exit', r));
+    ctx.slowClient?.proc.kill();
+    for (const c of cleanups.reverse()) await c();
     sub.disconnect();
     probe.disconnect();
     await ctx.redis.stop();
-    rmSync(aofDir, { recursive: true, force: true });
+    rmSync(ctx.aofDir, { recursive: true, force: true });
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -125,10 +125,9 @@ export function complete(i: Inventory, actors: number): boolean {
   );
 }
 
-/** A Modbus TCP channel on `port` (the simulator, or a proxy in front of it), with short timeouts and backoffs. */
-export function modbusFaultSite(port: number): SiteConfig {
-  return faultSite(`channels:
-  - id: mb
+/** A Modbus TCP channel `mb` on `port` (the simulator, or a proxy in front of it), with short timeouts and backoffs: its YAML list item. */
+export function modbusFaultChannel(port: number): string {
+  return `  - id: mb
     protocol: modbus-tcp
     host: 127.0.0.1
     port: ${port}
@@ -139,7 +138,12 @@ export function modbusFaultSite(port: number): SiteConfig {
     reconnect: { minBackoffMs: 100, maxBackoffMs: 400, randomFactor: 0, resetBackoffAfterMs: 1000 }
     points:
       - { type: m, id: 1, modbus: { unit: 1, fn: 3, address: 0 }, sim: { kind: counter, start: 0, step: 1, max: 60000 } }
-`);
+`;
+}
+
+/** A site of that one channel. */
+export function modbusFaultSite(port: number): SiteConfig {
+  return faultSite(`channels:\n${modbusFaultChannel(port)}`);
 }
 
 /**

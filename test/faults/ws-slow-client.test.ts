@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import type { RunningRuntime } from '../../runtime/runtime.js';
+import { feedClient, feedCounters } from '../helpers/feedClient.js';
 import { eventually, sleep, usePrivateRedis, writeSite } from '../helpers/servers.js';
 import { api, SITE_YAML, startFaultRuntime, TOKEN } from './site.js';
 
@@ -44,47 +45,21 @@ afterAll(async () => {
   await rt.stop();
 });
 
-interface Msg {
-  topic?: string;
-  snapshot?: boolean;
-  ts?: number;
-  values?: Record<string, number>;
-}
-
-async function client() {
-  const { default: WebSocket } = await import('ws');
-  const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=${TOKEN}`);
-  const messages: Msg[] = [];
-  const arrivals: number[] = [];
-  ws.on('message', (d) => {
-    arrivals.push(Date.now());
-    messages.push(JSON.parse(d.toString()) as Msg);
-  });
-  await new Promise<void>((res, rej) => {
-    ws.once('open', () => res());
-    ws.once('error', rej);
-  });
-  const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
-  return { ws, messages, arrivals, socket };
-}
-
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 async function counters() {
-  const text = (await api(base, 'GET', '/metrics')).body as string;
-  const read = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1]);
-  return { clients: read('voltage_ws_clients'), behind: read('voltage_ws_clients_behind'), fell: read('voltage_ws_clients_fell_behind_total') };
+  return feedCounters((await api(base, 'GET', '/metrics')).body as string);
 }
 
 describe('fault: a slow WebSocket client', () => {
   it('is cut off from deltas at its buffer bound; other clients, REST and the channels go on; memory stays bounded', { timeout: 40_000 }, async () => {
     const pid = JSON.parse((await eventually(() => t.raw.hget('actor:gateway', 'context'))) ?? '{}').pid as number;
-    const fast = await client();
+    const fast = await feedClient(base, TOKEN);
     fast.ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/inv'] }));
     await eventually(() => fast.messages.filter((m) => m.topic === 'model/inv' && !m.snapshot).length >= 5);
     const rss0 = rssMb(pid);
 
-    const slow = await client();
+    const slow = await feedClient(base, TOKEN);
     slow.ws.send(JSON.stringify({ op: 'subscribe', topics: ['model/big'] }));
     slow.socket.pause();
     const pausedAt = Date.now();

@@ -3,7 +3,8 @@
  * between a client and its server: the server's answers may be replaced
  * (`toClient`), and what clients send may be held back (`hold`: queued, not
  * forwarded, until `release`; dropped with its connection if the client dies
- * meanwhile). Closed, with every connection, by the cleanups.
+ * meanwhile), or close the connection it arrives on (`dropRequests`: a link
+ * dropped mid-request). Closed, with every connection, by the cleanups.
  */
 import { connect, createServer, type Socket } from 'node:net';
 import { freePort } from '../../runtime/redisServer.js';
@@ -14,6 +15,8 @@ export interface TcpProxy {
   hold(): void;
   /** Forwards what was queued, and everything after it. */
   release(): void;
+  /** While on, a request that arrives closes its connection (both sides) instead of being forwarded. */
+  dropRequests(on: boolean): void;
 }
 
 export async function startTcpProxy(upstreamPort: number, cleanups: Array<() => unknown>, toClient: (d: Buffer) => Buffer = (d) => d): Promise<TcpProxy> {
@@ -21,6 +24,7 @@ export async function startTcpProxy(upstreamPort: number, cleanups: Array<() => 
   const sockets = new Set<Socket>();
   const flushes = new Set<() => void>();
   let holding = false;
+  let dropping = false;
   const server = createServer((client) => {
     const up = connect(upstreamPort, '127.0.0.1');
     sockets.add(client).add(up);
@@ -33,7 +37,10 @@ export async function startTcpProxy(upstreamPort: number, cleanups: Array<() => 
       client.write(toClient(d));
     });
     client.on('data', (d: Buffer) => {
-      if (holding) queued.push(d);
+      if (dropping) {
+        client.destroy();
+        up.destroy();
+      } else if (holding) queued.push(d);
       else up.write(d);
     });
     for (const s of [client, up])
@@ -56,6 +63,9 @@ export async function startTcpProxy(upstreamPort: number, cleanups: Array<() => 
     release: () => {
       holding = false;
       for (const f of flushes) f();
+    },
+    dropRequests: (on) => {
+      dropping = on;
     },
   };
 }
