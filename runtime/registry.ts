@@ -33,8 +33,8 @@ export class ActorRegistry {
     private readonly minIntervalMs = 1_000,
   ) {}
 
-  /** Writes an actor's entry now (merged with what is known of it). */
-  report(id: string, fields: Record<string, string | number>): void {
+  /** Writes an actor's entry now (merged with what is known of it), with an entry of its journal when given (one call). */
+  report(id: string, fields: Record<string, string | number>, transition?: TransitionEntry): void {
     const before = this.known.get(id);
     const merged = { ...before, ...fields, updatedAt: Date.now() };
     this.known.set(id, merged);
@@ -42,7 +42,7 @@ export class ActorRegistry {
       const counts = this.statusCounts();
       for (const l of this.statusListeners) l(counts);
     }
-    this.redis.actors.report(id, { ...fields, updatedAt: merged.updatedAt }).catch((e: unknown) => {
+    this.redis.actors.report(id, { ...fields, updatedAt: merged.updatedAt }, transition).catch((e: unknown) => {
       this.log.warn({ actor: id, err: e }, 'could not record actor state');
     });
   }
@@ -103,10 +103,11 @@ export class ActorRegistry {
     p.lastAt = Date.now();
     p.lastTop = top;
     const state = JSON.stringify(p.latest.value);
-    // Journaled as often as written (a nested change at most once per minIntervalMs), so a busy actor costs no more.
-    if (state !== p.written) this.journal(id, { ts: p.lastAt, event: p.latest.event, from: p.written, to: state });
+    // Journaled as often as written (a nested change at most once per minIntervalMs), so a busy actor costs no more;
+    // in the report's own call (a rule firing reports a step: one round trip, not two).
+    const transition = state !== p.written ? { ts: p.lastAt, event: p.latest.event, from: p.written, to: state } : undefined;
     p.written = state;
-    this.report(id, { state, context: JSON.stringify(p.latest.summary()) });
+    this.report(id, { state, context: JSON.stringify(p.latest.summary()) }, transition);
   }
 
   /** An entry in the actor's transitions journal (runtime/redis/transitions.ts). */

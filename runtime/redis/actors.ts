@@ -16,9 +16,12 @@ export const TRANSITIONS_MAXLEN = 200;
 export class ActorsRedis {
   constructor(private readonly core: RedisCore) {}
 
-  /** Merges fields into the actor's hash, bumps its version and publishes actor:update; returns the version. */
-  report(id: string, fields: ActorFields): Promise<number> {
-    return this.core.fcall('actor_report', { id, fields });
+  /**
+   * Merges fields into the actor's hash, bumps its version and publishes actor:update; returns the version.
+   * `transition`: appended to the actor's journal in the same call (as appendTransition would).
+   */
+  report(id: string, fields: ActorFields, transition?: TransitionEntry): Promise<number> {
+    return this.core.fcall('actor_report', { id, fields, ...(transition ? { transition: { entry: transition, maxLen: TRANSITIONS_MAXLEN } } : {}) });
   }
 
   /** Every actor reported since the site was loaded. */

@@ -13,7 +13,7 @@
 import type { Redis } from 'ioredis';
 import { REDIS_ERROR_CODES, RedisError, RedisFunctionError, errorMessage, isRedisError, type RedisErrorCode } from '../errors.js';
 import type { AlarmContext, AlarmEventType, AlarmState, Severity } from '../../machines/alarmMachine.js';
-import type { ActorFields } from '../domain/actors.js';
+import type { ActorFields, TransitionEntry } from '../domain/actors.js';
 import type { CommandOutcome } from '../domain/commands.js';
 import { formatValue, type ModelValue } from '../domain/telemetry.js';
 import { formatOptional } from './encoding.js';
@@ -27,7 +27,12 @@ export interface FunctionInputs {
   c2m: { readonly channel: string; readonly ts: number; readonly outboxMaxBytes: number; readonly points: Buffer };
   c2m_group: { readonly outboxMaxBytes: number; readonly batches: readonly { readonly channel: string; readonly ts: number; readonly points: Buffer }[] };
   model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
-  actor_report: { readonly id: string; readonly fields: ActorFields };
+  actor_report: {
+    readonly id: string;
+    readonly fields: ActorFields;
+    /** The entry of the actor's transitions journal written with the report (its state value changed), and the journal's bound. */
+    readonly transition?: { readonly entry: TransitionEntry; readonly maxLen: number };
+  };
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
   site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number; readonly models: readonly string[] };
   m2c: { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly ts: number; readonly timeoutMs: number };
@@ -147,9 +152,12 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.outbox, KEYS.outboxStats], args };
   },
   actor_report: (i) => {
-    const args: FcallArg[] = [i.id];
+    const t = i.transition?.entry;
+    const journal: FcallArg[] = t ? ['ts', t.ts, 'event', t.event, 'from', t.from, 'to', t.to] : [];
+    if (t?.error) journal.push('error', t.error);
+    const args: FcallArg[] = [i.id, i.transition?.maxLen ?? 0, journal.length, ...journal];
     for (const [k, v] of Object.entries(i.fields)) args.push(k, v);
-    return { keys: [KEYS.actor(i.id), KEYS.actors], args };
+    return { keys: [KEYS.actor(i.id), KEYS.actors, KEYS.actorTransitions(i.id)], args };
   },
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({

@@ -113,6 +113,25 @@ describe('visualizer API', () => {
     await bus.close();
   });
 
+  it('a report that carries a transition writes the state and the journal entry in one call, bounded alike', async () => {
+    const raw = rawClient(server);
+    const bus = wrapper(server);
+    for (let i = 0; i < 1_000; i += 1)
+      await bus.actors.report('test/reported', { state: `"s${i}"` }, { ts: i, event: 'CONDITION', from: `"s${i - 1}"`, to: `"s${i}"` });
+    expect(await bus.actors.report('test/reported', { status: 'running' })).toBe(1_001);
+    expect(await raw.hget(KEYS.actor('test/reported'), 'state')).toBe('"s999"');
+    expect(await raw.xlen(KEYS.actorTransitions('test/reported'))).toBeLessThanOrEqual(TRANSITIONS_MAXLEN + 100);
+    // The report without one journaled nothing more.
+    expect(await bus.actors.transitions('test/reported', 2)).toEqual([
+      { ts: 999, event: 'CONDITION', from: '"s998"', to: '"s999"' },
+      { ts: 998, event: 'CONDITION', from: '"s997"', to: '"s998"' },
+    ]);
+    await bus.actors.report('test/reported', { status: 'failed' }, { ts: 1_000, event: 'failed', from: '"s999"', to: '', error: 'boom' });
+    expect((await bus.actors.transitions('test/reported', 1))[0]).toEqual({ ts: 1_000, event: 'failed', from: '"s999"', to: '', error: 'boom' });
+    raw.disconnect();
+    await bus.close();
+  });
+
   it('WebSocket actor/*: a snapshot first, then each change of status (backoff, running again)', async () => {
     const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?token=${token}`);
     const seen: Array<{ topic: string; snapshot?: boolean; actor?: { id: string; status: string; backoffUntil: number } }> = [];
