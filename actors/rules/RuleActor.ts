@@ -44,6 +44,7 @@ import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
 import { commandEnds } from './commandEnds.js';
 import {
+  conditionEvent,
   evaluateRule,
   eventOf,
   planActions,
@@ -127,6 +128,14 @@ interface Sending {
   readonly commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }>;
 }
 
+/**
+ * What is stored, kept with the step's effect cleared (the effect belongs to the committed step, read off
+ * `to`): stepRule clears it before each step, and would otherwise copy the context on every evaluation.
+ */
+function withoutEffect<T extends StoredRule>(s: T): T {
+  return s.context.effect === null ? s : { ...s, context: { ...s.context, effect: null } };
+}
+
 /** A value rule acts on every execution; an event rule's pulse on its fire only. */
 const ACT_ALWAYS = (): boolean => true;
 const ACT_ON_FIRE = (effect: 'then' | 'else'): boolean => effect === 'then';
@@ -161,7 +170,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         });
       }
 
-      let stored: StoredRule = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+      let stored: StoredRule = withoutEffect(
+        await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def)),
+      );
       // A sequence under way resumes from what was committed, unless its window passed while the rule was not running.
       const sequence =
         def.event?.kind === 'sequence' ? new SequenceTracker(def.event.steps.length, def.event.withinMs, parseSequenceProgress(stored.sequence)) : undefined;
@@ -198,10 +209,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       const done = () => {
         queued--;
       };
-      const evaluate = (trigger: string, progress?: string) => {
+      const evaluate = (trigger: string, progress?: string, now = Date.now()) => {
         // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
         // (A deadline always goes through step(), which arms the next one.)
-        if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(Date.now())) return;
+        if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(now)) return;
         queued++;
         queue = queue
           .then(() => step(trigger, progress))
@@ -278,7 +289,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               ...(progress === undefined ? {} : { sequence: progress }),
               ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
             });
-            stored = { ...to, version: r.version, sequence: progress ?? stored.sequence };
+            stored = withoutEffect({ ...to, version: r.version, sequence: progress ?? stored.sequence });
             const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
             for (const [k, c] of (sending?.commands ?? []).entries()) {
               const p = planned![c.index]!;
@@ -296,7 +307,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             for (const c of (sending?.commands ?? []).reverse()) deps.arbiter.withdraw(c.control, c.before);
             if (!(err instanceof RuleConflictError)) throw err;
             // Someone committed first (an operator's enable or disable): take what is stored and try again.
-            stored = await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def));
+            stored = withoutEffect(await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def)));
           }
         }
         return undefined;
@@ -310,8 +321,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
        */
       function quietNow(now: number): boolean {
         if (def.event !== null) return false;
-        const e = evaluation(now);
-        if (stepRule(stored, eventOf(e, now))) return false;
+        if (
+          stepRule(
+            stored,
+            conditionEvent(def, (ref) => inputs.get(ref), inputs.windowScope(now), now),
+          )
+        )
+          return false;
         return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
       }
 
@@ -480,10 +496,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
             const u = parseUpdate(model, message);
             if (!u) return;
-            if (!apply(model, u.values, u.quality, Math.min(u.ts, Date.now()))) return;
-            if (!sequence) return evaluate('change');
-            // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
             const now = Date.now();
+            if (!apply(model, u.values, u.quality, Math.min(u.ts, now))) return;
+            if (!sequence) return evaluate('change', undefined, now);
+            // A sequence sees every update in order, here, before the next one is applied (evaluations are queued).
             const e = evaluation(now);
             const completed = sequence.step(sequenceValues(def, e, inputs.windowScope(now)), now);
             const progress = sequenceText(sequence.snapshot());
