@@ -350,56 +350,6 @@ export class RedisCore {
     return (await this.send(fn, wire)) as FunctionOutputs[F];
   }
 
-  /** The calls of fcallTogether waiting for the end of the current turn (sent at once, in one pipeline). */
-  private together: Array<{ fn: FunctionName; wire: Wire; resolve: (v: unknown) => void; reject: (e: unknown) => void }> = [];
-
-  /**
-   * fcall, sent with the other fcallTogether calls made in the same turn of the event loop as one
-   * pipeline: one write to the socket for them all (rules that fire on one notification commit
-   * together). Each call is answered on its own, as fcall answers it (a missing library: loaded
-   * again and that call retried once). Only for calls whose order relative to other calls of the
-   * same turn does not matter: they are sent after the turn's plain calls.
-   */
-  fcallTogether<F extends FunctionName>(fn: F, input: FunctionInputs[F]): Promise<FunctionOutputs[F]> {
-    const wire = FUNCTIONS[fn](input);
-    return new Promise<FunctionOutputs[F]>((resolve, reject) => {
-      this.together.push({ fn, wire, resolve: resolve as (v: unknown) => void, reject });
-      if (this.together.length === 1) process.nextTick(() => this.sendTogether());
-    });
-  }
-
-  private sendTogether(): void {
-    const calls = this.together;
-    this.together = [];
-    const answer = (c: (typeof calls)[number], p: Promise<unknown>) =>
-      p.then(c.resolve, (e: unknown) => {
-        if (!isRedisError(e, REDIS_ERROR_CODES.functionMissing)) return c.reject(e);
-        this.reload()
-          .then(() => this.send(c.fn, c.wire))
-          .then(c.resolve, c.reject);
-      });
-    if (calls.length === 1) {
-      answer(calls[0]!, this.send(calls[0]!.fn, calls[0]!.wire));
-      return;
-    }
-    const pipe = this.client.pipeline();
-    for (const c of calls) pipe.fcall(c.fn, c.wire.keys.length, ...c.wire.keys, ...c.wire.args);
-    const replies = pipe.exec();
-    calls.forEach((c, i) =>
-      answer(
-        c,
-        replies.then(
-          (r) => {
-            const [err, value] = r?.[i] ?? [new Error('no reply in the pipeline'), undefined];
-            if (err) throw toRedisError(err, c.fn, true);
-            return value;
-          },
-          (e: unknown) => Promise.reject(toRedisError(e, c.fn, true)),
-        ),
-      ),
-    );
-  }
-
   /** The version of the library Redis has loaded (LIBRARY_VERSION when it is current). */
   async libraryVersion(): Promise<string> {
     try {

@@ -139,7 +139,7 @@ export class RulesRedis {
     const source = `rule:${c.id}`;
     for (const x of commands) if (!Number.isFinite(x.value)) throw new RedisFunctionError('m2c', `value must be a finite number, got ${x.value}`);
     try {
-      const [version, entryId, ...sent] = await this.core.fcallTogether('rule_commit', {
+      const [version, entryId, ...sent] = await this.core.fcall('rule_commit', {
         id: c.id,
         expectedVersion: c.expectedVersion,
         state: c.to.state,

@@ -203,25 +203,6 @@ describe('rules on a running site', () => {
     await t.bus.rules.commit({ id: 'x', expectedVersion: 4, to, ts: 3_000, who: 'op', sequence: '' });
     expect(await t.raw.hexists('rule:x', 'sequence')).toBe(0);
   });
-
-  it('commits asked for in one turn go together, each answered on its own: a refusal refuses that one only; a missing library is loaded again', async () => {
-    const initial = initialRule({ forMs: 0, cooldownMs: 0 });
-    for (const id of ['a', 'b', 'c']) await t.bus.rules.init(id, initial, {});
-    const to = { state: 'disabled' as const, context: initial.context };
-    const turn = await Promise.allSettled([
-      t.bus.rules.commit({ id: 'a', expectedVersion: 1, to, ts: 1_000, who: 'op' }),
-      t.bus.rules.commit({ id: 'b', expectedVersion: 7, to, ts: 1_000, who: 'op' }),
-      t.bus.rules.commit({ id: 'c', expectedVersion: 1, to, ts: 1_000, who: 'op' }),
-    ]);
-    expect(turn[0]).toEqual({ status: 'fulfilled', value: { version: 2, entryId: '', commands: [] } });
-    expect(turn[1]).toMatchObject({ status: 'rejected', reason: expect.any(RuleConflictError) });
-    expect((turn[1] as PromiseRejectedResult).reason).toMatchObject({ version: 1 });
-    expect(turn[2]).toEqual({ status: 'fulfilled', value: { version: 2, entryId: '', commands: [] } });
-    expect(await t.raw.hget('rule:b', 'state')).toBe('idle');
-    await t.raw.call('FUNCTION', 'FLUSH');
-    const again = await Promise.all(['a', 'c'].map((id) => t.bus.rules.commit({ id, expectedVersion: 2, to, ts: 2_000, who: 'op' })));
-    expect(again.map((r) => r.version)).toEqual([3, 3]);
-  });
 });
 
 describe('rule routes', () => {
