@@ -9,7 +9,7 @@
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
+import { CST, isMap, isScalar, isSeq, LineCounter, Parser, parseDocument, type Document, type Node as YamlNode, type YAMLError } from 'yaml';
 import type { ConfigIssue, SourcePosition } from '../errors.js';
 
 type Path = readonly (string | number)[];
@@ -90,7 +90,7 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     const source: YamlFile = { file, text };
     const { doc, lines } = parsedYaml(source);
     for (const err of doc.errors) {
-      const pos = lines.linePos(err.pos[0]);
+      const pos = lines.linePos(err.message.startsWith('Missing closing') ? (unclosedQuoteAt(text) ?? err.pos[0]) : err.pos[0]);
       issues.push({ file, line: pos.line, column: pos.col, code: 'YAML_SYNTAX', message: yamlErrorMessage(err, text) });
     }
     if (doc.errors.length > 0) continue;
@@ -305,6 +305,26 @@ function yamlErrorMessage(err: YAMLError, text: string): string {
     default:
       return message;
   }
+}
+
+/** Closed quoted scalars (escapes and doubled quotes inside). */
+const CLOSED_QUOTED = { 'double-quoted-scalar': /^"(?:[^"\\]|\\[\s\S])*"$/, 'single-quoted-scalar': /^'(?:[^']|'')*'$/ } as const;
+
+/**
+ * Where the first quoted scalar that is never closed opens: yaml reports a missing closing quote at the end
+ * of the file, where it stopped looking, which says nothing of which quote it was.
+ */
+function unclosedQuoteAt(text: string): number | undefined {
+  let at: number | undefined;
+  for (const token of new Parser().parse(text)) {
+    if (token.type !== 'document' || at !== undefined) continue;
+    CST.visit(token, (item) => {
+      for (const t of [item.key, item.value]) {
+        if (t && (t.type === 'double-quoted-scalar' || t.type === 'single-quoted-scalar') && !CLOSED_QUOTED[t.type].test(t.source)) at ??= t.offset;
+      }
+    });
+  }
+  return at;
 }
 
 function firstLine(s: string): string {

@@ -20,6 +20,28 @@ export interface CommandRecord {
   readonly readback: number | null;
 }
 
+/** One event of a command's history (audit:commands): accepted, then its end. */
+export interface CommandEvent {
+  readonly event: string;
+  readonly who: string;
+  readonly value: number;
+  /** Epoch ms. */
+  readonly at: number;
+  /** Why it ended as it did (its end only). */
+  readonly message?: string;
+}
+
+/** A command's history from the audit stream's entries (whose fields are strings), numbers as numbers. */
+export function commandEvent(f: Readonly<Record<string, string>>): CommandEvent {
+  return {
+    event: f.event ?? '',
+    who: f.who ?? '',
+    value: Number(f.value),
+    at: Number(f.at),
+    ...(f.message ? { message: f.message } : {}),
+  };
+}
+
 /** One entry of a channel's command stream. */
 export interface CommandEntry {
   readonly entryId: string;

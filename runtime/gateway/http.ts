@@ -243,7 +243,17 @@ export class Http {
 
   /** Anything no route matched: 405 (with Allow) for a known path asked with another method, else 404. */
   notFound(): void {
-    const paths = this.routes.map((r) => ({ method: r.method.toUpperCase(), path: new RegExp(`^${r.pattern.replace(/:[^/]+/g, '[^/]+')}/?$`) }));
+    const shape = (pattern: string) => pattern.replace(/:[^/]+/g, '[^/]+');
+    const paths = this.routes.map((r) => ({ method: r.method.toUpperCase(), path: new RegExp(`^${shape(r.pattern)}/?$`) }));
+    // Routes whose last step is a fixed word, by the path before it.
+    const siblings = this.routes
+      .map((r) => ({
+        method: r.method.toUpperCase(),
+        parent: r.pattern.slice(0, r.pattern.lastIndexOf('/')),
+        last: r.pattern.slice(r.pattern.lastIndexOf('/') + 1),
+      }))
+      .filter((r) => r.parent !== '' && !r.last.startsWith(':'))
+      .map((r) => ({ ...r, parent: new RegExp(`^${shape(r.parent)}$`) }));
     this.app.any('/*', (res, req) => {
       const url = req.getUrl();
       const method = req.getMethod().toUpperCase();
@@ -257,10 +267,16 @@ export class Http {
             .end(JSON.stringify({ error: { code: 'METHOD_NOT_ALLOWED', message: `${method} ${url}: this path takes ${allow.join(' or ')}` } }));
           return;
         }
+        // A known path with an unknown last step (an alarm action misspelt): name the steps it takes.
+        const slash = url.replace(/\/$/, '').lastIndexOf('/');
+        const parent = url.slice(0, slash);
+        const steps = [...new Set(siblings.filter((r) => r.method === method && r.parent.test(parent)).map((r) => r.last))];
+        const message =
+          steps.length > 0 ? `${method} ${url}: no such route; after ${parent} this path takes ${steps.join(', ')}` : `${method} ${url}: no such route`;
         res
           .writeStatus('404 Not Found')
           .writeHeader('content-type', 'application/json')
-          .end(JSON.stringify({ error: { code: 'NOT_FOUND', message: 'no such route' } }));
+          .end(JSON.stringify({ error: { code: 'NOT_FOUND', message } }));
       });
     });
   }

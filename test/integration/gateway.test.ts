@@ -119,6 +119,9 @@ describe('REST API', () => {
     });
     expect(done).toMatchObject({ id, model: 'inv', name: 'limit', value: 42, source: 'otto', readback: 42 });
     expect(done.history.map((h: { event: string; who: string }) => `${h.event}:${h.who}`)).toEqual(['accepted:otto', 'confirmed:otto']);
+    // Numbers as numbers (the audit stream keeps them as text).
+    expect(done.history[0]).toEqual({ event: 'accepted', who: 'otto', value: 42, at: expect.any(Number) });
+    expect(done.history[1].at).toBeGreaterThanOrEqual(done.history[0].at);
   });
 
   it('GET /api/v1/actors is the tree; GET /metrics is Prometheus text', async () => {
@@ -145,6 +148,7 @@ describe('REST API', () => {
     ['an unknown command', 'GET', '/api/v1/commands/cmd-999', 'viewer', undefined, 404, 'NOT_FOUND'],
     ['an unknown control', 'POST', '/api/v1/models/inv/controls/nope', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
     ['an unknown route', 'GET', '/api/v2/x', 'viewer', undefined, 404, 'NOT_FOUND'],
+    ['an alarm action misspelt', 'POST', '/api/v1/alarms/grid.freq/acknowledge', 'operator', '{}', 404, 'NOT_FOUND'],
     ['a control of an unknown model', 'POST', '/api/v1/models/nope/controls/limit', 'operator', '{"value":1}', 404, 'NOT_FOUND'],
     ['a wrong method on a known path', 'DELETE', '/api/v1/models/inv', 'viewer', undefined, 405, 'METHOD_NOT_ALLOWED'],
     ['a POST to a path that takes GET', 'POST', '/api/v1/models', 'operator', '{}', 405, 'METHOD_NOT_ALLOWED'],
@@ -164,6 +168,9 @@ describe('REST API', () => {
     expect(json.error.message.length).toBeGreaterThan(5);
     if (status === 405) expect(r.headers.get('allow')).toMatch(/GET|POST/);
     if (path.startsWith('/api/v1/models/nope/controls')) expect(json.error.message).toBe("no model 'nope'");
+    // A known path with an unknown last step names the steps it takes.
+    if (path.endsWith('/acknowledge'))
+      expect(json.error.message).toMatch(/no such route; after \/api\/v1\/alarms\/grid\.freq this path takes ack, shelve, unshelve/);
   });
 
   it('serves an OpenAPI 3 document whose request body schema is the one that validates requests', async () => {

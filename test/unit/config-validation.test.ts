@@ -67,6 +67,12 @@ describe('config validation: every mistake with file, line and column', () => {
     const [colon] = issuesOf({ 'channels.yaml': 'channels:\n  - id: 1001\n    protocol virtual\n    pollMs: 1000\n' });
     expect(colon).toMatchObject({ line: 3, column: 5, code: 'YAML_SYNTAX' });
     expect(colon!.message).toContain("':'");
+    // A quote never closed: where it opens, not the end of the file where yaml stopped looking.
+    const [quote] = issuesOf({ 'channels.yaml': 'channels:\n  - id: "1001\n    protocol: virtual\n    pollMs: 1000\n' });
+    expect(quote).toMatchObject({ line: 2, column: 9, code: 'YAML_SYNTAX' });
+    expect(quote!.message).toContain('Missing closing "quote');
+    const [single] = issuesOf({ 'channels.yaml': "channels:\n  - { id: '10''01, protocol: virtual }\n" });
+    expect(single).toMatchObject({ line: 2, column: 11, code: 'YAML_SYNTAX' });
   });
 
   it('a folder outside the working directory: its files named by their absolute path, not ../../tmp/…', () => {
