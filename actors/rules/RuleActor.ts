@@ -43,6 +43,7 @@ import type { ActorRegistry } from '../../runtime/registry.js';
 import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
 import { commandEnds } from './commandEnds.js';
+import { ResultsJournal } from './resultsJournal.js';
 import {
   conditionEvent,
   evaluateRule,
@@ -64,6 +65,8 @@ export interface RuleActorDeps {
   readonly registry: ActorRegistry;
   readonly log: Logger;
   readonly arbiter: Arbiter;
+  /** Where the executions' results go (batched; one per process). */
+  readonly results: ResultsJournal;
   /** How long a command may take before it ends as timeout (m2c). */
   readonly commandTimeoutMs?: number;
 }
@@ -157,6 +160,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       let exited: ExitReason | undefined;
       const timers = new Set<NodeJS.Timeout>();
       const unsubscribe: Array<() => Promise<void>> = [];
+      /** Results on their way to the journal: a stopping rule writes them first (their commands end as pending). */
+      const journaling = new Set<Promise<void>>();
       const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
 
       for (const a of def.alarms) {
@@ -277,6 +282,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             effect && journal ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: effect, actions: planned ?? [] } : undefined;
           const counter = effect === 'then' ? 'fires' : effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
           const sending = effect && planned && execution && send?.(effect) ? arbitrate(effect, planned, event.now) : undefined;
+          // The registry's report of the step, when one is due now (a change of state): written by the same call.
+          const version = stored.version + 1;
+          const prepared = deps.registry.prepare(id, to.state, () => ({ version, fires: to.context.fires, blocked: to.context.blocked }), trigger);
           try {
             const r = await deps.redis.rules.commit({
               id: def.id,
@@ -288,8 +296,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               counter,
               ...(progress === undefined ? {} : { sequence: progress }),
               ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
+              ...(prepared ? { report: prepared } : {}),
             });
             stored = withoutEffect({ ...to, version: r.version, sequence: progress ?? stored.sequence });
+            if (prepared) {
+              deps.registry.wrote(prepared);
+              reported = r.version;
+            }
             const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
             for (const [k, c] of (sending?.commands ?? []).entries()) {
               const p = planned![c.index]!;
@@ -437,16 +450,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           outcomes.push({ ...p, outcome: 'set' });
         }
         const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
-        // The commands are tracked to their end in the background; the journal gets their results.
-        void (async () => {
+        // The commands are tracked to their end in the background; the journal gets their results (batched).
+        const journaled = (async () => {
           const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
-          await deps.redis.rules.record(
-            def.id,
-            entryId,
-            { branch, actions: results },
-            { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
-          );
-        })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
+          await deps.results.add({
+            id: def.id,
+            of: entryId,
+            results: { branch, actions: results },
+            counters: { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
+            ts: Date.now(),
+          });
+        })()
+          .catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'))
+          .finally(() => journaling.delete(journaled));
+        journaling.add(journaled);
       }
 
       function commandEnd(commandId: string): Promise<string> {
@@ -568,6 +585,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         }
         await Promise.all(unsubscribe.splice(0).map((u) => u()));
         await settled(queue, { source: 'rule dispose', rule: def.id });
+        if (journaling.size > 0) {
+          void deps.results.flush();
+          await Promise.allSettled([...journaling]);
+        }
       }
       return {
         async stop() {
@@ -590,6 +611,7 @@ export const ruleKind: ActorKind = {
   optional: true,
   children: (site, deps) => {
     const arbiter = new Arbiter();
-    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
+    const results = new ResultsJournal(deps.redis.rules);
+    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, results, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
   },
 };
