@@ -40,10 +40,10 @@ import { RuleConflictError, type StoredRule } from '../../runtime/redis/rules.js
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
-import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
 import { commandEnds } from './commandEnds.js';
 import { ResultsJournal } from './resultsJournal.js';
+import { RuleUpdates } from './ruleUpdates.js';
 import {
   conditionEvent,
   evaluateRule,
@@ -67,6 +67,8 @@ export interface RuleActorDeps {
   readonly arbiter: Arbiter;
   /** Where the executions' results go (batched; one per process). */
   readonly results: ResultsJournal;
+  /** Reads the model updates for the rules (once per message for all of them; one per process). */
+  readonly updates: RuleUpdates;
   /** How long a command may take before it ends as timeout (m2c). */
   readonly commandTimeoutMs?: number;
 }
@@ -491,6 +493,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         list.push({ name: ref.slice(dot + 1), ref, trigger: triggers.has(ref) });
         neededOf.set(ref.slice(0, dot), list);
       }
+      // The names it reads of each model, so that one reading of a notification serves every rule of the model.
+      for (const [model, list] of neededOf) {
+        deps.updates.want(model, list.map((x) => x.name));
+      }
       const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
         let triggered = false;
         for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
@@ -511,7 +517,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       for (const model of models) {
         unsubscribe.push(
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
-            const u = parseUpdate(model, message);
+            const u = deps.updates.read(model, message);
             if (!u) return;
             const now = Date.now();
             if (!apply(model, u.values, u.quality, Math.min(u.ts, now))) return;
@@ -612,6 +618,7 @@ export const ruleKind: ActorKind = {
   children: (site, deps) => {
     const arbiter = new Arbiter();
     const results = new ResultsJournal(deps.redis.rules);
-    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, results, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
+    const updates = new RuleUpdates();
+    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, results, updates, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
   },
 };
