@@ -47,17 +47,22 @@ starts, sent by m2c (commands.lua) in the same call once the step is written: th
 command is accepted with the step, without a second round trip behind the
 channels' calls. A command m2c refuses (a value beyond the point's limits, an
 unknown control) does not undo the step: its refusal is returned in its place.
-KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}, 4 mapping:m2c, 5 cmd:seq, 6 site:models
+The rule actor's report of the step (its `actor:{id}` entry and the entry of its
+transitions journal, as actor_report in actors.lua writes them) may come with it:
+one call where a fire took two.
+KEYS: 1 rule:{id}, 2 rule:executions (stream), 3 rule:stats:{id}, 4 mapping:m2c, 5 cmd:seq, 6 site:models,
+      with a report: 7 actor:{actor id}, 8 actors (set), 9 actor:{actor id}:transitions (stream)
 ARGV: 1 id, 2 expected version, 3 state, 4 context (JSON), 5 ts (ms), 6 who,
       7 execution (JSON; '' when the step runs no action), 8 counter to count ('' none),
       9 sequence progress (JSON; '' removes it; '-' leaves it as it is),
-      10 the commands' source, 11 their timeout (ms), 12 N commands, then N × (model, control, value)
+      10 the commands' source, 11 their timeout (ms), 12 N commands, then N × (model, control, value),
+      then, with a report, actor_report's ARGV (actor id, bound, T, the entry's T items, field pairs)
 Refusals (nothing written): NO_RULE, VERSION_CONFLICT, BAD_ARGUMENT, each with
 the stored state and version. Returns { new version, execution entry id or '',
 then per command its id and '' when accepted, or '' and m2c's refusal }.
 ]]
 local function rule_commit(keys, args)
-  if #keys ~= 6 then return fail('rule_commit needs 6 keys') end
+  if #keys ~= 6 and #keys ~= 9 then return fail('rule_commit needs 6 keys, or 9 with a report') end
   local id, expected, state, context, ts, who, execution, counter, sequence, source, timeout, n =
     args[1], args[2], args[3], args[4], args[5], args[6], args[7], args[8], args[9], args[10], args[11], tonumber(args[12])
   local stored = redis.call('HMGET', keys[1], 'state', 'version')
@@ -71,7 +76,13 @@ local function rule_commit(keys, args)
   if context == nil or context == '' then return refuse('BAD_ARGUMENT', 'context is required') end
   if who == nil or who == '' then return refuse('BAD_ARGUMENT', 'who is required') end
   if sequence == nil then return refuse('BAD_ARGUMENT', 'the sequence progress is required (- leaves it)') end
-  if n == nil or n < 0 or math.floor(n) ~= n or #args ~= 12 + 3 * n then return refuse('BAD_ARGUMENT', 'the commands do not match their count') end
+  if n == nil or n < 0 or math.floor(n) ~= n or #args < 12 + 3 * n then return refuse('BAD_ARGUMENT', 'the commands do not match their count') end
+  local report = 13 + 3 * n
+  if (#args >= report) ~= (#keys == 9) then return refuse('BAD_ARGUMENT', 'a report needs its 3 keys, and 3 keys their report') end
+  if #keys == 9 then
+    local problem = actor_report_problem(args, report)
+    if problem then return refuse('BAD_ARGUMENT', 'report: ' .. problem) end
+  end
   if tonumber(expected) ~= version then
     return refuse('VERSION_CONFLICT', 'rule ' .. id .. ' is at version ' .. version .. ', not ' .. tostring(expected))
   end
@@ -88,6 +99,7 @@ local function rule_commit(keys, args)
     redis.call('HINCRBY', keys[3], 'executions', 1)
   end
   redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'step', from = from, to = state, version = next_version, time = tonumber(ts), entry = entry }))
+  if #keys == 9 then actor_report_write({ keys[7], keys[8], keys[9] }, args, report) end
   local out = { next_version, entry }
   local m2c_keys = { keys[4], keys[5], keys[6] }
   for i = 0, n - 1 do
@@ -104,25 +116,40 @@ local function rule_commit(keys, args)
 end
 
 --[[
-rule_record: what came of an execution's actions (command ids and results,
-overridden or rate-limited actions), appended to the same stream.
-KEYS: 1 rule:executions, 2 rule:stats:{id}
-ARGV: 1 id, 2 ts, 3 execution entry id, 4 results (JSON), then counter/increment pairs
+rule_record: what came of executions' actions (command ids and results,
+overridden or rate-limited actions), appended to the same stream: one entry per
+execution, several executions (of any rules) per call.
+KEYS: 1 rule:executions, then per record its rule:stats:{id}
+ARGV: per record: id, ts (ms), execution entry id, results (JSON), C, then C
+      counter/increment pairs
+Every record is checked before anything is written. Returns the entries' ids.
 ]]
 local function rule_record(keys, args)
-  if #keys ~= 2 then return fail('rule_record needs 2 keys') end
-  local id, ts, of, results = args[1], args[2], args[3], args[4]
-  if id == nil or id == '' then return fail('rule_record: id is required') end
-  if not positive_int(ts) then return fail('rule_record: ts must be a positive integer (ms)') end
-  if results == nil or results == '' then return fail('rule_record: results are required') end
-  for i = 5, #args, 2 do
-    if not tonumber(args[i + 1]) then return fail('rule_record: increment of ' .. tostring(args[i]) .. ' is not a number') end
+  if #keys < 2 then return fail('rule_record needs rule:executions and a stats key per record') end
+  local at, records = 1, {}
+  while at <= #args do
+    local id, ts, results, c = args[at], args[at + 1], args[at + 3], tonumber(args[at + 4])
+    if id == nil or id == '' then return fail('rule_record: id is required') end
+    if not positive_int(ts) then return fail('rule_record: ts must be a positive integer (ms)') end
+    if results == nil or results == '' then return fail('rule_record: results are required') end
+    if c == nil or c < 0 or math.floor(c) ~= c or at + 4 + 2 * c > #args then return fail('rule_record: the counters do not match their count') end
+    for i = at + 5, at + 4 + 2 * c, 2 do
+      if not string.match(args[i + 1] or '', '^%-?%d+$') then return fail('rule_record: increment of ' .. tostring(args[i]) .. ' is not an integer') end
+    end
+    records[#records + 1] = at
+    at = at + 5 + 2 * c
   end
-  for i = 5, #args, 2 do redis.call('HINCRBY', keys[2], args[i], tonumber(args[i + 1])) end
-  local entry = redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'result',
-    'of', of or '', 'time', ts, 'data', results)
-  redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'result', of = of or '', time = tonumber(ts), entry = entry }))
-  return entry
+  if #records ~= #keys - 1 then return fail('rule_record: ' .. #records .. ' record(s) for ' .. (#keys - 1) .. ' stats key(s)') end
+  local out = {}
+  for k, r in ipairs(records) do
+    local id, ts, of, results, c = args[r], args[r + 1], args[r + 2], args[r + 3], tonumber(args[r + 4])
+    for i = r + 5, r + 4 + 2 * c, 2 do redis.call('HINCRBY', keys[k + 1], args[i], tonumber(args[i + 1])) end
+    local entry = redis.call('XADD', keys[1], 'MAXLEN', '~', RULE_EXECUTIONS_MAXLEN, '*', 'id', id, 'kind', 'result',
+      'of', of or '', 'time', ts, 'data', results)
+    redis.call('PUBLISH', 'rule:update', cjson.encode({ id = id, kind = 'result', of = of or '', time = tonumber(ts), entry = entry }))
+    out[k] = entry
+  end
+  return out
 end
 
 --[[

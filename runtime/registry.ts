@@ -11,7 +11,21 @@ import type { VoltageRedis } from './redis/voltageRedis.js';
 import type { SupervisorEvent } from './supervisor.js';
 import { errorMessage } from './errors.js';
 
+const topOf = (value: unknown): string => (typeof value === 'string' ? value : (Object.keys(value as object)[0] ?? ''));
+
 export type ActorStatus = 'starting' | 'running' | 'backoff' | 'stopped' | 'failed' | 'done' | 'escalated';
+
+/**
+ * A snapshot's report that its actor writes itself, with a commit of its own (a rule's step:
+ * rule_commit writes it in the same call); `fields` and `transition` as report() would write them.
+ */
+export interface PreparedReport {
+  readonly actor: string;
+  readonly fields: { readonly state: string; readonly context: string; readonly updatedAt: number };
+  readonly transition?: TransitionEntry;
+  readonly top: string;
+  readonly latest: Pending['latest'];
+}
 
 interface Pending {
   latest: { value: unknown; summary: () => Record<string, unknown>; event: string };
@@ -81,20 +95,62 @@ export class ActorRegistry {
    * once per `minIntervalMs`).
    */
   snapshot(id: string, value: unknown, summary: () => Record<string, unknown>, event = ''): void {
-    const top = typeof value === 'string' ? value : (Object.keys(value as object)[0] ?? '');
-    let p = this.pending.get(id);
-    if (!p) {
-      p = { latest: { value, summary, event }, written: '', timer: undefined, lastAt: 0, lastTop: '' };
-      this.pending.set(id, p);
-    }
-    p.latest = { value, summary, event };
+    const top = topOf(value);
+    const p = this.pendingOf(id, { value, summary, event });
     const now = Date.now();
-    if (top !== p.lastTop || now - p.lastAt >= this.minIntervalMs) {
+    if (this.due(p, top, now)) {
       this.flush(id, p, top);
     } else if (!p.timer) {
       const pending = p;
       p.timer = setTimeout(() => this.flush(id, pending, pending.lastTop), this.minIntervalMs - (now - p.lastAt));
     }
+  }
+
+  /**
+   * The report snapshot() would write now, for the actor to write with a commit of its own (one call, not
+   * two), or undefined when none is due now (then snapshot() after the commit throttles as usual). Nothing
+   * changes here until `wrote` says it was written.
+   */
+  prepare(id: string, value: unknown, summary: () => Record<string, unknown>, event = ''): PreparedReport | undefined {
+    const top = topOf(value);
+    const p = this.pending.get(id);
+    const now = Date.now();
+    if (p && !this.due(p, top, now)) return undefined;
+    const state = JSON.stringify(value);
+    const written = p?.written ?? '';
+    return {
+      actor: id,
+      fields: { state, context: JSON.stringify(summary()), updatedAt: now },
+      ...(state !== written ? { transition: { ts: now, event, from: written, to: state } } : {}),
+      top,
+      latest: { value, summary, event },
+    };
+  }
+
+  /** A prepared report was written (by its actor's commit): known, and the throttle counts from it. */
+  wrote(r: PreparedReport): void {
+    const p = this.pendingOf(r.actor, r.latest);
+    if (p.timer) clearTimeout(p.timer);
+    p.timer = undefined;
+    p.lastAt = r.fields.updatedAt;
+    p.lastTop = r.top;
+    p.written = r.fields.state;
+    this.known.set(r.actor, { ...this.known.get(r.actor), ...r.fields });
+  }
+
+  private pendingOf(id: string, latest: Pending['latest']): Pending {
+    let p = this.pending.get(id);
+    if (!p) {
+      p = { latest, written: '', timer: undefined, lastAt: 0, lastTop: '' };
+      this.pending.set(id, p);
+    }
+    p.latest = latest;
+    return p;
+  }
+
+  /** Whether a snapshot is written now: a change of top-level state, or the interval since the last write passed. */
+  private due(p: Pending, top: string, now: number): boolean {
+    return top !== p.lastTop || now - p.lastAt >= this.minIntervalMs;
   }
 
   private flush(id: string, p: Pending, top: string): void {

@@ -40,9 +40,10 @@ import { RuleConflictError, type StoredRule } from '../../runtime/redis/rules.js
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
-import { parseUpdate } from '../model/ModelActor.js';
 import { Arbiter } from './arbiter.js';
 import { commandEnds } from './commandEnds.js';
+import { ResultsJournal } from './resultsJournal.js';
+import { RuleUpdates } from './ruleUpdates.js';
 import {
   conditionEvent,
   evaluateRule,
@@ -64,6 +65,10 @@ export interface RuleActorDeps {
   readonly registry: ActorRegistry;
   readonly log: Logger;
   readonly arbiter: Arbiter;
+  /** Where the executions' results go (batched; one per process). */
+  readonly results: ResultsJournal;
+  /** Reads the model updates for the rules (once per message for all of them; one per process). */
+  readonly updates: RuleUpdates;
   /** How long a command may take before it ends as timeout (m2c). */
   readonly commandTimeoutMs?: number;
 }
@@ -157,6 +162,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       let exited: ExitReason | undefined;
       const timers = new Set<NodeJS.Timeout>();
       const unsubscribe: Array<() => Promise<void>> = [];
+      /** Results on their way to the journal: a stopping rule writes them first (their commands end as pending). */
+      const journaling = new Set<Promise<void>>();
       const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
 
       for (const a of def.alarms) {
@@ -277,6 +284,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             effect && journal ? { trigger, inputs: e?.inputs ?? {}, condition: e?.condition ?? null, branch: effect, actions: planned ?? [] } : undefined;
           const counter = effect === 'then' ? 'fires' : effect === 'else' ? 'releases' : to.context.blocked && !stored.context.blocked ? 'blocked' : '';
           const sending = effect && planned && execution && send?.(effect) ? arbitrate(effect, planned, event.now) : undefined;
+          // The registry's report of the step, when one is due now (a change of state): written by the same call.
+          const version = stored.version + 1;
+          const prepared = deps.registry.prepare(id, to.state, () => ({ version, fires: to.context.fires, blocked: to.context.blocked }), trigger);
           try {
             const r = await deps.redis.rules.commit({
               id: def.id,
@@ -288,8 +298,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               counter,
               ...(progress === undefined ? {} : { sequence: progress }),
               ...(sending ? { commands: sending.commands, commandTimeoutMs: deps.commandTimeoutMs ?? 10_000 } : {}),
+              ...(prepared ? { report: prepared } : {}),
             });
             stored = withoutEffect({ ...to, version: r.version, sequence: progress ?? stored.sequence });
+            if (prepared) {
+              deps.registry.wrote(prepared);
+              reported = r.version;
+            }
             const controls = sending?.outcomes ?? new Map<number, ActionOutcome>();
             for (const [k, c] of (sending?.commands ?? []).entries()) {
               const p = planned![c.index]!;
@@ -437,16 +452,20 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           outcomes.push({ ...p, outcome: 'set' });
         }
         const count = (o: ActionOutcome['outcome']) => outcomes.filter((x) => x.outcome === o).length;
-        // The commands are tracked to their end in the background; the journal gets their results.
-        void (async () => {
+        // The commands are tracked to their end in the background; the journal gets their results (batched).
+        const journaled = (async () => {
           const results = await Promise.all(outcomes.map(async (o) => (o.commandId ? { ...o, status: await commandEnd(o.commandId) } : o)));
-          await deps.redis.rules.record(
-            def.id,
-            entryId,
-            { branch, actions: results },
-            { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
-          );
-        })().catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'));
+          await deps.results.add({
+            id: def.id,
+            of: entryId,
+            results: { branch, actions: results },
+            counters: { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
+            ts: Date.now(),
+          });
+        })()
+          .catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'))
+          .finally(() => journaling.delete(journaled));
+        journaling.add(journaled);
       }
 
       function commandEnd(commandId: string): Promise<string> {
@@ -474,6 +493,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         list.push({ name: ref.slice(dot + 1), ref, trigger: triggers.has(ref) });
         neededOf.set(ref.slice(0, dot), list);
       }
+      // The names it reads of each model, so that one reading of a notification serves every rule of the model.
+      for (const [model, list] of neededOf) {
+        deps.updates.want(model, list.map((x) => x.name));
+      }
       const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
         let triggered = false;
         for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
@@ -494,7 +517,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       for (const model of models) {
         unsubscribe.push(
           await deps.subscriptions.on(KEYS.modelUpdate(model), (message) => {
-            const u = parseUpdate(model, message);
+            const u = deps.updates.read(model, message);
             if (!u) return;
             const now = Date.now();
             if (!apply(model, u.values, u.quality, Math.min(u.ts, now))) return;
@@ -568,6 +591,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         }
         await Promise.all(unsubscribe.splice(0).map((u) => u()));
         await settled(queue, { source: 'rule dispose', rule: def.id });
+        if (journaling.size > 0) {
+          void deps.results.flush();
+          await Promise.allSettled([...journaling]);
+        }
       }
       return {
         async stop() {
@@ -590,6 +617,8 @@ export const ruleKind: ActorKind = {
   optional: true,
   children: (site, deps) => {
     const arbiter = new Arbiter();
-    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
+    const results = new ResultsJournal(deps.redis.rules);
+    const updates = new RuleUpdates();
+    return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, results, updates, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
   },
 };

@@ -22,17 +22,20 @@ import { LIBRARY_SOURCE } from './library.js';
 
 export type FcallArg = string | number | Buffer;
 
+/** One actor's report: fields merged into `actor:{id}`, with an entry of its transitions journal when given. */
+export interface ActorReport {
+  readonly id: string;
+  readonly fields: ActorFields;
+  /** The entry of the actor's transitions journal written with the report (its state value changed), and the journal's bound. */
+  readonly transition?: { readonly entry: TransitionEntry; readonly maxLen: number };
+}
+
 /** What each Function takes, by name; FUNCTIONS turns it into KEYS and ARGV. */
 export interface FunctionInputs {
   c2m: { readonly channel: string; readonly ts: number; readonly outboxMaxBytes: number; readonly points: Buffer };
   c2m_group: { readonly outboxMaxBytes: number; readonly batches: readonly { readonly channel: string; readonly ts: number; readonly points: Buffer }[] };
   model_set: { readonly model: string; readonly ts: number; readonly outboxMaxBytes: number; readonly values: readonly ModelValue[] };
-  actor_report: {
-    readonly id: string;
-    readonly fields: ActorFields;
-    /** The entry of the actor's transitions journal written with the report (its state value changed), and the journal's bound. */
-    readonly transition?: { readonly entry: TransitionEntry; readonly maxLen: number };
-  };
+  actor_report: ActorReport;
   site_stage: { readonly kind: 'c2m' | 'm2c'; readonly pairs: readonly string[] };
   site_load: { readonly json: string; readonly mappingCount: number; readonly controlCount: number; readonly models: readonly string[] };
   m2c: { readonly model: string; readonly name: string; readonly value: number; readonly source: string; readonly ts: number; readonly timeoutMs: number };
@@ -82,8 +85,19 @@ export interface FunctionInputs {
     readonly commands: readonly { readonly model: string; readonly name: string; readonly value: number }[];
     readonly source: string;
     readonly timeoutMs: number;
+    /** The rule actor's report of the step, written by the same call (as actor_report writes it). */
+    readonly report?: ActorReport;
   };
-  rule_record: { readonly id: string; readonly ts: number; readonly of: string; readonly results: string; readonly counters: Readonly<Record<string, number>> };
+  /** Several executions' results (of any rules), one entry each. */
+  rule_record: {
+    readonly records: readonly {
+      readonly id: string;
+      readonly ts: number;
+      readonly of: string;
+      readonly results: string;
+      readonly counters: Readonly<Record<string, number>>;
+    }[];
+  };
   rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
 }
 
@@ -103,7 +117,8 @@ export interface FunctionOutputs {
   rule_init: [created: 0 | 1, state: string, version: number, context: string, sequence: string];
   /** Then per command: its id and '', or '' and m2c's refusal. */
   rule_commit: [version: number, entryId: string, ...commands: string[]];
-  rule_record: string;
+  /** The entries' ids, in the records' order. */
+  rule_record: string[];
   rule_notify: string;
 }
 
@@ -132,6 +147,18 @@ function channelKeys(channel: string): { readonly hashes: readonly string[]; rea
   return keys;
 }
 
+const actorReportKeys = (id: string): string[] => [KEYS.actor(id), KEYS.actors, KEYS.actorTransitions(id)];
+
+/** An actor report's ARGV (actor_report's, and rule_commit's tail), appended to `args`. */
+function actorReportArgs(r: ActorReport, args: FcallArg[]): FcallArg[] {
+  const t = r.transition?.entry;
+  const journal: FcallArg[] = t ? ['ts', t.ts, 'event', t.event, 'from', t.from, 'to', t.to] : [];
+  if (t?.error) journal.push('error', t.error);
+  args.push(r.id, r.transition?.maxLen ?? 0, journal.length, ...journal);
+  for (const [k, v] of Object.entries(r.fields)) args.push(k, v);
+  return args;
+}
+
 /** The Lua argument order of every Function: change it together with lua/. */
 const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire } = {
   c2m: (i) => ({ keys: channelKeys(i.channel).all, args: [i.channel, i.ts, i.outboxMaxBytes, i.points] }),
@@ -151,14 +178,7 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     for (const v of i.values) args.push(v.name, formatOptional(v.value), v.quality);
     return { keys: [base, KEYS.timestamps(base), KEYS.qualities(base), KEYS.outbox, KEYS.outboxStats], args };
   },
-  actor_report: (i) => {
-    const t = i.transition?.entry;
-    const journal: FcallArg[] = t ? ['ts', t.ts, 'event', t.event, 'from', t.from, 'to', t.to] : [];
-    if (t?.error) journal.push('error', t.error);
-    const args: FcallArg[] = [i.id, i.transition?.maxLen ?? 0, journal.length, ...journal];
-    for (const [k, v] of Object.entries(i.fields)) args.push(k, v);
-    return { keys: [KEYS.actor(i.id), KEYS.actors, KEYS.actorTransitions(i.id)], args };
-  },
+  actor_report: (i) => ({ keys: actorReportKeys(i.id), args: actorReportArgs(i, []) }),
   site_stage: (i) => ({ keys: [KEYS.mappingC2mNext, KEYS.mappingM2cNext], args: [i.kind, ...i.pairs] }),
   site_load: (i) => ({
     keys: [
@@ -203,12 +223,23 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     const args: FcallArg[] = [i.id, i.expectedVersion, i.state, i.context, i.ts, i.who, i.execution, i.counter, i.sequence ?? '-', i.source, i.timeoutMs];
     args.push(i.commands.length);
     for (const c of i.commands) args.push(c.model, c.name, formatValue(c.value));
-    return { keys: [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq, KEYS.siteModels], args };
+    const keys = [KEYS.rule(i.id), KEYS.ruleExecutions, KEYS.ruleStats(i.id), KEYS.mappingM2c, KEYS.commandSeq, KEYS.siteModels];
+    if (i.report) {
+      keys.push(...actorReportKeys(i.report.id));
+      actorReportArgs(i.report, args);
+    }
+    return { keys, args };
   },
-  rule_record: (i) => ({
-    keys: [KEYS.ruleExecutions, KEYS.ruleStats(i.id)],
-    args: [i.id, i.ts, i.of, i.results, ...Object.entries(i.counters).flat()],
-  }),
+  rule_record: (i) => {
+    const keys: string[] = [KEYS.ruleExecutions];
+    const args: FcallArg[] = [];
+    for (const r of i.records) {
+      keys.push(KEYS.ruleStats(r.id));
+      const counters = Object.entries(r.counters);
+      args.push(r.id, r.ts, r.of, r.results, counters.length, ...counters.flat());
+    }
+    return { keys, args };
+  },
   rule_notify: (i) => ({ keys: [KEYS.ruleEvents, KEYS.outbox, KEYS.outboxStats], args: [i.id, i.ts, i.event, i.outboxMaxBytes] }),
 };
 

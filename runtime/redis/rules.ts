@@ -7,8 +7,10 @@
  * actor reads the rule again.
  */
 import type { RuleContext, RuleSnapshotData, RuleState } from '../../machines/ruleMachine.js';
+import type { ActorFields, TransitionEntry } from '../domain/actors.js';
 import { RedisFunctionError, VoltageError } from '../errors.js';
 import { redisCall, type RedisCore } from './core.js';
+import { TRANSITIONS_MAXLEN } from './actors.js';
 import { fieldsOf } from './encoding.js';
 import { KEYS } from './keys.js';
 import type { CommandsRedis } from './commands.js';
@@ -68,6 +70,18 @@ export interface RuleCommit {
   readonly commands?: readonly RuleCommand[];
   /** How long the commands may take before they end as timeout (ms; default 10 s). */
   readonly commandTimeoutMs?: number;
+  /** The rule actor's report of the step (`actor:{id}` and its transitions journal), written by the same call. */
+  readonly report?: { readonly actor: string; readonly fields: ActorFields; readonly transition?: TransitionEntry };
+}
+
+/** What came of one execution's actions, for rule_record. */
+export interface RuleResults {
+  readonly id: string;
+  /** The execution's entry id in rule:executions. */
+  readonly of: string;
+  readonly results: unknown;
+  readonly counters: Readonly<Record<string, number>>;
+  readonly ts: number;
 }
 
 export interface RuleCommand {
@@ -152,6 +166,15 @@ export class RulesRedis {
         commands,
         source,
         timeoutMs,
+        ...(c.report
+          ? {
+              report: {
+                id: c.report.actor,
+                fields: c.report.fields,
+                ...(c.report.transition ? { transition: { entry: c.report.transition, maxLen: TRANSITIONS_MAXLEN } } : {}),
+              },
+            }
+          : {}),
       });
       return {
         version: Number(version),
@@ -172,7 +195,16 @@ export class RulesRedis {
 
   /** Journals what came of an execution's actions and adds to the rule's counters. */
   async record(id: string, of: string, results: unknown, counters: Readonly<Record<string, number>> = {}, ts = Date.now()): Promise<string> {
-    return this.core.fcall('rule_record', { id, ts, of, results: JSON.stringify(results), counters });
+    const [entry] = await this.recordMany([{ id, of, results, counters, ts }]);
+    return entry!;
+  }
+
+  /** Journals what came of several executions (of any rules) in one call; resolves to their entry ids, in order. */
+  async recordMany(records: readonly RuleResults[]): Promise<string[]> {
+    if (records.length === 0) return [];
+    return this.core.fcall('rule_record', {
+      records: records.map((r) => ({ id: r.id, ts: r.ts, of: r.of, results: JSON.stringify(r.results), counters: r.counters })),
+    });
   }
 
   /** One entry of rule:executions (an execution or a result), or undefined when trimmed. */

@@ -60,6 +60,9 @@ describe('rules on a running site', () => {
     const actions = (results.data as { actions: Array<{ outcome: string; status: string; commandId: string; value: number }> }).actions;
     expect(actions).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 45 })]);
     expect((await t.bus.commands.command(actions[0]!.commandId))?.source).toBe('rule:zero-export');
+    // The registry's report of the step (for `voltage status` and the visualizer) went with the commit.
+    expect(await t.raw.hget('actor:rule/zero-export', 'state')).toBe('"active"');
+    expect((await t.bus.actors.transitions('rule/zero-export')).map((e) => e.to)).toContain('"active"');
     const execution = (await t.bus.rules.journal('zero-export')).find((e) => e.kind === 'execution')!;
     expect(execution.data).toMatchObject({
       trigger: expect.any(String),
@@ -202,6 +205,54 @@ describe('rules on a running site', () => {
     expect((await t.bus.rules.read('x'))!.sequence).toBe(progress);
     await t.bus.rules.commit({ id: 'x', expectedVersion: 4, to, ts: 3_000, who: 'op', sequence: '' });
     expect(await t.raw.hexists('rule:x', 'sequence')).toBe(0);
+  });
+});
+
+describe('rule journals in Redis', () => {
+  it("rule_commit writes the actor's report with the step; a refused commit writes neither", async () => {
+    const initial = initialRule({ forMs: 0, cooldownMs: 0 });
+    await t.bus.rules.init('y', initial, {});
+    const to = { state: 'active' as const, context: initial.context };
+    const report = {
+      actor: 'rule/y',
+      fields: { state: '"active"', context: '{"version":2}', updatedAt: 1_000 },
+      transition: { ts: 1_000, event: 'change', from: '"idle"', to: '"active"' },
+    };
+    expect(await t.bus.rules.commit({ id: 'y', expectedVersion: 1, to, ts: 1_000, who: 'rule/y', report })).toMatchObject({ version: 2 });
+    expect(await t.raw.hgetall('actor:rule/y')).toMatchObject({ state: '"active"', context: '{"version":2}', version: '1' });
+    expect(await t.raw.sismember('actors', 'rule/y')).toBe(1);
+    expect(await t.bus.actors.transitions('rule/y')).toEqual([{ ts: 1_000, event: 'change', from: '"idle"', to: '"active"' }]);
+    const before = { rule: await t.raw.hgetall('rule:y'), actor: await t.raw.hgetall('actor:rule/y') };
+    const stale = { ...report, fields: { ...report.fields, state: '"idle"' } };
+    await expect(t.bus.rules.commit({ id: 'y', expectedVersion: 1, to: initial, ts: 2_000, who: 'rule/y', report: stale })).rejects.toBeInstanceOf(
+      RuleConflictError,
+    );
+    expect({ rule: await t.raw.hgetall('rule:y'), actor: await t.raw.hgetall('actor:rule/y') }).toEqual(before);
+    expect(await t.raw.xlen('actor:rule/y:transitions')).toBe(1);
+  });
+
+  it('rule_record journals the results of several executions in one call; one bad record and nothing is written', async () => {
+    const ids = await t.bus.rules.recordMany([
+      { id: 'a', of: '1-0', results: { branch: 'then', actions: [] }, counters: { commands: 1 }, ts: 1_000 },
+      { id: 'b', of: '2-0', results: { branch: 'else', actions: [] }, counters: { commands: 2, overridden: 1 }, ts: 1_001 },
+      { id: 'a', of: '3-0', results: { branch: 'else', actions: [] }, counters: {}, ts: 1_002 },
+    ]);
+    expect(ids).toHaveLength(3);
+    expect((await t.bus.rules.journal('a')).map((e) => [e.kind, e.fields.of])).toEqual([
+      ['result', '3-0'],
+      ['result', '1-0'],
+    ]);
+    expect(await t.raw.hgetall('rule:stats:a')).toEqual({ commands: '1' });
+    expect(await t.raw.hgetall('rule:stats:b')).toEqual({ commands: '2', overridden: '1' });
+    const length = await t.raw.xlen('rule:executions');
+    await expect(
+      t.bus.rules.recordMany([
+        { id: 'a', of: '4-0', results: {}, counters: { commands: 1 }, ts: 1_003 },
+        { id: 'b', of: '5-0', results: {}, counters: { commands: 1.5 }, ts: 1_004 },
+      ]),
+    ).rejects.toThrow(/rule_record: increment of commands is not an integer/);
+    expect(await t.raw.xlen('rule:executions')).toBe(length);
+    expect(await t.raw.hgetall('rule:stats:a')).toEqual({ commands: '1' });
   });
 });
 
