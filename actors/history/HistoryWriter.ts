@@ -15,9 +15,16 @@
  * harmless. The window is pruned only on success, so a long outage does not
  * age it away, and its entries, acknowledged, are held from the outbox's trim
  * of what every group has read (`hold:{group}` in the outbox's stats hash).
+ * The window is written again only when the database may have lost it: when
+ * the process that answers after the failure is not the one that answered
+ * before (VictoriaMetrics' /metrics: its start second, with an uptime of at
+ * least 2 s when first seen, so that a restart within the same second cannot
+ * pass for it), or when that cannot be told (another backend), or when an
+ * earlier rewrite did not finish. A timeout or a network outage with the same
+ * process behind it lost nothing it had accepted, and the drain starts at once.
  * Limits: a database that restarts between two batches, without any write
- * failing, is not noticed; entries the outbox's byte bound dropped are gone
- * from the window too (counted as dropped by c2m).
+ * failing, is not noticed until the next failure; entries the outbox's byte
+ * bound dropped are gone from the window too (counted as dropped by c2m).
  *
  * The cost a sample (200k lines/s at a 100k points/s site, each point also
  * as its model value): channel entries go straight from the outbox text to
@@ -42,7 +49,7 @@ import { awaitedLater } from '../../runtime/reporter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
-import { healthy } from '../../runtime/victoriaServer.js';
+import { databaseProcess, type DatabaseProcess, healthy } from '../../runtime/victoriaServer.js';
 import { KeepFilter, type KeepPolicies } from './keep.js';
 import { dueBuckets, initialMarks, TIER_DELAY_MS, TIERS, type Tier, type TierMarks, writeTierBucket } from './tiers.js';
 import { LineBuffer, LineEncoder } from './lines.js';
@@ -185,6 +192,12 @@ export class HistoryWriter {
   private throughLog: Array<{ readonly at: number; readonly through: number }> = [];
   /** Tier buckets written lately: after a database failure they are computed and written again. */
   private recentTiers: Array<{ readonly tier: Tier; readonly end: number; readonly at: number }> = [];
+  /** The database's process as the last connect found it (undefined: not known). */
+  private dbProcess: DatabaseProcess | undefined;
+  /** The window must be written again at the next rewrite: the database restarted (or may have) since it accepted the window. */
+  private rewriteOwed = false;
+  /** Rewrites of the window done and skipped (the database had not restarted). */
+  readonly rewrites = { written: 0, skipped: 0 };
 
   constructor(
     private readonly redis: VoltageRedis,
@@ -198,7 +211,7 @@ export class HistoryWriter {
     this.maxLines = opts.batchMaxLines ?? 50_000;
     this.linesPerEntry = this.maxLines / 16;
     this.batchMaxMs = opts.batchMaxMs ?? 200;
-    this.windowMs = Math.max(10_000, opts.windowMs ?? 15_000);
+    this.windowMs = Math.max(10_000, opts.windowMs ?? 10_000);
     this.drainRate = opts.drainEntriesPerSecond ?? 5_000;
     this.writesInFlight = Math.max(1, opts.writesInFlight ?? 3);
     this.keep = new KeepFilter(opts.keep ?? new Map());
@@ -217,6 +230,10 @@ export class HistoryWriter {
     await this.readMapping();
     if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
+    const now = await databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000);
+    // The window holds batches accepted by the process seen last; another one answers (or it cannot be told): they may be lost.
+    if (this.window.length > 0 && !sameProcess(this.dbProcess, now)) this.rewriteOwed = true;
+    this.dbProcess = now;
   }
 
   private async readMapping(): Promise<void> {
@@ -225,8 +242,21 @@ export class HistoryWriter {
     this.mappingReadAt = Date.now();
   }
 
-  /** Writes the recent window again (after a failure); returns the entries written. */
+  /** Writes the recent window again (after a failure) unless the database kept it (the same process); returns the entries written. */
   async rewriteWindow(): Promise<number> {
+    if (!this.rewriteOwed) {
+      this.rewrites.skipped += 1;
+      this.log.info('the history database did not restart: its recent window is not written again');
+      return 0;
+    }
+    const n = await this.writeWindowAgain();
+    // Cleared only once the whole window is written: a rewrite cut short is owed at the next connect, whatever process answers.
+    this.rewriteOwed = false;
+    this.rewrites.written += 1;
+    return n;
+  }
+
+  private async writeWindowAgain(): Promise<number> {
     if (this.window.length === 0) return 0;
     const derived = this.window.flatMap((w) => w.derived);
     if (derived.length > 0) await this.sendLines(derived);
@@ -582,6 +612,14 @@ function channelEntry(fields: readonly string[]): { channel: string; ts: number;
   }
   if (src !== 'c' || channel === undefined || text === undefined || !Number.isSafeInteger(ts) || ts <= 0) return undefined;
   return { channel, ts, text };
+}
+
+/**
+ * Whether `now` is the process `before` was: the same start second, and `before` seen at least 2 s after its start, so that
+ * a successor (started after it was seen) cannot have started in the same second.
+ */
+function sameProcess(before: DatabaseProcess | undefined, now: DatabaseProcess | undefined): boolean {
+  return before !== undefined && now !== undefined && before.startS === now.startS && before.uptimeS >= 2;
 }
 
 /** An entry's poll time (its `ts` field), 0 when it has none. */
