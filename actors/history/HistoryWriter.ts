@@ -100,7 +100,7 @@ export interface HistoryWriterOptions {
   readonly tierBucketsPerCheck?: number;
   /** While the writer is behind, a tier check at most this often (default TIER_CHECK_BEHIND_MS). */
   readonly tierCheckBehindMs?: number;
-  /** How often the c2m mapping is read again (a site reload changes it); it is also read at every connect. */
+  /** How often the c2m mapping is read again (a site reload changes it), beside the writes; also at every connect (awaited at the first). */
   readonly mappingRefreshMs?: number;
   readonly gzipThreshold?: number;
   readonly timeoutMs?: number;
@@ -172,6 +172,8 @@ export class HistoryWriter {
   /** Channel entries straight to line protocol, the c2m mapping's model values included. */
   private readonly encoder: LineEncoder;
   private mappingReadAt = 0;
+  /** The c2m mapping being read again beside the writes (one read at a time); batches are encoded with the one held meanwhile. */
+  private mappingTask: Promise<void> | undefined;
   private readonly writePath: string;
   private drained = 0;
   private readonly keep: KeepFilter;
@@ -237,12 +239,24 @@ export class HistoryWriter {
     // Before the mapping (100k entries at a 100k points/s site: a quarter of a second of the runtime's time), which each retry
     // of an outage read again for nothing.
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
-    await this.readMapping();
+    // Read first at the first connect; at a reconnection beside the writes: at a 100k points/s site the read (100k entries) is about a
+    // second of the runtime's thread, which held the window's rewrite and the drain back while the database waited.
+    if (this.mappingReadAt === 0) await this.readMapping();
+    else this.refreshMapping();
     if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
     const now = await databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000);
     // The window holds batches accepted by the process seen last; another one answers (or it cannot be told): they may be lost.
     if (this.window.length > 0 && !sameProcess(this.dbProcess, now)) this.rewriteOwed = true;
     this.dbProcess = now;
+  }
+
+  /** Reads the mapping again beside the writes, unless a read is under way; a failed read keeps the one held (the next is due at once). */
+  private refreshMapping(): void {
+    this.mappingTask ??= this.readMapping()
+      .catch((e: unknown) => this.log.warn({ err: e }, 'could not read the c2m mapping again: the one held is used meanwhile'))
+      .finally(() => {
+        this.mappingTask = undefined;
+      });
   }
 
   private async readMapping(): Promise<void> {
@@ -440,6 +454,7 @@ export class HistoryWriter {
   async close(): Promise<void> {
     // Batches still out are not acknowledged: their entries stay pending and are read again by the next writer.
     await this.abandon();
+    await this.mappingTask;
   }
 
   /** Entries a batch: batchMaxEntries, fewer when entries are big (batchMaxLines). */
@@ -472,7 +487,7 @@ export class HistoryWriter {
    * lines are written apart).
    */
   private async encode(entries: StreamEntries, clock: number | undefined): Promise<Encoded> {
-    if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) await this.readMapping();
+    if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) this.refreshMapping();
     // The body's bytes, sized from the last batch's.
     const out = new LineBuffer(this.bodyBytes, this.spares.pop());
     const channels = this.opts.channels !== false;
