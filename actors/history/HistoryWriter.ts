@@ -172,6 +172,8 @@ export class HistoryWriter {
   /** Channel entries straight to line protocol, the c2m mapping's model values included. */
   private readonly encoder: LineEncoder;
   private mappingReadAt = 0;
+  /** The generation of the mapping held (null: not known, read again every time). */
+  private mappingGeneration: string | null = null;
   /** The c2m mapping being read again beside the writes (one read at a time); batches are encoded with the one held meanwhile. */
   private mappingTask: Promise<void> | undefined;
   private readonly writePath: string;
@@ -239,8 +241,7 @@ export class HistoryWriter {
     // Before the mapping (100k entries at a 100k points/s site: a quarter of a second of the runtime's time), which each retry
     // of an outage read again for nothing.
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
-    // Read first at the first connect; at a reconnection beside the writes: at a 100k points/s site the read (100k entries) is about a
-    // second of the runtime's thread, which held the window's rewrite and the drain back while the database waited.
+    // Read first at the first connect; at a reconnection beside the writes (usually the generation only: readMapping).
     if (this.mappingReadAt === 0) await this.readMapping();
     else this.refreshMapping();
     if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
@@ -259,9 +260,18 @@ export class HistoryWriter {
       });
   }
 
+  /**
+   * Reads the mapping unless its generation is the one held (site_load moves it on): at a 100k points/s site reading it
+   * (100k entries) and making the encoder's heads again is about a second of the runtime's thread, which held the rewrite and
+   * the drain back at each reconnection and every minute. The generation is read first, so a load in between reads again next time.
+   */
   private async readMapping(): Promise<void> {
     if (this.opts.models === false) return;
-    this.encoder.setMapping(await this.outbox.readMapping());
+    const generation = await this.outbox.mappingGeneration();
+    if (generation === null || generation !== this.mappingGeneration) {
+      this.encoder.setMapping(await this.outbox.readMapping());
+      this.mappingGeneration = generation;
+    }
     this.mappingReadAt = Date.now();
   }
 
