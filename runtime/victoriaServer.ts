@@ -122,3 +122,32 @@ export async function healthy(url: string, timeoutMs = 1_000): Promise<boolean> 
     return false;
   }
 }
+
+/** Which process of the database answers: its start (s since the epoch) and its uptime (s), both whole seconds. */
+export interface DatabaseProcess {
+  readonly startS: number;
+  readonly uptimeS: number;
+}
+
+/**
+ * VictoriaMetrics' process, from its /metrics (`process_start_time_seconds`, `vm_app_uptime_seconds`), or
+ * undefined when it does not say (another backend, an error): the history writer then takes the database
+ * for restarted, the safe side.
+ */
+export async function databaseProcess(url: string, timeoutMs = 1_000): Promise<DatabaseProcess | undefined> {
+  try {
+    const r = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+    const text = await r.text();
+    if (!r.ok) return undefined;
+    const value = (name: string) => {
+      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+      const n = m ? Number(m[1]) : Number.NaN;
+      return Number.isFinite(n) ? n : undefined;
+    };
+    const startS = value('process_start_time_seconds');
+    const uptimeS = value('vm_app_uptime_seconds');
+    return startS === undefined || uptimeS === undefined ? undefined : { startS, uptimeS };
+  } catch {
+    return undefined;
+  }
+}

@@ -15,9 +15,16 @@
  * harmless. The window is pruned only on success, so a long outage does not
  * age it away, and its entries, acknowledged, are held from the outbox's trim
  * of what every group has read (`hold:{group}` in the outbox's stats hash).
+ * The window is written again only when the database may have lost it: when
+ * the process that answers after the failure is not the one that answered
+ * before (VictoriaMetrics' /metrics: its start second, with an uptime of at
+ * least 2 s when first seen, so that a restart within the same second cannot
+ * pass for it), or when that cannot be told (another backend), or when an
+ * earlier rewrite did not finish. A timeout or a network outage with the same
+ * process behind it lost nothing it had accepted, and the drain starts at once.
  * Limits: a database that restarts between two batches, without any write
- * failing, is not noticed; entries the outbox's byte bound dropped are gone
- * from the window too (counted as dropped by c2m).
+ * failing, is not noticed until the next failure; entries the outbox's byte
+ * bound dropped are gone from the window too (counted as dropped by c2m).
  *
  * The cost a sample (200k lines/s at a 100k points/s site, each point also
  * as its model value): channel entries go straight from the outbox text to
@@ -42,7 +49,7 @@ import { awaitedLater } from '../../runtime/reporter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { KEYS } from '../../runtime/redis/keys.js';
 import { compareIds, OutboxConsumer, OutboxOutageError, type StreamEntries } from '../outbox/consumer.js';
-import { healthy } from '../../runtime/victoriaServer.js';
+import { databaseProcess, type DatabaseProcess, healthy } from '../../runtime/victoriaServer.js';
 import { KeepFilter, type KeepPolicies } from './keep.js';
 import { dueBuckets, initialMarks, TIER_DELAY_MS, TIERS, type Tier, type TierMarks, writeTierBucket } from './tiers.js';
 import { LineBuffer, LineEncoder } from './lines.js';
@@ -93,7 +100,7 @@ export interface HistoryWriterOptions {
   readonly tierBucketsPerCheck?: number;
   /** While the writer is behind, a tier check at most this often (default TIER_CHECK_BEHIND_MS). */
   readonly tierCheckBehindMs?: number;
-  /** How often the c2m mapping is read again (a site reload changes it); it is also read at every connect. */
+  /** How often the c2m mapping is read again (a site reload changes it), beside the writes; also at every connect (awaited at the first). */
   readonly mappingRefreshMs?: number;
   readonly gzipThreshold?: number;
   readonly timeoutMs?: number;
@@ -140,6 +147,8 @@ interface InFlight {
 /** A batch in line protocol: each line ends in '\n'. */
 interface Encoded {
   readonly body: Buffer;
+  /** The buffer the body is a view of: a spare for a later batch once the body has been sent. */
+  readonly backing: Buffer;
   readonly lines: number;
   readonly skipped: number;
   /** The lines the KeepFilter made (interval values, heartbeats), kept in the window to write again. */
@@ -163,6 +172,10 @@ export class HistoryWriter {
   /** Channel entries straight to line protocol, the c2m mapping's model values included. */
   private readonly encoder: LineEncoder;
   private mappingReadAt = 0;
+  /** The generation of the mapping held (null: not known, read again every time). */
+  private mappingGeneration: string | null = null;
+  /** The c2m mapping being read again beside the writes (one read at a time); batches are encoded with the one held meanwhile. */
+  private mappingTask: Promise<void> | undefined;
   private readonly writePath: string;
   private drained = 0;
   private readonly keep: KeepFilter;
@@ -173,6 +186,11 @@ export class HistoryWriter {
   private readonly writesInFlight: number;
   /** The last batch's body, in bytes (the next one's buffer starts at about that size). */
   private bodyBytes = 1 << 16;
+  /**
+   * Body buffers whose batches were sent, used again: a drain's batch is megabytes (50,000 lines), and a new
+   * one a batch, outside the heap, made the runtime's capped heap collect more often.
+   */
+  private readonly spares: Buffer[] = [];
   private marks: TierMarks | undefined;
   /** Every poll stamped at or before this has been written (while caught up: when the last read began). */
   private writtenThrough = 0;
@@ -185,6 +203,12 @@ export class HistoryWriter {
   private throughLog: Array<{ readonly at: number; readonly through: number }> = [];
   /** Tier buckets written lately: after a database failure they are computed and written again. */
   private recentTiers: Array<{ readonly tier: Tier; readonly end: number; readonly at: number }> = [];
+  /** The database's process as the last connect found it (undefined: not known). */
+  private dbProcess: DatabaseProcess | undefined;
+  /** The window must be written again at the next rewrite: the database restarted (or may have) since it accepted the window. */
+  private rewriteOwed = false;
+  /** Rewrites of the window done and skipped (the database had not restarted). */
+  readonly rewrites = { written: 0, skipped: 0 };
 
   constructor(
     private readonly redis: VoltageRedis,
@@ -198,7 +222,7 @@ export class HistoryWriter {
     this.maxLines = opts.batchMaxLines ?? 50_000;
     this.linesPerEntry = this.maxLines / 16;
     this.batchMaxMs = opts.batchMaxMs ?? 200;
-    this.windowMs = Math.max(10_000, opts.windowMs ?? 15_000);
+    this.windowMs = Math.max(10_000, opts.windowMs ?? 10_000);
     this.drainRate = opts.drainEntriesPerSecond ?? 5_000;
     this.writesInFlight = Math.max(1, opts.writesInFlight ?? 3);
     this.keep = new KeepFilter(opts.keep ?? new Map());
@@ -214,19 +238,58 @@ export class HistoryWriter {
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
   async connect(): Promise<void> {
     await this.outbox.ensureGroup();
-    await this.readMapping();
-    if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
+    // Before the mapping (100k entries at a 100k points/s site: a quarter of a second of the runtime's time), which each retry
+    // of an outage read again for nothing.
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
+    // Read first at the first connect; at a reconnection beside the writes (usually the generation only: readMapping).
+    if (this.mappingReadAt === 0) await this.readMapping();
+    else this.refreshMapping();
+    if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
+    const now = await databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000);
+    // The window holds batches accepted by the process seen last; another one answers (or it cannot be told): they may be lost.
+    if (this.window.length > 0 && !sameProcess(this.dbProcess, now)) this.rewriteOwed = true;
+    this.dbProcess = now;
   }
 
+  /** Reads the mapping again beside the writes, unless a read is under way; a failed read keeps the one held (the next is due at once). */
+  private refreshMapping(): void {
+    this.mappingTask ??= this.readMapping()
+      .catch((e: unknown) => this.log.warn({ err: e }, 'could not read the c2m mapping again: the one held is used meanwhile'))
+      .finally(() => {
+        this.mappingTask = undefined;
+      });
+  }
+
+  /**
+   * Reads the mapping unless its generation is the one held (site_load moves it on): at a 100k points/s site reading it
+   * (100k entries) and making the encoder's heads again is about a second of the runtime's thread, which held the rewrite and
+   * the drain back at each reconnection and every minute. The generation is read first, so a load in between reads again next time.
+   */
   private async readMapping(): Promise<void> {
     if (this.opts.models === false) return;
-    this.encoder.setMapping(await this.outbox.readMapping());
+    const generation = await this.outbox.mappingGeneration();
+    if (generation === null || generation !== this.mappingGeneration) {
+      this.encoder.setMapping(await this.outbox.readMapping());
+      this.mappingGeneration = generation;
+    }
     this.mappingReadAt = Date.now();
   }
 
-  /** Writes the recent window again (after a failure); returns the entries written. */
+  /** Writes the recent window again (after a failure) unless the database kept it (the same process); returns the entries written. */
   async rewriteWindow(): Promise<number> {
+    if (!this.rewriteOwed) {
+      this.rewrites.skipped += 1;
+      this.log.info('the history database did not restart: its recent window is not written again');
+      return 0;
+    }
+    const n = await this.writeWindowAgain();
+    // Cleared only once the whole window is written: a rewrite cut short is owed at the next connect, whatever process answers.
+    this.rewriteOwed = false;
+    this.rewrites.written += 1;
+    return n;
+  }
+
+  private async writeWindowAgain(): Promise<number> {
     if (this.window.length === 0) return 0;
     const derived = this.window.flatMap((w) => w.derived);
     if (derived.length > 0) await this.sendLines(derived);
@@ -251,7 +314,7 @@ export class HistoryWriter {
         const entries = await this.redis.outbox.range(this.stream, from, last, max);
         if (entries.length === 0) break;
         const e = await this.encode(entries, undefined);
-        const sent = awaitedLater(this.send(e.body, e.lines)); // awaited below
+        const sent = awaitedLater(this.sendEncoded(e)); // awaited below
         out.push(sent);
         if (out.length >= this.writesInFlight) await out.shift();
         n += entries.length;
@@ -319,7 +382,7 @@ export class HistoryWriter {
       if (compareIds(id, first) < 0) first = id;
       if (compareIds(id, last) > 0) last = id;
     }
-    const sent = awaitedLater(this.send(encoded.body, encoded.lines)); // awaited in settle
+    const sent = awaitedLater(this.sendEncoded(encoded)); // awaited in settle
     this.inFlight.push({
       sent,
       ids: entries.map(([id]) => id),
@@ -401,6 +464,7 @@ export class HistoryWriter {
   async close(): Promise<void> {
     // Batches still out are not acknowledged: their entries stay pending and are read again by the next writer.
     await this.abandon();
+    await this.mappingTask;
   }
 
   /** Entries a batch: batchMaxEntries, fewer when entries are big (batchMaxLines). */
@@ -433,9 +497,9 @@ export class HistoryWriter {
    * lines are written apart).
    */
   private async encode(entries: StreamEntries, clock: number | undefined): Promise<Encoded> {
-    if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) await this.readMapping();
+    if (Date.now() - this.mappingReadAt > (this.opts.mappingRefreshMs ?? 60_000)) this.refreshMapping();
     // The body's bytes, sized from the last batch's.
-    const out = new LineBuffer(this.bodyBytes);
+    const out = new LineBuffer(this.bodyBytes, this.spares.pop());
     const channels = this.opts.channels !== false;
     const models = this.opts.models !== false;
     let skipped = 0;
@@ -481,7 +545,16 @@ export class HistoryWriter {
     }
     if (entries.length > 0) this.linesPerEntry = 0.5 * this.linesPerEntry + 0.5 * Math.max(1, out.lines / entries.length);
     this.bodyBytes = Math.max(1 << 16, out.length + (out.length >> 3));
-    return { body: out.bytes(), lines: out.lines, skipped, derived: clock === undefined ? [] : derived.map(toLine) };
+    return { body: out.bytes(), backing: out.backing, lines: out.lines, skipped, derived: clock === undefined ? [] : derived.map(toLine) };
+  }
+
+  /**
+   * Sends a batch; its buffer is a spare once the database answered (gzip and the socket have read it). Not after a
+   * failure: an aborted request's socket may still be reading it.
+   */
+  private async sendEncoded(e: Encoded): Promise<void> {
+    await this.send(e.body, e.lines);
+    if (this.spares.length <= this.writesInFlight) this.spares.push(e.backing);
   }
 
   private sendLines(lines: readonly string[]): Promise<void> {
@@ -582,6 +655,14 @@ function channelEntry(fields: readonly string[]): { channel: string; ts: number;
   }
   if (src !== 'c' || channel === undefined || text === undefined || !Number.isSafeInteger(ts) || ts <= 0) return undefined;
   return { channel, ts, text };
+}
+
+/**
+ * Whether `now` is the process `before` was: the same start second, and `before` seen at least 2 s after its start, so that
+ * a successor (started after it was seen) cannot have started in the same second.
+ */
+function sameProcess(before: DatabaseProcess | undefined, now: DatabaseProcess | undefined): boolean {
+  return before !== undefined && now !== undefined && before.startS === now.startS && before.uptimeS >= 2;
 }
 
 /** An entry's poll time (its `ts` field), 0 when it has none. */

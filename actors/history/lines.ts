@@ -44,8 +44,15 @@ export class LineBuffer {
   /** Lines so far. */
   lines = 0;
 
-  constructor(capacity = 1 << 16) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, capacity));
+  /** `spare`: a buffer of an earlier body, no longer read by anyone, used again when it is big enough (no allocation a batch). */
+  constructor(capacity = 1 << 16, spare?: Buffer) {
+    const size = Math.max(1024, capacity);
+    this.buf = spare !== undefined && spare.length >= size ? spare : Buffer.allocUnsafe(size);
+  }
+
+  /** The whole buffer the body is built in (to hand back as a spare once the body has been sent). */
+  get backing(): Buffer {
+    return this.buf;
   }
 
   /** Room for `n` more bytes. */

@@ -54,6 +54,11 @@ export class OutboxConsumer {
     this.pendingMayExist = true;
   }
 
+  /** The c2m mapping's generation (mapping:c2m:gen): while it is the same, the mapping is (null: not known). */
+  mappingGeneration(): Promise<string | null> {
+    return outage(this.redis.site.c2mGeneration());
+  }
+
   /** mapping:c2m as `channel:type:point` → model value. */
   async readMapping(): Promise<Map<string, ModelValueTarget>> {
     const mapping = await outage(this.redis.site.c2mMapping());

@@ -115,8 +115,8 @@ export const historySchema = z
       .number()
       .int()
       .min(10_000)
-      .default(15_000)
-      .describe('accepted batches written again after the database failed (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
+      .default(10_000)
+      .describe('accepted batches written again after the database restarted (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
     drainEntriesPerSecond: z.number().positive().default(5_000).describe('pace of a backlog after an outage; new entries keep flowing'),
     channels: z.boolean().default(true).describe('keep raw channel points'),
     models: z.boolean().default(true).describe('keep model values, calculated ones included'),

@@ -103,6 +103,11 @@ export class SiteRedis {
     return new Map(Object.entries(all));
   }
 
+  /** The mapping's generation (site_load moves it on with every load), or null when there is none (no site loaded, FLUSHALL). */
+  c2mGeneration(): Promise<string | null> {
+    return redisCall('GET', () => this.core.client.get(KEYS.mappingC2mGeneration));
+  }
+
   /** The version of the Functions library Redis has loaded. */
   libraryVersion(): Promise<string> {
     return this.core.libraryVersion();

@@ -28,7 +28,7 @@ describe('config: the history section', () => {
       backends: [{ id: 'victoria', kind: 'victoria' }],
       batchMaxEntries: 500,
       batchMaxMs: 200,
-      windowMs: 15_000,
+      windowMs: 10_000,
       drainEntriesPerSecond: 5_000,
       channels: true,
       models: true,

@@ -53,7 +53,7 @@ describe('the history kind', () => {
       bucket: 'b',
       token: 't0k',
       batchMaxEntries: 500,
-      windowMs: 15_000,
+      windowMs: 10_000,
       channels: true,
       models: true,
     });
