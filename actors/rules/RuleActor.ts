@@ -495,7 +495,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       }
       // The names it reads of each model, so that one reading of a notification serves every rule of the model.
       for (const [model, list] of neededOf) {
-        deps.updates.want(model, list.map((x) => x.name));
+        deps.updates.want(
+          model,
+          list.map((x) => x.name),
+        );
       }
       const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
         let triggered = false;
