@@ -620,7 +620,8 @@ export const ruleKind: ActorKind = {
   optional: true,
   children: (site, deps) => {
     const arbiter = new Arbiter();
-    const results = new ResultsJournal(deps.redis.rules);
+    // deps.redis read when a batch is written, not here: planning the tree starts nothing and touches no dependency.
+    const results = new ResultsJournal({ recordMany: (r) => deps.redis.rules.recordMany(r) });
     const updates = new RuleUpdates();
     return site.rules.map((r) => ruleChild(r, { ...deps, arbiter, results, updates, commandTimeoutMs: site.gateway?.commandTimeoutMs }));
   },
