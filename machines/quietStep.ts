@@ -109,10 +109,14 @@ export function quietStepOf<C extends object, E extends EventObject>(machine: An
     return true;
   };
 
+  /** One arguments object for every call: the guards and assigners read it and keep nothing, and none calls back here. */
+  let scratch: { context: C; event: E } | undefined;
   return (state, context, event) => {
     const list = table.get(state)?.get(event.type);
     if (!list) return table.has(state) ? true : undefined;
-    const args = { context, event };
+    const args = (scratch ??= { context, event });
+    args.context = context;
+    args.event = event;
     const t = firstEnabled(list, guards, args);
     if (t === null) return true;
     if (t === undefined || t.moves || t.actions === null) return undefined;

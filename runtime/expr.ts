@@ -56,7 +56,7 @@ const FUNCTIONS: Readonly<Record<string, { arity: [number, number]; fn: (...a: n
 
 export const FUNCTION_NAMES = Object.keys(FUNCTIONS);
 
-type Scope = (ref: string) => number | undefined;
+export type Scope = (ref: string) => number | undefined;
 /** A window function's value over a point's recent values (runtime/domain/window.ts); undefined: none kept. */
 export type WindowScope = (fn: WindowFn, ref: string, ms: number) => number | undefined;
 type Fn = (scope: Scope, windows?: WindowScope) => number;

@@ -46,6 +46,7 @@ import { ResultsJournal } from './resultsJournal.js';
 import { RuleUpdates } from './ruleUpdates.js';
 import {
   conditionEvent,
+  conditionOf,
   evaluateRule,
   eventOf,
   planActions,
@@ -328,7 +329,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         return undefined;
       }
 
-      const evaluation = (now: number): Evaluation => evaluateRule(def, (ref) => inputs.get(ref), inputs.windowScope(now));
+      const evaluation = (now: number): Evaluation => evaluateRule(def, inputs.read, inputs.windowScope(now));
+      const quietCondition: { type: 'CONDITION'; value: boolean; now: number } = { type: 'CONDITION', value: false, now: 0 };
 
       /**
        * Whether an evaluation of a value rule now would commit nothing (the condition as already seen,
@@ -336,13 +338,16 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
        */
       function quietNow(now: number): boolean {
         if (def.event !== null) return false;
-        if (
-          stepRule(
-            stored,
-            conditionEvent(def, (ref) => inputs.get(ref), inputs.windowScope(now), now),
-          )
-        )
-          return false;
+        const windows = inputs.windowScope(now);
+        const c = conditionOf(def, inputs.read, inputs.value, windows);
+        if (c === undefined) {
+          if (stepRule(stored, conditionEvent(def, inputs.read, windows, now))) return false;
+        } else {
+          // One event object for the rule's life: stepRule keeps nothing of it (it copies what it assigns).
+          quietCondition.value = c;
+          quietCondition.now = now;
+          if (stepRule(stored, quietCondition)) return false;
+        }
         return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
       }
 
@@ -502,13 +507,15 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       }
       const apply = (model: string, values: Readonly<Record<string, number>>, qualities: Readonly<Record<string, string>> | undefined, t: number): boolean => {
         let triggered = false;
-        for (const { name, ref, trigger } of neededOf.get(model) ?? []) {
+        const list = neededOf.get(model);
+        if (list === undefined) return false;
+        for (const { name, ref, trigger } of list) {
           if (!(name in values) && !(qualities && name in qualities)) continue;
           const prev = inputs.get(ref);
           const value = values[name] ?? prev?.value ?? null;
           const quality = (qualities?.[name] as Quality | undefined) ?? (name in values ? 'good' : (prev?.quality ?? null));
-          inputs.set(ref, { value, quality }, t);
-          if (trigger && (prev?.value !== value || prev?.quality !== quality)) triggered = true;
+          // In place: `prev` is the same record afterwards, so the change is told by update().
+          if (inputs.update(ref, value, quality, t) && trigger) triggered = true;
         }
         return triggered;
       };

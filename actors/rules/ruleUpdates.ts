@@ -17,17 +17,15 @@ import { parseUpdate } from '../model/ModelActor.js';
 export type RuleUpdate = Pick<ModelUpdate, 'ts' | 'values' | 'quality'>;
 
 export class RuleUpdates {
-  private readonly wanted = new Map<string, { names: Set<string>; set: NameSet }>();
+  private readonly wanted = new Map<string, { names: Set<string>; target: ScanTarget }>();
   private last: { model: string; message: string; update: RuleUpdate | undefined } | undefined;
   private values: Record<string, number> = {};
   private quality: Record<string, string> | undefined;
-  private readonly target: Omit<ScanTarget, 'names'> = {
-    onValue: (name, v) => {
-      this.values[name] = v;
-    },
-    onQuality: (name, q) => {
-      (this.quality ??= {})[name] = q;
-    },
+  private readonly onValue = (name: string, v: number): void => {
+    this.values[name] = v;
+  };
+  private readonly onQuality = (name: string, q: string): void => {
+    (this.quality ??= {})[name] = q;
   };
 
   /** A rule reads these names of `model`'s updates. */
@@ -35,7 +33,7 @@ export class RuleUpdates {
     const w = this.wanted.get(model);
     const all = new Set([...(w?.names ?? []), ...names]);
     if (w && all.size === w.names.size) return;
-    this.wanted.set(model, { names: all, set: new NameSet(all) });
+    this.wanted.set(model, { names: all, target: { names: new NameSet(all), onValue: this.onValue, onQuality: this.onQuality } });
     if (this.last?.model === model) this.last = undefined;
   }
 
@@ -53,7 +51,7 @@ export class RuleUpdates {
     if (!w) return undefined;
     this.values = {};
     this.quality = undefined;
-    const head = scanUpdate(message, { names: w.set, ...this.target });
+    const head = scanUpdate(message, w.target);
     return head ? { ts: head.ts, values: this.values, quality: this.quality } : undefined;
   }
 }

@@ -6,7 +6,7 @@
  * it on a trigger, and the dry run of the API returns it as it is.
  */
 import { renderMessage, type NotifySeverity, type RuleAction, type RuleDef } from '../config/rules.js';
-import type { WindowScope } from '../expr.js';
+import type { Scope, WindowScope } from '../expr.js';
 import type { Quality } from './telemetry.js';
 import type { RuleEvent } from '../../machines/ruleMachine.js';
 import { WindowRing } from './window.js';
@@ -66,13 +66,27 @@ export function eventOf(e: Evaluation, now: number): RuleEvent {
  * The condition reads only the rule's inputs (resolveRules adds each reference it reads to them).
  */
 export function conditionEvent(def: RuleDef, latest: (ref: string) => InputValue | undefined, windows: WindowScope | undefined, now: number): RuleEvent {
+  const c = conditionOf(def, latest, (ref) => latest(ref)?.value ?? undefined, windows);
+  return c === undefined ? eventOf(evaluateRule(def, latest, windows), now) : { type: 'CONDITION', value: c, now };
+}
+
+/**
+ * The condition when every input is good and it is a number (what conditionEvent's CONDITION would
+ * carry); undefined otherwise (then evaluateRule says why). Allocates nothing of its own: `value`
+ * is `latest`'s value, passed in so that a caller asking 10,000 times a second can keep one.
+ */
+export function conditionOf(
+  def: RuleDef,
+  latest: (ref: string) => InputValue | undefined,
+  value: Scope,
+  windows: WindowScope | undefined,
+): boolean | undefined {
   for (const ref of def.inputs) {
     const v = latest(ref);
-    if (v === undefined || v.value === null || (v.quality !== null && v.quality !== 'good')) return eventOf(evaluateRule(def, latest, windows), now);
+    if (v === undefined || v.value === null || (v.quality !== null && v.quality !== 'good')) return undefined;
   }
-  const c = def.when.evaluate((ref) => latest(ref)?.value ?? undefined, windows);
-  if (!Number.isFinite(c)) return eventOf(evaluateRule(def, latest, windows), now);
-  return { type: 'CONDITION', value: c !== 0, now };
+  const c = def.when.evaluate(value, windows);
+  return Number.isFinite(c) ? c !== 0 : undefined;
 }
 
 /** The values the actions of one branch would send, computed from the same inputs. */
@@ -91,7 +105,8 @@ export function planActions(actions: readonly RuleAction[], e: Evaluation, windo
  * for each point that a window function reads.
  */
 export class RuleInputs {
-  private readonly latest = new Map<string, InputValue>();
+  /** Changed in place by `update` (one record per input for the rule's life, not one per change). */
+  private readonly latest = new Map<string, { value: number | null; quality: Quality | null }>();
   private readonly rings = new Map<string, WindowRing>();
 
   constructor(def: Pick<RuleDef, 'windows'>) {
@@ -111,12 +126,35 @@ export class RuleInputs {
 
   /** A value or quality seen at `t`; a value that is not good does not enter the windows. */
   set(ref: string, v: InputValue, t: number): void {
-    this.latest.set(ref, v);
-    if (v.value !== null && (v.quality === null || v.quality === 'good')) this.rings.get(ref)?.push(t, v.value);
+    this.update(ref, v.value, v.quality, t);
   }
 
-  /** The window functions over the rings at `now`. */
-  windowScope(now: number): WindowScope {
+  /**
+   * `set` without an object from the caller; true when the value or the quality differs from
+   * the latest (or there was none). What `get` returned earlier is this record: read it before.
+   */
+  update(ref: string, value: number | null, quality: Quality | null, t: number): boolean {
+    const cur = this.latest.get(ref);
+    let changed = true;
+    if (cur === undefined) this.latest.set(ref, { value, quality });
+    else {
+      changed = cur.value !== value || cur.quality !== quality;
+      cur.value = value;
+      cur.quality = quality;
+    }
+    if (value !== null && (quality === null || quality === 'good')) this.rings.get(ref)?.push(t, value);
+    return changed;
+  }
+
+  /** The latest value of `ref` (undefined when none), one function for the rule's life. */
+  readonly value: Scope = (ref) => this.latest.get(ref)?.value ?? undefined;
+
+  /** The latest value and quality of `ref`, one function for the rule's life. */
+  readonly read = (ref: string): InputValue | undefined => this.latest.get(ref);
+
+  /** The window functions over the rings at `now`; undefined when the rule has none (nothing to make per evaluation). */
+  windowScope(now: number): WindowScope | undefined {
+    if (this.rings.size === 0) return undefined;
     return (fn, ref, ms) => this.rings.get(ref)?.compute(fn, ms, now);
   }
 

@@ -139,10 +139,9 @@ export function simulateRules(rules: readonly RuleDef[], tc: RuleTestConfig): Si
         let triggered = false;
         for (const [ref, v] of changes) {
           if (!r.def.inputs.includes(ref) && !r.triggers.has(ref)) continue;
-          const prev = r.inputs.get(ref);
-          const value = v.value ?? prev?.value ?? null;
-          r.inputs.set(ref, { value, quality: v.quality }, now);
-          if (r.triggers.has(ref) && (prev?.value !== value || prev?.quality !== v.quality)) triggered = true;
+          const value = v.value ?? r.inputs.get(ref)?.value ?? null;
+          // In place: the change is told by update(), not by the record read before it.
+          if (r.inputs.update(ref, value, v.quality, now) && r.triggers.has(ref)) triggered = true;
         }
         if (triggered) step(r, now, 'change', sets);
         if (round > 0) continue;
