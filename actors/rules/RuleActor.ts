@@ -45,7 +45,6 @@ import { commandEnds } from './commandEnds.js';
 import { ResultsJournal } from './resultsJournal.js';
 import { RuleUpdates } from './ruleUpdates.js';
 import {
-  conditionEvent,
   conditionOf,
   evaluateRule,
   eventOf,
@@ -341,7 +340,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         const windows = inputs.windowScope(now);
         const c = conditionOf(def, inputs.read, inputs.value, windows);
         if (c === undefined) {
-          if (stepRule(stored, conditionEvent(def, inputs.read, windows, now))) return false;
+          // Not plain (an input not good, a condition not a number): the full evaluation says which event.
+          if (stepRule(stored, eventOf(evaluateRule(def, inputs.read, windows), now))) return false;
         } else {
           // One event object for the rule's life: stepRule keeps nothing of it (it copies what it assigns).
           quietCondition.value = c;

@@ -60,20 +60,11 @@ export function eventOf(e: Evaluation, now: number): RuleEvent {
 }
 
 /**
- * `eventOf(evaluateRule(def, latest, windows), now)`, without the evaluation's record when every
- * input is good and the condition is a number: a rule evaluated on every change of its inputs (10,000
- * times a second on a busy site) asks this first, to learn whether the step would change anything.
- * The condition reads only the rule's inputs (resolveRules adds each reference it reads to them).
- */
-export function conditionEvent(def: RuleDef, latest: (ref: string) => InputValue | undefined, windows: WindowScope | undefined, now: number): RuleEvent {
-  const c = conditionOf(def, latest, (ref) => latest(ref)?.value ?? undefined, windows);
-  return c === undefined ? eventOf(evaluateRule(def, latest, windows), now) : { type: 'CONDITION', value: c, now };
-}
-
-/**
- * The condition when every input is good and it is a number (what conditionEvent's CONDITION would
- * carry); undefined otherwise (then evaluateRule says why). Allocates nothing of its own: `value`
- * is `latest`'s value, passed in so that a caller asking 10,000 times a second can keep one.
+ * The condition when every input is good and it is a number (the value of the CONDITION event evaluateRule
+ * would give); undefined otherwise (then evaluateRule says why). Allocates nothing of its own: `value`
+ * is `latest`'s value, passed in so that a caller asking 10,000 times a second can keep one. A rule
+ * evaluated on every change of its inputs asks this first, to learn whether its step would change
+ * anything. The condition reads only the rule's inputs (resolveRules adds each reference it reads).
  */
 export function conditionOf(
   def: RuleDef,

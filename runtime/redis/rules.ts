@@ -193,12 +193,6 @@ export class RulesRedis {
     }
   }
 
-  /** Journals what came of an execution's actions and adds to the rule's counters. */
-  async record(id: string, of: string, results: unknown, counters: Readonly<Record<string, number>> = {}, ts = Date.now()): Promise<string> {
-    const [entry] = await this.recordMany([{ id, of, results, counters, ts }]);
-    return entry!;
-  }
-
   /** Journals what came of several executions (of any rules) in one call; resolves to their entry ids, in order. */
   async recordMany(records: readonly RuleResults[]): Promise<string[]> {
     if (records.length === 0) return [];

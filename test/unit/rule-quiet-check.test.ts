@@ -1,14 +1,16 @@
 /**
- * The rule actor's quiet check (conditionEvent): on every change of a rule's
- * inputs it asks for the event an evaluation would give without building the
- * evaluation. Law: it is the event of the full evaluation, for every rule of
- * the demo site and any values and qualities of their inputs, missing ones
- * and windows included.
+ * The rule actor's quiet check (conditionOf): on every change of a rule's
+ * inputs it asks for the condition without building the evaluation, and falls
+ * back to the full evaluation when it cannot tell (an input not good, a
+ * condition not a number). Law: when it tells, its CONDITION is the event of the
+ * full evaluation, and it tells whenever that event is a CONDITION; for every
+ * rule of the demo site and any values and qualities of their inputs, missing
+ * ones and windows included.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
-import { conditionEvent, evaluateRule, eventOf, RuleInputs, type InputValue } from '../../runtime/domain/ruleEvaluation.js';
+import { conditionOf, evaluateRule, eventOf, RuleInputs, type InputValue } from '../../runtime/domain/ruleEvaluation.js';
 import type { Quality } from '../../runtime/domain/telemetry.js';
 
 const site = loadConfig('config');
@@ -38,9 +40,11 @@ describe('the quiet check of a rule', () => {
               const v: InputValue | undefined = values[i % values.length];
               if (v) inputs.set(ref, v, now);
             });
-            const latest = (ref: string) => inputs.get(ref);
             const windows = inputs.windowScope(now);
-            expect(conditionEvent(def, latest, windows, now)).toEqual(eventOf(evaluateRule(def, latest, windows), now));
+            const full = eventOf(evaluateRule(def, inputs.read, windows), now);
+            const c = conditionOf(def, inputs.read, inputs.value, windows);
+            expect(c === undefined, JSON.stringify(full)).toBe(full.type !== 'CONDITION');
+            if (c !== undefined) expect({ type: 'CONDITION', value: c, now }).toEqual(full);
           }
         },
       ),
