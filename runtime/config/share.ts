@@ -18,7 +18,12 @@
 /** One site's shared values, alive only while the site is resolved. */
 export class ValueSharer {
   private readonly strings = new Map<string, string>();
+  /** The shared objects by their content's key (see `key`). */
   private readonly objects = new Map<string, object>();
+  /** Each shared object's number: an object that holds it is keyed by this number, not by its content again. */
+  private readonly ids = new Map<object, number>();
+  /** Field names as JSON strings, made once each. */
+  private readonly names = new Map<string, string>();
 
   /** The shared copy of `value`: a string, a plain object of such values (deeply), or the value itself. */
   share<T>(value: T): T {
@@ -26,12 +31,17 @@ export class ValueSharer {
     if (!isPlainObject(value)) return value;
     // A spread copy keeps the fields in-object (the parser's objects may hold them in an extra array).
     const copy: Record<string, unknown> = { ...value };
-    for (const k of Object.keys(copy)) copy[k] = this.share(copy[k]);
-    const key = identity(copy);
+    let key: string | undefined = '{';
+    for (const k of Object.keys(copy)) {
+      const v = (copy[k] = this.share(copy[k]));
+      const part: string | undefined = key === undefined ? undefined : this.part(v);
+      key = part === undefined ? undefined : `${key}${this.name(k)}${part}`;
+    }
     if (key === undefined) return copy as T;
     const known = this.objects.get(key);
     if (known) return known as T;
     this.objects.set(key, copy);
+    this.ids.set(copy, this.ids.size);
     return copy as T;
   }
 
@@ -41,13 +51,13 @@ export class ValueSharer {
    * The map must not be changed afterwards (it is handed out as a ReadonlyMap).
    */
   shareMap<V>(map: Map<string, V>): ReadonlyMap<string, V> {
-    const parts: string[] = [];
+    let key = 'map';
     for (const [k, v] of map) {
-      const value = isPlainObject(v) ? identity(v) : typeof v === 'string' ? JSON.stringify(v) : undefined;
-      if (value === undefined) return map;
-      parts.push(JSON.stringify(k), value);
+      // A plain object is keyed by its shared copy's number: equal content, equal number.
+      const part = this.part(isPlainObject(v) ? this.share(v) : v);
+      if (part === undefined) return map;
+      key += `${this.name(k)}${part}`;
     }
-    const key = `map\u0000${parts.join('\u0000')}`;
     const known = this.objects.get(key);
     if (known) return known as ReadonlyMap<string, V>;
     this.objects.set(key, map);
@@ -59,6 +69,40 @@ export class ValueSharer {
     if (known !== undefined) return known;
     this.strings.set(s, s);
     return s;
+  }
+
+  private name(k: string): string {
+    let n = this.names.get(k);
+    if (n === undefined) {
+      n = JSON.stringify(k);
+      this.names.set(k, n);
+    }
+    return n;
+  }
+
+  /**
+   * A value's part of its holder's key, self-delimiting and telling apart what `Object.is`
+   * does (-0 and 0, NaN, undefined and an absent key by the key's name): undefined for
+   * anything but numbers, strings, booleans, null, undefined and shared plain objects.
+   */
+  private part(v: unknown): string | undefined {
+    switch (typeof v) {
+      case 'string':
+        return `s${JSON.stringify(v)}`;
+      case 'number':
+        return Object.is(v, -0) ? 'n-0;' : `n${v};`;
+      case 'boolean':
+        return v ? 't' : 'f';
+      case 'undefined':
+        return 'u';
+      case 'object': {
+        if (v === null) return 'z';
+        const id = this.ids.get(v);
+        return id === undefined ? undefined : `o${id};`;
+      }
+      default:
+        return undefined;
+    }
   }
 }
 
@@ -72,22 +116,4 @@ export function flatString(s: string): string {
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype;
-}
-
-/**
- * The keys (undefined-valued ones too) and the JSON of the values, with what JSON
- * cannot tell apart (-0, non-finite numbers) written out; undefined for a value
- * that holds anything but numbers, strings, booleans, null, undefined and plain objects.
- */
-function identity(o: Record<string, unknown>): string | undefined {
-  let plain = true;
-  const json = JSON.stringify(o, (_k, v: unknown) => {
-    if (typeof v === 'number') return Object.is(v, -0) || !Number.isFinite(v) ? `\u0000${Object.is(v, -0) ? '-0' : String(v)}` : v;
-    if (typeof v === 'string') return v.startsWith('\u0000') ? `\u0000${v}` : v;
-    if (v === null || v === undefined || typeof v === 'boolean') return v;
-    if (isPlainObject(v)) return Object.keys(v).length === 0 ? v : { '\u0000keys': Object.keys(v).join(','), ...v };
-    plain = false;
-    return null;
-  });
-  return plain ? json : undefined;
 }

@@ -25,13 +25,27 @@ interface YamlMount {
   source: YamlFile;
   docPath: Path;
 }
+/** A point table as read once, whichever channels name it: its header and its rows' cells. */
+interface CsvTable {
+  readonly file: string;
+  /** The header's names, and each split at its dots (`sim.kind` → a nested field). */
+  readonly names: readonly string[];
+  readonly paths: readonly (readonly string[])[];
+  readonly headerCols: readonly number[];
+  readonly rows: readonly CsvRow[];
+}
+interface CsvRow {
+  readonly line: number;
+  /** The row's text, for a cell's column when a problem is reported (found then, not for every row). */
+  readonly raw: string;
+  /** Each non-empty cell as [index in the header, value]. */
+  readonly cells: readonly (readonly [number, unknown])[];
+}
 interface CsvMount {
   kind: 'csv';
-  file: string;
-  line: number;
-  columns: ReadonlyMap<string, number>;
+  table: CsvTable;
+  row: CsvRow;
 }
-type Mount = YamlMount | CsvMount;
 
 export interface ConfigSource {
   readonly dir: string;
@@ -47,7 +61,9 @@ const MAP_SECTIONS = new Set(['templates']);
 export function readConfigFolder(dirArg: string): ConfigSource {
   const dir = resolve(dirArg);
   const issues: ConfigIssue[] = [];
-  const mounts = new Map<string, Mount>();
+  const mounts = new Map<string, YamlMount>();
+  /** Rows of point tables, by channel index and point index (`channels[ci].points[pi]`): 100k points need no 100k keys. */
+  const rows = new Map<number, CsvMount[]>();
   const raw: Record<string, unknown> = {};
   const key = (p: Path) => JSON.stringify(p);
   // Relative to the working directory when the file is under it; else as given (an absolute path, not ../../tmp/…).
@@ -57,14 +73,17 @@ export function readConfigFolder(dirArg: string): ConfigSource {
   };
 
   const locate = (path: Path, opts: { key?: boolean } = {}): SourcePosition => {
+    const [section, ci, points, pi] = path;
+    const row = section === 'channels' && points === 'points' && typeof ci === 'number' && typeof pi === 'number' ? rows.get(ci)?.[pi] : undefined;
+    if (row) {
+      const rest = path.slice(4);
+      const col = typeof rest[0] === 'string' ? (csvColumn(row, rest.map(String).join('.')) ?? csvColumn(row, rest[0])) : undefined;
+      return { file: row.table.file, line: row.row.line, column: col ?? 1 };
+    }
     for (let n = path.length; n >= 0; n--) {
       const m = mounts.get(key(path.slice(0, n)));
       if (!m) continue;
       const rest = path.slice(n);
-      if (m.kind === 'csv') {
-        const col = typeof rest[0] === 'string' ? (m.columns.get(rest.map(String).join('.')) ?? m.columns.get(rest[0])) : undefined;
-        return { file: m.file, line: m.line, column: col ?? 1 };
-      }
       return yamlPosition(m, [...m.docPath, ...rest], opts.key === true);
     }
     return { file: rel(dir), line: 1, column: 1 };
@@ -144,19 +163,20 @@ export function readConfigFolder(dirArg: string): ConfigSource {
     }
   }
 
-  readPointTables(dir, raw, mounts, key, issues, locate, rel);
+  readPointTables(dir, raw, rows, issues, locate, rel);
   return { dir, raw, issues, locate };
 }
 
 function readPointTables(
   dir: string,
   raw: Record<string, unknown>,
-  mounts: Map<string, Mount>,
-  key: (p: Path) => string,
+  rows: Map<number, CsvMount[]>,
   issues: ConfigIssue[],
   locate: ConfigSource['locate'],
   rel: (f: string) => string,
 ): void {
+  // A table named by many channels (100 devices of one kind) is read and checked once; each channel gets its own point objects.
+  const tables = new Map<string, CsvTable | undefined>();
   const channels = Array.isArray(raw.channels) ? (raw.channels as unknown[]) : [];
   channels.forEach((ch, ci) => {
     if (!ch || typeof ch !== 'object') return;
@@ -165,6 +185,8 @@ function readPointTables(
     if (files.length === 0) return;
     if (channel.points !== undefined && !Array.isArray(channel.points)) return;
     const points = (channel.points ??= []) as unknown[];
+    const mounted: CsvMount[] = [];
+    rows.set(ci, mounted);
     files.forEach((f, fi) => {
       const at = typeof channel.pointsFile === 'string' ? ['channels', ci, 'pointsFile'] : ['channels', ci, 'pointsFile', fi];
       if (typeof f !== 'string') return;
@@ -183,46 +205,55 @@ function readPointTables(
         });
         return;
       }
-      const file = rel(path);
-      let rows: Array<{ record: string[]; raw: string; info: { lines: number } }>;
-      try {
-        rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: '#' }) as unknown as typeof rows;
-      } catch (e) {
-        const err = e as Error & { lines?: number };
-        const counts = /^Invalid Record Length: expect (\d+), got (\d+)/.exec(err.message);
-        const message = counts ? `this row has ${counts[2]} cells, the header ${counts[1]}` : firstLine(err.message);
-        issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message });
-        return;
-      }
-      const [header, ...body] = rows;
-      if (!header) return;
-      const headerCols = cellColumns(header.raw);
-      const names = header.record;
-      for (const row of body) {
-        const cols = cellColumns(row.raw);
-        if (row.record.length !== names.length) {
-          issues.push({
-            file,
-            line: row.info.lines,
-            column: 1,
-            code: 'CSV_SHAPE',
-            message: `row has ${row.record.length} cells, the header has ${names.length}`,
-          });
-          continue;
-        }
+      if (!tables.has(path)) tables.set(path, readCsvTable(rel(path), text, issues));
+      const table = tables.get(path);
+      if (!table) return;
+      for (const row of table.rows) {
         const point: Record<string, unknown> = {};
-        const columns = new Map<string, number>();
-        names.forEach((name, i) => {
-          columns.set(name, cols[i] ?? headerCols[i] ?? 1);
-          const cell = row.record[i] ?? '';
-          if (cell !== '') setDotted(point, name, coerceCell(cell));
-        });
-        mounts.set(key(['channels', ci, 'points', points.length]), { kind: 'csv', file, line: row.info.lines, columns });
+        for (const [i, value] of row.cells) setPath(point, table.paths[i]!, value);
+        mounted[points.length] = { kind: 'csv', table, row };
         points.push(point);
       }
     });
     delete channel.pointsFile;
   });
+}
+
+/** A point table's header and rows; its problems (syntax, a row's shape) go to `issues` once, whichever channels name it. */
+function readCsvTable(file: string, text: string, issues: ConfigIssue[]): CsvTable | undefined {
+  let rows: Array<{ record: string[]; raw: string; info: { lines: number } }>;
+  try {
+    rows = parseCsv(text, { info: true, raw: true, skip_empty_lines: true, trim: true, comment: '#' }) as unknown as typeof rows;
+  } catch (e) {
+    const err = e as Error & { lines?: number };
+    const counts = /^Invalid Record Length: expect (\d+), got (\d+)/.exec(err.message);
+    const message = counts ? `this row has ${counts[2]} cells, the header ${counts[1]}` : firstLine(err.message);
+    issues.push({ file, line: err.lines ?? 1, column: 1, code: 'CSV_SYNTAX', message });
+    return undefined;
+  }
+  const [header, ...body] = rows;
+  if (!header) return { file, names: [], paths: [], headerCols: [], rows: [] };
+  const names = header.record;
+  const table: CsvTable = { file, names, paths: names.map((n) => n.split('.')), headerCols: cellColumns(header.raw), rows: [] };
+  const out = table.rows as CsvRow[];
+  for (const row of body) {
+    if (row.record.length !== names.length) {
+      issues.push({ file, line: row.info.lines, column: 1, code: 'CSV_SHAPE', message: `row has ${row.record.length} cells, the header has ${names.length}` });
+      continue;
+    }
+    const cells: [number, unknown][] = [];
+    row.record.forEach((cell, i) => {
+      if (cell !== '') cells.push([i, coerceCell(cell)]);
+    });
+    out.push({ line: row.info.lines, raw: row.raw, cells });
+  }
+  return table;
+}
+
+/** The column where the cell of header name `name` starts in a point's row. */
+function csvColumn(m: CsvMount, name: string): number | undefined {
+  const i = m.table.names.indexOf(name);
+  return i < 0 ? undefined : (cellColumns(m.row.raw)[i] ?? m.table.headerCols[i] ?? 1);
 }
 
 function coerceCell(cell: string): unknown {
@@ -231,10 +262,9 @@ function coerceCell(cell: string): unknown {
   return cell;
 }
 
-function setDotted(obj: Record<string, unknown>, dotted: string, value: unknown): void {
-  const parts = dotted.split('.');
+function setPath(obj: Record<string, unknown>, parts: readonly string[], value: unknown): void {
   let cur = obj;
-  for (const p of parts.slice(0, -1)) cur = (cur[p] ??= {}) as Record<string, unknown>;
+  for (let i = 0; i < parts.length - 1; i++) cur = (cur[parts[i]!] ??= {}) as Record<string, unknown>;
   cur[parts[parts.length - 1]!] = value;
 }
 

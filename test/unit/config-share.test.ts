@@ -54,6 +54,37 @@ describe('shared config values', () => {
     expect(s.share({ list: [1, 2], fn })).not.toBe(withArray);
   });
 
+  it('property: two values are one shared object exactly when they are equal (keys in order, Object.is on leaves, nested alike)', () => {
+    const leaf = fc.oneof(
+      fc.constantFrom(0, -0, 1, Number.NaN, Number.POSITIVE_INFINITY),
+      fc.constantFrom('', 'a', '"', 'n1;'),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constant(undefined),
+    );
+    const keys = fc.constantFrom('a', 'b', '"c"', '');
+    const { tree } = fc.letrec((tie) => ({
+      tree: fc.dictionary(keys, fc.oneof({ depthSize: 'small' }, leaf, tie('tree')), { maxKeys: 3, noNullPrototype: true }),
+    }));
+    const equal = (x: unknown, y: unknown): boolean => {
+      if (typeof x !== 'object' || x === null || typeof y !== 'object' || y === null) return Object.is(x, y);
+      const kx = Object.keys(x);
+      const ky = Object.keys(y);
+      return kx.length === ky.length && kx.every((k, i) => k === ky[i] && equal((x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k]));
+    };
+    fc.assert(
+      fc.property(tree, tree, (a, b) => {
+        const s = new ValueSharer();
+        const sa = s.share(a);
+        const sb = s.share(b);
+        expect(equal(sa, a)).toBe(true);
+        expect(equal(sb, b)).toBe(true);
+        expect(sa === sb).toBe(equal(a, b));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('equal maps of names are one map; a map that differs in a name, a value or the order is its own', () => {
     const s = new ValueSharer();
     const unit = (u: string | undefined) => s.share({ unit: u });

@@ -176,6 +176,31 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(short).toMatchObject({ file: 'p.csv', line: 3, column: 1, code: 'CSV_SYNTAX', message: 'this row has 2 cells, the header 4' });
   });
 
+  it('CSV point tables: a table named by two channels is read once, its problems told for each channel at the row', () => {
+    const csv = 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,2,constant,abc\n';
+    const yaml = 'channels:\n  - id: 7\n    protocol: virtual\n    pointsFile: p.csv\n  - id: 8\n    protocol: virtual\n    pointsFile: p.csv\n';
+    const issues = issuesOf({ 'channels.yaml': yaml, 'p.csv': csv });
+    expect(issues.map((i) => [i.file, i.line, i.column, i.code])).toEqual([
+      ['p.csv', 3, 14, 'WRONG_TYPE'],
+      ['p.csv', 3, 14, 'WRONG_TYPE'],
+    ]);
+    // A broken table is one problem, however many channels name it.
+    const broken = issuesOf({ 'channels.yaml': yaml, 'p.csv': 'type,id,sim.kind,sim.value\nm,1,constant,1\nm,2\n' });
+    expect(broken.map((i) => [i.file, i.line, i.code])).toEqual([['p.csv', 3, 'CSV_SYNTAX']]);
+    // Each channel gets points of its own values (shared when equal, after the checks).
+    const ok = loadConfig(writeSite({ 'channels.yaml': yaml, 'p.csv': csv.replace('abc', '2') }));
+    expect(ok.channels.map((c) => c.points.map((p) => [p.type, p.id]))).toEqual([
+      [
+        ['m', 1],
+        ['m', 2],
+      ],
+      [
+        ['m', 1],
+        ['m', 2],
+      ],
+    ]);
+  });
+
   it('a model takes its points from a channel by name', () => {
     const named = CHANNEL.replace('{ type: m, id: 1,', '{ type: m, id: 1, name: P,').replace('{ type: m, id: 2,', '{ type: m, id: 2, name: Q,');
     const dir = writeSite({ 'channels.yaml': named, 'models.yaml': 'models:\n  - id: pv1\n    measurements: { P: {}, Q: {} }\n    channel: 1001\n' });
