@@ -161,6 +161,14 @@ export async function runGatewayChild(): Promise<number> {
         `the gateway serves on port ${server.port}, ${uptimeMs} ms after its process started (start message at ${startedAtMs} ms, Redis ready at ${redisAtMs} ms)`,
       );
       tell({ type: 'listening', port: server.port });
+      // The feed reads the site's values after the gateway listens; if that fails, so does the gateway.
+      try {
+        await server.ready;
+      } catch (e) {
+        log.error({ err: e }, `the gateway could not read the site's values: ${errorMessage(e)}`);
+        tell({ type: 'failed', message: errorMessage(e) });
+        stop(1);
+      }
     }),
     { source: 'gateway start' },
   );

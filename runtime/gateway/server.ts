@@ -38,6 +38,8 @@ export interface GatewayHost {
 
 export interface GatewayServer {
   readonly port: number;
+  /** Settles once the feed has read the site's values (it listens before); rejects if that failed. */
+  readonly ready: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -76,7 +78,7 @@ export async function startGatewayServer(
     staticRoutes(http.app);
     metricsRoutes(http, redis, feed, host);
     historyRoutes(http, history ? new HistoryQueries(history) : undefined);
-    await feed.start();
+    feed.start();
     const doc = openApiDocument();
     http.route('get', '/api/v1/openapi.json', 'public', async () => ({ status: 200, body: doc }));
     http.notFound();
@@ -96,6 +98,7 @@ export async function startGatewayServer(
   }
   return {
     port,
+    ready: feed.ready,
     async stop() {
       await stopFeeds();
       http.close();

@@ -260,7 +260,22 @@ export class TelemetryFeed {
     }
   }
 
-  async start(): Promise<void> {
+  /**
+   * Registers the WebSocket route and starts reading: the subscriptions, then every model's and
+   * channel's values into the caches. It returns at once, so that the gateway listens (REST answers
+   * from Redis meanwhile) without waiting for a large site's values (100k points: ~2–3 s); clients'
+   * snapshots wait for `ready`, which rejects if the reading failed (the gateway then fails).
+   */
+  start(): void {
+    this.ready = this.subscribeAndLoad();
+    // Handled here as well: the gateway awaits it after listening, and a failure before that is not unhandled.
+    this.ready.catch(() => undefined);
+  }
+
+  /** Settles once the subscriptions are made and the caches loaded. */
+  ready: Promise<void> = Promise.resolve();
+
+  private async subscribeAndLoad(): Promise<void> {
     // First: uWS has no topic tree before a WebSocket route exists (numSubscribers would crash).
     this.http.app.ws<Client>('/ws', {
       maxPayloadLength: 16 * 1024,
@@ -343,6 +358,9 @@ export class TelemetryFeed {
   }
 
   private async sendSnapshots(ws: uWS.WebSocket<Client>, topics: string[]): Promise<void> {
+    // A snapshot from the caches, once loaded: one read from Redis while they load could miss a change made
+    // between that read and the client's subscription to the topic (its entry was not tracking it then).
+    await this.ready;
     for (const topic of topics) {
       const source = this.sources.find((s) => s.owns(topic));
       const text = source ? await source.snapshot(topic) : frame(topic, await this.snapshot(topic), true);
@@ -395,6 +413,8 @@ export class TelemetryFeed {
   }
 
   async stop(): Promise<void> {
+    // Subscriptions still being made would outlive the feed.
+    await this.ready.catch(() => undefined);
     if (this.timer) clearInterval(this.timer);
     this.removeReconnect?.();
     this.coalescer.stop();

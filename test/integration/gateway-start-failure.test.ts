@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import type { GatewayConfig } from '../../runtime/config/schema.js';
 import { startGatewayServer } from '../../runtime/gateway/server.js';
+import { ValueCache } from '../../runtime/gateway/valueCache.js';
 import { TelemetryFeed } from '../../runtime/gateway/ws.js';
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import { describeSite } from '../../runtime/runtime.js';
@@ -60,8 +61,8 @@ const reconnectListeners = () => (subs as unknown as { reconnectListeners: Set<u
 describe('a gateway whose start fails after its feeds started', () => {
   it('stops them: no subscription and no reconnect listener is left, and the next start serves', async () => {
     const start = TelemetryFeed.prototype.start;
-    const spy = vi.spyOn(TelemetryFeed.prototype, 'start').mockImplementationOnce(async function (this: TelemetryFeed) {
-      await start.call(this);
+    const spy = vi.spyOn(TelemetryFeed.prototype, 'start').mockImplementationOnce(function (this: TelemetryFeed) {
+      start.call(this);
       throw new Error('the telemetry feed failed late in its start');
     });
     try {
@@ -75,10 +76,29 @@ describe('a gateway whose start fails after its feeds started', () => {
     // The same connection serves a gateway that starts: its subscriptions were made (so the check above could fail).
     const gw = await startGatewayServer(gateway, bus, subs, host);
     expect((await fetch(`http://127.0.0.1:${gw.port}/api/v1/openapi.json`)).status).toBe(200);
+    await gw.ready;
     expect((await channelsSubscribed()).length).toBeGreaterThan(2);
     expect(reconnectListeners()).toBe(1);
     await gw.stop();
     expect(await channelsSubscribed()).toEqual([]);
     expect(reconnectListeners()).toBe(0);
+  });
+
+  it("listens before it has read the site's values; if that reading fails, `ready` says so and stopping leaves nothing behind", async () => {
+    const spy = vi.spyOn(ValueCache.prototype, 'load').mockRejectedValueOnce(new Error('the values could not be read'));
+    try {
+      const gw = await startGatewayServer(gateway, bus, subs, host);
+      // REST answers meanwhile (from Redis).
+      expect((await fetch(`http://127.0.0.1:${gw.port}/api/v1/openapi.json`)).status).toBe(200);
+      await expect(gw.ready).rejects.toThrow('could not be read');
+      await gw.stop();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await channelsSubscribed()).toEqual([]);
+    expect(reconnectListeners()).toBe(0);
+    const gw = await startGatewayServer(gateway, bus, subs, host);
+    await gw.ready;
+    await gw.stop();
   });
 });
