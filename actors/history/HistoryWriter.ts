@@ -108,6 +108,12 @@ export interface HistoryWriterOptions {
   readonly channels?: boolean;
   /** Model values: calculated ones (model_set) and measurements mapped from channel points (default true). */
   readonly models?: boolean;
+  /**
+   * The quality beside a channel point's or mapped model value's value: where it changed, on a series' first value after a
+   * start, a failure or a database restart, in the window written again, and otherwise at least this often (poll time;
+   * default 60 s). 0: on every line. Quality marks (no value) and the other samples always carry it (lines.ts).
+   */
+  readonly qualityEveryMs?: number;
   /** What is kept of each series that is not plain on-change (series id → policy; keep.ts). */
   readonly keep?: KeepPolicies;
   /** Interval ends and heartbeats are written this long after they are due, so that a late poll still counts (default 5 s). */
@@ -137,6 +143,9 @@ const TIER_CHECK_MS = 5_000;
  * runs at most once this often (so a writer never caught up still gets its tiers).
  */
 const TIER_CHECK_BEHIND_MS = 60_000;
+
+/** The quality beside a value at least this often a series, else where it changed (HistoryWriterOptions.qualityEveryMs). */
+export const QUALITY_EVERY_MS = 60_000;
 
 /** While batches flow, the database's process is read (its /metrics) at most this often, beside the writes: a restart with no failed write. */
 const DB_CHECK_MS = 2_000;
@@ -264,7 +273,12 @@ export class HistoryWriter {
     const q = encodeURIComponent;
     this.writePath = `/api/v2/write?org=${q(opts.org ?? 'voltage')}&bucket=${q(opts.bucket ?? 'voltage')}&precision=ms`;
     const policies = [...(opts.keep ?? new Map())].filter(([, k]) => k.mode !== 'on-change' || k.maxGapMs !== undefined).map(([id]) => id);
-    this.encoder = new LineEncoder({ channels: opts.channels !== false, models: opts.models !== false, policies });
+    this.encoder = new LineEncoder({
+      channels: opts.channels !== false,
+      models: opts.models !== false,
+      policies,
+      qualityEveryMs: opts.qualityEveryMs ?? QUALITY_EVERY_MS,
+    });
   }
 
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
@@ -357,6 +371,9 @@ export class HistoryWriter {
       this.recentTiers = [];
     }
     const ranges = this.window.filter((w) => w.first !== '');
+    // The window's lines carry the first quality of each series and every change again (the database may have lost them), and so
+    // do the batches after it (reset again below): the encoder's note of what was written covers neither.
+    this.encoder.resetQuality();
     let n = 0;
     let first = ranges[0]?.first ?? '';
     let last = ranges[0]?.last ?? '';
@@ -383,6 +400,7 @@ export class HistoryWriter {
     } finally {
       // A failure leaves none out behind it.
       await Promise.allSettled(out);
+      this.encoder.resetQuality();
     }
     const now = Date.now();
     for (const w of this.window) w.at = now;
@@ -528,6 +546,8 @@ export class HistoryWriter {
     const out = this.inFlight;
     this.inFlight = [];
     this.outbox.pendingMayExist = true;
+    // Their lines may not be stored: the qualities they carried are written again with the next values.
+    this.encoder.resetQuality();
     await Promise.allSettled(out.map((b) => b.sent));
     await this.tierTask;
   }

@@ -20,6 +20,18 @@
  * plain (leading zeros, an exponent, anything odd) goes through decodeEntry's
  * checks and toLine. Series with a keep policy other than plain on-change
  * come back as samples, for the KeepFilter.
+ *
+ * The quality field beside a value is written only when the series needs it
+ * (`qualityEveryMs` > 0): when it differs from the last one written, on the
+ * series' first value since the encoder's state was reset (a new writer, a
+ * failure, a database restart, the window written again: resetQuality), and
+ * when the last one written is `qualityEveryMs` or more older (poll time) or
+ * newer (a repeat) than the value. A quality mark (no value) always has it.
+ * VictoriaMetrics stores `value=…,quality=0i` as two rows; written on every
+ * line, the quality row cost it 20–30 % of its time a line (round 16), for a
+ * field that is `good` beside every value a channel sends. A value's quality
+ * is the newest quality sample at or before it within `qualityEveryMs`
+ * (last_over_time; the README's series naming).
  */
 import type { PointType } from '../../runtime/config/site.js';
 import type { ModelValueTarget } from '../outbox/consumer.js';
@@ -121,6 +133,9 @@ interface ChannelHeads {
   readonly modelBytes: Buffer;
   /** Point keys whose model value has a keep policy, or a prefix too long to pack: the sample way. */
   readonly modelSlow: ReadonlyMap<number, ModelValueTarget>;
+  /** The quality last written of each point's channel series and model value, by point key: its poll time × 4 + its code. */
+  readonly pointQuality: Map<number, number>;
+  readonly modelQuality: Map<number, number>;
 }
 
 /**
@@ -157,6 +172,8 @@ export class LineEncoder {
       readonly models: boolean;
       /** Series ids with a keep policy other than plain on-change (the KeepFilter's); their samples come back as objects. */
       readonly policies?: Iterable<string>;
+      /** The quality beside a value at least this often a series (poll time), else only where it changed (0: on every line). */
+      readonly qualityEveryMs?: number;
     },
   ) {
     for (const id of opts.policies ?? []) {
@@ -183,6 +200,30 @@ export class LineEncoder {
         list.push([Number(m[3]) * 4 + POINT_TYPE_INDEX[m[2] as PointType], target]);
       }
     for (const [channel, list] of byChannel) this.channels.set(channel, this.makeHeads(channel, list));
+  }
+
+  /**
+   * Forgets the quality written of every series: the next value of each carries it. After lines that may not have been
+   * stored (a failed batch, a database restart) and around the window written again, whose lines carry every change again.
+   */
+  resetQuality(): void {
+    for (const h of this.channels.values()) {
+      h.pointQuality.clear();
+      h.modelQuality.clear();
+    }
+  }
+
+  /** Whether a value of the series (`written`, by point key) at `ts` with quality code `q` carries the quality; if so, it is noted. */
+  private withQuality(written: Map<number, number>, key: number, ts: number, q: number): boolean {
+    const every = this.opts.qualityEveryMs ?? 0;
+    if (every <= 0) return true;
+    const last = written.get(key);
+    if (last !== undefined && last % 4 === q) {
+      const age = ts - (last - q) / 4;
+      if (age >= 0 && age < every) return false;
+    }
+    written.set(key, ts * 4 + q);
+    return true;
   }
 
   private headsOf(channel: string): ChannelHeads {
@@ -212,7 +253,15 @@ export class LineEncoder {
         size += prefix.length;
       }
     }
-    return { point, pointPolicy: this.pointPolicies.get(channel), model, modelBytes: Buffer.concat(prefixes, size), modelSlow };
+    return {
+      point,
+      pointPolicy: this.pointPolicies.get(channel),
+      model,
+      modelBytes: Buffer.concat(prefixes, size),
+      modelSlow,
+      pointQuality: new Map(),
+      modelQuality: new Map(),
+    };
   }
 
   /**
@@ -229,6 +278,7 @@ export class LineEncoder {
     // The end of a line, per quality code: after a value, and alone (a quality mark).
     const afterValue = [0, 1, 2, 3].map((q) => Buffer.from(`,quality=${q}i ${ts}\n`));
     const alone = [0, 1, 2, 3].map((q) => Buffer.from(`quality=${q}i ${ts}\n`));
+    const bare = Buffer.from(` ${ts}\n`);
     const samples: HistorySample[] = [];
     const channels = this.opts.channels;
     try {
@@ -263,10 +313,11 @@ export class LineEncoder {
             if (noValue) {
               out.ascii(' ', 0, 1);
               out.put(alone[q]!);
+              h.pointQuality.set(key, ts * 4 + q);
             } else {
               out.put(SP_VALUE);
               out.ascii(text, b + 1, c);
-              out.put(afterValue[q]!);
+              out.put(this.withQuality(h.pointQuality, key, ts, q) ? afterValue[q]! : bare);
             }
             out.lines += 1;
           }
@@ -277,11 +328,13 @@ export class LineEncoder {
           const len = packed % 1024;
           out.reserve(len + (c - b) + TAIL_ROOM);
           out.copy(h.modelBytes, off, off + len);
-          if (noValue) out.put(alone[q]!);
-          else {
+          if (noValue) {
+            out.put(alone[q]!);
+            h.modelQuality.set(key, ts * 4 + q);
+          } else {
             out.put(VALUE);
             out.ascii(text, b + 1, c);
-            out.put(afterValue[q]!);
+            out.put(this.withQuality(h.modelQuality, key, ts, q) ? afterValue[q]! : bare);
           }
           out.lines += 1;
         } else {
@@ -311,6 +364,9 @@ export class LineEncoder {
     const [s] = decodeEntry(['src', 'c', 'id', channel, 'ts', String(ts), 'p', line]) as [HistorySample];
     if (s.series.kind !== 'point') return;
     const key = s.series.point * 4 + POINT_TYPE_INDEX[s.series.type];
+    // Written with its quality (toLine), which the fast way's note would not know of: the next value there carries it again.
+    h.pointQuality.delete(key);
+    h.modelQuality.delete(key);
     if (this.opts.channels) this.slowSample(s, out, samples, h.pointPolicy?.has(key) === true);
     const target = this.opts.models ? this.mapping.get(`${channel}:${s.series.type}:${s.series.point}`) : undefined;
     if (target) this.slowSample({ ...s, series: { kind: 'model', model: target.model, name: target.name } }, out, samples);
