@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import { QUALITIES } from '../../runtime/domain/telemetry.js';
-import { LineBuffer, LineEncoder } from '../../actors/history/lines.js';
+import { KeyTable, LineBuffer, LineEncoder } from '../../actors/history/lines.js';
 import { decodeEntry, OutboxFormatError, parseLine, seriesId, toLine, type HistorySample } from '../../actors/history/outbox.js';
 
 const pointType = fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const);
@@ -219,6 +219,19 @@ describe('history lines: a channel entry straight to line protocol', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('KeyTable: numbers by point key, 0 for none, in an array up to 65,535 and a Map beyond; clear forgets all', () => {
+    const t = new KeyTable();
+    const keys = [0, 3, 15, 16, 1_000, 65_535, 65_536, 262_143];
+    for (const [i, k] of keys.entries()) t.set(k, (i + 1) * 1.5e12);
+    expect(keys.map((k) => t.get(k))).toEqual(keys.map((_, i) => (i + 1) * 1.5e12));
+    expect([1, 17, 65_537].map((k) => t.get(k))).toEqual([0, 0, 0]);
+    t.set(65_536, 0);
+    t.set(16, 0);
+    expect([t.get(65_536), t.get(16), t.get(15)]).toEqual([0, 0, 4.5e12]);
+    t.clear();
+    expect(keys.map((k) => t.get(k))).toEqual(keys.map(() => 0));
   });
 
   it('refuses a bad channel id and a model name with a line break, like decodeEntry and toLine', () => {
