@@ -2,14 +2,16 @@
  * The life of one history writer (one per configured backend):
  *
  *   connecting ──ok──> rewriting? ──> draining ⇄ writing
- *        ^                                │         │
+ *        ^                 ^              │         │
+ *        │                 └── restarted ─┴─────────┤
  *        └──────── backoff <── database or Redis unreachable
  *
  * - connecting: the consumer group exists and the database answers.
- * - rewriting: only after a failure. The database may have lost what it
- *   acknowledged in its last seconds (VictoriaMetrics 1.79 loses ~5 s when
- *   killed), so the writer's recent window is written again; the database's
- *   deduplication makes the repeat harmless.
+ * - rewriting: after a failure, or when a batch reports that the database
+ *   restarted between two batches (`restarted`). The database may have lost
+ *   what it acknowledged in its last seconds (VictoriaMetrics 1.79 loses ~5 s
+ *   when killed), so the writer's recent window is written again; the
+ *   database's deduplication makes the repeat harmless.
  * - draining: catching up with a backlog (full batches, paced at the configured
  *   rate) until a batch comes back short.
  * - writing: live, batched by size and time; a full batch means a backlog again.
@@ -35,6 +37,11 @@ export interface BatchResult {
   /** Entries that were not in the outbox format: logged, counted and acknowledged. */
   readonly skipped: number;
   readonly full: boolean;
+  /**
+   * The database restarted since it accepted the recent window, with no write failing (seen beside the writes): the
+   * batches out were settled, and the window is written again before the next batch.
+   */
+  readonly restarted?: boolean;
 }
 
 export type BatchMode = 'live' | 'drain';
@@ -82,6 +89,7 @@ export const historyMachine = setup({
     isTransient: ({ event }) => isTransientError(event),
     needsRewrite: ({ context }) => context.needsRewrite,
     batchFull: ({ event }) => (event as { output?: BatchResult }).output?.full === true,
+    dbRestarted: ({ event }) => (event as { output?: BatchResult }).output?.restarted === true,
   },
   delays: { retryDelay: 1_000 },
 }).createMachine({
@@ -121,6 +129,7 @@ export const historyMachine = setup({
         src: 'writeBatch',
         input: { mode: 'drain' as const },
         onDone: [
+          { guard: 'dbRestarted', target: 'rewriting', actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
           { guard: 'batchFull', target: 'draining', reenter: true, actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
           { target: 'writing', actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
         ],
@@ -132,6 +141,7 @@ export const historyMachine = setup({
         src: 'writeBatch',
         input: { mode: 'live' as const },
         onDone: [
+          { guard: 'dbRestarted', target: 'rewriting', actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
           { guard: 'batchFull', target: 'draining', actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
           { target: 'writing', reenter: true, actions: { type: 'countBatch', params: ({ event }) => ({ result: event.output }) } },
         ],

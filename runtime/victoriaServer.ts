@@ -123,10 +123,15 @@ export async function healthy(url: string, timeoutMs = 1_000): Promise<boolean> 
   }
 }
 
-/** Which process of the database answers: its start (s since the epoch) and its uptime (s), both whole seconds. */
+/**
+ * Which process of the database answers: its start (s since the epoch) and its uptime (s), both whole seconds, and how
+ * many times its /metrics had been read (this read included): a count that only grows within one process, so that a
+ * successor started within the same second, read fewer times, is told apart (sameProcess in the history writer).
+ */
 export interface DatabaseProcess {
   readonly startS: number;
   readonly uptimeS: number;
+  readonly metricsReads: number;
 }
 
 /**
@@ -146,7 +151,8 @@ export async function databaseProcess(url: string, timeoutMs = 1_000): Promise<D
     };
     const startS = value('process_start_time_seconds');
     const uptimeS = value('vm_app_uptime_seconds');
-    return startS === undefined || uptimeS === undefined ? undefined : { startS, uptimeS };
+    const metricsReads = value('vm_http_requests_total\\{path="/metrics"\\}') ?? 0;
+    return startS === undefined || uptimeS === undefined ? undefined : { startS, uptimeS, metricsReads };
   } catch {
     return undefined;
   }

@@ -130,6 +130,7 @@ export function writerOptions(
     batchMaxMs: h.batchMaxMs,
     windowMs: h.windowMs,
     drainEntriesPerSecond: h.drainEntriesPerSecond,
+    qualityEveryMs: h.qualityEveryMs,
     channels: h.channels,
     models: h.models,
     keep,

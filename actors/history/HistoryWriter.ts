@@ -22,9 +22,29 @@
  * pass for it), or when that cannot be told (another backend), or when an
  * earlier rewrite did not finish. A timeout or a network outage with the same
  * process behind it lost nothing it had accepted, and the drain starts at once.
- * Limits: a database that restarts between two batches, without any write
- * failing, is not noticed until the next failure; entries the outbox's byte
- * bound dropped are gone from the window too (counted as dropped by c2m).
+ *
+ * A restart between two batches, with no write failing (a site whose batches
+ * are seconds apart, a quick restart by a service manager): while batches flow
+ * the writer reads the process from /metrics beside the writes, at most every
+ * DB_CHECK_MS (2 s; a 33 kB answer, ~2 ms of the runtime's CPU and 0.5 ms of
+ * VictoriaMetrics' a read, 0.1 % and 0.02 % of a core), and
+ * when another process answers it writes the window again as after a failure
+ * (the machine's `restarted` result leads to its rewriting state). The law that
+ * makes this lose nothing, whatever the check period and however long the
+ * restart took: a batch accepted at time a leaves the window only once a check
+ * started at or after a + windowMs found the process that accepted it. A kill
+ * at K loses what was accepted after K - L (L ~5 s for VictoriaMetrics 1.79);
+ * such a batch, with a > K - L, would need a check at c >= a + windowMs >
+ * K + (windowMs - L) > K finding the killed process alive, which cannot be,
+ * so it is still in the window when the restart is seen. Hence windowMs must
+ * exceed L (10 s against ~5 s); the check period only sets how soon the loss
+ * is repaired and how far past windowMs the window reaches (windowMs + the
+ * period + the check's own time, ~12 s of ids at 2 s). A check that cannot tell
+ * (an error, a timeout) confirms nothing, and the window grows until one can,
+ * for at most WINDOW_UNCONFIRMED_MAX_MS (then it is pruned by age alone, as for a
+ * backend whose process cannot be read, which is written again after every failure).
+ * Limits: entries the outbox's byte bound dropped are gone from the window too
+ * (counted as dropped by c2m).
  *
  * The cost a sample (200k lines/s at a 100k points/s site, each point also
  * as its model value): channel entries go straight from the outbox text to
@@ -88,6 +108,12 @@ export interface HistoryWriterOptions {
   readonly channels?: boolean;
   /** Model values: calculated ones (model_set) and measurements mapped from channel points (default true). */
   readonly models?: boolean;
+  /**
+   * The quality beside a channel point's or mapped model value's value: where it changed, on a series' first value after a
+   * start, a failure or a database restart, in the window written again, and otherwise at least this often (poll time;
+   * default 60 s). 0: on every line. Quality marks (no value) and the other samples always carry it (lines.ts).
+   */
+  readonly qualityEveryMs?: number;
   /** What is kept of each series that is not plain on-change (series id → policy; keep.ts). */
   readonly keep?: KeepPolicies;
   /** Interval ends and heartbeats are written this long after they are due, so that a late poll still counts (default 5 s). */
@@ -117,6 +143,14 @@ const TIER_CHECK_MS = 5_000;
  * runs at most once this often (so a writer never caught up still gets its tiers).
  */
 const TIER_CHECK_BEHIND_MS = 60_000;
+
+/** The quality beside a value at least this often a series, else where it changed (HistoryWriterOptions.qualityEveryMs). */
+export const QUALITY_EVERY_MS = 60_000;
+
+/** While batches flow, the database's process is read (its /metrics) at most this often, beside the writes: a restart with no failed write. */
+const DB_CHECK_MS = 2_000;
+/** A window not confirmed by any check for this long is pruned by age alone (checks that cannot tell must not hold the outbox forever). */
+const WINDOW_UNCONFIRMED_MAX_MS = 60_000;
 
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
 export class HistoryOutageError extends OutboxOutageError {}
@@ -207,6 +241,13 @@ export class HistoryWriter {
   private dbProcess: DatabaseProcess | undefined;
   /** The window must be written again at the next rewrite: the database restarted (or may have) since it accepted the window. */
   private rewriteOwed = false;
+  /** When the last read of the process that found the one held began (0: none): the window keeps what was accepted after this - windowMs. */
+  private dbConfirmedAt = 0;
+  /** When the last check beside the writes began, and the check under way. */
+  private dbCheckedAt = 0;
+  private dbCheck: Promise<void> | undefined;
+  /** Another process, found by a check beside the writes: the next batch settles those out and asks for the window to be written again. */
+  private dbSuccessor: DatabaseProcess | undefined;
   /** Rewrites of the window done and skipped (the database had not restarted). */
   readonly rewrites = { written: 0, skipped: 0 };
 
@@ -232,7 +273,12 @@ export class HistoryWriter {
     const q = encodeURIComponent;
     this.writePath = `/api/v2/write?org=${q(opts.org ?? 'voltage')}&bucket=${q(opts.bucket ?? 'voltage')}&precision=ms`;
     const policies = [...(opts.keep ?? new Map())].filter(([, k]) => k.mode !== 'on-change' || k.maxGapMs !== undefined).map(([id]) => id);
-    this.encoder = new LineEncoder({ channels: opts.channels !== false, models: opts.models !== false, policies });
+    this.encoder = new LineEncoder({
+      channels: opts.channels !== false,
+      models: opts.models !== false,
+      policies,
+      qualityEveryMs: opts.qualityEveryMs ?? QUALITY_EVERY_MS,
+    });
   }
 
   /** The group exists (from the stream's start: a new backend writes the whole backlog) and the database answers. */
@@ -245,10 +291,36 @@ export class HistoryWriter {
     if (this.mappingReadAt === 0) await this.readMapping();
     else this.refreshMapping();
     if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
+    await this.dbCheck; // one read at a time; its finding is superseded by this one
+    const checkedAt = Date.now();
     const now = await databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000);
     // The window holds batches accepted by the process seen last; another one answers (or it cannot be told): they may be lost.
     if (this.window.length > 0 && !sameProcess(this.dbProcess, now)) this.rewriteOwed = true;
     this.dbProcess = now;
+    this.dbConfirmedAt = checkedAt;
+    this.dbCheckedAt = checkedAt;
+    this.dbSuccessor = undefined;
+  }
+
+  /**
+   * Reads the database's process beside the writes, at most every DB_CHECK_MS and one read at a time, when it can be told (VictoriaMetrics);
+   * the same process confirms the window up to the read's start, another one is a restart (dbSuccessor), no answer confirms nothing.
+   */
+  private checkDatabase(now: number): void {
+    const before = this.dbProcess;
+    if (before === undefined || this.dbCheck !== undefined || this.dbSuccessor || now < this.dbCheckedAt + DB_CHECK_MS) return;
+    this.dbCheckedAt = now;
+    this.dbCheck = databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000)
+      .then((p) => {
+        if (p === undefined || this.dbProcess !== before) return; // cannot tell, or a connect read it meanwhile
+        if (sameProcess(before, p)) {
+          this.dbProcess = p;
+          this.dbConfirmedAt = now;
+        } else this.dbSuccessor = p;
+      })
+      .finally(() => {
+        this.dbCheck = undefined;
+      });
   }
 
   /** Reads the mapping again beside the writes, unless a read is under way; a failed read keeps the one held (the next is due at once). */
@@ -299,6 +371,9 @@ export class HistoryWriter {
       this.recentTiers = [];
     }
     const ranges = this.window.filter((w) => w.first !== '');
+    // The window's lines carry the first quality of each series and every change again (the database may have lost them), and so
+    // do the batches after it (reset again below): the encoder's note of what was written covers neither.
+    this.encoder.resetQuality();
     let n = 0;
     let first = ranges[0]?.first ?? '';
     let last = ranges[0]?.last ?? '';
@@ -325,6 +400,7 @@ export class HistoryWriter {
     } finally {
       // A failure leaves none out behind it.
       await Promise.allSettled(out);
+      this.encoder.resetQuality();
     }
     const now = Date.now();
     for (const w of this.window) w.at = now;
@@ -350,7 +426,18 @@ export class HistoryWriter {
       await this.abandon();
       throw e;
     }
+    const successor = this.dbSuccessor;
+    if (successor) {
+      // Every batch out settles first, so that the window written again holds all the killed process may have lost.
+      const done = await this.settle(0);
+      this.dbSuccessor = undefined;
+      this.dbProcess = successor; // the window is confirmed (dbConfirmedAt) only by a later check that finds it again
+      this.rewriteOwed = true;
+      this.log.warn('the history database restarted between two batches: its recent window is written again');
+      return { ...done, full: false, restarted: true };
+    }
     const readStart = Date.now();
+    this.checkDatabase(readStart);
     const max = this.max;
     const fromPending = this.outbox.pendingMayExist;
     let entries: StreamEntries;
@@ -432,7 +519,9 @@ export class HistoryWriter {
       await this.redis.history.saveKeepState(this.opts.backend, b.dirty);
       const now = Date.now();
       if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
-      while (this.window.length > 0 && this.window[0]!.at < now - this.windowMs) this.window.shift();
+      // Pruned only as far as a check found the same process windowMs after (the law in the header), when the process can be told.
+      const horizon = this.dbProcess === undefined ? now : Math.max(now - WINDOW_UNCONFIRMED_MAX_MS, Math.min(now, this.dbConfirmedAt));
+      while (this.window.length > 0 && this.window[0]!.at < horizon - this.windowMs) this.window.shift();
       if (b.ids.length > 0) await this.acknowledge(b.ids);
       this.writtenThrough = Math.max(this.writtenThrough, b.through);
       if (this.opts.tiers) this.throughLog.push({ at: now, through: this.writtenThrough });
@@ -457,6 +546,8 @@ export class HistoryWriter {
     const out = this.inFlight;
     this.inFlight = [];
     this.outbox.pendingMayExist = true;
+    // Their lines may not be stored: the qualities they carried are written again with the next values.
+    this.encoder.resetQuality();
     await Promise.allSettled(out.map((b) => b.sent));
     await this.tierTask;
   }
@@ -658,11 +749,12 @@ function channelEntry(fields: readonly string[]): { channel: string; ts: number;
 }
 
 /**
- * Whether `now` is the process `before` was: the same start second, and `before` seen at least 2 s after its start, so that
- * a successor (started after it was seen) cannot have started in the same second.
+ * Whether `now` is the process `before` was: the same start second, and either `before` seen at least 2 s after its start, so
+ * that a successor (started after it was seen) cannot have started in the same second, or its /metrics read more times since
+ * (a successor started within that second would have been read fewer times: the writer reads it every DB_CHECK_MS).
  */
 function sameProcess(before: DatabaseProcess | undefined, now: DatabaseProcess | undefined): boolean {
-  return before !== undefined && now !== undefined && before.startS === now.startS && before.uptimeS >= 2;
+  return before !== undefined && now !== undefined && before.startS === now.startS && (before.uptimeS >= 2 || now.metricsReads > before.metricsReads);
 }
 
 /** An entry's poll time (its `ts` field), 0 when it has none. */

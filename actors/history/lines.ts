@@ -20,6 +20,18 @@
  * plain (leading zeros, an exponent, anything odd) goes through decodeEntry's
  * checks and toLine. Series with a keep policy other than plain on-change
  * come back as samples, for the KeepFilter.
+ *
+ * The quality field beside a value is written only when the series needs it
+ * (`qualityEveryMs` > 0): when it differs from the last one written, on the
+ * series' first value since the encoder's state was reset (a new writer, a
+ * failure, a database restart, the window written again: resetQuality), and
+ * when the last one written is `qualityEveryMs` or more older (poll time) or
+ * newer (a repeat) than the value. A quality mark (no value) always has it.
+ * VictoriaMetrics stores `value=…,quality=0i` as two rows; written on every
+ * line, the quality row cost it 20–30 % of its time a line (round 16), for a
+ * field that is `good` beside every value a channel sends. A value's quality
+ * is the newest quality sample at or before it within `qualityEveryMs`
+ * (last_over_time; the README's series naming).
  */
 import type { PointType } from '../../runtime/config/site.js';
 import type { ModelValueTarget } from '../outbox/consumer.js';
@@ -68,10 +80,18 @@ export class LineBuffer {
     this.copy(b, 0, b.length);
   }
 
-  /** Bytes [from, to) of `b` (after reserve): a loop, not TypedArray.set or a subarray, for the few dozen bytes of a line's part. */
+  /**
+   * Bytes [from, to) of `b` (after reserve): a loop for the few bytes of a line's part, TypedArray.set from 24 bytes
+   * (a model value's prefix): in round 19's measure of the encoder alone (KeyTable lookups), ~290 against ~350 ns a line.
+   */
   copy(b: Uint8Array, from: number, to: number): void {
     const buf = this.buf;
     let o = this.length;
+    if (to - from >= 24) {
+      buf.set(b.subarray(from, to), o);
+      this.length = o + to - from;
+      return;
+    }
     for (let i = from; i < to; i++) buf[o++] = b[i]!;
     this.length = o;
   }
@@ -110,17 +130,60 @@ const VALUE = Buffer.from('value=');
 /** Room for a line beside its prefix, id and value: the tail is under 40 bytes. */
 const TAIL_ROOM = 48;
 
+/** Point keys below this are kept in an array (KeyTable); a channel's larger ones in a Map. */
+const DENSE_KEYS = 1 << 16;
+
+/**
+ * Positive numbers by point key (id × 4 + type), 0 for none: an array that grows to the largest key seen while the keys
+ * are small (point ids under 16,384), a Map beyond. Looked up twice a line (a model value's prefix, its quality written),
+ * a Map's get was ~23 % of the encoder's own time in a drain's profile (round 19).
+ */
+export class KeyTable {
+  private dense = new Float64Array(16);
+  private sparse: Map<number, number> | undefined;
+
+  get(key: number): number {
+    return key < this.dense.length ? this.dense[key]! : (this.sparse?.get(key) ?? 0);
+  }
+
+  set(key: number, value: number): void {
+    if (key >= this.dense.length) {
+      if (value === 0) {
+        this.sparse?.delete(key);
+        return;
+      }
+      if (key < DENSE_KEYS) {
+        let size = this.dense.length;
+        while (size <= key) size *= 2;
+        const grown = new Float64Array(size);
+        grown.set(this.dense);
+        this.dense = grown;
+      }
+    }
+    if (key < this.dense.length) this.dense[key] = value;
+    else (this.sparse ??= new Map()).set(key, value);
+  }
+
+  clear(): void {
+    this.dense.fill(0);
+    this.sparse?.clear();
+  }
+}
+
 /** What a channel's points need, made once per channel (and per mapping, for the model values). */
 interface ChannelHeads {
   /** "voltage_point,channel=X,type=T,point=" per point type. */
   readonly point: readonly Buffer[];
   /** Point keys (id × 4 + type) whose channel series has a keep policy. */
   readonly pointPolicy: ReadonlySet<number> | undefined;
-  /** The model value prefixes ("voltage_model,model=M,name=N "), packed: key → offset × 1024 + length. */
-  readonly model: ReadonlyMap<number, number>;
+  /** The model value prefixes ("voltage_model,model=M,name=N "), packed: key → offset × 1024 + length (0: none). */
+  readonly model: KeyTable;
   readonly modelBytes: Buffer;
   /** Point keys whose model value has a keep policy, or a prefix too long to pack: the sample way. */
   readonly modelSlow: ReadonlyMap<number, ModelValueTarget>;
+  /** The quality last written of each point's channel series and model value, by point key: its poll time × 4 + its code (0: none). */
+  readonly pointQuality: KeyTable;
+  readonly modelQuality: KeyTable;
 }
 
 /**
@@ -150,6 +213,7 @@ export class LineEncoder {
   /** Series ids with a keep policy: channel points by channel and key, model values by id. */
   private readonly pointPolicies = new Map<string, Set<number>>();
   private readonly modelPolicies = new Set<string>();
+  private readonly qualityEveryMs: number;
 
   constructor(
     private readonly opts: {
@@ -157,8 +221,11 @@ export class LineEncoder {
       readonly models: boolean;
       /** Series ids with a keep policy other than plain on-change (the KeepFilter's); their samples come back as objects. */
       readonly policies?: Iterable<string>;
+      /** The quality beside a value at least this often a series (poll time), else only where it changed (0: on every line). */
+      readonly qualityEveryMs?: number;
     },
   ) {
+    this.qualityEveryMs = opts.qualityEveryMs ?? 0;
     for (const id of opts.policies ?? []) {
       const r = parseSeriesId(id);
       if (r.kind === 'point') {
@@ -185,6 +252,30 @@ export class LineEncoder {
     for (const [channel, list] of byChannel) this.channels.set(channel, this.makeHeads(channel, list));
   }
 
+  /**
+   * Forgets the quality written of every series: the next value of each carries it. After lines that may not have been
+   * stored (a failed batch, a database restart) and around the window written again, whose lines carry every change again.
+   */
+  resetQuality(): void {
+    for (const h of this.channels.values()) {
+      h.pointQuality.clear();
+      h.modelQuality.clear();
+    }
+  }
+
+  /** Whether a value of the series (`written`, by point key) at `ts` with quality code `q` carries the quality; if so, it is noted. */
+  private withQuality(written: KeyTable, key: number, ts: number, q: number): boolean {
+    const every = this.qualityEveryMs;
+    if (every <= 0) return true;
+    const last = written.get(key);
+    if (last !== 0 && last % 4 === q) {
+      const age = ts - (last - q) / 4;
+      if (age >= 0 && age < every) return false;
+    }
+    written.set(key, ts * 4 + q);
+    return true;
+  }
+
   private headsOf(channel: string): ChannelHeads {
     let h = this.channels.get(channel);
     if (!h) this.channels.set(channel, (h = this.makeHeads(channel, [])));
@@ -193,7 +284,7 @@ export class LineEncoder {
 
   private makeHeads(channel: string, targets: ReadonlyArray<readonly [number, ModelValueTarget]>): ChannelHeads {
     const point = POINT_TYPES.map((type) => Buffer.from(lineHead({ kind: 'point', channel, type, point: 0 }).slice(0, -1)));
-    const model = new Map<number, number>();
+    const model = new KeyTable();
     const modelSlow = new Map<number, ModelValueTarget>();
     const prefixes: Buffer[] = [];
     let size = 0;
@@ -212,7 +303,15 @@ export class LineEncoder {
         size += prefix.length;
       }
     }
-    return { point, pointPolicy: this.pointPolicies.get(channel), model, modelBytes: Buffer.concat(prefixes, size), modelSlow };
+    return {
+      point,
+      pointPolicy: this.pointPolicies.get(channel),
+      model,
+      modelBytes: Buffer.concat(prefixes, size),
+      modelSlow,
+      pointQuality: new KeyTable(),
+      modelQuality: new KeyTable(),
+    };
   }
 
   /**
@@ -229,6 +328,7 @@ export class LineEncoder {
     // The end of a line, per quality code: after a value, and alone (a quality mark).
     const afterValue = [0, 1, 2, 3].map((q) => Buffer.from(`,quality=${q}i ${ts}\n`));
     const alone = [0, 1, 2, 3].map((q) => Buffer.from(`quality=${q}i ${ts}\n`));
+    const bare = Buffer.from(` ${ts}\n`);
     const samples: HistorySample[] = [];
     const channels = this.opts.channels;
     try {
@@ -263,25 +363,28 @@ export class LineEncoder {
             if (noValue) {
               out.ascii(' ', 0, 1);
               out.put(alone[q]!);
+              h.pointQuality.set(key, ts * 4 + q);
             } else {
               out.put(SP_VALUE);
               out.ascii(text, b + 1, c);
-              out.put(afterValue[q]!);
+              out.put(this.withQuality(h.pointQuality, key, ts, q) ? afterValue[q]! : bare);
             }
             out.lines += 1;
           }
         }
         const packed = h.model.get(key);
-        if (packed !== undefined) {
+        if (packed !== 0) {
           const off = Math.floor(packed / 1024);
           const len = packed % 1024;
           out.reserve(len + (c - b) + TAIL_ROOM);
           out.copy(h.modelBytes, off, off + len);
-          if (noValue) out.put(alone[q]!);
-          else {
+          if (noValue) {
+            out.put(alone[q]!);
+            h.modelQuality.set(key, ts * 4 + q);
+          } else {
             out.put(VALUE);
             out.ascii(text, b + 1, c);
-            out.put(afterValue[q]!);
+            out.put(this.withQuality(h.modelQuality, key, ts, q) ? afterValue[q]! : bare);
           }
           out.lines += 1;
         } else {
@@ -311,6 +414,9 @@ export class LineEncoder {
     const [s] = decodeEntry(['src', 'c', 'id', channel, 'ts', String(ts), 'p', line]) as [HistorySample];
     if (s.series.kind !== 'point') return;
     const key = s.series.point * 4 + POINT_TYPE_INDEX[s.series.type];
+    // Written with its quality (toLine), which the fast way's note would not know of: the next value there carries it again.
+    h.pointQuality.set(key, 0);
+    h.modelQuality.set(key, 0);
     if (this.opts.channels) this.slowSample(s, out, samples, h.pointPolicy?.has(key) === true);
     const target = this.opts.models ? this.mapping.get(`${channel}:${s.series.type}:${s.series.point}`) : undefined;
     if (target) this.slowSample({ ...s, series: { kind: 'model', model: target.model, name: target.name } }, out, samples);

@@ -17,7 +17,9 @@
  * Quality is a field (an integer code, QUALITY_CODE), not a tag: as a tag, a
  * change of quality would split one signal into several series and break a
  * chart; as a field it is a parallel series with the same labels, which a run
- * of `good` costs next to nothing. Every sample carries it. A quality mark
+ * of `good` costs next to nothing. Every sample toLine makes carries it; the
+ * writer's fast way (lines.ts) leaves it off a channel point's or mapped model
+ * value's value where it did not change (qualityEveryMs). A quality mark
  * without a value (a device that stopped answering) is a line with the quality
  * field only. Timestamps are the poll's, in milliseconds.
  *

@@ -118,6 +118,14 @@ export const historySchema = z
       .default(10_000)
       .describe('accepted batches written again after the database restarted (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
     drainEntriesPerSecond: z.number().positive().default(5_000).describe('pace of a backlog after an outage; new entries keep flowing'),
+    qualityEveryMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(60_000)
+      .describe(
+        "a value's quality is written where it changed and at least this often a series (poll time): read it with last_over_time over this range; 0: on every line",
+      ),
     channels: z.boolean().default(true).describe('keep raw channel points'),
     models: z.boolean().default(true).describe('keep model values, calculated ones included'),
     retention: z

@@ -55,6 +55,34 @@ describe('history', () => {
     expect(await queries.list()).toEqual(expect.arrayContaining(['channel/1001/m/1', 'channel/2001/m/7', 'channel/2001/s/1', 'model/pv1/P', 'model/pv9/S']));
   });
 
+  it('quality good → bad → good comes back at every value, read with last_over_time over qualityEveryMs; written only where it changed', async () => {
+    await startWriter(rig, 't6');
+    const base = Math.floor(Date.now() / 1_000) * 1_000 - 40_000;
+    // 10 good values, 5 polls with no answer (quality marks, bad), then good again (the channel sends `good` once, as it changed).
+    const want: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      const bad = i >= 10 && i < 15;
+      want.push(bad ? 2 : 0);
+      await rig.bus.telemetry.c2m('2101', base + i * 1_000, [
+        bad ? { type: 'm', id: 1, value: null, quality: 'bad' } : { type: 'm', id: 1, value: i, quality: i === 15 ? 'good' : null },
+      ]);
+    }
+    await caughtUp('t6');
+    const get = async (path: string) => (await fetch(`${rig.vm.url}${path}`)).text();
+    const qs = new URLSearchParams({
+      query: 'last_over_time(voltage_point_quality{channel="2101",type="m",point="1"}[60s])',
+      start: String(base / 1_000),
+      end: String((base + 29_000) / 1_000),
+      step: '1s',
+      nocache: '1',
+    });
+    const r = JSON.parse(await get(`/api/v1/query_range?${qs}`)) as { data: { result: Array<{ values: Array<[number, string]> }> } };
+    expect(r.data.result[0]!.values.map(([, v]) => Number(v))).toEqual(want);
+    // The quality series holds the first value's, the five marks and the change back: 7 samples for 30 polls (the default qualityEveryMs, 60 s).
+    const exp = await get(`/api/v1/export?match[]=${encodeURIComponent('voltage_point_quality{channel="2101",type="m",point="1"}')}`);
+    expect((JSON.parse(exp) as { values: number[]; timestamps: number[] }).timestamps).toEqual([0, 10, 11, 12, 13, 14, 15].map((i) => base + i * 1_000));
+  });
+
   it('downsamples a known waveform: mean, min, max, last and count per step, nulls in a gap; CSV the same', async () => {
     await startWriter(rig, 't2');
     const base = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { C2mBatch } from '../../runtime/domain/c2mBatch.js';
 import { QUALITIES } from '../../runtime/domain/telemetry.js';
-import { LineBuffer, LineEncoder } from '../../actors/history/lines.js';
+import { KeyTable, LineBuffer, LineEncoder } from '../../actors/history/lines.js';
 import { decodeEntry, OutboxFormatError, parseLine, seriesId, toLine, type HistorySample } from '../../actors/history/outbox.js';
 
 const pointType = fc.constantFrom('m' as const, 's' as const, 'c' as const, 'a' as const);
@@ -159,6 +159,79 @@ describe('history lines: a channel entry straight to line protocol', () => {
     expect(textOf(enc, 'c1', 5, 'm 1 1.000000 good\n')).toBe('voltage_model,model=pv\\ 1,name=P\\,x\\=y value=1.000000,quality=0i 5\n');
     enc.setMapping(new Map([['c1:m:1', { model: 'm2', name: 'x' }]]));
     expect(textOf(enc, 'c1', 5, 'm 1 1.000000 good\n')).toBe('voltage_model,model=m2,name=x value=1.000000,quality=0i 5\n');
+  });
+
+  it('qualityEveryMs: the quality beside a value where it changed, on the first value, every qualityEveryMs and after resetQuality; a mark always', () => {
+    const enc = new LineEncoder({ channels: true, models: true, qualityEveryMs: 1_000 });
+    enc.setMapping(new Map([['c1:m:1', { model: 'm', name: 'x' }]]));
+    const steps: Array<[number, string]> = [
+      [1_000, 'm 1 1.5 \n'],
+      [1_100, 'm 1 1.6 \n'],
+      [1_200, 'm 1  bad\n'],
+      [1_300, 'm 1 1.7 \n'],
+      [1_400, 'm 1 1.8 \n'],
+      [2_299, 'm 1 1.9 \n'],
+      [2_300, 'm 1 2.0 \n'],
+      [2_200, 'm 1 2.1 \n'],
+    ];
+    const got = steps.map(([ts, t]) => textOf(enc, 'c1', ts, t));
+    const pair = (a: string, b: string) => `voltage_point,channel=c1,type=m,point=1 ${a}\nvoltage_model,model=m,name=x ${b}\n`;
+    expect(got).toEqual([
+      pair('value=1.5,quality=0i 1000', 'value=1.5,quality=0i 1000'),
+      pair('value=1.6 1100', 'value=1.6 1100'),
+      pair('quality=2i 1200', 'quality=2i 1200'),
+      pair('value=1.7,quality=0i 1300', 'value=1.7,quality=0i 1300'),
+      pair('value=1.8 1400', 'value=1.8 1400'),
+      pair('value=1.9 2299', 'value=1.9 2299'),
+      pair('value=2.0,quality=0i 2300', 'value=2.0,quality=0i 2300'), // 1,000 ms after the last one written
+      pair('value=2.1,quality=0i 2200', 'value=2.1,quality=0i 2200'), // older than the last one written (a repeat)
+    ]);
+    enc.resetQuality();
+    expect(textOf(enc, 'c1', 2_400, 'm 1 2.2 \n')).toBe(pair('value=2.2,quality=0i 2400', 'value=2.2,quality=0i 2400'));
+    // A line that is not plain takes the sample way (always with its quality); the next plain one carries it again.
+    expect(textOf(enc, 'c1', 2_500, 'm 1 1e1 stale\n')).toBe(pair('value=10,quality=1i 2500', 'value=10,quality=1i 2500'));
+    expect(textOf(enc, 'c1', 2_600, 'm 1 2.3 \n')).toBe(pair('value=2.3,quality=0i 2600', 'value=2.3,quality=0i 2600'));
+  });
+
+  it("property: with qualityEveryMs, each value's quality is the newest quality written at or before it within qualityEveryMs (last_over_time)", () => {
+    const every = 1_000;
+    const reading = fc.oneof(
+      fc.record({ value: fc.integer({ min: -9, max: 9 }), quality: fc.constantFrom('', 'good', 'stale', 'bad') }),
+      fc.record({ value: fc.constant(null), quality: fc.constantFrom('stale', 'bad', 'comm-failure') }),
+    );
+    const step = fc.record({ dt: fc.integer({ min: 1, max: 1_500 }), reading, reset: fc.boolean() });
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 60 }), (steps) => {
+        const enc = new LineEncoder({ channels: true, models: false, qualityEveryMs: every });
+        const written: Array<{ ts: number; quality: string | undefined }> = [];
+        let ts = 1_000;
+        for (const s of steps) {
+          ts += s.dt;
+          if (s.reset) enc.resetQuality();
+          const text = `m 1 ${s.reading.value === null ? '' : `${s.reading.value}.000000`} ${s.reading.quality}\n`;
+          const line = textOf(enc, 'c1', ts, text);
+          const q = /quality=(\d)i/.exec(line)?.[1];
+          written.push({ ts, quality: q === undefined ? undefined : QUALITIES[Number(q)] });
+          if (s.reading.value === null) continue;
+          const lastQ = [...written].reverse().find((w) => w.quality !== undefined && w.ts > ts - every);
+          expect(lastQ?.quality).toBe(s.reading.quality === '' ? 'good' : s.reading.quality);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('KeyTable: numbers by point key, 0 for none, in an array up to 65,535 and a Map beyond; clear forgets all', () => {
+    const t = new KeyTable();
+    const keys = [0, 3, 15, 16, 1_000, 65_535, 65_536, 262_143];
+    for (const [i, k] of keys.entries()) t.set(k, (i + 1) * 1.5e12);
+    expect(keys.map((k) => t.get(k))).toEqual(keys.map((_, i) => (i + 1) * 1.5e12));
+    expect([1, 17, 65_537].map((k) => t.get(k))).toEqual([0, 0, 0]);
+    t.set(65_536, 0);
+    t.set(16, 0);
+    expect([t.get(65_536), t.get(16), t.get(15)]).toEqual([0, 0, 4.5e12]);
+    t.clear();
+    expect(keys.map((k) => t.get(k))).toEqual(keys.map(() => 0));
   });
 
   it('refuses a bad channel id and a model name with a line break, like decodeEntry and toLine', () => {

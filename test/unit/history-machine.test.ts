@@ -1,8 +1,8 @@
 /**
  * historyMachine with scripted implementations and no clock of its own: a
  * database down at start backs off and retries; a failed batch leads to
- * backoff, then the recent window is written again before anything else; a
- * full batch drains until a short one; a bug (not transient) fails the actor.
+ * backoff, then the recent window is written again before anything else; so
+ * is a batch that found the database restarted with no failure; a full batch drains until a short one; a bug (not transient) fails the actor.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
@@ -78,6 +78,15 @@ describe('historyMachine', () => {
     await vi.advanceTimersByTimeAsync(100 + 50);
     expect(log.slice(0, 9)).toEqual(['connect:ok', 'drain:2', 'live:down', 'connect:ok', 'rewrite', 'drain:9', 'drain:9', 'drain:4', 'live:0']);
     expect(actor.getSnapshot().context).toMatchObject({ rewrites: 1, needsRewrite: false, entries: 24, failures: 1, lastError: 'write refused' });
+    actor.stop();
+  });
+
+  it('a database restarted between two batches (no write failed): the window is written again, then it writes on, no failure counted', async () => {
+    const restarted: BatchResult = { ...batch(1), restarted: true };
+    const { actor, log } = run({ connects: ['ok'], batches: [batch(2), restarted, batch(3)] });
+    await vi.advanceTimersByTimeAsync(45);
+    expect(log.slice(0, 6)).toEqual(['connect:ok', 'drain:2', 'live:1', 'rewrite', 'drain:3', 'live:0']);
+    expect(actor.getSnapshot().context).toMatchObject({ rewrites: 1, failures: 0, attempts: 0, entries: 6, needsRewrite: false });
     actor.stop();
   });
 
