@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
+import { TIMELESS_CONDITION } from '../../actors/rules/RuleActor.js';
 import { directStepOf, quietStepOf } from '../../machines/quietStep.js';
 import {
   initialRule,
@@ -209,6 +210,29 @@ describe('rule machine: the quiet path and the inert scope agree with XState', (
     );
     // The law is only worth something if the fast path ran often.
     expect(quietSteps).toBeGreaterThan(steps / 5);
+  });
+
+  it('in a state without deadlines, whether a condition is quiet does not depend on its time (the actor remembers it)', () => {
+    expect([...TIMELESS_CONDITION].sort()).toEqual(['active', 'disabled', 'idle']);
+    let checked = 0;
+    fc.assert(
+      fc.property(anyEventsArb, inputArb, fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 3, maxLength: 3 }), (events, input, later) => {
+        let rule = initialRule(input);
+        for (const e of events) {
+          if (TIMELESS_CONDITION.has(rule.state)) {
+            for (const value of [true, false]) {
+              const quietNow = stepRule(rule, cond(value, e.now)) === undefined;
+              for (const dt of later) expect(stepRule(rule, cond(value, e.now + dt)) === undefined).toBe(quietNow);
+              checked++;
+            }
+          }
+          const next = stepRule(rule, e);
+          if (next) rule = JSON.parse(JSON.stringify(next)) as RuleSnapshotData;
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(checked).toBeGreaterThan(1_000);
   });
 
   it('answers "not known" (XState decides) for a transition that moves', () => {
