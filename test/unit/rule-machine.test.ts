@@ -65,6 +65,20 @@ describe('rule machine: the cycle', () => {
     expect(r.state).toBe('idle');
   });
 
+  it('a release after the cooldown has passed returns to idle in one step (no cooldown, or a condition that held longer)', () => {
+    let r = stepRule(initialRule({ forMs: 0, cooldownMs: 0 }), cond(true, 5))!;
+    r = stepRule(r, cond(false, 5))!;
+    expect(r.state).toBe('idle');
+    expect(r.context.effect).toBe('else');
+    expect(nextDeadline(r)).toBeNull();
+    r = stepRule(initialRule({ forMs: 0, cooldownMs: 30_000 }), cond(true, 0))!;
+    expect(stepRule(r, cond(false, 29_999))!.state).toBe('cooldown');
+    const released = stepRule(r, cond(false, 30_000))!;
+    expect(released.state).toBe('idle');
+    expect(released.context.effect).toBe('else');
+    expect(stepRule(released, cond(true, 30_001))!.context.effect).toBe('then');
+  });
+
   it('without `for` fires on the first true condition', () => {
     const r = stepRule(initialRule({ forMs: 0, cooldownMs: 0 }), cond(true, 5))!;
     expect(r.state).toBe('active');
