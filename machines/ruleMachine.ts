@@ -2,6 +2,7 @@
  * The life of one rule: idle → holding (the condition must hold `forMs`) →
  * active (the `then` actions ran) → cooldown (until `cooldownMs` after it
  * fired; the `else` actions ran when the condition stopped holding) → idle.
+ * A release once the cooldown has passed goes from active to idle directly.
  * `disabled` is left only by ENABLE.
  *
  * Pure: no I/O, no clock, no XState `after` (timers are not restored from a
@@ -66,6 +67,8 @@ export const ruleMachine = setup({
     holdDone: ({ context, event }) =>
       'now' in event && context.holdUntil !== null && event.now >= context.holdUntil && (event.type !== 'CONDITION' || event.value),
     cooldownOver: ({ context, event }) => context.cooldownUntil === null || event.now >= context.cooldownUntil,
+    falseAfterCooldown: ({ context, event }) =>
+      event.type === 'CONDITION' && !event.value && (context.cooldownUntil === null || event.now >= context.cooldownUntil),
     cooldownOverHeld: ({ context, event }) => context.condition === true && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
     cooldownOverHeldNoFor: ({ context, event }) =>
       context.condition === true && context.forMs === 0 && context.cooldownUntil !== null && event.now >= context.cooldownUntil,
@@ -131,7 +134,13 @@ export const ruleMachine = setup({
     },
     active: {
       on: {
-        CONDITION: [{ guard: 'conditionFalse', target: 'cooldown', actions: ['clearEffect', 'seen', 'release'] }, { actions: ['clearEffect', 'seen'] }],
+        CONDITION: [
+          // A release after the cooldown has passed (it runs from the fire: no cooldown, or a condition that held
+          // longer) returns to idle at once, as the cooldown's deadline would the same instant: one step, not two.
+          { guard: 'falseAfterCooldown', target: 'idle', actions: ['clearEffect', 'seen', 'release'] },
+          { guard: 'conditionFalse', target: 'cooldown', actions: ['clearEffect', 'seen', 'release'] },
+          { actions: ['clearEffect', 'seen'] },
+        ],
       },
     },
     cooldown: {

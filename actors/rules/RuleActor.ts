@@ -82,6 +82,13 @@ const TICKING = new Set(
     .map(([name]) => name),
 );
 
+/**
+ * The states without deadlines (no TICK): there a CONDITION's guards and the assigners of its quiet branch read
+ * the condition and the context, not the event's time, so a condition found quiet stays quiet until the next commit.
+ * test/unit/rule-machine.test.ts holds the machine to it.
+ */
+export const TIMELESS_CONDITION: ReadonlySet<string> = new Set(Object.keys(ruleMachine.states).filter((name) => !TICKING.has(name)));
+
 /** What the definition looks like in `rule:{id}` (for the API): the texts, not the compiled expressions. */
 export function ruleDefinition(def: RuleDef): Record<string, unknown> {
   const act = (a: RuleDef['then'][number]) =>
@@ -330,6 +337,13 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       const evaluation = (now: number): Evaluation => evaluateRule(def, inputs.read, inputs.windowScope(now));
       const quietCondition: { type: 'CONDITION'; value: boolean; now: number } = { type: 'CONDITION', value: false, now: 0 };
+      /**
+       * The stored step and the condition last found quiet in a state without deadlines: the same condition on the
+       * same step is quiet again without asking stepRule. There a CONDITION's outcome does not read its time
+       * (TIMELESS_CONDITION, tested as a law), and a commit replaces `stored`, which ends the memo.
+       */
+      let quietStored: StoredRule | undefined;
+      let quietValue = false;
 
       /**
        * Whether an evaluation of a value rule now would commit nothing (the condition as already seen,
@@ -343,10 +357,16 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           // Not plain (an input not good, a condition not a number): the full evaluation says which event.
           if (stepRule(stored, eventOf(evaluateRule(def, inputs.read, windows), now))) return false;
         } else {
+          if (quietStored === stored && quietValue === c) return true;
           // One event object for the rule's life: stepRule keeps nothing of it (it copies what it assigns).
           quietCondition.value = c;
           quietCondition.now = now;
           if (stepRule(stored, quietCondition)) return false;
+          if (TIMELESS_CONDITION.has(stored.state)) {
+            quietStored = stored;
+            quietValue = c;
+            return true;
+          }
         }
         return !TICKING.has(stored.state) || stepRule(stored, { type: 'TICK', now }) === undefined;
       }

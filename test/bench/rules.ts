@@ -16,9 +16,11 @@
  * the rule actor), evaluated → step committed (rule_commit), committed →
  * command accepted (m2c).
  */
+import { writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { Crossings, entriesBetween, measureWindow, sineSiteFiles, THRESHOLD, watchedPoints, type SineSite, type WindowResult } from './crossings.js';
 import { f, withSite, type Windows } from './harness.js';
-import { percentile } from './procstat.js';
+import { hostSample, ownCpuSample, percentile, processTree, type CpuSample, type HostSample } from './procstat.js';
 
 export interface RuleStep extends SineSite {
   readonly rulesPerModel: number;
@@ -80,7 +82,10 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       const m = HEAD.exec(msg);
       if (m) seen.push(Date.now() - Number(m[1]));
     });
+    // BENCH_RULES_DUMP: the CPU of the runtime (its own thread and process), its children, Redis and the whole host every 100 ms.
+    const timeline = process.env.BENCH_RULES_DUMP ? cpuTimeline(run.runtime.pid!, run.redis.process.pid!) : undefined;
     const w = await measureWindow(run, crossings, windows);
+    const cpu = timeline?.stop();
     const [lp99, lmax] = await run.probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
     const lat: number[] = [];
     const parts = { evaluated: [] as number[], committed: [] as number[], accepted: [] as number[] };
@@ -93,6 +98,8 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       executions.set(`rule:${e.fields.get('id')}`, list);
     }
     let commands = 0;
+    /** BENCH_RULES_DUMP=<file>: each measured command as [accepted at, latency, evaluated − generated] (ms), to lay beside a GC trace. */
+    const dump: Array<[number, number, number]> = [];
     for (const e of await entriesBetween(run.probe, 'audit:commands', w.t0, w.t1)) {
       if (e.fields.get('event') !== 'accepted') continue;
       commands++;
@@ -106,10 +113,12 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       for (let i = list.length - 1; i >= 0 && !x; i--) if (list[i]!.committed <= e.at) x = list[i];
       if (!x) continue;
       const generated = e.at - l;
+      dump.push([e.at, l, x.evaluated - generated]);
       parts.evaluated.push(x.evaluated - generated);
       parts.committed.push(x.committed - x.evaluated);
       parts.accepted.push(e.at - x.committed);
     }
+    if (process.env.BENCH_RULES_DUMP) writeFileSync(process.env.BENCH_RULES_DUMP, JSON.stringify({ commands: dump, cpu }));
     lat.sort((a, b) => a - b);
     return {
       ...w,
@@ -126,6 +135,31 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       loopDelay: `${lp99 ?? '?'} / ${lmax ?? '?'}`,
     };
   });
+}
+
+/**
+ * Every 100 ms: [time (ms), runtime, its child processes, Redis, all of the host] in % of one core over the interval,
+ * to tell a slow burst that had the cores to itself from one that shared them with other work.
+ */
+function cpuTimeline(runtime: number, redis: number): { stop(): Array<[number, number, number, number, number]> } {
+  const children = processTree(runtime).filter((p) => p !== runtime);
+  const take = () => ({ at: Date.now(), rt: ownCpuSample(runtime), ch: children.map((p) => ownCpuSample(p)), rd: ownCpuSample(redis), host: hostSample() });
+  const out: Array<[number, number, number, number, number]> = [];
+  let last = take();
+  const pct = (a: CpuSample, b: CpuSample) => ((b.cpuMs - a.cpuMs) / (b.at - a.at)) * 100;
+  const host = (a: HostSample, b: HostSample) => (b.total > a.total ? ((b.busy - a.busy) / (b.total - a.total)) * cpus().length * 100 : 0);
+  const timer = setInterval(() => {
+    const now = take();
+    const ch = now.ch.reduce((sum, c, i) => sum + pct(last.ch[i]!, c), 0);
+    out.push([now.at, Math.round(pct(last.rt, now.rt)), Math.round(ch), Math.round(pct(last.rd, now.rd)), Math.round(host(last.host, now.host))]);
+    last = now;
+  }, 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      return out;
+    },
+  };
 }
 
 export const RULE_HEADER =

@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { Arbiter, pickWinner } from '../../actors/rules/arbiter.js';
+import { TIMELESS_CONDITION } from '../../actors/rules/RuleActor.js';
 import { directStepOf, quietStepOf } from '../../machines/quietStep.js';
 import {
   initialRule,
@@ -62,6 +63,20 @@ describe('rule machine: the cycle', () => {
     expect(stepRule(r, cond(true, 30_000))!.state).toBe('cooldown');
     r = stepRule(r, tick(41_000))!;
     expect(r.state).toBe('idle');
+  });
+
+  it('a release after the cooldown has passed returns to idle in one step (no cooldown, or a condition that held longer)', () => {
+    let r = stepRule(initialRule({ forMs: 0, cooldownMs: 0 }), cond(true, 5))!;
+    r = stepRule(r, cond(false, 5))!;
+    expect(r.state).toBe('idle');
+    expect(r.context.effect).toBe('else');
+    expect(nextDeadline(r)).toBeNull();
+    r = stepRule(initialRule({ forMs: 0, cooldownMs: 30_000 }), cond(true, 0))!;
+    expect(stepRule(r, cond(false, 29_999))!.state).toBe('cooldown');
+    const released = stepRule(r, cond(false, 30_000))!;
+    expect(released.state).toBe('idle');
+    expect(released.context.effect).toBe('else');
+    expect(stepRule(released, cond(true, 30_001))!.context.effect).toBe('then');
   });
 
   it('without `for` fires on the first true condition', () => {
@@ -209,6 +224,29 @@ describe('rule machine: the quiet path and the inert scope agree with XState', (
     );
     // The law is only worth something if the fast path ran often.
     expect(quietSteps).toBeGreaterThan(steps / 5);
+  });
+
+  it('in a state without deadlines, whether a condition is quiet does not depend on its time (the actor remembers it)', () => {
+    expect([...TIMELESS_CONDITION].sort()).toEqual(['active', 'disabled', 'idle']);
+    let checked = 0;
+    fc.assert(
+      fc.property(anyEventsArb, inputArb, fc.array(fc.integer({ min: 0, max: 20_000 }), { minLength: 3, maxLength: 3 }), (events, input, later) => {
+        let rule = initialRule(input);
+        for (const e of events) {
+          if (TIMELESS_CONDITION.has(rule.state)) {
+            for (const value of [true, false]) {
+              const quietNow = stepRule(rule, cond(value, e.now)) === undefined;
+              for (const dt of later) expect(stepRule(rule, cond(value, e.now + dt)) === undefined).toBe(quietNow);
+              checked++;
+            }
+          }
+          const next = stepRule(rule, e);
+          if (next) rule = JSON.parse(JSON.stringify(next)) as RuleSnapshotData;
+        }
+      }),
+      { numRuns: 300 },
+    );
+    expect(checked).toBeGreaterThan(1_000);
   });
 
   it('answers "not known" (XState decides) for a transition that moves', () => {
