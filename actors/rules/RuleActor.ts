@@ -7,7 +7,10 @@
  * actions, so that a restart neither fires again nor forgets a running `for`:
  * it resumes from `rule:{id}`. Actions go through m2c with source `rule:{id}`
  * (tracked; the results are journaled with the execution) or model_set.
- * The Arbiter decides between rules that target one control.
+ * The Arbiter decides between rules that target one control; a command it
+ * holds back by the rate limit is deferred, and this actor sends it when due
+ * (if the Arbiter still lets it) and journals that as a second result of the
+ * execution. Deferred commands are in memory only: a restart loses them.
  *
  * Evaluations run one at a time (a queue); a refused commit re-reads the rule
  * (an operator enabled or disabled it) and evaluates again once.
@@ -40,7 +43,7 @@ import { RuleConflictError, type StoredRule } from '../../runtime/redis/rules.js
 import type { Subscriptions } from '../../runtime/redis/subscriptions.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import type { ActorRegistry } from '../../runtime/registry.js';
-import { Arbiter } from './arbiter.js';
+import { Arbiter, type Mark } from './arbiter.js';
 import { commandEnds } from './commandEnds.js';
 import { ResultsJournal } from './resultsJournal.js';
 import { RuleUpdates } from './ruleUpdates.js';
@@ -112,7 +115,9 @@ export function ruleDefinition(def: RuleDef): Record<string, unknown> {
 }
 
 type ActionOutcome = PlannedAction & {
-  readonly outcome: 'sent' | 'set' | 'overridden' | 'rate-limited' | 'skipped' | 'rejected' | 'raised' | 'cleared' | 'unchanged' | 'notified';
+  readonly outcome: 'sent' | 'set' | 'overridden' | 'deferred' | 'superseded' | 'skipped' | 'rejected' | 'raised' | 'cleared' | 'unchanged' | 'notified';
+  /** A deferred command: when it is due (ms since the epoch). */
+  readonly at?: number;
   readonly commandId?: string;
   readonly status?: string;
   readonly by?: string;
@@ -128,16 +133,32 @@ interface Committed {
   readonly entryId: string;
   /** The execution's actions as planned (its branch's list; empty when the step started none). */
   readonly planned: readonly PlannedAction[];
-  /** What became of its control actions, by index in `planned`: sent with the step, refused, overridden, rate-limited, skipped. */
+  /** What became of its control actions, by index in `planned`: sent with the step, refused, overridden, deferred, skipped. */
   readonly controls: ReadonlyMap<number, ActionOutcome>;
+  /** Its commands held back by the rate limit, to send when due (the arbiter permitting). */
+  readonly deferrals: readonly Deferral[];
   /** Whether the execution is acted on (its commands went with the step). */
   readonly sent: boolean;
+}
+
+/** A command of an execution held back by the rate limit: the arbiter's token for it, and when it is due. */
+interface Deferral {
+  readonly index: number;
+  readonly control: string;
+  readonly token: number;
+  readonly at: number;
+  readonly model: string;
+  readonly name: string;
+  readonly value: number;
 }
 
 /** The control actions of an execution, as the arbiter decided them before the step is committed. */
 interface Sending {
   readonly outcomes: Map<number, ActionOutcome>;
-  readonly commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }>;
+  readonly commands: Array<{ index: number; control: string; model: string; name: string; value: number }>;
+  readonly deferrals: Deferral[];
+  /** Each decision's control and the arbiter's state before it, in order: given back (in reverse) when the step is not committed. */
+  readonly marks: Array<{ control: string; before: Mark }>;
 }
 
 /**
@@ -243,12 +264,12 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       /**
        * The control actions of an execution about to be committed, decided by the arbiter now: those it lets
-       * through go to rule_commit with the step; the others are answered here (overridden, rate-limited, skipped).
+       * through go to rule_commit with the step; the others are answered here (overridden, deferred, skipped).
        */
       function arbitrate(branch: 'then' | 'else', planned: readonly PlannedAction[], now: number): Sending {
         const list = branch === 'then' ? def.then : def.else;
-        const outcomes = new Map<number, ActionOutcome>();
-        const commands: Array<{ index: number; control: string; before: number | undefined; model: string; name: string; value: number }> = [];
+        const sending: Sending = { outcomes: new Map(), commands: [], deferrals: [], marks: [] };
+        const { outcomes, commands } = sending;
         for (const [i, p] of planned.entries()) {
           const a = list[i]!;
           if (a.kind !== 'control' || p.kind !== 'control') continue;
@@ -257,12 +278,16 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             continue;
           }
           const control = `${a.model}.${a.name}`;
-          const before = deps.arbiter.lastSentAt(control);
+          sending.marks.push({ control, before: deps.arbiter.mark(control) });
           const verdict = deps.arbiter.decide(control, { rule: def.id, priority: def.priority }, a.minIntervalMs, now);
-          if (verdict.send) commands.push({ index: i, control, before, model: a.model, name: a.name, value: p.value });
-          else outcomes.set(i, { ...p, outcome: verdict.why, ...(verdict.by ? { by: verdict.by } : {}) });
+          if (verdict.send) commands.push({ index: i, control, model: a.model, name: a.name, value: p.value });
+          else if (verdict.why === 'overridden') outcomes.set(i, { ...p, outcome: 'overridden', by: verdict.by });
+          else {
+            outcomes.set(i, { ...p, outcome: 'deferred', at: verdict.at });
+            sending.deferrals.push({ index: i, control, token: verdict.token, at: verdict.at, model: a.model, name: a.name, value: p.value });
+          }
         }
-        return { outcomes, commands };
+        return sending;
       }
 
       /**
@@ -323,10 +348,10 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
                   : { ...p, outcome: 'rejected', message: sent?.refused ?? 'not sent' },
               );
             }
-            return { to, entryId: r.entryId, planned: planned ?? [], controls, sent: sending !== undefined };
+            return { to, entryId: r.entryId, planned: planned ?? [], controls, deferrals: sending?.deferrals ?? [], sent: sending !== undefined };
           } catch (err) {
-            // Nothing was sent: the rate limit is given back (in reverse, for a control named twice).
-            for (const c of (sending?.commands ?? []).reverse()) deps.arbiter.withdraw(c.control, c.before);
+            // Nothing was sent or deferred: the arbiter is given back its state (in reverse, for a control named twice).
+            for (const m of (sending?.marks ?? []).reverse()) deps.arbiter.withdraw(m.control, m.before);
             if (!(err instanceof RuleConflictError)) throw err;
             // Someone committed first (an operator's enable or disable): take what is stored and try again.
             stored = withoutEffect(await deps.redis.rules.init(def.id, initialRule({ forMs: def.forMs, cooldownMs: def.cooldownMs }), ruleDefinition(def)));
@@ -484,13 +509,68 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
             id: def.id,
             of: entryId,
             results: { branch, actions: results },
-            counters: { commands: count('sent'), overridden: count('overridden'), rateLimited: count('rate-limited') },
+            counters: { commands: count('sent'), overridden: count('overridden'), rateLimited: count('deferred') },
             ts: Date.now(),
           });
         })()
           .catch((err: unknown) => log.warn({ err }, 'could not journal the results of an execution'))
           .finally(() => journaling.delete(journaled));
         journaling.add(journaled);
+        for (const d of done.deferrals) defer(d, planned[d.index]!, entryId, branch, journaled);
+      }
+
+      /** The deferrals armed and not yet due (timer → deferral), cancelled in the arbiter when the rule stops. */
+      const deferred = new Map<NodeJS.Timeout, Deferral>();
+
+      /**
+       * Sends a deferred command when it is due, if the arbiter still lets it (not superseded by a later decision
+       * for the control, the rule still winning it); journals what became of it as a second result of the same
+       * execution (`of`), after the first (`first`): its command id and end, or `superseded` / `overridden`.
+       */
+      function defer(d: Deferral, p: PlannedAction, entryId: string, branch: 'then' | 'else', first: Promise<void>): void {
+        if (stopped) {
+          deps.arbiter.cancel(d.control, d.token);
+          return;
+        }
+        const t = setTimeout(
+          () => {
+            timers.delete(t);
+            deferred.delete(t);
+            if (stopped) return;
+            const verdict = deps.arbiter.due(d.control, d.token, Date.now());
+            // Woken a little early (a timer's rounding): armed again for when it is due.
+            if (verdict === undefined) {
+              defer({ ...d, at: deps.arbiter.dueAt(d.control, d.token) ?? d.at }, p, entryId, branch, first);
+              return;
+            }
+            const journaled = (async () => {
+              let result: ActionOutcome;
+              if (!verdict.send) result = { ...p, outcome: verdict.why, ...(verdict.why === 'overridden' ? { by: verdict.by } : {}) };
+              else {
+                try {
+                  const commandId = await deps.redis.commands.m2c(d.model, d.name, d.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
+                  result = { ...p, outcome: 'sent', commandId, status: await commandEnd(commandId) };
+                } catch (err) {
+                  result = { ...p, outcome: 'rejected', message: errorMessage(err) };
+                }
+              }
+              await first;
+              await deps.results.add({
+                id: def.id,
+                of: entryId,
+                results: { branch, deferred: { index: d.index, at: d.at }, actions: [result] },
+                counters: { commands: result.outcome === 'sent' ? 1 : 0, overridden: result.outcome === 'overridden' ? 1 : 0 },
+                ts: Date.now(),
+              });
+            })()
+              .catch((err: unknown) => log.warn({ err }, 'could not send or journal a deferred command'))
+              .finally(() => journaling.delete(journaled));
+            journaling.add(journaled);
+          },
+          Math.max(0, d.at - Date.now()),
+        );
+        timers.add(t);
+        deferred.set(t, d);
       }
 
       function commandEnd(commandId: string): Promise<string> {
@@ -615,6 +695,9 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       async function dispose(): Promise<void> {
         stopped = true;
         stopping.abort();
+        // A deferred command not yet due is lost with the rule (kept in memory only); nobody else would send it.
+        for (const d of deferred.values()) deps.arbiter.cancel(d.control, d.token);
+        deferred.clear();
         for (const t of timers) {
           clearTimeout(t);
           clearInterval(t);

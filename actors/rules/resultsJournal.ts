@@ -1,6 +1,7 @@
 /**
  * What came of the rules' executions (their commands' ends, the overridden and
- * rate-limited actions), journaled in batches: one rule_record for every result
+ * deferred actions; later, what became of a deferred command: a second result
+ * of the same execution), journaled in batches: one rule_record for every result
  * told within `delayMs` of the first, of any rule of the process, rather than one
  * call each. The results of a burst of fires (a value crossing a limit on many
  * models at once) are then written after it, in one call, instead of taking the

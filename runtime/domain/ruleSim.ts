@@ -3,7 +3,10 @@
  * Redis, no device, no timer. Each rule runs the same pure parts as its actor
  * (evaluateRule, stepRule, the window rings, the sequence tracker, the
  * arbiter, croner for cron) in the same order: an evaluation, a TICK for a
- * deadline due at that instant, a pulse (true, then false) for an event.
+ * deadline due at that instant, a pulse (true, then false) for an event. A
+ * control command held back by the rate limit is deferred as the actor defers
+ * it: sent at its due time if the arbiter still lets it (at an instant, the
+ * deferred commands due go first, before the values given for it).
  * Time moves from one instant to the next that something happens at: a given
  * value, an `every` period, a cron time, a rule's deadline. Values that a `set`
  * action writes are seen by the other rules at the same instant.
@@ -64,6 +67,8 @@ export function simulateRules(rules: readonly RuleDef[], tc: RuleTestConfig): Si
     };
   });
   const given = [...tc.given].sort((a, b) => a.at - b.at);
+  /** Deferred commands not yet due, in the order they were deferred (the actors' timers). */
+  let deferred: Array<{ at: number; token: number; control: string; rule: string; action: PlannedAction }> = [];
   let gi = 0;
 
   const claim = (r: SimRule) => {
@@ -85,7 +90,12 @@ export function simulateRules(rules: readonly RuleDef[], tc: RuleTestConfig): Si
       if (p.kind === 'control') {
         const a = (branch === 'then' ? r.def.then : r.def.else).find((x) => x.kind === 'control' && x.model === p.model && x.name === p.name);
         const min = a?.kind === 'control' ? a.minIntervalMs : 0;
-        if (!arbiter.decide(`${p.model}.${p.name}`, { rule: r.def.id, priority: r.def.priority }, min, now).send) continue;
+        const control = `${p.model}.${p.name}`;
+        const v = arbiter.decide(control, { rule: r.def.id, priority: r.def.priority }, min, now);
+        if (!v.send) {
+          if (v.why === 'deferred') deferred.push({ at: v.at, token: v.token, control, rule: r.def.id, action: p });
+          continue;
+        }
       }
       if (p.kind === 'set' && p.value !== null) sets.set(`${p.model}.${p.name}`, p.value);
       actions.push({ at: now - start, rule: r.def.id, action: p });
@@ -121,8 +131,20 @@ export function simulateRules(rules: readonly RuleDef[], tc: RuleTestConfig): Si
     // The next instant anything happens at.
     const candidates = [given[gi] ? start + given[gi]!.at : Infinity];
     for (const r of sims) candidates.push(r.nextEvery ?? Infinity, r.nextCron ?? Infinity, nextDeadline(r.state) ?? Infinity);
+    for (const d of deferred) candidates.push(d.at);
     const now = Math.min(...candidates);
     if (now > until || now === Infinity) break;
+
+    // The deferred commands due now: sent if the arbiter still lets them (else superseded or overridden: dropped).
+    const dueNow = deferred.filter((d) => d.at <= now);
+    deferred = deferred.filter((d) => d.at > now);
+    for (const d of dueNow) {
+      const v = arbiter.due(d.control, d.token, now);
+      if (v === undefined) {
+        const at = arbiter.dueAt(d.control, d.token);
+        if (at !== undefined) deferred.push({ ...d, at: Math.max(at, now + 1) });
+      } else if (v.send) actions.push({ at: now - start, rule: d.rule, action: d.action });
+    }
 
     let changes = new Map<string, { value: number | null; quality: 'good' | 'stale' | 'bad' | 'comm-failure' }>();
     const alarms: Array<[string, string]> = [];

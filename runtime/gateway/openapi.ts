@@ -166,7 +166,8 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/rules/{id}': {
         get: {
           ...read,
-          summary: 'One rule: state (deadlines included), counters, definition and its last executions (newest first)',
+          summary:
+            'One rule: state (deadlines included), counters, definition and its last journal entries (newest first): executions and their results (a deferred command, then what became of it, are two results of one execution)',
           parameters: [id('id')],
           responses: { 200: ok('rule'), ...errors(401, 403, 404, 429) },
         },

@@ -122,6 +122,48 @@ describe('rules on a running site', () => {
     expect(await result(80)).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 80 })]);
   });
 
+  it("a release within the rate limit is deferred, not dropped: sent at the interval's end, confirmed, journaled deferred then sent", async () => {
+    await start(ZERO_EXPORT.replace('FOR', '0').replace('minIntervalMs: 0', 'minIntervalMs: 1000'));
+    await eventually(async () => (await ruleState('zero-export')) === 'idle');
+    await gridP(-5);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '45.000000', 3_000);
+    // The export stops at once (well within the second since the cap was sent): the release is held back.
+    await gridP(1);
+    await eventually(async () => (await ruleState('zero-export')) === 'idle', 3_000);
+    const journal = () => t.bus.rules.journal('zero-export', 50);
+    const executions = await eventually(async () => {
+      const j = await journal();
+      const then = j.find((e) => e.kind === 'execution' && (e.data as { branch: string }).branch === 'then');
+      const release = j.find((e) => e.kind === 'execution' && (e.data as { branch: string }).branch === 'else');
+      return then && release ? { then, release } : undefined;
+    }, 3_000);
+    const due = executions.then.time + 1_000;
+    expect(executions.release.time - executions.then.time).toBeLessThan(1_000);
+    type Results = {
+      deferred?: { index: number; at: number };
+      actions: Array<{ outcome: string; at?: number; status?: string; commandId?: string; value: number }>;
+    };
+    const ofRelease = async () => (await journal()).filter((e) => e.kind === 'result' && e.fields.of === executions.release.entryId).reverse();
+    const first = await eventually(async () => (await ofRelease())[0], 3_000);
+    expect((first.data as Results).actions).toEqual([expect.objectContaining({ outcome: 'deferred', at: due, value: 80 })]);
+    if (Date.now() < due - 50) expect(await t.raw.hget('comsrv:v1:a', '1')).toBe('45.000000');
+    // At the interval's end the release goes out, and is confirmed by the device.
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '80.000000', 3_000);
+    const [again, sent] = await eventually(async () => {
+      const r = await ofRelease();
+      return r.length >= 2 ? r : undefined;
+    }, 3_000);
+    expect(again!.entryId).toBe(first.entryId);
+    const data = sent!.data as Results;
+    expect(data.deferred).toEqual({ index: 0, at: due });
+    expect(data.actions).toEqual([expect.objectContaining({ outcome: 'sent', status: 'confirmed', value: 80 })]);
+    const command = await commandResult(t.bus, data.actions[0]!.commandId!);
+    expect(command).toMatchObject({ source: 'rule:zero-export', status: 'confirmed' });
+    // Sent at its due time (not before: at most one command per control per second).
+    expect((await t.bus.commands.command(data.actions[0]!.commandId!))!.createdAt).toBeGreaterThanOrEqual(due);
+    expect((await t.bus.rules.read('zero-export'))!.stats).toMatchObject({ fires: 1, releases: 1, commands: 2, rateLimited: 1 });
+  });
+
   it('a bad-quality input blocks the rule: it does not fire and records why', async () => {
     await start(ZERO_EXPORT.replace('FOR', '0'));
     // Before any value: blocked, a missing value is never read as 0.

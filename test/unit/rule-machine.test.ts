@@ -280,7 +280,7 @@ describe('arbitration', () => {
     a.claim('gw.limit', { rule: 'high', priority: 5 });
     expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 0)).toEqual({ send: false, why: 'overridden', by: 'high' });
     expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 0)).toEqual({ send: true });
-    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 999)).toEqual({ send: false, why: 'rate-limited' });
+    expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 999)).toMatchObject({ send: false, why: 'deferred', at: 1_000 });
     expect(a.decide('gw.limit', { rule: 'high', priority: 5 }, 1_000, 1_000)).toEqual({ send: true });
     a.release('gw.limit', 'high');
     expect(a.decide('gw.limit', { rule: 'low', priority: 1 }, 0, 2_000)).toEqual({ send: true });
@@ -290,14 +290,28 @@ describe('arbitration', () => {
     const a = new Arbiter();
     const claim = { rule: 'r', priority: 1 };
     expect(a.lastSentAt('gw.limit')).toBeUndefined();
+    const never = a.mark('gw.limit');
     expect(a.decide('gw.limit', claim, 1_000, 0)).toEqual({ send: true });
-    a.withdraw('gw.limit', undefined);
+    a.withdraw('gw.limit', never);
     expect(a.decide('gw.limit', claim, 1_000, 10)).toEqual({ send: true });
-    const before = a.lastSentAt('gw.limit');
+    const before = a.mark('gw.limit');
     expect(a.decide('gw.limit', claim, 1_000, 1_500)).toEqual({ send: true });
     a.withdraw('gw.limit', before);
     // Limited from the send that happened (at 10), not from the withdrawn one (at 1,500).
     expect(a.decide('gw.limit', claim, 1_000, 1_100)).toEqual({ send: true });
-    expect(a.decide('gw.limit', claim, 1_000, 1_200)).toEqual({ send: false, why: 'rate-limited' });
+    const deferred = a.decide('gw.limit', claim, 1_000, 1_200);
+    expect(deferred).toMatchObject({ send: false, why: 'deferred', at: 2_100 });
+  });
+
+  it('a deferral withdrawn (its commit was refused) gives back the one it superseded', () => {
+    const a = new Arbiter();
+    const claim = { rule: 'r', priority: 1 };
+    expect(a.decide('gw.limit', claim, 1_000, 0)).toEqual({ send: true });
+    const first = a.decide('gw.limit', claim, 1_000, 100);
+    if (first.send || first.why !== 'deferred') throw new Error('expected a deferral');
+    const before = a.mark('gw.limit');
+    expect(a.decide('gw.limit', claim, 1_000, 200)).toMatchObject({ why: 'deferred' });
+    a.withdraw('gw.limit', before);
+    expect(a.due('gw.limit', first.token, 1_000)).toEqual({ send: true });
   });
 });

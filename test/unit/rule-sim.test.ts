@@ -27,6 +27,7 @@ describe('voltage rules test', () => {
     const { code, out } = await run('config');
     expect(out).toContain('passed  zero export caps the inverter');
     expect(out).toContain('passed  battery protection wins over peak shaving');
+    expect(out).toContain('passed  export stops within a second of the cap; the limit is given back at the interval');
     expect(out).toMatch(/\n\d+ passed, 0 failed\n$/);
     expect(code).toBe(0);
   });
@@ -76,6 +77,28 @@ describe('rule simulation', () => {
         [31_001, { 'bess1.P': 60 }],
       ]),
     ).toEqual([]);
+  });
+
+  it("a command held back by the rate limit is sent at the interval's end; one not held back at once", () => {
+    const zeroExport = loadConfig('config').rules.filter((r) => r.id === 'zero-export');
+    // The cap at 15 s; the export stops at `release`: within the second since the cap, the limit is held back to 16 s.
+    for (const [release, sentAt] of [
+      [15_300, 16_000],
+      [15_999, 16_000],
+      [16_000, 16_000],
+      [16_500, 16_500],
+    ] as const) {
+      const given: Array<{ at: number; values: Record<string, number> }> = [
+        { at: 0, values: { 'grid.P': 1, 'pv1.P': 30 } },
+        { at: 5_000, values: { 'grid.P': -5 } },
+        { at: release, values: { 'grid.P': 0 } },
+      ];
+      const took = simulateRules(zeroExport, { name: 'x', start: '2026-01-05T00:00:00Z', given, expect: [] });
+      expect(took.map((a) => [a.at, a.action.kind === 'control' ? a.action.value : null])).toEqual([
+        [15_000, 25],
+        [sentAt, 80],
+      ]);
+    }
   });
 
   it('a case compares actions at their times, values within 1e-6', () => {
