@@ -132,6 +132,8 @@ export class TelemetryFeed {
   private removeReconnect: (() => void) | undefined;
   /** How often a client fell behind (it skipped deltas, then got a snapshot). */
   fellBehind = 0;
+  /** Settles once the subscriptions are made and the caches loaded (start): clients' snapshots wait for it. */
+  ready: Promise<void> = Promise.resolve();
 
   get clientCount(): number {
     return this.clients.size;
@@ -271,9 +273,6 @@ export class TelemetryFeed {
     // Handled here as well: the gateway awaits it after listening, and a failure before that is not unhandled.
     this.ready.catch(() => undefined);
   }
-
-  /** Settles once the subscriptions are made and the caches loaded. */
-  ready: Promise<void> = Promise.resolve();
 
   private async subscribeAndLoad(): Promise<void> {
     // First: uWS has no topic tree before a WebSocket route exists (numSubscribers would crash).
