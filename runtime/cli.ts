@@ -85,11 +85,32 @@ function summary(site: SiteConfig): string {
   return `${site.channels.length} channel(s) with ${points} point(s), ${site.models.length} model(s) with ${calcs} calculation(s), ${site.alarms.length} alarm(s)`;
 }
 
+/**
+ * SIGINT and SIGTERM while this process stops what it started: the first calls `first`; the handlers stay, so
+ * that a second (an impatient Ctrl-C) is said and waited out rather than ending Node at once, which left the
+ * servers it started running (a signal's default death runs no exit hook); a third ends the process now,
+ * through its exit hook, which kills those servers (killOnExit). Returns what removes the handlers.
+ */
+function onStopSignals(first: (signal: NodeJS.Signals) => void): () => void {
+  let seen = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    seen++;
+    if (seen === 1) first(signal);
+    else if (seen === 2) process.stderr.write(`${signal}: stopping already; once more to stop at once (the servers it started are killed)\n`);
+    else process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  };
+}
+
 /** Runs until SIGINT/SIGTERM (exit 0, tree stopped in reverse order) or root escalation (exit 1). */
 async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Promise<void> = async () => undefined): Promise<number> {
   const signal = new Promise<string>((res) => {
-    process.once('SIGINT', () => res('SIGINT'));
-    process.once('SIGTERM', () => res('SIGTERM'));
+    onStopSignals(res);
     // Launchers such as `npx` exit on SIGTERM without forwarding it: when the process that
     // started us is gone (we were re-parented), stop as if the signal had reached us.
     const parent = process.ppid;
@@ -121,16 +142,10 @@ async function runUntilSignal(rt: RunningRuntime, log: Logger, cleanup: () => Pr
  * ended the process at once and left them running. Returns the release, called once the tree runs.
  */
 function stopOnSignalWhileStarting(cleanup: () => Promise<void>): () => void {
-  const onSignal = (signal: NodeJS.Signals) => {
+  return onStopSignals((signal) => {
     process.stderr.write(`${signal} while starting: stopping what was started\n`);
     void cleanup().finally(() => process.exit(0));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  return () => {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  };
+  });
 }
 
 async function startSite(

@@ -17,6 +17,7 @@ import { initialState, sample } from '../actors/channel/waveform.js';
 import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { SiteConfig } from './config/site.js';
 import { VoltageError } from './errors.js';
+import { killOnExit } from './redisServer.js';
 
 export interface SimChannel {
   readonly channel: ModbusChannelConfig;
@@ -174,6 +175,7 @@ async function ptyPair(path: string): Promise<{ port: import('serialport').Seria
   } catch (e) {
     throw new VoltageError('runtime', 'SIM_PTY', `cannot start socat for ${path}: ${(e as Error).message}`);
   }
+  killOnExit(proc);
   const spawnError = new Promise<never>((_, rej) =>
     proc.once('error', (e) => rej(new VoltageError('runtime', 'SIM_PTY', `cannot start socat (is it installed?): ${e.message}`))),
   );

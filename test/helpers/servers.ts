@@ -72,3 +72,13 @@ export async function eventually<T>(check: () => Promise<T | undefined | false> 
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether a process runs (or is a zombie its parent has not reaped yet). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

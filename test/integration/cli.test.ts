@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
+import { pidAlive, rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
 import { freePort } from '../../runtime/redisServer.js';
 
 const BIN = 'runtime/bin/voltage.js';
@@ -194,11 +194,29 @@ channels:
         });
         sock.once('error', () => res(false));
       });
-    for (const d of [first, second]) {
-      d.proc.kill('SIGINT');
-      expect(await d.exit).toBe(0);
-      expect(await portOpen(d.url)).toBe(false); // its redis-server (the restarted one too) stopped with it
-    }
+    const vmPid = (out: string) => Number(/history\s+http:\/\/127\.0\.0\.1:\d+ \(private victoria-metrics, pid (\d+)/.exec(out)?.[1]);
+    const firstVm =
+      [...first.out().matchAll(/victoria-metrics this process started is running again on port \d+ \(pid (\d+)/g)].map((m) => Number(m[1])).at(-1) ??
+      vmPid(first.out());
+    // An impatient Ctrl-C: a second signal while it stops is said and waited out; its servers (the restarted redis-server too) stop with it.
+    // (Signals sent back to back may reach it as one: each waits for what the last one did.)
+    first.proc.kill('SIGINT');
+    await eventually(() => first.out().includes('SIGINT: stopping the tree'), 5_000);
+    first.proc.kill('SIGINT');
+    expect(await first.exit).toBe(0);
+    expect(first.out()).toMatch(/SIGINT: stopping already; once more to stop at once/);
+    expect(await portOpen(first.url)).toBe(false);
+    await eventually(() => !pidAlive(firstVm), 5_000);
+    // A third ends it at once (exit 130), and still leaves none of the servers it started running.
+    const secondVm = vmPid(second.out());
+    expect(pidAlive(secondVm)).toBe(true);
+    second.proc.kill('SIGTERM');
+    await eventually(() => second.out().includes('SIGTERM: stopping the tree'), 5_000);
+    second.proc.kill('SIGTERM');
+    await eventually(() => second.out().includes('SIGTERM: stopping already'), 5_000);
+    second.proc.kill('SIGTERM');
+    expect(await second.exit).toBe(130);
+    await eventually(async () => !(await portOpen(second.url)) && !pidAlive(secondVm), 5_000);
   });
 
   it('start: stops the tree when the launcher that started it exits without forwarding a signal (npx on SIGTERM)', async () => {

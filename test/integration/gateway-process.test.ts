@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { freePort } from '../../runtime/redisServer.js';
 import { startRuntime } from '../../runtime/runtime.js';
-import { eventually, quietLog, writeSite } from '../helpers/servers.js';
+import { eventually, pidAlive, quietLog, writeSite } from '../helpers/servers.js';
 import { privateRedisSuite } from '../helpers/suite.js';
 
 const t = privateRedisSuite();
@@ -54,14 +54,6 @@ models:
     expect(pid).toBeGreaterThan(0);
     await t.running.stop();
     t.running = undefined;
-    const alive = () => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    expect(alive()).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
   });
 });

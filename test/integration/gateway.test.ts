@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../runtime/config/load.js';
 import { sha256 } from '../../runtime/gateway/http.js';
 import { startRuntime, type RunningRuntime } from '../../runtime/runtime.js';
-import { eventually, quietLog, spawnRedis, writeSite, type RedisServer } from '../helpers/servers.js';
+import { eventually, pidAlive, quietLog, spawnRedis, writeSite, type RedisServer } from '../helpers/servers.js';
 
 let server: RedisServer;
 let rt: RunningRuntime;
@@ -312,14 +312,6 @@ describe('the gateway process', () => {
       restarts: number;
       context: { port: number; pid: number };
     };
-  const alive = (pid: number) => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
 
   it('serves from its own process; killed, it is restarted by its supervisor and serves again', { timeout: 30_000 }, async () => {
     const before = await gatewayActor();
@@ -340,7 +332,7 @@ describe('the gateway process', () => {
       200,
     );
     expect(after.restarts).toBe(before.restarts + 1);
-    expect(alive(before.context.pid)).toBe(false);
+    expect(pidAlive(before.context.pid)).toBe(false);
     // It serves what the runtime knows again: actor counts and live values.
     const health = await get('/health');
     expect(health.body.actors.running).toBeGreaterThanOrEqual(5);
