@@ -201,8 +201,8 @@ async function main(): Promise<void> {
       ({ graph } = await api<{ graph: Graph }>(`/api/v1/actors/${encodeURIComponent(id)}/machine`));
     } catch (e) {
       if (selected?.id !== id) return;
-      // Said, not swallowed; a failure that may pass (the gateway's first layout loads elkjs and can outlast the
-      // request's deadline, or Redis is away) is asked again while the actor stays selected.
+      // Said, not swallowed; a failure that may pass (a layout the build did not make loads elkjs in the gateway
+      // and can outlast the request's deadline, or Redis is away) is asked again while the actor stays selected.
       const again = !(e instanceof ApiFailure) || e.status >= 500;
       const why = e instanceof Error ? e.message : String(e);
       detail.replaceChildren(title, el('p', { class: 'error' }, `Its machine could not be loaded: ${why}${again ? ' (trying again)' : ''}`));

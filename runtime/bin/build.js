@@ -6,7 +6,8 @@
 // Also bundles the pages (ui/) into dist/ui, which the gateway serves under /ui/:
 // minified, for browsers, with nothing fetched from elsewhere at run time.
 import { build } from 'esbuild';
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 
 const node = { bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', sourcemap: 'linked', logLevel: 'warning' };
 await build({ ...node, entryPoints: ['runtime/cli.ts'], outfile: 'dist/voltage.mjs' });
@@ -14,6 +15,16 @@ await build({ ...node, entryPoints: ['runtime/cli.ts'], outfile: 'dist/voltage.m
 // history client): its import takes ~360 instead of ~550 ms on a quiet machine, more under
 // load, and it is started again each time the gateway actor restarts.
 await build({ ...node, entryPoints: ['runtime/gateway/child.ts'], outfile: 'dist/gateway-child.mjs' });
+
+// Every actor kind's machine laid out once here, so that the gateway never loads elkjs on a
+// request (runtime/machineLayouts.ts).
+await build({ ...node, sourcemap: false, entryPoints: ['runtime/machineLayouts.ts'], outfile: 'dist/.layouts.mjs' });
+try {
+  const { computeLayouts, LAYOUTS_FILE } = await import(pathToFileURL('dist/.layouts.mjs').href);
+  writeFileSync(`dist/${LAYOUTS_FILE}`, JSON.stringify(await computeLayouts()));
+} finally {
+  rmSync('dist/.layouts.mjs', { force: true });
+}
 
 mkdirSync('dist/ui', { recursive: true });
 await build({

@@ -8,6 +8,7 @@ import { createMachine } from 'xstate';
 import { activeStates, layoutGraph, machineGraph } from '../../runtime/machineGraph.js';
 import { channelMachine } from '../../machines/channelMachine.js';
 import { modelMachine } from '../../machines/modelMachine.js';
+import { MACHINES, MachineLayouts, readStoredLayouts, storedLayouts } from '../../runtime/machineLayouts.js';
 
 describe('machineGraph', () => {
   it('the channel machine: states, invoked actors, guarded transitions, events named as written', () => {
@@ -106,5 +107,32 @@ describe('machineGraph', () => {
         expect(near(pts.at(-1)!, t.target!)).toBe(true);
       });
     }
+  });
+});
+
+describe("the build's layouts (runtime/machineLayouts.ts)", () => {
+  it('a stored layout is served only while it matches its machine; a stale one is laid out on demand', async () => {
+    const channel = await layoutGraph(machineGraph(channelMachine));
+    const stored = {
+      channel: { graph: JSON.stringify(machineGraph(channelMachine)), layout: channel },
+      // Made from another definition: the machine changed since the build.
+      model: { graph: JSON.stringify({ ...machineGraph(modelMachine), id: 'older' }), layout: channel },
+      gateway: 'not a layout',
+    };
+    const kept = storedLayouts(stored);
+    expect([...kept.keys()]).toEqual(['channel']);
+    expect(storedLayouts(null).size).toBe(0);
+    const layouts = new MachineLayouts(kept);
+    expect(await layouts.of('channel')).toBe(channel);
+    const model = await layouts.of('model');
+    expect(model).not.toBe(channel);
+    expect(model?.id).toBe('model');
+    expect(layouts.of('supervisor')).toBeUndefined();
+  });
+
+  it('npm run build wrote a current layout of every kind, equal to one made now', async () => {
+    const built = readStoredLayouts();
+    expect([...built.keys()].sort()).toEqual(Object.keys(MACHINES).sort());
+    expect(built.get('rule')).toEqual(await layoutGraph(machineGraph(MACHINES.rule!)));
   });
 });

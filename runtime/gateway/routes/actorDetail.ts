@@ -6,33 +6,15 @@
  * and the WebSocket topics `actor/{id}`: the entry again whenever the runtime
  * reports a change (`actor:update`), coalesced over a short window.
  */
-import type { AnyStateMachine } from 'xstate';
 import { ApiError, type Http } from '../http.js';
 import { TRANSITIONS_MAXLEN } from '../../redis/actors.js';
 import { KEYS } from '../../redis/keys.js';
 import type { Subscriptions } from '../../redis/subscriptions.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { reportRejection } from '../../reporter.js';
-import { activeStates, layoutGraph, machineGraph, type LaidOutGraph } from '../../machineGraph.js';
+import { activeStates } from '../../machineGraph.js';
+import { MachineLayouts } from '../../machineLayouts.js';
 import type { TelemetryFeed } from '../ws.js';
-import { alarmEvaluatorMachine } from '../../../machines/alarmEvaluatorMachine.js';
-import { channelMachine } from '../../../machines/channelMachine.js';
-import { cloudMachine } from '../../../machines/cloudMachine.js';
-import { gatewayMachine } from '../../../machines/gatewayMachine.js';
-import { historyMachine } from '../../../machines/historyMachine.js';
-import { modelMachine } from '../../../machines/modelMachine.js';
-import { ruleMachine } from '../../../machines/ruleMachine.js';
-
-/** The machine each actor kind runs (supervisors run none): every kind in runtime/kinds.ts. */
-const MACHINES: Readonly<Record<string, AnyStateMachine>> = {
-  channel: channelMachine,
-  model: modelMachine,
-  alarm: alarmEvaluatorMachine,
-  rule: ruleMachine,
-  history: historyMachine,
-  gateway: gatewayMachine,
-  cloud: cloudMachine,
-};
 
 /** A change reaches subscribers within this window (the page's budget is 1 s). */
 const ACTOR_FEED_MS = 50;
@@ -83,18 +65,13 @@ export async function actorDetailRoutes(http: Http, redis: VoltageRedis, subs: S
   for (const pattern of ['/api/v1/actors/:id', '/api/v1/actors/:kind/:id']) {
     http.route('get', pattern, 'viewer', async ({ params }) => ({ status: 200, body: await one(idOf(params)) }));
   }
-  // Laid out once per machine: the layout depends on the definition only.
-  const graphs = new Map<string, Promise<LaidOutGraph>>();
+  // The build's layouts (runtime/machineLayouts.ts); a kind whose machine changed since is laid out once on demand.
+  const layouts = new MachineLayouts();
   for (const pattern of ['/api/v1/actors/:id/machine', '/api/v1/actors/:kind/:id/machine']) {
     http.route('get', pattern, 'viewer', async ({ params }) => {
       const a = await one(idOf(params));
-      const machine = a.kind ? MACHINES[a.kind] : undefined;
-      if (!machine || !a.kind) throw new ApiError(404, 'NOT_FOUND', `'${a.id}' is a ${a.kind ?? 'node'} and runs no machine`);
-      let g = graphs.get(a.kind);
-      if (!g) {
-        g = layoutGraph(machineGraph(machine));
-        graphs.set(a.kind, g);
-      }
+      const g = a.kind ? layouts.of(a.kind) : undefined;
+      if (!g) throw new ApiError(404, 'NOT_FOUND', `'${a.id}' is a ${a.kind ?? 'node'} and runs no machine`);
       return { status: 200, body: { actor: a.id, state: a.state, graph: await g } };
     });
   }
