@@ -14,12 +14,13 @@
  * It also checks, before anything starts, that every InfluxDB token variable
  * is set: a writer without its token would retry a refused write forever.
  */
-import { accessSync, constants, mkdirSync } from 'node:fs';
-import { delimiter, join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { SiteConfig } from './config/site.js';
 import { queryBackend } from './config/history.js';
 import { VoltageError } from './errors.js';
 import type { Logger } from './logger.js';
+import { onPath } from './ownedProcess.js';
 import { ownedVictoria } from './ownedServers.js';
 import { freePort, portFree } from './redisServer.js';
 
@@ -36,18 +37,6 @@ export interface EmbeddedHistory {
 const VICTORIA_BIN = 'victoria-metrics';
 /** VictoriaMetrics' own default port: a Grafana data source keeps working across restarts. */
 const DEFAULT_PORT = 8428;
-
-/** Whether `bin` is an executable on PATH. */
-export function onPath(bin: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((d) => {
-    try {
-      accessSync(join(d, bin), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
 
 /** One sentence per InfluxDB backend whose token variable is not set. */
 export function missingHistoryTokens(site: SiteConfig, env: NodeJS.ProcessEnv = process.env): string[] {

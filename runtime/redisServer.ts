@@ -3,12 +3,13 @@
  * nothing on disk. Used by `voltage demo` when REDIS_URL is not set, and by
  * the tests (which never touch a Redis they did not start).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VoltageError } from './errors.js';
+import { spawnOwned } from './ownedProcess.js';
 
 export interface RedisServer {
   readonly url: string;
@@ -53,19 +54,6 @@ export async function freePort(): Promise<number> {
  */
 export const REDIS_TUNING: readonly string[] = ['--hash-max-listpack-entries', '32'];
 
-/** Servers this process started and has not stopped: killed when it exits, however it exits. */
-const running = new Set<ChildProcess>();
-let exitHook = false;
-export function killOnExit(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const c of running) c.kill('SIGKILL');
-  });
-}
-
 /**
  * `ownGroup`: in a process group of its own (the demo's), so that a Ctrl-C in
  * the terminal stops this process, which stops the site and then this server,
@@ -79,7 +67,7 @@ export async function spawnRedis(
   const port = opts.port ?? (await freePort());
   // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
   const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
-  const child = spawn(
+  const child = spawnOwned(
     opts.bin ?? 'redis-server',
     [
       '--port',
@@ -105,7 +93,6 @@ export async function spawnRedis(
     ],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
   );
-  killOnExit(child);
   let output = '';
   child.stdout?.on('data', (d: Buffer) => {
     output += d.toString();

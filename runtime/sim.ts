@@ -5,7 +5,7 @@
  * serial path. Measurement and signal points follow their `sim` waveform;
  * control and adjustment points keep what is written to them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { coilValue, encodePoint } from '../actors/modbus/codec.js';
 import { width } from '../actors/modbus/plan.js';
@@ -17,7 +17,7 @@ import { initialState, sample } from '../actors/channel/waveform.js';
 import { isModbusChannel } from '../actors/modbus/protocol.js';
 import type { SiteConfig } from './config/site.js';
 import { VoltageError } from './errors.js';
-import { killOnExit } from './redisServer.js';
+import { spawnOwned } from './ownedProcess.js';
 
 export interface SimChannel {
   readonly channel: ModbusChannelConfig;
@@ -171,11 +171,10 @@ async function ptyPair(path: string): Promise<{ port: import('serialport').Seria
   const simPath = `${path}.sim`;
   let proc: ChildProcess;
   try {
-    proc = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${path}`, `pty,raw,echo=0,link=${simPath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = spawnOwned('socat', ['-d', '-d', `pty,raw,echo=0,link=${path}`, `pty,raw,echo=0,link=${simPath}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (e) {
     throw new VoltageError('runtime', 'SIM_PTY', `cannot start socat for ${path}: ${(e as Error).message}`);
   }
-  killOnExit(proc);
   const spawnError = new Promise<never>((_, rej) =>
     proc.once('error', (e) => rej(new VoltageError('runtime', 'SIM_PTY', `cannot start socat (is it installed?): ${e.message}`))),
   );

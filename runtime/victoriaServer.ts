@@ -18,12 +18,13 @@
  * Unlike the Redis one, it may keep its data directory (`dataDir` given): the
  * kill-and-restart tests start a second process on the same directory and port.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VoltageError } from './errors.js';
-import { freePort, killOnExit } from './redisServer.js';
+import { spawnOwned } from './ownedProcess.js';
+import { freePort } from './redisServer.js';
 
 export interface VictoriaOptions {
   readonly port?: number;
@@ -59,12 +60,11 @@ export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<Victori
   const port = opts.port ?? (await freePort());
   const temporary = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'voltage-victoria-'));
-  const child = spawn(
+  const child = spawnOwned(
     opts.bin ?? 'victoria-metrics',
     [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, `-retentionPeriod=${opts.retentionPeriod ?? '1'}`, ...VICTORIA_FLAGS],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: opts.ownGroup === true },
   );
-  killOnExit(child);
   let output = '';
   const keep = (d: Buffer) => {
     output = (output + d.toString()).slice(-4_000);

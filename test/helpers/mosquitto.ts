@@ -13,7 +13,8 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, killOnExit } from '../../runtime/redisServer.js';
+import { killOnExit } from '../../runtime/ownedProcess.js';
+import { freePort } from '../../runtime/redisServer.js';
 
 export interface Mosquitto {
   readonly port: number;

@@ -5,9 +5,10 @@
  * whose token variable is not set, before starting anything.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { onPath } from '../../runtime/embeddedHistory.js';
-import { eventually, writeSite } from '../helpers/servers.js';
+import { onPath } from '../../runtime/ownedProcess.js';
+import { childPids, eventually, pidAlive, writeSite } from '../helpers/servers.js';
 
 const BIN = 'runtime/bin/voltage.js';
 const HAVE_VICTORIA = onPath('victoria-metrics');
@@ -64,6 +65,34 @@ describe('voltage CLI: history', () => {
         expect(() => process.kill(m.vmPid, 0)).toThrow();
       } finally {
         if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
+      }
+    },
+    60_000,
+  );
+
+  it.skipIf(!HAVE_VICTORIA)(
+    `demo killed with kill -9: the servers it started (redis-server, VictoriaMetrics, socat) and its gateway's process stop with it${HAVE_VICTORIA ? '' : ' (skipped: victoria-metrics is not on PATH)'}`,
+    async () => {
+      const demo = voltage(['demo'], { REDIS_URL: undefined });
+      let children: number[] = [];
+      try {
+        await eventually(
+          () => /history\s+http:\/\/127\.0\.0\.1:\d+ \(private victoria-metrics, pid \d+/.test(demo.out()) && /the gateway serves on port/.test(demo.out()),
+          30_000,
+          100,
+        );
+        children = childPids(demo.proc.pid!);
+        const names = children.map((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/)[0]!.split('/').at(-1));
+        // Each is itself (setpriv execs it, same pid), not a wrapper left between (redis-server retitles itself: its first word).
+        expect(names).toEqual(expect.arrayContaining(['redis-server', 'victoria-metrics', 'socat']));
+        demo.proc.kill('SIGKILL');
+        await demo.exit;
+        // The kernel's parent-death signal (SIGTERM): VictoriaMetrics flushes and exits; nothing is left holding a port or a lock.
+        await eventually(() => children.every((pid) => !pidAlive(pid)), 10_000, 100);
+      } finally {
+        if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
+        // Had they outlived it (the failure this tests), they go now: a test leaves nothing running.
+        for (const pid of children) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
       }
     },
     60_000,
