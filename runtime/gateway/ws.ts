@@ -239,13 +239,16 @@ export class TelemetryFeed {
    */
   private async linkModels(): Promise<string[]> {
     const fed = new Set<string>();
-    for (const [point, target] of await this.redis.site.c2mMapping()) {
-      fed.add(target);
-      const a = point.lastIndexOf(':', point.lastIndexOf(':') - 1);
-      const sep = target.indexOf(':');
-      const channel = this.channels.entry(point.slice(0, a));
-      const model = this.cache.entry(target.slice(0, sep));
-      if (channel && model && a > 0 && sep > 0) channel.link(point.slice(a + 1), target.slice(0, sep), model, target.slice(sep + 1));
+    // In rounds: REST answers between them (the gateway listens already).
+    for await (const round of this.redis.site.c2mMappingRounds()) {
+      for (const [point, target] of round) {
+        fed.add(target);
+        const a = point.lastIndexOf(':', point.lastIndexOf(':') - 1);
+        const sep = target.indexOf(':');
+        const channel = this.channels.entry(point.slice(0, a));
+        const model = this.cache.entry(target.slice(0, sep));
+        if (channel && model && a > 0 && sep > 0) channel.link(point.slice(a + 1), target.slice(0, sep), model, target.slice(sep + 1));
+      }
     }
     return this.site.models.filter((m) => m.calculations.length > 0 || m.measurements.some((v) => !fed.has(`${m.id}:${v.name}`))).map((m) => m.id);
   }

@@ -97,10 +97,32 @@ export class SiteRedis {
     return text ? (JSON.parse(text) as SiteJson) : undefined;
   }
 
-  /** The measurement mapping as loaded: channel:type:point → model:name. */
+  /**
+   * The measurement mapping as loaded: channel:type:point → model:name, read at once. From the flat reply:
+   * ioredis's hgetall makes an object of it first, which for a 100k-entry mapping took twice as long (~500 against
+   * ~250 ms here, V8's dictionary objects).
+   */
   async c2mMapping(): Promise<Map<string, string>> {
-    const all = await redisCall('HGETALL', () => this.core.client.hgetall(KEYS.mappingC2m));
-    return new Map(Object.entries(all));
+    const flat = (await redisCall('HGETALL', () => this.core.client.call('HGETALL', KEYS.mappingC2m))) as string[];
+    const out = new Map<string, string>();
+    for (let i = 0; i + 1 < flat.length; i += 2) out.set(flat[i]!, flat[i + 1]!);
+    return out;
+  }
+
+  /**
+   * The same in rounds of about `count` entries (HSCAN; an entry present throughout is seen at least once), for a
+   * reader whose thread must stay free meanwhile: the gateway links its feed while it already answers REST, and one
+   * read of a 100k-entry mapping held its thread ~1 s (one 3 MB reply decoded in one piece).
+   */
+  async *c2mMappingRounds(count = 1000): AsyncGenerator<Array<readonly [string, string]>> {
+    let cursor = '0';
+    do {
+      const [next, flat] = await redisCall('HSCAN', () => this.core.client.hscan(KEYS.mappingC2m, cursor, 'COUNT', count));
+      const round: Array<readonly [string, string]> = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) round.push([flat[i]!, flat[i + 1]!]);
+      yield round;
+      cursor = next;
+    } while (cursor !== '0');
   }
 
   /** The mapping's generation (site_load moves it on with every load), or null when there is none (no site loaded, FLUSHALL). */

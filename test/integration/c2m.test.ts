@@ -111,6 +111,19 @@ describe('c2m', () => {
     }
   });
 
+  it("the mapping as loaded, read at once and in HSCAN rounds (the gateway's), entry for entry", async () => {
+    expect(await t.bus.site.c2mMapping()).toEqual(site.mapping);
+    const big = new Map<string, string>();
+    for (let c = 0; c < 30; c++) for (let p = 1; p <= 100; p++) big.set(`${2000 + c}:m:${p}`, `m${c}:v${p}`);
+    await t.bus.site.load({ ...site, mapping: big, models: [...new Set([...big.values()].map((v) => v.split(':')[0]!))] });
+    const rounds: Array<Array<readonly [string, string]>> = [];
+    for await (const round of t.bus.site.c2mMappingRounds(500)) rounds.push(round);
+    // A hash this size is a hashtable: HSCAN answers in several rounds (COUNT is a hint, an entry may come twice).
+    expect(rounds.length).toBeGreaterThan(2);
+    expect(new Map(rounds.flat())).toEqual(big);
+    expect(await t.bus.site.c2mMapping()).toEqual(big);
+  });
+
   it('writes nothing to the outbox while no consumer has made it, and skips the mapping for a channel that feeds no model', async () => {
     await t.raw.del(KEYS.outbox);
     await t.bus.telemetry.c2m('1001', 1_700_000_000_000, [{ type: 'm', id: 1, value: 1, quality: 'good' }]);
