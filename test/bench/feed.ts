@@ -11,6 +11,7 @@
  * (context switches: at these rates the CPU goes per wake-up more than per point).
  *
  * BENCH_CPU_PROF=<dir>: the runtime and its gateway process write CPU profiles there when they stop.
+ * BENCH_FEED_GROUP_POINTS=<n>: the site's runtime.pollGroupPoints (default 300), to weigh phases against latency.
  * BENCH_FEED_IDLE_GROUP=1: an outbox consumer group that never reads (a history database or cloud
  * broker down for the whole run), so that c2m writes the outbox and it runs into its bound
  * (`BENCH_FEED_OUTBOX_MB`, default the runtime's 256); Redis used_memory is then printed every 30 s
@@ -57,10 +58,12 @@ export async function feedRow(devices: number, windows: Windows, root = '.', lab
   files['gateway.yaml'] =
     `gateway:\n  port: ${port}\n  rateLimit: { perSecond: 100000, burst: 100000 }\n  tokens:\n    - { name: bench, role: admin, sha256: ${sha256(TOKEN)} }\n`;
   const dir = mkdtempSync(join(tmpdir(), 'voltage-feed-bench-'));
-  for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   const idleGroup = process.env.BENCH_FEED_IDLE_GROUP === '1';
   const outboxMb = process.env.BENCH_FEED_OUTBOX_MB;
   if (outboxMb) files['runtime.yaml'] = `${files['runtime.yaml']}  redis:\n    outboxMaxMB: ${Number(outboxMb)}\n`;
+  const groupPoints = process.env.BENCH_FEED_GROUP_POINTS;
+  if (groupPoints) files['runtime.yaml'] = `${files['runtime.yaml']}  pollGroupPoints: ${Number(groupPoints)}\n`;
+  for (const [n, t] of Object.entries(files)) writeFileSync(join(dir, n), t);
   const redis = await spawnRedis();
   const probe = new Redis(redis.url);
   // A group outside the site's names is left alone by the runtime (runtime/actorKind.ts syncOutboxGroups).
