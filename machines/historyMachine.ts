@@ -16,10 +16,13 @@
  *   rate) until a batch comes back short.
  * - writing: live, batched by size and time; a full batch means a backlog again.
  * - backoff: waits `retryDelay` (growing with `attempts`); the backlog stays
- *   in the stream meanwhile, unacknowledged.
+ *   in the stream meanwhile, unacknowledged. On entry, `prepareBacklog`: the
+ *   writer may read and encode the backlog ahead while the database is down
+ *   (held unacknowledged, sent first once it answers), so that the drain
+ *   after it costs little more than the requests.
  *
- * Pure: `connect`, `rewriteWindow`, `writeBatch` and the `retryDelay` are
- * provided by actors/history/HistoryWriter. An error that is not transient
+ * Pure: `connect`, `rewriteWindow`, `writeBatch`, `prepareBacklog` and the
+ * `retryDelay` are provided by actors/history/HistoryWriter. An error that is not transient
  * (a bug, not an outage) is left unhandled: the actor fails and its
  * supervisor decides.
  */
@@ -77,6 +80,7 @@ export const historyMachine = setup({
     }),
   },
   actions: {
+    prepareBacklog: () => {},
     countBatch: assign(({ context }, params: { result: BatchResult }) => ({
       attempts: 0,
       batches: context.batches + (params.result.entries > 0 ? 1 : 0),
@@ -149,12 +153,15 @@ export const historyMachine = setup({
       },
     },
     backoff: {
-      entry: assign({
-        attempts: ({ context }) => context.attempts + 1,
-        failures: ({ context }) => context.failures + 1,
-        needsRewrite: true,
-        lastError: ({ event }) => errorText(event),
-      }),
+      entry: [
+        assign({
+          attempts: ({ context }) => context.attempts + 1,
+          failures: ({ context }) => context.failures + 1,
+          needsRewrite: true,
+          lastError: ({ event }) => errorText(event),
+        }),
+        'prepareBacklog',
+      ],
       after: { retryDelay: 'connecting' },
     },
   },

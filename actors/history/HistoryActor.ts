@@ -33,6 +33,7 @@ export function provideHistoryMachine(writer: HistoryWriter, policy: BackoffPoli
       rewriteWindow: fromPromise(() => writer.rewriteWindow()),
       writeBatch: fromPromise(({ input }) => writer.writeBatch(input.mode)),
     },
+    actions: { prepareBacklog: () => writer.prepareBacklog() },
     delays: {
       retryDelay: ({ context }) => {
         const ms = backoffDelay(policy, context.attempts - 1);
@@ -130,6 +131,7 @@ export function writerOptions(
     batchMaxMs: h.batchMaxMs,
     windowMs: h.windowMs,
     drainEntriesPerSecond: h.drainEntriesPerSecond,
+    prepareMaxBytes: h.prepareMaxMB * 1024 * 1024,
     qualityEveryMs: h.qualityEveryMs,
     channels: h.channels,
     models: h.models,

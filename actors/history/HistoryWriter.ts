@@ -3,8 +3,31 @@
  * stream through its own consumer group (at-least-once), turns entries into
  * line protocol (lines.ts, outbox.ts), writes batches gzipped with
  * @influxdata/influxdb-client's transport, and XACKs a batch only after the
- * database accepted it. A batch that fails stays pending in the group and is
- * read again (from id 0) after the backoff.
+ * database accepted it. A batch that fails stays pending in the group, and its
+ * body is held and sent again as it is after the backoff.
+ *
+ * Every entry is encoded once per writer, in stream order: the encoder's
+ * quality notes, the KeepFilter (intervals, heartbeats) and the tiers' marks
+ * follow the stream, so a batch encoded is never encoded again (its body is
+ * what is retried), and the KeepFilter's state is read from Redis only before
+ * the first entry is encoded. While the database is down (the machine's
+ * backoff: prepareBacklog), the writer goes on reading the outbox through its
+ * group and encodes and gzips the backlog ahead into held batches, up to
+ * prepareMaxBytes of bodies (past it the rest waits in the outbox), when the
+ * runtime has CPU to spare, the window's own batches first (encoded as the
+ * rewrite would, for the rewrite if one is owed: that is known only once the
+ * database answers; dropped when the window changes); once it answers, the
+ * window is written again first if it is owed (below), then the held batches in order,
+ * pipelined (writesInFlight) and paced as a drain, each acknowledged in order
+ * once accepted. Held entries stay pending, unacknowledged: a writer that
+ * dies with them leaves them in the group for the next one (read from id 0).
+ * After a failure the pending entries read again are only those after the
+ * newest one held (OutboxConsumer.pendingAfter): ones delivered and lost on
+ * the way. The quality law holds for held bodies: each carries the quality
+ * where the encoder's note, made from the lines before it in the same order,
+ * said so, and those lines are written before it or, if the database may have
+ * lost them, again in the window, which carries the first quality of each
+ * series; what is encoded after a failure carries it too (resetQuality).
  *
  * The recent window: VictoriaMetrics 1.79 loses roughly the last 5 s it had
  * acknowledged when it is killed. The writer remembers, per accepted batch, the
@@ -104,6 +127,11 @@ export interface HistoryWriterOptions {
   readonly windowMs?: number;
   /** Entries a second while draining a backlog (new entries keep arriving meanwhile). */
   readonly drainEntriesPerSecond?: number;
+  /**
+   * While the database is down, the backlog is read and encoded ahead into gzipped bodies held in memory up to this many
+   * bytes (default PREPARE_MAX_BYTES; 0: none), sent first once it answers.
+   */
+  readonly prepareMaxBytes?: number;
   /** Raw channel points (default true). */
   readonly channels?: boolean;
   /** Model values: calculated ones (model_set) and measurements mapped from channel points (default true). */
@@ -152,6 +180,16 @@ const DB_CHECK_MS = 2_000;
 /** A window not confirmed by any check for this long is pruned by age alone (checks that cannot tell must not hold the outbox forever). */
 const WINDOW_UNCONFIRMED_MAX_MS = 60_000;
 
+/**
+ * Held bodies while the database is down (HistoryWriterOptions.prepareMaxBytes). A line of the bench's shape (a model value,
+ * six decimals, ~65 bytes) gzips at level 1 to ~10 bytes, so 128 MB hold ~13M lines: a 60 s outage of a 100k points/s
+ * site with each point kept twice, as its channel point and its model value (200k lines/s, ~120 MB), or ~2 minutes kept once.
+ */
+export const PREPARE_MAX_BYTES = 128 * 1024 * 1024;
+/** A held batch waits this long to fill while the database is down (one read blocks at most PREPARE_BLOCK_MS: connect's commands queue behind it). */
+const PREPARE_FILL_MS = 1_000;
+const PREPARE_BLOCK_MS = 250;
+
 /** Transient to the machine: an outage, retried with backoff, not a restart. */
 export class HistoryOutageError extends OutboxOutageError {}
 
@@ -164,9 +202,21 @@ interface WindowBatch {
   readonly derived: readonly string[];
 }
 
-/** A batch sent and not yet acknowledged. */
-interface InFlight {
-  readonly sent: Promise<void>;
+/** A request body, gzipped at level 1 unless small (gzipThreshold). */
+interface Body {
+  readonly bytes: Buffer;
+  readonly zipped: boolean;
+  readonly lines: number;
+}
+
+/**
+ * A batch encoded and not yet acknowledged, in stream order: held (prepared while the database was down, or sent and
+ * refused: sent again as it is) or out (InFlight).
+ */
+interface Batch {
+  readonly body: Promise<Body>;
+  /** The body's bytes once gzipped (0 before). */
+  size: number;
   readonly ids: readonly string[];
   readonly first: string;
   readonly last: string;
@@ -176,6 +226,12 @@ interface InFlight {
   readonly samples: number;
   readonly skipped: number;
   readonly through: number;
+}
+
+/** A batch sent and not yet acknowledged. */
+interface InFlight {
+  readonly batch: Batch;
+  readonly sent: Promise<void>;
 }
 
 /** A batch in line protocol: each line ends in '\n'. */
@@ -217,6 +273,23 @@ export class HistoryWriter {
   private readonly keepGraceMs: number;
   /** Batches sent and not yet acknowledged, oldest first. */
   private inFlight: InFlight[] = [];
+  /** Batches encoded and not sent (prepared while the database was down, or refused), oldest first: sent before anything is read. */
+  private held: Batch[] = [];
+  private readonly prepareMaxBytes: number;
+  /** Reading and encoding ahead while the database is down (one task at a time), and the request to stop it. */
+  private preparing: Promise<void> | undefined;
+  private stopPreparing = false;
+  /** A fault of the preparing that is not an outage (a bug): thrown by the next connect. */
+  private prepareError: unknown;
+  /** The KeepFilter's state was read from Redis (once, before the first entry is encoded). */
+  private keepRestored = false;
+  /**
+   * The window's bodies, encoded while the database was down (prepareBacklog), for the rewrite if one is owed once it answers
+   * (whether the process changed is known only then): dropped when the window changes or is written.
+   */
+  private windowBodies: { readonly bodies: ReadonlyArray<Promise<Body>>; readonly entries: number; readonly size: number } | undefined;
+  /** Batches and entries prepared while the database was down. */
+  readonly prepared = { batches: 0, entries: 0 };
   private readonly writesInFlight: number;
   /** The last batch's body, in bytes (the next one's buffer starts at about that size). */
   private bodyBytes = 1 << 16;
@@ -266,6 +339,9 @@ export class HistoryWriter {
     this.windowMs = Math.max(10_000, opts.windowMs ?? 10_000);
     this.drainRate = opts.drainEntriesPerSecond ?? 5_000;
     this.writesInFlight = Math.max(1, opts.writesInFlight ?? 3);
+    this.prepareMaxBytes = opts.prepareMaxBytes ?? PREPARE_MAX_BYTES;
+    // Pending entries are read after the newest one held, not from id 0 (the header).
+    this.outbox.pendingAfter = '0';
     this.keep = new KeepFilter(opts.keep ?? new Map());
     this.keepTrivial = this.keep.trivial;
     this.keepGraceMs = opts.keepGraceMs ?? 5_000;
@@ -287,10 +363,22 @@ export class HistoryWriter {
     // Before the mapping (100k entries at a 100k points/s site: a quarter of a second of the runtime's time), which each retry
     // of an outage read again for nothing.
     if (!(await healthy(this.opts.url))) throw new HistoryOutageError(`the history database at ${this.opts.url} does not answer /health`);
-    // Read first at the first connect; at a reconnection beside the writes (usually the generation only: readMapping).
-    if (this.mappingReadAt === 0) await this.readMapping();
-    else this.refreshMapping();
-    if (!this.keepTrivial) this.keep.restore(await this.redis.history.keepState(this.opts.backend));
+    // It answers: what was prepared meanwhile is sent first (writeBatch), nothing more is read ahead.
+    await this.endPreparing();
+    if (this.prepareError !== undefined) {
+      const e = this.prepareError;
+      this.prepareError = undefined;
+      throw e;
+    }
+    if (this.held.length > 0) {
+      const bytes = this.held.reduce((n, b) => n + b.size, 0);
+      const lines = this.held.reduce((n, b) => n + b.samples, 0);
+      this.log.info(
+        { batches: this.held.length, entries: this.held.reduce((n, b) => n + b.ids.length, 0), lines, bytes },
+        'the history database answers: the batches held meanwhile are sent first',
+      );
+    }
+    await this.readyToEncode();
     await this.dbCheck; // one read at a time; its finding is superseded by this one
     const checkedAt = Date.now();
     const now = await databaseProcess(this.opts.url, this.opts.timeoutMs ?? 5_000);
@@ -300,6 +388,107 @@ export class HistoryWriter {
     this.dbConfirmedAt = checkedAt;
     this.dbCheckedAt = checkedAt;
     this.dbSuccessor = undefined;
+  }
+
+  /** The mapping (at the first connect; at a reconnection beside the writes) and the KeepFilter's state (once), before encoding. */
+  private async readyToEncode(): Promise<void> {
+    // Read first at the first connect; at a reconnection beside the writes (usually the generation only: readMapping).
+    if (this.mappingReadAt === 0) await this.readMapping();
+    else this.refreshMapping();
+    // Once: the state in memory follows every entry encoded, held ones included; Redis has only the acknowledged ones'.
+    if (!this.keepTrivial && !this.keepRestored) {
+      this.keep.restore(await this.redis.history.keepState(this.opts.backend));
+      this.keepRestored = true;
+    }
+  }
+
+  /**
+   * The machine's backoff (a write failed, or the database does not answer): reads the outbox on through the group and
+   * encodes and gzips it into held batches while the runtime has the CPU to spare, up to prepareMaxBytes; connect stops it
+   * once the database answers. A Redis outage ends it (the next backoff starts it again).
+   */
+  prepareBacklog(): void {
+    if (this.preparing !== undefined || this.prepareMaxBytes <= 0) return;
+    this.stopPreparing = false;
+    this.preparing = this.prepare()
+      .catch((e: unknown) => {
+        if (e instanceof OutboxOutageError) this.log.debug({ err: e }, 'stopped preparing the history backlog: Redis does not answer');
+        else this.prepareError ??= e;
+      })
+      .finally(() => {
+        this.preparing = undefined;
+      });
+  }
+
+  private async endPreparing(): Promise<void> {
+    this.stopPreparing = true;
+    await this.preparing;
+  }
+
+  private async prepare(): Promise<void> {
+    await this.readyToEncode();
+    if (this.windowBodies === undefined && this.window.some((w) => w.first !== '')) {
+      // First the window, which a database that restarted needs again before anything else.
+      const bodies: Array<Promise<Body>> = [];
+      let size = 0;
+      const entries = await this.encodeWindow(
+        async (body) => {
+          bodies.push(body);
+          size += (await body).bytes.length;
+        },
+        () => this.stopPreparing,
+      );
+      if (entries !== undefined) this.windowBodies = { bodies, entries, size };
+    }
+    while (!this.stopPreparing && (this.windowBodies?.size ?? 0) + this.held.reduce((n, b) => n + b.size, 0) < this.prepareMaxBytes) {
+      const max = this.max;
+      const entries = await this.read('live', max, PREPARE_FILL_MS, PREPARE_BLOCK_MS);
+      if (entries.length === 0) continue;
+      // Behind: intervals close and heartbeats are due up to the batch's newest poll, as in a drain.
+      let clock = 0;
+      for (const [, f] of entries) clock = Math.max(clock, entryTs(f));
+      const batch = this.batchOf(entries, await this.encode(entries, clock - this.keepGraceMs), clock - 1);
+      this.held.push(batch);
+      this.prepared.batches += 1;
+      this.prepared.entries += entries.length;
+      await batch.body; // one gzip at a time, and its size counted before the next read
+    }
+  }
+
+  /** A batch of the entries just encoded (in stream order): held entries are read again only past it (pendingAfter). */
+  private batchOf(entries: StreamEntries, encoded: Encoded, through: number): Batch {
+    let first = entries[0]?.[0] ?? '';
+    let last = first;
+    for (const [id] of entries) {
+      if (compareIds(id, first) < 0) first = id;
+      if (compareIds(id, last) > 0) last = id;
+    }
+    if (last !== '' && compareIds(last, this.outbox.pendingAfter ?? '0') > 0) this.outbox.pendingAfter = last;
+    const batch: Batch = {
+      body: this.pack(encoded),
+      size: 0,
+      ids: entries.map(([id]) => id),
+      first,
+      last,
+      derived: encoded.derived,
+      dirty: this.keepTrivial ? [] : this.keep.takeDirty(),
+      samples: encoded.lines,
+      skipped: encoded.skipped,
+      through,
+    };
+    batch.body.then(
+      (b) => {
+        batch.size = b.bytes.length;
+      },
+      () => undefined, // awaited where it is sent
+    );
+    return batch;
+  }
+
+  /** Sends a batch (held or new) and puts it out; it is acknowledged by settle. */
+  private send(batch: Batch): void {
+    const sent = awaitedLater(batch.body.then((b) => this.post(b))); // awaited in settle
+    this.inFlight.push({ batch, sent });
   }
 
   /**
@@ -350,6 +539,7 @@ export class HistoryWriter {
   /** Writes the recent window again (after a failure) unless the database kept it (the same process); returns the entries written. */
   async rewriteWindow(): Promise<number> {
     if (!this.rewriteOwed) {
+      this.windowBodies = undefined;
       this.rewrites.skipped += 1;
       this.log.info('the history database did not restart: its recent window is not written again');
       return 0;
@@ -370,41 +560,62 @@ export class HistoryWriter {
       for (const t of this.recentTiers) this.marks[t.tier.name] = Math.min(this.marks[t.tier.name], t.end - t.tier.ms);
       this.recentTiers = [];
     }
-    const ranges = this.window.filter((w) => w.first !== '');
-    // The window's lines carry the first quality of each series and every change again (the database may have lost them), and so
-    // do the batches after it (reset again below): the encoder's note of what was written covers neither.
-    this.encoder.resetQuality();
-    let n = 0;
-    let first = ranges[0]?.first ?? '';
-    let last = ranges[0]?.last ?? '';
-    for (const w of ranges) {
-      if (compareIds(w.first, first) < 0) first = w.first;
-      if (compareIds(w.last, last) > 0) last = w.last;
-    }
     // Pipelined as a backlog's batches are (up to writesInFlight out): nothing is acknowledged here, so order does not matter.
     const out: Array<Promise<void>> = [];
+    const send = async (body: Promise<Body>) => {
+      out.push(awaitedLater(body.then((b) => this.post(b)))); // awaited below
+      if (out.length >= this.writesInFlight) await out.shift();
+    };
+    let n = 0;
     try {
-      for (let from = first; ranges.length > 0; ) {
-        const max = this.max;
-        const entries = await this.redis.outbox.range(this.stream, from, last, max);
-        if (entries.length === 0) break;
-        const e = await this.encode(entries, undefined);
-        const sent = awaitedLater(this.sendEncoded(e)); // awaited below
-        out.push(sent);
-        if (out.length >= this.writesInFlight) await out.shift();
-        n += entries.length;
-        if (entries.length < max) break;
-        from = `(${entries[entries.length - 1]![0]}`;
-      }
+      // Encoded while the database was down (prepareBacklog), if the window has not changed since.
+      const ready = this.windowBodies;
+      if (ready) {
+        for (const body of ready.bodies) await send(body);
+        n = ready.entries;
+      } else n = (await this.encodeWindow(send, () => false)) ?? 0;
       while (out.length > 0) await out.shift();
     } finally {
       // A failure leaves none out behind it.
       await Promise.allSettled(out);
-      this.encoder.resetQuality();
     }
+    this.windowBodies = undefined;
     const now = Date.now();
     for (const w of this.window) w.at = now;
     this.log.info({ entries: n }, `wrote the last ${this.windowMs} ms of history again after the database came back`);
+    return n;
+  }
+
+  /**
+   * The window's entries read again from the stream (XRANGE) and encoded, each body given to `each` in order; undefined when
+   * `stop` cut it short. The encoder's quality notes are reset before and after: the window's lines carry the first quality of
+   * each series and every change again (the database may have lost them), and so do the batches encoded after it.
+   */
+  private async encodeWindow(each: (body: Promise<Body>) => Promise<void>, stop: () => boolean): Promise<number | undefined> {
+    const ranges = this.window.filter((w) => w.first !== '');
+    if (ranges.length === 0) return 0;
+    let first = ranges[0]!.first;
+    let last = ranges[0]!.last;
+    for (const w of ranges) {
+      if (compareIds(w.first, first) < 0) first = w.first;
+      if (compareIds(w.last, last) > 0) last = w.last;
+    }
+    this.encoder.resetQuality();
+    let n = 0;
+    try {
+      for (let from = first; ; ) {
+        if (stop()) return undefined;
+        const max = this.max;
+        const entries = await this.redis.outbox.range(this.stream, from, last, max);
+        if (entries.length === 0) break;
+        await each(this.pack(await this.encode(entries, undefined)));
+        n += entries.length;
+        if (entries.length < max) break;
+        from = `(${entries[entries.length - 1]![0]}`;
+      }
+    } finally {
+      this.encoder.resetQuality();
+    }
     return n;
   }
 
@@ -438,6 +649,15 @@ export class HistoryWriter {
     }
     const readStart = Date.now();
     this.checkDatabase(readStart);
+    await this.endPreparing(); // not running once connected; a bug otherwise would encode out of order
+    if (this.held.length > 0) {
+      // Held batches first, in order, pipelined and paced as a drain; nothing is read until they are out.
+      const batch = this.held.shift()!;
+      this.send(batch);
+      const result = await this.settle(this.held.length > 0 ? this.writesInFlight - 1 : 0);
+      await this.pace(batch.ids.length);
+      return { ...result, full: true };
+    }
     const max = this.max;
     const fromPending = this.outbox.pendingMayExist;
     let entries: StreamEntries;
@@ -463,25 +683,8 @@ export class HistoryWriter {
       await this.abandon();
       throw e;
     }
-    let first = entries[0]?.[0] ?? '';
-    let last = first;
-    for (const [id] of entries) {
-      if (compareIds(id, first) < 0) first = id;
-      if (compareIds(id, last) > 0) last = id;
-    }
-    const sent = awaitedLater(this.sendEncoded(encoded)); // awaited in settle
-    this.inFlight.push({
-      sent,
-      ids: entries.map(([id]) => id),
-      first,
-      last,
-      derived: encoded.derived,
-      dirty: this.keepTrivial ? [] : this.keep.takeDirty(),
-      samples: encoded.lines,
-      skipped: encoded.skipped,
-      // Every poll stamped up to `through` is written once this batch is: live and caught up, up to the read's start; behind, the batch's newest poll.
-      through: mode === 'live' && !full && !fromPending ? readStart : entries.length > 0 ? clock - 1 : 0,
-    });
+    // Every poll stamped up to `through` is written once this batch is: live and caught up, up to the read's start; behind, the batch's newest poll.
+    this.send(this.batchOf(entries, encoded, mode === 'live' && !full && !fromPending ? readStart : entries.length > 0 ? clock - 1 : 0));
     const result = await this.settle(full && !fromPending ? this.writesInFlight - 1 : 0);
     const now = Date.now();
     // Behind (draining a backlog, or this batch came back full: a backlog again), tier checks run less often: their queries and the
@@ -508,21 +711,34 @@ export class HistoryWriter {
   private async settle(keep: number): Promise<Omit<BatchResult, 'full'>> {
     const done = { entries: 0, samples: 0, skipped: 0 };
     while (this.inFlight.length > keep) {
-      const b = this.inFlight[0]!;
+      const { batch: b, sent } = this.inFlight[0]!;
       try {
-        await b.sent;
+        await sent;
       } catch (e) {
         await this.abandon();
         throw e;
       }
-      this.inFlight.shift();
-      await this.redis.history.saveKeepState(this.opts.backend, b.dirty);
       const now = Date.now();
-      if (b.ids.length > 0 || b.derived.length > 0) this.window.push({ at: now, first: b.first, last: b.last, derived: b.derived }); // first '': derived lines only
-      // Pruned only as far as a check found the same process windowMs after (the law in the header), when the process can be told.
-      const horizon = this.dbProcess === undefined ? now : Math.max(now - WINDOW_UNCONFIRMED_MAX_MS, Math.min(now, this.dbConfirmedAt));
-      while (this.window.length > 0 && this.window[0]!.at < horizon - this.windowMs) this.window.shift();
-      if (b.ids.length > 0) await this.acknowledge(b.ids);
+      const accepted: WindowBatch = { at: now, first: b.first, last: b.last, derived: b.derived };
+      try {
+        await this.redis.history.saveKeepState(this.opts.backend, b.dirty);
+        if (b.ids.length > 0 || b.derived.length > 0) {
+          this.window.push(accepted); // first '': derived lines only
+          this.windowBodies = undefined; // encoded for the window before it
+        }
+        // Pruned only as far as a check found the same process windowMs after (the law in the header), when the process can be told.
+        const horizon = this.dbProcess === undefined ? now : Math.max(now - WINDOW_UNCONFIRMED_MAX_MS, Math.min(now, this.dbConfirmedAt));
+        while (this.window.length > 0 && this.window[0]!.at < horizon - this.windowMs) this.window.shift();
+        if (b.ids.length > 0) await this.acknowledge(b.ids);
+      } catch (e) {
+        // Redis did not take it: the batch stays out first, so abandon holds it and it is sent (and acknowledged) again: its
+        // entries, pending behind the read cursor, are not read again in this writer. The database counts it once.
+        const i = this.window.indexOf(accepted);
+        if (i >= 0) this.window.splice(i, 1);
+        await this.abandon();
+        throw e;
+      }
+      this.inFlight.shift();
       this.writtenThrough = Math.max(this.writtenThrough, b.through);
       if (this.opts.tiers) this.throughLog.push({ at: now, through: this.writtenThrough });
       done.entries += b.ids.length;
@@ -541,19 +757,25 @@ export class HistoryWriter {
     await this.redis.outbox.ackHolding(this.stream, this.group, ids, this.window.find((w) => w.first !== '')?.first);
   }
 
-  /** After a failure: every batch out settles and none is acknowledged; their entries stay pending and are read again. */
+  /**
+   * After a failure: every batch out settles and none is acknowledged; their entries stay pending, and their bodies are held
+   * to be sent again first, as they are (not encoded again: the encoder's state has moved past them). Entries delivered
+   * and not held (a reply lost on the way) are read again: the pending ones after the newest held (pendingAfter).
+   */
   private async abandon(): Promise<void> {
     const out = this.inFlight;
     this.inFlight = [];
     this.outbox.pendingMayExist = true;
-    // Their lines may not be stored: the qualities they carried are written again with the next values.
+    // Their lines may not be stored: the next values encoded carry their series' quality again.
     this.encoder.resetQuality();
     await Promise.allSettled(out.map((b) => b.sent));
+    this.held = [...out.map((b) => b.batch), ...this.held];
     await this.tierTask;
   }
 
   async close(): Promise<void> {
-    // Batches still out are not acknowledged: their entries stay pending and are read again by the next writer.
+    // Batches held or still out are not acknowledged: their entries stay pending and are read again by the next writer.
+    await this.endPreparing();
     await this.abandon();
     await this.mappingTask;
   }
@@ -563,20 +785,21 @@ export class HistoryWriter {
     return Math.max(1, Math.min(this.maxEntries, Math.floor(this.maxLines / this.linesPerEntry)));
   }
 
-  private async read(mode: BatchMode, max: number): Promise<StreamEntries> {
+  /** Live: waits for entries up to `fillMs` (each read blocking at most `blockMs`), until full; a drain takes what is there. */
+  private async read(mode: BatchMode, max: number, fillMs = this.batchMaxMs, blockMs = fillMs): Promise<StreamEntries> {
     if (mode === 'drain') return this.outbox.next(max);
     if (this.outbox.pendingMayExist) {
       const pending = await this.outbox.next(max);
       if (pending.length > 0) return pending;
     }
-    // Live: wait for the first entry up to batchMaxMs, then fill until full or the time is up.
-    const deadline = Date.now() + this.batchMaxMs;
+    // Live: wait for the first entry up to fillMs, then fill until full or the time is up (or the preparing is stopped).
+    const deadline = Date.now() + fillMs;
     const out: StreamEntries = [];
-    while (out.length < max) {
+    while (out.length < max && !(this.stopPreparing && this.preparing !== undefined)) {
       const left = deadline - Date.now();
       if (left < 1) break;
-      const got = await this.outbox.read(max - out.length, left, '>');
-      if (got.length === 0) break;
+      const got = await this.outbox.read(max - out.length, Math.min(left, blockMs), '>');
+      if (got.length === 0 && blockMs >= left) break;
       out.push(...got);
     }
     return out;
@@ -600,7 +823,9 @@ export class HistoryWriter {
     const keep = (s: HistorySample) => {
       if (this.keepTrivial) return line(s);
       kept.length = 0;
-      this.keep.take(seriesId(s.series), s, kept, derived);
+      if (clock === undefined)
+        this.keep.again(seriesId(s.series), s, kept); // the window again: taken before
+      else this.keep.take(seriesId(s.series), s, kept, derived);
       for (const k of kept) line(k);
     };
     for (const [id, fields] of entries) {
@@ -639,30 +864,34 @@ export class HistoryWriter {
     return { body: out.bytes(), backing: out.backing, lines: out.lines, skipped, derived: clock === undefined ? [] : derived.map(toLine) };
   }
 
-  /**
-   * Sends a batch; its buffer is a spare once the database answered (gzip and the socket have read it). Not after a
-   * failure: an aborted request's socket may still be reading it.
-   */
-  private async sendEncoded(e: Encoded): Promise<void> {
-    await this.send(e.body, e.lines);
+  /** A batch's body; its buffer is a spare once gzip has read it (a small body is copied: the spare is written again). */
+  private async pack(e: Encoded): Promise<Body> {
+    const body = await this.zip(e.body, e.lines, true);
     if (this.spares.length <= this.writesInFlight) this.spares.push(e.backing);
+    return body;
   }
 
-  private sendLines(lines: readonly string[]): Promise<void> {
-    return this.send(lines.length === 0 ? Buffer.alloc(0) : Buffer.from(`${lines.join('\n')}\n`), lines.length);
+  private async sendLines(lines: readonly string[]): Promise<void> {
+    await this.post(await this.zip(lines.length === 0 ? Buffer.alloc(0) : Buffer.from(`${lines.join('\n')}\n`), lines.length, false));
   }
 
   /**
-   * Lines (each ending in '\n') in one request, gzipped at level 1 here rather
-   * than by the client (zlib's default level 6): at 200k lines/s that is 0.4
-   * instead of 1.1 µs a line, about an eighth of a core. The request goes
-   * through the client's own transport (url, token, timeout, HTTP errors), as
-   * its WriteApi sends a batch; its Node transport sends a Buffer body as it is.
+   * Lines (each ending in '\n') gzipped at level 1 here rather than by the
+   * client (zlib's default level 6): at 200k lines/s that is 0.4 instead of
+   * 1.1 µs a line, about an eighth of a core.
    */
-  private async send(raw: Buffer, lines: number): Promise<void> {
-    if (lines === 0) return;
+  private async zip(raw: Buffer, lines: number, copy: boolean): Promise<Body> {
     const zipped = raw.length > (this.opts.gzipThreshold ?? 1_000);
-    const payload = zipped ? await gzip(raw, { level: 1 }) : raw;
+    return { bytes: zipped ? await gzip(raw, { level: 1 }) : copy ? Buffer.from(raw) : raw, zipped, lines };
+  }
+
+  /**
+   * One request. It goes through the client's own transport (url, token,
+   * timeout, HTTP errors), as its WriteApi sends a batch; its Node transport
+   * sends a Buffer body as it is.
+   */
+  private async post({ bytes: payload, zipped, lines }: Body): Promise<void> {
+    if (lines === 0) return;
     const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8' };
     if (zipped) headers['content-encoding'] = 'gzip';
     try {

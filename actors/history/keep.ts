@@ -15,9 +15,10 @@
  *   (interval: G rounded up to a multiple of I) up to the clock; a heartbeat
  *   repeats the last written value and quality;
  * - a sample older than what was written already (a window written again
- *   after a database failure) passes unchanged for on-change and is dropped
- *   for interval: the writer keeps what it derived (interval values,
- *   heartbeats) in its window and writes those again itself.
+ *   after a database failure: `again`) passes unchanged for on-change and is
+ *   dropped for interval, and changes no state: the writer keeps what it
+ *   derived (interval values, heartbeats) in its window and writes those
+ *   again itself.
  *
  * The state (last written and pending sample of each stateful series) is
  * exported as the dirty entries of a batch so that the writer can keep it in
@@ -89,6 +90,16 @@ export class KeepFilter {
       st.pending = at;
     } else return; // older than the open interval
     this.dirty.add(key);
+  }
+
+  /**
+   * A sample taken before, in the window written again (at the rewrite, or encoded ahead while the database is down): on-change
+   * passes, interval and off keep nothing (the writer writes the window's derived lines itself), and no state changes. Through
+   * take, a sample of the open interval would put an older value back into it than what the batches after the window held.
+   */
+  again(key: string, s: HistorySample, out: HistorySample[]): void {
+    const keep = this.policies.get(key);
+    if (keep === undefined || keep.mode === 'on-change') out.push(s);
   }
 
   /** Interval values and heartbeats due by `clock` (ms): intervals that ended at or before it close. */

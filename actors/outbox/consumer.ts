@@ -38,8 +38,16 @@ async function outage<T>(call: Promise<T>): Promise<T> {
 }
 
 export class OutboxConsumer {
-  /** Entries delivered to this consumer but not acknowledged may exist: read from id 0 first. */
+  /** Entries delivered to this consumer but not acknowledged may exist: read them first (from `pendingAfter`). */
   pendingMayExist = true;
+  /**
+   * Pending entries are read after this id. Undefined (the default): from id 0 every time, for a consumer that reads its
+   * pending entries again after a failure and acknowledges each batch of them before the next read. A consumer that holds
+   * what it read, unacknowledged, until it is written (the history writer keeps prepared batches while its database is
+   * down) sets the newest id it holds instead, and the cursor moves past each pending batch read, so that nothing it holds
+   * is read twice and nothing delivered to it and lost on the way (a reply cut off) stays pending unread.
+   */
+  pendingAfter: string | undefined;
 
   constructor(
     private readonly redis: VoltageRedis,
@@ -73,14 +81,17 @@ export class OutboxConsumer {
   /** Pending entries of this consumer while there are any, else new ones (waiting up to blockMs when given). */
   async next(count: number, blockMs?: number): Promise<StreamEntries> {
     if (this.pendingMayExist) {
-      const pending = await this.read(count, undefined, '0');
-      if (pending.length > 0) return pending;
+      const pending = await this.read(count, undefined, this.pendingAfter ?? '0');
+      if (pending.length > 0) {
+        if (this.pendingAfter !== undefined) this.pendingAfter = pending[pending.length - 1]![0];
+        return pending;
+      }
       this.pendingMayExist = false;
     }
     return this.read(count, blockMs, '>');
   }
 
-  read(count: number, blockMs: number | undefined, from: '0' | '>'): Promise<StreamEntries> {
+  read(count: number, blockMs: number | undefined, from: string): Promise<StreamEntries> {
     return outage(this.redis.outbox.readGroup(this.stream, this.group, this.consumer, { count, blockMs, from }));
   }
 }

@@ -118,6 +118,11 @@ export const historySchema = z
       .default(10_000)
       .describe('accepted batches written again after the database restarted (VictoriaMetrics loses ~5 s it acknowledged when killed)'),
     drainEntriesPerSecond: z.number().positive().default(5_000).describe('pace of a backlog after an outage; new entries keep flowing'),
+    prepareMaxMB: z
+      .number()
+      .min(0)
+      .default(128)
+      .describe('while the database is down, the backlog is encoded and gzipped ahead into memory up to this much, sent first once it answers; 0: off'),
     qualityEveryMs: z
       .number()
       .int()

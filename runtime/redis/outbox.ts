@@ -20,8 +20,8 @@ export interface ReadGroupOptions {
   readonly count: number;
   /** Wait up to this long for a new entry (XREADGROUP BLOCK); undefined: never wait. */
   readonly blockMs?: number;
-  /** '0': the entries delivered to this consumer and not acknowledged; '>': new ones. */
-  readonly from: '0' | '>';
+  /** '0' (or an id: those after it): the entries delivered to this consumer and not acknowledged; '>': new ones. */
+  readonly from: string;
 }
 
 /** The field of the outbox's stats hash that holds a group's entries from the trim. */

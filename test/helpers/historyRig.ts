@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { createActor, type AnyActorRef } from 'xstate';
 import { provideHistoryMachine } from '../../actors/history/HistoryActor.js';
-import { HistoryWriter } from '../../actors/history/HistoryWriter.js';
+import { HistoryWriter, type HistoryWriterOptions } from '../../actors/history/HistoryWriter.js';
 import type { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
 import { eventually, quietLog, sleep, spawnRedis, wrapper, writeSite, type RedisServer } from './servers.js';
 import { forceFlush, spawnVictoria, type VictoriaServer } from './victoria.js';
@@ -51,11 +51,16 @@ export function useHistoryRig(outboxMaxMB = 64, redisOpts: { aofDir?: string } =
  * Resolves once its consumer group exists: c2m appends to the outbox only for a group there is, and
  * the group starts at the stream's end, so a value written before would never be the writer's.
  */
-export async function startWriter(rig: HistoryRig, backend: string, batchMaxEntries = 200): Promise<{ actor: AnyActorRef; writer: HistoryWriter }> {
+export async function startWriter(
+  rig: HistoryRig,
+  backend: string,
+  batchMaxEntries = 200,
+  extra: Partial<HistoryWriterOptions> = {},
+): Promise<{ actor: AnyActorRef; writer: HistoryWriter }> {
   const conn = new Redis(rig.redis.url, { maxRetriesPerRequest: null });
   const writer = new HistoryWriter(
     rig.bus.onConnection(conn),
-    { backend, url: rig.vm.url, batchMaxMs: 50, batchMaxEntries, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000 },
+    { backend, url: rig.vm.url, batchMaxMs: 50, batchMaxEntries, windowMs: 10_000, drainEntriesPerSecond: 50_000, timeoutMs: 1_000, ...extra },
     quietLog,
   );
   const machine = provideHistoryMachine(writer, { minBackoffMs: 100, maxBackoffMs: 400, randomFactor: 0, resetBackoffAfterMs: 0 }, quietLog);

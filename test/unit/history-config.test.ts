@@ -30,6 +30,7 @@ describe('config: the history section', () => {
       batchMaxMs: 200,
       windowMs: 10_000,
       drainEntriesPerSecond: 5_000,
+      prepareMaxMB: 128,
       channels: true,
       models: true,
       retention: '1y',

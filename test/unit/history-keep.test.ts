@@ -56,6 +56,22 @@ describe('history: what is kept of a series', () => {
     expect(again).toEqual([]);
   });
 
+  it('the window written again (again): on-change passes, interval keeps nothing, and the open interval keeps its newest value', () => {
+    const keep: HistoryKeep = { mode: 'interval', intervalMs: 1_000 };
+    const f = new KeepFilter(new Map([[KEY, keep]]));
+    // (1000, 2000] is open with 1,900 (a batch after the window) when the window's 1,500 is encoded again.
+    run(keep, [at(500), at(1_500), at(1_900)], 1_000, f);
+    const out: HistorySample[] = [];
+    f.again(KEY, at(1_500), out);
+    expect(out).toEqual([]);
+    f.due(2_000, out);
+    expect(out.map((s) => [s.ts, s.value])).toEqual([[2_000, 1_900]]);
+    const passed: HistorySample[] = [];
+    new KeepFilter(new Map([[KEY, { mode: 'on-change', maxGapMs: 5_000 }]])).again(KEY, at(1_500), passed);
+    new KeepFilter(new Map()).again(KEY, at(1_600), passed);
+    expect(passed.map((s) => s.ts)).toEqual([1_500, 1_600]);
+  });
+
   it('heartbeat: an unchanged value is written again every maxGapMs, up to the clock and between samples', () => {
     const r = run({ mode: 'on-change', maxGapMs: 1_000 }, [at(0, 7), at(3_500, 8)], 5_600);
     expect(r.written).toEqual([
@@ -94,7 +110,7 @@ describe('history: what is kept of a series', () => {
     expect(run(keep, [at(1_300)], 2_000, b).written).toEqual([[2_000, 1_300]]);
   });
 
-  it('restore drops what the memory held beyond the acknowledged state: batches abandoned are read again and written again', () => {
+  it('restore drops what the memory held beyond the acknowledged state: a new writer reads what the last one had not acknowledged again', () => {
     const keep: HistoryKeep = { mode: 'interval', intervalMs: 1_000 };
     const f = new KeepFilter(new Map([[KEY, keep]]));
     const settled = {}; // nothing of this series acknowledged yet: Redis holds no state for it

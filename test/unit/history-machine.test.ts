@@ -2,7 +2,8 @@
  * historyMachine with scripted implementations and no clock of its own: a
  * database down at start backs off and retries; a failed batch leads to
  * backoff, then the recent window is written again before anything else; so
- * is a batch that found the database restarted with no failure; a full batch drains until a short one; a bug (not transient) fails the actor.
+ * is a batch that found the database restarted with no failure; a full batch drains until a short one; a bug (not transient) fails the actor;
+ * each backoff asks the writer to prepare the backlog (prepareBacklog).
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createActor, fromPromise } from 'xstate';
@@ -24,6 +25,7 @@ const batch = (entries: number, full = false): BatchResult => ({ entries, sample
 
 function run(script: { connects: Array<'ok' | 'down'>; batches: Step[] }) {
   const log: string[] = [];
+  const backoffs = { prepared: 0 };
   const machine = historyMachine.provide({
     actors: {
       connect: fromPromise(async () => {
@@ -45,18 +47,23 @@ function run(script: { connects: Array<'ok' | 'down'>; batches: Step[] }) {
         return s;
       }),
     },
+    actions: {
+      prepareBacklog: () => {
+        backoffs.prepared += 1;
+      },
+    },
     delays: { retryDelay: ({ context }) => 100 * context.attempts },
   });
   const errors: unknown[] = [];
   const actor = createActor(machine, { input: { backend: 'vm' } });
   actor.subscribe({ error: (e) => errors.push(e) });
   actor.start();
-  return { actor, log, errors };
+  return { actor, log, errors, backoffs };
 }
 
 describe('historyMachine', () => {
   it('a database down at start: backoff growing with the attempts, then it drains and writes live', async () => {
-    const { actor, log } = run({ connects: ['down', 'down', 'ok'], batches: [batch(5)] });
+    const { actor, log, backoffs } = run({ connects: ['down', 'down', 'ok'], batches: [batch(5)] });
     await vi.advanceTimersByTimeAsync(0);
     expect(actor.getSnapshot().value).toBe('backoff');
     expect(actor.getSnapshot().context.attempts).toBe(1);
@@ -67,6 +74,8 @@ describe('historyMachine', () => {
     expect(log.slice(0, 5)).toEqual(['connect:down', 'connect:down', 'connect:ok', 'rewrite', 'drain:5']);
     expect(actor.getSnapshot().value).toBe('writing');
     expect(actor.getSnapshot().context).toMatchObject({ attempts: 0, failures: 2, entries: 5, samples: 10, batches: 1 });
+    // Each backoff asks the writer to read and encode the backlog ahead meanwhile.
+    expect(backoffs.prepared).toBe(2);
     actor.stop();
   });
 
