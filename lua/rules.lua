@@ -117,7 +117,7 @@ end
 
 --[[
 rule_record: what came of executions' actions (command ids and results,
-overridden or rate-limited actions), appended to the same stream: one entry per
+overridden or deferred actions, a deferred command sent, superseded or dropped), appended to the same stream: one entry per
 execution, several executions (of any rules) per call.
 KEYS: 1 rule:executions, then per record its rule:stats:{id}
 ARGV: per record: id, ts (ms), execution entry id, results (JSON), C, then C

@@ -10,7 +10,9 @@
  * The Arbiter decides between rules that target one control; a command it
  * holds back by the rate limit is deferred, and this actor sends it when due
  * (if the Arbiter still lets it) and journals that as a second result of the
- * execution. Deferred commands are in memory only: a restart loses them.
+ * execution. Deferred commands are in memory only: a rule actor that stops
+ * (the runtime stopping, the actor restarted) loses them, and journals each as
+ * dropped, a second result of its execution (a kill -9 journals nothing).
  *
  * Evaluations run one at a time (a queue); a refused commit re-reads the rule
  * (an operator enabled or disabled it) and evaluates again once.
@@ -115,7 +117,19 @@ export function ruleDefinition(def: RuleDef): Record<string, unknown> {
 }
 
 type ActionOutcome = PlannedAction & {
-  readonly outcome: 'sent' | 'set' | 'overridden' | 'deferred' | 'superseded' | 'skipped' | 'rejected' | 'raised' | 'cleared' | 'unchanged' | 'notified';
+  readonly outcome:
+    | 'sent'
+    | 'set'
+    | 'overridden'
+    | 'deferred'
+    | 'superseded'
+    | 'dropped'
+    | 'skipped'
+    | 'rejected'
+    | 'raised'
+    | 'cleared'
+    | 'unchanged'
+    | 'notified';
   /** A deferred command: when it is due (ms since the epoch). */
   readonly at?: number;
   readonly commandId?: string;
@@ -519,8 +533,34 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         for (const d of done.deferrals) defer(d, planned[d.index]!, entryId, branch, journaled);
       }
 
-      /** The deferrals armed and not yet due (timer → deferral), cancelled in the arbiter when the rule stops. */
-      const deferred = new Map<NodeJS.Timeout, Deferral>();
+      /** The deferrals armed and not yet due (timer → deferral), cancelled in the arbiter and journaled dropped when the rule stops. */
+      const deferred = new Map<NodeJS.Timeout, () => void>();
+
+      /**
+       * A deferred command the rule will not send (it stopped before the command was due): the arbiter forgets it and
+       * the journal says so, as a second result of its execution, so that nothing accepted disappears silently.
+       * Best effort: Redis may be gone with the rule.
+       */
+      function drop(d: Deferral, p: PlannedAction, entryId: string, branch: 'then' | 'else', first: Promise<void>): void {
+        deps.arbiter.cancel(d.control, d.token);
+        const journaled = (async () => {
+          await first;
+          await deps.results.add({
+            id: def.id,
+            of: entryId,
+            results: {
+              branch,
+              deferred: { index: d.index, at: d.at },
+              actions: [{ ...p, outcome: 'dropped', message: 'the rule stopped before the command was due' }],
+            },
+            counters: {},
+            ts: Date.now(),
+          });
+        })()
+          .catch((err: unknown) => log.warn({ err }, 'could not journal a dropped deferred command'))
+          .finally(() => journaling.delete(journaled));
+        journaling.add(journaled);
+      }
 
       /**
        * Sends a deferred command when it is due, if the arbiter still lets it (not superseded by a later decision
@@ -529,14 +569,17 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
        */
       function defer(d: Deferral, p: PlannedAction, entryId: string, branch: 'then' | 'else', first: Promise<void>): void {
         if (stopped) {
-          deps.arbiter.cancel(d.control, d.token);
+          drop(d, p, entryId, branch, first);
           return;
         }
         const t = setTimeout(
           () => {
             timers.delete(t);
             deferred.delete(t);
-            if (stopped) return;
+            if (stopped) {
+              drop(d, p, entryId, branch, first);
+              return;
+            }
             const verdict = deps.arbiter.due(d.control, d.token, Date.now());
             // Woken a little early (a timer's rounding): armed again for when it is due.
             if (verdict === undefined) {
@@ -570,7 +613,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           Math.max(0, d.at - Date.now()),
         );
         timers.add(t);
-        deferred.set(t, d);
+        deferred.set(t, () => drop(d, p, entryId, branch, first));
       }
 
       function commandEnd(commandId: string): Promise<string> {
@@ -695,8 +738,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       async function dispose(): Promise<void> {
         stopped = true;
         stopping.abort();
-        // A deferred command not yet due is lost with the rule (kept in memory only); nobody else would send it.
-        for (const d of deferred.values()) deps.arbiter.cancel(d.control, d.token);
+        // A deferred command not yet due is lost with the rule (kept in memory only; nobody else would send it): journaled dropped.
+        for (const dropIt of deferred.values()) dropIt();
         deferred.clear();
         for (const t of timers) {
           clearTimeout(t);

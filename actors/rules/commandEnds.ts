@@ -5,7 +5,9 @@
  * after it was sent, in case its end was told before the rule waited for
  * it, and once at its deadline), where it was read every 50 ms until it
  * ended. A note missed while the connection was down is made up for by a read
- * of every waiting command when it is back.
+ * of every waiting command when it is back. A wait holds one timer at a time
+ * and a rule one abort listener for all its waits: a burst of fires makes a
+ * hundred waits at once, on the thread the burst already fills.
  */
 import type { CommandsRedis } from '../../runtime/redis/commands.js';
 import { KEYS } from '../../runtime/redis/keys.js';
@@ -18,6 +20,7 @@ type Settle = (status: string) => void;
 
 export class CommandEnds {
   private readonly waiting = new Map<string, Set<Settle>>();
+  private readonly aborts = new WeakMap<AbortSignal, Set<Settle>>();
   /** Resolves once Redis confirmed the subscription. */
   readonly ready: Promise<unknown>;
 
@@ -41,26 +44,41 @@ export class CommandEnds {
   /** The command's end, or 'pending' when it has none within `ms` or `signal` aborts first. */
   wait(id: string, ms: number, signal: AbortSignal): Promise<string> {
     return new Promise((resolve) => {
-      const timers: NodeJS.Timeout[] = [];
+      if (signal.aborted) return resolve('pending');
+      const aborts = this.abortsOf(signal);
+      const first = Math.min(FIRST_READ_MS, ms);
+      // One timer at a time: the first read, then the deadline's (a note settles most commands before either).
+      let timer = setTimeout(() => {
+        void this.read(id);
+        timer = setTimeout(() => void this.read(id).then(() => settle('pending')), ms - first);
+      }, first);
       const settle: Settle = (status) => {
-        for (const t of timers) clearTimeout(t);
-        signal.removeEventListener('abort', onAbort);
+        clearTimeout(timer);
+        aborts.delete(settle);
         const set = this.waiting.get(id);
         set?.delete(settle);
         if (set?.size === 0) this.waiting.delete(id);
         resolve(status);
       };
-      const onAbort = () => settle('pending');
-      if (signal.aborted) return onAbort();
-      signal.addEventListener('abort', onAbort);
+      aborts.add(settle);
       const set = this.waiting.get(id) ?? new Set<Settle>();
       set.add(settle);
       this.waiting.set(id, set);
-      timers.push(
-        setTimeout(() => void this.read(id), Math.min(FIRST_READ_MS, ms)),
-        setTimeout(() => void this.read(id).then(() => settle('pending')), ms),
-      );
     });
+  }
+
+  /** The waiters of one signal (one rule's), all given 'pending' by its one abort listener: none per command. */
+  private abortsOf(signal: AbortSignal): Set<Settle> {
+    let set = this.aborts.get(signal);
+    if (!set) {
+      const made = new Set<Settle>();
+      signal.addEventListener('abort', () => {
+        for (const s of [...made]) s('pending');
+      });
+      this.aborts.set(signal, made);
+      set = made;
+    }
+    return set;
   }
 
   /** Reads the command and settles its waiters if it has ended; a failed read leaves them waiting. */

@@ -13,7 +13,7 @@ import { commandTransitions } from '../../machines/commandMachine.js';
 import { VoltageError } from '../errors.js';
 
 /** Bumped whenever a Function's keys, arguments or behaviour change. */
-export const LIBRARY_VERSION = '32';
+export const LIBRARY_VERSION = '33';
 export const LIBRARY_NAME = 'voltage';
 
 /** In load order: core first (its helpers are locals every later module uses). */

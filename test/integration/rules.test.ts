@@ -6,6 +6,7 @@
  * (a `for` across a restart or a kill -9 of the runtime is in
  * test/faults/); a bad-quality input blocks the rule; of two rules on
  * one control the higher priority wins and the other is journaled overridden;
+ * a deferred command the stopping runtime will not send is journaled dropped;
  * rule_commit refuses a stale version and writes nothing (a sequence's progress
  * included); the routes, their errors, and a dry run that writes nothing (keys
  * compared before and after).
@@ -162,6 +163,36 @@ describe('rules on a running site', () => {
     // Sent at its due time (not before: at most one command per control per second).
     expect((await t.bus.commands.command(data.actions[0]!.commandId!))!.createdAt).toBeGreaterThanOrEqual(due);
     expect((await t.bus.rules.read('zero-export'))!.stats).toMatchObject({ fires: 1, releases: 1, commands: 2, rateLimited: 1 });
+  });
+
+  it('a deferred command the rule will not send (the runtime stops before it is due) is journaled dropped, after its deferral', async () => {
+    await start(ZERO_EXPORT.replace('FOR', '0').replace('minIntervalMs: 0', 'minIntervalMs: 5000'));
+    await eventually(async () => (await ruleState('zero-export')) === 'idle');
+    await gridP(-5);
+    await eventually(async () => (await t.raw.hget('comsrv:v1:a', '1')) === '45.000000', 3_000);
+    await gridP(1);
+    const journal = () => t.bus.rules.journal('zero-export', 50);
+    const release = await eventually(
+      async () => (await journal()).find((e) => e.kind === 'execution' && (e.data as { branch: string }).branch === 'else'),
+      3_000,
+    );
+    type Results = { deferred?: { index: number; at: number }; actions: Array<{ outcome: string; at?: number; message?: string; value: number }> };
+    const ofRelease = async () => (await journal()).filter((e) => e.kind === 'result' && e.fields.of === release.entryId).reverse();
+    const [first] = await eventually(async () => {
+      const r = await ofRelease();
+      return r.length >= 1 ? r : undefined;
+    }, 3_000);
+    const due = (first!.data as Results).actions[0]!.at!;
+    await t.running!.stop();
+    expect(Date.now()).toBeLessThan(due);
+    const [deferred, dropped] = await ofRelease();
+    expect((deferred!.data as Results).actions).toEqual([expect.objectContaining({ outcome: 'deferred', at: due, value: 80 })]);
+    expect(dropped!.data).toEqual({
+      branch: 'else',
+      deferred: { index: 0, at: due },
+      actions: [expect.objectContaining({ outcome: 'dropped', value: 80, message: 'the rule stopped before the command was due' })],
+    });
+    expect(await t.raw.hget('comsrv:v1:a', '1')).toBe('45.000000');
   });
 
   it('a bad-quality input blocks the rule: it does not fire and records why', async () => {

@@ -3,8 +3,9 @@
  * connection (pure logic; the rules' integration tests run it against Redis):
  * the note settles, a note told before the rule waited is found by the first
  * read, a reconnect reads again, the deadline reads once and gives 'pending',
- * a stop gives 'pending' at once; the command is read at most twice; one
- * whose subscription failed leaves no reconnect listener behind.
+ * a stop gives 'pending' at once; the command is read at most twice, with one
+ * timer at a time and one abort listener per rule; one whose subscription
+ * failed leaves no reconnect listener behind.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CommandEnds, commandEnds } from '../../actors/rules/commandEnds.js';
@@ -85,6 +86,25 @@ describe('CommandEnds', () => {
     const stopped = f.ends.wait('cmd-5', 15_000, stop.signal);
     stop.abort();
     await expect(stopped).resolves.toBe('pending');
+  });
+
+  it("one timer per waiting command and one abort listener per rule: a rule's stop gives all its waits pending", async () => {
+    const f = fakes(new Map());
+    const stop = new AbortController();
+    const added = vi.spyOn(stop.signal, 'addEventListener');
+    const waits = ['cmd-6', 'cmd-7', 'cmd-8'].map((id) => f.ends.wait(id, 15_000, stop.signal));
+    expect(vi.getTimerCount()).toBe(3);
+    expect(added).toHaveBeenCalledTimes(1);
+    await vi.advanceTimersByTimeAsync(60);
+    // After the first read each wait holds its deadline's timer only.
+    expect(vi.getTimerCount()).toBe(3);
+    f.note('cmd-7 confirmed');
+    await expect(waits[1]).resolves.toBe('confirmed');
+    expect(vi.getTimerCount()).toBe(2);
+    stop.abort();
+    await expect(Promise.all(waits)).resolves.toEqual(['pending', 'confirmed', 'pending']);
+    expect(vi.getTimerCount()).toBe(0);
+    expect(added).toHaveBeenCalledTimes(1);
   });
 
   it('rule actors restarted against a Redis that refuses the subscription: no reconnect listener is left per failed start', async () => {
