@@ -4,28 +4,16 @@
  * GET /api/v1/history with numbers; `start` refuses an InfluxDB backend
  * whose token variable is not set, before starting anything.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { onPath } from '../../runtime/ownedProcess.js';
 import { childPids, eventually, pidAlive, writeSite } from '../helpers/servers.js';
+import { spawnVoltage } from '../helpers/voltageCli.js';
 
-const BIN = 'runtime/bin/voltage.js';
 const HAVE_VICTORIA = onPath('victoria-metrics');
 
 function voltage(args: string[], env: Record<string, string | undefined>) {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, LOG_FORMAT: 'json', ...env })) if (v !== undefined) clean[k] = v;
-  const proc = spawn(process.execPath, [BIN, ...args], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, exit, out: () => out };
+  return spawnVoltage(args, { ...process.env, LOG_FORMAT: 'json', ...env });
 }
 
 describe('voltage CLI: history', () => {
