@@ -309,13 +309,11 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, pha
       const polls = async ({ input, signal }: { input: PollLoopInput; signal: AbortSignal }): Promise<void> => {
         let report = { polls: 0, missed: 0, bad: 0, commands: 0, lastPollAt: 0 };
         let reportedAt = 0;
-        /** Sends the counters to the machine (which the registry writes to Redis at once); false when there were none. */
-        const flush = (): boolean => {
-          if (report.polls + report.commands === 0) return false;
+        const flush = () => {
+          if (report.polls + report.commands === 0) return;
           input.parent.send({ type: 'channel.polled', ...report });
           report = { polls: 0, missed: 0, bad: 0, commands: 0, lastPollAt: report.lastPollAt };
           reportedAt = now();
-          return true;
         };
         try {
           while (!signal.aborted) {
@@ -329,13 +327,9 @@ export function channelChild(channel: ChannelConfig, deps: ChannelActorDeps, pha
               report.bad += counts.bad;
               report.lastPollAt = counts.finishedAt;
             }
-            // The report, then the look-up for commands in the same turn: both are due about once a second, and
-            // sent together they reach Redis together, one wake-up of the runtime and of Redis for both rather
-            // than two round trips one after the other (docs/benchmarks.md, round 21, "feed wake-ups"). The
-            // commands run now are counted in the next report.
-            const reported = now() - reportedAt >= REPORT_MS && flush();
             // Commands need Redis: while it is unreachable they wait in their stream, and the polls go on.
-            if (!signal.aborted && (reported || commandsDue()) && redisUp()) report.commands += await commands();
+            if (!signal.aborted && commandsDue() && redisUp()) report.commands += await commands();
+            if (now() - reportedAt >= REPORT_MS) flush();
           }
         } finally {
           if (!signal.aborted) flush(); // what was done before a failure still counts
