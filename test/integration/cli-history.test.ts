@@ -4,7 +4,9 @@
  * GET /api/v1/history with numbers; `start` refuses an InfluxDB backend
  * whose token variable is not set, before starting anything.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { onPath } from '../../runtime/ownedProcess.js';
 import { childPids, eventually, pidAlive, writeSite } from '../helpers/servers.js';
@@ -61,7 +63,9 @@ describe('voltage CLI: history', () => {
   it.skipIf(!HAVE_VICTORIA)(
     `demo killed with kill -9: the servers it started (redis-server, VictoriaMetrics, socat) and its gateway's process stop with it${HAVE_VICTORIA ? '' : ' (skipped: victoria-metrics is not on PATH)'}`,
     async () => {
-      const demo = voltage(['demo'], { REDIS_URL: undefined });
+      // Its own temporary folder: a demo killed so leaves its servers' directories (the next demo removes them).
+      const tmp = mkdtempSync(join(tmpdir(), 'voltage-cli-history-'));
+      const demo = voltage(['demo'], { REDIS_URL: undefined, TMPDIR: tmp });
       let children: number[] = [];
       try {
         await eventually(
@@ -81,6 +85,8 @@ describe('voltage CLI: history', () => {
         if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
         // Had they outlived it (the failure this tests), they go now: a test leaves nothing running.
         for (const pid of children) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+        await eventually(() => children.every((pid) => !pidAlive(pid)), 5_000, 100);
+        rmSync(tmp, { recursive: true, force: true });
       }
     },
     60_000,
