@@ -19,6 +19,7 @@ import { m2cRefusal } from './redis/commands.js';
 import { KEYS } from './redis/keys.js';
 import { VoltageRedis } from './redis/voltageRedis.js';
 import { tmpdir, userInfo } from 'node:os';
+import { removeStaleTempDirs } from './ownedProcess.js';
 import { ownedRedis, type OwnedRedis } from './ownedServers.js';
 import { freePort, portFree } from './redisServer.js';
 import { randomBytes } from 'node:crypto';
@@ -89,7 +90,8 @@ function summary(site: SiteConfig): string {
  * SIGINT and SIGTERM while this process stops what it started: the first calls `first`; the handlers stay, so
  * that a second (an impatient Ctrl-C) is said and waited out rather than ending Node at once, which left the
  * servers it started running (a signal's default death runs no exit hook); a third ends the process now,
- * through its exit hook, which kills those servers (killOnExit). Returns what removes the handlers.
+ * through its exit hook, which kills those servers (killOnExit) and then removes the temporary directories
+ * made for them (ownedTempDir). Returns what removes the handlers.
  */
 function onStopSignals(first: (signal: NodeJS.Signals) => void): () => void {
   let seen = 0;
@@ -209,6 +211,10 @@ async function withFreeEndpoints(site: SiteConfig): Promise<SiteConfig> {
 async function cmdDemo(dir: string): Promise<number> {
   const loaded = load(dir);
   if (!loaded) return 2;
+  // A demo killed with kill -9 left its servers' temporary directories (the kernel stopped the servers).
+  const stale = removeStaleTempDirs();
+  if (stale.length > 0)
+    process.stderr.write(`removed ${stale.length} temporary director${stale.length === 1 ? 'y' : 'ies'} left by a demo that was killed: ${stale.join(', ')}\n`);
   const history = await startHistory(loaded, 'demo');
   if (!history) return 2;
   let site = history.site;

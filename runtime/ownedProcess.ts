@@ -13,9 +13,18 @@
  *   lock, so the next `voltage start` could not start one on it.
  *   (The signal follows the thread that spawned: here always the main thread of
  *   the process, or of a test's forked worker.)
+ *
+ * The temporary directories made for those servers (the demo's redis-server's, a
+ * temporary VictoriaMetrics data directory) go with them: removed when the server
+ * is stopped, and by the exit hook once the servers it killed are dead. Each is
+ * named after the process that made it (`voltage-redis-<pid>-…` in the temporary
+ * folder), so that those left behind by a process killed with kill -9 (whose
+ * servers the kernel stops, but whose directories stay) can be told apart and
+ * removed later (removeStaleTempDirs), once nothing uses them.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
 /** The executable `bin` resolves to on PATH, or undefined. */
@@ -41,15 +50,128 @@ export function onPath(bin: string): boolean {
 
 /** Processes started and not yet exited: killed when this process exits, however it exits. */
 const running = new Set<ChildProcess>();
+/** Temporary directories made for them and not yet removed: removed when this process exits. */
+const tempDirs = new Set<string>();
 let exitHook = false;
-export function killOnExit(child: ChildProcess): void {
-  running.add(child);
-  child.once('exit', () => running.delete(child));
+
+function installExitHook(): void {
   if (exitHook) return;
   exitHook = true;
   process.once('exit', () => {
-    for (const c of running) c.kill('SIGKILL');
+    const killed = [...running].filter((c) => c.kill('SIGKILL')).map((c) => c.pid);
+    if (tempDirs.size === 0) return;
+    // Only once they are dead: a VictoriaMetrics still flushing into a directory being removed could leave
+    // files in it (rmSync's ENOTEMPTY) or write into a recreated path. SIGKILL ends it at its next return
+    // to user space, within a few ms: waited for here, synchronously (an exit hook runs no more I/O),
+    // until each is a zombie (dead, not yet reaped: Node reaps no child here) or gone, at most 2 s.
+    waitDead(
+      killed.filter((p): p is number => p !== undefined),
+      2_000,
+    );
+    for (const dir of tempDirs) removeDir(dir);
   });
+}
+
+export function killOnExit(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  installExitHook();
+}
+
+/** Whether `pid` is running (a zombie is not): from /proc, so Linux only (elsewhere always false). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+function waitDead(pids: readonly number[], withinMs: number): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = Date.now() + withinMs;
+  while (pids.some(alive) && Date.now() < deadline) Atomics.wait(pause, 0, 0, 5);
+}
+
+function removeDir(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // Left for removeStaleTempDirs: the owner's pid in its name is dead from now on.
+  }
+  tempDirs.delete(dir);
+}
+
+/** A temporary directory of this process's own (see the header): `voltage-<kind>-<pid>-XXXXXX`. */
+export interface OwnedTempDir {
+  readonly path: string;
+  /** Removes it (again: a no-op). */
+  remove(): void;
+}
+
+export function ownedTempDir(kind: 'redis' | 'victoria'): OwnedTempDir {
+  const path = mkdtempSync(join(tmpdir(), `voltage-${kind}-${process.pid}-`));
+  tempDirs.add(path);
+  installExitHook();
+  return { path, remove: () => removeDir(path) };
+}
+
+const OWNED_TEMP = /^voltage-(?:redis|victoria)-(\d+)-[A-Za-z0-9]{6}$/;
+
+/** Whether a process could have it open: `pid` answers signal 0 (EPERM: it exists, another user's). */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether any process we can see has its working directory or an open file in `dir` (Linux's /proc). */
+function inUse(given: string): boolean {
+  const dir = realpathSync(given);
+  const under = (p: string) => p === dir || p.startsWith(`${dir}/`);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (under(readlinkSync(`/proc/${pid}/cwd`))) return true;
+      for (const fd of readdirSync(`/proc/${pid}/fd`)) if (under(readlinkSync(`/proc/${pid}/fd/${fd}`))) return true;
+    } catch {
+      // Gone, or not ours to read: a process of another user cannot hold our directory's files but through
+      // a directory we made 0700 (mkdtemp), which it cannot enter.
+    }
+  }
+  return false;
+}
+
+/**
+ * Removes the temporary directories that processes of this user made for their servers and left behind
+ * (killed with kill -9), provably: named after their maker (`voltage-redis-<pid>-…`), that pid no longer
+ * running, and nothing working in them or holding a file open there (their servers, stopped by the kernel
+ * when their maker died, may still be flushing). Only in the temporary folder (`folder`: a test's own), never
+ * a given directory. Returns those removed.
+ */
+export function removeStaleTempDirs(folder: string = tmpdir()): string[] {
+  if (process.platform !== 'linux') return [];
+  const uid = process.getuid?.();
+  const removed: string[] = [];
+  for (const name of readdirSync(folder)) {
+    const owner = OWNED_TEMP.exec(name)?.[1];
+    if (owner === undefined || Number(owner) === process.pid || pidExists(Number(owner))) continue;
+    const dir = join(folder, name);
+    try {
+      const st = statSync(dir);
+      if (!st.isDirectory() || st.uid !== uid || inUse(dir)) continue;
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      // Removed meanwhile, or not ours to remove: left alone.
+    }
+  }
+  return removed;
 }
 
 const SETPRIV = whichOnPath('setpriv');

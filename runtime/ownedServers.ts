@@ -13,11 +13,9 @@
  * recent window again once the database answers (actors/history).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { RunningChild } from './childSpec.js';
 import type { Logger } from './logger.js';
+import { ownedTempDir } from './ownedProcess.js';
 import { spawnRedis, type RedisServer } from './redisServer.js';
 import { Supervisor } from './supervisor.js';
 import { spawnVictoria, type VictoriaServer } from './victoriaServer.js';
@@ -114,15 +112,15 @@ export interface OwnedVictoriaOptions {
 
 /** A private victoria-metrics on `port`, restarted with backoff on the same port and data directory whenever it dies. */
 export async function ownedVictoria(log: Logger, opts: OwnedVictoriaOptions, backoff: OwnedBackoff = DEFAULT_BACKOFF): Promise<OwnedVictoria> {
-  const temporary = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), 'voltage-victoria-')) : undefined;
-  const dataDir = opts.dataDir ?? temporary!;
+  const temporary = opts.dataDir === undefined ? ownedTempDir('victoria') : undefined;
+  const dataDir = opts.dataDir ?? temporary!.path;
   const spawnIt = (port: number) =>
     spawnVictoria({ port, dataDir, ownGroup: true, ...(opts.retentionPeriod !== undefined ? { retentionPeriod: opts.retentionPeriod } : {}) });
   let first: VictoriaServer;
   try {
     first = await spawnIt(opts.port);
   } catch (e) {
-    if (temporary) rmSync(temporary, { recursive: true, force: true });
+    temporary?.remove();
     throw e;
   }
   const server = await owned(log, 'victoria-metrics', first, spawnIt, first.url, 'the history writer writes its recent window again', backoff);
@@ -130,7 +128,7 @@ export async function ownedVictoria(log: Logger, opts: OwnedVictoriaOptions, bac
     ...server,
     async stop() {
       await server.stop();
-      if (temporary) rmSync(temporary, { recursive: true, force: true });
+      temporary?.remove();
     },
   };
 }

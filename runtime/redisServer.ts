@@ -4,12 +4,9 @@
  * the tests (which never touch a Redis they did not start).
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VoltageError } from './errors.js';
-import { spawnOwned } from './ownedProcess.js';
+import { ownedTempDir, spawnOwned } from './ownedProcess.js';
 
 export interface RedisServer {
   readonly url: string;
@@ -66,7 +63,10 @@ export async function spawnRedis(
 ): Promise<RedisServer> {
   const port = opts.port ?? (await freePort());
   // `aofDir`: append-only file in that folder, kept after stop (a restart on it finds the data again).
-  const dir = opts.aofDir ?? mkdtempSync(join(tmpdir(), 'voltage-redis-'));
+  // Otherwise a temporary one, its working directory only (nothing is saved): removed as soon as it exits,
+  // stopped or not (a restarted one, on the same port, gets a new one).
+  const temporary = opts.aofDir === undefined ? ownedTempDir('redis') : undefined;
+  const dir = opts.aofDir ?? temporary!.path;
   const child = spawnOwned(
     opts.bin ?? 'redis-server',
     [
@@ -100,11 +100,18 @@ export async function spawnRedis(
   child.stderr?.on('data', (d: Buffer) => {
     output += d.toString();
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      temporary?.remove();
+      resolve();
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     let tries = 0;
-    const fail = (e: Error) =>
+    const fail = (e: Error) => {
+      temporary?.remove(); // a spawn that failed may say no 'exit'
       reject(new VoltageError('redis', 'REDIS_SPAWN', `could not start redis-server on port ${port}: ${e.message}${output ? `\n${output}` : ''}`));
+    };
     child.once('error', fail);
     const probe = () => {
       if (child.exitCode !== null) return fail(new Error(`it exited with code ${child.exitCode}`));
@@ -129,10 +136,9 @@ export async function spawnRedis(
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-        await exited;
+        await exited; // its temporary directory is removed then
         clearTimeout(timer);
       }
-      if (!opts.aofDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -10,7 +10,6 @@
  * The root's escalation is the end of the runtime: `exited` resolves with the
  * reason and the CLI exits non-zero with it.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectProcessMetrics, takePollToRedis } from './metrics.js';
 import type { Device } from '../actors/channel/device.js';
 import './protocols.js';
@@ -137,16 +136,13 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
   });
 
   const startedAt = Date.now();
-  collectProcessMetrics();
   // Event-loop delay since the last heartbeat: the first thing to look at when latency is off.
-  // The histogram holds whole timer intervals (an idle loop shows ~10 ms): the delay is what exceeds the resolution.
-  const LOOP_RESOLUTION_MS = 10;
-  const loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
-  const loopDelayMs = (ns: number) => Math.max(0, Math.round(ns / 1e6 - LOOP_RESOLUTION_MS));
-  loop.enable();
+  // The process's one monitor (runtime/loopDelay.ts), shared with /metrics: the delay beyond its period.
+  const loop = collectProcessMetrics().reader();
   const beat = () => {
     const mem = process.memoryUsage();
     const p2r = takePollToRedis();
+    const delay = loop.take();
     registry.report('root', {
       pid: process.pid,
       heartbeatAt: Date.now(),
@@ -156,13 +152,12 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
       heapUsedMb: Math.round(mem.heapUsed / 2 ** 20),
       heapTotalMb: Math.round(mem.heapTotal / 2 ** 20),
       externalMb: Math.round(mem.external / 2 ** 20),
-      loopDelayP99Ms: loopDelayMs(loop.percentile(99)),
-      loopDelayMaxMs: loopDelayMs(loop.max),
+      loopDelayP99Ms: Math.round(delay.p99Ms),
+      loopDelayMaxMs: Math.round(delay.maxMs),
       pollToRedisP50Ms: p2r.p50.toFixed(1),
       pollToRedisP99Ms: p2r.p99.toFixed(1),
       pollToRedisMaxMs: p2r.max.toFixed(1),
     });
-    loop.reset();
   };
   beat();
   const heartbeat = setInterval(beat, opts.heartbeatMs ?? 5_000);
@@ -185,7 +180,7 @@ export async function startRuntime(site: SiteConfig, opts: RuntimeOptions): Prom
     stop: () =>
       (stopped ??= (async () => {
         clearInterval(heartbeat);
-        loop.disable();
+        loop.close();
         client.off('ready', onReady);
         await root.stop();
         registry.report('root', { status: 'stopped', heartbeatAt: Date.now() });

@@ -19,11 +19,8 @@
  * kill-and-restart tests start a second process on the same directory and port.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { VoltageError } from './errors.js';
-import { spawnOwned } from './ownedProcess.js';
+import { ownedTempDir, spawnOwned } from './ownedProcess.js';
 import { freePort } from './redisServer.js';
 
 export interface VictoriaOptions {
@@ -58,8 +55,9 @@ export const VICTORIA_FLAGS: readonly string[] = [
 
 export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<VictoriaServer> {
   const port = opts.port ?? (await freePort());
-  const temporary = opts.dataDir === undefined;
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'voltage-victoria-'));
+  // A temporary one outlives a kill() (the fault tests start a successor on it): removed by stop(), or at this process's exit.
+  const temporary = opts.dataDir === undefined ? ownedTempDir('victoria') : undefined;
+  const dataDir = opts.dataDir ?? temporary!.path;
   const child = spawnOwned(
     opts.bin ?? 'victoria-metrics',
     [`-storageDataPath=${dataDir}`, `-httpListenAddr=127.0.0.1:${port}`, `-retentionPeriod=${opts.retentionPeriod ?? '1'}`, ...VICTORIA_FLAGS],
@@ -103,7 +101,7 @@ export async function spawnVictoria(opts: VictoriaOptions = {}): Promise<Victori
         await exited;
         clearTimeout(timer);
       }
-      if (temporary) rmSync(dataDir, { recursive: true, force: true });
+      temporary?.remove();
     },
     async kill() {
       if (alive()) child.kill('SIGKILL');

@@ -4,28 +4,18 @@
  * GET /api/v1/history with numbers; `start` refuses an InfluxDB backend
  * whose token variable is not set, before starting anything.
  */
-import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { onPath } from '../../runtime/ownedProcess.js';
 import { childPids, eventually, pidAlive, writeSite } from '../helpers/servers.js';
+import { spawnVoltage } from '../helpers/voltageCli.js';
 
-const BIN = 'runtime/bin/voltage.js';
 const HAVE_VICTORIA = onPath('victoria-metrics');
 
 function voltage(args: string[], env: Record<string, string | undefined>) {
-  const clean: Record<string, string> = {};
-  for (const [k, v] of Object.entries({ ...process.env, LOG_FORMAT: 'json', ...env })) if (v !== undefined) clean[k] = v;
-  const proc = spawn(process.execPath, [BIN, ...args], { env: clean, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  proc.stderr.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  return { proc, exit, out: () => out };
+  return spawnVoltage(args, { ...process.env, LOG_FORMAT: 'json', ...env });
 }
 
 describe('voltage CLI: history', () => {
@@ -73,7 +63,9 @@ describe('voltage CLI: history', () => {
   it.skipIf(!HAVE_VICTORIA)(
     `demo killed with kill -9: the servers it started (redis-server, VictoriaMetrics, socat) and its gateway's process stop with it${HAVE_VICTORIA ? '' : ' (skipped: victoria-metrics is not on PATH)'}`,
     async () => {
-      const demo = voltage(['demo'], { REDIS_URL: undefined });
+      // Its own temporary folder: a demo killed so leaves its servers' directories (the next demo removes them).
+      const tmp = mkdtempSync(join(tmpdir(), 'voltage-cli-history-'));
+      const demo = voltage(['demo'], { REDIS_URL: undefined, TMPDIR: tmp });
       let children: number[] = [];
       try {
         await eventually(
@@ -93,6 +85,8 @@ describe('voltage CLI: history', () => {
         if (demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
         // Had they outlived it (the failure this tests), they go now: a test leaves nothing running.
         for (const pid of children) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+        await eventually(() => children.every((pid) => !pidAlive(pid)), 5_000, 100);
+        rmSync(tmp, { recursive: true, force: true });
       }
     },
     60_000,

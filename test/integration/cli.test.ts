@@ -2,7 +2,7 @@
  * The `voltage` command as a user runs it: a real process, real signals, a
  * private redis-server.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:net';
@@ -10,6 +10,7 @@ import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_pro
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pidAlive, rawClient, spawnRedis, eventually, writeSite, type RedisServer } from '../helpers/servers.js';
 import { freePort } from '../../runtime/redisServer.js';
+import { spawnVoltage } from '../helpers/voltageCli.js';
 
 const BIN = 'runtime/bin/voltage.js';
 
@@ -32,6 +33,34 @@ function voltage(args: string[], env: Record<string, string> = {}): { proc: Chil
   const done = new Promise<Run>((resolve) => proc.on('exit', (code) => resolve({ code, stdout, stderr })));
   return { proc, done, out: () => stdout + stderr };
 }
+
+/**
+ * The demos' temporary folder (TMPDIR): a demo removes what dead demos left in it (runtime/ownedProcess.ts
+ * removeStaleTempDirs), and the tests' demos touch no folder but their own.
+ */
+let demoTmp: string;
+beforeAll(() => {
+  demoTmp = mkdtempSync(join(tmpdir(), 'voltage-cli-demos-'));
+});
+afterAll(() => {
+  rmSync(demoTmp, { recursive: true, force: true });
+});
+
+/** `voltage demo` with its own redis-server (no REDIS_URL), once it says it runs. */
+async function demo() {
+  const { proc, exit, out } = spawnVoltage(['demo'], { ...process.env, REDIS_URL: undefined, TMPDIR: demoTmp, LOG_FORMAT: 'json' });
+  const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out()) ?? undefined, 20_000);
+  expect(out()).toContain('VoltageEMS demo is running');
+  return { proc, exit, url: url[1]!, redisPid: Number(url[2]), out };
+}
+
+/** The temporary directories a process made for its servers (runtime/ownedProcess.ts ownedTempDir), by name. */
+function tempDirsOf(pid: number | undefined): string[] {
+  return readdirSync(demoTmp).filter((n) => new RegExp(`^voltage-(redis|victoria)-${String(pid)}-`).test(n));
+}
+
+/** The pid of a demo's embedded victoria-metrics, as it printed it. */
+const vmPid = (out: string) => Number(/history\s+http:\/\/127\.0\.0\.1:\d+ \(private victoria-metrics, pid (\d+)/.exec(out)?.[1]);
 
 let server: RedisServer;
 beforeAll(async () => {
@@ -116,25 +145,13 @@ channels:
   });
 
   it('demo: starts a private redis-server, prints what it started, and removes it on SIGINT; two demos run side by side', async () => {
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (k !== 'REDIS_URL' && v !== undefined) env[k] = v;
     const { Redis } = await import('ioredis');
-    const demo = async () => {
-      const proc = spawn(process.execPath, [BIN, 'demo'], { env: { ...env, LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      proc.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      proc.stderr.on('data', (d: Buffer) => {
-        out += d.toString();
-      });
-      const exit = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-      const url = await eventually(() => /redis\s+(redis:\/\/127\.0\.0\.1:\d+) \(private redis-server, pid (\d+)/.exec(out) ?? undefined, 20_000);
-      expect(out).toContain('VoltageEMS demo is running');
-      return { proc, exit, url: url[1]!, redisPid: Number(url[2]), out: () => out };
-    };
     const first = await demo();
     const second = await demo(); // the first holds the configured Modbus port and serial path
+    // Each made a temporary directory for its redis-server and one for its victoria-metrics, named after it.
+    for (const d of [first, second])
+      expect(tempDirsOf(d.proc.pid).sort()).toEqual([expect.stringMatching(/^voltage-redis-/), expect.stringMatching(/^voltage-victoria-/)]);
+    const firstRedisDir = tempDirsOf(first.proc.pid).find((n) => n.startsWith('voltage-redis-'));
     for (const d of [first, second]) {
       const c = new Redis(d.url, { maxRetriesPerRequest: 1 });
       c.on('error', () => undefined);
@@ -170,6 +187,8 @@ channels:
     again.on('error', () => undefined);
     await eventually(async () => (await again.get('site:config')) !== null && (await again.hget('modsrv:site:measurement', 'load')) !== null, 15_000);
     again.disconnect();
+    // The dead one's directory went with it; its successor has one of its own.
+    await eventually(() => tempDirsOf(first.proc.pid).length === 2 && !tempDirsOf(first.proc.pid).includes(firstRedisDir!), 5_000);
     // Its embedded victoria-metrics too: killed, it is started again on the same port and data directory.
     const vm = /history\s+(http:\/\/127\.0\.0\.1:\d+) \(private victoria-metrics, pid (\d+)/.exec(first.out());
     expect(vm).not.toBeNull();
@@ -194,7 +213,6 @@ channels:
         });
         sock.once('error', () => res(false));
       });
-    const vmPid = (out: string) => Number(/history\s+http:\/\/127\.0\.0\.1:\d+ \(private victoria-metrics, pid (\d+)/.exec(out)?.[1]);
     const firstVm =
       [...first.out().matchAll(/victoria-metrics this process started is running again on port \d+ \(pid (\d+)/g)].map((m) => Number(m[1])).at(-1) ??
       vmPid(first.out());
@@ -207,6 +225,7 @@ channels:
     expect(first.out()).toMatch(/SIGINT: stopping already; once more to stop at once/);
     expect(await portOpen(first.url)).toBe(false);
     await eventually(() => !pidAlive(firstVm), 5_000);
+    expect(tempDirsOf(first.proc.pid)).toEqual([]);
     // A third ends it at once (exit 130), and still leaves none of the servers it started running.
     const secondVm = vmPid(second.out());
     expect(pidAlive(secondVm)).toBe(true);
@@ -214,9 +233,31 @@ channels:
     await eventually(() => second.out().includes('SIGTERM: stopping the tree'), 5_000);
     second.proc.kill('SIGTERM');
     await eventually(() => second.out().includes('SIGTERM: stopping already'), 5_000);
+    expect(tempDirsOf(second.proc.pid)).toHaveLength(2);
     second.proc.kill('SIGTERM');
     expect(await second.exit).toBe(130);
     await eventually(async () => !(await portOpen(second.url)) && !pidAlive(secondVm), 5_000);
+    // Removed by the exit hook itself, once the servers it killed were dead: nothing is left to wait for.
+    expect(tempDirsOf(second.proc.pid)).toEqual([]);
+  });
+
+  it('demo killed with kill -9: the kernel stops its servers, and the next demo removes the directories it left', async () => {
+    const killed = await demo();
+    const left = tempDirsOf(killed.proc.pid);
+    expect(left).toHaveLength(2);
+    const servers = [killed.redisPid, vmPid(killed.out())];
+    killed.proc.kill('SIGKILL');
+    expect(await killed.exit).toBeNull();
+    await eventually(() => servers.every((p) => !pidAlive(p)), 15_000); // setpriv --pdeathsig
+    expect(tempDirsOf(killed.proc.pid)).toEqual(left); // an exit hook does not run on kill -9
+    const next = await demo();
+    expect(tempDirsOf(killed.proc.pid)).toEqual([]);
+    expect(next.out()).toMatch(/removed \d+ temporary director(y|ies) left by a demo that was killed: .*voltage-(redis|victoria)-/);
+    // Its own are not stale: its pid runs.
+    expect(tempDirsOf(next.proc.pid)).toHaveLength(2);
+    next.proc.kill('SIGINT');
+    expect(await next.exit).toBe(0);
+    expect(tempDirsOf(next.proc.pid)).toEqual([]);
   });
 
   it('start: stops the tree when the launcher that started it exits without forwarding a signal (npx on SIGTERM)', async () => {
