@@ -254,6 +254,7 @@ export class CloudLink {
         : undefined;
     await within('the uplink did not stop', this.pumping);
     await within('the last batch was not acknowledged', this.outstanding);
+    await within('the last slice of a resend was not acknowledged', this.resend.idle());
     await this.transport.close();
   }
 
@@ -353,7 +354,7 @@ export class CloudLink {
       const end = this.cfg.publish === 'interval' ? this.state.bucketEnd : 0;
       const blockMs = end > 0 ? Math.min(READ_BLOCK_MS, Math.max(1, end + INTERVAL_GRACE_MS - Date.now())) : READ_BLOCK_MS;
       // While parked messages are being sent again, the read does not wait: the resend goes on when the outbox is quiet.
-      const entries = await this.outbox.next(this.cfg.batchEntries, this.resend.active ? undefined : blockMs);
+      const entries = await this.outbox.next(this.cfg.batchEntries, this.resend.readWaitMs(blockMs));
       // What was read stays pending, sent again first after the reconnect; a graceful stop hands it out first.
       if (lost()) return;
       // Between batches: at most one slice of a resend of parked messages (resend.ts), out of order by design.

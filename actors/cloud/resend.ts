@@ -5,9 +5,14 @@
  *
  * The link's uplink calls `step` between batches (and when its read of the
  * outbox came back empty, so a request is noticed within a read's block, not
- * at the next data): each step sends at most RESEND_CHUNK parked messages, so
- * that a resend of the whole parked stream (10,000) goes in slices between the
- * live batches instead of holding them back. Each message goes with the seq,
+ * at the next data): each step hands out at most RESEND_CHUNK parked
+ * messages and returns; their answer is awaited and committed in the
+ * background while the live batches go on, and the next step waits for it.
+ * So a resend of the whole parked stream (10,000) goes in slices between the
+ * live batches instead of holding them back (one slice out at a time; the
+ * live messages' p99 while 10,000 were resent: ~35 ms against ~80 when each
+ * step waited for its answer, ~250 ms in one step; docs/benchmarks.md round
+ * 21). Each message goes with the seq,
  * topic and payload it was parked with; it is explicitly out of order (the
  * messages after it went long ago). One the cloud takes is deleted from the
  * parked stream with its count, in one MULTI; one refused again stays parked
@@ -30,16 +35,15 @@ import { CloudContentRefusedError, CloudOutageError, type Outgoing, type Refusal
 export const RESEND_CHUNK = 100;
 /** While no request is being handled, the requests are looked for at most this often. */
 const CHECK_MS = 250;
+/** While a resend runs, the uplink's read of the outbox waits at most this long: its steps go on while the outbox is quiet. */
+const RESEND_READ_MS = 5;
 
-/** The kind of a parked message, from its payload's first key after seq and ts (messages.ts writes them so). */
+/** The first key after seq and ts of a payload as messages.ts writes it. */
+const FIRST_KEY = /^\{"seq":\d+,(?:"ts":\d+,)?"(\w+)"/;
+
+/** The kind of a parked message, from its payload's first key after seq and ts (messages.ts writes them so; read, not parsed). */
 export function parkedKind(payload: string): Outgoing['kind'] {
-  let keys: string[] = [];
-  try {
-    keys = Object.keys(JSON.parse(payload) as object);
-  } catch {
-    /* not JSON: sent as data */
-  }
-  const first = keys.find((k) => k !== 'seq' && k !== 'ts');
+  const first = FIRST_KEY.exec(payload)?.[1];
   return first === 'alarm' ? 'alarm' : first === 'rule' ? 'notify' : first === 'channel' ? 'channel' : 'data';
 }
 
@@ -51,6 +55,8 @@ export function parkedOutgoing(p: ParkedEntry): Outgoing {
 export class ParkedResend {
   private current: ResendProgress | undefined;
   private checkedAt = 0;
+  /** The step out: its messages' acknowledgement, then its commit (never rejects). */
+  private settling: Promise<void> | undefined;
 
   constructor(
     private readonly redis: VoltageRedis,
@@ -60,17 +66,31 @@ export class ParkedResend {
     private readonly log: Logger,
   ) {}
 
-  /** A request is being handled (the uplink reads the outbox without waiting meanwhile). */
+  /** A request is being handled. */
   get active(): boolean {
     return this.current !== undefined;
   }
 
   /** Whether `step` has something to do or should look for a request. */
   due(now = Date.now()): boolean {
+    if (this.settling) return false;
     return this.current !== undefined || now - this.checkedAt >= CHECK_MS;
   }
 
-  /** At most one chunk of the request at hand (taken first when there is none); throws CloudOutageError. */
+  /** How long the uplink's read of the outbox may wait: `blockMs`, or briefly while a resend runs. */
+  readWaitMs(blockMs: number): number {
+    return this.current === undefined ? blockMs : Math.min(blockMs, RESEND_READ_MS);
+  }
+
+  /** Settles once the step out is answered and committed (a graceful stop waits for it). */
+  idle(): Promise<void> {
+    return this.settling ?? Promise.resolve();
+  }
+
+  /**
+   * Hands out at most one slice of the request at hand (taken first when there is none); its answer is committed
+   * in the background (`idle`). Throws CloudOutageError when the slice cannot be handed out.
+   */
   async step(lost: () => boolean): Promise<void> {
     try {
       if (!this.current && !(await this.take())) return;
@@ -103,27 +123,41 @@ export class ParkedResend {
       return;
     }
     const chosen = rows.filter((r) => inSeqRange(r.seq, p.request));
-    let refusals: readonly Refusal[] = [];
+    const cursor = rows[rows.length - 1]!.id;
+    let acked: Promise<readonly Refusal[]> = Promise.resolve([]);
     if (chosen.length > 0) {
       try {
-        const { acked } = await this.transport.deliver(chosen.map(parkedOutgoing), lost);
-        refusals = await acked;
+        acked = (await this.transport.deliver(chosen.map(parkedOutgoing), lost)).acked;
       } catch (e) {
         // HTTP: every message refused for its content is each one's answer, as for a batch partly taken.
         if (!(e instanceof CloudContentRefusedError)) throw e;
-        refusals = e.refusals;
+        acked = Promise.resolve(e.refusals);
       }
     }
-    const refused = new Set(refusals.map((r) => r.index));
-    const cursor = rows[rows.length - 1]!.id;
-    const last = refusals[refusals.length - 1];
-    await this.redis.cloud.parked.step(this.link, p.request.id, {
-      taken: chosen.filter((_, i) => !refused.has(i)).map((r) => r.id),
-      refusedAgain: refusals.length,
-      lastRefusal: last ? refusalSummary(last) : undefined,
-      cursor,
+    // Answered and committed while the live batches go on (waiting here held the next live batch behind the
+    // slice's round trip: docs/benchmarks.md round 21); the next step waits for it.
+    this.settling = this.settle(p, chosen, cursor, acked).finally(() => {
+      this.settling = undefined;
     });
-    this.refusalLog.note(refusals);
-    this.current = { ...p, cursor };
+  }
+
+  private async settle(p: ResendProgress, chosen: readonly ParkedEntry[], cursor: string, acked: Promise<readonly Refusal[]>): Promise<void> {
+    try {
+      const refusals = await acked;
+      const refused = new Set(refusals.map((r) => r.index));
+      const last = refusals[refusals.length - 1];
+      await this.redis.cloud.parked.step(this.link, p.request.id, {
+        taken: chosen.filter((_, i) => !refused.has(i)).map((r) => r.id),
+        refusedAgain: refusals.length,
+        lastRefusal: last ? refusalSummary(last) : undefined,
+        cursor,
+      });
+      this.refusalLog.note(refusals);
+      this.current = { ...p, cursor };
+    } catch (e) {
+      // Not answered (the connection went: the uplink sees it too) or not committed: the slice stays parked, the
+      // request where it was, and the slice goes again (a message the cloud had taken arrives twice, same seq).
+      this.log.warn({ err: e, request: p.request.id }, 'cloud link: a slice of a resend was not acknowledged; it is sent again');
+    }
   }
 }
