@@ -149,7 +149,7 @@ export class CloudLink {
     this.keepsState = cfg.publish === 'interval' || cfg.deadband !== undefined;
     this.transport = transport ?? transportOf(cfg, site, bus, log);
     this.refusalLog = new RefusalLog(log);
-    this.resend = new ParkedResend(this.redis, cfg.id, this.transport, this.refusalLog, log);
+    this.resend = new ParkedResend(this.redis, this.ackRedis, cfg.id, this.transport, this.refusalLog, log);
   }
 
   /**

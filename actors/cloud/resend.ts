@@ -60,6 +60,8 @@ export class ParkedResend {
 
   constructor(
     private readonly redis: VoltageRedis,
+    /** Where a slice's commit goes: the reading connection may be blocked in the uplink's XREADGROUP. */
+    private readonly ackRedis: VoltageRedis,
     private readonly link: string,
     private readonly transport: UplinkTransport,
     private readonly refusalLog: RefusalLog,
@@ -146,7 +148,7 @@ export class ParkedResend {
       const refusals = await acked;
       const refused = new Set(refusals.map((r) => r.index));
       const last = refusals[refusals.length - 1];
-      await this.redis.cloud.parked.step(this.link, p.request.id, {
+      await this.ackRedis.cloud.parked.step(this.link, p.request.id, {
         taken: chosen.filter((_, i) => !refused.has(i)).map((r) => r.id),
         refusedAgain: refusals.length,
         lastRefusal: last ? refusalSummary(last) : undefined,
