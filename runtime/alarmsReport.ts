@@ -8,6 +8,7 @@ import { createLogger } from './logger.js';
 import { openRedis, readyWithin } from './redis/connect.js';
 import { AlarmsRedis } from './redis/alarms.js';
 import { RedisCore } from './redis/core.js';
+import { textTable } from './textTable.js';
 
 export function alarmsText(views: readonly AlarmView[], now: number = Date.now()): string {
   if (views.length === 0) return 'no alarms\n';
@@ -20,15 +21,7 @@ export function alarmsText(views: readonly AlarmView[], now: number = Date.now()
     [v.group && v.group !== v.id ? `after ${v.group}` : '', v.chattering ? 'chattering' : ''].filter(Boolean).join(', '),
   ]);
   const head = ['ALARM', 'STATE', 'SEVERITY', 'FOR', 'MESSAGE', 'NOTES'];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return `${[head, ...rows]
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n')}\n`;
+  return textTable(head, rows);
 }
 
 /** Prints the alarms (only the active ones with `activeOnly`); exit code 0, or 2 when Redis cannot be read. */

@@ -27,6 +27,7 @@ import type { ChannelConfig, ModbusChannelConfig, Role } from './config/schema.j
 import { startRuntime, type RunningRuntime } from './runtime.js';
 import { statusReport, watchStatus } from './status.js';
 import { alarmsCommand } from './alarmsReport.js';
+import { cloudCommand } from './cloudReport.js';
 import { startSim } from './sim.js';
 import { failCurrentActor } from './actorHost.js';
 import { installFaultHandlers, useReporterLogger } from './reporter.js';
@@ -51,6 +52,11 @@ commands:
              (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
   alarms [--active]
              print the site's alarms (state, severity, for how long, message), from Redis
+  cloud [LINK] [--refused [--count N]] [--resend [FROM-TO]] [--timeout MS]
+             the cloud links' counters (sent, refused, parked, dropped, backlog), from Redis;
+             --refused: a link's parked messages; --resend: the running link sends its parked
+             messages (or seqs FROM-TO) again, out of order, and this waits for the outcome
+             (exit 1 when not done within --timeout, default 60000)
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
@@ -494,6 +500,9 @@ export async function main(argv: readonly string[]): Promise<number> {
     watch: { type: 'boolean', short: 'w' },
     interval: { type: 'string' },
     active: { type: 'boolean' },
+    refused: { type: 'boolean' },
+    resend: { type: 'boolean' },
+    count: { type: 'string' },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
@@ -520,6 +529,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     case 'alarms':
       return alarmsCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.values.active ?? false);
+    case 'cloud':
+      return cloudCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.positionals.slice(1), {
+        refused: parsed.values.refused,
+        resend: parsed.values.resend,
+        count: parsed.values.count,
+        timeout: parsed.values.timeout,
+      });
     case 'sim':
       return cmdSim(dir, parsed.values.fault ?? []);
     case 'plan':

@@ -34,7 +34,8 @@
  * It never delivers an entry out of order and never acknowledges one that
  * the cloud has not answered. A message the broker refuses on its own (MQTT 5
  * reason code ≥ 0x80) does not hold back the rest: it is parked and counted
- * with its entry's XACK (refusals.ts).
+ * with its entry's XACK (refusals.ts), and sent again only when an operator
+ * asks, in slices between the batches (resend.ts).
  */
 import type { CloudLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
@@ -61,6 +62,7 @@ import {
 } from './messages.js';
 import { MqttTransport, type LinkSite } from './mqttTransport.js';
 import { parked, RefusalLog } from './refusals.js';
+import { ParkedResend } from './resend.js';
 import { CloudOutageError, CloudRefusedError, withTimeout, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
 import { awaitedLater, settled } from '../../runtime/reporter.js';
 
@@ -118,6 +120,8 @@ export class CloudLink {
   /** on-change with a deadband, or interval: the state is kept (else cloud:{link}:last is dropped). */
   private readonly keepsState: boolean;
   private readonly refusalLog: RefusalLog;
+  /** Requests to send the parked messages again, handled between batches. */
+  private readonly resend: ParkedResend;
   /** The uplink's loop on the current connection (`close` waits for it). */
   private pumping: Promise<void> | undefined;
   /** The acknowledgement of the last batch out: a reconnect waits for it before it reads the state back. */
@@ -145,6 +149,7 @@ export class CloudLink {
     this.keepsState = cfg.publish === 'interval' || cfg.deadband !== undefined;
     this.transport = transport ?? transportOf(cfg, site, bus, log);
     this.refusalLog = new RefusalLog(log);
+    this.resend = new ParkedResend(this.redis, this.ackRedis, cfg.id, this.transport, this.refusalLog, log);
   }
 
   /**
@@ -249,6 +254,7 @@ export class CloudLink {
         : undefined;
     await within('the uplink did not stop', this.pumping);
     await within('the last batch was not acknowledged', this.outstanding);
+    await within('the last slice of a resend was not acknowledged', this.resend.idle());
     await this.transport.close();
   }
 
@@ -347,9 +353,12 @@ export class CloudLink {
       const resend = this.outbox.pendingMayExist;
       const end = this.cfg.publish === 'interval' ? this.state.bucketEnd : 0;
       const blockMs = end > 0 ? Math.min(READ_BLOCK_MS, Math.max(1, end + INTERVAL_GRACE_MS - Date.now())) : READ_BLOCK_MS;
-      const entries = await this.outbox.next(this.cfg.batchEntries, blockMs);
+      // While parked messages are being sent again, the read does not wait: the resend goes on when the outbox is quiet.
+      const entries = await this.outbox.next(this.cfg.batchEntries, this.resend.readWaitMs(blockMs));
       // What was read stays pending, sent again first after the reconnect; a graceful stop hands it out first.
       if (lost()) return;
+      // Between batches: at most one slice of a resend of parked messages (resend.ts), out of order by design.
+      if (!stopped() && this.resend.due()) await this.resend.step(lost);
       if (entries.length === 0) {
         // Nothing new: the batch still out must not hide a refusal.
         if (previous) await previous;

@@ -26,7 +26,7 @@
 import type { HttpLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { CloudOutageError, CloudRefusedError, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
+import { CloudContentRefusedError, CloudOutageError, CloudRefusedError, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
 
 /** The body of one batch (the payloads are JSON objects already: `kind` goes first). */
 export function batchBody(site: string, link: string, batch: readonly Outgoing[]): string {
@@ -74,8 +74,9 @@ export class HttpTransport implements UplinkTransport {
       const first = refusals[0]!.payload;
       this.wholeRefusals = this.wholeRefusals.first === first ? { first, times: this.wholeRefusals.times + 1 } : { first, times: 1 };
       if (this.wholeRefusals.times < WHOLE_REFUSALS_PARKED) {
-        throw new CloudRefusedError(
+        throw new CloudContentRefusedError(
           `${this.cfg.url} refused every message of a batch (${refusals[0]!.reason}, ${this.wholeRefusals.times} time(s)); it is sent again after the backoff`,
+          refusals,
         );
       }
     }

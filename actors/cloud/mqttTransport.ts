@@ -185,6 +185,7 @@ export class MqttTransport implements UplinkTransport {
 
   /** A message with its topic (and the topic's bytes), filled once per model (and channel, when the template names it). */
   private publishOf(m: Outgoing): Publish {
+    if (m.topic !== undefined) return { topic: m.topic, topicBytes: Buffer.from(m.topic), payload: m.payload };
     const key =
       m.kind === 'alarm'
         ? '\na'

@@ -9,7 +9,8 @@
  * acknowledges the message's entry with the others and keeps the message in
  * `cloud:{link}:refused` (the newest PARKED_MAX, runtime/redis/cloud.ts, with its topic, reason code,
  * seq and payload, in the same MULTI as the XACK, so the count is exact), for
- * an operator to read and, once the broker takes it, send again.
+ * an operator to read and, once the broker takes it, have the link send again
+ * (resend.ts).
  */
 import type { Logger } from '../../runtime/logger.js';
 import type { ParkedRefusals } from '../../runtime/redis/cloud.js';

@@ -17,6 +17,19 @@ export class CloudRefusedError extends CloudOutageError {
 }
 
 /**
+ * The cloud refused every message of a batch for its content (HTTP 400, 413, 415, 422, message by message):
+ * the live uplink waits with its backoff (CloudRefusedError); a resend of parked messages takes them as refused again.
+ */
+export class CloudContentRefusedError extends CloudRefusedError {
+  constructor(
+    message: string,
+    readonly refusals: readonly Refusal[],
+  ) {
+    super(message);
+  }
+}
+
+/**
  * One message the cloud refused (MQTT 5: a PUBACK with a reason code ≥ 0x80,
  * e.g. 0x87 not authorized by its ACL; HTTP: the one message of a batch split
  * down to it that still got 400, 413, 415 or 422 while others were taken):
@@ -41,6 +54,8 @@ export interface Outgoing {
   readonly channel: string;
   /** The message's JSON (messages.ts). */
   readonly payload: string;
+  /** MQTT: the topic it goes to when it is not the one its kind, model and channel make (a parked message sent again: the topic it was refused on). */
+  readonly topic?: string;
 }
 
 export interface UplinkTransport {

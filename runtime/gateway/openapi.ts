@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { ALARM_ACTIONS, alarmActionBody } from './routes/alarms.js';
+import { resendBody } from './routes/cloud.js';
 
 export const controlBody = z.strictObject({ value: z.number().describe("the setpoint, in the control's unit") });
 export const errorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
@@ -56,6 +57,48 @@ const HISTORY_PATHS = {
       security: [{ bearer: [] }],
       summary: 'The series the history database holds, as ids for `series=` (viewer)',
       responses: { 200: ok('{ series: string[] }'), ...errors(401, 403, 429, 503) },
+    },
+  },
+};
+
+/** Cloud links (runtime/gateway/routes/cloud.ts; the resend in actors/cloud/resend.ts). */
+const CLOUD_PATHS = {
+  '/api/v1/cloud': {
+    get: {
+      security: [{ bearer: [] }],
+      summary:
+        'The cloud links with their counters (viewer): status, state, seq, sent, resentAfterReconnect, refused, parked (messages in cloud:<id>:refused now), unparked and refusedAgain (parked messages sent again: taken / refused again), dropped, notTaken, backlog (outbox entries not yet acknowledged), lastRefusal, lastError',
+      responses: { 200: ok('{ links }'), ...errors(401, 403, 429) },
+    },
+  },
+  '/api/v1/cloud/{id}/refused': {
+    get: {
+      security: [{ bearer: [] }],
+      summary: "A link's parked messages, newest first (viewer): id in the parked stream, seq, topic, reason, payload as it was sent",
+      parameters: [id('id'), query('count', 'how many, newest first', { type: 'integer', minimum: 1, maximum: 1000, default: 100 })],
+      responses: { 200: ok('{ link, parked, messages }'), ...errors(400, 401, 403, 404, 429) },
+    },
+  },
+  '/api/v1/cloud/{id}/refused/resend': {
+    post: {
+      security: [{ bearer: [] }],
+      summary:
+        "Send the link's parked messages again, every one or those with a seq in fromSeq..toSeq (operator; audited in audit:commands). The link does it through its own connection, between its live batches, 100 at a time; each goes with its original seq, topic and payload, so it arrives out of order. One the cloud takes leaves the parked stream; one it refuses again stays parked (refusedAgain). 202 with the request's id: GET /api/v1/cloud/{id}/resends/{request} tells its outcome",
+      parameters: [id('id')],
+      requestBody: { required: false, content: json(resendBody) },
+      responses: {
+        202: ok('{ link, request, state: requested, fromSeq, toSeq }'),
+        ...errors(400, 401, 403, 404, 413, 429),
+      },
+    },
+  },
+  '/api/v1/cloud/{id}/resends/{request}': {
+    get: {
+      security: [{ bearer: [] }],
+      summary:
+        'Where a resend request stands (viewer): state requested, running or done; resent (taken by the cloud) and refused (again); kept a day once done',
+      parameters: [id('id'), id('request', 'the id POST …/refused/resend answered')],
+      responses: { 200: ok('{ link, id, state, fromSeq, toSeq, who, requestedAt, resent, refused, finishedAt }'), ...errors(401, 403, 404, 429) },
     },
   },
 };
@@ -232,6 +275,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/metrics': { get: { ...read, summary: 'Prometheus text', responses: { 200: { description: 'text/plain' }, ...errors(401, 403, 429) } } },
       '/api/v1/openapi.json': { get: { summary: 'This document (no token)', responses: { 200: ok('OpenAPI 3') } } },
       ...HISTORY_PATHS,
+      ...CLOUD_PATHS,
     },
   };
 }

@@ -19,6 +19,7 @@ import { alarmRoutes } from './routes/alarms.js';
 import { meRoutes } from './routes/me.js';
 import { staticRoutes } from './static.js';
 import { channelRoutes } from './routes/channels.js';
+import { cloudRoutes } from './routes/cloud.js';
 import { commandRoutes } from './routes/commands.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoutes } from './routes/metrics.js';
@@ -62,6 +63,7 @@ export async function startGatewayServer(
   modelRoutes(http, redis, site, cfg.commandTimeoutMs, feed.cache);
   commandRoutes(http, redis);
   ruleRoutes(http, redis);
+  cloudRoutes(http, redis);
   actorRoutes(http, redis);
   meRoutes(http);
   // Their reads and subscriptions in flight together: each is a round trip behind the site's writes.

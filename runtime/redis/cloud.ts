@@ -10,11 +10,13 @@
  *   refusing  the stream id ranges a refuse-new link refused (JSON)
  *   stats     its counters: dropped, notTaken, refused, lastRefusal
  *   refused   the messages the broker refused one by one, parked (bounded)
+ *   resends…  requests to send them again and their progress (cloudParked.ts)
  * What must agree with an acknowledgement (the state, the seqs forgotten, the
  * refusals parked and counted) is written in the same MULTI as its XACK.
  */
 import type { ChainableCommander } from 'ioredis';
 import { redisCall, type RedisCore } from './core.js';
+import { CloudParkedRedis } from './cloudParked.js';
 import { KEYS } from './keys.js';
 
 /** The refused messages a link keeps (the oldest go first; `refused` counts them all). */
@@ -53,6 +55,10 @@ export interface CloudCounters {
   readonly refused: number;
   readonly notTaken: number;
   readonly lastRefusal: string | null;
+  /** Parked messages the cloud took when they were sent again (deleted from the parked stream). */
+  readonly unparked: number;
+  /** Parked messages the cloud refused again when they were sent again (left parked). */
+  readonly refusedAgain: number;
 }
 
 /** What a delivered batch's XACK carries along. */
@@ -77,7 +83,12 @@ function park(tx: ChainableCommander, link: string, refused: ParkedRefusals | un
 }
 
 export class CloudRedis {
-  constructor(private readonly core: RedisCore) {}
+  /** The parked messages as an operator reads them, and the requests to send them again. */
+  readonly parked: CloudParkedRedis;
+
+  constructor(private readonly core: RedisCore) {
+    this.parked = new CloudParkedRedis(core);
+  }
 
   private async exec(what: string, tx: ChainableCommander): Promise<void> {
     await redisCall(what, () => tx.exec());
@@ -173,6 +184,8 @@ export class CloudRedis {
       refused: Number(stats.refused ?? 0),
       notTaken: Number(stats.notTaken ?? 0),
       lastRefusal: stats.lastRefusal ?? null,
+      unparked: Number(stats.unparked ?? 0),
+      refusedAgain: Number(stats.refusedAgain ?? 0),
     };
   }
 

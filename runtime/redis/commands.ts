@@ -156,32 +156,35 @@ export class CommandsRedis {
       .reverse();
   }
 
+  /** Appends an entry (field, value, …) to the bounded audit stream. */
+  private async audit(...fields: string[]): Promise<void> {
+    await redisCall('XADD', () => this.core.client.xadd(KEYS.audit, 'MAXLEN', '~', AUDIT_MAXLEN, '*', ...fields));
+  }
+
+  /** An operator's action other than a command (an alarm's acknowledgement, a cloud link's resend), accepted or refused, for the audit stream. */
+  auditAction(event: string, id: string, who: string, outcome: string, message: string): Promise<void> {
+    return this.audit('event', event, 'id', id, 'who', who, 'at', String(Date.now()), 'outcome', outcome, 'message', message);
+  }
+
   /** A command refused before it was recorded, for the audit stream (accepted ones are written by m2c). */
-  async auditRejected(who: string, model: string, name: string, value: unknown, message: string): Promise<void> {
-    await redisCall('XADD', () =>
-      this.core.client.xadd(
-        KEYS.audit,
-        'MAXLEN',
-        '~',
-        AUDIT_MAXLEN,
-        '*',
-        'event',
-        'rejected',
-        'id',
-        '',
-        'who',
-        who,
-        'model',
-        model,
-        'name',
-        name,
-        'value',
-        String(value),
-        'at',
-        String(Date.now()),
-        'message',
-        message,
-      ),
+  auditRejected(who: string, model: string, name: string, value: unknown, message: string): Promise<void> {
+    return this.audit(
+      'event',
+      'rejected',
+      'id',
+      '',
+      'who',
+      who,
+      'model',
+      model,
+      'name',
+      name,
+      'value',
+      String(value),
+      'at',
+      String(Date.now()),
+      'message',
+      message,
     );
   }
 }

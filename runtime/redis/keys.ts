@@ -79,7 +79,7 @@ export const KEYS = {
   cloudSeq: (link: string) => `cloud:${link}:seq`,
   /** Outbox entry id → "firstSeq count" of the messages built from it, until they are PUBACKed (a resend keeps its seqs). */
   cloudInflight: (link: string) => `cloud:${link}:inflight`,
-  /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud), and lastRefusal. */
+  /** A cloud link's counters: dropped (its backlog bound, drop-oldest), notTaken (refuse-new), refused (by the cloud), lastRefusal, unparked and refusedAgain (resends of parked messages). */
   cloudStats: (link: string) => `cloud:${link}:stats`,
   /** stream: the newest messages the broker refused one by one (seq, topic, reason, payload), parked (actors/cloud/refusals.ts). */
   cloudRefused: (link: string) => `cloud:${link}:refused`,
@@ -87,6 +87,12 @@ export const KEYS = {
   cloudLast: (link: string) => `cloud:${link}:last`,
   /** string, expiring: a command id a cloud link received ('' while it is handled, then its result's JSON), so that a redelivery runs nothing twice. */
   cloudCommandId: (link: string, id: string) => `cloud:${link}:cmd:${id}`,
+  /** stream: requests to send the parked messages again (fromSeq, toSeq, who, at), handled by the link in order (actors/cloud/resend.ts). */
+  cloudResends: (link: string) => `cloud:${link}:resends`,
+  /** The id of the last resend request the link finished: it takes the ones after it. */
+  cloudResendsDone: (link: string) => `cloud:${link}:resends:done`,
+  /** hash, expiring once finished: one resend request's progress and outcome (state, resent, refused, cursor). */
+  cloudResend: (link: string, request: string) => `cloud:${link}:resend:${request}`,
   /** The stream id ranges a refuse-new link refused (JSON, written by its monitor; see CloudLink). */
   cloudRefusing: (link: string) => `cloud:${link}:refusing`,
   // rules

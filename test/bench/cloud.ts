@@ -14,6 +14,11 @@
  * - drain: the relay cut for the outage, then back: the backlog plus what
  *   keeps coming, at the link's full speed (drainRatePerS high): the uplink's
  *   throughput; lost (seqs never seen) and duplicates counted over the whole run.
+ * - resend (BENCH_CLOUD_RESEND=N, this checkout only): N messages of the live
+ *   ones' shape parked in the link's refused stream (on topics of their own,
+ *   `voltage/bench/resent/…`, so the live seqs stay the live ones), then a
+ *   request that the link sends them again: the live messages' rate and
+ *   latency while it does (against the online row), and how long the N took.
  */
 import { execSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -23,6 +28,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { groupBacklog } from '../../runtime/domain/telemetry.js';
 import { VoltageRedis } from '../../runtime/redis/voltageRedis.js';
+import { KEYS } from '../../runtime/redis/keys.js';
+import { ALL_SEQS } from '../../runtime/domain/cloudResend.js';
 import { freePort, spawnRedis } from '../../runtime/redisServer.js';
 import { spawnMosquitto } from '../helpers/mosquitto.js';
 import { f, runtimeArgs } from './harness.js';
@@ -65,6 +72,9 @@ export function cloudLinkKnobs(): { readonly inflight?: number; readonly batchEn
 const outageMsOf = (w: CloudWorkload) => Number(process.env.BENCH_CLOUD_OUTAGE_MS ?? w.outageMs);
 
 const OUTBOX_MAX_MB = 64;
+
+/** BENCH_CLOUD_RESEND: how many parked messages the resend phase sends again (0: no such phase). */
+const resendCount = () => Number(process.env.BENCH_CLOUD_RESEND ?? 0);
 
 export const CLOUD_HEADER =
   '| phase | messages/s | points/s | poll→subscriber p50 / p99 (ms) | runtime CPU | runtime RSS | Redis CPU | broker CPU | bench CPU (relay + subscriber) | lost | duplicates |\n|---|---|---|---|---|---|---|---|---|---|---|';
@@ -179,6 +189,13 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     }
   });
 
+  // The resend's messages arrive on topics of their own: counted here, not in the live seqs.
+  const resent = { count: 0, last: 0 };
+  const resentSub = await rawSubscriber(broker.port, 'bench-watch-resent', 'voltage/bench/resent/#', () => {
+    resent.count += 1;
+    resent.last = performance.now();
+  });
+
   // BENCH_RUNTIME_NODE_ARGS: Node flags for the runtime alone (runtimeArgs).
   const runtime = spawn(process.execPath, [...runtimeArgs([], root), 'start', '--config', dir], {
     cwd: root,
@@ -202,6 +219,51 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     const g = (await bus.telemetry.outboxStats()).groups.find((x) => x.name === 'cloud:bench');
     return g ? groupBacklog(g) : Number.POSITIVE_INFINITY;
   };
+  /** Parks N messages, asks the link to send them again, and measures the live messages meanwhile. */
+  const resendRow = async (wl: CloudWorkload): Promise<string> => {
+    const n = resendCount();
+    const values = Array.from({ length: wl.points }, (_, i) => `"p${i + 1}":${(i * 1.5).toFixed(6)}`).join(',');
+    for (let i = 0; i < n; i += 1_000) {
+      const tx = probe.multi();
+      for (let k = i; k < Math.min(n, i + 1_000); k++)
+        tx.xadd(
+          KEYS.cloudRefused('bench'),
+          '*',
+          'seq',
+          String(k + 1),
+          'topic',
+          `voltage/bench/resent/m${k % wl.channels}`,
+          'reason',
+          '0x87',
+          'payload',
+          `{"seq":${k + 1},"ts":${Date.now()},"model":"m${k % wl.channels}","values":{${values}}}`,
+        );
+      await tx.exec();
+    }
+    await sleep(1_000);
+    const wd: Window = { msgs: 0, points: 0, lat: [], first: 0 };
+    win = wd;
+    const a = samples();
+    const t0 = performance.now();
+    const request = await bus.cloud.parked.request('bench', ALL_SEQS, 'bench');
+    while (resent.count < n && performance.now() - t0 < 120_000) await sleep(20);
+    const tookS = (resent.last - t0) / 1000;
+    // At least the online window's length, so that the rates compare.
+    while (performance.now() - t0 < wl.measureMs) await sleep(20);
+    const b = samples();
+    win = undefined;
+    const o = await bus.cloud.parked.outcome('bench', request);
+    const left = await bus.cloud.parked.count('bench');
+    return row(
+      `during a resend of ${f(n)} parked messages (all arrived in ${f(tookS, 2)} s: ${f(resent.count / tookS)} messages/s; outcome ${o?.state} resent ${o?.resent}, ${left} left parked)`,
+      wd,
+      (performance.now() - t0) / 1000,
+      a,
+      b,
+      rssMb(runtime.pid!),
+      '— | —',
+    );
+  };
   try {
     for (let t0 = Date.now(); (await probe.hget('actor:root', 'status')) !== 'running'; ) {
       if (Date.now() - t0 > 60_000 || runtime.exitCode !== null) throw new Error('the runtime did not start');
@@ -216,6 +278,7 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
     let b = samples();
     const online = row('online', win, (performance.now() - t) / 1000, a, b, rssMb(runtime.pid!), '— | —');
     win = undefined;
+    const resendRows = root === '.' && resendCount() > 0 ? [await resendRow(w)] : [];
     // Outage: the relay cut; the backlog grows in Redis.
     await r.cut();
     await sleep(outageMsOf(w));
@@ -267,13 +330,14 @@ export async function cloudRows(w: CloudWorkload, root = '.', label = ''): Promi
       rss,
       `${lost} of ${lastSeq}${keptUnseen > 0 ? ` (${keptUnseen} more pending at the stop, kept for the next start)` : ''} | ${duplicates}`,
     );
-    return [online, drain];
+    return [online, ...resendRows, drain];
   } finally {
     if (runtime.exitCode === null) {
       runtime.kill('SIGTERM');
       await new Promise((res) => runtime.once('exit', res));
     }
     sub.close();
+    resentSub.close();
     await r.close();
     probe.disconnect();
     await redis.stop();

@@ -7,6 +7,7 @@
  * the certificate given (test/helpers/testCerts.ts makes one). With
  * `websockets`, a second listener speaks MQTT over WebSocket (`wsUrl`); with
  * `users`, every client must log in (a password_file made by mosquitto_passwd).
+ * With `denyPublish`, an ACL that `reloadAcl` changes while it runs.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -25,6 +26,11 @@ export interface Mosquitto {
   readonly process: ChildProcess;
   kill(): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Rewrites the ACL (started with `denyPublish`) and has mosquitto read it again (SIGHUP), its clients connected:
+   * the new topics denied, the others allowed. It answers nothing when done: wait for a message that says so.
+   */
+  reloadAcl(denyPublish: readonly string[]): void;
 }
 
 const canConnect = (port: number) =>
@@ -131,5 +137,10 @@ export async function spawnMosquitto(opts: MosquittoOptions = {}): Promise<Mosqu
     process: child,
     kill: () => end('SIGKILL'),
     stop: () => end('SIGTERM'),
+    reloadAcl(deny) {
+      if (!opts.denyPublish) throw new Error('reloadAcl: this mosquitto was started without an ACL (denyPublish)');
+      aclFile(dir, deny);
+      child.kill('SIGHUP');
+    },
   };
 }

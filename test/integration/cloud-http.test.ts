@@ -14,6 +14,7 @@ import type { CloudRefusedError } from '../../actors/cloud/transport.js';
 import { httpLinkSchema } from '../../runtime/config/cloud.js';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
+import { ALL_SEQS, seqRange } from '../../runtime/domain/cloudResend.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { COUNTER_SITE as SITE } from '../helpers/mqttWatch.js';
 import { privateRedisSuite } from '../helpers/suite.js';
@@ -139,6 +140,52 @@ describe('cloud link over HTTP', () => {
     const lastSeq = Number(await t.raw.get('cloud:web:seq'));
     expect(all).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
   }, 25_000);
+
+  it('parked messages sent again on request: refused again (422) while the receiver still refuses them, left parked and counted with the link online; once it takes them, each arrives once with its seq and the parked stream is empty', async () => {
+    // The counter's values 5, 15, … 55 are refused for their content until `fixed`; later ones never (a live batch is one message,
+    // which refused alone would be retried with the backoff rather than parked).
+    let fixed = false;
+    const poison = (m: { values?: { P: number } }) => !fixed && (m.values?.P ?? 0) % 10 === 5 && (m.values?.P ?? 0) <= 55;
+    const srv = await ingest((b) => (b.messages.some(poison) ? 422 : 200));
+    srv.refuseStatus = 400;
+    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': httpLink(srv.url) })), { redisUrl: t.server.url, log: quietLog });
+    // A backlog past 55 polls while everything is refused, then taken in large batches: the six are split out and parked.
+    await eventually(() => srv.refused >= 3, 5_000);
+    await sleep(2_800);
+    srv.refusing = false;
+    await eventually(async () => (await t.bus.cloud.parked.count('web')) >= 6, 10_000);
+    const parkedNow = async () => (await t.bus.cloud.parked.newest('web', 100)).sort((a, b) => Number(a.seq) - Number(b.seq));
+    const first = await parkedNow();
+    expect(first.map((p) => (JSON.parse(p.payload) as { values: { P: number } }).values.P).sort((x, y) => x - y)).toEqual([5, 15, 25, 35, 45, 55]);
+    const done = (id: string) =>
+      eventually(async () => {
+        const o = await t.bus.cloud.parked.outcome('web', id);
+        return o?.state === 'done' ? o : undefined;
+      }, 10_000);
+    const online = async () => (JSON.parse((await t.raw.hget('actor:cloud/web', 'context')) ?? '{}') as { connects: number }).connects;
+    const connects = await online();
+
+    const again = await done(await t.bus.cloud.parked.request('web', ALL_SEQS, 'test'));
+    expect(again).toMatchObject({ resent: 0, refused: 6 });
+    expect((await parkedNow()).map((p) => p.id)).toEqual(first.map((p) => p.id));
+    expect(await t.raw.hget('cloud:web:stats', 'refusedAgain')).toBe('6');
+    expect(await online()).toBe(connects);
+
+    fixed = true;
+    const taken = await done(await t.bus.cloud.parked.request('web', seqRange(Number(first[3]!.seq), null), 'test'));
+    expect(taken).toMatchObject({ resent: 3, refused: 0 });
+    expect((await parkedNow()).map((p) => p.seq)).toEqual(first.slice(0, 3).map((p) => p.seq));
+    expect(await done(await t.bus.cloud.parked.request('web', ALL_SEQS, 'test'))).toMatchObject({ resent: 3, refused: 0 });
+    expect(await t.bus.cloud.parked.count('web')).toBe(0);
+    expect(await t.raw.hget('cloud:web:stats', 'unparked')).toBe('6');
+    await t.running.stop();
+    t.running = undefined;
+    // Every seq the link gave arrived once (the six out of order, as they were parked: kind, seq and payload).
+    const msgs = messages(srv.batches);
+    const lastSeq = Number(await t.raw.get('cloud:web:seq'));
+    expect(msgs.map((m) => m.seq).sort((x, y) => x - y)).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
+    for (const p of first) expect(msgs.find((m) => m.seq === Number(p.seq))).toEqual({ kind: 'data', ...(JSON.parse(p.payload) as object) });
+  }, 30_000);
 
   it(`one message alone in its batch, refused for its content every time: sent again with the backoff, parked at the ${WHOLE_REFUSALS_PARKED}th refusal`, async () => {
     const srv = await ingest(() => 422);

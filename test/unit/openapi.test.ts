@@ -16,6 +16,23 @@ describe('the OpenAPI document', () => {
     expect(paths['/api/v1/actors/{id}/transitions']!.get!.parameters!.map((x) => `${x.in}:${x.name}`)).toEqual(['path:id', 'query:count']);
   });
 
+  it("describes the cloud links' routes: the list, the parked messages, the resend (operator) with its body, its outcome", () => {
+    const paths = doc.paths as Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ name: string; in: string }> }>>;
+    expect(paths['/api/v1/cloud']?.get).toBeDefined();
+    expect(paths['/api/v1/cloud/{id}/refused']!.get!.parameters!.map((x) => `${x.in}:${x.name}`)).toEqual(['path:id', 'query:count']);
+    expect(JSON.stringify(paths['/api/v1/cloud/{id}/refused/resend']!.post!.requestBody)).toContain('fromSeq');
+    expect(paths['/api/v1/cloud/{id}/resends/{request}']?.get).toBeDefined();
+    expect(
+      undocumentedRoutes(
+        [
+          { method: 'post', pattern: '/api/v1/cloud/:id/refused/resend' },
+          { method: 'get', pattern: '/api/v1/cloud/:id/resends/:request' },
+        ],
+        doc,
+      ),
+    ).toEqual([]);
+  });
+
   it('says which origins may call it across origins, and that none may when none is configured', () => {
     const info = doc.info as { description: string };
     expect(info.description).toContain('gateway.cors.origins');

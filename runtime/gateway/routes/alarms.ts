@@ -13,7 +13,6 @@ import type { AlarmEvent } from '../../../machines/alarmMachine.js';
 import { ALARM_STATES, SEVERITIES } from '../../../machines/alarmMachine.js';
 import { AlarmRefusedError, type AlarmEventEntry, type AlarmRecord } from '../../redis/alarms.js';
 import { KEYS } from '../../redis/keys.js';
-import { redisCall } from '../../redis/core.js';
 import type { Subscriptions } from '../../redis/subscriptions.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { ApiError, type Http } from '../http.js';
@@ -22,7 +21,6 @@ import { report } from '../../reporter.js';
 
 export const ALARM_TOPIC = 'alarm/all';
 const DAY_MS = 86_400_000;
-const AUDIT_MAXLEN = '100000';
 
 export const alarmActionBody = z.strictObject({
   comment: z.string().max(500).optional().describe('why; required to shelve, suppress or take out of service'),
@@ -244,27 +242,7 @@ export async function alarmRoutes(http: Http, redis: VoltageRedis, subs: Subscri
       const id = params[0]!;
       const who = caller?.name ?? 'unknown';
       const audit = (outcome: string, message: string) =>
-        redisCall('XADD', () =>
-          redis.core.client.xadd(
-            KEYS.audit,
-            'MAXLEN',
-            '~',
-            AUDIT_MAXLEN,
-            '*',
-            'event',
-            `alarm.${action}`,
-            'id',
-            id,
-            'who',
-            who,
-            'at',
-            String(Date.now()),
-            'outcome',
-            outcome,
-            'message',
-            message,
-          ),
-        ).catch((e: unknown) => report(e, { source: 'alarm audit', alarm: id }));
+        redis.commands.auditAction(`alarm.${action}`, id, who, outcome, message).catch((e: unknown) => report(e, { source: 'alarm audit', alarm: id }));
       const parsed = alarmActionBody.safeParse(body ?? {});
       const problem = !parsed.success
         ? parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ')

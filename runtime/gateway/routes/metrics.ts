@@ -7,7 +7,9 @@ import type { Http } from '../http.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
 import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
+import type { ActorRecord } from '../../domain/actors.js';
 import { alarmMetricLines, alarmStats } from './alarms.js';
+import { cloudLinkActors } from './cloud.js';
 
 export function metricsRoutes(
   http: Http,
@@ -63,18 +65,8 @@ export function metricsRoutes(
 }
 
 /** Each cloud link's counters, from its actor's recorded context (actors/cloud/CloudActor.ts summarize). */
-function cloudLinkLines(actors: ReadonlyArray<Record<string, string>>): string[] {
-  const links = actors
-    .filter((a) => a.id?.startsWith('cloud/'))
-    .map((a) => {
-      let c: Record<string, unknown> = {};
-      try {
-        c = JSON.parse(a.context ?? '{}') as Record<string, unknown>;
-      } catch {
-        /* shown as zeros */
-      }
-      return { link: a.id!.slice('cloud/'.length), c };
-    });
+function cloudLinkLines(actors: readonly ActorRecord[]): string[] {
+  const links = cloudLinkActors(actors);
   if (links.length === 0) return [];
   const metric = (name: string, type: string, help: string, key: string) => [
     `# HELP ${name} ${help}`,

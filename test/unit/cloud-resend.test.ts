@@ -1,0 +1,79 @@
+/**
+ * Resending parked messages, the parts without a server: the seq ranges an
+ * operator may ask for (API body, CLI text) and which parked messages they
+ * select, the kind a parked message is sent again as, and `voltage cloud`'s
+ * arguments.
+ */
+import { describe, expect, it } from 'vitest';
+import { parkedKind, parkedOutgoing } from '../../actors/cloud/resend.js';
+import { parseCloudArgs } from '../../runtime/cloudReport.js';
+import { ALL_SEQS, inSeqRange, seqRange, seqRangeOfText, SeqRangeError } from '../../runtime/domain/cloudResend.js';
+
+describe('seq ranges of a resend', () => {
+  it('FROM-TO, FROM-, -TO and one seq; a reversed or empty range is refused with the reason', () => {
+    expect(seqRangeOfText('10-20')).toEqual({ fromSeq: 10, toSeq: 20 });
+    expect(seqRangeOfText('10-')).toEqual({ fromSeq: 10, toSeq: null });
+    expect(seqRangeOfText('-20')).toEqual({ fromSeq: null, toSeq: 20 });
+    expect(seqRangeOfText('7')).toEqual({ fromSeq: 7, toSeq: 7 });
+    expect(() => seqRangeOfText('20-10')).toThrow('fromSeq 20 is after toSeq 10');
+    for (const bad of ['', '-', 'a-b', '1-2-3', '0-5', '1.5-2', '5 6']) expect(() => seqRangeOfText(bad), bad).toThrow(SeqRangeError);
+    expect(() => seqRange(0, null)).toThrow('fromSeq must be a whole number from 1');
+    expect(() => seqRange(null, 2.5)).toThrow('toSeq must be');
+  });
+
+  it('selects by the parked seq, ends included; a message parked without a seq only by an open range', () => {
+    const r = seqRange(10, 20);
+    expect(['9', '10', '15', '20', '21'].map((s) => inSeqRange(s, r))).toEqual([false, true, true, true, false]);
+    expect(inSeqRange('', r)).toBe(false);
+    expect(inSeqRange('', ALL_SEQS)).toBe(true);
+    expect(inSeqRange('3', seqRange(null, 5))).toBe(true);
+    expect(inSeqRange('6', seqRange(null, 5))).toBe(false);
+  });
+});
+
+describe('a parked message sent again', () => {
+  it('goes as the kind its payload names (an HTTP body needs it), on the topic it was refused on, byte for byte', () => {
+    expect(parkedKind('{"seq":1,"ts":5,"model":"pv1","values":{"P":1}}')).toBe('data');
+    expect(parkedKind('{"seq":2,"channel":"1001","values":{"m:1":1}}')).toBe('channel');
+    expect(parkedKind('{"seq":3,"ts":5,"alarm":"a.b","event":"raise","model":"x"}')).toBe('alarm');
+    expect(parkedKind('{"seq":4,"ts":5,"rule":"r","severity":"warning","message":"m"}')).toBe('notify');
+    expect(parkedKind('not json')).toBe('data');
+    const payload = '{"seq":9,"ts":5,"model":"pv1","values":{"P":1}}';
+    expect(parkedOutgoing({ id: '1-0', seq: '9', topic: 'x/data/pv1', reason: '0x87', payload })).toEqual({
+      kind: 'data',
+      model: '',
+      channel: '',
+      payload,
+      topic: 'x/data/pv1',
+    });
+  });
+});
+
+describe('voltage cloud: its arguments', () => {
+  it('lists, lists parked messages, or asks for a resend of every parked message or a range, with its wait', () => {
+    expect(parseCloudArgs([], {})).toEqual({ kind: 'list', link: undefined });
+    expect(parseCloudArgs(['main'], {})).toEqual({ kind: 'list', link: 'main' });
+    expect(parseCloudArgs(['main'], { refused: true })).toEqual({ kind: 'refused', link: 'main', count: 20 });
+    expect(parseCloudArgs(['main'], { refused: true, count: '5' })).toEqual({ kind: 'refused', link: 'main', count: 5 });
+    expect(parseCloudArgs(['main'], { resend: true })).toEqual({ kind: 'resend', link: 'main', range: ALL_SEQS, timeoutMs: 60_000 });
+    expect(parseCloudArgs(['main', '5-9'], { resend: true, timeout: '2000' })).toEqual({
+      kind: 'resend',
+      link: 'main',
+      range: { fromSeq: 5, toSeq: 9 },
+      timeoutMs: 2_000,
+    });
+  });
+
+  it('says what is wrong: a missing link, both actions, a range without --resend, a bad range, count or timeout', () => {
+    const error = (p: string[], f: Parameters<typeof parseCloudArgs>[1]) => (parseCloudArgs(p, f) as { error?: string }).error;
+    expect(error([], { resend: true })).toContain('--resend needs a LINK');
+    expect(error([], { refused: true })).toContain('--refused needs a LINK');
+    expect(error(['main'], { refused: true, resend: true })).toContain('one at a time');
+    expect(error(['main', '5-9'], {})).toContain("unexpected argument '5-9'");
+    expect(error(['main', '5-9', 'x'], { resend: true })).toContain("unexpected argument 'x'");
+    expect(error(['main', '9-5'], { resend: true })).toContain('fromSeq 9 is after toSeq 5');
+    expect(error(['main'], { refused: true, count: '0' })).toContain('--count 0');
+    expect(error(['main'], { count: '3' })).toContain('--count goes with --refused');
+    expect(error(['main'], { resend: true, timeout: 'soon' })).toContain('--timeout soon');
+  });
+});
