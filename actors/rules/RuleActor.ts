@@ -63,6 +63,7 @@ import {
   type PlannedAction,
 } from '../../runtime/domain/ruleEvaluation.js';
 import { settled } from '../../runtime/reporter.js';
+import { TRACE_KINDS, trace, traceName, traceNow, tracing } from '../../runtime/trace.js';
 
 export interface RuleActorDeps {
   readonly redis: VoltageRedis;
@@ -207,6 +208,8 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       /** Results on their way to the journal: a stopping rule writes them first (their commands end as pending). */
       const journaling = new Set<Promise<void>>();
       const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
+      /** The connection of the steps' commits and their commands, apart from the site's c2m calls (one per process). */
+      const control = () => deps.redis.controlConnection();
 
       for (const a of def.alarms) {
         const init = initialAlarm({ severity: a.severity });
@@ -262,6 +265,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
         // (A deadline always goes through step(), which arms the next one.)
         if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(now)) return;
+        if (tracing) trace(TRACE_KINDS.ruleQueued, traceNow(), 0, traceName(def.id));
         queued++;
         queue = queue
           .then(() => step(trigger, progress))
@@ -334,7 +338,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           const version = stored.version + 1;
           const prepared = deps.registry.prepare(id, to.state, () => ({ version, fires: to.context.fires, blocked: to.context.blocked }), trigger);
           try {
-            const r = await deps.redis.rules.commit({
+            const r = await control().rules.commit({
               id: def.id,
               expectedVersion: stored.version,
               to,
@@ -412,6 +416,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       async function step(trigger: string, progress?: string): Promise<void> {
         if (stopped) return;
+        if (tracing) trace(TRACE_KINDS.ruleStep, traceNow(), 0, traceName(def.id));
         const now = Date.now();
         const e = evaluation(now);
         if (def.event !== null) {
@@ -591,7 +596,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               if (!verdict.send) result = { ...p, outcome: verdict.why, ...(verdict.why === 'overridden' ? { by: verdict.by } : {}) };
               else {
                 try {
-                  const commandId = await deps.redis.commands.m2c(d.model, d.name, d.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
+                  const commandId = await control().commands.m2c(d.model, d.name, d.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
                   result = { ...p, outcome: 'sent', commandId, status: await commandEnd(commandId) };
                 } catch (err) {
                   result = { ...p, outcome: 'rejected', message: errorMessage(err) };

@@ -118,7 +118,8 @@ export async function withSite<T>(
   // BENCH_CPU_PROF=<dir>: the runtime writes a CPU profile there when it stops.
   const prof = process.env.BENCH_CPU_PROF;
   const runtime = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), 'start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
+    // BENCH_RUNTIME_TRACE=<file>: the runtime's hot-path timeline (runtime/trace.ts), written when it stops.
+    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json', ...(process.env.BENCH_RUNTIME_TRACE ? { VOLTAGE_TRACE: process.env.BENCH_RUNTIME_TRACE } : {}) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   try {
