@@ -94,7 +94,11 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
     const w = await measureWindow(run, crossings, windows);
     const cpu = timeline?.stop();
     const redisSide = process.env.BENCH_RULES_DUMP
-      ? { slowlog: await run.probe.slowlog('GET', 100000), commandstats: await run.probe.info('commandstats'), latencystats: await run.probe.info('latencystats') }
+      ? {
+          slowlog: await run.probe.slowlog('GET', 100000),
+          commandstats: await run.probe.info('commandstats'),
+          latencystats: await run.probe.info('latencystats'),
+        }
       : undefined;
     const [lp99, lmax] = await run.probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
     const lat: number[] = [];
@@ -128,7 +132,8 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       parts.committed.push(x.committed - x.evaluated);
       parts.accepted.push(e.at - x.committed);
     }
-    if (process.env.BENCH_RULES_DUMP) writeFileSync(process.env.BENCH_RULES_DUMP, JSON.stringify({ commands: dump, cpu, window: [w.t0, w.t1], redis: redisSide }));
+    if (process.env.BENCH_RULES_DUMP)
+      writeFileSync(process.env.BENCH_RULES_DUMP, JSON.stringify({ commands: dump, cpu, window: [w.t0, w.t1], redis: redisSide }));
     lat.sort((a, b) => a - b);
     return {
       ...w,
