@@ -27,7 +27,7 @@ export const TRACE_KINDS = {
   ruleStep: 6,
   /** rule_commit answered: a = sent at, b = the rule. */
   ruleCommit: 7,
-  /** A GC pause: time = its start, a = its duration (ms), b = its kind (V8's: 1 scavenge, 2 mark-compact, 4 incremental, 8 weak callbacks). */
+  /** A GC pause: time = its start, a = its duration (ms), b = its kind (perf_hooks' NODE_PERFORMANCE_GC_*: 1 scavenge, 4 mark-compact, 8 incremental marking, 16 weak callbacks). The incremental marking's steps inside allocations are not among them. */
   gc: 8,
   /** The 2 ms interval timer ran: a = the process's CPU time so far (ms, user + system), to tell a busy thread from a descheduled one. */
   tick: 9,

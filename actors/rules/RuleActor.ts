@@ -208,8 +208,6 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
       /** Results on their way to the journal: a stopping rule writes them first (their commands end as pending). */
       const journaling = new Set<Promise<void>>();
       const controls = [...def.then, ...def.else].flatMap((a) => (a.kind === 'control' ? [`${a.model}.${a.name}`] : []));
-      /** The connection of the steps' commits and their commands, apart from the site's c2m calls (one per process). */
-      const control = () => deps.redis.controlConnection();
 
       for (const a of def.alarms) {
         const init = initialAlarm({ severity: a.severity });
@@ -338,7 +336,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
           const version = stored.version + 1;
           const prepared = deps.registry.prepare(id, to.state, () => ({ version, fires: to.context.fires, blocked: to.context.blocked }), trigger);
           try {
-            const r = await control().rules.commit({
+            const r = await deps.redis.rules.commit({
               id: def.id,
               expectedVersion: stored.version,
               to,
@@ -596,7 +594,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
               if (!verdict.send) result = { ...p, outcome: verdict.why, ...(verdict.why === 'overridden' ? { by: verdict.by } : {}) };
               else {
                 try {
-                  const commandId = await control().commands.m2c(d.model, d.name, d.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
+                  const commandId = await deps.redis.commands.m2c(d.model, d.name, d.value, `rule:${def.id}`, deps.commandTimeoutMs ?? 10_000);
                   result = { ...p, outcome: 'sent', commandId, status: await commandEnd(commandId) };
                 } catch (err) {
                   result = { ...p, outcome: 'rejected', message: errorMessage(err) };

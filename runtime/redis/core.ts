@@ -292,24 +292,17 @@ export class RedisCore {
 
   private static readonly byClient = new WeakMap<Redis, RedisCore>();
 
-  /**
-   * The one RedisCore of a connection: each one listens to its client, so a core per call would pile listeners up.
-   * `reloadsThrough`: the process's main core, for a second connection of the same process: a Function found
-   * missing there is loaded again by the main core, whose restorers (the site's) then run.
-   */
-  static of(client: Redis, reloadsThrough?: RedisCore): RedisCore {
+  /** The one RedisCore of a connection: each one listens to its client, so a core per call would pile listeners up. */
+  static of(client: Redis): RedisCore {
     let core = RedisCore.byClient.get(client);
     if (!core) {
-      core = new RedisCore(client, reloadsThrough);
+      core = new RedisCore(client);
       RedisCore.byClient.set(client, core);
     }
     return core;
   }
 
-  private constructor(
-    client: Redis,
-    private readonly reloadsThrough?: RedisCore,
-  ) {
+  private constructor(client: Redis) {
     this.client = client;
     const lost = () => {
       this.lostAt ??= performance.now();
@@ -358,7 +351,6 @@ export class RedisCore {
 
   /** Loads the library again and runs the restorers (at most one reload at a time). */
   reload(): Promise<void> {
-    if (this.reloadsThrough) return this.reloadsThrough.reload();
     this.reloading ??= (async () => {
       try {
         await this.loadLibrary();

@@ -48,16 +48,12 @@ export class VoltageRedis {
   readonly cloud: CloudRedis;
   private readonly log: Logger;
 
-  /** The connection of the calls that act on the plant, once opened (controlConnection). */
-  private control: VoltageRedis | undefined;
-
   constructor(
     client: Redis,
     private readonly limits: OutboxLimits,
     private readonly options: VoltageRedisOptions = {},
-    reloadsThrough?: RedisCore,
   ) {
-    this.core = RedisCore.of(client, reloadsThrough);
+    this.core = RedisCore.of(client);
     this.telemetry = new TelemetryRedis(this.core, limits, options.log);
     this.commands = new CommandsRedis(this.core, limits);
     this.actors = new ActorsRedis(this.core);
@@ -78,23 +74,6 @@ export class VoltageRedis {
     return new VoltageRedis(client, this.limits, this.options);
   }
 
-  /**
-   * The same surface on a second connection of this process, opened at the first call and closed with this one:
-   * for the rules' commits and their commands (rule_commit, m2c). Redis runs one connection's calls in the order
-   * sent, so on the shared one a rule's commit waited for every c2m call the channels had sent before it (in a
-   * burst of firings, groups of 1,200-2,400 points: ~4-9 ms of Lua); on its own connection Redis takes it between
-   * them (docs/benchmarks.md, round 21). A Function found missing there is loaded again through this connection's
-   * core, so the site is restored as after any reload.
-   */
-  controlConnection(): VoltageRedis {
-    if (!this.control) {
-      const client = this.core.client.duplicate({ connectionName: 'voltage:control' });
-      client.on('error', (err: Error) => this.log.debug({ err }, 'redis control connection error'));
-      this.control = new VoltageRedis(client, this.limits, this.options, this.core);
-    }
-    return this.control;
-  }
-
   async ping(): Promise<void> {
     await redisCall('PING', () => this.core.client.ping());
   }
@@ -107,7 +86,6 @@ export class VoltageRedis {
   }
 
   async close(): Promise<void> {
-    if (this.control) await this.control.close();
     await closeRedis(this.core.client);
   }
 }
