@@ -7,6 +7,7 @@ import { startEmbeddedBroker } from './embeddedBroker.js';
 import { parseArgs } from 'node:util';
 import { runRuleTest } from './domain/ruleSim.js';
 import { join, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/load.js';
@@ -156,6 +157,15 @@ function stopOnSignalWhileStarting(cleanup: () => Promise<void>): () => void {
   });
 }
 
+/**
+ * runtime.heapGrowingPercent: V8 reads the flag each time it sets the old generation's next limit (after a full GC),
+ * so setting it here, before the site's load, holds for the whole run. The process's own flags (runtime/bin/voltage.js)
+ * stay as they are for a site without it.
+ */
+function useHeapGrowth(percent: number): void {
+  if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
+}
+
 async function startSite(
   site: SiteConfig,
   opts: { redisUrl?: string; gatewayTokens?: ReadonlyArray<{ name: string; role: Role; token: string }> } = {},
@@ -164,6 +174,7 @@ async function startSite(
   // From here on, errors without a caller are logged, and a fault fails its actor (or, outside any, ends the process non-zero).
   useReporterLogger(log);
   installFaultHandlers({ log, failActor: failCurrentActor });
+  useHeapGrowth(site.runtime.heapGrowingPercent);
   const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
   return { rt, log };
 }

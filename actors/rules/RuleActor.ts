@@ -63,6 +63,7 @@ import {
   type PlannedAction,
 } from '../../runtime/domain/ruleEvaluation.js';
 import { settled } from '../../runtime/reporter.js';
+import { TRACE_KINDS, trace, traceName, traceNow, tracing } from '../../runtime/trace.js';
 
 export interface RuleActorDeps {
   readonly redis: VoltageRedis;
@@ -262,6 +263,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
         // The common case, decided at once: a change or an `every` with nothing queued, and the evaluation would commit nothing.
         // (A deadline always goes through step(), which arms the next one.)
         if (queued === 0 && (trigger === 'change' || trigger === 'every') && progress === undefined && !stopped && quietNow(now)) return;
+        if (tracing) trace(TRACE_KINDS.ruleQueued, traceNow(), 0, traceName(def.id));
         queued++;
         queue = queue
           .then(() => step(trigger, progress))
@@ -412,6 +414,7 @@ export function ruleChild(def: RuleDef, deps: RuleActorDeps): ChildSpec {
 
       async function step(trigger: string, progress?: string): Promise<void> {
         if (stopped) return;
+        if (tracing) trace(TRACE_KINDS.ruleStep, traceNow(), 0, traceName(def.id));
         const now = Date.now();
         const e = evaluation(now);
         if (def.event !== null) {

@@ -19,6 +19,7 @@ import { formatValue, type ModelValue } from '../domain/telemetry.js';
 import { formatOptional } from './encoding.js';
 import { KEYS, POINT_TYPES } from './keys.js';
 import { LIBRARY_SOURCE } from './library.js';
+import { TRACE_KINDS, trace, traceName, traceNow, tracing } from '../trace.js';
 
 export type FcallArg = string | number | Buffer;
 
@@ -363,6 +364,7 @@ export class RedisCore {
 
   private async send(fn: FunctionName, wire: Wire): Promise<unknown> {
     try {
+      if (tracing) return await tracedSend(this.client, fn, wire);
       return await this.client.fcall(fn, wire.keys.length, ...wire.keys, ...wire.args);
     } catch (e) {
       throw toRedisError(e, fn, true);
@@ -400,4 +402,21 @@ export class RedisCore {
       throw e;
     }
   }
+}
+
+/** send() under VOLTAGE_TRACE: the call's send and answer times, and for c2m each batch's channel and poll ts. */
+async function tracedSend(client: Redis, fn: FunctionName, wire: Wire): Promise<unknown> {
+  const sent = traceNow();
+  const r = await client.fcall(fn, wire.keys.length, ...wire.keys, ...wire.args);
+  const at = traceNow();
+  trace(TRACE_KINDS.fcall, at, sent, traceName(fn));
+  // ARGV: c2m's channel, ts, …; c2m_group's outbox bound, then channel, ts, points per batch; rule_commit's id first.
+  if (fn === 'c2m' || fn === 'c2m_group') {
+    for (let i = fn === 'c2m' ? 0 : 1; i + 1 < wire.args.length; i += fn === 'c2m' ? wire.args.length : 3) {
+      const channel = traceName(String(wire.args[i]));
+      trace(TRACE_KINDS.c2m, at, sent, channel);
+      trace(TRACE_KINDS.c2mTs, at, Number(wire.args[i + 1]), channel);
+    }
+  } else if (fn === 'rule_commit') trace(TRACE_KINDS.ruleCommit, at, sent, traceName(String(wire.args[0])));
+  return r;
 }

@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
 import { closeRedis } from './connect.js';
 import { toRedisError } from './core.js';
+import { TRACE_KINDS, headTs, trace, traceName, traceNow, tracing } from '../trace.js';
 
 export type MessageHandler = (message: string, channel: string) => void;
 
@@ -27,10 +28,12 @@ export class Subscriptions {
     // Connection errors are retried by ioredis (and subscriptions renewed); logged at debug like the main connection's.
     this.conn.on('error', (err: Error) => this.log.debug({ err }, 'redis subscriber connection error'));
     this.conn.on('message', (channel: string, message: string) => {
+      if (tracing) trace(TRACE_KINDS.note, traceNow(), headTs(message), traceName(channel));
       const hs = this.handlers.get(channel);
       if (hs) for (const h of hs) h(message, channel);
     });
     this.conn.on('pmessage', (pattern: string, channel: string, message: string) => {
+      if (tracing) trace(TRACE_KINDS.note, traceNow(), headTs(message), traceName(channel));
       const hs = this.patternHandlers.get(pattern);
       if (hs) for (const h of hs) h(message, channel);
     });

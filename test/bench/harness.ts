@@ -7,7 +7,7 @@
  * polls missed by the channels.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,8 +118,15 @@ export async function withSite<T>(
   // BENCH_CPU_PROF=<dir>: the runtime writes a CPU profile there when it stops.
   const prof = process.env.BENCH_CPU_PROF;
   const runtime = spawn(process.execPath, [...runtimeArgs(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []), 'start', '--config', dir], {
-    env: { ...process.env, REDIS_URL: redis.url, LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    // BENCH_RUNTIME_TRACE=<file>: the runtime's hot-path timeline (runtime/trace.ts), written when it stops.
+    env: {
+      ...process.env,
+      REDIS_URL: redis.url,
+      LOG_FORMAT: 'json',
+      ...(process.env.BENCH_RUNTIME_TRACE ? { VOLTAGE_TRACE: process.env.BENCH_RUNTIME_TRACE } : {}),
+    },
+    // BENCH_RUNTIME_STDOUT=<file>: the runtime's stdout (its JSON log, and V8's --trace-gc lines with BENCH_RUNTIME_NODE_ARGS).
+    stdio: ['ignore', process.env.BENCH_RUNTIME_STDOUT ? openSync(process.env.BENCH_RUNTIME_STDOUT, 'w') : 'ignore', 'inherit'],
   });
   try {
     const started = Date.now();

@@ -72,6 +72,10 @@ function rulesFile(step: RuleStep): string {
 export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleResult> {
   const { watched, pointOf } = watchedPoints(step, step.rulesPerModel, (c, k) => `rule:r${c}-${k}`);
   const files = sineSiteFiles({ ...step, controls: Math.max(1, step.rulesPerModel) });
+  // runtime.heapGrowingPercent, as the README advises for a site with rules (docs/benchmarks.md, round 21), in both rows so that
+  // the share of the CPU compares like with like; BENCH_RULES_HEAP_GROWING=<percent> another value, 0 V8's own.
+  const growing = process.env.BENCH_RULES_HEAP_GROWING ?? '100';
+  if (Number(growing) > 0) files['runtime.yaml'] = files['runtime.yaml']!.replace('runtime:\n', `runtime:\n  heapGrowingPercent: ${Number(growing)}\n`);
   if (step.rulesPerModel > 0) files['rules.yaml'] = rulesFile(step);
   return withSite(files, async (run) => {
     const crossings = new Crossings(watched);
@@ -84,8 +88,22 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
     });
     // BENCH_RULES_DUMP: the CPU of the runtime (its own thread and process), its children, Redis and the whole host every 100 ms.
     const timeline = process.env.BENCH_RULES_DUMP ? cpuTimeline(run.runtime.pid!, run.redis.process.pid!) : undefined;
+    // With the dump, Redis's own view: every call slower than 1 ms in the slow log, and its per-command latency percentiles.
+    if (process.env.BENCH_RULES_DUMP) {
+      await run.probe.config('SET', 'slowlog-log-slower-than', '1000');
+      await run.probe.config('SET', 'slowlog-max-len', '100000');
+      await run.probe.slowlog('RESET');
+      await run.probe.config('RESETSTAT');
+    }
     const w = await measureWindow(run, crossings, windows);
     const cpu = timeline?.stop();
+    const redisSide = process.env.BENCH_RULES_DUMP
+      ? {
+          slowlog: await run.probe.slowlog('GET', 100000),
+          commandstats: await run.probe.info('commandstats'),
+          latencystats: await run.probe.info('latencystats'),
+        }
+      : undefined;
     const [lp99, lmax] = await run.probe.hmget('actor:root', 'loopDelayP99Ms', 'loopDelayMaxMs');
     const lat: number[] = [];
     const parts = { evaluated: [] as number[], committed: [] as number[], accepted: [] as number[] };
@@ -98,8 +116,8 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       executions.set(`rule:${e.fields.get('id')}`, list);
     }
     let commands = 0;
-    /** BENCH_RULES_DUMP=<file>: each measured command as [accepted at, latency, evaluated − generated] (ms), to lay beside a GC trace. */
-    const dump: Array<[number, number, number]> = [];
+    /** BENCH_RULES_DUMP=<file>: each measured command as [accepted at, latency, evaluated − generated (ms), its rule, committed at], to lay beside a trace. */
+    const dump: Array<[number, number, number, string, number]> = [];
     for (const e of await entriesBetween(run.probe, 'audit:commands', w.t0, w.t1)) {
       if (e.fields.get('event') !== 'accepted') continue;
       commands++;
@@ -113,12 +131,13 @@ export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleRes
       for (let i = list.length - 1; i >= 0 && !x; i--) if (list[i]!.committed <= e.at) x = list[i];
       if (!x) continue;
       const generated = e.at - l;
-      dump.push([e.at, l, x.evaluated - generated]);
+      dump.push([e.at, l, x.evaluated - generated, who, x.committed]);
       parts.evaluated.push(x.evaluated - generated);
       parts.committed.push(x.committed - x.evaluated);
       parts.accepted.push(e.at - x.committed);
     }
-    if (process.env.BENCH_RULES_DUMP) writeFileSync(process.env.BENCH_RULES_DUMP, JSON.stringify({ commands: dump, cpu }));
+    if (process.env.BENCH_RULES_DUMP)
+      writeFileSync(process.env.BENCH_RULES_DUMP, JSON.stringify({ commands: dump, cpu, window: [w.t0, w.t1], redis: redisSide }));
     lat.sort((a, b) => a - b);
     return {
       ...w,

@@ -3,7 +3,10 @@
  * Markdown table (paste into the README). BENCH_QUICK=1 runs short windows;
  * BENCH_ONLY=kernel,modbus,gateway,feed,pages,cloud,history,alarms,rules runs only those sections;
  * BENCH_RULES_ROWS the rule section's rows (rules per model, default 0,10), BENCH_RULES_MS its measured window, BENCH_RULES_DUMP=<file>
- * each measured command's latency and the CPU of the runtime, Redis and the host every 100 ms (JSON); BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
+ * each measured command's latency, its rule and commit time, the CPU of the runtime, Redis and the host every 100 ms, and Redis's
+ * slow log (calls over 1 ms) and per-command latency (JSON); BENCH_RUNTIME_TRACE=<file> the runtime's hot-path timeline (runtime/trace.ts:
+ * c2m and Function calls sent and answered, notifications received, rule steps, GC pauses, a 2 ms timer with the process's CPU);
+ * BENCH_RUNTIME_STDOUT=<file> the runtime's stdout (V8's --trace-gc with BENCH_RUNTIME_NODE_ARGS); BENCH_ALARMS_MS sets the alarm section's measured window (the issue's 10 minutes: 600000), BENCH_ALARMS_ROWS its rows
  * (alarms per model, default 0,100); BENCH_FEED_DEVICES=10,50 picks the feed's sizes; BENCH_BASELINE=<dir of
  * another checkout, built> adds that build's feed and cloud rows beside this one's. The soak (30 minutes
  * with faults) is not in the default list: BENCH_ONLY=soak, its length BENCH_SOAK_MIN (minutes), a fault
@@ -159,7 +162,7 @@ if (only.has('rules')) {
   // BENCH_RULES_MS sets the rule section's measured window (6 s quick, 60 s otherwise).
   const ruleWindows = { warmupMs: quick ? 4_000 : 8_000, measureMs: Number(process.env.BENCH_RULES_MS ?? (quick ? 6_000 : 60_000)) };
   console.log(
-    `\n## Rules: reaction latency, value generated → command accepted by m2c (sine period 20 s, \`when: p > 90\`, then/else a control; warm-up ${ruleWindows.warmupMs / 1000} s, measured ${ruleWindows.measureMs / 1000} s per row)\n`,
+    `\n## Rules: reaction latency, value generated → command accepted by m2c (sine period 20 s, \`when: p > 90\`, then/else a control; runtime.heapGrowingPercent ${process.env.BENCH_RULES_HEAP_GROWING ?? '100'}; warm-up ${ruleWindows.warmupMs / 1000} s, measured ${ruleWindows.measureMs / 1000} s per row)\n`,
   );
   console.log(RULE_HEADER);
   const site = { channels: 100, points: 100, pollMs: 100, periodMs: 20_000 };

@@ -98,6 +98,18 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(i).toMatchObject({ line: 4, column: 13, code: 'WRONG_TYPE', message: 'channels[0].pollMs must be a number, not the text "fast"' });
   });
 
+  it("runtime.heapGrowingPercent: V8's own growth by default, a whole percent up to 300", () => {
+    const dir = writeSite({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL });
+    expect(loadConfig(dir).runtime.heapGrowingPercent).toBe(0);
+    const site = (v: string) => ({ 'runtime.yaml': `runtime:\n  heapGrowingPercent: ${v}\n`, 'channels.yaml': CHANNEL, 'models.yaml': MODEL });
+    expect(loadConfig(writeSite(site('100'))).runtime.heapGrowingPercent).toBe(100);
+    for (const bad of ['301', '-1', '1.5']) {
+      const [i] = issuesOf(site(bad));
+      expect(i, bad).toMatchObject({ file: 'runtime.yaml', line: 2 });
+      expect(i!.message, bad).toContain('runtime.heapGrowingPercent');
+    }
+  });
+
   it('missing required key', () => {
     const [i] = issuesOf({ 'channels.yaml': CHANNEL.replace('    protocol: virtual\n', '') });
     expect(i).toMatchObject({ line: 2, code: 'MISSING_KEY' });
