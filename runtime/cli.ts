@@ -11,6 +11,7 @@ import { setFlagsFromString } from 'node:v8';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from './config/load.js';
+import { heapGrowingPercent } from './config/site.js';
 import { jsonSchema } from './config/schema.js';
 import type { SiteConfig } from './config/site.js';
 import { ConfigError, errorMessage, formatIssue } from './errors.js';
@@ -174,7 +175,7 @@ async function startSite(
   // From here on, errors without a caller are logged, and a fault fails its actor (or, outside any, ends the process non-zero).
   useReporterLogger(log);
   installFaultHandlers({ log, failActor: failCurrentActor });
-  useHeapGrowth(site.runtime.heapGrowingPercent);
+  useHeapGrowth(heapGrowingPercent(site));
   const rt = await startRuntime(site, { redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? DEFAULT_REDIS, log, gatewayTokens: opts.gatewayTokens ?? [] });
   return { rt, log };
 }

@@ -70,9 +70,9 @@ export const runtimeSchema = z.strictObject({
     .int()
     .min(0)
     .max(300)
-    .default(0)
+    .optional()
     .describe(
-      "the runtime's old generation grows to (1 + this/100) × what a full GC left before the next one starts (0: V8's own, ~1.3 here): fewer full GCs, whose marking fills the thread for ~150 ms each, for more RSS (100: ~25 MB at 100k points/s with 1,000 rules)",
+      "the runtime's old generation grows to (1 + this/100) × what a full GC left before the next one starts (0: V8's own, ~1.3 here): fewer full GCs, whose marking fills the thread for ~150 ms each, for more RSS (100: ~25 MB at 100k points/s with 1,000 rules). Default: 100 for a site with rules (their reaction time), 0 otherwise",
     ),
   supervisor: supervisorSchema.prefault({}),
   channels: supervisorSchema.prefault({}).describe('restart policy of the channel supervisor'),

@@ -72,10 +72,10 @@ function rulesFile(step: RuleStep): string {
 export async function ruleRow(step: RuleStep, windows: Windows): Promise<RuleResult> {
   const { watched, pointOf } = watchedPoints(step, step.rulesPerModel, (c, k) => `rule:r${c}-${k}`);
   const files = sineSiteFiles({ ...step, controls: Math.max(1, step.rulesPerModel) });
-  // runtime.heapGrowingPercent, as the README advises for a site with rules (docs/benchmarks.md, round 21), in both rows so that
-  // the share of the CPU compares like with like; BENCH_RULES_HEAP_GROWING=<percent> another value, 0 V8's own.
-  const growing = process.env.BENCH_RULES_HEAP_GROWING ?? '100';
-  if (Number(growing) > 0) files['runtime.yaml'] = files['runtime.yaml']!.replace('runtime:\n', `runtime:\n  heapGrowingPercent: ${Number(growing)}\n`);
+  // runtime.heapGrowingPercent: the site's default (100 with rules, V8's own without) unless BENCH_RULES_HEAP_GROWING=<percent>
+  // sets it in both rows (0: V8's own), for a comparison (docs/benchmarks.md, round 21).
+  const growing = process.env.BENCH_RULES_HEAP_GROWING;
+  if (growing !== undefined) files['runtime.yaml'] = files['runtime.yaml']!.replace('runtime:\n', `runtime:\n  heapGrowingPercent: ${Number(growing)}\n`);
   if (step.rulesPerModel > 0) files['rules.yaml'] = rulesFile(step);
   return withSite(files, async (run) => {
     const crossings = new Crossings(watched);

@@ -162,7 +162,7 @@ if (only.has('rules')) {
   // BENCH_RULES_MS sets the rule section's measured window (6 s quick, 60 s otherwise).
   const ruleWindows = { warmupMs: quick ? 4_000 : 8_000, measureMs: Number(process.env.BENCH_RULES_MS ?? (quick ? 6_000 : 60_000)) };
   console.log(
-    `\n## Rules: reaction latency, value generated → command accepted by m2c (sine period 20 s, \`when: p > 90\`, then/else a control; runtime.heapGrowingPercent ${process.env.BENCH_RULES_HEAP_GROWING ?? '100'}; warm-up ${ruleWindows.warmupMs / 1000} s, measured ${ruleWindows.measureMs / 1000} s per row)\n`,
+    `\n## Rules: reaction latency, value generated → command accepted by m2c (sine period 20 s, \`when: p > 90\`, then/else a control; runtime.heapGrowingPercent ${process.env.BENCH_RULES_HEAP_GROWING ?? "the default: 100 with rules, V8's own without"}; warm-up ${ruleWindows.warmupMs / 1000} s, measured ${ruleWindows.measureMs / 1000} s per row)\n`,
   );
   console.log(RULE_HEADER);
   const site = { channels: 100, points: 100, pollMs: 100, periodMs: 20_000 };

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../runtime/config/load.js';
 import { jsonSchema } from '../../runtime/config/schema.js';
+import { heapGrowingPercent, type RuleDef } from '../../runtime/config/site.js';
 import { ConfigError, type ConfigIssue } from '../../runtime/errors.js';
 import { writeSite } from '../helpers/servers.js';
 
@@ -98,9 +99,12 @@ describe('config validation: every mistake with file, line and column', () => {
     expect(i).toMatchObject({ line: 4, column: 13, code: 'WRONG_TYPE', message: 'channels[0].pollMs must be a number, not the text "fast"' });
   });
 
-  it("runtime.heapGrowingPercent: V8's own growth by default, a whole percent up to 300", () => {
+  it("runtime.heapGrowingPercent: 100 for a site with rules and V8's own otherwise by default, a whole percent up to 300", () => {
     const dir = writeSite({ 'channels.yaml': CHANNEL, 'models.yaml': MODEL });
-    expect(loadConfig(dir).runtime.heapGrowingPercent).toBe(0);
+    expect(loadConfig(dir).runtime.heapGrowingPercent).toBeUndefined();
+    expect(heapGrowingPercent(loadConfig(dir))).toBe(0);
+    expect(heapGrowingPercent({ ...loadConfig(dir), rules: [{} as RuleDef] })).toBe(100);
+    expect(heapGrowingPercent({ runtime: { ...loadConfig(dir).runtime, heapGrowingPercent: 0 }, rules: [{} as RuleDef] })).toBe(0);
     const site = (v: string) => ({ 'runtime.yaml': `runtime:\n  heapGrowingPercent: ${v}\n`, 'channels.yaml': CHANNEL, 'models.yaml': MODEL });
     expect(loadConfig(writeSite(site('100'))).runtime.heapGrowingPercent).toBe(100);
     for (const bad of ['301', '-1', '1.5']) {
