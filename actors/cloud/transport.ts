@@ -58,6 +58,12 @@ export interface Outgoing {
   readonly topic?: string;
 }
 
+/** How a batch goes. */
+export interface DeliverOptions {
+  /** Parked messages sent again (resend.ts), not the live uplink's: HTTP counts whole refusals of live batches only. */
+  readonly parked?: boolean;
+}
+
 export interface UplinkTransport {
   /**
    * true: there is no session to open (HTTP), so connecting proves itself by
@@ -76,7 +82,7 @@ export interface UplinkTransport {
    * with CloudOutageError (CloudRefusedError when the whole batch is refused).
    * `lost` says the connection went: a batch half handed out stops there.
    */
-  deliver(batch: readonly Outgoing[], lost: () => boolean): Promise<{ readonly acked: Promise<readonly Refusal[]> }>;
+  deliver(batch: readonly Outgoing[], lost: () => boolean, options?: DeliverOptions): Promise<{ readonly acked: Promise<readonly Refusal[]> }>;
   /** Says goodbye when it can and closes. */
   close(): Promise<void>;
 }

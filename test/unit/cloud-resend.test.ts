@@ -50,7 +50,8 @@ describe('a parked message sent again', () => {
 });
 
 describe('voltage cloud: its arguments', () => {
-  it('lists, lists parked messages, or asks for a resend of every parked message or a range, with its wait', () => {
+  it('lists, lists parked messages, asks for a resend of every parked message or a range, with its wait, or cancels one', () => {
+    expect(parseCloudArgs(['main'], { cancel: '1733600000000-0' })).toEqual({ kind: 'cancel', link: 'main', request: '1733600000000-0' });
     expect(parseCloudArgs([], {})).toEqual({ kind: 'list', link: undefined });
     expect(parseCloudArgs(['main'], {})).toEqual({ kind: 'list', link: 'main' });
     expect(parseCloudArgs(['main'], { refused: true })).toEqual({ kind: 'refused', link: 'main', count: 20 });
@@ -75,5 +76,9 @@ describe('voltage cloud: its arguments', () => {
     expect(error(['main'], { refused: true, count: '0' })).toContain('--count 0');
     expect(error(['main'], { count: '3' })).toContain('--count goes with --refused');
     expect(error(['main'], { resend: true, timeout: 'soon' })).toContain('--timeout soon');
+    expect(error([], { cancel: '1-0' })).toContain('--cancel needs a LINK');
+    expect(error(['main'], { cancel: '1-0', resend: true })).toContain('--resend and --cancel: one at a time');
+    expect(error(['main'], { cancel: 'last' })).toContain("--cancel last: expected a request's id");
+    expect(error(['main', '5-9'], { cancel: '1-0' })).toContain("unexpected argument '5-9'");
   });
 });
