@@ -79,10 +79,10 @@ function outcomeText(o: ResendOutcome, parked: number): string {
 }
 
 /** What an ended request's outcome says, and its exit code (0 done, 1 failed or cancelled). */
-function endedText(id: string, o: ResendOutcome, parked: number): { readonly text: string; readonly code: number } {
+export function endedText(id: string, o: ResendOutcome, parked: number): { readonly text: string; readonly code: number } {
   if (o.state === 'done') return { text: `request ${id}: done — ${outcomeText(o, parked)}`, code: 0 };
-  const why = o.state === 'failed' ? `failed (${o.lastError ?? 'no reason recorded'}); what it had not sent stays parked` : `${o.lastError ?? 'cancelled'}`;
-  return { text: `request ${id}: ${o.state} — ${why}; so far ${outcomeText(o, parked)}`, code: 1 };
+  const why = o.lastError ?? (o.state === 'failed' ? 'no reason recorded' : 'cancelled');
+  return { text: `request ${id}: ${o.state} — ${why}; what it had not sent stays parked; so far ${outcomeText(o, parked)}`, code: 1 };
 }
 
 async function run(redis: VoltageRedis, cmd: CloudCommand): Promise<number> {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parkedKind, parkedOutgoing } from '../../actors/cloud/resend.js';
-import { parseCloudArgs } from '../../runtime/cloudReport.js';
+import { endedText, parseCloudArgs } from '../../runtime/cloudReport.js';
 import { ALL_SEQS, inSeqRange, seqRange, seqRangeOfText, SeqRangeError } from '../../runtime/domain/cloudResend.js';
 
 describe('seq ranges of a resend', () => {
@@ -80,5 +80,19 @@ describe('voltage cloud: its arguments', () => {
     expect(error(['main'], { cancel: '1-0', resend: true })).toContain('--resend and --cancel: one at a time');
     expect(error(['main'], { cancel: 'last' })).toContain("--cancel last: expected a request's id");
     expect(error(['main', '5-9'], { cancel: '1-0' })).toContain("unexpected argument '5-9'");
+  });
+
+  it('an ended request: done exits 0; failed (with its reason) and cancelled (by whom) exit 1, saying what stays parked', () => {
+    const o = { id: '5-0', fromSeq: null, toSeq: null, who: 'otto', requestedAt: 1, resent: 2, refused: 100, finishedAt: 2 };
+    expect(endedText('5-0', { ...o, state: 'done', lastError: null }, 3)).toEqual({
+      code: 0,
+      text: 'request 5-0: done — resent 2 (taken by the cloud, no longer parked), refused again 100 (still parked); 3 parked now\n',
+    });
+    const failed = endedText('5-0', { ...o, state: 'failed', lastError: 'http://x answered 500 Internal Server Error' }, 3);
+    expect(failed.code).toBe(1);
+    expect(failed.text).toContain('request 5-0: failed — http://x answered 500 Internal Server Error; what it had not sent stays parked; so far resent 2');
+    const cancelled = endedText('5-0', { ...o, state: 'cancelled', lastError: 'cancelled by otto' }, 3);
+    expect(cancelled).toMatchObject({ code: 1 });
+    expect(cancelled.text).toContain('request 5-0: cancelled — cancelled by otto; what it had not sent stays parked');
   });
 });
