@@ -49,6 +49,7 @@ export const WHOLE_REFUSALS_PARKED = 10;
 
 export class HttpTransport implements UplinkTransport {
   readonly provenByDelivery = true;
+  readonly splitsRefusals = true;
   private headers: Record<string, string> = {};
   /** The live batch last refused whole (its first message) and how many times in a row (a resend's slices leave it). */
   private wholeRefusals = { first: '', times: 0 };

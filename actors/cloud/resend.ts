@@ -40,6 +40,12 @@ import { CloudContentRefusedError, CloudOutageError, CloudRefusedError, type Out
 
 /** The most parked messages one step reads (and sends). */
 export const RESEND_CHUNK = 100;
+/**
+ * A transport that splits a refused batch (HTTP) starts a resend with slices this small, doubled after each slice
+ * taken without a refusal up to RESEND_CHUNK, and back to this after a slice refused whole: a slice refused whole
+ * costs it 2n − 1 requests inside one step, before the next live batch (199 for 100).
+ */
+export const RESEND_CHUNK_SPLIT = 16;
 /** While no request is being handled, the requests are looked for at most this often. */
 const CHECK_MS = 250;
 /** While a resend runs, the uplink's read of the outbox waits at most this long: its steps go on while the outbox is quiet. */
@@ -61,6 +67,12 @@ export function parkedOutgoing(p: ParkedEntry): Outgoing {
   return { kind: parkedKind(p.payload), model: '', channel: '', payload: p.payload, topic: p.topic };
 }
 
+/** The next slice's size where refusals are split: doubled after a slice taken whole, back to the least after one refused whole. */
+export function nextChunk(chunk: number, sent: number, refused: number): number {
+  if (sent > 0 && refused === sent) return RESEND_CHUNK_SPLIT;
+  return refused === 0 ? Math.min(RESEND_CHUNK, chunk * 2) : chunk;
+}
+
 export class ParkedResend {
   private current: ResendProgress | undefined;
   private checkedAt = 0;
@@ -68,6 +80,8 @@ export class ParkedResend {
   private settling: Promise<void> | undefined;
   /** After a slice failed, it is tried again from then on. */
   private retryAt = 0;
+  /** How many parked messages the next step reads (RESEND_CHUNK_SPLIT up to RESEND_CHUNK where refusals are split). */
+  private chunk = RESEND_CHUNK;
 
   constructor(
     private readonly redis: VoltageRedis,
@@ -125,6 +139,7 @@ export class ParkedResend {
     const until = next.progress.state === 'running' ? null : await this.redis.cloud.parked.lastId(this.link);
     this.current = await this.redis.cloud.parked.begin(this.link, next.request, next.progress, until);
     this.retryAt = 0;
+    this.chunk = this.transport.splitsRefusals ? RESEND_CHUNK_SPLIT : RESEND_CHUNK;
     this.log.info(
       { request: next.request.id, who: next.request.who, range: seqRangeText(next.request) },
       'cloud link: sending parked messages again, out of order, between the live batches',
@@ -134,7 +149,7 @@ export class ParkedResend {
 
   private async sendChunk(p: ResendProgress, lost: () => boolean): Promise<void> {
     const [rows, cancelledBy] = await Promise.all([
-      p.until === null ? Promise.resolve([]) : this.redis.cloud.parked.after(this.link, p.cursor, p.until, RESEND_CHUNK),
+      p.until === null ? Promise.resolve([]) : this.redis.cloud.parked.after(this.link, p.cursor, p.until, this.chunk),
       this.redis.cloud.parked.cancelledBy(this.link, p.request.id),
     ]);
     if (cancelledBy !== null) return this.end(p, 'cancelled', `cancelled by ${cancelledBy}`);
@@ -186,6 +201,7 @@ export class ParkedResend {
         cursor,
       });
       if (stored === cursor) this.refusalLog.note(refusals);
+      if (this.transport.splitsRefusals) this.chunk = nextChunk(this.chunk, chosen.length, refusals.length);
       this.current = { ...p, cursor: stored };
       this.retryAt = 0;
     } catch (e) {

@@ -70,6 +70,11 @@ export interface UplinkTransport {
    * delivering the first batch: the link is online only once the cloud took one.
    */
   readonly provenByDelivery: boolean;
+  /**
+   * true: a batch refused for its content is split down to the messages refused, one request per part (HTTP: a
+   * batch of n refused whole costs 2n − 1 requests), so a resend gives it small slices while they are refused.
+   */
+  readonly splitsRefusals: boolean;
   /** Opens the connection (birth message, subscriptions); throws CloudOutageError. */
   connect(): Promise<void>;
   /** Watches the open connection: `lost` is called once when it goes; returns its stop. */
