@@ -15,7 +15,7 @@
  * 21). Each message goes with the seq,
  * topic and payload it was parked with; it is explicitly out of order (the
  * messages after it went long ago). One the cloud takes is deleted from the
- * parked stream with its count, in one MULTI; one refused again stays parked
+ * parked stream with its count, in one Function call (cloud_resend_step); one refused again stays parked
  * and is counted (`refusedAgain`) and logged as any refusal. A step cut off by
  * a lost connection leaves its messages parked and the request where it was:
  * they go again after the reconnect (a message may then arrive twice, with the
