@@ -54,11 +54,12 @@ commands:
              (--watch: redraw it every second, or every --interval MS, until Ctrl-C)
   alarms [--active]
              print the site's alarms (state, severity, for how long, message), from Redis
-  cloud [LINK] [--refused [--count N]] [--resend [FROM-TO]] [--timeout MS]
+  cloud [LINK] [--refused [--count N]] [--resend [FROM-TO]] [--timeout MS] [--cancel REQUEST]
              the cloud links' counters (sent, refused, parked, dropped, backlog), from Redis;
              --refused: a link's parked messages; --resend: the running link sends its parked
              messages (or seqs FROM-TO) again, out of order, and this waits for the outcome
-             (exit 1 when not done within --timeout, default 60000)
+             (exit 1 when it failed, was cancelled or is not done within --timeout, default
+             60000); --cancel: a resend request ends cancelled, what it has not sent stays parked
   sim        serve the site's Modbus channels from simulated devices (--fault CH:UNIT=MODE,
              MODE one of no-answer, exception, slow, drop; repeatable)
   plan       print each Modbus channel's coalesced read plan
@@ -514,6 +515,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     active: { type: 'boolean' },
     refused: { type: 'boolean' },
     resend: { type: 'boolean' },
+    cancel: { type: 'string' },
     count: { type: 'string' },
   } as const;
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
@@ -545,6 +547,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return cloudCommand(process.env.REDIS_URL ?? DEFAULT_REDIS, parsed.positionals.slice(1), {
         refused: parsed.values.refused,
         resend: parsed.values.resend,
+        cancel: parsed.values.cancel,
         count: parsed.values.count,
         timeout: parsed.values.timeout,
       });

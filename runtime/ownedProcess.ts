@@ -18,12 +18,13 @@
  * temporary VictoriaMetrics data directory) go with them: removed when the server
  * is stopped, and by the exit hook once the servers it killed are dead. Each is
  * named after the process that made it (`voltage-redis-<pid>-…` in the temporary
- * folder), so that those left behind by a process killed with kill -9 (whose
+ * folder) and holds a marker with its pid namespace and pid (a container that
+ * shares /tmp has pids of its own), so that those left behind by a process killed with kill -9 (whose
  * servers the kernel stops, but whose directories stay) can be told apart and
  * removed later (removeStaleTempDirs), once nothing uses them.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -113,12 +114,43 @@ export interface OwnedTempDir {
 
 export function ownedTempDir(kind: 'redis' | 'victoria'): OwnedTempDir {
   const path = mkdtempSync(join(tmpdir(), `voltage-${kind}-${process.pid}-`));
+  writeFileSync(join(path, OWNER_MARKER), ownerMarker(process.pid));
   tempDirs.add(path);
   installExitHook();
   return { path, remove: () => removeDir(path) };
 }
 
 const OWNED_TEMP = /^voltage-(?:redis|victoria)-(\d+)-[A-Za-z0-9]{6}$/;
+
+/** The file in an owned temporary directory that names its maker: its pid namespace and pid. */
+export const OWNER_MARKER = '.voltage-owner';
+
+/** This process's pid namespace (`pid:[4026531836]`), '' where there is no /proc. */
+export function pidNamespace(): string {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return '';
+  }
+}
+
+/** The marker's text: the maker's pid namespace and its pid (a pid means something only in its namespace). */
+export function ownerMarker(pid: number, namespace: string = pidNamespace()): string {
+  return `${namespace} ${pid}\n`;
+}
+
+/** Whether the marker in `dir` names a maker in this pid namespace that no longer runs (no marker, another namespace: false). */
+function makerGone(dir: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, OWNER_MARKER), 'utf8');
+  } catch {
+    return false;
+  }
+  const m = /^(\S+) (\d+)\n?$/.exec(text);
+  const ns = pidNamespace();
+  return m !== null && ns !== '' && m[1] === ns && Number(m[2]) !== process.pid && !pidExists(Number(m[2]));
+}
 
 /** Whether a process could have it open: `pid` answers signal 0 (EPERM: it exists, another user's). */
 function pidExists(pid: number): boolean {
@@ -149,8 +181,9 @@ function inUse(given: string): boolean {
 
 /**
  * Removes the temporary directories that processes of this user made for their servers and left behind
- * (killed with kill -9), provably: named after their maker (`voltage-redis-<pid>-…`), that pid no longer
- * running, and nothing working in them or holding a file open there (their servers, stopped by the kernel
+ * (killed with kill -9), provably: named after their maker (`voltage-redis-<pid>-…`), its marker
+ * (OWNER_MARKER) naming this pid namespace and a pid that no longer runs in it, and nothing working in them
+ * or holding a file open there (their servers, stopped by the kernel
  * when their maker died, may still be flushing). Only in the temporary folder (`folder`: a test's own), never
  * a given directory. Returns those removed.
  */
@@ -164,7 +197,9 @@ export function removeStaleTempDirs(folder: string = tmpdir()): string[] {
     const dir = join(folder, name);
     try {
       const st = statSync(dir);
-      if (!st.isDirectory() || st.uid !== uid || inUse(dir)) continue;
+      // A container sharing this /tmp may have a live maker whose pid is not visible here: only a directory whose
+      // marker names this pid namespace is judged (one without a marker, or from another namespace, is left).
+      if (!st.isDirectory() || st.uid !== uid || !makerGone(dir) || inUse(dir)) continue;
       rmSync(dir, { recursive: true, force: true });
       removed.push(dir);
     } catch {

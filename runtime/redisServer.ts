@@ -122,8 +122,14 @@ export async function spawnRedis(
       });
       c.once('error', () => {
         c.destroy();
-        if (++tries > 100) fail(new Error('it did not accept connections within 5 s'));
-        else setTimeout(probe, 50);
+        if (++tries <= 100) {
+          setTimeout(probe, 50);
+          return;
+        }
+        // Still running: killed, and refused once it has exited (its exit removed its temporary directory;
+        // removing it under a running server would leave the server, and its files, behind).
+        child.kill('SIGKILL');
+        void exited.then(() => fail(new Error('it did not accept connections within 5 s; it was killed')));
       });
     };
     probe();

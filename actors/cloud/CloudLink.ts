@@ -357,9 +357,8 @@ export class CloudLink {
       const entries = await this.outbox.next(this.cfg.batchEntries, this.resend.readWaitMs(blockMs));
       // What was read stays pending, sent again first after the reconnect; a graceful stop hands it out first.
       if (lost()) return;
-      // Between batches: at most one slice of a resend of parked messages (resend.ts), out of order by design.
-      if (!stopped() && this.resend.due()) await this.resend.step(lost);
       if (entries.length === 0) {
+        await this.resendStep(stopped, lost);
         // Nothing new: the batch still out must not hide a refusal.
         if (previous) await previous;
         previous = undefined;
@@ -368,6 +367,7 @@ export class CloudLink {
       }
       const { done } = await this.dispatch(entries, lost, resend, previous);
       this.outstanding = awaitedLater(done); // awaited below or at the next batch
+      await this.resendStep(stopped, lost);
       if (previous) await previous;
       previous = done;
       if (resend) {
@@ -388,6 +388,14 @@ export class CloudLink {
       const dueAt = drainStartedAt + (drained / this.cfg.drainRatePerS) * 1_000;
       if (dueAt > now) await new Promise((r) => setTimeout(r, dueAt - now));
     }
+  }
+
+  /**
+   * Between batches, once the live one is on its way (a slice that fails or is slow never holds it back): at most
+   * one slice of a resend of parked messages (resend.ts), out of order by design.
+   */
+  private async resendStep(stopped: () => boolean, lost: () => boolean): Promise<void> {
+    if (!stopped() && this.resend.due()) await this.resend.step(lost);
   }
 
   /**

@@ -26,7 +26,15 @@
 import type { HttpLinkConfig } from '../../runtime/config/cloud.js';
 import { errorMessage } from '../../runtime/errors.js';
 import type { Logger } from '../../runtime/logger.js';
-import { CloudContentRefusedError, CloudOutageError, CloudRefusedError, type Outgoing, type Refusal, type UplinkTransport } from './transport.js';
+import {
+  CloudContentRefusedError,
+  CloudOutageError,
+  CloudRefusedError,
+  type DeliverOptions,
+  type Outgoing,
+  type Refusal,
+  type UplinkTransport,
+} from './transport.js';
 
 /** The body of one batch (the payloads are JSON objects already: `kind` goes first). */
 export function batchBody(site: string, link: string, batch: readonly Outgoing[]): string {
@@ -41,8 +49,9 @@ export const WHOLE_REFUSALS_PARKED = 10;
 
 export class HttpTransport implements UplinkTransport {
   readonly provenByDelivery = true;
+  readonly splitsRefusals = true;
   private headers: Record<string, string> = {};
-  /** The batch last refused whole (its first message) and how many times in a row. */
+  /** The live batch last refused whole (its first message) and how many times in a row (a resend's slices leave it). */
   private wholeRefusals = { first: '', times: 0 };
 
   constructor(
@@ -65,9 +74,11 @@ export class HttpTransport implements UplinkTransport {
     return () => undefined;
   }
 
-  async deliver(batch: readonly Outgoing[]): Promise<{ readonly acked: Promise<readonly Refusal[]> }> {
+  async deliver(batch: readonly Outgoing[], _lost?: () => boolean, options?: DeliverOptions): Promise<{ readonly acked: Promise<readonly Refusal[]> }> {
     const refusals: Refusal[] = [];
     const taken = await this.send(batch, 0, refusals);
+    // Parked messages sent again: each refusal is its answer; the count of a live batch refused whole is not touched.
+    if (options?.parked) return { acked: Promise.resolve(refusals) };
     if (refusals.length > 0 && taken === 0) {
       // The same batch refused whole WHOLE_REFUSALS_PARKED times in a row is parked after all: a site so quiet that
       // a batch is the one bad message would otherwise wait for ever.

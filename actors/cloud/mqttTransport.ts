@@ -36,6 +36,7 @@ export function siteFile(site: LinkSite, p: string): Buffer {
 
 export class MqttTransport implements UplinkTransport {
   readonly provenByDelivery = false;
+  readonly splitsRefusals = false;
   readonly topics: ReturnType<typeof linkTopics>;
   private readonly downlink: CloudDownlink;
   private client: MqttClient | undefined;

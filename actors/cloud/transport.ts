@@ -58,12 +58,23 @@ export interface Outgoing {
   readonly topic?: string;
 }
 
+/** How a batch goes. */
+export interface DeliverOptions {
+  /** Parked messages sent again (resend.ts), not the live uplink's: HTTP counts whole refusals of live batches only. */
+  readonly parked?: boolean;
+}
+
 export interface UplinkTransport {
   /**
    * true: there is no session to open (HTTP), so connecting proves itself by
    * delivering the first batch: the link is online only once the cloud took one.
    */
   readonly provenByDelivery: boolean;
+  /**
+   * true: a batch refused for its content is split down to the messages refused, one request per part (HTTP: a
+   * batch of n refused whole costs 2n − 1 requests), so a resend gives it small slices while they are refused.
+   */
+  readonly splitsRefusals: boolean;
   /** Opens the connection (birth message, subscriptions); throws CloudOutageError. */
   connect(): Promise<void>;
   /** Watches the open connection: `lost` is called once when it goes; returns its stop. */
@@ -76,7 +87,7 @@ export interface UplinkTransport {
    * with CloudOutageError (CloudRefusedError when the whole batch is refused).
    * `lost` says the connection went: a batch half handed out stops there.
    */
-  deliver(batch: readonly Outgoing[], lost: () => boolean): Promise<{ readonly acked: Promise<readonly Refusal[]> }>;
+  deliver(batch: readonly Outgoing[], lost: () => boolean, options?: DeliverOptions): Promise<{ readonly acked: Promise<readonly Refusal[]> }>;
   /** Says goodbye when it can and closes. */
   close(): Promise<void>;
 }

@@ -14,8 +14,18 @@ export interface SeqRange {
 
 export const ALL_SEQS: SeqRange = { fromSeq: null, toSeq: null };
 
-/** Where a resend request stands: taken by the link once it reaches it, then done (its outcome kept a day). */
-export type ResendState = 'requested' | 'running' | 'done';
+/**
+ * Where a resend request stands: taken by the link once it reaches it, then done; or failed (the same slice failed
+ * RESEND_FAILURES_MAX times: `lastError`), or cancelled by an operator; what it had not sent stays parked. The outcome
+ * of an ended one is kept a day.
+ */
+export type ResendState = 'requested' | 'running' | 'done' | 'failed' | 'cancelled';
+
+/** The states a request ends in. */
+export const RESEND_ENDED: ReadonlySet<ResendState> = new Set(['done', 'failed', 'cancelled']);
+
+/** A slice of a resend that fails this many times in a row (not refused message by message: a 500, a DISCONNECT) ends its request `failed`. */
+export const RESEND_FAILURES_MAX = 3;
 
 export interface ResendOutcome {
   readonly id: string;
@@ -29,6 +39,8 @@ export interface ResendOutcome {
   /** Parked messages the cloud refused again: left parked. */
   readonly refused: number;
   readonly finishedAt: number | null;
+  /** Why the last slice failed (failed), or who cancelled it (cancelled); null otherwise. */
+  readonly lastError: string | null;
 }
 
 /** A range that cannot select anything sensible (code BAD_RANGE): the message says why. */

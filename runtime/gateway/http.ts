@@ -58,6 +58,7 @@ export type Handler = (req: Request) => Promise<Reply>;
 
 /** `public` routes need no token. */
 export type Access = 'public' | Role;
+export type RouteMethod = 'get' | 'post' | 'delete';
 
 const RANK: Readonly<Record<Role, number>> = { viewer: 0, operator: 1, admin: 2 };
 
@@ -130,7 +131,7 @@ export class Http {
           .writeStatus('204 No Content')
           .writeHeader('vary', 'origin')
           .writeHeader('access-control-allow-origin', origin)
-          .writeHeader('access-control-allow-methods', 'GET, POST')
+          .writeHeader('access-control-allow-methods', 'GET, POST, DELETE')
           .writeHeader('access-control-allow-headers', 'authorization, content-type')
           .writeHeader('access-control-max-age', '600')
           .endWithoutBody();
@@ -167,12 +168,13 @@ export class Http {
   }
 
   /** Every route registered, in order, for the check that each one is documented. */
-  readonly routes: Array<{ readonly method: 'get' | 'post'; readonly pattern: string }> = [];
+  readonly routes: Array<{ readonly method: RouteMethod; readonly pattern: string }> = [];
 
-  route(method: 'get' | 'post', pattern: string, access: Access, handler: Handler): void {
+  /** A route; DELETE, like GET, has no body. */
+  route(method: RouteMethod, pattern: string, access: Access, handler: Handler): void {
     this.routes.push({ method, pattern });
     const paramCount = (pattern.match(/:/g) ?? []).length;
-    this.app[method](pattern, (res, req) => {
+    this.app[method === 'delete' ? 'del' : method](pattern, (res, req) => {
       let aborted = false;
       res.onAborted(() => {
         aborted = true;
@@ -212,7 +214,7 @@ export class Http {
         return;
       }
       const run = (body: unknown) => withDeadline(handler({ params, query, body, caller, accept }), this.cfg.requestTimeoutMs).then(send, fail);
-      if (method === 'get') {
+      if (method !== 'post') {
         void run(undefined);
         return;
       }

@@ -18,7 +18,7 @@ const id = (name: string, description?: string) => ({ name, in: 'path', required
 const actorId = id('id', "the actor's id; it may hold a slash (`channel/1001`), sent as is or encoded");
 
 const CORS =
-  'CORS: a browser on another origin may call the API when that origin is in `gateway.cors.origins`: its preflight (OPTIONS) is answered 204 with the allowed methods (GET, POST) and headers (authorization, content-type), and the answers carry `access-control-allow-origin`; any other origin gets 403, and with no origins configured none is allowed. Tokens go in the Authorization header, never in cookies: no credentials mode.';
+  'CORS: a browser on another origin may call the API when that origin is in `gateway.cors.origins`: its preflight (OPTIONS) is answered 204 with the allowed methods (GET, POST, DELETE) and headers (authorization, content-type), and the answers carry `access-control-allow-origin`; any other origin gets 403, and with no origins configured none is allowed. Tokens go in the Authorization header, never in cookies: no credentials mode.';
 
 const query = (name: string, description: string, schema: Record<string, unknown> = { type: 'string' }) => ({
   name,
@@ -96,9 +96,16 @@ const CLOUD_PATHS = {
     get: {
       security: [{ bearer: [] }],
       summary:
-        'Where a resend request stands (viewer): state requested, running or done; resent (taken by the cloud) and refused (again); kept a day once done',
+        'Where a resend request stands (viewer): state requested, running, done, failed (a slice failed 3 times in a row: lastError says why) or cancelled; resent (taken by the cloud) and refused (again); kept a day once ended. What a failed or cancelled request had not sent stays parked',
       parameters: [id('id'), id('request', 'the id POST …/refused/resend answered')],
-      responses: { 200: ok('{ link, id, state, fromSeq, toSeq, who, requestedAt, resent, refused, finishedAt }'), ...errors(401, 403, 404, 429) },
+      responses: { 200: ok('{ link, id, state, fromSeq, toSeq, who, requestedAt, resent, refused, finishedAt, lastError }'), ...errors(401, 403, 404, 429) },
+    },
+    delete: {
+      security: [{ bearer: [] }],
+      summary:
+        'Cancel a resend request (operator; audited in audit:commands as cloud.resend.cancel): the link ends it `cancelled` at its next step; what it has not sent stays parked. 202 with where it stands now; 404 no such request, 409 it has already ended',
+      parameters: [id('id'), id('request', 'the id POST …/refused/resend answered')],
+      responses: { 202: ok('{ link, request, state, cancel: requested }'), ...errors(401, 403, 404, 409, 429) },
     },
   },
 };

@@ -9,9 +9,14 @@
  * writer of the progress, the cursor and the parked stream's deletions.
  *
  * A parked message the cloud took on a resend is deleted from the parked
- * stream in the same MULTI as its count (`unparked` in `cloud:{link}:stats`),
- * so that `refused − unparked` stays the number parked (below PARKED_MAX); one
- * refused again stays where it is and is counted in `refusedAgain`.
+ * stream in the same Function call as its count (`unparked` in
+ * `cloud:{link}:stats`, by what XDEL removed; the cursor moves only from
+ * where the link expects it: lua/cloud.lua), so that `refused − unparked`
+ * stays the number parked (below PARKED_MAX) even when a commit whose reply
+ * was lost is replayed; one refused again stays where it is and is counted in
+ * `refusedAgain`. A request ends `done`, `failed` (a slice failed
+ * RESEND_FAILURES_MAX times in a row, `lastError`) or `cancelled` (`cancel`,
+ * set by an operator, seen at the next step).
  */
 import type { ResendOutcome, ResendState, SeqRange } from '../domain/cloudResend.js';
 import { redisCall, type RedisCore } from './core.js';
@@ -145,31 +150,55 @@ export class CloudParkedRedis {
     return { request, until, cursor: '0-0' };
   }
 
-  /** One step: what the cloud took deleted from the parked stream and counted, what it refused again counted, the cursor moved, at once. */
-  async step(link: string, request: string, s: ResendStep): Promise<void> {
-    const key = KEYS.cloudResend(link, request);
-    const tx = this.core.client.multi();
-    if (s.taken.length > 0)
-      tx.xdel(KEYS.cloudRefused(link), ...s.taken)
-        .hincrby(KEYS.cloudStats(link), 'unparked', s.taken.length)
-        .hincrby(key, 'resent', s.taken.length);
-    if (s.refusedAgain > 0) tx.hincrby(KEYS.cloudStats(link), 'refusedAgain', s.refusedAgain).hincrby(key, 'refused', s.refusedAgain);
-    if (s.lastRefusal !== undefined) tx.hset(KEYS.cloudStats(link), 'lastRefusal', s.lastRefusal);
-    tx.hset(key, 'cursor', s.cursor);
-    await redisCall('MULTI', () => tx.exec());
+  /**
+   * One step, at once (cloud_resend_step): what the cloud took deleted from the parked stream and counted by what was
+   * deleted, what it refused again counted, the cursor moved from `expectedCursor`; when the stored cursor is elsewhere
+   * (a commit replayed after its reply was lost) nothing is written. Returns the request's cursor after it.
+   */
+  async step(link: string, request: string, expectedCursor: string, s: ResendStep): Promise<string> {
+    const [, cursor] = await this.core.fcall('cloud_resend_step', {
+      link,
+      request,
+      expectedCursor,
+      cursor: s.cursor,
+      taken: s.taken,
+      refusedAgain: s.refusedAgain,
+      lastRefusal: s.lastRefusal ?? '',
+    });
+    return cursor;
   }
 
-  /** A request finished: its outcome kept a day, the link's cursor of requests past it, at once. */
-  async finish(link: string, request: string): Promise<void> {
+  /** A request's cursor as stored ('0-0' when it has none). */
+  async cursor(link: string, request: string): Promise<string> {
+    return (await redisCall('HGET', () => this.core.client.hget(KEYS.cloudResend(link, request), 'cursor'))) ?? '0-0';
+  }
+
+  /** Who asked to cancel a request, or null. */
+  cancelledBy(link: string, request: string): Promise<string | null> {
+    return redisCall('HGET', () => this.core.client.hget(KEYS.cloudResend(link, request), 'cancel'));
+  }
+
+  /** Asks the link to end a request at its next step (it checks `cancel`); the caller checked it has not ended. */
+  async cancel(link: string, request: string, who: string): Promise<void> {
+    await redisCall('HSET', () => this.core.client.hset(KEYS.cloudResend(link, request), 'cancel', who));
+  }
+
+  /** A slice failed at the request's cursor: counted (reset when the cursor moves) with why; returns how many times in a row. */
+  async failed(link: string, request: string, why: string): Promise<number> {
     const key = KEYS.cloudResend(link, request);
-    await redisCall('MULTI', () =>
-      this.core.client
-        .multi()
-        .hset(key, 'state', 'done', 'finishedAt', String(Date.now()))
-        .expire(key, OUTCOME_TTL_S)
-        .set(KEYS.cloudResendsDone(link), request)
-        .exec(),
-    );
+    const r = await redisCall('MULTI', () => this.core.client.multi().hincrby(key, 'failures', 1).hset(key, 'lastError', why).exec());
+    return Number(r?.[0]?.[1] ?? 1);
+  }
+
+  /**
+   * A request ended (done, failed, cancelled; `lastError` says why when not done): its outcome kept a day, the link's
+   * cursor of requests past it, at once. What a failed or cancelled one had not sent stays parked.
+   */
+  async finish(link: string, request: string, state: 'done' | 'failed' | 'cancelled' = 'done', lastError?: string): Promise<void> {
+    const key = KEYS.cloudResend(link, request);
+    const tx = this.core.client.multi().hset(key, 'state', state, 'finishedAt', String(Date.now()));
+    if (lastError !== undefined) tx.hset(key, 'lastError', lastError);
+    await redisCall('MULTI', () => tx.expire(key, OUTCOME_TTL_S).set(KEYS.cloudResendsDone(link), request).exec());
   }
 
   /** Where a request stands, or undefined when there is no such request (or its outcome expired). */
@@ -179,6 +208,7 @@ export class CloudParkedRedis {
       redisCall('GET', () => this.core.client.get(KEYS.cloudResendsDone(link))),
       redisCall('XRANGE', () => this.core.client.xrange(KEYS.cloudResends(link), id, id)),
     ]);
+    // A request not begun has no state (a cancel asked of it may be there alone).
     if (progress.state) {
       return {
         id,
@@ -190,10 +220,11 @@ export class CloudParkedRedis {
         resent: Number(progress.resent ?? 0),
         refused: Number(progress.refused ?? 0),
         finishedAt: progress.finishedAt ? Number(progress.finishedAt) : null,
+        lastError: progress.lastError || null,
       };
     }
     const row = rows[0];
     if (!row || (done !== null && compareIds(done, id) >= 0)) return undefined;
-    return { ...requestOf(id, fieldsOf(row[1])), state: 'requested', resent: 0, refused: 0, finishedAt: null };
+    return { ...requestOf(id, fieldsOf(row[1])), state: 'requested', resent: 0, refused: 0, finishedAt: null, lastError: null };
   }
 }

@@ -100,6 +100,18 @@ export interface FunctionInputs {
     }[];
   };
   rule_notify: { readonly id: string; readonly ts: number; readonly event: string; readonly outboxMaxBytes: number };
+  cloud_resend_step: {
+    readonly link: string;
+    readonly request: string;
+    /** Where the request's cursor must be for the step to be written. */
+    readonly expectedCursor: string;
+    readonly cursor: string;
+    /** The parked ids the cloud took (deleted). */
+    readonly taken: readonly string[];
+    readonly refusedAgain: number;
+    /** '' when none. */
+    readonly lastRefusal: string;
+  };
 }
 
 /** What each Function returns (see its comment in lua/). */
@@ -121,6 +133,8 @@ export interface FunctionOutputs {
   /** The entries' ids, in the records' order. */
   rule_record: string[];
   rule_notify: string;
+  /** Written (1) with the new cursor and how many parked messages XDEL removed, or not (0) with the stored cursor. */
+  cloud_resend_step: [written: 0 | 1, cursor: string, unparked: number];
 }
 
 export type FunctionName = keyof FunctionInputs;
@@ -242,6 +256,10 @@ const FUNCTIONS: { readonly [F in FunctionName]: (i: FunctionInputs[F]) => Wire 
     return { keys, args };
   },
   rule_notify: (i) => ({ keys: [KEYS.ruleEvents, KEYS.outbox, KEYS.outboxStats], args: [i.id, i.ts, i.event, i.outboxMaxBytes] }),
+  cloud_resend_step: (i) => ({
+    keys: [KEYS.cloudRefused(i.link), KEYS.cloudStats(i.link), KEYS.cloudResend(i.link, i.request)],
+    args: [i.expectedCursor, i.cursor, i.refusedAgain, i.lastRefusal, ...i.taken],
+  }),
 };
 
 /** What Redis or ioredis said, as a code: each kind of answer is recognised here and nowhere else. */

@@ -13,11 +13,11 @@ import { commandTransitions } from '../../machines/commandMachine.js';
 import { VoltageError } from '../errors.js';
 
 /** Bumped whenever a Function's keys, arguments or behaviour change. */
-export const LIBRARY_VERSION = '33';
+export const LIBRARY_VERSION = '34';
 export const LIBRARY_NAME = 'voltage';
 
 /** In load order: core first (its helpers are locals every later module uses). */
-export const LUA_MODULES = ['core', 'telemetry', 'actors', 'site', 'commands', 'alarms', 'rules'] as const;
+export const LUA_MODULES = ['core', 'telemetry', 'actors', 'site', 'commands', 'alarms', 'rules', 'cloud'] as const;
 
 /** Every Function the library registers, by module (checked by test/integration/redis-library.test.ts). */
 export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readonly string[]>> = {
@@ -28,6 +28,7 @@ export const LUA_FUNCTIONS: Readonly<Record<(typeof LUA_MODULES)[number], readon
   commands: ['m2c', 'cmd_result'],
   alarms: ['alarm_init', 'alarm_commit'],
   rules: ['rule_init', 'rule_commit', 'rule_record', 'rule_notify'],
+  cloud: ['cloud_resend_step'],
 };
 
 /** lua/, found from the sources (runtime/redis/) and from the bundle (dist/) alike. */

@@ -14,7 +14,8 @@ import type { CloudRefusedError } from '../../actors/cloud/transport.js';
 import { httpLinkSchema } from '../../runtime/config/cloud.js';
 import { loadConfig } from '../../runtime/config/load.js';
 import { startRuntime } from '../../runtime/runtime.js';
-import { ALL_SEQS, seqRange } from '../../runtime/domain/cloudResend.js';
+import { ALL_SEQS, RESEND_FAILURES_MAX, seqRange } from '../../runtime/domain/cloudResend.js';
+import { cancelResend } from '../../runtime/gateway/routes/cloud.js';
 import { eventually, quietLog, sleep, writeSite } from '../helpers/servers.js';
 import { COUNTER_SITE as SITE } from '../helpers/mqttWatch.js';
 import { privateRedisSuite } from '../helpers/suite.js';
@@ -86,6 +87,19 @@ async function acceptAndDrain(srv: { batches: Batch[]; refusing: boolean }, minM
   return { msgs, values: msgs.map((m) => m.values!.P) };
 }
 
+/**
+ * Runs the site against `srv`, which refuses everything (400) at first: a backlog past 55 polls, then taken in large
+ * batches, the messages its judge refuses for their content (5, 15, … 55) split out and parked.
+ */
+async function parkSix(srv: { refusing: boolean; refuseStatus: number; refused: number; url: string }): Promise<void> {
+  srv.refuseStatus = 400;
+  t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': httpLink(srv.url) })), { redisUrl: t.server.url, log: quietLog });
+  await eventually(() => srv.refused >= 3, 5_000);
+  await sleep(2_800);
+  srv.refusing = false;
+  await eventually(async () => (await t.bus.cloud.parked.count('web')) >= 6, 10_000);
+}
+
 describe('cloud link over HTTP', () => {
   it('refused (503) for a few seconds, then accepted: nothing missing, in order, seq without gaps, the secret header from the environment', async () => {
     process.env.VOLTAGE_TEST_CLOUD_TOKEN = 'Bearer s3cret';
@@ -147,13 +161,7 @@ describe('cloud link over HTTP', () => {
     let fixed = false;
     const poison = (m: { values?: { P: number } }) => !fixed && (m.values?.P ?? 0) % 10 === 5 && (m.values?.P ?? 0) <= 55;
     const srv = await ingest((b) => (b.messages.some(poison) ? 422 : 200));
-    srv.refuseStatus = 400;
-    t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': httpLink(srv.url) })), { redisUrl: t.server.url, log: quietLog });
-    // A backlog past 55 polls while everything is refused, then taken in large batches: the six are split out and parked.
-    await eventually(() => srv.refused >= 3, 5_000);
-    await sleep(2_800);
-    srv.refusing = false;
-    await eventually(async () => (await t.bus.cloud.parked.count('web')) >= 6, 10_000);
+    await parkSix(srv);
     const parkedNow = async () => (await t.bus.cloud.parked.newest('web', 100)).sort((a, b) => Number(a.seq) - Number(b.seq));
     const first = await parkedNow();
     expect(first.map((p) => (JSON.parse(p.payload) as { values: { P: number } }).values.P).sort((x, y) => x - y)).toEqual([5, 15, 25, 35, 45, 55]);
@@ -178,7 +186,7 @@ describe('cloud link over HTTP', () => {
     expect(await done(await t.bus.cloud.parked.request('web', ALL_SEQS, 'test'))).toMatchObject({ resent: 3, refused: 0 });
     expect(await t.bus.cloud.parked.count('web')).toBe(0);
     expect(await t.raw.hget('cloud:web:stats', 'unparked')).toBe('6');
-    await t.running.stop();
+    await t.running?.stop();
     t.running = undefined;
     // Every seq the link gave arrived once (the six out of order, as they were parked: kind, seq and payload).
     const msgs = messages(srv.batches);
@@ -186,6 +194,67 @@ describe('cloud link over HTTP', () => {
     expect(msgs.map((m) => m.seq).sort((x, y) => x - y)).toEqual(Array.from({ length: lastSeq }, (_, i) => i + 1));
     for (const p of first) expect(msgs.find((m) => m.seq === Number(p.seq))).toEqual({ kind: 'data', ...(JSON.parse(p.payload) as object) });
   }, 30_000);
+
+  it('a receiver that answers 500 to resent (old) messages only: the live messages keep arriving during the resend, the link stays online, the request ends failed with the reason, its messages still parked; a cancelled request ends cancelled', async () => {
+    let fixed = false;
+    let oldUpTo = 0; // while set, a batch holding a seq up to it (a resent one) is answered 500
+    let oldRefused = 0;
+    const poison = (m: { values?: { P: number } }) => !fixed && (m.values?.P ?? 0) % 10 === 5 && (m.values?.P ?? 0) <= 55;
+    const srv = await ingest((b) => {
+      if (b.messages.some((m) => m.seq <= oldUpTo)) {
+        oldRefused += 1;
+        return 500;
+      }
+      return b.messages.some(poison) ? 422 : 200;
+    });
+    await parkSix(srv);
+    fixed = true;
+    const before = (await t.bus.cloud.parked.newest('web', 100)).map((p) => p.id).sort();
+    oldUpTo = Math.max(...(await t.bus.cloud.parked.newest('web', 100)).map((p) => Number(p.seq)));
+    const online = async () => (JSON.parse((await t.raw.hget('actor:cloud/web', 'context')) ?? '{}') as { connects: number }).connects;
+    const connects = await online();
+    const liveBefore = messages(srv.batches).length;
+
+    const id = await t.bus.cloud.parked.request('web', ALL_SEQS, 'test');
+    const o = await eventually(async () => {
+      const x = await t.bus.cloud.parked.outcome('web', id);
+      return x?.state === 'failed' ? x : undefined;
+    }, 10_000);
+    // Tried RESEND_FAILURES_MAX times, then given up: counted as refused again, every one still parked.
+    expect(oldRefused).toBe(RESEND_FAILURES_MAX);
+    expect(o).toMatchObject({ resent: 0, refused: 6 });
+    expect(o.lastError).toContain('answered 500');
+    expect((await t.bus.cloud.parked.newest('web', 100)).map((p) => p.id).sort()).toEqual(before);
+    // The live uplink went on meanwhile, on the same connection (no outage, no reconnect).
+    const live = messages(srv.batches).slice(liveBefore);
+    expect(live.length).toBeGreaterThan(5);
+    expect(live.every((m) => m.seq > oldUpTo)).toBe(true);
+    expect(await online()).toBe(connects);
+    expect(await t.raw.hget('actor:cloud/web', 'state')).toContain('online');
+
+    // Cancelled while it still has steps to take (each slice waits before it is tried again): it ends cancelled.
+    const again = await t.bus.cloud.parked.request('web', ALL_SEQS, 'test');
+    await eventually(async () => (await t.bus.cloud.parked.outcome('web', again))?.state === 'running', 5_000, 2);
+    expect(await cancelResend(t.bus, 'web', again, 'otto')).toMatchObject({ state: 'running' });
+    const c = await eventually(async () => {
+      const x = await t.bus.cloud.parked.outcome('web', again);
+      return x?.state === 'cancelled' ? x : undefined;
+    }, 5_000);
+    expect(c.lastError).toBe('cancelled by otto');
+    expect((await t.bus.cloud.parked.newest('web', 100)).map((p) => p.id).sort()).toEqual(before);
+    await expect(cancelResend(t.bus, 'web', again, 'otto')).rejects.toMatchObject({ status: 409 });
+    await expect(cancelResend(t.bus, 'web', '1-0', 'otto')).rejects.toMatchObject({ status: 404 });
+    // Taken once the receiver takes old messages again.
+    oldUpTo = 0;
+    const last = await t.bus.cloud.parked.request('web', ALL_SEQS, 'test');
+    const taken = await eventually(async () => {
+      const x = await t.bus.cloud.parked.outcome('web', last);
+      return x?.state === 'done' ? x : undefined;
+    }, 10_000);
+    expect(taken).toMatchObject({ resent: before.length, refused: 0, lastError: null });
+    expect(await t.bus.cloud.parked.count('web')).toBe(0);
+    expect(Number(await t.raw.hget('cloud:web:stats', 'unparked'))).toBe(before.length);
+  }, 40_000);
 
   it(`one message alone in its batch, refused for its content every time: sent again with the backoff, parked at the ${WHOLE_REFUSALS_PARKED}th refusal`, async () => {
     const srv = await ingest(() => 422);
@@ -203,6 +272,26 @@ describe('cloud link over HTTP', () => {
     const { acked } = await transport.deliver(batch);
     expect(await acked).toEqual([{ index: 0, topic: srv.url, payload: batch[0]!.payload, reasonCode: 422, reason: 'HTTP 422' }]);
     expect(srv.refused).toBe(WHOLE_REFUSALS_PARKED);
+  });
+
+  it(`a resend's slices between the live tries leave the count of a live batch refused whole: it is still parked at the ${WHOLE_REFUSALS_PARKED}th refusal`, async () => {
+    const srv = await ingest(() => 422);
+    srv.refusing = false;
+    const transport = new HttpTransport(httpLinkSchema.parse({ id: 'web', type: 'http', url: srv.url }), 'site', quietLog);
+    await transport.connect();
+    const live = [{ kind: 'data' as const, model: 'inv', channel: '', payload: '{"seq":7,"values":{"P":5}}' }];
+    const parked = [{ kind: 'data' as const, model: '', channel: '', payload: '{"seq":2,"values":{"P":1}}' }];
+    for (let i = 1; i < WHOLE_REFUSALS_PARKED; i++) {
+      await expect(
+        transport.deliver(live, () => false),
+        `try ${i}`,
+      ).rejects.toMatchObject({ refused: true });
+      // A slice of parked messages refused too: each one's answer, whatever the live count.
+      const { acked } = await transport.deliver(parked, () => false, { parked: true });
+      expect(await acked).toHaveLength(1);
+    }
+    const { acked } = await transport.deliver(live, () => false);
+    expect(await acked).toEqual([{ index: 0, topic: srv.url, payload: live[0]!.payload, reasonCode: 422, reason: 'HTTP 422' }]);
   });
 
   for (const overflow of ['drop-oldest', 'refuse-new'] as const) {

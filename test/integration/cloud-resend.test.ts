@@ -99,9 +99,14 @@ describe('cloud link: parked messages sent again', () => {
     expect(unknown).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
     expect(unknown.body.error.message).toContain("no cloud link 'nope'");
     expect((await api<ErrorBody>('/api/v1/cloud/nope/refused', VIEWER)).status).toBe(404);
-    for (const bad of [{ fromSeq: 9, toSeq: 3 }, { fromSeq: 0 }, { fromSeq: 'x' }, { from: 1 }, [1, 2]]) {
+    for (const bad of [{ fromSeq: 9, toSeq: 3 }, { fromSeq: 0 }, { fromSeq: 'x' }]) {
       const r = await api<ErrorBody>('/api/v1/cloud/main/refused/resend', OPERATOR, bad);
       expect(r, JSON.stringify(bad)).toMatchObject({ status: 400, body: { error: { code: 'BAD_RANGE' } } });
+    }
+    // Not a body of this route at all: a bad request, not a bad range.
+    for (const bad of [{ from: 1 }, [1, 2], 'x', null]) {
+      const r = await api<ErrorBody>('/api/v1/cloud/main/refused/resend', OPERATOR, bad);
+      expect(r, JSON.stringify(bad)).toMatchObject({ status: 400, body: { error: { code: 'BAD_REQUEST' } } });
     }
     expect((await api<ErrorBody>('/api/v1/cloud/main/refused/resend', VIEWER, {})).body.error.code).toBe('FORBIDDEN');
     expect((await api<ErrorBody>('/api/v1/cloud/main/refused?count=0', VIEWER)).status).toBe(400);
@@ -144,7 +149,18 @@ describe('cloud link: parked messages sent again', () => {
     expect(w.got.filter((m) => m.topic === 'voltage/site/data/inv')).toEqual([]);
     // Audited with the other operator actions: the refused requests and the accepted one, with who.
     const audit = (await t.raw.xrange('audit:commands', '-', '+')).map(([, f]) => f.join(' '));
-    expect(audit.filter((a) => a.includes('cloud.resend') && a.includes('outcome rejected')).length).toBeGreaterThanOrEqual(6);
+    expect(audit.filter((a) => a.includes('cloud.resend') && a.includes('outcome rejected')).length).toBeGreaterThanOrEqual(8);
+    // A request that has ended cannot be cancelled (409); an unknown one is 404, a viewer may not (403); each audited.
+    const del = async (path: string, token: string) => {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+      return { status: r.status, body: (await r.json()) as ErrorBody };
+    };
+    expect(await del(`/api/v1/cloud/main/resends/${asked.body.request}`, OPERATOR)).toMatchObject({ status: 409, body: { error: { code: 'ALREADY_ENDED' } } });
+    expect(await del('/api/v1/cloud/main/resends/1-0', OPERATOR)).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
+    expect(await del('/api/v1/cloud/nope/resends/1-0', OPERATOR)).toMatchObject({ status: 404, body: { error: { code: 'NOT_FOUND' } } });
+    expect((await del(`/api/v1/cloud/main/resends/${asked.body.request}`, VIEWER)).status).toBe(403);
+    const cancels = (await t.raw.xrange('audit:commands', '-', '+')).map(([, f]) => f.join(' ')).filter((a) => a.includes('cloud.resend.cancel'));
+    expect(cancels.filter((a) => a.includes('outcome rejected') && a.includes('who otto'))).toHaveLength(3);
     expect(audit.some((a) => a.includes('cloud.resend') && a.includes('who otto') && a.includes('outcome accepted'))).toBe(true);
 
     // The broker's ACL fixed: live messages of the model flow; what is parked is sent again through the CLI.

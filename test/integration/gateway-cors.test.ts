@@ -36,7 +36,7 @@ describe('CORS with configured origins', () => {
     const r = await preflight(s.base, PANEL);
     expect(r.status).toBe(204);
     expect(r.headers.get('access-control-allow-origin')).toBe(PANEL);
-    expect(r.headers.get('access-control-allow-methods')).toBe('GET, POST');
+    expect(r.headers.get('access-control-allow-methods')).toBe('GET, POST, DELETE');
     expect(r.headers.get('access-control-allow-headers')).toContain('authorization');
   });
 

@@ -16,17 +16,19 @@ describe('the OpenAPI document', () => {
     expect(paths['/api/v1/actors/{id}/transitions']!.get!.parameters!.map((x) => `${x.in}:${x.name}`)).toEqual(['path:id', 'query:count']);
   });
 
-  it("describes the cloud links' routes: the list, the parked messages, the resend (operator) with its body, its outcome", () => {
+  it("describes the cloud links' routes: the list, the parked messages, the resend (operator) with its body, its outcome, its cancel (operator)", () => {
     const paths = doc.paths as Record<string, Record<string, { requestBody?: unknown; parameters?: Array<{ name: string; in: string }> }>>;
     expect(paths['/api/v1/cloud']?.get).toBeDefined();
     expect(paths['/api/v1/cloud/{id}/refused']!.get!.parameters!.map((x) => `${x.in}:${x.name}`)).toEqual(['path:id', 'query:count']);
     expect(JSON.stringify(paths['/api/v1/cloud/{id}/refused/resend']!.post!.requestBody)).toContain('fromSeq');
     expect(paths['/api/v1/cloud/{id}/resends/{request}']?.get).toBeDefined();
+    expect(JSON.stringify(paths['/api/v1/cloud/{id}/resends/{request}']!.delete)).toContain('409');
     expect(
       undocumentedRoutes(
         [
           { method: 'post', pattern: '/api/v1/cloud/:id/refused/resend' },
           { method: 'get', pattern: '/api/v1/cloud/:id/resends/:request' },
+          { method: 'delete', pattern: '/api/v1/cloud/:id/resends/:request' },
         ],
         doc,
       ),

@@ -5,15 +5,18 @@
  * POST /api/v1/cloud/{id}/refused/resend {fromSeq?, toSeq?} (operator, audited
  * in audit:commands): a request that the link sends its parked messages again
  * (actors/cloud/resend.ts); 202 with the request's id, whose outcome
- * GET /api/v1/cloud/{id}/resends/{request} tells.
+ * GET /api/v1/cloud/{id}/resends/{request} tells; DELETE on it (operator,
+ * audited) cancels it: the link ends it `cancelled` at its next step.
+ * An audit that cannot be written is reported, never the request's answer.
  * The links are the actors `cloud/{id}` of the loaded site (site_load forgets
  * the actors of an earlier config); `voltage cloud` reads the same views.
  */
 import type { ActorRecord } from '../../domain/actors.js';
 import { z } from 'zod';
-import { SeqRangeError, seqRange, seqRangeText, type ResendOutcome, type SeqRange } from '../../domain/cloudResend.js';
+import { RESEND_ENDED, SeqRangeError, seqRange, seqRangeText, type ResendOutcome, type SeqRange } from '../../domain/cloudResend.js';
 import type { ParkedEntry } from '../../redis/cloudParked.js';
 import type { VoltageRedis } from '../../redis/voltageRedis.js';
+import { settled } from '../../reporter.js';
 import { ApiError, type Http } from '../http.js';
 
 const ACTOR_PREFIX = 'cloud/';
@@ -104,17 +107,45 @@ export async function knownLink(redis: VoltageRedis, link: string): Promise<void
   if (!a?.status) throw new ApiError(404, 'NOT_FOUND', `no cloud link '${link}' in the loaded site`);
 }
 
-/** Records a resend request of a known link, audited; returns its id. Throws ApiError 404 (no such link). */
-export async function requestResend(redis: VoltageRedis, link: string, range: SeqRange, who: string): Promise<string> {
+/** Audits an operator's action on a link; a failure to write it is reported, not the action's. */
+function audit(redis: VoltageRedis, action: string, link: string, who: string, outcome: 'accepted' | 'rejected', message: string): Promise<unknown> {
+  return settled(redis.commands.auditAction(action, link, who, outcome, message), { source: 'cloud audit', link });
+}
+
+/** Runs `check`; an ApiError it throws is audited as rejected, then thrown. */
+async function checked<T>(redis: VoltageRedis, action: string, link: string, who: string, check: () => Promise<T>): Promise<T> {
   try {
-    await knownLink(redis, link);
+    return await check();
   } catch (e) {
-    await redis.commands.auditAction('cloud.resend', link, who, 'rejected', e instanceof Error ? e.message : String(e));
+    if (e instanceof ApiError) await audit(redis, action, link, who, 'rejected', e.message);
     throw e;
   }
+}
+
+/** Records a resend request of a known link, audited; returns its id. Throws ApiError 404 (no such link). */
+export async function requestResend(redis: VoltageRedis, link: string, range: SeqRange, who: string): Promise<string> {
+  await checked(redis, 'cloud.resend', link, who, () => knownLink(redis, link));
   const id = await redis.cloud.parked.request(link, range, who);
-  await redis.commands.auditAction('cloud.resend', link, who, 'accepted', `${seqRangeText(range)}, request ${id}`);
+  await audit(redis, 'cloud.resend', link, who, 'accepted', `${seqRangeText(range)}, request ${id}`);
   return id;
+}
+
+/**
+ * Asks the link to cancel a resend request, audited; returns where it stands now. Throws ApiError 404 (no such link
+ * or request) or 409 (it has already ended).
+ */
+export async function cancelResend(redis: VoltageRedis, link: string, request: string, who: string): Promise<ResendOutcome> {
+  const o = await checked(redis, 'cloud.resend.cancel', link, who, async () => {
+    await knownLink(redis, link);
+    const found = /^\d+-\d+$/.test(request) ? await redis.cloud.parked.outcome(link, request) : undefined;
+    if (!found) throw new ApiError(404, 'NOT_FOUND', `no resend request '${request}' of link '${link}' (ended ones are kept a day)`);
+    if (RESEND_ENDED.has(found.state))
+      throw new ApiError(409, 'ALREADY_ENDED', `resend request '${request}' of link '${link}' has already ended: ${found.state}`);
+    return found;
+  });
+  await redis.cloud.parked.cancel(link, request, who);
+  await audit(redis, 'cloud.resend.cancel', link, who, 'accepted', `request ${request}`);
+  return o;
 }
 
 const parkedView = (p: ParkedEntry) => ({ id: p.id, seq: p.seq === '' ? null : Number(p.seq), topic: p.topic, reason: p.reason, payload: p.payload });
@@ -138,13 +169,19 @@ export function cloudRoutes(http: Http, redis: VoltageRedis): void {
     const who = caller?.name ?? 'unknown';
     let range: SeqRange;
     try {
+      if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body)))
+        throw new ApiError(400, 'BAD_REQUEST', 'the body must be a JSON object {fromSeq?, toSeq?}, or none');
       const parsed = resendBody.safeParse(body ?? {});
-      if (!parsed.success) throw new SeqRangeError(parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; '));
+      if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+        if (parsed.error.issues.some((i) => i.code === 'unrecognized_keys')) throw new ApiError(400, 'BAD_REQUEST', issues);
+        throw new SeqRangeError(issues);
+      }
       range = seqRange(parsed.data.fromSeq ?? null, parsed.data.toSeq ?? null);
     } catch (e) {
-      if (!(e instanceof SeqRangeError)) throw e;
-      await redis.commands.auditAction('cloud.resend', link, who, 'rejected', e.message);
-      throw new ApiError(400, e.code, e.message);
+      if (!(e instanceof SeqRangeError) && !(e instanceof ApiError)) throw e;
+      await audit(redis, 'cloud.resend', link, who, 'rejected', e.message);
+      throw e instanceof ApiError ? e : new ApiError(400, e.code, e.message);
     }
     const request = await requestResend(redis, link, range, who);
     return { status: 202, body: { link, request, state: 'requested', ...range } };
@@ -154,7 +191,13 @@ export function cloudRoutes(http: Http, redis: VoltageRedis): void {
     const [link, request] = [params[0]!, params[1]!];
     await knownLink(redis, link);
     const o: ResendOutcome | undefined = /^\d+-\d+$/.test(request) ? await redis.cloud.parked.outcome(link, request) : undefined;
-    if (!o) throw new ApiError(404, 'NOT_FOUND', `no resend request '${request}' of link '${link}' (finished ones are kept a day)`);
+    if (!o) throw new ApiError(404, 'NOT_FOUND', `no resend request '${request}' of link '${link}' (ended ones are kept a day)`);
     return { status: 200, body: { link, ...o } };
+  });
+
+  http.route('delete', '/api/v1/cloud/:id/resends/:request', 'operator', async ({ params, caller }) => {
+    const [link, request] = [params[0]!, params[1]!];
+    const o = await cancelResend(redis, link, request, caller?.name ?? 'unknown');
+    return { status: 202, body: { link, request, state: o.state, cancel: 'requested' } };
   });
 }
