@@ -178,9 +178,19 @@ export class CloudParkedRedis {
     return redisCall('HGET', () => this.core.client.hget(KEYS.cloudResend(link, request), 'cancel'));
   }
 
-  /** Asks the link to end a request at its next step (it checks `cancel`); the caller checked it has not ended. */
+  /**
+   * Asks the link to end a request at its next step (it checks `cancel`); the caller checked it has not ended. Written
+   * with the request's state and the link's cursor of requests read at once: when the request ended and its outcome
+   * expired since the caller's check, the hash this made (only `cancel`, no TTL) is deleted again. A request not begun
+   * keeps its `cancel` without a TTL, as a running one keeps its progress: `finish` gives it the outcome's day.
+   */
   async cancel(link: string, request: string, who: string): Promise<void> {
-    await redisCall('HSET', () => this.core.client.hset(KEYS.cloudResend(link, request), 'cancel', who));
+    const key = KEYS.cloudResend(link, request);
+    const r = await redisCall('MULTI', () => this.core.client.multi().hset(key, 'cancel', who).hget(key, 'state').get(KEYS.cloudResendsDone(link)).exec());
+    const state = r?.[1]?.[1] as string | null | undefined;
+    const done = r?.[2]?.[1] as string | null | undefined;
+    // An ended request's hash always has its state (finish writes it); none, past the link's cursor: it expired.
+    if (!state && done && compareIds(done, request) >= 0) await redisCall('DEL', () => this.core.client.del(key));
   }
 
   /** A slice failed at the request's cursor: counted (reset when the cursor moves) with why; returns how many times in a row. */

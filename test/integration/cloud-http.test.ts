@@ -87,13 +87,31 @@ async function acceptAndDrain(srv: { batches: Batch[]; refusing: boolean }, minM
   return { msgs, values: msgs.map((m) => m.values!.P) };
 }
 
+const METRICS_TOKEN = 'cloud-http-viewer-token';
+
+/** The link's parked-message series on the running gateway's /metrics. */
+async function parkedMetrics(link: string): Promise<{ parked: number; unparked: number; refusedAgain: number }> {
+  const port = await eventually(() => t.running?.gatewayPort());
+  const r = await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` }, signal: AbortSignal.timeout(5_000) });
+  expect(r.status).toBe(200);
+  const text = await r.text();
+  const series = (name: string) => Number(new RegExp(`^${name}\\{link="${link}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+  return {
+    parked: series('voltage_cloud_parked'),
+    unparked: series('voltage_cloud_unparked_total'),
+    refusedAgain: series('voltage_cloud_refused_again_total'),
+  };
+}
+
 /**
  * Runs the site against `srv`, which refuses everything (400) at first: a backlog past 55 polls, then taken in large
  * batches, the messages its judge refuses for their content (5, 15, … 55) split out and parked.
  */
-async function parkSix(srv: { refusing: boolean; refuseStatus: number; refused: number; url: string }): Promise<void> {
+async function parkSix(srv: { refusing: boolean; refuseStatus: number; refused: number; url: string }, gateway = false): Promise<void> {
   srv.refuseStatus = 400;
-  t.running = await startRuntime(loadConfig(writeSite({ 'site.yaml': SITE, 'cloud.yaml': httpLink(srv.url) })), { redisUrl: t.server.url, log: quietLog });
+  const site = loadConfig(writeSite({ 'site.yaml': gateway ? `gateway:\n  port: 0\n${SITE}` : SITE, 'cloud.yaml': httpLink(srv.url) }));
+  const tokens = gateway ? { gatewayTokens: [{ name: 'viewer', role: 'viewer' as const, token: METRICS_TOKEN }] } : {};
+  t.running = await startRuntime(site, { redisUrl: t.server.url, log: quietLog, ...tokens });
   await eventually(() => srv.refused >= 3, 5_000);
   await sleep(2_800);
   srv.refusing = false;
@@ -161,10 +179,11 @@ describe('cloud link over HTTP', () => {
     let fixed = false;
     const poison = (m: { values?: { P: number } }) => !fixed && (m.values?.P ?? 0) % 10 === 5 && (m.values?.P ?? 0) <= 55;
     const srv = await ingest((b) => (b.messages.some(poison) ? 422 : 200));
-    await parkSix(srv);
+    await parkSix(srv, true);
     const parkedNow = async () => (await t.bus.cloud.parked.newest('web', 100)).sort((a, b) => Number(a.seq) - Number(b.seq));
     const first = await parkedNow();
     expect(first.map((p) => (JSON.parse(p.payload) as { values: { P: number } }).values.P).sort((x, y) => x - y)).toEqual([5, 15, 25, 35, 45, 55]);
+    expect(await parkedMetrics('web')).toEqual({ parked: 6, unparked: 0, refusedAgain: 0 });
     const done = (id: string) =>
       eventually(async () => {
         const o = await t.bus.cloud.parked.outcome('web', id);
@@ -177,15 +196,18 @@ describe('cloud link over HTTP', () => {
     expect(again).toMatchObject({ resent: 0, refused: 6 });
     expect((await parkedNow()).map((p) => p.id)).toEqual(first.map((p) => p.id));
     expect(await t.raw.hget('cloud:web:stats', 'refusedAgain')).toBe('6');
+    expect(await parkedMetrics('web')).toEqual({ parked: 6, unparked: 0, refusedAgain: 6 });
     expect(await online()).toBe(connects);
 
     fixed = true;
     const taken = await done(await t.bus.cloud.parked.request('web', seqRange(Number(first[3]!.seq), null), 'test'));
     expect(taken).toMatchObject({ resent: 3, refused: 0 });
     expect((await parkedNow()).map((p) => p.seq)).toEqual(first.slice(0, 3).map((p) => p.seq));
+    expect(await parkedMetrics('web')).toEqual({ parked: 3, unparked: 3, refusedAgain: 6 });
     expect(await done(await t.bus.cloud.parked.request('web', ALL_SEQS, 'test'))).toMatchObject({ resent: 3, refused: 0 });
     expect(await t.bus.cloud.parked.count('web')).toBe(0);
     expect(await t.raw.hget('cloud:web:stats', 'unparked')).toBe('6');
+    expect(await parkedMetrics('web')).toEqual({ parked: 0, unparked: 6, refusedAgain: 6 });
     await t.running?.stop();
     t.running = undefined;
     // Every seq the link gave arrived once (the six out of order, as they were parked: kind, seq and payload).

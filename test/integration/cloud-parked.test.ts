@@ -58,3 +58,44 @@ describe('cloud_resend_step', () => {
     expect(await p.outcome('web', id)).toMatchObject({ refused: 2, lastError: 'z', state: 'running' });
   });
 });
+
+describe('cancel', () => {
+  it('leaves no hash without a TTL: a request not begun keeps its cancel until it runs and ends (then a day), a running one its progress, an ended one whose outcome expired nothing', async () => {
+    const p = t.bus.cloud.parked;
+    const ids = await park(2);
+    const key = (id: string) => `cloud:web:resend:${id}`;
+    // Not begun: the cancel waits for the link, without a TTL (like the progress it will join).
+    const first = await p.request('web', ALL_SEQS, 'test');
+    await p.cancel('web', first, 'op');
+    expect(await t.raw.hgetall(key(first))).toEqual({ cancel: 'op' });
+    expect(await t.raw.ttl(key(first))).toBe(-1);
+    const req = (await p.nextRequest('web'))!;
+    expect(req.progress).toEqual({ cancel: 'op' });
+    await p.begin('web', req.request, req.progress, ids[1]!);
+    expect(await p.cancelledBy('web', first)).toBe('op');
+    await p.finish('web', first, 'cancelled', 'cancelled by op');
+    expect(await t.raw.ttl(key(first))).toBeGreaterThan(86_000);
+    // Asked again of the ended one (the route's check raced its end): the outcome keeps its TTL.
+    await p.cancel('web', first, 'op2');
+    expect(await t.raw.hget(key(first), 'state')).toBe('cancelled');
+    expect(await t.raw.ttl(key(first))).toBeGreaterThan(86_000);
+    // Its outcome expired between the route's check and the write: nothing is left behind.
+    await t.raw.del(key(first));
+    await p.cancel('web', first, 'op3');
+    expect(await t.raw.exists(key(first))).toBe(0);
+    // Running (no TTL while it runs): the cancel joins its progress, which keeps no TTL until it ends.
+    const second = await p.request('web', ALL_SEQS, 'test');
+    const next = (await p.nextRequest('web'))!;
+    expect(next.request.id).toBe(second);
+    await p.begin('web', next.request, next.progress, ids[1]!);
+    await p.cancel('web', second, 'op');
+    expect(await t.raw.hget(key(second), 'state')).toBe('running');
+    expect(await p.cancelledBy('web', second)).toBe('op');
+    expect(await t.raw.ttl(key(second))).toBe(-1);
+    // No key of the link's requests is left without a TTL once both ended.
+    await p.finish('web', second, 'cancelled', 'cancelled by op');
+    const keys = await t.raw.keys('cloud:web:resend:*');
+    expect(keys).toEqual([key(second)]);
+    for (const k of keys) expect(await t.raw.ttl(k)).toBeGreaterThan(86_000);
+  });
+});

@@ -74,9 +74,9 @@ export interface CloudLinkView {
 const num = (v: unknown) => (typeof v === 'number' ? v : Number(v ?? 0) || 0);
 const text = (v: unknown) => (typeof v === 'string' ? v : null);
 
-/** Every link of the loaded site with its counters, by id. */
-export async function cloudLinkViews(redis: VoltageRedis): Promise<CloudLinkView[]> {
-  const links = cloudLinkActors(await redis.actors.list()).sort((a, b) => a.link.localeCompare(b.link));
+/** Every link of the loaded site with its counters, by id (from `actors` when the caller has listed them). */
+export async function cloudLinkViews(redis: VoltageRedis, actors?: readonly ActorRecord[]): Promise<CloudLinkView[]> {
+  const links = cloudLinkActors(actors ?? (await redis.actors.list())).sort((a, b) => a.link.localeCompare(b.link));
   return Promise.all(
     links.map(async ({ link, actor, c }) => {
       const [parked, counters] = await Promise.all([redis.cloud.parked.count(link), redis.cloud.counters(link)]);

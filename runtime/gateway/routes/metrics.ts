@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import type { GatewayHost } from '../server.js';
 import type { ActorRecord } from '../../domain/actors.js';
 import { alarmMetricLines, alarmStats } from './alarms.js';
-import { cloudLinkActors } from './cloud.js';
+import { cloudLinkActors, cloudLinkViews, type CloudLinkView } from './cloud.js';
 
 export function metricsRoutes(
   http: Http,
@@ -19,6 +19,7 @@ export function metricsRoutes(
 ): void {
   http.route('get', '/metrics', 'viewer', async () => {
     const [runtime, actors, queues] = await Promise.all([host.metrics(), redis.actors.list(), redis.telemetry.outboxStats()]);
+    const views = await cloudLinkViews(redis, actors);
     const cpu = process.cpuUsage();
     const lines: string[] = [
       '# HELP voltage_gateway_process_resident_memory_bytes Resident memory of the gateway process',
@@ -48,7 +49,7 @@ export function metricsRoutes(
       '# HELP voltage_outbox_lag Entries not yet delivered to a consumer group',
       '# TYPE voltage_outbox_lag gauge',
       ...queues.groups.filter((g) => g.lag !== null).map((g) => `voltage_outbox_lag{group="${g.name}"} ${g.lag}`),
-      ...cloudLinkLines(actors),
+      ...cloudLinkLines(views, actors),
       '# HELP voltage_ws_clients WebSocket clients connected',
       '# TYPE voltage_ws_clients gauge',
       `voltage_ws_clients ${feed.clientCount}`,
@@ -64,14 +65,21 @@ export function metricsRoutes(
   });
 }
 
-/** Each cloud link's counters, from its actor's recorded context (actors/cloud/CloudActor.ts summarize). */
-function cloudLinkLines(actors: readonly ActorRecord[]): string[] {
-  const links = cloudLinkActors(actors);
-  if (links.length === 0) return [];
-  const metric = (name: string, type: string, help: string, key: string) => [
+/**
+ * Each cloud link's counters, from its actor's recorded context (actors/cloud/CloudActor.ts summarize), and its parked
+ * messages from its view (`GET /api/v1/cloud`'s reading: the parked stream's length, `cloud:{link}:stats`).
+ */
+function cloudLinkLines(views: readonly CloudLinkView[], actors: readonly ActorRecord[]): string[] {
+  if (views.length === 0) return [];
+  const contexts = new Map(cloudLinkActors(actors).map(({ link, c }) => [link, c]));
+  type Of = (v: CloudLinkView, c: Record<string, unknown>) => number;
+  const metric = (name: string, type: string, help: string, of: string | Of) => [
     `# HELP ${name} ${help}`,
     `# TYPE ${name} ${type}`,
-    ...links.map(({ link, c }) => `${name}{link="${link}"} ${Number(c[key] ?? 0)}`),
+    ...views.map((v) => {
+      const c = contexts.get(v.id) ?? {};
+      return `${name}{link="${v.id}"} ${typeof of === 'string' ? Number(c[of] ?? 0) : of(v, c)}`;
+    }),
   ];
   return [
     ...metric('voltage_cloud_published_total', 'counter', 'Messages a cloud link published and the broker PUBACKed (this incarnation)', 'published'),
@@ -84,6 +92,9 @@ function cloudLinkLines(actors: readonly ActorRecord[]): string[] {
       'Messages the broker refused (MQTT 5 reason code >= 0x80; parked in cloud:<link>:refused) and batches an HTTP cloud refused (retried)',
       'refused',
     ),
+    ...metric('voltage_cloud_parked', 'gauge', 'Messages a cloud link has parked now (cloud:<link>:refused)', (v) => v.parked),
+    ...metric('voltage_cloud_unparked_total', 'counter', 'Parked messages the cloud took when sent again (deleted from the parked stream)', (v) => v.unparked),
+    ...metric('voltage_cloud_refused_again_total', 'counter', 'Parked messages the cloud refused again when sent again (left parked)', (v) => v.refusedAgain),
     ...metric('voltage_cloud_lag_entries', 'gauge', 'Outbox entries a cloud link has not acknowledged (unsent or awaiting PUBACK)', 'lag'),
     ...metric('voltage_cloud_seq', 'gauge', 'The last seq a cloud link had PUBACKed', 'seq'),
   ];
